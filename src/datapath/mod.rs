@@ -1,0 +1,110 @@
+//! The packet path.
+//!
+//! [`Processor::process`] is a sans-IO function: it takes the current time and one Ethernet frame
+//! (mutable, rewritten in place) and returns a [`Verdict`]. The worker loop (`worker`) feeds it
+//! frames from AF_XDP rings (`xsk`) and moves frames to the TX ring the verdict names; the XDP
+//! filter program (`filter`, source in `bpf/`) decides in the kernel which frames reach the sockets.
+//!
+//! Invariants kept by everything below the worker loop: no allocation, no syscalls, no clock reads,
+//! no lock held longer than one connection-table operation. A bad packet is never a panic: it is a
+//! [`DropReason`], counted per worker.
+
+pub mod counters;
+pub mod filter;
+pub mod nexthop;
+pub mod process;
+pub mod snapshot;
+pub mod wire;
+pub mod worker;
+pub mod xsk;
+
+pub use counters::WorkerCounters;
+pub use nexthop::{Mac, NextHopTable, Route};
+pub use process::{Processor, Shared};
+pub use snapshot::{Forwarding, Port, Service, ServiceKey, Snapshot};
+
+/// Index of an attached interface in [`Snapshot::ports`] (the order of `datapath.interfaces`).
+pub type PortId = u8;
+
+/// What the worker does with a frame after [`Processor::process`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the (rewritten) frame on this port.
+    Tx(PortId),
+    /// Not load-balancer traffic: the kernel's business. The XDP filter passes such frames before
+    /// they reach a socket; one that still arrives is counted as [`DropReason::NotLoadBalancerTraffic`].
+    Pass,
+    /// Drop the frame and count the reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($( $(#[$doc:meta])* $variant:ident => $label:literal, )*) => {
+        /// Why a frame was dropped. `Copy`, and doubles as an index into the per-worker counters.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter-index order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons (size of a counter array).
+            pub const COUNT: usize = DropReason::ALL.len();
+
+            /// The `reason` label of `xvs_drops_total`.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $label,)*
+                }
+            }
+
+            /// Index into a counter array.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header (or its VLAN tag).
+    TruncatedEthernet => "truncated_ethernet",
+    /// EtherType says IPv4 but the frame is shorter than a minimal IPv4 header.
+    TruncatedIpv4 => "truncated_ipv4",
+    /// EtherType says IPv4 but the version field is not 4.
+    BadIpVersion => "bad_ip_version",
+    /// IHL below 5 or beyond the packet.
+    BadIpv4HeaderLength => "bad_ipv4_header_length",
+    /// Total length below the header length or beyond the frame.
+    BadIpv4TotalLength => "bad_ipv4_total_length",
+    /// The IPv4 header checksum does not verify.
+    BadIpv4Checksum => "bad_ipv4_checksum",
+    /// An IPv4 fragment (MF set or offset non-zero): not balanced yet.
+    Ipv4Fragment => "ipv4_fragment",
+    /// TCP header cut short.
+    TruncatedTcp => "truncated_tcp",
+    /// TCP data offset below 5 or beyond the packet.
+    BadTcpHeaderLength => "bad_tcp_header_length",
+    /// UDP header cut short.
+    TruncatedUdp => "truncated_udp",
+    /// UDP length field disagrees with the IP payload.
+    BadUdpLength => "bad_udp_length",
+    /// TTL would reach zero on forwarding.
+    TtlExceeded => "ttl_exceeded",
+    /// The service has no real server that can take a new flow.
+    NoRealServer => "no_real_server",
+    /// A non-SYN TCP segment to a service with no connection entry (and `sloppy_tcp` off).
+    NoConnection => "no_connection",
+    /// The connection table is full; the new flow was refused.
+    ConntrackFull => "conntrack_full",
+    /// No route to the packet's new destination through an attached interface.
+    NoRoute => "no_route",
+    /// The next hop's MAC address is not known yet (resolution was requested).
+    NoNeighbour => "no_neighbour",
+    /// A frame the filter should not have steered (the kernel's traffic) reached a socket.
+    NotLoadBalancerTraffic => "not_lb_traffic",
+    /// The TX ring of the egress interface was full.
+    TxRingFull => "tx_ring_full",
+}

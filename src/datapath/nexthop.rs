@@ -1,0 +1,205 @@
+//! Where a rewritten packet goes next: the route (egress port and gateway) and the next hop's
+//! MAC address.
+//!
+//! The control plane fills a [`NextHopTable`] from the kernel (netlink routes and neighbours) and
+//! swaps it in whole; workers load it once per batch and only read it. When a next hop's MAC is
+//! unknown the worker drops the frame with `NoNeighbour` and posts the address on a bounded
+//! queue (no allocation) so that the control plane asks the kernel to resolve it.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::datapath::{DropReason, PortId};
+
+/// An Ethernet MAC address.
+pub type Mac = [u8; 6];
+
+/// One route through an attached port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Network address (host bits zero).
+    pub prefix: IpAddr,
+    pub prefix_len: u8,
+    pub port: PortId,
+    /// Next-hop router, or `None` for an on-link destination.
+    pub gateway: Option<IpAddr>,
+}
+
+impl Route {
+    /// Whether `addr` falls inside this route's prefix.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self.prefix, addr) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let len = u32::from(self.prefix_len.min(32));
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                u32::from(p) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let len = u32::from(self.prefix_len.min(128));
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                u128::from(p) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where to send a packet: egress port, the MAC to put in the destination field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    pub port: PortId,
+    pub mac: Mac,
+}
+
+/// Why no next hop was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHopError {
+    NoRoute,
+    /// The route is known but this neighbour's MAC is not.
+    NoNeighbour(IpAddr),
+}
+
+impl NextHopError {
+    pub fn drop_reason(self) -> DropReason {
+        match self {
+            NextHopError::NoRoute => DropReason::NoRoute,
+            NextHopError::NoNeighbour(_) => DropReason::NoNeighbour,
+        }
+    }
+}
+
+/// Routes (longest prefix first) and neighbours of the attached ports.
+#[derive(Clone, Debug, Default)]
+pub struct NextHopTable {
+    routes: Vec<Route>,
+    neighbours: HashMap<(PortId, IpAddr), Mac, ahash::RandomState>,
+}
+
+impl NextHopTable {
+    /// Builds a table; routes are sorted longest prefix first (ties keep their order).
+    pub fn new(
+        mut routes: Vec<Route>,
+        neighbours: impl IntoIterator<Item = (PortId, IpAddr, Mac)>,
+    ) -> Self {
+        routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        let neighbours = neighbours
+            .into_iter()
+            .map(|(port, ip, mac)| ((port, ip), mac))
+            .collect();
+        NextHopTable { routes, neighbours }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn neighbour_count(&self) -> usize {
+        self.neighbours.len()
+    }
+
+    /// The longest-prefix route to `dst`.
+    pub fn route(&self, dst: IpAddr) -> Option<&Route> {
+        self.routes.iter().find(|r| r.contains(dst))
+    }
+
+    /// The MAC of `ip` as a neighbour on `port`.
+    pub fn neighbour(&self, port: PortId, ip: IpAddr) -> Option<Mac> {
+        self.neighbours.get(&(port, ip)).copied()
+    }
+
+    /// Route and neighbour lookup for a packet to `dst`.
+    #[inline]
+    pub fn resolve(&self, dst: IpAddr) -> Result<NextHop, NextHopError> {
+        let route = self.route(dst).ok_or(NextHopError::NoRoute)?;
+        let hop = route.gateway.unwrap_or(dst);
+        match self.neighbour(route.port, hop) {
+            Some(mac) => Ok(NextHop {
+                port: route.port,
+                mac,
+            }),
+            None => Err(NextHopError::NoNeighbour(hop)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_gateway_is_resolved() {
+        let t = NextHopTable::new(
+            vec![
+                Route {
+                    prefix: ip("0.0.0.0"),
+                    prefix_len: 0,
+                    port: 0,
+                    gateway: Some(ip("198.18.0.254")),
+                },
+                Route {
+                    prefix: ip("198.18.1.0"),
+                    prefix_len: 24,
+                    port: 1,
+                    gateway: None,
+                },
+                Route {
+                    prefix: ip("198.18.0.0"),
+                    prefix_len: 24,
+                    port: 0,
+                    gateway: None,
+                },
+            ],
+            vec![
+                (1, ip("198.18.1.11"), [2, 0, 0, 0, 1, 11]),
+                (0, ip("198.18.0.254"), [2, 0, 0, 0, 0, 254]),
+            ],
+        );
+        assert_eq!(
+            t.resolve(ip("198.18.1.11")),
+            Ok(NextHop {
+                port: 1,
+                mac: [2, 0, 0, 0, 1, 11]
+            })
+        );
+        assert_eq!(
+            t.resolve(ip("203.0.113.9")),
+            Ok(NextHop {
+                port: 0,
+                mac: [2, 0, 0, 0, 0, 254]
+            })
+        );
+        assert_eq!(
+            t.resolve(ip("198.18.1.12")),
+            Err(NextHopError::NoNeighbour(ip("198.18.1.12")))
+        );
+        // A neighbour known on another port does not count.
+        assert_eq!(
+            t.resolve(ip("198.18.0.5")),
+            Err(NextHopError::NoNeighbour(ip("198.18.0.5")))
+        );
+    }
+
+    #[test]
+    fn no_route_without_default() {
+        let t = NextHopTable::new(
+            vec![Route {
+                prefix: ip("198.18.1.0"),
+                prefix_len: 24,
+                port: 1,
+                gateway: None,
+            }],
+            vec![],
+        );
+        assert_eq!(t.resolve(ip("198.18.2.1")), Err(NextHopError::NoRoute));
+        assert_eq!(t.resolve(ip("::1")), Err(NextHopError::NoRoute));
+    }
+}

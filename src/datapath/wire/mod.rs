@@ -1,0 +1,1 @@
+//! Wire views over frame bytes (work in progress).

@@ -1,0 +1,22 @@
+//! xvs — XDP Virtual Server: a user-space Layer-4 load balancer appliance.
+//!
+//! What Linux IPVS + ipvsadm + keepalived do, running on AF_XDP instead of a kernel module.
+//!
+//! Module map (see the README's design section):
+//! - [`datapath`]: wire views, `process()`, per-method rewrites, the worker loop, AF_XDP I/O and the
+//!   XDP filter program. Never reads the clock, allocates or makes syscalls below the worker loop.
+//! - [`sched`]: the `Scheduler` trait and one file per IPVS scheduling algorithm.
+//! - [`conntrack`]: the sharded connection table, TCP/UDP states, timeouts and expiry.
+//! - [`vrrp`]: VRRP failover (a later issue).
+//! - [`control`]: configuration, snapshot building, neighbour resolution, the daemon.
+//!
+//! `unsafe` is allowed only in the AF_XDP/UMEM and BPF-loader modules of `datapath`, each block
+//! with a `// SAFETY:` comment.
+#![deny(unsafe_code)]
+
+pub mod conntrack;
+pub mod control;
+pub mod datapath;
+pub mod flow;
+pub mod sched;
+pub mod vrrp;

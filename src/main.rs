@@ -1,1 +1,41 @@
-fn main() {}
+//! The `xvs` command line: `run`, `check`, `ctl` (see CONTRACT.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xvs", version, about = "XDP Virtual Server: a Layer-4 load balancer on AF_XDP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance in the foreground.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file without touching the network.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config: _ } => {
+            eprintln!("xvs: run is being built");
+            ExitCode::from(1)
+        }
+        Command::Check { config: _ } => {
+            eprintln!("xvs: check is being built");
+            ExitCode::from(1)
+        }
+    }
+}

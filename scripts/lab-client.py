@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Lab client: sequential requests, one fresh connection (or UDP socket) each; prints a JSON summary.
+
+  lab-client.py http --url http://198.18.0.100/ --count 500 [--timeout 2]
+  lab-client.py udp  --addr 198.18.0.100:53 --count 100 [--timeout 2]
+
+Summary on stdout: {"ok": N, "failed": M, "by_server": {"r1": x, ...}, "errors": [first few],
+"elapsed_s": T}. Exit status 0 when every request succeeded, 1 when some failed, 2 on bad usage.
+"""
+import argparse
+import http.client
+import json
+import socket
+import sys
+import time
+import urllib.parse
+from collections import Counter
+
+MAX_ERRORS = 5
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.by_server: Counter = Counter()
+        self.errors: list = []
+
+    def success(self, server: str) -> None:
+        self.ok += 1
+        self.by_server[server] += 1
+
+    def failure(self, i: int, msg: str) -> None:
+        self.failed += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append("request %d: %s" % (i, msg))
+
+
+def run_http(args, t: Tally) -> None:
+    u = urllib.parse.urlsplit(args.url)
+    if u.scheme != "http" or not u.hostname:
+        raise SystemExit("lab-client: --url must be http://HOST[:PORT]/PATH")
+    port = u.port or 80
+    path = (u.path or "/") + ("?" + u.query if u.query else "")
+    for i in range(args.count):
+        conn = http.client.HTTPConnection(u.hostname, port, timeout=args.timeout)
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                t.failure(i, "HTTP status %d" % resp.status)
+            else:
+                t.success(body.decode(errors="replace").strip() or "?")
+        except (OSError, http.client.HTTPException) as e:
+            t.failure(i, "%s: %s" % (type(e).__name__, e))
+        finally:
+            conn.close()
+        if args.interval:
+            time.sleep(args.interval)
+
+
+def run_udp(args, t: Tally) -> None:
+    host, _, port = args.addr.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise SystemExit("lab-client: --addr must be HOST:PORT")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for i in range(args.count):
+        payload = b"xvs-lab-%d" % i
+        s = socket.socket(family, socket.SOCK_DGRAM)  # fresh source port: a new flow each time
+        s.settimeout(args.timeout)
+        try:
+            s.sendto(payload, (host, int(port)))
+            data, _ = s.recvfrom(65535)
+            name, sep, echoed = data.partition(b":")
+            if not sep or echoed != payload:
+                t.failure(i, "unexpected answer %r" % data[:64])
+            else:
+                t.success(name.decode(errors="replace"))
+        except OSError as e:
+            t.failure(i, "%s: %s" % (type(e).__name__, e))
+        finally:
+            s.close()
+        if args.interval:
+            time.sleep(args.interval)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    h = sub.add_parser("http")
+    h.add_argument("--url", required=True)
+    u = sub.add_parser("udp")
+    u.add_argument("--addr", required=True)
+    for p in (h, u):
+        p.add_argument("--count", type=int, default=100)
+        p.add_argument("--timeout", type=float, default=2.0)
+        p.add_argument("--interval", type=float, default=0.0, help="seconds between requests")
+    args = ap.parse_args()
+    if args.count < 0:
+        ap.error("--count must be >= 0")
+
+    t = Tally()
+    start = time.monotonic()
+    (run_http if args.mode == "http" else run_udp)(args, t)
+    summary = {
+        "ok": t.ok,
+        "failed": t.failed,
+        "by_server": dict(sorted(t.by_server.items())),
+        "errors": t.errors,
+        "elapsed_s": round(time.monotonic() - start, 3),
+    }
+    print(json.dumps(summary))
+    return 0 if t.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

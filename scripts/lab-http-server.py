@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Lab real server: answers every HTTP GET (and HEAD) with the body "NAME\\n".
+
+HTTP/1.0, one request per connection, a thread per connection. Prints nothing except errors.
+Stops on SIGTERM/SIGINT.
+"""
+import argparse
+import signal
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--name", required=True, help="server name, returned as the body")
+    ap.add_argument("--port", type=int, default=80)
+    ap.add_argument("--bind", default="0.0.0.0")
+    args = ap.parse_args()
+    body = (args.name + "\n").encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+        server_version = "xvs-lab"
+        sys_version = ""
+
+        def _answer(self, with_body: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Server", args.name)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            self._answer(True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(False)
+
+        def log_message(self, format, *a) -> None:  # noqa: A002 - silence access logs
+            pass
+
+        def log_error(self, format, *a) -> None:  # noqa: A002
+            sys.stderr.write("%s: %s\n" % (args.name, format % a))
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+        request_queue_size = 128
+
+        def handle_error(self, request, client_address) -> None:
+            # A client resetting mid-request is normal under load tests; report it in one line.
+            err = sys.exc_info()[1]
+            if isinstance(err, (ConnectionError, socket.timeout)):
+                return
+            sys.stderr.write("%s: error from %s: %r\n" % (args.name, client_address, err))
+
+    srv = Server((args.bind, args.port), Handler)
+
+    def stop(_sig, _frm):
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    finally:
+        srv.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

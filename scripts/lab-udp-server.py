@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Lab real server: answers every UDP datagram with b"NAME:" + payload. Stops on SIGTERM/SIGINT."""
+import argparse
+import signal
+import socket
+import sys
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--port", type=int, default=5353)
+    ap.add_argument("--bind", default="0.0.0.0")
+    args = ap.parse_args()
+    prefix = args.name.encode() + b":"
+
+    running = True
+
+    def stop(_sig, _frm):
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((args.bind, args.port))
+    s.settimeout(0.2)
+    while running:
+        try:
+            data, peer = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        try:
+            s.sendto(prefix + data, peer)
+        except OSError as e:
+            sys.stderr.write("%s: send to %s: %s\n" % (args.name, peer, e))
+    s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,25 +1,359 @@
-//! `process()`: classify, look up or schedule, rewrite, pick the next hop (work in progress).
+//! `process()`: classify a frame, find or schedule its connection, rewrite it for the service's
+//! forwarding method, and pick the egress port and next-hop MAC.
+//!
+//! Classification of an IPv4 TCP/UDP packet:
+//! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
+//!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
+//!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
+//!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`.
+//! 2. otherwise a tracked reply (real server → client) → **reply direction**.
+//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6) and
+//!    other protocols (ICMP, VRRP) are passed as well.
+//!
+//! NAT rewrite (IPVS VS/NAT): original direction, destination VIP:port → real server; reply
+//! direction, source real server → VIP:port. IP and transport checksums are updated
+//! incrementally (RFC 1624), a UDP checksum of 0 stays 0. xvs routes the packet: the TTL is
+//! decremented (a packet that would leave with TTL 0 is dropped, `TtlExceeded`) and the Ethernet
+//! header gets the egress port's MAC as source and the next hop's MAC as destination.
+//!
+//! Fragments: a first fragment addressed to a service is dropped (`Ipv4Fragment`); fragment
+//! handling comes with the connection-table hardening. Other fragments are passed.
+//!
+//! Counting: `process` counts its own outcome (rx, tx, passed, drops by reason, new
+//! connections) in the worker's [`WorkerCounters`]; the worker loop counts only what happens
+//! after (`TxRingFull`, and `NotLoadBalancerTraffic` for passed frames it cannot hand back).
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::datapath::{PortId, Verdict, WorkerCounters};
-use crate::flow::Nanos;
+use arc_swap::ArcSwap;
+use crossbeam::queue::ArrayQueue;
+
+use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewConn, Tracked};
+use crate::datapath::counters::bump;
+use crate::datapath::nexthop::NextHopError;
+use crate::datapath::wire::checksum;
+use crate::datapath::wire::{
+    tcp, udp, EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram,
+};
+use crate::datapath::{
+    DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
+};
+use crate::flow::{FlowKey, Nanos, Proto};
+use crate::sched::{self, Scheduler};
+
+/// Capacity of the queue of next hops whose MAC a worker missed.
+pub const NEIGHBOUR_MISS_QUEUE: usize = 1024;
 
 /// State shared by all workers and the control plane.
-pub struct Shared {}
+#[derive(Debug)]
+pub struct Shared {
+    /// The current configuration view; replaced whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Routes and neighbours; replaced whole by the neighbour refresher.
+    pub nexthops: ArcSwap<NextHopTable>,
+    pub conntrack: ConnTable,
+    /// Next hops a worker needed but whose MAC was unknown; the control plane resolves them.
+    pub neighbour_misses: ArrayQueue<IpAddr>,
+}
 
-/// One worker's packet processor.
+impl Shared {
+    pub fn new(snapshot: Snapshot, nexthops: NextHopTable, max_entries: usize) -> Shared {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            nexthops: ArcSwap::from_pointee(nexthops),
+            conntrack: ConnTable::new(max_entries),
+            neighbour_misses: ArrayQueue::new(NEIGHBOUR_MISS_QUEUE),
+        }
+    }
+}
+
+/// How many connection-table slots a worker sweeps for expired entries per batch.
+pub const EXPIRY_BUDGET_PER_BATCH: usize = 64;
+
+/// One worker's packet processor. Owns the worker's scheduler state and counters; reads the
+/// shared snapshot and next-hop table loaded at the start of each batch.
 pub struct Processor {
+    shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
+    nexthops: Arc<NextHopTable>,
+    /// One scheduler per service of `snap`, same order; rebuilt when the generation changes.
+    schedulers: Vec<Box<dyn Scheduler>>,
     pub counters: Arc<WorkerCounters>,
 }
 
+/// Where the headers of a parsed IPv4 TCP/UDP frame are.
+struct Parsed {
+    l3: usize,
+    l4: usize,
+    key: FlowKey,
+    event: Event,
+    ttl: u8,
+    first_fragment: bool,
+}
+
+/// Which endpoint of the packet a rewrite changes.
+#[derive(Clone, Copy)]
+enum Side {
+    Src,
+    Dst,
+}
+
 impl Processor {
+    pub fn new(shared: Arc<Shared>) -> Processor {
+        let snap = shared.snapshot.load_full();
+        let nexthops = shared.nexthops.load_full();
+        let schedulers = build_schedulers(&snap);
+        Processor {
+            shared,
+            snap,
+            nexthops,
+            schedulers,
+            counters: Arc::new(WorkerCounters::default()),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Called once per batch before any `process`: loads the current snapshot and next-hop table
     /// and does a bounded amount of connection expiry.
-    pub fn begin_batch(&mut self, _now: Nanos) {}
-
-    /// Decides about one frame received on `ingress`, rewriting it in place.
-    pub fn process(&mut self, _now: Nanos, _ingress: PortId, _frame: &mut [u8]) -> Verdict {
-        Verdict::Pass
+    pub fn begin_batch(&mut self, now: Nanos) {
+        let snap = self.shared.snapshot.load_full();
+        if snap.generation != self.snap.generation {
+            // Allocation here happens once per reload, at a batch boundary.
+            self.schedulers = build_schedulers(&snap);
+        }
+        self.snap = snap;
+        self.nexthops = self.shared.nexthops.load_full();
+        self.shared.conntrack.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }
+
+    /// Decides about one frame received on `ingress`, rewriting it in place, and counts the
+    /// outcome.
+    pub fn process(&mut self, now: Nanos, _ingress: PortId, frame: &mut [u8]) -> Verdict {
+        let c = &self.counters;
+        bump(&c.rx_packets, 1);
+        let v = self.decide(now, frame);
+        let c = &self.counters;
+        match v {
+            Verdict::Tx(_) => bump(&c.tx_packets, 1),
+            Verdict::Pass => bump(&c.passed, 1),
+            Verdict::Drop(r) => c.count_drop(r),
+        }
+        v
+    }
+
+    fn decide(&mut self, now: Nanos, frame: &mut [u8]) -> Verdict {
+        let p = match parse(frame) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Verdict::Pass,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let svc_key = ServiceKey {
+            vip: p.key.dst,
+            port: p.key.dport,
+            proto: p.key.proto,
+        };
+        if let Some(si) = self.snap.service_index(&svc_key) {
+            if p.first_fragment {
+                return Verdict::Drop(DropReason::Ipv4Fragment);
+            }
+            if p.ttl <= 1 {
+                return Verdict::Drop(DropReason::TtlExceeded);
+            }
+            let t = match self.original(now, si, &p) {
+                Ok(t) => t,
+                Err(r) => return Verdict::Drop(r),
+            };
+            self.forward(frame, &p, Side::Dst, t.real, t.real.ip())
+        } else {
+            if p.first_fragment {
+                return Verdict::Pass;
+            }
+            let timeouts = self.snap.timeouts;
+            match self
+                .shared
+                .conntrack
+                .lookup(Direction::Reply, &p.key, p.event, now, &timeouts)
+            {
+                Some(_) if p.ttl <= 1 => Verdict::Drop(DropReason::TtlExceeded),
+                Some(t) => self.forward(frame, &p, Side::Src, t.vip, t.client.ip()),
+                None => Verdict::Pass,
+            }
+        }
+    }
+
+    /// The connection of an original-direction packet to service `si`: found, or scheduled and
+    /// inserted.
+    fn original(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
+        let timeouts = self.snap.timeouts;
+        let table = &self.shared.conntrack;
+        if let Some(t) = table.lookup(Direction::Original, &p.key, p.event, now, &timeouts) {
+            return Ok(t);
+        }
+        let state = match p.event {
+            Event::Tcp(f) if f.is_initial_syn() => ConnState::SynRecv,
+            Event::Tcp(f) if self.snap.sloppy_tcp && !f.rst() => {
+                ConnState::Established.on_tcp(Direction::Original, f)
+            }
+            Event::Tcp(_) => return Err(DropReason::NoConnection),
+            Event::Udp => ConnState::Udp,
+        };
+        let svc = &self.snap.services[si];
+        let ri = self.schedulers[si]
+            .pick(&p.key, &svc.reals)
+            .ok_or(DropReason::NoRealServer)?;
+        let real = &svc.reals[ri];
+        let new = NewConn {
+            proto: p.key.proto,
+            client: SocketAddr::new(p.key.src, p.key.sport),
+            vip: SocketAddr::new(p.key.dst, p.key.dport),
+            real: real.addr,
+            state,
+            stats: real.stats.clone(),
+        };
+        match table.insert(new, now, &timeouts) {
+            Ok(t) => {
+                real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                bump(&self.counters.new_connections, 1);
+                Ok(t)
+            }
+            Err(InsertError::Full) => Err(DropReason::ConntrackFull),
+        }
+    }
+
+    /// Rewrites `side` of the packet to `to`, routes towards `route_to` and fills the Ethernet
+    /// header.
+    fn forward(
+        &self,
+        frame: &mut [u8],
+        p: &Parsed,
+        side: Side,
+        to: SocketAddr,
+        route_to: IpAddr,
+    ) -> Verdict {
+        let hop = match self.nexthops.resolve(route_to) {
+            Ok(h) => h,
+            Err(e) => {
+                if let NextHopError::NoNeighbour(ip) = e {
+                    // Full queue: the control plane is already busy resolving; drop the hint.
+                    let _ = self.shared.neighbour_misses.push(ip);
+                }
+                return Verdict::Drop(e.drop_reason());
+            }
+        };
+        let Some(port) = self.snap.ports.get(usize::from(hop.port)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let (IpAddr::V4(new_ip), true) = (to.ip(), p.key.src.is_ipv4()) else {
+            // IPv6 is refused by the configuration until its issue lands; never rewrite across
+            // families.
+            return Verdict::Pass;
+        };
+        rewrite_ipv4(frame, p, side, new_ip, to.port());
+        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port.mac);
+        Verdict::Tx(hop.port)
+    }
+}
+
+fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
+    snap.services
+        .iter()
+        .map(|s| sched::build(s.scheduler, &s.reals))
+        .collect()
+}
+
+/// Parses an Ethernet/IPv4/TCP-or-UDP frame. `Ok(None)`: not something xvs balances (other
+/// EtherType, other protocol, non-first fragment).
+fn parse(frame: &[u8]) -> Result<Option<Parsed>, DropReason> {
+    let eth = EthernetFrame::new_checked(frame)?;
+    if eth.ethertype() != EtherType::IPV4 {
+        return Ok(None);
+    }
+    let l3 = eth.header_len();
+    let ip = Ipv4Packet::new_checked(&frame[l3..])?;
+    if !ip.checksum_ok() {
+        return Err(DropReason::BadIpv4Checksum);
+    }
+    let Some(proto) = Proto::from_number(ip.protocol()) else {
+        return Ok(None);
+    };
+    if ip.fragment_offset() != 0 {
+        return Ok(None);
+    }
+    let first_fragment = ip.more_fragments();
+    let l4 = l3 + ip.header_len();
+    let payload = ip.payload();
+    let (sport, dport, event) = match proto {
+        Proto::Tcp => {
+            let t = TcpSegment::new_checked(payload)?;
+            (t.src_port(), t.dst_port(), Event::Tcp(t.flags()))
+        }
+        Proto::Udp => {
+            let u = UdpDatagram::new_checked(payload)?;
+            (u.src_port(), u.dst_port(), Event::Udp)
+        }
+    };
+    Ok(Some(Parsed {
+        l3,
+        l4,
+        key: FlowKey {
+            proto,
+            src: IpAddr::V4(ip.src()),
+            dst: IpAddr::V4(ip.dst()),
+            sport,
+            dport,
+        },
+        event,
+        ttl: ip.ttl(),
+        first_fragment,
+    }))
+}
+
+/// Rewrites one endpoint (address and port) of a parsed IPv4 packet and decrements its TTL,
+/// keeping the IP and transport checksums correct.
+fn rewrite_ipv4(
+    frame: &mut [u8],
+    p: &Parsed,
+    side: Side,
+    new_ip: std::net::Ipv4Addr,
+    new_port: u16,
+) {
+    let mut ip = Ipv4Packet::new_checked(&mut frame[p.l3..]).expect("parsed before");
+    let old_ip = match side {
+        Side::Src => ip.src(),
+        Side::Dst => ip.dst(),
+    };
+    match side {
+        Side::Src => ip.set_src(new_ip),
+        Side::Dst => ip.set_dst(new_ip),
+    }
+    ip.set_ttl(p.ttl - 1);
+    let l4 = &mut frame[p.l4..];
+    let (old_port, csum_at) = match (p.key.proto, side) {
+        (Proto::Tcp, Side::Src) => (p.key.sport, tcp::CHECKSUM_AT),
+        (Proto::Tcp, Side::Dst) => (p.key.dport, tcp::CHECKSUM_AT),
+        (Proto::Udp, Side::Src) => (p.key.sport, udp::CHECKSUM_AT),
+        (Proto::Udp, Side::Dst) => (p.key.dport, udp::CHECKSUM_AT),
+    };
+    let port_at = match side {
+        Side::Src => 0,
+        Side::Dst => 2,
+    };
+    l4[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
+    let old_csum = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
+    if p.key.proto == Proto::Udp && old_csum == 0 {
+        return; // no checksum
+    }
+    let mut c = checksum::update_bytes(old_csum, &old_ip.octets(), &new_ip.octets());
+    c = checksum::update_u16(c, old_port, new_port);
+    if p.key.proto == Proto::Udp && c == 0 {
+        c = 0xffff;
+    }
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
 }

@@ -1,1 +1,759 @@
-//! (being written)
+//! The XDP filter program: loading, attaching, steering-map sync and socket registration.
+//!
+//! The program (`bpf/filter.bpf.c`, compiled by `build.rs` and embedded here) passes everything to
+//! the kernel except frames that match the `steer` map (a virtual service's VIP:port, or a NAT real
+//! server's RIP:port as source); those are redirected to the AF_XDP socket registered for the
+//! ingress interface and receive queue.
+//!
+//! [`FilterProgram::attach`] checks every interface before touching any: an `xvs_filter` already
+//! there is a stale one left by a crashed xvs and is replaced; any other XDP program is someone
+//! else's and makes the attach fail with [`FilterError::ForeignProgram`], leaving nothing attached.
+//!
+//! Attaching, querying and detaching go through netlink in the calling thread's network namespace:
+//! a `FilterProgram` must be detached (or dropped) in the namespace it was attached in.
+#![allow(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::ptr::{self, NonNull};
+use std::sync::Mutex;
+
+use libxdp_sys as sys;
+
+use crate::datapath::snapshot::SteerKey;
+use crate::datapath::PortId;
+
+/// The name of the XDP program (and its ELF function); how a stale one is recognised.
+pub const PROGRAM_NAME: &str = "xvs_filter";
+/// Socket slots per port in the `xsks` map: receive queues 0..63 of each interface.
+pub const QUEUES_PER_PORT: u32 = 64;
+/// Interfaces the filter can steer for (size of the `ports` map).
+pub const MAX_PORTS: usize = 16;
+/// Entries of the `steer` map.
+pub const MAX_STEER_KEYS: usize = 65536;
+/// Length of a `steer` map key: `{u8 addr[16]; __be16 port; u8 proto; u8 dir}`.
+pub const STEER_KEY_LEN: usize = 20;
+
+// linux/if_link.h (not in the bindings).
+const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1 << 0;
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+
+#[repr(C, align(8))]
+struct Aligned<B: ?Sized>(B);
+
+/// The compiled filter object; 8-byte aligned for libelf.
+static FILTER_OBJECT: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/filter.bpf.o")));
+
+/// How to attach the filter (`datapath.xdp_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native (driver) mode if the driver supports it, generic (SKB) mode otherwise.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (SKB) mode only.
+    Skb,
+}
+
+/// The mode a program is attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    Native,
+    Skb,
+    Hw,
+}
+
+impl AttachMode {
+    fn flag(self) -> u32 {
+        match self {
+            AttachMode::Native => XDP_FLAGS_DRV_MODE,
+            AttachMode::Skb => XDP_FLAGS_SKB_MODE,
+            AttachMode::Hw => XDP_FLAGS_HW_MODE,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+            AttachMode::Hw => "hw",
+        }
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An XDP program attached to an interface, as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedProgram {
+    pub id: u32,
+    /// The program's name (at most 15 bytes), or `?` if it vanished while being looked up.
+    pub name: String,
+    pub mode: AttachMode,
+}
+
+/// Errors of the filter loader; each message is one line naming the interface and the errno text.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error(
+        "interface {iface} already has XDP program {id} ({name}) attached; xvs will not replace it"
+    )]
+    ForeignProgram {
+        iface: String,
+        id: u32,
+        name: String,
+    },
+    #[error("interface {iface}: cannot query its XDP program: {source}")]
+    Query { iface: String, source: io::Error },
+    #[error(
+        "interface {iface}: cannot remove the stale XDP program {id} ({PROGRAM_NAME}): {source}"
+    )]
+    Stale {
+        iface: String,
+        id: u32,
+        source: io::Error,
+    },
+    #[error("cannot load the XDP filter program into the kernel: {source}")]
+    Load { source: io::Error },
+    #[error("interface {iface}: cannot attach the XDP filter in {mode} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: AttachMode,
+        source: io::Error,
+    },
+    #[error(
+        "interface {iface}: cannot attach the XDP filter in native mode ({native}) nor in skb mode: {skb}"
+    )]
+    AttachAuto {
+        iface: String,
+        native: io::Error,
+        skb: io::Error,
+    },
+    #[error("interface {iface}: cannot detach the XDP filter: {source}")]
+    Detach { iface: String, source: io::Error },
+    #[error("cannot update the XDP filter's `{map}` map: {source}")]
+    Map {
+        map: &'static str,
+        source: io::Error,
+    },
+    #[error("{count} interfaces configured; the XDP filter supports at most {MAX_PORTS}")]
+    TooManyPorts { count: usize },
+    #[error("receive queue {queue} is beyond the {QUEUES_PER_PORT} queues per interface the XDP filter supports")]
+    QueueOutOfRange { queue: u32 },
+    #[error("port {port} is not one of the {count} interfaces the filter is attached to")]
+    UnknownPort { port: PortId, count: usize },
+}
+
+/// The bytes of the `steer` map key for `key` (layout of `struct steer_key` in the BPF program):
+/// the address as 16 bytes (IPv4 v4-mapped, `::ffff:a.b.c.d`), the port in network byte order, the
+/// IP protocol number, and the direction (0 = match destination, 1 = match source).
+pub fn steer_key_bytes(key: &SteerKey) -> [u8; STEER_KEY_LEN] {
+    let (addr, port, proto, dir) = match *key {
+        SteerKey::Dst { addr, port, proto } => (addr, port, proto, 0u8),
+        SteerKey::Src { addr, port, proto } => (addr, port, proto, 1u8),
+    };
+    let addr = match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    };
+    let mut out = [0u8; STEER_KEY_LEN];
+    out[..16].copy_from_slice(&addr);
+    out[16..18].copy_from_slice(&port.to_be_bytes());
+    out[18] = proto.number();
+    out[19] = dir;
+    out
+}
+
+/// The `xsks` map slot of the socket for `port`'s receive queue `queue`.
+pub fn xsk_slot(port: PortId, queue: u32) -> Result<u32, FilterError> {
+    if queue >= QUEUES_PER_PORT {
+        return Err(FilterError::QueueOutOfRange { queue });
+    }
+    Ok(u32::from(port) * QUEUES_PER_PORT + queue)
+}
+
+/// The ifindex of the interface `name` in the calling thread's network namespace.
+pub fn ifindex_of(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(idx)
+    }
+}
+
+fn neg_errno(rc: i32) -> io::Error {
+    io::Error::from_raw_os_error(rc.checked_neg().unwrap_or(libc::EINVAL))
+}
+
+/// The XDP programs attached to `ifindex` (at most one per mode; the kernel allows one mode at a
+/// time, so in practice zero or one).
+pub fn attached_programs(ifindex: u32) -> io::Result<Vec<AttachedProgram>> {
+    // SAFETY: `bpf_xdp_query_opts` is plain old data; all-zero is its documented initial state.
+    let mut opts: sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<sys::bpf_xdp_query_opts>();
+    // SAFETY: `opts` is a valid, correctly sized options struct that outlives the call.
+    let rc = unsafe { sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    if rc < 0 {
+        return Err(neg_errno(rc));
+    }
+    let mut out = Vec::new();
+    for (id, mode) in [
+        (opts.drv_prog_id, AttachMode::Native),
+        (opts.skb_prog_id, AttachMode::Skb),
+        (opts.hw_prog_id, AttachMode::Hw),
+    ] {
+        if id != 0 {
+            out.push(AttachedProgram {
+                id,
+                name: program_name(id).unwrap_or_else(|_| "?".to_string()),
+                mode,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The name and id of the program behind `fd`.
+fn program_info(fd: RawFd) -> io::Result<(String, u32)> {
+    // SAFETY: `bpf_prog_info` is plain old data and must be zero-initialised for the syscall.
+    let mut info: sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+    // SAFETY: `info` is writable for `len` bytes and both outlive the call.
+    let rc = unsafe { sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+    if rc < 0 {
+        return Err(neg_errno(rc));
+    }
+    let bytes: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), info.id))
+}
+
+fn program_name(id: u32) -> io::Result<String> {
+    // SAFETY: plain syscall wrapper; a negative return is an error code.
+    let fd = unsafe { sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return Err(neg_errno(fd));
+    }
+    let info = program_info(fd);
+    // SAFETY: `fd` was returned to us above and is closed exactly once.
+    unsafe { libc::close(fd) };
+    info.map(|(name, _)| name)
+}
+
+fn xdp_detach(ifindex: u32, flags: u32, expected_prog_fd: Option<RawFd>) -> io::Result<()> {
+    let opts = sys::bpf_xdp_attach_opts {
+        sz: std::mem::size_of::<sys::bpf_xdp_attach_opts>(),
+        old_prog_fd: expected_prog_fd.unwrap_or(0),
+    };
+    // SAFETY: `opts` is a valid, correctly sized options struct that outlives the call; with a
+    // non-zero `old_prog_fd` libbpf asks the kernel to detach only if that program is attached.
+    let rc = unsafe { sys::bpf_xdp_detach(ifindex as i32, flags, &opts) };
+    if rc < 0 {
+        Err(neg_errno(rc))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct AttachedPort {
+    name: String,
+    ifindex: u32,
+    mode: AttachMode,
+}
+
+/// The loaded filter program, attached to every port.
+///
+/// Detached by [`FilterProgram::detach`] or on drop (only where the attached program is still
+/// this one). Must be detached in the network namespace it was attached in.
+#[derive(Debug)]
+pub struct FilterProgram {
+    obj: NonNull<sys::bpf_object>,
+    prog_fd: RawFd,
+    prog_id: u32,
+    steer_fd: RawFd,
+    ports_fd: RawFd,
+    xsks_fd: RawFd,
+    ports: Vec<AttachedPort>,
+    /// Serialises [`FilterProgram::set_steering`] calls.
+    steer_lock: Mutex<()>,
+}
+
+// SAFETY: after loading, the `bpf_object` is only touched again by `Drop` (which has exclusive
+// access); everything else goes through file descriptors with thread-safe syscalls.
+unsafe impl Send for FilterProgram {}
+// SAFETY: as above: `&self` methods only make syscalls on file descriptors, and the one that
+// reads-then-writes a map (`set_steering`) is serialised by a mutex.
+unsafe impl Sync for FilterProgram {}
+
+impl FilterProgram {
+    /// Loads the filter and attaches it to every `(name, ifindex)` in `ports` (the order of
+    /// `datapath.interfaces`, i.e. [`PortId`] order).
+    ///
+    /// Every interface is checked before any is touched: a stale `xvs_filter` is replaced (one log
+    /// line), any other XDP program fails the whole call with [`FilterError::ForeignProgram`].
+    /// If attaching to a later interface fails, the earlier ones are detached again.
+    pub fn attach(ports: &[(String, u32)], mode: XdpMode) -> Result<FilterProgram, FilterError> {
+        if ports.len() > MAX_PORTS {
+            return Err(FilterError::TooManyPorts { count: ports.len() });
+        }
+
+        // Pre-flight: nothing is attached anywhere unless every interface is free or stale.
+        let mut stale: Vec<(usize, AttachedProgram)> = Vec::new();
+        for (i, (name, ifindex)) in ports.iter().enumerate() {
+            let progs = attached_programs(*ifindex).map_err(|source| FilterError::Query {
+                iface: name.clone(),
+                source,
+            })?;
+            for p in progs {
+                if p.name == PROGRAM_NAME {
+                    stale.push((i, p));
+                } else {
+                    return Err(FilterError::ForeignProgram {
+                        iface: name.clone(),
+                        id: p.id,
+                        name: p.name,
+                    });
+                }
+            }
+        }
+
+        let mut filter = FilterProgram::load()?;
+
+        // Nothing is attached yet: an error here just drops (closes) the loaded object.
+        for (i, (_, ifindex)) in ports.iter().enumerate() {
+            let index = i as u32;
+            filter.map_update(
+                filter.ports_fd,
+                "ports",
+                &ifindex.to_ne_bytes(),
+                &index.to_ne_bytes(),
+            )?;
+        }
+
+        for (i, (name, ifindex)) in ports.iter().enumerate() {
+            for (_, p) in stale.iter().filter(|(j, _)| *j == i) {
+                eprintln!(
+                    "interface {name}: replacing stale XDP program {} ({PROGRAM_NAME}, {} mode) left by an earlier xvs",
+                    p.id, p.mode
+                );
+                // An early return drops `filter`, which detaches it where it is attached already.
+                if let Err(source) = xdp_detach(*ifindex, p.mode.flag(), None) {
+                    return Err(FilterError::Stale {
+                        iface: name.clone(),
+                        id: p.id,
+                        source,
+                    });
+                }
+            }
+            match filter.attach_one(name, *ifindex, mode) {
+                Ok(m) => filter.ports.push(AttachedPort {
+                    name: name.clone(),
+                    ifindex: *ifindex,
+                    mode: m,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filter)
+    }
+
+    fn load() -> Result<FilterProgram, FilterError> {
+        let load_err = |source| FilterError::Load { source };
+        let bytes = &FILTER_OBJECT.0;
+        // SAFETY: `bytes` is a static, 8-byte aligned ELF image that outlives the object (libbpf
+        // copies what it keeps); null options are allowed.
+        let obj =
+            unsafe { sys::bpf_object__open_mem(bytes.as_ptr().cast(), bytes.len(), ptr::null()) };
+        let Some(obj) = NonNull::new(obj) else {
+            return Err(load_err(io::Error::last_os_error()));
+        };
+        // From here on `guard` closes the object on every early return.
+        struct Guard(Option<NonNull<sys::bpf_object>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if let Some(obj) = self.0 {
+                    // SAFETY: the object was opened above and is closed exactly once.
+                    unsafe { sys::bpf_object__close(obj.as_ptr()) };
+                }
+            }
+        }
+        let mut guard = Guard(Some(obj));
+
+        // SAFETY: `obj` is a valid, opened, not yet loaded object.
+        let rc = unsafe { sys::bpf_object__load(obj.as_ptr()) };
+        if rc < 0 {
+            return Err(load_err(neg_errno(rc)));
+        }
+
+        let prog_name = CString::new(PROGRAM_NAME).expect("no NUL in the program name");
+        // SAFETY: `obj` is loaded and `prog_name` is NUL-terminated; the returned pointer is
+        // owned by `obj`.
+        let prog =
+            unsafe { sys::bpf_object__find_program_by_name(obj.as_ptr(), prog_name.as_ptr()) };
+        if prog.is_null() {
+            return Err(load_err(io::Error::from_raw_os_error(libc::ENOENT)));
+        }
+        // SAFETY: `prog` belongs to the loaded `obj`.
+        let prog_fd = unsafe { sys::bpf_program__fd(prog) };
+        if prog_fd < 0 {
+            return Err(load_err(neg_errno(prog_fd)));
+        }
+        let (_, prog_id) = program_info(prog_fd).map_err(load_err)?;
+
+        let map_fd = |name: &CStr| -> Result<RawFd, FilterError> {
+            // SAFETY: `obj` is loaded and `name` is NUL-terminated; the map is owned by `obj`.
+            let map = unsafe { sys::bpf_object__find_map_by_name(obj.as_ptr(), name.as_ptr()) };
+            if map.is_null() {
+                return Err(load_err(io::Error::from_raw_os_error(libc::ENOENT)));
+            }
+            // SAFETY: `map` belongs to the loaded `obj`.
+            let fd = unsafe { sys::bpf_map__fd(map) };
+            if fd < 0 {
+                return Err(load_err(neg_errno(fd)));
+            }
+            Ok(fd)
+        };
+        let steer_fd = map_fd(c"steer")?;
+        let ports_fd = map_fd(c"ports")?;
+        let xsks_fd = map_fd(c"xsks")?;
+
+        guard.0 = None;
+        Ok(FilterProgram {
+            obj,
+            prog_fd,
+            prog_id,
+            steer_fd,
+            ports_fd,
+            xsks_fd,
+            ports: Vec::new(),
+            steer_lock: Mutex::new(()),
+        })
+    }
+
+    fn attach_with(&self, ifindex: u32, mode: AttachMode) -> io::Result<()> {
+        let flags = mode.flag() | XDP_FLAGS_UPDATE_IF_NOEXIST;
+        // SAFETY: `prog_fd` is our loaded XDP program; null options are allowed.
+        let rc = unsafe { sys::bpf_xdp_attach(ifindex as i32, self.prog_fd, flags, ptr::null()) };
+        if rc < 0 {
+            Err(neg_errno(rc))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn attach_one(
+        &self,
+        name: &str,
+        ifindex: u32,
+        mode: XdpMode,
+    ) -> Result<AttachMode, FilterError> {
+        let attach_err = |mode, source| FilterError::Attach {
+            iface: name.to_string(),
+            mode,
+            source,
+        };
+        match mode {
+            XdpMode::Native => self
+                .attach_with(ifindex, AttachMode::Native)
+                .map(|_| AttachMode::Native)
+                .map_err(|e| attach_err(AttachMode::Native, e)),
+            XdpMode::Skb => self
+                .attach_with(ifindex, AttachMode::Skb)
+                .map(|_| AttachMode::Skb)
+                .map_err(|e| attach_err(AttachMode::Skb, e)),
+            XdpMode::Auto => match self.attach_with(ifindex, AttachMode::Native) {
+                Ok(()) => Ok(AttachMode::Native),
+                Err(native) => match self.attach_with(ifindex, AttachMode::Skb) {
+                    Ok(()) => {
+                        eprintln!(
+                            "interface {name}: native XDP unavailable ({native}); using skb mode"
+                        );
+                        Ok(AttachMode::Skb)
+                    }
+                    Err(skb) => Err(FilterError::AttachAuto {
+                        iface: name.to_string(),
+                        native,
+                        skb,
+                    }),
+                },
+            },
+        }
+    }
+
+    /// The kernel's id of the loaded program.
+    pub fn program_id(&self) -> u32 {
+        self.prog_id
+    }
+
+    /// The mode the filter was attached in on port `port`.
+    pub fn attach_mode(&self, port: PortId) -> Option<AttachMode> {
+        self.ports.get(usize::from(port)).map(|p| p.mode)
+    }
+
+    fn map_update(
+        &self,
+        fd: RawFd,
+        map: &'static str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), FilterError> {
+        // SAFETY: `key` and `value` have the map's key and value sizes (callers pass the exact
+        // types the BPF program declares) and outlive the call.
+        let rc = unsafe {
+            sys::bpf_map_update_elem(
+                fd,
+                key.as_ptr().cast(),
+                value.as_ptr().cast(),
+                u64::from(sys::BPF_ANY),
+            )
+        };
+        if rc < 0 {
+            return Err(FilterError::Map {
+                map,
+                source: neg_errno(rc),
+            });
+        }
+        Ok(())
+    }
+
+    fn map_delete(&self, fd: RawFd, map: &'static str, key: &[u8]) -> Result<(), FilterError> {
+        // SAFETY: `key` has the map's key size and outlives the call.
+        let rc = unsafe { sys::bpf_map_delete_elem(fd, key.as_ptr().cast()) };
+        if rc < 0 && rc != -libc::ENOENT {
+            return Err(FilterError::Map {
+                map,
+                source: neg_errno(rc),
+            });
+        }
+        Ok(())
+    }
+
+    fn steer_keys_in_map(&self) -> Result<Vec<[u8; STEER_KEY_LEN]>, FilterError> {
+        let mut keys = Vec::new();
+        let mut prev: Option<[u8; STEER_KEY_LEN]> = None;
+        // Bounded: the map holds at most MAX_STEER_KEYS entries.
+        for _ in 0..=MAX_STEER_KEYS {
+            let mut next = [0u8; STEER_KEY_LEN];
+            let prev_ptr = prev.as_ref().map_or(ptr::null(), |k| k.as_ptr());
+            // SAFETY: `prev_ptr` is null (first key) or points to a full key; `next` is writable
+            // for a full key; both outlive the call.
+            let rc = unsafe {
+                sys::bpf_map_get_next_key(self.steer_fd, prev_ptr.cast(), next.as_mut_ptr().cast())
+            };
+            if rc == -libc::ENOENT {
+                return Ok(keys);
+            }
+            if rc < 0 {
+                return Err(FilterError::Map {
+                    map: "steer",
+                    source: neg_errno(rc),
+                });
+            }
+            keys.push(next);
+            prev = Some(next);
+        }
+        Ok(keys)
+    }
+
+    /// Makes the `steer` map hold exactly `keys`: deletes stale entries, inserts missing ones.
+    /// Entries in both are never touched, so steering of unchanged services is uninterrupted.
+    /// Call at start-up and at every reload. Returns `(inserted, deleted)`.
+    pub fn set_steering(&self, keys: &[SteerKey]) -> Result<(usize, usize), FilterError> {
+        let _serialised = self.steer_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let want: BTreeSet<[u8; STEER_KEY_LEN]> = keys.iter().map(steer_key_bytes).collect();
+        if want.len() > MAX_STEER_KEYS {
+            return Err(FilterError::Map {
+                map: "steer",
+                source: io::Error::from_raw_os_error(libc::E2BIG),
+            });
+        }
+        let have: BTreeSet<[u8; STEER_KEY_LEN]> = self.steer_keys_in_map()?.into_iter().collect();
+        let mut deleted = 0;
+        for k in have.difference(&want) {
+            self.map_delete(self.steer_fd, "steer", k)?;
+            deleted += 1;
+        }
+        let mut inserted = 0;
+        for k in want.difference(&have) {
+            self.map_update(self.steer_fd, "steer", k, &[1u8])?;
+            inserted += 1;
+        }
+        Ok((inserted, deleted))
+    }
+
+    /// Registers the AF_XDP socket `fd` bound to receive queue `queue` of port `port`: frames the
+    /// filter steers on that interface and queue go to it.
+    pub fn register_socket(&self, port: PortId, queue: u32, fd: RawFd) -> Result<(), FilterError> {
+        self.check_port(port)?;
+        let slot = xsk_slot(port, queue)?;
+        self.map_update(
+            self.xsks_fd,
+            "xsks",
+            &slot.to_ne_bytes(),
+            &(fd as u32).to_ne_bytes(),
+        )
+    }
+
+    /// Removes the socket of `port`'s queue `queue` (frames fall back to the kernel). Closing the
+    /// socket does this too.
+    pub fn unregister_socket(&self, port: PortId, queue: u32) -> Result<(), FilterError> {
+        self.check_port(port)?;
+        let slot = xsk_slot(port, queue)?;
+        self.map_delete(self.xsks_fd, "xsks", &slot.to_ne_bytes())
+    }
+
+    fn check_port(&self, port: PortId) -> Result<(), FilterError> {
+        if usize::from(port) >= self.ports.len() {
+            return Err(FilterError::UnknownPort {
+                port,
+                count: self.ports.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Detaches the filter from every interface where it is still the attached program.
+    pub fn detach(mut self) -> Result<(), FilterError> {
+        self.detach_all()
+    }
+
+    fn detach_all(&mut self) -> Result<(), FilterError> {
+        let mut first_err = None;
+        for p in self.ports.drain(..).rev() {
+            let ours = match attached_programs(p.ifindex) {
+                Ok(progs) => progs
+                    .iter()
+                    .any(|a| a.id == self.prog_id && a.mode == p.mode),
+                Err(source) => {
+                    first_err.get_or_insert(FilterError::Query {
+                        iface: p.name.clone(),
+                        source,
+                    });
+                    continue;
+                }
+            };
+            if !ours {
+                continue;
+            }
+            // Atomic compare-and-detach: only if our program is still the one attached.
+            if let Err(source) = xdp_detach(p.ifindex, p.mode.flag(), Some(self.prog_fd)) {
+                first_err.get_or_insert(FilterError::Detach {
+                    iface: p.name.clone(),
+                    source,
+                });
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FilterProgram {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach_all() {
+            eprintln!("{e}");
+        }
+        // SAFETY: `obj` was loaded by `load` and is closed exactly once, here; its fds are not
+        // used after this.
+        unsafe { sys::bpf_object__close(self.obj.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Proto;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ipv4_destination_key_is_v4_mapped_with_port_in_network_order() {
+        let key = SteerKey::Dst {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
+            port: 80,
+            proto: Proto::Tcp,
+        };
+        assert_eq!(
+            steer_key_bytes(&key),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 100, 0x00, 0x50, 6, 0]
+        );
+    }
+
+    #[test]
+    fn source_key_has_direction_one() {
+        let key = SteerKey::Src {
+            addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11)),
+            port: 0x1f90,
+            proto: Proto::Udp,
+        };
+        assert_eq!(
+            steer_key_bytes(&key),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 1, 11, 0x1f, 0x90, 17, 1]
+        );
+    }
+
+    #[test]
+    fn ipv6_key_keeps_the_address() {
+        let addr: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let key = SteerKey::Dst {
+            addr: IpAddr::V6(addr),
+            port: 443,
+            proto: Proto::Tcp,
+        };
+        let bytes = steer_key_bytes(&key);
+        assert_eq!(&bytes[..16], &addr.octets());
+        assert_eq!(&bytes[16..], &[0x01, 0xbb, 6, 0]);
+    }
+
+    #[test]
+    fn xsk_slots_are_port_times_64_plus_queue() {
+        assert_eq!(xsk_slot(0, 0).unwrap(), 0);
+        assert_eq!(xsk_slot(1, 3).unwrap(), 67);
+        assert_eq!(xsk_slot(15, 63).unwrap(), 15 * 64 + 63);
+        assert!(matches!(
+            xsk_slot(0, 64),
+            Err(FilterError::QueueOutOfRange { queue: 64 })
+        ));
+    }
+
+    #[test]
+    fn foreign_program_error_is_one_line() {
+        let e = FilterError::ForeignProgram {
+            iface: "lan0".into(),
+            id: 17,
+            name: "xdp_pass".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "interface lan0 already has XDP program 17 (xdp_pass) attached; xvs will not replace it"
+        );
+    }
+
+    #[test]
+    fn embedded_object_is_a_bpf_elf() {
+        let b = &FILTER_OBJECT.0;
+        assert_eq!(&b[..4], b"\x7fELF");
+        assert_eq!(b.as_ptr() as usize % 8, 0);
+    }
+}

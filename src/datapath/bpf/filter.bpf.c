@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: (GPL-2.0 OR MIT)
+//
+// xvs XDP filter: steers load-balancer traffic into the AF_XDP sockets and passes everything else
+// (ARP, ICMP, SSH, VRRP, health-check replies, IPv6 for now) to the kernel stack.
+//
+// A frame is steered when its IPv4 destination (VIP, port, protocol) is a virtual service
+// (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies).
+// The socket is the one registered in `xsks` at `port_index * 64 + rx_queue_index`, where
+// `port_index` is the interface's position in `datapath.interfaces` (map `ports`). An empty slot
+// makes `bpf_redirect_map` fall back to XDP_PASS, so nothing is lost before sockets are bound.
+//
+// Self-contained on purpose: only the kernel UAPI headers are needed (no libbpf-dev).
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/types.h>
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int(*name)[val]
+#define __type(name, val) typeof(val) *name
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define xvs_htons(x) ((__be16)__builtin_bswap16(x))
+#else
+#define xvs_htons(x) ((__be16)(x))
+#endif
+
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+
+// Sockets per port: one slot per receive queue. Must match `QUEUES_PER_PORT` in filter.rs.
+#define QUEUES_PER_PORT 64
+// Ports (attached interfaces). Must match `MAX_PORTS` in filter.rs.
+#define MAX_PORTS 16
+#define STEER_DST 0
+#define STEER_SRC 1
+
+// Key of `steer`. IPv4 addresses are stored v4-mapped (::ffff:a.b.c.d) so that IPv6 needs no
+// new key type. Layout must match `steer_key_bytes` in filter.rs (20 bytes, no padding).
+struct steer_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 dir;
+};
+_Static_assert(sizeof(struct steer_key) == 20, "steer_key must be 20 bytes");
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct steer_key);
+	__type(value, __u8);
+} steer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32);   // ifindex
+	__type(value, __u32); // port index
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_PORTS * QUEUES_PER_PORT);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+static __always_inline void v4_mapped(__u8 addr[16], __be32 ip)
+{
+	__builtin_memset(addr, 0, 10);
+	addr[10] = 0xff;
+	addr[11] = 0xff;
+	__builtin_memcpy(&addr[12], &ip, 4);
+}
+
+SEC("xdp")
+int xvs_filter(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+
+	__be16 ethertype = eth->h_proto;
+	void *l3 = eth + 1;
+	if (ethertype == xvs_htons(ETH_P_8021Q) || ethertype == xvs_htons(ETH_P_8021AD)) {
+		struct vlan_hdr *vlan = l3;
+		if ((void *)(vlan + 1) > data_end)
+			return XDP_PASS;
+		ethertype = vlan->encap_proto;
+		l3 = vlan + 1;
+	}
+	if (ethertype != xvs_htons(ETH_P_IP))
+		return XDP_PASS;
+
+	struct iphdr *ip = l3;
+	if ((void *)(ip + 1) > data_end)
+		return XDP_PASS;
+	if (ip->version != 4 || ip->ihl < 5)
+		return XDP_PASS;
+	// Non-first fragments carry no ports.
+	if (ip->frag_off & xvs_htons(0x1fff))
+		return XDP_PASS;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+
+	__u32 ihl = (__u32)ip->ihl * 4; // 20..60
+	__be16 *l4 = (void *)ip + ihl;
+	if ((void *)(l4 + 2) > data_end)
+		return XDP_PASS;
+	__be16 sport = l4[0];
+	__be16 dport = l4[1];
+
+	struct steer_key key = {};
+	key.proto = ip->protocol;
+
+	v4_mapped(key.addr, ip->daddr);
+	key.port = dport;
+	key.dir = STEER_DST;
+	if (!bpf_map_lookup_elem(&steer, &key)) {
+		v4_mapped(key.addr, ip->saddr);
+		key.port = sport;
+		key.dir = STEER_SRC;
+		if (!bpf_map_lookup_elem(&steer, &key))
+			return XDP_PASS;
+	}
+
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 *port_index = bpf_map_lookup_elem(&ports, &ifindex);
+	if (!port_index)
+		return XDP_PASS;
+	__u32 queue = ctx->rx_queue_index;
+	if (queue >= QUEUES_PER_PORT || *port_index >= MAX_PORTS)
+		return XDP_PASS;
+
+	return bpf_redirect_map(&xsks, *port_index * QUEUES_PER_PORT + queue, XDP_PASS);
+}
+
+char _license[] SEC("license") = "Dual MIT/GPL";

@@ -1,1 +1,636 @@
-//! (being written)
+//! AF_XDP I/O for one worker queue: one UMEM shared by the sockets of every attached interface on
+//! that queue, so a frame received on one port is transmitted on another without a copy.
+//!
+//! Frame accounting: every UMEM frame is at any time in exactly one place: the worker's free pool,
+//! a fill ring, an RX ring, a TX ring, a completion ring, or in the worker's hands during a batch.
+//! Completions return frames to the pool; fill rings are topped up from the pool. The pool and the
+//! scratch arrays are allocated once, at [`QueueIo::open`]; nothing allocates afterwards.
+//!
+//! Sockets are created with libxdp's `INHIBIT_PROG_LOAD` (xvs loads its own filter, see
+//! `filter`) and `XDP_USE_NEED_WAKEUP`. Register each socket's fd with
+//! `FilterProgram::register_socket` (see [`QueueIo::socket_fds`]).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use crate::datapath::worker::{Disposition, Rings, TxFlush};
+use crate::datapath::PortId;
+
+/// `datapath.zero_copy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Try zero-copy, fall back to copy mode if any interface of the queue lacks it.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// Socket and UMEM settings (`datapath.ring_size`, `frame_size`, `zero_copy`).
+#[derive(Clone, Copy, Debug)]
+pub struct XskConfig {
+    /// Size of every ring (fill, completion, RX, TX); a power of two.
+    pub ring_size: u32,
+    /// UMEM frame size; a power of two, at least 2048. The largest frame is this minus 256
+    /// bytes of XDP headroom.
+    pub frame_size: u32,
+    pub zero_copy: ZeroCopy,
+    /// Most frames taken from one RX ring per batch (sizes the scratch arrays).
+    pub batch_size: usize,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            ring_size: 2048,
+            frame_size: 4096,
+            zero_copy: ZeroCopy::Auto,
+            batch_size: 64,
+        }
+    }
+}
+
+/// UMEM frames per port: enough to keep the fill ring full and as many frames again in flight
+/// (RX ring, TX ring, completions).
+const FRAMES_PER_PORT_PER_RING_SLOT: u32 = 2;
+
+/// Errors opening a queue's sockets; each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("ring size {0} must be a power of two")]
+    RingSize(u32),
+    #[error("frame size {0} must be a power of two of at least 2048 bytes")]
+    FrameSize(u32),
+    #[error("queue {queue}: no interface to open")]
+    NoPorts { queue: u32 },
+    #[error(
+        "queue {queue}: cannot create the UMEM ({frames} frames of {frame_size} bytes): {reason}"
+    )]
+    Umem {
+        queue: u32,
+        frames: u32,
+        frame_size: u32,
+        reason: String,
+    },
+    #[error(
+        "interface {iface} queue {queue}: cannot create the AF_XDP socket ({mode} mode): {reason}"
+    )]
+    Socket {
+        iface: String,
+        queue: u32,
+        mode: &'static str,
+        reason: String,
+    },
+}
+
+fn describe(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}
+
+/// The kernel's AF_XDP statistics of one socket (`getsockopt(XDP_STATISTICS)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskStatistics {
+    /// Received frames dropped for other reasons (`xvs_xsk_rx_dropped_total`).
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    /// Frames not transmitted because of an invalid descriptor (`xvs_xsk_tx_invalid_total`).
+    pub tx_invalid_descs: u64,
+    /// Received frames dropped because the RX ring was full (`xvs_xsk_rx_ring_full_total`).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty (`xvs_xsk_fill_ring_empty_total`).
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+impl std::ops::AddAssign for XskStatistics {
+    fn add_assign(&mut self, o: Self) {
+        self.rx_dropped += o.rx_dropped;
+        self.rx_invalid_descs += o.rx_invalid_descs;
+        self.tx_invalid_descs += o.tx_invalid_descs;
+        self.rx_ring_full += o.rx_ring_full;
+        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += o.tx_ring_empty_descs;
+    }
+}
+
+fn xdp_statistics(fd: RawFd) -> io::Result<XskStatistics> {
+    // SAFETY: `xdp_statistics` is plain old data; all-zero is a valid value.
+    let mut s: libxdp_sys::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libxdp_sys::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: `s` is writable for `len` bytes and both outlive the call; a wrong fd is an error
+    // return, not undefined behaviour.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libxdp_sys::XDP_STATISTICS as libc::c_int,
+            (&mut s as *mut libxdp_sys::xdp_statistics).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(XskStatistics {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
+}
+
+fn socket_is_zero_copy(fd: RawFd) -> bool {
+    let mut opts = libxdp_sys::xdp_options { flags: 0 };
+    let mut len = std::mem::size_of::<libxdp_sys::xdp_options>() as libc::socklen_t;
+    // SAFETY: `opts` is writable for `len` bytes and both outlive the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libxdp_sys::XDP_OPTIONS as libc::c_int,
+            (&mut opts as *mut libxdp_sys::xdp_options).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && opts.flags & libxdp_sys::XDP_OPTIONS_ZEROCOPY != 0
+}
+
+/// Reads the XDP statistics of a queue's sockets from any thread (the metrics exporter), while
+/// the worker owns the sockets. Once the [`QueueIo`] is dropped it reads nothing (`None`).
+#[derive(Clone, Debug)]
+pub struct XskStatsReader {
+    queue: u32,
+    sockets: Vec<(String, RawFd)>,
+    /// `true` while the sockets are open; the worker side takes the write lock to clear it
+    /// before closing them, so a read never touches a closed (or reused) fd.
+    alive: Arc<RwLock<bool>>,
+}
+
+impl XskStatsReader {
+    /// The queue the sockets are bound to (the `queue` label).
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Statistics per interface, or `None` once the sockets are closed.
+    pub fn read(&self) -> io::Result<Option<Vec<(String, XskStatistics)>>> {
+        let alive = self.alive.read().unwrap_or_else(|e| e.into_inner());
+        if !*alive {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(self.sockets.len());
+        for (name, fd) in &self.sockets {
+            out.push((name.clone(), xdp_statistics(*fd)?));
+        }
+        Ok(Some(out))
+    }
+
+    /// Statistics summed over the queue's sockets, or `None` once they are closed.
+    pub fn read_total(&self) -> io::Result<Option<XskStatistics>> {
+        Ok(self.read()?.map(|v| {
+            let mut total = XskStatistics::default();
+            for (_, s) in v {
+                total += s;
+            }
+            total
+        }))
+    }
+}
+
+/// One interface's socket on this queue, with its own fill and completion rings.
+struct PortIo {
+    name: String,
+    fd: RawFd,
+    tx: TxQueue,
+    rx: RxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    /// Frames queued for TX in this batch.
+    stage: Vec<FrameDesc>,
+}
+
+/// The sockets of every attached interface on one receive queue, sharing one UMEM.
+pub struct QueueIo {
+    queue: u32,
+    ring_size: u32,
+    batch: usize,
+    zero_copy: bool,
+    stats_alive: Arc<RwLock<bool>>,
+    pollfds: Vec<libc::pollfd>,
+    /// Free frames. Capacity is the UMEM's frame count, so pushes never allocate.
+    pool: Vec<FrameDesc>,
+    scratch: Vec<FrameDesc>,
+    ports: Vec<PortIo>,
+    // Declared last: dropped after the sockets (xsk-rs keeps it alive for them anyway).
+    umem: Umem,
+}
+
+impl std::fmt::Debug for QueueIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueIo")
+            .field("queue", &self.queue)
+            .field(
+                "ports",
+                &self.ports.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .field("zero_copy", &self.zero_copy)
+            .field("free_frames", &self.pool.len())
+            .finish()
+    }
+}
+
+impl QueueIo {
+    /// Opens one AF_XDP socket per interface (in [`PortId`] order) on receive queue `queue`,
+    /// all on one new UMEM, and fills every fill ring.
+    pub fn open<S: AsRef<str>>(
+        ifaces: &[S],
+        queue: u32,
+        cfg: &XskConfig,
+    ) -> Result<QueueIo, XskError> {
+        if ifaces.is_empty() {
+            return Err(XskError::NoPorts { queue });
+        }
+        if !cfg.ring_size.is_power_of_two() {
+            return Err(XskError::RingSize(cfg.ring_size));
+        }
+        if !cfg.frame_size.is_power_of_two() || cfg.frame_size < 2048 {
+            return Err(XskError::FrameSize(cfg.frame_size));
+        }
+        let need_wakeup = BindFlags::XDP_USE_NEED_WAKEUP;
+        match cfg.zero_copy {
+            ZeroCopy::On => {
+                Self::open_with(ifaces, queue, cfg, BindFlags::XDP_ZEROCOPY | need_wakeup)
+            }
+            ZeroCopy::Off => Self::open_with(ifaces, queue, cfg, BindFlags::XDP_COPY | need_wakeup),
+            // All sockets of a shared UMEM inherit the first one's mode, so the whole queue is
+            // retried in copy mode if any interface refuses zero-copy.
+            ZeroCopy::Auto => {
+                Self::open_with(ifaces, queue, cfg, BindFlags::XDP_ZEROCOPY | need_wakeup).or_else(
+                    |_| Self::open_with(ifaces, queue, cfg, BindFlags::XDP_COPY | need_wakeup),
+                )
+            }
+        }
+    }
+
+    fn open_with<S: AsRef<str>>(
+        ifaces: &[S],
+        queue: u32,
+        cfg: &XskConfig,
+        bind_flags: BindFlags,
+    ) -> Result<QueueIo, XskError> {
+        let mode = if bind_flags.contains(BindFlags::XDP_ZEROCOPY) {
+            "zero-copy"
+        } else {
+            "copy"
+        };
+        let ring = QueueSize::new(cfg.ring_size).map_err(|_| XskError::RingSize(cfg.ring_size))?;
+        let frame_size =
+            FrameSize::new(cfg.frame_size).map_err(|_| XskError::FrameSize(cfg.frame_size))?;
+        let frames = (ifaces.len() as u32)
+            .saturating_mul(cfg.ring_size)
+            .saturating_mul(FRAMES_PER_PORT_PER_RING_SLOT);
+        let umem_err = |reason: String| XskError::Umem {
+            queue,
+            frames,
+            frame_size: cfg.frame_size,
+            reason,
+        };
+        let umem_cfg = UmemConfig::builder()
+            .frame_size(frame_size)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .frame_headroom(0)
+            .build()
+            .map_err(|e| umem_err(e.to_string()))?;
+        let frame_count = NonZeroU32::new(frames).ok_or_else(|| umem_err("zero frames".into()))?;
+        let (umem, descs) =
+            Umem::new(umem_cfg, frame_count, false).map_err(|e| umem_err(describe(&e)))?;
+
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(bind_flags)
+            .build();
+
+        let batch = cfg.batch_size.max(1);
+        let mut ports = Vec::with_capacity(ifaces.len());
+        for name in ifaces {
+            let name = name.as_ref();
+            let sock_err = |reason: String| XskError::Socket {
+                iface: name.to_string(),
+                queue,
+                mode,
+                reason,
+            };
+            let iface: Interface = name
+                .parse()
+                .map_err(|_| sock_err("interface name contains a NUL byte".into()))?;
+            // SAFETY: INHIBIT_PROG_LOAD is set, and each (interface, queue) pair is bound once
+            // on this UMEM (a repeated interface name fails in the kernel with EBUSY).
+            let (tx, rx, rings) = unsafe { Socket::new(sock_cfg, &umem, &iface, queue) }
+                .map_err(|e| sock_err(describe(&e)))?;
+            let (fq, cq) =
+                rings.ok_or_else(|| sock_err("interface listed twice on one queue".into()))?;
+            let fd = rx.fd().as_raw_fd();
+            ports.push(PortIo {
+                name: name.to_string(),
+                fd,
+                tx,
+                rx,
+                fq,
+                cq,
+                stage: Vec::with_capacity(batch * ifaces.len()),
+            });
+        }
+
+        let zero_copy = ports.first().is_some_and(|p| socket_is_zero_copy(p.fd));
+        let pollfds = ports
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let mut io = QueueIo {
+            queue,
+            ring_size: cfg.ring_size,
+            batch,
+            zero_copy,
+            stats_alive: Arc::new(RwLock::new(true)),
+            pollfds,
+            pool: descs,
+            scratch: vec![FrameDesc::default(); batch.max(64)],
+            ports,
+            umem,
+        };
+        io.refill();
+        Ok(io)
+    }
+
+    /// The receive queue these sockets are bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Whether the sockets run in zero-copy mode (as the kernel reports it).
+    pub fn is_zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Frames currently in the free pool (for tests and debugging).
+    pub fn free_frames(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// `(port, socket fd)` for every interface, for `FilterProgram::register_socket`.
+    pub fn socket_fds(&self) -> impl Iterator<Item = (PortId, RawFd)> + '_ {
+        self.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as PortId, p.fd))
+    }
+
+    /// The kernel's statistics of each socket, via xsk-rs, in port order.
+    pub fn xdp_statistics(&self) -> io::Result<Vec<XskStatistics>> {
+        self.ports
+            .iter()
+            .map(|p| {
+                let s = p.rx.fd().xdp_statistics()?;
+                Ok(XskStatistics {
+                    rx_dropped: s.rx_dropped(),
+                    rx_invalid_descs: s.rx_invalid_descs(),
+                    tx_invalid_descs: s.tx_invalid_descs(),
+                    rx_ring_full: s.rx_ring_full(),
+                    rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
+                    tx_ring_empty_descs: s.tx_ring_empty_descs(),
+                })
+            })
+            .collect()
+    }
+
+    /// A handle that reads the sockets' statistics from another thread.
+    pub fn stats_reader(&self) -> XskStatsReader {
+        XskStatsReader {
+            queue: self.queue,
+            sockets: self.ports.iter().map(|p| (p.name.clone(), p.fd)).collect(),
+            alive: self.stats_alive.clone(),
+        }
+    }
+
+    fn reap(&mut self) {
+        for p in &mut self.ports {
+            loop {
+                // SAFETY: the completion ring only returns frames of this UMEM, which it shares.
+                let n = unsafe { p.cq.consume(&mut self.scratch) };
+                for d in &self.scratch[..n] {
+                    // Frames are conserved, so the pool never outgrows its capacity; the check
+                    // keeps a kernel surprise from turning into an allocation.
+                    if self.pool.len() < self.pool.capacity() {
+                        self.pool.push(*d);
+                    }
+                }
+                if n < self.scratch.len() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn refill(&mut self) {
+        for p in &mut self.ports {
+            if self.pool.is_empty() {
+                return;
+            }
+            let free = p.fq.nb_free(self.pool.len() as u32) as usize;
+            let n = free.min(self.pool.len());
+            if n == 0 {
+                continue;
+            }
+            let start = self.pool.len() - n;
+            // SAFETY: the frames in the pool belong to this UMEM and are owned by user space
+            // (not on any ring); once produced they leave the pool.
+            let produced = unsafe { p.fq.produce(&self.pool[start..]) };
+            self.pool.truncate(self.pool.len() - produced);
+        }
+    }
+}
+
+impl Rings for QueueIo {
+    fn num_ports(&self) -> usize {
+        self.ports.len()
+    }
+
+    fn reap_and_refill(&mut self) -> io::Result<()> {
+        self.reap();
+        self.refill();
+        for p in &mut self.ports {
+            // Zero-copy drivers may sleep until woken once the fill ring has frames again.
+            if p.fq.needs_wakeup() {
+                p.fq.wakeup(p.rx.fd_mut(), 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+        &mut self,
+        port: PortId,
+        max: usize,
+        mut f: F,
+    ) -> usize {
+        let max = max.min(self.batch).min(self.scratch.len());
+        let n = match self.ports.get_mut(usize::from(port)) {
+            // SAFETY: the RX ring only returns frames of this UMEM, which it shares.
+            Some(p) => unsafe { p.rx.consume(&mut self.scratch[..max]) },
+            None => return 0,
+        };
+        for i in 0..n {
+            let mut desc = self.scratch[i];
+            desc.set_options(0);
+            let disposition = {
+                // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
+                // exclusively until it is put on a TX or fill ring; no other view of it exists.
+                let mut data = unsafe { self.umem.data_mut(&mut desc) };
+                f(data.contents_mut())
+            };
+            match disposition {
+                Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {
+                    // The stage holds a batch from every port, so it never reallocates.
+                    Some(o) if o.stage.len() < o.stage.capacity() => o.stage.push(desc),
+                    _ => self.pool.push(desc),
+                },
+                Disposition::Recycle => self.pool.push(desc),
+            }
+        }
+        n
+    }
+
+    fn flush_tx(&mut self) -> io::Result<TxFlush> {
+        let mut out = TxFlush::default();
+        for p in &mut self.ports {
+            let staged = p.stage.len();
+            if staged > 0 {
+                let free = p.tx.nb_free(staged as u32) as usize;
+                let n = free.min(staged);
+                // SAFETY: staged frames belong to this UMEM and are owned by user space; once
+                // produced they belong to the kernel until they come back on the completion ring.
+                let sent = if n > 0 {
+                    unsafe { p.tx.produce(&p.stage[..n]) }
+                } else {
+                    0
+                };
+                for d in &p.stage[sent..] {
+                    self.pool.push(*d);
+                }
+                p.stage.clear();
+                out.sent += sent as u64;
+                out.ring_full += (staged - sent) as u64;
+            }
+            // Copy mode transmits only inside sendto(), a bounded number of frames per call, so
+            // kick while the ring holds anything; zero-copy drivers clear the flag when awake.
+            if p.tx.nb_free_exact() < self.ring_size && p.tx.needs_wakeup() {
+                p.tx.wakeup()?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn tx_pending(&mut self) -> bool {
+        let size = self.ring_size;
+        self.ports.iter_mut().any(|p| p.tx.nb_free_exact() < size)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `pollfds` is a valid array of `len` pollfd structs for open sockets.
+        let rc = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                ms,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for QueueIo {
+    fn drop(&mut self) {
+        // Before the fields (and so the sockets) are dropped: no stats read may race the close.
+        *self.stats_alive.write().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_add_up() {
+        let mut a = XskStatistics {
+            rx_dropped: 1,
+            rx_ring_full: 2,
+            ..Default::default()
+        };
+        a += XskStatistics {
+            rx_dropped: 10,
+            tx_invalid_descs: 3,
+            rx_fill_ring_empty_descs: 4,
+            ..Default::default()
+        };
+        assert_eq!(a.rx_dropped, 11);
+        assert_eq!(a.rx_ring_full, 2);
+        assert_eq!(a.tx_invalid_descs, 3);
+        assert_eq!(a.rx_fill_ring_empty_descs, 4);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_before_touching_the_kernel() {
+        let cfg = XskConfig {
+            ring_size: 1000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            QueueIo::open(&["lo"], 0, &cfg),
+            Err(XskError::RingSize(1000))
+        ));
+        let cfg = XskConfig {
+            frame_size: 3000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            QueueIo::open(&["lo"], 0, &cfg),
+            Err(XskError::FrameSize(3000))
+        ));
+        let none: [&str; 0] = [];
+        assert!(matches!(
+            QueueIo::open(&none, 0, &XskConfig::default()),
+            Err(XskError::NoPorts { queue: 0 })
+        ));
+    }
+}

@@ -2,3 +2,5 @@
 //! Nothing here runs on the per-packet path.
 
 pub mod config;
+pub mod neighbours;
+pub mod netlink;

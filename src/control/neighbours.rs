@@ -1,0 +1,390 @@
+//! Keeps the datapath's [`NextHopTable`] in step with the kernel.
+//!
+//! The table is built from the kernel's main routing table and neighbour cache (see
+//! [`netlink`](super::netlink)), restricted to the interfaces the datapath is attached to. A
+//! refresher thread rebuilds it every [`REFRESH_INTERVAL`] and swaps it in whole when it changed;
+//! workers that miss a neighbour post its address on a bounded queue, and the refresher asks the
+//! kernel to resolve it (at most once per address per [`SOLICIT_INTERVAL`]), then rebuilds soon
+//! after so the MAC reaches the workers within milliseconds.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam::queue::ArrayQueue;
+use hashbrown::HashMap;
+
+use crate::control::netlink::{self, KernelRoute, NetlinkError};
+use crate::datapath::{Mac, NextHopTable, Port, PortId, Route};
+
+/// How often the refresher rebuilds the table from the kernel.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+/// The shortest time between two solicitations of the same address.
+pub const SOLICIT_INTERVAL: Duration = Duration::from_millis(500);
+/// How soon after soliciting the refresher rebuilds (the answer usually takes well under 1 ms).
+const AFTER_SOLICIT: Duration = Duration::from_millis(20);
+/// The refresher's polling tick (misses and the stop flag are checked this often).
+const TICK: Duration = Duration::from_millis(10);
+/// Bound on solicitations per tick, so a flood of misses cannot turn into a flood of requests.
+const MAX_SOLICITS_PER_TICK: usize = 64;
+
+type Neighbour = (PortId, IpAddr, Mac);
+
+fn port_of(ports: &[Port], ifindex: u32) -> Option<PortId> {
+    if ifindex == 0 {
+        return None;
+    }
+    ports
+        .iter()
+        .position(|p| p.ifindex == ifindex)
+        .and_then(|i| PortId::try_from(i).ok())
+}
+
+/// Zeroes the host bits of `addr` beyond `len`.
+fn network(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let len = u32::from(len.min(32));
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let len = u32::from(len.min(128));
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+/// The routes and neighbours of `ports`, from what the kernel reported. Pure, so it is unit
+/// tested; routes keep the kernel's order, neighbours come out sorted.
+pub fn select(
+    ports: &[Port],
+    routes: &[KernelRoute],
+    neighbours: &[(u32, IpAddr, Mac)],
+) -> (Vec<Route>, Vec<Neighbour>) {
+    let routes = routes
+        .iter()
+        .filter_map(|r| {
+            Some(Route {
+                prefix: network(r.dst, r.prefix_len),
+                prefix_len: r.prefix_len,
+                port: port_of(ports, r.oif)?,
+                gateway: r.gateway,
+            })
+        })
+        .collect();
+    let mut neigh: Vec<Neighbour> = neighbours
+        .iter()
+        .filter_map(|&(ifindex, ip, mac)| Some((port_of(ports, ifindex)?, ip, mac)))
+        .collect();
+    neigh.sort_unstable();
+    neigh.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    (routes, neigh)
+}
+
+/// Whether `table` already holds exactly these routes and neighbours.
+fn same_table(table: &NextHopTable, routes: &[Route], neighbours: &[Neighbour]) -> bool {
+    let fresh = NextHopTable::new(routes.to_vec(), std::iter::empty());
+    table.routes() == fresh.routes()
+        && table.neighbour_count() == neighbours.len()
+        && neighbours
+            .iter()
+            .all(|&(port, ip, mac)| table.neighbour(port, ip) == Some(mac))
+}
+
+fn read_kernel(ports: &[Port]) -> Result<(Vec<Route>, Vec<Neighbour>), NetlinkError> {
+    let routes = netlink::dump_routes()?;
+    let neighbours = netlink::dump_neighbours()?;
+    Ok(select(ports, &routes, &neighbours))
+}
+
+/// Builds the next-hop table of `ports` (`PortId` = index in `ports`) from the kernel's main
+/// routing table and neighbour cache, in the calling thread's network namespace.
+pub fn build_table(ports: &[Port]) -> Result<NextHopTable, NetlinkError> {
+    let (routes, neighbours) = read_kernel(ports)?;
+    Ok(NextHopTable::new(routes, neighbours))
+}
+
+/// Where to solicit `addr` (a destination): the next hop of its route and that port's ifindex.
+fn solicit_target(table: &NextHopTable, ports: &[Port], addr: IpAddr) -> Option<(IpAddr, u32)> {
+    let route = table.route(addr)?;
+    let hop = route.gateway.unwrap_or(addr);
+    Some((hop, ports.get(usize::from(route.port))?.ifindex))
+}
+
+/// Per-address rate limit for solicitations.
+struct Limiter {
+    last: HashMap<IpAddr, Instant>,
+    interval: Duration,
+}
+
+impl Limiter {
+    fn new(interval: Duration) -> Self {
+        Limiter {
+            last: HashMap::new(),
+            interval,
+        }
+    }
+
+    /// Whether `addr` may be solicited at `now`; records it if so.
+    fn allow(&mut self, addr: IpAddr, now: Instant) -> bool {
+        match self.last.get(&addr) {
+            Some(&t) if now.saturating_duration_since(t) < self.interval => false,
+            _ => {
+                self.last.insert(addr, now);
+                true
+            }
+        }
+    }
+
+    /// Forgets addresses not solicited for a while (keeps the map bounded).
+    fn prune(&mut self, now: Instant) {
+        let keep = self.interval * 4;
+        self.last
+            .retain(|_, t| now.saturating_duration_since(*t) < keep);
+    }
+}
+
+/// Logs a refresher error once, until the error changes or the refresher recovers.
+#[derive(Default)]
+struct ErrorLog(Option<String>);
+
+impl ErrorLog {
+    fn error(&mut self, what: &str, e: &NetlinkError) {
+        let line = format!("{what}: {e}");
+        if self.0.as_deref() != Some(line.as_str()) {
+            eprintln!("xvs: neighbours: {line}");
+            self.0 = Some(line);
+        }
+    }
+
+    fn ok(&mut self) {
+        if self.0.take().is_some() {
+            eprintln!("xvs: neighbours: table refresh recovered");
+        }
+    }
+}
+
+/// Starts the refresher thread (named `xvs-neighbours`), in the calling thread's network
+/// namespace. Every [`REFRESH_INTERVAL`] it rebuilds the table of `ports` and stores it in `table`
+/// if it changed; in between it drains `misses` (addresses whose next hop had no MAC, posted by
+/// the workers) and solicits each next hop, at most once per address per [`SOLICIT_INTERVAL`]. It
+/// exits within a few milliseconds after `stop` is set. Errors are logged, never fatal.
+pub fn spawn_refresher(
+    ports: Vec<Port>,
+    table: Arc<ArcSwap<NextHopTable>>,
+    misses: Arc<ArrayQueue<IpAddr>>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("xvs-neighbours".into())
+        .spawn(move || refresher(&ports, &table, &misses, &stop))
+        .expect("cannot spawn the neighbour refresher thread")
+}
+
+fn refresher(
+    ports: &[Port],
+    table: &ArcSwap<NextHopTable>,
+    misses: &ArrayQueue<IpAddr>,
+    stop: &AtomicBool,
+) {
+    let mut limiter = Limiter::new(SOLICIT_INTERVAL);
+    let mut log = ErrorLog::default();
+    let mut next_rebuild = Instant::now();
+    let mut next_prune = Instant::now() + SOLICIT_INTERVAL * 8;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let mut solicited = 0;
+        if !misses.is_empty() {
+            let current = table.load();
+            while let Some(addr) = misses.pop() {
+                if solicited >= MAX_SOLICITS_PER_TICK {
+                    continue; // drain anyway: they will be posted again if still missing
+                }
+                let Some((hop, ifindex)) = solicit_target(&current, ports, addr) else {
+                    continue;
+                };
+                if !limiter.allow(hop, now) {
+                    continue;
+                }
+                solicited += 1;
+                if let Err(e) = netlink::solicit(hop, ifindex) {
+                    log.error(&format!("solicit {hop}"), &e);
+                }
+            }
+        }
+        if solicited > 0 {
+            next_rebuild = next_rebuild.min(now + AFTER_SOLICIT);
+        }
+        if now >= next_rebuild {
+            match read_kernel(ports) {
+                Ok((routes, neighbours)) => {
+                    log.ok();
+                    if !same_table(&table.load(), &routes, &neighbours) {
+                        table.store(Arc::new(NextHopTable::new(routes, neighbours)));
+                    }
+                }
+                Err(e) => log.error("refresh", &e),
+            }
+            next_rebuild = now + REFRESH_INTERVAL;
+        }
+        if now >= next_prune {
+            limiter.prune(now);
+            next_prune = now + SOLICIT_INTERVAL * 8;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// What [`prime`] achieved.
+#[derive(Debug)]
+pub struct Primed {
+    /// The table as of the end of priming.
+    pub table: NextHopTable,
+    /// Addresses that still have no next hop MAC (no route through a port, or no answer).
+    pub unresolved: Vec<IpAddr>,
+}
+
+/// Resolves the next hops of `addrs` (destinations, e.g. the real servers) before the datapath
+/// starts: solicits each next hop (again every [`SOLICIT_INTERVAL`]) and waits until all resolve
+/// or `timeout` passes. Never fails because a neighbour does not answer; see
+/// [`Primed::unresolved`].
+pub fn prime(ports: &[Port], addrs: &[IpAddr], timeout: Duration) -> Result<Primed, NetlinkError> {
+    let deadline = Instant::now() + timeout;
+    let mut limiter = Limiter::new(SOLICIT_INTERVAL);
+    loop {
+        let table = build_table(ports)?;
+        let unresolved: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|&a| table.resolve(a).is_err())
+            .collect();
+        let now = Instant::now();
+        if unresolved.is_empty() || now >= deadline {
+            return Ok(Primed { table, unresolved });
+        }
+        for &a in &unresolved {
+            if let Some((hop, ifindex)) = solicit_target(&table, ports, a) {
+                if limiter.allow(hop, now) {
+                    netlink::solicit(hop, ifindex)?;
+                }
+            }
+        }
+        std::thread::sleep(TICK.min(deadline.saturating_duration_since(now)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn ports() -> Vec<Port> {
+        vec![
+            Port {
+                name: "wan0".into(),
+                ifindex: 2,
+                mac: [2, 0x18, 0, 0, 0, 1],
+            },
+            Port {
+                name: "lan0".into(),
+                ifindex: 3,
+                mac: [2, 0x18, 0, 1, 0, 1],
+            },
+        ]
+    }
+
+    fn kr(dst: &str, len: u8, oif: u32, gw: Option<&str>) -> KernelRoute {
+        KernelRoute {
+            dst: ip(dst),
+            prefix_len: len,
+            oif,
+            gateway: gw.map(ip),
+        }
+    }
+
+    #[test]
+    fn select_keeps_only_attached_ports() {
+        let routes = [
+            kr("198.18.0.0", 24, 2, None),
+            kr("198.18.1.0", 24, 3, None),
+            kr("10.0.0.0", 8, 7, None), // another interface
+            kr("0.0.0.0", 0, 2, Some("198.18.0.254")),
+            kr("203.0.113.0", 24, 0, None), // no oif
+        ];
+        let mac = [2, 0x18, 0, 1, 0, 0xb];
+        let neigh = [
+            (3, ip("198.18.1.11"), mac),
+            (7, ip("10.0.0.1"), [9; 6]),
+            (3, ip("198.18.1.11"), mac), // duplicate
+        ];
+        let (r, n) = select(&ports(), &routes, &neigh);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[1].port, 1);
+        assert_eq!(r[2].gateway, Some(ip("198.18.0.254")));
+        assert_eq!(n, vec![(1, ip("198.18.1.11"), mac)]);
+
+        let t = NextHopTable::new(r.clone(), n.clone());
+        assert_eq!(t.resolve(ip("198.18.1.11")).unwrap().port, 1);
+        assert_eq!(t.resolve(ip("198.18.1.11")).unwrap().mac, mac);
+        assert!(same_table(&t, &r, &n));
+        assert!(!same_table(&t, &r, &[]));
+        assert!(!same_table(&t, &r[..2], &n));
+        let other_mac = vec![(1, ip("198.18.1.11"), [1; 6])];
+        assert!(!same_table(&t, &r, &other_mac));
+    }
+
+    #[test]
+    fn host_bits_are_cleared() {
+        assert_eq!(network(ip("198.18.1.77"), 24), ip("198.18.1.0"));
+        assert_eq!(network(ip("198.18.1.77"), 0), ip("0.0.0.0"));
+        assert_eq!(network(ip("198.18.1.77"), 32), ip("198.18.1.77"));
+        assert_eq!(network(ip("2001:db8::1"), 64), ip("2001:db8::"));
+    }
+
+    #[test]
+    fn solicit_targets_the_next_hop() {
+        let (r, n) = select(
+            &ports(),
+            &[
+                kr("198.18.1.0", 24, 3, None),
+                kr("0.0.0.0", 0, 2, Some("198.18.0.254")),
+            ],
+            &[],
+        );
+        let t = NextHopTable::new(r, n);
+        assert_eq!(
+            solicit_target(&t, &ports(), ip("198.18.1.12")),
+            Some((ip("198.18.1.12"), 3))
+        );
+        assert_eq!(
+            solicit_target(&t, &ports(), ip("203.0.113.5")),
+            Some((ip("198.18.0.254"), 2))
+        );
+        assert_eq!(solicit_target(&t, &ports(), ip("2001:db8::1")), None);
+    }
+
+    #[test]
+    fn limiter_allows_once_per_interval() {
+        let mut l = Limiter::new(Duration::from_millis(500));
+        let t0 = Instant::now();
+        let a = ip("198.18.1.11");
+        assert!(l.allow(a, t0));
+        assert!(!l.allow(a, t0 + Duration::from_millis(100)));
+        assert!(l.allow(ip("198.18.1.12"), t0 + Duration::from_millis(100)));
+        assert!(l.allow(a, t0 + Duration::from_millis(500)));
+        l.prune(t0 + Duration::from_secs(10));
+        assert!(l.last.is_empty());
+    }
+}

@@ -1,0 +1,635 @@
+//! Synchronous rtnetlink queries the control plane needs: an interface's index, MAC, MTU and
+//! state; the main routing table; the neighbour (ARP/NDP) cache; and asking the kernel to resolve
+//! a neighbour.
+//!
+//! Every call opens its own `NETLINK_ROUTE` socket in the calling thread's network namespace, sends
+//! one request and reads the reply to the end; nothing is cached. Calls happen a few times a
+//! second at most, never on the packet path.
+//!
+//! Resolving a neighbour ([`solicit`]) uses the kernel's own machinery: an `RTM_NEWNEIGH` with the
+//! `NTF_USE` flag (what `ip neigh replace ADDR dev DEV use` sends). The kernel creates the entry if
+//! needed and runs ARP/NDP for it on that device exactly as if a packet were waiting, so retries,
+//! `STALE` → `REACHABLE` probing and `FAILED` timers follow the interface's sysctls. No packet is
+//! sent to the neighbour itself. Should the kernel refuse that request (very old kernels), a UDP
+//! datagram to the neighbour's discard port (9) is sent instead, which makes the kernel resolve the
+//! next hop of its own route to that address.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NlAddr};
+
+use crate::datapath::Mac;
+
+/// Errors of the netlink queries. Each renders as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink: cannot open socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("netlink {op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("netlink {op}: kernel refused: {source}")]
+    Kernel {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("netlink {op}: undecodable reply: {msg}")]
+    Decode { op: &'static str, msg: String },
+    #[error("netlink {op}: no reply from the kernel")]
+    NoReply { op: &'static str },
+    #[error("interface {0:?} not found")]
+    NoSuchInterface(String),
+    #[error("invalid interface name {0:?} (1 to 15 characters, no '/' or whitespace)")]
+    BadInterfaceName(String),
+    #[error("interface {0:?} has no Ethernet address")]
+    NotEthernet(String),
+}
+
+/// What the datapath needs to know about an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub ifindex: u32,
+    pub mac: Mac,
+    pub mtu: u32,
+    /// Administratively up (`IFF_UP`) and with carrier (`IFF_RUNNING`).
+    pub up: bool,
+}
+
+/// A unicast route of the main table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// Destination network (`0.0.0.0` / `::` for a default route).
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    /// Output interface; 0 when the route names none (e.g. a nexthop-object route).
+    pub oif: u32,
+    /// `None` for an on-link (connected) route.
+    pub gateway: Option<IpAddr>,
+}
+
+/// The kernel's main routing table id (`RT_TABLE_MAIN`).
+const RT_TABLE_MAIN: u32 = 254;
+
+/// Neighbour states whose link-layer address can be used to send (`NUD_VALID` minus nothing:
+/// REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP).
+const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x80 | 0x40;
+
+/// Whether a neighbour entry in `state` has a MAC the datapath may use.
+pub fn state_is_usable(state: NeighbourState) -> bool {
+    u16::from(state) & NUD_USABLE != 0
+}
+
+fn check_ifname(name: &str) -> Result<(), NetlinkError> {
+    let ok = !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(NetlinkError::BadInterfaceName(name.to_string()))
+    }
+}
+
+/// One request/response exchange on a fresh `NETLINK_ROUTE` socket.
+///
+/// Returns every inner message of the reply. `flags` adds to `NLM_F_REQUEST`; with `NLM_F_DUMP`
+/// the reply is read up to `NLMSG_DONE`, with `NLM_F_ACK` up to the acknowledgement, otherwise up
+/// to the first message. A kernel error becomes [`NetlinkError::Kernel`]. Inner messages this crate
+/// version cannot decode are skipped (a dump stays usable when the kernel adds an attribute).
+fn request(
+    op: &'static str,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+    socket.bind_auto().map_err(NetlinkError::Socket)?;
+    socket
+        .connect(&NlAddr::new(0, 0))
+        .map_err(NetlinkError::Socket)?;
+
+    const SEQ: u32 = 1;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = SEQ;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    packet.finalize();
+    let mut buf = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket
+        .send(&buf, 0)
+        .map_err(|source| NetlinkError::Io { op, source })?;
+
+    let multi = flags & (NLM_F_DUMP | NLM_F_ACK) != 0;
+    let mut out = Vec::new();
+    loop {
+        let (data, _) = socket
+            .recv_from_full()
+            .map_err(|source| NetlinkError::Io { op, source })?;
+        if data.is_empty() {
+            return Err(NetlinkError::NoReply { op });
+        }
+        let mut off = 0;
+        while off + 16 <= data.len() {
+            let len = u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]])
+                as usize;
+            if len < 16 || off + len > data.len() {
+                return Err(NetlinkError::Decode {
+                    op,
+                    msg: format!("message length {len} at offset {off} of {}", data.len()),
+                });
+            }
+            let seq =
+                u32::from_ne_bytes([data[off + 8], data[off + 9], data[off + 10], data[off + 11]]);
+            let chunk = &data[off..off + len];
+            off += (len + 3) & !3;
+            if seq != SEQ {
+                continue; // not ours (cannot happen on a connected private socket; be safe)
+            }
+            let parsed = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk) {
+                Ok(m) => m,
+                Err(_) => {
+                    // Distinguish a bad control message from an inner message we cannot decode.
+                    let kind = u16::from_ne_bytes([chunk[4], chunk[5]]);
+                    if kind < 16 {
+                        return Err(NetlinkError::Decode {
+                            op,
+                            msg: format!("control message type {kind}"),
+                        });
+                    }
+                    if !multi {
+                        return Ok(out);
+                    }
+                    continue;
+                }
+            };
+            match parsed.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    if e.code.is_none() {
+                        return Ok(out); // the acknowledgement
+                    }
+                    let source = e.to_io();
+                    return Err(NetlinkError::Kernel { op, source });
+                }
+                NetlinkPayload::InnerMessage(m) => {
+                    out.push(m);
+                    if !multi {
+                        return Ok(out);
+                    }
+                }
+                NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Looks an interface up by name in the calling thread's network namespace.
+pub fn link_by_name(name: &str) -> Result<LinkInfo, NetlinkError> {
+    check_ifname(name)?;
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let reply = match request("get link", RouteNetlinkMessage::GetLink(msg), 0) {
+        Err(NetlinkError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+            return Err(NetlinkError::NoSuchInterface(name.to_string()))
+        }
+        other => other?,
+    };
+    let link = reply
+        .into_iter()
+        .find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .ok_or(NetlinkError::NoReply { op: "get link" })?;
+    link_info(name, &link)
+}
+
+fn link_info(name: &str, link: &LinkMessage) -> Result<LinkInfo, NetlinkError> {
+    let mut mac = None;
+    let mut mtu = 0;
+    for a in &link.attributes {
+        match a {
+            LinkAttribute::Address(bytes) if bytes.len() == 6 => {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(bytes);
+                mac = Some(m);
+            }
+            LinkAttribute::Mtu(v) => mtu = *v,
+            _ => {}
+        }
+    }
+    let flags = link.header.flags;
+    Ok(LinkInfo {
+        ifindex: link.header.index,
+        mac: mac.ok_or_else(|| NetlinkError::NotEthernet(name.to_string()))?,
+        mtu,
+        up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
+    })
+}
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// Converts one route message; `None` when it is not a unicast route of the main table.
+fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
+    if m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut table = u32::from(m.header.table);
+    let mut dst = None;
+    let mut oif = 0;
+    let mut gateway = None;
+    let mut first_hop = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Oif(i) => oif = *i,
+            RouteAttribute::Gateway(g) => gateway = route_ip(g),
+            RouteAttribute::MultiPath(hops) => first_hop = hops.first(),
+            _ => {}
+        }
+    }
+    if table != RT_TABLE_MAIN {
+        return None;
+    }
+    // ECMP routes carry their next hops in RTA_MULTIPATH: the datapath uses the first one.
+    if oif == 0 {
+        if let Some(h) = first_hop {
+            oif = h.interface_index;
+            gateway = h.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => route_ip(g),
+                _ => None,
+            });
+        }
+    }
+    let dst = match (dst, m.header.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (None, AddressFamily::Inet6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        (None, _) => return None,
+    };
+    Some(KernelRoute {
+        dst,
+        prefix_len: m.header.destination_prefix_length,
+        oif,
+        gateway,
+    })
+}
+
+/// The unicast routes of the main table, IPv4 then IPv6.
+pub fn dump_routes() -> Result<Vec<KernelRoute>, NetlinkError> {
+    let mut routes = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        for m in request(
+            "dump routes",
+            RouteNetlinkMessage::GetRoute(msg),
+            NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                routes.extend(kernel_route(&r));
+            }
+        }
+    }
+    Ok(routes)
+}
+
+/// Converts one neighbour entry; `None` unless it is an IP neighbour in a usable state with an
+/// Ethernet address.
+fn usable_neighbour(m: &NeighbourMessage) -> Option<(u32, IpAddr, Mac)> {
+    if !state_is_usable(m.header.state) || m.header.flags.contains(NeighbourFlags::Proxy) {
+        return None;
+    }
+    let mut ip = None;
+    let mut mac = None;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                ip = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                ip = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(b);
+                mac = Some(m);
+            }
+            _ => {}
+        }
+    }
+    Some((m.header.ifindex, ip?, mac?))
+}
+
+/// The IPv4 (ARP) and IPv6 (NDP) neighbours whose MAC is usable: `(ifindex, address, mac)`.
+pub fn dump_neighbours() -> Result<Vec<(u32, IpAddr, Mac)>, NetlinkError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family;
+        for m in request(
+            "dump neighbours",
+            RouteNetlinkMessage::GetNeighbour(msg),
+            NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                out.extend(usable_neighbour(&n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn use_request(ip: IpAddr, ifindex: u32) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.ifindex = ifindex;
+    // NUD_NONE: the state is not applied with NTF_USE, and a new entry stays garbage-collectable.
+    msg.header.state = NeighbourState::None;
+    msg.header.flags = NeighbourFlags::Use;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }));
+    msg
+}
+
+/// Makes the kernel resolve `ip` as a neighbour on interface `ifindex` (ARP or NDP); returns at
+/// once. The MAC appears in [`dump_neighbours`] when the neighbour answers.
+pub fn solicit(ip: IpAddr, ifindex: u32) -> Result<(), NetlinkError> {
+    let msg = RouteNetlinkMessage::NewNeighbour(use_request(ip, ifindex));
+    match request("solicit neighbour", msg, NLM_F_CREATE | NLM_F_ACK) {
+        Ok(_) => Ok(()),
+        Err(NetlinkError::Kernel { source, .. })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+            ) =>
+        {
+            solicit_by_datagram(ip, ifindex)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Fallback: one empty UDP datagram to the discard port makes the kernel resolve the next hop of
+/// its route to `ip`.
+fn solicit_by_datagram(ip: IpAddr, ifindex: u32) -> Result<(), NetlinkError> {
+    let op = "solicit neighbour (udp)";
+    let (bind, to): (SocketAddr, SocketAddr) = match ip {
+        IpAddr::V4(_) => ((Ipv4Addr::UNSPECIFIED, 0).into(), SocketAddr::new(ip, 9)),
+        IpAddr::V6(v6) => {
+            // A link-local neighbour needs the interface as scope.
+            let scope = if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                ifindex
+            } else {
+                0
+            };
+            (
+                (Ipv6Addr::UNSPECIFIED, 0).into(),
+                SocketAddrV6::new(v6, 9, 0, scope).into(),
+            )
+        }
+    };
+    let sock = UdpSocket::bind(bind).map_err(|source| NetlinkError::Io { op, source })?;
+    match sock.send_to(&[], to) {
+        Ok(_) => Ok(()),
+        // The first datagram may be refused while resolution is pending; resolution still started.
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(()),
+        Err(source) => Err(NetlinkError::Io { op, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::route::RouteNextHop;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn usable_states() {
+        for s in [
+            NeighbourState::Reachable,
+            NeighbourState::Stale,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Permanent,
+            NeighbourState::Noarp,
+        ] {
+            assert!(state_is_usable(s), "{s}");
+        }
+        for s in [
+            NeighbourState::Incomplete,
+            NeighbourState::Failed,
+            NeighbourState::None,
+        ] {
+            assert!(!state_is_usable(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn interface_names() {
+        assert!(check_ifname("lan0").is_ok());
+        assert!(check_ifname("a23456789012345").is_ok());
+        for bad in ["", "a234567890123456", "a/b", "a b", "..", "."] {
+            assert!(
+                matches!(check_ifname(bad), Err(NetlinkError::BadInterfaceName(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            link_by_name("no/such"),
+            Err(NetlinkError::BadInterfaceName(_))
+        ));
+    }
+
+    fn route_msg(family: AddressFamily, table: u8, kind: RouteType) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header.address_family = family;
+        m.header.table = table;
+        m.header.kind = kind;
+        m
+    }
+
+    #[test]
+    fn connected_and_default_routes() {
+        let mut m = route_msg(AddressFamily::Inet, 254, RouteType::Unicast);
+        m.header.destination_prefix_length = 24;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                "198.18.1.0".parse().unwrap(),
+            )));
+        m.attributes.push(RouteAttribute::Oif(3));
+        assert_eq!(
+            kernel_route(&m),
+            Some(KernelRoute {
+                dst: ip("198.18.1.0"),
+                prefix_len: 24,
+                oif: 3,
+                gateway: None
+            })
+        );
+
+        let mut d = route_msg(AddressFamily::Inet6, 254, RouteType::Unicast);
+        d.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(
+                "2001:db8::1".parse().unwrap(),
+            )));
+        d.attributes.push(RouteAttribute::Oif(2));
+        assert_eq!(
+            kernel_route(&d),
+            Some(KernelRoute {
+                dst: ip("::"),
+                prefix_len: 0,
+                oif: 2,
+                gateway: Some(ip("2001:db8::1"))
+            })
+        );
+    }
+
+    #[test]
+    fn other_tables_and_types_are_ignored() {
+        let mut local = route_msg(AddressFamily::Inet, 255, RouteType::Local);
+        local.attributes.push(RouteAttribute::Oif(2));
+        assert_eq!(kernel_route(&local), None);
+        let blackhole = route_msg(AddressFamily::Inet, 254, RouteType::BlackHole);
+        assert_eq!(kernel_route(&blackhole), None);
+        // A table above 255 is announced as RT_TABLE_COMPAT in the header, the real id in RTA_TABLE.
+        let mut high = route_msg(AddressFamily::Inet, 252, RouteType::Unicast);
+        high.attributes.push(RouteAttribute::Table(1000));
+        assert_eq!(kernel_route(&high), None);
+        let mut main = route_msg(AddressFamily::Inet, 252, RouteType::Unicast);
+        main.attributes.push(RouteAttribute::Table(254));
+        main.attributes.push(RouteAttribute::Oif(7));
+        assert_eq!(kernel_route(&main).map(|r| r.oif), Some(7));
+    }
+
+    #[test]
+    fn multipath_uses_first_hop() {
+        let mut m = route_msg(AddressFamily::Inet, 254, RouteType::Unicast);
+        let hop = |oif, gw: &str| {
+            let mut h = RouteNextHop::default();
+            h.interface_index = oif;
+            h.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(
+                gw.parse().unwrap(),
+            ))];
+            h
+        };
+        m.attributes.push(RouteAttribute::MultiPath(vec![
+            hop(4, "198.18.0.254"),
+            hop(5, "198.18.0.253"),
+        ]));
+        let r = kernel_route(&m).unwrap();
+        assert_eq!((r.oif, r.gateway), (4, Some(ip("198.18.0.254"))));
+        assert_eq!(r.dst, ip("0.0.0.0"));
+    }
+
+    fn neigh(state: NeighbourState, dst: NeighbourAddress, lladdr: &[u8]) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.ifindex = 9;
+        m.header.state = state;
+        m.attributes.push(NeighbourAttribute::Destination(dst));
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(lladdr.to_vec()));
+        m
+    }
+
+    #[test]
+    fn neighbour_filter() {
+        let mac = [2, 0x18, 0, 1, 0, 0xb];
+        let v4 = || NeighbourAddress::Inet("198.18.1.11".parse().unwrap());
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Stale, v4(), &mac)),
+            Some((9, ip("198.18.1.11"), mac))
+        );
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Reachable, v4(), &mac)),
+            Some((9, ip("198.18.1.11"), mac))
+        );
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Incomplete, v4(), &mac)),
+            None
+        );
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Failed, v4(), &mac)),
+            None
+        );
+        // Not an Ethernet address.
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Reachable, v4(), &[1, 2, 3, 4])),
+            None
+        );
+        let v6 = NeighbourAddress::Inet6("fe80::18:ff:fe01:b".parse().unwrap());
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Delay, v6, &mac)),
+            Some((9, ip("fe80::18:ff:fe01:b"), mac))
+        );
+        let mut proxy = neigh(NeighbourState::Permanent, v4(), &mac);
+        proxy.header.flags = NeighbourFlags::Proxy;
+        assert_eq!(usable_neighbour(&proxy), None);
+    }
+
+    #[test]
+    fn use_request_encodes_ntf_use() {
+        let m = use_request(ip("198.18.1.11"), 4);
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.emit(&mut buf);
+        // struct ndmsg: family, pad[3], ifindex(u32), state(u16), flags(u8), type(u8)
+        assert_eq!(buf[0], libc::AF_INET as u8);
+        assert_eq!(u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]), 4);
+        assert_eq!(u16::from_ne_bytes([buf[8], buf[9]]), 0);
+        assert_eq!(buf[10], 0x01); // NTF_USE
+        assert_eq!(&buf[buf.len() - 4..], &[198, 18, 1, 11]);
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let errs = [
+            NetlinkError::NoSuchInterface("lan0".into()),
+            NetlinkError::Kernel {
+                op: "solicit neighbour",
+                source: io::Error::from_raw_os_error(libc::EPERM),
+            },
+            NetlinkError::NotEthernet("tun0".into()),
+        ];
+        for e in errs {
+            let s = e.to_string();
+            assert!(!s.contains('\n') && !s.is_empty(), "{s}");
+        }
+    }
+}

@@ -51,20 +51,20 @@ pub const NEIGHBOUR_MISS_QUEUE: usize = 1024;
 pub struct Shared {
     /// The current configuration view; replaced whole on reload.
     pub snapshot: ArcSwap<Snapshot>,
-    /// Routes and neighbours; replaced whole by the neighbour refresher.
-    pub nexthops: ArcSwap<NextHopTable>,
+    /// Routes and neighbours; replaced whole by the neighbour refresher (which holds this `Arc`).
+    pub nexthops: Arc<ArcSwap<NextHopTable>>,
     pub conntrack: ConnTable,
     /// Next hops a worker needed but whose MAC was unknown; the control plane resolves them.
-    pub neighbour_misses: ArrayQueue<IpAddr>,
+    pub neighbour_misses: Arc<ArrayQueue<IpAddr>>,
 }
 
 impl Shared {
     pub fn new(snapshot: Snapshot, nexthops: NextHopTable, max_entries: usize) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
-            nexthops: ArcSwap::from_pointee(nexthops),
+            nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
             conntrack: ConnTable::new(max_entries),
-            neighbour_misses: ArrayQueue::new(NEIGHBOUR_MISS_QUEUE),
+            neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
         }
     }
 }

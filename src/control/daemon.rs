@@ -1,0 +1,325 @@
+//! `xvs run`: start the appliance, serve until SIGTERM/SIGINT, reload on SIGHUP.
+//!
+//! Start-up order (each step undone if a later one fails, so a failed start leaves no XDP program
+//! attached): check privileges → load and validate the config → look up the interfaces → build
+//! the snapshot and next-hop table → attach the XDP filter (refusing interfaces owned by another
+//! program) → open the AF_XDP sockets and register them → steer the services → resolve the real
+//! servers' MACs → start workers, neighbour refresher, expiry janitor and metrics → `READY=1`.
+//!
+//! A reload builds a new snapshot off the packet path and swaps it in whole; a file that does not
+//! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`,
+//! `global.metrics_listen`), is refused and the running configuration stays.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::control::config::{self, Config};
+use crate::control::metrics::{self, ReloadStatus};
+use crate::control::signals::{self, DaemonSignals, Signal};
+use crate::control::{neighbours, netlink, snapshot};
+use crate::datapath::filter::{FilterProgram, XdpMode};
+use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
+use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
+use crate::datapath::{Port, Processor, Shared};
+
+/// A fatal start-up or run-time error: one line for stderr.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+impl<E: std::fmt::Display> From<E> for Fatal {
+    fn from(e: E) -> Fatal {
+        Fatal(e.to_string())
+    }
+}
+
+/// How long start-up waits for the real servers' MAC addresses.
+const PRIME_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the janitor sweeps the connection table, and how many slots per shard visit.
+const JANITOR_INTERVAL: Duration = Duration::from_millis(100);
+const JANITOR_BUDGET: usize = 4096;
+
+fn log(line: impl AsRef<str>) {
+    eprintln!("{}", line.as_ref());
+}
+
+/// The RX queues of `iface` (`/sys/class/net/IFACE/queues/rx-N`).
+fn rx_queue_count(iface: &str) -> Result<u32, Fatal> {
+    let dir = format!("/sys/class/net/{iface}/queues");
+    let n = std::fs::read_dir(&dir)
+        .map_err(|e| Fatal(format!("cannot read {dir}: {e}")))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(n as u32)
+}
+
+/// The queue ids every worker serves: the same set on every interface (a flow's reply may come in
+/// on another interface, and each worker transmits on its own queue of every interface).
+fn queue_ids(cfg: &Config) -> Result<Vec<u32>, Fatal> {
+    let mut sets = Vec::new();
+    for i in &cfg.datapath.interfaces {
+        let mut q = match &i.queues {
+            config::Queues::All => (0..rx_queue_count(&i.name)?).collect(),
+            config::Queues::List(l) => l.clone(),
+        };
+        q.sort_unstable();
+        sets.push((i.name.clone(), q));
+    }
+    let first = sets.first().map(|s| s.1.clone()).unwrap_or_default();
+    if let Some((name, q)) = sets.iter().find(|s| s.1 != first) {
+        return Err(Fatal(format!(
+            "datapath.interfaces: every interface must use the same queues ({} has {:?}, {} has {:?})",
+            sets[0].0, first, name, q
+        )));
+    }
+    if first.is_empty() {
+        return Err(Fatal("datapath.interfaces: no receive queue to attach to".into()));
+    }
+    if let config::Workers::Count(n) = cfg.datapath.workers {
+        if n as usize != first.len() {
+            return Err(Fatal(format!(
+                "datapath.workers: {n} workers for {} queues is not supported yet (one worker per queue; use `workers: auto`)",
+                first.len()
+            )));
+        }
+    }
+    Ok(first)
+}
+
+fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
+    cfg.datapath
+        .interfaces
+        .iter()
+        .map(|i| {
+            let link = netlink::link_by_name(&i.name).map_err(|e| Fatal(format!("interface {}: {e}", i.name)))?;
+            Ok(Port { name: i.name.clone(), ifindex: link.ifindex, mac: link.mac })
+        })
+        .collect()
+}
+
+fn real_addresses(cfg: &Config) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = cfg.services.iter().flat_map(|s| s.reals.iter().map(|r| r.address.ip())).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Everything the running daemon holds.
+struct Running {
+    path: PathBuf,
+    cfg: Config,
+    ports: Vec<Port>,
+    shared: Arc<Shared>,
+    filter: FilterProgram,
+    reload: Arc<ReloadStatus>,
+}
+
+impl Running {
+    /// Applies the file again; on any error the running configuration stays.
+    fn reload(&mut self) {
+        signals::sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", signals::monotonic_usec()));
+        log(format!("Reloading configuration file {}", self.path.display()));
+        match self.try_reload() {
+            Ok(changes) => {
+                for c in &changes {
+                    log(c);
+                }
+                log(format!("Configuration reloaded ({} change{})", changes.len(), if changes.len() == 1 { "" } else { "s" }));
+                self.reload.successful.store(true, Ordering::Relaxed);
+                self.reload.timestamp_seconds.store(unix_now(), Ordering::Relaxed);
+            }
+            Err(Fatal(msg)) => {
+                log(msg);
+                log("Configuration reload failed; keeping the running configuration");
+                self.reload.successful.store(false, Ordering::Relaxed);
+            }
+        }
+        signals::sd_notify("READY=1");
+    }
+
+    fn try_reload(&mut self) -> Result<Vec<String>, Fatal> {
+        let cfg = config::load(&self.path, &config::system_iface_exists).map_err(|e| Fatal(e.to_string().trim_end().to_string()))?;
+        if cfg.datapath != self.cfg.datapath {
+            return Err(Fatal("datapath section changed: restart xvs to apply it".into()));
+        }
+        if cfg.conntrack.max_entries != self.cfg.conntrack.max_entries {
+            return Err(Fatal("conntrack.max_entries changed: restart xvs to apply it".into()));
+        }
+        if cfg.global.metrics_listen != self.cfg.global.metrics_listen {
+            return Err(Fatal("global.metrics_listen changed: restart xvs to apply it".into()));
+        }
+        let old = self.shared.snapshot.load_full();
+        let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
+        let changes = snapshot::describe_changes(&old, &new);
+        let keys = new.steering_keys();
+        // Steer the new services before the swap so their first packets reach the workers; keys
+        // of removed services go after the swap (set_steering syncs to exactly `keys`).
+        self.shared.snapshot.store(Arc::new(new));
+        self.filter.set_steering(&keys)?;
+        for ip in real_addresses(&cfg) {
+            let _ = self.shared.neighbour_misses.push(ip);
+        }
+        self.cfg = cfg;
+        Ok(changes)
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. `Err` carries the one line to print.
+pub fn run(path: &Path) -> Result<(), Fatal> {
+    if !signals::is_root() {
+        return Err(Fatal(
+            "xvs run needs root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW to attach XDP programs and open AF_XDP sockets)".into(),
+        ));
+    }
+    let cfg = config::load(path, &config::system_iface_exists).map_err(|e| Fatal(e.to_string().trim_end().to_string()))?;
+    // Block the daemon's signals before any thread starts, so they all inherit the mask.
+    let sigs = DaemonSignals::block()?;
+    let queues = queue_ids(&cfg)?;
+    let ports = ports_of(&cfg)?;
+    let snap = snapshot::build(&cfg, ports.clone(), 1, None);
+    let nexthops = neighbours::build_table(&ports)?;
+    let max_entries = usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX);
+    let shared = Arc::new(Shared::new(snap, nexthops, max_entries));
+
+    let mode = match cfg.datapath.xdp_mode {
+        config::XdpMode::Auto => XdpMode::Auto,
+        config::XdpMode::Native => XdpMode::Native,
+        config::XdpMode::Skb => XdpMode::Skb,
+    };
+    let names: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
+    let filter = FilterProgram::attach(&names, mode)?;
+    // From here on, returning an error drops `filter`, which detaches it.
+    let xsk_cfg = XskConfig {
+        ring_size: cfg.datapath.ring_size,
+        frame_size: cfg.datapath.frame_size,
+        zero_copy: match cfg.datapath.zero_copy {
+            config::ZeroCopy::Auto => ZeroCopy::Auto,
+            config::ZeroCopy::On => ZeroCopy::On,
+            config::ZeroCopy::Off => ZeroCopy::Off,
+        },
+        ..XskConfig::default()
+    };
+    let iface_names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+    let mut ios = Vec::with_capacity(queues.len());
+    for q in &queues {
+        let io = QueueIo::open(&iface_names, *q, &xsk_cfg)?;
+        for (port, fd) in io.socket_fds() {
+            filter.register_socket(port, *q, fd)?;
+        }
+        ios.push(io);
+    }
+    filter.set_steering(&shared.snapshot.load().steering_keys())?;
+
+    let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
+    shared.nexthops.store(Arc::new(primed.table));
+    for ip in &primed.unresolved {
+        log(format!("Real server {ip}: next-hop MAC not resolved yet (will keep trying)"));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let poll = match cfg.datapath.poll {
+        config::Poll::Busy => PollMode::Busy,
+        config::Poll::Wakeup => PollMode::Wakeup,
+    };
+    let xsk_readers = ios.iter().map(|io| io.stats_reader()).collect();
+    let mut workers = Vec::with_capacity(ios.len());
+    let mut counters = Vec::with_capacity(ios.len());
+    for io in ios {
+        let p = Processor::new(shared.clone());
+        counters.push((io.queue(), p.counters.clone()));
+        workers.push((io, p));
+    }
+    let handles = spawn_workers(workers, WorkerConfig::new(poll, epoch), stop.clone())?;
+
+    let mut aux: Vec<JoinHandle<()>> = vec![
+        neighbours::spawn_refresher(ports.clone(), shared.nexthops.clone(), shared.neighbour_misses.clone(), stop.clone()),
+        spawn_janitor(shared.clone(), epoch, stop.clone()),
+    ];
+    let reload = Arc::new(ReloadStatus::default());
+    reload.successful.store(true, Ordering::Relaxed);
+    reload.timestamp_seconds.store(unix_now(), Ordering::Relaxed);
+    let sources = Arc::new(metrics::Sources { shared: shared.clone(), workers: counters, xsk: xsk_readers, reload: reload.clone() });
+    aux.push(
+        metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
+            .map_err(|e| Fatal(format!("global.metrics_listen {}: {e}", cfg.global.metrics_listen)))?,
+    );
+
+    let modes: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{} ({})", p.name, filter.attach_mode(i as u8).map_or("?", |m| m.name())))
+        .collect();
+    log(format!(
+        "xvs {} started ({}): {} service(s), {} worker(s), XDP on {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.global.router_id,
+        cfg.services.len(),
+        handles.len(),
+        modes.join(", ")
+    ));
+    signals::sd_notify("READY=1");
+
+    let mut running = Running { path: path.to_path_buf(), cfg, ports, shared, filter, reload };
+    let mut fatal = None;
+    loop {
+        match sigs.wait(Duration::from_millis(250)) {
+            Some(Signal::Stop(sig)) => {
+                log(format!("Received signal {sig}, stopping"));
+                break;
+            }
+            Some(Signal::Reload) => running.reload(),
+            None => {
+                if let Some(h) = handles.iter().find(|h| h.is_finished()) {
+                    let _ = h;
+                    fatal = Some(Fatal("a worker stopped unexpectedly; stopping".into()));
+                    break;
+                }
+            }
+        }
+    }
+    signals::sd_notify("STOPPING=1");
+    stop.store(true, Ordering::Relaxed);
+    let mut worker_error: Option<WorkerError> = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => worker_error = Some(e),
+            Err(_) => fatal = Some(Fatal("a worker panicked".into())),
+        }
+    }
+    for h in aux {
+        let _ = h.join();
+    }
+    running.filter.detach()?;
+    log("xvs stopped");
+    if let Some(e) = worker_error {
+        return Err(Fatal(e.to_string()));
+    }
+    fatal.map_or(Ok(()), Err)
+}
+
+/// Sweeps the connection table for expired entries off the packet path.
+fn spawn_janitor(shared: Arc<Shared>, epoch: Instant, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("xvs-janitor".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let now = epoch.elapsed().as_nanos() as u64;
+                // One visit per shard per interval (the table rotates shards itself).
+                for _ in 0..64 {
+                    shared.conntrack.expire(now, JANITOR_BUDGET);
+                }
+                std::thread::sleep(JANITOR_INTERVAL);
+            }
+        })
+        .expect("cannot spawn the expiry janitor thread")
+}

@@ -1,0 +1,182 @@
+//! Building the datapath's [`Snapshot`] from a validated [`Config`], and describing what a reload
+//! changed.
+//!
+//! Real-server counters ([`RealStats`]) belong to a (service, real server) pair, not to a
+//! snapshot: a reload that keeps the pair keeps its counters, so connection counts and totals
+//! survive reloads (as with `ipvsadm` edits).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::conntrack::Timeouts;
+use crate::control::config::{self, Config};
+use crate::datapath::snapshot::Forwarding;
+use crate::datapath::{Port, Service, ServiceKey, Snapshot};
+use crate::sched::{RealServer, RealStats};
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The connection-table timeouts of the config.
+pub fn timeouts(cfg: &Config) -> Timeouts {
+    let t = &cfg.conntrack.timeouts;
+    Timeouts {
+        tcp_established: nanos(t.tcp_established),
+        tcp_syn: nanos(t.tcp_syn),
+        tcp_fin: nanos(t.tcp_fin),
+        tcp_close: nanos(t.tcp_close),
+        udp: nanos(t.udp),
+        icmp: nanos(t.icmp),
+    }
+}
+
+/// Builds snapshot `generation` for `cfg` on `ports`, reusing the real-server counters of
+/// `previous` for every (service, real) pair both have.
+///
+/// `cfg` must have passed validation (including the not-supported-yet table): services use NAT
+/// and a scheduler xvs has.
+pub fn build(cfg: &Config, ports: Vec<Port>, generation: u64, previous: Option<&Snapshot>) -> Snapshot {
+    let mut old_stats: HashMap<(ServiceKey, SocketAddr), Arc<RealStats>> = HashMap::new();
+    if let Some(prev) = previous {
+        for s in &prev.services {
+            for r in &s.reals {
+                old_stats.insert((s.key, r.addr), r.stats.clone());
+            }
+        }
+    }
+    let services = cfg
+        .services
+        .iter()
+        .map(|s| {
+            let key = s.key();
+            Service {
+                name: s.name.clone(),
+                key,
+                forwarding: match s.forwarding {
+                    config::Forwarding::Nat => Forwarding::Nat,
+                    other => unreachable!("validation refuses forwarding {other:?} until it is built"),
+                },
+                scheduler: s
+                    .scheduler
+                    .kind()
+                    .unwrap_or_else(|| unreachable!("validation refuses scheduler {} until it is built", s.scheduler)),
+                reals: s
+                    .reals
+                    .iter()
+                    .map(|r| RealServer {
+                        addr: r.address,
+                        weight: r.weight,
+                        stats: old_stats.get(&(key, r.address)).cloned().unwrap_or_default(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Snapshot::new(generation, ports, services, timeouts(cfg), cfg.conntrack.sloppy_tcp)
+}
+
+/// Log lines describing the change from `old` to `new`, in keepalived's wording
+/// (`Adding service [198.18.1.11]:tcp:80 to VS [198.18.0.100]:tcp:80`).
+fn find<'a>(snap: &'a Snapshot, key: &ServiceKey) -> Option<&'a Service> {
+    snap.service_index(key).map(|i| &snap.services[i])
+}
+
+pub fn describe_changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
+    let mut lines = Vec::new();
+    let real_id = |s: &Service, r: &RealServer| format!("[{}]:{}:{}", r.addr.ip(), s.key.proto, r.addr.port());
+    for s in &old.services {
+        match find(new, &s.key) {
+            None => lines.push(format!("Removing Virtual Server {}", s.key)),
+            Some(n) => {
+                for r in &s.reals {
+                    if !n.reals.iter().any(|x| x.addr == r.addr) {
+                        lines.push(format!("Removing service {} from VS {}", real_id(s, r), s.key));
+                    }
+                }
+                if n.scheduler != s.scheduler {
+                    lines.push(format!("VS {}: scheduler {} -> {}", s.key, s.scheduler, n.scheduler));
+                }
+            }
+        }
+    }
+    for s in &new.services {
+        let old_s = find(old, &s.key);
+        if old_s.is_none() {
+            lines.push(format!("Adding Virtual Server {} ({}, {})", s.key, s.name, s.scheduler));
+        }
+        for r in &s.reals {
+            match old_s.and_then(|o| o.reals.iter().find(|x| x.addr == r.addr)) {
+                None => lines.push(format!("Adding service {} to VS {}", real_id(s, r), s.key)),
+                Some(o) if o.weight != r.weight => lines.push(format!(
+                    "Changing weight of service {} in VS {}: {} -> {}",
+                    real_id(s, r),
+                    s.key,
+                    o.weight,
+                    r.weight
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    const BASE: &str = "
+datapath:
+  interfaces: [{ name: wan0, queues: [0] }]
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    protocol: tcp
+    scheduler: wrr
+    forwarding: nat
+    reals:
+      - { address: 198.18.1.11:80, weight: 3 }
+      - { address: 198.18.1.12:80, weight: 1 }
+";
+
+    fn cfg(text: &str) -> Config {
+        Config::from_str_named(text, "test.yaml", &|_| true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn builds_services_and_keeps_counters_across_reloads() {
+        let a = build(&cfg(BASE), vec![], 1, None);
+        assert_eq!(a.services.len(), 1);
+        assert_eq!(a.services[0].reals[0].weight, 3);
+        a.services[0].reals[0].stats.connections_total.fetch_add(5, Ordering::Relaxed);
+        let changed = BASE.replace("weight: 1", "weight: 2").replace("198.18.1.11:80, weight: 3", "198.18.1.13:80, weight: 3");
+        let b = build(&cfg(&BASE.replace("weight: 1", "weight: 2")), vec![], 2, Some(&a));
+        assert_eq!(b.services[0].reals[0].stats.connections_total.load(Ordering::Relaxed), 5);
+        let c = build(&cfg(&changed), vec![], 3, Some(&b));
+        assert_eq!(c.services[0].reals[0].stats.connections_total.load(Ordering::Relaxed), 0, "new real, new counters");
+        assert_eq!(
+            describe_changes(&b, &c),
+            [
+                "Removing service [198.18.1.11]:tcp:80 from VS [198.18.0.100]:tcp:80",
+                "Adding service [198.18.1.13]:tcp:80 to VS [198.18.0.100]:tcp:80",
+            ]
+        );
+        assert_eq!(
+            describe_changes(&a, &b),
+            ["Changing weight of service [198.18.1.12]:tcp:80 in VS [198.18.0.100]:tcp:80: 1 -> 2"]
+        );
+    }
+
+    #[test]
+    fn timeouts_come_from_the_config() {
+        let c = cfg(&format!("{BASE}conntrack:\n  timeouts: {{ tcp_syn: 5s, udp: 100ms }}\n"));
+        let t = timeouts(&c);
+        assert_eq!(t.tcp_syn, 5_000_000_000);
+        assert_eq!(t.udp, 100_000_000);
+        assert_eq!(t.tcp_established, 900_000_000_000);
+    }
+}

@@ -44,6 +44,61 @@ const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
 
+// libbpf's option structs, with their padding spelled out as fields: libbpf rejects options
+// whose bytes past the last field are not zero, and Rust does not preserve padding bytes.
+#[repr(C)]
+struct XdpAttachOpts {
+    sz: usize,
+    old_prog_fd: i32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct XdpQueryOpts {
+    sz: usize,
+    prog_id: u32,
+    drv_prog_id: u32,
+    hw_prog_id: u32,
+    skb_prog_id: u32,
+    attach_mode: u8,
+    _pad1: [u8; 7],
+    feature_flags: u64,
+    xdp_zc_max_segs: u32,
+    _pad2: u32,
+}
+
+const _: () = {
+    assert!(
+        std::mem::size_of::<XdpAttachOpts>() == std::mem::size_of::<sys::bpf_xdp_attach_opts>()
+    );
+    assert!(
+        std::mem::offset_of!(XdpAttachOpts, old_prog_fd)
+            == std::mem::offset_of!(sys::bpf_xdp_attach_opts, old_prog_fd)
+    );
+    assert!(std::mem::size_of::<XdpQueryOpts>() == std::mem::size_of::<sys::bpf_xdp_query_opts>());
+    assert!(
+        std::mem::offset_of!(XdpQueryOpts, drv_prog_id)
+            == std::mem::offset_of!(sys::bpf_xdp_query_opts, drv_prog_id)
+    );
+    assert!(
+        std::mem::offset_of!(XdpQueryOpts, hw_prog_id)
+            == std::mem::offset_of!(sys::bpf_xdp_query_opts, hw_prog_id)
+    );
+    assert!(
+        std::mem::offset_of!(XdpQueryOpts, skb_prog_id)
+            == std::mem::offset_of!(sys::bpf_xdp_query_opts, skb_prog_id)
+    );
+    assert!(
+        std::mem::offset_of!(XdpQueryOpts, feature_flags)
+            == std::mem::offset_of!(sys::bpf_xdp_query_opts, feature_flags)
+    );
+    assert!(
+        std::mem::offset_of!(XdpQueryOpts, xdp_zc_max_segs)
+            == std::mem::offset_of!(sys::bpf_xdp_query_opts, xdp_zc_max_segs)
+    );
+};
+
 #[repr(C, align(8))]
 struct Aligned<B: ?Sized>(B);
 
@@ -203,11 +258,13 @@ fn neg_errno(rc: i32) -> io::Error {
 /// The XDP programs attached to `ifindex` (at most one per mode; the kernel allows one mode at a
 /// time, so in practice zero or one).
 pub fn attached_programs(ifindex: u32) -> io::Result<Vec<AttachedProgram>> {
-    // SAFETY: `bpf_xdp_query_opts` is plain old data; all-zero is its documented initial state.
-    let mut opts: sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_xdp_query_opts>();
-    // SAFETY: `opts` is a valid, correctly sized options struct that outlives the call.
-    let rc = unsafe { sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    let mut opts = XdpQueryOpts {
+        sz: std::mem::size_of::<XdpQueryOpts>(),
+        ..XdpQueryOpts::default()
+    };
+    // SAFETY: `XdpQueryOpts` has the layout of `bpf_xdp_query_opts` (checked at compile time),
+    // is writable and outlives the call.
+    let rc = unsafe { sys::bpf_xdp_query(ifindex as i32, 0, ptr::from_mut(&mut opts).cast()) };
     if rc < 0 {
         return Err(neg_errno(rc));
     }
@@ -260,13 +317,15 @@ fn program_name(id: u32) -> io::Result<String> {
 }
 
 fn xdp_detach(ifindex: u32, flags: u32, expected_prog_fd: Option<RawFd>) -> io::Result<()> {
-    let opts = sys::bpf_xdp_attach_opts {
-        sz: std::mem::size_of::<sys::bpf_xdp_attach_opts>(),
+    let opts = XdpAttachOpts {
+        sz: std::mem::size_of::<XdpAttachOpts>(),
         old_prog_fd: expected_prog_fd.unwrap_or(0),
+        _pad: 0,
     };
-    // SAFETY: `opts` is a valid, correctly sized options struct that outlives the call; with a
-    // non-zero `old_prog_fd` libbpf asks the kernel to detach only if that program is attached.
-    let rc = unsafe { sys::bpf_xdp_detach(ifindex as i32, flags, &opts) };
+    // SAFETY: `XdpAttachOpts` has the layout of `bpf_xdp_attach_opts` (checked at compile time)
+    // and outlives the call; with a non-zero `old_prog_fd` libbpf asks the kernel to detach only
+    // if that program is the one attached.
+    let rc = unsafe { sys::bpf_xdp_detach(ifindex as i32, flags, ptr::from_ref(&opts).cast()) };
     if rc < 0 {
         Err(neg_errno(rc))
     } else {

@@ -1,1 +1,186 @@
-//! (being written)
+//! The configuration file (CONTRACT.md's YAML): typed model, parsing and validation.
+//!
+//! Loading runs three passes, so that every error names `FILE:LINE:COL`:
+//! 1. saphyr-parser reads the events: YAML syntax errors, duplicate keys, a second document, and
+//!    a map from paths such as `services[0].reals[1].address` to line:column ([`positions`]);
+//! 2. serde_yaml_ng builds the typed [`Config`] (unknown keys, wrong types, bad addresses and
+//!    durations — the first such error stops loading);
+//! 3. semantic validation ([`validate`]) and the not-supported-yet table ([`unsupported`]) run in
+//!    full and report every problem, sorted by position.
+//!
+//! Health checks are parsed and validated but not run yet: every real server counts as up, and a
+//! config that asks for a health check is refused (see [`unsupported::NOT_SUPPORTED_YET`]).
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use xvs::control::config::{self, system_iface_exists};
+//! match config::load(Path::new("/etc/xvs/xvs.yaml"), &system_iface_exists) {
+//!     Ok(cfg) => println!("{} services", cfg.services.len()),
+//!     Err(errors) => eprintln!("{errors}"),
+//! }
+//! ```
+
+use std::fmt;
+use std::path::Path;
+
+mod de;
+mod model;
+pub mod positions;
+pub mod unsupported;
+mod validate;
+
+pub use model::*;
+
+/// One error: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file name as given to [`load`] (or the name given to [`Config::from_str_named`]).
+    pub file: String,
+    /// 1-based line; 0 when the error has no position (an unreadable file).
+    pub line: usize,
+    /// 1-based column; 0 when the error has no position.
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    /// `FILE:LINE:COL: message`, or `FILE: message` without a position.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.col, self.message
+            )
+        }
+    }
+}
+
+/// Why a config was refused: at least one [`Diagnostic`], sorted by position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    errors: Vec<Diagnostic>,
+}
+
+impl ConfigErrors {
+    /// Every error, in file order.
+    pub fn errors(&self) -> &[Diagnostic] {
+        &self.errors
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    /// One `FILE:LINE:COL: message` per line (no trailing newline).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads, parses and validates the config file at `path`. `iface_exists` answers whether a
+/// network interface exists on this machine ([`system_iface_exists`] outside tests).
+pub fn load(path: &Path, iface_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Config::from_str_named(&text, &name, iface_exists),
+        Err(e) => Err(ConfigErrors {
+            errors: vec![Diagnostic {
+                file: name,
+                line: 0,
+                col: 0,
+                message: format!("cannot read: {e}"),
+            }],
+        }),
+    }
+}
+
+impl Config {
+    /// Parses and validates `text`; errors name the file `name`.
+    pub fn from_str_named(
+        text: &str,
+        name: &str,
+        iface_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Config, ConfigErrors> {
+        let fail = |problems: Vec<positions::Problem>| {
+            let mut problems = problems;
+            problems.sort_by_key(|(p, _)| *p);
+            ConfigErrors {
+                errors: problems
+                    .into_iter()
+                    .map(|(p, message)| Diagnostic {
+                        file: name.to_string(),
+                        line: p.line,
+                        col: p.col,
+                        message,
+                    })
+                    .collect(),
+            }
+        };
+        let pos = positions::scan(text).map_err(fail)?;
+        let cfg: Config = serde_yaml_ng::from_str(text).map_err(|e| {
+            let p = e
+                .location()
+                .map(|l| positions::Pos {
+                    line: l.line(),
+                    col: l.column(),
+                })
+                .unwrap_or(positions::Pos::START);
+            fail(vec![(p, strip_location(&e.to_string()))])
+        })?;
+        let mut problems = validate::validate(&cfg, &pos, iface_exists);
+        problems.extend(unsupported::check(&cfg, &pos));
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(fail(problems))
+        }
+    }
+}
+
+/// Removes serde_yaml_ng's ` at line N column M` (the position is printed in front instead).
+fn strip_location(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let n = digits(tail);
+        let after = &tail[n..];
+        if n > 0 && after.starts_with(" column ") {
+            let after = &after[" column ".len()..];
+            let m = digits(after);
+            if m > 0 {
+                rest = &after[m..];
+                continue;
+            }
+        }
+        out.push_str(" at line ");
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a network interface of this name exists in this network namespace
+/// (`if_nametoindex(3)`).
+pub fn system_iface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; if_nametoindex only
+    // reads it and returns 0 when there is no such interface.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    index != 0
+}
+
+#[cfg(test)]
+mod tests;

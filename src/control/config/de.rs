@@ -1,0 +1,426 @@
+//! Deserializers for the config's scalar forms: durations with units, addresses, port ranges,
+//! `queues: all | [..]`, `workers: auto | N`, VRRP versions and bounded integers.
+//!
+//! Each gives an error message that names what was expected; serde_yaml_ng adds the position and
+//! the path (`services[0].vip: ...`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+
+/// Parses a duration written with a unit (`100ms`, `2s`, `15m`, `1h 30m`). A bare number is an
+/// error: the unit is not guessed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration: write it with a unit, e.g. `2s`".to_string());
+    }
+    if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "duration `{t}` needs a unit, e.g. `{t}s` or `{t}ms`"
+        ));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{t}`: {e}"))
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a duration with a unit, e.g. `100ms`, `2s` or `15m`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "duration `{v}` needs a unit, e.g. `{v}s` or `{v}ms`"
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "duration `{v}` needs a unit, e.g. `2s` (and cannot be negative)"
+        )))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "duration `{v}` needs a unit, e.g. `100ms` instead of `0.1`"
+        )))
+    }
+}
+
+/// `#[serde(deserialize_with = "de::duration")]`
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(DurationVisitor)
+}
+
+/// A value parsed from a string with [`FromStr`], with a message naming what was expected.
+struct ParsedVisitor<T> {
+    what: &'static str,
+    example: &'static str,
+    _t: PhantomData<T>,
+}
+
+impl<T: FromStr> Visitor<'_> for ParsedVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} such as {}", self.what, self.example)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.trim().parse().map_err(|_| {
+            E::custom(format!(
+                "invalid {} `{v}`: expected {} such as {}",
+                self.what, self.what, self.example
+            ))
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Err(E::custom(format!(
+            "invalid {} `{v}`: expected {} such as {}",
+            self.what, self.what, self.example
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_u64(v.unsigned_abs())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        Err(E::custom(format!(
+            "invalid {} `{v}`: expected {} such as {}",
+            self.what, self.what, self.example
+        )))
+    }
+}
+
+const IP_EXAMPLE: &str = "`198.18.0.100` or `2001:db8::100`";
+const SOCKET_EXAMPLE: &str = "`198.18.1.11:80` or `[2001:db8::11]:80`";
+
+fn ip_visitor() -> ParsedVisitor<IpAddr> {
+    ParsedVisitor {
+        what: "IP address",
+        example: IP_EXAMPLE,
+        _t: PhantomData,
+    }
+}
+
+fn socket_visitor() -> ParsedVisitor<SocketAddr> {
+    ParsedVisitor {
+        what: "address",
+        example: SOCKET_EXAMPLE,
+        _t: PhantomData,
+    }
+}
+
+/// An IPv4 or IPv6 address.
+pub fn ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    d.deserialize_any(ip_visitor())
+}
+
+/// An `ADDR:PORT` (IPv6 in brackets).
+pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    d.deserialize_any(socket_visitor())
+}
+
+/// A wrapper so that lists and options reuse the visitors above.
+struct Ip(IpAddr);
+
+impl<'de> de::Deserialize<'de> for Ip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ip(d).map(Ip)
+    }
+}
+
+struct Sock(SocketAddr);
+
+impl<'de> de::Deserialize<'de> for Sock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        socket_addr(d).map(Sock)
+    }
+}
+
+/// A list of IP addresses.
+pub fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    let v: Vec<Ip> = de::Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|i| i.0).collect())
+}
+
+/// An optional IP address (`null` = none).
+pub fn opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    let v: Option<Ip> = de::Deserialize::deserialize(d)?;
+    Ok(v.map(|i| i.0))
+}
+
+/// An optional `ADDR:PORT` (`null` = none).
+pub fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let v: Option<Sock> = de::Deserialize::deserialize(d)?;
+    Ok(v.map(|s| s.0))
+}
+
+/// An integer in `min..=max`, with a message naming the field.
+struct BoundedVisitor {
+    field: &'static str,
+    min: u64,
+    max: u64,
+}
+
+impl Visitor<'_> for BoundedVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} as an integer {}..{}", self.field, self.min, self.max)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if v < self.min || v > self.max {
+            return Err(E::custom(format!(
+                "{} {v} is out of range {}..{}",
+                self.field, self.min, self.max
+            )));
+        }
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        if v < 0 {
+            return Err(E::custom(format!(
+                "{} {v} is out of range {}..{}",
+                self.field, self.min, self.max
+            )));
+        }
+        self.visit_u64(v as u64)
+    }
+}
+
+fn bounded<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &'static str,
+    min: u64,
+    max: u64,
+) -> Result<u64, D::Error> {
+    d.deserialize_any(BoundedVisitor { field, min, max })
+}
+
+/// A port, `0..65535`.
+pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    bounded(d, "port", 0, 65535).map(|v| v as u16)
+}
+
+/// A VRRP virtual router id, `1..255`.
+pub fn vrid<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    bounded(d, "vrid", 1, 255).map(|v| v as u8)
+}
+
+/// A VRRP priority, `1..255` (255 = address owner).
+pub fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    bounded(d, "priority", 1, 255).map(|v| v as u8)
+}
+
+/// Implements `Deserialize` for a type through a visitor that sees any scalar or sequence.
+macro_rules! any_deserialize {
+    ($ty:ty, $visitor:expr) => {
+        impl<'de> de::Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any($visitor)
+            }
+        }
+    };
+}
+
+// ---- queues: all | [0, 1] -------------------------------------------------------------------
+
+use super::model::{IpPrefix, PortRange, Queues, VrrpVersion, Workers};
+
+struct QueuesVisitor;
+
+impl<'de> Visitor<'de> for QueuesVisitor {
+    type Value = Queues;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`all` or a list of queue numbers such as `[0, 1]`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Queues, E> {
+        if v == "all" {
+            Ok(Queues::All)
+        } else {
+            Err(E::custom(format!(
+                "invalid queues `{v}`: expected `all` or a list of queue numbers such as `[0, 1]`"
+            )))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Queues, E> {
+        Err(E::custom(format!(
+            "invalid queues `{v}`: write a list, e.g. `[{v}]`, or `all`"
+        )))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Queues, A::Error> {
+        let mut v = Vec::new();
+        while let Some(q) = seq.next_element::<u32>()? {
+            v.push(q);
+        }
+        Ok(Queues::List(v))
+    }
+}
+
+any_deserialize!(Queues, QueuesVisitor);
+
+// ---- workers: auto | N ----------------------------------------------------------------------
+
+struct WorkersVisitor;
+
+impl Visitor<'_> for WorkersVisitor {
+    type Value = Workers;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`auto` or a number of workers")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Workers, E> {
+        if v == "auto" {
+            Ok(Workers::Auto)
+        } else {
+            Err(E::custom(format!(
+                "invalid workers `{v}`: expected `auto` or a number"
+            )))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Workers, E> {
+        u32::try_from(v)
+            .map(Workers::Count)
+            .map_err(|_| E::custom(format!("workers {v} is too large")))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Workers, E> {
+        Err(E::custom(format!(
+            "invalid workers `{v}`: expected `auto` or a number of at least 1"
+        )))
+    }
+}
+
+any_deserialize!(Workers, WorkersVisitor);
+
+// ---- vrrp version: 2 | 3 --------------------------------------------------------------------
+
+struct VersionVisitor;
+
+impl Visitor<'_> for VersionVisitor {
+    type Value = VrrpVersion;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("VRRP version 2 or 3")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<VrrpVersion, E> {
+        match v {
+            2 => Ok(VrrpVersion::V2),
+            3 => Ok(VrrpVersion::V3),
+            _ => Err(E::custom(format!(
+                "invalid VRRP version {v}: expected 2 or 3"
+            ))),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<VrrpVersion, E> {
+        Err(E::custom(format!(
+            "invalid VRRP version {v}: expected 2 or 3"
+        )))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<VrrpVersion, E> {
+        Err(E::custom(format!(
+            "invalid VRRP version `{v}`: expected 2 or 3"
+        )))
+    }
+}
+
+any_deserialize!(VrrpVersion, VersionVisitor);
+
+// ---- ports: 1024-65535 ----------------------------------------------------------------------
+
+struct PortRangeVisitor;
+
+impl Visitor<'_> for PortRangeVisitor {
+    type Value = PortRange;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a port range such as `1024-65535`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PortRange, E> {
+        let bad = || {
+            E::custom(format!(
+                "invalid port range `{v}`: expected FIRST-LAST such as `1024-65535`"
+            ))
+        };
+        let (a, b) = v.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        Ok(PortRange { first, last })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortRange, E> {
+        let p = u16::try_from(v)
+            .map_err(|_| E::custom(format!("port {v} is out of range 0..65535")))?;
+        Ok(PortRange { first: p, last: p })
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortRange, E> {
+        Err(E::custom(format!("port {v} is out of range 0..65535")))
+    }
+}
+
+any_deserialize!(PortRange, PortRangeVisitor);
+
+// ---- vips: 198.18.0.100/24 ------------------------------------------------------------------
+
+struct PrefixVisitor;
+
+impl Visitor<'_> for PrefixVisitor {
+    type Value = IpPrefix;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an address with an optional prefix length such as `198.18.0.100/24`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<IpPrefix, E> {
+        v.parse().map_err(E::custom)
+    }
+}
+
+any_deserialize!(IpPrefix, PrefixVisitor);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("0").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("5x")
+            .unwrap_err()
+            .contains("invalid duration"));
+        assert!(parse_duration("").is_err());
+    }
+}

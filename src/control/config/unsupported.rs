@@ -1,0 +1,117 @@
+//! Features the parser accepts but xvs does not build yet.
+//!
+//! [`NOT_SUPPORTED_YET`] is the one list: `xvs check` (and every load) refuses each entry whose
+//! value in the file differs from its default, with `FILE:LINE:COL: <what> is not supported yet`.
+//! Nothing is silently ignored. The issue that builds a feature deletes its line here.
+//!
+//! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
+//! `scheduler: rr | wrr`, `protocol: tcp | udp`, an IPv4 `vip`, a `port` other than 0, and real
+//! servers with an IPv4 `address` and a `weight`. Health checks are not run yet: every real
+//! server counts as up.
+
+use super::model::{host_mask, Config, Forwarding, OnFailure, Real, Scheduler, Service};
+use super::positions::{Positions, Problem};
+
+/// Where the error points.
+#[derive(Clone, Copy, Debug)]
+pub enum At {
+    /// The key (`toa:`), for features that are refused whatever their value.
+    Key,
+    /// The value (`scheduler: lc`), for features refused for some values.
+    Value,
+}
+
+/// Which part of the config an entry inspects; the function returns what to name in the message
+/// when the feature is used (`None` = not used, or used with its default).
+#[derive(Clone, Copy)]
+pub enum Check {
+    Root(fn(&Config) -> Option<String>),
+    Service(fn(&Service) -> Option<String>),
+    Real(fn(&Real) -> Option<String>),
+}
+
+/// One feature that is not built yet.
+#[derive(Clone, Copy)]
+pub struct NotYet {
+    /// The key, relative to the root, to `services[i]` or to `services[i].reals[j]`.
+    pub key: &'static str,
+    pub at: At,
+    pub check: Check,
+}
+
+fn when(used: bool, what: &str) -> Option<String> {
+    used.then(|| what.to_string())
+}
+
+use At::{Key, Value};
+use Check::{Real as R, Root, Service as S};
+
+#[rustfmt::skip]
+pub const NOT_SUPPORTED_YET: &[NotYet] = &[
+    // key                               points at  refused when
+    NotYet { key: "local_addresses",     at: Key,   check: Root(|c| when(!c.local_addresses.is_empty(), "local_addresses (FULLNAT pools)")) },
+    NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(!c.vrrp.instances.is_empty(), "vrrp.instances")) },
+    NotYet { key: "vrrp.sync_groups",    at: Key,   check: Root(|c| when(!c.vrrp.sync_groups.is_empty(), "vrrp.sync_groups")) },
+    NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync (connection state sync)")) },
+    NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
+    NotYet { key: "port",                at: Value, check: S(|s| when(s.port == 0, "port 0 (every port of the VIP)")) },
+    NotYet { key: "scheduler",           at: Value, check: S(|s| match s.scheduler {
+        Scheduler::Rr | Scheduler::Wrr => None,
+        Scheduler::Wlc => Some("scheduler wlc (the default; write `scheduler: rr` or `scheduler: wrr`)".to_string()),
+        other => Some(format!("scheduler {other} (only rr and wrr are)")),
+    }) },
+    NotYet { key: "scheduler_flags",     at: Key,   check: S(|s| when(!s.scheduler_flags.is_empty(), "scheduler_flags")) },
+    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| format!("forwarding {} (only nat is)", s.forwarding))) },
+    NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
+    NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
+    NotYet { key: "persistence.timeout", at: Key,   check: S(|s| when(s.persistence.enabled(), "persistence")) },
+    NotYet { key: "persistence.netmask", at: Key,   check: S(|s| when(s.persistence.netmask.is_some_and(|m| m != host_mask(m)), "persistence.netmask")) },
+    NotYet { key: "one_packet",          at: Key,   check: S(|s| when(s.one_packet, "one_packet")) },
+    NotYet { key: "sorry_server",        at: Key,   check: S(|s| when(s.sorry_server.is_some(), "sorry_server")) },
+    NotYet { key: "quorum.min_up",       at: Key,   check: S(|s| when(s.quorum.min_up != 1, "quorum")) },
+    NotYet { key: "quorum.hysteresis",   at: Key,   check: S(|s| when(s.quorum.hysteresis != 0, "quorum")) },
+    NotYet { key: "health_check",        at: Key,   check: S(|s| when(s.health_check.is_some(), "health_check (until health checks are built every real server counts as up)")) },
+    NotYet { key: "on_failure",          at: Key,   check: S(|s| when(s.on_failure != OnFailure::Remove, "on_failure: drain")) },
+    NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
+    NotYet { key: "upper_threshold",     at: Key,   check: R(|r| when(r.upper_threshold != 0, "upper_threshold")) },
+    NotYet { key: "lower_threshold",     at: Key,   check: R(|r| when(r.lower_threshold != 0, "lower_threshold")) },
+    NotYet { key: "health_check",        at: Key,   check: R(|r| when(r.health_check.is_some(), "health_check (until health checks are built every real server counts as up)")) },
+];
+
+/// Every use of a feature of [`NOT_SUPPORTED_YET`] in `cfg`.
+pub fn check(cfg: &Config, pos: &Positions) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut report = |path: String, at: At, what: String| {
+        let p = match at {
+            At::Key => pos.key(&path),
+            At::Value => pos.value(&path),
+        };
+        out.push((p, format!("{what} is not supported yet")));
+    };
+    for nt in NOT_SUPPORTED_YET {
+        match nt.check {
+            Check::Root(f) => {
+                if let Some(what) = f(cfg) {
+                    report(nt.key.to_string(), nt.at, what);
+                }
+            }
+            Check::Service(f) => {
+                for (i, s) in cfg.services.iter().enumerate() {
+                    if let Some(what) = f(s) {
+                        report(format!("services[{i}].{}", nt.key), nt.at, what);
+                    }
+                }
+            }
+            Check::Real(f) => {
+                for (i, s) in cfg.services.iter().enumerate() {
+                    for (j, r) in s.reals.iter().enumerate() {
+                        if let Some(what) = f(r) {
+                            report(format!("services[{i}].reals[{j}].{}", nt.key), nt.at, what);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}

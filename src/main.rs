@@ -33,9 +33,18 @@ fn main() -> ExitCode {
             eprintln!("xvs: run is being built");
             ExitCode::from(1)
         }
-        Command::Check { config: _ } => {
-            eprintln!("xvs: check is being built");
-            ExitCode::from(1)
+        Command::Check { config } => {
+            use xvs::control::config::{load, system_iface_exists};
+            match load(&config, &system_iface_exists) {
+                Ok(_) => {
+                    println!("{}: OK", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

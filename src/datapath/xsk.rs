@@ -229,6 +229,8 @@ struct PortIo {
 pub struct QueueIo {
     queue: u32,
     ring_size: u32,
+    /// Most TX kicks per port per flush (a full ring at the kernel's 32 frames per kick).
+    max_kicks: u32,
     batch: usize,
     zero_copy: bool,
     stats_alive: Arc<RwLock<bool>>,
@@ -372,6 +374,7 @@ impl QueueIo {
         let mut io = QueueIo {
             queue,
             ring_size: cfg.ring_size,
+            max_kicks: cfg.ring_size / 32 + 1,
             batch,
             zero_copy,
             stats_alive: Arc::new(RwLock::new(true)),
@@ -545,10 +548,21 @@ impl Rings for QueueIo {
                 out.sent += sent as u64;
                 out.ring_full += (staged - sent) as u64;
             }
-            // Copy mode transmits only inside sendto(), a bounded number of frames per call, so
-            // kick while the ring holds anything; zero-copy drivers clear the flag when awake.
-            if p.tx.nb_free_exact() < self.ring_size && p.tx.needs_wakeup() {
+            // Copy mode transmits inside sendto() itself, at most a kernel budget (32 frames)
+            // per call: kick until the ring is drained, a kick makes no progress (busy, no
+            // buffers, or a zero-copy driver that works asynchronously), or a bound is reached.
+            // Zero-copy drivers clear the need-wakeup flag while they are awake.
+            let mut kicks = 0;
+            loop {
+                let free = p.tx.nb_free_exact();
+                if free >= self.ring_size || !p.tx.needs_wakeup() || kicks == self.max_kicks {
+                    break;
+                }
                 p.tx.wakeup()?;
+                kicks += 1;
+                if p.tx.nb_free_exact() == free {
+                    break;
+                }
             }
         }
         Ok(out)

@@ -1,0 +1,331 @@
+//! Helpers for the end-to-end tests: a lab of network namespaces (`scripts/lab`), lab servers,
+//! the xvs daemon inside the lab's load balancer, and the lab client.
+//!
+//! ```ignore
+//! let Some(lab) = Lab::new() else { return }; // None (skip) when not root
+//! lab.serve();
+//! let xvs = lab.start_xvs(&Lab::config("nat.yaml"));
+//! assert!(lab.wait_http_ready(Duration::from_secs(20)));
+//! let s = lab.http_client(300);
+//! ```
+//!
+//! Every `Lab` has a unique TAG (PID + counter), so tests run in parallel; dropping it stops
+//! everything inside and deletes its namespaces, pass or fail.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// The VIP of the lab topologies.
+pub const VIP: &str = "198.18.0.100";
+
+/// Whether the test runs as root; prints why it skips otherwise.
+pub fn require_root(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        eprintln!("skipping {test}: needs root (network namespaces)");
+    }
+    root
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap()
+}
+
+/// A lab TAG unique on this machine for this process: `e` + PID + counter, at most 8 characters.
+pub fn unique_tag() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tag = format!(
+        "e{}{}",
+        base36(u64::from(std::process::id())),
+        base36(u64::from(n))
+    );
+    assert!(tag.len() <= 8, "tag {tag} too long");
+    tag
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Absolute path of a file under `scripts/`, as a string for command lines.
+pub fn script(name: &str) -> String {
+    repo()
+        .join("scripts")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn lab_script() -> PathBuf {
+    repo().join("scripts/lab")
+}
+
+/// The JSON summary printed by `scripts/lab-client.py`.
+#[derive(Debug, Deserialize)]
+pub struct Summary {
+    pub ok: u64,
+    pub failed: u64,
+    pub by_server: BTreeMap<String, u64>,
+    pub errors: Vec<String>,
+}
+
+impl Summary {
+    /// Requests answered by `server`.
+    pub fn count(&self, server: &str) -> u64 {
+        self.by_server.get(server).copied().unwrap_or(0)
+    }
+}
+
+/// A running lab; torn down on drop.
+pub struct Lab {
+    pub tag: String,
+}
+
+impl Lab {
+    /// Brings up the `nat` topology, or returns `None` (after saying so) when not root.
+    pub fn new() -> Option<Lab> {
+        Lab::up("nat")
+    }
+
+    /// Brings up `topology` under a fresh TAG; `None` when not root. Panics if `up` fails.
+    pub fn up(topology: &str) -> Option<Lab> {
+        if !require_root("lab test") {
+            return None;
+        }
+        let tag = unique_tag();
+        let out = Command::new(lab_script())
+            .args(["up", topology, &tag])
+            .output()
+            .expect("run scripts/lab");
+        // Constructed before the check so that a failed `up` is still cleaned up.
+        let lab = Lab { tag };
+        assert!(
+            out.status.success(),
+            "scripts/lab up {topology} {}: {}",
+            lab.tag,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Some(lab)
+    }
+
+    /// Path of an example config in `config/`.
+    pub fn config(name: &str) -> PathBuf {
+        repo().join("config").join(name)
+    }
+
+    /// The namespace of `role`.
+    pub fn ns(&self, role: &str) -> String {
+        format!("xvs-{}-{role}", self.tag)
+    }
+
+    /// Runs `cmd` inside `role`'s namespace and returns its output (whatever the exit status).
+    pub fn exec(&self, role: &str, cmd: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// Like [`exec`](Self::exec) but panics unless `cmd` succeeds; returns its stdout.
+    pub fn exec_ok(&self, role: &str, cmd: &[&str]) -> String {
+        let out = self.exec(role, cmd);
+        assert!(
+            out.status.success(),
+            "{role}: {}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts the lab servers: HTTP on :80 and UDP on :5353 in r1 and r2.
+    pub fn serve(&self) {
+        let out = Command::new(lab_script())
+            .args(["serve", &self.tag])
+            .output()
+            .expect("run scripts/lab serve");
+        assert!(
+            out.status.success(),
+            "scripts/lab serve {}: {}",
+            self.tag,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    /// Starts `xvs run -c CONFIG` in the load balancer's namespace. Output goes to a log file
+    /// ([`Xvs::log`]); the daemon is stopped with SIGTERM when the guard drops.
+    pub fn start_xvs(&self, config: &Path) -> Xvs {
+        let log_path = std::env::temp_dir().join(format!("xvs-lab-{}.log", self.tag));
+        let log = std::fs::File::create(&log_path).expect("create xvs log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("lb"),
+                env!("CARGO_BIN_EXE_xvs"),
+                "run",
+                "-c",
+            ])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start xvs");
+        Xvs {
+            child,
+            log_path,
+            status: None,
+        }
+    }
+
+    fn client(&self, args: &[&str]) -> Summary {
+        let script = script("lab-client.py");
+        let mut cmd = vec!["python3", script.as_str()];
+        cmd.extend_from_slice(args);
+        let out = self.exec("client", &cmd);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // JSON is YAML: no extra dependency needed to read the summary.
+        serde_yaml_ng::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "lab-client {}: unreadable summary ({e}): {stdout} {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// `count` sequential HTTP requests from the client to `http://VIP/`, a fresh connection each.
+    pub fn http_client(&self, count: u32) -> Summary {
+        self.http_client_url(&format!("http://{VIP}/"), count, 2.0)
+    }
+
+    pub fn http_client_url(&self, url: &str, count: u32, timeout_s: f64) -> Summary {
+        self.client(&[
+            "http",
+            "--url",
+            url,
+            "--count",
+            &count.to_string(),
+            "--timeout",
+            &timeout_s.to_string(),
+        ])
+    }
+
+    /// `count` UDP requests from the client to `addr` (`HOST:PORT`), a fresh socket each.
+    pub fn udp_client(&self, addr: &str, count: u32) -> Summary {
+        self.client(&["udp", "--addr", addr, "--count", &count.to_string()])
+    }
+
+    /// Polls `http://VIP/` from the client until one request succeeds or `limit` passes.
+    pub fn wait_http_ready(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.http_client_url(&format!("http://{VIP}/"), 1, 0.5).ok == 1 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(lab_script())
+            .args(["down", &self.tag])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+/// The xvs daemon running in a lab; SIGTERM (then SIGKILL after 5 s) on drop.
+pub struct Xvs {
+    child: Child,
+    log_path: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Xvs {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the daemon is still running.
+    pub fn running(&mut self) -> bool {
+        self.status.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the daemon printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends a signal (e.g. `"HUP"`, `"TERM"`).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .output();
+    }
+
+    /// SIGTERM, then waits (5 s, then SIGKILL) and returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Some(s) = self.status {
+            return s;
+        }
+        if let Ok(Some(s)) = self.child.try_wait() {
+            self.status = Some(s);
+            return s;
+        }
+        self.signal("TERM");
+        let end = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    break self.child.wait().expect("wait for xvs");
+                }
+            }
+        };
+        self.status = Some(status);
+        status
+    }
+}
+
+impl Drop for Xvs {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("---- xvs log ----\n{}-----------------", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}

@@ -21,13 +21,16 @@ pub enum At {
     Value,
 }
 
-/// Which part of the config an entry inspects; the function returns what to name in the message
-/// when the feature is used (`None` = not used, or used with its default).
+/// What a refusal says: `{subject} is not supported yet{note}`.
+pub type Refusal = (String, &'static str);
+
+/// Which part of the config an entry inspects; the function returns the refusal when the feature
+/// is used (`None` = not used, or used with its default value).
 #[derive(Clone, Copy)]
 pub enum Check {
-    Root(fn(&Config) -> Option<String>),
-    Service(fn(&Service) -> Option<String>),
-    Real(fn(&Real) -> Option<String>),
+    Root(fn(&Config) -> Option<Refusal>),
+    Service(fn(&Service) -> Option<Refusal>),
+    Real(fn(&Real) -> Option<Refusal>),
 }
 
 /// One feature that is not built yet.
@@ -39,9 +42,11 @@ pub struct NotYet {
     pub check: Check,
 }
 
-fn when(used: bool, what: &str) -> Option<String> {
-    used.then(|| what.to_string())
+fn when(used: bool, what: &str) -> Option<Refusal> {
+    used.then(|| (what.to_string(), ""))
 }
+
+const UP: &str = "; until it is, every real server counts as up";
 
 use At::{Key, Value};
 use Check::{Real as R, Root, Service as S};
@@ -49,19 +54,19 @@ use Check::{Real as R, Root, Service as S};
 #[rustfmt::skip]
 pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     // key                               points at  refused when
-    NotYet { key: "local_addresses",     at: Key,   check: Root(|c| when(!c.local_addresses.is_empty(), "local_addresses (FULLNAT pools)")) },
+    NotYet { key: "local_addresses",     at: Key,   check: Root(|c| when(!c.local_addresses.is_empty(), "local_addresses")) },
     NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(!c.vrrp.instances.is_empty(), "vrrp.instances")) },
     NotYet { key: "vrrp.sync_groups",    at: Key,   check: Root(|c| when(!c.vrrp.sync_groups.is_empty(), "vrrp.sync_groups")) },
-    NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync (connection state sync)")) },
+    NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "port",                at: Value, check: S(|s| when(s.port == 0, "port 0 (every port of the VIP)")) },
+    NotYet { key: "port",                at: Value, check: S(|s| (s.port == 0).then(|| ("port 0".to_string(), " (every port of the VIP)"))) },
     NotYet { key: "scheduler",           at: Value, check: S(|s| match s.scheduler {
         Scheduler::Rr | Scheduler::Wrr => None,
-        Scheduler::Wlc => Some("scheduler wlc (the default; write `scheduler: rr` or `scheduler: wrr`)".to_string()),
-        other => Some(format!("scheduler {other} (only rr and wrr are)")),
+        Scheduler::Wlc => Some(("scheduler wlc".to_string(), " (wlc is the default: write `scheduler: rr` or `scheduler: wrr`)")),
+        other => Some((format!("scheduler {other}"), " (only rr and wrr are)")),
     }) },
     NotYet { key: "scheduler_flags",     at: Key,   check: S(|s| when(!s.scheduler_flags.is_empty(), "scheduler_flags")) },
-    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| format!("forwarding {} (only nat is)", s.forwarding))) },
+    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },
     NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
     NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
     NotYet { key: "persistence.timeout", at: Key,   check: S(|s| when(s.persistence.enabled(), "persistence")) },
@@ -70,23 +75,23 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "sorry_server",        at: Key,   check: S(|s| when(s.sorry_server.is_some(), "sorry_server")) },
     NotYet { key: "quorum.min_up",       at: Key,   check: S(|s| when(s.quorum.min_up != 1, "quorum")) },
     NotYet { key: "quorum.hysteresis",   at: Key,   check: S(|s| when(s.quorum.hysteresis != 0, "quorum")) },
-    NotYet { key: "health_check",        at: Key,   check: S(|s| when(s.health_check.is_some(), "health_check (until health checks are built every real server counts as up)")) },
+    NotYet { key: "health_check",        at: Key,   check: S(|s| s.health_check.is_some().then(|| ("health_check".to_string(), UP))) },
     NotYet { key: "on_failure",          at: Key,   check: S(|s| when(s.on_failure != OnFailure::Remove, "on_failure: drain")) },
     NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
     NotYet { key: "upper_threshold",     at: Key,   check: R(|r| when(r.upper_threshold != 0, "upper_threshold")) },
     NotYet { key: "lower_threshold",     at: Key,   check: R(|r| when(r.lower_threshold != 0, "lower_threshold")) },
-    NotYet { key: "health_check",        at: Key,   check: R(|r| when(r.health_check.is_some(), "health_check (until health checks are built every real server counts as up)")) },
+    NotYet { key: "health_check",        at: Key,   check: R(|r| r.health_check.is_some().then(|| ("health_check".to_string(), UP))) },
 ];
 
 /// Every use of a feature of [`NOT_SUPPORTED_YET`] in `cfg`.
 pub fn check(cfg: &Config, pos: &Positions) -> Vec<Problem> {
     let mut out = Vec::new();
-    let mut report = |path: String, at: At, what: String| {
+    let mut report = |path: String, at: At, (what, note): Refusal| {
         let p = match at {
             At::Key => pos.key(&path),
             At::Value => pos.value(&path),
         };
-        out.push((p, format!("{what} is not supported yet")));
+        out.push((p, format!("{what} is not supported yet{note}")));
     };
     for nt in NOT_SUPPORTED_YET {
         match nt.check {

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "xvs", version, about = "XDP Virtual Server: a Layer-4 load balancer on AF_XDP")]
+#[command(
+    name = "xvs",
+    version,
+    about = "XDP Virtual Server: a Layer-4 load balancer on AF_XDP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,10 +33,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config: _ } => {
-            eprintln!("xvs: run is being built");
-            ExitCode::from(1)
-        }
+        Command::Run { config } => match xvs::control::daemon::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}", e.0);
+                ExitCode::from(1)
+            }
+        },
         Command::Check { config } => {
             use xvs::control::config::{load, system_iface_exists};
             match load(&config, &system_iface_exists) {

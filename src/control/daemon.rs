@@ -26,14 +26,23 @@ use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared};
 
-/// A fatal start-up or run-time error: one line for stderr.
+/// A fatal start-up or run-time error, printed as is on stderr: `xvs: <one line>`, or for a
+/// configuration that does not validate, its `FILE:LINE:COL: message` lines.
 #[derive(Debug)]
 pub struct Fatal(pub String);
 
 impl<E: std::fmt::Display> From<E> for Fatal {
     fn from(e: E) -> Fatal {
-        Fatal(e.to_string())
+        Fatal(format!("xvs: {e}"))
     }
+}
+
+fn fatal(msg: impl std::fmt::Display) -> Fatal {
+    Fatal(format!("xvs: {msg}"))
+}
+
+fn config_errors(e: config::ConfigErrors) -> Fatal {
+    Fatal(e.to_string().trim_end().to_string())
 }
 
 /// How long start-up waits for the real servers' MAC addresses.
@@ -50,7 +59,7 @@ fn log(line: impl AsRef<str>) {
 fn rx_queue_count(iface: &str) -> Result<u32, Fatal> {
     let dir = format!("/sys/class/net/{iface}/queues");
     let n = std::fs::read_dir(&dir)
-        .map_err(|e| Fatal(format!("cannot read {dir}: {e}")))?
+        .map_err(|e| fatal(format!("cannot read {dir}: {e}")))?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count();
@@ -71,17 +80,17 @@ fn queue_ids(cfg: &Config) -> Result<Vec<u32>, Fatal> {
     }
     let first = sets.first().map(|s| s.1.clone()).unwrap_or_default();
     if let Some((name, q)) = sets.iter().find(|s| s.1 != first) {
-        return Err(Fatal(format!(
+        return Err(fatal(format!(
             "datapath.interfaces: every interface must use the same queues ({} has {:?}, {} has {:?})",
             sets[0].0, first, name, q
         )));
     }
     if first.is_empty() {
-        return Err(Fatal("datapath.interfaces: no receive queue to attach to".into()));
+        return Err(fatal("datapath.interfaces: no receive queue to attach to"));
     }
     if let config::Workers::Count(n) = cfg.datapath.workers {
         if n as usize != first.len() {
-            return Err(Fatal(format!(
+            return Err(fatal(format!(
                 "datapath.workers: {n} workers for {} queues is not supported yet (one worker per queue; use `workers: auto`)",
                 first.len()
             )));
@@ -95,21 +104,33 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
         .interfaces
         .iter()
         .map(|i| {
-            let link = netlink::link_by_name(&i.name).map_err(|e| Fatal(format!("interface {}: {e}", i.name)))?;
-            Ok(Port { name: i.name.clone(), ifindex: link.ifindex, mac: link.mac })
+            let link = netlink::link_by_name(&i.name)
+                .map_err(|e| fatal(format!("interface {}: {e}", i.name)))?;
+            Ok(Port {
+                name: i.name.clone(),
+                ifindex: link.ifindex,
+                mac: link.mac,
+            })
         })
         .collect()
 }
 
 fn real_addresses(cfg: &Config) -> Vec<IpAddr> {
-    let mut v: Vec<IpAddr> = cfg.services.iter().flat_map(|s| s.reals.iter().map(|r| r.address.ip())).collect();
+    let mut v: Vec<IpAddr> = cfg
+        .services
+        .iter()
+        .flat_map(|s| s.reals.iter().map(|r| r.address.ip()))
+        .collect();
     v.sort();
     v.dedup();
     v
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Everything the running daemon holds.
@@ -125,16 +146,28 @@ struct Running {
 impl Running {
     /// Applies the file again; on any error the running configuration stays.
     fn reload(&mut self) {
-        signals::sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", signals::monotonic_usec()));
-        log(format!("Reloading configuration file {}", self.path.display()));
+        signals::sd_notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            signals::monotonic_usec()
+        ));
+        log(format!(
+            "Reloading configuration file {}",
+            self.path.display()
+        ));
         match self.try_reload() {
             Ok(changes) => {
                 for c in &changes {
                     log(c);
                 }
-                log(format!("Configuration reloaded ({} change{})", changes.len(), if changes.len() == 1 { "" } else { "s" }));
+                log(format!(
+                    "Configuration reloaded ({} change{})",
+                    changes.len(),
+                    if changes.len() == 1 { "" } else { "s" }
+                ));
                 self.reload.successful.store(true, Ordering::Relaxed);
-                self.reload.timestamp_seconds.store(unix_now(), Ordering::Relaxed);
+                self.reload
+                    .timestamp_seconds
+                    .store(unix_now(), Ordering::Relaxed);
             }
             Err(Fatal(msg)) => {
                 log(msg);
@@ -146,15 +179,19 @@ impl Running {
     }
 
     fn try_reload(&mut self) -> Result<Vec<String>, Fatal> {
-        let cfg = config::load(&self.path, &config::system_iface_exists).map_err(|e| Fatal(e.to_string().trim_end().to_string()))?;
+        let cfg = config::load(&self.path, &config::system_iface_exists).map_err(config_errors)?;
         if cfg.datapath != self.cfg.datapath {
-            return Err(Fatal("datapath section changed: restart xvs to apply it".into()));
+            return Err(fatal("datapath section changed: restart xvs to apply it"));
         }
         if cfg.conntrack.max_entries != self.cfg.conntrack.max_entries {
-            return Err(Fatal("conntrack.max_entries changed: restart xvs to apply it".into()));
+            return Err(fatal(
+                "conntrack.max_entries changed: restart xvs to apply it",
+            ));
         }
         if cfg.global.metrics_listen != self.cfg.global.metrics_listen {
-            return Err(Fatal("global.metrics_listen changed: restart xvs to apply it".into()));
+            return Err(fatal(
+                "global.metrics_listen changed: restart xvs to apply it",
+            ));
         }
         let old = self.shared.snapshot.load_full();
         let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
@@ -176,10 +213,10 @@ impl Running {
 pub fn run(path: &Path) -> Result<(), Fatal> {
     if !signals::is_root() {
         return Err(Fatal(
-            "xvs run needs root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW to attach XDP programs and open AF_XDP sockets)".into(),
+            "xvs: must run as root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW are needed to attach XDP programs and open AF_XDP sockets)".into(),
         ));
     }
-    let cfg = config::load(path, &config::system_iface_exists).map_err(|e| Fatal(e.to_string().trim_end().to_string()))?;
+    let cfg = config::load(path, &config::system_iface_exists).map_err(config_errors)?;
     // Block the daemon's signals before any thread starts, so they all inherit the mask.
     let sigs = DaemonSignals::block()?;
     let queues = queue_ids(&cfg)?;
@@ -221,7 +258,9 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
     shared.nexthops.store(Arc::new(primed.table));
     for ip in &primed.unresolved {
-        log(format!("Real server {ip}: next-hop MAC not resolved yet (will keep trying)"));
+        log(format!(
+            "Real server {ip}: next-hop MAC not resolved yet (will keep trying)"
+        ));
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -241,22 +280,44 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let handles = spawn_workers(workers, WorkerConfig::new(poll, epoch), stop.clone())?;
 
     let mut aux: Vec<JoinHandle<()>> = vec![
-        neighbours::spawn_refresher(ports.clone(), shared.nexthops.clone(), shared.neighbour_misses.clone(), stop.clone()),
+        neighbours::spawn_refresher(
+            ports.clone(),
+            shared.nexthops.clone(),
+            shared.neighbour_misses.clone(),
+            stop.clone(),
+        ),
         spawn_janitor(shared.clone(), epoch, stop.clone()),
     ];
     let reload = Arc::new(ReloadStatus::default());
     reload.successful.store(true, Ordering::Relaxed);
-    reload.timestamp_seconds.store(unix_now(), Ordering::Relaxed);
-    let sources = Arc::new(metrics::Sources { shared: shared.clone(), workers: counters, xsk: xsk_readers, reload: reload.clone() });
+    reload
+        .timestamp_seconds
+        .store(unix_now(), Ordering::Relaxed);
+    let sources = Arc::new(metrics::Sources {
+        shared: shared.clone(),
+        workers: counters,
+        xsk: xsk_readers,
+        reload: reload.clone(),
+    });
     aux.push(
-        metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
-            .map_err(|e| Fatal(format!("global.metrics_listen {}: {e}", cfg.global.metrics_listen)))?,
+        metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone()).map_err(|e| {
+            fatal(format!(
+                "global.metrics_listen {}: {e}",
+                cfg.global.metrics_listen
+            ))
+        })?,
     );
 
     let modes: Vec<String> = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{} ({})", p.name, filter.attach_mode(i as u8).map_or("?", |m| m.name())))
+        .map(|(i, p)| {
+            format!(
+                "{} ({})",
+                p.name,
+                filter.attach_mode(i as u8).map_or("?", |m| m.name())
+            )
+        })
         .collect();
     log(format!(
         "xvs {} started ({}): {} service(s), {} worker(s), XDP on {}",
@@ -268,8 +329,15 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     ));
     signals::sd_notify("READY=1");
 
-    let mut running = Running { path: path.to_path_buf(), cfg, ports, shared, filter, reload };
-    let mut fatal = None;
+    let mut running = Running {
+        path: path.to_path_buf(),
+        cfg,
+        ports,
+        shared,
+        filter,
+        reload,
+    };
+    let mut failure = None;
     loop {
         match sigs.wait(Duration::from_millis(250)) {
             Some(Signal::Stop(sig)) => {
@@ -280,7 +348,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             None => {
                 if let Some(h) = handles.iter().find(|h| h.is_finished()) {
                     let _ = h;
-                    fatal = Some(Fatal("a worker stopped unexpectedly; stopping".into()));
+                    failure = Some(fatal("a worker stopped unexpectedly; stopping"));
                     break;
                 }
             }
@@ -293,7 +361,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         match h.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => worker_error = Some(e),
-            Err(_) => fatal = Some(Fatal("a worker panicked".into())),
+            Err(_) => failure = Some(fatal("a worker panicked")),
         }
     }
     for h in aux {
@@ -302,9 +370,9 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     running.filter.detach()?;
     log("xvs stopped");
     if let Some(e) = worker_error {
-        return Err(Fatal(e.to_string()));
+        return Err(fatal(e));
     }
-    fatal.map_or(Ok(()), Err)
+    failure.map_or(Ok(()), Err)
 }
 
 /// Sweeps the connection table for expired entries off the packet path.

@@ -2,5 +2,9 @@
 //! Nothing here runs on the per-packet path.
 
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod neighbours;
 pub mod netlink;
+pub mod signals;
+pub mod snapshot;

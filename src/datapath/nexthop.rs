@@ -86,7 +86,7 @@ impl NextHopTable {
         mut routes: Vec<Route>,
         neighbours: impl IntoIterator<Item = (PortId, IpAddr, Mac)>,
     ) -> Self {
-        routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         let neighbours = neighbours
             .into_iter()
             .map(|(port, ip, mac)| ((port, ip), mac))

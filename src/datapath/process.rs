@@ -19,9 +19,9 @@
 //! Fragments: a first fragment addressed to a service is dropped (`Ipv4Fragment`); fragment
 //! handling comes with the connection-table hardening. Other fragments are passed.
 //!
-//! Counting: `process` counts its own outcome (rx, tx, passed, drops by reason, new
-//! connections) in the worker's [`WorkerCounters`]; the worker loop counts only what happens
-//! after (`TxRingFull`, and `NotLoadBalancerTraffic` for passed frames it cannot hand back).
+//! Counting: the worker loop counts every outcome (rx, tx, drops by reason, passed) because it
+//! alone knows the final one (a `Tx` verdict may still meet a full TX ring); `process` counts
+//! only what the verdict cannot show, the new connections it scheduled.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -131,19 +131,10 @@ impl Processor {
         self.shared.conntrack.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }
 
-    /// Decides about one frame received on `ingress`, rewriting it in place, and counts the
-    /// outcome.
+    /// Decides about one frame received on `ingress`, rewriting it in place.
+    #[inline]
     pub fn process(&mut self, now: Nanos, _ingress: PortId, frame: &mut [u8]) -> Verdict {
-        let c = &self.counters;
-        bump(&c.rx_packets, 1);
-        let v = self.decide(now, frame);
-        let c = &self.counters;
-        match v {
-            Verdict::Tx(_) => bump(&c.tx_packets, 1),
-            Verdict::Pass => bump(&c.passed, 1),
-            Verdict::Drop(r) => c.count_drop(r),
-        }
-        v
+        self.decide(now, frame)
     }
 
     fn decide(&mut self, now: Nanos, frame: &mut [u8]) -> Verdict {

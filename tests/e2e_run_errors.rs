@@ -1,0 +1,244 @@
+//! `xvs run` refuses to start, with one clear line on stderr and exit status 1, and leaves no XDP
+//! program attached: without root, with a missing interface, and on an interface another XDP
+//! program owns.
+//!
+//! Each test builds its own namespace (`xvsr<pid>-<n>`, deleted on drop, pass or fail) with veth
+//! interfaces named like the lab's (`wan0`, `lan0`). A namespace that cannot be built fails the
+//! test.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+struct Netns(String);
+
+impl Netns {
+    /// A namespace with veth pairs `wan0`/`wan0p` and `lan0`/`lan0p` (only the named ones).
+    fn with(links: &[&str]) -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let ns = Netns(format!(
+            "xvsr{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        ns.ok(&["ip", "netns", "add", &ns.0], false);
+        ns.ok(&["ip", "link", "set", "lo", "up"], true);
+        for (i, l) in links.iter().enumerate() {
+            ns.ok(
+                &[
+                    "ip",
+                    "link",
+                    "add",
+                    l,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &format!("{l}p"),
+                ],
+                true,
+            );
+            ns.ok(&["ip", "link", "set", l, "up"], true);
+            ns.ok(&["ip", "link", "set", &format!("{l}p"), "up"], true);
+            ns.ok(
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("198.18.{}.1/24", 40 + i),
+                    "dev",
+                    l,
+                ],
+                true,
+            );
+        }
+        ns
+    }
+
+    fn run(&self, cmd: &[&str], inside: bool) -> Output {
+        let mut c = if inside {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.0]).args(cmd);
+            c
+        } else {
+            let mut c = Command::new(cmd[0]);
+            c.args(&cmd[1..]);
+            c
+        };
+        c.output()
+            .unwrap_or_else(|e| panic!("{}: {e}", cmd.join(" ")))
+    }
+
+    fn ok(&self, cmd: &[&str], inside: bool) -> String {
+        let out = self.run(cmd, inside);
+        assert!(
+            out.status.success(),
+            "cannot build the test namespace ({}): {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ip -d link show` of the namespace.
+    fn links(&self) -> String {
+        self.ok(&["ip", "-d", "link", "show"], true)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
+    }
+}
+
+fn xvs() -> &'static str {
+    env!("CARGO_BIN_EXE_xvs")
+}
+
+fn config() -> PathBuf {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/nat.yaml")).unwrap();
+    let path = std::env::temp_dir().join(format!("xvs-run-errors-{}.yaml", std::process::id()));
+    std::fs::write(&path, text.replace("poll: busy", "poll: wakeup")).unwrap();
+    path
+}
+
+/// Asserts exit status 1 and exactly one line on stderr containing `want`; returns the line.
+fn one_line_failure(out: &Output, want: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line on stderr, got:\n{stderr}");
+    assert!(
+        lines[0].contains(want),
+        "stderr {:?} does not mention {want:?}",
+        lines[0]
+    );
+    lines[0].to_string()
+}
+
+fn assert_root() {
+    // The effective uid, from /proc/self/status (no libc call needed).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid.split_whitespace().nth(2),
+        Some("0"),
+        "these tests need root to build network namespaces"
+    );
+}
+
+#[test]
+fn without_root() {
+    assert_root();
+    let ns = Netns::with(&["wan0", "lan0"]);
+    let cfg = config();
+    let cfg_s = cfg.to_str().unwrap();
+    let out = ns.run(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            xvs(),
+            "run",
+            "-c",
+            cfg_s,
+        ],
+        true,
+    );
+    let line = one_line_failure(&out, "must run as root");
+    eprintln!("{line}");
+    assert!(!ns.links().contains("prog/xdp"));
+}
+
+#[test]
+fn with_a_missing_interface() {
+    assert_root();
+    let ns = Netns::with(&["wan0"]);
+    let cfg = config();
+    let out = ns.run(&[xvs(), "run", "-c", cfg.to_str().unwrap()], true);
+    let line = one_line_failure(&out, "lan0");
+    eprintln!("{line}");
+    assert!(
+        line.contains(":31:"),
+        "the error names the config line: {line}"
+    );
+    assert!(
+        !ns.links().contains("prog/xdp"),
+        "an XDP program was left attached:\n{}",
+        ns.links()
+    );
+}
+
+#[test]
+fn on_an_interface_owned_by_another_xdp_program() {
+    assert_root();
+    let ns = Netns::with(&["wan0", "lan0"]);
+    // A foreign program: the tests' own xdp_pass, built from source here.
+    let obj = std::env::temp_dir().join(format!("xvs-xdp-pass-{}.o", std::process::id()));
+    let multiarch = String::from_utf8(
+        Command::new("gcc")
+            .arg("-print-multiarch")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let out = Command::new("clang")
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            &format!("-I/usr/include/{}", multiarch.trim()),
+            "-c",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/xdp_pass.c"))
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "clang: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns.ok(
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            "lan0",
+            "xdpgeneric",
+            "obj",
+            obj.to_str().unwrap(),
+            "sec",
+            "xdp",
+        ],
+        true,
+    );
+    let cfg = config();
+    let out = ns.run(&[xvs(), "run", "-c", cfg.to_str().unwrap()], true);
+    let line = one_line_failure(&out, "lan0");
+    eprintln!("{line}");
+    assert!(line.contains("XDP program"), "{line}");
+    let links = ns.links();
+    let wan = links.split("lan0").next().unwrap_or_default().to_string();
+    assert!(
+        !wan.contains("xvs_filter"),
+        "xvs attached to wan0 anyway:\n{links}"
+    );
+    assert!(
+        !links.contains("xvs_filter"),
+        "xvs left its program attached:\n{links}"
+    );
+    assert!(
+        links.contains("prog/xdp"),
+        "the foreign program must stay:\n{links}"
+    );
+}

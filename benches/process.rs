@@ -12,7 +12,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use xvs::conntrack::Timeouts;
 use xvs::datapath::snapshot::Forwarding;
-use xvs::datapath::{NextHopTable, Port, Processor, Route, Service, ServiceKey, Shared, Snapshot, Verdict};
+use xvs::datapath::{
+    NextHopTable, Port, Processor, Route, Service, ServiceKey, Shared, Snapshot, Verdict,
+};
 use xvs::flow::Proto;
 use xvs::sched::{RealServer, SchedulerKind};
 
@@ -25,7 +27,9 @@ fn frame(client_port: u16, flags: u8) -> Vec<u8> {
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[12] = 0x08;
     let ip = &mut f[14..34];
-    ip.copy_from_slice(&[0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 100]);
+    ip.copy_from_slice(&[
+        0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 100,
+    ]);
     let c = xvs::datapath::wire::checksum::checksum(ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let tcp = &mut f[34..54];
@@ -33,8 +37,14 @@ fn frame(client_port: u16, flags: u8) -> Vec<u8> {
     tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
     tcp[12] = 5 << 4;
     tcp[13] = flags;
-    let pseudo = xvs::datapath::wire::checksum::ipv4_pseudo_header_sum([198, 18, 0, 2], [198, 18, 0, 100], 6, 40);
-    let c = !xvs::datapath::wire::checksum::fold(xvs::datapath::wire::checksum::sum(&f[34..], pseudo));
+    let pseudo = xvs::datapath::wire::checksum::ipv4_pseudo_header_sum(
+        [198, 18, 0, 2],
+        [198, 18, 0, 100],
+        6,
+        40,
+    );
+    let c =
+        !xvs::datapath::wire::checksum::fold(xvs::datapath::wire::checksum::sum(&f[34..], pseudo));
     f[50..52].copy_from_slice(&c.to_be_bytes());
     f
 }
@@ -44,23 +54,48 @@ fn processor() -> Processor {
     let snap = Snapshot::new(
         1,
         vec![
-            Port { name: "wan0".into(), ifindex: 2, mac: [2, 0, 0, 0, 0, 1] },
-            Port { name: "lan0".into(), ifindex: 3, mac: [2, 0, 0, 0, 1, 1] },
+            Port {
+                name: "wan0".into(),
+                ifindex: 2,
+                mac: [2, 0, 0, 0, 0, 1],
+            },
+            Port {
+                name: "lan0".into(),
+                ifindex: 3,
+                mac: [2, 0, 0, 0, 1, 1],
+            },
         ],
         vec![Service {
             name: "web".into(),
-            key: ServiceKey { vip: "198.18.0.100".parse().unwrap(), port: 80, proto: Proto::Tcp },
+            key: ServiceKey {
+                vip: "198.18.0.100".parse().unwrap(),
+                port: 80,
+                proto: Proto::Tcp,
+            },
             forwarding: Forwarding::Nat,
             scheduler: SchedulerKind::Wrr,
-            reals: vec![RealServer::new(sa("198.18.1.11:80"), 3), RealServer::new(sa("198.18.1.12:80"), 1)],
+            reals: vec![
+                RealServer::new(sa("198.18.1.11:80"), 3),
+                RealServer::new(sa("198.18.1.12:80"), 1),
+            ],
         }],
         Timeouts::default(),
         false,
     );
     let nh = NextHopTable::new(
         vec![
-            Route { prefix: "198.18.0.0".parse().unwrap(), prefix_len: 24, port: 0, gateway: None },
-            Route { prefix: "198.18.1.0".parse().unwrap(), prefix_len: 24, port: 1, gateway: None },
+            Route {
+                prefix: "198.18.0.0".parse().unwrap(),
+                prefix_len: 24,
+                port: 0,
+                gateway: None,
+            },
+            Route {
+                prefix: "198.18.1.0".parse().unwrap(),
+                prefix_len: 24,
+                port: 1,
+                gateway: None,
+            },
         ],
         vec![
             (0, "198.18.0.2".parse().unwrap(), [2, 0, 0, 0, 0, 2]),
@@ -95,7 +130,11 @@ fn bench_process(c: &mut Criterion) {
         })
     });
     g.finish();
-    assert_eq!(p.counters.total_drops(), 0, "every benchmarked frame must be forwarded");
+    assert_eq!(
+        p.counters.total_drops(),
+        0,
+        "every benchmarked frame must be forwarded"
+    );
 }
 
 criterion_group!(benches, bench_process);

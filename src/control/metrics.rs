@@ -35,7 +35,9 @@ pub struct Sources {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -47,9 +49,18 @@ pub fn render(src: &Sources) -> String {
     let mut o = String::with_capacity(4096);
     let snap = src.shared.snapshot.load();
     family(&mut o, "xvs_build_info", "gauge", "Build information.");
-    let _ = writeln!(o, "xvs_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        o,
+        "xvs_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
 
-    family(&mut o, "xvs_real_connections_total", "counter", "Connections scheduled to a real server.");
+    family(
+        &mut o,
+        "xvs_real_connections_total",
+        "counter",
+        "Connections scheduled to a real server.",
+    );
     let mut svc_lines = String::new();
     let per_real = |o: &mut String, name: &str, get: &dyn Fn(&crate::sched::RealServer) -> u64| {
         for s in &snap.services {
@@ -67,18 +78,53 @@ pub fn render(src: &Sources) -> String {
             }
         }
     };
-    per_real(&mut o, "xvs_real_connections_total", &|r| r.stats.connections_total.load(Ordering::Relaxed));
-    family(&mut o, "xvs_real_connections_active", "gauge", "ESTABLISHED connections of a real server.");
-    per_real(&mut o, "xvs_real_connections_active", &|r| r.active_connections());
-    family(&mut o, "xvs_real_connections_inactive", "gauge", "Other tracked connections of a real server.");
-    per_real(&mut o, "xvs_real_connections_inactive", &|r| r.inactive_connections());
-    family(&mut o, "xvs_real_weight", "gauge", "Configured weight of a real server.");
+    per_real(&mut o, "xvs_real_connections_total", &|r| {
+        r.stats.connections_total.load(Ordering::Relaxed)
+    });
+    family(
+        &mut o,
+        "xvs_real_connections_active",
+        "gauge",
+        "ESTABLISHED connections of a real server.",
+    );
+    per_real(&mut o, "xvs_real_connections_active", &|r| {
+        r.active_connections()
+    });
+    family(
+        &mut o,
+        "xvs_real_connections_inactive",
+        "gauge",
+        "Other tracked connections of a real server.",
+    );
+    per_real(&mut o, "xvs_real_connections_inactive", &|r| {
+        r.inactive_connections()
+    });
+    family(
+        &mut o,
+        "xvs_real_weight",
+        "gauge",
+        "Configured weight of a real server.",
+    );
     per_real(&mut o, "xvs_real_weight", &|r| u64::from(r.weight));
-    family(&mut o, "xvs_real_up", "gauge", "1 if the real server may take flows (health checks are not built yet: always 1).");
+    family(
+        &mut o,
+        "xvs_real_up",
+        "gauge",
+        "1 if the real server may take flows (health checks are not built yet: always 1).",
+    );
     per_real(&mut o, "xvs_real_up", &|_| 1);
-    family(&mut o, "xvs_service_connections_total", "counter", "Connections scheduled by a service.");
+    family(
+        &mut o,
+        "xvs_service_connections_total",
+        "counter",
+        "Connections scheduled by a service.",
+    );
     for s in &snap.services {
-        let total: u64 = s.reals.iter().map(|r| r.stats.connections_total.load(Ordering::Relaxed)).sum();
+        let total: u64 = s
+            .reals
+            .iter()
+            .map(|r| r.stats.connections_total.load(Ordering::Relaxed))
+            .sum();
         let _ = writeln!(
             svc_lines,
             "xvs_service_connections_total{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {total}",
@@ -90,25 +136,65 @@ pub fn render(src: &Sources) -> String {
     }
     o.push_str(&svc_lines);
 
-    family(&mut o, "xvs_conntrack_entries", "gauge", "Tracked connections.");
+    family(
+        &mut o,
+        "xvs_conntrack_entries",
+        "gauge",
+        "Tracked connections.",
+    );
     let _ = writeln!(o, "xvs_conntrack_entries {}", src.shared.conntrack.len());
-    family(&mut o, "xvs_conntrack_max_entries", "gauge", "Connection table capacity.");
-    let _ = writeln!(o, "xvs_conntrack_max_entries {}", src.shared.conntrack.capacity());
+    family(
+        &mut o,
+        "xvs_conntrack_max_entries",
+        "gauge",
+        "Connection table capacity.",
+    );
+    let _ = writeln!(
+        o,
+        "xvs_conntrack_max_entries {}",
+        src.shared.conntrack.capacity()
+    );
 
-    family(&mut o, "xvs_drops_total", "counter", "Dropped frames by reason.");
+    family(
+        &mut o,
+        "xvs_drops_total",
+        "counter",
+        "Dropped frames by reason.",
+    );
     for r in DropReason::ALL {
         let n: u64 = src.workers.iter().map(|(_, c)| c.drops(*r)).sum();
         let _ = writeln!(o, "xvs_drops_total{{reason=\"{}\"}} {n}", r.label());
     }
-    let per_queue = |o: &mut String, name: &str, help: &str, kind: &str, get: &dyn Fn(&WorkerCounters) -> u64| {
+    let per_queue = |o: &mut String,
+                     name: &str,
+                     help: &str,
+                     kind: &str,
+                     get: &dyn Fn(&WorkerCounters) -> u64| {
         family(o, name, kind, help);
         for (q, c) in &src.workers {
             let _ = writeln!(o, "{name}{{queue=\"{q}\"}} {}", get(c));
         }
     };
-    per_queue(&mut o, "xvs_rx_packets_total", "Frames received by a worker.", "counter", &|c| c.rx_packets.load(Ordering::Relaxed));
-    per_queue(&mut o, "xvs_tx_packets_total", "Frames transmitted by a worker.", "counter", &|c| c.tx_packets.load(Ordering::Relaxed));
-    family(&mut o, "xvs_worker_busy_ratio", "gauge", "Share of a worker's batches that had frames to process.");
+    per_queue(
+        &mut o,
+        "xvs_rx_packets_total",
+        "Frames received by a worker.",
+        "counter",
+        &|c| c.rx_packets.load(Ordering::Relaxed),
+    );
+    per_queue(
+        &mut o,
+        "xvs_tx_packets_total",
+        "Frames transmitted by a worker.",
+        "counter",
+        &|c| c.tx_packets.load(Ordering::Relaxed),
+    );
+    family(
+        &mut o,
+        "xvs_worker_busy_ratio",
+        "gauge",
+        "Share of a worker's batches that had frames to process.",
+    );
     for (q, c) in &src.workers {
         let b = c.batches.load(Ordering::Relaxed);
         let busy = c.busy_batches.load(Ordering::Relaxed);
@@ -121,25 +207,57 @@ pub fn render(src: &Sources) -> String {
         .filter_map(|r| Some((r.queue(), r.read_total().ok()??)))
         .collect();
     for (name, get) in [
-        ("xvs_xsk_rx_dropped_total", (|s: &XskStatistics| s.rx_dropped) as fn(&XskStatistics) -> u64),
+        (
+            "xvs_xsk_rx_dropped_total",
+            (|s: &XskStatistics| s.rx_dropped) as fn(&XskStatistics) -> u64,
+        ),
         ("xvs_xsk_rx_ring_full_total", |s| s.rx_ring_full),
-        ("xvs_xsk_fill_ring_empty_total", |s| s.rx_fill_ring_empty_descs),
+        ("xvs_xsk_fill_ring_empty_total", |s| {
+            s.rx_fill_ring_empty_descs
+        }),
         ("xvs_xsk_tx_invalid_total", |s| s.tx_invalid_descs),
     ] {
-        family(&mut o, name, "counter", "Kernel AF_XDP statistics of the queue's sockets.");
+        family(
+            &mut o,
+            name,
+            "counter",
+            "Kernel AF_XDP statistics of the queue's sockets.",
+        );
         for (q, s) in &xsk {
             let _ = writeln!(o, "{name}{{queue=\"{q}\"}} {}", get(s));
         }
     }
-    family(&mut o, "xvs_config_last_reload_successful", "gauge", "1 if the last configuration (re)load succeeded.");
-    let _ = writeln!(o, "xvs_config_last_reload_successful {}", u8::from(src.reload.successful.load(Ordering::Relaxed)));
-    family(&mut o, "xvs_config_last_reload_timestamp_seconds", "gauge", "Time of the last successful (re)load.");
-    let _ = writeln!(o, "xvs_config_last_reload_timestamp_seconds {}", src.reload.timestamp_seconds.load(Ordering::Relaxed));
+    family(
+        &mut o,
+        "xvs_config_last_reload_successful",
+        "gauge",
+        "1 if the last configuration (re)load succeeded.",
+    );
+    let _ = writeln!(
+        o,
+        "xvs_config_last_reload_successful {}",
+        u8::from(src.reload.successful.load(Ordering::Relaxed))
+    );
+    family(
+        &mut o,
+        "xvs_config_last_reload_timestamp_seconds",
+        "gauge",
+        "Time of the last successful (re)load.",
+    );
+    let _ = writeln!(
+        o,
+        "xvs_config_last_reload_timestamp_seconds {}",
+        src.reload.timestamp_seconds.load(Ordering::Relaxed)
+    );
     o
 }
 
 /// Serves `GET /metrics` on `addr` until `stop` is set.
-pub fn spawn_server(addr: SocketAddr, src: Arc<Sources>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_server(
+    addr: SocketAddr,
+    src: Arc<Sources>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     std::thread::Builder::new().name("xvs-metrics".into()).spawn(move || {

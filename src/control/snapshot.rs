@@ -37,7 +37,12 @@ pub fn timeouts(cfg: &Config) -> Timeouts {
 ///
 /// `cfg` must have passed validation (including the not-supported-yet table): services use NAT
 /// and a scheduler xvs has.
-pub fn build(cfg: &Config, ports: Vec<Port>, generation: u64, previous: Option<&Snapshot>) -> Snapshot {
+pub fn build(
+    cfg: &Config,
+    ports: Vec<Port>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Snapshot {
     let mut old_stats: HashMap<(ServiceKey, SocketAddr), Arc<RealStats>> = HashMap::new();
     if let Some(prev) = previous {
         for s in &prev.services {
@@ -56,25 +61,38 @@ pub fn build(cfg: &Config, ports: Vec<Port>, generation: u64, previous: Option<&
                 key,
                 forwarding: match s.forwarding {
                     config::Forwarding::Nat => Forwarding::Nat,
-                    other => unreachable!("validation refuses forwarding {other:?} until it is built"),
+                    other => {
+                        unreachable!("validation refuses forwarding {other:?} until it is built")
+                    }
                 },
-                scheduler: s
-                    .scheduler
-                    .kind()
-                    .unwrap_or_else(|| unreachable!("validation refuses scheduler {} until it is built", s.scheduler)),
+                scheduler: s.scheduler.kind().unwrap_or_else(|| {
+                    unreachable!(
+                        "validation refuses scheduler {} until it is built",
+                        s.scheduler
+                    )
+                }),
                 reals: s
                     .reals
                     .iter()
                     .map(|r| RealServer {
                         addr: r.address,
                         weight: r.weight,
-                        stats: old_stats.get(&(key, r.address)).cloned().unwrap_or_default(),
+                        stats: old_stats
+                            .get(&(key, r.address))
+                            .cloned()
+                            .unwrap_or_default(),
                     })
                     .collect(),
             }
         })
         .collect();
-    Snapshot::new(generation, ports, services, timeouts(cfg), cfg.conntrack.sloppy_tcp)
+    Snapshot::new(
+        generation,
+        ports,
+        services,
+        timeouts(cfg),
+        cfg.conntrack.sloppy_tcp,
+    )
 }
 
 /// Log lines describing the change from `old` to `new`, in keepalived's wording
@@ -85,18 +103,27 @@ fn find<'a>(snap: &'a Snapshot, key: &ServiceKey) -> Option<&'a Service> {
 
 pub fn describe_changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     let mut lines = Vec::new();
-    let real_id = |s: &Service, r: &RealServer| format!("[{}]:{}:{}", r.addr.ip(), s.key.proto, r.addr.port());
+    let real_id = |s: &Service, r: &RealServer| {
+        format!("[{}]:{}:{}", r.addr.ip(), s.key.proto, r.addr.port())
+    };
     for s in &old.services {
         match find(new, &s.key) {
             None => lines.push(format!("Removing Virtual Server {}", s.key)),
             Some(n) => {
                 for r in &s.reals {
                     if !n.reals.iter().any(|x| x.addr == r.addr) {
-                        lines.push(format!("Removing service {} from VS {}", real_id(s, r), s.key));
+                        lines.push(format!(
+                            "Removing service {} from VS {}",
+                            real_id(s, r),
+                            s.key
+                        ));
                     }
                 }
                 if n.scheduler != s.scheduler {
-                    lines.push(format!("VS {}: scheduler {} -> {}", s.key, s.scheduler, n.scheduler));
+                    lines.push(format!(
+                        "VS {}: scheduler {} -> {}",
+                        s.key, s.scheduler, n.scheduler
+                    ));
                 }
             }
         }
@@ -104,7 +131,10 @@ pub fn describe_changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
     for s in &new.services {
         let old_s = find(old, &s.key);
         if old_s.is_none() {
-            lines.push(format!("Adding Virtual Server {} ({}, {})", s.key, s.name, s.scheduler));
+            lines.push(format!(
+                "Adding Virtual Server {} ({}, {})",
+                s.key, s.name, s.scheduler
+            ));
         }
         for r in &s.reals {
             match old_s.and_then(|o| o.reals.iter().find(|x| x.addr == r.addr)) {
@@ -152,12 +182,35 @@ services:
         let a = build(&cfg(BASE), vec![], 1, None);
         assert_eq!(a.services.len(), 1);
         assert_eq!(a.services[0].reals[0].weight, 3);
-        a.services[0].reals[0].stats.connections_total.fetch_add(5, Ordering::Relaxed);
-        let changed = BASE.replace("weight: 1", "weight: 2").replace("198.18.1.11:80, weight: 3", "198.18.1.13:80, weight: 3");
-        let b = build(&cfg(&BASE.replace("weight: 1", "weight: 2")), vec![], 2, Some(&a));
-        assert_eq!(b.services[0].reals[0].stats.connections_total.load(Ordering::Relaxed), 5);
+        a.services[0].reals[0]
+            .stats
+            .connections_total
+            .fetch_add(5, Ordering::Relaxed);
+        let changed = BASE
+            .replace("weight: 1", "weight: 2")
+            .replace("198.18.1.11:80, weight: 3", "198.18.1.13:80, weight: 3");
+        let b = build(
+            &cfg(&BASE.replace("weight: 1", "weight: 2")),
+            vec![],
+            2,
+            Some(&a),
+        );
+        assert_eq!(
+            b.services[0].reals[0]
+                .stats
+                .connections_total
+                .load(Ordering::Relaxed),
+            5
+        );
         let c = build(&cfg(&changed), vec![], 3, Some(&b));
-        assert_eq!(c.services[0].reals[0].stats.connections_total.load(Ordering::Relaxed), 0, "new real, new counters");
+        assert_eq!(
+            c.services[0].reals[0]
+                .stats
+                .connections_total
+                .load(Ordering::Relaxed),
+            0,
+            "new real, new counters"
+        );
         assert_eq!(
             describe_changes(&b, &c),
             [
@@ -173,7 +226,9 @@ services:
 
     #[test]
     fn timeouts_come_from_the_config() {
-        let c = cfg(&format!("{BASE}conntrack:\n  timeouts: {{ tcp_syn: 5s, udp: 100ms }}\n"));
+        let c = cfg(&format!(
+            "{BASE}conntrack:\n  timeouts: {{ tcp_syn: 5s, udp: 100ms }}\n"
+        ));
         let t = timeouts(&c);
         assert_eq!(t.tcp_syn, 5_000_000_000);
         assert_eq!(t.udp, 100_000_000);

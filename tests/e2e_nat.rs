@@ -1,0 +1,164 @@
+//! End to end, NAT mode: a client in one namespace reaches the VIP through xvs running on AF_XDP
+//! in the load balancer's namespace, and real HTTP/UDP servers answer from two more namespaces.
+//!
+//! Each test builds its own lab (unique namespace prefix, deleted on drop, pass or fail) and runs
+//! the shipped `config/nat.yaml` with `poll: wakeup` (busy polling would starve the test's own
+//! client and servers on a 2-core machine). A lab that cannot be built fails the test.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Lab, Xvs, VIP};
+
+/// `config/nat.yaml` with `poll: wakeup`, written next to the test's log.
+fn nat_config(lab: &Lab) -> PathBuf {
+    let text = std::fs::read_to_string(Lab::config("nat.yaml")).expect("config/nat.yaml");
+    assert!(
+        text.contains("poll: busy"),
+        "config/nat.yaml is expected to set `poll: busy`"
+    );
+    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    std::fs::write(&path, text.replace("poll: busy", "poll: wakeup")).unwrap();
+    path
+}
+
+/// Lab up, servers started, xvs running and answering on VIP:80.
+fn start() -> (Lab, Xvs) {
+    let lab = Lab::new().expect("the e2e tests need root to build their network namespaces");
+    lab.serve();
+    let mut xvs = lab.start_xvs(&nat_config(&lab));
+    let ready = lab.wait_http_ready(Duration::from_secs(20));
+    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
+    assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
+    (lab, xvs)
+}
+
+fn stop_cleanly(mut xvs: Xvs, lab: &Lab) {
+    let status = xvs.stop();
+    assert!(
+        status.success(),
+        "xvs did not stop cleanly ({status}):\n{}",
+        xvs.log()
+    );
+    let links = lab.exec_ok("lb", &["ip", "-d", "link", "show"]);
+    assert!(
+        !links.contains("prog/xdp"),
+        "an XDP program is still attached after a clean stop:\n{links}"
+    );
+}
+
+#[test]
+fn http_500_fresh_connections_split_3_to_1() {
+    let (lab, xvs) = start();
+    let s = lab.http_client(500);
+    assert_eq!(
+        s.failed,
+        0,
+        "failed requests: {:?}\n{}",
+        s.errors,
+        xvs.log()
+    );
+    assert_eq!(s.ok, 500);
+    let (r1, r2) = (s.count("r1"), s.count("r2"));
+    assert_eq!(
+        r1 + r2,
+        500,
+        "answers from unknown servers: {:?}",
+        s.by_server
+    );
+    assert!(
+        r1 > 0 && r2 > 0,
+        "both real servers must answer: {:?}",
+        s.by_server
+    );
+    let share = r1 as f64 / 500.0 * 100.0;
+    assert!(
+        (70.0..=80.0).contains(&share),
+        "wrr 3:1 gave r1 {share:.1}% (want 75 ± 5)"
+    );
+    eprintln!(
+        "http 500: r1 {r1}, r2 {r2} ({share:.1}% / {:.1}%)",
+        100.0 - share
+    );
+    stop_cleanly(xvs, &lab);
+}
+
+#[test]
+fn udp_service_request_response() {
+    let (lab, xvs) = start();
+    let s = lab.udp_client(&format!("{VIP}:53"), 200);
+    assert_eq!(
+        s.failed,
+        0,
+        "failed datagrams: {:?}\n{}",
+        s.errors,
+        xvs.log()
+    );
+    assert_eq!(s.ok, 200);
+    assert!(
+        s.count("r1") > 0 && s.count("r2") > 0,
+        "rr must use both servers: {:?}",
+        s.by_server
+    );
+    stop_cleanly(xvs, &lab);
+}
+
+#[test]
+fn the_box_still_answers_ping_arp_and_kernel_tcp() {
+    let (lab, xvs) = start();
+    // ARP: forget the box's MAC, then ping makes the client ARP for it again.
+    lab.exec_ok("client", &["ip", "neigh", "flush", "dev", "eth0"]);
+    for addr in ["198.18.0.1", VIP] {
+        lab.exec_ok("client", &["ping", "-c", "3", "-i", "0.2", "-W", "1", addr]);
+    }
+    let lb_mac = lab
+        .exec_ok("lb", &["cat", "/sys/class/net/wan0/address"])
+        .trim()
+        .to_string();
+    let neigh = lab.exec_ok("client", &["ip", "neigh", "show", "198.18.0.1"]);
+    assert!(
+        neigh.contains(&lb_mac),
+        "ARP for the box's own address went unanswered: {neigh:?} (want {lb_mac})"
+    );
+    let neigh = lab.exec_ok("client", &["ip", "neigh", "show", VIP]);
+    assert!(
+        neigh.contains(&lb_mac),
+        "ARP for the VIP went unanswered: {neigh:?}"
+    );
+    // TCP to a non-VIP address of the box reaches the kernel's socket.
+    let listener = format!(
+        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);\
+         s.bind(('198.18.0.1',2222));s.listen(1);s.settimeout(10);c,_=s.accept();c.sendall(b'kernel-{}');c.close()",
+        lab.tag
+    );
+    let ns = lab.ns("lb");
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-c", &listener])
+        .spawn()
+        .unwrap();
+    let connect = "import socket,time\n\
+        for i in range(50):\n\
+        \x20   try:\n\
+        \x20       s=socket.create_connection(('198.18.0.1',2222),timeout=2); print(s.recv(64).decode()); break\n\
+        \x20   except ConnectionRefusedError: time.sleep(0.1)\n";
+    let got = lab.exec_ok("client", &["python3", "-c", connect]);
+    let _ = server.wait();
+    assert_eq!(
+        got.trim(),
+        format!("kernel-{}", lab.tag),
+        "TCP to 198.18.0.1:2222 did not reach the kernel"
+    );
+    // The datapath saw none of this as load-balancer traffic.
+    let metrics = lab.exec_ok("lb", &["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9798/metrics').read().decode())"]);
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("xvs_drops_total{reason=\"not_lb_traffic\"}"))
+        .expect("drop metric");
+    assert!(
+        line.ends_with(" 0"),
+        "kernel traffic reached the AF_XDP sockets: {line}"
+    );
+    stop_cleanly(xvs, &lab);
+}

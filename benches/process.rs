@@ -6,17 +6,12 @@
 //! template into the batch buffer (74 bytes) is included in the figure.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use xvs::conntrack::Timeouts;
-use xvs::datapath::snapshot::Forwarding;
-use xvs::datapath::{
-    NextHopTable, Port, Processor, Route, Service, ServiceKey, Shared, Snapshot, Verdict,
-};
-use xvs::flow::Proto;
-use xvs::sched::{RealServer, SchedulerKind};
+use xvs::datapath::Verdict;
+
+#[path = "../tests/fixtures/nat_lab.rs"]
+mod nat_lab;
 
 const BATCH: usize = 64;
 
@@ -49,65 +44,8 @@ fn frame(client_port: u16, flags: u8) -> Vec<u8> {
     f
 }
 
-fn processor() -> Processor {
-    let sa = |s: &str| -> SocketAddr { s.parse().unwrap() };
-    let snap = Snapshot::new(
-        1,
-        vec![
-            Port {
-                name: "wan0".into(),
-                ifindex: 2,
-                mac: [2, 0, 0, 0, 0, 1],
-            },
-            Port {
-                name: "lan0".into(),
-                ifindex: 3,
-                mac: [2, 0, 0, 0, 1, 1],
-            },
-        ],
-        vec![Service {
-            name: "web".into(),
-            key: ServiceKey {
-                vip: "198.18.0.100".parse().unwrap(),
-                port: 80,
-                proto: Proto::Tcp,
-            },
-            forwarding: Forwarding::Nat,
-            scheduler: SchedulerKind::Wrr,
-            reals: vec![
-                RealServer::new(sa("198.18.1.11:80"), 3),
-                RealServer::new(sa("198.18.1.12:80"), 1),
-            ],
-        }],
-        Timeouts::default(),
-        false,
-    );
-    let nh = NextHopTable::new(
-        vec![
-            Route {
-                prefix: "198.18.0.0".parse().unwrap(),
-                prefix_len: 24,
-                port: 0,
-                gateway: None,
-            },
-            Route {
-                prefix: "198.18.1.0".parse().unwrap(),
-                prefix_len: 24,
-                port: 1,
-                gateway: None,
-            },
-        ],
-        vec![
-            (0, "198.18.0.2".parse().unwrap(), [2, 0, 0, 0, 0, 2]),
-            (1, "198.18.1.11".parse().unwrap(), [2, 0, 0, 0, 1, 11]),
-            (1, "198.18.1.12".parse().unwrap(), [2, 0, 0, 0, 1, 12]),
-        ],
-    );
-    Processor::new(Arc::new(Shared::new(snap, nh, 1_000_000)))
-}
-
 fn bench_process(c: &mut Criterion) {
-    let mut p = processor();
+    let mut p = nat_lab::processor(1_000_000);
     // Open 64 connections with a SYN each, then benchmark ACK segments on them.
     let mut now = 1_000_000_000u64;
     p.begin_batch(now);

@@ -12,123 +12,15 @@
 //! and review the diff.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use etherparse::{IpHeaders, Ipv4Header, Ipv4Options, PacketBuilder, VlanId};
-use xvs::conntrack::Timeouts;
-use xvs::datapath::snapshot::Forwarding;
-use xvs::datapath::{
-    NextHopTable, Port, Processor, Route, Service, ServiceKey, Shared, Snapshot, Verdict,
-};
-use xvs::flow::{Proto, NANOS_PER_SEC};
-use xvs::sched::{RealServer, SchedulerKind};
+use xvs::datapath::Verdict;
+use xvs::flow::NANOS_PER_SEC;
 
-const WAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const R1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0b];
-const R2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x0c];
+#[path = "fixtures/nat_lab.rs"]
+mod nat_lab;
 
-const CLIENT: [u8; 4] = [198, 18, 0, 2];
-const VIP: [u8; 4] = [198, 18, 0, 100];
-const LB_WAN: [u8; 4] = [198, 18, 0, 1];
-const R1: [u8; 4] = [198, 18, 1, 11];
-const R2: [u8; 4] = [198, 18, 1, 12];
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn processor() -> Processor {
-    let service = |name: &str, vip: &str, port: u16, proto, sched, reals: &[(&str, u32)]| Service {
-        name: name.into(),
-        key: ServiceKey {
-            vip: vip.parse().unwrap(),
-            port,
-            proto,
-        },
-        forwarding: Forwarding::Nat,
-        scheduler: sched,
-        reals: reals
-            .iter()
-            .map(|(a, w)| RealServer::new(sa(a), *w))
-            .collect(),
-    };
-    let snap = Snapshot::new(
-        1,
-        vec![
-            Port {
-                name: "wan0".into(),
-                ifindex: 2,
-                mac: WAN_MAC,
-            },
-            Port {
-                name: "lan0".into(),
-                ifindex: 3,
-                mac: LAN_MAC,
-            },
-        ],
-        vec![
-            service(
-                "web",
-                "198.18.0.100",
-                80,
-                Proto::Tcp,
-                SchedulerKind::Wrr,
-                &[("198.18.1.11:80", 3), ("198.18.1.12:80", 1)],
-            ),
-            service(
-                "dns",
-                "198.18.0.100",
-                53,
-                Proto::Udp,
-                SchedulerKind::Rr,
-                &[("198.18.1.11:5353", 1), ("198.18.1.12:5353", 1)],
-            ),
-            service(
-                "orphan",
-                "198.18.0.100",
-                8080,
-                Proto::Tcp,
-                SchedulerKind::Rr,
-                &[("198.18.1.13:80", 1)],
-            ),
-            service(
-                "quiet",
-                "198.18.0.100",
-                9090,
-                Proto::Tcp,
-                SchedulerKind::Wrr,
-                &[("198.18.1.11:80", 0)],
-            ),
-        ],
-        Timeouts::default(),
-        false,
-    );
-    let nexthops = NextHopTable::new(
-        vec![
-            Route {
-                prefix: "198.18.0.0".parse().unwrap(),
-                prefix_len: 24,
-                port: 0,
-                gateway: None,
-            },
-            Route {
-                prefix: "198.18.1.0".parse().unwrap(),
-                prefix_len: 24,
-                port: 1,
-                gateway: None,
-            },
-        ],
-        vec![
-            (0, "198.18.0.2".parse().unwrap(), CLIENT_MAC),
-            (1, "198.18.1.11".parse().unwrap(), R1_MAC),
-            (1, "198.18.1.12".parse().unwrap(), R2_MAC),
-        ],
-    );
-    Processor::new(Arc::new(Shared::new(snap, nexthops, 1000)))
-}
+use nat_lab::*;
 
 // ---------------------------------------------------------------------------------------------
 // Frame builder (etherparse; independent of xvs's wire code)
@@ -669,7 +561,7 @@ fn golden_nat_table() {
     let text = std::fs::read_to_string(GOLDEN).unwrap();
     let cases = parse_file(&text);
     assert!(cases.len() >= 30, "only {} cases", cases.len());
-    let mut p = processor();
+    let mut p = processor(1000);
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let now = (i as u64 + 1) * NANOS_PER_SEC;

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+#[path = "fixtures/bpf.rs"]
+mod bpf;
+
 struct Netns(String);
 
 impl Netns {
@@ -179,34 +182,7 @@ fn on_an_interface_owned_by_another_xdp_program() {
     assert_root();
     let ns = Netns::with(&["wan0", "lan0"]);
     // A foreign program: the tests' own xdp_pass, built from source here.
-    let obj = std::env::temp_dir().join(format!("xvs-xdp-pass-{}.o", std::process::id()));
-    let multiarch = String::from_utf8(
-        Command::new("gcc")
-            .arg("-print-multiarch")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let out = Command::new("clang")
-        .args([
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            &format!("-I/usr/include/{}", multiarch.trim()),
-            "-c",
-        ])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/xdp_pass.c"))
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "clang: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let obj = bpf::build_test_program("xdp_pass");
     ns.ok(
         &[
             "ip",

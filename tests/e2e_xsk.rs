@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "fixtures/bpf.rs"]
+mod bpf;
+
 use xvs::datapath::filter::{
     attached_programs, ifindex_of, AttachMode, FilterError, FilterProgram, XdpMode, PROGRAM_NAME,
 };
@@ -618,22 +621,8 @@ fn stale_filter_is_replaced_on_next_attach() {
 #[test]
 fn foreign_program_refuses_attach_and_leaves_nothing_attached() {
     let mut lab = Lab::new("e");
-    let obj = std::env::temp_dir().join(format!("xvsx{}-xdp_pass.o", std::process::id()));
+    let obj = bpf::build_test_program("xdp_pass");
     lab.files.push(obj.clone());
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/xdp_pass.c");
-    let multiarch = run(&["gcc", "-print-multiarch"]).trim().to_string();
-    run(&[
-        "clang",
-        "-O2",
-        "-g",
-        "-target",
-        "bpf",
-        &format!("-I/usr/include/{multiarch}"),
-        "-c",
-        src,
-        "-o",
-        obj.to_str().unwrap(),
-    ]);
     // On the second interface, so the pre-flight must look at all of them before attaching any.
     run(&[
         "ip",

@@ -2,7 +2,7 @@
 //! the xvs daemon inside the lab's load balancer, and the lab client.
 //!
 //! ```ignore
-//! let Some(lab) = Lab::new() else { return }; // None (skip) when not root
+//! let lab = Lab::new(); // fails the test when the lab cannot be built (e.g. not root)
 //! lab.serve();
 //! let xvs = lab.start_xvs(&Lab::config("nat.yaml"));
 //! assert!(lab.wait_http_ready(Duration::from_secs(20)));
@@ -24,8 +24,9 @@ use serde::Deserialize;
 /// The VIP of the lab topologies.
 pub const VIP: &str = "198.18.0.100";
 
-/// Whether the test runs as root; prints why it skips otherwise.
-pub fn require_root(test: &str) -> bool {
+/// Fails the test unless it runs as root: the e2e tests build network namespaces, and a test
+/// that cannot build its lab must fail, never skip.
+pub fn assert_root(test: &str) {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -34,10 +35,10 @@ pub fn require_root(test: &str) -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false);
-    if !root {
-        eprintln!("skipping {test}: needs root (network namespaces)");
-    }
-    root
+    assert!(
+        root,
+        "{test} needs root to build its network namespaces (run `make test` as root)"
+    );
 }
 
 fn base36(mut n: u64) -> String {
@@ -106,16 +107,14 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Brings up the `nat` topology, or returns `None` (after saying so) when not root.
-    pub fn new() -> Option<Lab> {
+    /// Brings up the `nat` topology; fails the test when that is impossible (not root, ...).
+    pub fn new() -> Lab {
         Lab::up("nat")
     }
 
-    /// Brings up `topology` under a fresh TAG; `None` when not root. Panics if `up` fails.
-    pub fn up(topology: &str) -> Option<Lab> {
-        if !require_root("lab test") {
-            return None;
-        }
+    /// Brings up `topology` under a fresh TAG; panics (fails the test) if it cannot.
+    pub fn up(topology: &str) -> Lab {
+        assert_root("the lab");
         let tag = unique_tag();
         let out = Command::new(lab_script())
             .args(["up", topology, &tag])
@@ -129,7 +128,7 @@ impl Lab {
             lab.tag,
             String::from_utf8_lossy(&out.stderr).trim()
         );
-        Some(lab)
+        lab
     }
 
     /// Path of an example config in `config/`.

@@ -1,0 +1,149 @@
+//! `process()` behaviour that spans several packets or a configuration change, on the NAT lab
+//! fixture (frames built by hand here; the golden table covers exact bytes).
+
+#[path = "fixtures/nat_lab.rs"]
+mod nat_lab;
+
+use std::sync::Arc;
+
+use nat_lab::*;
+use xvs::datapath::wire::checksum;
+use xvs::datapath::{DropReason, Processor, Shared, Verdict};
+use xvs::flow::NANOS_PER_SEC;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const RST: u8 = 0x04;
+
+/// A client → VIP:80 TCP frame with valid checksums.
+fn tcp(sport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 54];
+    f[0..6].copy_from_slice(&WAN_MAC);
+    f[6..12].copy_from_slice(&CLIENT_MAC);
+    f[12] = 0x08;
+    f[14..34].copy_from_slice(&[
+        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 100,
+    ]);
+    let c = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    f[46] = 5 << 4;
+    f[47] = flags;
+    let pseudo = checksum::ipv4_pseudo_header_sum(CLIENT, VIP, 6, 20);
+    let c = !checksum::fold(checksum::sum(&f[34..], pseudo));
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Sends one frame at second `t`; returns the verdict and the real server it went to.
+fn send(p: &mut Processor, t: u64, sport: u16, flags: u8) -> (Verdict, Option<[u8; 4]>) {
+    let now = t * NANOS_PER_SEC;
+    p.begin_batch(now);
+    let mut f = tcp(sport, flags);
+    let v = p.process(now, 0, &mut f);
+    let dst = matches!(v, Verdict::Tx(_)).then(|| [f[30], f[31], f[32], f[33]]);
+    (v, dst)
+}
+
+#[test]
+fn mid_stream_segments_are_dropped_unless_sloppy_tcp() {
+    let mut strict = processor(100);
+    assert_eq!(
+        send(&mut strict, 1, 41000, ACK).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    let mut sloppy = Processor::new(Arc::new(Shared::new(
+        snapshot(1, (3, 1), true),
+        nexthops(),
+        100,
+    )));
+    assert_eq!(send(&mut sloppy, 1, 41000, ACK), (Verdict::Tx(1), Some(R1)));
+    // Picked up as ESTABLISHED: the next segment follows the same server.
+    assert_eq!(send(&mut sloppy, 2, 41000, ACK), (Verdict::Tx(1), Some(R1)));
+    // An RST never opens a connection, even with sloppy_tcp.
+    assert_eq!(
+        send(&mut sloppy, 3, 41001, RST).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
+}
+
+#[test]
+fn full_table_refuses_new_flows_but_keeps_forwarding_tracked_ones() {
+    let mut p = processor(4);
+    for port in 0..4 {
+        assert!(matches!(
+            send(&mut p, 1, 42000 + port, SYN).0,
+            Verdict::Tx(1)
+        ));
+    }
+    assert_eq!(
+        send(&mut p, 2, 43000, SYN).0,
+        Verdict::Drop(DropReason::ConntrackFull)
+    );
+    for port in 0..4 {
+        assert!(
+            matches!(send(&mut p, 2, 42000 + port, ACK).0, Verdict::Tx(1)),
+            "tracked flow {port}"
+        );
+    }
+    assert_eq!(p.shared().conntrack.len(), 4);
+}
+
+#[test]
+fn a_new_snapshot_reschedules_new_flows_and_keeps_existing_ones() {
+    let mut p = processor(100);
+    // wrr 3:1: r1 r1 r1 r2.
+    let first: Vec<_> = (0..4)
+        .map(|i| send(&mut p, 1, 44000 + i, SYN).1.unwrap())
+        .collect();
+    assert_eq!(first, [R1, R1, R1, R2]);
+    // r1 goes quiescent (weight 0).
+    p.shared()
+        .snapshot
+        .store(Arc::new(snapshot(2, (0, 1), false)));
+    for i in 0..4 {
+        assert_eq!(
+            send(&mut p, 2, 45000 + i, SYN).1,
+            Some(R2),
+            "new flows avoid the quiescent r1"
+        );
+    }
+    for (i, want) in first.iter().enumerate() {
+        assert_eq!(
+            send(&mut p, 3, 44000 + i as u16, ACK).1,
+            Some(*want),
+            "existing flow {i} keeps its server"
+        );
+    }
+}
+
+#[test]
+fn a_syn_after_rst_opens_a_new_connection() {
+    let mut p = processor(100);
+    assert_eq!(send(&mut p, 1, 46000, SYN).1, Some(R1));
+    assert!(matches!(send(&mut p, 2, 46000, RST).0, Verdict::Tx(1)));
+    // Reopened: scheduled afresh (wrr's next pick), not stuck on the closed entry.
+    assert_eq!(send(&mut p, 3, 46000, SYN).1, Some(R1));
+    assert_eq!(
+        p.counters
+            .new_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(p.shared().conntrack.len(), 1);
+}
+
+#[test]
+fn idle_connections_expire_and_a_late_segment_is_refused() {
+    let mut p = processor(100);
+    assert_eq!(send(&mut p, 1, 47000, SYN).1, Some(R1));
+    // tcp_syn is 30 s.
+    assert!(matches!(send(&mut p, 30, 47000, ACK).0, Verdict::Tx(1)));
+    // Now ESTABLISHED (15 min); idle past that, the entry is gone.
+    assert_eq!(
+        send(&mut p, 30 + 901, 47000, ACK).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    assert_eq!(p.shared().conntrack.len(), 0);
+}

@@ -28,6 +28,17 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Talk to the running daemon over its admin socket.
+    Ctl {
+        /// The admin socket (default: `global.admin_socket` of -c FILE, else /run/xvs/admin.sock).
+        #[arg(long, global = true, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Read `global.admin_socket` from this configuration file.
+        #[arg(short, long, global = true, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: xvs::control::ctl::CtlCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,5 +64,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ctl {
+            socket,
+            config,
+            command,
+        } => ExitCode::from(xvs::control::ctl::main(
+            socket.as_deref(),
+            config.as_deref(),
+            &command,
+        )),
     }
 }

@@ -4,11 +4,14 @@
 //! attached): check privileges → load and validate the config → look up the interfaces → build
 //! the snapshot and next-hop table → attach the XDP filter (refusing interfaces owned by another
 //! program) → open the AF_XDP sockets and register them → steer the services → resolve the real
-//! servers' MACs → start workers, neighbour refresher, expiry janitor and metrics → `READY=1`.
+//! servers' MACs → start workers, neighbour refresher, expiry janitor, metrics and the admin socket
+//! → `READY=1`.
 //!
 //! A reload builds a new snapshot off the packet path and swaps it in whole; a file that does not
 //! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`,
-//! `global.metrics_listen`), is refused and the running configuration stays.
+//! `global.metrics_listen`, `global.admin_socket`), is refused and the running configuration stays.
+//! `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
+//! which drains it at every wake-up (at most 250 ms) and answers with the outcome.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::control::config::{self, Config};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
-use crate::control::{neighbours, netlink, snapshot};
+use crate::control::{admin, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterProgram, XdpMode};
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
@@ -144,8 +147,9 @@ struct Running {
 }
 
 impl Running {
-    /// Applies the file again; on any error the running configuration stays.
-    fn reload(&mut self) {
+    /// Applies the file again; on any error the running configuration stays. Logs as it goes and
+    /// returns what changed, or why the file was refused (for `xvs ctl reload`).
+    fn reload(&mut self) -> admin::ReloadOutcome {
         signals::sd_notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}",
             signals::monotonic_usec()
@@ -154,28 +158,35 @@ impl Running {
             "Reloading configuration file {}",
             self.path.display()
         ));
-        match self.try_reload() {
+        let outcome = match self.try_reload() {
             Ok(changes) => {
                 for c in &changes {
                     log(c);
                 }
-                log(format!(
+                let done = format!(
                     "Configuration reloaded ({} change{})",
                     changes.len(),
                     if changes.len() == 1 { "" } else { "s" }
-                ));
+                );
+                log(&done);
                 self.reload.successful.store(true, Ordering::Relaxed);
                 self.reload
                     .timestamp_seconds
                     .store(unix_now(), Ordering::Relaxed);
+                let mut text = changes;
+                text.push(done);
+                Ok(text.join("\n"))
             }
             Err(Fatal(msg)) => {
-                log(msg);
-                log("Configuration reload failed; keeping the running configuration");
+                let kept = "Configuration reload failed; keeping the running configuration";
+                log(&msg);
+                log(kept);
                 self.reload.successful.store(false, Ordering::Relaxed);
+                Err(format!("{msg}\n{kept}"))
             }
-        }
+        };
         signals::sd_notify("READY=1");
+        outcome
     }
 
     fn try_reload(&mut self) -> Result<Vec<String>, Fatal> {
@@ -191,6 +202,11 @@ impl Running {
         if cfg.global.metrics_listen != self.cfg.global.metrics_listen {
             return Err(fatal(
                 "global.metrics_listen changed: restart xvs to apply it",
+            ));
+        }
+        if cfg.global.admin_socket != self.cfg.global.admin_socket {
+            return Err(fatal(
+                "global.admin_socket changed: restart xvs to apply it",
             ));
         }
         let old = self.shared.snapshot.load_full();
@@ -307,6 +323,20 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             ))
         })?,
     );
+    let (reload_tx, reload_rx) = admin::reload_channel();
+    let admin_state = admin::AdminState {
+        shared: shared.clone(),
+        epoch,
+        reloads: reload_tx,
+    };
+    aux.push(
+        admin::spawn_server(&cfg.global.admin_socket, admin_state, stop.clone()).map_err(|e| {
+            fatal(format!(
+                "global.admin_socket {}: {e}",
+                cfg.global.admin_socket.display()
+            ))
+        })?,
+    );
 
     let modes: Vec<String> = ports
         .iter()
@@ -344,7 +374,9 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                 log(format!("Received signal {sig}, stopping"));
                 break;
             }
-            Some(Signal::Reload) => running.reload(),
+            Some(Signal::Reload) => {
+                let _ = running.reload();
+            }
             None => {
                 if let Some(h) = handles.iter().find(|h| h.is_finished()) {
                     let _ = h;
@@ -352,6 +384,10 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                     break;
                 }
             }
+        }
+        // `xvs ctl reload`: run here, where the running configuration lives.
+        for req in reload_rx.try_iter() {
+            req.respond(running.reload());
         }
     }
     signals::sd_notify("STOPPING=1");

@@ -1,7 +1,9 @@
 //! The control plane: configuration, snapshot building, neighbour resolution, the daemon.
 //! Nothing here runs on the per-packet path.
 
+pub mod admin;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod metrics;
 pub mod neighbours;

@@ -1,0 +1,842 @@
+//! `xvs ctl`: the client of the admin socket, the admin protocol, and the output formats.
+//!
+//! # Protocol
+//!
+//! One request per connection over the Unix socket `global.admin_socket` (mode 0600):
+//! the client writes one line, a verb ([`Request`]: `list`, `conns`, `vrrp` or `reload`), and shuts
+//! down its write side; the daemon answers with a status line, `ok` or `error`, followed by the
+//! body, and closes the connection. The body of `list`, `conns` and `vrrp` is JSON
+//! ([`ListReply`], [`ConnsReply`], [`VrrpReply`]); the body of `reload` and of every `error` is
+//! text to show the user. The daemon sends data, the client chooses the layout: `--json` prints
+//! the JSON (pretty), otherwise the ipvsadm layouts below.
+//!
+//! # Layouts
+//!
+//! Matched against ipvsadm 1.2x's `print_title`, `print_service_entry`, `list_conn` and
+//! `print_conn` (`ipvsadm -L -n` and `ipvsadm -L -n -c`):
+//!
+//! - header lines `Prot LocalAddress:Port Scheduler Flags` and
+//!   `  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn`, verbatim;
+//! - a service line is `"%s  %s %s"` (protocol in capitals, two spaces, `VIP:PORT`, scheduler);
+//! - a real-server line is `"  -> %-28s %-7s %-6d %-10u %-10u"` (address, forwarding name —
+//!   `Masq` for NAT —, weight, active and inactive connections), trailing padding included;
+//! - services are sorted by family, protocol, address and port, real servers by address and
+//!   port, as ipvsadm sorts them without `--nosort`;
+//! - connections: `IPVS connection entries`, then `"pro expire %-11s %-18s %-18s %s"` with
+//!   `state source virtual destination`, and each entry as `"%-3s %-6s %-11s %-18s %-18s %s"`,
+//!   expire being `mm:ss` of idle time left (rounded down, as `/proc/net/ip_vs_conn` does).
+//!
+//! One departure: ipvsadm's first line, `IP Virtual Server version 1.2.1 (size=4096)`, names the
+//! kernel's IPVS version and connection hash size; xvs prints `xvs version X.Y.Z (size=N)`, N
+//! being `conntrack.max_entries`, so that no number on the screen is made up.
+//!
+//! # Not supported yet (exit 1, one line, nothing made up)
+//!
+//! - `list --stats` / `list --rate`: xvs does not count per-service packets and bytes yet;
+//! - `real add|edit|del`: runtime changes are not built yet; edit the file and `xvs ctl reload`.
+//!
+//! `vrrp` answers "no VRRP instances (VRRP is not supported yet)": VRRP is not built, and a
+//! config with a `vrrp` section is refused by `xvs check`, so a running daemon never has one.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Where the daemon listens unless the config says otherwise (CONTRACT.md).
+pub const DEFAULT_SOCKET: &str = "/run/xvs/admin.sock";
+
+/// How long the client waits for each read or write of a reply (a reload waits for the daemon's
+/// main loop, which answers within a second or two).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `xvs ctl` subcommands.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum CtlCommand {
+    /// Services and real servers, in `ipvsadm -L -n` layout.
+    List {
+        /// ipvsadm's packet and byte counters (not supported yet).
+        #[arg(long, conflicts_with = "rate")]
+        stats: bool,
+        /// ipvsadm's rates (not supported yet).
+        #[arg(long)]
+        rate: bool,
+        /// JSON instead of the ipvsadm layout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The connection table, in `ipvsadm -L -n -c` layout.
+    Conns {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a real server at run time (not supported yet).
+    Real {
+        #[command(subcommand)]
+        op: RealOp,
+    },
+    /// VRRP instances (VRRP is not supported yet).
+    Vrrp {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reload the configuration file, like SIGHUP; prints what changed or why the file was refused.
+    Reload,
+}
+
+/// `xvs ctl real` operations.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum RealOp {
+    Add(RealArgs),
+    Edit(RealArgs),
+    /// Drains first (weight 0), then removes.
+    Del(RealArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RealArgs {
+    /// Service name (`services[].name`).
+    pub service: String,
+    /// Real server, ADDR:PORT.
+    pub addr: SocketAddr,
+    #[arg(long)]
+    pub weight: Option<u32>,
+}
+
+/// A request of the admin protocol: one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    List,
+    Conns,
+    Vrrp,
+    Reload,
+}
+
+impl Request {
+    /// The request line (without the newline).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Request::List => "list",
+            Request::Conns => "conns",
+            Request::Vrrp => "vrrp",
+            Request::Reload => "reload",
+        }
+    }
+
+    /// Parses a request line (surrounding white space ignored).
+    pub fn parse(line: &str) -> Result<Request, String> {
+        match line.trim() {
+            "list" => Ok(Request::List),
+            "conns" => Ok(Request::Conns),
+            "vrrp" => Ok(Request::Vrrp),
+            "reload" => Ok(Request::Reload),
+            "" => Err("empty request".to_string()),
+            other => Err(format!(
+                "unknown request {:?} (expected list, conns, vrrp or reload)",
+                other.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// A reply of the admin protocol: a status and a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub ok: bool,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<String>) -> Reply {
+        Reply {
+            ok: true,
+            body: body.into(),
+        }
+    }
+
+    pub fn error(body: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            body: body.into(),
+        }
+    }
+
+    /// `ok\n` or `error\n`, then the body.
+    pub fn encode(&self) -> String {
+        format!("{}\n{}", if self.ok { "ok" } else { "error" }, self.body)
+    }
+
+    pub fn decode(text: &str) -> Result<Reply, String> {
+        let (status, body) = text.split_once('\n').unwrap_or((text, ""));
+        match status {
+            "ok" => Ok(Reply::ok(body)),
+            "error" => Ok(Reply::error(body)),
+            _ => Err(format!(
+                "unexpected reply {:?}",
+                status.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// `list`: services and their real servers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReply {
+    /// xvs version of the daemon.
+    pub version: String,
+    /// Connection-table capacity (`conntrack.max_entries`).
+    pub conntrack_max_entries: u64,
+    pub services: Vec<ServiceInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub scheduler: String,
+    /// `nat` (the only method built so far).
+    pub forwarding: String,
+    pub reals: Vec<RealInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealInfo {
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// ESTABLISHED connections (ipvsadm's ActiveConn).
+    pub active_connections: u64,
+    /// Other tracked connections (ipvsadm's InActConn).
+    pub inactive_connections: u64,
+    /// Connections scheduled to this server since it was added.
+    pub connections_total: u64,
+}
+
+/// `conns`: the connection table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnsReply {
+    pub connections: Vec<ConnInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub client: SocketAddr,
+    #[serde(rename = "virtual")]
+    pub vip: SocketAddr,
+    pub real: SocketAddr,
+    /// ipvsadm's state name (`ESTABLISHED`, `SYN_RECV`, `FIN_WAIT`, `CLOSE`, `UDP`).
+    pub state: String,
+    /// Whole seconds of idle time left before the entry expires.
+    pub expire_seconds: u64,
+}
+
+/// `vrrp`: VRRP instances (always empty until VRRP is built).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpReply {
+    pub instances: Vec<VrrpInstanceInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpInstanceInfo {
+    pub name: String,
+    pub vrid: u8,
+    pub state: String,
+    pub priority: u8,
+    pub master: Option<IpAddr>,
+}
+
+/// ipvsadm's name for a forwarding method (`fwd_name`).
+fn forward_name(forwarding: &str) -> &str {
+    match forwarding {
+        "nat" => "Masq",
+        "dr" => "Route",
+        "tun" => "Tunnel",
+        "fullnat" => "FullNat",
+        other => other,
+    }
+}
+
+fn proto_number(p: &str) -> u8 {
+    match p {
+        "tcp" => 6,
+        "udp" => 17,
+        _ => u8::MAX,
+    }
+}
+
+/// The `ipvsadm -L -n` layout (see the module documentation).
+pub fn format_list(r: &ListReply) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "xvs version {} (size={})",
+        r.version, r.conntrack_max_entries
+    );
+    o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    let mut services: Vec<&ServiceInfo> = r.services.iter().collect();
+    services.sort_by_key(|s| (s.vip.is_ipv6(), proto_number(&s.protocol), s.vip, s.port));
+    for s in services {
+        let _ = writeln!(
+            o,
+            "{}  {} {}",
+            s.protocol.to_uppercase(),
+            SocketAddr::new(s.vip, s.port),
+            s.scheduler
+        );
+        let mut reals: Vec<&RealInfo> = s.reals.iter().collect();
+        reals.sort_by_key(|r| (r.address.is_ipv6(), r.address.ip(), r.address.port()));
+        for rs in reals {
+            let _ = writeln!(
+                o,
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                rs.address.to_string(),
+                forward_name(&s.forwarding),
+                rs.weight,
+                rs.active_connections,
+                rs.inactive_connections
+            );
+        }
+    }
+    o
+}
+
+/// The `ipvsadm -L -n -c` layout (see the module documentation).
+pub fn format_conns(r: &ConnsReply) -> String {
+    let mut o = String::from("IPVS connection entries\n");
+    let _ = writeln!(
+        o,
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
+    );
+    for c in &r.connections {
+        let expire = format!("{:02}:{:02}", c.expire_seconds / 60, c.expire_seconds % 60);
+        let _ = writeln!(
+            o,
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+            c.protocol.to_uppercase(),
+            expire,
+            c.state,
+            c.client.to_string(),
+            c.vip.to_string(),
+            c.real
+        );
+    }
+    o
+}
+
+/// The `vrrp` text.
+pub fn format_vrrp(r: &VrrpReply) -> String {
+    if r.instances.is_empty() {
+        return "no VRRP instances (VRRP is not supported yet)\n".to_string();
+    }
+    let mut o = format!(
+        "{:<16} {:<5} {:<8} {:<8} master\n",
+        "instance", "vrid", "state", "priority"
+    );
+    for i in &r.instances {
+        let _ = writeln!(
+            o,
+            "{:<16} {:<5} {:<8} {:<8} {}",
+            i.name,
+            i.vrid,
+            i.state,
+            i.priority,
+            i.master.map_or("-".to_string(), |m| m.to_string())
+        );
+    }
+    o
+}
+
+/// What `xvs ctl` prints and its exit status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    fn ok(stdout: String) -> Output {
+        Output {
+            code: 0,
+            stdout,
+            stderr: String::new(),
+        }
+    }
+
+    fn fail(line: impl Into<String>) -> Output {
+        let mut stderr = line.into();
+        if !stderr.ends_with('\n') {
+            stderr.push('\n');
+        }
+        Output {
+            code: 1,
+            stdout: String::new(),
+            stderr,
+        }
+    }
+}
+
+/// An I/O error without Rust's ` (os error N)` suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Why a request got no reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The socket could not be connected to.
+    Unreachable(String),
+    /// Connected, but the exchange failed or the reply was not understood.
+    BadReply(String),
+}
+
+/// Sends `req` to the daemon at `socket` and returns its reply.
+pub fn request(socket: &Path, req: Request) -> Result<Reply, RequestError> {
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| RequestError::Unreachable(io_reason(&e)))?;
+    let bad = |e: std::io::Error| RequestError::BadReply(io_reason(&e));
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(bad)?;
+    stream
+        .set_write_timeout(Some(CLIENT_TIMEOUT))
+        .map_err(bad)?;
+    stream
+        .write_all(format!("{}\n", req.as_str()).as_bytes())
+        .map_err(bad)?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(bad)?;
+    Reply::decode(&text).map_err(RequestError::BadReply)
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| format!("unreadable reply from the daemon: {e}"))
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Renders a data reply as JSON or as text.
+fn render<T, F>(body: &str, json: bool, text: F) -> Output
+where
+    T: Serialize + for<'de> Deserialize<'de>,
+    F: Fn(&T) -> String,
+{
+    match parse_json::<T>(body) {
+        Ok(v) if json => Output::ok(to_json(&v)),
+        Ok(v) => Output::ok(text(&v)),
+        Err(e) => Output::fail(format!("xvs ctl: {e}")),
+    }
+}
+
+/// Runs one `xvs ctl` command against the daemon at `socket`.
+pub fn execute(socket: &Path, cmd: &CtlCommand) -> Output {
+    let req = match cmd {
+        CtlCommand::List { stats: true, .. } => {
+            return Output::fail(
+                "xvs ctl list --stats is not supported yet (xvs does not count per-service packets and bytes yet)",
+            )
+        }
+        CtlCommand::List { rate: true, .. } => {
+            return Output::fail(
+                "xvs ctl list --rate is not supported yet (xvs does not count per-service packets and bytes yet)",
+            )
+        }
+        CtlCommand::Real { .. } => {
+            return Output::fail(
+                "xvs ctl real is not supported yet (edit the configuration file and run `xvs ctl reload`)",
+            )
+        }
+        CtlCommand::List { .. } => Request::List,
+        CtlCommand::Conns { .. } => Request::Conns,
+        CtlCommand::Vrrp { .. } => Request::Vrrp,
+        CtlCommand::Reload => Request::Reload,
+    };
+    let reply = match request(socket, req) {
+        Ok(r) => r,
+        Err(RequestError::Unreachable(why)) => {
+            return Output::fail(format!(
+                "xvs ctl: cannot reach the daemon at {}: {why}",
+                socket.display()
+            ))
+        }
+        Err(RequestError::BadReply(why)) => {
+            return Output::fail(format!(
+                "xvs ctl: no usable answer from the daemon at {}: {why}",
+                socket.display()
+            ))
+        }
+    };
+    if !reply.ok {
+        return Output::fail(reply.body);
+    }
+    match *cmd {
+        CtlCommand::List { json, .. } => render(&reply.body, json, format_list),
+        CtlCommand::Conns { json } => render(&reply.body, json, format_conns),
+        CtlCommand::Vrrp { json } => render(&reply.body, json, format_vrrp),
+        _ => {
+            let mut out = reply.body;
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            Output::ok(out)
+        }
+    }
+}
+
+/// The socket to talk to: `--socket`, else `global.admin_socket` of `-c FILE`, else the default.
+///
+/// The file is read leniently (only `global.admin_socket` is looked at), so that `xvs ctl -c
+/// FILE reload` still reaches the daemon when FILE has a validation error elsewhere — the daemon
+/// then says what is wrong with it. A file that is not YAML at all is refused here, asking for
+/// `--socket PATH`.
+pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
+    }
+    let Some(file) = config else {
+        return Ok(PathBuf::from(DEFAULT_SOCKET));
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("xvs ctl: cannot read {}: {}", file.display(), io_reason(&e)))?;
+    admin_socket_of(&text).map_err(|why| {
+        format!(
+            "xvs ctl: cannot read global.admin_socket from {}: {why} (give the socket with --socket PATH)",
+            file.display()
+        )
+    })
+}
+
+/// `global.admin_socket` of a config text, or the default when the key is absent.
+fn admin_socket_of(text: &str) -> Result<PathBuf, String> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    match doc.get("global").and_then(|g| g.get("admin_socket")) {
+        None | Some(serde_yaml_ng::Value::Null) => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Some(serde_yaml_ng::Value::String(s)) => Ok(PathBuf::from(s)),
+        Some(_) => Err("it is not a path".to_string()),
+    }
+}
+
+/// `xvs ctl`: prints the outcome and returns the exit status.
+pub fn main(socket: Option<&Path>, config: Option<&Path>, cmd: &CtlCommand) -> u8 {
+    let out = match socket_path(socket, config) {
+        Ok(path) => execute(&path, cmd),
+        Err(line) => Output::fail(line),
+    };
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    out.code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn real(addr: &str, weight: u32, active: u64, inactive: u64) -> RealInfo {
+        RealInfo {
+            address: sa(addr),
+            weight,
+            active_connections: active,
+            inactive_connections: inactive,
+            connections_total: active + inactive,
+        }
+    }
+
+    fn lab_list() -> ListReply {
+        ListReply {
+            version: "0.1.0".into(),
+            conntrack_max_entries: 1_000_000,
+            services: vec![
+                // Config order differs from ipvsadm's sort order on purpose.
+                ServiceInfo {
+                    name: "dns".into(),
+                    protocol: "udp".into(),
+                    vip: "198.18.0.100".parse().unwrap(),
+                    port: 53,
+                    scheduler: "rr".into(),
+                    forwarding: "nat".into(),
+                    reals: vec![
+                        real("198.18.1.12:5353", 1, 0, 7),
+                        real("198.18.1.11:5353", 1, 0, 8),
+                    ],
+                },
+                ServiceInfo {
+                    name: "web".into(),
+                    protocol: "tcp".into(),
+                    vip: "198.18.0.100".parse().unwrap(),
+                    port: 80,
+                    scheduler: "wrr".into(),
+                    forwarding: "nat".into(),
+                    reals: vec![
+                        real("198.18.1.11:80", 3, 12, 3),
+                        real("198.18.1.12:80", 1, 4, 1),
+                    ],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn list_matches_ipvsadm_layout() {
+        let want = "\
+xvs version 0.1.0 (size=1000000)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr
+  -> 198.18.1.11:80               Masq    3      12         3         
+  -> 198.18.1.12:80               Masq    1      4          1         
+UDP  198.18.0.100:53 rr
+  -> 198.18.1.11:5353             Masq    1      0          8         
+  -> 198.18.1.12:5353             Masq    1      0          7         
+";
+        assert_eq!(format_list(&lab_list()), want);
+    }
+
+    #[test]
+    fn list_columns_line_up_with_the_headers() {
+        let text = format_list(&lab_list());
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines[2];
+        let row = lines[4];
+        for col in ["Forward", "Weight", "ActiveConn", "InActConn"] {
+            let at = header.find(col).unwrap();
+            assert_ne!(
+                &row[at..at + 1],
+                " ",
+                "{col} column starts at {at} in {row:?}"
+            );
+            assert_eq!(&row[at - 1..at], " ", "{col} column at {at} in {row:?}");
+        }
+    }
+
+    #[test]
+    fn list_without_services_prints_the_headers() {
+        let r = ListReply {
+            version: "0.1.0".into(),
+            conntrack_max_entries: 10,
+            services: vec![],
+        };
+        assert_eq!(
+            format_list(&r),
+            "xvs version 0.1.0 (size=10)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+        );
+    }
+
+    #[test]
+    fn conns_match_ipvsadm_layout() {
+        let r = ConnsReply {
+            connections: vec![
+                ConnInfo {
+                    protocol: "tcp".into(),
+                    client: sa("198.18.0.2:40312"),
+                    vip: sa("198.18.0.100:80"),
+                    real: sa("198.18.1.11:80"),
+                    state: "ESTABLISHED".into(),
+                    expire_seconds: 899,
+                },
+                ConnInfo {
+                    protocol: "tcp".into(),
+                    client: sa("198.18.0.2:40314"),
+                    vip: sa("198.18.0.100:80"),
+                    real: sa("198.18.1.12:80"),
+                    state: "CLOSE".into(),
+                    expire_seconds: 9,
+                },
+                ConnInfo {
+                    protocol: "udp".into(),
+                    client: sa("198.18.0.2:51000"),
+                    vip: sa("198.18.0.100:53"),
+                    real: sa("198.18.1.12:5353"),
+                    state: "UDP".into(),
+                    expire_seconds: 299,
+                },
+            ],
+        };
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 198.18.0.2:40312   198.18.0.100:80    198.18.1.11:80
+TCP 00:09  CLOSE       198.18.0.2:40314   198.18.0.100:80    198.18.1.12:80
+UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
+";
+        assert_eq!(format_conns(&r), want);
+    }
+
+    #[test]
+    fn json_round_trips_and_names_fields() {
+        let r = lab_list();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"address\":\"198.18.1.11:80\""), "{text}");
+        assert!(text.contains("\"vip\":\"198.18.0.100\""), "{text}");
+        assert_eq!(serde_json::from_str::<ListReply>(&text).unwrap(), r);
+        let c = ConnInfo {
+            protocol: "tcp".into(),
+            client: sa("198.18.0.2:1"),
+            vip: sa("198.18.0.100:80"),
+            real: sa("198.18.1.11:80"),
+            state: "ESTABLISHED".into(),
+            expire_seconds: 1,
+        };
+        assert!(serde_json::to_string(&c)
+            .unwrap()
+            .contains("\"virtual\":\"198.18.0.100:80\""));
+    }
+
+    #[test]
+    fn vrrp_says_not_supported_yet() {
+        assert_eq!(
+            format_vrrp(&VrrpReply { instances: vec![] }),
+            "no VRRP instances (VRRP is not supported yet)\n"
+        );
+    }
+
+    #[test]
+    fn requests_parse() {
+        for r in [
+            Request::List,
+            Request::Conns,
+            Request::Vrrp,
+            Request::Reload,
+        ] {
+            assert_eq!(Request::parse(r.as_str()), Ok(r));
+            assert_eq!(Request::parse(&format!(" {}\r\n", r.as_str())), Ok(r));
+        }
+        assert!(Request::parse("").unwrap_err().contains("empty"));
+        assert!(Request::parse("list --stats")
+            .unwrap_err()
+            .contains("unknown request"));
+        assert!(Request::parse("LIST").is_err());
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for r in [
+            Reply::ok("{\"services\":[]}"),
+            Reply::error("a.yaml:3:5: bad\nsecond line"),
+            Reply::ok(""),
+        ] {
+            assert_eq!(Reply::decode(&r.encode()), Ok(r));
+        }
+        assert_eq!(Reply::decode("error"), Ok(Reply::error("")));
+        assert!(Reply::decode("HTTP/1.0 200 OK\r\n").is_err());
+        assert!(Reply::decode("").is_err());
+    }
+
+    #[test]
+    fn unreachable_daemon_is_one_line_and_exit_1() {
+        let path = std::env::temp_dir().join(format!("xvs-ctl-none-{}.sock", std::process::id()));
+        let out = execute(
+            &path,
+            &CtlCommand::List {
+                stats: false,
+                rate: false,
+                json: false,
+            },
+        );
+        assert_eq!(out.code, 1);
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            out.stderr,
+            format!(
+                "xvs ctl: cannot reach the daemon at {}: No such file or directory\n",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn not_supported_yet_is_refused_without_the_daemon() {
+        let path = Path::new("/nonexistent/xvs.sock");
+        for (cmd, want) in [
+            (
+                CtlCommand::List {
+                    stats: true,
+                    rate: false,
+                    json: false,
+                },
+                "xvs ctl list --stats is not supported yet",
+            ),
+            (
+                CtlCommand::List {
+                    stats: false,
+                    rate: true,
+                    json: true,
+                },
+                "xvs ctl list --rate is not supported yet",
+            ),
+            (
+                CtlCommand::Real {
+                    op: RealOp::Del(RealArgs {
+                        service: "web".into(),
+                        addr: sa("198.18.1.11:80"),
+                        weight: None,
+                    }),
+                },
+                "xvs ctl real is not supported yet",
+            ),
+        ] {
+            let out = execute(path, &cmd);
+            assert_eq!(out.code, 1);
+            assert!(out.stderr.starts_with(want), "{:?}", out.stderr);
+            assert_eq!(out.stderr.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn socket_path_precedence() {
+        let explicit = Path::new("/tmp/explicit.sock");
+        assert_eq!(socket_path(Some(explicit), None).unwrap(), explicit);
+        assert_eq!(socket_path(None, None).unwrap(), Path::new(DEFAULT_SOCKET));
+        let dir = std::env::temp_dir();
+        let file = dir.join(format!("xvs-ctl-cfg-{}.yaml", std::process::id()));
+        std::fs::write(
+            &file,
+            "global:\n  admin_socket: /run/xvs-test.sock\nservices: [oops\n",
+        )
+        .unwrap();
+        // A syntax error elsewhere: the lenient reader still needs a parsable document.
+        assert!(socket_path(None, Some(&file))
+            .unwrap_err()
+            .contains("--socket PATH"));
+        std::fs::write(
+            &file,
+            "global:\n  admin_socket: /run/xvs-test.sock\n  bogus_key: 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            socket_path(None, Some(&file)).unwrap(),
+            Path::new("/run/xvs-test.sock")
+        );
+        assert_eq!(socket_path(Some(explicit), Some(&file)).unwrap(), explicit);
+        std::fs::write(&file, "datapath: {}\n").unwrap();
+        assert_eq!(
+            socket_path(None, Some(&file)).unwrap(),
+            Path::new(DEFAULT_SOCKET)
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(socket_path(None, Some(&file))
+            .unwrap_err()
+            .starts_with("xvs ctl: cannot read "));
+    }
+}

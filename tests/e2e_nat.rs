@@ -20,7 +20,12 @@ fn nat_config(lab: &Lab) -> PathBuf {
         "config/nat.yaml is expected to set `poll: busy`"
     );
     let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-    std::fs::write(&path, text.replace("poll: busy", "poll: wakeup")).unwrap();
+    // Each daemon needs its own admin socket: the tests run in parallel.
+    let text = text.replace("poll: busy", "poll: wakeup").replace(
+        "admin_socket: /run/xvs/admin.sock",
+        &format!("admin_socket: /run/xvs-{}.sock", lab.tag),
+    );
+    std::fs::write(&path, text).unwrap();
     path
 }
 

@@ -213,10 +213,16 @@ impl Running {
         let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
         let changes = snapshot::describe_changes(&old, &new);
         let keys = new.steering_keys();
-        // Steer the new services before the swap so their first packets reach the workers; keys
-        // of removed services go after the swap (set_steering syncs to exactly `keys`).
+        // Swap first, then steer: a new service's first packets only reach the sockets once the
+        // workers already know it. A removed service's packets that arrive in between are passed
+        // (and counted as `not_lb_traffic`), never mis-forwarded.
         self.shared.snapshot.store(Arc::new(new));
-        self.filter.set_steering(&keys)?;
+        if let Err(e) = self.filter.set_steering(&keys) {
+            // Keep the promise of a failed reload: the running configuration stays, whole.
+            self.shared.snapshot.store(old.clone());
+            let _ = self.filter.set_steering(&old.steering_keys());
+            return Err(fatal(e));
+        }
         for ip in real_addresses(&cfg) {
             let _ = self.shared.neighbour_misses.push(ip);
         }

@@ -92,14 +92,7 @@ fn good_test_configs_pass() {
     assert!(!files.is_empty());
     for f in &files {
         let out = check(&[], f);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{} was refused:\n{}",
-            f.display(),
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), format!("{}: OK\n", f.display()));
+        assert_accepted(&out, f);
         assert!(out.stderr.is_empty());
     }
 }
@@ -174,14 +167,7 @@ fn example_configs_pass_in_the_lab_namespace() {
     add_link(&ns.0, "lan0");
     for f in &files {
         let out = check(&["ip", "netns", "exec", &ns.0], f);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{} was refused:\n{}",
-            f.display(),
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), format!("{}: OK\n", f.display()));
+        assert_accepted(&out, f);
     }
     // Outside the namespace the lab's interfaces do not exist (unless this machine is the lab),
     // so the same check names them.
@@ -191,4 +177,16 @@ fn example_configs_pass_in_the_lab_namespace() {
         assert_eq!(out.status.code(), Some(1));
         assert!(text(&out.stderr).contains("interface `wan0` does not exist on this machine"));
     }
+}
+
+/// `xvs check` accepted `f`: exit 0 and `FILE: OK` on stdout.
+fn assert_accepted(out: &std::process::Output, f: &std::path::Path) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} was refused:\n{}",
+        f.display(),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), format!("{}: OK\n", f.display()));
 }

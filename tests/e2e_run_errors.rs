@@ -183,21 +183,7 @@ fn on_an_interface_owned_by_another_xdp_program() {
     let ns = Netns::with(&["wan0", "lan0"]);
     // A foreign program: the tests' own xdp_pass, built from source here.
     let obj = bpf::build_test_program("xdp_pass");
-    ns.ok(
-        &[
-            "ip",
-            "link",
-            "set",
-            "dev",
-            "lan0",
-            "xdpgeneric",
-            "obj",
-            obj.to_str().unwrap(),
-            "sec",
-            "xdp",
-        ],
-        true,
-    );
+    bpf::attach_foreign(&ns.0, "lan0", &obj);
     let cfg = config();
     let out = ns.run(&[xvs(), "run", "-c", cfg.to_str().unwrap()], true);
     let line = one_line_failure(&out, "lan0");

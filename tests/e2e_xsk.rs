@@ -624,20 +624,7 @@ fn foreign_program_refuses_attach_and_leaves_nothing_attached() {
     let obj = bpf::build_test_program("xdp_pass");
     lab.files.push(obj.clone());
     // On the second interface, so the pre-flight must look at all of them before attaching any.
-    run(&[
-        "ip",
-        "-n",
-        &lab.lb,
-        "link",
-        "set",
-        "dev",
-        "lan0",
-        "xdpgeneric",
-        "obj",
-        obj.to_str().unwrap(),
-        "sec",
-        "xdp",
-    ]);
+    bpf::attach_foreign(&lab.lb, "lan0", &obj);
 
     let ports = lab.lb_ports();
     let (wan, lan) = (ports[0].1, ports[1].1);

@@ -147,3 +147,20 @@ fn idle_connections_expire_and_a_late_segment_is_refused() {
     );
     assert_eq!(p.shared().conntrack.len(), 0);
 }
+
+#[test]
+fn a_removed_service_packets_are_never_sent_back_as_replies() {
+    let mut p = processor(100);
+    assert_eq!(send(&mut p, 1, 48000, SYN).1, Some(R1));
+    // The service disappears (reload); the client's next segment must not match its own
+    // connection's original key as if it were a reply.
+    let empty = xvs::datapath::Snapshot::new(
+        2,
+        vec![],
+        vec![],
+        xvs::conntrack::Timeouts::default(),
+        false,
+    );
+    p.shared().snapshot.store(Arc::new(empty));
+    assert_eq!(send(&mut p, 2, 48000, ACK).0, Verdict::Pass);
+}

@@ -7,9 +7,13 @@
 //!   direction, destination of replies), so both lookups of one connection hit the same shard
 //!   even when replies arrive on another queue (RSS is not symmetric for NAT).
 //! - Each shard owns a slab of entries and an index from [`FlowKey`] to slab slot holding both the
-//!   original key (client → VIP) and the reply key (real server → client). Capacity is fixed at
-//!   construction (`conntrack.max_entries`, split across shards); slab and index are allocated up
-//!   front, so inserting never grows them. A full shard first reclaims expired entries (bounded
+//!   original key (client → VIP) and the reply key (real server → client); each index value also
+//!   records which of the two it is, so a lookup only matches a key of its own direction.
+//!   Capacity is fixed at construction (`conntrack.max_entries`, split across shards); slab and
+//!   index are allocated up front. The index has room for twice the keys it can ever hold, so
+//!   hashbrown never reallocates it: when removals' tombstones use up its spare room it rehashes
+//!   in place (a pause proportional to the shard, under its lock; the fixed-size table of the
+//!   conntrack-at-scale issue removes it). A full shard first reclaims expired entries (bounded
 //!   work), then refuses.
 //! - Expiry is lazy (an expired entry found by a lookup is removed and reported as a miss) plus a
 //!   clock sweep: [`ConnTable::expire`] visits a bounded number of slots per call, so no call ever
@@ -148,6 +152,17 @@ impl Entry {
     }
 }
 
+/// Direction bit of an index value.
+const ORIGINAL: u32 = 0;
+const REPLY: u32 = 1;
+
+fn dir_bit(dir: Direction) -> u32 {
+    match dir {
+        Direction::Original => ORIGINAL,
+        Direction::Reply => REPLY,
+    }
+}
+
 fn count(stats: &RealStats, state: ConnState) -> &AtomicU64 {
     if state.is_active() {
         &stats.active
@@ -158,6 +173,7 @@ fn count(stats: &RealStats, state: ConnState) -> &AtomicU64 {
 
 #[derive(Debug)]
 struct Shard {
+    /// Key → `slot << 1 | direction bit` (see [`IndexValue`]).
     index: HashMap<FlowKey, u32, ahash::RandomState>,
     slots: Vec<Entry>,
     free: Vec<u32>,
@@ -172,7 +188,9 @@ const RECLAIM_BUDGET: usize = 64;
 impl Shard {
     fn new(capacity: usize) -> Shard {
         Shard {
-            index: HashMap::with_capacity_and_hasher(capacity * 2, Default::default()),
+            // At most 2 keys per entry; 4 per entry keeps live keys at most half of the table, the
+            // condition for hashbrown to clean tombstones in place instead of growing.
+            index: HashMap::with_capacity_and_hasher(capacity * 4, Default::default()),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             capacity,
@@ -187,7 +205,7 @@ impl Shard {
         count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
         let (ok, rk) = (e.original_key(), e.reply_key());
         for k in [ok, rk] {
-            if self.index.get(&k) == Some(&slot) {
+            if self.index.get(&k).map(|v| v >> 1) == Some(slot) {
                 self.index.remove(&k);
             }
         }
@@ -303,7 +321,13 @@ impl ConnTable {
         timeouts: &Timeouts,
     ) -> Option<Tracked> {
         let mut shard = self.shard_for(Self::client_of(dir, key));
-        let slot = *shard.index.get(key)?;
+        let value = *shard.index.get(key)?;
+        if value & 1 != dir_bit(dir) {
+            // The key of the other direction (e.g. a client's segment to a VIP whose service was
+            // just removed looks like a "reply"): not this packet's connection.
+            return None;
+        }
+        let slot = value >> 1;
         let e = &mut shard.slots[slot as usize];
         let reopen = matches!(event, Event::Tcp(f) if dir == Direction::Original && f.is_initial_syn() && e.state.reusable_by_syn());
         if e.expires <= now || reopen {
@@ -347,7 +371,12 @@ impl ConnTable {
             stats: Some(new.stats),
         };
         let (ok, rk) = (entry.original_key(), entry.reply_key());
-        if let Some(&slot) = shard.index.get(&ok) {
+        if let Some(slot) = shard
+            .index
+            .get(&ok)
+            .filter(|v| *v & 1 == ORIGINAL)
+            .map(|v| v >> 1)
+        {
             let existing = &shard.slots[slot as usize];
             if existing.expires > now {
                 return Ok(existing.tracked());
@@ -380,8 +409,8 @@ impl ConnTable {
                 s
             }
         };
-        shard.index.insert(ok, slot);
-        shard.index.insert(rk, slot);
+        shard.index.insert(ok, slot << 1 | ORIGINAL);
+        shard.index.insert(rk, slot << 1 | REPLY);
         shard.live += 1;
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(tracked)
@@ -560,6 +589,43 @@ mod tests {
         assert_eq!(t.insert(c, 0, &to).unwrap().real, sa("198.18.1.11:8080"));
         assert_eq!(t.len(), 1);
         assert_eq!(t.rows().len(), 1);
+    }
+
+    #[test]
+    fn a_key_only_matches_in_its_own_direction() {
+        let t = ConnTable::with_shards(10, 1);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let c = new_conn(6000, &stats);
+        let (o, r) = keys(&c);
+        t.insert(c, 0, &to).unwrap();
+        assert!(t.lookup(Direction::Reply, &o, ACK, 1, &to).is_none());
+        assert!(t.lookup(Direction::Original, &r, ACK, 1, &to).is_none());
+        assert!(t.lookup(Direction::Original, &o, ACK, 1, &to).is_some());
+        assert!(t.lookup(Direction::Reply, &r, ACK, 1, &to).is_some());
+    }
+
+    #[test]
+    fn churn_at_full_occupancy_never_reallocates_the_index() {
+        let to = Timeouts {
+            tcp_syn: 1,
+            ..Timeouts::default()
+        };
+        let t = ConnTable::with_shards(4096, 1);
+        let stats = Arc::new(RealStats::default());
+        let size = || t.shards[0].lock().unwrap().index.allocation_size();
+        let before = size();
+        let mut now = 0;
+        for round in 0..40u32 {
+            for i in 0..4096u32 {
+                let mut c = new_conn(0, &stats);
+                c.client = SocketAddr::from(((round * 4096 + i).to_be_bytes(), 1000));
+                t.insert(c, now, &to).unwrap();
+            }
+            now += 10;
+            assert_eq!(t.expire(now, 4096), 4096);
+            assert_eq!(size(), before, "index reallocated in round {round}");
+        }
     }
 
     #[test]

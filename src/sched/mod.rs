@@ -5,7 +5,23 @@
 //! takes `&mut self` and needs no lock; per-real connection counts shared by all workers live in
 //! [`RealStats`].
 //!
-//! Common rule (IPVS): a real server with weight 0 is quiescent and takes no new flow.
+//! Common rule (IPVS): a real server with weight 0 is quiescent and takes no new flow
+//! ([`RealServer::is_available`], the one availability rule every scheduler applies). IPVS also
+//! skips servers flagged overloaded (`upper_threshold`); xvs refuses thresholds for now, so no
+//! server is ever overloaded.
+//!
+//! | kind | file | picks |
+//! |---|---|---|
+//! | `rr` | [`rr`] | next available in order |
+//! | `wrr` | [`wrr`] | IPVS weighted round robin |
+//! | `lc` | [`lc`] | least `active * 256 + inactive` |
+//! | `wlc` | [`wlc`] | least `(active * 256 + inactive) / weight` |
+//! | `sed` | [`sed`] | least `(active + 1) / weight` |
+//! | `nq` | [`nq`] | first with no active connection, else as `sed` |
+//! | `fo` | [`fo`] | highest weight |
+//! | `ovf` | [`ovf`] | highest weight whose active connections do not exceed it |
+//!
+//! Ties go to the first server in the list in every one of them.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,10 +30,22 @@ use std::sync::Arc;
 
 use crate::flow::FlowKey;
 
+pub mod fo;
+pub mod lc;
+pub mod nq;
+pub mod ovf;
 pub mod rr;
+pub mod sed;
+pub mod wlc;
 pub mod wrr;
 
+pub use fo::WeightedFailover;
+pub use lc::LeastConnection;
+pub use nq::NeverQueue;
+pub use ovf::Overflow;
 pub use rr::RoundRobin;
+pub use sed::ShortestExpectedDelay;
+pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
 /// Counters of one real server, shared by every worker and kept across reloads.
@@ -62,6 +90,40 @@ impl RealServer {
     pub fn inactive_connections(&self) -> u64 {
         self.stats.inactive.load(Ordering::Relaxed)
     }
+
+    /// IPVS's `ip_vs_dest_conn_overhead`: `active * 256 + inactive` (an ESTABLISHED connection
+    /// weighs 256 times one in any other state). Used by `lc` and `wlc`.
+    #[inline]
+    pub fn conn_overhead(&self) -> u64 {
+        self.active_connections()
+            .saturating_mul(256)
+            .saturating_add(self.inactive_connections())
+    }
+}
+
+/// The index of the available server with the smallest `load(r) / weight`, the first on ties:
+/// the IPVS `wlc`/`sed` loop. The candidate (load `loh`, weight `lw`) is replaced by server `d`
+/// only when `loh * d.weight > load(d) * lw`, compared without division (128-bit products, so
+/// they cannot overflow). `None` when no server is available.
+#[inline]
+pub(crate) fn least_by_ratio(reals: &[RealServer], load: fn(&RealServer) -> u64) -> Option<usize> {
+    let mut least: Option<(usize, u64, u32)> = None;
+    for (i, r) in reals.iter().enumerate() {
+        if !r.is_available() {
+            continue;
+        }
+        let doh = load(r);
+        let better = match least {
+            None => true,
+            Some((_, loh, lw)) => {
+                u128::from(loh) * u128::from(r.weight) > u128::from(doh) * u128::from(lw)
+            }
+        };
+        if better {
+            least = Some((i, doh, r.weight));
+        }
+    }
+    least.map(|(i, _, _)| i)
 }
 
 /// Picks the real server for a new flow.
@@ -79,6 +141,18 @@ pub enum SchedulerKind {
     Rr,
     /// Weighted round robin.
     Wrr,
+    /// Least connection.
+    Lc,
+    /// Weighted least connection (the IPVS default).
+    Wlc,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted failover.
+    Fo,
+    /// Overflow connection.
+    Ovf,
 }
 
 impl SchedulerKind {
@@ -87,6 +161,12 @@ impl SchedulerKind {
         match self {
             SchedulerKind::Rr => "rr",
             SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
         }
     }
 }
@@ -102,6 +182,12 @@ pub fn build(kind: SchedulerKind, reals: &[RealServer]) -> Box<dyn Scheduler> {
     match kind {
         SchedulerKind::Rr => Box::new(RoundRobin::new()),
         SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(reals)),
+        SchedulerKind::Lc => Box::new(LeastConnection::new()),
+        SchedulerKind::Wlc => Box::new(WeightedLeastConnection::new()),
+        SchedulerKind::Sed => Box::new(ShortestExpectedDelay::new()),
+        SchedulerKind::Nq => Box::new(NeverQueue::new()),
+        SchedulerKind::Fo => Box::new(WeightedFailover::new()),
+        SchedulerKind::Ovf => Box::new(Overflow::new()),
     }
 }
 
@@ -116,6 +202,17 @@ pub(crate) mod testutil {
             .enumerate()
             .map(|(i, w)| RealServer::new(SocketAddr::from(([198, 18, 1, 10 + i as u8], 80)), *w))
             .collect()
+    }
+
+    /// Real servers from `(weight, active, inactive)`, the counts set on their [`RealStats`].
+    pub fn loaded(spec: &[(u32, u64, u64)]) -> Vec<RealServer> {
+        let weights: Vec<u32> = spec.iter().map(|s| s.0).collect();
+        let r = reals(&weights);
+        for (real, (_, active, inactive)) in r.iter().zip(spec) {
+            real.stats.active.store(*active, Ordering::Relaxed);
+            real.stats.inactive.store(*inactive, Ordering::Relaxed);
+        }
+        r
     }
 
     pub fn key(n: u32) -> FlowKey {

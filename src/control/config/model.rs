@@ -345,7 +345,15 @@ impl Scheduler {
         match self {
             Scheduler::Rr => Some(SchedulerKind::Rr),
             Scheduler::Wrr => Some(SchedulerKind::Wrr),
-            _ => None,
+            Scheduler::Lc => Some(SchedulerKind::Lc),
+            Scheduler::Wlc => Some(SchedulerKind::Wlc),
+            Scheduler::Sed => Some(SchedulerKind::Sed),
+            Scheduler::Nq => Some(SchedulerKind::Nq),
+            Scheduler::Fo => Some(SchedulerKind::Fo),
+            Scheduler::Ovf => Some(SchedulerKind::Ovf),
+            Scheduler::Lblc | Scheduler::Lblcr | Scheduler::Dh | Scheduler::Sh | Scheduler::Mh => {
+                None
+            }
         }
     }
 

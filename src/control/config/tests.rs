@@ -868,6 +868,32 @@ fn defaults_written_out_are_accepted() {
 }
 
 #[test]
+fn connection_and_weight_schedulers_are_accepted() {
+    let cases = [
+        ("rr", SchedulerKind::Rr),
+        ("wrr", SchedulerKind::Wrr),
+        ("lc", SchedulerKind::Lc),
+        ("wlc", SchedulerKind::Wlc),
+        ("sed", SchedulerKind::Sed),
+        ("nq", SchedulerKind::Nq),
+        ("fo", SchedulerKind::Fo),
+        ("ovf", SchedulerKind::Ovf),
+    ];
+    for (name, kind) in cases {
+        let c = assert_ok(&BASE.replace("scheduler: wrr", &format!("scheduler: {name}")));
+        assert_eq!(c.services[0].scheduler.kind(), Some(kind), "{name}");
+        assert_eq!(kind.name(), name);
+    }
+}
+
+#[test]
+fn default_scheduler_is_wlc_and_accepted() {
+    let c = assert_ok(&BASE.replace("    scheduler: wrr\n", ""));
+    assert_eq!(c.services[0].scheduler, Scheduler::Wlc);
+    assert_eq!(c.services[0].scheduler.kind(), Some(SchedulerKind::Wlc));
+}
+
+#[test]
 fn unsupported_features_are_refused_at_their_key() {
     let cases: &[(&str, &str)] = &[
         (
@@ -902,13 +928,15 @@ fn unsupported_features_are_refused_at_their_key() {
     for (extra, want) in cases {
         assert_error(&with_service_keys(extra), want);
     }
-    let t = BASE.replace("scheduler: wrr", "scheduler: lc");
-    assert_error(
-        &t,
-        "8:16: scheduler lc is not supported yet (only rr and wrr are)",
-    );
-    let t = BASE.replace("    scheduler: wrr\n", "");
-    assert_error(&t, "5:5: scheduler wlc is not supported yet (wlc is the default: write `scheduler: rr` or `scheduler: wrr`)");
+    for name in ["lblc", "lblcr", "dh", "sh", "mh"] {
+        let t = BASE.replace("scheduler: wrr", &format!("scheduler: {name}"));
+        assert_error(
+            &t,
+            &format!(
+                "8:16: scheduler {name} is not supported yet (only rr, wrr, lc, wlc, sed, nq, fo and ovf are)"
+            ),
+        );
+    }
     let t = BASE
         .replace("198.18.0.100", "\"2001:db8::100\"")
         .replace("198.18.1.1", "\"[2001:db8::1")

@@ -5,11 +5,12 @@
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
-//! `scheduler: rr | wrr`, `protocol: tcp | udp`, an IPv4 `vip`, a `port` other than 0, and real
-//! servers with an IPv4 `address` and a `weight`. Health checks are not run yet: every real
+//! `scheduler: rr | wrr | lc | wlc | sed | nq | fo | ovf` (`wlc`, the default, included),
+//! `protocol: tcp | udp`, an IPv4 `vip`, a `port` other than 0, and real servers with an IPv4
+//! `address` and a `weight`. Health checks are not run yet: every real
 //! server counts as up.
 
-use super::model::{host_mask, Config, Forwarding, OnFailure, Real, Scheduler, Service};
+use super::model::{host_mask, Config, Forwarding, OnFailure, Real, Service};
 use super::positions::{Positions, Problem};
 
 /// Where the error points.
@@ -60,10 +61,9 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
     NotYet { key: "port",                at: Value, check: S(|s| (s.port == 0).then(|| ("port 0".to_string(), " (every port of the VIP)"))) },
-    NotYet { key: "scheduler",           at: Value, check: S(|s| match s.scheduler {
-        Scheduler::Rr | Scheduler::Wrr => None,
-        Scheduler::Wlc => Some(("scheduler wlc".to_string(), " (wlc is the default: write `scheduler: rr` or `scheduler: wrr`)")),
-        other => Some((format!("scheduler {other}"), " (only rr and wrr are)")),
+    NotYet { key: "scheduler",           at: Value, check: S(|s| match s.scheduler.kind() {
+        Some(_) => None,
+        None => Some((format!("scheduler {}", s.scheduler), " (only rr, wrr, lc, wlc, sed, nq, fo and ovf are)")),
     }) },
     NotYet { key: "scheduler_flags",     at: Key,   check: S(|s| when(!s.scheduler_flags.is_empty(), "scheduler_flags")) },
     NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },

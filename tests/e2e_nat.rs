@@ -167,3 +167,31 @@ fn the_box_still_answers_ping_arp_and_kernel_tcp() {
     );
     stop_cleanly(xvs, &lab);
 }
+
+#[test]
+fn a_second_xvs_on_the_same_interfaces_is_refused_and_the_first_keeps_working() {
+    let (lab, xvs) = start();
+    let cfg = nat_config(&lab);
+    let out = lab.exec(
+        "lb",
+        &[
+            env!("CARGO_BIN_EXE_xvs"),
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "second xvs: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("in use by another running xvs"), "{stderr}");
+    let s = lab.http_client(50);
+    assert_eq!(
+        s.ok,
+        50,
+        "the first xvs stopped forwarding: {:?}\n{}",
+        s.errors,
+        xvs.log()
+    );
+    stop_cleanly(xvs, &lab);
+}

@@ -136,6 +136,46 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Takes an exclusive lock per attached interface (`/run/xvs/locks/net<NETNS>-if<IFINDEX>.lock`),
+/// so that a second `xvs run` on the same interfaces fails before it touches the XDP program of
+/// the running one. The locks are released by the kernel when the process exits, however it
+/// exits, so a crash never leaves a stale lock.
+fn lock_interfaces(ports: &[Port]) -> Result<Vec<std::fs::File>, Fatal> {
+    let ns = std::fs::read_link("/proc/self/ns/net")
+        .map_err(|e| fatal(format!("cannot identify the network namespace: {e}")))?;
+    let ns: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let dir = Path::new("/run/xvs/locks");
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fatal(format!("cannot create {}: {e}", dir.display())))?;
+    let mut locks = Vec::with_capacity(ports.len());
+    for p in ports {
+        let path = dir.join(format!("net{ns}-if{}.lock", p.ifindex));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| fatal(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => locks.push(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(fatal(format!(
+                    "interface {} is in use by another running xvs",
+                    p.name
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(fatal(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+    Ok(locks)
+}
+
 /// Everything the running daemon holds.
 struct Running {
     path: PathBuf,
@@ -253,6 +293,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         config::XdpMode::Native => XdpMode::Native,
         config::XdpMode::Skb => XdpMode::Skb,
     };
+    // Held until the process exits: while we hold them, an `xvs_filter` found attached is stale.
+    let _locks = lock_interfaces(&ports)?;
     let names: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
     let filter = FilterProgram::attach(&names, mode)?;
     // From here on, returning an error drops `filter`, which detaches it.
@@ -321,28 +363,38 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         xsk: xsk_readers,
         reload: reload.clone(),
     });
-    aux.push(
-        metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone()).map_err(|e| {
-            fatal(format!(
-                "global.metrics_listen {}: {e}",
-                cfg.global.metrics_listen
-            ))
-        })?,
-    );
     let (reload_tx, reload_rx) = admin::reload_channel();
     let admin_state = admin::AdminState {
         shared: shared.clone(),
         epoch,
         reloads: reload_tx,
     };
-    aux.push(
-        admin::spawn_server(&cfg.global.admin_socket, admin_state, stop.clone()).map_err(|e| {
+    let servers = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
+        .map_err(|e| {
             fatal(format!(
-                "global.admin_socket {}: {e}",
-                cfg.global.admin_socket.display()
+                "global.metrics_listen {}: {e}",
+                cfg.global.metrics_listen
             ))
-        })?,
-    );
+        })
+        .and_then(|m| {
+            aux.push(m);
+            admin::spawn_server(&cfg.global.admin_socket, admin_state, stop.clone()).map_err(|e| {
+                fatal(format!(
+                    "global.admin_socket {}: {e}",
+                    cfg.global.admin_socket.display()
+                ))
+            })
+        });
+    match servers {
+        Ok(a) => aux.push(a),
+        Err(e) => {
+            // Workers own their sockets: stop them before the filter is detached on return.
+            stop.store(true, Ordering::Relaxed);
+            handles.into_iter().for_each(|h| drop(h.join()));
+            aux.into_iter().for_each(|h| drop(h.join()));
+            return Err(e);
+        }
+    }
 
     let modes: Vec<String> = ports
         .iter()

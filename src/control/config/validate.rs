@@ -209,12 +209,22 @@ fn datapath(cx: &mut Ctx, cfg: &Config) {
     }
 }
 
+/// Upper bound of `conntrack.max_entries` (the table is allocated whole at start).
+pub const MAX_CONNTRACK_ENTRIES: u64 = 100_000_000;
+
 fn conntrack(cx: &mut Ctx, cfg: &Config) {
     let c = &cfg.conntrack;
     if c.max_entries == 0 {
         cx.value(
             "conntrack.max_entries",
             "max_entries must be greater than 0",
+        );
+    } else if c.max_entries > MAX_CONNTRACK_ENTRIES {
+        // The table is allocated whole at start; past this bound the allocation alone would not
+        // fit a load balancer's memory.
+        cx.value(
+            "conntrack.max_entries",
+            format!("max_entries must be at most {MAX_CONNTRACK_ENTRIES}"),
         );
     }
     let t = &c.timeouts;

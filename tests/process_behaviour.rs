@@ -164,3 +164,37 @@ fn a_removed_service_packets_are_never_sent_back_as_replies() {
     p.shared().snapshot.store(Arc::new(empty));
     assert_eq!(send(&mut p, 2, 48000, ACK).0, Verdict::Pass);
 }
+
+#[test]
+fn wlc_sends_new_flows_to_the_least_loaded_server_as_connections_open_and_close() {
+    // web as wlc with weights 1:1. Overhead = active * 256 + inactive; a SYN-only flow is
+    // inactive, the client's ACK makes it ESTABLISHED (active), an RST makes it inactive again.
+    let mut snap = snapshot(1, (1, 1), false);
+    snap.services[0].scheduler = xvs::sched::SchedulerKind::Wlc;
+    let mut p = Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)));
+    // Both idle: the first server. Then r1 has 1 inactive, r2 none.
+    assert_eq!(send(&mut p, 1, 48000, SYN).1, Some(R1));
+    assert_eq!(send(&mut p, 1, 48001, SYN).1, Some(R2));
+    // Both ESTABLISHED: 256 each.
+    assert_eq!(send(&mut p, 2, 48000, ACK).1, Some(R1));
+    assert_eq!(send(&mut p, 2, 48001, ACK).1, Some(R2));
+    // A tie goes to the first: r1 257, then r2 (256 < 257): r2 257.
+    assert_eq!(send(&mut p, 3, 48002, SYN).1, Some(R1));
+    assert_eq!(send(&mut p, 3, 48003, SYN).1, Some(R2));
+    // r1's new flow is established: r1 512 against r2 257, so the next two go to r2.
+    assert_eq!(send(&mut p, 4, 48002, ACK).1, Some(R1));
+    assert_eq!(send(&mut p, 4, 48004, SYN).1, Some(R2));
+    assert_eq!(send(&mut p, 4, 48005, SYN).1, Some(R2));
+    // Closing both of r1's connections leaves it 2 inactive against r2's 256 + 3: back to r1.
+    assert!(matches!(send(&mut p, 5, 48000, RST).0, Verdict::Tx(1)));
+    assert!(matches!(send(&mut p, 5, 48002, RST).0, Verdict::Tx(1)));
+    assert_eq!(send(&mut p, 6, 48006, SYN).1, Some(R1));
+    assert_eq!(send(&mut p, 6, 48007, SYN).1, Some(R1));
+    let web = &p.shared().snapshot.load().services[0];
+    let counts: Vec<_> = web
+        .reals
+        .iter()
+        .map(|r| (r.active_connections(), r.inactive_connections()))
+        .collect();
+    assert_eq!(counts, [(0, 4), (1, 3)]);
+}

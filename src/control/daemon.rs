@@ -53,6 +53,8 @@ const PRIME_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the janitor sweeps the connection table, and how many slots per shard visit.
 const JANITOR_INTERVAL: Duration = Duration::from_millis(100);
 const JANITOR_BUDGET: usize = 4096;
+/// How often the filter's copy of the box's own addresses is re-synced from the kernel.
+const ADDRESS_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 fn log(line: impl AsRef<str>) {
     eprintln!("{}", line.as_ref());
@@ -184,9 +186,36 @@ struct Running {
     shared: Arc<Shared>,
     filter: FilterProgram,
     reload: Arc<ReloadStatus>,
+    /// The last local-address sync failed (logged once until it works again).
+    address_sync_failing: bool,
 }
 
 impl Running {
+    /// Re-syncs the filter's `local_addrs` map with the kernel's addresses (an address added by
+    /// an operator or by VRRP). Errors are logged, never fatal.
+    fn sync_local_addresses(&mut self) {
+        let result = netlink::dump_addresses()
+            .map_err(|e| e.to_string())
+            .and_then(|a| {
+                self.filter
+                    .set_local_addresses(&a)
+                    .map_err(|e| e.to_string())
+            });
+        match (result, self.address_sync_failing) {
+            (Ok(_), true) => {
+                log("Local addresses synced again");
+                self.address_sync_failing = false;
+            }
+            (Err(e), false) => {
+                log(format!(
+                    "Cannot sync local addresses to the XDP filter: {e}"
+                ));
+                self.address_sync_failing = true;
+            }
+            _ => {}
+        }
+    }
+
     /// Applies the file again; on any error the running configuration stays. Logs as it goes and
     /// returns what changed, or why the file was refused (for `xvs ctl reload`).
     fn reload(&mut self) -> admin::ReloadOutcome {
@@ -318,6 +347,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         ios.push(io);
     }
     filter.set_steering(&shared.snapshot.load().steering_keys())?;
+    filter.set_local_addresses(&netlink::dump_addresses()?)?;
 
     let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
     shared.nexthops.store(Arc::new(primed.table));
@@ -424,8 +454,10 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         shared,
         filter,
         reload,
+        address_sync_failing: false,
     };
     let mut failure = None;
+    let mut last_address_sync = Instant::now();
     loop {
         match sigs.wait(Duration::from_millis(250)) {
             Some(Signal::Stop(sig)) => {
@@ -436,12 +468,15 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                 let _ = running.reload();
             }
             None => {
-                if let Some(h) = handles.iter().find(|h| h.is_finished()) {
-                    let _ = h;
+                if handles.iter().any(|h| h.is_finished()) {
                     failure = Some(fatal("a worker stopped unexpectedly; stopping"));
                     break;
                 }
             }
+        }
+        if last_address_sync.elapsed() >= ADDRESS_SYNC_INTERVAL {
+            last_address_sync = Instant::now();
+            running.sync_local_addresses();
         }
         // `xvs ctl reload`: run here, where the running configuration lives.
         for req in reload_rx.try_iter() {

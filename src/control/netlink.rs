@@ -21,6 +21,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_REQUEST,
 };
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -300,6 +301,38 @@ fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
         oif,
         gateway,
     })
+}
+
+/// Every address configured on this network namespace's interfaces (IPv4 and IPv6, the VIPs
+/// included): the box's own addresses.
+pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family;
+        for m in request(
+            "dump addresses",
+            RouteNetlinkMessage::GetAddress(msg),
+            NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                // IFA_LOCAL is the local end (IFA_ADDRESS is the peer on point-to-point links);
+                // IPv6 has only IFA_ADDRESS.
+                let local = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Local(ip) => Some(*ip),
+                    _ => None,
+                });
+                let address = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                });
+                out.extend(local.or(address));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// The unicast routes of the main table, IPv4 then IPv6.

@@ -37,6 +37,8 @@ pub const MAX_PORTS: usize = 16;
 pub const MAX_STEER_KEYS: usize = 65536;
 /// Length of a `steer` map key: `{u8 addr[16]; __be16 port; u8 proto; u8 dir}`.
 pub const STEER_KEY_LEN: usize = 20;
+/// Capacity of the `local_addrs` map (`max_entries` in the BPF program).
+pub const MAX_LOCAL_ADDRS: usize = 1024;
 
 // linux/if_link.h (not in the bindings).
 const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1 << 0;
@@ -219,16 +221,20 @@ pub fn steer_key_bytes(key: &SteerKey) -> [u8; STEER_KEY_LEN] {
         SteerKey::Dst { addr, port, proto } => (addr, port, proto, 0u8),
         SteerKey::Src { addr, port, proto } => (addr, port, proto, 1u8),
     };
-    let addr = match addr {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
-    };
     let mut out = [0u8; STEER_KEY_LEN];
-    out[..16].copy_from_slice(&addr);
+    out[..16].copy_from_slice(&addr_key_bytes(addr));
     out[16..18].copy_from_slice(&port.to_be_bytes());
     out[18] = proto.number();
     out[19] = dir;
     out
+}
+
+/// The 16 bytes an address takes in the filter's maps (IPv4 v4-mapped, `::ffff:a.b.c.d`).
+pub fn addr_key_bytes(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
 }
 
 /// The `xsks` map slot of the socket for `port`'s receive queue `queue`.
@@ -350,10 +356,11 @@ pub struct FilterProgram {
     prog_fd: RawFd,
     prog_id: u32,
     steer_fd: RawFd,
+    local_addrs_fd: RawFd,
     ports_fd: RawFd,
     xsks_fd: RawFd,
     ports: Vec<AttachedPort>,
-    /// Serialises [`FilterProgram::set_steering`] calls.
+    /// Serialises map synchronisations ([`FilterProgram::set_steering`], local addresses).
     steer_lock: Mutex<()>,
 }
 
@@ -493,6 +500,7 @@ impl FilterProgram {
             Ok(fd)
         };
         let steer_fd = map_fd(c"steer")?;
+        let local_addrs_fd = map_fd(c"local_addrs")?;
         let ports_fd = map_fd(c"ports")?;
         let xsks_fd = map_fd(c"xsks")?;
 
@@ -502,6 +510,7 @@ impl FilterProgram {
             prog_fd,
             prog_id,
             steer_fd,
+            local_addrs_fd,
             ports_fd,
             xsks_fd,
             ports: Vec::new(),
@@ -607,24 +616,28 @@ impl FilterProgram {
         Ok(())
     }
 
-    fn steer_keys_in_map(&self) -> Result<Vec<[u8; STEER_KEY_LEN]>, FilterError> {
+    /// Every key of the hash map `fd` (keys of `N` bytes, at most `max` of them).
+    fn keys_in_map<const N: usize>(
+        fd: RawFd,
+        map: &'static str,
+        max: usize,
+    ) -> Result<Vec<[u8; N]>, FilterError> {
         let mut keys = Vec::new();
-        let mut prev: Option<[u8; STEER_KEY_LEN]> = None;
-        // Bounded: the map holds at most MAX_STEER_KEYS entries.
-        for _ in 0..=MAX_STEER_KEYS {
-            let mut next = [0u8; STEER_KEY_LEN];
+        let mut prev: Option<[u8; N]> = None;
+        // Bounded: the map holds at most `max` entries.
+        for _ in 0..=max {
+            let mut next = [0u8; N];
             let prev_ptr = prev.as_ref().map_or(ptr::null(), |k| k.as_ptr());
             // SAFETY: `prev_ptr` is null (first key) or points to a full key; `next` is writable
             // for a full key; both outlive the call.
-            let rc = unsafe {
-                sys::bpf_map_get_next_key(self.steer_fd, prev_ptr.cast(), next.as_mut_ptr().cast())
-            };
+            let rc =
+                unsafe { sys::bpf_map_get_next_key(fd, prev_ptr.cast(), next.as_mut_ptr().cast()) };
             if rc == -libc::ENOENT {
                 return Ok(keys);
             }
             if rc < 0 {
                 return Err(FilterError::Map {
-                    map: "steer",
+                    map,
                     source: neg_errno(rc),
                 });
             }
@@ -634,30 +647,51 @@ impl FilterProgram {
         Ok(keys)
     }
 
-    /// Makes the `steer` map hold exactly `keys`: deletes stale entries, inserts missing ones.
-    /// Entries in both are never touched, so steering of unchanged services is uninterrupted.
-    /// Call at start-up and at every reload. Returns `(inserted, deleted)`.
-    pub fn set_steering(&self, keys: &[SteerKey]) -> Result<(usize, usize), FilterError> {
+    /// Makes the hash map `fd` hold exactly `want` (value 1): deletes stale entries, inserts
+    /// missing ones, never touches entries in both. Returns `(inserted, deleted)`.
+    fn sync_map<const N: usize>(
+        &self,
+        fd: RawFd,
+        map: &'static str,
+        want: BTreeSet<[u8; N]>,
+        max: usize,
+    ) -> Result<(usize, usize), FilterError> {
         let _serialised = self.steer_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let want: BTreeSet<[u8; STEER_KEY_LEN]> = keys.iter().map(steer_key_bytes).collect();
-        if want.len() > MAX_STEER_KEYS {
+        if want.len() > max {
             return Err(FilterError::Map {
-                map: "steer",
+                map,
                 source: io::Error::from_raw_os_error(libc::E2BIG),
             });
         }
-        let have: BTreeSet<[u8; STEER_KEY_LEN]> = self.steer_keys_in_map()?.into_iter().collect();
+        let have: BTreeSet<[u8; N]> = Self::keys_in_map(fd, map, max)?.into_iter().collect();
         let mut deleted = 0;
         for k in have.difference(&want) {
-            self.map_delete(self.steer_fd, "steer", k)?;
+            self.map_delete(fd, map, k)?;
             deleted += 1;
         }
         let mut inserted = 0;
         for k in want.difference(&have) {
-            self.map_update(self.steer_fd, "steer", k, &[1u8])?;
+            self.map_update(fd, map, k, &[1u8])?;
             inserted += 1;
         }
         Ok((inserted, deleted))
+    }
+
+    /// Makes the `steer` map hold exactly `keys`. Entries in both are never touched, so steering
+    /// of unchanged services is uninterrupted. Call at start-up and at every reload. Returns
+    /// `(inserted, deleted)`.
+    pub fn set_steering(&self, keys: &[SteerKey]) -> Result<(usize, usize), FilterError> {
+        let want = keys.iter().map(steer_key_bytes).collect();
+        self.sync_map(self.steer_fd, "steer", want, MAX_STEER_KEYS)
+    }
+
+    /// Makes the `local_addrs` map hold exactly the box's own addresses. A frame from a NAT real
+    /// server's address and port that is addressed to one of them is the reply to the box's own
+    /// connection (a health check, an operator's curl), not to a client: the filter passes it to
+    /// the kernel instead of steering it. Call at start-up and whenever addresses change.
+    pub fn set_local_addresses(&self, addrs: &[IpAddr]) -> Result<(usize, usize), FilterError> {
+        let want = addrs.iter().map(|a| addr_key_bytes(*a)).collect();
+        self.sync_map(self.local_addrs_fd, "local_addrs", want, MAX_LOCAL_ADDRS)
     }
 
     /// Registers the AF_XDP socket `fd` bound to receive queue `queue` of port `port`: frames the

@@ -7,8 +7,8 @@
 //!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
 //!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`.
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
-//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6) and
-//!    other protocols (ICMP, VRRP) are passed as well.
+//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
+//!    VLAN-tagged frames (not balanced yet) and other protocols (ICMP, VRRP) are passed as well.
 //!
 //! NAT rewrite (IPVS VS/NAT): original direction, destination VIP:port → real server; reply
 //! direction, source real server → VIP:port. IP and transport checksums are updated
@@ -263,7 +263,9 @@ fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
 /// EtherType, other protocol, non-first fragment).
 fn parse(frame: &[u8]) -> Result<Option<Parsed>, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
-    if eth.ethertype() != EtherType::IPV4 {
+    // VLAN-tagged frames are not balanced yet (the filter passes them too): forwarding a tag from
+    // one segment onto another would be wrong until ports know their VLANs.
+    if eth.ethertype() != EtherType::IPV4 || eth.vlan_id().is_some() {
         return Ok(None);
     }
     let l3 = eth.header_len();

@@ -4,7 +4,9 @@
 // (ARP, ICMP, SSH, VRRP, health-check replies, IPv6 for now) to the kernel stack.
 //
 // A frame is steered when its IPv4 destination (VIP, port, protocol) is a virtual service
-// (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies).
+// (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies) and
+// its destination is not one of the box's own addresses (`local_addrs`: replies to the box's own
+// connections, e.g. health checks, stay with the kernel). VLAN-tagged frames are passed.
 // The socket is the one registered in `xsks` at `port_index * 64 + rx_queue_index`, where
 // `port_index` is the interface's position in `datapath.interfaces` (map `ports`). An empty slot
 // makes `bpf_redirect_map` fall back to XDP_PASS, so nothing is lost before sockets are bound.
@@ -47,17 +49,25 @@ struct steer_key {
 };
 _Static_assert(sizeof(struct steer_key) == 20, "steer_key must be 20 bytes");
 
-struct vlan_hdr {
-	__be16 tci;
-	__be16 encap_proto;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct steer_key);
 	__type(value, __u8);
 } steer SEC(".maps");
+
+// The box's own addresses (v4-mapped like `steer`). Must match `MAX_LOCAL_ADDRS` in filter.rs.
+#define MAX_LOCAL_ADDRS 1024
+struct addr_key {
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_ADDRS);
+	__type(key, struct addr_key);
+	__type(value, __u8);
+} local_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -93,13 +103,10 @@ int xvs_filter(struct xdp_md *ctx)
 
 	__be16 ethertype = eth->h_proto;
 	void *l3 = eth + 1;
-	if (ethertype == xvs_htons(ETH_P_8021Q) || ethertype == xvs_htons(ETH_P_8021AD)) {
-		struct vlan_hdr *vlan = l3;
-		if ((void *)(vlan + 1) > data_end)
-			return XDP_PASS;
-		ethertype = vlan->encap_proto;
-		l3 = vlan + 1;
-	}
+	// VLAN-tagged frames are the kernel's until xvs knows which VLAN each port's traffic
+	// belongs on (forwarding a tag from one segment onto another would be wrong).
+	if (ethertype == xvs_htons(ETH_P_8021Q) || ethertype == xvs_htons(ETH_P_8021AD))
+		return XDP_PASS;
 	if (ethertype != xvs_htons(ETH_P_IP))
 		return XDP_PASS;
 
@@ -128,6 +135,12 @@ int xvs_filter(struct xdp_md *ctx)
 	key.port = dport;
 	key.dir = STEER_DST;
 	if (!bpf_map_lookup_elem(&steer, &key)) {
+		// A reply to the box's own connection (health check, operator) is the kernel's, even
+		// when it comes from a real server's service port.
+		struct addr_key local = {};
+		v4_mapped(local.addr, ip->daddr);
+		if (bpf_map_lookup_elem(&local_addrs, &local))
+			return XDP_PASS;
 		v4_mapped(key.addr, ip->saddr);
 		key.port = sport;
 		key.dir = STEER_SRC;

@@ -157,22 +157,10 @@ fn the_box_still_answers_ping_arp_and_kernel_tcp() {
     );
     // The box's own connection to a NAT real server's service port (what a health check does):
     // the replies come from 198.18.1.11:80, a steered source, but are addressed to the box.
-    let client = common::script("lab-client.py");
-    let own = lab.exec_ok(
-        "lb",
-        &[
-            "python3",
-            &client,
-            "http",
-            "--url",
-            "http://198.18.1.11/",
-            "--count",
-            "5",
-        ],
-    );
-    assert!(
-        own.contains(r#""ok": 5"#),
-        "the box cannot reach a real server's service port: {own}"
+    let own = lab.http_from("lb", "http://198.18.1.11/", 5);
+    assert_eq!(
+        own.ok, 5,
+        "the box cannot reach a real server's service port: {own:?}"
     );
     // The datapath saw none of this as load-balancer traffic.
     let metrics = lab.exec_ok("lb", &["python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9798/metrics').read().decode())"]);

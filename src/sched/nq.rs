@@ -12,7 +12,7 @@
 //! table.
 
 use super::sed::expected_delay;
-use super::{RealServer, Scheduler};
+use super::{least_by_ratio, RealServer, Scheduler};
 use crate::flow::FlowKey;
 
 /// The `nq` scheduler (no state of its own).
@@ -27,26 +27,14 @@ impl NeverQueue {
 
 impl Scheduler for NeverQueue {
     fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        let mut least: Option<(usize, u64, u32)> = None;
-        for (i, r) in reals.iter().enumerate() {
-            if !r.is_available() {
-                continue;
-            }
-            if r.active_connections() == 0 {
-                return Some(i);
-            }
-            let doh = expected_delay(r);
-            let better = match least {
-                None => true,
-                Some((_, loh, lw)) => {
-                    u128::from(loh) * u128::from(r.weight) > u128::from(doh) * u128::from(lw)
-                }
-            };
-            if better {
-                least = Some((i, doh, r.weight));
-            }
+        // The first available server with no active connection takes the flow at once.
+        if let Some(idle) = reals
+            .iter()
+            .position(|r| r.is_available() && r.active_connections() == 0)
+        {
+            return Some(idle);
         }
-        least.map(|(i, _, _)| i)
+        least_by_ratio(reals, expected_delay)
     }
 }
 

@@ -205,10 +205,15 @@ impl Lab {
     }
 
     fn client(&self, args: &[&str]) -> Summary {
+        self.client_in("client", args)
+    }
+
+    /// Runs the lab client in `role`'s namespace and parses its summary.
+    fn client_in(&self, role: &str, args: &[&str]) -> Summary {
         let script = script("lab-client.py");
         let mut cmd = vec!["python3", script.as_str()];
         cmd.extend_from_slice(args);
-        let out = self.exec("client", &cmd);
+        let out = self.exec(role, &cmd);
         let stdout = String::from_utf8_lossy(&out.stdout);
         // JSON is YAML: no extra dependency needed to read the summary.
         serde_yaml_ng::from_str(stdout.trim()).unwrap_or_else(|e| {
@@ -235,6 +240,20 @@ impl Lab {
             "--timeout",
             &timeout_s.to_string(),
         ])
+    }
+
+    /// `count` sequential HTTP requests to `url` from `role`'s namespace (e.g. the load balancer
+    /// itself), a fresh connection each.
+    pub fn http_from(&self, role: &str, url: &str, count: u32) -> Summary {
+        self.client_in(role, &["http", "--url", url, "--count", &count.to_string()])
+    }
+
+    /// `count` UDP requests from `role`'s namespace to `addr` (`HOST:PORT`), a fresh socket each.
+    pub fn udp_from(&self, role: &str, addr: &str, count: u32) -> Summary {
+        self.client_in(
+            role,
+            &["udp", "--addr", addr, "--count", &count.to_string()],
+        )
     }
 
     /// `count` UDP requests from the client to `addr` (`HOST:PORT`), a fresh socket each.

@@ -34,9 +34,7 @@ use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewC
 use crate::datapath::counters::bump;
 use crate::datapath::nexthop::NextHopError;
 use crate::datapath::wire::checksum;
-use crate::datapath::wire::{
-    tcp, udp, EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram,
-};
+use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
 use crate::datapath::{
     DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
 };
@@ -327,26 +325,37 @@ fn rewrite_ipv4(
         Side::Dst => ip.set_dst(new_ip),
     }
     ip.set_ttl(p.ttl - 1);
+    let old_port = match side {
+        Side::Src => p.key.sport,
+        Side::Dst => p.key.dport,
+    };
+    // The transport checksum covers the pseudo-header's address and the port.
+    let update = |c: u16| {
+        let c = checksum::update_bytes(c, &old_ip.octets(), &new_ip.octets());
+        checksum::update_u16(c, old_port, new_port)
+    };
     let l4 = &mut frame[p.l4..];
-    let (old_port, csum_at) = match (p.key.proto, side) {
-        (Proto::Tcp, Side::Src) => (p.key.sport, tcp::CHECKSUM_AT),
-        (Proto::Tcp, Side::Dst) => (p.key.dport, tcp::CHECKSUM_AT),
-        (Proto::Udp, Side::Src) => (p.key.sport, udp::CHECKSUM_AT),
-        (Proto::Udp, Side::Dst) => (p.key.dport, udp::CHECKSUM_AT),
-    };
-    let port_at = match side {
-        Side::Src => 0,
-        Side::Dst => 2,
-    };
-    l4[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
-    let old_csum = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
-    if p.key.proto == Proto::Udp && old_csum == 0 {
-        return; // no checksum
+    match p.key.proto {
+        Proto::Tcp => {
+            let mut t = TcpSegment::new_checked(l4).expect("parsed before");
+            match side {
+                Side::Src => t.set_src_port(new_port),
+                Side::Dst => t.set_dst_port(new_port),
+            }
+            let c = update(t.checksum());
+            t.set_checksum(c);
+        }
+        Proto::Udp => {
+            let mut u = UdpDatagram::new_checked(l4).expect("parsed before");
+            match side {
+                Side::Src => u.set_src_port(new_port),
+                Side::Dst => u.set_dst_port(new_port),
+            }
+            // 0 means "no checksum" and stays 0; a computed 0 is sent as 0xffff (RFC 768).
+            if u.checksum() != 0 {
+                let c = update(u.checksum());
+                u.set_checksum(if c == 0 { 0xffff } else { c });
+            }
+        }
     }
-    let mut c = checksum::update_bytes(old_csum, &old_ip.octets(), &new_ip.octets());
-    c = checksum::update_u16(c, old_port, new_port);
-    if p.key.proto == Proto::Udp && c == 0 {
-        c = 0xffff;
-    }
-    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
 }

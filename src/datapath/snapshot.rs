@@ -11,7 +11,6 @@ use hashbrown::HashMap;
 
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
-use crate::datapath::PortId;
 use crate::flow::Proto;
 use crate::sched::{RealServer, SchedulerKind};
 
@@ -115,14 +114,6 @@ impl Snapshot {
     #[inline]
     pub fn service_index(&self, key: &ServiceKey) -> Option<usize> {
         self.by_key.get(key).copied()
-    }
-
-    /// The port attached to the interface with this ifindex.
-    pub fn port_by_ifindex(&self, ifindex: u32) -> Option<PortId> {
-        self.ports
-            .iter()
-            .position(|p| p.ifindex == ifindex)
-            .map(|i| i as PortId)
     }
 
     /// What the XDP filter must steer to the sockets for this snapshot: every service's

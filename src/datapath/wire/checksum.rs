@@ -3,8 +3,6 @@
 //!
 //! All functions work on 16-bit words in network order, as they appear on the wire.
 
-use std::net::IpAddr;
-
 /// One's-complement sum of `data` (padded with a zero byte if odd) added to `initial`, unfolded.
 pub fn sum(data: &[u8], initial: u32) -> u32 {
     let mut acc = u64::from(initial);
@@ -58,17 +56,6 @@ pub fn update_bytes(hc: u16, old: &[u8], new: &[u8]) -> u16 {
         s += u32::from(u16::from_be_bytes([n[0], n[1]]));
     }
     !fold(s)
-}
-
-/// Updates checksum `hc` for an address changing from `old` to `new` (same family).
-#[inline]
-pub fn update_addr(hc: u16, old: IpAddr, new: IpAddr) -> u16 {
-    match (old, new) {
-        (IpAddr::V4(o), IpAddr::V4(n)) => update_bytes(hc, &o.octets(), &n.octets()),
-        (IpAddr::V6(o), IpAddr::V6(n)) => update_bytes(hc, &o.octets(), &n.octets()),
-        // Mixed families never share a checksum (translation between families is not done here).
-        _ => hc,
-    }
 }
 
 /// Sum of the IPv4 pseudo-header (RFC 793/768) for a transport checksum.

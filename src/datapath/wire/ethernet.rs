@@ -1,6 +1,6 @@
 //! Ethernet II frame view, with at most one 802.1Q / 802.1ad tag kept in place.
 
-use super::{read_u16, write_u16};
+use super::read_u16;
 use crate::datapath::DropReason;
 
 /// Well-known EtherTypes.
@@ -85,16 +85,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 
     pub fn set_src(&mut self, mac: [u8; 6]) {
         self.buffer.as_mut()[6..12].copy_from_slice(&mac);
-    }
-
-    pub fn set_ethertype(&mut self, t: EtherType) {
-        let at = self.header_len - 2;
-        write_u16(self.buffer.as_mut(), at, t.0);
-    }
-
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let h = self.header_len;
-        &mut self.buffer.as_mut()[h..]
     }
 }
 

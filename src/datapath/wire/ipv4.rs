@@ -53,11 +53,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         usize::from(read_u16(self.b(), 2))
     }
 
-    /// Whether the header has options (IHL > 5).
-    pub fn has_options(&self) -> bool {
-        self.header_len() > MIN_HEADER_LEN
-    }
-
     pub fn ttl(&self) -> u8 {
         self.b()[8]
     }
@@ -139,20 +134,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let c = checksum::update_u16(self.checksum(), old, new);
         self.b_mut()[8] = ttl;
         self.set_checksum(c);
-    }
-
-    /// Recomputes the header checksum from scratch.
-    pub fn fill_checksum(&mut self) {
-        self.set_checksum(0);
-        let h = self.header_len();
-        let c = checksum::checksum(&self.b()[..h]);
-        self.set_checksum(c);
-    }
-
-    /// The transport payload, mutable (without Ethernet padding).
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), self.total_len());
-        &mut self.b_mut()[h..t]
     }
 }
 

@@ -303,33 +303,45 @@ fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
     })
 }
 
+/// Sends one dump request per address family (IPv4, then IPv6; an AF_UNSPEC dump would mix in
+/// other tables) and returns every reply message.
+fn dump_per_family(
+    op: &'static str,
+    request_for: impl Fn(AddressFamily) -> RouteNetlinkMessage,
+) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        out.extend(request(op, request_for(family), NLM_F_DUMP)?);
+    }
+    Ok(out)
+}
+
 /// Every address configured on this network namespace's interfaces (IPv4 and IPv6, the VIPs
 /// included): the box's own addresses.
 pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
-    let mut out = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+    let replies = dump_per_family("dump addresses", |family| {
         let mut msg = AddressMessage::default();
         msg.header.family = family;
-        for m in request(
-            "dump addresses",
-            RouteNetlinkMessage::GetAddress(msg),
-            NLM_F_DUMP,
-        )? {
-            if let RouteNetlinkMessage::NewAddress(a) = m {
-                // IFA_LOCAL is the local end (IFA_ADDRESS is the peer on point-to-point links);
-                // IPv6 has only IFA_ADDRESS.
-                let local = a.attributes.iter().find_map(|x| match x {
-                    AddressAttribute::Local(ip) => Some(*ip),
-                    _ => None,
-                });
-                let address = a.attributes.iter().find_map(|x| match x {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                });
-                out.extend(local.or(address));
+        RouteNetlinkMessage::GetAddress(msg)
+    })?;
+    let mut out: Vec<IpAddr> = replies
+        .iter()
+        .filter_map(|m| match m {
+            // IFA_LOCAL is the local end (IFA_ADDRESS is the peer on point-to-point links); IPv6
+            // has only IFA_ADDRESS.
+            RouteNetlinkMessage::NewAddress(a) => {
+                let find = |want_local: bool| {
+                    a.attributes.iter().find_map(|x| match x {
+                        AddressAttribute::Local(ip) if want_local => Some(*ip),
+                        AddressAttribute::Address(ip) if !want_local => Some(*ip),
+                        _ => None,
+                    })
+                };
+                find(true).or_else(|| find(false))
             }
-        }
-    }
+            _ => None,
+        })
+        .collect();
     out.sort();
     out.dedup();
     Ok(out)
@@ -337,21 +349,18 @@ pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
 
 /// The unicast routes of the main table, IPv4 then IPv6.
 pub fn dump_routes() -> Result<Vec<KernelRoute>, NetlinkError> {
-    let mut routes = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+    let replies = dump_per_family("dump routes", |family| {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family;
-        for m in request(
-            "dump routes",
-            RouteNetlinkMessage::GetRoute(msg),
-            NLM_F_DUMP,
-        )? {
-            if let RouteNetlinkMessage::NewRoute(r) = m {
-                routes.extend(kernel_route(&r));
-            }
-        }
-    }
-    Ok(routes)
+        RouteNetlinkMessage::GetRoute(msg)
+    })?;
+    Ok(replies
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => kernel_route(r),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Converts one neighbour entry; `None` unless it is an IP neighbour in a usable state with an
@@ -383,21 +392,18 @@ fn usable_neighbour(m: &NeighbourMessage) -> Option<(u32, IpAddr, Mac)> {
 
 /// The IPv4 (ARP) and IPv6 (NDP) neighbours whose MAC is usable: `(ifindex, address, mac)`.
 pub fn dump_neighbours() -> Result<Vec<(u32, IpAddr, Mac)>, NetlinkError> {
-    let mut out = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+    let replies = dump_per_family("dump neighbours", |family| {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family;
-        for m in request(
-            "dump neighbours",
-            RouteNetlinkMessage::GetNeighbour(msg),
-            NLM_F_DUMP,
-        )? {
-            if let RouteNetlinkMessage::NewNeighbour(n) = m {
-                out.extend(usable_neighbour(&n));
-            }
-        }
-    }
-    Ok(out)
+        RouteNetlinkMessage::GetNeighbour(msg)
+    })?;
+    Ok(replies
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => usable_neighbour(n),
+            _ => None,
+        })
+        .collect())
 }
 
 fn use_request(ip: IpAddr, ifindex: u32) -> NeighbourMessage {

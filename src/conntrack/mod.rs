@@ -203,6 +203,7 @@ impl Shard {
         let e = &mut self.slots[slot as usize];
         let Some(stats) = e.stats.take() else { return };
         count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
+        stats.conn_removed();
         let (ok, rk) = (e.original_key(), e.reply_key());
         for k in [ok, rk] {
             if self.index.get(&k).map(|v| v >> 1) == Some(slot) {
@@ -396,6 +397,7 @@ impl ConnTable {
         // keeps its original direction until it expires.
         if let Some(stats) = &entry.stats {
             count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
+            stats.conn_added();
         }
         let tracked = entry.tracked();
         let slot = match shard.free.pop() {

@@ -74,13 +74,17 @@ pub fn build(
                 reals: s
                     .reals
                     .iter()
-                    .map(|r| RealServer {
-                        addr: r.address,
-                        weight: r.weight,
-                        stats: old_stats
+                    .map(|r| {
+                        let stats: Arc<RealStats> = old_stats
                             .get(&(key, r.address))
                             .cloned()
-                            .unwrap_or_default(),
+                            .unwrap_or_default();
+                        stats.set_thresholds(r.upper_threshold, r.lower_threshold);
+                        RealServer {
+                            addr: r.address,
+                            weight: r.weight,
+                            stats,
+                        }
                     })
                     .collect(),
             }

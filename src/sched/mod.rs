@@ -5,10 +5,10 @@
 //! takes `&mut self` and needs no lock; per-real connection counts shared by all workers live in
 //! [`RealStats`].
 //!
-//! Common rule (IPVS): a real server with weight 0 is quiescent and takes no new flow
-//! ([`RealServer::is_available`], the one availability rule every scheduler applies). IPVS also
-//! skips servers flagged overloaded (`upper_threshold`); xvs refuses thresholds for now, so no
-//! server is ever overloaded.
+//! Common rule (IPVS): a real server takes no new flow when its weight is 0 (quiescent), when
+//! health checks hold it down, or when it is over its upper threshold
+//! ([`RealServer::is_available`], the one availability rule every scheduler applies). Its
+//! existing flows continue in all three cases.
 //!
 //! | kind | file | picks |
 //! |---|---|---|
@@ -25,7 +25,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::flow::FlowKey;
@@ -48,8 +48,18 @@ pub use sed::ShortestExpectedDelay;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
-/// Counters of one real server, shared by every worker and kept across reloads.
-#[derive(Debug, Default)]
+/// Counters and dynamic state of one real server, shared by every worker and kept across
+/// reloads.
+///
+/// Besides the connection counts, two flags decide whether the server may take new flows
+/// ([`RealServer::is_available`]):
+/// - `up`: false while health checks hold the server down (set by the control plane);
+/// - `overloaded`: IPVS's `IP_VS_DEST_F_OVERLOAD`, kept by [`RealStats::conn_added`] and
+///   [`RealStats::conn_removed`] from the thresholds (`upper_threshold`/`lower_threshold`, IPVS's
+///   `-x`/`-y`): set when a new connection brings active + inactive to the upper threshold or
+///   above; cleared when a removal brings the total below the lower threshold, or, without a
+///   lower threshold, below 3/4 of the upper one.
+#[derive(Debug)]
 pub struct RealStats {
     /// Connections scheduled to this server since it was added.
     pub connections_total: AtomicU64,
@@ -57,6 +67,106 @@ pub struct RealStats {
     pub active: AtomicU64,
     /// Other tracked connections (IPVS "InActConn").
     pub inactive: AtomicU64,
+    up: AtomicBool,
+    overloaded: AtomicBool,
+    upper_threshold: AtomicU32,
+    lower_threshold: AtomicU32,
+}
+
+impl Default for RealStats {
+    /// No connections, up, no thresholds.
+    fn default() -> Self {
+        RealStats {
+            connections_total: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            inactive: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+            overloaded: AtomicBool::new(false),
+            upper_threshold: AtomicU32::new(0),
+            lower_threshold: AtomicU32::new(0),
+        }
+    }
+}
+
+impl RealStats {
+    /// Whether health checks hold the server up (true when it has no health check).
+    #[inline]
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Marks the server up or down; returns whether that changed its state.
+    pub fn set_up(&self, up: bool) -> bool {
+        self.up.swap(up, Ordering::Relaxed) != up
+    }
+
+    /// Whether the server is over its upper threshold (see the type's documentation).
+    #[inline]
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Active + inactive connections (IPVS's `ip_vs_dest_totalconns`).
+    #[inline]
+    pub fn total_connections(&self) -> u64 {
+        self.active
+            .load(Ordering::Relaxed)
+            .saturating_add(self.inactive.load(Ordering::Relaxed))
+    }
+
+    /// Sets the thresholds (0 = none) and re-evaluates the overload flag against the current
+    /// total, as an `ipvsadm -e` does.
+    pub fn set_thresholds(&self, upper: u32, lower: u32) {
+        self.upper_threshold.store(upper, Ordering::Relaxed);
+        self.lower_threshold.store(lower, Ordering::Relaxed);
+        if upper == 0 {
+            self.overloaded.store(false, Ordering::Relaxed);
+        } else if self.total_connections() >= u64::from(upper) {
+            self.overloaded.store(true, Ordering::Relaxed);
+        } else {
+            self.conn_removed_check();
+        }
+    }
+
+    /// The thresholds `(upper, lower)`.
+    pub fn thresholds(&self) -> (u32, u32) {
+        (
+            self.upper_threshold.load(Ordering::Relaxed),
+            self.lower_threshold.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Called after a connection was counted (IPVS `ip_vs_bind_dest`).
+    #[inline]
+    pub fn conn_added(&self) {
+        let upper = self.upper_threshold.load(Ordering::Relaxed);
+        if upper != 0 && self.total_connections() >= u64::from(upper) {
+            self.overloaded.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Called after a connection was uncounted (IPVS `ip_vs_unbind_dest`).
+    #[inline]
+    pub fn conn_removed(&self) {
+        if self.overloaded.load(Ordering::Relaxed) {
+            self.conn_removed_check();
+        }
+    }
+
+    fn conn_removed_check(&self) {
+        let (upper, lower) = self.thresholds();
+        let total = self.total_connections();
+        let clear = if lower != 0 {
+            total < u64::from(lower)
+        } else if upper != 0 {
+            total * 4 < u64::from(upper) * 3
+        } else {
+            true
+        };
+        if clear {
+            self.overloaded.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A real server as the schedulers see it.
@@ -77,10 +187,10 @@ impl RealServer {
         }
     }
 
-    /// Whether the server may take a new flow.
+    /// Whether the server may take a new flow: weight > 0 (not quiescent), up, not overloaded.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.weight > 0
+        self.weight > 0 && self.stats.is_up() && !self.stats.is_overloaded()
     }
 
     pub fn active_connections(&self) -> u64 {
@@ -228,5 +338,84 @@ pub(crate) mod testutil {
     /// The first `n` picks.
     pub fn sequence(s: &mut dyn Scheduler, reals: &[RealServer], n: usize) -> Vec<Option<usize>> {
         (0..n).map(|i| s.pick(&key(i as u32), reals)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(s: &RealStats, n: u64) {
+        for _ in 0..n {
+            s.inactive.fetch_add(1, Ordering::Relaxed);
+            s.conn_added();
+        }
+    }
+
+    fn remove(s: &RealStats, n: u64) {
+        for _ in 0..n {
+            s.inactive.fetch_sub(1, Ordering::Relaxed);
+            s.conn_removed();
+        }
+    }
+
+    #[test]
+    fn upper_threshold_overloads_and_lower_threshold_clears() {
+        let s = RealStats::default();
+        s.set_thresholds(10, 5);
+        add(&s, 9);
+        assert!(!s.is_overloaded());
+        add(&s, 1);
+        assert!(
+            s.is_overloaded(),
+            "10 connections reach the upper threshold"
+        );
+        remove(&s, 5);
+        assert!(s.is_overloaded(), "5 is not below the lower threshold 5");
+        remove(&s, 1);
+        assert!(!s.is_overloaded(), "4 < 5 clears");
+    }
+
+    #[test]
+    fn without_lower_threshold_three_quarters_of_upper_clears() {
+        let s = RealStats::default();
+        s.set_thresholds(8, 0);
+        add(&s, 8);
+        assert!(s.is_overloaded());
+        remove(&s, 2);
+        assert!(s.is_overloaded(), "6 * 4 = 24 is not below 8 * 3");
+        remove(&s, 1);
+        assert!(!s.is_overloaded(), "5 * 4 < 24 clears");
+    }
+
+    #[test]
+    fn no_thresholds_never_overload_and_setting_them_reevaluates() {
+        let s = RealStats::default();
+        add(&s, 1000);
+        assert!(!s.is_overloaded());
+        s.set_thresholds(500, 0);
+        assert!(
+            s.is_overloaded(),
+            "an edit below the current total overloads at once"
+        );
+        s.set_thresholds(0, 0);
+        assert!(!s.is_overloaded(), "removing the threshold clears");
+    }
+
+    #[test]
+    fn availability_needs_weight_up_and_not_overloaded() {
+        let r = RealServer::new(SocketAddr::from(([198, 18, 1, 10], 80)), 1);
+        assert!(r.is_available());
+        assert!(r.stats.set_up(false));
+        assert!(!r.is_available(), "down");
+        assert!(!r.stats.set_up(false), "no change");
+        r.stats.set_up(true);
+        r.stats.set_thresholds(1, 0);
+        add(&r.stats, 1);
+        assert!(!r.is_available(), "overloaded");
+        remove(&r.stats, 1);
+        assert!(r.is_available());
+        let quiescent = RealServer::new(r.addr, 0);
+        assert!(!quiescent.is_available(), "weight 0");
     }
 }

@@ -7,7 +7,7 @@
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
 //! `scheduler: rr | wrr | lc | wlc | sed | nq | fo | ovf` (`wlc`, the default, included),
 //! `protocol: tcp | udp`, an IPv4 `vip`, a `port` other than 0, and real servers with an IPv4
-//! `address` and a `weight`. Health checks are not run yet: every real
+//! `address`, a `weight` and thresholds. Health checks are not run yet: every real
 //! server counts as up.
 
 use super::model::{host_mask, Config, Forwarding, OnFailure, Real, Service};
@@ -78,8 +78,6 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "health_check",        at: Key,   check: S(|s| s.health_check.is_some().then(|| ("health_check".to_string(), UP))) },
     NotYet { key: "on_failure",          at: Key,   check: S(|s| when(s.on_failure != OnFailure::Remove, "on_failure: drain")) },
     NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
-    NotYet { key: "upper_threshold",     at: Key,   check: R(|r| when(r.upper_threshold != 0, "upper_threshold")) },
-    NotYet { key: "lower_threshold",     at: Key,   check: R(|r| when(r.lower_threshold != 0, "lower_threshold")) },
     NotYet { key: "health_check",        at: Key,   check: R(|r| r.health_check.is_some().then(|| ("health_check".to_string(), UP))) },
 ];
 

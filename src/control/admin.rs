@@ -14,6 +14,7 @@
 //! is removed when the server stops.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -107,26 +108,44 @@ pub fn list(shared: &Shared) -> ListReply {
 /// protocol, client and virtual address. Entries already past their expiry but not yet swept
 /// are left out (a packet would find them gone).
 pub fn conns(shared: &Shared, now: Nanos) -> ConnsReply {
-    let mut rows: Vec<_> = shared
+    let rows: Vec<_> = shared
         .conntrack
         .rows()
         .into_iter()
         .filter(|r| r.expires > now)
         .collect();
-    rows.sort_by_key(|r| (r.proto, r.client, r.vip));
-    ConnsReply {
-        connections: rows
+    let mut connections: Vec<ConnInfo> = rows
+        .into_iter()
+        .map(|r| ConnInfo {
+            protocol: r.proto.name().to_string(),
+            client: r.client,
+            vip: r.vip,
+            real: r.real,
+            state: r.state.name().to_string(),
+            expire_seconds: (r.expires - now) / NANOS_PER_SEC,
+        })
+        .collect();
+    // Persistence templates, as ipvsadm lists them: state NONE, the client network with port 0,
+    // the service port (0 for an all-port service).
+    connections.extend(
+        shared
+            .persistence
+            .rows()
             .into_iter()
-            .map(|r| ConnInfo {
-                protocol: r.proto.name().to_string(),
-                client: r.client,
-                vip: r.vip,
-                real: r.real,
-                state: r.state.name().to_string(),
-                expire_seconds: (r.expires - now) / NANOS_PER_SEC,
-            })
-            .collect(),
-    }
+            .filter(|t| t.expires > now)
+            .map(|t| ConnInfo {
+                protocol: t.key.proto.name().to_string(),
+                client: SocketAddr::new(t.key.client_net, 0),
+                vip: SocketAddr::new(t.key.vip, t.key.vport),
+                real: t.real,
+                state: "NONE".to_string(),
+                expire_seconds: (t.expires - now) / NANOS_PER_SEC,
+            }),
+    );
+    connections.sort_by(|a, b| {
+        (&a.protocol, a.client, a.vip, &a.state).cmp(&(&b.protocol, b.client, b.vip, &b.state))
+    });
+    ConnsReply { connections }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Reply {
@@ -309,20 +328,20 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        let web = Service {
-            name: "web".into(),
-            key: ServiceKey {
+        let web = Service::new(
+            "web".into(),
+            ServiceKey {
                 vip: "198.18.0.100".parse().unwrap(),
                 port: 80,
                 proto: Proto::Tcp,
             },
-            forwarding: Forwarding::Nat,
-            scheduler: SchedulerKind::Wrr,
-            reals: vec![
+            Forwarding::Nat,
+            SchedulerKind::Wrr,
+            vec![
                 RealServer::new(sa("198.18.1.11:80"), 3),
                 RealServer::new(sa("198.18.1.12:80"), 1),
             ],
-        };
+        );
         let snap = Snapshot::new(1, vec![], vec![web], Timeouts::default(), false);
         Arc::new(Shared::new(snap, NextHopTable::new(vec![], []), 64))
     }
@@ -389,6 +408,40 @@ mod tests {
         // Past the 30 s SYN timeout the second entry is gone.
         let c = conns(&sh, 31 * NANOS_PER_SEC);
         assert_eq!(c.connections.len(), 1);
+    }
+
+    #[test]
+    fn conns_list_persistence_templates_as_ipvsadm_does() {
+        use crate::sched::persist::TemplateKey;
+        let sh = shared();
+        insert(&sh, "198.18.0.2:1000", 0, ConnState::Established, 0);
+        let key = TemplateKey::new(
+            Proto::Tcp,
+            "198.18.0.100".parse().unwrap(),
+            80,
+            "198.18.0.2".parse().unwrap(),
+            "255.255.255.0".parse().unwrap(),
+        );
+        sh.persistence
+            .schedule(key, 0, 360 * NANOS_PER_SEC, |_| Some(sa("198.18.1.11:80")))
+            .unwrap();
+        let c = conns(&sh, NANOS_PER_SEC);
+        assert_eq!(c.connections.len(), 2);
+        let t = &c.connections[0];
+        assert_eq!(
+            (t.client, t.vip, t.real, t.state.as_str(), t.expire_seconds),
+            (
+                sa("198.18.0.0:0"),
+                sa("198.18.0.100:80"),
+                sa("198.18.1.11:80"),
+                "NONE",
+                359
+            )
+        );
+        // Past its 360 s the template is gone; the connection (15 min) stays.
+        let c = conns(&sh, 361 * NANOS_PER_SEC);
+        assert_eq!(c.connections.len(), 1);
+        assert_eq!(c.connections[0].state, "ESTABLISHED");
     }
 
     fn temp_socket(name: &str) -> PathBuf {

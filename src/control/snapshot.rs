@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::conntrack::Timeouts;
 use crate::control::config::{self, Config};
-use crate::datapath::snapshot::Forwarding;
+use crate::datapath::snapshot::{Forwarding, Persistence};
 use crate::datapath::{Port, Service, ServiceKey, Snapshot};
 use crate::sched::{RealServer, RealStats};
 
@@ -56,38 +56,41 @@ pub fn build(
         .iter()
         .map(|s| {
             let key = s.key();
-            Service {
-                name: s.name.clone(),
-                key,
-                forwarding: match s.forwarding {
-                    config::Forwarding::Nat => Forwarding::Nat,
-                    other => {
-                        unreachable!("validation refuses forwarding {other:?} until it is built")
+            let forwarding = match s.forwarding {
+                config::Forwarding::Nat => Forwarding::Nat,
+                other => unreachable!("validation refuses forwarding {other:?} until it is built"),
+            };
+            let scheduler = s.scheduler.kind().unwrap_or_else(|| {
+                unreachable!(
+                    "validation refuses scheduler {} until it is built",
+                    s.scheduler
+                )
+            });
+            let reals = s
+                .reals
+                .iter()
+                .map(|r| {
+                    let stats: Arc<RealStats> = old_stats
+                        .get(&(key, r.address))
+                        .cloned()
+                        .unwrap_or_default();
+                    stats.set_thresholds(r.upper_threshold, r.lower_threshold);
+                    RealServer {
+                        addr: r.address,
+                        weight: r.weight,
+                        stats,
                     }
-                },
-                scheduler: s.scheduler.kind().unwrap_or_else(|| {
-                    unreachable!(
-                        "validation refuses scheduler {} until it is built",
-                        s.scheduler
-                    )
-                }),
-                reals: s
-                    .reals
-                    .iter()
-                    .map(|r| {
-                        let stats: Arc<RealStats> = old_stats
-                            .get(&(key, r.address))
-                            .cloned()
-                            .unwrap_or_default();
-                        stats.set_thresholds(r.upper_threshold, r.lower_threshold);
-                        RealServer {
-                            addr: r.address,
-                            weight: r.weight,
-                            stats,
-                        }
-                    })
-                    .collect(),
+                })
+                .collect();
+            let mut svc = Service::new(s.name.clone(), key, forwarding, scheduler, reals);
+            if s.persistence.enabled() {
+                svc.persistence = Some(Persistence {
+                    timeout: nanos(s.persistence.timeout),
+                    netmask: s.persistence.effective_netmask(s.vip),
+                });
             }
+            svc.one_packet = s.one_packet;
+            svc
         })
         .collect();
     Snapshot::new(

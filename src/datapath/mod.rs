@@ -99,6 +99,8 @@ drop_reasons! {
     NoConnection => "no_connection",
     /// The connection table is full; the new flow was refused.
     ConntrackFull => "conntrack_full",
+    /// A persistent service needed a new template and the template table is full.
+    PersistenceFull => "persistence_full",
     /// No route to the packet's new destination through an attached interface.
     NoRoute => "no_route",
     /// The next hop's MAC address is not known yet (resolution was requested).

@@ -39,6 +39,7 @@ use crate::datapath::{
     DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
 };
 use crate::flow::{FlowKey, Nanos, Proto};
+use crate::sched::persist::{PersistenceTable, TemplateKey};
 use crate::sched::{self, Scheduler};
 
 /// Capacity of the queue of next hops whose MAC a worker missed.
@@ -52,6 +53,8 @@ pub struct Shared {
     /// Routes and neighbours; replaced whole by the neighbour refresher (which holds this `Arc`).
     pub nexthops: Arc<ArcSwap<NextHopTable>>,
     pub conntrack: ConnTable,
+    /// Persistence templates of persistent services (see [`crate::sched::persist`]).
+    pub persistence: PersistenceTable,
     /// Next hops a worker needed but whose MAC was unknown; the control plane resolves them.
     pub neighbour_misses: Arc<ArrayQueue<IpAddr>>,
 }
@@ -62,9 +65,17 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
             conntrack: ConnTable::new(max_entries),
+            persistence: PersistenceTable::new(persistence_capacity(max_entries)),
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
         }
     }
+}
+
+/// Templates the persistence table holds: a quarter of the connection table (each template
+/// stands for at least one connection while it matters), at least 1024 and at most 2^20. Memory
+/// is reserved up front but only touched as templates are created.
+pub fn persistence_capacity(max_entries: usize) -> usize {
+    (max_entries / 4).clamp(1024, 1 << 20)
 }
 
 /// How many connection-table slots a worker sweeps for expired entries per batch.
@@ -127,6 +138,7 @@ impl Processor {
         self.snap = snap;
         self.nexthops = self.shared.nexthops.load_full();
         self.shared.conntrack.expire(now, EXPIRY_BUDGET_PER_BATCH);
+        self.shared.persistence.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }
 
     /// Decides about one frame received on `ingress`, rewriting it in place.
@@ -146,7 +158,7 @@ impl Processor {
             port: p.key.dport,
             proto: p.key.proto,
         };
-        if let Some(si) = self.snap.service_index(&svc_key) {
+        if let Some(si) = self.snap.service_for(&svc_key) {
             if p.first_fragment {
                 return Verdict::Drop(DropReason::Ipv4Fragment);
             }
@@ -170,18 +182,30 @@ impl Processor {
             {
                 Some(_) if p.ttl <= 1 => Verdict::Drop(DropReason::TtlExceeded),
                 Some(t) => self.forward(frame, &p, Side::Src, t.vip, t.client.ip()),
-                None => Verdict::Pass,
+                None => match self
+                    .snap
+                    .one_packet_reply(p.key.proto, p.key.src, p.key.sport)
+                {
+                    // A reply of a one_packet service: no entry by design, translated back
+                    // statelessly.
+                    Some(_) if p.ttl <= 1 => Verdict::Drop(DropReason::TtlExceeded),
+                    Some(vip) => self.forward(frame, &p, Side::Src, vip, p.key.dst),
+                    None => Verdict::Pass,
+                },
             }
         }
     }
 
     /// The connection of an original-direction packet to service `si`: found, or scheduled and
-    /// inserted.
+    /// inserted (for a `one_packet` service: scheduled, never inserted).
     fn original(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
         let timeouts = self.snap.timeouts;
-        let table = &self.shared.conntrack;
-        if let Some(t) = table.lookup(Direction::Original, &p.key, p.event, now, &timeouts) {
-            return Ok(t);
+        let one_packet = self.snap.services[si].one_packet;
+        if !one_packet {
+            let table = &self.shared.conntrack;
+            if let Some(t) = table.lookup(Direction::Original, &p.key, p.event, now, &timeouts) {
+                return Ok(t);
+            }
         }
         let state = match p.event {
             Event::Tcp(f) if f.is_initial_syn() => ConnState::SynRecv,
@@ -191,20 +215,34 @@ impl Processor {
             Event::Tcp(_) => return Err(DropReason::NoConnection),
             Event::Udp => ConnState::Udp,
         };
-        let svc = &self.snap.services[si];
-        let ri = self.schedulers[si]
-            .pick(&p.key, &svc.reals)
-            .ok_or(DropReason::NoRealServer)?;
-        let real = &svc.reals[ri];
+        let ri = self.pick_real(now, si, p)?;
+        let real = &self.snap.services[si].reals[ri];
+        // A port-0 real server (of a port-0 service) keeps the client's destination port.
+        let real_addr = match real.addr.port() {
+            0 => SocketAddr::new(real.addr.ip(), p.key.dport),
+            _ => real.addr,
+        };
+        let client = SocketAddr::new(p.key.src, p.key.sport);
+        let vip = SocketAddr::new(p.key.dst, p.key.dport);
+        if one_packet {
+            real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+            bump(&self.counters.new_connections, 1);
+            return Ok(Tracked {
+                client,
+                vip,
+                real: real_addr,
+                state,
+            });
+        }
         let new = NewConn {
             proto: p.key.proto,
-            client: SocketAddr::new(p.key.src, p.key.sport),
-            vip: SocketAddr::new(p.key.dst, p.key.dport),
-            real: real.addr,
+            client,
+            vip,
+            real: real_addr,
             state,
             stats: real.stats.clone(),
         };
-        match table.insert(new, now, &timeouts) {
+        match self.shared.conntrack.insert(new, now, &timeouts) {
             Ok(t) => {
                 real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);
@@ -212,6 +250,40 @@ impl Processor {
             }
             Err(InsertError::Full) => Err(DropReason::ConntrackFull),
         }
+    }
+
+    /// The real server (index in the service's `reals`) for a new flow of service `si`: the
+    /// scheduler's pick, or for a persistent service the server of the client network's template
+    /// while that server can take the flow.
+    fn pick_real(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<usize, DropReason> {
+        let svc = &self.snap.services[si];
+        let scheduler = &mut self.schedulers[si];
+        let Some(persistence) = svc.persistence else {
+            return scheduler
+                .pick(&p.key, &svc.reals)
+                .ok_or(DropReason::NoRealServer);
+        };
+        let key = TemplateKey::new(
+            svc.key.proto,
+            svc.key.vip,
+            svc.key.port,
+            p.key.src,
+            persistence.netmask,
+        );
+        let chosen = self
+            .shared
+            .persistence
+            .schedule(key, now, persistence.timeout, |current| {
+                let kept = current
+                    .and_then(|addr| svc.real_position(addr))
+                    .filter(|&i| svc.reals[i].is_available());
+                kept.or_else(|| scheduler.pick(&p.key, &svc.reals))
+                    .map(|i| svc.reals[i].addr)
+            })
+            .map_err(|_| DropReason::PersistenceFull)?;
+        chosen
+            .and_then(|addr| svc.real_position(addr))
+            .ok_or(DropReason::NoRealServer)
     }
 
     /// Rewrites `side` of the packet to `to`, routes towards `route_to` and fills the Ethernet

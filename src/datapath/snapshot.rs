@@ -5,13 +5,13 @@
 //! (`arc-swap`); a worker loads it once per batch. Nothing here changes after construction, so
 //! lookups need no lock. Real-server counters live behind `Arc`s that survive reloads.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hashbrown::HashMap;
 
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
-use crate::flow::Proto;
+use crate::flow::{Nanos, Proto};
 use crate::sched::{RealServer, SchedulerKind};
 
 /// A virtual service's identity: what a client addresses.
@@ -37,7 +37,20 @@ pub enum Forwarding {
     Nat,
 }
 
+/// IPVS persistence of a service (see [`crate::sched::persist`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// Template lifetime after the last connection it scheduled, in nanoseconds (> 0).
+    pub timeout: Nanos,
+    /// Client addresses are masked with it into the template's client network.
+    pub netmask: IpAddr,
+}
+
 /// One virtual service of the snapshot.
+///
+/// A service with `key.port == 0` takes every port of its VIP that no other service of the VIP
+/// names (IPVS's port-zero service); its real servers have port 0 and each connection keeps the
+/// client's destination port.
 #[derive(Debug)]
 pub struct Service {
     pub name: String,
@@ -45,6 +58,40 @@ pub struct Service {
     pub forwarding: Forwarding,
     pub scheduler: SchedulerKind,
     pub reals: Vec<RealServer>,
+    /// `Some` for a persistent service.
+    pub persistence: Option<Persistence>,
+    /// UDP: every datagram is scheduled on its own and no connection entry is kept.
+    pub one_packet: bool,
+    /// Position of each real server in `reals`, by address.
+    real_index: HashMap<SocketAddr, usize, ahash::RandomState>,
+}
+
+impl Service {
+    pub fn new(
+        name: String,
+        key: ServiceKey,
+        forwarding: Forwarding,
+        scheduler: SchedulerKind,
+        reals: Vec<RealServer>,
+    ) -> Service {
+        let real_index = reals.iter().enumerate().map(|(i, r)| (r.addr, i)).collect();
+        Service {
+            name,
+            key,
+            forwarding,
+            scheduler,
+            reals,
+            persistence: None,
+            one_packet: false,
+            real_index,
+        }
+    }
+
+    /// The position in `reals` of the real server with address `addr`.
+    #[inline]
+    pub fn real_position(&self, addr: SocketAddr) -> Option<usize> {
+        self.real_index.get(&addr).copied()
+    }
 }
 
 /// An interface the datapath is attached to.
@@ -81,6 +128,9 @@ pub struct Snapshot {
     pub ports: Vec<Port>,
     pub services: Vec<Service>,
     by_key: HashMap<ServiceKey, usize, ahash::RandomState>,
+    /// `(real address, real port, protocol)` → service index, for the real servers of
+    /// `one_packet` NAT services (their replies have no connection entry).
+    one_packet_reals: HashMap<(IpAddr, u16, Proto), usize, ahash::RandomState>,
     pub timeouts: Timeouts,
     /// Pick up TCP flows mid-stream (IPVS `sloppy_tcp`).
     pub sloppy_tcp: bool,
@@ -97,23 +147,61 @@ impl Snapshot {
         sloppy_tcp: bool,
     ) -> Snapshot {
         let mut by_key = HashMap::with_capacity_and_hasher(services.len(), Default::default());
+        let mut one_packet_reals = HashMap::default();
         for (i, s) in services.iter().enumerate() {
             by_key.insert(s.key, i);
+            if s.one_packet && s.forwarding == Forwarding::Nat {
+                for r in &s.reals {
+                    one_packet_reals
+                        .entry((r.addr.ip(), r.addr.port(), s.key.proto))
+                        .or_insert(i);
+                }
+            }
         }
         Snapshot {
             generation,
             ports,
             services,
             by_key,
+            one_packet_reals,
             timeouts,
             sloppy_tcp,
         }
     }
 
-    /// The index of the service a packet to `key` belongs to.
+    /// The index of the service whose key is exactly `key`.
     #[inline]
     pub fn service_index(&self, key: &ServiceKey) -> Option<usize> {
         self.by_key.get(key).copied()
+    }
+
+    /// The index of the service a packet to `key` belongs to: the service of that exact port,
+    /// else the VIP's port-0 (all-port) service, as IPVS looks them up.
+    #[inline]
+    pub fn service_for(&self, key: &ServiceKey) -> Option<usize> {
+        self.by_key.get(key).copied().or_else(|| {
+            if key.port == 0 {
+                return None;
+            }
+            self.by_key.get(&ServiceKey { port: 0, ..*key }).copied()
+        })
+    }
+
+    /// For a packet from a real server of a `one_packet` NAT service (`src`:`sport`, `proto`),
+    /// the service and the VIP address:port its source becomes. Port-0 real servers match any
+    /// source port, which is then also the VIP's port.
+    #[inline]
+    pub fn one_packet_reply(&self, proto: Proto, src: IpAddr, sport: u16) -> Option<SocketAddr> {
+        if self.one_packet_reals.is_empty() {
+            return None;
+        }
+        let si = self
+            .one_packet_reals
+            .get(&(src, sport, proto))
+            .or_else(|| self.one_packet_reals.get(&(src, 0, proto)))?;
+        let key = self.services[*si].key;
+        let port = if key.port == 0 { sport } else { key.port };
+        Some(SocketAddr::new(key.vip, port))
     }
 
     /// What the XDP filter must steer to the sockets for this snapshot: every service's

@@ -34,6 +34,7 @@ pub mod fo;
 pub mod lc;
 pub mod nq;
 pub mod ovf;
+pub mod persist;
 pub mod rr;
 pub mod sed;
 pub mod wlc;

@@ -534,6 +534,46 @@ fn real_rules() {
 }
 
 #[test]
+fn persistence_port_zero_and_one_packet_are_accepted() {
+    let c = assert_ok(&with_service_keys(
+        "    persistence: { timeout: 5m, netmask: 255.255.255.0 }\n",
+    ));
+    assert!(c.services[0].persistence.enabled());
+    let t = with_service_keys("    persistence: { timeout: 5m }\n")
+        .replace("port: 80", "port: 0")
+        .replace(":80", ":0");
+    assert_eq!(assert_ok(&t).services[0].port, 0);
+    let t = with_service_keys("    protocol: udp\n    one_packet: true\n");
+    assert!(assert_ok(&t).services[0].one_packet);
+}
+
+#[test]
+fn port_zero_service_needs_port_zero_reals() {
+    let t = with_service_keys("    persistence: { timeout: 5m }\n").replace("port: 80", "port: 0");
+    assert_error(
+        &t,
+        "10:18: a port-0 service keeps each connection's destination port: real server port must be 0, not 80",
+    );
+}
+
+#[test]
+fn one_packet_reals_name_one_service() {
+    let second = |one_packet: &str| {
+        format!(
+            "  - name: dns2\n    vip: 198.18.0.101\n    port: 53\n    protocol: udp\n{one_packet}    reals:\n      - address: 198.18.1.11:53\n"
+        )
+    };
+    let first = BASE.replace(":80", ":53").replace("port: 80", "port: 53")
+        + "    protocol: udp\n    one_packet: true\n";
+    assert_error(
+        &(first.clone() + &second("    one_packet: true\n")),
+        "21:18: real server 198.18.1.11:53 is also a real server of one_packet service `web` at line 5: replies without a connection entry could not tell the services apart",
+    );
+    // Without one_packet on the second service its replies are told apart by their entries.
+    assert_ok(&(first + &second("")));
+}
+
+#[test]
 fn port_zero_needs_persistence() {
     let t = BASE.replace("port: 80", "port: 0").replace(":80", ":0");
     assert_error(&t, "7:11: port 0 (every port) needs persistence");
@@ -899,10 +939,6 @@ fn unsupported_features_are_refused_at_their_key() {
         (
             "    scheduler_flags: [sh-port]\n",
             "13:5: scheduler_flags is not supported yet",
-        ),
-        (
-            "    persistence: { timeout: 5m }\n",
-            "13:20: persistence is not supported yet",
         ),
         (
             "    sorry_server: 198.18.1.99:80\n",

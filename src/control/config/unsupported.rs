@@ -6,11 +6,12 @@
 //!
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
 //! `scheduler: rr | wrr | lc | wlc | sed | nq | fo | ovf` (`wlc`, the default, included),
-//! `protocol: tcp | udp`, an IPv4 `vip`, a `port` other than 0, and real servers with an IPv4
-//! `address`, a `weight` and thresholds. Health checks are not run yet: every real
+//! `protocol: tcp | udp`, an IPv4 `vip`, any `port` (0 = all ports, with persistence),
+//! `persistence`, `one_packet`, and real servers with an IPv4 `address`, a `weight` and
+//! thresholds. Health checks are not run yet: every real
 //! server counts as up.
 
-use super::model::{host_mask, Config, Forwarding, OnFailure, Real, Service};
+use super::model::{Config, Forwarding, OnFailure, Real, Service};
 use super::positions::{Positions, Problem};
 
 /// Where the error points.
@@ -60,7 +61,6 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "vrrp.sync_groups",    at: Key,   check: Root(|c| when(!c.vrrp.sync_groups.is_empty(), "vrrp.sync_groups")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "port",                at: Value, check: S(|s| (s.port == 0).then(|| ("port 0".to_string(), " (every port of the VIP)"))) },
     NotYet { key: "scheduler",           at: Value, check: S(|s| match s.scheduler.kind() {
         Some(_) => None,
         None => Some((format!("scheduler {}", s.scheduler), " (only rr, wrr, lc, wlc, sed, nq, fo and ovf are)")),
@@ -69,9 +69,6 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },
     NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
     NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
-    NotYet { key: "persistence.timeout", at: Key,   check: S(|s| when(s.persistence.enabled(), "persistence")) },
-    NotYet { key: "persistence.netmask", at: Key,   check: S(|s| when(s.persistence.netmask.is_some_and(|m| m != host_mask(m)), "persistence.netmask")) },
-    NotYet { key: "one_packet",          at: Key,   check: S(|s| when(s.one_packet, "one_packet")) },
     NotYet { key: "sorry_server",        at: Key,   check: S(|s| when(s.sorry_server.is_some(), "sorry_server")) },
     NotYet { key: "quorum.min_up",       at: Key,   check: S(|s| when(s.quorum.min_up != 1, "quorum")) },
     NotYet { key: "quorum.hysteresis",   at: Key,   check: S(|s| when(s.quorum.hysteresis != 0, "quorum")) },

@@ -305,6 +305,31 @@ fn services(cx: &mut Ctx, cfg: &Config) {
             .map(|(i, s)| (format!("services[{i}].name"), s.name.clone())),
         |n, first| format!("service name `{n}` is used twice (first at {first})"),
     );
+    // Replies of one_packet NAT services are translated back by their source alone, so that
+    // source must name one service.
+    let mut one_packet_reals: HashMap<(SocketAddr, Protocol), usize> = HashMap::new();
+    for (i, s) in cfg.services.iter().enumerate() {
+        if !s.one_packet || s.forwarding != Forwarding::Nat {
+            continue;
+        }
+        for (j, r) in s.reals.iter().enumerate() {
+            let path = format!("services[{i}].reals[{j}].address");
+            match one_packet_reals.get(&(r.address, s.protocol)) {
+                Some(&k) if k != i => {
+                    let m = format!(
+                        "real server {} is also a real server of one_packet service `{}` at {}: replies without a connection entry could not tell the services apart",
+                        r.address,
+                        cfg.services[k].name,
+                        cx.line(&format!("services[{k}].name")),
+                    );
+                    cx.value(&path, m);
+                }
+                _ => {
+                    one_packet_reals.insert((r.address, s.protocol), i);
+                }
+            }
+        }
+    }
     let mut first: HashMap<ServiceKey, usize> = HashMap::new();
     for (i, s) in cfg.services.iter().enumerate() {
         let key = s.key();
@@ -523,6 +548,13 @@ fn target(
         Forwarding::Nat | Forwarding::Fullnat if a.port() == 0 && s.port != 0 => cx.value(
             path,
             format!("{what} port 0 is only allowed when the service port is 0"),
+        ),
+        Forwarding::Nat | Forwarding::Fullnat if a.port() != 0 && s.port == 0 => cx.value(
+            path,
+            format!(
+                "a port-0 service keeps each connection's destination port: {what} port must be 0, not {}",
+                a.port()
+            ),
         ),
         _ => {}
     }

@@ -7,6 +7,8 @@
 // (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies) and
 // its destination is not one of the box's own addresses (`local_addrs`: replies to the box's own
 // connections, e.g. health checks, stay with the kernel). VLAN-tagged frames are passed.
+// Port 0 in a key is a wildcard, looked up after the exact port misses: an all-port service's
+// VIP (dir 0) or a real server of one (dir 1).
 // The socket is the one registered in `xsks` at `port_index * 64 + rx_queue_index`, where
 // `port_index` is the interface's position in `datapath.interfaces` (map `ports`). An empty slot
 // makes `bpf_redirect_map` fall back to XDP_PASS, so nothing is lost before sockets are bound.
@@ -134,7 +136,13 @@ int xvs_filter(struct xdp_md *ctx)
 	v4_mapped(key.addr, ip->daddr);
 	key.port = dport;
 	key.dir = STEER_DST;
-	if (!bpf_map_lookup_elem(&steer, &key)) {
+	int steered = bpf_map_lookup_elem(&steer, &key) != 0;
+	if (!steered) {
+		// Port 0: an all-port service of the VIP.
+		key.port = 0;
+		steered = bpf_map_lookup_elem(&steer, &key) != 0;
+	}
+	if (!steered) {
 		// A reply to the box's own connection (health check, operator) is the kernel's, even
 		// when it comes from a real server's service port.
 		struct addr_key local = {};
@@ -144,7 +152,13 @@ int xvs_filter(struct xdp_md *ctx)
 		v4_mapped(key.addr, ip->saddr);
 		key.port = sport;
 		key.dir = STEER_SRC;
-		if (!bpf_map_lookup_elem(&steer, &key))
+		steered = bpf_map_lookup_elem(&steer, &key) != 0;
+		if (!steered) {
+			// Port 0: a real server of an all-port NAT service.
+			key.port = 0;
+			steered = bpf_map_lookup_elem(&steer, &key) != 0;
+		}
+		if (!steered)
 			return XDP_PASS;
 	}
 

@@ -1,0 +1,423 @@
+//! Persistence templates: IPVS persistent services (`ipvsadm -p TIMEOUT -M NETMASK`).
+//!
+//! A persistent service sends every new connection of one client network (the client address
+//! masked with `persistence.netmask`) to the same real server while the network's **template**
+//! lives. The template is keyed by (protocol, VIP, service port, client network); for a port-0
+//! (all-port) service the port is 0, so every port of the VIP shares one template per client
+//! network, as in IPVS. Semantics, each as IPVS unless noted:
+//! - the first connection of a network is scheduled normally and creates the template;
+//! - each new connection that uses the template sets its expiry to `now + timeout` again;
+//! - a template whose real server is gone from the service or cannot take new flows (weight 0,
+//!   down, overloaded) is replaced by a fresh pick. IPVS keeps sending to a quiescent (weight 0)
+//!   server unless its `expire_quiescent_template` sysctl is set; xvs behaves as with the sysctl
+//!   set, so weight 0 always means "no new flows";
+//! - IPVS also keeps a template alive while connections it scheduled are alive; xvs's template
+//!   expires `timeout` after the last connection it scheduled, whatever those connections do
+//!   (they keep their server through the connection table either way). Only a *new* connection
+//!   after the expiry may move.
+//!
+//! Layout and invariants (as the connection table): shards chosen by the template key, each
+//! behind a mutex held for one operation; a slab of fixed capacity plus an index with room for
+//! four keys per slot (so it never reallocates); lazy expiry on lookup plus a bounded clock sweep
+//! ([`PersistenceTable::expire`]). A full shard reclaims a bounded number of expired templates,
+//! then refuses ([`TemplateFull`]). The decision under the lock ([`PersistenceTable::schedule`]'s
+//! closure) only reads atomics, so two workers racing on one client network agree on one server.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use hashbrown::HashMap;
+
+use crate::flow::{Nanos, Proto};
+
+/// Identity of a template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TemplateKey {
+    pub proto: Proto,
+    pub vip: IpAddr,
+    /// The service port; 0 for an all-port service.
+    pub vport: u16,
+    /// The client address masked with the service's netmask.
+    pub client_net: IpAddr,
+}
+
+impl TemplateKey {
+    /// The key for a client of service (`proto`, `vip`, `vport`) with `netmask`.
+    pub fn new(proto: Proto, vip: IpAddr, vport: u16, client: IpAddr, netmask: IpAddr) -> Self {
+        TemplateKey {
+            proto,
+            vip,
+            vport,
+            client_net: mask(client, netmask),
+        }
+    }
+}
+
+/// `addr & netmask`; a netmask of the other family leaves the address unmasked.
+pub fn mask(addr: IpAddr, netmask: IpAddr) -> IpAddr {
+    match (addr, netmask) {
+        (IpAddr::V4(a), IpAddr::V4(m)) => {
+            IpAddr::V4(Ipv4Addr::from_bits(a.to_bits() & m.to_bits()))
+        }
+        (IpAddr::V6(a), IpAddr::V6(m)) => {
+            IpAddr::V6(Ipv6Addr::from_bits(a.to_bits() & m.to_bits()))
+        }
+        _ => addr,
+    }
+}
+
+/// The table of a shard was full of live templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("persistence template table full")]
+pub struct TemplateFull;
+
+/// A template as `xvs ctl conns` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateRow {
+    pub key: TemplateKey,
+    pub real: SocketAddr,
+    pub expires: Nanos,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: TemplateKey,
+    real: SocketAddr,
+    expires: Nanos,
+    live: bool,
+}
+
+#[derive(Debug)]
+struct Shard {
+    index: HashMap<TemplateKey, u32, ahash::RandomState>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    capacity: usize,
+    live: usize,
+    cursor: usize,
+}
+
+/// How many slots a full shard visits for expired templates before refusing.
+const RECLAIM_BUDGET: usize = 64;
+
+impl Shard {
+    fn new(capacity: usize) -> Shard {
+        Shard {
+            index: HashMap::with_capacity_and_hasher(capacity * 2, Default::default()),
+            slots: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            capacity,
+            live: 0,
+            cursor: 0,
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        if !s.live {
+            return;
+        }
+        s.live = false;
+        let key = s.key;
+        self.index.remove(&key);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    fn sweep(&mut self, now: Nanos, budget: usize) -> usize {
+        let n = self.slots.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(n) {
+            self.cursor = (self.cursor + 1) % n;
+            let s = self.slots[self.cursor];
+            if s.live && s.expires <= now {
+                self.remove(self.cursor as u32);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    fn insert(&mut self, slot: Slot) -> Result<(), TemplateFull> {
+        if self.live >= self.capacity {
+            return Err(TemplateFull);
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(slot.key, i);
+        self.live += 1;
+        Ok(())
+    }
+}
+
+/// The sharded template table (see the module documentation).
+#[derive(Debug)]
+pub struct PersistenceTable {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: ahash::RandomState,
+    capacity: usize,
+    len: AtomicUsize,
+    sweep_shard: AtomicUsize,
+}
+
+impl PersistenceTable {
+    /// A table for at most `capacity` templates (split over up to 16 shards).
+    pub fn new(capacity: usize) -> PersistenceTable {
+        let shards = (capacity / 4096).clamp(1, 16).next_power_of_two().min(16);
+        let base = capacity / shards;
+        let extra = capacity % shards;
+        PersistenceTable {
+            shards: (0..shards)
+                .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
+                .collect(),
+            hasher: ahash::RandomState::with_seeds(
+                0x7876_7370,
+                0x6572_7369,
+                0x7374_656e,
+                0x6365_0001,
+            ),
+            capacity,
+            len: AtomicUsize::new(0),
+            sweep_shard: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Live templates (expired ones count until a lookup or the sweep removes them).
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &TemplateKey) -> MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(key) as usize) & (self.shards.len() - 1);
+        // A poisoned shard only means another thread panicked mid-operation; every operation
+        // restores the shard's invariants before returning.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Schedules a new connection of template `key` at `now`.
+    ///
+    /// `choose` gets the server of the live template (`None` if there is none or it expired) and
+    /// returns the server to use: the same one while it can take the flow, or a fresh pick. The
+    /// template then points at the returned server and expires at `now + timeout`. When `choose`
+    /// returns `None` (no server can take the flow) any stale template is removed and `Ok(None)`
+    /// returned. `Err(TemplateFull)`: a new template was needed and the shard is full of live
+    /// ones; nothing changed.
+    pub fn schedule(
+        &self,
+        key: TemplateKey,
+        now: Nanos,
+        timeout: Nanos,
+        choose: impl FnOnce(Option<SocketAddr>) -> Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, TemplateFull> {
+        let mut shard = self.shard(&key);
+        let existing = shard.index.get(&key).copied();
+        let current = existing.and_then(|i| {
+            let s = &shard.slots[i as usize];
+            (s.expires > now).then_some(s.real)
+        });
+        let Some(real) = choose(current) else {
+            if let Some(i) = existing {
+                shard.remove(i);
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Ok(None);
+        };
+        let expires = now.saturating_add(timeout);
+        if let Some(i) = existing {
+            let s = &mut shard.slots[i as usize];
+            s.real = real;
+            s.expires = expires;
+            return Ok(Some(real));
+        }
+        let slot = Slot {
+            key,
+            real,
+            expires,
+            live: true,
+        };
+        if shard.live >= shard.capacity {
+            let reclaimed = shard.sweep(now, RECLAIM_BUDGET);
+            self.len.fetch_sub(reclaimed, Ordering::Relaxed);
+        }
+        shard.insert(slot)?;
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(real))
+    }
+
+    /// The server of the live template `key`, if any (expired templates are removed).
+    pub fn get(&self, key: &TemplateKey, now: Nanos) -> Option<SocketAddr> {
+        let mut shard = self.shard(key);
+        let i = *shard.index.get(key)?;
+        let s = shard.slots[i as usize];
+        if s.expires <= now {
+            shard.remove(i);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(s.real)
+    }
+
+    /// Removes expired templates, visiting at most `budget` slots of one shard (shards take
+    /// turns). Returns how many were removed.
+    pub fn expire(&self, now: Nanos, budget: usize) -> usize {
+        let i = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
+        let removed = self.shards[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweep(now, budget);
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// A copy of every live template (for `xvs ctl conns`; one shard locked at a time).
+    pub fn rows(&self) -> Vec<TemplateRow> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let s = s.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(s.slots.iter().filter(|t| t.live).map(|t| TemplateRow {
+                key: t.key,
+                real: t.real,
+                expires: t.expires,
+            }));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Nanos = crate::flow::NANOS_PER_SEC;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn key(client: &str) -> TemplateKey {
+        TemplateKey::new(
+            Proto::Tcp,
+            ip("198.18.0.100"),
+            80,
+            ip(client),
+            ip("255.255.255.0"),
+        )
+    }
+
+    #[test]
+    fn masks_the_client_into_its_network() {
+        assert_eq!(key("198.18.5.77").client_net, ip("198.18.5.0"));
+        assert_eq!(key("198.18.5.77"), key("198.18.5.1"));
+        assert_ne!(key("198.18.5.77"), key("198.18.6.77"));
+        assert_eq!(
+            mask(ip("2001:db8::1:2"), ip("ffff:ffff:ffff:ffff::")),
+            ip("2001:db8::")
+        );
+    }
+
+    #[test]
+    fn a_live_template_is_offered_to_the_next_connection_and_refreshed() {
+        let t = PersistenceTable::new(16);
+        let r1 = sa("198.18.1.11:80");
+        let first = t.schedule(key("198.18.5.1"), 0, 10 * S, |cur| {
+            assert_eq!(cur, None);
+            Some(r1)
+        });
+        assert_eq!(first, Ok(Some(r1)));
+        let again = t.schedule(key("198.18.5.2"), 9 * S, 10 * S, |cur| {
+            assert_eq!(cur, Some(r1), "same /24 sees the template");
+            cur
+        });
+        assert_eq!(again, Ok(Some(r1)));
+        // Refreshed at 9 s: alive at 18 s, gone at 19 s.
+        assert_eq!(t.get(&key("198.18.5.3"), 18 * S), Some(r1));
+        assert_eq!(t.get(&key("198.18.5.3"), 19 * S), None);
+        assert!(
+            t.is_empty(),
+            "the expired template was removed by the lookup"
+        );
+    }
+
+    #[test]
+    fn choose_may_move_the_template_or_drop_it() {
+        let t = PersistenceTable::new(16);
+        let (r1, r2) = (sa("198.18.1.11:80"), sa("198.18.1.12:80"));
+        t.schedule(key("198.18.5.1"), 0, 10 * S, |_| Some(r1))
+            .unwrap();
+        let moved = t.schedule(key("198.18.5.1"), S, 10 * S, |_| Some(r2));
+        assert_eq!(moved, Ok(Some(r2)));
+        assert_eq!(t.get(&key("198.18.5.9"), 2 * S), Some(r2));
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.schedule(key("198.18.5.1"), 3 * S, 10 * S, |_| None),
+            Ok(None)
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn full_table_reclaims_expired_templates_then_refuses() {
+        let t = PersistenceTable::new(4);
+        for i in 0..4 {
+            let k = key(&format!("198.18.{i}.1"));
+            assert!(t.schedule(k, 0, S, |_| Some(sa("198.18.1.11:80"))).is_ok());
+        }
+        let k = key("198.18.9.1");
+        assert_eq!(
+            t.schedule(k, S / 2, S, |_| Some(sa("198.18.1.11:80"))),
+            Err(TemplateFull)
+        );
+        assert_eq!(t.len(), 4);
+        // Once the others expired, the insert reclaims them.
+        assert!(t
+            .schedule(k, 2 * S, S, |_| Some(sa("198.18.1.11:80")))
+            .is_ok());
+        assert!(t.len() <= 4);
+        assert_eq!(t.rows().len(), t.len());
+    }
+
+    #[test]
+    fn sweep_is_bounded_and_removes_expired() {
+        let t = PersistenceTable::new(100);
+        for i in 0..100u32 {
+            let client = IpAddr::from((0xc612_0000u32 + (i << 8)).to_be_bytes());
+            let k = TemplateKey::new(
+                Proto::Udp,
+                ip("198.18.0.100"),
+                0,
+                client,
+                ip("255.255.255.0"),
+            );
+            t.schedule(k, 0, S, |_| Some(sa("198.18.1.11:0"))).unwrap();
+        }
+        assert_eq!(t.len(), 100);
+        assert!(t.expire(2 * S, 10) <= 10);
+        let mut rounds = 0;
+        while !t.is_empty() {
+            t.expire(2 * S, 10);
+            rounds += 1;
+            assert!(rounds < 100, "the sweep makes progress");
+        }
+    }
+}

@@ -3,6 +3,12 @@
 
   lab-client.py http --url http://198.18.0.100/ --count 500 [--timeout 2]
   lab-client.py udp  --addr 198.18.0.100:53 --count 100 [--timeout 2]
+  lab-client.py hold --addr 198.18.0.100:80 --count 20 --trigger FILE [--timeout 2] [--wait 60]
+
+hold: opens COUNT TCP connections and sends nothing; prints {"opened": N} once they are all
+connected; waits (at most --wait seconds) until FILE exists; then sends one HTTP GET on each
+held connection and tallies the answers as the http mode does (a connection reset or closed
+while held is a failure).
 
 Summary on stdout: {"ok": N, "failed": M, "by_server": {"r1": x, ...}, "errors": [first few],
 "elapsed_s": T}. Exit status 0 when every request succeeded, 1 when some failed, 2 on bad usage.
@@ -10,6 +16,7 @@ Summary on stdout: {"ok": N, "failed": M, "by_server": {"r1": x, ...}, "errors":
 import argparse
 import http.client
 import json
+import os
 import socket
 import sys
 import time
@@ -86,6 +93,41 @@ def run_udp(args, t: Tally) -> None:
             time.sleep(args.interval)
 
 
+def run_hold(args, t: Tally) -> None:
+    host, _, port = args.addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit("lab-client: --addr must be HOST:PORT")
+    held = []
+    for i in range(args.count):
+        try:
+            held.append((i, socket.create_connection((host, int(port)), timeout=args.timeout)))
+        except OSError as e:
+            t.failure(i, "connect: %s: %s" % (type(e).__name__, e))
+    print(json.dumps({"opened": len(held)}), flush=True)
+    deadline = time.monotonic() + args.wait
+    while not os.path.exists(args.trigger) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for i, s in held:
+        try:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: %s\r\n\r\n" % host.encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            status = head.split(b" ", 2)[1:2]
+            if status != [b"200"]:
+                t.failure(i, "unexpected answer %r" % data[:64])
+            else:
+                t.success(body.decode(errors="replace").strip() or "?")
+        except OSError as e:
+            t.failure(i, "%s: %s" % (type(e).__name__, e))
+        finally:
+            s.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -93,17 +135,22 @@ def main() -> int:
     h.add_argument("--url", required=True)
     u = sub.add_parser("udp")
     u.add_argument("--addr", required=True)
-    for p in (h, u):
+    hd = sub.add_parser("hold")
+    hd.add_argument("--addr", required=True)
+    hd.add_argument("--trigger", required=True, help="file whose existence releases the held connections")
+    hd.add_argument("--wait", type=float, default=60.0, help="longest wait for the trigger, seconds")
+    for p in (h, u, hd):
         p.add_argument("--count", type=int, default=100)
         p.add_argument("--timeout", type=float, default=2.0)
         p.add_argument("--interval", type=float, default=0.0, help="seconds between requests")
+    hd.set_defaults(interval=0.0)
     args = ap.parse_args()
     if args.count < 0:
         ap.error("--count must be >= 0")
 
     t = Tally()
     start = time.monotonic()
-    (run_http if args.mode == "http" else run_udp)(args, t)
+    {"http": run_http, "udp": run_udp, "hold": run_hold}[args.mode](args, t)
     summary = {
         "ok": t.ok,
         "failed": t.failed,

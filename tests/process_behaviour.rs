@@ -69,11 +69,15 @@ fn mid_stream_segments_are_dropped_unless_sloppy_tcp() {
 }
 
 #[test]
-fn full_table_refuses_new_flows_but_keeps_forwarding_tracked_ones() {
+fn full_table_of_established_flows_refuses_new_flows_but_keeps_forwarding_them() {
     let mut p = processor(4);
     for port in 0..4 {
         assert!(matches!(
             send(&mut p, 1, 42000 + port, SYN).0,
+            Verdict::Tx(1)
+        ));
+        assert!(matches!(
+            send(&mut p, 1, 42000 + port, ACK).0,
             Verdict::Tx(1)
         ));
     }
@@ -87,6 +91,29 @@ fn full_table_refuses_new_flows_but_keeps_forwarding_tracked_ones() {
             "tracked flow {port}"
         );
     }
+    assert_eq!(p.shared().conntrack.len(), 4);
+}
+
+#[test]
+fn full_table_evicts_a_half_open_flow_for_a_new_one_and_counts_it() {
+    let mut p = processor(4);
+    send(&mut p, 1, 42000, SYN);
+    send(&mut p, 1, 42000, ACK); // established: never evicted
+    for port in 1..4 {
+        send(&mut p, 1 + u64::from(port), 42000 + port, SYN);
+    }
+    assert!(matches!(send(&mut p, 5, 43000, SYN).0, Verdict::Tx(1)));
+    let evictions = p
+        .counters
+        .conntrack_evictions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(evictions, 1);
+    // The oldest half-open flow (42001, from 2 s) is gone; its next segment is refused.
+    assert_eq!(
+        send(&mut p, 6, 42001, ACK).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    assert!(matches!(send(&mut p, 6, 42000, ACK).0, Verdict::Tx(1)));
     assert_eq!(p.shared().conntrack.len(), 4);
 }
 
@@ -122,6 +149,7 @@ fn a_new_snapshot_reschedules_new_flows_and_keeps_existing_ones() {
 fn a_syn_after_rst_opens_a_new_connection() {
     let mut p = processor(100);
     assert_eq!(send(&mut p, 1, 46000, SYN).1, Some(R1));
+    assert!(matches!(send(&mut p, 1, 46000, ACK).0, Verdict::Tx(1)));
     assert!(matches!(send(&mut p, 2, 46000, RST).0, Verdict::Tx(1)));
     // Reopened: scheduled afresh (wrr's next pick), not stuck on the closed entry.
     assert_eq!(send(&mut p, 3, 46000, SYN).1, Some(R1));

@@ -6,36 +6,44 @@
 //!   **client endpoint** (address, port), which both directions carry (source of the original
 //!   direction, destination of replies), so both lookups of one connection hit the same shard
 //!   even when replies arrive on another queue (RSS is not symmetric for NAT).
-//! - Each shard owns a slab of entries and an index from [`FlowKey`] to slab slot holding both the
-//!   original key (client → VIP) and the reply key (real server → client); each index value also
-//!   records which of the two it is, so a lookup only matches a key of its own direction.
-//!   Capacity is fixed at construction (`conntrack.max_entries`, split across shards); slab and
-//!   index are allocated up front. The index has room for twice the keys it can ever hold, so
-//!   hashbrown never reallocates it: when removals' tombstones use up its spare room it rehashes
-//!   in place (a pause proportional to the shard, under its lock; the fixed-size table of the
-//!   conntrack-at-scale issue removes it). A full shard first reclaims expired entries (bounded
-//!   work), then refuses.
+//! - Each shard owns a slab of fixed capacity (`conntrack.max_entries` split across shards) and a
+//!   fixed-size open-addressing index ([`index::FlowIndex`]) holding both the original key
+//!   (client → VIP) and the reply key (real server → client) of every entry; each index value
+//!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
+//!   direction. Both are allocated at construction and never grow, and the index deletes by
+//!   backward shift, so there is no rehash and no pause on the packet path, ever.
+//! - An entry is 32 bytes (IPv4): three addresses, three ports, protocol, state, a 32-bit expiry
+//!   in milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the
+//!   `Arc` of its real server's counters. Free slots form a list threaded through the slab. With
+//!   the index at 75 % load for two keys per entry, a connection costs 32 + 2 × 8 / 0.75 ≈ 53.3
+//!   bytes ([`ConnTable::allocated_bytes`] measures it).
 //! - Expiry is lazy (an expired entry found by a lookup is removed and reported as a miss) plus a
 //!   clock sweep: [`ConnTable::expire`] visits a bounded number of slots per call, so no call ever
-//!   walks the whole table.
+//!   walks the whole table, however many entries expire at once.
+//! - When a shard is full, an insert first reclaims expired entries (bounded), then **evicts the
+//!   oldest half-open entry** (SYN_RECV, SYN_SENT, SYNACK: the earliest expiry among a bounded
+//!   scan of slots), never an established one; if the scan finds none, the insert is refused.
+//!   Both outcomes are reported to the caller, which counts them.
 //! - Per-real-server active/inactive counts ([`RealStats`]) are kept exact: every insert, state
 //!   change across ESTABLISHED, and removal adjusts them.
+//! - Only IPv4 connections are stored (IPv6 is refused by the configuration until its issue).
 
+pub mod index;
 pub mod state;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hashbrown::HashMap;
-
 pub use state::{ConnState, Direction};
 
+use crate::conntrack::index::FlowIndex;
 use crate::datapath::wire::TcpFlags;
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
 
-/// Idle timeouts per protocol state, in nanoseconds.
+/// Idle timeouts per protocol state, in nanoseconds. Each must be below
+/// [`MAX_TIMEOUT`] (the table stores expiries in wrapping 32-bit milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     pub tcp_established: Nanos,
@@ -45,6 +53,10 @@ pub struct Timeouts {
     pub udp: Nanos,
     pub icmp: Nanos,
 }
+
+/// The longest timeout the table can hold: 2^31 − 1 milliseconds (about 24.8 days). Longer
+/// timeouts are clamped to it.
+pub const MAX_TIMEOUT: Nanos = (i32::MAX as u64) * NANOS_PER_TICK;
 
 impl Default for Timeouts {
     /// The defaults of CONTRACT.md (IPVS's defaults: 15m, 30s, 2m, 10s, 5m; ICMP 30s).
@@ -88,6 +100,14 @@ pub struct Tracked {
     pub state: ConnState,
 }
 
+/// The outcome of a successful [`ConnTable::insert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inserted {
+    pub conn: Tracked,
+    /// A half-open entry was evicted to make room.
+    pub evicted_half_open: bool,
+}
+
 /// A row of the table as `xvs ctl conns` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnRow {
@@ -96,70 +116,168 @@ pub struct ConnRow {
     pub vip: SocketAddr,
     pub real: SocketAddr,
     pub state: ConnState,
+    /// When the entry expires (nanoseconds on the caller's clock).
     pub expires: Nanos,
 }
 
 /// Why an insert was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InsertError {
+    /// The shard is full of live entries none of which is half-open.
     #[error("connection table full")]
     Full,
+    /// An address is not IPv4.
+    #[error("only IPv4 connections are tracked")]
+    NotIpv4,
 }
 
+/// Nanoseconds per expiry tick (1 ms).
+const NANOS_PER_TICK: Nanos = 1_000_000;
+
+/// The wrapping 32-bit millisecond clock entries store their expiry in.
+#[inline]
+fn tick(now: Nanos) -> u32 {
+    (now / NANOS_PER_TICK) as u32
+}
+
+/// A timeout in ticks, clamped to [`MAX_TIMEOUT`].
+#[inline]
+fn ticks(timeout: Nanos) -> u32 {
+    (timeout.min(MAX_TIMEOUT) / NANOS_PER_TICK) as u32
+}
+
+/// Whether an entry expiring at `expires` has expired at `now` (serial-number arithmetic).
+#[inline]
+fn is_expired(expires: u32, now: u32) -> bool {
+    now.wrapping_sub(expires) as i32 >= 0
+}
+
+fn v4(ip: IpAddr) -> Option<u32> {
+    match ip {
+        IpAddr::V4(a) => Some(a.to_bits()),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn sock(ip: u32, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(ip)), port)
+}
+
+/// One connection (32 bytes). A free slot has `stats: None` and keeps the next free slot + 1
+/// (0 = none) in `client`.
 #[derive(Debug)]
+#[repr(C)]
 struct Entry {
-    proto: Proto,
-    client: SocketAddr,
-    vip: SocketAddr,
-    real: SocketAddr,
-    state: ConnState,
-    expires: Nanos,
     stats: Option<Arc<RealStats>>,
+    client: u32,
+    vip: u32,
+    real: u32,
+    cport: u16,
+    vport: u16,
+    rport: u16,
+    proto: Proto,
+    state: ConnState,
+    /// Expiry tick (see [`tick`]).
+    expires: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+
+/// A compact flow key: (source, destination, source port, destination port, protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key4 {
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    proto: Proto,
+}
+
+impl Key4 {
+    fn of(k: &FlowKey) -> Option<Key4> {
+        Some(Key4 {
+            src: v4(k.src)?,
+            dst: v4(k.dst)?,
+            sport: k.sport,
+            dport: k.dport,
+            proto: k.proto,
+        })
+    }
+
+    #[inline]
+    fn hash(&self, seed: &ahash::RandomState) -> u64 {
+        let a = (u64::from(self.src) << 32) | u64::from(self.dst);
+        let b = (u64::from(self.sport) << 24) | (u64::from(self.dport) << 8) | self.proto as u64;
+        seed.hash_one((a, b))
+    }
 }
 
 impl Entry {
-    fn original_key(&self) -> FlowKey {
-        FlowKey {
-            proto: self.proto,
-            src: self.client.ip(),
-            sport: self.client.port(),
-            dst: self.vip.ip(),
-            dport: self.vip.port(),
-        }
+    fn is_live(&self) -> bool {
+        self.stats.is_some()
     }
 
-    fn reply_key(&self) -> FlowKey {
-        FlowKey {
-            proto: self.proto,
-            src: self.real.ip(),
-            sport: self.real.port(),
-            dst: self.client.ip(),
-            dport: self.client.port(),
+    fn key(&self, dir: Direction) -> Key4 {
+        match dir {
+            Direction::Original => Key4 {
+                src: self.client,
+                dst: self.vip,
+                sport: self.cport,
+                dport: self.vport,
+                proto: self.proto,
+            },
+            Direction::Reply => Key4 {
+                src: self.real,
+                dst: self.client,
+                sport: self.rport,
+                dport: self.cport,
+                proto: self.proto,
+            },
         }
     }
 
     fn tracked(&self) -> Tracked {
         Tracked {
-            client: self.client,
-            vip: self.vip,
-            real: self.real,
+            client: sock(self.client, self.cport),
+            vip: sock(self.vip, self.vport),
+            real: sock(self.real, self.rport),
             state: self.state,
         }
     }
 
-    fn is_live(&self) -> bool {
-        self.stats.is_some()
+    /// Expiry in nanoseconds on the caller's clock, given `now` (expired entries give `now`).
+    fn expires_at(&self, now: Nanos) -> Nanos {
+        let left = self.expires.wrapping_sub(tick(now)) as i32;
+        let into_tick = now % NANOS_PER_TICK;
+        if left <= 0 {
+            now
+        } else {
+            now - into_tick + u64::from(left as u32) * NANOS_PER_TICK
+        }
     }
 }
 
-/// Direction bit of an index value.
-const ORIGINAL: u32 = 0;
-const REPLY: u32 = 1;
-
+/// Direction bit of an index value: `(slot + 1) << 1 | bit`.
 fn dir_bit(dir: Direction) -> u32 {
     match dir {
-        Direction::Original => ORIGINAL,
-        Direction::Reply => REPLY,
+        Direction::Original => 0,
+        Direction::Reply => 1,
+    }
+}
+
+fn index_value(slot: u32, dir: Direction) -> u32 {
+    ((slot + 1) << 1) | dir_bit(dir)
+}
+
+fn value_slot(v: u32) -> usize {
+    ((v >> 1) - 1) as usize
+}
+
+fn value_dir(v: u32) -> Direction {
+    if v & 1 == 0 {
+        Direction::Original
+    } else {
+        Direction::Reply
     }
 }
 
@@ -173,50 +291,79 @@ fn count(stats: &RealStats, state: ConnState) -> &AtomicU64 {
 
 #[derive(Debug)]
 struct Shard {
-    /// Key → `slot << 1 | direction bit` (see [`IndexValue`]).
-    index: HashMap<FlowKey, u32, ahash::RandomState>,
     slots: Vec<Entry>,
-    free: Vec<u32>,
+    index: FlowIndex,
+    /// First free slot + 1 (0 = none) among `slots` already pushed.
+    free_head: u32,
     capacity: usize,
     live: usize,
     cursor: usize,
+    evict_cursor: usize,
 }
 
 /// How many slots an insert into a full shard may visit looking for expired entries.
 const RECLAIM_BUDGET: usize = 64;
+/// How many slots an insert into a full shard may visit looking for a half-open entry to evict.
+const EVICT_SCAN: usize = 64;
 
 impl Shard {
     fn new(capacity: usize) -> Shard {
         Shard {
-            // At most 2 keys per entry; 4 per entry keeps live keys at most half of the table, the
-            // condition for hashbrown to clean tombstones in place instead of growing.
-            index: HashMap::with_capacity_and_hasher(capacity * 4, Default::default()),
             slots: Vec::with_capacity(capacity),
-            free: Vec::with_capacity(capacity),
+            index: FlowIndex::with_capacity(capacity * 2),
+            free_head: 0,
             capacity,
             live: 0,
             cursor: 0,
+            evict_cursor: 0,
         }
     }
 
-    fn remove(&mut self, slot: u32) {
-        let e = &mut self.slots[slot as usize];
-        let Some(stats) = e.stats.take() else { return };
-        count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
-        stats.conn_removed();
-        let (ok, rk) = (e.original_key(), e.reply_key());
-        for k in [ok, rk] {
-            if self.index.get(&k).map(|v| v >> 1) == Some(slot) {
-                self.index.remove(&k);
-            }
+    fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Entry>() + self.index.allocated_bytes()
+    }
+
+    /// The slot whose `dir` key is `key`.
+    #[inline]
+    fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key4) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(key.hash(seed), |v| {
+                value_dir(v) == dir && slots[value_slot(v)].key(dir) == *key
+            })
+            .map(value_slot)
+    }
+
+    fn unindex(&mut self, seed: &ahash::RandomState, slot: usize, dir: Direction) {
+        let key = self.slots[slot].key(dir);
+        let own = index_value(slot as u32, dir);
+        let slots = &self.slots;
+        self.index.remove(
+            key.hash(seed),
+            |v| v == own,
+            |v| slots[value_slot(v)].key(value_dir(v)).hash(seed),
+        );
+    }
+
+    fn remove(&mut self, seed: &ahash::RandomState, slot: usize) {
+        if !self.slots[slot].is_live() {
+            return;
         }
-        self.free.push(slot);
+        self.unindex(seed, slot, Direction::Original);
+        self.unindex(seed, slot, Direction::Reply);
+        let e = &mut self.slots[slot];
+        if let Some(stats) = e.stats.take() {
+            count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
+            stats.conn_removed();
+        }
+        e.client = self.free_head;
+        self.free_head = slot as u32 + 1;
         self.live -= 1;
     }
 
     /// Visits up to `budget` slots from the cursor, removing expired entries. Returns the number
     /// removed.
-    fn sweep(&mut self, now: Nanos, budget: usize) -> usize {
+    fn sweep(&mut self, seed: &ahash::RandomState, now: u32, budget: usize) -> usize {
         let n = self.slots.len();
         if n == 0 {
             return 0;
@@ -225,12 +372,55 @@ impl Shard {
         for _ in 0..budget.min(n) {
             self.cursor = (self.cursor + 1) % n;
             let e = &self.slots[self.cursor];
-            if e.is_live() && e.expires <= now {
-                self.remove(self.cursor as u32);
+            if e.is_live() && is_expired(e.expires, now) {
+                self.remove(seed, self.cursor);
                 removed += 1;
             }
         }
         removed
+    }
+
+    /// Evicts the half-open entry closest to expiry (the oldest) among up to [`EVICT_SCAN`]
+    /// slots from the eviction cursor. Returns whether one was evicted.
+    fn evict_half_open(&mut self, seed: &ahash::RandomState, now: u32) -> bool {
+        let n = self.slots.len();
+        let mut oldest: Option<(usize, i32)> = None;
+        for _ in 0..EVICT_SCAN.min(n) {
+            self.evict_cursor = (self.evict_cursor + 1) % n;
+            let e = &self.slots[self.evict_cursor];
+            if e.is_live() && e.state.is_half_open() {
+                let left = e.expires.wrapping_sub(now) as i32;
+                if oldest.is_none_or(|(_, l)| left < l) {
+                    oldest = Some((self.evict_cursor, left));
+                }
+            }
+        }
+        match oldest {
+            Some((slot, _)) => {
+                self.remove(seed, slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Places `entry` in a free slot and indexes both its keys.
+    fn place(&mut self, seed: &ahash::RandomState, entry: Entry) -> usize {
+        let slot = if self.free_head != 0 {
+            let s = (self.free_head - 1) as usize;
+            self.free_head = self.slots[s].client;
+            self.slots[s] = entry;
+            s
+        } else {
+            self.slots.push(entry);
+            self.slots.len() - 1
+        };
+        for dir in [Direction::Original, Direction::Reply] {
+            let h = self.slots[slot].key(dir).hash(seed);
+            self.index.insert(h, index_value(slot as u32, dir));
+        }
+        self.live += 1;
+        slot
     }
 }
 
@@ -238,7 +428,10 @@ impl Shard {
 #[derive(Debug)]
 pub struct ConnTable {
     shards: Box<[Mutex<Shard>]>,
-    hasher: ahash::RandomState,
+    /// Chooses the shard from the client endpoint (fixed seeds: placement only).
+    shard_hasher: ahash::RandomState,
+    /// Hashes keys for the shards' indexes (random seeds: flooding one probe run needs them).
+    key_hasher: ahash::RandomState,
     capacity: usize,
     len: AtomicUsize,
     sweep_shard: AtomicUsize,
@@ -268,12 +461,13 @@ impl ConnTable {
             .collect();
         ConnTable {
             shards,
-            hasher: ahash::RandomState::with_seeds(
+            shard_hasher: ahash::RandomState::with_seeds(
                 0x7876_7300,
                 0x636f_6e6e,
                 0x7472_6163,
                 0x6b00_0001,
             ),
+            key_hasher: ahash::RandomState::new(),
             capacity: max_entries,
             len: AtomicUsize::new(0),
             sweep_shard: AtomicUsize::new(0),
@@ -293,15 +487,19 @@ impl ConnTable {
         self.len() == 0
     }
 
-    fn shard_for(&self, client: (std::net::IpAddr, u16)) -> MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(client) as usize) & (self.shards.len() - 1);
-        // A poisoned shard only means another thread panicked mid-operation; the shard's own
-        // invariants are restored by every operation before it returns, so keep going.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    /// Bytes allocated for entries and indexes (reserved at construction; pages are touched as
+    /// entries are first used).
+    pub fn allocated_bytes(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).allocated_bytes()).sum()
+    }
+
+    fn shard_for(&self, client: (u32, u16)) -> MutexGuard<'_, Shard> {
+        let i = (self.shard_hasher.hash_one(client) as usize) & (self.shards.len() - 1);
+        lock(&self.shards[i])
     }
 
     /// The client endpoint of a packet travelling in `dir` with `key`.
-    fn client_of(dir: Direction, key: &FlowKey) -> (std::net::IpAddr, u16) {
+    fn client_of(dir: Direction, key: &Key4) -> (u32, u16) {
         match dir {
             Direction::Original => (key.src, key.sport),
             Direction::Reply => (key.dst, key.dport),
@@ -321,18 +519,15 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Option<Tracked> {
-        let mut shard = self.shard_for(Self::client_of(dir, key));
-        let value = *shard.index.get(key)?;
-        if value & 1 != dir_bit(dir) {
-            // The key of the other direction (e.g. a client's segment to a VIP whose service was
-            // just removed looks like a "reply"): not this packet's connection.
-            return None;
-        }
-        let slot = value >> 1;
-        let e = &mut shard.slots[slot as usize];
+        let key = Key4::of(key)?;
+        let seed = &self.key_hasher;
+        let mut shard = self.shard_for(Self::client_of(dir, &key));
+        let slot = shard.find(seed, dir, &key)?;
+        let now_tick = tick(now);
+        let e = &mut shard.slots[slot];
         let reopen = matches!(event, Event::Tcp(f) if dir == Direction::Original && f.is_initial_syn() && e.state.reusable_by_syn());
-        if e.expires <= now || reopen {
-            shard.remove(slot);
+        if is_expired(e.expires, now_tick) || reopen {
+            shard.remove(seed, slot);
             self.len.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -349,103 +544,126 @@ impl ConnTable {
             }
             e.state = new_state;
         }
-        e.expires = now.saturating_add(new_state.timeout(timeouts));
+        e.expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
         Some(e.tracked())
     }
 
     /// Inserts a new connection. If the original key is already tracked (two workers raced on
-    /// the same new flow), the existing entry wins and is returned.
+    /// the same new flow), the existing entry wins and is returned. A full shard reclaims expired
+    /// entries, then evicts its oldest half-open entry (reported in [`Inserted`]), else refuses.
     pub fn insert(
         &self,
         new: NewConn,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Result<Tracked, InsertError> {
-        let mut shard = self.shard_for((new.client.ip(), new.client.port()));
-        let entry = Entry {
-            proto: new.proto,
-            client: new.client,
-            vip: new.vip,
-            real: new.real,
-            state: new.state,
-            expires: now.saturating_add(new.state.timeout(timeouts)),
-            stats: Some(new.stats),
+    ) -> Result<Inserted, InsertError> {
+        let (Some(client), Some(vip), Some(real)) =
+            (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
+        else {
+            return Err(InsertError::NotIpv4);
         };
-        let (ok, rk) = (entry.original_key(), entry.reply_key());
-        if let Some(slot) = shard
-            .index
-            .get(&ok)
-            .filter(|v| *v & 1 == ORIGINAL)
-            .map(|v| v >> 1)
-        {
-            let existing = &shard.slots[slot as usize];
-            if existing.expires > now {
-                return Ok(existing.tracked());
+        let now_tick = tick(now);
+        let entry = Entry {
+            stats: Some(new.stats),
+            client,
+            vip,
+            real,
+            cport: new.client.port(),
+            vport: new.vip.port(),
+            rport: new.real.port(),
+            proto: new.proto,
+            state: new.state,
+            expires: now_tick.wrapping_add(ticks(new.state.timeout(timeouts))),
+        };
+        let seed = &self.key_hasher;
+        let ok = entry.key(Direction::Original);
+        let rk = entry.key(Direction::Reply);
+        let mut shard = self.shard_for((client, entry.cport));
+        if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
+            let existing = &shard.slots[slot];
+            if !is_expired(existing.expires, now_tick) {
+                return Ok(Inserted {
+                    conn: existing.tracked(),
+                    evicted_half_open: false,
+                });
             }
-            shard.remove(slot);
+            shard.remove(seed, slot);
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
+        let mut evicted_half_open = false;
         if shard.live >= shard.capacity {
-            let reclaimed = shard.sweep(now, RECLAIM_BUDGET);
+            let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
             self.len.fetch_sub(reclaimed, Ordering::Relaxed);
             if shard.live >= shard.capacity {
-                return Err(InsertError::Full);
+                if !shard.evict_half_open(seed, now_tick) {
+                    return Err(InsertError::Full);
+                }
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                evicted_half_open = true;
             }
         }
         // A reply key held by another live connection (same client endpoint NATed to the same
         // real server from two services) is taken over by the newer connection; the older one
         // keeps its original direction until it expires.
+        if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
+            shard.unindex(seed, older, Direction::Reply);
+            // Keep the older entry's reply key out of the index but its removal consistent:
+            // `unindex` on removal finds nothing for that key and does nothing.
+        }
         if let Some(stats) = &entry.stats {
             count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
             stats.conn_added();
         }
-        let tracked = entry.tracked();
-        let slot = match shard.free.pop() {
-            Some(s) => {
-                shard.slots[s as usize] = entry;
-                s
-            }
-            None => {
-                let s = shard.slots.len() as u32;
-                shard.slots.push(entry);
-                s
-            }
-        };
-        shard.index.insert(ok, slot << 1 | ORIGINAL);
-        shard.index.insert(rk, slot << 1 | REPLY);
-        shard.live += 1;
+        let conn = entry.tracked();
+        shard.place(seed, entry);
         self.len.fetch_add(1, Ordering::Relaxed);
-        Ok(tracked)
+        Ok(Inserted {
+            conn,
+            evicted_half_open,
+        })
     }
 
     /// Removes expired entries, visiting at most `budget` slots of one shard (the shards take
     /// turns). Returns how many entries were removed.
     pub fn expire(&self, now: Nanos, budget: usize) -> usize {
         let i = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
-        let removed = self.shards[i]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .sweep(now, budget);
+        let removed = lock(&self.shards[i]).sweep(&self.key_hasher, tick(now), budget);
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
-    /// A copy of every live entry (for `xvs ctl conns` and tests; locks one shard at a time).
-    pub fn rows(&self) -> Vec<ConnRow> {
+    /// A copy of every entry live at `now` (for `xvs ctl conns` and tests; locks one shard at a
+    /// time).
+    pub fn rows(&self, now: Nanos) -> Vec<ConnRow> {
+        let now_tick = tick(now);
         let mut out = Vec::with_capacity(self.len());
         for s in self.shards.iter() {
-            let s = s.lock().unwrap_or_else(|p| p.into_inner());
-            out.extend(s.slots.iter().filter(|e| e.is_live()).map(|e| ConnRow {
-                proto: e.proto,
-                client: e.client,
-                vip: e.vip,
-                real: e.real,
-                state: e.state,
-                expires: e.expires,
-            }));
+            let s = lock(s);
+            out.extend(
+                s.slots
+                    .iter()
+                    .filter(|e| e.is_live() && !is_expired(e.expires, now_tick))
+                    .map(|e| {
+                        let t = e.tracked();
+                        ConnRow {
+                            proto: e.proto,
+                            client: t.client,
+                            vip: t.vip,
+                            real: t.real,
+                            state: e.state,
+                            expires: e.expires_at(now),
+                        }
+                    }),
+            );
         }
         out
     }
+}
+
+/// Locks a shard. A poisoned shard only means another thread panicked mid-operation; every
+/// operation restores the shard's invariants before it returns, so keep going.
+fn lock(s: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -541,23 +759,64 @@ mod tests {
         assert_eq!(stats.active.load(Ordering::Relaxed), 0);
     }
 
+    fn established(client_port: u16, stats: &Arc<RealStats>) -> NewConn {
+        NewConn {
+            state: ConnState::Established,
+            ..new_conn(client_port, stats)
+        }
+    }
+
     #[test]
-    fn full_table_refuses_then_reclaims_expired() {
+    fn full_table_of_established_entries_refuses_then_reclaims_expired() {
         let t = ConnTable::with_shards(8, 1);
-        let to = Timeouts::default();
+        let to = Timeouts {
+            tcp_established: 60 * S,
+            ..Timeouts::default()
+        };
         let stats = Arc::new(RealStats::default());
         for p in 0..8 {
-            t.insert(new_conn(1000 + p, &stats), 0, &to).unwrap();
+            t.insert(established(1000 + p, &stats), 0, &to).unwrap();
         }
         assert_eq!(
             t.insert(new_conn(2000, &stats), S, &to),
-            Err(InsertError::Full)
+            Err(InsertError::Full),
+            "established entries are never evicted"
         );
         assert_eq!(t.len(), 8);
-        // After tcp_syn (30 s) the old entries are reclaimable by the insert itself.
-        t.insert(new_conn(2000, &stats), 31 * S, &to).unwrap();
+        // Once they expired, the insert itself reclaims them.
+        let ins = t.insert(new_conn(2000, &stats), 61 * S, &to).unwrap();
+        assert!(!ins.evicted_half_open);
         assert_eq!(t.len(), 1);
+        assert_eq!(stats.active.load(Ordering::Relaxed), 0);
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn full_table_evicts_the_oldest_half_open_entry() {
+        let t = ConnTable::with_shards(8, 1);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        for p in 0..4 {
+            t.insert(established(1000 + p, &stats), 0, &to).unwrap();
+        }
+        // Half-open entries created at 1..=4 s: the one from 1 s is the oldest.
+        for p in 0..4u16 {
+            t.insert(new_conn(2000 + p, &stats), (1 + u64::from(p)) * S, &to)
+                .unwrap();
+        }
+        let ins = t.insert(new_conn(3000, &stats), 5 * S, &to).unwrap();
+        assert!(ins.evicted_half_open);
+        assert_eq!(t.len(), 8);
+        let (oldest, _) = keys(&new_conn(2000, &stats));
+        assert!(t
+            .lookup(Direction::Original, &oldest, ACK, 6 * S, &to)
+            .is_none());
+        for p in 0..4 {
+            let (o, _) = keys(&new_conn(1000 + p, &stats));
+            assert!(t.lookup(Direction::Original, &o, ACK, 6 * S, &to).is_some());
+        }
+        assert_eq!(stats.active.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.inactive.load(Ordering::Relaxed), 4);
     }
 
     #[test]
@@ -565,19 +824,99 @@ mod tests {
         let t = ConnTable::with_shards(10, 1);
         let to = Timeouts::default();
         let stats = Arc::new(RealStats::default());
-        let c = new_conn(5000, &stats);
+        let c = established(5000, &stats);
         let (o, _) = keys(&c);
         t.insert(c, 0, &to).unwrap();
-        t.lookup(
-            Direction::Original,
-            &o,
-            Event::Tcp(TcpFlags(TcpFlags::RST)),
-            S,
-            &to,
-        )
-        .unwrap();
+        let rst = Event::Tcp(TcpFlags(TcpFlags::RST));
+        let got = t.lookup(Direction::Original, &o, rst, S, &to).unwrap();
+        assert_eq!(got.state, ConnState::Close);
         assert!(t.lookup(Direction::Original, &o, SYN, 2 * S, &to).is_none());
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_newer_connection_takes_over_a_shared_reply_key() {
+        let t = ConnTable::with_shards(10, 1);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let first = established(7000, &stats);
+        let second = NewConn {
+            state: ConnState::SynRecv,
+            vip: sa("198.18.0.101:80"),
+            ..first.clone()
+        };
+        let (o1, r) = keys(&first);
+        t.insert(first, 0, &to).unwrap();
+        t.insert(second.clone(), 0, &to).unwrap();
+        let got = t.lookup(Direction::Reply, &r, ACK, S, &to).unwrap();
+        assert_eq!(got.vip, second.vip);
+        // Removing the older one leaves the newer one's reply key in place.
+        let rst = Event::Tcp(TcpFlags(TcpFlags::RST | TcpFlags::ACK));
+        assert!(t.lookup(Direction::Original, &o1, rst, S, &to).is_some());
+        assert_eq!(
+            t.expire(20 * S, 10),
+            1,
+            "the older one closed at 1 s (10 s tcp_close)"
+        );
+        assert_eq!(
+            t.lookup(Direction::Reply, &r, ACK, 20 * S, &to)
+                .map(|c| c.vip),
+            Some(second.vip)
+        );
+    }
+
+    #[test]
+    fn ipv6_is_refused_and_not_found() {
+        let t = ConnTable::with_shards(10, 1);
+        let stats = Arc::new(RealStats::default());
+        let c = NewConn {
+            client: sa("[2001:db8::2]:1000"),
+            ..new_conn(1, &stats)
+        };
+        assert_eq!(
+            t.insert(c, 0, &Timeouts::default()),
+            Err(InsertError::NotIpv4)
+        );
+        let k = FlowKey {
+            proto: Proto::Tcp,
+            src: "2001:db8::2".parse().unwrap(),
+            sport: 1,
+            dst: "2001:db8::100".parse().unwrap(),
+            dport: 80,
+        };
+        assert!(t
+            .lookup(Direction::Original, &k, ACK, 0, &Timeouts::default())
+            .is_none());
+    }
+
+    #[test]
+    fn an_entry_is_32_bytes_and_a_connection_at_most_64_with_its_index() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        let t = ConnTable::new(1_000_000);
+        let per = t.allocated_bytes() as f64 / 1_000_000.0;
+        assert!(per <= 64.0, "{per} bytes per connection");
+        assert!(
+            per > 50.0,
+            "{per}: the measurement counts entries and index"
+        );
+    }
+
+    #[test]
+    fn expiry_survives_the_32_bit_millisecond_wrap() {
+        let t = ConnTable::with_shards(10, 1);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        // 2^32 ms after the epoch, minus 10 s: the expiry tick wraps around 0.
+        let start = (1u64 << 32) * NANOS_PER_TICK - 10 * S;
+        let c = new_conn(8000, &stats);
+        let (o, _) = keys(&c);
+        t.insert(c, start, &to).unwrap();
+        assert!(t
+            .lookup(Direction::Original, &o, ACK, start + 29 * S, &to)
+            .is_some());
+        // Now ESTABLISHED (15 min) from start + 29 s.
+        assert_eq!(t.expire(start + 900 * S, 10), 0);
+        assert_eq!(t.expire(start + 930 * S, 10), 1);
     }
 
     #[test]
@@ -588,9 +927,12 @@ mod tests {
         let mut c = new_conn(5000, &stats);
         t.insert(c.clone(), 0, &to).unwrap();
         c.real = sa("198.18.1.12:8080");
-        assert_eq!(t.insert(c, 0, &to).unwrap().real, sa("198.18.1.11:8080"));
+        assert_eq!(
+            t.insert(c, 0, &to).unwrap().conn.real,
+            sa("198.18.1.11:8080")
+        );
         assert_eq!(t.len(), 1);
-        assert_eq!(t.rows().len(), 1);
+        assert_eq!(t.rows(0).len(), 1);
     }
 
     #[test]
@@ -608,15 +950,14 @@ mod tests {
     }
 
     #[test]
-    fn churn_at_full_occupancy_never_reallocates_the_index() {
+    fn churn_at_full_occupancy_never_reallocates() {
         let to = Timeouts {
-            tcp_syn: 1,
+            tcp_syn: NANOS_PER_TICK,
             ..Timeouts::default()
         };
         let t = ConnTable::with_shards(4096, 1);
         let stats = Arc::new(RealStats::default());
-        let size = || t.shards[0].lock().unwrap().index.allocation_size();
-        let before = size();
+        let before = t.allocated_bytes();
         let mut now = 0;
         for round in 0..40u32 {
             for i in 0..4096u32 {
@@ -624,10 +965,13 @@ mod tests {
                 c.client = SocketAddr::from(((round * 4096 + i).to_be_bytes(), 1000));
                 t.insert(c, now, &to).unwrap();
             }
-            now += 10;
+            assert_eq!(t.len(), 4096);
+            now += 10 * NANOS_PER_TICK;
             assert_eq!(t.expire(now, 4096), 4096);
-            assert_eq!(size(), before, "index reallocated in round {round}");
+            assert_eq!(t.allocated_bytes(), before, "reallocated in round {round}");
         }
+        assert!(t.is_empty());
+        assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -108,12 +108,7 @@ pub fn list(shared: &Shared) -> ListReply {
 /// protocol, client and virtual address. Entries already past their expiry but not yet swept
 /// are left out (a packet would find them gone).
 pub fn conns(shared: &Shared, now: Nanos) -> ConnsReply {
-    let rows: Vec<_> = shared
-        .conntrack
-        .rows()
-        .into_iter()
-        .filter(|r| r.expires > now)
-        .collect();
+    let rows: Vec<_> = shared.conntrack.rows(now).into_iter().collect();
     let mut connections: Vec<ConnInfo> = rows
         .into_iter()
         .map(|r| ConnInfo {

@@ -504,7 +504,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     failure.map_or(Ok(()), Err)
 }
 
-/// Sweeps the connection table for expired entries off the packet path.
+/// Sweeps the connection and persistence tables for expired entries off the packet path.
 fn spawn_janitor(shared: Arc<Shared>, epoch: Instant, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("xvs-janitor".into())
@@ -514,6 +514,9 @@ fn spawn_janitor(shared: Arc<Shared>, epoch: Instant, stop: Arc<AtomicBool>) -> 
                 // One visit per shard per interval (the table rotates shards itself).
                 for _ in 0..64 {
                     shared.conntrack.expire(now, JANITOR_BUDGET);
+                }
+                for _ in 0..16 {
+                    shared.persistence.expire(now, JANITOR_BUDGET);
                 }
                 std::thread::sleep(JANITOR_INTERVAL);
             }

@@ -157,6 +157,25 @@ pub fn render(src: &Sources) -> String {
 
     family(
         &mut o,
+        "xvs_conntrack_evictions_total",
+        "counter",
+        "Half-open connections evicted from a full table to make room for a new one.",
+    );
+    let evicted: u64 = src
+        .workers
+        .iter()
+        .map(|(_, c)| {
+            c.conntrack_evictions
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    let _ = writeln!(
+        o,
+        "xvs_conntrack_evictions_total{{reason=\"half_open\"}} {evicted}"
+    );
+
+    family(
+        &mut o,
         "xvs_drops_total",
         "counter",
         "Dropped frames by reason.",

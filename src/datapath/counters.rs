@@ -16,6 +16,8 @@ pub struct WorkerCounters {
     /// Frames handed back as [`crate::datapath::Verdict::Pass`].
     pub passed: AtomicU64,
     pub new_connections: AtomicU64,
+    /// Half-open entries evicted from a full connection table for a new connection.
+    pub conntrack_evictions: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     /// Batches processed and batches that had at least one frame (for `xvs_worker_busy_ratio`).
     pub batches: AtomicU64,
@@ -29,6 +31,7 @@ impl Default for WorkerCounters {
             tx_packets: AtomicU64::new(0),
             passed: AtomicU64::new(0),
             new_connections: AtomicU64::new(0),
+            conntrack_evictions: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             batches: AtomicU64::new(0),
             busy_batches: AtomicU64::new(0),

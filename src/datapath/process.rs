@@ -243,12 +243,17 @@ impl Processor {
             stats: real.stats.clone(),
         };
         match self.shared.conntrack.insert(new, now, &timeouts) {
-            Ok(t) => {
+            Ok(ins) => {
                 real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);
-                Ok(t)
+                if ins.evicted_half_open {
+                    bump(&self.counters.conntrack_evictions, 1);
+                }
+                Ok(ins.conn)
             }
-            Err(InsertError::Full) => Err(DropReason::ConntrackFull),
+            // `parse` yields IPv4 keys only and the config refuses IPv6 real servers, so
+            // `NotIpv4` cannot happen today; if it did, the flow could not be tracked either.
+            Err(InsertError::Full | InsertError::NotIpv4) => Err(DropReason::ConntrackFull),
         }
     }
 

@@ -534,6 +534,19 @@ fn real_rules() {
 }
 
 #[test]
+fn conntrack_timeouts_fit_the_tables_clock() {
+    let t = format!("{BASE}conntrack:\n  timeouts: {{ tcp_established: 25d }}\n");
+    let e = errors(&t);
+    assert!(
+        e.iter()
+            .any(|x| x.ends_with("timeout tcp_established must be at most 24d (2^31 - 1 ms)")),
+        "{e:#?}"
+    );
+    let t = format!("{BASE}conntrack:\n  timeouts: {{ tcp_established: 24d }}\n");
+    assert_ok(&t);
+}
+
+#[test]
 fn persistence_port_zero_and_one_packet_are_accepted() {
     let c = assert_ok(&with_service_keys(
         "    persistence: { timeout: 5m, netmask: 255.255.255.0 }\n",

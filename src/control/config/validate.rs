@@ -241,6 +241,12 @@ fn conntrack(cx: &mut Ctx, cfg: &Config) {
                 &format!("conntrack.timeouts.{name}"),
                 format!("timeout {name} must be greater than 0s"),
             );
+        } else if d.as_nanos() > u128::from(crate::conntrack::MAX_TIMEOUT) {
+            // Entries keep their expiry in wrapping 32-bit milliseconds.
+            cx.value(
+                &format!("conntrack.timeouts.{name}"),
+                format!("timeout {name} must be at most 24d (2^31 - 1 ms)"),
+            );
         }
     }
 }

@@ -1,0 +1,225 @@
+//! The fixed-size open-addressing index of one connection-table shard.
+//!
+//! Invariants:
+//! - The bucket array is allocated once ([`FlowIndex::with_capacity`]) and never grows: it has
+//!   room for its key capacity at a load factor of at most [`MAX_LOAD`], so inserts always find
+//!   an empty bucket.
+//! - Linear probing from the key's home bucket (`fastrange` of the hash, any bucket count), and
+//!   **backward-shift deletion**: removing a key moves the later keys of its probe run back, so
+//!   there are no tombstones, probe runs never degrade with churn, and nothing ever rehashes.
+//! - A bucket is 8 bytes: 32 bits of the key's hash (a tag that rejects almost every wrong
+//!   bucket without touching the slab) and a 32-bit value, 0 meaning empty. The index does not
+//!   store keys: the caller confirms a tag match against its own entry (`matches`).
+
+/// Highest fraction of buckets in use.
+pub const MAX_LOAD: f64 = 0.75;
+
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Bucket {
+    tag: u32,
+    /// 0 = empty; any other value is the caller's.
+    value: u32,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct FlowIndex {
+    buckets: Box<[Bucket]>,
+    len: usize,
+}
+
+impl FlowIndex {
+    /// An index for at most `keys` keys.
+    pub fn with_capacity(keys: usize) -> FlowIndex {
+        let n = ((keys as f64 / MAX_LOAD).ceil() as usize)
+            .max(keys + 1)
+            .max(8);
+        FlowIndex {
+            buckets: vec![Bucket::default(); n].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    /// Bytes allocated for the buckets.
+    pub fn allocated_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.buckets)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        // fastrange: maps the low 32 bits onto 0..n without a modulo.
+        (((hash & 0xffff_ffff) * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn tag(hash: u64) -> u32 {
+        (hash >> 32) as u32
+    }
+
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.buckets.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// The value stored for the key with `hash` for which `matches(value)` holds.
+    #[inline]
+    pub fn find(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.position(hash, &mut matches)
+            .map(|i| self.buckets[i].value)
+    }
+
+    fn position(&self, hash: u64, matches: &mut impl FnMut(u32) -> bool) -> Option<usize> {
+        let tag = Self::tag(hash);
+        let mut i = self.home(hash);
+        loop {
+            let b = self.buckets[i];
+            if b.value == 0 {
+                return None;
+            }
+            if b.tag == tag && matches(b.value) {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// Adds `value` (non-zero) under `hash`. The caller makes sure the key is not present and
+    /// that no more keys than the capacity are stored.
+    #[inline]
+    pub fn insert(&mut self, hash: u64, value: u32) {
+        debug_assert!(value != 0);
+        debug_assert!(self.len < self.buckets.len());
+        let mut i = self.home(hash);
+        while self.buckets[i].value != 0 {
+            i = self.next(i);
+        }
+        self.buckets[i] = Bucket {
+            tag: Self::tag(hash),
+            value,
+        };
+        self.len += 1;
+    }
+
+    /// Removes the key with `hash` for which `matches(value)` holds; returns whether it was
+    /// there. `rehash(value)` must return the hash a stored value was inserted with (the backward
+    /// shift needs the home bucket of the keys it moves).
+    pub fn remove(
+        &mut self,
+        hash: u64,
+        mut matches: impl FnMut(u32) -> bool,
+        mut rehash: impl FnMut(u32) -> u64,
+    ) -> bool {
+        let Some(mut hole) = self.position(hash, &mut matches) else {
+            return false;
+        };
+        let n = self.buckets.len();
+        let mut j = self.next(hole);
+        while self.buckets[j].value != 0 {
+            let home = self.home(rehash(self.buckets[j].value));
+            // Move j back into the hole unless its home lies cyclically in (hole, j].
+            let dist_home = (j + n - home) % n;
+            let dist_hole = (j + n - hole) % n;
+            if dist_home >= dist_hole {
+                self.buckets[hole] = self.buckets[j];
+                hole = j;
+            }
+            j = self.next(j);
+        }
+        self.buckets[hole] = Bucket::default();
+        self.len -= 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deliberately bad hash so that probe runs collide and wrap.
+    fn h(k: u32) -> u64 {
+        let home = u64::from(k % 5) * (u64::from(u32::MAX) / 12);
+        (u64::from(k) << 32) | home
+    }
+
+    #[test]
+    fn insert_find_remove_with_collisions_and_wraparound() {
+        let mut ix = FlowIndex::with_capacity(9);
+        for k in 1..=9 {
+            ix.insert(h(k), k);
+        }
+        assert_eq!(ix.len(), 9);
+        for k in 1..=9 {
+            assert_eq!(ix.find(h(k), |v| v == k), Some(k), "key {k}");
+        }
+        assert_eq!(ix.find(h(10), |v| v == 10), None);
+        // Remove in an order that exercises backward shifts across the wrap.
+        for k in [1, 6, 3, 9, 2] {
+            assert!(ix.remove(h(k), |v| v == k, h));
+            assert!(!ix.remove(h(k), |v| v == k, h));
+            for other in 1..=9 {
+                let present = ![1, 6, 3, 9, 2]
+                    [..=[1, 6, 3, 9, 2].iter().position(|x| *x == k).unwrap()]
+                    .contains(&other);
+                assert_eq!(
+                    ix.find(h(other), |v| v == other).is_some(),
+                    present,
+                    "{other} after removing {k}"
+                );
+            }
+        }
+        assert_eq!(ix.len(), 4);
+    }
+
+    #[test]
+    fn churn_keeps_every_key_findable() {
+        // Pseudo-random churn at the capacity limit against a model.
+        let cap = 1000;
+        let mut ix = FlowIndex::with_capacity(cap);
+        let mut model = std::collections::HashSet::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let hash = |k: u32| (u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15)).rotate_left(17);
+        for _ in 0..200_000 {
+            let k = (rnd() % 3000) as u32 + 1;
+            if model.contains(&k) {
+                assert!(ix.remove(hash(k), |v| v == k, hash));
+                model.remove(&k);
+            } else if model.len() < cap {
+                ix.insert(hash(k), k);
+                model.insert(k);
+            }
+        }
+        assert_eq!(ix.len(), model.len());
+        for k in 1..=3000u32 {
+            assert_eq!(
+                ix.find(hash(k), |v| v == k).is_some(),
+                model.contains(&k),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_follows_the_load_factor() {
+        let ix = FlowIndex::with_capacity(3000);
+        assert_eq!(ix.allocated_bytes(), 4000 * 8);
+    }
+}

@@ -2,7 +2,7 @@
 """Lab client: sequential requests, one fresh connection (or UDP socket) each; prints a JSON summary.
 
   lab-client.py http --url http://198.18.0.100/ --count 500 [--timeout 2]
-  lab-client.py udp  --addr 198.18.0.100:53 --count 100 [--timeout 2]
+  lab-client.py udp  --addr 198.18.0.100:53 --count 100 [--timeout 2] [--size BYTES]
   lab-client.py hold --addr 198.18.0.100:80 --count 20 --trigger FILE [--timeout 2] [--wait 60]
 
 hold: opens COUNT TCP connections and sends nothing; prints {"opened": N} once they are all
@@ -75,6 +75,8 @@ def run_udp(args, t: Tally) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for i in range(args.count):
         payload = b"xvs-lab-%d" % i
+        if args.size > len(payload):
+            payload += b"." * (args.size - len(payload))
         s = socket.socket(family, socket.SOCK_DGRAM)  # fresh source port: a new flow each time
         s.settimeout(args.timeout)
         try:
@@ -135,6 +137,7 @@ def main() -> int:
     h.add_argument("--url", required=True)
     u = sub.add_parser("udp")
     u.add_argument("--addr", required=True)
+    u.add_argument("--size", type=int, default=0, help="pad each datagram to SIZE bytes (above the MTU: fragmented)")
     hd = sub.add_parser("hold")
     hd.add_argument("--addr", required=True)
     hd.add_argument("--trigger", required=True, help="file whose existence releases the held connections")

@@ -111,6 +111,23 @@ fn udp_service_request_response() {
 }
 
 #[test]
+fn fragmented_udp_datagrams_cross_in_both_directions() {
+    let (lab, xvs) = start();
+    // 4000-byte datagrams on 1500-byte links: the client's kernel sends three fragments, xvs
+    // forwards the first by its ports and the others by the remembered translation, r1/r2
+    // reassemble and answer with a fragmented echo that comes back the same way.
+    let s = lab.udp_client_sized(&format!("{VIP}:53"), 20, 4000);
+    assert_eq!(s.failed, 0, "{:?}\n{}", s.errors, xvs.log());
+    assert_eq!(
+        (s.count("r1"), s.count("r2")),
+        (10, 10),
+        "{:?}",
+        s.by_server
+    );
+    stop_cleanly(xvs, &lab);
+}
+
+#[test]
 fn the_box_still_answers_ping_arp_and_kernel_tcp() {
     let (lab, xvs) = start();
     // ARP: forget the box's MAC, then ping makes the client ARP for it again.

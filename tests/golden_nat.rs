@@ -453,16 +453,86 @@ fn cases() -> Vec<Case> {
         "drop bad_udp_length",
         None,
     ));
-    let mut frag = Pkt::tcp(CLIENT, 41006, VIP, 80, "S").build();
-    frag[14 + 6] = 0x20; // MF, offset 0
-    fix_ip_checksum(&mut frag);
+    // Fragments: a UDP datagram split after 16 bytes of IP payload (UDP header + 8 bytes).
+    // The expected fragments are the NATed whole datagram (built and checksummed by
+    // etherparse) split the same way, so the first fragment's UDP checksum must cover the
+    // whole datagram.
+    let q = Pkt::udp(CLIENT, 50100, VIP, 53, b"fragmented-query");
+    let (first, later) = fragments(q.build(), 16, 0x4242);
+    let to_r1_5353 = |p: &mut Pkt| {
+        p.dst = R1;
+        p.dport = 5353;
+    };
+    let (first_out, later_out) = fragments(nat(q, to_r1_5353, LAN_MAC, R1_MAC), 16, 0x4242);
     v.push(case(
-        "first fragment to VIP:80: drop (fragments are not balanced yet)",
-        frag,
+        "first fragment of a UDP datagram to VIP:53 (rr: r1): NATed, checksum of the whole datagram",
+        first,
+        "tx 1",
+        Some(first_out),
+    ));
+    v.push(case(
+        "later fragment of that datagram: follows the first fragment's translation",
+        later.clone(),
+        "tx 1",
+        Some(later_out),
+    ));
+    let mut unknown = later;
+    unknown[14 + 4..14 + 6].copy_from_slice(&0x4343u16.to_be_bytes());
+    fix_ip_checksum(&mut unknown);
+    v.push(case(
+        "later fragment to the VIP whose first fragment was never seen: drop",
+        unknown,
         "drop ipv4_fragment",
         None,
     ));
+    let (_, not_ours) = fragments(
+        Pkt::udp(CLIENT, 50101, LB_WAN, 53, b"fragmented-query").build(),
+        16,
+        7,
+    );
+    v.push(case(
+        "later fragment to the box's own address: pass to the kernel",
+        not_ours,
+        "pass",
+        None,
+    ));
+    let r = Pkt::udp(R1, 5353, CLIENT, 50100, b"r1:fragmented-answer").sent_on_lan();
+    let (first, later) = fragments(r.build(), 16, 0x5151);
+    let (first_out, later_out) = fragments(nat(r, from_vip(53), WAN_MAC, CLIENT_MAC), 16, 0x5151);
+    v.push(case(
+        "first fragment of r1's reply: source rewritten to VIP:53",
+        first,
+        "tx 0",
+        Some(first_out),
+    ));
+    v.push(case(
+        "later fragment of r1's reply: source rewritten to the VIP",
+        later,
+        "tx 0",
+        Some(later_out),
+    ));
     v
+}
+
+/// Splits an Ethernet/IPv4 frame (no IP options) into two fragments after `at` bytes of IP
+/// payload (a multiple of 8), with IP identification `id` and fresh header checksums.
+fn fragments(frame: Vec<u8>, at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(at % 8, 0);
+    let (head, payload) = frame.split_at(14 + 20);
+    let piece = |data: &[u8], offset: usize, more: bool| {
+        let mut f = head.to_vec();
+        f.extend_from_slice(data);
+        f[14 + 2..14 + 4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+        f[14 + 4..14 + 6].copy_from_slice(&id.to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
+        f[14 + 6..14 + 8].copy_from_slice(&flags.to_be_bytes());
+        fix_ip_checksum(&mut f);
+        f
+    };
+    (
+        piece(&payload[..at], 0, true),
+        piece(&payload[at..], at, false),
+    )
 }
 
 fn fix_ip_checksum(f: &mut [u8]) {
@@ -610,6 +680,11 @@ fn outputs_verify_with_an_independent_parser() {
         let h = ip.header().to_header();
         assert_eq!(h.header_checksum, h.calc_header_checksum(), "{}", c.what);
         assert_eq!(h.time_to_live, 63, "{}", c.what);
+        if h.is_fragmenting_payload() {
+            // A fragment's transport checksum covers the whole datagram: the builder checks it
+            // (the expected fragments are cut from a whole datagram built by etherparse).
+            continue;
+        }
         match &pkt.transport {
             Some(etherparse::TransportSlice::Tcp(t)) => {
                 let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();

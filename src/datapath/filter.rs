@@ -220,6 +220,8 @@ pub fn steer_key_bytes(key: &SteerKey) -> [u8; STEER_KEY_LEN] {
     let (addr, port, proto, dir) = match *key {
         SteerKey::Dst { addr, port, proto } => (addr, port, proto, 0u8),
         SteerKey::Src { addr, port, proto } => (addr, port, proto, 1u8),
+        SteerKey::DstFragments { addr, proto } => (addr, 0, proto, 2u8),
+        SteerKey::SrcFragments { addr, proto } => (addr, 0, proto, 3u8),
     };
     let mut out = [0u8; STEER_KEY_LEN];
     out[..16].copy_from_slice(&addr_key_bytes(addr));

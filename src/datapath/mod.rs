@@ -11,6 +11,7 @@
 
 pub mod counters;
 pub mod filter;
+pub mod fragments;
 pub mod nexthop;
 pub mod process;
 pub mod snapshot;
@@ -81,7 +82,8 @@ drop_reasons! {
     BadIpv4TotalLength => "bad_ipv4_total_length",
     /// The IPv4 header checksum does not verify.
     BadIpv4Checksum => "bad_ipv4_checksum",
-    /// An IPv4 fragment (MF set or offset non-zero): not balanced yet.
+    /// A later IPv4 fragment of a service's or real server's datagram whose first fragment was
+    /// not forwarded (not seen yet, lost, or forgotten): xvs does not reassemble.
     Ipv4Fragment => "ipv4_fragment",
     /// TCP header cut short.
     TruncatedTcp => "truncated_tcp",

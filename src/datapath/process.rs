@@ -16,8 +16,8 @@
 //! decremented (a packet that would leave with TTL 0 is dropped, `TtlExceeded`) and the Ethernet
 //! header gets the egress port's MAC as source and the next hop's MAC as destination.
 //!
-//! Fragments: a first fragment addressed to a service is dropped (`Ipv4Fragment`); fragment
-//! handling comes with the connection-table hardening. Other fragments are passed.
+//! Fragments: a first fragment is handled like any packet and remembered; later fragments
+//! follow its translation (see [`crate::datapath::fragments`] for the policy).
 //!
 //! Counting: the worker loop counts every outcome (rx, tx, drops by reason, passed) because it
 //! alone knows the final one (a `Tx` verdict may still meet a full TX ring); `process` counts
@@ -32,6 +32,7 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewConn, Tracked};
 use crate::datapath::counters::bump;
+use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::nexthop::NextHopError;
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
@@ -53,6 +54,8 @@ pub struct Shared {
     /// Routes and neighbours; replaced whole by the neighbour refresher (which holds this `Arc`).
     pub nexthops: Arc<ArcSwap<NextHopTable>>,
     pub conntrack: ConnTable,
+    /// Translations of fragmented datagrams for their later fragments.
+    pub fragments: FragmentTable,
     /// Persistence templates of persistent services (see [`crate::sched::persist`]).
     pub persistence: PersistenceTable,
     /// Next hops a worker needed but whose MAC was unknown; the control plane resolves them.
@@ -65,6 +68,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
             conntrack: ConnTable::new(max_entries),
+            fragments: FragmentTable::default(),
             persistence: PersistenceTable::new(persistence_capacity(max_entries)),
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
         }
@@ -99,7 +103,21 @@ struct Parsed {
     key: FlowKey,
     event: Event,
     ttl: u8,
-    first_fragment: bool,
+    /// The IP identification when this is the first fragment of a datagram.
+    first_fragment: Option<u16>,
+}
+
+/// A later fragment (offset > 0) of an IPv4 TCP/UDP datagram: no transport header.
+struct LaterFragment {
+    l3: usize,
+    datagram: DatagramId,
+    ttl: u8,
+}
+
+/// What `parse` found.
+enum Packet {
+    Flow(Parsed),
+    LaterFragment(LaterFragment),
 }
 
 /// Which endpoint of the packet a rewrite changes.
@@ -149,7 +167,8 @@ impl Processor {
 
     fn decide(&mut self, now: Nanos, frame: &mut [u8]) -> Verdict {
         let p = match parse(frame) {
-            Ok(Some(p)) => p,
+            Ok(Some(Packet::Flow(p))) => p,
+            Ok(Some(Packet::LaterFragment(f))) => return self.later_fragment(now, frame, &f),
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
         };
@@ -158,10 +177,7 @@ impl Processor {
             port: p.key.dport,
             proto: p.key.proto,
         };
-        if let Some(si) = self.snap.service_for(&svc_key) {
-            if p.first_fragment {
-                return Verdict::Drop(DropReason::Ipv4Fragment);
-            }
+        let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
             if p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
@@ -169,31 +185,121 @@ impl Processor {
                 Ok(t) => t,
                 Err(r) => return Verdict::Drop(r),
             };
-            self.forward(frame, &p, Side::Dst, t.real, t.real.ip())
+            let v = self.forward(frame, &p, Side::Dst, t.real, t.real.ip());
+            (v, Side::Dst, t.real, t.real.ip())
         } else {
-            if p.first_fragment {
-                return Verdict::Pass;
-            }
             let timeouts = self.snap.timeouts;
-            match self
-                .shared
-                .conntrack
-                .lookup(Direction::Reply, &p.key, p.event, now, &timeouts)
-            {
-                Some(_) if p.ttl <= 1 => Verdict::Drop(DropReason::TtlExceeded),
-                Some(t) => self.forward(frame, &p, Side::Src, t.vip, t.client.ip()),
+            let (vip, client) = match self.shared.conntrack.lookup(
+                Direction::Reply,
+                &p.key,
+                p.event,
+                now,
+                &timeouts,
+            ) {
+                Some(t) => (t.vip, t.client.ip()),
                 None => match self
                     .snap
                     .one_packet_reply(p.key.proto, p.key.src, p.key.sport)
                 {
                     // A reply of a one_packet service: no entry by design, translated back
                     // statelessly.
-                    Some(_) if p.ttl <= 1 => Verdict::Drop(DropReason::TtlExceeded),
-                    Some(vip) => self.forward(frame, &p, Side::Src, vip, p.key.dst),
-                    None => Verdict::Pass,
+                    Some(vip) => (vip, p.key.dst),
+                    None => return Verdict::Pass,
                 },
+            };
+            if p.ttl <= 1 {
+                return Verdict::Drop(DropReason::TtlExceeded);
             }
+            let v = self.forward(frame, &p, Side::Src, vip, client);
+            (v, Side::Src, vip, client)
+        };
+        if let (Verdict::Tx(_), Some(id)) = (verdict, p.first_fragment) {
+            self.remember_fragments(now, &p, id, side, to, route_to);
         }
+        verdict
+    }
+
+    /// Remembers how the later fragments of a datagram whose first fragment was just forwarded
+    /// are translated (see [`crate::datapath::fragments`]).
+    fn remember_fragments(
+        &self,
+        now: Nanos,
+        p: &Parsed,
+        id: u16,
+        side: Side,
+        to: SocketAddr,
+        route_to: IpAddr,
+    ) {
+        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(to), IpAddr::V4(route_to)) =
+            (p.key.src, p.key.dst, to.ip(), route_to)
+        else {
+            return;
+        };
+        let datagram = DatagramId {
+            src,
+            dst,
+            proto: p.key.proto,
+            id,
+        };
+        let rewrite = match side {
+            Side::Src => FragmentRewrite {
+                new_src: Some(to),
+                new_dst: None,
+                route_to,
+            },
+            Side::Dst => FragmentRewrite {
+                new_src: None,
+                new_dst: Some(to),
+                route_to,
+            },
+        };
+        self.shared.fragments.remember(datagram, rewrite, now);
+    }
+
+    /// A later fragment: translated like its first fragment if that was forwarded, dropped if it
+    /// belongs to a service or a real server, else the kernel's.
+    fn later_fragment(&self, now: Nanos, frame: &mut [u8], f: &LaterFragment) -> Verdict {
+        let d = &f.datagram;
+        let Some(rw) = self.shared.fragments.find(d, now) else {
+            let ours = self.snap.is_vip(IpAddr::V4(d.dst), d.proto)
+                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto);
+            return if ours {
+                Verdict::Drop(DropReason::Ipv4Fragment)
+            } else {
+                Verdict::Pass
+            };
+        };
+        if f.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let hop = match self.nexthops.resolve(IpAddr::V4(rw.route_to)) {
+            Ok(h) => h,
+            Err(e) => {
+                if let NextHopError::NoNeighbour(ip) = e {
+                    let _ = self.shared.neighbour_misses.push(ip);
+                }
+                return Verdict::Drop(e.drop_reason());
+            }
+        };
+        let Some(port) = self.snap.ports.get(usize::from(hop.port)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[f.l3..]) else {
+            return Verdict::Drop(DropReason::TruncatedIpv4);
+        };
+        if let Some(a) = rw.new_src {
+            ip.set_src(a);
+        }
+        if let Some(a) = rw.new_dst {
+            ip.set_dst(a);
+        }
+        ip.set_ttl(f.ttl - 1);
+        let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
+            return Verdict::Drop(DropReason::TruncatedEthernet);
+        };
+        eth.set_dst(hop.mac);
+        eth.set_src(port.mac);
+        Verdict::Tx(hop.port)
     }
 
     /// The connection of an original-direction packet to service `si`: found, or scheduled and
@@ -335,8 +441,8 @@ fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
 }
 
 /// Parses an Ethernet/IPv4/TCP-or-UDP frame. `Ok(None)`: not something xvs balances (other
-/// EtherType, other protocol, non-first fragment).
-fn parse(frame: &[u8]) -> Result<Option<Parsed>, DropReason> {
+/// EtherType, other protocol).
+fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     // VLAN-tagged frames are not balanced yet (the filter passes them too): forwarding a tag from
     // one segment onto another would be wrong until ports know their VLANs.
@@ -352,9 +458,18 @@ fn parse(frame: &[u8]) -> Result<Option<Parsed>, DropReason> {
         return Ok(None);
     };
     if ip.fragment_offset() != 0 {
-        return Ok(None);
+        return Ok(Some(Packet::LaterFragment(LaterFragment {
+            l3,
+            datagram: DatagramId {
+                src: ip.src(),
+                dst: ip.dst(),
+                proto,
+                id: ip.identification(),
+            },
+            ttl: ip.ttl(),
+        })));
     }
-    let first_fragment = ip.more_fragments();
+    let first_fragment = ip.more_fragments().then(|| ip.identification());
     let l4 = l3 + ip.header_len();
     let payload = ip.payload();
     let (sport, dport, event) = match proto {
@@ -363,11 +478,14 @@ fn parse(frame: &[u8]) -> Result<Option<Parsed>, DropReason> {
             (t.src_port(), t.dst_port(), Event::Tcp(t.flags()))
         }
         Proto::Udp => {
-            let u = UdpDatagram::new_checked(payload)?;
+            let u = match first_fragment {
+                Some(_) => UdpDatagram::new_checked_first_fragment(payload)?,
+                None => UdpDatagram::new_checked(payload)?,
+            };
             (u.src_port(), u.dst_port(), Event::Udp)
         }
     };
-    Ok(Some(Parsed {
+    Ok(Some(Packet::Flow(Parsed {
         l3,
         l4,
         key: FlowKey {
@@ -380,7 +498,7 @@ fn parse(frame: &[u8]) -> Result<Option<Parsed>, DropReason> {
         event,
         ttl: ip.ttl(),
         first_fragment,
-    }))
+    })))
 }
 
 /// Rewrites one endpoint (address and port) of a parsed IPv4 packet and decrements its TTL,
@@ -423,7 +541,8 @@ fn rewrite_ipv4(
             t.set_checksum(c);
         }
         Proto::Udp => {
-            let mut u = UdpDatagram::new_checked(l4).expect("parsed before");
+            // The relaxed check: a first fragment's length field covers later fragments too.
+            let mut u = UdpDatagram::new_checked_first_fragment(l4).expect("parsed before");
             match side {
                 Side::Src => u.set_src_port(new_port),
                 Side::Dst => u.set_dst_port(new_port),

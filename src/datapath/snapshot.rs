@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
@@ -118,6 +118,10 @@ pub enum SteerKey {
         port: u16,
         proto: Proto,
     },
+    /// Later fragments (no ports) whose destination is this address (a VIP).
+    DstFragments { addr: IpAddr, proto: Proto },
+    /// Later fragments whose source is this address (a NAT real server).
+    SrcFragments { addr: IpAddr, proto: Proto },
 }
 
 /// Everything a worker needs to decide about a frame, except next hops (see `nexthop`).
@@ -131,6 +135,10 @@ pub struct Snapshot {
     /// `(real address, real port, protocol)` → service index, for the real servers of
     /// `one_packet` NAT services (their replies have no connection entry).
     one_packet_reals: HashMap<(IpAddr, u16, Proto), usize, ahash::RandomState>,
+    /// Every (VIP, protocol) and every (NAT real server address, protocol): whose later
+    /// fragments are the load balancer's.
+    vip_addrs: HashSet<(IpAddr, Proto), ahash::RandomState>,
+    nat_real_addrs: HashSet<(IpAddr, Proto), ahash::RandomState>,
     pub timeouts: Timeouts,
     /// Pick up TCP flows mid-stream (IPVS `sloppy_tcp`).
     pub sloppy_tcp: bool,
@@ -148,8 +156,16 @@ impl Snapshot {
     ) -> Snapshot {
         let mut by_key = HashMap::with_capacity_and_hasher(services.len(), Default::default());
         let mut one_packet_reals = HashMap::default();
+        let mut vip_addrs = HashSet::default();
+        let mut nat_real_addrs = HashSet::default();
         for (i, s) in services.iter().enumerate() {
             by_key.insert(s.key, i);
+            vip_addrs.insert((s.key.vip, s.key.proto));
+            match s.forwarding {
+                Forwarding::Nat => {
+                    nat_real_addrs.extend(s.reals.iter().map(|r| (r.addr.ip(), s.key.proto)));
+                }
+            }
             if s.one_packet && s.forwarding == Forwarding::Nat {
                 for r in &s.reals {
                     one_packet_reals
@@ -164,6 +180,8 @@ impl Snapshot {
             services,
             by_key,
             one_packet_reals,
+            vip_addrs,
+            nat_real_addrs,
             timeouts,
             sloppy_tcp,
         }
@@ -187,6 +205,18 @@ impl Snapshot {
         })
     }
 
+    /// Whether `addr` is the VIP of a `proto` service.
+    #[inline]
+    pub fn is_vip(&self, addr: IpAddr, proto: Proto) -> bool {
+        self.vip_addrs.contains(&(addr, proto))
+    }
+
+    /// Whether `addr` is a real server of a `proto` NAT service.
+    #[inline]
+    pub fn is_nat_real(&self, addr: IpAddr, proto: Proto) -> bool {
+        self.nat_real_addrs.contains(&(addr, proto))
+    }
+
     /// For a packet from a real server of a `one_packet` NAT service (`src`:`sport`, `proto`),
     /// the service and the VIP address:port its source becomes. Port-0 real servers match any
     /// source port, which is then also the VIP's port.
@@ -205,7 +235,8 @@ impl Snapshot {
     }
 
     /// What the XDP filter must steer to the sockets for this snapshot: every service's
-    /// destination, and for NAT services every real server's source (its replies).
+    /// destination, and for NAT services every real server's source (its replies); plus, by
+    /// address alone, the later fragments of both.
     pub fn steering_keys(&self) -> Vec<SteerKey> {
         let mut keys = Vec::new();
         for s in &self.services {
@@ -214,12 +245,20 @@ impl Snapshot {
                 port: s.key.port,
                 proto: s.key.proto,
             });
+            keys.push(SteerKey::DstFragments {
+                addr: s.key.vip,
+                proto: s.key.proto,
+            });
             match s.forwarding {
                 Forwarding::Nat => {
                     for r in &s.reals {
                         keys.push(SteerKey::Src {
                             addr: r.addr.ip(),
                             port: r.addr.port(),
+                            proto: s.key.proto,
+                        });
+                        keys.push(SteerKey::SrcFragments {
+                            addr: r.addr.ip(),
                             proto: s.key.proto,
                         });
                     }

@@ -261,6 +261,19 @@ impl Lab {
         self.client(&["udp", "--addr", addr, "--count", &count.to_string()])
     }
 
+    /// Like [`udp_client`](Self::udp_client) with every datagram padded to `size` bytes.
+    pub fn udp_client_sized(&self, addr: &str, count: u32, size: usize) -> Summary {
+        self.client(&[
+            "udp",
+            "--addr",
+            addr,
+            "--count",
+            &count.to_string(),
+            "--size",
+            &size.to_string(),
+        ])
+    }
+
     /// Polls `http://VIP/` from the client until one request succeeds or `limit` passes.
     pub fn wait_http_ready(&self, limit: Duration) -> bool {
         let end = Instant::now() + limit;

@@ -40,6 +40,8 @@ static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF
 #define MAX_PORTS 16
 #define STEER_DST 0
 #define STEER_SRC 1
+#define STEER_DST_FRAGMENTS 2
+#define STEER_SRC_FRAGMENTS 3
 
 // Key of `steer`. IPv4 addresses are stored v4-mapped (::ffff:a.b.c.d) so that IPv6 needs no
 // new key type. Layout must match `steer_key_bytes` in filter.rs (20 bytes, no padding).
@@ -93,6 +95,20 @@ static __always_inline void v4_mapped(__u8 addr[16], __be32 ip)
 	__builtin_memcpy(&addr[12], &ip, 4);
 }
 
+// Sends the frame to the socket of its interface and queue (XDP_PASS if there is none).
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 *port_index = bpf_map_lookup_elem(&ports, &ifindex);
+	if (!port_index)
+		return XDP_PASS;
+	__u32 queue = ctx->rx_queue_index;
+	if (queue >= QUEUES_PER_PORT || *port_index >= MAX_PORTS)
+		return XDP_PASS;
+
+	return bpf_redirect_map(&xsks, *port_index * QUEUES_PER_PORT + queue, XDP_PASS);
+}
+
 SEC("xdp")
 int xvs_filter(struct xdp_md *ctx)
 {
@@ -117,11 +133,29 @@ int xvs_filter(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
-	// Non-first fragments carry no ports.
-	if (ip->frag_off & xvs_htons(0x1fff))
-		return XDP_PASS;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return XDP_PASS;
+
+	struct steer_key key = {};
+	key.proto = ip->protocol;
+
+	// Later fragments carry no ports: steered by address alone (dir 2: to a VIP, dir 3: from
+	// a NAT real server, not to the box itself).
+	if (ip->frag_off & xvs_htons(0x1fff)) {
+		v4_mapped(key.addr, ip->daddr);
+		key.dir = STEER_DST_FRAGMENTS;
+		if (!bpf_map_lookup_elem(&steer, &key)) {
+			struct addr_key local = {};
+			v4_mapped(local.addr, ip->daddr);
+			if (bpf_map_lookup_elem(&local_addrs, &local))
+				return XDP_PASS;
+			v4_mapped(key.addr, ip->saddr);
+			key.dir = STEER_SRC_FRAGMENTS;
+			if (!bpf_map_lookup_elem(&steer, &key))
+				return XDP_PASS;
+		}
+		return redirect(ctx);
+	}
 
 	__u32 ihl = (__u32)ip->ihl * 4; // 20..60
 	__be16 *l4 = (void *)ip + ihl;
@@ -129,9 +163,6 @@ int xvs_filter(struct xdp_md *ctx)
 		return XDP_PASS;
 	__be16 sport = l4[0];
 	__be16 dport = l4[1];
-
-	struct steer_key key = {};
-	key.proto = ip->protocol;
 
 	v4_mapped(key.addr, ip->daddr);
 	key.port = dport;
@@ -162,15 +193,7 @@ int xvs_filter(struct xdp_md *ctx)
 			return XDP_PASS;
 	}
 
-	__u32 ifindex = ctx->ingress_ifindex;
-	__u32 *port_index = bpf_map_lookup_elem(&ports, &ifindex);
-	if (!port_index)
-		return XDP_PASS;
-	__u32 queue = ctx->rx_queue_index;
-	if (queue >= QUEUES_PER_PORT || *port_index >= MAX_PORTS)
-		return XDP_PASS;
-
-	return bpf_redirect_map(&xsks, *port_index * QUEUES_PER_PORT + queue, XDP_PASS);
+	return redirect(ctx);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

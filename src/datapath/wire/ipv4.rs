@@ -73,6 +73,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Addr::new(self.b()[16], self.b()[17], self.b()[18], self.b()[19])
     }
 
+    /// The identification field (shared by the fragments of one datagram).
+    pub fn identification(&self) -> u16 {
+        read_u16(self.b(), 4)
+    }
+
     pub fn dont_fragment(&self) -> bool {
         self.b()[6] & 0x40 != 0
     }

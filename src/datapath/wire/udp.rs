@@ -28,6 +28,20 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         Ok(UdpDatagram { buffer })
     }
 
+    /// Like [`new_checked`](Self::new_checked) for the first fragment of a datagram, whose
+    /// length field covers fragments still to come: it may exceed `buffer` but not fall below
+    /// the header.
+    pub fn new_checked_first_fragment(buffer: T) -> Result<Self, DropReason> {
+        let b = buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(DropReason::TruncatedUdp);
+        }
+        if usize::from(read_u16(b, 4)) < HEADER_LEN {
+            return Err(DropReason::BadUdpLength);
+        }
+        Ok(UdpDatagram { buffer })
+    }
+
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), 0)
     }

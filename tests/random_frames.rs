@@ -7,11 +7,12 @@
 //! from the real servers, or between random hosts, with valid checksums) that are then mutated
 //! (bit flips, random bytes, truncation, padding, a header field set to a random value, often
 //! with the IPv4 checksum fixed so the deeper checks are reached). Every verdict is checked:
-//! - a frame the reference parser below finds malformed is dropped with exactly that reason;
+//! - a frame the reference reading (`tests/fixtures/oracle.rs`, shared with the fuzz targets)
+//!   finds malformed is dropped with exactly that reason, one it finds not balanced is passed;
 //! - `Pass` and `Drop` leave the frame untouched;
 //! - a `Tx` frame still parses, its IPv4 header checksum verifies, its TTL went down by one, a
 //!   transport checksum that verified still verifies (a UDP checksum of 0 stays 0), and no byte
-//!   changed outside the MACs, one address, one port, the TTL and the checksums.
+//!   changed outside the MACs, the addresses, the ports, the TTL and the checksums.
 //!
 //! `wire_views_survive_random_slices` runs the views' checked constructors over random slices,
 //! compares each result with the documented rule, then calls every accessor and setter.
@@ -25,7 +26,6 @@ use std::sync::Arc;
 use xvs::conntrack::Timeouts;
 use xvs::datapath::snapshot::{Forwarding, Persistence};
 use xvs::datapath::wire::checksum;
-use xvs::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
 use xvs::datapath::{DropReason, Processor, Service, ServiceKey, Shared, Snapshot, Verdict};
 use xvs::flow::{Proto, NANOS_PER_SEC};
 use xvs::sched::{RealServer, SchedulerKind};
@@ -33,7 +33,13 @@ use xvs::sched::{RealServer, SchedulerKind};
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
 
+#[path = "fixtures/oracle.rs"]
+mod oracle;
+
 use nat_lab::*;
+use oracle::{
+    be16, check, exercise_views, fix_ip_checksum, fold, pseudo, read, sum, Reading, IP_AT,
+};
 
 const DEFAULT_SEED: u64 = 0x7876_735f_6675_7a7a; // "xvs_fuzz"
 const DEFAULT_FRAMES: usize = 1_000_000;
@@ -299,44 +305,6 @@ fn spec(r: &mut Rng, flows: &[Flow]) -> Spec {
     s
 }
 
-const IP_AT: usize = 14;
-
-/// RFC 1071 sum, written here rather than taken from xvs (the checks below must not trust the
-/// code under test).
-fn sum(data: &[u8], mut s: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        s += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        s += u64::from(*last) << 8;
-    }
-    s
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
-fn pseudo(ip: &[u8], len: usize) -> u64 {
-    sum(&ip[12..20], 0) + u64::from(ip[9]) + len as u64
-}
-
-/// Writes the IPv4 header checksum of the IPv4 header at `IP_AT`, if the frame holds one.
-fn fix_ip_checksum(f: &mut [u8]) {
-    if f.len() < IP_AT + 20 || f[12..14] != [0x08, 0x00] {
-        return;
-    }
-    let end = (IP_AT + usize::from(f[IP_AT] & 0x0f) * 4).clamp(IP_AT + 12, f.len());
-    f[IP_AT + 10] = 0;
-    f[IP_AT + 11] = 0;
-    let c = !fold(sum(&f[IP_AT..end], 0));
-    f[IP_AT + 10..IP_AT + 12].copy_from_slice(&c.to_be_bytes());
-}
-
 fn build(s: &Spec, r: &mut Rng, f: &mut Vec<u8>) {
     f.clear();
     f.extend_from_slice(&s.dst_mac);
@@ -495,228 +463,6 @@ fn mutate(r: &mut Rng, f: &mut Vec<u8>) {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reference reading of a frame: the documented parse rules, re-implemented independently.
-
-#[derive(Debug, PartialEq)]
-enum Reading {
-    /// Malformed: must be dropped with this reason.
-    Malformed(DropReason),
-    /// Not something xvs balances: must be passed.
-    NotBalanced,
-    /// A well-formed IPv4 TCP/UDP packet (non-fragment or first fragment).
-    Balanced {
-        l4: usize,
-        /// End of the IP packet (Ethernet padding follows).
-        end: usize,
-        tcp: bool,
-        ttl: u8,
-        first_fragment: bool,
-    },
-}
-
-fn be16(f: &[u8], at: usize) -> usize {
-    usize::from(u16::from_be_bytes([f[at], f[at + 1]]))
-}
-
-fn read(f: &[u8]) -> Reading {
-    use DropReason::*;
-    use Reading::*;
-    if f.len() < 14 {
-        return Malformed(TruncatedEthernet);
-    }
-    let tpid = be16(f, 12);
-    if tpid == 0x8100 || tpid == 0x88a8 {
-        return if f.len() < 18 {
-            Malformed(TruncatedEthernet)
-        } else {
-            NotBalanced
-        };
-    }
-    if tpid != 0x0800 {
-        return NotBalanced;
-    }
-    let ip = &f[14..];
-    if ip.len() < 20 {
-        return Malformed(TruncatedIpv4);
-    }
-    if ip[0] >> 4 != 4 {
-        return Malformed(BadIpVersion);
-    }
-    let ihl = usize::from(ip[0] & 15) * 4;
-    if ihl < 20 || ihl > ip.len() {
-        return Malformed(BadIpv4HeaderLength);
-    }
-    let total = be16(ip, 2);
-    if total < ihl || total > ip.len() {
-        return Malformed(BadIpv4TotalLength);
-    }
-    if fold(sum(&ip[..ihl], 0)) != 0xffff {
-        return Malformed(BadIpv4Checksum);
-    }
-    let tcp = match ip[9] {
-        6 => true,
-        17 => false,
-        _ => return NotBalanced,
-    };
-    if be16(ip, 6) & 0x1fff != 0 {
-        return NotBalanced;
-    }
-    let l4 = &ip[ihl..total];
-    if tcp {
-        if l4.len() < 20 {
-            return Malformed(TruncatedTcp);
-        }
-        let doff = usize::from(l4[12] >> 4) * 4;
-        if doff < 20 || doff > l4.len() {
-            return Malformed(BadTcpHeaderLength);
-        }
-    } else {
-        if l4.len() < 8 {
-            return Malformed(TruncatedUdp);
-        }
-        let len = be16(l4, 4);
-        if len < 8 || len > l4.len() {
-            return Malformed(BadUdpLength);
-        }
-    }
-    Balanced {
-        l4: 14 + ihl,
-        end: 14 + total,
-        tcp,
-        ttl: ip[8],
-        first_fragment: ip[6] & 0x20 != 0,
-    }
-}
-
-/// Whether the transport checksum of a balanced frame verifies (`None`: UDP without checksum).
-fn l4_checksum_ok(f: &[u8], l4: usize, end: usize, tcp: bool) -> Option<bool> {
-    let ip = &f[14..];
-    if tcp {
-        return Some(fold(sum(&f[l4..end], pseudo(ip, end - l4))) == 0xffff);
-    }
-    if be16(f, l4 + 6) == 0 {
-        return None;
-    }
-    let len = be16(f, l4 + 4);
-    Some(fold(sum(&f[l4..l4 + len], pseudo(ip, len))) == 0xffff)
-}
-
-/// Drop reasons `process()` may give a well-formed frame (the others are the parser's, or the
-/// worker loop's).
-const DECISION_REASONS: &[DropReason] = &[
-    DropReason::Ipv4Fragment,
-    DropReason::TtlExceeded,
-    DropReason::NoRealServer,
-    DropReason::NoConnection,
-    DropReason::ConntrackFull,
-    DropReason::PersistenceFull,
-    DropReason::NoRoute,
-    DropReason::NoNeighbour,
-];
-
-/// Checks one verdict against the reference reading; `Err` describes the violation.
-fn check(input: &[u8], verdict: Verdict, out: &[u8]) -> Result<(), String> {
-    let reading = read(input);
-    let untouched = || {
-        if out == input {
-            Ok(())
-        } else {
-            Err(format!("{verdict:?} but the frame was modified"))
-        }
-    };
-    match (&reading, verdict) {
-        (Reading::Malformed(want), Verdict::Drop(got)) if *want == got => untouched(),
-        (Reading::Malformed(want), v) => Err(format!("malformed ({want:?}) but {v:?}")),
-        (Reading::NotBalanced, Verdict::Pass) => untouched(),
-        (Reading::NotBalanced, v) => Err(format!("not balanced traffic but {v:?}")),
-        (Reading::Balanced { .. }, Verdict::Pass) => untouched(),
-        (
-            Reading::Balanced {
-                ttl,
-                first_fragment,
-                ..
-            },
-            Verdict::Drop(r),
-        ) => {
-            if !DECISION_REASONS.contains(&r)
-                || (r == DropReason::TtlExceeded && *ttl > 1)
-                || (r == DropReason::Ipv4Fragment && !first_fragment)
-            {
-                return Err(format!("well-formed frame dropped as {r:?}"));
-            }
-            untouched()
-        }
-        (
-            &Reading::Balanced {
-                l4,
-                end,
-                tcp,
-                ttl,
-                first_fragment,
-            },
-            Verdict::Tx(port),
-        ) => check_tx(input, out, port, (l4, end, tcp, ttl, first_fragment)),
-    }
-}
-
-fn check_tx(
-    input: &[u8],
-    out: &[u8],
-    port: u8,
-    (l4, end, tcp, ttl, first_fragment): (usize, usize, bool, u8, bool),
-) -> Result<(), String> {
-    if first_fragment || ttl <= 1 {
-        return Err(format!(
-            "forwarded a frame with TTL {ttl} / first fragment {first_fragment}"
-        ));
-    }
-    let port_mac = match port {
-        0 => WAN_MAC,
-        1 => LAN_MAC,
-        p => return Err(format!("Tx({p}): no such port")),
-    };
-    if out[6..12] != port_mac
-        || ![CLIENT_MAC, R1_MAC, R2_MAC].contains(&out[0..6].try_into().unwrap())
-    {
-        return Err("Tx with unexpected MACs".into());
-    }
-    let after = read(out);
-    let Reading::Balanced {
-        l4: l4_out,
-        end: end_out,
-        tcp: tcp_out,
-        ttl: ttl_out,
-        ..
-    } = after
-    else {
-        return Err(format!(
-            "transmitted frame no longer reads as balanced: {after:?}"
-        ));
-    };
-    // read() verifies the IPv4 header checksum.
-    if (l4_out, end_out, tcp_out, ttl_out) != (l4, end, tcp, ttl - 1) {
-        return Err("transmitted frame's layout or TTL is wrong".into());
-    }
-    let was = l4_checksum_ok(input, l4, end, tcp);
-    let is = l4_checksum_ok(out, l4, end, tcp);
-    if was == Some(true) && is != Some(true) || was.is_none() != is.is_none() {
-        return Err(format!("transport checksum went from {was:?} to {is:?}"));
-    }
-    let csum_at = l4 + if tcp { 16 } else { 6 };
-    let may_change = |i: usize| {
-        i < 12
-            || i == 14 + 8
-            || (14 + 10..14 + 20).contains(&i)
-            || (l4..l4 + 4).contains(&i)
-            || (csum_at..csum_at + 2).contains(&i)
-    };
-    if let Some(i) = (0..input.len()).find(|&i| input[i] != out[i] && !may_change(i)) {
-        return Err(format!("byte {i} changed"));
-    }
-    Ok(())
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -810,129 +556,6 @@ fn process_survives_random_frames() {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Wire views
-
-/// Runs every view over `bytes` (each on a fresh copy in `work`, so one view's setters do not
-/// disturb the next view's input).
-fn exercise_views(r: &mut Rng, bytes: &[u8], work: &mut Vec<u8>) {
-    let len = bytes.len();
-    let b = bytes;
-
-    // Ethernet.
-    let tagged = len >= 14 && matches!(be16(b, 12), 0x8100 | 0x88a8);
-    let eth_ok = len >= 14 && (!tagged || len >= 18);
-    work.clear();
-    work.extend_from_slice(bytes);
-    match EthernetFrame::new_checked(&mut work[..]) {
-        Ok(mut e) => {
-            assert!(eth_ok, "Ethernet view accepted {len} bytes");
-            let hl = e.header_len();
-            assert_eq!(hl, if tagged { 18 } else { 14 });
-            assert_eq!(e.vlan_id().is_some(), tagged);
-            let _ = (e.dst(), e.src(), e.ethertype() == EtherType::IPV4);
-            assert_eq!(e.payload().len(), len - hl);
-            let mac = [r.byte(); 6];
-            e.set_dst(mac);
-            e.set_src(mac);
-            assert_eq!((e.dst(), e.src()), (mac, mac));
-        }
-        Err(reason) => {
-            assert!(!eth_ok, "Ethernet view refused {len} good bytes");
-            assert_eq!(reason, DropReason::TruncatedEthernet);
-        }
-    }
-
-    // IPv4.
-    let want = if len < 20 {
-        Err(DropReason::TruncatedIpv4)
-    } else if b[0] >> 4 != 4 {
-        Err(DropReason::BadIpVersion)
-    } else if usize::from(b[0] & 15) * 4 < 20 || usize::from(b[0] & 15) * 4 > len {
-        Err(DropReason::BadIpv4HeaderLength)
-    } else if be16(b, 2) < usize::from(b[0] & 15) * 4 || be16(b, 2) > len {
-        Err(DropReason::BadIpv4TotalLength)
-    } else {
-        Ok(())
-    };
-    work.clear();
-    work.extend_from_slice(bytes);
-    match Ipv4Packet::new_checked(&mut work[..]) {
-        Ok(mut p) => {
-            assert_eq!(want, Ok(()));
-            let (hl, tl) = (p.header_len(), p.total_len());
-            assert!(20 <= hl && hl <= tl && tl <= len);
-            assert_eq!(p.payload().len(), tl - hl);
-            let _ = (p.protocol(), p.checksum(), p.dont_fragment());
-            assert_eq!(
-                p.is_fragment(),
-                p.more_fragments() || p.fragment_offset() != 0
-            );
-            let ok = p.checksum_ok();
-            let (a, ttl) = ([r.byte(), r.byte(), r.byte(), r.byte()].into(), r.byte());
-            p.set_src(a);
-            p.set_dst(a);
-            p.set_ttl(ttl);
-            assert_eq!((p.src(), p.dst(), p.ttl()), (a, a, ttl));
-            if ok {
-                assert!(p.checksum_ok(), "IPv4 setters broke a valid checksum");
-            }
-        }
-        Err(reason) => assert_eq!(want, Err(reason)),
-    }
-
-    // TCP.
-    let want = if len < 20 {
-        Err(DropReason::TruncatedTcp)
-    } else if usize::from(b[12] >> 4) * 4 < 20 || usize::from(b[12] >> 4) * 4 > len {
-        Err(DropReason::BadTcpHeaderLength)
-    } else {
-        Ok(())
-    };
-    work.clear();
-    work.extend_from_slice(bytes);
-    match TcpSegment::new_checked(&mut work[..]) {
-        Ok(mut t) => {
-            assert_eq!(want, Ok(()));
-            assert!((20..=len).contains(&t.header_len()));
-            let f = t.flags();
-            let _ = (f.fin(), f.syn(), f.rst(), f.ack(), f.is_initial_syn());
-            let _ = t.checksum();
-            let (sp, dp, c) = (r.u16(), r.u16(), r.u16());
-            t.set_src_port(sp);
-            t.set_dst_port(dp);
-            t.set_checksum(c);
-            assert_eq!((t.src_port(), t.dst_port(), t.checksum()), (sp, dp, c));
-        }
-        Err(reason) => assert_eq!(want, Err(reason)),
-    }
-
-    // UDP.
-    let want = if len < 8 {
-        Err(DropReason::TruncatedUdp)
-    } else if be16(b, 4) < 8 || be16(b, 4) > len {
-        Err(DropReason::BadUdpLength)
-    } else {
-        Ok(())
-    };
-    work.clear();
-    work.extend_from_slice(bytes);
-    match UdpDatagram::new_checked(&mut work[..]) {
-        Ok(mut u) => {
-            assert_eq!(want, Ok(()));
-            assert!((8..=len).contains(&u.len()));
-            assert_eq!(u.is_empty(), u.len() == 8);
-            let _ = u.checksum();
-            let (sp, dp, c) = (r.u16(), r.u16(), r.u16());
-            u.set_src_port(sp);
-            u.set_dst_port(dp);
-            u.set_checksum(c);
-            assert_eq!((u.src_port(), u.dst_port(), u.checksum()), (sp, dp, c));
-        }
-        Err(reason) => assert_eq!(want, Err(reason)),
-    }
-}
-
 /// xvs's checksum helpers against this file's own sum: full computation, and incremental
 /// updates (RFC 1624) of a random 16-bit word or 4-byte run.
 fn exercise_checksums(r: &mut Rng, data: &mut Vec<u8>) {
@@ -990,7 +613,8 @@ fn wire_views_survive_random_slices() {
         } else {
             start + r.below(f.len() - start + 1)
         };
-        exercise_views(&mut r, &f[start..end], &mut work);
+        let values = r.next();
+        exercise_views(&f[start..end], &mut work, values);
         exercise_checksums(&mut r, &mut scratch);
     }
 }

@@ -131,6 +131,7 @@ fn show(v: Verdict) -> String {
 
 #[test]
 fn every_malformed_frame_is_dropped_with_its_reason() {
+    bless_if_asked();
     let files = corpus_files();
     let mut failures = Vec::new();
     let mut covered: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -909,14 +910,13 @@ fn segments(f: &[u8]) -> Vec<(std::ops::Range<usize>, &'static str)> {
     out
 }
 
-#[test]
-fn generated_files_are_current() {
-    let bless = std::env::var_os("XVS_BLESS").is_some_and(|v| v == "1");
+/// Compares the generated cases with their files; with `write`, rewrites them (and removes
+/// generated files whose case is gone) instead. Returns the differences found.
+fn sync_generated(write: bool) -> Vec<String> {
     let dir = corpus_dir();
-    let cases = generated();
     let mut problems = Vec::new();
     let mut names = std::collections::BTreeSet::new();
-    for c in &cases {
+    for c in &generated() {
         assert!(
             names.insert(c.name.clone()),
             "duplicate case name {}",
@@ -924,7 +924,7 @@ fn generated_files_are_current() {
         );
         let path = dir.join(format!("{}.hex", c.name));
         let want = render(c);
-        if bless {
+        if write {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(&path, &want).unwrap();
             continue;
@@ -940,7 +940,7 @@ fn generated_files_are_current() {
         let text = std::fs::read_to_string(&path).unwrap();
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         if text.contains(GENERATED_MARK) && !names.contains(&stem) {
-            if bless {
+            if write {
                 std::fs::remove_file(&path).unwrap();
             } else {
                 problems.push(format!(
@@ -949,6 +949,24 @@ fn generated_files_are_current() {
             }
         }
     }
+    problems
+}
+
+/// Under `XVS_BLESS=1`, rewrites the generated files once, before any test of this file reads
+/// them.
+fn bless_if_asked() {
+    static BLESS: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("XVS_BLESS").is_some_and(|v| v == "1") {
+        BLESS.call_once(|| {
+            sync_generated(true);
+        });
+    }
+}
+
+#[test]
+fn generated_files_are_current() {
+    bless_if_asked();
+    let problems = sync_generated(false);
     assert!(
         problems.is_empty(),
         "tests/malformed is out of step with generated() (XVS_BLESS=1 rewrites it; review the \

@@ -563,15 +563,17 @@ fn generated() -> Vec<Case> {
         f,
     );
 
-    // Fragment (policy may change: see the comment in the file).
-    let mut f = syn.clone();
-    f[IP + 6] = 0x20; // MF, offset 0
+    // Fragments: a later fragment (offset 8 bytes) to the VIP whose first fragment was never
+    // forwarded.
+    let mut f = udp.clone();
+    f[IP + 6] = 0x00;
+    f[IP + 7] = 0x01; // offset 1 × 8 bytes, no more fragments
     fix_ip_checksum(&mut f);
     add(
         Ipv4Fragment,
-        "first-fragment-to-service",
-        "FRAGMENT POLICY CASE (may change): a first fragment (MF set, offset 0) of a SYN to VIP:80 \
-         is dropped today because fragments are not balanced yet",
+        "later-fragment-without-first",
+        "later fragment (offset 8) of a UDP datagram to VIP:53 whose first fragment was never \
+         forwarded: xvs does not reassemble",
         f,
     );
 

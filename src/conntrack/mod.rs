@@ -430,6 +430,33 @@ impl ConnTable {
         removed
     }
 
+    /// Removes every connection scheduled to the real server whose counters are `stats` (one
+    /// (service, real server) pair: the same address in another service is not touched), as
+    /// health checks do for `on_failure: remove`. Its active/inactive counts drop with each
+    /// entry. Locks one shard at a time, never two, so workers wait at most one shard's scan.
+    /// Returns how many connections were removed.
+    pub fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
+        let mut total = 0;
+        for s in self.shards.iter() {
+            let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
+            let mut removed = 0;
+            for slot in 0..shard.slots.len() {
+                let mine = shard.slots[slot]
+                    .stats
+                    .as_ref()
+                    .is_some_and(|st| Arc::ptr_eq(st, stats));
+                if mine {
+                    shard.remove(slot as u32);
+                    removed += 1;
+                }
+            }
+            drop(shard);
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            total += removed;
+        }
+        total
+    }
+
     /// A copy of every live entry (for `xvs ctl conns` and tests; locks one shard at a time).
     pub fn rows(&self) -> Vec<ConnRow> {
         let mut out = Vec::with_capacity(self.len());
@@ -628,6 +655,53 @@ mod tests {
             assert_eq!(t.expire(now, 4096), 4096);
             assert_eq!(size(), before, "index reallocated in round {round}");
         }
+    }
+
+    #[test]
+    fn remove_real_removes_only_that_servers_connections_and_keeps_counts_exact() {
+        let t = ConnTable::with_shards(1000, 8);
+        let to = Timeouts::default();
+        let a = Arc::new(RealStats::default());
+        let b = Arc::new(RealStats::default());
+        // Same address, another service: its own counters, untouched.
+        let other = Arc::new(RealStats::default());
+        for p in 0..100u16 {
+            let mut c = new_conn(10_000 + p, if p % 2 == 0 { &a } else { &b });
+            if p % 2 == 1 {
+                c.real = sa("198.18.1.12:8080");
+            }
+            t.insert(c, 0, &to).unwrap();
+        }
+        for p in 0..10u16 {
+            let mut c = new_conn(20_000 + p, &other);
+            c.vip = sa("198.18.0.100:81");
+            t.insert(c, 0, &to).unwrap();
+        }
+        // Half of a's connections established.
+        for p in (0..100u16).step_by(4) {
+            let (o, _) = keys(&new_conn(10_000 + p, &a));
+            t.lookup(Direction::Original, &o, ACK, 1, &to).unwrap();
+        }
+        assert_eq!(a.active.load(Ordering::Relaxed), 25);
+        assert_eq!(a.inactive.load(Ordering::Relaxed), 25);
+        assert_eq!(t.remove_real(&a), 50);
+        assert_eq!(t.len(), 60);
+        assert_eq!(a.total_connections(), 0);
+        assert_eq!(b.inactive.load(Ordering::Relaxed), 50);
+        assert_eq!(other.inactive.load(Ordering::Relaxed), 10);
+        assert!(t
+            .rows()
+            .iter()
+            .all(|r| r.real != sa("198.18.1.11:8080") || r.vip == sa("198.18.0.100:81")));
+        // Both directions of a removed connection are gone, and its slot is reusable.
+        let (o, r) = keys(&new_conn(10_000, &a));
+        assert!(t.lookup(Direction::Original, &o, ACK, 2, &to).is_none());
+        assert!(t.lookup(Direction::Reply, &r, ACK, 2, &to).is_none());
+        t.insert(new_conn(10_000, &a), 2, &to).unwrap();
+        assert_eq!(a.inactive.load(Ordering::Relaxed), 1);
+        assert_eq!(t.remove_real(&a), 1);
+        assert_eq!(t.remove_real(&a), 0);
+        assert_eq!(t.len(), 60);
     }
 
     #[test]

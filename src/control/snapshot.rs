@@ -3,7 +3,9 @@
 //!
 //! Real-server counters ([`RealStats`]) belong to a (service, real server) pair, not to a
 //! snapshot: a reload that keeps the pair keeps its counters, so connection counts and totals
-//! survive reloads (as with `ipvsadm` edits).
+//! survive reloads (as with `ipvsadm` edits), and so does the up/down state the health checks
+//! keep in them. Likewise a service's [`ServiceState`] (its quorum) and its sorry server's
+//! counters belong to the service key (and the sorry server's address).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use crate::conntrack::Timeouts;
 use crate::control::config::{self, Config};
-use crate::datapath::snapshot::Forwarding;
+use crate::datapath::snapshot::{Forwarding, ServiceState};
 use crate::datapath::{Port, Service, ServiceKey, Snapshot};
 use crate::sched::{RealServer, RealStats};
 
@@ -44,11 +46,17 @@ pub fn build(
     previous: Option<&Snapshot>,
 ) -> Snapshot {
     let mut old_stats: HashMap<(ServiceKey, SocketAddr), Arc<RealStats>> = HashMap::new();
+    let mut old_sorry: HashMap<(ServiceKey, SocketAddr), Arc<RealStats>> = HashMap::new();
+    let mut old_state: HashMap<ServiceKey, Arc<ServiceState>> = HashMap::new();
     if let Some(prev) = previous {
         for s in &prev.services {
             for r in &s.reals {
                 old_stats.insert((s.key, r.addr), r.stats.clone());
             }
+            if let Some(r) = &s.sorry {
+                old_sorry.insert((s.key, r.addr), r.stats.clone());
+            }
+            old_state.insert(s.key, s.state.clone());
         }
     }
     let services = cfg
@@ -87,6 +95,12 @@ pub fn build(
                         }
                     })
                     .collect(),
+                sorry: s.sorry_server.map(|addr| RealServer {
+                    addr,
+                    weight: 1,
+                    stats: old_sorry.get(&(key, addr)).cloned().unwrap_or_default(),
+                }),
+                state: old_state.get(&key).cloned().unwrap_or_default(),
             }
         })
         .collect();
@@ -127,6 +141,19 @@ pub fn describe_changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
                     lines.push(format!(
                         "VS {}: scheduler {} -> {}",
                         s.key, s.scheduler, n.scheduler
+                    ));
+                }
+                let sorry = |x: &Service| {
+                    x.sorry
+                        .as_ref()
+                        .map_or("none".to_string(), |r| real_id(x, r))
+                };
+                if sorry(n) != sorry(s) {
+                    lines.push(format!(
+                        "VS {}: sorry server {} -> {}",
+                        s.key,
+                        sorry(s),
+                        sorry(n)
                     ));
                 }
             }

@@ -5,7 +5,10 @@
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
 //!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
-//!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`.
+//!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`. A new flow goes to the
+//!    service's sorry server instead of a real server while the service has lost quorum, or
+//!    when the scheduler finds no real server that can take it; without a sorry server the
+//!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
 //! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
 //!    VLAN-tagged frames (not balanced yet) and other protocols (ICMP, VRRP) are passed as well.
@@ -192,10 +195,15 @@ impl Processor {
             Event::Udp => ConnState::Udp,
         };
         let svc = &self.snap.services[si];
-        let ri = self.schedulers[si]
-            .pick(&p.key, &svc.reals)
-            .ok_or(DropReason::NoRealServer)?;
-        let real = &svc.reals[ri];
+        // keepalived: a service that lost quorum has its real servers replaced by the sorry
+        // server (without one, the servers still up keep taking flows).
+        let real = match (&svc.sorry, svc.state.has_quorum()) {
+            (Some(sorry), false) => sorry,
+            _ => match self.schedulers[si].pick(&p.key, &svc.reals) {
+                Some(ri) => &svc.reals[ri],
+                None => svc.sorry.as_ref().ok_or(DropReason::NoRealServer)?,
+            },
+        };
         let new = NewConn {
             proto: p.key.proto,
             client: SocketAddr::new(p.key.src, p.key.sport),

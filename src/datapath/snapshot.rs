@@ -3,9 +3,13 @@
 //!
 //! The control plane builds a new [`Snapshot`] for every (re)load and swaps it in whole
 //! (`arc-swap`); a worker loads it once per batch. Nothing here changes after construction, so
-//! lookups need no lock. Real-server counters live behind `Arc`s that survive reloads.
+//! lookups need no lock. Real-server counters ([`RealStats`](crate::sched::RealStats)) and the
+//! per-service dynamic state ([`ServiceState`]) live behind `Arc`s that survive reloads; the
+//! control plane changes them with atomic stores and the workers read them without a lock.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
@@ -37,6 +41,36 @@ pub enum Forwarding {
     Nat,
 }
 
+/// Dynamic state of a virtual service, kept by the control plane's health checks and read by
+/// the workers: shared by every snapshot that has the service (same [`ServiceKey`]), so it
+/// survives reloads.
+#[derive(Debug)]
+pub struct ServiceState {
+    quorum: AtomicBool,
+}
+
+impl Default for ServiceState {
+    /// With quorum.
+    fn default() -> Self {
+        ServiceState {
+            quorum: AtomicBool::new(true),
+        }
+    }
+}
+
+impl ServiceState {
+    /// Whether the service has quorum (keepalived's `quorum_state_up`): enough real servers up.
+    #[inline]
+    pub fn has_quorum(&self) -> bool {
+        self.quorum.load(Ordering::Relaxed)
+    }
+
+    /// Sets the quorum state; returns whether that changed it.
+    pub fn set_quorum(&self, up: bool) -> bool {
+        self.quorum.swap(up, Ordering::Relaxed) != up
+    }
+}
+
 /// One virtual service of the snapshot.
 #[derive(Debug)]
 pub struct Service {
@@ -45,6 +79,32 @@ pub struct Service {
     pub forwarding: Forwarding,
     pub scheduler: SchedulerKind,
     pub reals: Vec<RealServer>,
+    /// Takes the new flows while the service has lost quorum, or when no real server can take
+    /// a flow (keepalived's `sorry_server`). Forwarded like a real server; never health checked.
+    pub sorry: Option<RealServer>,
+    /// Quorum, set by the health checks.
+    pub state: Arc<ServiceState>,
+}
+
+impl Service {
+    /// A service with no sorry server and a fresh state (with quorum).
+    pub fn new(
+        name: impl Into<String>,
+        key: ServiceKey,
+        forwarding: Forwarding,
+        scheduler: SchedulerKind,
+        reals: Vec<RealServer>,
+    ) -> Service {
+        Service {
+            name: name.into(),
+            key,
+            forwarding,
+            scheduler,
+            reals,
+            sorry: None,
+            state: Arc::default(),
+        }
+    }
 }
 
 /// An interface the datapath is attached to.
@@ -117,7 +177,8 @@ impl Snapshot {
     }
 
     /// What the XDP filter must steer to the sockets for this snapshot: every service's
-    /// destination, and for NAT services every real server's source (its replies).
+    /// destination, and for NAT services every real server's and the sorry server's source
+    /// (their replies).
     pub fn steering_keys(&self) -> Vec<SteerKey> {
         let mut keys = Vec::new();
         for s in &self.services {
@@ -128,7 +189,7 @@ impl Snapshot {
             });
             match s.forwarding {
                 Forwarding::Nat => {
-                    for r in &s.reals {
+                    for r in s.reals.iter().chain(&s.sorry) {
                         keys.push(SteerKey::Src {
                             addr: r.addr.ip(),
                             port: r.addr.port(),

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod health;
 pub mod metrics;
 pub mod neighbours;
 pub mod netlink;

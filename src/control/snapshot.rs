@@ -256,6 +256,47 @@ services:
     }
 
     #[test]
+    fn sorry_server_and_service_state_are_built_kept_across_reloads_and_steered() {
+        use crate::datapath::snapshot::SteerKey;
+        let with_sorry = BASE.replace(
+            "    reals:\n",
+            "    sorry_server: 198.18.1.13:8080\n    reals:\n",
+        );
+        let a = build(&cfg(&with_sorry), vec![], 1, None);
+        let web = &a.services[0];
+        let sorry = web.sorry.as_ref().unwrap();
+        assert_eq!(sorry.addr, "198.18.1.13:8080".parse().unwrap());
+        assert!(web.state.has_quorum());
+        assert!(a.steering_keys().contains(&SteerKey::Src {
+            addr: "198.18.1.13".parse().unwrap(),
+            port: 8080,
+            proto: crate::flow::Proto::Tcp,
+        }));
+        web.state.set_quorum(false);
+        sorry
+            .stats
+            .connections_total
+            .fetch_add(7, Ordering::Relaxed);
+        let b = build(&cfg(&with_sorry), vec![], 2, Some(&a));
+        assert!(Arc::ptr_eq(&b.services[0].state, &web.state));
+        assert!(
+            !b.services[0].state.has_quorum(),
+            "quorum survives a reload"
+        );
+        assert!(Arc::ptr_eq(
+            &b.services[0].sorry.as_ref().unwrap().stats,
+            &sorry.stats
+        ));
+        let c = build(&cfg(BASE), vec![], 3, Some(&b));
+        assert!(c.services[0].sorry.is_none());
+        assert_eq!(
+            describe_changes(&b, &c),
+            ["VS [198.18.0.100]:tcp:80: sorry server [198.18.1.13]:tcp:8080 -> none"]
+        );
+        assert_eq!(c.steering_keys().len(), 3, "VIP and two reals");
+    }
+
+    #[test]
     fn timeouts_come_from_the_config() {
         let c = cfg(&format!(
             "{BASE}conntrack:\n  timeouts: {{ tcp_syn: 5s, udp: 100ms }}\n"

@@ -510,6 +510,14 @@ fn the_sorry_server_takes_new_flows_while_quorum_is_lost_and_when_both_reals_are
         .is_some());
     let s = lab.http_client_url(&url, 20, 2.0);
     assert_eq!((s.ok, s.count("sorry")), (20, 20), "{s:?}");
+    // A reload keeps the servers' and the service's state: still down, still the sorry server.
+    xvs.signal("HUP");
+    assert!(xvs
+        .wait_log("Configuration reloaded", 0, Duration::from_secs(5))
+        .is_some());
+    let s = lab.http_client_url(&url, 10, 2.0);
+    assert_eq!((s.ok, s.count("sorry")), (10, 10), "after a reload: {s:?}");
+    assert!(!xvs.log().contains("Adding service"), "{}", xvs.log());
     let m = lab.metrics();
     assert_eq!(
         metric(
@@ -524,7 +532,7 @@ fn the_sorry_server_takes_new_flows_while_quorum_is_lost_and_when_both_reals_are
         metric(
             &m,
             &format!("xvs_sorry_server_connections_total{{service=\"web\",vip=\"{VIP}\",port=\"80\",proto=\"tcp\",real=\"198.18.1.11:8080\"}}")
-        ) >= 40.0
+        ) >= 50.0
     );
 
     // Both back: quorum gained at 2, the sorry server leaves.

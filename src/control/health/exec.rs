@@ -1,11 +1,12 @@
 //! `type: exec`: run `sh -c COMMAND` with `%ADDR%` and `%PORT%` replaced by the real server's
 //! address and port; exit status 0 is up, anything else down (keepalived's `MISC_CHECK`). The
 //! command runs in its own process group with stdin, stdout and stderr on `/dev/null`; past the
-//! timeout the whole group is killed (SIGKILL) and the check fails.
+//! timeout (or when the daemon stops) the whole group is killed (SIGKILL) and the check fails.
 
 use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::probe::{Failure, Outcome};
@@ -26,7 +27,7 @@ pub fn program(command: &str) -> &str {
     command.split_whitespace().next().unwrap_or("")
 }
 
-pub fn probe(addr: SocketAddr, command: &str, timeout: Duration) -> Outcome {
+pub fn probe(addr: SocketAddr, command: &str, timeout: Duration, stop: &AtomicBool) -> Outcome {
     let deadline = Instant::now() + timeout;
     let mut child = Command::new("/bin/sh")
         .arg("-c")
@@ -47,7 +48,9 @@ pub fn probe(addr: SocketAddr, command: &str, timeout: Duration) -> Outcome {
                     (None, None) => Err(Failure::Exit(-1)),
                 };
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+            Ok(None) if Instant::now() < deadline && !stop.load(Ordering::Relaxed) => {
+                std::thread::sleep(POLL)
+            }
             Ok(None) => {
                 signals::kill_process_group(child.id());
                 let _ = child.wait();
@@ -67,6 +70,7 @@ mod tests {
     use super::*;
 
     const T: Duration = Duration::from_secs(5);
+    static GO: AtomicBool = AtomicBool::new(false);
 
     fn addr() -> SocketAddr {
         "198.18.1.11:8080".parse().unwrap()
@@ -87,13 +91,29 @@ mod tests {
 
     #[test]
     fn exit_status_decides() {
-        assert_eq!(probe(addr(), "true", T), Ok(()));
-        assert_eq!(probe(addr(), "exit 3", T), Err(Failure::Exit(3)));
+        assert_eq!(probe(addr(), "true", T, &GO), Ok(()));
+        assert_eq!(probe(addr(), "exit 3", T, &GO), Err(Failure::Exit(3)));
         assert_eq!(
-            probe(addr(), "test %ADDR% = 198.18.1.11 && test %PORT% = 8080", T),
+            probe(
+                addr(),
+                "test %ADDR% = 198.18.1.11 && test %PORT% = 8080",
+                T,
+                &GO
+            ),
             Ok(())
         );
-        assert_eq!(probe(addr(), "kill -9 $$", T), Err(Failure::Signal(9)));
+        assert_eq!(probe(addr(), "kill -9 $$", T, &GO), Err(Failure::Signal(9)));
+    }
+
+    #[test]
+    fn a_stop_kills_the_command_at_once() {
+        let stop = AtomicBool::new(true);
+        let start = Instant::now();
+        assert_eq!(
+            probe(addr(), "sleep 5", T, &stop),
+            Err(Failure::ExecTimeout)
+        );
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
@@ -103,7 +123,7 @@ mod tests {
         let start = Instant::now();
         let cmd = format!("(sleep 1; touch {}) & sleep 5", marker.display());
         assert_eq!(
-            probe(addr(), &cmd, Duration::from_millis(200)),
+            probe(addr(), &cmd, Duration::from_millis(200), &GO),
             Err(Failure::ExecTimeout)
         );
         assert!(start.elapsed() < Duration::from_secs(2));

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,8 @@ pub struct Job {
 }
 
 /// Runs the probe of `job.check` against `job.addr`; returns what it found and how long it took.
-pub fn run(job: &Job) -> (Outcome, Duration) {
+/// An exec probe gives up (killing its command) as soon as `stop` is set.
+pub fn run(job: &Job, stop: &AtomicBool) -> (Outcome, Duration) {
     let start = Instant::now();
     let c = &job.check;
     let outcome = match c.kind {
@@ -58,7 +60,7 @@ pub fn run(job: &Job) -> (Outcome, Duration) {
         CheckType::Http => http::probe(job.addr, &c.http.clone().unwrap_or_default(), c.timeout),
         CheckType::Udp => udp::probe(job.addr, c.timeout),
         CheckType::Exec => match &c.exec {
-            Some(e) => exec::probe(job.addr, &e.command, c.timeout),
+            Some(e) => exec::probe(job.addr, &e.command, c.timeout, stop),
             None => Err(Failure::Spawn("no exec command".into())),
         },
         // Never scheduled: a real server without a check is up.

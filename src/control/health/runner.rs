@@ -2,6 +2,10 @@
 //! threads (started as needed, at most [`MAX_PROBES_IN_FLIGHT`]). The scheduler hands due probes
 //! to the pool over a channel, applies their results as they come back, and takes new plans from
 //! the daemon ([`HealthHandle::update`]) at any time. Log lines go to stderr, as the daemon's.
+//!
+//! On stop the scheduler thread ends within 100 ms; probe threads are not waited for (a probe may
+//! block up to its timeout, which may be long): they end with their probe (an exec probe kills
+//! its command at once) or with the process.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,10 +106,9 @@ fn run(
             default(wait) => {}
         }
     }
+    // Detached: see the module documentation.
     drop(job_tx);
-    for h in pool {
-        let _ = h.join();
-    }
+    drop(pool);
 }
 
 fn spawn_prober(
@@ -121,7 +124,7 @@ fn spawn_prober(
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let (outcome, took) = probe::run(&job);
+                let (outcome, took) = probe::run(&job, &stop);
                 if results.send((job.id, outcome, took)).is_err() {
                     break;
                 }

@@ -1,4 +1,5 @@
-//! The control plane: configuration, snapshot building, neighbour resolution, the daemon.
+//! The control plane: configuration, snapshot building, neighbour resolution, health checks, the
+//! daemon.
 //! Nothing here runs on the per-packet path.
 
 pub mod admin;

@@ -9,9 +9,12 @@ hold: opens COUNT TCP connections and sends nothing; prints {"opened": N} once t
 connected; waits (at most --wait seconds) until FILE exists; then sends one HTTP GET on each
 held connection and tallies the answers as the http mode does (a connection reset or closed
 while held is a failure).
+  lab-client.py http --url http://198.18.0.100/ --duration 8 --interval 0.02 --trace
 
 Summary on stdout: {"ok": N, "failed": M, "by_server": {"r1": x, ...}, "errors": [first few],
-"elapsed_s": T}. Exit status 0 when every request succeeded, 1 when some failed, 2 on bad usage.
+"elapsed_s": T}; with --trace also "trace": [[start time (Unix seconds), server or null], ...],
+one entry per request. --duration S sends requests until S seconds have passed (instead of
+--count). Exit status 0 when every request succeeded, 1 when some failed, 2 on bad usage.
 """
 import argparse
 import http.client
@@ -27,20 +30,41 @@ MAX_ERRORS = 5
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, trace: bool) -> None:
         self.ok = 0
         self.failed = 0
         self.by_server: Counter = Counter()
         self.errors: list = []
+        self.trace = [] if trace else None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.time()
 
     def success(self, server: str) -> None:
         self.ok += 1
         self.by_server[server] += 1
+        if self.trace is not None:
+            self.trace.append([round(self.started, 4), server])
 
     def failure(self, i: int, msg: str) -> None:
         self.failed += 1
         if len(self.errors) < MAX_ERRORS:
             self.errors.append("request %d: %s" % (i, msg))
+        if self.trace is not None:
+            self.trace.append([round(self.started, 4), None])
+
+
+def requests(args):
+    """Request numbers: --count of them, or as many as fit in --duration seconds."""
+    if args.duration is None:
+        yield from range(args.count)
+        return
+    end = time.monotonic() + args.duration
+    i = 0
+    while time.monotonic() < end:
+        yield i
+        i += 1
 
 
 def run_http(args, t: Tally) -> None:
@@ -49,7 +73,8 @@ def run_http(args, t: Tally) -> None:
         raise SystemExit("lab-client: --url must be http://HOST[:PORT]/PATH")
     port = u.port or 80
     path = (u.path or "/") + ("?" + u.query if u.query else "")
-    for i in range(args.count):
+    for i in requests(args):
+        t.start()
         conn = http.client.HTTPConnection(u.hostname, port, timeout=args.timeout)
         try:
             conn.request("GET", path, headers={"Connection": "close"})
@@ -73,7 +98,8 @@ def run_udp(args, t: Tally) -> None:
     if not host or not port.isdigit():
         raise SystemExit("lab-client: --addr must be HOST:PORT")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for i in range(args.count):
+    for i in requests(args):
+        t.start()
         payload = b"xvs-lab-%d" % i
         if args.size > len(payload):
             payload += b"." * (args.size - len(payload))
@@ -146,12 +172,14 @@ def main() -> int:
         p.add_argument("--count", type=int, default=100)
         p.add_argument("--timeout", type=float, default=2.0)
         p.add_argument("--interval", type=float, default=0.0, help="seconds between requests")
+        p.add_argument("--duration", type=float, default=None, help="send for this many seconds")
+        p.add_argument("--trace", action="store_true", help="list every request in the summary")
     hd.set_defaults(interval=0.0)
     args = ap.parse_args()
     if args.count < 0:
         ap.error("--count must be >= 0")
 
-    t = Tally()
+    t = Tally(args.trace)
     start = time.monotonic()
     {"http": run_http, "udp": run_udp, "hold": run_hold}[args.mode](args, t)
     summary = {
@@ -161,6 +189,8 @@ def main() -> int:
         "errors": t.errors,
         "elapsed_s": round(time.monotonic() - start, 3),
     }
+    if t.trace is not None:
+        summary["trace"] = t.trace
     print(json.dumps(summary))
     return 0 if t.failed == 0 else 1
 

@@ -8,7 +8,8 @@
 //! - [`sched`]: the `Scheduler` trait and one file per IPVS scheduling algorithm.
 //! - [`conntrack`]: the sharded connection table, TCP/UDP states, timeouts and expiry.
 //! - [`vrrp`]: VRRP failover (a later issue).
-//! - [`control`]: configuration, snapshot building, neighbour resolution, the daemon.
+//! - [`control`]: configuration, snapshot building, neighbour resolution, health checks, the
+//!   daemon.
 //!
 //! `unsafe` is allowed only in the AF_XDP/UMEM and BPF-loader modules of `datapath`, each block
 //! with a `// SAFETY:` comment.

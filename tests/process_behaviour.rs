@@ -226,3 +226,138 @@ fn wlc_sends_new_flows_to_the_least_loaded_server_as_connections_open_and_close(
         .collect();
     assert_eq!(counts, [(0, 4), (1, 3)]);
 }
+
+// ---- health checks: servers held down, on_failure, quorum and the sorry server ----------------
+
+const SORRY: [u8; 4] = R1;
+const SORRY_PORT: u16 = 8080;
+
+/// The lab's processor with a sorry server (r1:8080) on `web` when `sorry` is set.
+fn processor_with_sorry(sorry: bool) -> Processor {
+    let mut snap = snapshot(1, (1, 1), false);
+    if sorry {
+        snap.services[0].sorry = Some(xvs::sched::RealServer::new(
+            std::net::SocketAddr::from((SORRY, SORRY_PORT)),
+            1,
+        ));
+    }
+    Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)))
+}
+
+/// Like `send`, with the destination port of a forwarded frame.
+fn send_to(p: &mut Processor, t: u64, sport: u16, flags: u8) -> (Verdict, Option<([u8; 4], u16)>) {
+    let now = t * NANOS_PER_SEC;
+    p.begin_batch(now);
+    let mut f = tcp(sport, flags);
+    let v = p.process(now, 0, &mut f);
+    let dst = matches!(v, Verdict::Tx(_)).then(|| {
+        (
+            [f[30], f[31], f[32], f[33]],
+            u16::from_be_bytes([f[36], f[37]]),
+        )
+    });
+    (v, dst)
+}
+
+fn web(p: &Processor) -> Arc<xvs::datapath::Snapshot> {
+    p.shared().snapshot.load_full()
+}
+
+#[test]
+fn with_every_real_server_down_new_flows_go_to_the_sorry_server_or_are_dropped_without_one() {
+    for sorry in [true, false] {
+        let mut p = processor_with_sorry(sorry);
+        let snap = web(&p);
+        for r in &snap.services[0].reals {
+            r.stats.set_up(false);
+        }
+        let got = send_to(&mut p, 1, 50000, SYN);
+        if sorry {
+            assert_eq!(got, (Verdict::Tx(1), Some((SORRY, SORRY_PORT))));
+            // The flow stays with the sorry server, replies included in the table.
+            assert_eq!(send_to(&mut p, 2, 50000, ACK).1, Some((SORRY, SORRY_PORT)));
+            let s = snap.services[0].sorry.as_ref().unwrap();
+            assert_eq!(
+                s.stats
+                    .connections_total
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                1
+            );
+            assert_eq!(
+                s.active_connections(),
+                1,
+                "ESTABLISHED counted on the sorry server"
+            );
+            let rows = p.shared().conntrack.rows(0);
+            assert_eq!(rows[0].real.port(), SORRY_PORT);
+        } else {
+            assert_eq!(got.0, Verdict::Drop(DropReason::NoRealServer));
+        }
+    }
+}
+
+#[test]
+fn a_lost_quorum_sends_new_flows_to_the_sorry_server_while_existing_flows_keep_their_server() {
+    let mut p = processor_with_sorry(true);
+    let snap = web(&p);
+    assert_eq!(send_to(&mut p, 1, 51000, SYN).1, Some((R1, 80)));
+    snap.services[0].state.set_quorum(false);
+    for port in 51001..51004 {
+        assert_eq!(
+            send_to(&mut p, 2, port, SYN).1,
+            Some((SORRY, SORRY_PORT)),
+            "quorum lost: the sorry server, though the real servers are up"
+        );
+    }
+    assert_eq!(
+        send_to(&mut p, 2, 51000, ACK).1,
+        Some((R1, 80)),
+        "existing flow"
+    );
+    snap.services[0].state.set_quorum(true);
+    assert_eq!(send_to(&mut p, 3, 51010, SYN).1, Some((R2, 80)), "rr again");
+    // Without a sorry server, a lost quorum changes nothing (keepalived keeps the servers up).
+    let mut p = processor_with_sorry(false);
+    web(&p).services[0].state.set_quorum(false);
+    assert_eq!(send_to(&mut p, 1, 52000, SYN).1, Some((R1, 80)));
+}
+
+#[test]
+fn a_server_held_down_takes_no_new_flow_and_only_remove_ends_its_existing_ones() {
+    for remove in [false, true] {
+        let mut p = processor_with_sorry(false);
+        let snap = web(&p);
+        // rr: 53000 → r1, 53001 → r2; both established.
+        assert_eq!(send_to(&mut p, 1, 53000, SYN).1, Some((R1, 80)));
+        assert_eq!(send_to(&mut p, 1, 53001, SYN).1, Some((R2, 80)));
+        send_to(&mut p, 2, 53000, ACK);
+        send_to(&mut p, 2, 53001, ACK);
+        let r2 = &snap.services[0].reals[1];
+        // What the health checks do on r2's down transition.
+        r2.stats.set_up(false);
+        if remove {
+            assert_eq!(p.shared().conntrack.remove_real(&r2.stats), 1);
+            assert_eq!(r2.active_connections(), 0);
+        }
+        for port in 53010..53014 {
+            assert_eq!(
+                send_to(&mut p, 3, port, SYN).1,
+                Some((R1, 80)),
+                "no new flow to r2"
+            );
+        }
+        let existing = send_to(&mut p, 4, 53001, ACK);
+        if remove {
+            assert_eq!(existing.0, Verdict::Drop(DropReason::NoConnection));
+        } else {
+            assert_eq!(existing.1, Some((R2, 80)), "drain: the flow continues");
+        }
+        assert_eq!(send_to(&mut p, 4, 53000, ACK).1, Some((R1, 80)));
+        // Back up: new flows reach r2 again.
+        r2.stats.set_up(true);
+        let picks: Vec<_> = (53020..53024)
+            .map(|port| send_to(&mut p, 5, port, SYN).1.unwrap().0)
+            .collect();
+        assert!(picks.contains(&R2), "{picks:?}");
+    }
+}

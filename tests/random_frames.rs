@@ -124,7 +124,7 @@ fn extended_lab() -> Processor {
         netmask: [255, 255, 255, 0].into(),
     });
     let mut https = Service::new(
-        "https".into(),
+        "https",
         key(VIP, 443, Proto::Tcp),
         Forwarding::Nat,
         SchedulerKind::Wlc,
@@ -132,7 +132,7 @@ fn extended_lab() -> Processor {
     );
     https.persistence = persistence;
     let mut ntp = Service::new(
-        "ntp".into(),
+        "ntp",
         key(VIP, 123, Proto::Udp),
         Forwarding::Nat,
         SchedulerKind::Lc,
@@ -140,7 +140,7 @@ fn extended_lab() -> Processor {
     );
     ntp.one_packet = true;
     let mut all = Service::new(
-        "all-ports".into(),
+        "all-ports",
         key(VIP2, 0, Proto::Tcp),
         Forwarding::Nat,
         SchedulerKind::Sed,

@@ -305,6 +305,8 @@ struct Shard {
 const RECLAIM_BUDGET: usize = 64;
 /// How many slots an insert into a full shard may visit looking for a half-open entry to evict.
 const EVICT_SCAN: usize = 64;
+/// How many slots [`ConnTable::remove_real`] scans per lock of a shard.
+pub const REMOVE_REAL_CHUNK: usize = 4096;
 
 impl Shard {
     fn new(capacity: usize) -> Shard {
@@ -630,6 +632,42 @@ impl ConnTable {
         let removed = lock(&self.shards[i]).sweep(&self.key_hasher, tick(now), budget);
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
+    }
+
+    /// Removes every connection scheduled to the real server whose counters are `stats` (one
+    /// (service, real server) pair: the same address in another service is not touched), as
+    /// health checks do for `on_failure: remove`. Its active/inactive counts drop with each
+    /// entry. Holds one shard's lock for at most [`REMOVE_REAL_CHUNK`] slots at a time, so a
+    /// worker waits at most one chunk's scan. Returns how many connections were removed.
+    pub fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
+        let mut total = 0;
+        for s in self.shards.iter() {
+            let mut start = 0;
+            loop {
+                let mut shard = lock(s);
+                let end = (start + REMOVE_REAL_CHUNK).min(shard.slots.len());
+                let mut removed = 0;
+                for slot in start..end {
+                    let mine = shard.slots[slot]
+                        .stats
+                        .as_ref()
+                        .is_some_and(|st| Arc::ptr_eq(st, stats));
+                    if mine {
+                        shard.remove(&self.key_hasher, slot);
+                        removed += 1;
+                    }
+                }
+                let more = end < shard.slots.len();
+                drop(shard);
+                self.len.fetch_sub(removed, Ordering::Relaxed);
+                total += removed;
+                if !more {
+                    break;
+                }
+                start = end;
+            }
+        }
+        total
     }
 
     /// A copy of every entry live at `now` (for `xvs ctl conns` and tests; locks one shard at a
@@ -972,6 +1010,69 @@ mod tests {
         }
         assert!(t.is_empty());
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn remove_real_removes_only_that_servers_connections_and_keeps_counts_exact() {
+        let t = ConnTable::with_shards(1000, 8);
+        let to = Timeouts::default();
+        let a = Arc::new(RealStats::default());
+        let b = Arc::new(RealStats::default());
+        // Same address, another service: its own counters, untouched.
+        let other = Arc::new(RealStats::default());
+        for p in 0..100u16 {
+            let mut c = new_conn(10_000 + p, if p % 2 == 0 { &a } else { &b });
+            if p % 2 == 1 {
+                c.real = sa("198.18.1.12:8080");
+            }
+            t.insert(c, 0, &to).unwrap();
+        }
+        for p in 0..10u16 {
+            let mut c = new_conn(20_000 + p, &other);
+            c.vip = sa("198.18.0.100:81");
+            t.insert(c, 0, &to).unwrap();
+        }
+        // Half of a's connections established.
+        for p in (0..100u16).step_by(4) {
+            let (o, _) = keys(&new_conn(10_000 + p, &a));
+            t.lookup(Direction::Original, &o, ACK, 1, &to).unwrap();
+        }
+        assert_eq!(a.active.load(Ordering::Relaxed), 25);
+        assert_eq!(a.inactive.load(Ordering::Relaxed), 25);
+        assert_eq!(t.remove_real(&a), 50);
+        assert_eq!(t.len(), 60);
+        assert_eq!(a.total_connections(), 0);
+        assert_eq!(b.inactive.load(Ordering::Relaxed), 50);
+        assert_eq!(other.inactive.load(Ordering::Relaxed), 10);
+        assert!(t
+            .rows(1)
+            .iter()
+            .all(|r| r.real != sa("198.18.1.11:8080") || r.vip == sa("198.18.0.100:81")));
+        // Both directions of a removed connection are gone, and its slot is reusable.
+        let (o, r) = keys(&new_conn(10_000, &a));
+        assert!(t.lookup(Direction::Original, &o, ACK, 2, &to).is_none());
+        assert!(t.lookup(Direction::Reply, &r, ACK, 2, &to).is_none());
+        t.insert(new_conn(10_000, &a), 2, &to).unwrap();
+        assert_eq!(a.inactive.load(Ordering::Relaxed), 1);
+        assert_eq!(t.remove_real(&a), 1);
+        assert_eq!(t.remove_real(&a), 0);
+        assert_eq!(t.len(), 60);
+    }
+
+    #[test]
+    fn remove_real_works_through_shards_larger_than_one_chunk() {
+        let n = REMOVE_REAL_CHUNK * 2 + 100;
+        let t = ConnTable::with_shards(n, 1);
+        let to = Timeouts::default();
+        let a = Arc::new(RealStats::default());
+        for i in 0..n as u32 {
+            let mut c = new_conn(0, &a);
+            c.client = SocketAddr::from((i.to_be_bytes(), 1000));
+            t.insert(c, 0, &to).unwrap();
+        }
+        assert_eq!(t.remove_real(&a), n);
+        assert!(t.is_empty());
+        assert_eq!(a.total_connections(), 0);
     }
 
     #[test]

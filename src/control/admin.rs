@@ -31,6 +31,7 @@ use crate::control::ctl::{
 use crate::datapath::snapshot::Forwarding;
 use crate::datapath::Shared;
 use crate::flow::{Nanos, NANOS_PER_SEC};
+use crate::sched::RealServer;
 
 /// What a reload did (`Ok`: the lines describing the changes) or why the file was refused.
 pub type ReloadOutcome = Result<String, String>;
@@ -88,19 +89,25 @@ pub fn list(shared: &Shared) -> ListReply {
                 forwarding: match s.forwarding {
                     Forwarding::Nat => "nat".to_string(),
                 },
-                reals: s
-                    .reals
-                    .iter()
-                    .map(|r| RealInfo {
-                        address: r.addr,
-                        weight: r.weight,
-                        active_connections: r.active_connections(),
-                        inactive_connections: r.inactive_connections(),
-                        connections_total: r.stats.connections_total.load(Ordering::Relaxed),
-                    })
-                    .collect(),
+                reals: s.reals.iter().map(real_info).collect(),
+                quorum: s.state.has_quorum(),
+                sorry_server: s.sorry.as_ref().map(|r| RealInfo {
+                    up: !s.state.has_quorum(),
+                    ..real_info(r)
+                }),
             })
             .collect(),
+    }
+}
+
+fn real_info(r: &RealServer) -> RealInfo {
+    RealInfo {
+        address: r.addr,
+        weight: r.weight,
+        up: r.stats.is_up(),
+        active_connections: r.active_connections(),
+        inactive_connections: r.inactive_connections(),
+        connections_total: r.stats.connections_total.load(Ordering::Relaxed),
     }
 }
 
@@ -324,7 +331,7 @@ mod tests {
 
     fn shared() -> Arc<Shared> {
         let web = Service::new(
-            "web".into(),
+            "web",
             ServiceKey {
                 vip: "198.18.0.100".parse().unwrap(),
                 port: 80,

@@ -22,6 +22,11 @@
 //!   `Masq` for NAT —, weight, active and inactive connections), trailing padding included;
 //! - services are sorted by family, protocol, address and port, real servers by address and
 //!   port, as ipvsadm sorts them without `--nosort`;
+//! - health checks: the Weight column is the weight IPVS would hold under keepalived with
+//!   `inhibit_on_failure`, i.e. 0 for a real server that takes no new flows because health checks
+//!   hold it down, or because its service lost quorum and the sorry server took over; the sorry
+//!   server then has its own line (weight 1), as keepalived adds it to IPVS. `--json` keeps the
+//!   configured `weight` and says `up`, `quorum` and `sorry_server`;
 //! - connections: `IPVS connection entries`, then `"pro expire %-11s %-18s %-18s %s"` with
 //!   `state source virtual destination`, and each entry as `"%-3s %-6s %-11s %-18s %-18s %s"`,
 //!   expire being `mm:ss` of idle time left (rounded down, as `/proc/net/ip_vs_conn` does).
@@ -205,12 +210,26 @@ pub struct ServiceInfo {
     /// `nat` (the only method built so far).
     pub forwarding: String,
     pub reals: Vec<RealInfo>,
+    /// Whether the service has quorum (enough real servers up).
+    #[serde(default = "yes")]
+    pub quorum: bool,
+    /// The sorry server (`weight` 1, `up` while it takes the new flows: quorum lost).
+    #[serde(default)]
+    pub sorry_server: Option<RealInfo>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealInfo {
     pub address: SocketAddr,
+    /// The configured weight.
     pub weight: u32,
+    /// False while health checks hold the server down.
+    #[serde(default = "yes")]
+    pub up: bool,
     /// ESTABLISHED connections (ipvsadm's ActiveConn).
     pub active_connections: u64,
     /// Other tracked connections (ipvsadm's InActConn).
@@ -293,15 +312,22 @@ pub fn format_list(r: &ListReply) -> String {
             SocketAddr::new(s.vip, s.port),
             s.scheduler
         );
-        let mut reals: Vec<&RealInfo> = s.reals.iter().collect();
-        reals.sort_by_key(|r| (r.address.is_ipv6(), r.address.ip(), r.address.port()));
-        for rs in reals {
+        // keepalived replaces the real servers by the sorry server while quorum is lost.
+        let sorry_in = !s.quorum && s.sorry_server.is_some();
+        let mut reals: Vec<(&RealInfo, u32)> = s
+            .reals
+            .iter()
+            .map(|r| (r, if r.up && !sorry_in { r.weight } else { 0 }))
+            .chain(s.sorry_server.iter().filter(|_| sorry_in).map(|r| (r, 1)))
+            .collect();
+        reals.sort_by_key(|(r, _)| (r.address.is_ipv6(), r.address.ip(), r.address.port()));
+        for (rs, weight) in reals {
             let _ = writeln!(
                 o,
                 "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
                 rs.address.to_string(),
                 forward_name(&s.forwarding),
-                rs.weight,
+                weight,
                 rs.active_connections,
                 rs.inactive_connections
             );
@@ -557,6 +583,7 @@ mod tests {
         RealInfo {
             address: sa(addr),
             weight,
+            up: true,
             active_connections: active,
             inactive_connections: inactive,
             connections_total: active + inactive,
@@ -580,6 +607,8 @@ mod tests {
                         real("198.18.1.12:5353", 1, 0, 7),
                         real("198.18.1.11:5353", 1, 0, 8),
                     ],
+                    quorum: true,
+                    sorry_server: None,
                 },
                 ServiceInfo {
                     name: "web".into(),
@@ -592,6 +621,8 @@ mod tests {
                         real("198.18.1.11:80", 3, 12, 3),
                         real("198.18.1.12:80", 1, 4, 1),
                     ],
+                    quorum: true,
+                    sorry_server: None,
                 },
             ],
         }
@@ -611,6 +642,44 @@ UDP  198.18.0.100:53 rr
   -> 198.18.1.12:5353             Masq    1      0          7         
 ";
         assert_eq!(format_list(&lab_list()), want);
+    }
+
+    #[test]
+    fn list_shows_down_servers_at_weight_0_and_the_sorry_server_while_quorum_is_lost() {
+        let mut l = lab_list();
+        let web = &mut l.services[1];
+        web.reals[1].up = false;
+        web.sorry_server = Some(real("198.18.1.11:8080", 1, 0, 2));
+        let text = format_list(&l);
+        assert!(
+            text.contains("  -> 198.18.1.11:80               Masq    3 "),
+            "{text}"
+        );
+        assert!(
+            text.contains("  -> 198.18.1.12:80               Masq    0 "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("8080"),
+            "quorum kept: no sorry server line\n{text}"
+        );
+        let web = &mut l.services[1];
+        web.reals[0].up = false;
+        web.quorum = false;
+        let text = format_list(&l);
+        let want = "\
+TCP  198.18.0.100:80 wrr
+  -> 198.18.1.11:80               Masq    0      12         3         
+  -> 198.18.1.11:8080             Masq    1      0          2         
+  -> 198.18.1.12:80               Masq    0      4          1         
+";
+        assert!(text.contains(want), "{text}");
+        // An older daemon's JSON without the new fields reads as up and with quorum.
+        let old: RealInfo = serde_json::from_str(
+            r#"{"address":"198.18.1.11:80","weight":1,"active_connections":0,"inactive_connections":0,"connections_total":0}"#,
+        )
+        .unwrap();
+        assert!(old.up);
     }
 
     #[test]

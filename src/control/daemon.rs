@@ -4,10 +4,11 @@
 //! attached): check privileges → load and validate the config → look up the interfaces → build
 //! the snapshot and next-hop table → attach the XDP filter (refusing interfaces owned by another
 //! program) → open the AF_XDP sockets and register them → steer the services → resolve the real
-//! servers' MACs → start workers, neighbour refresher, expiry janitor, metrics and the admin socket
-//! → `READY=1`.
+//! (and sorry) servers' MACs → start workers, neighbour refresher, expiry janitor, health checks,
+//! metrics and the admin socket → `READY=1`.
 //!
-//! A reload builds a new snapshot off the packet path and swaps it in whole; a file that does not
+//! A reload builds a new snapshot off the packet path and swaps it in whole, then hands the health
+//! checks their new plan (pairs kept across the reload keep their state); a file that does not
 //! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`,
 //! `global.metrics_listen`, `global.admin_socket`), is refused and the running configuration stays.
 //! `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
@@ -21,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::control::config::{self, Config};
+use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::{admin, neighbours, netlink, snapshot};
@@ -124,7 +126,12 @@ fn real_addresses(cfg: &Config) -> Vec<IpAddr> {
     let mut v: Vec<IpAddr> = cfg
         .services
         .iter()
-        .flat_map(|s| s.reals.iter().map(|r| r.address.ip()))
+        .flat_map(|s| {
+            s.reals
+                .iter()
+                .map(|r| r.address.ip())
+                .chain(s.sorry_server.map(|a| a.ip()))
+        })
         .collect();
     v.sort();
     v.dedup();
@@ -186,6 +193,7 @@ struct Running {
     shared: Arc<Shared>,
     filter: FilterProgram,
     reload: Arc<ReloadStatus>,
+    health: HealthHandle,
     /// The last local-address sync failed (logged once until it works again).
     address_sync_failing: bool,
 }
@@ -282,10 +290,11 @@ impl Running {
         let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
         let changes = snapshot::describe_changes(&old, &new);
         let keys = new.steering_keys();
+        let new = Arc::new(new);
         // Swap first, then steer: a new service's first packets only reach the sockets once the
         // workers already know it. A removed service's packets that arrive in between are passed
         // (and counted as `not_lb_traffic`), never mis-forwarded.
-        self.shared.snapshot.store(Arc::new(new));
+        self.shared.snapshot.store(new.clone());
         if let Err(e) = self.filter.set_steering(&keys) {
             // Keep the promise of a failed reload: the running configuration stays, whole.
             self.shared.snapshot.store(old.clone());
@@ -295,6 +304,7 @@ impl Running {
         for ip in real_addresses(&cfg) {
             let _ = self.shared.neighbour_misses.push(ip);
         }
+        self.health.update(health::plan(&cfg, &new));
         self.cfg = cfg;
         Ok(changes)
     }
@@ -382,6 +392,20 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         ),
         spawn_janitor(shared.clone(), epoch, stop.clone()),
     ];
+    let health_metrics = Arc::new(HealthMetrics::default());
+    let health = match health::spawn(shared.clone(), health_metrics.clone(), stop.clone()) {
+        Ok((handle, thread)) => {
+            aux.push(thread);
+            handle
+        }
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            handles.into_iter().for_each(|h| drop(h.join()));
+            aux.into_iter().for_each(|h| drop(h.join()));
+            return Err(fatal(format!("cannot start the health checks: {e}")));
+        }
+    };
+    health.update(health::plan(&cfg, &shared.snapshot.load()));
     let reload = Arc::new(ReloadStatus::default());
     reload.successful.store(true, Ordering::Relaxed);
     reload
@@ -392,6 +416,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         workers: counters,
         xsk: xsk_readers,
         reload: reload.clone(),
+        health: health_metrics,
     });
     let (reload_tx, reload_rx) = admin::reload_channel();
     let admin_state = admin::AdminState {
@@ -454,6 +479,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         shared,
         filter,
         reload,
+        health,
         address_sync_failing: false,
     };
     let mut failure = None;

@@ -1,8 +1,10 @@
 //! The Prometheus endpoint (`global.metrics_listen`, `GET /metrics`, text format 0.0.4).
 //!
 //! Counters are read at scrape time from where the datapath keeps them: per-worker
-//! [`WorkerCounters`] (summed here), per-real [`RealStats`](crate::sched::RealStats) behind the
-//! current snapshot, and the kernel's AF_XDP statistics. Nothing is pushed from the packet path.
+//! [`WorkerCounters`] (summed here), per-real [`RealStats`](crate::sched::RealStats) and
+//! per-service state behind the current snapshot, the health checks' own counters
+//! ([`HealthMetrics`]), and the kernel's AF_XDP statistics. Nothing is pushed from the packet
+//! path.
 //! The server is a plain blocking `TcpListener` on its own thread: one scrape at a time is enough
 //! for Prometheus.
 
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::control::health::HealthMetrics;
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
 use crate::datapath::{DropReason, Shared, WorkerCounters};
 
@@ -32,6 +35,7 @@ pub struct Sources {
     /// Kernel AF_XDP statistics of each queue's sockets.
     pub xsk: Vec<XskStatsReader>,
     pub reload: Arc<ReloadStatus>,
+    pub health: Arc<HealthMetrics>,
 }
 
 fn esc(s: &str) -> String {
@@ -110,9 +114,9 @@ pub fn render(src: &Sources) -> String {
         &mut o,
         "xvs_real_up",
         "gauge",
-        "1 if the real server may take flows (health checks are not built yet: always 1).",
+        "1 while the real server is up (health checks), 0 while they hold it down.",
     );
-    per_real(&mut o, "xvs_real_up", &|_| 1);
+    per_real(&mut o, "xvs_real_up", &|r| u64::from(r.stats.is_up()));
     family(
         &mut o,
         "xvs_service_connections_total",
@@ -123,6 +127,7 @@ pub fn render(src: &Sources) -> String {
         let total: u64 = s
             .reals
             .iter()
+            .chain(&s.sorry)
             .map(|r| r.stats.connections_total.load(Ordering::Relaxed))
             .sum();
         let _ = writeln!(
@@ -135,6 +140,44 @@ pub fn render(src: &Sources) -> String {
         );
     }
     o.push_str(&svc_lines);
+    family(
+        &mut o,
+        "xvs_service_quorum_up",
+        "gauge",
+        "1 while the service has quorum (enough real servers up), 0 while it has lost it.",
+    );
+    for s in &snap.services {
+        let _ = writeln!(
+            o,
+            "xvs_service_quorum_up{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {}",
+            esc(&s.name),
+            s.key.vip,
+            s.key.port,
+            s.key.proto,
+            u8::from(s.state.has_quorum())
+        );
+    }
+    family(
+        &mut o,
+        "xvs_sorry_server_connections_total",
+        "counter",
+        "Connections scheduled to a service's sorry server.",
+    );
+    for s in &snap.services {
+        if let Some(r) = &s.sorry {
+            let _ = writeln!(
+                o,
+                "xvs_sorry_server_connections_total{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
+                esc(&s.name),
+                s.key.vip,
+                s.key.port,
+                s.key.proto,
+                r.addr,
+                r.stats.connections_total.load(Ordering::Relaxed)
+            );
+        }
+    }
+    src.health.render(&mut o);
 
     family(
         &mut o,

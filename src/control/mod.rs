@@ -1,10 +1,12 @@
-//! The control plane: configuration, snapshot building, neighbour resolution, the daemon.
+//! The control plane: configuration, snapshot building, neighbour resolution, health checks, the
+//! daemon.
 //! Nothing here runs on the per-packet path.
 
 pub mod admin;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod health;
 pub mod metrics;
 pub mod neighbours;
 pub mod netlink;

@@ -58,6 +58,22 @@ impl DaemonSignals {
     }
 }
 
+/// Sends SIGKILL to every process of process group `pgid` (a health-check command started as
+/// its own group leader, with whatever it started). Errors (the group is already gone) are
+/// ignored.
+pub fn kill_process_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        // 0 would be our own group, 1 (as -1) every process we may signal.
+        return;
+    }
+    // SAFETY: kill has no memory preconditions; a negative pid addresses the process group
+    // `pgid` only, and pgid > 1 was checked above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
 /// The effective user id is root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -3,7 +3,9 @@
 //!
 //! Real-server counters ([`RealStats`]) belong to a (service, real server) pair, not to a
 //! snapshot: a reload that keeps the pair keeps its counters, so connection counts and totals
-//! survive reloads (as with `ipvsadm` edits).
+//! survive reloads (as with `ipvsadm` edits), and so does the up/down state the health checks
+//! keep in them. Likewise a service's [`ServiceState`] (its quorum) and its sorry server's
+//! counters belong to the service key (and the sorry server's address).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use crate::conntrack::Timeouts;
 use crate::control::config::{self, Config};
-use crate::datapath::snapshot::{Forwarding, Persistence};
+use crate::datapath::snapshot::{Forwarding, Persistence, ServiceState};
 use crate::datapath::{Port, Service, ServiceKey, Snapshot};
 use crate::sched::{RealServer, RealStats};
 
@@ -44,11 +46,17 @@ pub fn build(
     previous: Option<&Snapshot>,
 ) -> Snapshot {
     let mut old_stats: HashMap<(ServiceKey, SocketAddr), Arc<RealStats>> = HashMap::new();
+    let mut old_sorry: HashMap<(ServiceKey, SocketAddr), Arc<RealStats>> = HashMap::new();
+    let mut old_state: HashMap<ServiceKey, Arc<ServiceState>> = HashMap::new();
     if let Some(prev) = previous {
         for s in &prev.services {
             for r in &s.reals {
                 old_stats.insert((s.key, r.addr), r.stats.clone());
             }
+            if let Some(r) = &s.sorry {
+                old_sorry.insert((s.key, r.addr), r.stats.clone());
+            }
+            old_state.insert(s.key, s.state.clone());
         }
     }
     let services = cfg
@@ -89,6 +97,12 @@ pub fn build(
                     netmask: s.persistence.effective_netmask(s.vip),
                 });
             }
+            svc.sorry = s.sorry_server.map(|addr| RealServer {
+                addr,
+                weight: 1,
+                stats: old_sorry.get(&(key, addr)).cloned().unwrap_or_default(),
+            });
+            svc.state = old_state.get(&key).cloned().unwrap_or_default();
             svc.one_packet = s.one_packet;
             svc
         })
@@ -130,6 +144,19 @@ pub fn describe_changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
                     lines.push(format!(
                         "VS {}: scheduler {} -> {}",
                         s.key, s.scheduler, n.scheduler
+                    ));
+                }
+                let sorry = |x: &Service| {
+                    x.sorry
+                        .as_ref()
+                        .map_or("none".to_string(), |r| real_id(x, r))
+                };
+                if sorry(n) != sorry(s) {
+                    lines.push(format!(
+                        "VS {}: sorry server {} -> {}",
+                        s.key,
+                        sorry(s),
+                        sorry(n)
                     ));
                 }
             }
@@ -228,6 +255,51 @@ services:
         assert_eq!(
             describe_changes(&a, &b),
             ["Changing weight of service [198.18.1.12]:tcp:80 in VS [198.18.0.100]:tcp:80: 1 -> 2"]
+        );
+    }
+
+    #[test]
+    fn sorry_server_and_service_state_are_built_kept_across_reloads_and_steered() {
+        use crate::datapath::snapshot::SteerKey;
+        let with_sorry = BASE.replace(
+            "    reals:\n",
+            "    sorry_server: 198.18.1.13:8080\n    reals:\n",
+        );
+        let a = build(&cfg(&with_sorry), vec![], 1, None);
+        let web = &a.services[0];
+        let sorry = web.sorry.as_ref().unwrap();
+        assert_eq!(sorry.addr, "198.18.1.13:8080".parse().unwrap());
+        assert!(web.state.has_quorum());
+        assert!(a.steering_keys().contains(&SteerKey::Src {
+            addr: "198.18.1.13".parse().unwrap(),
+            port: 8080,
+            proto: crate::flow::Proto::Tcp,
+        }));
+        web.state.set_quorum(false);
+        sorry
+            .stats
+            .connections_total
+            .fetch_add(7, Ordering::Relaxed);
+        let b = build(&cfg(&with_sorry), vec![], 2, Some(&a));
+        assert!(Arc::ptr_eq(&b.services[0].state, &web.state));
+        assert!(
+            !b.services[0].state.has_quorum(),
+            "quorum survives a reload"
+        );
+        assert!(Arc::ptr_eq(
+            &b.services[0].sorry.as_ref().unwrap().stats,
+            &sorry.stats
+        ));
+        let c = build(&cfg(BASE), vec![], 3, Some(&b));
+        assert!(c.services[0].sorry.is_none());
+        assert_eq!(
+            describe_changes(&b, &c),
+            ["VS [198.18.0.100]:tcp:80: sorry server [198.18.1.13]:tcp:8080 -> none"]
+        );
+        assert_eq!(
+            c.steering_keys().len(),
+            6,
+            "VIP and two reals, each also for later fragments"
         );
     }
 

@@ -5,7 +5,10 @@
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
 //!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
-//!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`.
+//!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`. A new flow goes to the
+//!    service's sorry server instead of a real server while the service has lost quorum, or
+//!    when the scheduler finds no real server that can take it; without a sorry server the
+//!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
 //! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
 //!    VLAN-tagged frames (not balanced yet) and other protocols (ICMP, VRRP) are passed as well.
@@ -321,8 +324,27 @@ impl Processor {
             Event::Tcp(_) => return Err(DropReason::NoConnection),
             Event::Udp => ConnState::Udp,
         };
-        let ri = self.pick_real(now, si, p)?;
-        let real = &self.snap.services[si].reals[ri];
+        // keepalived: a service that lost quorum has its real servers replaced by the sorry
+        // server (without one, the servers still up keep taking flows); a service whose real
+        // servers can take no flow uses the sorry server too.
+        let lost_quorum = {
+            let svc = &self.snap.services[si];
+            svc.sorry.is_some() && !svc.state.has_quorum()
+        };
+        let picked = if lost_quorum {
+            None
+        } else {
+            match self.pick_real(now, si, p) {
+                Ok(ri) => Some(ri),
+                Err(DropReason::NoRealServer) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let svc = &self.snap.services[si];
+        let real = match picked {
+            Some(ri) => &svc.reals[ri],
+            None => svc.sorry.as_ref().ok_or(DropReason::NoRealServer)?,
+        };
         // A port-0 real server (of a port-0 service) keeps the client's destination port.
         let real_addr = match real.addr.port() {
             0 => SocketAddr::new(real.addr.ip(), p.key.dport),

@@ -3,9 +3,13 @@
 //!
 //! The control plane builds a new [`Snapshot`] for every (re)load and swaps it in whole
 //! (`arc-swap`); a worker loads it once per batch. Nothing here changes after construction, so
-//! lookups need no lock. Real-server counters live behind `Arc`s that survive reloads.
+//! lookups need no lock. Real-server counters ([`RealStats`](crate::sched::RealStats)) and the
+//! per-service dynamic state ([`ServiceState`]) live behind `Arc`s that survive reloads; the
+//! control plane changes them with atomic stores and the workers read them without a lock.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 
@@ -46,6 +50,36 @@ pub struct Persistence {
     pub netmask: IpAddr,
 }
 
+/// Dynamic state of a virtual service, kept by the control plane's health checks and read by
+/// the workers: shared by every snapshot that has the service (same [`ServiceKey`]), so it
+/// survives reloads.
+#[derive(Debug)]
+pub struct ServiceState {
+    quorum: AtomicBool,
+}
+
+impl Default for ServiceState {
+    /// With quorum.
+    fn default() -> Self {
+        ServiceState {
+            quorum: AtomicBool::new(true),
+        }
+    }
+}
+
+impl ServiceState {
+    /// Whether the service has quorum (keepalived's `quorum_state_up`): enough real servers up.
+    #[inline]
+    pub fn has_quorum(&self) -> bool {
+        self.quorum.load(Ordering::Relaxed)
+    }
+
+    /// Sets the quorum state; returns whether that changed it.
+    pub fn set_quorum(&self, up: bool) -> bool {
+        self.quorum.swap(up, Ordering::Relaxed) != up
+    }
+}
+
 /// One virtual service of the snapshot.
 ///
 /// A service with `key.port == 0` takes every port of its VIP that no other service of the VIP
@@ -64,11 +98,18 @@ pub struct Service {
     pub one_packet: bool,
     /// Position of each real server in `reals`, by address.
     real_index: HashMap<SocketAddr, usize, ahash::RandomState>,
+    /// Takes the new flows while the service has lost quorum, or when no real server can take
+    /// a flow (keepalived's `sorry_server`). Forwarded like a real server; never health checked.
+    pub sorry: Option<RealServer>,
+    /// Quorum, set by the health checks.
+    pub state: Arc<ServiceState>,
 }
 
 impl Service {
+    /// A service with no sorry server, no persistence, not one-packet, and a fresh state (with
+    /// quorum).
     pub fn new(
-        name: String,
+        name: impl Into<String>,
         key: ServiceKey,
         forwarding: Forwarding,
         scheduler: SchedulerKind,
@@ -76,13 +117,15 @@ impl Service {
     ) -> Service {
         let real_index = reals.iter().enumerate().map(|(i, r)| (r.addr, i)).collect();
         Service {
-            name,
+            name: name.into(),
             key,
             forwarding,
             scheduler,
             reals,
             persistence: None,
             one_packet: false,
+            sorry: None,
+            state: Arc::default(),
             real_index,
         }
     }
@@ -163,7 +206,12 @@ impl Snapshot {
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
                 Forwarding::Nat => {
-                    nat_real_addrs.extend(s.reals.iter().map(|r| (r.addr.ip(), s.key.proto)));
+                    nat_real_addrs.extend(
+                        s.reals
+                            .iter()
+                            .chain(&s.sorry)
+                            .map(|r| (r.addr.ip(), s.key.proto)),
+                    );
                 }
             }
             if s.one_packet && s.forwarding == Forwarding::Nat {
@@ -235,8 +283,8 @@ impl Snapshot {
     }
 
     /// What the XDP filter must steer to the sockets for this snapshot: every service's
-    /// destination, and for NAT services every real server's source (its replies); plus, by
-    /// address alone, the later fragments of both.
+    /// destination, and for NAT services every real server's and the sorry server's source
+    /// (their replies); plus, by address alone, the later fragments of both.
     pub fn steering_keys(&self) -> Vec<SteerKey> {
         let mut keys = Vec::new();
         for s in &self.services {
@@ -251,7 +299,7 @@ impl Snapshot {
             });
             match s.forwarding {
                 Forwarding::Nat => {
-                    for r in &s.reals {
+                    for r in s.reals.iter().chain(&s.sorry) {
                         keys.push(SteerKey::Src {
                             addr: r.addr.ip(),
                             port: r.addr.port(),

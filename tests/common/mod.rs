@@ -92,6 +92,9 @@ pub struct Summary {
     pub failed: u64,
     pub by_server: BTreeMap<String, u64>,
     pub errors: Vec<String>,
+    /// With `--trace`: each request's start (Unix seconds) and who answered (`None`: failed).
+    #[serde(default)]
+    pub trace: Vec<(f64, Option<String>)>,
 }
 
 impl Summary {
@@ -177,6 +180,55 @@ impl Lab {
         );
     }
 
+    /// Starts one more lab server in `role` (`kind` `http` or `udp`) on `port`, answering with
+    /// `name`; returns once it listens.
+    pub fn start_server(&self, role: &str, kind: &str, port: u16, name: &str) {
+        let out = Command::new(lab_script())
+            .args([
+                "start-server",
+                &self.tag,
+                role,
+                kind,
+                &port.to_string(),
+                name,
+            ])
+            .output()
+            .expect("run scripts/lab start-server");
+        assert!(
+            out.status.success(),
+            "scripts/lab start-server {} {role} {kind} {port}: {}",
+            self.tag,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    /// Stops one lab server (started by [`serve`](Self::serve) or
+    /// [`start_server`](Self::start_server)); returns once it is gone.
+    pub fn stop_server(&self, role: &str, kind: &str, port: u16) {
+        let out = Command::new(lab_script())
+            .args(["stop-server", &self.tag, role, kind, &port.to_string()])
+            .output()
+            .expect("run scripts/lab stop-server");
+        assert!(
+            out.status.success(),
+            "scripts/lab stop-server {} {role} {kind} {port}: {}",
+            self.tag,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    /// The daemon's `/metrics` page, fetched inside the load balancer's namespace.
+    pub fn metrics(&self) -> String {
+        self.exec_ok(
+            "lb",
+            &[
+                "python3",
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9798/metrics').read().decode())",
+            ],
+        )
+    }
+
     /// Starts `xvs run -c CONFIG` in the load balancer's namespace. Output goes to a log file
     /// ([`Xvs::log`]); the daemon is stopped with SIGTERM when the guard drops.
     pub fn start_xvs(&self, config: &Path) -> Xvs {
@@ -223,6 +275,29 @@ impl Lab {
                 String::from_utf8_lossy(&out.stderr)
             )
         })
+    }
+
+    /// Sequential HTTP requests from the client to `url` for `duration_s` seconds, one every
+    /// `interval_s` at most, a fresh connection each, every request in the summary's trace.
+    pub fn http_stream(
+        &self,
+        url: &str,
+        duration_s: f64,
+        interval_s: f64,
+        timeout_s: f64,
+    ) -> Summary {
+        self.client(&[
+            "http",
+            "--url",
+            url,
+            "--duration",
+            &duration_s.to_string(),
+            "--interval",
+            &interval_s.to_string(),
+            "--timeout",
+            &timeout_s.to_string(),
+            "--trace",
+        ])
     }
 
     /// `count` sequential HTTP requests from the client to `http://VIP/`, a fresh connection each.
@@ -316,6 +391,21 @@ impl Xvs {
     /// Everything the daemon printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits (polling every 10 ms, at most `limit`) until the log has a line containing `needle`
+    /// more than `already` times; returns when it saw it, `None` on timeout.
+    pub fn wait_log(&self, needle: &str, already: usize, limit: Duration) -> Option<Instant> {
+        let end = Instant::now() + limit;
+        loop {
+            if self.log().lines().filter(|l| l.contains(needle)).count() > already {
+                return Some(Instant::now());
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Sends a signal (e.g. `"HUP"`, `"TERM"`).

@@ -8,9 +8,6 @@
 //! 3. semantic validation ([`validate`]) and the not-supported-yet table ([`unsupported`]) run in
 //!    full and report every problem, sorted by position.
 //!
-//! Health checks are parsed and validated but not run yet: every real server counts as up, and a
-//! config that asks for a health check is refused (see [`unsupported::NOT_SUPPORTED_YET`]).
-//!
 //! ```no_run
 //! use std::path::Path;
 //! use xvs::control::config::{self, system_iface_exists};

@@ -244,9 +244,6 @@ impl fmt::Display for PortRange {
 // ---- services -------------------------------------------------------------------------------
 
 /// A virtual service and its real servers.
-///
-/// Health checks are parsed and validated but not run yet (a later issue): until then every real
-/// server counts as up, and a `health_check` written in the file is refused by `xvs check`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
@@ -281,8 +278,8 @@ pub struct Service {
     pub sorry_server: Option<SocketAddr>,
     #[serde(default)]
     pub quorum: Quorum,
-    /// Default check of every real server of the service; `None` = the documented default (a
-    /// TCP connect check every 2s) once health checks exist.
+    /// Default check of every real server of the service; `None` (the default) = not checked:
+    /// every real server without its own check counts as up.
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
     #[serde(default)]
@@ -471,7 +468,9 @@ pub fn host_mask(addr: IpAddr) -> IpAddr {
     }
 }
 
-/// keepalived's quorum: below `min_up` real servers up, the service is down (sorry server).
+/// keepalived's quorum, counted in real servers (up, weight above 0): lost below
+/// `min_up - hysteresis`, gained at `min_up + hysteresis`; while lost, new flows go to the
+/// sorry server if there is one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quorum {
@@ -490,7 +489,8 @@ impl Default for Quorum {
     }
 }
 
-/// A health check (parsed and validated; not run yet — see [`Service`]).
+/// A health check (run by `control::health`). Written as a mapping, every key takes the default
+/// shown: `health_check: {}` is a TCP connect check every 2s.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
@@ -568,10 +568,10 @@ pub struct ExecCheck {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
-    /// Take the real server out of the scheduler.
+    /// Take the real server out of the scheduler and remove its connections.
     #[default]
     Remove,
-    /// Weight 0: no new flows, existing flows continue.
+    /// As weight 0: no new flows, existing flows continue.
     Drain,
 }
 

@@ -727,7 +727,6 @@ fn health_check_rules() {
         "17:7: http is only for type: http",
         "17:21: http path `health` must start with `/`",
         "17:45: HTTP status 999 is out of range 100..599",
-        "13:5: health_check is not supported yet; until it is, every real server counts as up",
     ] {
         assert!(
             e.iter().any(|x| x.starts_with(want)),
@@ -954,22 +953,6 @@ fn unsupported_features_are_refused_at_their_key() {
             "13:5: scheduler_flags is not supported yet",
         ),
         (
-            "    sorry_server: 198.18.1.99:80\n",
-            "13:5: sorry_server is not supported yet",
-        ),
-        (
-            "    quorum: { min_up: 2 }\n",
-            "13:15: quorum is not supported yet",
-        ),
-        (
-            "    on_failure: drain\n",
-            "13:5: on_failure: drain is not supported yet",
-        ),
-        (
-            "    health_check: { type: tcp }\n",
-            "13:5: health_check is not supported yet; until it is, every real server counts as up",
-        ),
-        (
             "    forwarding: dr\n",
             "13:17: forwarding dr is not supported yet (only nat is)",
         ),
@@ -1005,6 +988,58 @@ fn unsupported_features_are_refused_at_their_key() {
     assert!(errors(&t).is_empty(), "thresholds are built");
     let t = format!("{BASE}sync:\n  interface: eth1\n");
     assert_error(&t, "13:1: sync is not supported yet");
+}
+
+#[test]
+fn health_checks_quorum_sorry_server_and_on_failure_are_accepted() {
+    let t = with_service_keys(
+        "    sorry_server: 198.18.1.99:80\n    quorum: { min_up: 2, hysteresis: 1 }\n    on_failure: drain\n    health_check: { type: http, interval: 200ms, timeout: 200ms, rise: 2, fall: 2, http: { path: /health, expect_status: [200, 204], host: www.example.com } }\n",
+    )
+    .replace(
+        "weight: 3",
+        "weight: 3\n        health_check: { type: exec, exec: { command: \"/bin/check %ADDR% %PORT%\" } }",
+    );
+    let c = assert_ok(&t);
+    let s = &c.services[0];
+    assert_eq!(s.on_failure, OnFailure::Drain);
+    assert_eq!(
+        s.quorum,
+        Quorum {
+            min_up: 2,
+            hysteresis: 1
+        }
+    );
+    assert_eq!(s.sorry_server, Some("198.18.1.99:80".parse().unwrap()));
+    assert_eq!(s.health_check.as_ref().unwrap().kind, CheckType::Http);
+    assert_eq!(
+        s.reals[0].health_check.as_ref().unwrap().kind,
+        CheckType::Exec
+    );
+    for kind in ["tcp", "udp", "none"] {
+        assert_ok(&with_service_keys(&format!(
+            "    health_check: {{ type: {kind} }}\n"
+        )));
+    }
+}
+
+#[test]
+fn health_check_timeout_must_not_exceed_interval() {
+    let t = with_service_keys("    health_check: { interval: 1s, timeout: 1500ms }\n");
+    assert_error(
+        &t,
+        "13:44: timeout 1s 500ms must not exceed interval 1s (one probe at a time per server)",
+    );
+    // The default timeout (1s) against a shorter interval: pointed at the check.
+    let t = with_service_keys("    health_check: { interval: 500ms }\n");
+    let e = errors(&t);
+    assert!(
+        e.iter()
+            .any(|x| x.contains("timeout 1s must not exceed interval 500ms")),
+        "{e:#?}"
+    );
+    assert_ok(&with_service_keys(
+        "    health_check: { interval: 500ms, timeout: 500ms }\n",
+    ));
 }
 
 #[test]

@@ -7,11 +7,10 @@
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
 //! `scheduler: rr | wrr | lc | wlc | sed | nq | fo | ovf` (`wlc`, the default, included),
 //! `protocol: tcp | udp`, an IPv4 `vip`, any `port` (0 = all ports, with persistence),
-//! `persistence`, `one_packet`, and real servers with an IPv4 `address`, a `weight` and
-//! thresholds. Health checks are not run yet: every real
-//! server counts as up.
+//! `persistence`, `one_packet`, `health_check`, `on_failure`, `quorum` and `sorry_server`, and
+//! real servers with an IPv4 `address`, a `weight`, thresholds and a `health_check`.
 
-use super::model::{Config, Forwarding, OnFailure, Real, Service};
+use super::model::{Config, Forwarding, Real, Service};
 use super::positions::{Positions, Problem};
 
 /// Where the error points.
@@ -48,8 +47,6 @@ fn when(used: bool, what: &str) -> Option<Refusal> {
     used.then(|| (what.to_string(), ""))
 }
 
-const UP: &str = "; until it is, every real server counts as up";
-
 use At::{Key, Value};
 use Check::{Real as R, Root, Service as S};
 
@@ -69,13 +66,7 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },
     NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
     NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
-    NotYet { key: "sorry_server",        at: Key,   check: S(|s| when(s.sorry_server.is_some(), "sorry_server")) },
-    NotYet { key: "quorum.min_up",       at: Key,   check: S(|s| when(s.quorum.min_up != 1, "quorum")) },
-    NotYet { key: "quorum.hysteresis",   at: Key,   check: S(|s| when(s.quorum.hysteresis != 0, "quorum")) },
-    NotYet { key: "health_check",        at: Key,   check: S(|s| s.health_check.is_some().then(|| ("health_check".to_string(), UP))) },
-    NotYet { key: "on_failure",          at: Key,   check: S(|s| when(s.on_failure != OnFailure::Remove, "on_failure: drain")) },
     NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
-    NotYet { key: "health_check",        at: Key,   check: R(|r| r.health_check.is_some().then(|| ("health_check".to_string(), UP))) },
 ];
 
 /// Every use of a feature of [`NOT_SUPPORTED_YET`] in `cfg`.

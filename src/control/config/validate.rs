@@ -573,6 +573,15 @@ fn health_check(cx: &mut Ctx, p: &str, hc: &HealthCheck) {
     }
     if hc.timeout.is_zero() {
         cx.value(&at("timeout"), "timeout must be greater than 0s");
+    } else if hc.timeout > hc.interval && !hc.interval.is_zero() {
+        cx.value(
+            &at("timeout"),
+            format!(
+                "timeout {} must not exceed interval {} (one probe at a time per server)",
+                humantime::format_duration(hc.timeout),
+                humantime::format_duration(hc.interval)
+            ),
+        );
     }
     if hc.rise == 0 {
         cx.value(&at("rise"), "rise must be at least 1");

@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         for kind in KINDS {
             let mut s = sched::build(kind, &r);
             g.bench_with_input(BenchmarkId::new(kind.name(), n), &r, |b, r| {
-                b.iter(|| black_box(s.pick(black_box(&key), r)))
+                b.iter(|| black_box(s.pick(0, black_box(&key), r)))
             });
         }
     }

@@ -193,7 +193,7 @@ impl Processor {
         };
         let svc = &self.snap.services[si];
         let ri = self.schedulers[si]
-            .pick(&p.key, &svc.reals)
+            .pick(now, &p.key, &svc.reals)
             .ok_or(DropReason::NoRealServer)?;
         let real = &svc.reals[ri];
         let new = NewConn {

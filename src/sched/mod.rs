@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 pub mod fo;
 pub mod lc;
@@ -240,8 +240,10 @@ pub(crate) fn least_by_ratio(reals: &[RealServer], load: fn(&RealServer) -> u64)
 pub trait Scheduler: Send {
     /// The index in `reals` of the server for the flow `key`, or `None` if no server can take it.
     /// `reals` is the same slice (same order, same length) on every call until the scheduler is
-    /// rebuilt.
-    fn pick(&mut self, key: &FlowKey, reals: &[RealServer]) -> Option<usize>;
+    /// rebuilt. `now` is the caller's monotonic clock (read once per batch); only the schedulers
+    /// with expiring state (`lblc`, `lblcr`) look at it, and it must not go backwards between
+    /// calls on one instance (a step back is treated as no time passing).
+    fn pick(&mut self, now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize>;
 }
 
 /// The scheduling algorithms (`scheduler:` in the config).
@@ -337,7 +339,7 @@ pub(crate) mod testutil {
 
     /// The first `n` picks.
     pub fn sequence(s: &mut dyn Scheduler, reals: &[RealServer], n: usize) -> Vec<Option<usize>> {
-        (0..n).map(|i| s.pick(&key(i as u32), reals)).collect()
+        (0..n).map(|i| s.pick(0, &key(i as u32), reals)).collect()
     }
 }
 

@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
     for n in [10, 1000] {
         let r = reals(n);
         for kind in KINDS {
-            let mut s = sched::build(kind, &r);
+            let mut s = sched::build(kind, &sched::Prepared::default(), &r);
             g.bench_with_input(BenchmarkId::new(kind.name(), n), &r, |b, r| {
                 b.iter(|| black_box(s.pick(0, black_box(&key), r)))
             });

@@ -198,3 +198,28 @@ fn wlc_sends_new_flows_to_the_least_loaded_server_as_connections_open_and_close(
         .collect();
     assert_eq!(counts, [(0, 4), (1, 3)]);
 }
+
+#[test]
+fn sh_keeps_a_client_on_one_server_and_sh_port_spreads_its_ports() {
+    use xvs::sched::{self, SchedFlags, SchedulerKind};
+    for hash_port in [false, true] {
+        let mut snap = snapshot(1, (1, 1), false);
+        let web = &mut snap.services[0];
+        web.scheduler = SchedulerKind::Sh;
+        let flags = SchedFlags {
+            hash_port,
+            fallback: false,
+        };
+        web.tables = sched::prepare(SchedulerKind::Sh, flags, &web.reals, 65537);
+        let mut p = Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)));
+        let servers: std::collections::HashSet<_> = (0..32)
+            .map(|i| send(&mut p, 1, 50000 + i, SYN).1.unwrap())
+            .collect();
+        // One client (198.18.0.2): one server without sh-port, both with it.
+        assert_eq!(
+            servers.len(),
+            if hash_port { 2 } else { 1 },
+            "sh-port {hash_port}"
+        );
+    }
+}

@@ -318,6 +318,7 @@ mod tests {
             },
             forwarding: Forwarding::Nat,
             scheduler: SchedulerKind::Wrr,
+            tables: Default::default(),
             reals: vec![
                 RealServer::new(sa("198.18.1.11:80"), 3),
                 RealServer::new(sa("198.18.1.12:80"), 1),

@@ -13,7 +13,7 @@ use crate::conntrack::Timeouts;
 use crate::control::config::{self, Config};
 use crate::datapath::snapshot::Forwarding;
 use crate::datapath::{Port, Service, ServiceKey, Snapshot};
-use crate::sched::{RealServer, RealStats};
+use crate::sched::{self, RealServer, RealStats};
 
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -32,11 +32,23 @@ pub fn timeouts(cfg: &Config) -> Timeouts {
     }
 }
 
+/// Whether two real-server lists have the same addresses and weights in the same order (what
+/// the scheduler tables are computed from).
+fn same_servers(a: &[RealServer], b: &[RealServer]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.addr == y.addr && x.weight == y.weight)
+}
+
 /// Builds snapshot `generation` for `cfg` on `ports`, reusing the real-server counters of
-/// `previous` for every (service, real) pair both have.
+/// `previous` for every (service, real) pair both have, and its scheduler tables for every
+/// service whose scheduler, flags, table size, servers and weights are unchanged. The tables
+/// of `sh`, `dh` and `mh` are computed here (for 1000 servers, a Maglev table of 65537 entries
+/// takes a few milliseconds; see the README's performance section).
 ///
 /// `cfg` must have passed validation (including the not-supported-yet table): services use NAT
-/// and a scheduler xvs has.
+/// and a scheduler the configuration accepts.
 pub fn build(
     cfg: &Config,
     ports: Vec<Port>,
@@ -56,6 +68,41 @@ pub fn build(
         .iter()
         .map(|s| {
             let key = s.key();
+            let reals: Vec<RealServer> = s
+                .reals
+                .iter()
+                .map(|r| {
+                    let stats: Arc<RealStats> = old_stats
+                        .get(&(key, r.address))
+                        .cloned()
+                        .unwrap_or_default();
+                    stats.set_thresholds(r.upper_threshold, r.lower_threshold);
+                    RealServer {
+                        addr: r.address,
+                        weight: r.weight,
+                        stats,
+                    }
+                })
+                .collect();
+            let scheduler = s.scheduler.kind().unwrap_or_else(|| {
+                unreachable!(
+                    "validation refuses scheduler {} until it is built",
+                    s.scheduler
+                )
+            });
+            let (flags, mh_size) = (sched::SchedFlags::default(), sched::mh::DEFAULT_TABLE_SIZE);
+            // The scheduler's tables (sh, dh, mh) are computed here, off the packet path. A
+            // service whose scheduler inputs did not change keeps its tables (same `Arc`).
+            let tables = previous
+                .and_then(|prev| prev.service_index(&key).map(|i| &prev.services[i]))
+                .filter(|old| {
+                    old.scheduler == scheduler
+                        && old.tables.flags() == flags
+                        && old.tables.mh_table_size() == mh_size
+                        && same_servers(&old.reals, &reals)
+                })
+                .map(|old| old.tables.clone())
+                .unwrap_or_else(|| sched::prepare(scheduler, flags, &reals, mh_size));
             Service {
                 name: s.name.clone(),
                 key,
@@ -65,28 +112,9 @@ pub fn build(
                         unreachable!("validation refuses forwarding {other:?} until it is built")
                     }
                 },
-                scheduler: s.scheduler.kind().unwrap_or_else(|| {
-                    unreachable!(
-                        "validation refuses scheduler {} until it is built",
-                        s.scheduler
-                    )
-                }),
-                reals: s
-                    .reals
-                    .iter()
-                    .map(|r| {
-                        let stats: Arc<RealStats> = old_stats
-                            .get(&(key, r.address))
-                            .cloned()
-                            .unwrap_or_default();
-                        stats.set_thresholds(r.upper_threshold, r.lower_threshold);
-                        RealServer {
-                            addr: r.address,
-                            weight: r.weight,
-                            stats,
-                        }
-                    })
-                    .collect(),
+                scheduler,
+                tables,
+                reals,
             }
         })
         .collect();

@@ -253,7 +253,7 @@ impl Processor {
 fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
     snap.services
         .iter()
-        .map(|s| sched::build(s.scheduler, &s.reals))
+        .map(|s| sched::build(s.scheduler, &s.tables, &s.reals))
         .collect()
 }
 

@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
 use crate::flow::Proto;
-use crate::sched::{RealServer, SchedulerKind};
+use crate::sched::{Prepared, RealServer, SchedulerKind};
 
 /// A virtual service's identity: what a client addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +44,9 @@ pub struct Service {
     pub key: ServiceKey,
     pub forwarding: Forwarding,
     pub scheduler: SchedulerKind,
+    /// The scheduler's flags and precomputed tables (`sh`, `dh`, `mh`), made by
+    /// [`crate::sched::prepare`] for `reals` off the packet path; workers share them.
+    pub tables: Prepared,
     pub reals: Vec<RealServer>,
 }
 

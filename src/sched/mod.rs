@@ -23,6 +23,8 @@
 //! | `sh` | [`sh`] | a bucket table indexed by a hash of the source address (and port) |
 //! | `dh` | [`dh`] | a bucket table indexed by a hash of the destination address |
 //! | `mh` | [`mh`] | a Maglev lookup table indexed by a hash of the source address (and port) |
+//! | `lblc` | [`lblc`] | the destination's cached server until it is overloaded, else as `wlc` |
+//! | `lblcr` | [`lblcr`] | the least loaded of the destination's server set, grown when overloaded |
 //!
 //! Ties go to the first server in the list in every one of the connection-count schedulers.
 //!
@@ -33,7 +35,8 @@
 //! only clones that `Arc`. A changed server list or weight means a new snapshot and new tables,
 //! swapped in whole. Health and overload do not rebuild anything: they show through
 //! [`RealServer::is_available`] when a table entry is looked up (the `*-fallback` flags decide
-//! what happens then).
+//! what happens then). `lblc` and `lblcr` keep per-destination state that changes on the packet
+//! path; each worker owns its own bounded table (see their files).
 //!
 //! No scheduler allocates in `pick`; none reads a clock (time comes in as `now`).
 
@@ -47,7 +50,10 @@ use crate::flow::{FlowKey, Nanos};
 pub mod dh;
 pub mod fo;
 mod hash;
+pub mod lblc;
+pub mod lblcr;
 pub mod lc;
+mod locality;
 pub mod mh;
 pub mod nq;
 pub mod ovf;
@@ -59,6 +65,8 @@ pub mod wrr;
 
 pub use dh::{DestinationHashTable, DestinationHashing};
 pub use fo::WeightedFailover;
+pub use lblc::LocalityLeastConnection;
+pub use lblcr::LocalityLeastConnectionReplicated;
 pub use lc::LeastConnection;
 pub use mh::{MaglevHashing, MaglevTable};
 pub use nq::NeverQueue;
@@ -238,8 +246,22 @@ impl RealServer {
 /// they cannot overflow). `None` when no server is available.
 #[inline]
 pub(crate) fn least_by_ratio(reals: &[RealServer], load: fn(&RealServer) -> u64) -> Option<usize> {
+    least_by_ratio_among(reals, 0..reals.len(), load)
+}
+
+/// [`least_by_ratio`] over the servers `candidates` (indices into `reals`, visited in the order
+/// given, so "first on ties" means first in that order; indices out of range are skipped).
+#[inline]
+pub(crate) fn least_by_ratio_among(
+    reals: &[RealServer],
+    candidates: impl IntoIterator<Item = usize>,
+    load: fn(&RealServer) -> u64,
+) -> Option<usize> {
     let mut least: Option<(usize, u64, u32)> = None;
-    for (i, r) in reals.iter().enumerate() {
+    for i in candidates {
+        let Some(r) = reals.get(i) else {
+            continue;
+        };
         if !r.is_available() {
             continue;
         }
@@ -286,6 +308,10 @@ pub enum SchedulerKind {
     Fo,
     /// Overflow connection.
     Ovf,
+    /// Locality-based least connection.
+    Lblc,
+    /// Locality-based least connection with replication.
+    Lblcr,
     /// Destination hashing.
     Dh,
     /// Source hashing.
@@ -306,6 +332,8 @@ impl SchedulerKind {
             SchedulerKind::Nq => "nq",
             SchedulerKind::Fo => "fo",
             SchedulerKind::Ovf => "ovf",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
             SchedulerKind::Dh => "dh",
             SchedulerKind::Sh => "sh",
             SchedulerKind::Mh => "mh",
@@ -421,6 +449,7 @@ pub fn prepare(
 /// for the same `reals`): for `sh`, `dh` and `mh` this only clones an `Arc`. Should `prepared`
 /// lack the table `kind` needs, or hold one made for a list of another length, the table is
 /// computed here instead (correct, but the work [`prepare`] exists to keep off the workers).
+/// `lblc` and `lblcr` allocate their bounded per-worker tables here.
 pub fn build(kind: SchedulerKind, prepared: &Prepared, reals: &[RealServer]) -> Box<dyn Scheduler> {
     let flags = prepared.flags;
     match kind {
@@ -432,6 +461,8 @@ pub fn build(kind: SchedulerKind, prepared: &Prepared, reals: &[RealServer]) -> 
         SchedulerKind::Nq => Box::new(NeverQueue::new()),
         SchedulerKind::Fo => Box::new(WeightedFailover::new()),
         SchedulerKind::Ovf => Box::new(Overflow::new()),
+        SchedulerKind::Lblc => Box::new(LocalityLeastConnection::new(reals)),
+        SchedulerKind::Lblcr => Box::new(LocalityLeastConnectionReplicated::new(reals)),
         SchedulerKind::Sh => Box::new(SourceHashing::new(match &prepared.table {
             Table::Sh(t) if t.fits(reals.len()) => t.clone(),
             _ => Arc::new(SourceHashTable::build(reals, flags)),
@@ -504,6 +535,11 @@ pub(crate) mod testutil {
             h[i] += 1;
         }
         h
+    }
+
+    /// Sets `active` on server `i`.
+    pub fn set_active(reals: &[RealServer], i: usize, active: u64) {
+        reals[i].stats.active.store(active, Ordering::Relaxed);
     }
 }
 

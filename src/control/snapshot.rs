@@ -47,8 +47,7 @@ fn same_servers(a: &[RealServer], b: &[RealServer]) -> bool {
 /// of `sh`, `dh` and `mh` are computed here (for 1000 servers, a Maglev table of 65537 entries
 /// takes a few milliseconds; see the README's performance section).
 ///
-/// `cfg` must have passed validation (including the not-supported-yet table): services use NAT
-/// and a scheduler the configuration accepts.
+/// `cfg` must have passed validation (including the not-supported-yet table): services use NAT.
 pub fn build(
     cfg: &Config,
     ports: Vec<Port>,
@@ -84,13 +83,8 @@ pub fn build(
                     }
                 })
                 .collect();
-            let scheduler = s.scheduler.kind().unwrap_or_else(|| {
-                unreachable!(
-                    "validation refuses scheduler {} until it is built",
-                    s.scheduler
-                )
-            });
-            let (flags, mh_size) = (sched::SchedFlags::default(), sched::mh::DEFAULT_TABLE_SIZE);
+            let scheduler = s.scheduler.kind();
+            let (flags, mh_size) = (s.sched_flags(), s.mh_table_size());
             // The scheduler's tables (sh, dh, mh) are computed here, off the packet path. A
             // service whose scheduler inputs did not change keeps its tables (same `Arc`).
             let tables = previous
@@ -254,6 +248,43 @@ services:
             describe_changes(&a, &b),
             ["Changing weight of service [198.18.1.12]:tcp:80 in VS [198.18.0.100]:tcp:80: 1 -> 2"]
         );
+    }
+
+    #[test]
+    fn scheduler_tables_are_built_here_and_kept_while_their_inputs_do_not_change() {
+        let mh = BASE.replace(
+            "scheduler: wrr",
+            "scheduler: mh\n    scheduler_flags: [mh-fallback]\n    mh_table_size: 4093",
+        );
+        let a = build(&cfg(&mh), vec![], 1, None);
+        let t = &a.services[0].tables;
+        assert_eq!(a.services[0].scheduler, sched::SchedulerKind::Mh);
+        assert_eq!(t.table_len(), 4093);
+        assert!(t.flags().fallback && !t.flags().hash_port);
+        // Health and counters are not inputs: an identical reload keeps the same table.
+        a.services[0].reals[0].stats.set_up(false);
+        let b = build(&cfg(&mh), vec![], 2, Some(&a));
+        assert!(b.services[0].tables.shares_table_with(t));
+        // A weight, a server, the size or a flag changed: a new table.
+        for changed in [
+            mh.replace("weight: 1", "weight: 2"),
+            mh.replace("198.18.1.12:80", "198.18.1.13:80"),
+            mh.replace("4093", "8191"),
+            mh.replace("[mh-fallback]", "[mh-port]"),
+        ] {
+            let c = build(&cfg(&changed), vec![], 3, Some(&b));
+            assert!(!c.services[0].tables.shares_table_with(t), "{changed}");
+        }
+        let sh = build(
+            &cfg(&BASE.replace("scheduler: wrr", "scheduler: sh")),
+            vec![],
+            4,
+            Some(&b),
+        );
+        assert_eq!(sh.services[0].tables.table_len(), 256);
+        assert_eq!(a.services[0].tables.mh_table_size(), 4093);
+        let wrr = build(&cfg(BASE), vec![], 5, Some(&sh));
+        assert_eq!(wrr.services[0].tables.table_len(), 0);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! limit, plus, every 30 minutes, entries idle for 24 hours (`lblc_expiration`,
 //! `lblcr_expiration`). A table that grows and a timer do not belong on xvs's packet path, so:
 //!
-//! - The table is allocated whole when the scheduler is built: [`DestinationTable`] is
-//!   set-associative, `2^set_bits` sets of [`WAYS`] slots, a destination living in the set its
+//! - The table is allocated whole when the scheduler is built: `DestinationTable` is
+//!   set-associative, `2^set_bits` sets of `WAYS` (4) slots, a destination living in the set its
 //!   address hashes to (the kernel's `hash_32` of the folded address, as IPVS's bucket choice).
 //!   A lookup or an insertion touches one set: bounded work per pick, no allocation.
 //! - Expiry is lazy: an entry idle for [`EXPIRATION`] (IPVS's default 24 h) is dropped when it

@@ -53,7 +53,7 @@ mod hash;
 pub mod lblc;
 pub mod lblcr;
 pub mod lc;
-mod locality;
+pub mod locality;
 pub mod mh;
 pub mod nq;
 pub mod ovf;

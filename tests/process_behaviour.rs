@@ -361,3 +361,46 @@ fn a_server_held_down_takes_no_new_flow_and_only_remove_ends_its_existing_ones()
         assert!(picks.contains(&R2), "{picks:?}");
     }
 }
+
+#[test]
+fn sh_keeps_a_client_on_one_server_and_sh_port_spreads_its_ports() {
+    use xvs::sched::{self, SchedFlags, SchedulerKind};
+    for hash_port in [false, true] {
+        let mut snap = snapshot(1, (1, 1), false);
+        let web = &mut snap.services[0];
+        web.scheduler = SchedulerKind::Sh;
+        let flags = SchedFlags {
+            hash_port,
+            fallback: false,
+        };
+        web.tables = sched::prepare(SchedulerKind::Sh, flags, &web.reals, 65537);
+        let mut p = Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)));
+        let servers: std::collections::HashSet<_> = (0..32)
+            .map(|i| send(&mut p, 1, 50000 + i, SYN).1.unwrap())
+            .collect();
+        // One client (198.18.0.2): one server without sh-port, both with it.
+        assert_eq!(
+            servers.len(),
+            if hash_port { 2 } else { 1 },
+            "sh-port {hash_port}"
+        );
+    }
+}
+
+#[test]
+fn lblc_keeps_the_vip_on_one_server_until_it_is_overloaded() {
+    // web as lblc with weights 1:1: the VIP (the destination) sticks to r1 until r1 has more
+    // ESTABLISHED connections than its weight while r2 has fewer than half of its own.
+    let mut snap = snapshot(1, (1, 1), false);
+    snap.services[0].scheduler = xvs::sched::SchedulerKind::Lblc;
+    let mut p = Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)));
+    assert_eq!(send(&mut p, 1, 49000, SYN).1, Some(R1));
+    assert_eq!(send(&mut p, 1, 49000, ACK).1, Some(R1));
+    // r1: 1 active = its weight: not overloaded; the SYN-only flows are inactive.
+    assert_eq!(send(&mut p, 2, 49001, SYN).1, Some(R1));
+    assert_eq!(send(&mut p, 2, 49002, SYN).1, Some(R1));
+    assert_eq!(send(&mut p, 3, 49001, ACK).1, Some(R1));
+    // r1: 2 active > weight 1, r2 idle: the VIP moves to r2 and stays.
+    assert_eq!(send(&mut p, 4, 49003, SYN).1, Some(R2));
+    assert_eq!(send(&mut p, 4, 49004, SYN).1, Some(R2));
+}

@@ -393,7 +393,7 @@ impl Processor {
         let scheduler = &mut self.schedulers[si];
         let Some(persistence) = svc.persistence else {
             return scheduler
-                .pick(&p.key, &svc.reals)
+                .pick(now, &p.key, &svc.reals)
                 .ok_or(DropReason::NoRealServer);
         };
         let key = TemplateKey::new(
@@ -410,7 +410,7 @@ impl Processor {
                 let kept = current
                     .and_then(|addr| svc.real_position(addr))
                     .filter(|&i| svc.reals[i].is_available());
-                kept.or_else(|| scheduler.pick(&p.key, &svc.reals))
+                kept.or_else(|| scheduler.pick(now, &p.key, &svc.reals))
                     .map(|i| svc.reals[i].addr)
             })
             .map_err(|_| DropReason::PersistenceFull)?;
@@ -458,7 +458,7 @@ impl Processor {
 fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
     snap.services
         .iter()
-        .map(|s| sched::build(s.scheduler, &s.reals))
+        .map(|s| sched::build(s.scheduler, &s.tables, &s.reals))
         .collect()
 }
 

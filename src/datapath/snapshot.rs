@@ -16,7 +16,7 @@ use hashbrown::{HashMap, HashSet};
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
 use crate::flow::{Nanos, Proto};
-use crate::sched::{RealServer, SchedulerKind};
+use crate::sched::{Prepared, RealServer, SchedulerKind};
 
 /// A virtual service's identity: what a client addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +91,9 @@ pub struct Service {
     pub key: ServiceKey,
     pub forwarding: Forwarding,
     pub scheduler: SchedulerKind,
+    /// The scheduler's flags and precomputed tables (`sh`, `dh`, `mh`), made by
+    /// [`crate::sched::prepare`] for `reals` off the packet path; workers share them.
+    pub tables: Prepared,
     pub reals: Vec<RealServer>,
     /// `Some` for a persistent service.
     pub persistence: Option<Persistence>,
@@ -106,8 +109,9 @@ pub struct Service {
 }
 
 impl Service {
-    /// A service with no sorry server, no persistence, not one-packet, and a fresh state (with
-    /// quorum).
+    /// A service with no sorry server, no persistence, not one-packet, a fresh state (with
+    /// quorum) and no precomputed scheduler tables (set `tables` with
+    /// [`crate::sched::prepare`] for `sh`, `dh` and `mh`).
     pub fn new(
         name: impl Into<String>,
         key: ServiceKey,
@@ -121,6 +125,7 @@ impl Service {
             key,
             forwarding,
             scheduler,
+            tables: Prepared::default(),
             reals,
             persistence: None,
             one_packet: false,

@@ -8,7 +8,7 @@
 //! server is available.
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// The `fo` scheduler (no state of its own).
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ impl WeightedFailover {
 }
 
 impl Scheduler for WeightedFailover {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
         for (i, r) in reals.iter().enumerate() {
             if r.is_available() && best.is_none_or(|(_, hw)| r.weight > hw) {
@@ -38,7 +38,7 @@ mod tests {
     use crate::sched::testutil::{key, loaded};
 
     fn pick(r: &[RealServer]) -> Option<usize> {
-        WeightedFailover::new().pick(&key(1), r)
+        WeightedFailover::new().pick(0, &key(1), r)
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! table.
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// The `lc` scheduler (no state of its own).
 #[derive(Debug, Default)]
@@ -25,7 +25,7 @@ impl LeastConnection {
 }
 
 impl Scheduler for LeastConnection {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         let mut least: Option<(usize, u64)> = None;
         for (i, r) in reals.iter().enumerate() {
             if !r.is_available() {
@@ -46,7 +46,7 @@ mod tests {
     use crate::sched::testutil::{key, loaded};
 
     fn pick(r: &[RealServer]) -> Option<usize> {
-        LeastConnection::new().pick(&key(1), r)
+        LeastConnection::new().pick(0, &key(1), r)
     }
 
     #[test]

@@ -20,32 +20,61 @@
 //! | `nq` | [`nq`] | first with no active connection, else as `sed` |
 //! | `fo` | [`fo`] | highest weight |
 //! | `ovf` | [`ovf`] | highest weight whose active connections do not exceed it |
+//! | `sh` | [`sh`] | a bucket table indexed by a hash of the source address (and port) |
+//! | `dh` | [`dh`] | a bucket table indexed by a hash of the destination address |
+//! | `mh` | [`mh`] | a Maglev lookup table indexed by a hash of the source address (and port) |
+//! | `lblc` | [`lblc`] | the destination's cached server until it is overloaded, else as `wlc` |
+//! | `lblcr` | [`lblcr`] | the least loaded of the destination's server set, grown when overloaded |
 //!
-//! Ties go to the first server in the list in every one of them.
+//! Ties go to the first server in the list in every one of the connection-count schedulers.
+//!
+//! **The control plane computes, the data plane looks up.** `sh`, `dh` and `mh` pick from tables
+//! computed from the server list and weights. [`prepare`] builds them off the packet path (the
+//! control plane calls it when it builds a snapshot); they live in a [`Prepared`] behind an `Arc`
+//! in the snapshot's service, and [`build`], called by each worker when the snapshot changes,
+//! only clones that `Arc`. A changed server list or weight means a new snapshot and new tables,
+//! swapped in whole. Health and overload do not rebuild anything: they show through
+//! [`RealServer::is_available`] when a table entry is looked up (the `*-fallback` flags decide
+//! what happens then). `lblc` and `lblcr` keep per-destination state that changes on the packet
+//! path; each worker owns its own bounded table (see their files).
+//!
+//! No scheduler allocates in `pick`; none reads a clock (time comes in as `now`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
+pub mod dh;
 pub mod fo;
+mod hash;
+pub mod lblc;
+pub mod lblcr;
 pub mod lc;
+pub mod locality;
+pub mod mh;
 pub mod nq;
 pub mod ovf;
 pub mod persist;
 pub mod rr;
 pub mod sed;
+pub mod sh;
 pub mod wlc;
 pub mod wrr;
 
+pub use dh::{DestinationHashTable, DestinationHashing};
 pub use fo::WeightedFailover;
+pub use lblc::LocalityLeastConnection;
+pub use lblcr::LocalityLeastConnectionReplicated;
 pub use lc::LeastConnection;
+pub use mh::{MaglevHashing, MaglevTable};
 pub use nq::NeverQueue;
 pub use ovf::Overflow;
 pub use rr::RoundRobin;
 pub use sed::ShortestExpectedDelay;
+pub use sh::{SourceHashTable, SourceHashing};
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
@@ -218,8 +247,22 @@ impl RealServer {
 /// they cannot overflow). `None` when no server is available.
 #[inline]
 pub(crate) fn least_by_ratio(reals: &[RealServer], load: fn(&RealServer) -> u64) -> Option<usize> {
+    least_by_ratio_among(reals, 0..reals.len(), load)
+}
+
+/// [`least_by_ratio`] over the servers `candidates` (indices into `reals`, visited in the order
+/// given, so "first on ties" means first in that order; indices out of range are skipped).
+#[inline]
+pub(crate) fn least_by_ratio_among(
+    reals: &[RealServer],
+    candidates: impl IntoIterator<Item = usize>,
+    load: fn(&RealServer) -> u64,
+) -> Option<usize> {
     let mut least: Option<(usize, u64, u32)> = None;
-    for (i, r) in reals.iter().enumerate() {
+    for i in candidates {
+        let Some(r) = reals.get(i) else {
+            continue;
+        };
         if !r.is_available() {
             continue;
         }
@@ -241,8 +284,10 @@ pub(crate) fn least_by_ratio(reals: &[RealServer], load: fn(&RealServer) -> u64)
 pub trait Scheduler: Send {
     /// The index in `reals` of the server for the flow `key`, or `None` if no server can take it.
     /// `reals` is the same slice (same order, same length) on every call until the scheduler is
-    /// rebuilt.
-    fn pick(&mut self, key: &FlowKey, reals: &[RealServer]) -> Option<usize>;
+    /// rebuilt. `now` is the caller's monotonic clock (read once per batch); only the schedulers
+    /// with expiring state (`lblc`, `lblcr`) look at it, and it must not go backwards between
+    /// calls on one instance (a step back is treated as no time passing).
+    fn pick(&mut self, now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize>;
 }
 
 /// The scheduling algorithms (`scheduler:` in the config).
@@ -264,6 +309,16 @@ pub enum SchedulerKind {
     Fo,
     /// Overflow connection.
     Ovf,
+    /// Locality-based least connection.
+    Lblc,
+    /// Locality-based least connection with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Maglev hashing.
+    Mh,
 }
 
 impl SchedulerKind {
@@ -278,6 +333,11 @@ impl SchedulerKind {
             SchedulerKind::Nq => "nq",
             SchedulerKind::Fo => "fo",
             SchedulerKind::Ovf => "ovf",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Mh => "mh",
         }
     }
 }
@@ -288,8 +348,111 @@ impl fmt::Display for SchedulerKind {
     }
 }
 
-/// A fresh scheduler of `kind` for `reals`.
-pub fn build(kind: SchedulerKind, reals: &[RealServer]) -> Box<dyn Scheduler> {
+/// The scheduler flags of `sh` and `mh` (`ipvsadm -b`, `scheduler_flags:` in the config).
+/// Other schedulers ignore them (the config refuses a flag with another scheduler).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SchedFlags {
+    /// `sh-port` / `mh-port`: hash the source port together with the source address.
+    pub hash_port: bool,
+    /// `sh-fallback` / `mh-fallback`: when the hashed server is unavailable, look further in the
+    /// table instead of refusing the flow.
+    pub fallback: bool,
+}
+
+/// What the control plane computes for a service's scheduler, off the packet path: the flags
+/// and, for `sh`, `dh` and `mh`, the lookup table, shared by every worker through an `Arc`.
+///
+/// Made by [`prepare`] for one real-server list; [`build`] uses it for that list. A `Prepared`
+/// is immutable: a changed server list or weight gets a new one.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    flags: SchedFlags,
+    mh_table_size: u32,
+    table: Table,
+}
+
+impl Default for Prepared {
+    /// No flags, no table, the default Maglev size: what the schedulers without tables need.
+    fn default() -> Self {
+        Prepared {
+            flags: SchedFlags::default(),
+            mh_table_size: mh::DEFAULT_TABLE_SIZE,
+            table: Table::None,
+        }
+    }
+}
+
+/// The precomputed table of one service, if its scheduler has one.
+#[derive(Clone, Debug)]
+enum Table {
+    None,
+    Sh(Arc<SourceHashTable>),
+    Dh(Arc<DestinationHashTable>),
+    Mh(Arc<MaglevTable>),
+}
+
+impl Prepared {
+    pub fn flags(&self) -> SchedFlags {
+        self.flags
+    }
+
+    /// The Maglev table size `mh` uses (the configured one; meaningful for `mh` only).
+    pub fn mh_table_size(&self) -> u32 {
+        self.mh_table_size
+    }
+
+    /// Entries of the precomputed table: buckets for `sh` and `dh`, `M` for `mh` (0 when it
+    /// has no server with weight > 0), 0 for the schedulers without a table.
+    pub fn table_len(&self) -> usize {
+        match &self.table {
+            Table::None => 0,
+            Table::Sh(t) => t.len(),
+            Table::Dh(t) => t.len(),
+            Table::Mh(t) => t.len(),
+        }
+    }
+
+    /// Whether `self` and `other` hold the very same table (one `Arc`), or both none.
+    pub fn shares_table_with(&self, other: &Prepared) -> bool {
+        match (&self.table, &other.table) {
+            (Table::None, Table::None) => true,
+            (Table::Sh(a), Table::Sh(b)) => Arc::ptr_eq(a, b),
+            (Table::Dh(a), Table::Dh(b)) => Arc::ptr_eq(a, b),
+            (Table::Mh(a), Table::Mh(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Computes what scheduler `kind` needs for `reals` off the packet path: for `sh` the source
+/// bucket table, for `dh` the destination bucket table, for `mh` the Maglev lookup table of
+/// `mh_table_size` entries (a prime; see [`mh`]); for the others nothing but the flags.
+pub fn prepare(
+    kind: SchedulerKind,
+    flags: SchedFlags,
+    reals: &[RealServer],
+    mh_table_size: u32,
+) -> Prepared {
+    let table = match kind {
+        SchedulerKind::Sh => Table::Sh(Arc::new(SourceHashTable::build(reals, flags))),
+        SchedulerKind::Dh => Table::Dh(Arc::new(DestinationHashTable::build(reals))),
+        SchedulerKind::Mh => Table::Mh(Arc::new(MaglevTable::build(reals, mh_table_size, flags))),
+        _ => Table::None,
+    };
+    Prepared {
+        flags,
+        mh_table_size,
+        table,
+    }
+}
+
+/// A fresh scheduler of `kind` for `reals`, using the tables of `prepared` (made by [`prepare`]
+/// for the same `reals`): for `sh`, `dh` and `mh` this only clones an `Arc`. Should `prepared`
+/// lack the table `kind` needs, or hold one made for a list of another length, the table is
+/// computed here instead (correct, but the work [`prepare`] exists to keep off the workers).
+/// `lblc` and `lblcr` allocate their bounded per-worker tables here.
+pub fn build(kind: SchedulerKind, prepared: &Prepared, reals: &[RealServer]) -> Box<dyn Scheduler> {
+    let flags = prepared.flags;
     match kind {
         SchedulerKind::Rr => Box::new(RoundRobin::new()),
         SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(reals)),
@@ -299,6 +462,20 @@ pub fn build(kind: SchedulerKind, reals: &[RealServer]) -> Box<dyn Scheduler> {
         SchedulerKind::Nq => Box::new(NeverQueue::new()),
         SchedulerKind::Fo => Box::new(WeightedFailover::new()),
         SchedulerKind::Ovf => Box::new(Overflow::new()),
+        SchedulerKind::Lblc => Box::new(LocalityLeastConnection::new(reals)),
+        SchedulerKind::Lblcr => Box::new(LocalityLeastConnectionReplicated::new(reals)),
+        SchedulerKind::Sh => Box::new(SourceHashing::new(match &prepared.table {
+            Table::Sh(t) if t.fits(reals.len()) => t.clone(),
+            _ => Arc::new(SourceHashTable::build(reals, flags)),
+        })),
+        SchedulerKind::Dh => Box::new(DestinationHashing::new(match &prepared.table {
+            Table::Dh(t) if t.fits(reals.len()) => t.clone(),
+            _ => Arc::new(DestinationHashTable::build(reals)),
+        })),
+        SchedulerKind::Mh => Box::new(MaglevHashing::new(match &prepared.table {
+            Table::Mh(t) if t.fits(reals.len()) => t.clone(),
+            _ => Arc::new(MaglevTable::build(reals, prepared.mh_table_size, flags)),
+        })),
     }
 }
 
@@ -338,7 +515,32 @@ pub(crate) mod testutil {
 
     /// The first `n` picks.
     pub fn sequence(s: &mut dyn Scheduler, reals: &[RealServer], n: usize) -> Vec<Option<usize>> {
-        (0..n).map(|i| s.pick(&key(i as u32), reals)).collect()
+        (0..n).map(|i| s.pick(0, &key(i as u32), reals)).collect()
+    }
+
+    /// A flow from `src` (an IPv4 address as an integer) port `sport` to `dst`.
+    pub fn flow(src: u32, sport: u16, dst: u32) -> FlowKey {
+        FlowKey {
+            proto: Proto::Tcp,
+            src: std::net::IpAddr::from(src.to_be_bytes()),
+            dst: std::net::IpAddr::from(dst.to_be_bytes()),
+            sport,
+            dport: 80,
+        }
+    }
+
+    /// How many of `picks` went to each of `n` servers (`None`s not counted).
+    pub fn histogram(picks: impl IntoIterator<Item = Option<usize>>, n: usize) -> Vec<usize> {
+        let mut h = vec![0; n];
+        for i in picks.into_iter().flatten() {
+            h[i] += 1;
+        }
+        h
+    }
+
+    /// Sets `active` on server `i`.
+    pub fn set_active(reals: &[RealServer], i: usize, active: u64) {
+        reals[i].stats.active.store(active, Ordering::Relaxed);
     }
 }
 

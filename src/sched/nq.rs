@@ -13,7 +13,7 @@
 
 use super::sed::expected_delay;
 use super::{least_by_ratio, RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// The `nq` scheduler (no state of its own).
 #[derive(Debug, Default)]
@@ -26,7 +26,7 @@ impl NeverQueue {
 }
 
 impl Scheduler for NeverQueue {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         // The first available server with no active connection takes the flow at once.
         if let Some(idle) = reals
             .iter()
@@ -44,7 +44,7 @@ mod tests {
     use crate::sched::testutil::{key, loaded};
 
     fn pick(r: &[RealServer]) -> Option<usize> {
-        NeverQueue::new().pick(&key(1), r)
+        NeverQueue::new().pick(0, &key(1), r)
     }
 
     #[test]

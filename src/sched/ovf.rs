@@ -11,7 +11,7 @@
 //! weight.
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// The `ovf` scheduler (no state of its own).
 #[derive(Debug, Default)]
@@ -24,7 +24,7 @@ impl Overflow {
 }
 
 impl Scheduler for Overflow {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
         for (i, r) in reals.iter().enumerate() {
             if !r.is_available() || r.active_connections() > u64::from(r.weight) {
@@ -44,7 +44,7 @@ mod tests {
     use crate::sched::testutil::{key, loaded};
 
     fn pick(r: &[RealServer]) -> Option<usize> {
-        Overflow::new().pick(&key(1), r)
+        Overflow::new().pick(0, &key(1), r)
     }
 
     #[test]

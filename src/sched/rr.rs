@@ -3,7 +3,7 @@
 //! matter. `None` when no server is available.
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// Round-robin state: the index of the last server picked.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ impl RoundRobin {
 }
 
 impl Scheduler for RoundRobin {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         let n = reals.len();
         if n == 0 {
             return None;
@@ -57,11 +57,11 @@ mod tests {
     #[test]
     fn none_when_all_quiescent_or_empty() {
         assert_eq!(
-            RoundRobin::new().pick(&crate::sched::testutil::key(1), &reals(&[0, 0])),
+            RoundRobin::new().pick(0, &crate::sched::testutil::key(1), &reals(&[0, 0])),
             None
         );
         assert_eq!(
-            RoundRobin::new().pick(&crate::sched::testutil::key(1), &[]),
+            RoundRobin::new().pick(0, &crate::sched::testutil::key(1), &[]),
             None
         );
     }

@@ -12,7 +12,7 @@
 //! table.
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// IPVS's `ip_vs_sed_dest_overhead`: active connections plus the one being scheduled.
 #[inline]
@@ -31,7 +31,7 @@ impl ShortestExpectedDelay {
 }
 
 impl Scheduler for ShortestExpectedDelay {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         super::least_by_ratio(reals, expected_delay)
     }
 }
@@ -42,7 +42,7 @@ mod tests {
     use crate::sched::testutil::{key, loaded};
 
     fn pick(r: &[RealServer]) -> Option<usize> {
-        ShortestExpectedDelay::new().pick(&key(1), r)
+        ShortestExpectedDelay::new().pick(0, &key(1), r)
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! table.
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// The `wlc` scheduler (no state of its own).
 #[derive(Debug, Default)]
@@ -26,7 +26,7 @@ impl WeightedLeastConnection {
 }
 
 impl Scheduler for WeightedLeastConnection {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         super::least_by_ratio(reals, RealServer::conn_overhead)
     }
 }
@@ -37,7 +37,7 @@ mod tests {
     use crate::sched::testutil::{key, loaded};
 
     fn pick(r: &[RealServer]) -> Option<usize> {
-        WeightedLeastConnection::new().pick(&key(1), r)
+        WeightedLeastConnection::new().pick(0, &key(1), r)
     }
 
     #[test]

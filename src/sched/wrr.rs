@@ -11,7 +11,7 @@
 //! fixed until the snapshot changes and the worker rebuilds its schedulers).
 
 use super::{RealServer, Scheduler};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Nanos};
 
 /// IPVS wrr state.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl WeightedRoundRobin {
 }
 
 impl Scheduler for WeightedRoundRobin {
-    fn pick(&mut self, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn pick(&mut self, _now: Nanos, _key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
         let n = reals.len();
         if n == 0 || self.mw == 0 {
             return None;
@@ -122,7 +122,7 @@ mod tests {
     fn all_zero_is_none() {
         let r = reals(&[0, 0]);
         assert_eq!(
-            WeightedRoundRobin::new(&r).pick(&crate::sched::testutil::key(0), &r),
+            WeightedRoundRobin::new(&r).pick(0, &crate::sched::testutil::key(0), &r),
             None
         );
     }

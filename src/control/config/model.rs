@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::de;
 use crate::datapath::snapshot::ServiceKey;
 use crate::flow::Proto;
-use crate::sched::SchedulerKind;
+use crate::sched::{mh, SchedFlags, SchedulerKind};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -260,6 +260,10 @@ pub struct Service {
     pub scheduler: Scheduler,
     #[serde(default)]
     pub scheduler_flags: Vec<SchedulerFlag>,
+    /// `mh` only: entries of the Maglev lookup table, a prime; `None` = not written (the
+    /// default, [`crate::sched::mh::DEFAULT_TABLE_SIZE`]).
+    #[serde(default)]
+    pub mh_table_size: Option<u32>,
     #[serde(default)]
     pub forwarding: Forwarding,
     /// Name of a `local_addresses` pool (fullnat only).
@@ -297,6 +301,21 @@ impl Service {
             proto: self.protocol.proto(),
         }
     }
+
+    /// The scheduler flags as the schedulers see them (validation keeps each flag with its
+    /// scheduler, so `sh-port` and `mh-port` never meet).
+    pub fn sched_flags(&self) -> SchedFlags {
+        let has = |a, b| self.scheduler_flags.iter().any(|f| *f == a || *f == b);
+        SchedFlags {
+            hash_port: has(SchedulerFlag::ShPort, SchedulerFlag::MhPort),
+            fallback: has(SchedulerFlag::ShFallback, SchedulerFlag::MhFallback),
+        }
+    }
+
+    /// The Maglev table size: the written one or the default.
+    pub fn mh_table_size(&self) -> u32 {
+        self.mh_table_size.unwrap_or(mh::DEFAULT_TABLE_SIZE)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -316,7 +335,7 @@ impl Protocol {
     }
 }
 
-/// The 13 IPVS scheduler names. Only some have an implementation (see [`Scheduler::kind`]).
+/// The 13 IPVS scheduler names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
@@ -337,20 +356,22 @@ pub enum Scheduler {
 }
 
 impl Scheduler {
-    /// The implemented scheduler of this name, if there is one.
-    pub const fn kind(self) -> Option<SchedulerKind> {
+    /// The scheduler of this name.
+    pub const fn kind(self) -> SchedulerKind {
         match self {
-            Scheduler::Rr => Some(SchedulerKind::Rr),
-            Scheduler::Wrr => Some(SchedulerKind::Wrr),
-            Scheduler::Lc => Some(SchedulerKind::Lc),
-            Scheduler::Wlc => Some(SchedulerKind::Wlc),
-            Scheduler::Sed => Some(SchedulerKind::Sed),
-            Scheduler::Nq => Some(SchedulerKind::Nq),
-            Scheduler::Fo => Some(SchedulerKind::Fo),
-            Scheduler::Ovf => Some(SchedulerKind::Ovf),
-            Scheduler::Lblc | Scheduler::Lblcr | Scheduler::Dh | Scheduler::Sh | Scheduler::Mh => {
-                None
-            }
+            Scheduler::Rr => SchedulerKind::Rr,
+            Scheduler::Wrr => SchedulerKind::Wrr,
+            Scheduler::Lc => SchedulerKind::Lc,
+            Scheduler::Wlc => SchedulerKind::Wlc,
+            Scheduler::Sed => SchedulerKind::Sed,
+            Scheduler::Nq => SchedulerKind::Nq,
+            Scheduler::Lblc => SchedulerKind::Lblc,
+            Scheduler::Lblcr => SchedulerKind::Lblcr,
+            Scheduler::Dh => SchedulerKind::Dh,
+            Scheduler::Sh => SchedulerKind::Sh,
+            Scheduler::Mh => SchedulerKind::Mh,
+            Scheduler::Fo => SchedulerKind::Fo,
+            Scheduler::Ovf => SchedulerKind::Ovf,
         }
     }
 

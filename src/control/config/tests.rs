@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::flow::Proto;
-use crate::sched::SchedulerKind;
+use crate::sched::{SchedFlags, SchedulerKind};
 
 fn fake_ifaces(name: &str) -> bool {
     matches!(name, "eth0" | "eth1" | "wan0" | "lan0")
@@ -105,7 +105,10 @@ fn base_parses_with_defaults() {
     assert_eq!(s.vip, "198.18.0.100".parse::<IpAddr>().unwrap());
     assert_eq!(s.protocol, Protocol::Tcp);
     assert_eq!(s.scheduler, Scheduler::Wrr);
-    assert_eq!(s.scheduler.kind(), Some(SchedulerKind::Wrr));
+    assert_eq!(s.scheduler.kind(), SchedulerKind::Wrr);
+    assert_eq!(s.sched_flags(), SchedFlags::default());
+    assert_eq!(s.mh_table_size, None);
+    assert_eq!(s.mh_table_size(), 65537);
     assert_eq!(s.forwarding, Forwarding::Nat);
     assert_eq!(s.persistence, Persistence::default());
     assert!(!s.persistence.enabled());
@@ -920,7 +923,7 @@ fn defaults_written_out_are_accepted() {
 }
 
 #[test]
-fn connection_and_weight_schedulers_are_accepted() {
+fn every_scheduler_is_accepted() {
     let cases = [
         ("rr", SchedulerKind::Rr),
         ("wrr", SchedulerKind::Wrr),
@@ -928,12 +931,17 @@ fn connection_and_weight_schedulers_are_accepted() {
         ("wlc", SchedulerKind::Wlc),
         ("sed", SchedulerKind::Sed),
         ("nq", SchedulerKind::Nq),
+        ("lblc", SchedulerKind::Lblc),
+        ("lblcr", SchedulerKind::Lblcr),
+        ("dh", SchedulerKind::Dh),
+        ("sh", SchedulerKind::Sh),
+        ("mh", SchedulerKind::Mh),
         ("fo", SchedulerKind::Fo),
         ("ovf", SchedulerKind::Ovf),
     ];
     for (name, kind) in cases {
         let c = assert_ok(&BASE.replace("scheduler: wrr", &format!("scheduler: {name}")));
-        assert_eq!(c.services[0].scheduler.kind(), Some(kind), "{name}");
+        assert_eq!(c.services[0].scheduler.kind(), kind, "{name}");
         assert_eq!(kind.name(), name);
     }
 }
@@ -942,32 +950,116 @@ fn connection_and_weight_schedulers_are_accepted() {
 fn default_scheduler_is_wlc_and_accepted() {
     let c = assert_ok(&BASE.replace("    scheduler: wrr\n", ""));
     assert_eq!(c.services[0].scheduler, Scheduler::Wlc);
-    assert_eq!(c.services[0].scheduler.kind(), Some(SchedulerKind::Wlc));
+    assert_eq!(c.services[0].scheduler.kind(), SchedulerKind::Wlc);
+}
+
+#[test]
+fn scheduler_flags_are_accepted_with_their_scheduler() {
+    let cases: &[(&str, &str, SchedFlags)] = &[
+        ("sh", "[]", SchedFlags::default()),
+        (
+            "sh",
+            "[sh-port]",
+            SchedFlags {
+                hash_port: true,
+                fallback: false,
+            },
+        ),
+        (
+            "sh",
+            "[sh-fallback, sh-port]",
+            SchedFlags {
+                hash_port: true,
+                fallback: true,
+            },
+        ),
+        (
+            "mh",
+            "[mh-fallback]",
+            SchedFlags {
+                hash_port: false,
+                fallback: true,
+            },
+        ),
+        (
+            "mh",
+            "[mh-port, mh-fallback]",
+            SchedFlags {
+                hash_port: true,
+                fallback: true,
+            },
+        ),
+    ];
+    for (sched, flags, want) in cases {
+        let t = BASE.replace(
+            "scheduler: wrr",
+            &format!("scheduler: {sched}\n    scheduler_flags: {flags}"),
+        );
+        let c = assert_ok(&t);
+        assert_eq!(c.services[0].sched_flags(), *want, "{sched} {flags}");
+    }
+    // A flag of the other hashing scheduler is refused at the flag.
+    let t = BASE.replace(
+        "scheduler: wrr",
+        "scheduler: sh\n    scheduler_flags: [mh-port]",
+    );
+    assert_error(&t, "9:23: scheduler flag mh-port is only for scheduler mh");
+}
+
+#[test]
+fn mh_table_size_is_a_prime_in_range_for_mh_only() {
+    let mh = |size: &str| {
+        BASE.replace(
+            "scheduler: wrr",
+            &format!("scheduler: mh\n    mh_table_size: {size}"),
+        )
+    };
+    assert_eq!(assert_ok(&mh("251")).services[0].mh_table_size(), 251);
+    assert_eq!(assert_ok(&mh("4093")).services[0].mh_table_size(), 4093);
+    assert_eq!(
+        assert_ok(&mh("1000003")).services[0].mh_table_size(),
+        1_000_003
+    );
+    assert_error(
+        &mh("65536"),
+        "9:20: mh_table_size 65536 is not a prime (65521 and 65537 are)",
+    );
+    assert_error(
+        &mh("1"),
+        "9:20: mh_table_size 1 is out of range 251..1000003",
+    );
+    assert_error(
+        &mh("1000033"),
+        "9:20: mh_table_size 1000033 is out of range 251..1000003",
+    );
+    assert_error(
+        &mh("-5"),
+        "9:20: services[0].mh_table_size: invalid type: integer `-5`, expected u32",
+    );
+    // Written with another scheduler: refused at the key.
+    let t = with_service_keys("    mh_table_size: 65537\n");
+    assert_error(&t, "13:5: mh_table_size is only for scheduler mh, not wrr");
+    let t = BASE.replace("scheduler: wrr", "scheduler: sh\n    mh_table_size: 65537");
+    assert_error(&t, "9:5: mh_table_size is only for scheduler mh, not sh");
+    // More real servers than table entries (IPVS refuses it too).
+    let many: String = (0..252)
+        .map(|i| format!("      - address: 198.18.2.{}:80\n", i))
+        .collect();
+    let t = format!("{}{many}", mh("251"));
+    assert_error(
+        &t,
+        "9:20: scheduler mh with 254 real servers needs an mh_table_size of at least that many (it is 251)",
+    );
 }
 
 #[test]
 fn unsupported_features_are_refused_at_their_key() {
-    let cases: &[(&str, &str)] = &[
-        (
-            "    scheduler_flags: [sh-port]\n",
-            "13:5: scheduler_flags is not supported yet",
-        ),
-        (
-            "    forwarding: dr\n",
-            "13:17: forwarding dr is not supported yet (only nat is)",
-        ),
-    ];
+    let cases: &[(&str, &str)] = &[(
+        "    forwarding: dr\n",
+        "13:17: forwarding dr is not supported yet (only nat is)",
+    )];
     for (extra, want) in cases {
         assert_error(&with_service_keys(extra), want);
-    }
-    for name in ["lblc", "lblcr", "dh", "sh", "mh"] {
-        let t = BASE.replace("scheduler: wrr", &format!("scheduler: {name}"));
-        assert_error(
-            &t,
-            &format!(
-                "8:16: scheduler {name} is not supported yet (only rr, wrr, lc, wlc, sed, nq, fo and ovf are)"
-            ),
-        );
     }
     let t = BASE
         .replace("198.18.0.100", "\"2001:db8::100\"")

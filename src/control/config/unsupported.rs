@@ -5,10 +5,11 @@
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
-//! `scheduler: rr | wrr | lc | wlc | sed | nq | fo | ovf` (`wlc`, the default, included),
-//! `protocol: tcp | udp`, an IPv4 `vip`, any `port` (0 = all ports, with persistence),
-//! `persistence`, `one_packet`, `health_check`, `on_failure`, `quorum` and `sorry_server`, and
-//! real servers with an IPv4 `address`, a `weight`, thresholds and a `health_check`.
+//! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
+//! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
+//! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
+//! `health_check`, `on_failure`, `quorum` and `sorry_server`, and real servers with an IPv4
+//! `address`, a `weight`, thresholds and a `health_check`.
 
 use super::model::{Config, Forwarding, Real, Service};
 use super::positions::{Positions, Problem};
@@ -18,7 +19,7 @@ use super::positions::{Positions, Problem};
 pub enum At {
     /// The key (`toa:`), for features that are refused whatever their value.
     Key,
-    /// The value (`scheduler: lc`), for features refused for some values.
+    /// The value (`forwarding: dr`), for features refused for some values.
     Value,
 }
 
@@ -58,11 +59,6 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "vrrp.sync_groups",    at: Key,   check: Root(|c| when(!c.vrrp.sync_groups.is_empty(), "vrrp.sync_groups")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "scheduler",           at: Value, check: S(|s| match s.scheduler.kind() {
-        Some(_) => None,
-        None => Some((format!("scheduler {}", s.scheduler), " (only rr, wrr, lc, wlc, sed, nq, fo and ovf are)")),
-    }) },
-    NotYet { key: "scheduler_flags",     at: Key,   check: S(|s| when(!s.scheduler_flags.is_empty(), "scheduler_flags")) },
     NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },
     NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
     NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },

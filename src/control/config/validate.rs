@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::model::{
-    CheckType, Config, Forwarding, HealthCheck, LocalAddressPool, Protocol, Queues, Service,
-    VrrpVersion, Workers,
+    CheckType, Config, Forwarding, HealthCheck, LocalAddressPool, Protocol, Queues, Scheduler,
+    Service, VrrpVersion, Workers,
 };
 use super::positions::{Positions, Problem};
 use crate::datapath::snapshot::ServiceKey;
+use crate::sched::mh;
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
@@ -356,6 +357,55 @@ fn services(cx: &mut Ctx, cfg: &Config) {
     }
 }
 
+/// `mh_table_size`: only with `scheduler: mh`, a prime in range, and at least as large as the
+/// number of real servers (IPVS refuses more servers than table entries).
+fn mh_table_size(cx: &mut Ctx, p: &str, s: &Service) {
+    let key = format!("{p}.mh_table_size");
+    if let Some(size) = s.mh_table_size {
+        if s.scheduler != Scheduler::Mh {
+            cx.key(
+                &key,
+                format!(
+                    "mh_table_size is only for scheduler mh, not {}",
+                    s.scheduler
+                ),
+            );
+            return;
+        }
+        let (min, max) = (mh::MIN_TABLE_SIZE, mh::MAX_TABLE_SIZE);
+        if !(min..=max).contains(&size) {
+            cx.value(
+                &key,
+                format!("mh_table_size {size} is out of range {min}..{max}"),
+            );
+            return;
+        }
+        if !mh::is_prime(size) {
+            let below = (min..size).rev().find(|&n| mh::is_prime(n));
+            let above = (size..=max).find(|&n| mh::is_prime(n));
+            let hint = match (below, above) {
+                (Some(b), Some(a)) => format!(" ({b} and {a} are)"),
+                (Some(n), None) | (None, Some(n)) => format!(" ({n} is)"),
+                (None, None) => String::new(),
+            };
+            cx.value(&key, format!("mh_table_size {size} is not a prime{hint}"));
+            return;
+        }
+    }
+    if s.scheduler == Scheduler::Mh && s.reals.len() > s.mh_table_size() as usize {
+        let msg = format!(
+            "scheduler mh with {} real servers needs an mh_table_size of at least that many (it is {})",
+            s.reals.len(),
+            s.mh_table_size()
+        );
+        if s.mh_table_size.is_some() {
+            cx.value(&key, msg);
+        } else {
+            cx.value(&format!("{p}.scheduler"), msg);
+        }
+    }
+}
+
 fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &Service) {
     let at = |k: &str| format!("{p}.{k}");
     cx.not_empty(&at("name"), &s.name, "service name");
@@ -395,6 +445,7 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
             )
         },
     );
+    mh_table_size(cx, p, s);
 
     // FULLNAT pool.
     let mut pool = None;

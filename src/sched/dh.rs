@@ -1,0 +1,192 @@
+//! Destination hashing (`dh`), as IPVS's `ip_vs_dh`.
+//!
+//! A static mapping from the packet's destination address to a real server, through a bucket
+//! table:
+//!
+//! - **Table** (built off the packet path by [`DestinationHashTable::build`]): the servers in list
+//!   order take one bucket each, cycling until every bucket is taken (IPVS's `ip_vs_dh_reassign`;
+//!   weights play no part, quiescent servers included).
+//! - **Lookup**: bucket `hash_32(dst, bits)` of the destination address folded to 32 bits (IPv6:
+//!   the XOR of its four words), the kernel's multiplicative `hash_32`.
+//! - **Unavailable server** (weight 0, down, or over its upper threshold:
+//!   [`RealServer::is_available`]): no server (`None`). `dh` has no flags and no fallback.
+//!
+//! In xvs a service is a VIP and port, so the destination of every new flow of a service is its
+//! VIP: every flow of a `dh` service goes to the one server its VIP hashes to. That is IPVS's
+//! behaviour for such a service too; `dh` is meant for services that match many destinations
+//! (IPVS firewall-mark services of cache clusters), which xvs does not have yet.
+//!
+//! Departure from IPVS, in the table's shape only: IPVS's table has 256 buckets, so with more
+//! than 256 servers some get none; here it is the smallest power of two of at least 256 that
+//! holds 32 cycles of the servers, up to 2^20 buckets.
+
+use std::sync::Arc;
+
+use super::hash::{fold, hash_32, Buckets};
+use super::{RealServer, Scheduler};
+use crate::flow::{FlowKey, Nanos};
+
+/// The `dh` bucket table of one service.
+#[derive(Debug)]
+pub struct DestinationHashTable {
+    buckets: Buckets,
+}
+
+impl DestinationHashTable {
+    /// Fills the table for `reals`: one bucket per server per cycle.
+    pub fn build(reals: &[RealServer]) -> DestinationHashTable {
+        DestinationHashTable {
+            buckets: Buckets::fill(reals, |_| 1),
+        }
+    }
+
+    /// Number of buckets.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether the table has no bucket (built for no server).
+    pub fn is_empty(&self) -> bool {
+        self.buckets.len() == 0
+    }
+
+    /// Whether the table was built for a list of `n` servers.
+    pub fn fits(&self, n: usize) -> bool {
+        self.buckets.fits(n)
+    }
+
+    /// The server for `key`'s destination, looked up in `reals` (the list the table was built
+    /// for); `None` when it is unavailable.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+        let i = self
+            .buckets
+            .get(hash_32(fold(key.dst), self.buckets.bits()))?;
+        reals.get(i)?.is_available().then_some(i)
+    }
+}
+
+/// The `dh` scheduler: a shared [`DestinationHashTable`], no state of its own.
+#[derive(Debug)]
+pub struct DestinationHashing {
+    table: Arc<DestinationHashTable>,
+}
+
+impl DestinationHashing {
+    pub fn new(table: Arc<DestinationHashTable>) -> DestinationHashing {
+        DestinationHashing { table }
+    }
+}
+
+impl Scheduler for DestinationHashing {
+    fn pick(&mut self, _now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+        self.table.lookup(key, reals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::testutil::{flow, histogram, reals};
+
+    /// Destination addresses for the spread tests: 100 000 consecutive addresses from
+    /// 203.0.113.0 on.
+    const DESTINATIONS: std::ops::Range<u32> = 0xCB00_7100..0xCB00_7100 + 100_000;
+
+    fn dh(r: &[RealServer]) -> DestinationHashing {
+        DestinationHashing::new(Arc::new(DestinationHashTable::build(r)))
+    }
+
+    #[test]
+    fn same_destination_same_server_whatever_the_source() {
+        let r = reals(&[1; 10]);
+        let mut s = dh(&r);
+        for d in DESTINATIONS.step_by(997) {
+            let first = s.pick(0, &flow(1, 1024, d), &r);
+            assert!(first.is_some());
+            for (src, port) in [(2, 1024), (0x0A00_0001, 40000), (u32::MAX, 1)] {
+                assert_eq!(s.pick(0, &flow(src, port, d), &r), first);
+            }
+            assert_eq!(dh(&r).pick(0, &flow(1, 1024, d), &r), first);
+        }
+    }
+
+    #[test]
+    fn spreads_destinations_evenly() {
+        for n in [10usize, 100, 1000] {
+            let r = reals_n(n);
+            let mut s = dh(&r);
+            let h = histogram(DESTINATIONS.map(|d| s.pick(0, &flow(1, 1024, d), &r)), n);
+            let (min, max) = (*h.iter().min().unwrap(), *h.iter().max().unwrap());
+            let expect = DESTINATIONS.len() as f64 / n as f64;
+            let chi2: f64 = h
+                .iter()
+                .map(|&o| (o as f64 - expect).powi(2) / expect)
+                .sum();
+            assert!(chi2 < (2 * n + 20) as f64, "{n} servers: chi2 {chi2}");
+            assert!(
+                max as f64 / min as f64 <= if n < 1000 { 1.10 } else { 1.5 },
+                "{n} servers: min {min} max {max}"
+            );
+        }
+    }
+
+    /// `n` servers of weight 1 with distinct addresses (the testutil list stops at 245).
+    fn reals_n(n: usize) -> Vec<RealServer> {
+        (0..n)
+            .map(|i| {
+                RealServer::new(
+                    std::net::SocketAddr::from((
+                        [198, 18, (1 + i / 250) as u8, (i % 250) as u8],
+                        80,
+                    )),
+                    1,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weights_do_not_matter() {
+        let a = DestinationHashTable::build(&reals(&[1, 5, 0]));
+        assert_eq!(a.buckets.counts(), [86, 85, 85]);
+    }
+
+    #[test]
+    fn unavailable_server_means_no_server() {
+        let r = reals(&[1, 1, 1]);
+        let mut s = dh(&r);
+        let d = DESTINATIONS
+            .clone()
+            .find(|&d| s.pick(0, &flow(1, 1024, d), &r) == Some(1))
+            .unwrap();
+        let other = DESTINATIONS
+            .clone()
+            .find(|&d| s.pick(0, &flow(1, 1024, d), &r) == Some(2))
+            .unwrap();
+        r[1].stats.set_up(false);
+        assert_eq!(s.pick(0, &flow(1, 1024, d), &r), None);
+        assert_eq!(s.pick(0, &flow(1, 1024, other), &r), Some(2));
+        r[1].stats.set_up(true);
+        assert_eq!(s.pick(0, &flow(1, 1024, d), &r), Some(1));
+        let mut q = r.clone();
+        q[1].weight = 0;
+        assert_eq!(s.pick(0, &flow(1, 1024, d), &q), None, "quiescent");
+    }
+
+    #[test]
+    fn one_vip_one_server() {
+        let r = reals(&[1; 5]);
+        let mut s = dh(&r);
+        let vip = 0xC612_0064;
+        let picks: Vec<_> = (0..1000)
+            .map(|c| s.pick(0, &flow(c, 1024, vip), &r))
+            .collect();
+        assert!(picks.iter().all(|p| *p == picks[0] && p.is_some()));
+    }
+
+    #[test]
+    fn empty_list_is_none() {
+        assert_eq!(dh(&[]).pick(0, &flow(1, 1, 2), &[]), None);
+    }
+}

@@ -54,6 +54,7 @@ const MUST_COVER: &[DropReason] = &[
     DropReason::Ipv4Fragment,
     DropReason::TruncatedTcp,
     DropReason::BadTcpHeaderLength,
+    DropReason::BadTcpFlags,
     DropReason::TruncatedUdp,
     DropReason::BadUdpLength,
     DropReason::TtlExceeded,
@@ -736,27 +737,34 @@ fn generated() -> Vec<Case> {
         add(TtlExceeded, slug, what, Frame { ttl, ..frame }.build());
     }
 
-    // TCP flags that do not open a connection, to a service with no connection entry.
+    // Flag combinations TCP never sends: dropped whatever the connection state.
     for (slug, flags, what) in [
-        ("ack", ACK, "a bare ACK"),
         ("null-flags", 0, "no flag at all (a null scan)"),
-        ("syn-rst", SYN | RST, "SYN+RST (illegal combination)"),
-        ("syn-ack", SYN | ACK, "SYN+ACK sent towards the service"),
-        (
-            "syn-ack-rst",
-            SYN | ACK | RST,
-            "SYN+ACK+RST (illegal combination)",
-        ),
-        ("rst", RST, "a bare RST"),
-        ("rst-ack", RST | ACK, "RST+ACK"),
-        ("fin", FIN, "FIN without ACK (illegal combination)"),
-        ("fin-ack", FIN | ACK, "FIN+ACK"),
+        ("syn-rst", SYN | RST, "SYN+RST"),
+        ("syn-ack-rst", SYN | ACK | RST, "SYN+ACK+RST"),
+        ("syn-fin", SYN | FIN, "SYN+FIN"),
+        ("fin", FIN, "FIN without ACK"),
         (
             "xmas-without-syn",
             FIN | PSH | URG,
             "FIN+PSH+URG (an Xmas scan)",
         ),
         ("urg-only", URG, "URG alone"),
+    ] {
+        add(
+            BadTcpFlags,
+            slug,
+            &format!("TCP {what} to VIP:80: an invalid flag combination"),
+            Frame::tcp(80, flags).build(),
+        );
+    }
+    // Valid flags that do not open a connection, to a service with no connection entry.
+    for (slug, flags, what) in [
+        ("ack", ACK, "a bare ACK"),
+        ("syn-ack", SYN | ACK, "SYN+ACK sent towards the service"),
+        ("rst", RST, "a bare RST"),
+        ("rst-ack", RST | ACK, "RST+ACK"),
+        ("fin-ack", FIN | ACK, "FIN+ACK"),
     ] {
         add(
             NoConnection,
@@ -808,10 +816,9 @@ fn generated() -> Vec<Case> {
         Frame::tcp(8080, SYN).build(),
     );
     add(
-        NoNeighbour,
+        BadTcpFlags,
         "orphan-syn-fin",
-        "SYN+FIN (illegal combination) to orphan (tcp/8080): today SYN+FIN counts as an opening \
-         SYN, so it is scheduled and fails at the next hop (198.18.1.13 has no known MAC)",
+        "SYN+FIN to orphan (tcp/8080): refused for its flags before any scheduling",
         Frame::tcp(8080, SYN | FIN).build(),
     );
     v

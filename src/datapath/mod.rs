@@ -89,6 +89,9 @@ drop_reasons! {
     TruncatedTcp => "truncated_tcp",
     /// TCP data offset below 5 or beyond the packet.
     BadTcpHeaderLength => "bad_tcp_header_length",
+    /// TCP flags no TCP sends (no flag, SYN+FIN, SYN+RST, FIN without ACK, ...; see
+    /// `TcpFlags::is_valid_combination`): scans and crafted packets.
+    BadTcpFlags => "bad_tcp_flags",
     /// UDP header cut short.
     TruncatedUdp => "truncated_udp",
     /// UDP length field disagrees with the IP payload.

@@ -497,6 +497,9 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let (sport, dport, event) = match proto {
         Proto::Tcp => {
             let t = TcpSegment::new_checked(payload)?;
+            if !t.flags().is_valid_combination() {
+                return Err(DropReason::BadTcpFlags);
+            }
             (t.src_port(), t.dst_port(), Event::Tcp(t.flags()))
         }
         Proto::Udp => {

@@ -36,6 +36,27 @@ impl TcpFlags {
     pub fn is_initial_syn(self) -> bool {
         self.syn() && !self.ack() && !self.rst()
     }
+
+    /// Whether the flags form a combination TCP ever sends (the table Linux's connection
+    /// tracking applies): with PSH, ECE and CWR ignored, one of SYN, SYN+URG, SYN+ACK, RST,
+    /// RST+ACK, FIN+ACK, FIN+ACK+URG, ACK, ACK+URG. Anything else — no flag at all (a null
+    /// scan), SYN+FIN, SYN+RST, FIN without ACK (an Xmas scan), URG alone — is invalid.
+    pub fn is_valid_combination(self) -> bool {
+        const URG: u8 = 0x20;
+        const IGNORED: u8 = TcpFlags::PSH | 0x40 | 0x80; // PSH, ECE, CWR
+        const VALID: [u8; 9] = [
+            TcpFlags::SYN,
+            TcpFlags::SYN | URG,
+            TcpFlags::SYN | TcpFlags::ACK,
+            TcpFlags::RST,
+            TcpFlags::RST | TcpFlags::ACK,
+            TcpFlags::FIN | TcpFlags::ACK,
+            TcpFlags::FIN | TcpFlags::ACK | URG,
+            TcpFlags::ACK,
+            TcpFlags::ACK | URG,
+        ];
+        VALID.contains(&(self.0 & !IGNORED))
+    }
 }
 
 #[derive(Debug)]
@@ -93,6 +114,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::TcpFlags as F;
+
+    #[test]
+    fn flag_combinations_as_linux_conntrack_validates_them() {
+        for ok in [
+            0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30, 0x18, 0x19, 0xc2, 0x1c,
+        ] {
+            assert!(F(ok).is_valid_combination(), "{ok:#04x}");
+        }
+        for bad in [
+            0x00, 0x03, 0x06, 0x16, 0x01, 0x29, 0x20, 0x08, 0x07, 0x3f, 0x13,
+        ] {
+            assert!(!F(bad).is_valid_combination(), "{bad:#04x}");
+        }
+    }
+
     use super::*;
 
     #[test]

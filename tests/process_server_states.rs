@@ -90,13 +90,9 @@ fn persistent(mut s: Service, timeout_s: u64, netmask: &str) -> Service {
     s
 }
 
-fn client(net: u8, host: u8) -> [u8; 4] {
-    [198, 19, net, host]
-}
-
-#[test]
-fn persistence_sends_a_client_network_to_one_server_until_the_template_expires() {
-    let svc = persistent(
+/// tcp/80 rr over r1 and r2, persistent per client /24 for 300 s.
+fn web_persistent_per_24() -> Service {
+    persistent(
         service(
             80,
             Proto::Tcp,
@@ -105,8 +101,26 @@ fn persistence_sends_a_client_network_to_one_server_until_the_template_expires()
         ),
         300,
         "255.255.255.0",
-    );
-    let mut p = processor(vec![svc]);
+    )
+}
+
+/// The counters of the first service's real servers.
+fn real_stats(p: &Processor) -> Vec<std::sync::Arc<xvs::sched::RealStats>> {
+    let snap = p.shared().snapshot.load();
+    snap.services[0]
+        .reals
+        .iter()
+        .map(|r| r.stats.clone())
+        .collect()
+}
+
+fn client(net: u8, host: u8) -> [u8; 4] {
+    [198, 19, net, host]
+}
+
+#[test]
+fn persistence_sends_a_client_network_to_one_server_until_the_template_expires() {
+    let mut p = processor(vec![web_persistent_per_24()]);
     // 1000 connections from one /24 (many hosts and ports) all land on one server, although rr
     // alternates between servers for new template-less picks.
     let mut first = None;
@@ -143,25 +157,8 @@ fn persistence_sends_a_client_network_to_one_server_until_the_template_expires()
 
 #[test]
 fn persistence_moves_a_network_off_an_unavailable_server() {
-    let svc = persistent(
-        service(
-            80,
-            Proto::Tcp,
-            SchedulerKind::Rr,
-            &[("198.18.1.11:80", 1), ("198.18.1.12:80", 1)],
-        ),
-        300,
-        "255.255.255.0",
-    );
-    let mut p = processor(vec![svc]);
-    let stats: Vec<_> = {
-        let snap = p.shared().snapshot.load();
-        snap.services[0]
-            .reals
-            .iter()
-            .map(|r| r.stats.clone())
-            .collect()
-    };
+    let mut p = processor(vec![web_persistent_per_24()]);
+    let stats = real_stats(&p);
     let (_, a) = send(&mut p, S, syn(client(5, 1), 10_000, 80));
     let a = a.unwrap();
     let ai = if a.ip() == v4(R1) { 0 } else { 1 };
@@ -283,14 +280,7 @@ fn no_new_flow_goes_to_an_overloaded_or_quiescent_server_but_its_flows_continue(
         &[("198.18.1.11:80", 1), ("198.18.1.12:80", 1)],
     );
     let mut p = processor(vec![svc]);
-    let stats: Vec<_> = {
-        let snap = p.shared().snapshot.load();
-        snap.services[0]
-            .reals
-            .iter()
-            .map(|r| r.stats.clone())
-            .collect()
-    };
+    let stats = real_stats(&p);
     // r1 may hold at most 3 connections; after 2 more removals (lower 1) it takes flows again.
     stats[0].set_thresholds(3, 1);
     let mut to_r1 = Vec::new();

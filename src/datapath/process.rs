@@ -36,7 +36,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewConn, Tracked};
 use crate::datapath::counters::bump;
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
-use crate::datapath::nexthop::NextHopError;
+use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
 use crate::datapath::{
@@ -275,17 +275,9 @@ impl Processor {
         if f.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let hop = match self.nexthops.resolve(IpAddr::V4(rw.route_to)) {
+        let (hop, port_mac) = match self.next_hop(IpAddr::V4(rw.route_to)) {
             Ok(h) => h,
-            Err(e) => {
-                if let NextHopError::NoNeighbour(ip) = e {
-                    let _ = self.shared.neighbour_misses.push(ip);
-                }
-                return Verdict::Drop(e.drop_reason());
-            }
-        };
-        let Some(port) = self.snap.ports.get(usize::from(hop.port)) else {
-            return Verdict::Drop(DropReason::NoRoute);
+            Err(r) => return Verdict::Drop(r),
         };
         let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[f.l3..]) else {
             return Verdict::Drop(DropReason::TruncatedIpv4);
@@ -301,7 +293,7 @@ impl Processor {
             return Verdict::Drop(DropReason::TruncatedEthernet);
         };
         eth.set_dst(hop.mac);
-        eth.set_src(port.mac);
+        eth.set_src(port_mac);
         Verdict::Tx(hop.port)
     }
 
@@ -419,6 +411,24 @@ impl Processor {
             .ok_or(DropReason::NoRealServer)
     }
 
+    /// The next hop towards `dst` and the MAC of its egress port. A next hop whose MAC is not
+    /// known yet is handed to the control plane to resolve.
+    fn next_hop(&self, dst: IpAddr) -> Result<(NextHop, Mac), DropReason> {
+        let hop = self.nexthops.resolve(dst).map_err(|e| {
+            if let NextHopError::NoNeighbour(ip) = e {
+                // Full queue: the control plane is already busy resolving; drop the hint.
+                let _ = self.shared.neighbour_misses.push(ip);
+            }
+            e.drop_reason()
+        })?;
+        let port = self
+            .snap
+            .ports
+            .get(usize::from(hop.port))
+            .ok_or(DropReason::NoRoute)?;
+        Ok((hop, port.mac))
+    }
+
     /// Rewrites `side` of the packet to `to`, routes towards `route_to` and fills the Ethernet
     /// header.
     fn forward(
@@ -429,18 +439,9 @@ impl Processor {
         to: SocketAddr,
         route_to: IpAddr,
     ) -> Verdict {
-        let hop = match self.nexthops.resolve(route_to) {
+        let (hop, port_mac) = match self.next_hop(route_to) {
             Ok(h) => h,
-            Err(e) => {
-                if let NextHopError::NoNeighbour(ip) = e {
-                    // Full queue: the control plane is already busy resolving; drop the hint.
-                    let _ = self.shared.neighbour_misses.push(ip);
-                }
-                return Verdict::Drop(e.drop_reason());
-            }
-        };
-        let Some(port) = self.snap.ports.get(usize::from(hop.port)) else {
-            return Verdict::Drop(DropReason::NoRoute);
+            Err(r) => return Verdict::Drop(r),
         };
         let (IpAddr::V4(new_ip), true) = (to.ip(), p.key.src.is_ipv4()) else {
             // IPv6 is refused by the configuration until its issue lands; never rewrite across
@@ -450,7 +451,7 @@ impl Processor {
         rewrite_ipv4(frame, p, side, new_ip, to.port());
         let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
         eth.set_dst(hop.mac);
-        eth.set_src(port.mac);
+        eth.set_src(port_mac);
         Verdict::Tx(hop.port)
     }
 }

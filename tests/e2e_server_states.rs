@@ -12,9 +12,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -55,52 +54,6 @@ fn nat_yaml() -> String {
     std::fs::read_to_string(Lab::config("nat.yaml")).unwrap()
 }
 
-/// The lab client's `hold` mode in the client namespace: connections opened, then released when
-/// the trigger file appears.
-struct Held {
-    child: std::process::Child,
-    trigger: PathBuf,
-}
-
-impl Held {
-    fn open(lab: &Lab, count: u32) -> Held {
-        let trigger = std::env::temp_dir().join(format!("xvs-e2e-hold-{}", lab.tag));
-        let _ = std::fs::remove_file(&trigger);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns("client"), "python3"])
-            .arg(script("lab-client.py"))
-            .args(["hold", "--addr", &format!("{VIP}:80"), "--count"])
-            .arg(count.to_string())
-            .arg("--trigger")
-            .arg(&trigger)
-            .args(["--wait", "60", "--timeout", "5"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert_eq!(
-            first.trim(),
-            format!("{{\"opened\": {count}}}"),
-            "not every held connection opened"
-        );
-        Held { child, trigger }
-    }
-
-    /// Releases the connections and returns the summary of their one request each.
-    fn release(mut self) -> Summary {
-        std::fs::write(&self.trigger, b"go").unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut rest).unwrap();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.trigger);
-        serde_yaml_ng::from_str(rest.trim()).unwrap_or_else(|e| panic!("{e}: {rest}"))
-    }
-}
-
 fn start(lab: &Lab, config: &Path) -> Xvs {
     let mut xvs = lab.start_xvs(config);
     let ready = lab.wait_http_ready(Duration::from_secs(20));
@@ -119,7 +72,7 @@ fn quiescent_server_keeps_its_connections_and_affinity_services_work() {
     let xvs = start(&lab, &config);
 
     // ---- 1. weight 0 holds existing connections, takes no new ones --------------------------
-    let held = Held::open(&lab, 20);
+    let held = lab.hold(20);
     let quiesced = base.replacen(
         "        weight: 1                     # (1 is the default)",
         "        weight: 0",

@@ -27,9 +27,10 @@ use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::{admin, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterProgram, XdpMode};
+use crate::datapath::snapshot::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
-use crate::datapath::{Port, Processor, Shared};
+use crate::datapath::{Port, Processor, Shared, Snapshot};
 
 /// A fatal start-up or run-time error, printed as is on stderr: `xvs: <one line>`, or for a
 /// configuration that does not validate, its `FILE:LINE:COL: message` lines.
@@ -196,9 +197,46 @@ struct Running {
     health: HealthHandle,
     /// The last local-address sync failed (logged once until it works again).
     address_sync_failing: bool,
+    /// Real servers removed by a reload whose connections have not all ended: their replies
+    /// stay steered to the workers until then.
+    draining: Vec<snapshot::DrainingReal>,
+}
+
+/// What the filter steers: the snapshot's keys and those of the real servers still draining.
+fn steering_keys(snap: &Snapshot, draining: &[snapshot::DrainingReal]) -> Vec<SteerKey> {
+    let mut keys = snap.steering_keys();
+    keys.extend(draining.iter().flat_map(|d| d.steering_keys()));
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 impl Running {
+    /// Forgets the draining real servers whose last connection ended and stops steering their
+    /// replies.
+    fn finish_draining(&mut self) {
+        let before = self.draining.len();
+        self.draining.retain(|d| {
+            let done = d.is_drained();
+            if done {
+                log(format!(
+                    "Service [{}]:{}:{} of VS {} drained",
+                    d.addr.ip(),
+                    d.service.proto,
+                    d.addr.port(),
+                    d.service
+                ));
+            }
+            !done
+        });
+        if self.draining.len() != before {
+            let keys = steering_keys(&self.shared.snapshot.load(), &self.draining);
+            if let Err(e) = self.filter.set_steering(&keys) {
+                log(format!("Cannot update the XDP filter's steering: {e}"));
+            }
+        }
+    }
+
     /// Re-syncs the filter's `local_addrs` map with the kernel's addresses (an address added by
     /// an operator or by VRRP). Errors are logged, never fatal.
     fn sync_local_addresses(&mut self) {
@@ -289,7 +327,13 @@ impl Running {
         let old = self.shared.snapshot.load_full();
         let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
         let changes = snapshot::describe_changes(&old, &new);
-        let keys = new.steering_keys();
+        let mut draining = self.draining.clone();
+        for d in snapshot::removed_with_connections(&old, &new) {
+            if !draining.iter().any(|x| Arc::ptr_eq(&x.stats, &d.stats)) {
+                draining.push(d);
+            }
+        }
+        let keys = steering_keys(&new, &draining);
         let new = Arc::new(new);
         // Swap first, then steer: a new service's first packets only reach the sockets once the
         // workers already know it. A removed service's packets that arrive in between are passed
@@ -298,9 +342,22 @@ impl Running {
         if let Err(e) = self.filter.set_steering(&keys) {
             // Keep the promise of a failed reload: the running configuration stays, whole.
             self.shared.snapshot.store(old.clone());
-            let _ = self.filter.set_steering(&old.steering_keys());
+            let _ = self
+                .filter
+                .set_steering(&steering_keys(&old, &self.draining));
             return Err(fatal(e));
         }
+        for d in &draining[self.draining.len()..] {
+            log(format!(
+                "Draining service [{}]:{}:{} of VS {} ({} connections left)",
+                d.addr.ip(),
+                d.service.proto,
+                d.addr.port(),
+                d.service,
+                d.stats.total_connections()
+            ));
+        }
+        self.draining = draining;
         for ip in real_addresses(&cfg) {
             let _ = self.shared.neighbour_misses.push(ip);
         }
@@ -481,6 +538,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         reload,
         health,
         address_sync_failing: false,
+        draining: Vec::new(),
     };
     let mut failure = None;
     let mut last_address_sync = Instant::now();
@@ -503,6 +561,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         if last_address_sync.elapsed() >= ADDRESS_SYNC_INTERVAL {
             last_address_sync = Instant::now();
             running.sync_local_addresses();
+            running.finish_draining();
         }
         // `xvs ctl reload`: run here, where the running configuration lives.
         for req in reload_rx.try_iter() {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::conntrack::Timeouts;
 use crate::control::config::{self, Config};
+use crate::datapath::snapshot::SteerKey;
 use crate::datapath::snapshot::{Forwarding, Persistence, ServiceState};
 use crate::datapath::{Port, Service, ServiceKey, Snapshot};
 use crate::sched::{self, RealServer, RealStats};
@@ -134,6 +135,64 @@ pub fn build(
         timeouts(cfg),
         cfg.conntrack.sloppy_tcp,
     )
+}
+
+/// A real server a reload removed while it still had connections: its replies must keep
+/// reaching the workers (its steering keys stay) until its last connection ends. IPVS keeps a
+/// removed destination in its trash list the same way while connections use it.
+#[derive(Clone, Debug)]
+pub struct DrainingReal {
+    pub service: ServiceKey,
+    pub addr: SocketAddr,
+    pub stats: Arc<RealStats>,
+}
+
+impl DrainingReal {
+    /// Whether its last connection has ended.
+    pub fn is_drained(&self) -> bool {
+        self.stats.total_connections() == 0
+    }
+
+    /// What the filter must keep steering for its replies.
+    pub fn steering_keys(&self) -> [SteerKey; 2] {
+        [
+            SteerKey::Src {
+                addr: self.addr.ip(),
+                port: self.addr.port(),
+                proto: self.service.proto,
+            },
+            SteerKey::SrcFragments {
+                addr: self.addr.ip(),
+                proto: self.service.proto,
+            },
+        ]
+    }
+}
+
+/// The (service, real server) pairs of `old` that `new` no longer has (the real server or its
+/// whole service removed) and that still have connections; the sorry server counts as a real
+/// server here.
+pub fn removed_with_connections(old: &Snapshot, new: &Snapshot) -> Vec<DrainingReal> {
+    let mut out = Vec::new();
+    for s in &old.services {
+        let kept = find(new, &s.key);
+        for r in s.reals.iter().chain(&s.sorry) {
+            let still = kept.is_some_and(|n| {
+                n.reals
+                    .iter()
+                    .chain(&n.sorry)
+                    .any(|x| Arc::ptr_eq(&x.stats, &r.stats))
+            });
+            if !still && r.stats.total_connections() > 0 {
+                out.push(DrainingReal {
+                    service: s.key,
+                    addr: r.addr,
+                    stats: r.stats.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Log lines describing the change from `old` to `new`, in keepalived's wording
@@ -358,6 +417,29 @@ services:
         assert_eq!(a.services[0].tables.mh_table_size(), 4093);
         let wrr = build(&cfg(BASE), vec![], 5, Some(&sh));
         assert_eq!(wrr.services[0].tables.table_len(), 0);
+    }
+
+    #[test]
+    fn removed_real_servers_with_connections_drain() {
+        let a = build(&cfg(BASE), vec![], 1, None);
+        let r2 = a.services[0].reals[1].clone();
+        r2.stats.active.store(2, Ordering::Relaxed);
+        let without_r2 = BASE.replace("      - { address: 198.18.1.12:80, weight: 1 }\n", "");
+        assert_ne!(without_r2, BASE, "BASE lists 198.18.1.12:80 with weight 1");
+        let b = build(&cfg(&without_r2), vec![], 2, Some(&a));
+        let d = removed_with_connections(&a, &b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].addr, r2.addr);
+        assert!(!d[0].is_drained());
+        assert!(d[0]
+            .steering_keys()
+            .iter()
+            .all(|k| !b.steering_keys().contains(k)));
+        // A real server without connections, or one the new snapshot keeps, does not drain.
+        assert!(removed_with_connections(&a, &build(&cfg(BASE), vec![], 2, Some(&a))).is_empty());
+        r2.stats.active.store(0, Ordering::Relaxed);
+        assert!(d[0].is_drained());
+        assert!(removed_with_connections(&a, &b).is_empty());
     }
 
     #[test]

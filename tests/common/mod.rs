@@ -300,6 +300,37 @@ impl Lab {
         ])
     }
 
+    /// Opens `count` TCP connections from the client to VIP:80 and holds them (nothing sent)
+    /// until [`Held::release`].
+    pub fn hold(&self, count: u32) -> Held {
+        use std::io::BufRead;
+        let trigger = std::env::temp_dir().join(format!("xvs-e2e-hold-{}", self.tag));
+        let _ = std::fs::remove_file(&trigger);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("client"), "python3"])
+            .arg(script("lab-client.py"))
+            .args(["hold", "--addr", &format!("{VIP}:80"), "--count"])
+            .arg(count.to_string())
+            .arg("--trigger")
+            .arg(&trigger)
+            .args(["--wait", "120", "--timeout", "5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the lab client");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let held = Held { child, trigger };
+        assert_eq!(
+            first.trim(),
+            format!("{{\"opened\": {count}}}"),
+            "not every held connection opened"
+        );
+        held
+    }
+
     /// `count` sequential HTTP requests from the client to `http://VIP/`, a fresh connection each.
     pub fn http_client(&self, count: u32) -> Summary {
         self.http_client_url(&format!("http://{VIP}/"), count, 2.0)
@@ -448,5 +479,34 @@ impl Drop for Xvs {
             eprintln!("---- xvs log ----\n{}-----------------", self.log());
         }
         let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// Connections held open by the lab client's `hold` mode (see [`Lab::hold`]).
+pub struct Held {
+    child: std::process::Child,
+    trigger: PathBuf,
+}
+
+impl Held {
+    /// Releases the connections: each sends one HTTP request now. Returns the summary of their
+    /// answers (a connection reset or closed while held is a failure).
+    pub fn release(mut self) -> Summary {
+        std::fs::write(&self.trigger, b"go").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut rest).unwrap();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.trigger);
+        serde_yaml_ng::from_str(rest.trim()).unwrap_or_else(|e| panic!("{e}: {rest}"))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Released or not, the client must not outlive the test.
+        let _ = std::fs::write(&self.trigger, b"go");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.trigger);
     }
 }

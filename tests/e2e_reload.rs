@@ -1,0 +1,160 @@
+//! End to end in the NAT lab (as root): hitless reloads.
+//!
+//! 20 reloads — weight changes, a real server removed and added back — while the client holds
+//! 50 established TCP connections and a request stream runs: no held connection breaks (the
+//! ones on a removed real server drain: its replies stay steered until they end), no request
+//! fails. A reload with a broken file changes nothing and is reported.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn socket(lab: &Lab) -> PathBuf {
+    PathBuf::from(format!("/run/xvs-reload-{}.sock", lab.tag))
+}
+
+fn config_path(lab: &Lab) -> PathBuf {
+    std::env::temp_dir().join(format!("xvs-e2e-reload-{}.yaml", lab.tag))
+}
+
+/// `config/nat.yaml` with `poll: wakeup`, this lab's admin socket, and web's two real servers
+/// given by `reals` (lines of `- address: …` entries).
+fn write_config(lab: &Lab, reals: &str) {
+    let base = std::fs::read_to_string(Lab::config("nat.yaml")).unwrap();
+    let web_reals = "      - address: 198.18.1.11:80       # ADDR:PORT; with nat the port may differ from the VIP's
+        weight: 3                     # relative share of new connections; 0 = no new flows
+      - address: 198.18.1.12:80
+        weight: 1                     # (1 is the default)
+";
+    assert!(
+        base.contains(web_reals),
+        "config/nat.yaml's web reals moved"
+    );
+    let text = base
+        .replace("poll: busy", "poll: wakeup")
+        .replace(
+            "admin_socket: /run/xvs/admin.sock",
+            &format!("admin_socket: {}", socket(lab).display()),
+        )
+        .replace(web_reals, reals);
+    std::fs::write(config_path(lab), text).unwrap();
+}
+
+fn reals(w1: u32, w2: Option<u32>) -> String {
+    let mut s = format!("      - address: 198.18.1.11:80\n        weight: {w1}\n");
+    if let Some(w2) = w2 {
+        s += &format!("      - address: 198.18.1.12:80\n        weight: {w2}\n");
+    }
+    s
+}
+
+fn ctl(lab: &Lab, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xvs"))
+        .args(["ctl", "--socket"])
+        .arg(socket(lab))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn start(lab: &Lab, config: &Path) -> Xvs {
+    let mut xvs = lab.start_xvs(config);
+    let ready = lab.wait_http_ready(Duration::from_secs(20));
+    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
+    assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
+    xvs
+}
+
+#[test]
+fn twenty_reloads_under_load_break_nothing_and_a_broken_file_changes_nothing() {
+    let lab = Lab::new();
+    lab.serve();
+    write_config(&lab, &reals(1, Some(1)));
+    let xvs = start(&lab, &config_path(&lab));
+    let held = lab.hold(50);
+
+    // The plan: weights, r2 removed (with held connections on it) and added back; the last
+    // reload removes r2, so the held connections on it answer while it drains.
+    let plan: Vec<(u32, Option<u32>)> = (0..20)
+        .map(|i| match (i + 3) % 5 {
+            0 => (3, Some(1)),
+            1 => (1, Some(2)),
+            2 => (2, None),
+            3 => (1, Some(1)),
+            _ => (1, Some(3)),
+        })
+        .collect();
+    let stream = std::thread::scope(|s| {
+        let stream = s.spawn(|| lab.http_stream(&format!("http://{VIP}/"), 9.0, 0.02, 2.0));
+        std::thread::sleep(Duration::from_millis(500));
+        for (i, (w1, w2)) in plan.iter().enumerate() {
+            write_config(&lab, &reals(*w1, *w2));
+            let out = ctl(&lab, &["reload"]);
+            assert!(
+                out.status.success(),
+                "reload {i} refused: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // A broken file: refused with FILE:LINE:COL, the running configuration stays.
+        let before = ctl(&lab, &["list"]);
+        let good = std::fs::read_to_string(config_path(&lab)).unwrap();
+        std::fs::write(
+            config_path(&lab),
+            good.replacen("    scheduler: wrr", "    scheduler: [wrr", 1),
+        )
+        .unwrap();
+        let out = ctl(&lab, &["reload"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with(&format!("{}:", config_path(&lab).display())),
+            "{err}"
+        );
+        assert!(err.contains("keeping the running configuration"), "{err}");
+        let after = ctl(&lab, &["list"]);
+        assert_eq!(
+            String::from_utf8_lossy(&before.stdout),
+            String::from_utf8_lossy(&after.stdout),
+            "a refused reload changed the running configuration"
+        );
+        stream.join().unwrap()
+    });
+    assert_eq!(
+        stream.failed,
+        0,
+        "requests failed during reloads: {:?}\n{}",
+        stream.errors,
+        xvs.log()
+    );
+    assert!(stream.ok >= 100, "only {} requests in 9 s", stream.ok);
+    let log = xvs.log();
+    assert_eq!(log.matches("Configuration reloaded").count(), 20, "{log}");
+    assert!(
+        log.contains("Draining service [198.18.1.12]:tcp:80"),
+        "{log}"
+    );
+
+    assert_eq!(plan[19].1, None, "the last reload removes r2");
+    // Every held connection still works, on whatever server it had (r2's while it drains).
+    let held = held.release();
+    assert_eq!(
+        held.failed, 0,
+        "held connections broke: {:?}\n{log}",
+        held.errors
+    );
+    assert_eq!(held.ok, 50);
+    assert!(
+        held.count("r2") > 0,
+        "some held connections were on r2: {:?}",
+        held.by_server
+    );
+    drop(xvs);
+    let _ = std::fs::remove_file(config_path(&lab));
+}

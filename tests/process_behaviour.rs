@@ -404,3 +404,82 @@ fn lblc_keeps_the_vip_on_one_server_until_it_is_overloaded() {
     assert_eq!(send(&mut p, 4, 49003, SYN).1, Some(R2));
     assert_eq!(send(&mut p, 4, 49004, SYN).1, Some(R2));
 }
+
+/// A real server → client TCP reply frame (from `real`:80 to the client's `dport`).
+fn reply(real: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 54];
+    f[0..6].copy_from_slice(&LAN_MAC);
+    f[6..12].copy_from_slice(&R1_MAC);
+    f[12] = 0x08;
+    f[14..26].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f[26..30].copy_from_slice(&real);
+    f[30..34].copy_from_slice(&CLIENT);
+    let c = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&80u16.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f[46] = 5 << 4;
+    f[47] = flags;
+    let pseudo = checksum::ipv4_pseudo_header_sum(real, CLIENT, 6, 20);
+    let c = !checksum::fold(checksum::sum(&f[34..], pseudo));
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn packets_and_bytes_are_counted_per_service_and_real_and_survive_a_reload() {
+    use std::net::SocketAddr;
+    use xvs::datapath::counters::{traffic_totals, Traffic, TrafficKey};
+    use xvs::datapath::ServiceKey;
+    use xvs::flow::Proto;
+
+    let mut p = processor(100);
+    let web = ServiceKey {
+        vip: "198.18.0.100".parse().unwrap(),
+        port: 80,
+        proto: Proto::Tcp,
+    };
+    let key = |real: Option<&str>| TrafficKey {
+        service: web,
+        real: real.map(|r| r.parse::<SocketAddr>().unwrap()),
+    };
+    let totals = |p: &Processor| traffic_totals([&*p.counters]);
+    // wrr 3:1: r1 r1 r1 r2; then an ACK on the first flow and two replies from r1.
+    for i in 0..4 {
+        send(&mut p, 1, 46000 + i, SYN);
+    }
+    send(&mut p, 1, 46000, ACK);
+    for _ in 0..2 {
+        let mut f = reply(R1, 46000, ACK);
+        assert!(matches!(
+            p.process(NANOS_PER_SEC, 1, &mut f),
+            Verdict::Tx(0)
+        ));
+    }
+    // A reply nobody tracks is not counted.
+    let mut f = reply(R2, 1, ACK);
+    p.process(NANOS_PER_SEC, 1, &mut f);
+    // A refused segment is not counted either.
+    send(&mut p, 1, 47000, ACK);
+    let t = totals(&p);
+    let packets = |i, o| Traffic {
+        in_packets: i,
+        in_bytes: 40 * i,
+        out_packets: o,
+        out_bytes: 40 * o,
+    };
+    assert_eq!(t[&key(None)], packets(5, 2));
+    assert_eq!(t[&key(Some("198.18.1.11:80"))], packets(4, 2));
+    assert_eq!(t[&key(Some("198.18.1.12:80"))], packets(1, 0));
+
+    // A reload keeps the totals of the pairs that stay and counts on from them.
+    p.shared()
+        .snapshot
+        .store(Arc::new(snapshot(2, (0, 1), false)));
+    send(&mut p, 2, 46000, ACK);
+    let t = totals(&p);
+    assert_eq!(p.counters.traffic.load().generation(), 2);
+    assert_eq!(t[&key(None)], packets(6, 2));
+    assert_eq!(t[&key(Some("198.18.1.11:80"))], packets(5, 2));
+    assert_eq!(t[&key(Some("198.18.1.12:80"))], packets(1, 0));
+}

@@ -26,10 +26,13 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::control::ctl::{
-    ConnInfo, ConnsReply, ListReply, RealInfo, Reply, Request, ServiceInfo, VrrpReply,
+    ConnInfo, ConnsReply, ListReply, RateInfo, RealInfo, Reply, Request, ServiceInfo, StatsInfo,
+    VrrpReply,
 };
+use crate::control::stats::{self, Rates, Stats};
+use crate::datapath::counters::{Traffic, TrafficKey};
 use crate::datapath::snapshot::Forwarding;
-use crate::datapath::Shared;
+use crate::datapath::{ServiceKey, Shared};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 use crate::sched::RealServer;
 
@@ -60,6 +63,8 @@ pub struct AdminState {
     /// The workers' clock epoch: connection-table times are nanoseconds since it.
     pub epoch: Instant,
     pub reloads: Sender<ReloadRequest>,
+    /// Packet/byte totals and rates (`list`).
+    pub stats: Arc<Stats>,
 }
 
 /// How long a `reload` request waits for the main loop.
@@ -71,8 +76,46 @@ const MAX_REQUEST: u64 = 1024;
 /// Accept poll interval while idle.
 const IDLE_SLEEP: Duration = Duration::from_millis(50);
 
+/// The traffic and rates `list` reports, by identity.
+#[derive(Default)]
+pub struct ListCounters {
+    pub traffic: hashbrown::HashMap<TrafficKey, Traffic>,
+    pub rates: hashbrown::HashMap<TrafficKey, Rates>,
+}
+
+impl ListCounters {
+    /// What `stats` holds now.
+    pub fn read(stats: &Stats) -> ListCounters {
+        ListCounters {
+            traffic: stats.traffic(),
+            rates: (*stats.rates()).clone(),
+        }
+    }
+
+    fn stats(&self, k: &TrafficKey) -> StatsInfo {
+        let t = self.traffic.get(k).copied().unwrap_or_default();
+        StatsInfo {
+            in_packets: t.in_packets,
+            out_packets: t.out_packets,
+            in_bytes: t.in_bytes,
+            out_bytes: t.out_bytes,
+        }
+    }
+
+    fn rate(&self, k: &TrafficKey) -> RateInfo {
+        let r = self.rates.get(k).copied().unwrap_or_default();
+        RateInfo {
+            cps: r.cps,
+            in_pps: r.in_pps,
+            out_pps: r.out_pps,
+            in_bps: r.in_bps,
+            out_bps: r.out_bps,
+        }
+    }
+}
+
 /// `list`: the current snapshot's services and real servers with their counters.
-pub fn list(shared: &Shared) -> ListReply {
+pub fn list(shared: &Shared, counters: &ListCounters) -> ListReply {
     let snap = shared.snapshot.load();
     ListReply {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -81,6 +124,14 @@ pub fn list(shared: &Shared) -> ListReply {
             .services
             .iter()
             .map(|s| ServiceInfo {
+                connections_total: s
+                    .reals
+                    .iter()
+                    .chain(&s.sorry)
+                    .map(|r| r.stats.connections_total.load(Ordering::Relaxed))
+                    .sum(),
+                stats: counters.stats(&stats::service_key(s.key)),
+                rate: counters.rate(&stats::service_key(s.key)),
                 name: s.name.clone(),
                 protocol: s.key.proto.name().to_string(),
                 vip: s.key.vip,
@@ -89,19 +140,26 @@ pub fn list(shared: &Shared) -> ListReply {
                 forwarding: match s.forwarding {
                     Forwarding::Nat => "nat".to_string(),
                 },
-                reals: s.reals.iter().map(real_info).collect(),
+                reals: s
+                    .reals
+                    .iter()
+                    .map(|r| real_info(r, s.key, counters))
+                    .collect(),
                 quorum: s.state.has_quorum(),
                 sorry_server: s.sorry.as_ref().map(|r| RealInfo {
                     up: !s.state.has_quorum(),
-                    ..real_info(r)
+                    ..real_info(r, s.key, counters)
                 }),
             })
             .collect(),
     }
 }
 
-fn real_info(r: &RealServer) -> RealInfo {
+fn real_info(r: &RealServer, service: ServiceKey, counters: &ListCounters) -> RealInfo {
+    let key = stats::real_key(service, r.addr);
     RealInfo {
+        stats: counters.stats(&key),
+        rate: counters.rate(&key),
         address: r.addr,
         weight: r.weight,
         up: r.stats.is_up(),
@@ -193,7 +251,7 @@ fn reload(state: &AdminState, stop: &AtomicBool) -> Reply {
 pub fn handle(state: &AdminState, line: &str, stop: &AtomicBool) -> Reply {
     match Request::parse(line) {
         Err(e) => Reply::error(format!("xvs: {e}")),
-        Ok(Request::List) => json(&list(&state.shared)),
+        Ok(Request::List) => json(&list(&state.shared, &ListCounters::read(&state.stats))),
         Ok(Request::Conns) => {
             let now = u64::try_from(state.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
             json(&conns(&state.shared, now))
@@ -320,7 +378,7 @@ mod tests {
     use crate::conntrack::{ConnState, NewConn, Timeouts};
     use crate::control::ctl::{self, CtlCommand};
     use crate::datapath::nexthop::NextHopTable;
-    use crate::datapath::{Service, ServiceKey, Snapshot};
+    use crate::datapath::{Service, Snapshot};
     use crate::flow::Proto;
     use crate::sched::{RealServer, SchedulerKind};
     use std::net::SocketAddr;
@@ -373,7 +431,7 @@ mod tests {
         let sh = shared();
         insert(&sh, "198.18.0.2:1000", 0, ConnState::Established, 0);
         insert(&sh, "198.18.0.2:1001", 0, ConnState::SynRecv, 0);
-        let l = list(&sh);
+        let l = list(&sh, &ListCounters::default());
         assert_eq!(l.conntrack_max_entries, 64);
         assert_eq!(l.services.len(), 1);
         let s = &l.services[0];
@@ -461,9 +519,10 @@ mod tests {
         let (tx, rx) = reload_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let state = AdminState {
-            shared: sh,
+            shared: sh.clone(),
             epoch: Instant::now(),
             reloads: tx,
+            stats: Arc::new(Stats::new(sh.clone(), vec![])),
         };
         let h = spawn_server(&path, state, stop.clone()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -561,10 +620,14 @@ mod tests {
         assert!(path.exists());
         let (tx, _rx) = reload_channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let state = || AdminState {
-            shared: shared(),
-            epoch: Instant::now(),
-            reloads: tx.clone(),
+        let state = || {
+            let shared = shared();
+            AdminState {
+                stats: Arc::new(Stats::new(shared.clone(), vec![])),
+                shared,
+                epoch: Instant::now(),
+                reloads: tx.clone(),
+            }
         };
         let h = spawn_server(&path, state(), stop.clone()).unwrap();
         let e = spawn_server(&path, state(), Arc::new(AtomicBool::new(false))).unwrap_err();

@@ -25,6 +25,7 @@ use crate::control::config::{self, Config};
 use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
+use crate::control::stats::{self, Stats};
 use crate::control::{admin, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterProgram, XdpMode};
 use crate::datapath::snapshot::SteerKey;
@@ -468,6 +469,19 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     reload
         .timestamp_seconds
         .store(unix_now(), Ordering::Relaxed);
+    let stats = Arc::new(Stats::new(
+        shared.clone(),
+        counters.iter().map(|(_, c)| c.clone()).collect(),
+    ));
+    match stats::spawn_estimator(stats.clone(), stop.clone()) {
+        Ok(t) => aux.push(t),
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            handles.into_iter().for_each(|h| drop(h.join()));
+            aux.into_iter().for_each(|h| drop(h.join()));
+            return Err(fatal(format!("cannot start the rate estimator: {e}")));
+        }
+    }
     let sources = Arc::new(metrics::Sources {
         shared: shared.clone(),
         workers: counters,
@@ -480,6 +494,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         shared: shared.clone(),
         epoch,
         reloads: reload_tx,
+        stats,
     };
     let servers = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
         .map_err(|e| {

@@ -1,7 +1,8 @@
 //! The Prometheus endpoint (`global.metrics_listen`, `GET /metrics`, text format 0.0.4).
 //!
 //! Counters are read at scrape time from where the datapath keeps them: per-worker
-//! [`WorkerCounters`] (summed here), per-real [`RealStats`](crate::sched::RealStats) and
+//! [`WorkerCounters`] and their per-service/per-real traffic blocks (summed here, by
+//! identity), per-real [`RealStats`](crate::sched::RealStats) and
 //! per-service state behind the current snapshot, the health checks' own counters
 //! ([`HealthMetrics`]), and the kernel's AF_XDP statistics. Nothing is pushed from the packet
 //! path.
@@ -17,8 +18,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::control::health::HealthMetrics;
+use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
-use crate::datapath::{DropReason, Shared, WorkerCounters};
+use crate::datapath::{DropReason, Shared, Snapshot, WorkerCounters};
 
 /// Outcome of the last (re)load, for `xvs_config_last_reload_*`.
 #[derive(Debug, Default)]
@@ -140,6 +142,7 @@ pub fn render(src: &Sources) -> String {
         );
     }
     o.push_str(&svc_lines);
+    render_traffic(&mut o, &snap, src);
     family(
         &mut o,
         "xvs_service_quorum_up",
@@ -312,6 +315,72 @@ pub fn render(src: &Sources) -> String {
         src.reload.timestamp_seconds.load(Ordering::Relaxed)
     );
     o
+}
+
+/// `xvs_service_{in,out}_{packets,bytes}_total` and `xvs_real_{in,out}_{packets,bytes}_total`:
+/// the workers' traffic blocks summed, for the services and real servers of `snap` (a sorry
+/// server's traffic counts for its service only, as its connections do).
+fn render_traffic(o: &mut String, snap: &Snapshot, src: &Sources) {
+    let traffic = traffic_totals(src.workers.iter().map(|(_, c)| &**c));
+    let get = |k: TrafficKey| traffic.get(&k).copied().unwrap_or_default();
+    type Field = fn(&Traffic) -> u64;
+    let fields: [(&str, &str, Field); 4] = [
+        ("in_packets", "Packets from clients to real servers", |t| {
+            t.in_packets
+        }),
+        ("out_packets", "Packets from real servers to clients", |t| {
+            t.out_packets
+        }),
+        (
+            "in_bytes",
+            "Bytes (IP packet lengths) from clients to real servers",
+            |t| t.in_bytes,
+        ),
+        (
+            "out_bytes",
+            "Bytes (IP packet lengths) from real servers to clients",
+            |t| t.out_bytes,
+        ),
+    ];
+    for (field, help, value) in fields {
+        let name = format!("xvs_service_{field}_total");
+        family(o, &name, "counter", &format!("{help}, per service."));
+        for s in &snap.services {
+            let t = get(TrafficKey {
+                service: s.key,
+                real: None,
+            });
+            let _ = writeln!(
+                o,
+                "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {}",
+                esc(&s.name),
+                s.key.vip,
+                s.key.port,
+                s.key.proto,
+                value(&t)
+            );
+        }
+        let name = format!("xvs_real_{field}_total");
+        family(o, &name, "counter", &format!("{help}, per real server."));
+        for s in &snap.services {
+            for r in &s.reals {
+                let t = get(TrafficKey {
+                    service: s.key,
+                    real: Some(r.addr),
+                });
+                let _ = writeln!(
+                    o,
+                    "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
+                    esc(&s.name),
+                    s.key.vip,
+                    s.key.port,
+                    s.key.proto,
+                    r.addr,
+                    value(&t)
+                );
+            }
+        }
+    }
 }
 
 /// Serves `GET /metrics` on `addr` until `stop` is set.

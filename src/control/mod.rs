@@ -12,3 +12,4 @@ pub mod neighbours;
 pub mod netlink;
 pub mod signals;
 pub mod snapshot;
+pub mod stats;

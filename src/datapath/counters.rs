@@ -3,10 +3,39 @@
 //! Each worker owns one [`WorkerCounters`] and is its only writer; the metrics exporter reads all
 //! of them and sums at scrape time. Single-writer counters are bumped with a relaxed load+store
 //! (no locked read-modify-write on the packet path).
+//!
+//! # Per-service and per-real traffic ([`TrafficBlock`])
+//!
+//! Each worker also owns a [`TrafficBlock`]: packet and byte counters in both directions
+//! ("in" = client → real server, IPVS's InPkts/InBytes; "out" = real server → client) for every
+//! service of the snapshot it was built for and every real server (and sorry server) of each
+//! service. Bytes are IP packet lengths (the IPv4 total length), as IPVS counts `skb->len` at L3.
+//! Invariants:
+//!
+//! - **One writer.** Only the owning worker bumps a block (relaxed load+store, like the other
+//!   counters); readers (the exporter, the admin socket) sum the blocks of all workers.
+//! - **One block per snapshot generation, built off the packet path.** When the worker's
+//!   snapshot generation changes (at a batch boundary, where the schedulers are rebuilt), it
+//!   builds a new block for the new snapshot, **carrying over** the totals of every (service,
+//!   real server) identity the old block also had, then publishes it
+//!   ([`WorkerCounters::traffic`]) and drops the old one. So counts are monotonic and survive
+//!   reloads for pairs that stay; a removed real server's counts go with it (as in IPVS, where a
+//!   removed destination's counters go), and a service's own totals stay as long as the service
+//!   does, whatever happens to its real servers.
+//! - **Identities, not indices, cross generations.** A block carries the snapshot it was built
+//!   for; readers map its slots to ([`ServiceKey`], real address) with [`TrafficBlock::for_each`].
+//! - A packet of a connection whose real server left the snapshot (draining after a reload) is
+//!   counted for its service only.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::datapath::DropReason;
+use arc_swap::ArcSwap;
+use hashbrown::HashMap;
+
+use crate::conntrack::Timeouts;
+use crate::datapath::{DropReason, ServiceKey, Snapshot};
 
 /// Counters of one worker.
 #[derive(Debug)]
@@ -22,6 +51,9 @@ pub struct WorkerCounters {
     /// Batches processed and batches that had at least one frame (for `xvs_worker_busy_ratio`).
     pub batches: AtomicU64,
     pub busy_batches: AtomicU64,
+    /// The worker's current per-service and per-real traffic counters (see the module
+    /// documentation); replaced whole by the worker when the snapshot generation changes.
+    pub traffic: ArcSwap<TrafficBlock>,
 }
 
 impl Default for WorkerCounters {
@@ -35,6 +67,7 @@ impl Default for WorkerCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             batches: AtomicU64::new(0),
             busy_batches: AtomicU64::new(0),
+            traffic: ArcSwap::from_pointee(TrafficBlock::empty()),
         }
     }
 }
@@ -63,6 +96,217 @@ impl WorkerCounters {
     }
 }
 
+/// Packet and byte totals of one service or real server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, o: Traffic) {
+        self.in_packets = self.in_packets.wrapping_add(o.in_packets);
+        self.in_bytes = self.in_bytes.wrapping_add(o.in_bytes);
+        self.out_packets = self.out_packets.wrapping_add(o.out_packets);
+        self.out_bytes = self.out_bytes.wrapping_add(o.out_bytes);
+    }
+}
+
+/// Direction of a counted packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → real server (IPVS "in").
+    In,
+    /// Real server → client (IPVS "out").
+    Out,
+}
+
+/// One counter slot (a service's or a real server's), written by one worker.
+#[derive(Debug, Default)]
+struct Slot {
+    in_packets: AtomicU64,
+    in_bytes: AtomicU64,
+    out_packets: AtomicU64,
+    out_bytes: AtomicU64,
+}
+
+impl Slot {
+    fn read(&self) -> Traffic {
+        Traffic {
+            in_packets: self.in_packets.load(Ordering::Relaxed),
+            in_bytes: self.in_bytes.load(Ordering::Relaxed),
+            out_packets: self.out_packets.load(Ordering::Relaxed),
+            out_bytes: self.out_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add(&self, t: Traffic) {
+        bump(&self.in_packets, t.in_packets);
+        bump(&self.in_bytes, t.in_bytes);
+        bump(&self.out_packets, t.out_packets);
+        bump(&self.out_bytes, t.out_bytes);
+    }
+
+    #[inline]
+    fn count(&self, dir: Dir, bytes: u64) {
+        match dir {
+            Dir::In => {
+                bump(&self.in_packets, 1);
+                bump(&self.in_bytes, bytes);
+            }
+            Dir::Out => {
+                bump(&self.out_packets, 1);
+                bump(&self.out_bytes, bytes);
+            }
+        }
+    }
+}
+
+/// What a traffic slot counts: a service (`real: None`) or one of its real servers or its sorry
+/// server (`real: Some(address as configured)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TrafficKey {
+    pub service: ServiceKey,
+    pub real: Option<SocketAddr>,
+}
+
+/// One worker's traffic counters for one snapshot (see the module documentation). Slots of
+/// service `i` start at `base[i]`: the service itself, then its `reals` in order, then its sorry
+/// server if it has one.
+#[derive(Debug)]
+pub struct TrafficBlock {
+    snap: Arc<Snapshot>,
+    base: Vec<usize>,
+    slots: Box<[Slot]>,
+}
+
+impl TrafficBlock {
+    /// A block with no service (before the first snapshot).
+    pub fn empty() -> TrafficBlock {
+        TrafficBlock::new(
+            Arc::new(Snapshot::new(0, vec![], vec![], Timeouts::default(), false)),
+            None,
+        )
+    }
+
+    /// A block for `snap`, starting from the totals `previous` has for the same identities.
+    /// Allocates: call it off the packet path (at a batch boundary, once per reload).
+    pub fn new(snap: Arc<Snapshot>, previous: Option<&TrafficBlock>) -> TrafficBlock {
+        let mut base = Vec::with_capacity(snap.services.len());
+        let mut n = 0;
+        for s in &snap.services {
+            base.push(n);
+            n += 1 + s.reals.len() + usize::from(s.sorry.is_some());
+        }
+        let slots: Box<[Slot]> = (0..n).map(|_| Slot::default()).collect();
+        let block = TrafficBlock { snap, base, slots };
+        if let Some(old) = previous {
+            old.for_each(|key, t| {
+                if let Some(i) = block.slot_of_key(&key) {
+                    block.slots[i].add(t);
+                }
+            });
+        }
+        block
+    }
+
+    /// The snapshot generation the block was built for.
+    pub fn generation(&self) -> u64 {
+        self.snap.generation
+    }
+
+    fn slot_of_key(&self, key: &TrafficKey) -> Option<usize> {
+        let si = self.snap.service_index(&key.service)?;
+        match key.real {
+            None => self.base.get(si).copied(),
+            Some(addr) => self.real_slot(si, addr),
+        }
+    }
+
+    /// The slot of the real server (or sorry server) of service `si` that `addr` designates: its
+    /// configured address, or with port 0 configured (all-port services) any port of its IP.
+    #[inline]
+    fn real_slot(&self, si: usize, addr: SocketAddr) -> Option<usize> {
+        let svc = self.snap.services.get(si)?;
+        let base = *self.base.get(si)?;
+        let any_port = SocketAddr::new(addr.ip(), 0);
+        if let Some(ri) = svc
+            .real_position(addr)
+            .or_else(|| (addr.port() != 0).then(|| svc.real_position(any_port))?)
+        {
+            return Some(base + 1 + ri);
+        }
+        svc.sorry
+            .as_ref()
+            .filter(|s| s.addr == addr || s.addr == any_port)
+            .map(|_| base + 1 + svc.reals.len())
+    }
+
+    /// Counts one packet of `bytes` in direction `dir` for service `si` (an index into the
+    /// block's snapshot, which is the worker's) and its real server `real` (the connection's
+    /// real-server address). Only the owning worker may call this.
+    #[inline]
+    pub fn count(&self, si: usize, real: SocketAddr, dir: Dir, bytes: u64) {
+        let Some(&base) = self.base.get(si) else {
+            return;
+        };
+        if let Some(s) = self.slots.get(base) {
+            s.count(dir, bytes);
+        }
+        if let Some(s) = self.real_slot(si, real).and_then(|i| self.slots.get(i)) {
+            s.count(dir, bytes);
+        }
+    }
+
+    /// Calls `f` with every identity of the block and its totals.
+    pub fn for_each(&self, mut f: impl FnMut(TrafficKey, Traffic)) {
+        for (si, svc) in self.snap.services.iter().enumerate() {
+            let base = self.base[si];
+            let slot = |i: usize| self.slots[base + i].read();
+            f(
+                TrafficKey {
+                    service: svc.key,
+                    real: None,
+                },
+                slot(0),
+            );
+            for (ri, r) in svc.reals.iter().enumerate() {
+                f(
+                    TrafficKey {
+                        service: svc.key,
+                        real: Some(r.addr),
+                    },
+                    slot(1 + ri),
+                );
+            }
+            if let Some(r) = &svc.sorry {
+                f(
+                    TrafficKey {
+                        service: svc.key,
+                        real: Some(r.addr),
+                    },
+                    slot(1 + svc.reals.len()),
+                );
+            }
+        }
+    }
+}
+
+/// The traffic totals of every identity, summed over `workers` (scrape time; allocates).
+pub fn traffic_totals<'a>(
+    workers: impl IntoIterator<Item = &'a WorkerCounters>,
+) -> HashMap<TrafficKey, Traffic> {
+    let mut out: HashMap<TrafficKey, Traffic> = HashMap::new();
+    for w in workers {
+        w.traffic
+            .load()
+            .for_each(|k, t| *out.entry(k).or_default() += t);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +320,86 @@ mod tests {
         assert_eq!(c.drops(DropReason::NoRoute), 2);
         assert_eq!(c.drops(DropReason::TruncatedIpv4), 1);
         assert_eq!(c.total_drops(), 3);
+    }
+
+    fn block_for(generation: u64, reals: &[&str], sorry: Option<&str>, port: u16) -> TrafficBlock {
+        use crate::datapath::snapshot::Forwarding;
+        use crate::datapath::Service;
+        use crate::flow::Proto;
+        use crate::sched::{RealServer, SchedulerKind};
+        let mut svc = Service::new(
+            "web",
+            ServiceKey {
+                vip: "198.18.0.100".parse().unwrap(),
+                port,
+                proto: Proto::Tcp,
+            },
+            Forwarding::Nat,
+            SchedulerKind::Rr,
+            reals
+                .iter()
+                .map(|a| RealServer::new(a.parse().unwrap(), 1))
+                .collect(),
+        );
+        svc.sorry = sorry.map(|a| RealServer::new(a.parse().unwrap(), 1));
+        let snap = Snapshot::new(generation, vec![], vec![svc], Timeouts::default(), false);
+        TrafficBlock::new(Arc::new(snap), None)
+    }
+
+    fn totals(b: &TrafficBlock) -> std::collections::HashMap<Option<SocketAddr>, Traffic> {
+        let mut m = std::collections::HashMap::new();
+        b.for_each(|k, t| {
+            m.insert(k.real, t);
+        });
+        m
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn traffic_counts_service_and_real_and_carries_over_by_identity() {
+        let a = block_for(1, &["198.18.1.11:80", "198.18.1.12:80"], None, 80);
+        a.count(0, sa("198.18.1.11:80"), Dir::In, 60);
+        a.count(0, sa("198.18.1.12:80"), Dir::Out, 1500);
+        // A real server that left the snapshot: its service still counts.
+        a.count(0, sa("198.18.1.99:80"), Dir::In, 40);
+        // An index beyond the block: nothing, no panic.
+        a.count(7, sa("198.18.1.11:80"), Dir::In, 40);
+        let t = totals(&a);
+        assert_eq!(
+            t[&None],
+            Traffic {
+                in_packets: 2,
+                in_bytes: 100,
+                out_packets: 1,
+                out_bytes: 1500
+            }
+        );
+        assert_eq!(t[&Some(sa("198.18.1.11:80"))].in_bytes, 60);
+        assert_eq!(t[&Some(sa("198.18.1.12:80"))].out_packets, 1);
+
+        // .12 removed, .13 added: .11 and the service keep their totals, .13 starts at 0.
+        let b = block_for(2, &["198.18.1.13:80", "198.18.1.11:80"], None, 80);
+        let b = TrafficBlock::new(b.snap.clone(), Some(&a));
+        let t = totals(&b);
+        assert_eq!(t[&None].in_packets, 2);
+        assert_eq!(t[&Some(sa("198.18.1.11:80"))].in_bytes, 60);
+        assert_eq!(t[&Some(sa("198.18.1.13:80"))], Traffic::default());
+        assert!(!t.contains_key(&Some(sa("198.18.1.12:80"))));
+    }
+
+    #[test]
+    fn traffic_finds_port_0_reals_and_the_sorry_server() {
+        let b = block_for(1, &["198.18.1.11:0"], Some("198.18.1.20:8080"), 0);
+        b.count(0, sa("198.18.1.11:443"), Dir::In, 52);
+        b.count(0, sa("198.18.1.20:8080"), Dir::Out, 52);
+        let t = totals(&b);
+        assert_eq!(t[&Some(sa("198.18.1.11:0"))].in_packets, 1);
+        assert_eq!(t[&Some(sa("198.18.1.20:8080"))].out_packets, 1);
+        assert_eq!(t[&None].in_packets + t[&None].out_packets, 2);
+        assert_eq!(TrafficBlock::empty().generation(), 0);
     }
 
     #[test]

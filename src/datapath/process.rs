@@ -24,7 +24,11 @@
 //!
 //! Counting: the worker loop counts every outcome (rx, tx, drops by reason, passed) because it
 //! alone knows the final one (a `Tx` verdict may still meet a full TX ring); `process` counts
-//! only what the verdict cannot show, the new connections it scheduled.
+//! only what the verdict cannot show, the new connections it scheduled, and the per-service and
+//! per-real traffic ([`TrafficBlock`]): a packet of a service's flow that gets a `Tx` verdict is
+//! counted with its IP length, "in" in the original direction, "out" in the reply direction (a
+//! frame that then meets a full TX ring is still counted, as IPVS counts before transmitting).
+//! Later fragments are not counted per service (they are in the worker's rx/tx counters).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -34,7 +38,7 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
 use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewConn, Tracked};
-use crate::datapath::counters::bump;
+use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
@@ -97,6 +101,9 @@ pub struct Processor {
     /// One scheduler per service of `snap`, same order; rebuilt when the generation changes.
     schedulers: Vec<Box<dyn Scheduler>>,
     pub counters: Arc<WorkerCounters>,
+    /// This worker's traffic counters for `snap` (also published in `counters.traffic`);
+    /// rebuilt with `schedulers`.
+    traffic: Arc<TrafficBlock>,
 }
 
 /// Where the headers of a parsed IPv4 TCP/UDP frame are.
@@ -106,6 +113,8 @@ struct Parsed {
     key: FlowKey,
     event: Event,
     ttl: u8,
+    /// IPv4 total length (what the traffic counters count).
+    ip_len: u16,
     /// The IP identification when this is the first fragment of a datagram.
     first_fragment: Option<u16>,
 }
@@ -135,12 +144,16 @@ impl Processor {
         let snap = shared.snapshot.load_full();
         let nexthops = shared.nexthops.load_full();
         let schedulers = build_schedulers(&snap);
+        let counters = Arc::new(WorkerCounters::default());
+        let traffic = Arc::new(TrafficBlock::new(snap.clone(), None));
+        counters.traffic.store(traffic.clone());
         Processor {
             shared,
             snap,
             nexthops,
             schedulers,
-            counters: Arc::new(WorkerCounters::default()),
+            counters,
+            traffic,
         }
     }
 
@@ -155,6 +168,9 @@ impl Processor {
         if snap.generation != self.snap.generation {
             // Allocation here happens once per reload, at a batch boundary.
             self.schedulers = build_schedulers(&snap);
+            let traffic = Arc::new(TrafficBlock::new(snap.clone(), Some(&self.traffic)));
+            self.counters.traffic.store(traffic.clone());
+            self.traffic = traffic;
         }
         self.snap = snap;
         self.nexthops = self.shared.nexthops.load_full();
@@ -189,6 +205,9 @@ impl Processor {
                 Err(r) => return Verdict::Drop(r),
             };
             let v = self.forward(frame, &p, Side::Dst, t.real, t.real.ip());
+            if let Verdict::Tx(_) = v {
+                self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
+            }
             (v, Side::Dst, t.real, t.real.ip())
         } else {
             let timeouts = self.snap.timeouts;
@@ -214,12 +233,30 @@ impl Processor {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
             let v = self.forward(frame, &p, Side::Src, vip, client);
+            if let Verdict::Tx(_) = v {
+                self.count_reply(&p, vip);
+            }
             (v, Side::Src, vip, client)
         };
         if let (Verdict::Tx(_), Some(id)) = (verdict, p.first_fragment) {
             self.remember_fragments(now, &p, id, side, to, route_to);
         }
         verdict
+    }
+
+    /// Counts a forwarded reply (source `p.key.src:sport`, the real server) of the connection to
+    /// `vip` for its service.
+    #[inline]
+    fn count_reply(&self, p: &Parsed, vip: SocketAddr) {
+        let key = ServiceKey {
+            vip: vip.ip(),
+            port: vip.port(),
+            proto: p.key.proto,
+        };
+        if let Some(si) = self.snap.service_for(&key) {
+            let real = SocketAddr::new(p.key.src, p.key.sport);
+            self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
+        }
     }
 
     /// Remembers how the later fragments of a datagram whose first fragment was just forwarded
@@ -523,6 +560,7 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
         },
         event,
         ttl: ip.ttl(),
+        ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),
         first_fragment,
     })))
 }

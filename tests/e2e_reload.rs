@@ -158,3 +158,108 @@ fn twenty_reloads_under_load_break_nothing_and_a_broken_file_changes_nothing() {
     drop(xvs);
     let _ = std::fs::remove_file(config_path(&lab));
 }
+
+#[test]
+fn ctl_real_adds_edits_and_deletes_a_real_server_at_run_time() {
+    let lab = Lab::new();
+    lab.serve();
+    write_config(&lab, &reals(1, None));
+    let xvs = start(&lab, &config_path(&lab));
+    let real = |args: &[&str]| {
+        let mut a = vec!["real"];
+        a.extend_from_slice(args);
+        ctl(&lab, &a)
+    };
+    let ok = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Only r1 at first.
+    assert_eq!(lab.http_client(20).count("r2"), 0);
+
+    let out = ok(real(&["add", "web", "198.18.1.12:80", "--weight", "1"]));
+    assert!(
+        out.contains("Adding service [198.18.1.12]:tcp:80 to VS [198.18.0.100]:tcp:80"),
+        "{out}"
+    );
+    let s = lab.http_client(40);
+    assert_eq!(
+        (s.failed, s.count("r1"), s.count("r2")),
+        (0, 20, 20),
+        "{s:?}"
+    );
+
+    let out = ok(real(&[
+        "edit",
+        "web",
+        "198.18.1.12:80",
+        "--weight",
+        "3",
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_str(&out).expect("--json parses");
+    assert!(
+        json["changes"][0]
+            .as_str()
+            .unwrap()
+            .contains("Changing weight of service [198.18.1.12]:tcp:80"),
+        "{json}"
+    );
+    let s = lab.http_client(40);
+    assert_eq!(
+        (s.failed, s.count("r1"), s.count("r2")),
+        (0, 10, 30),
+        "{s:?}"
+    );
+
+    // Refusals: one line, exit 1, nothing changed.
+    for (args, says) in [
+        (
+            &["add", "web", "198.18.1.12:80"][..],
+            "already a real server",
+        ),
+        (
+            &["edit", "web", "198.18.1.99:80", "--weight", "2"][..],
+            "is not a real server",
+        ),
+        (&["edit", "web", "198.18.1.12:80"][..], "give --weight N"),
+        (
+            &["del", "nosuch", "198.18.1.12:80"][..],
+            "no service named `nosuch`",
+        ),
+        (
+            &["add", "web", "198.18.0.100:80"][..],
+            "has the VIP's address",
+        ),
+    ] {
+        let out = real(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    // del drains: a held connection on r2 still completes, new ones avoid r2.
+    let held = lab.hold(8);
+    let out = ok(real(&["del", "web", "198.18.1.12:80"]));
+    assert!(
+        out.contains("Removing service [198.18.1.12]:tcp:80"),
+        "{out}"
+    );
+    let s = lab.http_client(20);
+    assert_eq!((s.failed, s.count("r2")), (0, 0), "{s:?}");
+    let held = held.release();
+    assert_eq!(held.failed, 0, "{:?}\n{}", held.errors, xvs.log());
+    assert!(held.count("r2") > 0, "{:?}", held.by_server);
+    assert!(
+        xvs.log().contains("Draining service [198.18.1.12]:tcp:80"),
+        "{}",
+        xvs.log()
+    );
+    drop(xvs);
+    let _ = std::fs::remove_file(config_path(&lab));
+}

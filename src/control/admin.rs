@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::control::ctl::{
-    ConnInfo, ConnsReply, ListReply, RateInfo, RealInfo, Reply, Request, ServiceInfo, StatsInfo,
-    VrrpReply,
+    ConnInfo, ConnsReply, ListReply, RateInfo, RealChange, RealInfo, Reply, Request, ServiceInfo,
+    StatsInfo, VrrpReply,
 };
 use crate::control::stats::{self, Rates, Stats};
 use crate::datapath::counters::{Traffic, TrafficKey};
@@ -39,9 +39,20 @@ use crate::sched::RealServer;
 /// What a reload did (`Ok`: the lines describing the changes) or why the file was refused.
 pub type ReloadOutcome = Result<String, String>;
 
-/// A reload asked for over the admin socket; the daemon's main loop runs it and responds.
+/// What the main loop is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MainOp {
+    /// Reload the configuration file.
+    Reload,
+    /// Apply a run-time real-server change (`xvs ctl real`).
+    Real(RealChange),
+}
+
+/// A reload or real-server change asked for over the admin socket; the daemon's main loop runs
+/// it and responds.
 #[derive(Debug)]
 pub struct ReloadRequest {
+    pub op: MainOp,
     reply: Sender<ReloadOutcome>,
 }
 
@@ -215,10 +226,11 @@ fn json<T: serde::Serialize>(v: &T) -> Reply {
     }
 }
 
-/// Asks the main loop to reload and waits for the outcome (bounded; gives up if `stop` is set).
-fn reload(state: &AdminState, stop: &AtomicBool) -> Reply {
+/// Asks the main loop to reload (or apply a real-server change) and waits for the outcome
+/// (bounded; gives up if `stop` is set).
+fn reload(state: &AdminState, op: MainOp, stop: &AtomicBool) -> Reply {
     let (tx, rx) = channel::bounded(1);
-    match state.reloads.try_send(ReloadRequest { reply: tx }) {
+    match state.reloads.try_send(ReloadRequest { op, reply: tx }) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
             return Reply::error("xvs: reload refused: other reloads are already waiting")
@@ -257,7 +269,8 @@ pub fn handle(state: &AdminState, line: &str, stop: &AtomicBool) -> Reply {
             json(&conns(&state.shared, now))
         }
         Ok(Request::Vrrp) => json(&VrrpReply { instances: vec![] }),
-        Ok(Request::Reload) => reload(state, stop),
+        Ok(Request::Reload) => reload(state, MainOp::Reload, stop),
+        Ok(Request::Real(change)) => reload(state, MainOp::Real(change), stop),
     }
 }
 

@@ -44,7 +44,8 @@
 //!
 //! # Not supported yet (exit 1, one line, nothing made up)
 //!
-//! - `real add|edit|del`: runtime changes are not built yet; edit the file and `xvs ctl reload`.
+//! - `real add|edit|del SERVICE ADDR:PORT [--weight N]`: a run-time change applied by the
+//!   daemon's main loop like a reload (validated first, keepalived-worded change lines back).
 //!
 //! `vrrp` answers "no VRRP instances (VRRP is not supported yet)": VRRP is not built, and a
 //! config with a `vrrp` section is refused by `xvs check`, so a running daemon never has one.
@@ -86,7 +87,9 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a real server at run time (not supported yet).
+    /// Change a real server at run time, without touching the file (a reload of the file
+    /// replaces such changes): `add`, `edit --weight N`, `del` (drains: no new flows, its
+    /// connections continue until they end).
     Real {
         #[command(subcommand)]
         op: RealOp,
@@ -105,8 +108,16 @@ pub enum CtlCommand {
 pub enum RealOp {
     Add(RealArgs),
     Edit(RealArgs),
-    /// Drains first (weight 0), then removes.
+    /// Removes the real server; its connections drain (they continue until they end).
     Del(RealArgs),
+}
+
+impl RealOp {
+    pub fn args(&self) -> &RealArgs {
+        match self {
+            RealOp::Add(a) | RealOp::Edit(a) | RealOp::Del(a) => a,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -115,43 +126,122 @@ pub struct RealArgs {
     pub service: String,
     /// Real server, ADDR:PORT.
     pub addr: SocketAddr,
+    /// Weight (`add`: default 1; `edit`: required).
     #[arg(long)]
+    pub weight: Option<u32>,
+    /// The changes as JSON (`{"changes": [...]}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A run-time change of a real server (`xvs ctl real`), applied by the daemon's main loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealChange {
+    pub op: RealChangeKind,
+    /// Service name (`services[].name`).
+    pub service: String,
+    pub addr: SocketAddr,
+    /// `add`: the weight (1 if `None`); `edit`: the new weight (required); `del`: unused.
     pub weight: Option<u32>,
 }
 
-/// A request of the admin protocol: one line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RealChangeKind {
+    Add,
+    Edit,
+    Del,
+}
+
+impl RealChangeKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            RealChangeKind::Add => "add",
+            RealChangeKind::Edit => "edit",
+            RealChangeKind::Del => "del",
+        }
+    }
+}
+
+/// A request of the admin protocol: one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     List,
     Conns,
     Vrrp,
     Reload,
+    /// `real OP ADDR:PORT WEIGHT|- SERVICE` (the service name last: it may contain spaces).
+    Real(RealChange),
 }
 
 impl Request {
     /// The request line (without the newline).
-    pub const fn as_str(self) -> &'static str {
+    pub fn line(&self) -> String {
         match self {
-            Request::List => "list",
-            Request::Conns => "conns",
-            Request::Vrrp => "vrrp",
-            Request::Reload => "reload",
+            Request::List => "list".into(),
+            Request::Conns => "conns".into(),
+            Request::Vrrp => "vrrp".into(),
+            Request::Reload => "reload".into(),
+            Request::Real(c) => format!(
+                "real {} {} {} {}",
+                c.op.name(),
+                c.addr,
+                c.weight.map_or("-".to_string(), |w| w.to_string()),
+                c.service
+            ),
         }
     }
 
     /// Parses a request line (surrounding white space ignored).
     pub fn parse(line: &str) -> Result<Request, String> {
-        match line.trim() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("real ") {
+            return Self::parse_real(rest);
+        }
+        match line {
             "list" => Ok(Request::List),
             "conns" => Ok(Request::Conns),
             "vrrp" => Ok(Request::Vrrp),
             "reload" => Ok(Request::Reload),
             "" => Err("empty request".to_string()),
             other => Err(format!(
-                "unknown request {:?} (expected list, conns, vrrp or reload)",
+                "unknown request {:?} (expected list, conns, vrrp, reload or real)",
                 other.chars().take(64).collect::<String>()
             )),
         }
+    }
+
+    fn parse_real(rest: &str) -> Result<Request, String> {
+        let mut it = rest.splitn(4, ' ');
+        let (Some(op), Some(addr), Some(weight), Some(service)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err("real: expected `real add|edit|del ADDR:PORT WEIGHT|- SERVICE`".into());
+        };
+        let op = match op {
+            "add" => RealChangeKind::Add,
+            "edit" => RealChangeKind::Edit,
+            "del" => RealChangeKind::Del,
+            other => return Err(format!("real: unknown operation {other:?}")),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("real: {addr:?} is not ADDR:PORT"))?;
+        let weight = match weight {
+            "-" => None,
+            w => Some(
+                w.parse()
+                    .map_err(|_| format!("real: weight {w:?} is not a number"))?,
+            ),
+        };
+        if service.is_empty() {
+            return Err("real: the service name is empty".into());
+        }
+        Ok(Request::Real(RealChange {
+            op,
+            service: service.to_string(),
+            addr,
+            weight,
+        }))
     }
 }
 
@@ -614,7 +704,7 @@ pub fn request(socket: &Path, req: Request) -> Result<Reply, RequestError> {
         .set_write_timeout(Some(CLIENT_TIMEOUT))
         .map_err(bad)?;
     stream
-        .write_all(format!("{}\n", req.as_str()).as_bytes())
+        .write_all(format!("{}\n", req.line()).as_bytes())
         .map_err(bad)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut text = String::new();
@@ -648,10 +738,18 @@ where
 /// Runs one `xvs ctl` command against the daemon at `socket`.
 pub fn execute(socket: &Path, cmd: &CtlCommand) -> Output {
     let req = match cmd {
-        CtlCommand::Real { .. } => {
-            return Output::fail(
-                "xvs ctl real is not supported yet (edit the configuration file and run `xvs ctl reload`)",
-            )
+        CtlCommand::Real { op } => {
+            let (kind, a) = match op {
+                RealOp::Add(a) => (RealChangeKind::Add, a),
+                RealOp::Edit(a) => (RealChangeKind::Edit, a),
+                RealOp::Del(a) => (RealChangeKind::Del, a),
+            };
+            Request::Real(RealChange {
+                op: kind,
+                service: a.service.clone(),
+                addr: a.addr,
+                weight: a.weight,
+            })
         }
         CtlCommand::List { .. } => Request::List,
         CtlCommand::Conns { .. } => Request::Conns,
@@ -686,6 +784,10 @@ pub fn execute(socket: &Path, cmd: &CtlCommand) -> Output {
         CtlCommand::List { json, .. } => render(&reply.body, json, format_list),
         CtlCommand::Conns { json } => render(&reply.body, json, format_conns),
         CtlCommand::Vrrp { json } => render(&reply.body, json, format_vrrp),
+        CtlCommand::Real { ref op } if op.args().json => {
+            let lines: Vec<&str> = reply.body.lines().collect();
+            Output::ok(to_json(&serde_json::json!({ "changes": lines })))
+        }
         _ => {
             let mut out = reply.body;
             if !out.is_empty() && !out.ends_with('\n') {
@@ -959,20 +1061,43 @@ UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
 
     #[test]
     fn requests_parse() {
+        let real = |op, weight, service: &str| {
+            Request::Real(RealChange {
+                op,
+                service: service.into(),
+                addr: "198.18.1.13:80".parse().unwrap(),
+                weight,
+            })
+        };
         for r in [
             Request::List,
             Request::Conns,
             Request::Vrrp,
             Request::Reload,
+            real(RealChangeKind::Add, Some(5), "web"),
+            real(RealChangeKind::Edit, Some(0), "my web service"),
+            real(RealChangeKind::Del, None, "web"),
         ] {
-            assert_eq!(Request::parse(r.as_str()), Ok(r));
-            assert_eq!(Request::parse(&format!(" {}\r\n", r.as_str())), Ok(r));
+            assert_eq!(Request::parse(&r.line()), Ok(r.clone()));
+            assert_eq!(Request::parse(&format!(" {}\r\n", r.line())), Ok(r));
         }
+        assert_eq!(
+            real(RealChangeKind::Add, None, "web").line(),
+            "real add 198.18.1.13:80 - web"
+        );
         assert!(Request::parse("").unwrap_err().contains("empty"));
         assert!(Request::parse("list --stats")
             .unwrap_err()
             .contains("unknown request"));
         assert!(Request::parse("LIST").is_err());
+        for bad in [
+            "real add 198.18.1.13:80 -",
+            "real move 198.18.1.13:80 - web",
+            "real add 198.18.1.13 - web",
+            "real add 198.18.1.13:80 x web",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -1145,19 +1270,20 @@ UDP  198.18.0.100:53                     5        5        5      190      250
     }
 
     #[test]
-    fn not_supported_yet_is_refused_without_the_daemon() {
+    fn every_command_asks_the_daemon() {
         let path = Path::new("/nonexistent/xvs.sock");
         let cmd = CtlCommand::Real {
             op: RealOp::Del(RealArgs {
                 service: "web".into(),
                 addr: sa("198.18.1.11:80"),
                 weight: None,
+                json: false,
             }),
         };
         let out = execute(path, &cmd);
         assert_eq!(out.code, 1);
         assert!(
-            out.stderr.starts_with("xvs ctl real is not supported yet"),
+            out.stderr.starts_with("xvs ctl: cannot reach the daemon"),
             "{:?}",
             out.stderr
         );

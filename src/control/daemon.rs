@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::control::config::{self, Config};
+use crate::control::ctl::{RealChange, RealChangeKind};
 use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
@@ -263,6 +264,65 @@ impl Running {
         }
     }
 
+    /// `xvs ctl real add|edit|del`: changes the running configuration (not the file), validated
+    /// like a load, applied like a reload. A deleted real server drains.
+    fn real_change(&mut self, c: &RealChange) -> admin::ReloadOutcome {
+        let mut cfg = self.cfg.clone();
+        let what = format!("real {} {} in service `{}`", c.op.name(), c.addr, c.service);
+        let Some(svc) = cfg.services.iter_mut().find(|s| s.name == c.service) else {
+            return Err(format!("xvs: {what}: no service named `{}`", c.service));
+        };
+        let at = svc.reals.iter().position(|r| r.address == c.addr);
+        match (c.op, at) {
+            (RealChangeKind::Add, Some(_)) => {
+                return Err(format!(
+                    "xvs: {what}: {} is already a real server of it",
+                    c.addr
+                ))
+            }
+            (RealChangeKind::Add, None) => svc.reals.push(config::Real {
+                address: c.addr,
+                weight: c.weight.unwrap_or(1),
+                upper_threshold: 0,
+                lower_threshold: 0,
+                health_check: None,
+            }),
+            (_, None) => {
+                return Err(format!(
+                    "xvs: {what}: {} is not a real server of it",
+                    c.addr
+                ))
+            }
+            (RealChangeKind::Edit, Some(i)) => match c.weight {
+                Some(w) => svc.reals[i].weight = w,
+                None => return Err(format!("xvs: {what}: nothing to change (give --weight N)")),
+            },
+            (RealChangeKind::Del, Some(i)) => {
+                svc.reals.remove(i);
+            }
+        }
+        if let Err(problems) = config::validate_runtime(&cfg, &config::system_iface_exists) {
+            return Err(format!("xvs: {what} refused: {}", problems.join("; ")));
+        }
+        log(format!("Run-time change: {what}"));
+        match self.apply(cfg) {
+            Ok(changes) => {
+                for l in &changes {
+                    log(l);
+                }
+                if changes.is_empty() {
+                    Ok("No change".to_string())
+                } else {
+                    Ok(changes.join("\n"))
+                }
+            }
+            Err(Fatal(msg)) => {
+                log(&msg);
+                Err(msg)
+            }
+        }
+    }
+
     /// Applies the file again; on any error the running configuration stays. Logs as it goes and
     /// returns what changed, or why the file was refused (for `xvs ctl reload`).
     fn reload(&mut self) -> admin::ReloadOutcome {
@@ -325,6 +385,12 @@ impl Running {
                 "global.admin_socket changed: restart xvs to apply it",
             ));
         }
+        self.apply(cfg)
+    }
+
+    /// Makes `cfg` (validated) the running configuration: a new snapshot swapped in, steering,
+    /// next hops and health checks updated. Returns the change lines; on error nothing changed.
+    fn apply(&mut self, cfg: Config) -> Result<Vec<String>, Fatal> {
         let old = self.shared.snapshot.load_full();
         let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
         let changes = snapshot::describe_changes(&old, &new);
@@ -580,7 +646,11 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         }
         // `xvs ctl reload`: run here, where the running configuration lives.
         for req in reload_rx.try_iter() {
-            req.respond(running.reload());
+            let outcome = match &req.op {
+                admin::MainOp::Reload => running.reload(),
+                admin::MainOp::Real(change) => running.real_change(change),
+            };
+            req.respond(outcome);
         }
     }
     signals::sd_notify("STOPPING=1");

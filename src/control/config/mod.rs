@@ -141,6 +141,22 @@ impl Config {
     }
 }
 
+/// Validates a configuration changed at run time (`xvs ctl real`), which has no file: the same
+/// rules as a load, the messages without positions. `Err` lists every problem.
+pub fn validate_runtime(
+    cfg: &Config,
+    iface_exists: &dyn Fn(&str) -> bool,
+) -> Result<(), Vec<String>> {
+    let pos = positions::scan("").unwrap_or_default();
+    let mut problems = validate::validate(cfg, &pos, iface_exists);
+    problems.extend(unsupported::check(cfg, &pos));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.into_iter().map(|(_, m)| m).collect())
+    }
+}
+
 /// Removes serde_yaml_ng's ` at line N column M` (the position is printed in front instead).
 fn strip_location(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());

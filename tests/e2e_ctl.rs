@@ -266,10 +266,12 @@ fn ctl_without_a_daemon_exits_1_with_one_line() {
     }
     std::fs::remove_file(&file).unwrap();
 
-    // Not supported yet: refused before talking to anyone.
+    // `real` needs the daemon too.
     let out = Command::new(XVS)
         .args([
             "ctl",
+            "--socket",
+            &socket,
             "real",
             "add",
             "web",
@@ -279,6 +281,10 @@ fn ctl_without_a_daemon_exits_1_with_one_line() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("xvs ctl real is not supported yet"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("xvs ctl: cannot reach the daemon at {socket}: ")),
+        "{stderr}"
+    );
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -61,20 +61,12 @@ fn ctl(lab: &Lab, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn start(lab: &Lab, config: &Path) -> Xvs {
-    let mut xvs = lab.start_xvs(config);
-    let ready = lab.wait_http_ready(Duration::from_secs(20));
-    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
-    assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
-    xvs
-}
-
 #[test]
 fn twenty_reloads_under_load_break_nothing_and_a_broken_file_changes_nothing() {
     let lab = Lab::new();
     lab.serve();
     write_config(&lab, &reals(1, Some(1)));
-    let xvs = start(&lab, &config_path(&lab));
+    let xvs = lab.start_xvs_ready(&config_path(&lab));
     let held = lab.hold(50);
 
     // The plan: weights, r2 removed (with held connections on it) and added back; the last
@@ -164,7 +156,7 @@ fn ctl_real_adds_edits_and_deletes_a_real_server_at_run_time() {
     let lab = Lab::new();
     lab.serve();
     write_config(&lab, &reals(1, None));
-    let xvs = start(&lab, &config_path(&lab));
+    let xvs = lab.start_xvs_ready(&config_path(&lab));
     let real = |args: &[&str]| {
         let mut a = vec!["real"];
         a.extend_from_slice(args);

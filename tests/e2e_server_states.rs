@@ -12,9 +12,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -54,14 +53,6 @@ fn nat_yaml() -> String {
     std::fs::read_to_string(Lab::config("nat.yaml")).unwrap()
 }
 
-fn start(lab: &Lab, config: &Path) -> Xvs {
-    let mut xvs = lab.start_xvs(config);
-    let ready = lab.wait_http_ready(Duration::from_secs(20));
-    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
-    assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
-    xvs
-}
-
 #[test]
 fn quiescent_server_keeps_its_connections_and_affinity_services_work() {
     let lab = Lab::new();
@@ -69,7 +60,7 @@ fn quiescent_server_keeps_its_connections_and_affinity_services_work() {
     let base = nat_yaml();
     assert!(base.contains("        weight: 1                     # (1 is the default)"));
     let config = write_config(&lab, &base);
-    let xvs = start(&lab, &config);
+    let xvs = lab.start_xvs_ready(&config);
 
     // ---- 1. weight 0 holds existing connections, takes no new ones --------------------------
     let held = lab.hold(20);

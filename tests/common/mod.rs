@@ -229,6 +229,16 @@ impl Lab {
         )
     }
 
+    /// [`start_xvs`](Self::start_xvs), then waits until VIP:80 answers through it (20 s at
+    /// most); panics with the daemon's log if it exited or never answered.
+    pub fn start_xvs_ready(&self, config: &Path) -> Xvs {
+        let mut xvs = self.start_xvs(config);
+        let ready = self.wait_http_ready(Duration::from_secs(20));
+        assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
+        assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
+        xvs
+    }
+
     /// Starts `xvs run -c CONFIG` in the load balancer's namespace. Output goes to a log file
     /// ([`Xvs::log`]); the daemon is stopped with SIGTERM when the guard drops.
     pub fn start_xvs(&self, config: &Path) -> Xvs {

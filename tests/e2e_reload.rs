@@ -252,6 +252,25 @@ fn ctl_real_adds_edits_and_deletes_a_real_server_at_run_time() {
         "{}",
         xvs.log()
     );
+    // Reloading the file replaces run-time changes; --json lists the change lines.
+    ok(real(&["add", "web", "198.18.1.13:80"]));
+    let out = ok(ctl(&lab, &["reload", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&out).expect("reload --json parses");
+    let lines: Vec<&str> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"Removing service [198.18.1.13]:tcp:80 from VS [198.18.0.100]:tcp:80"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"Configuration reloaded (1 change)"),
+        "{lines:?}"
+    );
     drop(xvs);
     let _ = std::fs::remove_file(config_path(&lab));
 }

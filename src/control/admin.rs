@@ -597,10 +597,10 @@ mod tests {
             (0, "no VRRP instances (VRRP is not supported yet)\n")
         );
 
-        let out = ctl::execute(&path, &CtlCommand::Reload);
+        let out = ctl::execute(&path, &CtlCommand::Reload { json: false });
         assert_eq!(out.code, 0, "{out:?}");
         assert!(out.stdout.contains("1 -> 2"), "{}", out.stdout);
-        let out = ctl::execute(&path, &CtlCommand::Reload);
+        let out = ctl::execute(&path, &CtlCommand::Reload { json: false });
         assert_eq!(out.code, 1);
         assert_eq!(out.stderr, "f.yaml:3:5: did not find expected key\n");
         main.join().unwrap();

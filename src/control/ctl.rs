@@ -100,7 +100,11 @@ pub enum CtlCommand {
         json: bool,
     },
     /// Reload the configuration file, like SIGHUP; prints what changed or why the file was refused.
-    Reload,
+    Reload {
+        /// The change lines as JSON (`{"changes": [...]}`); a refusal stays text on stderr.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `xvs ctl real` operations.
@@ -735,6 +739,12 @@ where
     }
 }
 
+/// The change lines of a reload or `real` change as `{"changes": [...]}`.
+fn changes_json(body: &str) -> Output {
+    let lines: Vec<&str> = body.lines().collect();
+    Output::ok(to_json(&serde_json::json!({ "changes": lines })))
+}
+
 /// Runs one `xvs ctl` command against the daemon at `socket`.
 pub fn execute(socket: &Path, cmd: &CtlCommand) -> Output {
     let req = match cmd {
@@ -754,7 +764,7 @@ pub fn execute(socket: &Path, cmd: &CtlCommand) -> Output {
         CtlCommand::List { .. } => Request::List,
         CtlCommand::Conns { .. } => Request::Conns,
         CtlCommand::Vrrp { .. } => Request::Vrrp,
-        CtlCommand::Reload => Request::Reload,
+        CtlCommand::Reload { .. } => Request::Reload,
     };
     let reply = match request(socket, req) {
         Ok(r) => r,
@@ -784,10 +794,8 @@ pub fn execute(socket: &Path, cmd: &CtlCommand) -> Output {
         CtlCommand::List { json, .. } => render(&reply.body, json, format_list),
         CtlCommand::Conns { json } => render(&reply.body, json, format_conns),
         CtlCommand::Vrrp { json } => render(&reply.body, json, format_vrrp),
-        CtlCommand::Real { ref op } if op.args().json => {
-            let lines: Vec<&str> = reply.body.lines().collect();
-            Output::ok(to_json(&serde_json::json!({ "changes": lines })))
-        }
+        CtlCommand::Reload { json: true } => changes_json(&reply.body),
+        CtlCommand::Real { ref op } if op.args().json => changes_json(&reply.body),
         _ => {
             let mut out = reply.body;
             if !out.is_empty() && !out.ends_with('\n') {

@@ -215,7 +215,7 @@ fn ctl_list_conns_and_reload() {
     assert_eq!(run.lab.http_client(4).ok, 4);
 
     let out = run.ctl_ok(&["vrrp"]);
-    assert_eq!(out, "no VRRP instances (VRRP is not supported yet)\n");
+    assert_eq!(out, "no VRRP instances\n");
 
     let status = run.xvs.stop();
     assert!(

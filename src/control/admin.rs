@@ -27,7 +27,7 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError}
 
 use crate::control::ctl::{
     ConnInfo, ConnsReply, ListReply, RateInfo, RealChange, RealInfo, Reply, Request, ServiceInfo,
-    StatsInfo, VrrpReply,
+    StatsInfo, VrrpInstanceInfo, VrrpReply,
 };
 use crate::control::stats::{self, Rates, Stats};
 use crate::datapath::counters::{Traffic, TrafficKey};
@@ -35,6 +35,7 @@ use crate::datapath::snapshot::Forwarding;
 use crate::datapath::{ServiceKey, Shared};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 use crate::sched::RealServer;
+use crate::vrrp::driver::VrrpStatus;
 
 /// What a reload did (`Ok`: the lines describing the changes) or why the file was refused.
 pub type ReloadOutcome = Result<String, String>;
@@ -76,6 +77,25 @@ pub struct AdminState {
     pub reloads: Sender<ReloadRequest>,
     /// Packet/byte totals and rates (`list`).
     pub stats: Arc<Stats>,
+    /// What the VRRP thread publishes (`vrrp`).
+    pub vrrp: Arc<VrrpStatus>,
+}
+
+/// The `vrrp` reply: every instance with its state, effective priority and master.
+pub fn vrrp_reply(status: &VrrpStatus) -> VrrpReply {
+    VrrpReply {
+        instances: status
+            .instances()
+            .into_iter()
+            .map(|i| VrrpInstanceInfo {
+                name: i.name,
+                vrid: i.vrid,
+                state: i.state.name().to_string(),
+                priority: i.priority,
+                master: i.master,
+            })
+            .collect(),
+    }
 }
 
 /// How long a `reload` request waits for the main loop.
@@ -268,7 +288,7 @@ pub fn handle(state: &AdminState, line: &str, stop: &AtomicBool) -> Reply {
             let now = u64::try_from(state.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
             json(&conns(&state.shared, now))
         }
-        Ok(Request::Vrrp) => json(&VrrpReply { instances: vec![] }),
+        Ok(Request::Vrrp) => json(&vrrp_reply(&state.vrrp)),
         Ok(Request::Reload) => reload(state, MainOp::Reload, stop),
         Ok(Request::Real(change)) => reload(state, MainOp::Real(change), stop),
     }
@@ -536,6 +556,7 @@ mod tests {
             epoch: Instant::now(),
             reloads: tx,
             stats: Arc::new(Stats::new(sh.clone(), vec![])),
+            vrrp: Arc::new(VrrpStatus::default()),
         };
         let h = spawn_server(&path, state, stop.clone()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -592,10 +613,7 @@ mod tests {
             out.stdout
         );
         let out = ctl::execute(&path, &CtlCommand::Vrrp { json: false });
-        assert_eq!(
-            (out.code, out.stdout.as_str()),
-            (0, "no VRRP instances (VRRP is not supported yet)\n")
-        );
+        assert_eq!((out.code, out.stdout.as_str()), (0, "no VRRP instances\n"));
 
         let out = ctl::execute(&path, &CtlCommand::Reload { json: false });
         assert_eq!(out.code, 0, "{out:?}");
@@ -640,6 +658,7 @@ mod tests {
                 shared,
                 epoch: Instant::now(),
                 reloads: tx.clone(),
+                vrrp: Arc::new(VrrpStatus::default()),
             }
         };
         let h = spawn_server(&path, state(), stop.clone()).unwrap();

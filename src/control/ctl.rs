@@ -47,8 +47,8 @@
 //! - `real add|edit|del SERVICE ADDR:PORT [--weight N]`: a run-time change applied by the
 //!   daemon's main loop like a reload (validated first, keepalived-worded change lines back).
 //!
-//! `vrrp` answers "no VRRP instances (VRRP is not supported yet)": VRRP is not built, and a
-//! config with a `vrrp` section is refused by `xvs check`, so a running daemon never has one.
+//! `vrrp` lists each VRRP instance: name, VRID, state (keepalived's names: MASTER, BACKUP,
+//! FAULT, INIT), effective priority and the current master's address.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -94,7 +94,7 @@ pub enum CtlCommand {
         #[command(subcommand)]
         op: RealOp,
     },
-    /// VRRP instances (VRRP is not supported yet).
+    /// VRRP instances: name, vrid, state, priority, master address.
     Vrrp {
         #[arg(long)]
         json: bool,
@@ -393,7 +393,7 @@ pub struct ConnInfo {
     pub expire_seconds: u64,
 }
 
-/// `vrrp`: VRRP instances (always empty until VRRP is built).
+/// `vrrp`: VRRP instances.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VrrpReply {
     pub instances: Vec<VrrpInstanceInfo>,
@@ -630,7 +630,7 @@ pub fn format_conns(r: &ConnsReply) -> String {
 /// The `vrrp` text.
 pub fn format_vrrp(r: &VrrpReply) -> String {
     if r.instances.is_empty() {
-        return "no VRRP instances (VRRP is not supported yet)\n".to_string();
+        return "no VRRP instances\n".to_string();
     }
     let mut o = format!(
         "{:<16} {:<5} {:<8} {:<8} master\n",
@@ -1060,10 +1060,10 @@ UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
     }
 
     #[test]
-    fn vrrp_says_not_supported_yet() {
+    fn vrrp_without_instances() {
         assert_eq!(
             format_vrrp(&VrrpReply { instances: vec![] }),
-            "no VRRP instances (VRRP is not supported yet)\n"
+            "no VRRP instances\n"
         );
     }
 

@@ -33,6 +33,20 @@ use crate::datapath::snapshot::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, Snapshot};
+use crate::vrrp::driver::{self as vrrp, VrrpHandle, VrrpStatus};
+use crate::vrrp::gate::{SteeringSink, VipGate};
+
+/// The XDP filter as the [`VipGate`]'s sink: the gate writes the `steer` map.
+struct FilterSink(Arc<FilterProgram>);
+
+impl SteeringSink for FilterSink {
+    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String> {
+        self.0
+            .set_steering(keys)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// A fatal start-up or run-time error, printed as is on stderr: `xvs: <one line>`, or for a
 /// configuration that does not validate, its `FILE:LINE:COL: message` lines.
@@ -194,7 +208,10 @@ struct Running {
     cfg: Config,
     ports: Vec<Port>,
     shared: Arc<Shared>,
-    filter: FilterProgram,
+    filter: Arc<FilterProgram>,
+    /// Every steering change goes through it: VRRP VIPs are steered only while MASTER.
+    gate: Arc<VipGate>,
+    vrrp: VrrpHandle,
     reload: Arc<ReloadStatus>,
     health: HealthHandle,
     /// The last local-address sync failed (logged once until it works again).
@@ -233,7 +250,7 @@ impl Running {
         });
         if self.draining.len() != before {
             let keys = steering_keys(&self.shared.snapshot.load(), &self.draining);
-            if let Err(e) = self.filter.set_steering(&keys) {
+            if let Err(e) = self.gate.set_keys(keys) {
                 log(format!("Cannot update the XDP filter's steering: {e}"));
             }
         }
@@ -385,7 +402,11 @@ impl Running {
                 "global.admin_socket changed: restart xvs to apply it",
             ));
         }
-        self.apply(cfg)
+        // Resolved before anything changes: a VRRP instance that cannot run refuses the file.
+        let (specs, groups) = vrrp::specs(&cfg).map_err(fatal)?;
+        let mut changes = self.apply(cfg)?;
+        changes.extend(self.vrrp.reconfigure(specs, groups));
+        Ok(changes)
     }
 
     /// Makes `cfg` (validated) the running configuration: a new snapshot swapped in, steering,
@@ -406,12 +427,10 @@ impl Running {
         // workers already know it. A removed service's packets that arrive in between are passed
         // (and counted as `not_lb_traffic`), never mis-forwarded.
         self.shared.snapshot.store(new.clone());
-        if let Err(e) = self.filter.set_steering(&keys) {
+        if let Err(e) = self.gate.set_keys(keys) {
             // Keep the promise of a failed reload: the running configuration stays, whole.
             self.shared.snapshot.store(old.clone());
-            let _ = self
-                .filter
-                .set_steering(&steering_keys(&old, &self.draining));
+            let _ = self.gate.set_keys(steering_keys(&old, &self.draining));
             return Err(fatal(e));
         }
         for d in &draining[self.draining.len()..] {
@@ -442,6 +461,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         ));
     }
     let cfg = config::load(path, &config::system_iface_exists).map_err(config_errors)?;
+    let (vrrp_specs, vrrp_groups) = vrrp::specs(&cfg).map_err(fatal)?;
     // Block the daemon's signals before any thread starts, so they all inherit the mask.
     let sigs = DaemonSignals::block()?;
     let queues = queue_ids(&cfg)?;
@@ -459,7 +479,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     // Held until the process exits: while we hold them, an `xvs_filter` found attached is stale.
     let _locks = lock_interfaces(&ports)?;
     let names: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
-    let filter = FilterProgram::attach(&names, mode)?;
+    let filter = Arc::new(FilterProgram::attach(&names, mode)?);
     // From here on, returning an error drops `filter`, which detaches it.
     let xsk_cfg = XskConfig {
         ring_size: cfg.datapath.ring_size,
@@ -480,7 +500,13 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         }
         ios.push(io);
     }
-    filter.set_steering(&shared.snapshot.load().steering_keys())?;
+    // VRRP-managed VIPs are steered only once their instance is MASTER.
+    let gate = Arc::new(VipGate::new(
+        Box::new(FilterSink(filter.clone())),
+        vrrp::managed_vips(&vrrp_specs),
+    ));
+    gate.set_keys(shared.snapshot.load().steering_keys())
+        .map_err(fatal)?;
     filter.set_local_addresses(&netlink::dump_addresses()?)?;
 
     let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
@@ -548,12 +574,25 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             return Err(fatal(format!("cannot start the rate estimator: {e}")));
         }
     }
+    let (vrrp_handle, vrrp_thread) =
+        match vrrp::spawn(vrrp_specs, vrrp_groups, gate.clone(), epoch, stop.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                handles.into_iter().for_each(|h| drop(h.join()));
+                aux.into_iter().for_each(|h| drop(h.join()));
+                return Err(fatal(format!("cannot start VRRP: {e}")));
+            }
+        };
+    aux.push(vrrp_thread);
+    let vrrp_status: Arc<VrrpStatus> = vrrp_handle.status.clone();
     let sources = Arc::new(metrics::Sources {
         shared: shared.clone(),
         workers: counters,
         xsk: xsk_readers,
         reload: reload.clone(),
         health: health_metrics,
+        vrrp: vrrp_status.clone(),
     });
     let (reload_tx, reload_rx) = admin::reload_channel();
     let admin_state = admin::AdminState {
@@ -561,6 +600,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         epoch,
         reloads: reload_tx,
         stats,
+        vrrp: vrrp_status,
     };
     let servers = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
         .map_err(|e| {
@@ -616,6 +656,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         ports,
         shared,
         filter,
+        gate,
+        vrrp: vrrp_handle,
         reload,
         health,
         address_sync_failing: false,
@@ -666,7 +708,12 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     for h in aux {
         let _ = h.join();
     }
-    running.filter.detach()?;
+    // Every thread holding the gate (and so the filter) has ended.
+    drop(running.gate);
+    match Arc::try_unwrap(running.filter) {
+        Ok(f) => f.detach()?,
+        Err(_) => log("XDP filter still referenced at exit; it is detached when the process ends"),
+    }
     log("xvs stopped");
     if let Some(e) = worker_error {
         return Err(fatal(e));

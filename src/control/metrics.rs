@@ -21,6 +21,7 @@ use crate::control::health::HealthMetrics;
 use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
 use crate::datapath::{DropReason, Shared, Snapshot, WorkerCounters};
+use crate::vrrp::driver::VrrpStatus;
 
 /// Outcome of the last (re)load, for `xvs_config_last_reload_*`.
 #[derive(Debug, Default)]
@@ -38,6 +39,8 @@ pub struct Sources {
     pub xsk: Vec<XskStatsReader>,
     pub reload: Arc<ReloadStatus>,
     pub health: Arc<HealthMetrics>,
+    /// The VRRP thread's instances and error counters.
+    pub vrrp: Arc<VrrpStatus>,
 }
 
 fn esc(s: &str) -> String {
@@ -181,6 +184,7 @@ pub fn render(src: &Sources) -> String {
         }
     }
     src.health.render(&mut o);
+    src.vrrp.render(&mut o);
 
     family(
         &mut o,

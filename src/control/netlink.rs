@@ -18,7 +18,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -467,6 +467,78 @@ fn solicit_by_datagram(ip: IpAddr, ifindex: u32) -> Result<(), NetlinkError> {
         // The first datagram may be refused while resolution is pending; resolution still started.
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(()),
         Err(source) => Err(NetlinkError::Io { op, source }),
+    }
+}
+
+/// The addresses configured on interface `ifindex`, each with its prefix length, in the kernel's
+/// order (for IPv4 the primary address of each subnet comes before its secondaries).
+pub fn interface_addresses(ifindex: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
+    let replies = dump_per_family("dump addresses", |family| {
+        let mut msg = AddressMessage::default();
+        msg.header.family = family;
+        RouteNetlinkMessage::GetAddress(msg)
+    })?;
+    Ok(replies
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if a.header.index == ifindex => {
+                let find = |want_local: bool| {
+                    a.attributes.iter().find_map(|x| match x {
+                        AddressAttribute::Local(ip) if want_local => Some(*ip),
+                        AddressAttribute::Address(ip) if !want_local => Some(*ip),
+                        _ => None,
+                    })
+                };
+                find(true)
+                    .or_else(|| find(false))
+                    .map(|ip| (ip, a.header.prefix_len))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+fn address_message(ifindex: u32, ip: IpAddr, prefix_len: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.prefix_len = prefix_len;
+    msg.header.index = ifindex;
+    if ip.is_ipv4() {
+        msg.attributes.push(AddressAttribute::Local(ip));
+    }
+    msg.attributes.push(AddressAttribute::Address(ip));
+    msg
+}
+
+/// Adds `ip/prefix_len` to interface `ifindex` (what `ip addr add` does; VRRP adds its VIPs so).
+/// An address already there is not an error.
+pub fn add_address(ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+    let msg = RouteNetlinkMessage::NewAddress(address_message(ifindex, ip, prefix_len));
+    match request("add address", msg, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK) {
+        Err(NetlinkError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+/// Removes `ip/prefix_len` from interface `ifindex` (`ip addr del`). An address that is not
+/// there is not an error.
+pub fn del_address(ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
+    let msg = RouteNetlinkMessage::DelAddress(address_message(ifindex, ip, prefix_len));
+    match request("delete address", msg, NLM_F_ACK) {
+        Err(NetlinkError::Kernel { source, .. })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV)
+            ) =>
+        {
+            Ok(())
+        }
+        other => other.map(|_| ()),
     }
 }
 

@@ -454,6 +454,62 @@ impl VrrpInstance {
         }
     }
 
+    /// A sync group member changed state: follow it into Master (from Backup) or into Backup
+    /// (from Master). Any other combination changes nothing (Fault and Initialize are left by
+    /// [`VrrpInstance::set_fault`] and never by a sync group). keepalived's `vrrp_sync_group`.
+    pub fn follow(&mut self, now: Nanos, target: State) {
+        match (self.state, target) {
+            (State::Backup, State::Master) => self.become_master(now),
+            (State::Master, State::Backup) => {
+                self.master_adver_cs = self.interval_cs;
+                self.become_backup(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies a changed configuration of the same virtual router (same VRID and version; a
+    /// reload): the state, the running timer and the master seen are kept; the new interval,
+    /// priority, preempt settings, addresses and peers apply from the next advert or timer. The
+    /// effective priority becomes the configured one (the driver re-applies track weights).
+    pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), BuildError> {
+        if cfg.vrid != self.cfg.vrid || cfg.vrid == 0 {
+            return Err(BuildError::Vrid);
+        }
+        if cfg.priority == 0 {
+            return Err(BuildError::Priority);
+        }
+        if cfg.vips.is_empty() {
+            return Err(BuildError::NoAddresses);
+        }
+        if cfg.vips.len() > usize::from(u8::MAX) {
+            return Err(BuildError::TooManyAddresses(cfg.vips.len()));
+        }
+        if let Some(a) = std::iter::once(&cfg.primary)
+            .chain(&cfg.vips)
+            .find(|a| a.is_ipv6())
+        {
+            return Err(BuildError::Ipv6Unsupported(*a));
+        }
+        let version = if cfg.version == self.cfg.version {
+            cfg.version
+        } else {
+            return Err(BuildError::Interval(cfg.advert_interval));
+        };
+        let interval_cs = interval_cs(version, cfg.advert_interval)
+            .ok_or(BuildError::Interval(cfg.advert_interval))?;
+        self.interval_cs = interval_cs;
+        if self.state != State::Backup || version == Version::V2 {
+            self.master_adver_cs = interval_cs;
+        }
+        self.priority = cfg.priority;
+        if cfg.preempt_delay == 0 {
+            self.preempt_until = None;
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Sets the effective priority (track-script weights), clamped to 1..=254, or 1..=255 for a
     /// configured address owner. The next advert carries it and the next Skew_Time uses it; a
     /// running timer is not moved.

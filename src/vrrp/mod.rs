@@ -12,18 +12,23 @@
 //! - [`VrrpError`]: every reason a received advertisement is rejected, with the stable `reason`
 //!   label of `xvs_vrrp_errors_total`.
 //!
-//! Not built yet (the driver step): the raw IP socket (protocol 112, multicast membership of
-//! 224.0.0.18, TTL 255), the per-interface demultiplexing of adverts to instances by VRID (an
-//! unknown VRID is counted as [`VrrpError::Vrid`] there), adding and removing the VIPs by netlink
-//! and sending gratuitous ARPs on [`instance::Event::BecomeMaster`], tracked interfaces and
-//! scripts feeding `set_fault`/`set_priority`, notify scripts, sync groups, the
-//! `xvs_vrrp_errors_total` counter itself and `xvs ctl vrrp`. Until then a configuration with
-//! `vrrp.instances` is refused by `xvs check`/`xvs run` with "is not supported yet", never
-//! silently ignored. IPv6 (VRRPv3 over ff02::12) comes later: the types carry `IpAddr`, and the
-//! IPv4-only parts refuse IPv6 with an explicit error.
+//! - [`driver`]: the thread that runs the instances on the box: one raw IPv4 socket of protocol
+//!   112 per interface ([`socket`]; TTL 255, membership of 224.0.0.18, or unicast peers), adverts
+//!   demultiplexed to instances by VRID with every rejection counted by reason, VIPs added and
+//!   removed by netlink, gratuitous ARPs ([`garp`], keepalived's defaults), tracked interfaces
+//!   and scripts, sync groups, notify commands, the metrics and `xvs ctl vrrp` status, reloads
+//!   that keep each unchanged instance's state, and the priority-0 release on a clean stop.
+//! - [`gate`]: only a MASTER's VIPs are steered into the datapath.
+//!
+//! IPv6 (VRRPv3 over ff02::12) comes later: the types carry `IpAddr`, and the IPv4-only parts
+//! refuse IPv6 with an explicit error (`xvs check` refuses IPv6 VIPs as not supported yet).
 
+pub mod driver;
+pub mod garp;
+pub mod gate;
 pub mod instance;
 pub mod packet;
+pub mod socket;
 
 pub use instance::{Event, InstanceConfig, State, Transmit, VrrpInstance};
 pub use packet::{Advert, Version};

@@ -219,8 +219,13 @@ impl Lab {
 
     /// The daemon's `/metrics` page, fetched inside the load balancer's namespace.
     pub fn metrics(&self) -> String {
+        self.metrics_in("lb")
+    }
+
+    /// The `/metrics` page of the daemon in `role`'s namespace.
+    pub fn metrics_in(&self, role: &str) -> String {
         self.exec_ok(
-            "lb",
+            role,
             &[
                 "python3",
                 "-c",
@@ -242,13 +247,19 @@ impl Lab {
     /// Starts `xvs run -c CONFIG` in the load balancer's namespace. Output goes to a log file
     /// ([`Xvs::log`]); the daemon is stopped with SIGTERM when the guard drops.
     pub fn start_xvs(&self, config: &Path) -> Xvs {
-        let log_path = std::env::temp_dir().join(format!("xvs-lab-{}.log", self.tag));
+        self.start_xvs_in("lb", config)
+    }
+
+    /// [`start_xvs`](Self::start_xvs) in `role`'s namespace (the `vrrp` topology has two load
+    /// balancers, `lb1` and `lb2`).
+    pub fn start_xvs_in(&self, role: &str, config: &Path) -> Xvs {
+        let log_path = std::env::temp_dir().join(format!("xvs-lab-{}-{role}.log", self.tag));
         let log = std::fs::File::create(&log_path).expect("create xvs log");
         let child = Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &self.ns("lb"),
+                &self.ns(role),
                 env!("CARGO_BIN_EXE_xvs"),
                 "run",
                 "-c",

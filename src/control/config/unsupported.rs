@@ -8,8 +8,9 @@
 //! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
 //! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
-//! `health_check`, `on_failure`, `quorum` and `sorry_server`, and real servers with an IPv4
-//! `address`, a `weight`, thresholds and a `health_check`.
+//! `health_check`, `on_failure`, `quorum` and `sorry_server`, real servers with an IPv4
+//! `address`, a `weight`, thresholds and a `health_check`, and IPv4 `vrrp.instances` with
+//! `vrrp.sync_groups`.
 
 use super::model::{Config, Forwarding, Real, Service};
 use super::positions::{Positions, Problem};
@@ -55,8 +56,7 @@ use Check::{Real as R, Root, Service as S};
 pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     // key                               points at  refused when
     NotYet { key: "local_addresses",     at: Key,   check: Root(|c| when(!c.local_addresses.is_empty(), "local_addresses")) },
-    NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(!c.vrrp.instances.is_empty(), "vrrp.instances")) },
-    NotYet { key: "vrrp.sync_groups",    at: Key,   check: Root(|c| when(!c.vrrp.sync_groups.is_empty(), "vrrp.sync_groups")) },
+    NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(c.vrrp.instances.iter().any(|i| i.vips.iter().any(|v| v.addr.is_ipv6()) || i.unicast_peers.iter().any(|p| p.is_ipv6())), "IPv6 VRRP (VRRPv3 over ff02::12)")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
     NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },

@@ -632,3 +632,54 @@ fn receive_checks_on_the_wire_for_v2() {
     let a = parse_ipv4(&buf[..n]).unwrap();
     assert_eq!(b.handle_advert(T0, &a), Err(VrrpError::AuthType));
 }
+
+#[test]
+fn sync_group_follow_moves_backup_to_master_and_master_to_backup() {
+    let t = T0 + S;
+    let mut b = VrrpInstance::new(cfg(100), T0).unwrap();
+    events(&mut b);
+    b.follow(t, State::Master);
+    assert_eq!(b.state(), State::Master);
+    assert_eq!(events(&mut b), [Event::BecomeMaster]);
+    assert_eq!(transmits(&mut b), [100]);
+    assert_eq!(b.poll_timeout(), Some(t + S));
+    b.follow(t + 1, State::Master); // already there: nothing
+    assert_eq!(events(&mut b), [] as [Event; 0]);
+    b.follow(t + 2, State::Backup);
+    assert_eq!(b.state(), State::Backup);
+    assert_eq!(events(&mut b), [Event::BecomeBackup]);
+    assert_eq!(b.poll_timeout(), Some(t + 2 + MDI_100));
+    // Fault is never left by following.
+    b.set_fault(t + 3, true);
+    events(&mut b);
+    b.follow(t + 4, State::Master);
+    assert_eq!(b.state(), State::Fault);
+}
+
+#[test]
+fn reconfigure_keeps_state_and_timer_and_applies_the_new_values() {
+    let mut m = master(100);
+    let timer = m.poll_timeout();
+    let mut c = cfg(150);
+    c.advert_interval = 2 * S;
+    c.vips = vec![vip(), ip(101)];
+    m.reconfigure(c).unwrap();
+    assert_eq!(m.state(), State::Master);
+    assert_eq!(m.poll_timeout(), timer, "the running timer is kept");
+    assert_eq!(m.priority(), 150);
+    assert_eq!(m.advert_interval(), 2 * S);
+    let t = timer.unwrap();
+    m.handle_timeout(t);
+    assert_eq!(transmits(&mut m), [150]);
+    assert_eq!(m.poll_timeout(), Some(t + 2 * S));
+    let tx = Transmit { priority: 150 };
+    assert_eq!(m.advert_fields(&tx).addresses.len(), 2);
+    // Another VRID or version is not the same router.
+    let mut other = cfg(150);
+    other.vrid = 52;
+    assert_eq!(m.reconfigure(other), Err(BuildError::Vrid));
+    let mut v2 = cfg(150);
+    v2.version = Version::V2;
+    assert!(m.reconfigure(v2).is_err());
+    assert_eq!(m.state(), State::Master);
+}

@@ -1,0 +1,1009 @@
+//! The VRRP driver: one thread (`xvs-vrrp`, off the packet path) that owns the raw sockets and
+//! drives every [`VrrpInstance`] with `now` from the monotonic clock (nanoseconds since the
+//! daemon's epoch).
+//!
+//! Each loop: take reload commands; receive every waiting advert on each interface's socket and
+//! hand it to the instance of its VRID (no instance → counted as `vrid`; any rejection counted
+//! by reason in `xvs_vrrp_errors_total`); fire due timers; check tracked interfaces (every
+//! [`LINK_CHECK_INTERVAL`], the instance's own interface included, as keepalived does) and track
+//! scripts; then send the adverts queued and act on state changes:
+//! - MASTER: add the VIPs to the interface (netlink), open them in the XDP filter
+//!   ([`super::gate::VipGate`]), send gratuitous ARPs ([`super::garp`]: 5 per VIP now, 5 more
+//!   5 s later), run `notify.master`.
+//! - BACKUP / FAULT / stopped: close the VIPs in the filter, remove them from the interface, run
+//!   `notify.backup` / `notify.fault`. A BACKUP at start-up removes VIPs a previous run may have
+//!   left behind (a crash).
+//! - Sync groups: a member entering MASTER takes the other members of its group from BACKUP to
+//!   MASTER, one leaving MASTER for BACKUP takes them to BACKUP, and a fault of one member is a
+//!   fault of all (keepalived's `vrrp_sync_group`).
+//! - Track scripts: `sh -c COMMAND` every `interval` (killed and counted as a failure if still
+//!   running at the next run); `fall` failures in a row mark it down, `rise` successes up; a
+//!   script starts up. Down with `weight: 0` → FAULT; otherwise the effective priority is the
+//!   configured one plus the weights of the positive-weight scripts that are up and of the
+//!   negative-weight ones that are down, clamped to 1..254 (an owner's 255 is never changed).
+//!
+//! It sleeps in `poll(2)` until the next timer or packet, at most [`MAX_WAIT`] so that a stop is
+//! seen at once: on stop every instance shuts down (a MASTER sends its priority-0 advert and
+//! releases its VIPs) before the thread ends.
+//!
+//! Log lines use keepalived's wording: `(VI_1) Entering MASTER STATE`,
+//! `(VI_1) Entering BACKUP STATE`, `(VI_1) Entering FAULT STATE`, `(VI_1) sent 0 priority`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::gate::VipGate;
+use super::packet::{encode_ipv4, parse_ipv4, Version, MULTICAST_V4};
+use super::socket::{poll_readable, ArpSocket, VrrpSocket};
+use super::{garp, Event, InstanceConfig, State, VrrpError, VrrpInstance};
+use crate::control::config::{self, Config, VrrpVersion};
+use crate::control::netlink;
+use crate::flow::Nanos;
+
+/// How often tracked interfaces (and each instance's own) are checked.
+pub const LINK_CHECK_INTERVAL: Nanos = 100_000_000;
+/// The longest sleep: how soon a stop or a reload is seen.
+pub const MAX_WAIT: Duration = Duration::from_millis(10);
+/// Adverts read per socket per wake-up (bounded work per loop).
+const RECV_BUDGET: usize = 64;
+
+/// One configured instance, resolved against the system (interface index and MAC, primary
+/// address).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub cfg: InstanceConfig,
+    /// The VIPs with their prefix lengths, as added to the interface.
+    pub prefixes: Vec<(IpAddr, u8)>,
+    /// Unicast peers (empty = multicast 224.0.0.18).
+    pub peers: Vec<Ipv4Addr>,
+    pub track_interfaces: Vec<String>,
+    pub track_scripts: Vec<config::TrackScript>,
+    pub notify: config::Notify,
+}
+
+/// What makes two instances across a reload the same virtual router.
+type Identity = (String, String, u8, Version);
+
+impl InstanceSpec {
+    fn identity(&self) -> Identity {
+        (
+            self.name.clone(),
+            self.interface.clone(),
+            self.cfg.vrid,
+            self.cfg.version,
+        )
+    }
+}
+
+/// The configuration's instances and sync groups (as lists of instance indices), resolved:
+/// every interface must exist and have an IPv4 address of its own (the primary address adverts
+/// are sent from, the first one that is not a VIP of any instance).
+pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, Vec<Vec<usize>>), String> {
+    let all_vips: HashSet<IpAddr> = cfg
+        .vrrp
+        .instances
+        .iter()
+        .flat_map(|i| i.vips.iter().map(|v| v.addr))
+        .collect();
+    let mut out = Vec::with_capacity(cfg.vrrp.instances.len());
+    for i in &cfg.vrrp.instances {
+        let what = |e: String| format!("vrrp instance `{}`: {e}", i.name);
+        let link = netlink::link_by_name(&i.interface)
+            .map_err(|e| what(format!("interface {}: {e}", i.interface)))?;
+        let primary = netlink::interface_addresses(link.ifindex)
+            .map_err(|e| what(e.to_string()))?
+            .into_iter()
+            .map(|(a, _)| a)
+            .find(|a| a.is_ipv4() && !all_vips.contains(a))
+            .ok_or_else(|| {
+                what(format!(
+                    "interface {} has no IPv4 address of its own to send adverts from",
+                    i.interface
+                ))
+            })?;
+        let peers = i
+            .unicast_peers
+            .iter()
+            .map(|p| match p {
+                IpAddr::V4(a) => Ok(*a),
+                IpAddr::V6(_) => Err(what(format!("IPv6 peer {p} is not supported yet"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(InstanceSpec {
+            name: i.name.clone(),
+            interface: i.interface.clone(),
+            ifindex: link.ifindex,
+            mac: link.mac,
+            cfg: InstanceConfig {
+                vrid: i.vrid,
+                version: match i.version {
+                    VrrpVersion::V2 => Version::V2,
+                    VrrpVersion::V3 => Version::V3,
+                },
+                priority: i.priority,
+                advert_interval: i.advert_interval.as_nanos() as Nanos,
+                preempt: i.preempt,
+                preempt_delay: i.preempt_delay.as_nanos() as Nanos,
+                primary,
+                vips: i.vips.iter().map(|v| v.addr).collect(),
+                unicast: !peers.is_empty(),
+            },
+            prefixes: i.vips.iter().map(|v| (v.addr, v.len)).collect(),
+            peers,
+            track_interfaces: i.track_interfaces.clone(),
+            track_scripts: i.track_scripts.clone(),
+            notify: i.notify.clone(),
+        });
+    }
+    let groups = cfg
+        .vrrp
+        .sync_groups
+        .iter()
+        .map(|g| {
+            g.instances
+                .iter()
+                .filter_map(|n| out.iter().position(|s| &s.name == n))
+                .collect()
+        })
+        .collect();
+    Ok((out, groups))
+}
+
+/// Every VIP of `specs` (what the [`VipGate`] manages).
+pub fn managed_vips(specs: &[InstanceSpec]) -> HashSet<IpAddr> {
+    specs
+        .iter()
+        .flat_map(|s| s.cfg.vips.iter().copied())
+        .collect()
+}
+
+/// One instance as `xvs ctl vrrp` and the metrics show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub vrid: u8,
+    pub state: State,
+    pub priority: u8,
+    /// The current master: ourselves (our primary address) in MASTER, else the last master
+    /// heard.
+    pub master: Option<IpAddr>,
+    pub transitions: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+}
+
+/// What the VRRP thread publishes for the admin socket and the metrics.
+#[derive(Debug, Default)]
+pub struct VrrpStatus {
+    instances: Mutex<Vec<InstanceStatus>>,
+    errors: [AtomicU64; VrrpError::COUNT],
+}
+
+/// The `xvs_vrrp_state` value of a state (CONTRACT.md: 0 init, 1 backup, 2 master, 3 fault).
+pub const fn state_gauge(s: State) -> u8 {
+    match s {
+        State::Initialize => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
+    }
+}
+
+impl VrrpStatus {
+    pub fn instances(&self) -> Vec<InstanceStatus> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_instances(&self, v: Vec<InstanceStatus>) {
+        *self.instances.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    pub fn count_error(&self, e: VrrpError) {
+        self.errors[e.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn errors(&self) -> Vec<(&'static str, u64)> {
+        VrrpError::ALL
+            .iter()
+            .map(|e| (e.label(), self.errors[e.index()].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The `xvs_vrrp_*` families in the Prometheus text format.
+    pub fn render(&self, o: &mut String) {
+        let insts = self.instances();
+        let fam = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let per = |o: &mut String, name: &str, get: &dyn Fn(&InstanceStatus) -> u64| {
+            for i in &insts {
+                let _ = writeln!(
+                    o,
+                    "{name}{{instance=\"{}\",vrid=\"{}\"}} {}",
+                    i.name.replace('\\', "\\\\").replace('"', "\\\""),
+                    i.vrid,
+                    get(i)
+                );
+            }
+        };
+        fam(
+            o,
+            "xvs_vrrp_state",
+            "gauge",
+            "VRRP instance state: 0 init, 1 backup, 2 master, 3 fault.",
+        );
+        per(o, "xvs_vrrp_state", &|i| u64::from(state_gauge(i.state)));
+        fam(
+            o,
+            "xvs_vrrp_transitions_total",
+            "counter",
+            "VRRP state changes of the instance.",
+        );
+        per(o, "xvs_vrrp_transitions_total", &|i| i.transitions);
+        fam(
+            o,
+            "xvs_vrrp_adverts_sent_total",
+            "counter",
+            "VRRP advertisements sent (each unicast peer counts once).",
+        );
+        per(o, "xvs_vrrp_adverts_sent_total", &|i| i.adverts_sent);
+        fam(
+            o,
+            "xvs_vrrp_adverts_received_total",
+            "counter",
+            "VRRP advertisements received that passed every check.",
+        );
+        per(o, "xvs_vrrp_adverts_received_total", &|i| {
+            i.adverts_received
+        });
+        fam(
+            o,
+            "xvs_vrrp_errors_total",
+            "counter",
+            "Received VRRP packets rejected, by reason.",
+        );
+        for (reason, n) in self.errors() {
+            let _ = writeln!(o, "xvs_vrrp_errors_total{{reason=\"{reason}\"}} {n}");
+        }
+    }
+}
+
+enum Command {
+    Reconfigure {
+        specs: Vec<InstanceSpec>,
+        groups: Vec<Vec<usize>>,
+        reply: mpsc::Sender<Vec<String>>,
+    },
+}
+
+/// The daemon's handle on the VRRP thread.
+pub struct VrrpHandle {
+    tx: mpsc::Sender<Command>,
+    pub status: Arc<VrrpStatus>,
+}
+
+impl VrrpHandle {
+    /// Applies a reloaded configuration: instances whose identity (name, interface, VRID,
+    /// version) is unchanged keep their state and take the new values in place; removed ones
+    /// shut down (a MASTER releases with priority 0 and removes its VIPs); added ones start.
+    /// Returns the change lines.
+    pub fn reconfigure(&self, specs: Vec<InstanceSpec>, groups: Vec<Vec<usize>>) -> Vec<String> {
+        let (reply, rx) = mpsc::channel();
+        if self
+            .tx
+            .send(Command::Reconfigure {
+                specs,
+                groups,
+                reply,
+            })
+            .is_err()
+        {
+            return vec!["VRRP thread is not running; VRRP changes not applied".into()];
+        }
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| vec!["VRRP thread did not answer; VRRP changes not applied".into()])
+    }
+}
+
+/// Starts the VRRP thread with `specs` (from [`specs`]).
+pub fn spawn(
+    specs: Vec<InstanceSpec>,
+    groups: Vec<Vec<usize>>,
+    gate: Arc<VipGate>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(VrrpHandle, JoinHandle<()>)> {
+    let status = Arc::new(VrrpStatus::default());
+    let arp = ArpSocket::open()?;
+    let (tx, rx) = mpsc::channel();
+    let mut d = Driver {
+        epoch,
+        insts: Vec::new(),
+        groups: Vec::new(),
+        sockets: Vec::new(),
+        arp,
+        gate,
+        status: status.clone(),
+        children: Vec::new(),
+        next_link_check: 0,
+        dirty: true,
+    };
+    let now = d.now();
+    d.reconfigure(now, specs, groups);
+    let thread = std::thread::Builder::new()
+        .name("xvs-vrrp".into())
+        .spawn(move || d.run(&rx, &stop))?;
+    Ok((VrrpHandle { tx, status }, thread))
+}
+
+struct Script {
+    spec: config::TrackScript,
+    next_run: Nanos,
+    running: Option<(Child, Nanos)>,
+    up: bool,
+    successes: u32,
+    failures: u32,
+}
+
+struct Inst {
+    spec: InstanceSpec,
+    inst: VrrpInstance,
+    /// VIPs added to the interface and open in the gate.
+    holding: bool,
+    /// When the second gratuitous-ARP burst is due.
+    garp_at: Option<Nanos>,
+    scripts: Vec<Script>,
+    /// Own or tracked interface down.
+    link_down: bool,
+    group: Option<usize>,
+    transitions: u64,
+    sent: u64,
+    received: u64,
+}
+
+impl Inst {
+    fn new(spec: InstanceSpec, now: Nanos) -> Result<Inst, String> {
+        let inst = VrrpInstance::new(spec.cfg.clone(), now).map_err(|e| e.to_string())?;
+        let scripts = scripts_of(&spec, now);
+        Ok(Inst {
+            spec,
+            inst,
+            holding: false,
+            garp_at: None,
+            scripts,
+            link_down: false,
+            group: None,
+            transitions: 0,
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    /// Own reasons to be in FAULT: a link down or a weight-0 script down.
+    fn own_fault(&self) -> bool {
+        self.link_down || self.scripts.iter().any(|s| s.spec.weight == 0 && !s.up)
+    }
+
+    /// Configured priority adjusted by the script weights.
+    fn effective_priority(&self) -> u8 {
+        let base = self.spec.cfg.priority;
+        if base == 255 {
+            return 255;
+        }
+        let adj: i32 = self
+            .scripts
+            .iter()
+            .map(|s| match (s.spec.weight, s.up) {
+                (w, true) if w > 0 => w,
+                (w, false) if w < 0 => w,
+                _ => 0,
+            })
+            .sum();
+        (i32::from(base) + adj).clamp(1, 254) as u8
+    }
+}
+
+fn scripts_of(spec: &InstanceSpec, now: Nanos) -> Vec<Script> {
+    spec.track_scripts
+        .iter()
+        .map(|t| Script {
+            spec: t.clone(),
+            next_run: now,
+            running: None,
+            up: true,
+            successes: 0,
+            failures: 0,
+        })
+        .collect()
+}
+
+struct Driver {
+    epoch: Instant,
+    insts: Vec<Inst>,
+    groups: Vec<Vec<usize>>,
+    /// One socket per interface in use: (interface, socket).
+    sockets: Vec<(String, VrrpSocket)>,
+    arp: ArpSocket,
+    gate: Arc<VipGate>,
+    status: Arc<VrrpStatus>,
+    /// Notify commands still running (reaped each loop).
+    children: Vec<Child>,
+    next_link_check: Nanos,
+    dirty: bool,
+}
+
+fn log(line: impl AsRef<str>) {
+    eprintln!("{}", line.as_ref());
+}
+
+fn shell(cmd: &str) -> std::io::Result<Child> {
+    Process::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+impl Driver {
+    fn now(&self) -> Nanos {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn run(mut self, rx: &mpsc::Receiver<Command>, stop: &AtomicBool) {
+        let mut ready = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let now = self.now();
+            while let Ok(cmd) = rx.try_recv() {
+                match cmd {
+                    Command::Reconfigure {
+                        specs,
+                        groups,
+                        reply,
+                    } => {
+                        let lines = self.reconfigure(now, specs, groups);
+                        let _ = reply.send(lines);
+                    }
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                for i in &mut self.insts {
+                    i.inst.shutdown(now);
+                }
+                self.flush(now);
+                self.kill_scripts();
+                self.publish();
+                return;
+            }
+            for &k in &ready {
+                self.receive(k, now, &mut buf);
+            }
+            for i in &mut self.insts {
+                i.inst.handle_timeout(now);
+            }
+            if now >= self.next_link_check {
+                self.next_link_check = now + LINK_CHECK_INTERVAL;
+                self.check_links();
+            }
+            self.run_scripts(now);
+            self.apply_faults_and_priorities(now);
+            self.flush(now);
+            self.second_garps(now);
+            self.children
+                .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            if self.dirty {
+                self.publish();
+            }
+            let wait = self.next_deadline().map_or(MAX_WAIT, |t| {
+                let now = self.now();
+                Duration::from_nanos(t.saturating_sub(now)).min(MAX_WAIT)
+            });
+            // Round up to whole milliseconds so that a timer is never polled early.
+            let ms = wait.as_nanos().div_ceil(1_000_000) as i32;
+            let fds: Vec<_> = self.sockets.iter().map(|(_, s)| s.as_raw_fd()).collect();
+            if let Err(e) = poll_readable(&fds, ms, &mut ready) {
+                log(format!("VRRP: poll failed: {e}"));
+                std::thread::sleep(MAX_WAIT);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Nanos> {
+        self.insts
+            .iter()
+            .flat_map(|i| {
+                i.inst
+                    .poll_timeout()
+                    .into_iter()
+                    .chain(i.garp_at)
+                    .chain(i.scripts.iter().map(|s| s.next_run))
+            })
+            .chain(std::iter::once(self.next_link_check))
+            .min()
+    }
+
+    fn receive(&mut self, k: usize, now: Nanos, buf: &mut [u8]) {
+        for _ in 0..RECV_BUDGET {
+            let Some((iface, sock)) = self.sockets.get(k) else {
+                return;
+            };
+            let n = match sock.recv(buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return,
+                Err(e) => {
+                    log(format!("VRRP: receive on {iface} failed: {e}"));
+                    return;
+                }
+            };
+            let advert = match parse_ipv4(&buf[..n]) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.status.count_error(e);
+                    continue;
+                }
+            };
+            let iface = iface.clone();
+            let Some(i) = self
+                .insts
+                .iter_mut()
+                .find(|i| i.spec.interface == iface && i.spec.cfg.vrid == advert.vrid)
+            else {
+                self.status.count_error(VrrpError::Vrid);
+                continue;
+            };
+            match i.inst.handle_advert(now, &advert) {
+                Ok(()) => i.received += 1,
+                Err(e) => self.status.count_error(e),
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn check_links(&mut self) {
+        let mut cache: HashMap<String, bool> = HashMap::new();
+        let mut up = |name: &str| -> bool {
+            *cache
+                .entry(name.to_string())
+                .or_insert_with(|| netlink::link_by_name(name).is_ok_and(|l| l.up))
+        };
+        for i in &mut self.insts {
+            let down: Vec<String> = std::iter::once(&i.spec.interface)
+                .chain(&i.spec.track_interfaces)
+                .filter(|n| !up(n))
+                .cloned()
+                .collect();
+            let now_down = !down.is_empty();
+            if now_down != i.link_down {
+                if now_down {
+                    log(format!(
+                        "({}) Netlink reports {} down",
+                        i.spec.name,
+                        down.join(", ")
+                    ));
+                } else {
+                    log(format!("({}) Netlink reports interfaces up", i.spec.name));
+                }
+                i.link_down = now_down;
+            }
+        }
+    }
+
+    fn run_scripts(&mut self, now: Nanos) {
+        for i in &mut self.insts {
+            for s in &mut i.scripts {
+                let mut result = None;
+                if let Some((child, started)) = &mut s.running {
+                    match child.try_wait() {
+                        Ok(Some(st)) => result = Some(st.success()),
+                        Ok(None) => {
+                            if now.saturating_sub(*started) >= s.spec.interval.as_nanos() as Nanos {
+                                let _ = child.kill();
+                                let _ = child.wait();
+                                result = Some(false);
+                            }
+                        }
+                        Err(_) => result = Some(false),
+                    }
+                }
+                if let Some(ok) = result {
+                    s.running = None;
+                    if ok {
+                        s.successes = s.successes.saturating_add(1);
+                        s.failures = 0;
+                        if !s.up && s.successes >= s.spec.rise {
+                            s.up = true;
+                            log(format!("VRRP_Script({}) succeeded", s.spec.command));
+                        }
+                    } else {
+                        s.failures = s.failures.saturating_add(1);
+                        s.successes = 0;
+                        if s.up && s.failures >= s.spec.fall {
+                            s.up = false;
+                            log(format!("VRRP_Script({}) failed", s.spec.command));
+                        }
+                    }
+                }
+                if s.running.is_none() && now >= s.next_run {
+                    s.next_run = now + s.spec.interval.as_nanos() as Nanos;
+                    match shell(&s.spec.command) {
+                        Ok(c) => s.running = Some((c, now)),
+                        Err(e) => {
+                            log(format!("VRRP_Script({}) cannot start: {e}", s.spec.command));
+                            s.failures = s.failures.saturating_add(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn kill_scripts(&mut self) {
+        for i in &mut self.insts {
+            for s in &mut i.scripts {
+                if let Some((mut c, _)) = s.running.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
+
+    fn apply_faults_and_priorities(&mut self, now: Nanos) {
+        let group_fault: Vec<bool> = self
+            .groups
+            .iter()
+            .map(|g| g.iter().any(|&k| self.insts[k].own_fault()))
+            .collect();
+        for i in &mut self.insts {
+            let fault = i.own_fault() || i.group.is_some_and(|g| group_fault[g]);
+            i.inst.set_fault(now, fault);
+            let p = i.effective_priority();
+            if p != i.inst.priority() {
+                log(format!(
+                    "({}) Changing effective priority from {} to {p}",
+                    i.spec.name,
+                    i.inst.priority()
+                ));
+                i.inst.set_priority(p);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Sends queued adverts and acts on state changes until none is left (sync groups can
+    /// cause more; bounded).
+    fn flush(&mut self, now: Nanos) {
+        for _ in 0..8 {
+            let mut follow: Vec<(usize, State)> = Vec::new();
+            for k in 0..self.insts.len() {
+                self.send_adverts(k);
+                while let Some(e) = self.insts[k].inst.poll_event() {
+                    self.on_event(k, e, now);
+                    if let Some(g) = self.insts[k].group {
+                        for &other in &self.groups[g] {
+                            if other != k {
+                                follow.push((other, e.state()));
+                            }
+                        }
+                    }
+                }
+            }
+            if follow.is_empty() {
+                return;
+            }
+            for (k, s) in follow {
+                self.insts[k].inst.follow(now, s);
+            }
+        }
+    }
+
+    fn send_adverts(&mut self, k: usize) {
+        let mut buf = [0u8; 1100];
+        let i = &mut self.insts[k];
+        let Some((_, sock)) = self.sockets.iter().find(|(n, _)| *n == i.spec.interface) else {
+            return;
+        };
+        while let Some(t) = i.inst.poll_transmit() {
+            if t.priority == 0 {
+                log(format!("({}) sent 0 priority", i.spec.name));
+            }
+            let fields = i.inst.advert_fields(&t);
+            let dsts: Vec<Ipv4Addr> = if i.spec.peers.is_empty() {
+                vec![MULTICAST_V4]
+            } else {
+                i.spec.peers.clone()
+            };
+            for dst in dsts {
+                let n = match encode_ipv4(&mut buf, &fields, i.spec.cfg.primary, IpAddr::V4(dst)) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        log(format!("({}) cannot encode an advert: {e}", i.spec.name));
+                        continue;
+                    }
+                };
+                match sock.send(&buf[..n], dst) {
+                    Ok(()) => i.sent += 1,
+                    Err(e) => log(format!(
+                        "({}) cannot send an advert to {dst}: {e}",
+                        i.spec.name
+                    )),
+                }
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn on_event(&mut self, k: usize, e: Event, now: Nanos) {
+        self.dirty = true;
+        let i = &mut self.insts[k];
+        i.transitions += 1;
+        let name = i.spec.name.clone();
+        match e {
+            Event::Stopped => log(format!("({name}) Stopped")),
+            _ => log(format!("({name}) Entering {} STATE", e.state().name())),
+        }
+        let notify = match e {
+            Event::BecomeMaster => i.spec.notify.master.clone(),
+            Event::BecomeBackup => i.spec.notify.backup.clone(),
+            Event::BecomeFault => i.spec.notify.fault.clone(),
+            Event::Stopped => None,
+        };
+        if e == Event::BecomeMaster {
+            self.take_vips(k, now);
+        } else {
+            self.release_vips(k);
+        }
+        if let Some(cmd) = notify {
+            match shell(&cmd) {
+                Ok(c) => self.children.push(c),
+                Err(e) => log(format!("({name}) cannot run notify command: {e}")),
+            }
+        }
+    }
+
+    fn take_vips(&mut self, k: usize, now: Nanos) {
+        let i = &mut self.insts[k];
+        for &(addr, len) in &i.spec.prefixes {
+            if let Err(e) = netlink::add_address(i.spec.ifindex, addr, len) {
+                log(format!(
+                    "({}) cannot add {addr}/{len} to {}: {e}",
+                    i.spec.name, i.spec.interface
+                ));
+            }
+        }
+        if let Err(e) = self.gate.hold(&i.spec.cfg.vips, true) {
+            log(format!("({}) cannot steer the VIPs: {e}", i.spec.name));
+        }
+        i.holding = true;
+        i.garp_at = Some(now + garp::MASTER_DELAY);
+        self.send_garps(k);
+    }
+
+    fn release_vips(&mut self, k: usize) {
+        let i = &mut self.insts[k];
+        i.garp_at = None;
+        // Close the filter first: from here on the datapath does not forward for the VIPs.
+        if let Err(e) = self.gate.hold(&i.spec.cfg.vips, false) {
+            log(format!(
+                "({}) cannot stop steering the VIPs: {e}",
+                i.spec.name
+            ));
+        }
+        // Also at start-up (not holding): a previous run may have left them behind.
+        for &(addr, len) in &i.spec.prefixes {
+            if let Err(e) = netlink::del_address(i.spec.ifindex, addr, len) {
+                log(format!(
+                    "({}) cannot remove {addr}/{len} from {}: {e}",
+                    i.spec.name, i.spec.interface
+                ));
+            }
+        }
+        i.holding = false;
+    }
+
+    fn send_garps(&self, k: usize) {
+        let i = &self.insts[k];
+        for vip in &i.spec.cfg.vips {
+            let IpAddr::V4(v4) = vip else { continue };
+            let f = garp::frame(i.spec.mac, *v4);
+            for _ in 0..garp::MASTER_REPEAT {
+                if let Err(e) = self.arp.send(i.spec.ifindex, &f) {
+                    log(format!(
+                        "({}) cannot send gratuitous ARP for {vip}: {e}",
+                        i.spec.name
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn second_garps(&mut self, now: Nanos) {
+        for k in 0..self.insts.len() {
+            let i = &mut self.insts[k];
+            if i.garp_at.is_some_and(|t| now >= t) {
+                i.garp_at = None;
+                if i.inst.state() == State::Master {
+                    self.send_garps(k);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.dirty = false;
+        let v = self
+            .insts
+            .iter()
+            .map(|i| InstanceStatus {
+                name: i.spec.name.clone(),
+                vrid: i.spec.cfg.vrid,
+                state: i.inst.state(),
+                priority: i.inst.priority(),
+                master: if i.inst.state() == State::Master {
+                    Some(i.spec.cfg.primary)
+                } else {
+                    i.inst.master_address()
+                },
+                transitions: i.transitions,
+                adverts_sent: i.sent,
+                adverts_received: i.received,
+            })
+            .collect();
+        self.status.set_instances(v);
+    }
+
+    /// Opens the sockets `specs` needs and closes the others.
+    fn sync_sockets(&mut self, specs: &[InstanceSpec]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut want: Vec<(String, u32, bool)> = Vec::new();
+        for s in specs {
+            match want.iter_mut().find(|w| w.0 == s.interface) {
+                Some(w) => w.2 |= s.peers.is_empty(),
+                None => want.push((s.interface.clone(), s.ifindex, s.peers.is_empty())),
+            }
+        }
+        self.sockets.retain(|(n, _)| want.iter().any(|w| &w.0 == n));
+        for (name, ifindex, multicast) in want {
+            match self.sockets.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, s)) => {
+                    if multicast {
+                        if let Err(e) = s.join() {
+                            problems.push(format!("VRRP: cannot join 224.0.0.18 on {name}: {e}"));
+                        }
+                    }
+                }
+                None => match VrrpSocket::open(&name, ifindex, multicast) {
+                    Ok(s) => self.sockets.push((name, s)),
+                    Err(e) => problems.push(format!("VRRP: cannot open the socket on {name}: {e}")),
+                },
+            }
+        }
+        problems
+    }
+
+    fn reconfigure(
+        &mut self,
+        now: Nanos,
+        specs: Vec<InstanceSpec>,
+        groups: Vec<Vec<usize>>,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.dirty = true;
+        // Removed instances stop first: a MASTER releases (priority 0) and drops its VIPs.
+        let keep: HashSet<Identity> = specs.iter().map(InstanceSpec::identity).collect();
+        let mut removed = Vec::new();
+        for (k, i) in self.insts.iter_mut().enumerate() {
+            if !keep.contains(&i.spec.identity()) {
+                i.inst.shutdown(now);
+                removed.push(k);
+            }
+        }
+        if !removed.is_empty() {
+            // No sync-group following while some instances go away.
+            let groups = std::mem::take(&mut self.groups);
+            for i in &mut self.insts {
+                i.group = None;
+            }
+            self.flush(now);
+            self.groups = groups;
+        }
+        let mut old: Vec<Inst> = std::mem::take(&mut self.insts);
+        for k in removed.iter().rev() {
+            let mut i = old.remove(*k);
+            for s in &mut i.scripts {
+                if let Some((mut c, _)) = s.running.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+            lines.push(format!("VRRP instance {} removed", i.spec.name));
+        }
+        lines.extend(self.sync_sockets(&specs));
+        let managed = managed_vips(&specs);
+        let mut next = Vec::with_capacity(specs.len());
+        for spec in specs {
+            match old
+                .iter()
+                .position(|i| i.spec.identity() == spec.identity())
+            {
+                Some(p) => {
+                    let mut i = old.remove(p);
+                    if i.spec != spec {
+                        lines.push(format!("VRRP instance {} changed", spec.name));
+                        if i.holding {
+                            // Addresses no longer held go now; new ones come with the GARPs.
+                            for &(a, l) in &i.spec.prefixes {
+                                if !spec.prefixes.contains(&(a, l)) {
+                                    let _ = netlink::del_address(i.spec.ifindex, a, l);
+                                }
+                            }
+                        }
+                        if let Err(e) = i.inst.reconfigure(spec.cfg.clone()) {
+                            lines.push(format!("VRRP instance {}: {e}", spec.name));
+                        }
+                        if i.spec.track_scripts != spec.track_scripts {
+                            i.scripts = scripts_of(&spec, now);
+                        }
+                        i.spec = spec;
+                        if i.holding {
+                            for &(a, l) in &i.spec.prefixes {
+                                let _ = netlink::add_address(i.spec.ifindex, a, l);
+                            }
+                        }
+                    }
+                    next.push(i);
+                }
+                None => match Inst::new(spec.clone(), now) {
+                    Ok(i) => {
+                        lines.push(format!("VRRP instance {} added", spec.name));
+                        next.push(i);
+                    }
+                    Err(e) => lines.push(format!("VRRP instance {}: {e}", spec.name)),
+                },
+            }
+        }
+        self.insts = next;
+        for (g, members) in groups.iter().enumerate() {
+            for &k in members {
+                if let Some(i) = self.insts.get_mut(k) {
+                    i.group = Some(g);
+                }
+            }
+        }
+        self.groups = groups;
+        if let Err(e) = self.gate.set_managed(managed) {
+            lines.push(format!("VRRP: cannot update the XDP filter: {e}"));
+        }
+        // Held VIPs of kept masters stay open (set_managed keeps them); re-open to be sure.
+        for k in 0..self.insts.len() {
+            if self.insts[k].holding {
+                let vips = self.insts[k].spec.cfg.vips.clone();
+                let _ = self.gate.hold(&vips, true);
+                self.send_garps(k);
+            }
+        }
+        self.check_links();
+        self.apply_faults_and_priorities(now);
+        self.flush(now);
+        self.publish();
+        lines
+    }
+}

@@ -1,0 +1,349 @@
+//! End to end, VRRP failover on the lab's `vrrp` topology (two load balancers, lb1 and lb2, on
+//! one client-side switch and one LAN switch; see `scripts/lab`), running `config/vrrp.yaml`
+//! with `poll: wakeup`, lb1 at priority 200 and lb2 at 150 (VRRPv3, 100 ms adverts, VI_1 = the
+//! VIP on wan0, VI_2 = the real servers' gateway on lan0, both in sync group G1).
+//!
+//! - `single_lb_becomes_master_and_owns_the_vip`: one box alone becomes MASTER, adds the VIP and
+//!   the gateway, serves, shows its state in `xvs ctl vrrp` and the metrics, and gives both
+//!   addresses back on SIGTERM.
+//! - `failover_on_sigterm_and_sigkill`: lb1 master, lb2 backup (holding nothing); SIGTERM lb1 →
+//!   lb2 MASTER within 100 ms (the priority-0 release); lb1 restarted → takes over again
+//!   (preemption); SIGKILL lb1 → lb2 MASTER and requests resume within Master_Down_Interval +
+//!   100 ms. A SIGKILLed box is a dead box here: the test takes lb1's links down right after the
+//!   kill, as a power loss would (a killed process on a live box leaves its addresses and its XDP
+//!   program behind, and its kernel would keep answering ARP for the VIP — keepalived has the
+//!   same property).
+//!
+//! The figures are printed (`cargo test --release --test e2e_vrrp -- --nocapture`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Lab, Xvs, VIP};
+
+const XVS: &str = env!("CARGO_BIN_EXE_xvs");
+
+/// Master_Down_Interval of lb2 (priority 150, 100 ms adverts): 3 × 100 ms + (256 − 150) ×
+/// 100 ms / 256.
+const MDI_LB2: Duration = Duration::from_nanos(300_000_000 + 106 * 100_000_000 / 256);
+
+struct Box_ {
+    role: &'static str,
+    config: PathBuf,
+    socket: PathBuf,
+}
+
+fn write_config(lab: &Lab, role: &'static str, priority: u8) -> Box_ {
+    let text = std::fs::read_to_string(Lab::config("vrrp.yaml")).unwrap();
+    let socket = PathBuf::from(format!("/run/xvs/e2e-{}-{role}.sock", lab.tag));
+    for want in [
+        "poll: busy",
+        "router_id: lb1",
+        "priority: 200",
+        "admin_socket: /run/xvs/admin.sock",
+    ] {
+        assert!(text.contains(want), "config/vrrp.yaml lost `{want}`");
+    }
+    let text = text
+        .replace("poll: busy", "poll: wakeup")
+        .replace("router_id: lb1", &format!("router_id: {role}"))
+        .replace("priority: 200", &format!("priority: {priority}"))
+        .replace(
+            "admin_socket: /run/xvs/admin.sock",
+            &format!("admin_socket: {}", socket.display()),
+        );
+    let config = std::env::temp_dir().join(format!("xvs-e2e-vrrp-{}-{role}.yaml", lab.tag));
+    std::fs::write(&config, text).unwrap();
+    Box_ {
+        role,
+        config,
+        socket,
+    }
+}
+
+/// `xvs ctl vrrp --json` of the daemon at `socket`: (name, state, priority, master).
+fn vrrp(socket: &Path) -> Vec<(String, String, u64, Option<String>)> {
+    let out = Command::new(XVS)
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(["vrrp", "--json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+        Ok(v) => v,
+        Err(_) => return Vec::new(),
+    };
+    v["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    (
+                        i["name"].as_str().unwrap_or("").to_string(),
+                        i["state"].as_str().unwrap_or("").to_string(),
+                        i["priority"].as_u64().unwrap_or(0),
+                        i["master"].as_str().map(str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (10 s at most) until every instance of the daemon at `socket` is in `state`.
+fn wait_state(socket: &Path, state: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let v = vrrp(socket);
+        if v.len() == 2 && v.iter().all(|i| i.1 == state) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn addresses(lab: &Lab, role: &str) -> String {
+    lab.exec_ok(role, &["ip", "-br", "-4", "addr", "show"])
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn metric(page: &str, line_start: &str) -> f64 {
+    page.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric `{line_start}` in:\n{page}"))
+}
+
+/// Every `xvs_vrrp_errors_total` is zero.
+fn assert_no_vrrp_errors(page: &str, who: &str) {
+    let errs: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("xvs_vrrp_errors_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(errs.is_empty(), "{who}: VRRP errors counted: {errs:?}");
+    assert!(
+        page.contains("xvs_vrrp_errors_total{reason=\"checksum\"} 0"),
+        "{who}: no error counters"
+    );
+}
+
+fn start(lab: &Lab, b: &Box_) -> Xvs {
+    let mut x = lab.start_xvs_in(b.role, &b.config);
+    let end = Instant::now() + Duration::from_secs(20);
+    while !b.socket.exists() && Instant::now() < end && x.running() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(x.running(), "xvs in {} exited:\n{}", b.role, x.log());
+    x
+}
+
+#[test]
+fn single_lb_becomes_master_and_owns_the_vip() {
+    let lab = Lab::up("vrrp");
+    lab.serve();
+    let lb1 = write_config(&lab, "lb1", 200);
+    let mut x = start(&lab, &lb1);
+    assert!(
+        wait_state(&lb1.socket, "MASTER"),
+        "lb1 never became MASTER: {:?}\n{}",
+        vrrp(&lb1.socket),
+        x.log()
+    );
+    let log = x.log();
+    for line in [
+        "(VI_1) Entering BACKUP STATE",
+        "(VI_1) Entering MASTER STATE",
+        "(VI_2) Entering MASTER STATE",
+    ] {
+        assert!(log.contains(line), "missing `{line}` in:\n{log}");
+    }
+    let addrs = addresses(&lab, "lb1");
+    assert!(addrs.contains("198.18.0.100/32"), "{addrs}");
+    assert!(addrs.contains("198.18.1.1/24"), "{addrs}");
+
+    assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x.log());
+    let s = lab.http_client(20);
+    assert_eq!(s.ok, 20, "{s:?}");
+
+    let v = vrrp(&lb1.socket);
+    assert!(
+        v.contains(&(
+            "VI_1".into(),
+            "MASTER".into(),
+            200,
+            Some("198.18.0.11".into())
+        )),
+        "{v:?}"
+    );
+    let text = Command::new(XVS)
+        .args(["ctl", "--socket"])
+        .arg(&lb1.socket)
+        .arg("vrrp")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("VI_1") && l.contains("MASTER") && l.contains("198.18.0.11")),
+        "{text}"
+    );
+    let page = lab.metrics_in("lb1");
+    assert_eq!(
+        metric(&page, "xvs_vrrp_state{instance=\"VI_1\",vrid=\"51\"}"),
+        2.0
+    );
+    assert!(
+        metric(
+            &page,
+            "xvs_vrrp_adverts_sent_total{instance=\"VI_1\",vrid=\"51\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &page,
+            "xvs_vrrp_transitions_total{instance=\"VI_1\",vrid=\"51\"}"
+        ) >= 2.0
+    );
+    assert_no_vrrp_errors(&page, "lb1");
+
+    let st = x.stop();
+    assert!(st.success(), "{}", x.log());
+    assert!(x.log().contains("(VI_1) sent 0 priority"), "{}", x.log());
+    let addrs = addresses(&lab, "lb1");
+    assert!(
+        !addrs.contains("198.18.0.100") && !addrs.contains("198.18.1.1/"),
+        "VIPs left after a clean stop: {addrs}"
+    );
+}
+
+/// Client stream through `kill`: returns (kill → first success after it, last success before →
+/// first success after), in ms.
+fn stream_through(lab: &Lab, kill: impl FnOnce() -> f64) -> (f64, f64) {
+    let url = format!("http://{VIP}/");
+    let (killed_at, summary) = std::thread::scope(|s| {
+        let h = s.spawn(|| lab.http_stream(&url, 3.0, 0.005, 0.05));
+        std::thread::sleep(Duration::from_millis(1000));
+        let at = kill();
+        (at, h.join().unwrap())
+    });
+    let before = summary
+        .trace
+        .iter()
+        .filter(|(t, who)| *t < killed_at && who.is_some())
+        .map(|(t, _)| *t)
+        .fold(f64::NAN, f64::max);
+    let after = summary
+        .trace
+        .iter()
+        .filter(|(t, who)| *t >= killed_at && who.is_some())
+        .map(|(t, _)| *t)
+        .fold(f64::NAN, f64::min);
+    assert!(
+        before.is_finite() && after.is_finite(),
+        "no success before or after the kill: {summary:?}"
+    );
+    // A request in the trace is stamped when it starts; it succeeded, so the service was back.
+    ((after - killed_at) * 1000.0, (after - before) * 1000.0)
+}
+
+#[test]
+fn failover_on_sigterm_and_sigkill() {
+    let lab = Lab::up("vrrp");
+    lab.serve();
+    let lb1 = write_config(&lab, "lb1", 200);
+    let lb2 = write_config(&lab, "lb2", 150);
+    let mut x1 = start(&lab, &lb1);
+    let x2 = start(&lab, &lb2);
+    assert!(wait_state(&lb1.socket, "MASTER"), "{}", x1.log());
+    assert!(wait_state(&lb2.socket, "BACKUP"), "{}", x2.log());
+    assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x1.log());
+    let addrs2 = addresses(&lab, "lb2");
+    assert!(
+        !addrs2.contains("198.18.0.100") && !addrs2.contains("198.18.1.1/"),
+        "the backup holds a VIP: {addrs2}"
+    );
+    let v2 = vrrp(&lb2.socket);
+    assert!(
+        v2.iter()
+            .any(|i| i.0 == "VI_1" && i.3.as_deref() == Some("198.18.0.11")),
+        "the backup should name lb1 as master: {v2:?}"
+    );
+
+    // 1. SIGTERM: lb1 sends priority 0; lb2 takes over after its Skew_Time.
+    let already = x2.log().matches("(VI_1) Entering MASTER STATE").count();
+    let mut handover = Duration::ZERO;
+    let (resume_term, gap_term) = stream_through(&lab, || {
+        let at = unix_now();
+        let t0 = Instant::now();
+        x1.signal("TERM");
+        let seen = x2.wait_log(
+            "(VI_1) Entering MASTER STATE",
+            already,
+            Duration::from_secs(5),
+        );
+        handover = seen.map_or(Duration::MAX, |t| t - t0);
+        at
+    });
+    let st = x1.stop();
+    assert!(st.success(), "{}", x1.log());
+    eprintln!(
+        "SIGTERM: handover {:.1} ms (signal → backup MASTER); requests resumed {resume_term:.1} ms after the signal (stream gap {gap_term:.1} ms)",
+        handover.as_secs_f64() * 1000.0
+    );
+    assert!(
+        handover <= Duration::from_millis(100),
+        "SIGTERM handover took {handover:?}\nlb2:\n{}",
+        x2.log()
+    );
+    assert!(wait_state(&lb2.socket, "MASTER"), "{}", x2.log());
+    let addrs2 = addresses(&lab, "lb2");
+    assert!(addrs2.contains("198.18.0.100/32"), "{addrs2}");
+
+    // 2. lb1 comes back with the higher priority and preempts.
+    let x1 = start(&lab, &lb1);
+    assert!(wait_state(&lb1.socket, "MASTER"), "{}", x1.log());
+    assert!(wait_state(&lb2.socket, "BACKUP"), "{}", x2.log());
+    assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x1.log());
+    let s = lab.http_client(10);
+    assert_eq!(s.ok, 10, "{s:?}");
+
+    // 3. SIGKILL + links down (a dead box): lb2 takes over after Master_Down_Interval.
+    let (resume_kill, gap_kill) = stream_through(&lab, || {
+        let at = unix_now();
+        x1.signal("KILL");
+        for dev in ["wan0", "lan0"] {
+            lab.exec_ok("lb1", &["ip", "link", "set", "dev", dev, "down"]);
+        }
+        at
+    });
+    let limit = MDI_LB2 + Duration::from_millis(100);
+    eprintln!(
+        "SIGKILL: requests resumed {resume_kill:.1} ms after the kill (stream gap {gap_kill:.1} ms); Master_Down_Interval {:.1} ms, limit {:.1} ms",
+        MDI_LB2.as_secs_f64() * 1000.0,
+        limit.as_secs_f64() * 1000.0
+    );
+    assert!(
+        resume_kill <= limit.as_secs_f64() * 1000.0,
+        "requests resumed {resume_kill:.1} ms after the kill, more than {limit:?}\nlb2:\n{}",
+        x2.log()
+    );
+    assert!(wait_state(&lb2.socket, "MASTER"), "{}", x2.log());
+    let s = lab.http_client(10);
+    assert_eq!(s.ok, 10, "{s:?}");
+    assert_no_vrrp_errors(&lab.metrics_in("lb2"), "lb2");
+    drop(x1);
+}

@@ -14,6 +14,10 @@
 //!   program behind, and its kernel would keep answering ARP for the VIP — keepalived has the
 //!   same property).
 //!
+//! - `reload_keeps_the_state_of_unchanged_instances`: a reload changes an instance's priority in
+//!   place (it stays MASTER, no new transition), removes one (its address is released) and adds
+//!   one (it starts); an instance whose VRID changes is a new virtual router.
+//!
 //! The figures are printed (`cargo test --release --test e2e_vrrp -- --nocapture`).
 
 mod common;
@@ -346,4 +350,111 @@ fn failover_on_sigterm_and_sigkill() {
     assert_eq!(s.ok, 10, "{s:?}");
     assert_no_vrrp_errors(&lab.metrics_in("lb2"), "lb2");
     drop(x1);
+}
+
+/// A config for lb1 with the given `vrrp:` section (VRRPv3, 100 ms).
+fn reload_config(socket: &Path, vrrp: &str) -> String {
+    format!(
+        "global:\n  router_id: lb1\n  admin_socket: {}\n\
+         datapath:\n  interfaces:\n    - {{ name: wan0, queues: [0] }}\n    - {{ name: lan0, queues: [0] }}\n  poll: wakeup\n\
+         services:\n  - name: web\n    vip: 198.18.0.100\n    port: 80\n    reals:\n      - address: 198.18.1.11:80\n\
+         vrrp:\n{vrrp}",
+        socket.display()
+    )
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> String {
+    let out = Command::new(XVS)
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wait_instance(socket: &Path, name: &str, state: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if vrrp(socket).iter().any(|i| i.0 == name && i.1 == state) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn reload_keeps_the_state_of_unchanged_instances() {
+    let lab = Lab::up("vrrp");
+    let socket = PathBuf::from(format!("/run/xvs/e2e-{}-reload.sock", lab.tag));
+    let config = std::env::temp_dir().join(format!("xvs-e2e-vrrp-reload-{}.yaml", lab.tag));
+    let vi1 = |prio: u32, vrid: u32| {
+        format!("    - {{ name: VI_1, interface: wan0, vrid: {vrid}, priority: {prio}, advert_interval: 100ms, vips: [198.18.0.100/32] }}\n")
+    };
+    let vi2 = "    - { name: VI_2, interface: lan0, vrid: 52, advert_interval: 100ms, vips: [198.18.1.1/24] }\n";
+    let vi3 = "    - { name: VI_3, interface: lan0, vrid: 53, advert_interval: 100ms, vips: [198.18.1.2/24] }\n";
+    let first = format!("  instances:\n{}{vi2}", vi1(200, 51));
+    std::fs::write(&config, reload_config(&socket, &first)).unwrap();
+    let x = start(
+        &lab,
+        &Box_ {
+            role: "lb1",
+            config: config.clone(),
+            socket: socket.clone(),
+        },
+    );
+    assert!(wait_state(&socket, "MASTER"), "{}", x.log());
+    let masters = |x: &Xvs| x.log().matches("(VI_1) Entering MASTER STATE").count();
+    assert_eq!(masters(&x), 1);
+
+    // VI_1: priority changed (same identity) → stays MASTER, new priority in place.
+    // VI_2 removed → releases 198.18.1.1. VI_3 added → starts (BACKUP, then MASTER alone).
+    let second = format!("  instances:\n{}{vi3}", vi1(220, 51));
+    std::fs::write(&config, reload_config(&socket, &second)).unwrap();
+    let out = ctl(&socket, &["reload"]);
+    for want in [
+        "VRRP instance VI_1 changed",
+        "VRRP instance VI_2 removed",
+        "VRRP instance VI_3 added",
+    ] {
+        assert!(out.contains(want), "reload said:\n{out}");
+    }
+    assert!(wait_instance(&socket, "VI_3", "MASTER"), "{}", x.log());
+    let v = vrrp(&socket);
+    assert!(
+        v.iter()
+            .any(|i| i.0 == "VI_1" && i.1 == "MASTER" && i.2 == 220),
+        "{v:?}"
+    );
+    assert!(!v.iter().any(|i| i.0 == "VI_2"), "{v:?}");
+    assert_eq!(masters(&x), 1, "VI_1 left MASTER on reload:\n{}", x.log());
+    let addrs = addresses(&lab, "lb1");
+    assert!(addrs.contains("198.18.0.100/32"), "{addrs}");
+    assert!(addrs.contains("198.18.1.2/24"), "{addrs}");
+    assert!(!addrs.contains("198.18.1.1/"), "{addrs}");
+    assert!(x.log().contains("(VI_2) sent 0 priority"), "{}", x.log());
+    let page = lab.metrics_in("lb1");
+    assert!(
+        page.contains("xvs_vrrp_state{instance=\"VI_3\",vrid=\"53\"} 2"),
+        "{page}"
+    );
+    assert!(!page.contains("instance=\"VI_2\""), "{page}");
+
+    // VI_1 with another VRID is another virtual router: the old one stops, the new one starts.
+    let third = format!("  instances:\n{}{vi3}", vi1(220, 61));
+    std::fs::write(&config, reload_config(&socket, &third)).unwrap();
+    let out = ctl(&socket, &["reload"]);
+    assert!(
+        out.contains("VRRP instance VI_1 removed") && out.contains("VRRP instance VI_1 added"),
+        "reload said:\n{out}"
+    );
+    assert!(wait_instance(&socket, "VI_1", "MASTER"), "{}", x.log());
+    assert_eq!(masters(&x), 2, "{}", x.log());
+    assert!(wait_instance(&socket, "VI_3", "MASTER"));
+    drop(x);
 }

@@ -7,7 +7,7 @@
 //!   XDP filter program. Never reads the clock, allocates or makes syscalls below the worker loop.
 //! - [`sched`]: the `Scheduler` trait and one file per IPVS scheduling algorithm.
 //! - [`conntrack`]: the sharded connection table, TCP/UDP states, timeouts and expiry.
-//! - [`vrrp`]: VRRP failover: the sans-IO state machine and wire codec (its driver comes next).
+//! - [`vrrp`]: VRRP failover: the sans-IO state machine, the wire codec and the driver thread.
 //! - [`control`]: configuration, snapshot building, neighbour resolution, health checks, the
 //!   daemon.
 //!

@@ -5,13 +5,17 @@
 //! the snapshot and next-hop table → attach the XDP filter (refusing interfaces owned by another
 //! program) → open the AF_XDP sockets and register them → steer the services → resolve the real
 //! (and sorry) servers' MACs → start workers, neighbour refresher, expiry janitor, health checks,
-//! metrics and the admin socket → `READY=1`.
+//! metrics, the VRRP thread and the admin socket → `READY=1`. Every steering change goes through
+//! the VRRP [`VipGate`]: a VIP held by a VRRP instance is steered only while that instance is
+//! MASTER (`src/vrrp/gate.rs`).
 //!
 //! A reload builds a new snapshot off the packet path and swaps it in whole, then hands the health
 //! checks their new plan (pairs kept across the reload keep their state); a file that does not
 //! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`,
 //! `global.metrics_listen`, `global.admin_socket`), is refused and the running configuration stays.
-//! `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
+//! VRRP instances are resolved first (a reload whose instance cannot run is refused whole), then
+//! handed to the VRRP thread, which keeps the state of every instance whose identity did not
+//! change. `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
 //! which drains it at every wake-up (at most 250 ms) and answers with the outcome.
 
 use std::net::IpAddr;

@@ -1007,3 +1007,109 @@ impl Driver {
         lines
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::NANOS_PER_SEC;
+
+    fn spec(priority: u8, scripts: &[i32]) -> InstanceSpec {
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        InstanceSpec {
+            name: "VI_1".into(),
+            interface: "wan0".into(),
+            ifindex: 2,
+            mac: [2, 0, 0, 0, 0, 1],
+            cfg: InstanceConfig {
+                vrid: 51,
+                version: Version::V3,
+                priority,
+                advert_interval: NANOS_PER_SEC,
+                preempt: true,
+                preempt_delay: 0,
+                primary: "198.18.0.11".parse().unwrap(),
+                vips: vec![vip],
+                unicast: false,
+            },
+            prefixes: vec![(vip, 32)],
+            peers: vec![],
+            track_interfaces: vec![],
+            track_scripts: scripts
+                .iter()
+                .map(|&weight| config::TrackScript {
+                    command: "true".into(),
+                    interval: Duration::from_secs(1),
+                    rise: 1,
+                    fall: 1,
+                    weight,
+                })
+                .collect(),
+            notify: config::Notify::default(),
+        }
+    }
+
+    #[test]
+    fn script_weights_move_the_priority_and_weight_zero_faults() {
+        let mut i = Inst::new(spec(100, &[20, -60, 0]), 0).unwrap();
+        // All up: +20 only.
+        assert_eq!(i.effective_priority(), 120);
+        assert!(!i.own_fault());
+        i.scripts[0].up = false;
+        i.scripts[1].up = false;
+        assert_eq!(i.effective_priority(), 40);
+        i.scripts[2].up = false;
+        assert!(i.own_fault());
+        // Clamped to 1..254.
+        let mut low = Inst::new(spec(10, &[-60]), 0).unwrap();
+        low.scripts[0].up = false;
+        assert_eq!(low.effective_priority(), 1);
+        let high = Inst::new(spec(250, &[20]), 0).unwrap();
+        assert_eq!(high.effective_priority(), 254);
+        // An owner stays 255.
+        let mut owner = Inst::new(spec(255, &[-60]), 0).unwrap();
+        owner.scripts[0].up = false;
+        assert_eq!(owner.effective_priority(), 255);
+        // A link down is a fault.
+        let mut l = Inst::new(spec(100, &[]), 0).unwrap();
+        l.link_down = true;
+        assert!(l.own_fault());
+    }
+
+    #[test]
+    fn identity_is_name_interface_vrid_version() {
+        let a = spec(100, &[]);
+        let mut b = spec(200, &[5]);
+        assert_eq!(a.identity(), b.identity());
+        b.cfg.vrid = 52;
+        assert_ne!(a.identity(), b.identity());
+    }
+
+    #[test]
+    fn status_renders_the_contract_metrics() {
+        let st = VrrpStatus::default();
+        st.set_instances(vec![InstanceStatus {
+            name: "VI_1".into(),
+            vrid: 51,
+            state: State::Master,
+            priority: 200,
+            master: None,
+            transitions: 2,
+            adverts_sent: 7,
+            adverts_received: 3,
+        }]);
+        st.count_error(VrrpError::Ttl);
+        let mut o = String::new();
+        st.render(&mut o);
+        for want in [
+            "xvs_vrrp_state{instance=\"VI_1\",vrid=\"51\"} 2",
+            "xvs_vrrp_transitions_total{instance=\"VI_1\",vrid=\"51\"} 2",
+            "xvs_vrrp_adverts_sent_total{instance=\"VI_1\",vrid=\"51\"} 7",
+            "xvs_vrrp_adverts_received_total{instance=\"VI_1\",vrid=\"51\"} 3",
+            "xvs_vrrp_errors_total{reason=\"ttl\"} 1",
+            "xvs_vrrp_errors_total{reason=\"checksum\"} 0",
+            "# TYPE xvs_vrrp_errors_total counter",
+        ] {
+            assert!(o.contains(want), "missing {want} in\n{o}");
+        }
+    }
+}

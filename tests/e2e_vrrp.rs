@@ -458,3 +458,194 @@ fn reload_keeps_the_state_of_unchanged_instances() {
     assert!(wait_instance(&socket, "VI_3", "MASTER"));
     drop(x);
 }
+
+/// lb1/lb2 config with unicast peers, notify commands writing to `notify`, and (lb1) a track
+/// script on both members of the sync group that fails while `down` exists (weight −100:
+/// 200 → 100, below lb2's 150). As with keepalived, every member of a sync group tracks it: a
+/// group member takes over only when all members want to.
+fn unicast_config(
+    socket: &Path,
+    me: u8,
+    priority: u8,
+    notify: &Path,
+    down: Option<&Path>,
+) -> String {
+    let peer = 3 - me;
+    let n = notify.display();
+    let notify = format!(
+        "{{ master: \"echo $0 master >> {n}\", backup: \"echo $0 backup >> {n}\", fault: \"echo $0 fault >> {n}\" }}"
+    );
+    let script = down.map_or(String::new(), |d| {
+        format!(
+            "      track_scripts:\n        - {{ command: \"test ! -e {}\", interval: 100ms, rise: 2, fall: 2, weight: -100 }}\n",
+            d.display()
+        )
+    });
+    format!(
+        "global:\n  router_id: lb{me}\n  admin_socket: {}\n\
+         datapath:\n  interfaces:\n    - {{ name: wan0, queues: [0] }}\n    - {{ name: lan0, queues: [0] }}\n  poll: wakeup\n\
+         services:\n  - name: web\n    vip: 198.18.0.100\n    port: 80\n    reals:\n      - address: 198.18.1.11:80\n      - address: 198.18.1.12:80\n\
+         vrrp:\n  instances:\n\
+         \x20   - name: VI_1\n      interface: wan0\n      vrid: 51\n      priority: {priority}\n      advert_interval: 100ms\n      vips: [198.18.0.100/32]\n      unicast_peers: [198.18.0.1{peer}]\n      track_interfaces: [lan0]\n      notify: {notify}\n{script}\
+         \x20   - name: VI_2\n      interface: lan0\n      vrid: 52\n      priority: {priority}\n      advert_interval: 100ms\n      vips: [198.18.1.1/24]\n      unicast_peers: [198.18.1.2{peer}]\n{script}\
+         \x20 sync_groups:\n    - {{ name: G1, instances: [VI_1, VI_2] }}\n",
+        socket.display()
+    )
+}
+
+/// (name, state) of every instance.
+fn states(socket: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<_> = vrrp(socket).into_iter().map(|i| (i.0, i.1)).collect();
+    v.sort();
+    v
+}
+
+fn both(state: &str) -> Vec<(String, String)> {
+    vec![
+        ("VI_1".to_string(), state.to_string()),
+        ("VI_2".to_string(), state.to_string()),
+    ]
+}
+
+fn wait_both(socket: &Path, state: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if states(socket) == both(state) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn unicast_tracking_notify_and_a_backup_never_forwards() {
+    let lab = Lab::up("vrrp");
+    lab.serve();
+    let tmp = std::env::temp_dir();
+    let down = tmp.join(format!("xvs-e2e-vrrp-{}-down", lab.tag));
+    let _ = std::fs::remove_file(&down);
+    let mut boxes = Vec::new();
+    for (me, prio) in [(1u8, 200u8), (2, 150)] {
+        let role: &'static str = if me == 1 { "lb1" } else { "lb2" };
+        let socket = PathBuf::from(format!("/run/xvs/e2e-{}-u{role}.sock", lab.tag));
+        let notify = tmp.join(format!("xvs-e2e-vrrp-{}-{role}.notify", lab.tag));
+        let _ = std::fs::remove_file(&notify);
+        let config = tmp.join(format!("xvs-e2e-vrrp-{}-u{role}.yaml", lab.tag));
+        let text = unicast_config(&socket, me, prio, &notify, (me == 1).then_some(&*down));
+        std::fs::write(&config, text).unwrap();
+        boxes.push((
+            Box_ {
+                role,
+                config,
+                socket,
+            },
+            notify,
+        ));
+    }
+    let (b1, n1) = &boxes[0];
+    let (b2, n2) = &boxes[1];
+    let x1 = start(&lab, b1);
+    assert!(wait_both(&b1.socket, "MASTER"), "{}", x1.log());
+    let x2 = start(&lab, b2);
+    assert!(wait_both(&b2.socket, "BACKUP"), "{}", x2.log());
+    assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x1.log());
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let wait_notify = |p: &Path, want: &str| {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end && !read(p).contains(want) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        read(p).contains(want)
+    };
+    assert!(wait_notify(n1, "master"), "lb1 notify: {}", read(n1));
+    assert!(wait_notify(n2, "backup"), "lb2 notify: {}", read(n2));
+
+    // The backup never forwards: the client sends straight to lb2's MAC; nothing answers, and
+    // lb2's datapath schedules no connection.
+    lab.exec_ok(
+        "client",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            VIP,
+            "lladdr",
+            "02:18:00:00:00:12",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    let s = lab.http_client_url(&format!("http://{VIP}/"), 3, 0.3);
+    assert_eq!(s.ok, 0, "the backup answered for the VIP: {s:?}");
+    let page2 = lab.metrics_in("lb2");
+    let scheduled: f64 = page2
+        .lines()
+        .filter(|l| l.starts_with("xvs_service_connections_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(scheduled, 0.0, "the backup scheduled connections:\n{page2}");
+    lab.exec_ok("client", &["ip", "neigh", "del", VIP, "dev", "eth0"]);
+    assert!(lab.wait_http_ready(Duration::from_secs(5)));
+
+    // Track script fails (weight −100: 200 → 100): lb2 (150) preempts; the sync group keeps
+    // both instances together and stable.
+    std::fs::write(&down, b"").unwrap();
+    assert!(wait_both(&b2.socket, "MASTER"), "{}", x2.log());
+    assert!(wait_both(&b1.socket, "BACKUP"), "{}", x1.log());
+    assert!(
+        x1.log()
+            .contains("(VI_1) Changing effective priority from 200 to 100"),
+        "{}",
+        x1.log()
+    );
+    let masters1 = x1.log().matches("Entering MASTER STATE").count();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        x1.log().matches("Entering MASTER STATE").count(),
+        masters1,
+        "lb1 flapped:\n{}",
+        x1.log()
+    );
+    assert_eq!(states(&b1.socket), both("BACKUP"));
+    assert!(lab.wait_http_ready(Duration::from_secs(5)));
+    // Script succeeds again: lb1 back to 200 and MASTER.
+    std::fs::remove_file(&down).unwrap();
+    assert!(wait_both(&b1.socket, "MASTER"), "{}", x1.log());
+    assert!(wait_both(&b2.socket, "BACKUP"), "{}", x2.log());
+
+    // A tracked interface down → FAULT (lan0: VI_2's own, tracked by VI_1); lb2 takes over.
+    lab.exec_ok("lb1", &["ip", "link", "set", "dev", "lan0", "down"]);
+    assert!(wait_both(&b1.socket, "FAULT"), "{}", x1.log());
+    assert!(wait_both(&b2.socket, "MASTER"), "{}", x2.log());
+    assert!(
+        x1.log().contains("(VI_1) Entering FAULT STATE"),
+        "{}",
+        x1.log()
+    );
+    assert!(wait_notify(n1, "fault"), "lb1 notify: {}", read(n1));
+    assert!(lab.wait_http_ready(Duration::from_secs(5)));
+    lab.exec_ok("lb1", &["ip", "link", "set", "dev", "lan0", "up"]);
+    assert!(wait_both(&b1.socket, "MASTER"), "{}", x1.log());
+    assert!(wait_both(&b2.socket, "BACKUP"), "{}", x2.log());
+    assert!(lab.wait_http_ready(Duration::from_secs(5)));
+
+    for role in ["lb1", "lb2"] {
+        let page = lab.metrics_in(role);
+        assert_no_vrrp_errors(&page, role);
+        assert!(
+            metric(
+                &page,
+                "xvs_vrrp_adverts_received_total{instance=\"VI_1\",vrid=\"51\"}"
+            ) > 0.0,
+            "{role}: no unicast advert received:\n{page}"
+        );
+    }
+    drop((x1, x2));
+    for (b, n) in &boxes {
+        let _ = std::fs::remove_file(&b.config);
+        let _ = std::fs::remove_file(n);
+    }
+}

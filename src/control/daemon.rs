@@ -701,6 +701,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     }
     signals::sd_notify("STOPPING=1");
     stop.store(true, Ordering::Relaxed);
+    // A MASTER's priority-0 release goes out now, before the workers are joined.
+    running.vrrp.wake();
     let mut worker_error: Option<WorkerError> = None;
     for h in handles {
         match h.join() {

@@ -14,16 +14,17 @@
 //!   `notify.backup` / `notify.fault`. A BACKUP at start-up removes VIPs a previous run may have
 //!   left behind (a crash).
 //! - Sync groups: a member entering MASTER takes the other members of its group from BACKUP to
-//!   MASTER, one leaving MASTER for BACKUP takes them to BACKUP, and a fault of one member is a
-//!   fault of all (keepalived's `vrrp_sync_group`).
+//!   MASTER, one leaving MASTER for BACKUP takes them to BACKUP, a fault of one member is a
+//!   fault of all, and a BACKUP member takes over only when every BACKUP member of the group
+//!   wants to (keepalived's `vrrp_sync_group`, which avoids thrashing).
 //! - Track scripts: `sh -c COMMAND` every `interval` (killed and counted as a failure if still
 //!   running at the next run); `fall` failures in a row mark it down, `rise` successes up; a
 //!   script starts up. Down with `weight: 0` → FAULT; otherwise the effective priority is the
 //!   configured one plus the weights of the positive-weight scripts that are up and of the
 //!   negative-weight ones that are down, clamped to 1..254 (an owner's 255 is never changed).
 //!
-//! It sleeps in `poll(2)` until the next timer or packet, at most [`MAX_WAIT`] so that a stop is
-//! seen at once: on stop every instance shuts down (a MASTER sends its priority-0 advert and
+//! It sleeps in `poll(2)` until the next timer, packet or wake-up ([`VrrpHandle::wake`]), at most
+//! [`MAX_WAIT`]: on stop every instance shuts down (a MASTER sends its priority-0 advert and
 //! releases its VIPs) before the thread ends.
 //!
 //! Log lines use keepalived's wording: `(VI_1) Entering MASTER STATE`,
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use super::gate::VipGate;
 use super::packet::{encode_ipv4, parse_ipv4, Version, MULTICAST_V4};
-use super::socket::{poll_readable, ArpSocket, VrrpSocket};
+use super::socket::{poll_readable, ArpSocket, VrrpSocket, Waker};
 use super::{garp, Event, InstanceConfig, State, VrrpError, VrrpInstance};
 use crate::control::config::{self, Config, VrrpVersion};
 use crate::control::netlink;
@@ -49,8 +50,10 @@ use crate::flow::Nanos;
 
 /// How often tracked interfaces (and each instance's own) are checked.
 pub const LINK_CHECK_INTERVAL: Nanos = 100_000_000;
-/// The longest sleep: how soon a stop or a reload is seen.
+/// The longest sleep (a stop or a reload also wakes the thread at once, [`VrrpHandle::wake`]).
 pub const MAX_WAIT: Duration = Duration::from_millis(10);
+/// The longest sleep while no instance is configured (a reload may add some).
+pub const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Adverts read per socket per wake-up (bounded work per loop).
 const RECV_BUDGET: usize = 64;
 
@@ -294,10 +297,17 @@ enum Command {
 /// The daemon's handle on the VRRP thread.
 pub struct VrrpHandle {
     tx: mpsc::Sender<Command>,
+    waker: Arc<Waker>,
     pub status: Arc<VrrpStatus>,
 }
 
 impl VrrpHandle {
+    /// Wakes the thread now (call after setting the stop flag: a MASTER's priority-0 release
+    /// then goes out at once).
+    pub fn wake(&self) {
+        self.waker.wake();
+    }
+
     /// Applies a reloaded configuration: instances whose identity (name, interface, VRID,
     /// version) is unchanged keep their state and take the new values in place; removed ones
     /// shut down (a MASTER releases with priority 0 and removes its VIPs); added ones start.
@@ -315,6 +325,7 @@ impl VrrpHandle {
         {
             return vec!["VRRP thread is not running; VRRP changes not applied".into()];
         }
+        self.waker.wake();
         rx.recv_timeout(Duration::from_secs(5))
             .unwrap_or_else(|_| vec!["VRRP thread did not answer; VRRP changes not applied".into()])
     }
@@ -331,7 +342,9 @@ pub fn spawn(
     let status = Arc::new(VrrpStatus::default());
     let arp = ArpSocket::open()?;
     let (tx, rx) = mpsc::channel();
+    let waker = Arc::new(Waker::new()?);
     let mut d = Driver {
+        waker: waker.clone(),
         epoch,
         insts: Vec::new(),
         groups: Vec::new(),
@@ -348,7 +361,7 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("xvs-vrrp".into())
         .spawn(move || d.run(&rx, &stop))?;
-    Ok((VrrpHandle { tx, status }, thread))
+    Ok((VrrpHandle { tx, waker, status }, thread))
 }
 
 struct Script {
@@ -434,6 +447,8 @@ fn scripts_of(spec: &InstanceSpec, now: Nanos) -> Vec<Script> {
 
 struct Driver {
     epoch: Instant,
+    /// In the poll set after the sockets: a stop or a command is waiting.
+    waker: Arc<Waker>,
     insts: Vec<Inst>,
     groups: Vec<Vec<usize>>,
     /// One socket per interface in use: (interface, socket).
@@ -493,8 +508,13 @@ impl Driver {
                 return;
             }
             for &k in &ready {
-                self.receive(k, now, &mut buf);
+                if k == self.sockets.len() {
+                    self.waker.drain();
+                } else {
+                    self.receive(k, now, &mut buf);
+                }
             }
+            self.defer_group_takeovers(now);
             for i in &mut self.insts {
                 i.inst.handle_timeout(now);
             }
@@ -511,16 +531,53 @@ impl Driver {
             if self.dirty {
                 self.publish();
             }
-            let wait = self.next_deadline().map_or(MAX_WAIT, |t| {
+            let cap = if self.insts.is_empty() {
+                IDLE_WAIT
+            } else {
+                MAX_WAIT
+            };
+            let wait = self.next_deadline().map_or(cap, |t| {
                 let now = self.now();
-                Duration::from_nanos(t.saturating_sub(now)).min(MAX_WAIT)
+                Duration::from_nanos(t.saturating_sub(now)).min(cap)
             });
             // Round up to whole milliseconds so that a timer is never polled early.
             let ms = wait.as_nanos().div_ceil(1_000_000) as i32;
-            let fds: Vec<_> = self.sockets.iter().map(|(_, s)| s.as_raw_fd()).collect();
+            let fds: Vec<_> = self
+                .sockets
+                .iter()
+                .map(|(_, s)| s.as_raw_fd())
+                .chain(std::iter::once(self.waker.as_raw_fd()))
+                .collect();
             if let Err(e) = poll_readable(&fds, ms, &mut ready) {
                 log(format!("VRRP: poll failed: {e}"));
                 std::thread::sleep(MAX_WAIT);
+            }
+        }
+    }
+
+    /// A BACKUP member of a sync group takes over only when every other BACKUP member of the
+    /// group wants to as well (its Master_Down_Timer ran out too); until then it waits for the
+    /// earliest of their timers. A member that keeps hearing a master so keeps the whole group
+    /// BACKUP, instead of the group thrashing between the two boxes.
+    fn defer_group_takeovers(&mut self, now: Nanos) {
+        for g in 0..self.groups.len() {
+            let due = |i: &Inst| {
+                i.inst.state() == State::Backup && i.inst.poll_timeout().is_some_and(|t| t <= now)
+            };
+            let waiting: Option<Nanos> = self.groups[g]
+                .iter()
+                .filter_map(|&k| self.insts.get(k))
+                .filter(|i| i.inst.state() == State::Backup)
+                .filter_map(|i| i.inst.poll_timeout())
+                .filter(|&t| t > now)
+                .min();
+            let Some(until) = waiting else { continue };
+            for &k in &self.groups[g] {
+                if let Some(i) = self.insts.get_mut(k) {
+                    if due(i) {
+                        i.inst.defer_takeover(until);
+                    }
+                }
             }
         }
     }

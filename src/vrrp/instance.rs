@@ -468,6 +468,16 @@ impl VrrpInstance {
         }
     }
 
+    /// Sync groups: a BACKUP whose Master_Down_Timer ran out while another member of its group
+    /// still hears a master waits until `until` instead of taking over alone (keepalived only
+    /// lets a group member become master when every member wants to, which avoids thrashing).
+    /// Only moves the timer of a BACKUP; ignored in any other state.
+    pub fn defer_takeover(&mut self, until: Nanos) {
+        if self.state == State::Backup {
+            self.timer = Some(until);
+        }
+    }
+
     /// Applies a changed configuration of the same virtual router (same VRID and version; a
     /// reload): the state, the running timer and the master seen are kept; the new interval,
     /// priority, preempt settings, addresses and peers apply from the next advert or timer. The

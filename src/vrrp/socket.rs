@@ -9,6 +9,7 @@
 //!   the NIC's filter with 01:00:5e:00:00:12. Non-blocking: the driver polls.
 //! - [`ArpSocket`]: `socket(AF_PACKET, SOCK_RAW, 0)` (protocol 0: it receives nothing) that sends
 //!   whole Ethernet frames out of a given interface.
+//! - [`Waker`]: an eventfd in the driver's poll set, so a stop or a reload is seen at once.
 //!
 //! Every `unsafe` block is a plain syscall on a descriptor this module owns, with arguments that
 //! live across the call.
@@ -247,4 +248,43 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, ready: &mut Vec<usize>) -> 
             .map(|(i, _)| i),
     );
     Ok(())
+}
+
+/// Wakes the VRRP thread out of `poll(2)` (an eventfd in its poll set): a stop or a reload is
+/// acted on at once instead of at the next timer.
+#[derive(Debug)]
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: plain eventfd(2); the descriptor is owned by the OwnedFd below.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Waker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Makes the descriptor readable.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of `one`, which lives across the call. A full counter
+        // (EAGAIN) means a wake-up is already pending, which is all that is wanted.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clears pending wake-ups.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into `v`, which lives across the call.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for Waker {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }

@@ -683,3 +683,22 @@ fn reconfigure_keeps_state_and_timer_and_applies_the_new_values() {
     assert!(m.reconfigure(v2).is_err());
     assert_eq!(m.state(), State::Master);
 }
+
+#[test]
+fn defer_takeover_moves_only_a_backups_timer() {
+    let mut b = VrrpInstance::new(cfg(100), T0).unwrap();
+    events(&mut b);
+    b.defer_takeover(T0 + 10 * S);
+    assert_eq!(b.poll_timeout(), Some(T0 + 10 * S));
+    b.handle_timeout(T0 + MDI_100);
+    assert_eq!(b.state(), State::Backup, "deferred");
+    b.handle_timeout(T0 + 10 * S);
+    assert_eq!(b.state(), State::Master);
+    let timer = b.poll_timeout();
+    b.defer_takeover(T0 + 20 * S);
+    assert_eq!(
+        b.poll_timeout(),
+        timer,
+        "a master's Adver_Timer is not moved"
+    );
+}

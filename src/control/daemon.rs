@@ -588,7 +588,6 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                 return Err(fatal(format!("cannot start VRRP: {e}")));
             }
         };
-    aux.push(vrrp_thread);
     let vrrp_status: Arc<VrrpStatus> = vrrp_handle.status.clone();
     let sources = Arc::new(metrics::Sources {
         shared: shared.clone(),
@@ -627,6 +626,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         Err(e) => {
             // Workers own their sockets: stop them before the filter is detached on return.
             stop.store(true, Ordering::Relaxed);
+            vrrp_handle.wake();
+            drop(vrrp_thread.join());
             handles.into_iter().for_each(|h| drop(h.join()));
             aux.into_iter().for_each(|h| drop(h.join()));
             return Err(e);
@@ -683,6 +684,10 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                     failure = Some(fatal("a worker stopped unexpectedly; stopping"));
                     break;
                 }
+                if vrrp_thread.is_finished() {
+                    failure = Some(fatal("the VRRP thread stopped unexpectedly; stopping"));
+                    break;
+                }
             }
         }
         if last_address_sync.elapsed() >= ADDRESS_SYNC_INTERVAL {
@@ -710,6 +715,9 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             Ok(Err(e)) => worker_error = Some(e),
             Err(_) => failure = Some(fatal("a worker panicked")),
         }
+    }
+    if vrrp_thread.join().is_err() {
+        failure = Some(fatal("the VRRP thread panicked"));
     }
     for h in aux {
         let _ = h.join();

@@ -13,9 +13,10 @@
 //! Then neither side counted an error: every `xvs_vrrp_errors_total` of xvs is 0, and
 //! keepalived's own statistics (`SIGUSR2`, the signal `keepalived --signum=STATS` names, written
 //! to `/tmp/keepalived.stats`) show 0 in every "Packet Errors" and "Authentication Errors" line
-//! and a non-zero count of adverts received. keepalived runs in the foreground (`-n -l -D -G`)
-//! with its configuration and pid files in a temp dir, and is killed when the test ends, pass or
-//! fail. The two versions run one after the other (keepalived writes its statistics to one fixed
+//! and a non-zero count of adverts received, and its log has no line about a packet it did not
+//! like ("invalid", "error", "mismatch", "not present", ...). keepalived runs in the foreground
+//! (`-n -l -D -G`) with its configuration and pid files in a temp dir, and is killed when the
+//! test ends, pass or fail. The two versions run one after the other (keepalived writes its statistics to one fixed
 //! path).
 
 mod common;
@@ -226,6 +227,25 @@ fn keepalived_errors(stats: &str) -> (Vec<String>, u64) {
     (bad, received)
 }
 
+/// keepalived's log lines that report a received packet it did not like.
+fn keepalived_log_problems(log: &str) -> Vec<String> {
+    const WORDS: [&str; 6] = [
+        "invalid",
+        "error",
+        "mismatch",
+        "not present",
+        "bad ",
+        "wrong",
+    ];
+    log.lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            WORDS.iter().any(|w| l.contains(w))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn interop(version: u8) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("vrrp");
@@ -281,6 +301,7 @@ fn interop(version: u8) {
     std::thread::sleep(Duration::from_millis(300));
     assert!(holds_vip(&lab, "lb1") && !holds_vip(&lab, "lb2"));
     let ka_stats_1 = ka.stats();
+    let ka_log_1 = ka.log();
 
     // 4. keepalived again with 250: it preempts, xvs follows.
     ka.stop();
@@ -299,6 +320,7 @@ fn interop(version: u8) {
     std::thread::sleep(Duration::from_millis(300));
     assert!(holds_vip(&lab, "lb2") && !holds_vip(&lab, "lb1"));
     let ka_stats_2 = ka.stats();
+    let ka_log_2 = ka.log();
 
     // 5. SIGTERM keepalived: xvs takes over.
     drop(ka);
@@ -330,6 +352,10 @@ fn interop(version: u8) {
         received > 0,
         "xvs received no advert from keepalived:\n{page}"
     );
+    for log in [&ka_log_1, &ka_log_2] {
+        let bad = keepalived_log_problems(log);
+        assert!(bad.is_empty(), "v{version}: keepalived logged {bad:?}");
+    }
     for (i, s) in [ka_stats_1, ka_stats_2].iter().enumerate() {
         let (bad, got) = keepalived_errors(s);
         assert!(

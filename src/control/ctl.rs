@@ -1068,6 +1068,37 @@ UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
     }
 
     #[test]
+    fn vrrp_lists_name_vrid_state_priority_master() {
+        let r = VrrpReply {
+            instances: vec![
+                VrrpInstanceInfo {
+                    name: "VI_1".into(),
+                    vrid: 51,
+                    state: "MASTER".into(),
+                    priority: 200,
+                    master: Some("198.18.0.11".parse().unwrap()),
+                },
+                VrrpInstanceInfo {
+                    name: "VI_2".into(),
+                    vrid: 52,
+                    state: "FAULT".into(),
+                    priority: 100,
+                    master: None,
+                },
+            ],
+        };
+        assert_eq!(
+            format_vrrp(&r),
+            "instance         vrid  state    priority master\n\
+             VI_1             51    MASTER   200      198.18.0.11\n\
+             VI_2             52    FAULT    100      -\n"
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"master\":\"198.18.0.11\""), "{json}");
+        assert!(json.contains("\"master\":null"), "{json}");
+    }
+
+    #[test]
     fn requests_parse() {
         let real = |op, weight, service: &str| {
             Request::Real(RealChange {

@@ -16,8 +16,8 @@
 //! and a non-zero count of adverts received, and its log has no line about a packet it did not
 //! like ("invalid", "error", "mismatch", "not present", ...). keepalived runs in the foreground
 //! (`-n -l -D -G`) with its configuration and pid files in a temp dir, and is killed when the
-//! test ends, pass or fail. The two versions run one after the other (keepalived writes its statistics to one fixed
-//! path).
+//! test ends, pass or fail. The two versions run one after the other (keepalived writes its
+//! statistics to one fixed path).
 
 mod common;
 

@@ -9,7 +9,8 @@
 //! - `failover_on_sigterm_and_sigkill`: lb1 master, lb2 backup (holding nothing); SIGTERM lb1 →
 //!   lb2 MASTER within 100 ms (the priority-0 release); lb1 restarted → takes over again
 //!   (preemption); SIGKILL lb1 → lb2 MASTER and requests resume within Master_Down_Interval +
-//!   100 ms. A SIGKILLed box is a dead box here: the test takes lb1's links down right after the
+//!   100 ms; the killed box, restarted at a lower priority, removes the VIPs it left behind. A
+//!   SIGKILLed box is a dead box here: the test takes lb1's links down right after the
 //!   kill, as a power loss would (a killed process on a live box leaves its addresses and its XDP
 //!   program behind, and its kernel would keep answering ARP for the VIP — keepalived has the
 //!   same property).
@@ -349,6 +350,28 @@ fn failover_on_sigterm_and_sigkill() {
     let s = lab.http_client(10);
     assert_eq!(s.ok, 10, "{s:?}");
     assert_no_vrrp_errors(&lab.metrics_in("lb2"), "lb2");
+    drop(x1);
+
+    // 4. The killed box comes back (links up) with its stale VIPs still on its interfaces; xvs
+    //    restarted there at a lower priority enters BACKUP and removes them.
+    let addrs1 = addresses(&lab, "lb1");
+    assert!(
+        addrs1.contains("198.18.0.100/32"),
+        "a SIGKILL leaves the VIP: {addrs1}"
+    );
+    for dev in ["wan0", "lan0"] {
+        lab.exec_ok("lb1", &["ip", "link", "set", "dev", dev, "up"]);
+    }
+    let lb1_low = write_config(&lab, "lb1", 100);
+    let x1 = start(&lab, &lb1_low);
+    assert!(wait_state(&lb1_low.socket, "BACKUP"), "{}", x1.log());
+    let addrs1 = addresses(&lab, "lb1");
+    assert!(
+        !addrs1.contains("198.18.0.100") && !addrs1.contains("198.18.1.1/"),
+        "stale VIPs not removed: {addrs1}"
+    );
+    assert!(wait_state(&lb2.socket, "MASTER"), "{}", x2.log());
+    assert!(lab.wait_http_ready(Duration::from_secs(5)));
     drop(x1);
 }
 

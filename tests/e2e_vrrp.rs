@@ -14,10 +14,13 @@
 //!   kill, as a power loss would (a killed process on a live box leaves its addresses and its XDP
 //!   program behind, and its kernel would keep answering ARP for the VIP — keepalived has the
 //!   same property).
-//!
 //! - `reload_keeps_the_state_of_unchanged_instances`: a reload changes an instance's priority in
 //!   place (it stays MASTER, no new transition), removes one (its address is released) and adds
 //!   one (it starts); an instance whose VRID changes is a new virtual router.
+//! - `unicast_tracking_notify_and_a_backup_never_forwards`: unicast peers; a client that sends
+//!   straight to the backup's MAC gets no answer and the backup schedules nothing; a failing
+//!   track script (weight −100) hands the sync group over and back without flapping; a tracked
+//!   interface down → FAULT and the other box takes over; notify commands run.
 //!
 //! The figures are printed (`cargo test --release --test e2e_vrrp -- --nocapture`).
 

@@ -44,6 +44,12 @@ struct Box_ {
     socket: PathBuf,
 }
 
+impl Drop for Box_ {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
 fn write_config(lab: &Lab, role: &'static str, priority: u8) -> Box_ {
     let text = std::fs::read_to_string(Lab::config("vrrp.yaml")).unwrap();
     let socket = PathBuf::from(format!("/run/xvs/e2e-{}-{role}.sock", lab.tag));
@@ -426,14 +432,13 @@ fn reload_keeps_the_state_of_unchanged_instances() {
     let vi3 = "    - { name: VI_3, interface: lan0, vrid: 53, advert_interval: 100ms, vips: [198.18.1.2/24] }\n";
     let first = format!("  instances:\n{}{vi2}", vi1(200, 51));
     std::fs::write(&config, reload_config(&socket, &first)).unwrap();
-    let x = start(
-        &lab,
-        &Box_ {
-            role: "lb1",
-            config: config.clone(),
-            socket: socket.clone(),
-        },
-    );
+    // Removes the config file when the test ends.
+    let lb1 = Box_ {
+        role: "lb1",
+        config: config.clone(),
+        socket: socket.clone(),
+    };
+    let x = start(&lab, &lb1);
     assert!(wait_state(&socket, "MASTER"), "{}", x.log());
     let masters = |x: &Xvs| x.log().matches("(VI_1) Entering MASTER STATE").count();
     assert_eq!(masters(&x), 1);
@@ -670,8 +675,7 @@ fn unicast_tracking_notify_and_a_backup_never_forwards() {
         );
     }
     drop((x1, x2));
-    for (b, n) in &boxes {
-        let _ = std::fs::remove_file(&b.config);
+    for (_, n) in &boxes {
         let _ = std::fs::remove_file(n);
     }
 }

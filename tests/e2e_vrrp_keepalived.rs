@@ -371,6 +371,7 @@ fn interop(version: u8) {
     let st = x.stop();
     assert!(st.success(), "{}", x.log());
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&config);
 }
 
 #[test]

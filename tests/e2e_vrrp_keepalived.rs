@@ -229,13 +229,15 @@ fn keepalived_errors(stats: &str) -> (Vec<String>, u64) {
 
 /// keepalived's log lines that report a received packet it did not like.
 fn keepalived_log_problems(log: &str) -> Vec<String> {
-    const WORDS: [&str; 6] = [
+    const WORDS: [&str; 8] = [
         "invalid",
         "error",
         "mismatch",
         "not present",
         "bad ",
         "wrong",
+        "bogus",
+        "checksum",
     ];
     log.lines()
         .filter(|l| {

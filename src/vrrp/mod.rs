@@ -19,6 +19,7 @@
 //!   and scripts, sync groups, notify commands, the metrics and `xvs ctl vrrp` status, reloads
 //!   that keep each unchanged instance's state, and the priority-0 release on a clean stop.
 //! - [`gate`]: only a MASTER's VIPs are steered into the datapath.
+//! - [`status`]: what `xvs ctl vrrp` and the `xvs_vrrp_*` metrics show.
 //!
 //! IPv6 (VRRPv3 over ff02::12) comes later: the types carry `IpAddr`, and the IPv4-only parts
 //! refuse IPv6 with an explicit error (`xvs check` refuses IPv6 VIPs as not supported yet).
@@ -29,6 +30,7 @@ pub mod gate;
 pub mod instance;
 pub mod packet;
 pub mod socket;
+pub mod status;
 
 pub use instance::{Event, InstanceConfig, State, Transmit, VrrpInstance};
 pub use packet::{Advert, Version};

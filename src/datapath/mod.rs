@@ -114,4 +114,14 @@ drop_reasons! {
     NotLoadBalancerTraffic => "not_lb_traffic",
     /// The TX ring of the egress interface was full.
     TxRingFull => "tx_ring_full",
+    /// TUN: the packet would exceed the egress port's MTU once encapsulated. With DF set, an
+    /// ICMP "fragmentation needed" (next-hop MTU = MTU - 20) went back to the client.
+    TunnelMtu => "tunnel_mtu",
+    /// TUN: the egress port has no IPv4 address to use as the outer source.
+    NoTunnelSource => "no_tunnel_source",
+    /// TUN: the frame buffer has no room for the outer header (AF_XDP frames always have it;
+    /// only a caller of `Processor::process` with an exact-size buffer sees this).
+    NoFrameRoom => "no_frame_room",
+    /// ICMP header cut short.
+    TruncatedIcmp => "truncated_icmp",
 }

@@ -44,8 +44,11 @@ use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
 use crate::datapath::{
-    DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
+    DropReason, Forwarding, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
 };
+
+mod dr;
+mod tun;
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::persist::{PersistenceTable, TemplateKey};
 use crate::sched::{self, Scheduler};
@@ -104,6 +107,9 @@ pub struct Processor {
     /// This worker's traffic counters for `snap` (also published in `counters.traffic`);
     /// rebuilt with `schedulers`.
     traffic: Arc<TrafficBlock>,
+    /// Identification of the next IPv4 header this worker writes (TUN outer headers, ICMP
+    /// errors); wraps.
+    ip_id: u16,
 }
 
 /// Where the headers of a parsed IPv4 TCP/UDP frame are.
@@ -154,6 +160,7 @@ impl Processor {
             schedulers,
             counters,
             traffic,
+            ip_id: 1,
         }
     }
 
@@ -178,16 +185,41 @@ impl Processor {
         self.shared.persistence.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }
 
-    /// Decides about one frame received on `ingress`, rewriting it in place.
+    /// Decides about one frame received on `ingress`, rewriting it in place. The frame cannot
+    /// grow: a TUN packet, which needs room for its outer header, is dropped (`no_frame_room`);
+    /// the worker loop calls [`process_buf`](Self::process_buf).
     #[inline]
-    pub fn process(&mut self, now: Nanos, _ingress: PortId, frame: &mut [u8]) -> Verdict {
-        self.decide(now, frame)
+    pub fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
+        let mut len = frame.len();
+        let v = self.process_buf(now, ingress, frame, &mut len);
+        debug_assert!(len <= frame.len());
+        v
     }
 
-    fn decide(&mut self, now: Nanos, frame: &mut [u8]) -> Verdict {
-        let p = match parse(frame) {
+    /// Decides about the frame `buf[..*len]` received on `ingress`, rewriting it in place; the
+    /// rest of `buf` is room the frame may grow into (TUN's outer header). On `Tx`, `*len` is
+    /// the length of the frame to transmit (changed by TUN encapsulation and by ICMP errors
+    /// xvs answers with); on `Drop` and `Pass` the frame and `*len` are untouched.
+    #[inline]
+    pub fn process_buf(
+        &mut self,
+        now: Nanos,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Verdict {
+        *len = (*len).min(buf.len());
+        self.decide(now, ingress, buf, len)
+    }
+
+    fn decide(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
+        let _ = ingress;
+        let frame_len = *len;
+        let p = match parse(&buf[..frame_len]) {
             Ok(Some(Packet::Flow(p))) => p,
-            Ok(Some(Packet::LaterFragment(f))) => return self.later_fragment(now, frame, &f),
+            Ok(Some(Packet::LaterFragment(f))) => {
+                return self.later_fragment(now, &mut buf[..frame_len], &f)
+            }
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
         };
@@ -196,17 +228,32 @@ impl Processor {
             port: p.key.dport,
             proto: p.key.proto,
         };
+        let frame = &mut buf[..frame_len];
         let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
-            if p.ttl <= 1 {
+            let forwarding = self.snap.services[si].forwarding;
+            // NAT routes the packet (TTL decremented); DR and TUN leave the IP header alone,
+            // as IPVS does.
+            if forwarding == Forwarding::Nat && p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
             let t = match self.original(now, si, &p) {
                 Ok(t) => t,
                 Err(r) => return Verdict::Drop(r),
             };
-            let v = self.forward(frame, &p, Side::Dst, t.real, t.real.ip());
-            if let Verdict::Tx(_) = v {
+            let (v, forwarded) = match forwarding {
+                Forwarding::Nat => (
+                    self.forward(frame, &p, Side::Dst, t.real, t.real.ip()),
+                    true,
+                ),
+                Forwarding::Dr => (self.forward_dr(frame, t.real), true),
+                Forwarding::Tun => self.forward_tun(buf, len, &p, t.real),
+            };
+            if let (Verdict::Tx(_), true) = (v, forwarded) {
                 self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
+            }
+            if forwarding != Forwarding::Nat {
+                // Later fragments of DR/TUN datagrams are not followed (see the README).
+                return v;
             }
             (v, Side::Dst, t.real, t.real.ip())
         } else {
@@ -399,7 +446,13 @@ impl Processor {
             state,
             stats: real.stats.clone(),
         };
-        match self.shared.conntrack.insert(new, now, &timeouts) {
+        let table = &self.shared.conntrack;
+        let inserted = if svc.forwarding.replies_return() {
+            table.insert(new, now, &timeouts)
+        } else {
+            table.insert_original_only(new, now, &timeouts)
+        };
+        match inserted {
             Ok(ins) => {
                 real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);

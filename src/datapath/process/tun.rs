@@ -1,0 +1,153 @@
+//! IP-in-IP tunnelling (IPVS VS/TUN): the client's packet, unchanged, inside an outer IPv4
+//! header from the egress port's address to the real server.
+//!
+//! The outer header is IPVS's (`ip_vs_tunnel_xmit`): protocol 4, TOS and TTL copied from the
+//! inner header, DF copied from the inner header, a fresh identification (a per-worker counter),
+//! no options. The inner packet is not touched (its TTL neither: IPVS takes it from LOCAL_IN).
+//!
+//! MTU: a packet whose encapsulated size would exceed the egress port's MTU is not sent. With
+//! DF set, xvs answers the client with ICMP "fragmentation needed" (type 3, code 4, next-hop MTU
+//! = port MTU − 20) from the VIP, as IPVS does (`ensure_mtu_is_adequate` → `icmp_send`, whose
+//! source is the local address the packet was sent to), so the client's path-MTU discovery
+//! shrinks its packets. Without DF, IPVS lets the kernel fragment the outer packet; xvs does
+//! not fragment and drops it. Both are counted as `tunnel_mtu`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{Parsed, Processor};
+use crate::datapath::wire::ipip::{self, OuterHeader, OUTER_LEN};
+use crate::datapath::wire::{icmp, ipv4, write_u16, EthernetFrame, IcmpPacket};
+use crate::datapath::{DropReason, Verdict};
+
+/// TTL of the ICMP errors xvs originates (Linux's default `ip_default_ttl`).
+pub const ICMP_TTL: u8 = 64;
+/// TOS of the ICMP errors xvs originates (Linux: precedence "internetwork control").
+pub const ICMP_TOS: u8 = 0xc0;
+/// Most of the offending packet an ICMP error quotes: its IP header (at most 60 bytes) and the
+/// first 8 bytes of its payload (RFC 792).
+const MAX_QUOTE: usize = 60 + 8;
+
+impl Processor {
+    /// Encapsulates the frame `buf[..*len]` (the packet `p`) towards real server `real`. The
+    /// flag says whether the verdict is about the packet itself (`false`: the frame became an
+    /// ICMP error for the client, which the service's traffic counters must not count).
+    pub(super) fn forward_tun(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        real: SocketAddr,
+    ) -> (Verdict, bool) {
+        let v = self.encapsulate(buf, len, p, real);
+        (
+            v,
+            v != Verdict::Drop(DropReason::TunnelMtu) && *len > usize::from(p.ip_len) + p.l3,
+        )
+    }
+
+    fn encapsulate(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        real: SocketAddr,
+    ) -> Verdict {
+        let IpAddr::V4(real_ip) = real.ip() else {
+            return Verdict::Pass;
+        };
+        let (hop, port_mac) = match self.next_hop(real.ip()) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let port = &self.snap.ports[usize::from(hop.port)];
+        let (mtu, src) = (usize::from(port.mtu), port.ipv4);
+        let inner_len = usize::from(p.ip_len);
+        let l3 = p.l3;
+        let dont_fragment = buf[l3 + 6] & 0x40 != 0;
+        if inner_len + OUTER_LEN > mtu {
+            if !dont_fragment || mtu < OUTER_LEN + 68 {
+                return Verdict::Drop(DropReason::TunnelMtu);
+            }
+            return self.frag_needed(buf, len, p, (mtu - OUTER_LEN) as u16);
+        }
+        let Some(src) = src else {
+            return Verdict::Drop(DropReason::NoTunnelSource);
+        };
+        let end = l3 + inner_len;
+        if end + OUTER_LEN > buf.len() {
+            return Verdict::Drop(DropReason::NoFrameRoom);
+        }
+        let outer = OuterHeader {
+            src,
+            dst: real_ip,
+            tos: buf[l3 + 1],
+            ttl: p.ttl,
+            identification: self.next_ip_id(),
+            dont_fragment,
+            inner_len: p.ip_len,
+        };
+        buf.copy_within(l3..end, l3 + OUTER_LEN);
+        let written = ipip::write_outer(&mut buf[l3..], &outer);
+        debug_assert!(written, "room and length checked above");
+        *len = end + OUTER_LEN;
+        let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+
+    /// Replaces the frame with an ICMP "fragmentation needed" (next-hop MTU `mtu`) about packet
+    /// `p`, from its destination (the VIP) to its source (the client), and routes it there. The
+    /// original packet is dropped and counted as `tunnel_mtu`.
+    fn frag_needed(&mut self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) -> Verdict {
+        let (IpAddr::V4(client), IpAddr::V4(vip)) = (p.key.src, p.key.dst) else {
+            return Verdict::Drop(DropReason::TunnelMtu);
+        };
+        let (hop, port_mac) = match self.next_hop(p.key.src) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let l3 = p.l3;
+        let header_len = p.l4 - l3;
+        let quote_len = (header_len + 8).min(usize::from(p.ip_len)).min(MAX_QUOTE);
+        let mut quote = [0u8; MAX_QUOTE];
+        quote[..quote_len].copy_from_slice(&buf[l3..l3 + quote_len]);
+        let icmp_len = icmp::HEADER_LEN + quote_len;
+        let total = ipv4::MIN_HEADER_LEN + icmp_len;
+        let id = self.next_ip_id();
+        let ip = &mut buf[l3..l3 + total];
+        ip[0] = 0x45;
+        ip[1] = ICMP_TOS;
+        write_u16(ip, 2, total as u16);
+        write_u16(ip, 4, id);
+        write_u16(ip, 6, 0);
+        ip[8] = ICMP_TTL;
+        ip[9] = 1;
+        write_u16(ip, 10, 0);
+        ip[12..16].copy_from_slice(&vip.octets());
+        ip[16..20].copy_from_slice(&client.octets());
+        let c = crate::datapath::wire::checksum::checksum(&ip[..20]);
+        write_u16(ip, 10, c);
+        let mut header = [0u8; icmp::HEADER_LEN];
+        icmp::write_frag_needed_header(&mut header, mtu);
+        let msg = &mut ip[20..];
+        msg[..icmp::HEADER_LEN].copy_from_slice(&header);
+        msg[icmp::HEADER_LEN..].copy_from_slice(&quote[..quote_len]);
+        IcmpPacket::new_checked(msg)
+            .expect("8-byte header written")
+            .fill_checksum();
+        *len = l3 + total;
+        let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        self.counters.count_drop(DropReason::TunnelMtu);
+        Verdict::Tx(hop.port)
+    }
+
+    /// The next identification for an IPv4 header this worker writes.
+    fn next_ip_id(&mut self) -> u16 {
+        let id = self.ip_id;
+        self.ip_id = self.ip_id.wrapping_add(1);
+        id
+    }
+}

@@ -1,0 +1,81 @@
+//! End to end, TUN mode (`scripts/lab up tun`, `config/tun.yaml`): xvs wraps each request in
+//! IP-in-IP to a real server on another subnet behind the router; the real server decapsulates
+//! it (an XDP helper, `tests/bpf/ipip_decap.c`: this kernel has no ipip module), holds the VIP
+//! on lo and answers the client directly through the router.
+
+mod common;
+
+#[path = "common/routed.rs"]
+mod routed;
+
+use common::Xvs;
+use routed::*;
+
+fn stop_cleanly(mut xvs: Xvs) {
+    let status = xvs.stop();
+    assert!(status.success(), "xvs did not stop cleanly:\n{}", xvs.log());
+}
+
+#[test]
+fn tun_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
+    let (lab, xvs) = start("tun", "tun.yaml");
+    let url = format!("http://{ROUTED_VIP}/");
+    let udp = format!("{ROUTED_VIP}:5353");
+    let mut http = None;
+    let mut dns = None;
+    // The lb's only link is to the router's lan0: what the router sent it is all it got.
+    assert_replies_bypass_the_lb(&lab, ("rt", "lan0"), 600, || {
+        http = Some(lab.http_client_url(&url, 300, 2.0));
+        dns = Some(lab.udp_client(&udp, 100));
+    });
+    let (http, dns) = (http.unwrap(), dns.unwrap());
+    assert_eq!(http.ok, 300, "{:?}\n{}", http.errors, xvs.log());
+    assert_eq!(
+        (http.count("r1"), http.count("r2")),
+        (150, 150),
+        "{:?}",
+        http.by_server
+    );
+    assert_eq!(dns.ok, 100, "{:?}\n{}", dns.errors, xvs.log());
+    assert_eq!(
+        (dns.count("r1"), dns.count("r2")),
+        (50, 50),
+        "{:?}",
+        dns.by_server
+    );
+    // The real servers sit on 198.18.4.0/24, which the router reaches only by their own
+    // addresses: a request arrived only if it was tunnelled to them (the router sends the
+    // VIP itself back to the lb).
+    assert_vip_answers_ping(&lab);
+    stop_cleanly(xvs);
+}
+
+#[test]
+fn tun_answers_too_big_df_packets_with_fragmentation_needed() {
+    let (lab, xvs) = start("tun", "tun.yaml");
+    // A 1500-byte UDP datagram with DF to the VIP: 1520 bytes once encapsulated, over lan0's
+    // MTU of 1500. xvs answers ICMP fragmentation needed with MTU 1480, which the client's
+    // kernel records as the path MTU to the VIP.
+    let probe = format!(
+        "import socket,time\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP,10,2)\n\
+         s.connect(('{ROUTED_VIP}',5353))\n\
+         s.send(b'x'*1472)\n\
+         mtu=0\n\
+         for i in range(50):\n\
+         \x20   time.sleep(0.1)\n\
+         \x20   mtu=s.getsockopt(socket.IPPROTO_IP,14)\n\
+         \x20   if mtu!=1500: break\n\
+         print(mtu)\n"
+    );
+    let mtu = lab.exec_ok("client", &["python3", "-c", &probe]);
+    assert_eq!(mtu.trim(), "1480", "path MTU to the VIP:\n{}", xvs.log());
+    let m = lab.metrics();
+    assert_eq!(
+        metric(&m, "xvs_drops_total{reason=\"tunnel_mtu\"}"),
+        1.0,
+        "{m}"
+    );
+    stop_cleanly(xvs);
+}

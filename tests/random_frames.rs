@@ -545,8 +545,8 @@ fn process_survives_random_frames() {
                         | DropReason::TunnelMtu
                         | DropReason::NoTunnelSource
                         | DropReason::NoFrameRoom
-                        // Not produced by process() yet.
-                        | DropReason::TruncatedIcmp
+                        // ICMP errors quoting lab flows: tests/golden_icmp.rs.
+                        | DropReason::IcmpUntracked
                 )
             })
             .map(|r| format!("drop {}", r.label()))

@@ -521,6 +521,16 @@ impl ConnTable {
         }
     }
 
+    /// The live connection whose `dir` key is `key`, without touching its state or timeout (for
+    /// ICMP errors about a connection, which say nothing about its progress).
+    pub fn peek(&self, dir: Direction, key: &FlowKey, now: Nanos) -> Option<Tracked> {
+        let key = Key4::of(key)?;
+        let shard = self.shard_for(Self::client_of(dir, &key));
+        let slot = shard.find(&self.key_hasher, dir, &key)?;
+        let e = &shard.slots[slot];
+        (!is_expired(e.expires, tick(now))).then(|| e.tracked())
+    }
+
     /// Finds the connection of a packet, advances its state and refreshes its timeout.
     ///
     /// Returns `None` when there is no live entry, when the entry had expired (it is removed), or
@@ -832,6 +842,22 @@ mod tests {
         assert_eq!(lock(&t.shards[0]).index.len(), 0);
         assert_eq!(stats.active.load(Ordering::Relaxed), 0);
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn peek_finds_without_changing_state_or_timeout() {
+        let t = ConnTable::with_shards(100, 2);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let c = new_conn(40000, &stats);
+        let (o, r) = keys(&c);
+        t.insert(c.clone(), 0, &to).unwrap();
+        let got = t.peek(Direction::Reply, &r, 29 * S).unwrap();
+        assert_eq!((got.client, got.state), (c.client, ConnState::SynRecv));
+        assert!(t.peek(Direction::Original, &o, 29 * S).is_some());
+        // tcp_syn (30 s) was not refreshed by the peeks.
+        assert!(t.peek(Direction::Original, &o, 31 * S).is_none());
+        assert!(t.peek(Direction::Original, &r, S).is_none());
     }
 
     #[test]

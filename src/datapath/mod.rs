@@ -15,6 +15,7 @@ pub mod fragments;
 pub mod nexthop;
 pub mod process;
 pub mod snapshot;
+pub mod translation;
 pub mod wire;
 pub mod worker;
 pub mod xsk;
@@ -124,4 +125,7 @@ drop_reasons! {
     NoFrameRoom => "no_frame_room",
     /// ICMP header cut short.
     TruncatedIcmp => "truncated_icmp",
+    /// An ICMP error quoting a packet of a service or to a NAT real server that belongs to no
+    /// tracked connection (gone, or never was).
+    IcmpUntracked => "icmp_untracked",
 }

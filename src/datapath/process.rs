@@ -11,7 +11,15 @@
 //!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
 //! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
-//!    VLAN-tagged frames (not balanced yet) and other protocols (ICMP, VRRP) are passed as well.
+//!    VLAN-tagged frames (not balanced yet) and other protocols (VRRP) are passed as well.
+//!
+//! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT
+//! connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
+//! included) is passed.
+//!
+//! Each service's forwarding method decides the rewrite: NAT below, DR (`process/dr.rs`: MACs
+//! only) and TUN (`process/tun.rs`: IP-in-IP, with the MTU rule). DR and TUN connections keep
+//! only their original-direction key (replies bypass the box).
 //!
 //! NAT rewrite (IPVS VS/NAT): original direction, destination VIP:port → real server; reply
 //! direction, source real server → VIP:port. IP and transport checksums are updated
@@ -42,16 +50,21 @@ use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
-use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
+use crate::datapath::wire::{
+    EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram,
+};
 use crate::datapath::{
     DropReason, Forwarding, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
 };
 
 mod dr;
+mod icmp;
 mod tun;
+
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::persist::{PersistenceTable, TemplateKey};
 use crate::sched::{self, Scheduler};
+use icmp::{read_quote, IcmpError};
 
 /// Capacity of the queue of next hops whose MAC a worker missed.
 pub const NEIGHBOUR_MISS_QUEUE: usize = 1024;
@@ -136,6 +149,8 @@ struct LaterFragment {
 enum Packet {
     Flow(Parsed),
     LaterFragment(LaterFragment),
+    /// An ICMP destination unreachable or time exceeded quoting an IPv4 TCP/UDP packet.
+    IcmpError(IcmpError),
 }
 
 /// Which endpoint of the packet a rewrite changes.
@@ -219,6 +234,9 @@ impl Processor {
             Ok(Some(Packet::Flow(p))) => p,
             Ok(Some(Packet::LaterFragment(f))) => {
                 return self.later_fragment(now, &mut buf[..frame_len], &f)
+            }
+            Ok(Some(Packet::IcmpError(e))) => {
+                return self.icmp_error(now, &mut buf[..frame_len], &e)
             }
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
@@ -566,6 +584,30 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let ip = Ipv4Packet::new_checked(&frame[l3..])?;
     if !ip.checksum_ok() {
         return Err(DropReason::BadIpv4Checksum);
+    }
+    if ip.protocol() == crate::datapath::wire::icmp::PROTOCOL {
+        // Fragmented ICMP is the kernel's (an error message fits one packet).
+        if ip.is_fragment() {
+            return Ok(None);
+        }
+        let l4 = l3 + ip.header_len();
+        let msg = ip.payload();
+        let m = IcmpPacket::new_checked(msg)?;
+        if !crate::datapath::wire::icmp::is_error(m.icmp_type()) {
+            return Ok(None);
+        }
+        let Some((quoted, quote_at, quote_l4)) = read_quote(msg, l4) else {
+            return Ok(None);
+        };
+        return Ok(Some(Packet::IcmpError(IcmpError {
+            l3,
+            l4,
+            end: l3 + ip.total_len(),
+            ttl: ip.ttl(),
+            quoted,
+            quote_at,
+            quote_l4,
+        })));
     }
     let Some(proto) = Proto::from_number(ip.protocol()) else {
         return Ok(None);

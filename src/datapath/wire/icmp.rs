@@ -8,6 +8,8 @@ use super::{checksum, read_u16, write_u16};
 use crate::datapath::DropReason;
 
 pub const HEADER_LEN: usize = 8;
+/// IPv4 protocol number of ICMP.
+pub const PROTOCOL: u8 = 1;
 const CHECKSUM_AT: usize = 2;
 
 /// ICMP types xvs knows about.

@@ -30,19 +30,11 @@ fn tun_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
     });
     let (http, dns) = (http.unwrap(), dns.unwrap());
     assert_eq!(http.ok, 300, "{:?}\n{}", http.errors, xvs.log());
-    assert_eq!(
-        (http.count("r1"), http.count("r2")),
-        (150, 150),
-        "{:?}",
-        http.by_server
-    );
+    // rr alternates; a client port the kernel reuses while its entry lives keeps its server,
+    // so a little imbalance is allowed.
+    assert_balanced(&http, 300);
     assert_eq!(dns.ok, 100, "{:?}\n{}", dns.errors, xvs.log());
-    assert_eq!(
-        (dns.count("r1"), dns.count("r2")),
-        (50, 50),
-        "{:?}",
-        dns.by_server
-    );
+    assert_balanced(&dns, 100);
     // The real servers sit on 198.18.4.0/24, which the router reaches only by their own
     // addresses: a request arrived only if it was tunnelled to them (the router sends the
     // VIP itself back to the lb).

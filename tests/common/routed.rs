@@ -108,6 +108,13 @@ pub fn assert_replies_bypass_the_lb(
     );
 }
 
+/// Both real servers answered, `total` in all, each within 10 % of half.
+pub fn assert_balanced(s: &crate::common::Summary, total: u64) {
+    let (r1, r2) = (s.count("r1"), s.count("r2"));
+    assert_eq!(r1 + r2, total, "{:?}", s.by_server);
+    assert!(r1.abs_diff(r2) <= total / 10, "rr split {:?}", s.by_server);
+}
+
 /// The client pings the VIP: the load balancer's kernel answers (the filter passes ICMP echo).
 pub fn assert_vip_answers_ping(lab: &Lab) {
     let out = lab.exec_ok(

@@ -227,8 +227,7 @@ impl Processor {
         self.decide(now, ingress, buf, len)
     }
 
-    fn decide(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
-        let _ = ingress;
+    fn decide(&mut self, now: Nanos, _ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
         let frame_len = *len;
         let p = match parse(&buf[..frame_len]) {
             Ok(Some(Packet::Flow(p))) => p,

@@ -38,26 +38,12 @@ impl Processor {
         p: &Parsed,
         real: SocketAddr,
     ) -> (Verdict, bool) {
-        let v = self.encapsulate(buf, len, p, real);
-        (
-            v,
-            v != Verdict::Drop(DropReason::TunnelMtu) && *len > usize::from(p.ip_len) + p.l3,
-        )
-    }
-
-    fn encapsulate(
-        &mut self,
-        buf: &mut [u8],
-        len: &mut usize,
-        p: &Parsed,
-        real: SocketAddr,
-    ) -> Verdict {
         let IpAddr::V4(real_ip) = real.ip() else {
-            return Verdict::Pass;
+            return (Verdict::Pass, false);
         };
         let (hop, port_mac) = match self.next_hop(real.ip()) {
             Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
+            Err(r) => return (Verdict::Drop(r), false),
         };
         let port = &self.snap.ports[usize::from(hop.port)];
         let (mtu, src) = (usize::from(port.mtu), port.ipv4);
@@ -66,16 +52,17 @@ impl Processor {
         let dont_fragment = buf[l3 + 6] & 0x40 != 0;
         if inner_len + OUTER_LEN > mtu {
             if !dont_fragment || mtu < OUTER_LEN + 68 {
-                return Verdict::Drop(DropReason::TunnelMtu);
+                return (Verdict::Drop(DropReason::TunnelMtu), false);
             }
-            return self.frag_needed(buf, len, p, (mtu - OUTER_LEN) as u16);
+            let icmp = self.frag_needed(buf, len, p, (mtu - OUTER_LEN) as u16);
+            return (icmp, false);
         }
         let Some(src) = src else {
-            return Verdict::Drop(DropReason::NoTunnelSource);
+            return (Verdict::Drop(DropReason::NoTunnelSource), false);
         };
         let end = l3 + inner_len;
         if end + OUTER_LEN > buf.len() {
-            return Verdict::Drop(DropReason::NoFrameRoom);
+            return (Verdict::Drop(DropReason::NoFrameRoom), false);
         }
         let outer = OuterHeader {
             src,
@@ -93,7 +80,7 @@ impl Processor {
         let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
         eth.set_dst(hop.mac);
         eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        (Verdict::Tx(hop.port), true)
     }
 
     /// Replaces the frame with an ICMP "fragmentation needed" (next-hop MTU `mtu`) about packet

@@ -167,6 +167,45 @@ fn frag_needed(p: Pkt, mtu: u16, id: u16) -> Vec<u8> {
     out
 }
 
+/// `frame` with new MAC addresses.
+fn with_macs(frame: &[u8], src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f
+}
+
+/// Splits the IPv4 datagram in `frame` into two fragments, the first carrying `at` bytes of its
+/// payload (a multiple of 8), with identification `id`; IP checksums recomputed here.
+fn fragments(frame: &[u8], at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
+    let (eth, ip) = frame.split_at(14);
+    let (header, payload) = ip.split_at(20);
+    let part = |bytes: &[u8], offset: usize, more: bool| {
+        let mut h = header.to_vec();
+        h[2..4].copy_from_slice(&((20 + bytes.len()) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        let flags = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&flags.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let mut sum: u32 = h
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let mut f = eth.to_vec();
+        f.extend(h);
+        f.extend_from_slice(bytes);
+        f
+    };
+    (
+        part(&payload[..at], 0, true),
+        part(&payload[at..], at, false),
+    )
+}
+
 struct Case {
     what: String,
     input: Vec<u8>,
@@ -254,6 +293,21 @@ fn dr_cases() -> Vec<Case> {
         reply.build(),
         "pass",
         None,
+    ));
+    // A fragmented UDP datagram: rr picks r2 for it; the later fragment follows by MAC.
+    let dgram = Pkt::udp(50002, &[0x61; 100]).build();
+    let (first, later) = fragments(&dgram, 48, 0x1234);
+    v.push(case(
+        "first fragment of a UDP datagram to VIP:5353 (rr picks r2): MACs only",
+        first.clone(),
+        "tx 0",
+        Some(with_macs(&first, LAN_MAC, R2_MAC)),
+    ));
+    v.push(case(
+        "its later fragment (no ports) follows the first one to r2, MACs only, TTL kept",
+        later.clone(),
+        "tx 0",
+        Some(with_macs(&later, LAN_MAC, R2_MAC)),
     ));
     let stray = Pkt::tcp(40100, 80, "A");
     v.push(case(
@@ -461,7 +515,7 @@ fn tun_golden_file_matches_its_builder() {
 
 #[test]
 fn golden_dr_table() {
-    replay("dr.golden", Forwarding::Dr, 8);
+    replay("dr.golden", Forwarding::Dr, 10);
 }
 
 #[test]

@@ -269,7 +269,13 @@ impl Processor {
                 self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
             }
             if forwarding != Forwarding::Nat {
-                // Later fragments of DR/TUN datagrams are not followed (see the README).
+                // DR: later fragments follow the first by MAC. TUN: they are not followed
+                // (xvs does not fragment the outer packet; see the README).
+                if let (Verdict::Tx(_), Some(id), Forwarding::Dr) =
+                    (v, p.first_fragment, forwarding)
+                {
+                    self.remember_dr_fragments(now, &p, id, t.real.ip());
+                }
                 return v;
             }
             (v, Side::Dst, t.real, t.real.ip())
@@ -350,12 +356,36 @@ impl Processor {
                 new_src: Some(to),
                 new_dst: None,
                 route_to,
+                routed: true,
             },
             Side::Dst => FragmentRewrite {
                 new_src: None,
                 new_dst: Some(to),
                 route_to,
+                routed: true,
             },
+        };
+        self.shared.fragments.remember(datagram, rewrite, now);
+    }
+
+    /// Remembers that the later fragments of a DR datagram whose first fragment was just
+    /// forwarded go to `real` by MAC, unchanged.
+    fn remember_dr_fragments(&self, now: Nanos, p: &Parsed, id: u16, real: IpAddr) {
+        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(route_to)) = (p.key.src, p.key.dst, real)
+        else {
+            return;
+        };
+        let datagram = DatagramId {
+            src,
+            dst,
+            proto: p.key.proto,
+            id,
+        };
+        let rewrite = FragmentRewrite {
+            new_src: None,
+            new_dst: None,
+            route_to,
+            routed: false,
         };
         self.shared.fragments.remember(datagram, rewrite, now);
     }
@@ -373,7 +403,7 @@ impl Processor {
                 Verdict::Pass
             };
         };
-        if f.ttl <= 1 {
+        if rw.routed && f.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         let (hop, port_mac) = match self.next_hop(IpAddr::V4(rw.route_to)) {
@@ -389,7 +419,9 @@ impl Processor {
         if let Some(a) = rw.new_dst {
             ip.set_dst(a);
         }
-        ip.set_ttl(f.ttl - 1);
+        if rw.routed {
+            ip.set_ttl(f.ttl - 1);
+        }
         let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
             return Verdict::Drop(DropReason::TruncatedEthernet);
         };

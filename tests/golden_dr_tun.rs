@@ -147,6 +147,47 @@ fn tun_out(p: Pkt, real: [u8; 4], id: u16) -> Vec<u8> {
     out
 }
 
+/// Wraps the IP packet of `frame` (Ethernet header first) in an outer IPv4 header from the LB
+/// to `real` with TOS, TTL and DF read from the inner header, sent to the router.
+fn tun_wrap(frame: &[u8], real: [u8; 4], id: u16) -> Vec<u8> {
+    let inner = &frame[14..];
+    let mut outer = Ipv4Header::new(0, inner[8], IpNumber::IPV4, LB, real).unwrap();
+    outer.identification = id;
+    outer.dont_fragment = inner[6] & 0x40 != 0;
+    outer.dscp = etherparse::IpDscp::try_new(inner[1] >> 2).unwrap();
+    outer.ecn = etherparse::IpEcn::try_new(inner[1] & 3).unwrap();
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(LAN_MAC, ROUTER_MAC)
+        .ip(IpHeaders::Ipv4(outer, Default::default()))
+        .write(&mut out, IpNumber::IPV4, inner)
+        .unwrap();
+    out
+}
+
+/// An ICMP "fragmentation needed" (MTU 1400) from a router on the client's path (198.18.0.1)
+/// to the VIP, about the reply `reply` (VIP:80 -> client) a real server sent.
+fn error_about_reply(reply: Pkt) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, LAN_MAC)
+        .ipv4([198, 18, 0, 1], VIP, 63)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut out, &reply.ip_packet())
+        .unwrap();
+    out
+}
+
+/// A reply of connection client:`cport` -> VIP:80 as the real server sent it.
+fn reply_of(cport: u16) -> Pkt {
+    Pkt {
+        src: VIP,
+        dst: CLIENT,
+        payload: b"HTTP/1.0 200 OK\r\n\r\n",
+        ..Pkt::tcp(80, cport, "PA")
+    }
+}
+
 /// ICMP "fragmentation needed" about `p` (quoting its IP header and 8 bytes), from the VIP to
 /// the client, sent to the router.
 fn frag_needed(p: Pkt, mtu: u16, id: u16) -> Vec<u8> {
@@ -309,6 +350,19 @@ fn dr_cases() -> Vec<Case> {
         "tx 0",
         Some(with_macs(&later, LAN_MAC, R2_MAC)),
     ));
+    let err = error_about_reply(reply_of(40000));
+    v.push(case(
+        "fragmentation needed from a router about a reply of client:40000 (VIP:80 -> client): on to r1 unchanged, by MAC",
+        err.clone(),
+        "tx 0",
+        Some(with_macs(&err, LAN_MAC, R1_MAC)),
+    ));
+    v.push(case(
+        "the same error about a reply of no connection: drop (icmp_untracked)",
+        error_about_reply(reply_of(40999)),
+        "drop icmp_untracked",
+        None,
+    ));
     let stray = Pkt::tcp(40100, 80, "A");
     v.push(case(
         "ACK with no connection: drop (no_connection)",
@@ -382,6 +436,13 @@ fn tun_cases() -> Vec<Case> {
         big_udp.build(),
         "drop tunnel_mtu",
         None,
+    ));
+    let err = error_about_reply(reply_of(40000));
+    v.push(case(
+        "fragmentation needed from a router about a reply of client:40000: on to r1 unchanged inside the tunnel, id 7",
+        err.clone(),
+        "tx 0",
+        Some(tun_wrap(&err, TUN_R1, 7)),
     ));
     v
 }
@@ -515,14 +576,14 @@ fn tun_golden_file_matches_its_builder() {
 
 #[test]
 fn golden_dr_table() {
-    replay("dr.golden", Forwarding::Dr, 10);
+    replay("dr.golden", Forwarding::Dr, 12);
 }
 
 #[test]
 fn golden_tun_table() {
     // The frag-needed answer (a Tx verdict) counts its packet as a tunnel_mtu drop itself; the
     // drop without DF is a Drop verdict, which the worker loop counts.
-    assert_eq!(replay("tun.golden", Forwarding::Tun, 7), 1);
+    assert_eq!(replay("tun.golden", Forwarding::Tun, 8), 1);
 }
 
 #[test]

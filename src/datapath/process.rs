@@ -234,9 +234,7 @@ impl Processor {
             Ok(Some(Packet::LaterFragment(f))) => {
                 return self.later_fragment(now, &mut buf[..frame_len], &f)
             }
-            Ok(Some(Packet::IcmpError(e))) => {
-                return self.icmp_error(now, &mut buf[..frame_len], &e)
-            }
+            Ok(Some(Packet::IcmpError(e))) => return self.icmp_error(now, buf, len, &e),
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
         };

@@ -21,6 +21,11 @@
 //! decremented as for any routed packet) and the ICMP checksum (recomputed over the message).
 //! Looking a connection up for an error does not change its state or timeout.
 //!
+//! DR and TUN rewrite no address: their real servers' errors go straight to the client. An
+//! error from the client's side about a reply (which left the real server with the VIP as its
+//! source, so the error comes to the box) goes on to the connection's real server unchanged —
+//! DR by MAC, TUN encapsulated — as IPVS does, so path-MTU discovery works for the replies.
+//!
 //! Not translated: an error whose quote is no connection's. The XDP filter only steers errors
 //! whose quote names a service (source VIP:port) or a NAT real server (destination
 //! address:port), and never an error addressed to the box itself about a packet to a real
@@ -78,8 +83,16 @@ pub(super) fn read_quote(msg: &[u8], l4: usize) -> Option<(FlowKey, usize, usize
 impl Processor {
     /// Translates and forwards an ICMP error about a tracked connection (see the module
     /// documentation); passes or drops the others.
-    pub(super) fn icmp_error(&mut self, now: Nanos, frame: &mut [u8], e: &IcmpError) -> Verdict {
+    pub(super) fn icmp_error(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        len: &mut usize,
+        e: &IcmpError,
+    ) -> Verdict {
         let q = &e.quoted;
+        let frame_len = *len;
+        let frame = &mut buf[..frame_len];
         let table = &self.shared.conntrack;
         // Client side: the quote is a reply the client got (VIP:port → client).
         let about_service = self.snap.service_for(&ServiceKey {
@@ -88,9 +101,20 @@ impl Processor {
             proto: q.proto,
         });
         if let Some(si) = about_service {
-            if self.snap.services[si].forwarding != Forwarding::Nat {
-                // DR/TUN replies do not come from the box: not ours to translate.
-                return Verdict::Pass;
+            let forwarding = self.snap.services[si].forwarding;
+            if forwarding != Forwarding::Nat {
+                // A DR/TUN reply left the real server with the VIP as source, so errors about
+                // it (e.g. a router's fragmentation needed) come to the box: the real server
+                // gets the error as it is, like the connection's packets.
+                let Some(t) = table.peek(Direction::Original, &q.reversed(), now) else {
+                    return Verdict::Drop(DropReason::IcmpUntracked);
+                };
+                return match forwarding {
+                    Forwarding::Tun => {
+                        self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real)
+                    }
+                    _ => self.forward_dr(frame, t.real),
+                };
             }
             return match table
                 .peek(Direction::Original, &q.reversed(), now)

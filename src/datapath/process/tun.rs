@@ -27,6 +27,21 @@ pub const ICMP_TOS: u8 = 0xc0;
 /// first 8 bytes of its payload (RFC 792).
 const MAX_QUOTE: usize = 60 + 8;
 
+/// The IPv4 packet to tunnel: where it starts in the frame, its length and TTL.
+struct Inner {
+    l3: usize,
+    len: usize,
+    ttl: u8,
+}
+
+/// What [`Processor::tunnel`] did.
+enum Tunnelled {
+    /// Encapsulated and routed (`Tx`), or refused for another reason.
+    Sent(Verdict),
+    /// Too big for the egress port's MTU once encapsulated; nothing changed.
+    TooBig { mtu: usize, df: bool },
+}
+
 impl Processor {
     /// Encapsulates the frame `buf[..*len]` (the packet `p`) towards real server `real`. The
     /// flag says whether the verdict is about the packet itself (`false`: the frame became an
@@ -38,40 +53,82 @@ impl Processor {
         p: &Parsed,
         real: SocketAddr,
     ) -> (Verdict, bool) {
+        let packet = Inner {
+            l3: p.l3,
+            len: usize::from(p.ip_len),
+            ttl: p.ttl,
+        };
+        match self.tunnel(buf, len, &packet, real) {
+            Tunnelled::Sent(v) => (v, matches!(v, Verdict::Tx(_))),
+            Tunnelled::TooBig { mtu, df: true } if mtu >= OUTER_LEN + 68 => {
+                let icmp = self.frag_needed(buf, len, p, (mtu - OUTER_LEN) as u16);
+                (icmp, false)
+            }
+            Tunnelled::TooBig { .. } => (Verdict::Drop(DropReason::TunnelMtu), false),
+        }
+    }
+
+    /// Encapsulates an ICMP error (the whole IP packet at `l3`, `ip_len` bytes) towards real
+    /// server `real`, as IPVS forwards errors about a TUN connection's replies. One too big for
+    /// the tunnel is dropped (`tunnel_mtu`): no ICMP is sent about an ICMP error.
+    pub(super) fn tunnel_icmp(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        (l3, ip_len, ttl): (usize, usize, u8),
+        real: SocketAddr,
+    ) -> Verdict {
+        let packet = Inner {
+            l3,
+            len: ip_len,
+            ttl,
+        };
+        match self.tunnel(buf, len, &packet, real) {
+            Tunnelled::Sent(v) => v,
+            Tunnelled::TooBig { .. } => Verdict::Drop(DropReason::TunnelMtu),
+        }
+    }
+
+    /// Wraps the IPv4 packet `inner` of the frame in an outer header to `real` and routes it.
+    fn tunnel(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        inner: &Inner,
+        real: SocketAddr,
+    ) -> Tunnelled {
         let IpAddr::V4(real_ip) = real.ip() else {
-            return (Verdict::Pass, false);
+            return Tunnelled::Sent(Verdict::Pass);
         };
         let (hop, port_mac) = match self.next_hop(real.ip()) {
             Ok(h) => h,
-            Err(r) => return (Verdict::Drop(r), false),
+            Err(r) => return Tunnelled::Sent(Verdict::Drop(r)),
         };
         let port = &self.snap.ports[usize::from(hop.port)];
         let (mtu, src) = (usize::from(port.mtu), port.ipv4);
-        let inner_len = usize::from(p.ip_len);
-        let l3 = p.l3;
+        let l3 = inner.l3;
         let dont_fragment = buf[l3 + 6] & 0x40 != 0;
-        if inner_len + OUTER_LEN > mtu {
-            if !dont_fragment || mtu < OUTER_LEN + 68 {
-                return (Verdict::Drop(DropReason::TunnelMtu), false);
-            }
-            let icmp = self.frag_needed(buf, len, p, (mtu - OUTER_LEN) as u16);
-            return (icmp, false);
+        if inner.len + OUTER_LEN > mtu {
+            return Tunnelled::TooBig {
+                mtu,
+                df: dont_fragment,
+            };
         }
         let Some(src) = src else {
-            return (Verdict::Drop(DropReason::NoTunnelSource), false);
+            return Tunnelled::Sent(Verdict::Drop(DropReason::NoTunnelSource));
         };
-        let end = l3 + inner_len;
+        let end = l3 + inner.len;
         if end + OUTER_LEN > buf.len() {
-            return (Verdict::Drop(DropReason::NoFrameRoom), false);
+            return Tunnelled::Sent(Verdict::Drop(DropReason::NoFrameRoom));
         }
         let outer = OuterHeader {
             src,
             dst: real_ip,
             tos: buf[l3 + 1],
-            ttl: p.ttl,
+            ttl: inner.ttl,
             identification: self.next_ip_id(),
             dont_fragment,
-            inner_len: p.ip_len,
+            inner_len: inner.len as u16,
         };
         buf.copy_within(l3..end, l3 + OUTER_LEN);
         let written = ipip::write_outer(&mut buf[l3..], &outer);
@@ -80,7 +137,7 @@ impl Processor {
         let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
         eth.set_dst(hop.mac);
         eth.set_src(port_mac);
-        (Verdict::Tx(hop.port), true)
+        Tunnelled::Sent(Verdict::Tx(hop.port))
     }
 
     /// Replaces the frame with an ICMP "fragmentation needed" (next-hop MTU `mtu`) about packet

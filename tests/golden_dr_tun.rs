@@ -363,6 +363,12 @@ fn dr_cases() -> Vec<Case> {
         "drop icmp_untracked",
         None,
     ));
+    v.push(case(
+        "SYN to a service whose real server is behind the router: drop (dr_not_on_link; the router would send it back)",
+        Pkt::tcp(40000, 8080, "S").build(),
+        "drop dr_not_on_link",
+        None,
+    ));
     let stray = Pkt::tcp(40100, 80, "A");
     v.push(case(
         "ACK with no connection: drop (no_connection)",
@@ -437,12 +443,19 @@ fn tun_cases() -> Vec<Case> {
         "drop tunnel_mtu",
         None,
     ));
+    let far = Pkt::tcp(40000, 8080, "S");
+    v.push(case(
+        "SYN to a service whose real server is behind the router: tunnelled to it through the router, id 7",
+        far.build(),
+        "tx 0",
+        Some(tun_out(far, FAR, 7)),
+    ));
     let err = error_about_reply(reply_of(40000));
     v.push(case(
-        "fragmentation needed from a router about a reply of client:40000: on to r1 unchanged inside the tunnel, id 7",
+        "fragmentation needed from a router about a reply of client:40000: on to r1 unchanged inside the tunnel, id 8",
         err.clone(),
         "tx 0",
-        Some(tun_wrap(&err, TUN_R1, 7)),
+        Some(tun_wrap(&err, TUN_R1, 8)),
     ));
     v
 }
@@ -576,14 +589,14 @@ fn tun_golden_file_matches_its_builder() {
 
 #[test]
 fn golden_dr_table() {
-    replay("dr.golden", Forwarding::Dr, 12);
+    replay("dr.golden", Forwarding::Dr, 13);
 }
 
 #[test]
 fn golden_tun_table() {
     // The frag-needed answer (a Tx verdict) counts its packet as a tunnel_mtu drop itself; the
     // drop without DF is a Drop verdict, which the worker loop counts.
-    assert_eq!(replay("tun.golden", Forwarding::Tun, 8), 1);
+    assert_eq!(replay("tun.golden", Forwarding::Tun, 9), 1);
 }
 
 #[test]

@@ -545,6 +545,7 @@ fn process_survives_random_frames() {
                         | DropReason::TunnelMtu
                         | DropReason::NoTunnelSource
                         | DropReason::NoFrameRoom
+                        | DropReason::DrNotOnLink
                         // ICMP errors quoting lab flows: tests/golden_icmp.rs.
                         | DropReason::IcmpUntracked
                 )

@@ -115,6 +115,8 @@ drop_reasons! {
     NotLoadBalancerTraffic => "not_lb_traffic",
     /// The TX ring of the egress interface was full.
     TxRingFull => "tx_ring_full",
+    /// DR: the real server is not on a directly connected network (its route has a gateway).
+    DrNotOnLink => "dr_not_on_link",
     /// TUN: the packet would exceed the egress port's MTU once encapsulated. With DF set, an
     /// ICMP "fragmentation needed" (next-hop MTU = MTU - 20) went back to the client.
     TunnelMtu => "tunnel_mtu",

@@ -42,26 +42,48 @@ fn tun_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
     stop_cleanly(xvs);
 }
 
-#[test]
-fn tun_answers_too_big_df_packets_with_fragmentation_needed() {
-    let (lab, xvs) = start("tun", "tun.yaml");
-    // A 1500-byte UDP datagram with DF to the VIP: 1520 bytes once encapsulated, over lan0's
-    // MTU of 1500. xvs answers ICMP fragmentation needed with MTU 1480, which the client's
-    // kernel records as the path MTU to the VIP.
-    let probe = format!(
+/// Python for the client: sends one UDP datagram of `payload` bytes with DF to VIP:5353 and
+/// prints the path MTU the kernel then records for the VIP (waits up to 5 s for a change).
+fn pmtu_probe(payload: usize) -> String {
+    format!(
         "import socket,time\n\
          s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
          s.setsockopt(socket.IPPROTO_IP,10,2)\n\
          s.connect(('{ROUTED_VIP}',5353))\n\
-         s.send(b'x'*1472)\n\
+         s.send(b'x'*{payload})\n\
          mtu=0\n\
          for i in range(50):\n\
          \x20   time.sleep(0.1)\n\
          \x20   mtu=s.getsockopt(socket.IPPROTO_IP,14)\n\
          \x20   if mtu!=1500: break\n\
          print(mtu)\n"
+    )
+}
+
+#[test]
+fn tun_relays_fragmentation_needed_from_inside_the_tunnel() {
+    let (lab, xvs) = start("tun", "tun.yaml");
+    // 1450 bytes with DF: 1470 encapsulated fits the lb's link (1500) but not the server
+    // subnet (1400). The router answers the lb "fragmentation needed, MTU 1400"; xvs tells the
+    // client "fragmentation needed, MTU 1380" from the VIP.
+    let mtu = lab.exec_ok("client", &["python3", "-c", &pmtu_probe(1450 - 28)]);
+    assert_eq!(mtu.trim(), "1380", "path MTU to the VIP:\n{}", xvs.log());
+    let m = lab.metrics();
+    assert_eq!(
+        metric(&m, "xvs_drops_total{reason=\"icmp_untracked\"}"),
+        0.0,
+        "{m}"
     );
-    let mtu = lab.exec_ok("client", &["python3", "-c", &probe]);
+    stop_cleanly(xvs);
+}
+
+#[test]
+fn tun_answers_too_big_df_packets_with_fragmentation_needed() {
+    let (lab, xvs) = start("tun", "tun.yaml");
+    // A 1500-byte UDP datagram with DF to the VIP: 1520 bytes once encapsulated, over lan0's
+    // MTU of 1500. xvs answers ICMP fragmentation needed with MTU 1480, which the client's
+    // kernel records as the path MTU to the VIP.
+    let mtu = lab.exec_ok("client", &["python3", "-c", &pmtu_probe(1472)]);
     assert_eq!(mtu.trim(), "1480", "path MTU to the VIP:\n{}", xvs.log());
     let m = lab.metrics();
     assert_eq!(

@@ -457,7 +457,34 @@ fn tun_cases() -> Vec<Case> {
         "tx 0",
         Some(tun_wrap(&err, TUN_R1, 8)),
     ));
+    let too_big = tunnel_frag_needed(&tun_out(syn, TUN_R1, 1));
+    v.push(case(
+        "fragmentation needed (MTU 1400) from a router inside the tunnel about the SYN's encapsulated packet: fragmentation needed (MTU 1380) from the VIP to the client about its SYN, id 9",
+        too_big,
+        "tx 0",
+        Some(frag_needed(syn, 1380, 9)),
+    ));
+    v.push(case(
+        "the same error quoting a tunnel to a server that is not the connection's: drop (icmp_untracked)",
+        tunnel_frag_needed(&tun_out(syn, TUN_R2, 1)),
+        "drop icmp_untracked",
+        None,
+    ));
     v
+}
+
+/// A "fragmentation needed" (MTU 1400) from the router (198.18.1.254) to the LB about the
+/// encapsulated `frame` it could not forward.
+fn tunnel_frag_needed(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, LAN_MAC)
+        .ipv4([198, 18, 1, 254], LB, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut out, &frame[14..])
+        .unwrap();
+    out
 }
 
 fn hex(b: &[u8]) -> String {
@@ -596,7 +623,7 @@ fn golden_dr_table() {
 fn golden_tun_table() {
     // The frag-needed answer (a Tx verdict) counts its packet as a tunnel_mtu drop itself; the
     // drop without DF is a Drop verdict, which the worker loop counts.
-    assert_eq!(replay("tun.golden", Forwarding::Tun, 9), 1);
+    assert_eq!(replay("tun.golden", Forwarding::Tun, 11), 1);
 }
 
 #[test]

@@ -64,7 +64,7 @@ mod tun;
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::persist::{PersistenceTable, TemplateKey};
 use crate::sched::{self, Scheduler};
-use icmp::{read_quote, IcmpError};
+use icmp::{read_quote, read_tunnel_quote, IcmpError, TunnelFragNeeded};
 
 /// Capacity of the queue of next hops whose MAC a worker missed.
 pub const NEIGHBOUR_MISS_QUEUE: usize = 1024;
@@ -151,6 +151,8 @@ enum Packet {
     LaterFragment(LaterFragment),
     /// An ICMP destination unreachable or time exceeded quoting an IPv4 TCP/UDP packet.
     IcmpError(IcmpError),
+    /// An ICMP fragmentation needed quoting an IP-in-IP packet.
+    TunnelFragNeeded(TunnelFragNeeded),
 }
 
 /// Which endpoint of the packet a rewrite changes.
@@ -235,6 +237,9 @@ impl Processor {
                 return self.later_fragment(now, &mut buf[..frame_len], &f)
             }
             Ok(Some(Packet::IcmpError(e))) => return self.icmp_error(now, buf, len, &e),
+            Ok(Some(Packet::TunnelFragNeeded(e))) => {
+                return self.tunnel_frag_needed(now, buf, len, &e)
+            }
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
         };
@@ -626,7 +631,12 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
             return Ok(None);
         }
         let Some((quoted, quote_at, quote_l4)) = read_quote(msg, l4) else {
-            return Ok(None);
+            let frag_needed = m.icmp_type() == crate::datapath::wire::icmp::DEST_UNREACHABLE
+                && m.code() == crate::datapath::wire::icmp::CODE_FRAG_NEEDED;
+            return Ok(frag_needed
+                .then(|| read_tunnel_quote(msg, l4, l3))
+                .flatten()
+                .map(Packet::TunnelFragNeeded));
         };
         return Ok(Some(Packet::IcmpError(IcmpError {
             l3,

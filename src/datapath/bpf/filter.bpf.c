@@ -13,8 +13,9 @@
 // ICMP destination unreachable and time exceeded messages (not fragments) are steered by the
 // packet they quote: when its source is a service (VIP, port, protocol: an error about a reply
 // the client got) or its destination is a NAT real server's address and port (an error about a
-// packet xvs sent it) that is not addressed to the box itself. Every other ICMP message (echo to
-// a VIP included) is the kernel's.
+// packet xvs sent it) that is not addressed to the box itself; and a "fragmentation needed"
+// quoting an IP-in-IP packet whose inner destination is a service (from inside a TUN tunnel).
+// Every other ICMP message (echo to a VIP included) is the kernel's.
 // The socket is the one registered in `xsks` at `port_index * 64 + rx_queue_index`, where
 // `port_index` is the interface's position in `datapath.interfaces` (map `ports`). An empty slot
 // makes `bpf_redirect_map` fall back to XDP_PASS, so nothing is lost before sockets are bound.
@@ -128,6 +129,31 @@ static __always_inline int steered_at(struct steer_key *key, __be16 port)
 #define ICMP_DEST_UNREACH 3
 #define ICMP_TIME_EXCEEDED 11
 
+#define ICMP_FRAG_NEEDED 4
+
+// A "fragmentation needed" about a packet xvs tunnelled (TUN): `inner` is the client's packet
+// inside the quoted outer header; steered when its destination is a service.
+static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *inner, void *data_end)
+{
+	if ((void *)(inner + 1) > data_end)
+		return XDP_PASS;
+	if (inner->version != 4 || inner->ihl < 5 || (inner->frag_off & xvs_htons(0x1fff)))
+		return XDP_PASS;
+	if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	__u32 iihl = (__u32)inner->ihl * 4;
+	__be16 *ports = (void *)inner + iihl;
+	if ((void *)(ports + 2) > data_end)
+		return XDP_PASS;
+	struct steer_key key = {};
+	key.proto = inner->protocol;
+	v4_mapped(key.addr, inner->daddr);
+	key.dir = STEER_DST;
+	if (steered_at(&key, ports[1]))
+		return redirect(ctx);
+	return XDP_PASS;
+}
+
 // An ICMP message: steered if it is an error about a balanced flow (see the header comment).
 static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void *data_end)
 {
@@ -144,9 +170,11 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 		return XDP_PASS;
 	if (q->version != 4 || q->ihl < 5 || (q->frag_off & xvs_htons(0x1fff)))
 		return XDP_PASS;
+	__u32 qihl = (__u32)q->ihl * 4;
+	if (q->protocol == IPPROTO_IPIP && icmp[0] == ICMP_DEST_UNREACH && icmp[1] == ICMP_FRAG_NEEDED)
+		return tunnel_frag_needed(ctx, (void *)q + qihl, data_end);
 	if (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP)
 		return XDP_PASS;
-	__u32 qihl = (__u32)q->ihl * 4;
 	__be16 *ports = (void *)q + qihl;
 	if ((void *)(ports + 2) > data_end)
 		return XDP_PASS;

@@ -26,6 +26,11 @@
 //! source, so the error comes to the box) goes on to the connection's real server unchanged —
 //! DR by MAC, TUN encapsulated — as IPVS does, so path-MTU discovery works for the replies.
 //!
+//! TUN: a "fragmentation needed" from a router inside the tunnel (addressed to the box, quoting
+//! the outer header and the client's packet) becomes a "fragmentation needed" from the VIP to
+//! the client with the MTU less 20 bytes, as IPVS does; other errors about tunnelled packets
+//! are the kernel's.
+//!
 //! Not translated: an error whose quote is no connection's. The XDP filter only steers errors
 //! whose quote names a service (source VIP:port) or a NAT real server (destination
 //! address:port), and never an error addressed to the box itself about a packet to a real
@@ -38,7 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use super::Processor;
 use crate::conntrack::Direction;
 use crate::datapath::translation::Translation;
-use crate::datapath::wire::{checksum, icmp, read_u16, write_u16, EthernetFrame, IcmpPacket};
+use crate::datapath::wire::{checksum, icmp, ipip, read_u16, write_u16, EthernetFrame, IcmpPacket};
 use crate::datapath::{DropReason, Forwarding, ServiceKey, Verdict};
 use crate::flow::{FlowKey, Nanos, Proto};
 
@@ -80,7 +85,91 @@ pub(super) fn read_quote(msg: &[u8], l4: usize) -> Option<(FlowKey, usize, usize
     Some((key, quote_at, quote_at + ihl))
 }
 
+/// A "fragmentation needed" about a packet xvs tunnelled (its quote is the outer IPv4 header,
+/// protocol 4, then the client's packet).
+pub(super) struct TunnelFragNeeded {
+    pub l3: usize,
+    pub mtu: u16,
+    /// Where the quoted outer header says the tunnelled packet went (the real server).
+    pub outer_dst: Ipv4Addr,
+    /// The client's packet, as read from the quote.
+    pub inner: FlowKey,
+    /// Its bytes in the frame (IP header and what follows of it, at most 8 bytes).
+    pub inner_quote: std::ops::Range<usize>,
+}
+
+/// Reads the quote of a "fragmentation needed" message `msg` at frame offset `l4` as an IP-in-IP
+/// packet: `None` unless the outer header is protocol 4 and the inner one an IPv4 TCP/UDP
+/// header (not a later fragment) with its ports.
+pub(super) fn read_tunnel_quote(msg: &[u8], l4: usize, l3: usize) -> Option<TunnelFragNeeded> {
+    let q = msg.get(icmp::HEADER_LEN..)?;
+    if q.len() < 20 || q[0] >> 4 != 4 || q[9] != crate::datapath::wire::ipip::PROTOCOL {
+        return None;
+    }
+    let ihl = usize::from(q[0] & 0x0f) * 4;
+    let inner = q.get(ihl..)?;
+    if ihl < 20 || inner.len() < 20 || inner[0] >> 4 != 4 {
+        return None;
+    }
+    let iihl = usize::from(inner[0] & 0x0f) * 4;
+    if iihl < 20 || inner.len() < iihl + 4 || read_u16(inner, 6) & 0x1fff != 0 {
+        return None;
+    }
+    let proto = Proto::from_number(inner[9])?;
+    let v4 = |b: &[u8], at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
+    let start = l4 + icmp::HEADER_LEN + ihl;
+    Some(TunnelFragNeeded {
+        l3,
+        mtu: read_u16(msg, 6),
+        outer_dst: v4(q, 16),
+        inner: FlowKey {
+            proto,
+            src: IpAddr::V4(v4(inner, 12)),
+            dst: IpAddr::V4(v4(inner, 16)),
+            sport: read_u16(inner, iihl),
+            dport: read_u16(inner, iihl + 2),
+        },
+        inner_quote: start..start + inner.len().min(iihl + 8),
+    })
+}
+
 impl Processor {
+    /// A router inside a TUN connection's tunnel says the encapsulated packet was too big: the
+    /// client gets "fragmentation needed" from the VIP with that MTU less the outer header's 20
+    /// bytes, about its own packet (IPVS `ip_vs_in_icmp` does the same for IPIP).
+    pub(super) fn tunnel_frag_needed(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        len: &mut usize,
+        e: &TunnelFragNeeded,
+    ) -> Verdict {
+        let k = &e.inner;
+        let svc = self.snap.service_for(&ServiceKey {
+            vip: k.dst,
+            port: k.dport,
+            proto: k.proto,
+        });
+        let (Some(si), IpAddr::V4(client), IpAddr::V4(vip)) = (svc, k.src, k.dst) else {
+            return Verdict::Pass;
+        };
+        if self.snap.services[si].forwarding != Forwarding::Tun {
+            return Verdict::Pass;
+        }
+        let tracked = self.shared.conntrack.peek(Direction::Original, k, now);
+        if tracked.is_none_or(|t| t.real.ip() != IpAddr::V4(e.outer_dst)) {
+            return Verdict::Drop(DropReason::IcmpUntracked);
+        }
+        let Some(mtu) = e
+            .mtu
+            .checked_sub(ipip::OUTER_LEN as u16)
+            .filter(|m| *m >= 68)
+        else {
+            return Verdict::Drop(DropReason::TunnelMtu);
+        };
+        self.answer_frag_needed(buf, len, e.l3, (client, vip), e.inner_quote.clone(), mtu)
+    }
+
     /// Translates and forwards an ICMP error about a tracked connection (see the module
     /// documentation); passes or drops the others.
     pub(super) fn icmp_error(

@@ -12,7 +12,7 @@
 //! shrinks its packets. Without DF, IPVS lets the kernel fragment the outer packet; xvs does
 //! not fragment and drops it. Both are counted as `tunnel_mtu`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{Parsed, Processor};
 use crate::datapath::wire::ipip::{self, OuterHeader, OUTER_LEN};
@@ -147,17 +147,39 @@ impl Processor {
         let (IpAddr::V4(client), IpAddr::V4(vip)) = (p.key.src, p.key.dst) else {
             return Verdict::Drop(DropReason::TunnelMtu);
         };
-        let (hop, port_mac) = match self.next_hop(p.key.src) {
+        let quote_len = (p.l4 - p.l3 + 8).min(usize::from(p.ip_len));
+        let v = self.answer_frag_needed(buf, len, p.l3, (client, vip), p.l3..p.l3 + quote_len, mtu);
+        if let Verdict::Tx(_) = v {
+            self.counters.count_drop(DropReason::TunnelMtu);
+        }
+        v
+    }
+
+    /// Replaces the frame (its IP packet at `l3`) with an ICMP "fragmentation needed"
+    /// (next-hop MTU `mtu`) from `to.1` (the VIP) to `to.0` (the client), quoting
+    /// `buf[quote]` (at most 68 bytes are kept: an IP header and 8 bytes), and routes it there.
+    pub(super) fn answer_frag_needed(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        l3: usize,
+        to: (Ipv4Addr, Ipv4Addr),
+        quote: std::ops::Range<usize>,
+        mtu: u16,
+    ) -> Verdict {
+        let (client, vip) = to;
+        let (hop, port_mac) = match self.next_hop(IpAddr::V4(client)) {
             Ok(h) => h,
             Err(r) => return Verdict::Drop(r),
         };
-        let l3 = p.l3;
-        let header_len = p.l4 - l3;
-        let quote_len = (header_len + 8).min(usize::from(p.ip_len)).min(MAX_QUOTE);
-        let mut quote = [0u8; MAX_QUOTE];
-        quote[..quote_len].copy_from_slice(&buf[l3..l3 + quote_len]);
+        let quote_len = quote.len().min(MAX_QUOTE);
         let icmp_len = icmp::HEADER_LEN + quote_len;
         let total = ipv4::MIN_HEADER_LEN + icmp_len;
+        if l3 + total > buf.len() {
+            return Verdict::Drop(DropReason::NoFrameRoom);
+        }
+        let mut quoted = [0u8; MAX_QUOTE];
+        quoted[..quote_len].copy_from_slice(&buf[quote.start..quote.start + quote_len]);
         let id = self.next_ip_id();
         let ip = &mut buf[l3..l3 + total];
         ip[0] = 0x45;
@@ -166,7 +188,7 @@ impl Processor {
         write_u16(ip, 4, id);
         write_u16(ip, 6, 0);
         ip[8] = ICMP_TTL;
-        ip[9] = 1;
+        ip[9] = icmp::PROTOCOL;
         write_u16(ip, 10, 0);
         ip[12..16].copy_from_slice(&vip.octets());
         ip[16..20].copy_from_slice(&client.octets());
@@ -176,7 +198,7 @@ impl Processor {
         icmp::write_frag_needed_header(&mut header, mtu);
         let msg = &mut ip[20..];
         msg[..icmp::HEADER_LEN].copy_from_slice(&header);
-        msg[icmp::HEADER_LEN..].copy_from_slice(&quote[..quote_len]);
+        msg[icmp::HEADER_LEN..].copy_from_slice(&quoted[..quote_len]);
         IcmpPacket::new_checked(msg)
             .expect("8-byte header written")
             .fill_checksum();
@@ -184,7 +206,6 @@ impl Processor {
         let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
         eth.set_dst(hop.mac);
         eth.set_src(port_mac);
-        self.counters.count_drop(DropReason::TunnelMtu);
         Verdict::Tx(hop.port)
     }
 

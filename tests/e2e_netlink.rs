@@ -259,6 +259,8 @@ fn checks(ns_a: &str) {
         name: "veth0".into(),
         ifindex: link.ifindex,
         mac: link.mac,
+        ipv4: None,
+        mtu: 1500,
     }];
     let table = build_table(&ports).unwrap();
     let hop = NextHop {

@@ -57,6 +57,7 @@ const MUST_COVER: &[DropReason] = &[
     DropReason::BadTcpFlags,
     DropReason::TruncatedUdp,
     DropReason::BadUdpLength,
+    DropReason::TruncatedIcmp,
     DropReason::TtlExceeded,
     DropReason::NoConnection,
     DropReason::NoRealServer,

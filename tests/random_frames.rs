@@ -541,6 +541,13 @@ fn process_survives_random_frames() {
                         | DropReason::PersistenceFull
                         | DropReason::NotLoadBalancerTraffic
                         | DropReason::TxRingFull
+                        // TUN only (the NAT lab has no TUN service): tests/golden_dr_tun.rs.
+                        | DropReason::TunnelMtu
+                        | DropReason::NoTunnelSource
+                        | DropReason::NoFrameRoom
+                        | DropReason::DrNotOnLink
+                        // ICMP errors quoting lab flows: tests/golden_icmp.rs.
+                        | DropReason::IcmpUntracked
                 )
             })
             .map(|r| format!("drop {}", r.label()))

@@ -301,6 +301,15 @@ struct Shard {
     evict_cursor: usize,
 }
 
+/// Which keys of an entry the index holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keys {
+    /// Original and reply (NAT: replies come back through the load balancer).
+    Both,
+    /// Original only (DR, TUN: replies go straight to the client).
+    OriginalOnly,
+}
+
 /// How many slots an insert into a full shard may visit looking for expired entries.
 const RECLAIM_BUDGET: usize = 64;
 /// How many slots an insert into a full shard may visit looking for a half-open entry to evict.
@@ -406,8 +415,8 @@ impl Shard {
         }
     }
 
-    /// Places `entry` in a free slot and indexes both its keys.
-    fn place(&mut self, seed: &ahash::RandomState, entry: Entry) -> usize {
+    /// Places `entry` in a free slot and indexes its keys (both, or the original one only).
+    fn place(&mut self, seed: &ahash::RandomState, entry: Entry, keys: Keys) -> usize {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
             self.free_head = self.slots[s].client;
@@ -417,7 +426,11 @@ impl Shard {
             self.slots.push(entry);
             self.slots.len() - 1
         };
-        for dir in [Direction::Original, Direction::Reply] {
+        let dirs: &[Direction] = match keys {
+            Keys::Both => &[Direction::Original, Direction::Reply],
+            Keys::OriginalOnly => &[Direction::Original],
+        };
+        for &dir in dirs {
             let h = self.slots[slot].key(dir).hash(seed);
             self.index.insert(h, index_value(slot as u32, dir));
         }
@@ -508,6 +521,16 @@ impl ConnTable {
         }
     }
 
+    /// The live connection whose `dir` key is `key`, without touching its state or timeout (for
+    /// ICMP errors about a connection, which say nothing about its progress).
+    pub fn peek(&self, dir: Direction, key: &FlowKey, now: Nanos) -> Option<Tracked> {
+        let key = Key4::of(key)?;
+        let shard = self.shard_for(Self::client_of(dir, &key));
+        let slot = shard.find(&self.key_hasher, dir, &key)?;
+        let e = &shard.slots[slot];
+        (!is_expired(e.expires, tick(now))).then(|| e.tracked())
+    }
+
     /// Finds the connection of a packet, advances its state and refreshes its timeout.
     ///
     /// Returns `None` when there is no live entry, when the entry had expired (it is removed), or
@@ -559,6 +582,29 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
+        self.insert_keys(new, now, timeouts, Keys::Both)
+    }
+
+    /// Like [`insert`](Self::insert) for a connection whose replies never pass through the load
+    /// balancer (DR, TUN): only its original-direction key is indexed, so it takes one index
+    /// bucket instead of two and a reply lookup never finds it. Removal is the same (removing
+    /// the reply key of such an entry finds nothing and does nothing).
+    pub fn insert_original_only(
+        &self,
+        new: NewConn,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Inserted, InsertError> {
+        self.insert_keys(new, now, timeouts, Keys::OriginalOnly)
+    }
+
+    fn insert_keys(
+        &self,
+        new: NewConn,
+        now: Nanos,
+        timeouts: &Timeouts,
+        keys: Keys,
+    ) -> Result<Inserted, InsertError> {
         let (Some(client), Some(vip), Some(real)) =
             (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
         else {
@@ -607,8 +653,10 @@ impl ConnTable {
         // A reply key held by another live connection (same client endpoint NATed to the same
         // real server from two services) is taken over by the newer connection; the older one
         // keeps its original direction until it expires.
-        if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
-            shard.unindex(seed, older, Direction::Reply);
+        if keys == Keys::Both {
+            if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
+                shard.unindex(seed, older, Direction::Reply);
+            }
             // Keep the older entry's reply key out of the index but its removal consistent:
             // `unindex` on removal finds nothing for that key and does nothing.
         }
@@ -617,7 +665,7 @@ impl ConnTable {
             stats.conn_added();
         }
         let conn = entry.tracked();
-        shard.place(seed, entry);
+        shard.place(seed, entry, keys);
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(Inserted {
             conn,
@@ -767,6 +815,49 @@ mod tests {
         assert!(t
             .lookup(Direction::Original, &o.reversed(), ACK, 2 * S, &to)
             .is_none());
+    }
+
+    #[test]
+    fn original_only_entries_index_one_key_and_remove_cleanly() {
+        let t = ConnTable::with_shards(100, 1);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let c = new_conn(40000, &stats);
+        let (o, r) = keys(&c);
+        t.insert_original_only(c.clone(), 0, &to).unwrap();
+        assert_eq!(
+            lock(&t.shards[0]).index.len(),
+            1,
+            "one index key per DR/TUN entry"
+        );
+        // Replies bypass the load balancer: the reply key is not indexed.
+        assert!(t.lookup(Direction::Reply, &r, ACK, S, &to).is_none());
+        let got = t.lookup(Direction::Original, &o, ACK, S, &to).unwrap();
+        assert_eq!(got.real, c.real);
+        // A NAT entry next to it keeps both keys; removal of both leaves an empty index.
+        t.insert(new_conn(40001, &stats), 0, &to).unwrap();
+        assert_eq!(lock(&t.shards[0]).index.len(), 3);
+        assert_eq!(t.expire(10_000 * S, 100), 2);
+        assert_eq!(t.len(), 0);
+        assert_eq!(lock(&t.shards[0]).index.len(), 0);
+        assert_eq!(stats.active.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn peek_finds_without_changing_state_or_timeout() {
+        let t = ConnTable::with_shards(100, 2);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let c = new_conn(40000, &stats);
+        let (o, r) = keys(&c);
+        t.insert(c.clone(), 0, &to).unwrap();
+        let got = t.peek(Direction::Reply, &r, 29 * S).unwrap();
+        assert_eq!((got.client, got.state), (c.client, ConnState::SynRecv));
+        assert!(t.peek(Direction::Original, &o, 29 * S).is_some());
+        // tcp_syn (30 s) was not refreshed by the peeks.
+        assert!(t.peek(Direction::Original, &o, 31 * S).is_none());
+        assert!(t.peek(Direction::Original, &r, S).is_none());
     }
 
     #[test]

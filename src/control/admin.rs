@@ -170,6 +170,8 @@ pub fn list(shared: &Shared, counters: &ListCounters) -> ListReply {
                 scheduler: s.scheduler.name().to_string(),
                 forwarding: match s.forwarding {
                     Forwarding::Nat => "nat".to_string(),
+                    Forwarding::Dr => "dr".to_string(),
+                    Forwarding::Tun => "tun".to_string(),
                 },
                 reals: s
                     .reals

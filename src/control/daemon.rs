@@ -134,10 +134,14 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
         .map(|i| {
             let link = netlink::link_by_name(&i.name)
                 .map_err(|e| fatal(format!("interface {}: {e}", i.name)))?;
+            let ipv4 = netlink::ipv4_of(link.ifindex)
+                .map_err(|e| fatal(format!("interface {}: {e}", i.name)))?;
             Ok(Port {
                 name: i.name.clone(),
                 ifindex: link.ifindex,
                 mac: link.mac,
+                ipv4,
+                mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
             })
         })
         .collect()

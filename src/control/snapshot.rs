@@ -78,6 +78,8 @@ pub fn build(
             let key = s.key();
             let forwarding = match s.forwarding {
                 config::Forwarding::Nat => Forwarding::Nat,
+                config::Forwarding::Dr => Forwarding::Dr,
+                config::Forwarding::Tun => Forwarding::Tun,
                 other => unreachable!("validation refuses forwarding {other:?} until it is built"),
             };
             let reals: Vec<RealServer> = s

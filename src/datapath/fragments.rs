@@ -42,6 +42,8 @@ pub struct FragmentRewrite {
     pub new_dst: Option<Ipv4Addr>,
     /// Where the fragments are routed (their destination after translation).
     pub route_to: Ipv4Addr,
+    /// Whether xvs routes them (NAT: TTL decremented) or only changes their MACs (DR: TTL kept).
+    pub routed: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +112,7 @@ mod tests {
         new_src: None,
         new_dst: Some(Ipv4Addr::new(198, 18, 1, 11)),
         route_to: Ipv4Addr::new(198, 18, 1, 11),
+        routed: true,
     };
 
     #[test]

@@ -15,6 +15,7 @@ pub mod fragments;
 pub mod nexthop;
 pub mod process;
 pub mod snapshot;
+pub mod translation;
 pub mod wire;
 pub mod worker;
 pub mod xsk;
@@ -114,4 +115,19 @@ drop_reasons! {
     NotLoadBalancerTraffic => "not_lb_traffic",
     /// The TX ring of the egress interface was full.
     TxRingFull => "tx_ring_full",
+    /// DR: the real server is not on a directly connected network (its route has a gateway).
+    DrNotOnLink => "dr_not_on_link",
+    /// TUN: the packet would exceed the egress port's MTU once encapsulated. With DF set, an
+    /// ICMP "fragmentation needed" (next-hop MTU = MTU - 20) went back to the client.
+    TunnelMtu => "tunnel_mtu",
+    /// TUN: the egress port has no IPv4 address to use as the outer source.
+    NoTunnelSource => "no_tunnel_source",
+    /// TUN: the frame buffer has no room for the outer header (AF_XDP frames always have it;
+    /// only a caller of `Processor::process` with an exact-size buffer sees this).
+    NoFrameRoom => "no_frame_room",
+    /// ICMP header cut short.
+    TruncatedIcmp => "truncated_icmp",
+    /// An ICMP error quoting a packet of a service or to a NAT real server that belongs to no
+    /// tracked connection (gone, or never was).
+    IcmpUntracked => "icmp_untracked",
 }

@@ -11,7 +11,15 @@
 //!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
 //! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
-//!    VLAN-tagged frames (not balanced yet) and other protocols (ICMP, VRRP) are passed as well.
+//!    VLAN-tagged frames (not balanced yet) and other protocols (VRRP) are passed as well.
+//!
+//! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT
+//! connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
+//! included) is passed.
+//!
+//! Each service's forwarding method decides the rewrite: NAT below, DR (`process/dr.rs`: MACs
+//! only) and TUN (`process/tun.rs`: IP-in-IP, with the MTU rule). DR and TUN connections keep
+//! only their original-direction key (replies bypass the box).
 //!
 //! NAT rewrite (IPVS VS/NAT): original direction, destination VIP:port → real server; reply
 //! direction, source real server → VIP:port. IP and transport checksums are updated
@@ -42,13 +50,21 @@ use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
-use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
-use crate::datapath::{
-    DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
+use crate::datapath::wire::{
+    EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram,
 };
+use crate::datapath::{
+    DropReason, Forwarding, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
+};
+
+mod dr;
+mod icmp;
+mod tun;
+
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::persist::{PersistenceTable, TemplateKey};
 use crate::sched::{self, Scheduler};
+use icmp::{read_quote, read_tunnel_quote, IcmpError, TunnelFragNeeded};
 
 /// Capacity of the queue of next hops whose MAC a worker missed.
 pub const NEIGHBOUR_MISS_QUEUE: usize = 1024;
@@ -104,6 +120,9 @@ pub struct Processor {
     /// This worker's traffic counters for `snap` (also published in `counters.traffic`);
     /// rebuilt with `schedulers`.
     traffic: Arc<TrafficBlock>,
+    /// Identification of the next IPv4 header this worker writes (TUN outer headers, ICMP
+    /// errors); wraps.
+    ip_id: u16,
 }
 
 /// Where the headers of a parsed IPv4 TCP/UDP frame are.
@@ -130,6 +149,10 @@ struct LaterFragment {
 enum Packet {
     Flow(Parsed),
     LaterFragment(LaterFragment),
+    /// An ICMP destination unreachable or time exceeded quoting an IPv4 TCP/UDP packet.
+    IcmpError(IcmpError),
+    /// An ICMP fragmentation needed quoting an IP-in-IP packet.
+    TunnelFragNeeded(TunnelFragNeeded),
 }
 
 /// Which endpoint of the packet a rewrite changes.
@@ -154,6 +177,7 @@ impl Processor {
             schedulers,
             counters,
             traffic,
+            ip_id: 1,
         }
     }
 
@@ -178,16 +202,44 @@ impl Processor {
         self.shared.persistence.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }
 
-    /// Decides about one frame received on `ingress`, rewriting it in place.
+    /// Decides about one frame received on `ingress`, rewriting it in place. The frame cannot
+    /// grow: a TUN packet, which needs room for its outer header, is dropped (`no_frame_room`);
+    /// the worker loop calls [`process_buf`](Self::process_buf).
     #[inline]
-    pub fn process(&mut self, now: Nanos, _ingress: PortId, frame: &mut [u8]) -> Verdict {
-        self.decide(now, frame)
+    pub fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
+        let mut len = frame.len();
+        let v = self.process_buf(now, ingress, frame, &mut len);
+        debug_assert!(len <= frame.len());
+        v
     }
 
-    fn decide(&mut self, now: Nanos, frame: &mut [u8]) -> Verdict {
-        let p = match parse(frame) {
+    /// Decides about the frame `buf[..*len]` received on `ingress`, rewriting it in place; the
+    /// rest of `buf` is room the frame may grow into (TUN's outer header). On `Tx`, `*len` is
+    /// the length of the frame to transmit (changed by TUN encapsulation and by ICMP errors
+    /// xvs answers with); on `Drop` and `Pass` the frame and `*len` are untouched.
+    #[inline]
+    pub fn process_buf(
+        &mut self,
+        now: Nanos,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Verdict {
+        *len = (*len).min(buf.len());
+        self.decide(now, ingress, buf, len)
+    }
+
+    fn decide(&mut self, now: Nanos, _ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
+        let frame_len = *len;
+        let p = match parse(&buf[..frame_len]) {
             Ok(Some(Packet::Flow(p))) => p,
-            Ok(Some(Packet::LaterFragment(f))) => return self.later_fragment(now, frame, &f),
+            Ok(Some(Packet::LaterFragment(f))) => {
+                return self.later_fragment(now, &mut buf[..frame_len], &f)
+            }
+            Ok(Some(Packet::IcmpError(e))) => return self.icmp_error(now, buf, len, &e),
+            Ok(Some(Packet::TunnelFragNeeded(e))) => {
+                return self.tunnel_frag_needed(now, buf, len, &e)
+            }
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
         };
@@ -196,17 +248,38 @@ impl Processor {
             port: p.key.dport,
             proto: p.key.proto,
         };
+        let frame = &mut buf[..frame_len];
         let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
-            if p.ttl <= 1 {
+            let forwarding = self.snap.services[si].forwarding;
+            // NAT routes the packet (TTL decremented); DR and TUN leave the IP header alone,
+            // as IPVS does.
+            if forwarding == Forwarding::Nat && p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
             let t = match self.original(now, si, &p) {
                 Ok(t) => t,
                 Err(r) => return Verdict::Drop(r),
             };
-            let v = self.forward(frame, &p, Side::Dst, t.real, t.real.ip());
-            if let Verdict::Tx(_) = v {
+            let (v, forwarded) = match forwarding {
+                Forwarding::Nat => (
+                    self.forward(frame, &p, Side::Dst, t.real, t.real.ip()),
+                    true,
+                ),
+                Forwarding::Dr => (self.forward_dr(frame, t.real), true),
+                Forwarding::Tun => self.forward_tun(buf, len, &p, t.real),
+            };
+            if let (Verdict::Tx(_), true) = (v, forwarded) {
                 self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
+            }
+            if forwarding != Forwarding::Nat {
+                // DR: later fragments follow the first by MAC. TUN: they are not followed
+                // (xvs does not fragment the outer packet; see the README).
+                if let (Verdict::Tx(_), Some(id), Forwarding::Dr) =
+                    (v, p.first_fragment, forwarding)
+                {
+                    self.remember_dr_fragments(now, &p, id, t.real.ip());
+                }
+                return v;
             }
             (v, Side::Dst, t.real, t.real.ip())
         } else {
@@ -286,12 +359,36 @@ impl Processor {
                 new_src: Some(to),
                 new_dst: None,
                 route_to,
+                routed: true,
             },
             Side::Dst => FragmentRewrite {
                 new_src: None,
                 new_dst: Some(to),
                 route_to,
+                routed: true,
             },
+        };
+        self.shared.fragments.remember(datagram, rewrite, now);
+    }
+
+    /// Remembers that the later fragments of a DR datagram whose first fragment was just
+    /// forwarded go to `real` by MAC, unchanged.
+    fn remember_dr_fragments(&self, now: Nanos, p: &Parsed, id: u16, real: IpAddr) {
+        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(route_to)) = (p.key.src, p.key.dst, real)
+        else {
+            return;
+        };
+        let datagram = DatagramId {
+            src,
+            dst,
+            proto: p.key.proto,
+            id,
+        };
+        let rewrite = FragmentRewrite {
+            new_src: None,
+            new_dst: None,
+            route_to,
+            routed: false,
         };
         self.shared.fragments.remember(datagram, rewrite, now);
     }
@@ -309,7 +406,7 @@ impl Processor {
                 Verdict::Pass
             };
         };
-        if f.ttl <= 1 {
+        if rw.routed && f.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         let (hop, port_mac) = match self.next_hop(IpAddr::V4(rw.route_to)) {
@@ -325,7 +422,9 @@ impl Processor {
         if let Some(a) = rw.new_dst {
             ip.set_dst(a);
         }
-        ip.set_ttl(f.ttl - 1);
+        if rw.routed {
+            ip.set_ttl(f.ttl - 1);
+        }
         let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
             return Verdict::Drop(DropReason::TruncatedEthernet);
         };
@@ -399,7 +498,13 @@ impl Processor {
             state,
             stats: real.stats.clone(),
         };
-        match self.shared.conntrack.insert(new, now, &timeouts) {
+        let table = &self.shared.conntrack;
+        let inserted = if svc.forwarding.replies_return() {
+            table.insert(new, now, &timeouts)
+        } else {
+            table.insert_original_only(new, now, &timeouts)
+        };
+        match inserted {
             Ok(ins) => {
                 real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);
@@ -513,6 +618,35 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let ip = Ipv4Packet::new_checked(&frame[l3..])?;
     if !ip.checksum_ok() {
         return Err(DropReason::BadIpv4Checksum);
+    }
+    if ip.protocol() == crate::datapath::wire::icmp::PROTOCOL {
+        // Fragmented ICMP is the kernel's (an error message fits one packet).
+        if ip.is_fragment() {
+            return Ok(None);
+        }
+        let l4 = l3 + ip.header_len();
+        let msg = ip.payload();
+        let m = IcmpPacket::new_checked(msg)?;
+        if !crate::datapath::wire::icmp::is_error(m.icmp_type()) {
+            return Ok(None);
+        }
+        let Some((quoted, quote_at, quote_l4)) = read_quote(msg, l4) else {
+            let frag_needed = m.icmp_type() == crate::datapath::wire::icmp::DEST_UNREACHABLE
+                && m.code() == crate::datapath::wire::icmp::CODE_FRAG_NEEDED;
+            return Ok(frag_needed
+                .then(|| read_tunnel_quote(msg, l4, l3))
+                .flatten()
+                .map(Packet::TunnelFragNeeded));
+        };
+        return Ok(Some(Packet::IcmpError(IcmpError {
+            l3,
+            l4,
+            end: l3 + ip.total_len(),
+            ttl: ip.ttl(),
+            quoted,
+            quote_at,
+            quote_l4,
+        })));
     }
     let Some(proto) = Proto::from_number(ip.protocol()) else {
         return Ok(None);

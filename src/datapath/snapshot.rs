@@ -39,6 +39,20 @@ pub enum Forwarding {
     /// Destination NAT to the real server; replies come back through the load balancer and get
     /// their source rewritten to the VIP.
     Nat,
+    /// Direct routing (IPVS VS/DR): only the Ethernet header changes (destination = the real
+    /// server's MAC); the real server holds the VIP on a non-ARPing interface and answers the
+    /// client directly. Replies never reach the load balancer.
+    Dr,
+    /// IP-in-IP tunnelling (IPVS VS/TUN): the packet is wrapped in an outer IPv4 header to the
+    /// real server, which decapsulates it and answers the client directly.
+    Tun,
+}
+
+impl Forwarding {
+    /// Whether replies come back through the load balancer (and are translated there).
+    pub fn replies_return(self) -> bool {
+        matches!(self, Forwarding::Nat)
+    }
 }
 
 /// IPVS persistence of a service (see [`crate::sched::persist`]).
@@ -149,6 +163,11 @@ pub struct Port {
     pub ifindex: u32,
     /// Source MAC of frames transmitted on this port.
     pub mac: Mac,
+    /// The port's IPv4 address (the first one with a prefix shorter than /32, read at start):
+    /// the outer source of TUN packets sent on this port.
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The port's MTU (IP packet size), read at start: TUN packets must fit it.
+    pub mtu: u16,
 }
 
 /// A key the XDP filter program matches to steer a frame into the AF_XDP sockets.
@@ -210,6 +229,8 @@ impl Snapshot {
             by_key.insert(s.key, i);
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
+                // DR and TUN replies bypass the load balancer: nothing to steer back.
+                Forwarding::Dr | Forwarding::Tun => {}
                 Forwarding::Nat => {
                     nat_real_addrs.extend(
                         s.reals
@@ -303,6 +324,7 @@ impl Snapshot {
                 proto: s.key.proto,
             });
             match s.forwarding {
+                Forwarding::Dr | Forwarding::Tun => {}
                 Forwarding::Nat => {
                     for r in s.reals.iter().chain(&s.sorry) {
                         keys.push(SteerKey::Src {

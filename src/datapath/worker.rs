@@ -27,6 +27,17 @@ pub trait FrameHandler {
     fn begin_batch(&mut self, now: Nanos);
     /// Decides about one frame received on `ingress`, rewriting it in place (length unchanged).
     fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict;
+    /// Decides about the frame `buf[..*len]`, which may grow into the rest of `buf` or shrink
+    /// (`*len` is the length to transmit). By default the length stays.
+    fn process_buf(
+        &mut self,
+        now: Nanos,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Verdict {
+        self.process(now, ingress, &mut buf[..*len])
+    }
     /// The worker's counters (rx/tx/batches and drops are bumped by the loop).
     fn counters(&self) -> &WorkerCounters;
 }
@@ -40,6 +51,17 @@ impl FrameHandler for Processor {
     #[inline]
     fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
         Processor::process(self, now, ingress, frame)
+    }
+
+    #[inline]
+    fn process_buf(
+        &mut self,
+        now: Nanos,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Verdict {
+        Processor::process_buf(self, now, ingress, buf, len)
     }
 
     #[inline]
@@ -72,9 +94,10 @@ pub trait Rings {
     fn num_ports(&self) -> usize;
     /// Returns completed TX frames to the free pool and tops up every fill ring from it.
     fn reap_and_refill(&mut self) -> io::Result<()>;
-    /// Takes up to `max` frames from `port`'s RX ring, calling `f` on each frame's bytes. Returns
-    /// the number of frames taken.
-    fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+    /// Takes up to `max` frames from `port`'s RX ring, calling `f` on each frame's buffer (the
+    /// whole room of the frame) and length, which `f` may change. Returns the number of frames
+    /// taken.
+    fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
         &mut self,
         port: PortId,
         max: usize,
@@ -174,8 +197,8 @@ fn run_batch<R: Rings, H: FrameHandler>(
     let mut received = 0;
     for port in 0..num_ports {
         let port = port as PortId;
-        received += rings.receive(port, batch_size, |frame| {
-            let verdict = handler.process(now, port, frame);
+        received += rings.receive(port, batch_size, |buf, len| {
+            let verdict = handler.process_buf(now, port, buf, len);
             dispose(verdict, num_ports, handler.counters())
         });
     }
@@ -301,7 +324,7 @@ mod tests {
         fn reap_and_refill(&mut self) -> io::Result<()> {
             Ok(())
         }
-        fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+        fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
             &mut self,
             port: PortId,
             max: usize,
@@ -312,7 +335,11 @@ mod tests {
                 let Some(mut frame) = self.rx[usize::from(port)].pop_front() else {
                     break;
                 };
-                match f(&mut frame) {
+                let mut len = frame.len();
+                frame.resize(len + 64, 0);
+                let d = f(&mut frame, &mut len);
+                frame.truncate(len);
+                match d {
                     Disposition::Tx(p) => self.staged[usize::from(p)].push(frame),
                     Disposition::Recycle => self.recycled += 1,
                 }

@@ -494,7 +494,7 @@ impl Rings for QueueIo {
     }
 
     #[inline]
-    fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+    fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
         &mut self,
         port: PortId,
         max: usize,
@@ -513,7 +513,14 @@ impl Rings for QueueIo {
                 // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
                 // exclusively until it is put on a TX or fill ring; no other view of it exists.
                 let mut data = unsafe { self.umem.data_mut(&mut desc) };
-                f(data.contents_mut())
+                // The frame may grow into the rest of its UMEM frame (TUN's outer header):
+                // hand over the whole room, then set the descriptor's length to the result.
+                let mut len = data.len();
+                let room = data.cursor().buf_len();
+                data.cursor().set_pos(room);
+                let d = f(data.contents_mut(), &mut len);
+                data.cursor().set_pos(len);
+                d
             };
             match disposition {
                 Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {

@@ -1060,9 +1060,13 @@ fn mh_table_size_is_a_prime_in_range_for_mh_only() {
 #[test]
 fn unsupported_features_are_refused_at_their_key() {
     let cases: &[(&str, &str)] = &[(
-        "    forwarding: dr\n",
-        "13:17: forwarding dr is not supported yet (only nat is)",
+        "    forwarding: fullnat\n",
+        "13:17: forwarding fullnat is not supported yet (nat, dr and tun are)",
     )];
+    // dr and tun are built: accepted.
+    for m in ["dr", "tun"] {
+        assert_ok(&with_service_keys(&format!("    forwarding: {m}\n")));
+    }
     for (extra, want) in cases {
         assert_error(&with_service_keys(extra), want);
     }

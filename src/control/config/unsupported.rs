@@ -5,6 +5,7 @@
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
+//! `dr` or `tun`,
 //! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
 //! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
@@ -20,7 +21,7 @@ use super::positions::{Positions, Problem};
 pub enum At {
     /// The key (`toa:`), for features that are refused whatever their value.
     Key,
-    /// The value (`forwarding: dr`), for features refused for some values.
+    /// The value (`forwarding: fullnat`), for features refused for some values.
     Value,
 }
 
@@ -59,7 +60,7 @@ pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(c.vrrp.instances.iter().any(|i| i.vips.iter().any(|v| v.addr.is_ipv6()) || i.unicast_peers.iter().any(|p| p.is_ipv6())), "IPv6 VRRP (VRRPv3 over ff02::12)")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },
+    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding == Forwarding::Fullnat).then(|| (format!("forwarding {}", s.forwarding), " (nat, dr and tun are)"))) },
     NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
     NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
     NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0 OR MIT)
 //
 // xvs XDP filter: steers load-balancer traffic into the AF_XDP sockets and passes everything else
-// (ARP, ICMP, SSH, VRRP, health-check replies, IPv6 for now) to the kernel stack.
+// (ARP, ICMP echo and errors about the box's own traffic, SSH, VRRP, health-check replies, IPv6
+// for now) to the kernel stack.
 //
 // A frame is steered when its IPv4 destination (VIP, port, protocol) is a virtual service
 // (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies) and
@@ -9,6 +10,12 @@
 // connections, e.g. health checks, stay with the kernel). VLAN-tagged frames are passed.
 // Port 0 in a key is a wildcard, looked up after the exact port misses: an all-port service's
 // VIP (dir 0) or a real server of one (dir 1).
+// ICMP destination unreachable and time exceeded messages (not fragments) are steered by the
+// packet they quote: when its source is a service (VIP, port, protocol: an error about a reply
+// the client got) or its destination is a NAT real server's address and port (an error about a
+// packet xvs sent it) that is not addressed to the box itself; and a "fragmentation needed"
+// quoting an IP-in-IP packet whose inner destination is a service (from inside a TUN tunnel).
+// Every other ICMP message (echo to a VIP included) is the kernel's.
 // The socket is the one registered in `xsks` at `port_index * 64 + rx_queue_index`, where
 // `port_index` is the interface's position in `datapath.interfaces` (map `ports`). An empty slot
 // makes `bpf_redirect_map` fall back to XDP_PASS, so nothing is lost before sockets are bound.
@@ -109,6 +116,91 @@ static __always_inline int redirect(struct xdp_md *ctx)
 	return bpf_redirect_map(&xsks, *port_index * QUEUES_PER_PORT + queue, XDP_PASS);
 }
 
+// Looks up `key` (dir, addr, proto set) at `port`, then at the wildcard port 0.
+static __always_inline int steered_at(struct steer_key *key, __be16 port)
+{
+	key->port = port;
+	if (bpf_map_lookup_elem(&steer, key))
+		return 1;
+	key->port = 0;
+	return bpf_map_lookup_elem(&steer, key) != 0;
+}
+
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+
+#define ICMP_FRAG_NEEDED 4
+
+// A "fragmentation needed" about a packet xvs tunnelled (TUN): `inner` is the client's packet
+// inside the quoted outer header; steered when its destination is a service.
+static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *inner, void *data_end)
+{
+	if ((void *)(inner + 1) > data_end)
+		return XDP_PASS;
+	if (inner->version != 4 || inner->ihl < 5 || (inner->frag_off & xvs_htons(0x1fff)))
+		return XDP_PASS;
+	if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	__u32 iihl = (__u32)inner->ihl * 4;
+	__be16 *ports = (void *)inner + iihl;
+	if ((void *)(ports + 2) > data_end)
+		return XDP_PASS;
+	struct steer_key key = {};
+	key.proto = inner->protocol;
+	v4_mapped(key.addr, inner->daddr);
+	key.dir = STEER_DST;
+	if (steered_at(&key, ports[1]))
+		return redirect(ctx);
+	return XDP_PASS;
+}
+
+// An ICMP message: steered if it is an error about a balanced flow (see the header comment).
+static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void *data_end)
+{
+	if (ip->frag_off & xvs_htons(0x3fff))
+		return XDP_PASS;
+	__u32 ihl = (__u32)ip->ihl * 4; // 20..60
+	__u8 *icmp = (void *)ip + ihl;
+	if ((void *)(icmp + 8) > data_end)
+		return XDP_PASS;
+	if (icmp[0] != ICMP_DEST_UNREACH && icmp[0] != ICMP_TIME_EXCEEDED)
+		return XDP_PASS;
+	struct iphdr *q = (void *)(icmp + 8);
+	if ((void *)(q + 1) > data_end)
+		return XDP_PASS;
+	if (q->version != 4 || q->ihl < 5 || (q->frag_off & xvs_htons(0x1fff)))
+		return XDP_PASS;
+	__u32 qihl = (__u32)q->ihl * 4;
+	if (q->protocol == IPPROTO_IPIP && icmp[0] == ICMP_DEST_UNREACH && icmp[1] == ICMP_FRAG_NEEDED)
+		return tunnel_frag_needed(ctx, (void *)q + qihl, data_end);
+	if (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	__be16 *ports = (void *)q + qihl;
+	if ((void *)(ports + 2) > data_end)
+		return XDP_PASS;
+	__be16 sport = ports[0];
+	__be16 dport = ports[1];
+
+	struct steer_key key = {};
+	key.proto = q->protocol;
+	// About a reply the client got: the quote's source is a service.
+	v4_mapped(key.addr, q->saddr);
+	key.dir = STEER_DST;
+	if (steered_at(&key, sport))
+		return redirect(ctx);
+	// About a packet xvs sent a NAT real server, unless the error is for the box itself (its
+	// own connection to the real server, e.g. a health check).
+	struct addr_key local = {};
+	v4_mapped(local.addr, ip->daddr);
+	if (bpf_map_lookup_elem(&local_addrs, &local))
+		return XDP_PASS;
+	v4_mapped(key.addr, q->daddr);
+	key.dir = STEER_SRC;
+	if (steered_at(&key, dport))
+		return redirect(ctx);
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int xvs_filter(struct xdp_md *ctx)
 {
@@ -133,6 +225,8 @@ int xvs_filter(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
+	if (ip->protocol == IPPROTO_ICMP)
+		return icmp_error(ctx, ip, data_end);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 

@@ -6,11 +6,14 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
+pub mod ipip;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
 pub use ethernet::{EtherType, EthernetFrame};
+pub use icmp::IcmpPacket;
 pub use ipv4::Ipv4Packet;
 pub use tcp::{TcpFlags, TcpSegment};
 pub use udp::UdpDatagram;

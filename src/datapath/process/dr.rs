@@ -1,0 +1,38 @@
+//! Direct routing (IPVS VS/DR): the packet goes to the real server unchanged except for its
+//! Ethernet header.
+//!
+//! What changes: the destination MAC becomes the real server's (its next hop, which for DR must
+//! be the server itself: the real server is on the load balancer's LAN) and the source MAC the
+//! egress port's. A real server whose route has a gateway is refused (`dr_not_on_link`): the
+//! gateway would route the packet, still addressed to the VIP, back to the load balancer. What does not: every IP and transport byte, the TTL included. IPVS's DR
+//! transmitter (`ip_vs_dr_xmit`) takes the packet from LOCAL_IN, where the kernel has not
+//! decremented the TTL (that happens only on the forwarding path), and sends it on unchanged;
+//! xvs does the same, so the checksums need no update.
+
+use std::net::SocketAddr;
+
+use super::Processor;
+use crate::datapath::wire::EthernetFrame;
+use crate::datapath::{DropReason, Verdict};
+
+impl Processor {
+    /// Sends `frame` to real server `real` by MAC only.
+    pub(super) fn forward_dr(&self, frame: &mut [u8], real: SocketAddr) -> Verdict {
+        // The frame keeps the VIP as its destination: sent to a gateway, it would come back.
+        if self
+            .nexthops
+            .route(real.ip())
+            .is_some_and(|r| r.gateway.is_some())
+        {
+            return Verdict::Drop(DropReason::DrNotOnLink);
+        }
+        let (hop, port_mac) = match self.next_hop(real.ip()) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let mut eth = EthernetFrame::new_checked(frame).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+}

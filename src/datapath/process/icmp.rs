@@ -1,0 +1,311 @@
+//! ICMP errors about tracked connections (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`).
+//!
+//! An ICMP destination unreachable (fragmentation needed included) or time exceeded quotes the
+//! packet it is about (its IP header and at least 8 bytes of its transport header). When that
+//! packet belongs to a connection xvs translates, the error goes to the other party with the
+//! quote rewritten as the connection's packets are, read from its [`Translation`]:
+//!
+//! - **from the server side** (the real server, or a router on its way, about a packet xvs sent
+//!   it): the quote is a server-side original packet; it becomes the client-side original
+//!   (client → VIP), the outer source the VIP and the outer destination the client (as IPVS:
+//!   even an error from a router appears to come from the VIP). Found by the connection's reply
+//!   key (the quote reversed).
+//! - **from the client side** (the client, or a router on its way, about a reply): the quote is
+//!   a client-side reply (VIP → client); it becomes the server-side reply (real server → its
+//!   source), the outer destination the real server (and, when the method rewrites the source,
+//!   the outer source the server side's source). Found by the original key (the quote
+//!   reversed).
+//!
+//! Both fix the quoted IP header checksum and, when it is quoted, the quoted transport checksum
+//! (incrementally; a UDP checksum of 0 stays 0), then the outer header (incrementally, TTL
+//! decremented as for any routed packet) and the ICMP checksum (recomputed over the message).
+//! Looking a connection up for an error does not change its state or timeout.
+//!
+//! DR and TUN rewrite no address: their real servers' errors go straight to the client. An
+//! error from the client's side about a reply (which left the real server with the VIP as its
+//! source, so the error comes to the box) goes on to the connection's real server unchanged —
+//! DR by MAC, TUN encapsulated — as IPVS does, so path-MTU discovery works for the replies.
+//!
+//! TUN: a "fragmentation needed" from a router inside the tunnel (addressed to the box, quoting
+//! the outer header and the client's packet) becomes a "fragmentation needed" from the VIP to
+//! the client with the MTU less 20 bytes, as IPVS does; other errors about tunnelled packets
+//! are the kernel's.
+//!
+//! Not translated: an error whose quote is no connection's. The XDP filter only steers errors
+//! whose quote names a service (source VIP:port) or a NAT real server (destination
+//! address:port), and never an error addressed to the box itself about a packet to a real
+//! server (a health check's), so such an error is one about a connection that is gone or never
+//! was: it is dropped and counted as `icmp_untracked`. Every other ICMP message (echo to a VIP
+//! included) is the kernel's: the filter passes it, and `process()` passes it too.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+
+use super::Processor;
+use crate::conntrack::Direction;
+use crate::datapath::translation::Translation;
+use crate::datapath::wire::{checksum, icmp, ipip, read_u16, write_u16, EthernetFrame, IcmpPacket};
+use crate::datapath::{DropReason, Forwarding, ServiceKey, Verdict};
+use crate::flow::{FlowKey, Nanos, Proto};
+
+/// Where an ICMP error is in the frame.
+pub(super) struct IcmpError {
+    pub l3: usize,
+    /// Start of the ICMP message and end of the IP packet.
+    pub l4: usize,
+    pub end: usize,
+    pub ttl: u8,
+    /// The packet the error quotes, as read from the quote.
+    pub quoted: FlowKey,
+    /// Start of the quote and of its transport header.
+    pub quote_at: usize,
+    pub quote_l4: usize,
+}
+
+/// Reads the quote of an ICMP error message `msg` (ICMP header included) at frame offset `l4`.
+/// `None` unless it is an IPv4 TCP/UDP header (not a later fragment) with 8 transport bytes.
+pub(super) fn read_quote(msg: &[u8], l4: usize) -> Option<(FlowKey, usize, usize)> {
+    let q = msg.get(icmp::HEADER_LEN..)?;
+    if q.len() < 20 || q[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(q[0] & 0x0f) * 4;
+    if ihl < 20 || q.len() < ihl + 8 || read_u16(q, 6) & 0x1fff != 0 {
+        return None;
+    }
+    let proto = Proto::from_number(q[9])?;
+    let addr = |at: usize| IpAddr::V4(Ipv4Addr::new(q[at], q[at + 1], q[at + 2], q[at + 3]));
+    let key = FlowKey {
+        proto,
+        src: addr(12),
+        dst: addr(16),
+        sport: read_u16(q, ihl),
+        dport: read_u16(q, ihl + 2),
+    };
+    let quote_at = l4 + icmp::HEADER_LEN;
+    Some((key, quote_at, quote_at + ihl))
+}
+
+/// A "fragmentation needed" about a packet xvs tunnelled (its quote is the outer IPv4 header,
+/// protocol 4, then the client's packet).
+pub(super) struct TunnelFragNeeded {
+    pub l3: usize,
+    pub mtu: u16,
+    /// Where the quoted outer header says the tunnelled packet went (the real server).
+    pub outer_dst: Ipv4Addr,
+    /// The client's packet, as read from the quote.
+    pub inner: FlowKey,
+    /// Its bytes in the frame (IP header and what follows of it, at most 8 bytes).
+    pub inner_quote: std::ops::Range<usize>,
+}
+
+/// Reads the quote of a "fragmentation needed" message `msg` at frame offset `l4` as an IP-in-IP
+/// packet: `None` unless the outer header is protocol 4 and the inner one an IPv4 TCP/UDP
+/// header (not a later fragment) with its ports.
+pub(super) fn read_tunnel_quote(msg: &[u8], l4: usize, l3: usize) -> Option<TunnelFragNeeded> {
+    let q = msg.get(icmp::HEADER_LEN..)?;
+    if q.len() < 20 || q[0] >> 4 != 4 || q[9] != crate::datapath::wire::ipip::PROTOCOL {
+        return None;
+    }
+    let ihl = usize::from(q[0] & 0x0f) * 4;
+    let inner = q.get(ihl..)?;
+    if ihl < 20 || inner.len() < 20 || inner[0] >> 4 != 4 {
+        return None;
+    }
+    let iihl = usize::from(inner[0] & 0x0f) * 4;
+    if iihl < 20 || inner.len() < iihl + 4 || read_u16(inner, 6) & 0x1fff != 0 {
+        return None;
+    }
+    let proto = Proto::from_number(inner[9])?;
+    let v4 = |b: &[u8], at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
+    let start = l4 + icmp::HEADER_LEN + ihl;
+    Some(TunnelFragNeeded {
+        l3,
+        mtu: read_u16(msg, 6),
+        outer_dst: v4(q, 16),
+        inner: FlowKey {
+            proto,
+            src: IpAddr::V4(v4(inner, 12)),
+            dst: IpAddr::V4(v4(inner, 16)),
+            sport: read_u16(inner, iihl),
+            dport: read_u16(inner, iihl + 2),
+        },
+        inner_quote: start..start + inner.len().min(iihl + 8),
+    })
+}
+
+impl Processor {
+    /// A router inside a TUN connection's tunnel says the encapsulated packet was too big: the
+    /// client gets "fragmentation needed" from the VIP with that MTU less the outer header's 20
+    /// bytes, about its own packet (IPVS `ip_vs_in_icmp` does the same for IPIP).
+    pub(super) fn tunnel_frag_needed(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        len: &mut usize,
+        e: &TunnelFragNeeded,
+    ) -> Verdict {
+        let k = &e.inner;
+        let svc = self.snap.service_for(&ServiceKey {
+            vip: k.dst,
+            port: k.dport,
+            proto: k.proto,
+        });
+        let (Some(si), IpAddr::V4(client), IpAddr::V4(vip)) = (svc, k.src, k.dst) else {
+            return Verdict::Pass;
+        };
+        if self.snap.services[si].forwarding != Forwarding::Tun {
+            return Verdict::Pass;
+        }
+        let tracked = self.shared.conntrack.peek(Direction::Original, k, now);
+        if tracked.is_none_or(|t| t.real.ip() != IpAddr::V4(e.outer_dst)) {
+            return Verdict::Drop(DropReason::IcmpUntracked);
+        }
+        let Some(mtu) = e
+            .mtu
+            .checked_sub(ipip::OUTER_LEN as u16)
+            .filter(|m| *m >= 68)
+        else {
+            return Verdict::Drop(DropReason::TunnelMtu);
+        };
+        self.answer_frag_needed(buf, len, e.l3, (client, vip), e.inner_quote.clone(), mtu)
+    }
+
+    /// Translates and forwards an ICMP error about a tracked connection (see the module
+    /// documentation); passes or drops the others.
+    pub(super) fn icmp_error(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        len: &mut usize,
+        e: &IcmpError,
+    ) -> Verdict {
+        let q = &e.quoted;
+        let frame_len = *len;
+        let frame = &mut buf[..frame_len];
+        let table = &self.shared.conntrack;
+        // Client side: the quote is a reply the client got (VIP:port → client).
+        let about_service = self.snap.service_for(&ServiceKey {
+            vip: q.src,
+            port: q.sport,
+            proto: q.proto,
+        });
+        if let Some(si) = about_service {
+            let forwarding = self.snap.services[si].forwarding;
+            if forwarding != Forwarding::Nat {
+                // A DR/TUN reply left the real server with the VIP as source, so errors about
+                // it (e.g. a router's fragmentation needed) come to the box: the real server
+                // gets the error as it is, like the connection's packets.
+                let Some(t) = table.peek(Direction::Original, &q.reversed(), now) else {
+                    return Verdict::Drop(DropReason::IcmpUntracked);
+                };
+                return match forwarding {
+                    Forwarding::Tun => {
+                        self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real)
+                    }
+                    _ => self.forward_dr(frame, t.real),
+                };
+            }
+            return match table
+                .peek(Direction::Original, &q.reversed(), now)
+                .and_then(|t| Translation::nat(&t))
+            {
+                Some(t) => self.icmp_to_server(frame, e, &t),
+                None => Verdict::Drop(DropReason::IcmpUntracked),
+            };
+        }
+        // Server side: the quote is a packet xvs sent a NAT real server.
+        if self.snap.is_nat_real(q.dst, q.proto) {
+            return match table
+                .peek(Direction::Reply, &q.reversed(), now)
+                .and_then(|t| Translation::nat(&t))
+            {
+                Some(t) => self.icmp_to_client(frame, e, &t),
+                None => Verdict::Drop(DropReason::IcmpUntracked),
+            };
+        }
+        Verdict::Pass
+    }
+
+    /// An error from the server side: to the client, about its own packet.
+    fn icmp_to_client(&mut self, frame: &mut [u8], e: &IcmpError, t: &Translation) -> Verdict {
+        let (client, vip) = t.client_side;
+        self.icmp_forward(frame, e, (Some(*vip.ip()), *client.ip()), (client, vip))
+    }
+
+    /// An error from the client side: to the real server, about its own reply.
+    fn icmp_to_server(&mut self, frame: &mut [u8], e: &IcmpError, t: &Translation) -> Verdict {
+        let (source, real) = t.server_side;
+        let outer_src = t.rewrites_source().then(|| *source.ip());
+        self.icmp_forward(frame, e, (outer_src, *real.ip()), (real, source))
+    }
+
+    /// Rewrites the outer header to (`outer.0` if any, `outer.1`) and the quote to
+    /// `quote.0 → quote.1`, then routes the error to `outer.1`.
+    fn icmp_forward(
+        &mut self,
+        frame: &mut [u8],
+        e: &IcmpError,
+        outer: (Option<Ipv4Addr>, Ipv4Addr),
+        quote: (SocketAddrV4, SocketAddrV4),
+    ) -> Verdict {
+        if e.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let (hop, port_mac) = match self.next_hop(IpAddr::V4(outer.1)) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        rewrite_quote(
+            &mut frame[e.quote_at..e.end],
+            e.quote_l4 - e.quote_at,
+            quote,
+        );
+        IcmpPacket::new_checked(&mut frame[e.l4..e.end])
+            .expect("parsed before")
+            .fill_checksum();
+        let mut ip =
+            crate::datapath::wire::Ipv4Packet::new_checked(&mut frame[e.l3..]).expect("parsed");
+        if let Some(src) = outer.0 {
+            ip.set_src(src);
+        }
+        ip.set_dst(outer.1);
+        ip.set_ttl(e.ttl - 1);
+        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+}
+
+/// Rewrites a quoted packet `q` (IP header of `ihl` bytes, then at least 8 transport bytes) to
+/// `to.0 → to.1`: addresses, ports, the IP header checksum, and the transport checksum when it
+/// is quoted.
+fn rewrite_quote(q: &mut [u8], ihl: usize, to: (SocketAddrV4, SocketAddrV4)) {
+    let (src, dst) = to;
+    let mut old = [0u8; 12];
+    old[..8].copy_from_slice(&q[12..20]);
+    old[8..12].copy_from_slice(&q[ihl..ihl + 4]);
+    let mut new = [0u8; 12];
+    new[..4].copy_from_slice(&src.ip().octets());
+    new[4..8].copy_from_slice(&dst.ip().octets());
+    new[8..10].copy_from_slice(&src.port().to_be_bytes());
+    new[10..12].copy_from_slice(&dst.port().to_be_bytes());
+    // IP header checksum: the addresses only.
+    let c = checksum::update_bytes(read_u16(q, 10), &old[..8], &new[..8]);
+    write_u16(q, 10, c);
+    q[12..20].copy_from_slice(&new[..8]);
+    q[ihl..ihl + 4].copy_from_slice(&new[8..12]);
+    // Transport checksum: pseudo-header addresses and ports, where quoted.
+    let at = match q[9] {
+        6 => ihl + 16,
+        _ => ihl + 6,
+    };
+    if q.len() >= at + 2 {
+        let c = read_u16(q, at);
+        let udp_without = q[9] == 17 && c == 0;
+        if !udp_without {
+            let c = checksum::update_bytes(c, &old, &new);
+            write_u16(q, at, if q[9] == 17 && c == 0 { 0xffff } else { c });
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! End to end, ICMP errors through NAT (`scripts/lab up nat`, `config/nat.yaml`): a real
+//! server's "port unreachable" about a datagram xvs sent it reaches the client translated (from
+//! the VIP, quoting client → VIP:53), so the client's connected UDP socket sees the refusal.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Lab, VIP};
+
+#[test]
+fn port_unreachable_from_a_real_server_reaches_the_client_translated() {
+    let lab = Lab::new();
+    lab.serve();
+    let cfg = {
+        let text = std::fs::read_to_string(Lab::config("nat.yaml")).unwrap();
+        let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+        let text = text.replace("poll: busy", "poll: wakeup").replace(
+            "admin_socket: /run/xvs/admin.sock",
+            &format!("admin_socket: /run/xvs-{}.sock", lab.tag),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let mut xvs = lab.start_xvs(&cfg);
+    assert!(
+        lab.wait_http_ready(Duration::from_secs(20)),
+        "xvs never answered:\n{}",
+        xvs.log()
+    );
+    // The DNS service answers while its servers run...
+    assert_eq!(lab.udp_client(&format!("{VIP}:53"), 4).ok, 4);
+    // ...and once they are gone, each real server's kernel answers port unreachable.
+    lab.stop_server("r1", "udp", 5353);
+    lab.stop_server("r2", "udp", 5353);
+    let probe = format!(
+        "import socket\n\
+         refused=0\n\
+         for i in range(4):\n\
+         \x20   s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         \x20   s.settimeout(2)\n\
+         \x20   s.connect(('{VIP}',53))\n\
+         \x20   s.send(b'anyone?')\n\
+         \x20   try:\n\
+         \x20       s.recv(100)\n\
+         \x20   except ConnectionRefusedError:\n\
+         \x20       refused+=1\n\
+         \x20   except socket.timeout:\n\
+         \x20       pass\n\
+         print(refused)\n"
+    );
+    let refused = lab.exec_ok("client", &["python3", "-c", &probe]);
+    assert_eq!(
+        refused.trim(),
+        "4",
+        "the client did not see the real servers' port unreachable:\n{}",
+        xvs.log()
+    );
+    let m = lab.metrics();
+    let untracked = m
+        .lines()
+        .find(|l| l.starts_with("xvs_drops_total{reason=\"icmp_untracked\"}"))
+        .expect("icmp_untracked metric");
+    assert!(untracked.ends_with(" 0"), "{untracked}");
+    assert!(xvs.stop().success(), "{}", xvs.log());
+}

@@ -1,0 +1,378 @@
+//! Golden packet table for ICMP errors about NAT connections (`tests/golden/icmp.golden`, the
+//! format of `tests/golden/nat.golden`), replayed in order through one NAT-lab `Processor`
+//! (`tests/fixtures/nat_lab.rs`): errors from the server side go to the client and errors from
+//! the client side go to the real server, with the quoted packet rewritten as the connection's
+//! packets are; untracked errors are dropped, other ICMP passed.
+//!
+//! Expected frames are built independently with etherparse: the quote of an expected error is
+//! the translated packet built from field values (all checksums from scratch), cut to the
+//! quoted length, so a wrong incremental update of the quoted checksums shows as a mismatch.
+//! `XVS_BLESS=1` rewrites the file from the builder.
+
+use std::fmt::Write as _;
+
+use etherparse::{Icmpv4Type, IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
+use xvs::datapath::Verdict;
+use xvs::flow::NANOS_PER_SEC;
+
+#[path = "fixtures/nat_lab.rs"]
+mod nat_lab;
+
+use nat_lab::*;
+
+/// An IPv4 TCP or UDP packet (no Ethernet header), built by etherparse.
+fn ip_packet(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    ttl: u8,
+    tcp: Option<&str>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, ttl, IpNumber::TCP, src.0, dst.0).unwrap();
+    ip.identification = 0x1234;
+    ip.dont_fragment = true;
+    let step = PacketBuilder::ethernet2([0; 6], [0; 6]).ip(IpHeaders::Ipv4(ip, Default::default()));
+    let mut out = Vec::new();
+    match tcp {
+        Some(flags) => {
+            let mut t = step.tcp(src.1, dst.1, 1000, 64240);
+            for f in flags.chars() {
+                t = match f {
+                    'S' => t.syn(),
+                    'A' => t.ack(1),
+                    _ => panic!("flag {f}"),
+                };
+            }
+            t.write(&mut out, payload).unwrap();
+        }
+        None => step.udp(src.1, dst.1).write(&mut out, payload).unwrap(),
+    }
+    out.split_off(14)
+}
+
+/// An Ethernet frame carrying an ICMP message of `icmp_type` with `quote` as its payload.
+fn icmp_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    icmp_type: Icmpv4Type,
+    quote: &[u8],
+) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, ttl, IpNumber::ICMP, src, dst).unwrap();
+    ip.identification = 0x4321;
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(macs.0, macs.1)
+        .ip(IpHeaders::Ipv4(ip, Default::default()))
+        .icmpv4(icmp_type)
+        .write(&mut out, quote)
+        .unwrap();
+    out
+}
+
+/// A plain TCP/UDP frame.
+fn frame(macs: ([u8; 6], [u8; 6]), ip: Vec<u8>) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend(ip);
+    f
+}
+
+fn unreachable(code: etherparse::icmpv4::DestUnreachableHeader) -> Icmpv4Type {
+    Icmpv4Type::DestinationUnreachable(code)
+}
+
+struct Case {
+    what: String,
+    input: Vec<u8>,
+    verdict: String,
+    output: Option<Vec<u8>>,
+}
+
+fn case(what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) -> Case {
+    Case {
+        what: what.into(),
+        input,
+        verdict: verdict.into(),
+        output,
+    }
+}
+
+const FROM_CLIENT: ([u8; 6], [u8; 6]) = (CLIENT_MAC, WAN_MAC);
+const FROM_R1: ([u8; 6], [u8; 6]) = (R1_MAC, LAN_MAC);
+const TO_CLIENT: ([u8; 6], [u8; 6]) = (WAN_MAC, CLIENT_MAC);
+const TO_R1: ([u8; 6], [u8; 6]) = (LAN_MAC, R1_MAC);
+
+fn cases() -> Vec<Case> {
+    use etherparse::icmpv4::DestUnreachableHeader as U;
+    let mut v = Vec::new();
+    // A UDP flow client:50000 -> VIP:53, NATed to r1:5353.
+    let query = b"query-1";
+    let udp_in = ip_packet((CLIENT, 50000), (VIP, 53), 64, None, query);
+    let udp_sent = ip_packet((CLIENT, 50000), (R1, 5353), 63, None, query);
+    v.push(case(
+        "UDP to VIP:53 (rr picks r1): the flow the next errors are about",
+        frame(FROM_CLIENT, udp_in),
+        "tx 1",
+        Some(frame(TO_R1, udp_sent.clone())),
+    ));
+    let client_view = ip_packet((CLIENT, 50000), (VIP, 53), 63, None, query);
+    v.push(case(
+        "port unreachable from r1 about the datagram it got (whole datagram quoted): to the client from the VIP, quote client:50000 -> VIP:53 with IP and UDP checksums fixed, TTL 63",
+        icmp_frame(FROM_R1, R1, CLIENT, 64, unreachable(U::Port), &udp_sent),
+        "tx 0",
+        Some(icmp_frame(TO_CLIENT, VIP, CLIENT, 63, unreachable(U::Port), &client_view)),
+    ));
+    // A TCP flow client:40000 -> VIP:80, NATed to r1:80.
+    let syn = ip_packet((CLIENT, 40000), (VIP, 80), 64, Some("S"), b"");
+    let syn_sent = ip_packet((CLIENT, 40000), (R1, 80), 63, Some("S"), b"");
+    v.push(case(
+        "TCP SYN to VIP:80 (wrr picks r1)",
+        frame(FROM_CLIENT, syn),
+        "tx 1",
+        Some(frame(TO_R1, syn_sent.clone())),
+    ));
+    let syn_client_view = ip_packet((CLIENT, 40000), (VIP, 80), 63, Some("S"), b"");
+    v.push(case(
+        "time exceeded from r1's side quoting 28 bytes of the SYN (TCP checksum not quoted): to the client, quote client:40000 -> VIP:80",
+        icmp_frame(
+            FROM_R1,
+            R1,
+            CLIENT,
+            64,
+            Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit),
+            &syn_sent[..28],
+        ),
+        "tx 0",
+        Some(icmp_frame(
+            TO_CLIENT,
+            VIP,
+            CLIENT,
+            63,
+            Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit),
+            &syn_client_view[..28],
+        )),
+    ));
+    let synack_client = ip_packet((VIP, 80), (CLIENT, 40000), 63, Some("SA"), b"");
+    let synack_server = ip_packet((R1, 80), (CLIENT, 40000), 63, Some("SA"), b"");
+    v.push(case(
+        "fragmentation needed (MTU 1400) from the client's side about the SYN-ACK it got (VIP:80 -> client): to r1, quote r1:80 -> client:40000 with IP and TCP checksums fixed",
+        icmp_frame(
+            FROM_CLIENT,
+            CLIENT,
+            VIP,
+            64,
+            unreachable(U::FragmentationNeeded { next_hop_mtu: 1400 }),
+            &synack_client,
+        ),
+        "tx 1",
+        Some(icmp_frame(
+            TO_R1,
+            CLIENT,
+            R1,
+            63,
+            unreachable(U::FragmentationNeeded { next_hop_mtu: 1400 }),
+            &synack_server,
+        )),
+    ));
+    let stray = ip_packet((CLIENT, 40999), (R1, 80), 63, Some("S"), b"");
+    v.push(case(
+        "host unreachable about a packet to r1:80 of no connection: drop (icmp_untracked)",
+        icmp_frame(FROM_R1, R1, CLIENT, 64, unreachable(U::Host), &stray),
+        "drop icmp_untracked",
+        None,
+    ));
+    let stray_reply = ip_packet((VIP, 80), (CLIENT, 40999), 63, Some("SA"), b"");
+    v.push(case(
+        "port unreachable from the client about a VIP:80 reply of no connection: drop (icmp_untracked)",
+        icmp_frame(FROM_CLIENT, CLIENT, VIP, 64, unreachable(U::Port), &stray_reply),
+        "drop icmp_untracked",
+        None,
+    ));
+    let other = ip_packet((CLIENT, 5000), ([198, 18, 0, 1], 22), 64, Some("S"), b"");
+    v.push(case(
+        "port unreachable about a packet to the box's own address: the kernel's (pass)",
+        icmp_frame(
+            FROM_CLIENT,
+            [198, 18, 0, 1],
+            CLIENT,
+            64,
+            unreachable(U::Port),
+            &other,
+        ),
+        "pass",
+        None,
+    ));
+    let mut echo = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, WAN_MAC)
+        .ipv4(CLIENT, VIP, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    v.push(case(
+        "echo request to the VIP: the kernel answers it (pass)",
+        echo,
+        "pass",
+        None,
+    ));
+    let mut short = icmp_frame(FROM_R1, R1, CLIENT, 64, unreachable(U::Port), &[]);
+    // Cut the ICMP header to 4 bytes (IP total length and checksum adjusted).
+    short.truncate(14 + 20 + 4);
+    short[16..18].copy_from_slice(&24u16.to_be_bytes());
+    short[24..26].copy_from_slice(&[0, 0]);
+    let c = ip_checksum(&short[14..34]);
+    short[24..26].copy_from_slice(&c.to_be_bytes());
+    v.push(case(
+        "ICMP message shorter than its 8-byte header: drop (truncated_icmp)",
+        short,
+        "drop truncated_icmp",
+        None,
+    ));
+    v
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut s: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn render(cases: &[Case]) -> String {
+    let mut s = String::from(
+        "# Golden ICMP error cases for NAT, replayed in order through one Processor (see tests/golden_icmp.rs).\n\
+         # Lab: client 198.18.0.2, VIP 198.18.0.100 (tcp/80 wrr r1:3 r2:1; udp/53 rr -> :5353),\n\
+         # r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n\n",
+    );
+    for c in cases {
+        let _ = writeln!(s, "case: {}", c.what);
+        let _ = writeln!(s, "in: {}", hex(&c.input));
+        let _ = writeln!(s, "verdict: {}", c.verdict);
+        if let Some(o) = &c.output {
+            let _ = writeln!(s, "out: {}", hex(o));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn parse_file(text: &str) -> Vec<Case> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut c = case("", Vec::new(), "", None);
+        for line in block.lines() {
+            if let Some(x) = line.strip_prefix("case: ") {
+                c.what = x.into();
+            } else if let Some(x) = line.strip_prefix("in: ") {
+                c.input = unhex(x);
+            } else if let Some(x) = line.strip_prefix("verdict: ") {
+                c.verdict = x.into();
+            } else if let Some(x) = line.strip_prefix("out: ") {
+                c.output = Some(unhex(x));
+            }
+        }
+        if !c.what.is_empty() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/icmp.golden");
+
+fn verdict_text(v: Verdict) -> String {
+    match v {
+        Verdict::Tx(p) => format!("tx {p}"),
+        Verdict::Pass => "pass".into(),
+        Verdict::Drop(r) => format!("drop {}", r.label()),
+    }
+}
+
+#[test]
+fn icmp_golden_file_matches_its_builder() {
+    let want = render(&cases());
+    if std::env::var_os("XVS_BLESS").is_some() {
+        std::fs::write(GOLDEN, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(GOLDEN)
+        .expect("tests/golden/icmp.golden (run with XVS_BLESS=1 to create)");
+    assert!(
+        have == want,
+        "tests/golden/icmp.golden differs from the builder; rerun with XVS_BLESS=1 and review the diff"
+    );
+}
+
+#[test]
+fn golden_icmp_table() {
+    let cases = parse_file(&std::fs::read_to_string(GOLDEN).unwrap());
+    assert!(cases.len() >= 10, "only {} cases", cases.len());
+    let mut p = processor(1000);
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let now = (i as u64 + 1) * NANOS_PER_SEC;
+        p.begin_batch(now);
+        let mut f = c.input.clone();
+        let v = p.process(now, 0, &mut f);
+        if verdict_text(v) != c.verdict {
+            failures.push(format!(
+                "case {i} ({}): verdict {} != {}",
+                c.what,
+                verdict_text(v),
+                c.verdict
+            ));
+            continue;
+        }
+        match &c.output {
+            Some(o) if &f != o => failures.push(format!(
+                "case {i} ({}):\n  got  {}\n  want {}",
+                c.what,
+                hex(&f),
+                hex(o)
+            )),
+            None if f != c.input => failures.push(format!("case {i} ({}): modified", c.what)),
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn translated_errors_verify_with_an_independent_parser() {
+    let mut checked = 0;
+    for c in parse_file(&std::fs::read_to_string(GOLDEN).unwrap()) {
+        let Some(o) = c.output else { continue };
+        let pkt = etherparse::SlicedPacket::from_ethernet(&o).unwrap();
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = pkt.transport else {
+            continue;
+        };
+        let h = icmp.header();
+        assert_eq!(
+            h.checksum,
+            h.icmp_type.calc_checksum(icmp.payload()),
+            "{}",
+            c.what
+        );
+        let q = etherparse::Ipv4HeaderSlice::from_slice(icmp.payload()).unwrap();
+        let qh = q.to_header();
+        assert_eq!(qh.header_checksum, qh.calc_header_checksum(), "{}", c.what);
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "translated errors in the table");
+}

@@ -259,6 +259,7 @@ fn checks(ns_a: &str) {
         name: "veth0".into(),
         ifindex: link.ifindex,
         mac: link.mac,
+        mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
     }];
     let table = build_table(&ports).unwrap();
     let hop = NextHop {

@@ -296,11 +296,13 @@ mod tests {
                 name: "wan0".into(),
                 ifindex: 2,
                 mac: [2, 0x18, 0, 0, 0, 1],
+                mtu: 1500,
             },
             Port {
                 name: "lan0".into(),
                 ifindex: 3,
                 mac: [2, 0x18, 0, 1, 0, 1],
+                mtu: 1500,
             },
         ]
     }

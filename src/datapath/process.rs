@@ -19,6 +19,11 @@
 //! decremented (a packet that would leave with TTL 0 is dropped, `TtlExceeded`) and the Ethernet
 //! header gets the egress port's MAC as source and the next hop's MAC as destination.
 //!
+//! FULLNAT (see [`crate::datapath::fullnat`]): a service with `forwarding: fullnat` rewrites both
+//! endpoints; its connections are inserted with a local address:port of the service's pool, and
+//! a packet to a pool address:port is looked up as a reply by that endpoint. TOA insertion may
+//! grow the frame (hence [`Processor::process_frame`], which knows the buffer's tailroom).
+//!
 //! Fragments: a first fragment is handled like any packet and remembered; later fragments
 //! follow its translation (see [`crate::datapath::fragments`] for the policy).
 //!
@@ -30,16 +35,19 @@
 //! frame that then meets a full TX ring is still counted, as IPVS counts before transmitting).
 //! Later fragments are not counted per service (they are in the worker's rx/tx counters).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewConn, Tracked};
+use crate::conntrack::{
+    ConnState, ConnTable, Direction, Event, InsertError, LocalPool, NewConn, Tracked,
+};
 use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
+use crate::datapath::fullnat;
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{EtherType, EthernetFrame, Ipv4Packet, TcpSegment, UdpDatagram};
@@ -71,10 +79,21 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(snapshot: Snapshot, nexthops: NextHopTable, max_entries: usize) -> Shared {
+        Self::with_local_pools(snapshot, nexthops, max_entries, &[])
+    }
+
+    /// With FULLNAT `local_addresses` pools (fixed for the life of the table; a service's
+    /// [`crate::datapath::Service::local_pool`] indexes `pools`).
+    pub fn with_local_pools(
+        snapshot: Snapshot,
+        nexthops: NextHopTable,
+        max_entries: usize,
+        pools: &[LocalPool],
+    ) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
-            conntrack: ConnTable::new(max_entries),
+            conntrack: ConnTable::with_pools(max_entries, 0, pools),
             fragments: FragmentTable::default(),
             persistence: PersistenceTable::new(persistence_capacity(max_entries)),
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
@@ -178,16 +197,30 @@ impl Processor {
         self.shared.persistence.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }
 
-    /// Decides about one frame received on `ingress`, rewriting it in place.
+    /// Decides about one frame received on `ingress`, rewriting it in place (its length never
+    /// changes: a TOA that would need to grow it is skipped, `no_room`).
     #[inline]
-    pub fn process(&mut self, now: Nanos, _ingress: PortId, frame: &mut [u8]) -> Verdict {
-        self.decide(now, frame)
+    pub fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
+        let mut len = frame.len();
+        self.process_frame(now, ingress, frame, &mut len)
     }
 
-    fn decide(&mut self, now: Nanos, frame: &mut [u8]) -> Verdict {
-        let p = match parse(frame) {
+    /// Decides about the frame `buf[..*len]` received on `ingress`, rewriting it in place;
+    /// `buf[*len..]` is tailroom the frame may grow into (TOA), in which case `*len` grows.
+    #[inline]
+    pub fn process_frame(
+        &mut self,
+        now: Nanos,
+        _ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Verdict {
+        let frame_len = (*len).min(buf.len());
+        let p = match parse(&buf[..frame_len]) {
             Ok(Some(Packet::Flow(p))) => p,
-            Ok(Some(Packet::LaterFragment(f))) => return self.later_fragment(now, frame, &f),
+            Ok(Some(Packet::LaterFragment(f))) => {
+                return self.later_fragment(now, &mut buf[..frame_len], &f)
+            }
             Ok(None) => return Verdict::Pass,
             Err(r) => return Verdict::Drop(r),
         };
@@ -204,6 +237,15 @@ impl Processor {
                 Ok(t) => t,
                 Err(r) => return Verdict::Drop(r),
             };
+            if let Some(local) = t.local {
+                let v = self.forward_fullnat(buf, len, &p, local, t.real, &t, si);
+                if let Verdict::Tx(_) = v {
+                    self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
+                }
+                // Later fragments of a FULLNAT datagram are not translated (see the README).
+                return v;
+            }
+            let frame = &mut buf[..frame_len];
             let v = self.forward(frame, &p, Side::Dst, t.real, t.real.ip());
             if let Verdict::Tx(_) = v {
                 self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
@@ -218,6 +260,16 @@ impl Processor {
                 now,
                 &timeouts,
             ) {
+                Some(t) if t.local.is_some() => {
+                    if p.ttl <= 1 {
+                        return Verdict::Drop(DropReason::TtlExceeded);
+                    }
+                    let v = self.reply_fullnat(&mut buf[..frame_len], &p, t.vip, t.client);
+                    if let Verdict::Tx(_) = v {
+                        self.count_reply(&p, t.vip);
+                    }
+                    return v;
+                }
                 Some(t) => (t.vip, t.client.ip()),
                 None => match self
                     .snap
@@ -232,6 +284,7 @@ impl Processor {
             if p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
+            let frame = &mut buf[..frame_len];
             let v = self.forward(frame, &p, Side::Src, vip, client);
             if let Verdict::Tx(_) = v {
                 self.count_reply(&p, vip);
@@ -389,6 +442,8 @@ impl Processor {
                 vip,
                 real: real_addr,
                 state,
+                local: None,
+                handshake_completed: false,
             });
         }
         let new = NewConn {
@@ -399,7 +454,14 @@ impl Processor {
             state,
             stats: real.stats.clone(),
         };
-        match self.shared.conntrack.insert(new, now, &timeouts) {
+        let inserted = match svc.local_pool {
+            Some(pool) => self
+                .shared
+                .conntrack
+                .insert_fullnat(new, pool, now, &timeouts),
+            None => self.shared.conntrack.insert(new, now, &timeouts),
+        };
+        match inserted {
             Ok(ins) => {
                 real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);
@@ -411,6 +473,7 @@ impl Processor {
             // `parse` yields IPv4 keys only and the config refuses IPv6 real servers, so
             // `NotIpv4` cannot happen today; if it did, the flow could not be tracked either.
             Err(InsertError::Full | InsertError::NotIpv4) => Err(DropReason::ConntrackFull),
+            Err(InsertError::LocalPortsExhausted) => Err(DropReason::LocalPortsExhausted),
         }
     }
 
@@ -486,6 +549,93 @@ impl Processor {
             return Verdict::Pass;
         };
         rewrite_ipv4(frame, p, side, new_ip, to.port());
+        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+}
+
+impl Processor {
+    /// FULLNAT, original direction: source → `local`, destination → `real`, routed to the real
+    /// server; then, for a `toa` service, the TOA option in the client's SYN and in its ACK
+    /// completing the handshake (may grow the frame, see [`crate::datapath::fullnat`]).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_fullnat(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        local: SocketAddr,
+        real: SocketAddr,
+        t: &Tracked,
+        si: usize,
+    ) -> Verdict {
+        let (hop, port_mac) = match self.next_hop(real.ip()) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let (SocketAddr::V4(local), SocketAddr::V4(real), IpAddr::V4(cip)) =
+            (local, real, p.key.src)
+        else {
+            return Verdict::Pass;
+        };
+        let frame_len = (*len).min(buf.len());
+        if !fullnat::rewrite_both(
+            &mut buf[..frame_len],
+            p.l3,
+            p.l4,
+            p.key.proto,
+            p.ttl - 1,
+            local,
+            real,
+        ) {
+            return Verdict::Drop(DropReason::TruncatedIpv4);
+        }
+        if self.snap.services[si].toa {
+            if let Event::Tcp(f) = p.event {
+                if f.is_initial_syn() || t.handshake_completed {
+                    let mtu = self
+                        .snap
+                        .ports
+                        .get(usize::from(hop.port))
+                        .map_or(1500, |port| port.mtu);
+                    let client = SocketAddrV4::new(cip, p.key.sport);
+                    match fullnat::insert_toa(buf, frame_len, p.l3, p.l4, client, mtu) {
+                        Ok(n) => {
+                            *len = n;
+                            bump(&self.counters.toa_inserted, 1);
+                        }
+                        Err(skip) => self.counters.count_toa_skip(skip),
+                    }
+                }
+            }
+        }
+        let frame_len = (*len).min(buf.len());
+        let mut eth = EthernetFrame::new_checked(&mut buf[..frame_len]).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+
+    /// FULLNAT, reply direction: source → VIP:port, destination → client, routed to the client.
+    fn reply_fullnat(
+        &self,
+        frame: &mut [u8],
+        p: &Parsed,
+        vip: SocketAddr,
+        client: SocketAddr,
+    ) -> Verdict {
+        let (hop, port_mac) = match self.next_hop(client.ip()) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let (SocketAddr::V4(vip), SocketAddr::V4(client)) = (vip, client) else {
+            return Verdict::Pass;
+        };
+        if !fullnat::rewrite_both(frame, p.l3, p.l4, p.key.proto, p.ttl - 1, vip, client) {
+            return Verdict::Drop(DropReason::TruncatedIpv4);
+        }
         let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
         eth.set_dst(hop.mac);
         eth.set_src(port_mac);

@@ -39,6 +39,10 @@ pub enum Forwarding {
     /// Destination NAT to the real server; replies come back through the load balancer and get
     /// their source rewritten to the VIP.
     Nat,
+    /// DPVS's FULLNAT: source → a local address:port of the service's pool
+    /// ([`Service::local_pool`]), destination → the real server; replies come back to the local
+    /// address:port and get source VIP:port, destination client (see `datapath::fullnat`).
+    FullNat,
 }
 
 /// IPVS persistence of a service (see [`crate::sched::persist`]).
@@ -99,6 +103,10 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// UDP: every datagram is scheduled on its own and no connection entry is kept.
     pub one_packet: bool,
+    /// FULLNAT: index of the service's `local_addresses` pool in the connection table's pools.
+    pub local_pool: Option<u16>,
+    /// FULLNAT/TCP: carry the client's address to the real server in TCP option 254 (TOA).
+    pub toa: bool,
     /// Position of each real server in `reals`, by address.
     real_index: HashMap<SocketAddr, usize, ahash::RandomState>,
     /// Takes the new flows while the service has lost quorum, or when no real server can take
@@ -129,6 +137,8 @@ impl Service {
             reals,
             persistence: None,
             one_packet: false,
+            local_pool: None,
+            toa: false,
             sorry: None,
             state: Arc::default(),
             real_index,
@@ -149,6 +159,9 @@ pub struct Port {
     pub ifindex: u32,
     /// Source MAC of frames transmitted on this port.
     pub mac: Mac,
+    /// The interface's MTU (largest IP packet it sends); frames grown in place (TOA) stay within
+    /// it.
+    pub mtu: u16,
 }
 
 /// A key the XDP filter program matches to steer a frame into the AF_XDP sockets.
@@ -210,6 +223,7 @@ impl Snapshot {
             by_key.insert(s.key, i);
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
+                Forwarding::FullNat => {}
                 Forwarding::Nat => {
                     nat_real_addrs.extend(
                         s.reals
@@ -303,6 +317,9 @@ impl Snapshot {
                 proto: s.key.proto,
             });
             match s.forwarding {
+                // Replies come to a pool address:port: steered by the pools (`local_pools`
+                // map of the filter), not by the real servers' sources.
+                Forwarding::FullNat => {}
                 Forwarding::Nat => {
                     for r in s.reals.iter().chain(&s.sorry) {
                         keys.push(SteerKey::Src {

@@ -25,8 +25,10 @@ use crate::flow::Nanos;
 pub trait FrameHandler {
     /// Called once per batch, before any `process`, with the batch's time.
     fn begin_batch(&mut self, now: Nanos);
-    /// Decides about one frame received on `ingress`, rewriting it in place (length unchanged).
-    fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict;
+    /// Decides about the frame `buf[..*len]` received on `ingress`, rewriting it in place;
+    /// `buf[*len..]` is the frame buffer's tailroom, which the frame may grow into (`*len`
+    /// then grows; FULLNAT's TOA does).
+    fn process(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict;
     /// The worker's counters (rx/tx/batches and drops are bumped by the loop).
     fn counters(&self) -> &WorkerCounters;
 }
@@ -38,8 +40,8 @@ impl FrameHandler for Processor {
     }
 
     #[inline]
-    fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
-        Processor::process(self, now, ingress, frame)
+    fn process(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
+        Processor::process_frame(self, now, ingress, buf, len)
     }
 
     #[inline]
@@ -72,9 +74,10 @@ pub trait Rings {
     fn num_ports(&self) -> usize;
     /// Returns completed TX frames to the free pool and tops up every fill ring from it.
     fn reap_and_refill(&mut self) -> io::Result<()>;
-    /// Takes up to `max` frames from `port`'s RX ring, calling `f` on each frame's bytes. Returns
-    /// the number of frames taken.
-    fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+    /// Takes up to `max` frames from `port`'s RX ring, calling `f` on each frame's whole buffer
+    /// and its length (the frame is `buf[..len]`; `f` may grow `len` into the tailroom, and the
+    /// frame is transmitted with the new length). Returns the number of frames taken.
+    fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
         &mut self,
         port: PortId,
         max: usize,
@@ -174,8 +177,8 @@ fn run_batch<R: Rings, H: FrameHandler>(
     let mut received = 0;
     for port in 0..num_ports {
         let port = port as PortId;
-        received += rings.receive(port, batch_size, |frame| {
-            let verdict = handler.process(now, port, frame);
+        received += rings.receive(port, batch_size, |buf, len| {
+            let verdict = handler.process(now, port, buf, len);
             dispose(verdict, num_ports, handler.counters())
         });
     }
@@ -301,7 +304,7 @@ mod tests {
         fn reap_and_refill(&mut self) -> io::Result<()> {
             Ok(())
         }
-        fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+        fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
             &mut self,
             port: PortId,
             max: usize,
@@ -312,7 +315,11 @@ mod tests {
                 let Some(mut frame) = self.rx[usize::from(port)].pop_front() else {
                     break;
                 };
-                match f(&mut frame) {
+                let mut len = frame.len();
+                frame.resize(len + 256, 0);
+                let d = f(&mut frame, &mut len);
+                frame.truncate(len);
+                match d {
                     Disposition::Tx(p) => self.staged[usize::from(p)].push(frame),
                     Disposition::Recycle => self.recycled += 1,
                 }
@@ -355,7 +362,13 @@ mod tests {
         fn begin_batch(&mut self, now: Nanos) {
             self.batches.push(now);
         }
-        fn process(&mut self, _now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
+        fn process(
+            &mut self,
+            _now: Nanos,
+            ingress: PortId,
+            frame: &mut [u8],
+            _len: &mut usize,
+        ) -> Verdict {
             frame[1] = ingress;
             match frame[0] {
                 0 => Verdict::Tx(0),
@@ -442,8 +455,14 @@ mod tests {
                 self.inner.begin_batch(now);
                 self.stop.store(true, Ordering::Relaxed);
             }
-            fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
-                self.inner.process(now, ingress, frame)
+            fn process(
+                &mut self,
+                now: Nanos,
+                ingress: PortId,
+                buf: &mut [u8],
+                len: &mut usize,
+            ) -> Verdict {
+                self.inner.process(now, ingress, buf, len)
             }
             fn counters(&self) -> &WorkerCounters {
                 self.inner.counters()

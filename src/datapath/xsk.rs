@@ -494,7 +494,7 @@ impl Rings for QueueIo {
     }
 
     #[inline]
-    fn receive<F: FnMut(&mut [u8]) -> Disposition>(
+    fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
         &mut self,
         port: PortId,
         max: usize,
@@ -513,7 +513,15 @@ impl Rings for QueueIo {
                 // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
                 // exclusively until it is put on a TX or fill ring; no other view of it exists.
                 let mut data = unsafe { self.umem.data_mut(&mut desc) };
-                f(data.contents_mut())
+                // Open the whole frame buffer (headroom excluded) as the frame's contents, let
+                // `f` work on it with the received length, then set the descriptor's length to
+                // what `f` left (it grows by a TOA option, never beyond the buffer).
+                let mut len = data.contents().len();
+                let capacity = data.cursor().buf_len();
+                data.cursor().set_pos(capacity);
+                let d = f(data.contents_mut(), &mut len);
+                data.cursor().set_pos(len.min(capacity));
+                d
             };
             match disposition {
                 Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {

@@ -1056,7 +1056,7 @@ fn mh_table_size_is_a_prime_in_range_for_mh_only() {
 fn unsupported_features_are_refused_at_their_key() {
     let cases: &[(&str, &str)] = &[(
         "    forwarding: dr\n",
-        "13:17: forwarding dr is not supported yet (only nat is)",
+        "13:17: forwarding dr is not supported yet (nat and fullnat are)",
     )];
     for (extra, want) in cases {
         assert_error(&with_service_keys(extra), want);
@@ -1145,4 +1145,89 @@ fn the_table_names_every_refused_key_once_per_level() {
         };
         assert!(seen.insert((level, nt.key)), "{level} {} twice", nt.key);
     }
+}
+
+// ---- FULLNAT ----------------------------------------------------------------------------------
+
+const FULLNAT: &str = "\
+datapath:
+  interfaces:
+    - name: eth0
+local_addresses:
+  - name: pool1
+    addresses: [198.18.1.2, 198.18.1.3]
+    ports: 20000-29999
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    forwarding: fullnat
+    local_addresses: pool1
+    toa: true
+    reals:
+      - address: 198.18.1.11:80
+";
+
+#[test]
+fn fullnat_with_a_pool_and_toa_is_accepted() {
+    let c = assert_ok(FULLNAT);
+    assert_eq!(c.services[0].forwarding, Forwarding::Fullnat);
+    assert!(c.services[0].toa);
+    assert_eq!(
+        c.local_addresses[0].ports,
+        PortRange {
+            first: 20000,
+            last: 29999
+        }
+    );
+}
+
+#[test]
+fn fullnat_pool_addresses_are_ipv4_dedicated_and_in_one_pool() {
+    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.1.2, \"2001:db8::2\"]");
+    assert_error(
+        &t,
+        "6:29: 2001:db8::2: IPv6 local addresses are not supported yet",
+    );
+    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.1.2, 198.18.1.11]");
+    assert_error(
+        &t,
+        "6:29: local address 198.18.1.11 is also a real server of service `web`",
+    );
+    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.0.100]");
+    assert_error(
+        &t,
+        "6:17: local address 198.18.0.100 is also the vip of service `web`",
+    );
+    let t = FULLNAT.replace(
+        "services:",
+        "  - { name: pool2, addresses: [198.18.1.3] }\nservices:",
+    );
+    assert_error(
+        &t,
+        "8:32: local address 198.18.1.3 is already in pool `pool1`",
+    );
+}
+
+#[test]
+fn fullnat_port_range_must_be_sane() {
+    let t = FULLNAT.replace("20000-29999", "0-10");
+    assert_error(&t, "7:12: port range must start at 1 or above");
+    let t = FULLNAT.replace("20000-29999", "3000-2000");
+    assert_error(&t, "7:12: port range 3000-2000 is empty");
+}
+
+#[test]
+fn fullnat_needs_its_pool_and_refuses_one_packet() {
+    let t = FULLNAT.replace("    local_addresses: pool1\n", "");
+    assert_error(&t, "12:17: forwarding fullnat needs `local_addresses`");
+    let t = FULLNAT.replace("local_addresses: pool1", "local_addresses: nope");
+    assert_error(&t, "13:22: unknown local_addresses pool `nope`");
+    let t = FULLNAT
+        .replace(
+            "    toa: true\n",
+            "    protocol: udp\n    one_packet: true\n",
+        )
+        .replace("port: 80", "port: 53");
+    assert_error(&t, "15:5: one_packet is not for forwarding: fullnat");
 }

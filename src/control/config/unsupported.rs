@@ -4,7 +4,8 @@
 //! value in the file differs from its default, with `FILE:LINE:COL: <what> is not supported yet`.
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
-//! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
+//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4), and services
+//! with `forwarding: nat` or `fullnat` (with `local_addresses` and `toa`),
 //! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
 //! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
@@ -54,14 +55,11 @@ use Check::{Real as R, Root, Service as S};
 #[rustfmt::skip]
 pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     // key                               points at  refused when
-    NotYet { key: "local_addresses",     at: Key,   check: Root(|c| when(!c.local_addresses.is_empty(), "local_addresses")) },
     NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(!c.vrrp.instances.is_empty(), "vrrp.instances")) },
     NotYet { key: "vrrp.sync_groups",    at: Key,   check: Root(|c| when(!c.vrrp.sync_groups.is_empty(), "vrrp.sync_groups")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding != Forwarding::Nat).then(|| (format!("forwarding {}", s.forwarding), " (only nat is)"))) },
-    NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
-    NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
+    NotYet { key: "forwarding",          at: Value, check: S(|s| matches!(s.forwarding, Forwarding::Dr | Forwarding::Tun).then(|| (format!("forwarding {}", s.forwarding), " (nat and fullnat are)"))) },
     NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
 ];
 

@@ -268,6 +268,16 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
                     &format!("{p}.addresses[{k}]"),
                     format!("{a} is not a unicast address"),
                 );
+            } else if a.is_ipv6() {
+                cx.value(
+                    &format!("{p}.addresses[{k}]"),
+                    format!("{a}: IPv6 local addresses are not supported yet"),
+                );
+            } else if let Some(what) = used_elsewhere(cfg, *a) {
+                cx.value(
+                    &format!("{p}.addresses[{k}]"),
+                    format!("local address {a} is also {what}: a pool address must be dedicated to FULLNAT sources"),
+                );
             }
         }
         cx.unique(
@@ -294,6 +304,36 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
             .map(|(i, pool)| (format!("local_addresses[{i}].name"), pool.name.clone())),
         |n, first| format!("pool name `{n}` is used twice (first at {first})"),
     );
+    // A local address belongs to one pool: its ports are allocated by that pool alone.
+    let mut seen: HashMap<IpAddr, String> = HashMap::new();
+    for (i, pool) in cfg.local_addresses.iter().enumerate() {
+        for (k, a) in pool.addresses.iter().enumerate() {
+            match seen.get(a) {
+                Some(other) if *other != pool.name => cx.value(
+                    &format!("local_addresses[{i}].addresses[{k}]"),
+                    format!("local address {a} is already in pool `{other}`: an address belongs to one pool"),
+                ),
+                _ => {
+                    seen.insert(*a, pool.name.clone());
+                }
+            }
+        }
+    }
+}
+
+/// What else `a` is in `cfg` (a VIP, a real server, a sorry server), if anything.
+fn used_elsewhere(cfg: &Config, a: IpAddr) -> Option<String> {
+    for s in &cfg.services {
+        if s.vip == a {
+            return Some(format!("the vip of service `{}`", s.name));
+        }
+        if s.reals.iter().any(|r| r.address.ip() == a)
+            || s.sorry_server.is_some_and(|x| x.ip() == a)
+        {
+            return Some(format!("a real server of service `{}`", s.name));
+        }
+    }
+    None
 }
 
 fn services(cx: &mut Ctx, cfg: &Config) {
@@ -488,6 +528,12 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
         } else if !is_contiguous(m) {
             cx.value(&np, format!("netmask {m} is not contiguous"));
         }
+    }
+    if s.one_packet && s.forwarding == Forwarding::Fullnat {
+        cx.key(
+            &at("one_packet"),
+            "one_packet is not for forwarding: fullnat (replies are matched by their connection's local address and port)",
+        );
     }
     if s.one_packet && s.protocol == Protocol::Tcp {
         cx.key(&at("one_packet"), "one_packet is only for protocol: udp");

@@ -307,8 +307,42 @@ fn udp_request_response_from_pool_addresses() {
     for role in ["r1", "r2"] {
         assert_pool_peers(&peers(&lab, role, "udp", 5353), role);
     }
-    // The box's own traffic from its LAN (a health check's path) still reaches the kernel.
+    // 4000-byte datagrams on 1500-byte links: three fragments each way; the later fragments
+    // follow the first one's translation (both addresses), to the real server and back.
+    let big = lab.udp_client_sized(&format!("{VIP}:53"), 20, 4000);
+    assert_eq!(
+        big.failed,
+        0,
+        "fragmented datagrams: {:?}\n{}",
+        big.errors,
+        xvs.log()
+    );
+    assert_eq!(
+        (big.count("r1"), big.count("r2")),
+        (10, 10),
+        "{:?}",
+        big.by_server
+    );
+    // The box's own traffic from its LAN (a health check's path) still reaches the kernel, and
+    // so does a connection from a pool address itself on a port outside the pool's range (the
+    // kernel's ephemeral ports): the filter steers only the pool's range.
     let own = lab.http_from("lb", "http://198.18.1.11/", 5);
     assert_eq!(own.ok, 5, "the box cannot reach a real server: {own:?}");
+    let from_pool = "import socket\n\
+        s=socket.socket(); s.settimeout(3); s.bind(('198.18.1.2',0))\n\
+        port=s.getsockname()[1]; assert not 20000<=port<=29999, port\n\
+        s.connect(('198.18.1.11',80)); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+        print(s.recv(4096).decode().split()[1])\n";
+    let got = lab.exec_ok("lb", &["python3", "-c", from_pool]);
+    assert_eq!(
+        got.trim(),
+        "200",
+        "the box's own connection from a pool address failed"
+    );
+    let metrics = lab.metrics();
+    assert!(
+        metrics.contains("xvs_drops_total{reason=\"not_lb_traffic\"} 0"),
+        "kernel traffic reached the sockets"
+    );
     stop_cleanly(xvs);
 }

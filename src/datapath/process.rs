@@ -241,8 +241,10 @@ impl Processor {
                 let v = self.forward_fullnat(buf, len, &p, local, t.real, &t, si);
                 if let Verdict::Tx(_) = v {
                     self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
+                    if let Some(id) = p.first_fragment {
+                        self.remember_both(now, &p, id, local.ip(), t.real.ip());
+                    }
                 }
-                // Later fragments of a FULLNAT datagram are not translated (see the README).
                 return v;
             }
             let frame = &mut buf[..frame_len];
@@ -267,6 +269,9 @@ impl Processor {
                     let v = self.reply_fullnat(&mut buf[..frame_len], &p, t.vip, t.client);
                     if let Verdict::Tx(_) = v {
                         self.count_reply(&p, t.vip);
+                        if let Some(id) = p.first_fragment {
+                            self.remember_both(now, &p, id, t.vip.ip(), t.client.ip());
+                        }
                     }
                     return v;
                 }
@@ -349,13 +354,41 @@ impl Processor {
         self.shared.fragments.remember(datagram, rewrite, now);
     }
 
+    /// FULLNAT: remembers that the later fragments of the datagram whose first fragment was just
+    /// forwarded get source `new_src` and destination `new_dst` (routed to `new_dst`).
+    fn remember_both(&self, now: Nanos, p: &Parsed, id: u16, new_src: IpAddr, new_dst: IpAddr) {
+        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(new_src), IpAddr::V4(new_dst)) =
+            (p.key.src, p.key.dst, new_src, new_dst)
+        else {
+            return;
+        };
+        let datagram = DatagramId {
+            src,
+            dst,
+            proto: p.key.proto,
+            id,
+        };
+        let rewrite = FragmentRewrite {
+            new_src: Some(new_src),
+            new_dst: Some(new_dst),
+            route_to: new_dst,
+        };
+        self.shared.fragments.remember(datagram, rewrite, now);
+    }
+
     /// A later fragment: translated like its first fragment if that was forwarded, dropped if it
-    /// belongs to a service or a real server, else the kernel's.
+    /// belongs to a service, a NAT real server or a FULLNAT local address, else the kernel's.
     fn later_fragment(&self, now: Nanos, frame: &mut [u8], f: &LaterFragment) -> Verdict {
         let d = &f.datagram;
         let Some(rw) = self.shared.fragments.find(d, now) else {
             let ours = self.snap.is_vip(IpAddr::V4(d.dst), d.proto)
-                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto);
+                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto)
+                || self
+                    .shared
+                    .conntrack
+                    .local_pools()
+                    .id_of(d.dst.to_bits())
+                    .is_some();
             return if ours {
                 Verdict::Drop(DropReason::Ipv4Fragment)
             } else {

@@ -159,14 +159,16 @@ int xvs_filter(struct xdp_md *ctx)
 	struct steer_key key = {};
 	key.proto = ip->protocol;
 
-	// Later fragments carry no ports: steered by address alone (dir 2: to a VIP, dir 3: from
-	// a NAT real server, not to the box itself).
+	// Later fragments carry no ports: steered by address alone (dir 2: to a VIP, to a FULLNAT
+	// pool address; dir 3: from a NAT real server, not to the box itself).
 	if (ip->frag_off & xvs_htons(0x1fff)) {
 		v4_mapped(key.addr, ip->daddr);
 		key.dir = STEER_DST_FRAGMENTS;
 		if (!bpf_map_lookup_elem(&steer, &key)) {
 			struct addr_key local = {};
 			v4_mapped(local.addr, ip->daddr);
+			if (bpf_map_lookup_elem(&local_pools, &local))
+				return redirect(ctx);
 			if (bpf_map_lookup_elem(&local_addrs, &local))
 				return XDP_PASS;
 			v4_mapped(key.addr, ip->saddr);

@@ -491,6 +491,11 @@ impl ConnTable {
         Self::with_shards(max_entries, Self::default_shards(max_entries))
     }
 
+    /// The number of shards [`ConnTable::new`] gives a table of `max_entries`.
+    pub fn shards_for(max_entries: usize) -> usize {
+        Self::default_shards(max_entries)
+    }
+
     fn default_shards(max_entries: usize) -> usize {
         (max_entries / 4096)
             .clamp(1, 64)

@@ -1215,6 +1215,18 @@ fn fullnat_port_range_must_be_sane() {
     assert_error(&t, "7:12: port range must start at 1 or above");
     let t = FULLNAT.replace("20000-29999", "3000-2000");
     assert_error(&t, "7:12: port range 3000-2000 is empty");
+    // max_entries 1000000: 64 shards, 16 pairs each at least.
+    let t = FULLNAT.replace("20000-29999", "20000-20510");
+    assert_error(
+        &t,
+        "7:12: pool offers 1022 address:port pairs, fewer than 1024 (16 for each of the connection table's 64 shards",
+    );
+    assert_ok(&FULLNAT.replace("20000-29999", "20000-20511"));
+    let small = FULLNAT.replace("20000-29999", "20000-20007").replace(
+        "local_addresses:\n",
+        "conntrack: { max_entries: 1000 }\nlocal_addresses:\n",
+    );
+    assert_ok(&small);
 }
 
 #[test]

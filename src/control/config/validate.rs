@@ -252,6 +252,9 @@ fn conntrack(cx: &mut Ctx, cfg: &Config) {
     }
 }
 
+/// The fewest local address:port pairs a pool must offer per connection-table shard.
+pub const MIN_POOL_PORTS_PER_SHARD: usize = 16;
+
 fn pools(cx: &mut Ctx, cfg: &Config) {
     for (i, pool) in cfg.local_addresses.iter().enumerate() {
         let p = format!("local_addresses[{i}]");
@@ -295,6 +298,23 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
                 &format!("{p}.ports"),
                 format!("port range {r} is empty: the first port is above the last"),
             );
+        } else {
+            // Each connection-table shard owns 1/shards of every pool address's ports (see
+            // conntrack::local_ports): a pool too small for that would refuse flows early.
+            let shards = crate::conntrack::ConnTable::shards_for(
+                usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX),
+            );
+            let endpoints = (usize::from(r.last - r.first) + 1) * pool.addresses.len().max(1);
+            if endpoints < MIN_POOL_PORTS_PER_SHARD * shards {
+                cx.value(
+                    &format!("{p}.ports"),
+                    format!(
+                        "pool offers {endpoints} address:port pairs, fewer than {} ({MIN_POOL_PORTS_PER_SHARD} for each of the connection table's {shards} shards at max_entries {}): widen the port range or add addresses",
+                        MIN_POOL_PORTS_PER_SHARD * shards,
+                        cfg.conntrack.max_entries
+                    ),
+                );
+            }
         }
     }
     cx.unique(

@@ -344,5 +344,22 @@ fn udp_request_response_from_pool_addresses() {
         metrics.contains("xvs_drops_total{reason=\"not_lb_traffic\"} 0"),
         "kernel traffic reached the sockets"
     );
+    // Changing the pools needs a restart: a reload that does is refused, the service goes on.
+    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("20000-29999", "20000-29998")).unwrap();
+    xvs.signal("HUP");
+    assert!(
+        xvs.wait_log(
+            "local_addresses changed: restart xvs to apply it",
+            0,
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "reload with changed pools not refused:\n{}",
+        xvs.log()
+    );
+    let after = lab.udp_client(&format!("{VIP}:53"), 20);
+    assert_eq!(after.ok, 20, "after the refused reload: {:?}", after.errors);
     stop_cleanly(xvs);
 }

@@ -7,7 +7,8 @@
 //! balancer: it answers the pool address, which is on its LAN.
 //!
 //! **TOA** (`toa: true`, TCP only): the client's address travels to the real server in a TCP
-//! option, DPVS's format (`struct tcpopt_addr` of its TOA kernel module):
+//! option, in the format of DPVS and of the LVS FULLNAT patches it comes from (`TCPOPT_ADDR` 254,
+//! `TCPOLEN_ADDR` 8: opcode, size, port, IPv4 address):
 //!
 //! ```text
 //! byte 0    1    2..3                 4..7

@@ -1073,6 +1073,43 @@ UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
     }
 
     #[test]
+    fn fullnat_conns_get_a_local_column() {
+        let conn = |client: &str, real: &str, local: Option<&str>| ConnInfo {
+            protocol: "tcp".into(),
+            client: sa(client),
+            vip: sa("198.18.0.100:80"),
+            real: sa(real),
+            local: local.map(sa),
+            state: "ESTABLISHED".into(),
+            expire_seconds: 899,
+        };
+        let r = ConnsReply {
+            connections: vec![
+                conn(
+                    "198.18.0.2:40312",
+                    "198.18.1.11:80",
+                    Some("198.18.1.2:20000"),
+                ),
+                conn("198.18.0.2:40313", "198.18.1.12:80", None),
+            ],
+        };
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            local              destination
+TCP 14:59  ESTABLISHED 198.18.0.2:40312   198.18.0.100:80    198.18.1.2:20000   198.18.1.11:80
+TCP 14:59  ESTABLISHED 198.18.0.2:40313   198.18.0.100:80    -                  198.18.1.12:80
+";
+        assert_eq!(format_conns(&r), want);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"local\":\"198.18.1.2:20000\""), "{json}");
+        assert_eq!(
+            json.matches("\"local\"").count(),
+            1,
+            "NAT rows have no local: {json}"
+        );
+    }
+
+    #[test]
     fn json_round_trips_and_names_fields() {
         let r = lab_list();
         let text = serde_json::to_string(&r).unwrap();

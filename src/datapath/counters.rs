@@ -50,7 +50,7 @@ pub struct WorkerCounters {
     pub conntrack_evictions: AtomicU64,
     /// FULLNAT TOA options inserted, and skipped by reason (see `datapath::fullnat`).
     pub toa_inserted: AtomicU64,
-    pub toa_skipped: [AtomicU64; 3],
+    pub toa_skipped: [AtomicU64; 4],
     drops: [AtomicU64; DropReason::COUNT],
     /// Batches processed and batches that had at least one frame (for `xvs_worker_busy_ratio`).
     pub batches: AtomicU64,
@@ -114,13 +114,19 @@ impl WorkerCounters {
 }
 
 /// Every TOA skip reason, in counter order.
-pub const TOA_SKIPS: [ToaSkip; 3] = [ToaSkip::NoOptionSpace, ToaSkip::Mtu, ToaSkip::NoRoom];
+pub const TOA_SKIPS: [ToaSkip; 4] = [
+    ToaSkip::NoOptionSpace,
+    ToaSkip::Mtu,
+    ToaSkip::NoRoom,
+    ToaSkip::Fragment,
+];
 
 fn toa_skip_index(s: ToaSkip) -> usize {
     match s {
         ToaSkip::NoOptionSpace => 0,
         ToaSkip::Mtu => 1,
         ToaSkip::NoRoom => 2,
+        ToaSkip::Fragment => 3,
     }
 }
 

@@ -28,8 +28,8 @@
 //! pseudo-header length, the data-offset word and the four new words; the shifted bytes keep their
 //! 16-bit alignment). Nothing is inserted — the packet is forwarded unchanged and the skip
 //! counted — when the TCP header has no 8 bytes of option space left (`no_option_space`), when
-//! the grown packet would exceed the egress interface's MTU (`mtu`), or when the frame buffer has
-//! no tailroom (`no_room`). Sequence numbers do not change (options take no sequence space), so
+//! the grown packet would exceed the egress interface's MTU (`mtu`), when the frame buffer has
+//! no tailroom (`no_room`), or when the segment is a first fragment (`fragment`). Sequence numbers do not change (options take no sequence space), so
 //! no later packet needs adjusting.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -115,6 +115,9 @@ pub enum ToaSkip {
     Mtu,
     /// The frame buffer has no 8 bytes of tailroom.
     NoRoom,
+    /// The segment is the first fragment of a fragmented datagram (its checksum covers later
+    /// fragments too, and growing it would shift them).
+    Fragment,
 }
 
 impl ToaSkip {
@@ -124,6 +127,7 @@ impl ToaSkip {
             ToaSkip::NoOptionSpace => "no_option_space",
             ToaSkip::Mtu => "mtu",
             ToaSkip::NoRoom => "no_room",
+            ToaSkip::Fragment => "fragment",
         }
     }
 }

@@ -634,7 +634,11 @@ impl Processor {
                         .get(usize::from(hop.port))
                         .map_or(1500, |port| port.mtu);
                     let client = SocketAddrV4::new(cip, p.key.sport);
-                    match fullnat::insert_toa(buf, frame_len, p.l3, p.l4, client, mtu) {
+                    let inserted = match p.first_fragment {
+                        Some(_) => Err(fullnat::ToaSkip::Fragment),
+                        None => fullnat::insert_toa(buf, frame_len, p.l3, p.l4, client, mtu),
+                    };
+                    match inserted {
                         Ok(n) => {
                             *len = n;
                             bump(&self.counters.toa_inserted, 1);

@@ -248,3 +248,88 @@ fn fullnat_connection_memory_stays_within_64_bytes() {
     );
     println!("{per:.1} bytes per connection, {b} bytes of port rings");
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A new FULLNAT connection from client port `0`.
+        Insert(u16),
+        /// Time passes by this many seconds, then an expiry sweep.
+        Expire(u8),
+        /// Health checks remove every connection of the real server.
+        RemoveReal,
+        /// A SYN reopening the connection of this client port, if it is closed.
+        Close(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u16..200).prop_map(Op::Insert),
+            2 => any::<u8>().prop_map(Op::Expire),
+            1 => Just(Op::RemoveReal),
+            2 => (0u16..200).prop_map(Op::Close),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the live connections' local endpoints are distinct, inside the
+        /// pool, in the shard their port names, and the in-use gauge equals the live count.
+        #[test]
+        fn local_endpoints_stay_unique_and_accounted(ops in proptest::collection::vec(op(), 1..300)) {
+            let t = ConnTable::with_pools(400, 4, &[pool(40000, 40031, &["198.18.1.2", "198.18.1.3"])]);
+            let to = Timeouts {
+                tcp_syn: 20 * S,
+                tcp_close: 5 * S,
+                ..Timeouts::default()
+            };
+            let stats = Arc::new(RealStats::default());
+            let mut now = S;
+            for op in ops {
+                match op {
+                    Op::Insert(port) => {
+                        match t.insert_fullnat(conn(0xc612_0002, 10_000 + port, &stats), 0, now, &to) {
+                            Ok(_) | Err(InsertError::LocalPortsExhausted) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    Op::Expire(secs) => {
+                        now += u64::from(secs) * S;
+                        t.expire(now, 64);
+                    }
+                    Op::RemoveReal => {
+                        t.remove_real(&stats);
+                    }
+                    Op::Close(port) => {
+                        let k = FlowKey {
+                            proto: Proto::Tcp,
+                            src: "198.18.0.2".parse().unwrap(),
+                            sport: 10_000 + port,
+                            dst: "198.18.0.100".parse().unwrap(),
+                            dport: 80,
+                        };
+                        t.lookup(Direction::Original, &k, Event::Tcp(TcpFlags(0x14)), now, &to);
+                        t.lookup(Direction::Original, &k, SYN, now, &to);
+                    }
+                }
+                let rows = t.rows(0);
+                let mut seen = HashSet::new();
+                let mut live = 0u64;
+                for s in 0..t.shards() {
+                    let shard = lock(&t.shards[s]);
+                    for e in shard.slots.iter().filter(|e| e.is_live()) {
+                        live += 1;
+                        prop_assert!(e.lid != NO_LOCAL);
+                        prop_assert!((40000..=40031).contains(&e.lport));
+                        prop_assert_eq!(LocalPools::shard_of_reply(e.lport, t.shards()), s);
+                        prop_assert!(seen.insert((e.local, e.lport)), "endpoint used twice");
+                    }
+                }
+                prop_assert_eq!(t.local_pools().ports_in_use(0), live);
+                prop_assert!(rows.len() as u64 <= live);
+            }
+        }
+    }
+}

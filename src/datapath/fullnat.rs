@@ -26,11 +26,11 @@
 //! the UMEM frame's tailroom (Ethernet padding after the IP packet is dropped); the data offset,
 //! IP total length, IP checksum and TCP checksum are updated (the TCP checksum incrementally: the
 //! pseudo-header length, the data-offset word and the four new words; the shifted bytes keep their
-//! 16-bit alignment). Nothing is inserted — the packet is forwarded unchanged and the skip
-//! counted — when the TCP header has no 8 bytes of option space left (`no_option_space`), when
-//! the grown packet would exceed the egress interface's MTU (`mtu`), when the frame buffer has
-//! no tailroom (`no_room`), or when the segment is a first fragment (`fragment`). Sequence numbers do not change (options take no sequence space), so
-//! no later packet needs adjusting.
+//! 16-bit alignment). Nothing is inserted — the packet is forwarded without the option and the
+//! skip counted — when the TCP header has no 8 bytes of option space left (`no_option_space`),
+//! when the grown packet would exceed the egress interface's MTU (`mtu`), when the frame buffer
+//! has no tailroom (`no_room`), or when the segment is a first fragment (`fragment`). Sequence
+//! numbers do not change (options take no sequence space), so no later packet needs adjusting.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

@@ -363,3 +363,53 @@ fn udp_request_response_from_pool_addresses() {
     assert_eq!(after.ok, 20, "after the refused reload: {:?}", after.errors);
     stop_cleanly(xvs);
 }
+
+/// NAT and FULLNAT services side by side on one box: the NAT lab (real servers route back through
+/// the LB) plus a pool address on the LB; `web` tcp/80 is NAT, `web-fnat` tcp/8080 FULLNAT to the
+/// same real servers. Both work in one run; the real servers see the client for the first and
+/// the pool address for the second.
+#[test]
+fn nat_and_fullnat_services_share_one_box() {
+    let lab = Lab::up("nat");
+    lab.exec_ok("lb", &["ip", "addr", "add", "198.18.1.2/32", "dev", "lan0"]);
+    lab.serve();
+    let cfg = format!(
+        "global:\n  admin_socket: {}\n\
+         datapath:\n  interfaces:\n    - {{ name: wan0, queues: [0] }}\n    - {{ name: lan0, queues: [0] }}\n  poll: wakeup\n\
+         local_addresses:\n  - {{ name: p, addresses: [198.18.1.2], ports: 20000-29999 }}\n\
+         services:\n\
+         \x20 - {{ name: web, vip: {VIP}, port: 80, scheduler: rr, reals: [{{ address: 198.18.1.11:80 }}, {{ address: 198.18.1.12:80 }}] }}\n\
+         \x20 - {{ name: web-fnat, vip: {VIP}, port: 8080, scheduler: rr, forwarding: fullnat, local_addresses: p, reals: [{{ address: 198.18.1.11:80 }}, {{ address: 198.18.1.12:80 }}] }}\n",
+        admin_socket(&lab)
+    );
+    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    std::fs::write(&path, cfg).unwrap();
+    let xvs = lab.start_xvs_ready(&path);
+    let nat = lab.http_client(100);
+    assert_eq!(nat.ok, 100, "NAT: {:?}\n{}", nat.errors, xvs.log());
+    let fnat = lab.http_client_url(&format!("http://{VIP}:8080/"), 100, 2.0);
+    assert_eq!(fnat.ok, 100, "FULLNAT: {:?}\n{}", fnat.errors, xvs.log());
+    assert_eq!(
+        (fnat.count("r1"), fnat.count("r2")),
+        (50, 50),
+        "{:?}",
+        fnat.by_server
+    );
+    let mut from_client = 0;
+    let mut from_pool = 0;
+    for role in ["r1", "r2"] {
+        for p in peers(&lab, role, "http", 80) {
+            match p.ip().to_string().as_str() {
+                CLIENT => from_client += 1,
+                "198.18.1.2" => from_pool += 1,
+                other => panic!("{role} saw {other}"),
+            }
+        }
+    }
+    // The readiness probe adds NAT requests.
+    assert!(
+        from_client >= 100 && from_pool == 100,
+        "client {from_client}, pool {from_pool}"
+    );
+    stop_cleanly(xvs);
+}

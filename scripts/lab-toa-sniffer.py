@@ -69,7 +69,7 @@ def main() -> int:
 
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     # A large buffer: a loaded machine may schedule this reader late, and every SYN counts.
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 8 << 20)
+    s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
     s.bind((args.iface, 0))
     s.settimeout(0.2)
     if args.ready:

@@ -101,7 +101,7 @@ impl Sniffer {
         let out = std::env::temp_dir().join(format!("xvs-toa-{}-{role}.jsonl", lab.tag));
         let ready = std::env::temp_dir().join(format!("xvs-toa-{}-{role}.ready", lab.tag));
         let _ = std::fs::remove_file(&ready);
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.ns(role), "python3"])
             .arg(script("lab-toa-sniffer.py"))
             .args(["--iface", "eth0", "--port", "80", "--duration", "300"])
@@ -114,6 +114,9 @@ impl Sniffer {
             .expect("start the TOA sniffer");
         let end = Instant::now() + Duration::from_secs(10);
         while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{role}: TOA sniffer exited before it was ready: {status}");
+            }
             assert!(
                 Instant::now() < end,
                 "{role}: TOA sniffer not ready after 10 s"

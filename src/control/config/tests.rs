@@ -1210,6 +1210,21 @@ fn fullnat_pool_addresses_are_ipv4_dedicated_and_in_one_pool() {
 }
 
 #[test]
+fn fullnat_pools_hold_at_most_1024_addresses() {
+    let many: Vec<String> = (0..1025u32)
+        .map(|i| format!("198.19.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let t = FULLNAT.replace(
+        "[198.18.1.2, 198.18.1.3]",
+        &format!("[{}]", many.join(", ")),
+    );
+    assert_error(
+        &t,
+        "4:1: 1025 local addresses in all pools; at most 1024 are supported",
+    );
+}
+
+#[test]
 fn fullnat_port_range_must_be_sane() {
     let t = FULLNAT.replace("20000-29999", "0-10");
     assert_error(&t, "7:12: port range must start at 1 or above");

@@ -324,6 +324,16 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
             .map(|(i, pool)| (format!("local_addresses[{i}].name"), pool.name.clone())),
         |n, first| format!("pool name `{n}` is used twice (first at {first})"),
     );
+    let total: usize = cfg.local_addresses.iter().map(|p| p.addresses.len()).sum();
+    if total > crate::datapath::filter::MAX_LOCAL_POOL_ADDRS {
+        cx.key(
+            "local_addresses",
+            format!(
+                "{total} local addresses in all pools; at most {} are supported",
+                crate::datapath::filter::MAX_LOCAL_POOL_ADDRS
+            ),
+        );
+    }
     // A local address belongs to one pool: its ports are allocated by that pool alone.
     let mut seen: HashMap<IpAddr, String> = HashMap::new();
     for (i, pool) in cfg.local_addresses.iter().enumerate() {

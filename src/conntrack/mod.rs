@@ -5,18 +5,23 @@
 //!   one operation only (never across a batch). A connection lives in the shard chosen by its
 //!   **client endpoint** (address, port), which both directions carry (source of the original
 //!   direction, destination of replies), so both lookups of one connection hit the same shard
-//!   even when replies arrive on another queue (RSS is not symmetric for NAT).
+//!   even when replies arrive on another queue (RSS is not symmetric for NAT). A FULLNAT reply
+//!   carries a local endpoint instead of the client's; its connection took that local port from
+//!   its own shard's share of the pool, and the port names the shard ([`local_ports`]).
 //! - Each shard owns a slab of fixed capacity (`conntrack.max_entries` split across shards) and a
 //!   fixed-size open-addressing index ([`index::FlowIndex`]) holding both the original key
-//!   (client → VIP) and the reply key (real server → client) of every entry; each index value
+//!   (client → VIP) and the reply key (real server → client; FULLNAT: real server → local
+//!   address:port) of every entry; each index value
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
-//! - An entry is 32 bytes (IPv4): three addresses, three ports, protocol, state, a 32-bit expiry
-//!   in milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the
-//!   `Arc` of its real server's counters. Free slots form a list threaded through the slab. With
-//!   the index at 75 % load for two keys per entry, a connection costs 32 + 2 × 8 / 0.75 ≈ 53.3
-//!   bytes ([`ConnTable::allocated_bytes`] measures it).
+//! - An entry is 40 bytes (IPv4): four addresses and four ports (client, VIP, real server and,
+//!   for FULLNAT, the local endpoint), the local id, protocol, state, a 32-bit expiry in
+//!   milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the `Arc`
+//!   of its real server's counters. Free slots form a list threaded through the slab. With the
+//!   index at 75 % load for two keys per entry, a connection costs 40 + 2 × 8 / 0.75 ≈ 61.3
+//!   bytes, NAT or FULLNAT ([`ConnTable::allocated_bytes`] measures it); a FULLNAT entry's local
+//!   port goes back to its pool when the entry is removed, however that happens.
 //! - Expiry is lazy (an expired entry found by a lookup is removed and reported as a miss) plus a
 //!   clock sweep: [`ConnTable::expire`] visits a bounded number of slots per call, so no call ever
 //!   walks the whole table, however many entries expire at once.

@@ -503,8 +503,17 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         ios.push(io);
     }
     filter.set_steering(&shared.snapshot.load().steering_keys())?;
-    filter.set_local_addresses(&netlink::dump_addresses()?)?;
+    let own = netlink::dump_addresses()?;
+    filter.set_local_addresses(&own)?;
     filter.set_local_pools(&local_pool_ranges(&cfg))?;
+    for (addr, _, _) in local_pool_ranges(&cfg) {
+        if !own.contains(&addr) {
+            // Replies to it need the box's kernel to answer ARP for it.
+            log(format!(
+                "Local address {addr} is not an address of this box: real servers cannot reach it until it is added to the interface on their LAN"
+            ));
+        }
+    }
 
     let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
     shared.nexthops.store(Arc::new(primed.table));

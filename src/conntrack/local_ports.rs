@@ -156,10 +156,9 @@ impl ShardPorts {
             .iter()
             .map(|&pi| {
                 let p = &pools.pools[usize::from(pi)];
-                PortRing::full_of(
-                    (p.first_port..=p.last_port)
-                        .filter(move |&port| usize::from(port) & (shards - 1) == shard),
-                )
+                // The first port of the range in this shard, then every `shards`-th one.
+                let skip = (shard + shards - usize::from(p.first_port) % shards) % shards;
+                PortRing::full_of((p.first_port..=p.last_port).skip(skip).step_by(shards))
             })
             .collect();
         ShardPorts {

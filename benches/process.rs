@@ -19,6 +19,9 @@ mod nat_lab;
 #[path = "../tests/fixtures/routed_lab.rs"]
 mod routed_lab;
 
+#[path = "../tests/fixtures/fullnat_lab.rs"]
+mod fullnat_lab;
+
 const BATCH: usize = 64;
 
 fn frame(client_port: u16, flags: u8) -> Vec<u8> {
@@ -120,5 +123,37 @@ fn bench_routed(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_process, bench_routed);
+/// The same on FULLNAT flows (`web` of the FULLNAT lab: both addresses and ports rewritten, the
+/// connection found by the client's key).
+fn bench_process_fullnat(c: &mut Criterion) {
+    let mut p = fullnat_lab::processor_with(1_000_000, (1024, 65535));
+    let mut now = 1_000_000_000u64;
+    p.begin_batch(now);
+    for i in 0..BATCH {
+        let mut f = frame(40000 + i as u16, 0x02);
+        assert!(matches!(p.process(now, 0, &mut f), Verdict::Tx(1)));
+    }
+    let templates: Vec<Vec<u8>> = (0..BATCH).map(|i| frame(40000 + i as u16, 0x10)).collect();
+    let mut bufs = templates.clone();
+    let mut g = c.benchmark_group("process");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("fullnat_established_tcp", |b| {
+        b.iter(|| {
+            now += 1000;
+            p.begin_batch(now);
+            for (buf, t) in bufs.iter_mut().zip(&templates) {
+                buf.copy_from_slice(t);
+                black_box(p.process(now, 0, buf));
+            }
+        })
+    });
+    g.finish();
+    assert_eq!(
+        p.counters.total_drops(),
+        0,
+        "every benchmarked frame must be forwarded"
+    );
+}
+
+criterion_group!(benches, bench_process, bench_routed, bench_process_fullnat);
 criterion_main!(benches);

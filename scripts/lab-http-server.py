@@ -2,7 +2,8 @@
 """Lab real server: answers every HTTP GET (and HEAD) with the body "NAME\\n".
 
 HTTP/1.0, one request per connection, a thread per connection. Prints nothing except errors.
-Stops on SIGTERM/SIGINT.
+With --peer-log FILE, appends the peer of each request ("ADDR:PORT", the client as this server
+sees it) to FILE. Stops on SIGTERM/SIGINT.
 """
 import argparse
 import signal
@@ -17,8 +18,16 @@ def main() -> int:
     ap.add_argument("--name", required=True, help="server name, returned as the body")
     ap.add_argument("--port", type=int, default=80)
     ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--peer-log", help="append each request's peer ADDR:PORT to this file")
     args = ap.parse_args()
     body = (args.name + "\n").encode()
+    peer_lock = threading.Lock()
+    peer_log = open(args.peer_log, "a", buffering=1) if args.peer_log else None
+
+    def log_peer(peer) -> None:
+        if peer_log is not None:
+            with peer_lock:
+                peer_log.write("%s:%d\n" % (peer[0], peer[1]))
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -26,6 +35,7 @@ def main() -> int:
         sys_version = ""
 
         def _answer(self, with_body: bool) -> None:
+            log_peer(self.client_address)
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Lab real server: answers every UDP datagram with b"NAME:" + payload. Stops on SIGTERM/SIGINT."""
+"""Lab real server: answers every UDP datagram with b"NAME:" + payload. Stops on SIGTERM/SIGINT.
+
+With --peer-log FILE, appends each datagram's peer ("ADDR:PORT") to FILE."""
 import argparse
 import signal
 import socket
@@ -11,7 +13,9 @@ def main() -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, default=5353)
     ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--peer-log", help="append each datagram's peer ADDR:PORT to this file")
     args = ap.parse_args()
+    peer_log = open(args.peer_log, "a", buffering=1) if args.peer_log else None
     prefix = args.name.encode() + b":"
 
     running = True
@@ -34,6 +38,8 @@ def main() -> int:
             continue
         except InterruptedError:
             continue
+        if peer_log is not None:
+            peer_log.write("%s:%d\n" % (peer[0], peer[1]))
         try:
             s.sendto(prefix + data, peer)
         except OSError as e:

@@ -293,7 +293,14 @@ struct SwapHandler {
 impl FrameHandler for SwapHandler {
     fn begin_batch(&mut self, _now: Nanos) {}
 
-    fn process(&mut self, _now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
+    fn process(
+        &mut self,
+        _now: Nanos,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Verdict {
+        let frame = &mut buf[..*len];
         if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
             return Verdict::Pass;
         }

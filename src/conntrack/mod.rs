@@ -5,18 +5,23 @@
 //!   one operation only (never across a batch). A connection lives in the shard chosen by its
 //!   **client endpoint** (address, port), which both directions carry (source of the original
 //!   direction, destination of replies), so both lookups of one connection hit the same shard
-//!   even when replies arrive on another queue (RSS is not symmetric for NAT).
+//!   even when replies arrive on another queue (RSS is not symmetric for NAT). A FULLNAT reply
+//!   carries a local endpoint instead of the client's; its connection took that local port from
+//!   its own shard's share of the pool, and the port names the shard ([`local_ports`]).
 //! - Each shard owns a slab of fixed capacity (`conntrack.max_entries` split across shards) and a
 //!   fixed-size open-addressing index ([`index::FlowIndex`]) holding both the original key
-//!   (client → VIP) and the reply key (real server → client) of every entry; each index value
+//!   (client → VIP) and the reply key (real server → client; FULLNAT: real server → local
+//!   address:port) of every entry; each index value
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
-//! - An entry is 32 bytes (IPv4): three addresses, three ports, protocol, state, a 32-bit expiry
-//!   in milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the
-//!   `Arc` of its real server's counters. Free slots form a list threaded through the slab. With
-//!   the index at 75 % load for two keys per entry, a connection costs 32 + 2 × 8 / 0.75 ≈ 53.3
-//!   bytes ([`ConnTable::allocated_bytes`] measures it).
+//! - An entry is 40 bytes (IPv4): four addresses and four ports (client, VIP, real server and,
+//!   for FULLNAT, the local endpoint), the local id, protocol, state, a 32-bit expiry in
+//!   milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the `Arc`
+//!   of its real server's counters. Free slots form a list threaded through the slab. With the
+//!   index at 75 % load for two keys per entry, a connection costs 40 + 2 × 8 / 0.75 ≈ 61.3
+//!   bytes, NAT or FULLNAT ([`ConnTable::allocated_bytes`] measures it); a FULLNAT entry's local
+//!   port goes back to its pool when the entry is removed, however that happens.
 //! - Expiry is lazy (an expired entry found by a lookup is removed and reported as a miss) plus a
 //!   clock sweep: [`ConnTable::expire`] visits a bounded number of slots per call, so no call ever
 //!   walks the whole table, however many entries expire at once.
@@ -29,6 +34,7 @@
 //! - Only IPv4 connections are stored (IPv6 is refused by the configuration until its issue).
 
 pub mod index;
+pub mod local_ports;
 pub mod state;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -38,6 +44,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use state::{ConnState, Direction};
 
 use crate::conntrack::index::FlowIndex;
+pub use crate::conntrack::local_ports::LocalPool;
+use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
 use crate::datapath::wire::TcpFlags;
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
@@ -98,6 +106,12 @@ pub struct Tracked {
     pub vip: SocketAddr,
     pub real: SocketAddr,
     pub state: ConnState,
+    /// FULLNAT: the local address:port the connection's packets to the real server come from
+    /// (replies are addressed to it). `None` for NAT.
+    pub local: Option<SocketAddr>,
+    /// This packet moved the connection from a handshake state (SYN_RECV) to ESTABLISHED in the
+    /// original direction: it is the client's ACK completing the handshake.
+    pub handshake_completed: bool,
 }
 
 /// The outcome of a successful [`ConnTable::insert`].
@@ -115,6 +129,8 @@ pub struct ConnRow {
     pub client: SocketAddr,
     pub vip: SocketAddr,
     pub real: SocketAddr,
+    /// FULLNAT: the local address:port (see [`Tracked::local`]).
+    pub local: Option<SocketAddr>,
     pub state: ConnState,
     /// When the entry expires (nanoseconds on the caller's clock).
     pub expires: Nanos,
@@ -129,6 +145,9 @@ pub enum InsertError {
     /// An address is not IPv4.
     #[error("only IPv4 connections are tracked")]
     NotIpv4,
+    /// FULLNAT: the shard's share of the pool's local ports is in use.
+    #[error("local address pool exhausted")]
+    LocalPortsExhausted,
 }
 
 /// Nanoseconds per expiry tick (1 ms).
@@ -163,8 +182,9 @@ fn sock(ip: u32, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(ip)), port)
 }
 
-/// One connection (32 bytes). A free slot has `stats: None` and keeps the next free slot + 1
-/// (0 = none) in `client`.
+/// One connection (40 bytes). A free slot has `stats: None` and keeps the next free slot + 1
+/// (0 = none) in `client`. A FULLNAT entry has a local id (`lid`, see
+/// [`local_ports`]) and its local endpoint `local:lport`; NAT entries have `lid == NO_LOCAL`.
 #[derive(Debug)]
 #[repr(C)]
 struct Entry {
@@ -172,16 +192,19 @@ struct Entry {
     client: u32,
     vip: u32,
     real: u32,
+    local: u32,
     cport: u16,
     vport: u16,
     rport: u16,
+    lport: u16,
+    lid: u16,
     proto: Proto,
     state: ConnState,
     /// Expiry tick (see [`tick`]).
     expires: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+const _: () = assert!(std::mem::size_of::<Entry>() == 40);
 
 /// A compact flow key: (source, destination, source port, destination port, protocol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +249,13 @@ impl Entry {
                 dport: self.vport,
                 proto: self.proto,
             },
+            Direction::Reply if self.lid != NO_LOCAL => Key4 {
+                src: self.real,
+                dst: self.local,
+                sport: self.rport,
+                dport: self.lport,
+                proto: self.proto,
+            },
             Direction::Reply => Key4 {
                 src: self.real,
                 dst: self.client,
@@ -242,6 +272,8 @@ impl Entry {
             vip: sock(self.vip, self.vport),
             real: sock(self.real, self.rport),
             state: self.state,
+            local: (self.lid != NO_LOCAL).then(|| sock(self.local, self.lport)),
+            handshake_completed: false,
         }
     }
 
@@ -293,6 +325,9 @@ fn count(stats: &RealStats, state: ConnState) -> &AtomicU64 {
 struct Shard {
     slots: Vec<Entry>,
     index: FlowIndex,
+    /// This shard's share of the FULLNAT pools' ports.
+    ports: ShardPorts,
+    pools: Arc<LocalPools>,
     /// First free slot + 1 (0 = none) among `slots` already pushed.
     free_head: u32,
     capacity: usize,
@@ -318,10 +353,12 @@ const EVICT_SCAN: usize = 64;
 pub const REMOVE_REAL_CHUNK: usize = 4096;
 
 impl Shard {
-    fn new(capacity: usize) -> Shard {
+    fn new(capacity: usize, pools: Arc<LocalPools>, shard: usize, shards: usize) -> Shard {
         Shard {
             slots: Vec::with_capacity(capacity),
             index: FlowIndex::with_capacity(capacity * 2),
+            ports: ShardPorts::new(&pools, shard, shards),
+            pools,
             free_head: 0,
             capacity,
             live: 0,
@@ -332,6 +369,11 @@ impl Shard {
 
     fn allocated_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Entry>() + self.index.allocated_bytes()
+    }
+
+    /// Bytes allocated for the FULLNAT port rings.
+    fn port_bytes(&self) -> usize {
+        self.ports.allocated_bytes()
     }
 
     /// The slot whose `dir` key is `key`.
@@ -367,6 +409,12 @@ impl Shard {
             count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
             stats.conn_removed();
         }
+        if e.lid != NO_LOCAL {
+            let (lid, lport) = (e.lid, e.lport);
+            e.lid = NO_LOCAL;
+            self.ports.release(&self.pools, lid, lport);
+        }
+        let e = &mut self.slots[slot];
         e.client = self.free_head;
         self.free_head = slot as u32 + 1;
         self.live -= 1;
@@ -443,6 +491,8 @@ impl Shard {
 #[derive(Debug)]
 pub struct ConnTable {
     shards: Box<[Mutex<Shard>]>,
+    /// The FULLNAT pools (fixed at construction).
+    pools: Arc<LocalPools>,
     /// Chooses the shard from the client endpoint (fixed seeds: placement only).
     shard_hasher: ahash::RandomState,
     /// Hashes keys for the shards' indexes (random seeds: flooding one probe run needs them).
@@ -456,26 +506,71 @@ impl ConnTable {
     /// A table holding at most `max_entries` connections, in a number of shards that grows with
     /// the capacity (1 shard below 8192 entries, up to 64).
     pub fn new(max_entries: usize) -> ConnTable {
-        let shards = (max_entries / 4096)
+        Self::with_shards(max_entries, Self::default_shards(max_entries))
+    }
+
+    /// The number of shards [`ConnTable::new`] gives a table of `max_entries`.
+    pub fn shards_for(max_entries: usize) -> usize {
+        Self::default_shards(max_entries)
+    }
+
+    fn default_shards(max_entries: usize) -> usize {
+        (max_entries / 4096)
             .clamp(1, 64)
             .next_power_of_two()
-            .min(64);
-        Self::with_shards(max_entries, shards)
+            .min(64)
+    }
+
+    /// Number of shards (a power of two).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The FULLNAT pools: names, ports in use (`xvs_local_address_ports_in_use`).
+    pub fn local_pools(&self) -> &LocalPools {
+        &self.pools
+    }
+
+    /// Bytes allocated for the FULLNAT pools' free-port rings (2 bytes per pool port).
+    pub fn local_port_bytes(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).port_bytes()).sum()
     }
 
     /// A table with an explicit power-of-two shard count; capacity is split exactly.
     pub fn with_shards(max_entries: usize, shards: usize) -> ConnTable {
+        Self::with_pools(max_entries, shards, &[])
+    }
+
+    /// A table with FULLNAT local address pools (pool `i` of `pools` is pool index `i` of
+    /// [`ConnTable::insert_fullnat`]); `shards` as in [`ConnTable::with_shards`], or 0 for the
+    /// default of [`ConnTable::new`].
+    pub fn with_pools(max_entries: usize, shards: usize, pools: &[LocalPool]) -> ConnTable {
+        let shards = if shards == 0 {
+            Self::default_shards(max_entries)
+        } else {
+            shards
+        };
         assert!(
             shards.is_power_of_two(),
             "shard count must be a power of two"
         );
+        let pools = Arc::new(LocalPools::new(pools));
         let base = max_entries / shards;
         let extra = max_entries % shards;
+        let n = shards;
         let shards = (0..shards)
-            .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
+            .map(|i| {
+                Mutex::new(Shard::new(
+                    base + usize::from(i < extra),
+                    pools.clone(),
+                    i,
+                    n,
+                ))
+            })
             .collect();
         ConnTable {
             shards,
+            pools,
             shard_hasher: ahash::RandomState::with_seeds(
                 0x7876_7300,
                 0x636f_6e6e,
@@ -508,16 +603,27 @@ impl ConnTable {
         self.shards.iter().map(|s| lock(s).allocated_bytes()).sum()
     }
 
-    fn shard_for(&self, client: (u32, u16)) -> MutexGuard<'_, Shard> {
-        let i = (self.shard_hasher.hash_one(client) as usize) & (self.shards.len() - 1);
-        lock(&self.shards[i])
+    fn shard_index(&self, client: (u32, u16)) -> usize {
+        (self.shard_hasher.hash_one(client) as usize) & (self.shards.len() - 1)
     }
 
-    /// The client endpoint of a packet travelling in `dir` with `key`.
-    fn client_of(dir: Direction, key: &Key4) -> (u32, u16) {
+    fn shard_for(&self, client: (u32, u16)) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[self.shard_index(client)])
+    }
+
+    /// The shard of a packet travelling in `dir` with `key`: the shard of its client endpoint,
+    /// or for a FULLNAT reply (destination a pool address) the shard that owns its local port.
+    fn shard_of(&self, dir: Direction, key: &Key4) -> MutexGuard<'_, Shard> {
         match dir {
-            Direction::Original => (key.src, key.sport),
-            Direction::Reply => (key.dst, key.dport),
+            Direction::Original => self.shard_for((key.src, key.sport)),
+            Direction::Reply => {
+                if !self.pools.addrs.is_empty() && self.pools.id_of(key.dst).is_some() {
+                    let i = LocalPools::shard_of_reply(key.dport, self.shards.len());
+                    lock(&self.shards[i])
+                } else {
+                    self.shard_for((key.dst, key.dport))
+                }
+            }
         }
     }
 
@@ -525,7 +631,7 @@ impl ConnTable {
     /// ICMP errors about a connection, which say nothing about its progress).
     pub fn peek(&self, dir: Direction, key: &FlowKey, now: Nanos) -> Option<Tracked> {
         let key = Key4::of(key)?;
-        let shard = self.shard_for(Self::client_of(dir, &key));
+        let shard = self.shard_of(dir, &key);
         let slot = shard.find(&self.key_hasher, dir, &key)?;
         let e = &shard.slots[slot];
         (!is_expired(e.expires, tick(now))).then(|| e.tracked())
@@ -546,7 +652,7 @@ impl ConnTable {
     ) -> Option<Tracked> {
         let key = Key4::of(key)?;
         let seed = &self.key_hasher;
-        let mut shard = self.shard_for(Self::client_of(dir, &key));
+        let mut shard = self.shard_of(dir, &key);
         let slot = shard.find(seed, dir, &key)?;
         let now_tick = tick(now);
         let e = &mut shard.slots[slot];
@@ -567,10 +673,17 @@ impl ConnTable {
                     count(stats, new_state).fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        let handshake_completed = dir == Direction::Original
+            && e.state == ConnState::SynRecv
+            && new_state == ConnState::Established;
+        if new_state != e.state {
             e.state = new_state;
         }
         e.expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
-        Some(e.tracked())
+        let mut t = e.tracked();
+        t.handshake_completed = handshake_completed;
+        Some(t)
     }
 
     /// Inserts a new connection. If the original key is already tracked (two workers raced on
@@ -582,7 +695,7 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_keys(new, now, timeouts, Keys::Both)
+        self.insert_with(new, None, now, timeouts, Keys::Both)
     }
 
     /// Like [`insert`](Self::insert) for a connection whose replies never pass through the load
@@ -595,12 +708,27 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_keys(new, now, timeouts, Keys::OriginalOnly)
+        self.insert_with(new, None, now, timeouts, Keys::OriginalOnly)
     }
 
-    fn insert_keys(
+    /// Inserts a new FULLNAT connection whose local endpoint comes from pool `pool` (an index
+    /// into the pools the table was built with): allocated in the connection's shard, under its
+    /// lock, and returned when the entry is removed. [`InsertError::LocalPortsExhausted`] when
+    /// the shard's share of the pool is in use. Otherwise as [`ConnTable::insert`].
+    pub fn insert_fullnat(
         &self,
         new: NewConn,
+        pool: u16,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Inserted, InsertError> {
+        self.insert_with(new, Some(pool), now, timeouts, Keys::Both)
+    }
+
+    fn insert_with(
+        &self,
+        new: NewConn,
+        pool: Option<u16>,
         now: Nanos,
         timeouts: &Timeouts,
         keys: Keys,
@@ -616,16 +744,19 @@ impl ConnTable {
             client,
             vip,
             real,
+            local: 0,
             cport: new.client.port(),
             vport: new.vip.port(),
             rport: new.real.port(),
+            lport: 0,
+            lid: NO_LOCAL,
             proto: new.proto,
             state: new.state,
             expires: now_tick.wrapping_add(ticks(new.state.timeout(timeouts))),
         };
+        let mut entry = entry;
         let seed = &self.key_hasher;
         let ok = entry.key(Direction::Original);
-        let rk = entry.key(Direction::Reply);
         let mut shard = self.shard_for((client, entry.cport));
         if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
@@ -650,6 +781,16 @@ impl ConnTable {
                 evicted_half_open = true;
             }
         }
+        if let Some(pool) = pool {
+            let Shard { ports, pools, .. } = &mut *shard;
+            let Some((lid, lport)) = ports.alloc(pools, pool) else {
+                return Err(InsertError::LocalPortsExhausted);
+            };
+            entry.lid = lid;
+            entry.local = pools.addrs[usize::from(lid)];
+            entry.lport = lport;
+        }
+        let rk = entry.key(Direction::Reply);
         // A reply key held by another live connection (same client endpoint NATed to the same
         // real server from two services) is taken over by the newer connection; the older one
         // keeps its original direction until it expires.
@@ -736,6 +877,7 @@ impl ConnTable {
                             client: t.client,
                             vip: t.vip,
                             real: t.real,
+                            local: t.local,
                             state: e.state,
                             expires: e.expires_at(now),
                         }
@@ -1019,8 +1161,9 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_32_bytes_and_a_connection_at_most_64_with_its_index() {
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    fn an_entry_is_40_bytes_and_a_connection_at_most_64_with_its_index() {
+        // NAT and FULLNAT entries are the same size (FULLNAT's local endpoint lives in it).
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
         let t = ConnTable::new(1_000_000);
         let per = t.allocated_bytes() as f64 / 1_000_000.0;
         assert!(per <= 64.0, "{per} bytes per connection");
@@ -1173,3 +1316,6 @@ mod tests {
         assert_eq!(caps, 10);
     }
 }
+
+#[cfg(test)]
+mod fullnat_tests;

@@ -172,6 +172,7 @@ pub fn list(shared: &Shared, counters: &ListCounters) -> ListReply {
                     Forwarding::Nat => "nat".to_string(),
                     Forwarding::Dr => "dr".to_string(),
                     Forwarding::Tun => "tun".to_string(),
+                    Forwarding::FullNat => "fullnat".to_string(),
                 },
                 reals: s
                     .reals
@@ -214,6 +215,7 @@ pub fn conns(shared: &Shared, now: Nanos) -> ConnsReply {
             client: r.client,
             vip: r.vip,
             real: r.real,
+            local: r.local,
             state: r.state.name().to_string(),
             expire_seconds: (r.expires - now) / NANOS_PER_SEC,
         })
@@ -231,6 +233,7 @@ pub fn conns(shared: &Shared, now: Nanos) -> ConnsReply {
                 client: SocketAddr::new(t.key.client_net, 0),
                 vip: SocketAddr::new(t.key.vip, t.key.vport),
                 real: t.real,
+                local: None,
                 state: "NONE".to_string(),
                 expire_seconds: (t.expires - now) / NANOS_PER_SEC,
             }),

@@ -387,6 +387,9 @@ pub struct ConnInfo {
     #[serde(rename = "virtual")]
     pub vip: SocketAddr,
     pub real: SocketAddr,
+    /// FULLNAT: the local address:port the real server sees as the client (absent for NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddr>,
     /// ipvsadm's state name (`ESTABLISHED`, `SYN_RECV`, `FIN_WAIT`, `CLOSE`, `UDP`).
     pub state: String,
     /// Whole seconds of idle time left before the entry expires.
@@ -606,13 +609,40 @@ pub fn format_list_rate(r: &ListReply) -> String {
 /// The `ipvsadm -L -n -c` layout (see the module documentation).
 pub fn format_conns(r: &ConnsReply) -> String {
     let mut o = String::from("IPVS connection entries\n");
-    let _ = writeln!(
-        o,
-        "pro expire {:<11} {:<18} {:<18} destination",
-        "state", "source", "virtual"
-    );
+    // With FULLNAT connections, a `local` column (the pool address:port the real server sees as
+    // the client) goes between virtual and destination, as DPVS's ipvsadm shows it; NAT rows
+    // have `-` there.
+    let fullnat = r.connections.iter().any(|c| c.local.is_some());
+    if fullnat {
+        let _ = writeln!(
+            o,
+            "pro expire {:<11} {:<18} {:<18} {:<18} destination",
+            "state", "source", "virtual", "local"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
     for c in &r.connections {
         let expire = format!("{:02}:{:02}", c.expire_seconds / 60, c.expire_seconds % 60);
+        if fullnat {
+            let local = c.local.map_or("-".to_string(), |l| l.to_string());
+            let _ = writeln!(
+                o,
+                "{:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}",
+                c.protocol.to_uppercase(),
+                expire,
+                c.state,
+                c.client.to_string(),
+                c.vip.to_string(),
+                local,
+                c.real
+            );
+            continue;
+        }
         let _ = writeln!(
             o,
             "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
@@ -1008,6 +1038,7 @@ TCP  198.18.0.100:80 wrr
                     client: sa("198.18.0.2:40312"),
                     vip: sa("198.18.0.100:80"),
                     real: sa("198.18.1.11:80"),
+                    local: None,
                     state: "ESTABLISHED".into(),
                     expire_seconds: 899,
                 },
@@ -1016,6 +1047,7 @@ TCP  198.18.0.100:80 wrr
                     client: sa("198.18.0.2:40314"),
                     vip: sa("198.18.0.100:80"),
                     real: sa("198.18.1.12:80"),
+                    local: None,
                     state: "CLOSE".into(),
                     expire_seconds: 9,
                 },
@@ -1024,6 +1056,7 @@ TCP  198.18.0.100:80 wrr
                     client: sa("198.18.0.2:51000"),
                     vip: sa("198.18.0.100:53"),
                     real: sa("198.18.1.12:5353"),
+                    local: None,
                     state: "UDP".into(),
                     expire_seconds: 299,
                 },
@@ -1040,6 +1073,43 @@ UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
     }
 
     #[test]
+    fn fullnat_conns_get_a_local_column() {
+        let conn = |client: &str, real: &str, local: Option<&str>| ConnInfo {
+            protocol: "tcp".into(),
+            client: sa(client),
+            vip: sa("198.18.0.100:80"),
+            real: sa(real),
+            local: local.map(sa),
+            state: "ESTABLISHED".into(),
+            expire_seconds: 899,
+        };
+        let r = ConnsReply {
+            connections: vec![
+                conn(
+                    "198.18.0.2:40312",
+                    "198.18.1.11:80",
+                    Some("198.18.1.2:20000"),
+                ),
+                conn("198.18.0.2:40313", "198.18.1.12:80", None),
+            ],
+        };
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            local              destination
+TCP 14:59  ESTABLISHED 198.18.0.2:40312   198.18.0.100:80    198.18.1.2:20000   198.18.1.11:80
+TCP 14:59  ESTABLISHED 198.18.0.2:40313   198.18.0.100:80    -                  198.18.1.12:80
+";
+        assert_eq!(format_conns(&r), want);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"local\":\"198.18.1.2:20000\""), "{json}");
+        assert_eq!(
+            json.matches("\"local\"").count(),
+            1,
+            "NAT rows have no local: {json}"
+        );
+    }
+
+    #[test]
     fn json_round_trips_and_names_fields() {
         let r = lab_list();
         let text = serde_json::to_string(&r).unwrap();
@@ -1051,6 +1121,7 @@ UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
             client: sa("198.18.0.2:1"),
             vip: sa("198.18.0.100:80"),
             real: sa("198.18.1.11:80"),
+            local: None,
             state: "ESTABLISHED".into(),
             expire_seconds: 1,
         };

@@ -11,7 +11,7 @@
 //!
 //! A reload builds a new snapshot off the packet path and swaps it in whole, then hands the health
 //! checks their new plan (pairs kept across the reload keep their state); a file that does not
-//! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`,
+//! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`, `local_addresses`,
 //! `global.metrics_listen`, `global.admin_socket`), is refused and the running configuration stays.
 //! VRRP instances are resolved first (a reload whose instance cannot run is refused whole), then
 //! handed to the VRRP thread, which keeps the state of every instance whose identity did not
@@ -143,6 +143,18 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
                 ipv4,
                 mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
             })
+        })
+        .collect()
+}
+
+/// Every FULLNAT pool address with its pool's port range, for the filter's `local_pools` map.
+fn local_pool_ranges(cfg: &Config) -> Vec<(IpAddr, u16, u16)> {
+    cfg.local_addresses
+        .iter()
+        .flat_map(|p| {
+            p.addresses
+                .iter()
+                .map(|a| (*a, p.ports.first, p.ports.last))
         })
         .collect()
 }
@@ -395,6 +407,10 @@ impl Running {
         if cfg.datapath != self.cfg.datapath {
             return Err(fatal("datapath section changed: restart xvs to apply it"));
         }
+        if cfg.local_addresses != self.cfg.local_addresses {
+            // The connection table owns the pools' ports (and live connections hold some).
+            return Err(fatal("local_addresses changed: restart xvs to apply it"));
+        }
         if cfg.conntrack.max_entries != self.cfg.conntrack.max_entries {
             return Err(fatal(
                 "conntrack.max_entries changed: restart xvs to apply it",
@@ -477,7 +493,12 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let snap = snapshot::build(&cfg, ports.clone(), 1, None);
     let nexthops = neighbours::build_table(&ports)?;
     let max_entries = usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX);
-    let shared = Arc::new(Shared::new(snap, nexthops, max_entries));
+    let shared = Arc::new(Shared::with_local_pools(
+        snap,
+        nexthops,
+        max_entries,
+        &snapshot::local_pools(&cfg),
+    ));
 
     let mode = match cfg.datapath.xdp_mode {
         config::XdpMode::Auto => XdpMode::Auto,
@@ -515,7 +536,17 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     ));
     gate.set_keys(shared.snapshot.load().steering_keys())
         .map_err(fatal)?;
-    filter.set_local_addresses(&netlink::dump_addresses()?)?;
+    let own = netlink::dump_addresses()?;
+    filter.set_local_addresses(&own)?;
+    filter.set_local_pools(&local_pool_ranges(&cfg))?;
+    for (addr, _, _) in local_pool_ranges(&cfg) {
+        if !own.contains(&addr) {
+            // Replies to it need the box's kernel to answer ARP for it.
+            log(format!(
+                "Local address {addr} is not an address of this box: real servers cannot reach it until it is added to the interface on their LAN"
+            ));
+        }
+    }
 
     let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
     shared.nexthops.store(Arc::new(primed.table));

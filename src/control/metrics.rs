@@ -23,6 +23,69 @@ use crate::datapath::xsk::{XskStatistics, XskStatsReader};
 use crate::datapath::{DropReason, Shared, Snapshot, WorkerCounters};
 use crate::vrrp::driver::VrrpStatus;
 
+/// FULLNAT: local ports in use per pool (and each pool's capacity), TOA options inserted and
+/// skipped.
+fn fullnat_metrics(o: &mut String, src: &Sources) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pools = src.shared.conntrack.local_pools();
+    if !pools.pools.is_empty() {
+        family(
+            o,
+            "xvs_local_address_ports_in_use",
+            "gauge",
+            "FULLNAT local address:port pairs held by connections, per local_addresses pool.",
+        );
+        for (i, p) in pools.pools.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "xvs_local_address_ports_in_use{{pool=\"{}\"}} {}",
+                p.name,
+                pools.ports_in_use(i)
+            );
+        }
+        family(
+            o,
+            "xvs_local_address_ports",
+            "gauge",
+            "FULLNAT local address:port pairs a local_addresses pool offers.",
+        );
+        for (i, p) in pools.pools.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "xvs_local_address_ports{{pool=\"{}\"}} {}",
+                p.name,
+                pools.ports_per_address(i) * p.addresses.len() as u64
+            );
+        }
+    }
+    family(
+        o,
+        "xvs_toa_inserted_total",
+        "counter",
+        "FULLNAT TOA options inserted (client SYNs and handshake-completing ACKs).",
+    );
+    let inserted: u64 = src
+        .workers
+        .iter()
+        .map(|(_, c)| c.toa_inserted.load(Relaxed))
+        .sum();
+    let _ = writeln!(o, "xvs_toa_inserted_total {inserted}");
+    family(
+        o,
+        "xvs_toa_skipped_total",
+        "counter",
+        "FULLNAT TOA options not inserted, by reason; the packet was forwarded without one.",
+    );
+    for skip in crate::datapath::counters::TOA_SKIPS {
+        let n: u64 = src.workers.iter().map(|(_, c)| c.toa_skips(skip)).sum();
+        let _ = writeln!(
+            o,
+            "xvs_toa_skipped_total{{reason=\"{}\"}} {n}",
+            skip.label()
+        );
+    }
+}
+
 /// Outcome of the last (re)load, for `xvs_config_last_reload_*`.
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
@@ -223,6 +286,8 @@ pub fn render(src: &Sources) -> String {
         o,
         "xvs_conntrack_evictions_total{{reason=\"half_open\"}} {evicted}"
     );
+
+    fullnat_metrics(&mut o, src);
 
     family(
         &mut o,

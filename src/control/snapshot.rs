@@ -8,10 +8,10 @@
 //! counters belong to the service key (and the sorry server's address).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::conntrack::Timeouts;
+use crate::conntrack::{LocalPool, Timeouts};
 use crate::control::config::{self, Config};
 use crate::datapath::snapshot::SteerKey;
 use crate::datapath::snapshot::{Forwarding, Persistence, ServiceState};
@@ -80,7 +80,7 @@ pub fn build(
                 config::Forwarding::Nat => Forwarding::Nat,
                 config::Forwarding::Dr => Forwarding::Dr,
                 config::Forwarding::Tun => Forwarding::Tun,
-                other => unreachable!("validation refuses forwarding {other:?} until it is built"),
+                config::Forwarding::Fullnat => Forwarding::FullNat,
             };
             let reals: Vec<RealServer> = s
                 .reals
@@ -127,6 +127,15 @@ pub fn build(
             });
             svc.state = old_state.get(&key).cloned().unwrap_or_default();
             svc.one_packet = s.one_packet;
+            // Pools are fixed for the daemon's life (a change needs a restart), so a pool's
+            // index in the file is its index in the connection table.
+            svc.local_pool = s.local_addresses.as_ref().and_then(|name| {
+                cfg.local_addresses
+                    .iter()
+                    .position(|p| &p.name == name)
+                    .map(|i| i as u16)
+            });
+            svc.toa = s.toa;
             svc
         })
         .collect();
@@ -137,6 +146,27 @@ pub fn build(
         timeouts(cfg),
         cfg.conntrack.sloppy_tcp,
     )
+}
+
+/// The FULLNAT pools of `cfg` for the connection table, in file order (validated: IPv4
+/// addresses; any other address is skipped).
+pub fn local_pools(cfg: &Config) -> Vec<LocalPool> {
+    cfg.local_addresses
+        .iter()
+        .map(|p| LocalPool {
+            name: p.name.clone(),
+            addresses: p
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            first_port: p.ports.first,
+            last_port: p.ports.last,
+        })
+        .collect()
 }
 
 /// A real server a reload removed while it still had connections: its replies must keep

@@ -35,6 +35,7 @@ use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 
 use crate::conntrack::Timeouts;
+use crate::datapath::fullnat::ToaSkip;
 use crate::datapath::{DropReason, ServiceKey, Snapshot};
 
 /// Counters of one worker.
@@ -47,6 +48,9 @@ pub struct WorkerCounters {
     pub new_connections: AtomicU64,
     /// Half-open entries evicted from a full connection table for a new connection.
     pub conntrack_evictions: AtomicU64,
+    /// FULLNAT TOA options inserted, and skipped by reason (see `datapath::fullnat`).
+    pub toa_inserted: AtomicU64,
+    pub toa_skipped: [AtomicU64; 4],
     drops: [AtomicU64; DropReason::COUNT],
     /// Batches processed and batches that had at least one frame (for `xvs_worker_busy_ratio`).
     pub batches: AtomicU64,
@@ -64,6 +68,8 @@ impl Default for WorkerCounters {
             passed: AtomicU64::new(0),
             new_connections: AtomicU64::new(0),
             conntrack_evictions: AtomicU64::new(0),
+            toa_inserted: AtomicU64::new(0),
+            toa_skipped: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             batches: AtomicU64::new(0),
             busy_batches: AtomicU64::new(0),
@@ -85,6 +91,17 @@ impl WorkerCounters {
         bump(&self.drops[reason.index()], 1);
     }
 
+    /// Counts a TOA that was not inserted. Only the owning worker may call this.
+    #[inline]
+    pub fn count_toa_skip(&self, skip: ToaSkip) {
+        bump(&self.toa_skipped[toa_skip_index(skip)], 1);
+    }
+
+    /// TOA options skipped for `skip` so far.
+    pub fn toa_skips(&self, skip: ToaSkip) -> u64 {
+        self.toa_skipped[toa_skip_index(skip)].load(Ordering::Relaxed)
+    }
+
     /// Drops counted for `reason` so far.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()].load(Ordering::Relaxed)
@@ -93,6 +110,23 @@ impl WorkerCounters {
     /// All drops, whatever the reason.
     pub fn total_drops(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
+    }
+}
+
+/// Every TOA skip reason, in counter order.
+pub const TOA_SKIPS: [ToaSkip; 4] = [
+    ToaSkip::NoOptionSpace,
+    ToaSkip::Mtu,
+    ToaSkip::NoRoom,
+    ToaSkip::Fragment,
+];
+
+fn toa_skip_index(s: ToaSkip) -> usize {
+    match s {
+        ToaSkip::NoOptionSpace => 0,
+        ToaSkip::Mtu => 1,
+        ToaSkip::NoRoom => 2,
+        ToaSkip::Fragment => 3,
     }
 }
 

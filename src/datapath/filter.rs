@@ -2,8 +2,9 @@
 //!
 //! The program (`bpf/filter.bpf.c`, compiled by `build.rs` and embedded here) passes everything to
 //! the kernel except frames that match the `steer` map (a virtual service's VIP:port, or a NAT real
-//! server's RIP:port as source); those are redirected to the AF_XDP socket registered for the
-//! ingress interface and receive queue.
+//! server's RIP:port as source) or the `local_pools` map (a FULLNAT pool address, at a port of its
+//! pool's range: the FULLNAT replies); those are redirected to the AF_XDP socket registered for
+//! the ingress interface and receive queue.
 //!
 //! [`FilterProgram::attach`] checks every interface before touching any: an `xvs_filter` already
 //! there is a stale one left by a crashed xvs and is replaced; any other XDP program is someone
@@ -39,6 +40,16 @@ pub const MAX_STEER_KEYS: usize = 65536;
 pub const STEER_KEY_LEN: usize = 20;
 /// Capacity of the `local_addrs` map (`max_entries` in the BPF program).
 pub const MAX_LOCAL_ADDRS: usize = 1024;
+/// Capacity of the `local_pools` map (FULLNAT pool addresses).
+pub const MAX_LOCAL_POOL_ADDRS: usize = 1024;
+
+/// The value of a `local_pools` entry: `struct port_range { u16 first; u16 last; }`, host order.
+pub fn local_pool_value(first: u16, last: u16) -> [u8; 4] {
+    let mut v = [0u8; 4];
+    v[..2].copy_from_slice(&first.to_ne_bytes());
+    v[2..].copy_from_slice(&last.to_ne_bytes());
+    v
+}
 
 // linux/if_link.h (not in the bindings).
 const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1 << 0;
@@ -359,6 +370,7 @@ pub struct FilterProgram {
     prog_id: u32,
     steer_fd: RawFd,
     local_addrs_fd: RawFd,
+    local_pools_fd: RawFd,
     ports_fd: RawFd,
     xsks_fd: RawFd,
     ports: Vec<AttachedPort>,
@@ -503,6 +515,7 @@ impl FilterProgram {
         };
         let steer_fd = map_fd(c"steer")?;
         let local_addrs_fd = map_fd(c"local_addrs")?;
+        let local_pools_fd = map_fd(c"local_pools")?;
         let ports_fd = map_fd(c"ports")?;
         let xsks_fd = map_fd(c"xsks")?;
 
@@ -513,6 +526,7 @@ impl FilterProgram {
             prog_id,
             steer_fd,
             local_addrs_fd,
+            local_pools_fd,
             ports_fd,
             xsks_fd,
             ports: Vec::new(),
@@ -694,6 +708,34 @@ impl FilterProgram {
     pub fn set_local_addresses(&self, addrs: &[IpAddr]) -> Result<(usize, usize), FilterError> {
         let want = addrs.iter().map(|a| addr_key_bytes(*a)).collect();
         self.sync_map(self.local_addrs_fd, "local_addrs", want, MAX_LOCAL_ADDRS)
+    }
+
+    /// Makes the `local_pools` map hold exactly `pools` (FULLNAT pool address, first port, last
+    /// port): frames to such an address at a port of its range are steered (the FULLNAT
+    /// replies), before the `local_addrs` check passes the box's own traffic to the kernel.
+    pub fn set_local_pools(&self, pools: &[(IpAddr, u16, u16)]) -> Result<(), FilterError> {
+        let _serialised = self.steer_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if pools.len() > MAX_LOCAL_POOL_ADDRS {
+            return Err(FilterError::Map {
+                map: "local_pools",
+                source: io::Error::from_raw_os_error(libc::E2BIG),
+            });
+        }
+        let want: BTreeSet<[u8; 16]> = pools.iter().map(|p| addr_key_bytes(p.0)).collect();
+        let have: Vec<[u8; 16]> =
+            Self::keys_in_map(self.local_pools_fd, "local_pools", MAX_LOCAL_POOL_ADDRS)?;
+        for k in have.iter().filter(|k| !want.contains(*k)) {
+            self.map_delete(self.local_pools_fd, "local_pools", k)?;
+        }
+        for &(addr, first, last) in pools {
+            self.map_update(
+                self.local_pools_fd,
+                "local_pools",
+                &addr_key_bytes(addr),
+                &local_pool_value(first, last),
+            )?;
+        }
+        Ok(())
     }
 
     /// Registers the AF_XDP socket `fd` bound to receive queue `queue` of port `port`: frames the

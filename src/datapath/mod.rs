@@ -12,6 +12,7 @@
 pub mod counters;
 pub mod filter;
 pub mod fragments;
+pub mod fullnat;
 pub mod nexthop;
 pub mod process;
 pub mod snapshot;
@@ -107,6 +108,9 @@ drop_reasons! {
     ConntrackFull => "conntrack_full",
     /// A persistent service needed a new template and the template table is full.
     PersistenceFull => "persistence_full",
+    /// FULLNAT: the service's `local_addresses` pool has no free local port (in the connection
+    /// table shard of the flow's client endpoint); the new flow was refused.
+    LocalPortsExhausted => "local_ports_exhausted",
     /// No route to the packet's new destination through an attached interface.
     NoRoute => "no_route",
     /// The next hop's MAC address is not known yet (resolution was requested).

@@ -27,6 +27,11 @@
 //! decremented (a packet that would leave with TTL 0 is dropped, `TtlExceeded`) and the Ethernet
 //! header gets the egress port's MAC as source and the next hop's MAC as destination.
 //!
+//! FULLNAT (see [`crate::datapath::fullnat`]): a service with `forwarding: fullnat` rewrites both
+//! endpoints; its connections are inserted with a local address:port of the service's pool, and
+//! a packet to a pool address:port is looked up as a reply by that endpoint. TOA insertion may
+//! grow the frame (hence [`Processor::process_buf`], which knows the buffer's tailroom).
+//!
 //! Fragments: a first fragment is handled like any packet and remembered; later fragments
 //! follow its translation (see [`crate::datapath::fragments`] for the policy).
 //!
@@ -38,16 +43,19 @@
 //! frame that then meets a full TX ring is still counted, as IPVS counts before transmitting).
 //! Later fragments are not counted per service (they are in the worker's rx/tx counters).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::conntrack::{ConnState, ConnTable, Direction, Event, InsertError, NewConn, Tracked};
+use crate::conntrack::{
+    ConnState, ConnTable, Direction, Event, InsertError, LocalPool, NewConn, Tracked,
+};
 use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
+use crate::datapath::fullnat;
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{
@@ -87,10 +95,21 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(snapshot: Snapshot, nexthops: NextHopTable, max_entries: usize) -> Shared {
+        Self::with_local_pools(snapshot, nexthops, max_entries, &[])
+    }
+
+    /// With FULLNAT `local_addresses` pools (fixed for the life of the table; a service's
+    /// [`crate::datapath::Service::local_pool`] indexes `pools`).
+    pub fn with_local_pools(
+        snapshot: Snapshot,
+        nexthops: NextHopTable,
+        max_entries: usize,
+        pools: &[LocalPool],
+    ) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
-            conntrack: ConnTable::new(max_entries),
+            conntrack: ConnTable::with_pools(max_entries, 0, pools),
             fragments: FragmentTable::default(),
             persistence: PersistenceTable::new(persistence_capacity(max_entries)),
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
@@ -248,20 +267,34 @@ impl Processor {
             port: p.key.dport,
             proto: p.key.proto,
         };
-        let frame = &mut buf[..frame_len];
         let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
             let forwarding = self.snap.services[si].forwarding;
-            // NAT routes the packet (TTL decremented); DR and TUN leave the IP header alone,
-            // as IPVS does.
-            if forwarding == Forwarding::Nat && p.ttl <= 1 {
+            // NAT and FULLNAT route the packet (TTL decremented); DR and TUN leave the IP
+            // header alone, as IPVS does.
+            if forwarding.replies_return() && p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
             let t = match self.original(now, si, &p) {
                 Ok(t) => t,
                 Err(r) => return Verdict::Drop(r),
             };
+            if let Some(local) = t.local {
+                // FULLNAT (the entry carries its local endpoint, so a connection keeps the
+                // method it was created with across a reload).
+                let v = self.forward_fullnat(buf, len, &p, local, t.real, &t, si);
+                if let Verdict::Tx(_) = v {
+                    self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
+                    if let Some(id) = p.first_fragment {
+                        self.remember_both(now, &p, id, local.ip(), t.real.ip());
+                    }
+                }
+                return v;
+            }
+            let frame = &mut buf[..frame_len];
             let (v, forwarded) = match forwarding {
-                Forwarding::Nat => (
+                // A FULLNAT service's connection without a local endpoint was made while the
+                // service was NAT: it stays NAT.
+                Forwarding::Nat | Forwarding::FullNat => (
                     self.forward(frame, &p, Side::Dst, t.real, t.real.ip()),
                     true,
                 ),
@@ -271,7 +304,7 @@ impl Processor {
             if let (Verdict::Tx(_), true) = (v, forwarded) {
                 self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
             }
-            if forwarding != Forwarding::Nat {
+            if !forwarding.replies_return() {
                 // DR: later fragments follow the first by MAC. TUN: they are not followed
                 // (xvs does not fragment the outer packet; see the README).
                 if let (Verdict::Tx(_), Some(id), Forwarding::Dr) =
@@ -291,6 +324,19 @@ impl Processor {
                 now,
                 &timeouts,
             ) {
+                Some(t) if t.local.is_some() => {
+                    if p.ttl <= 1 {
+                        return Verdict::Drop(DropReason::TtlExceeded);
+                    }
+                    let v = self.reply_fullnat(&mut buf[..frame_len], &p, t.vip, t.client);
+                    if let Verdict::Tx(_) = v {
+                        self.count_reply(&p, t.vip);
+                        if let Some(id) = p.first_fragment {
+                            self.remember_both(now, &p, id, t.vip.ip(), t.client.ip());
+                        }
+                    }
+                    return v;
+                }
                 Some(t) => (t.vip, t.client.ip()),
                 None => match self
                     .snap
@@ -305,6 +351,7 @@ impl Processor {
             if p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
+            let frame = &mut buf[..frame_len];
             let v = self.forward(frame, &p, Side::Src, vip, client);
             if let Verdict::Tx(_) = v {
                 self.count_reply(&p, vip);
@@ -393,13 +440,42 @@ impl Processor {
         self.shared.fragments.remember(datagram, rewrite, now);
     }
 
+    /// FULLNAT: remembers that the later fragments of the datagram whose first fragment was just
+    /// forwarded get source `new_src` and destination `new_dst` (routed to `new_dst`).
+    fn remember_both(&self, now: Nanos, p: &Parsed, id: u16, new_src: IpAddr, new_dst: IpAddr) {
+        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(new_src), IpAddr::V4(new_dst)) =
+            (p.key.src, p.key.dst, new_src, new_dst)
+        else {
+            return;
+        };
+        let datagram = DatagramId {
+            src,
+            dst,
+            proto: p.key.proto,
+            id,
+        };
+        let rewrite = FragmentRewrite {
+            new_src: Some(new_src),
+            new_dst: Some(new_dst),
+            route_to: new_dst,
+            routed: true,
+        };
+        self.shared.fragments.remember(datagram, rewrite, now);
+    }
+
     /// A later fragment: translated like its first fragment if that was forwarded, dropped if it
-    /// belongs to a service or a real server, else the kernel's.
+    /// belongs to a service, a NAT real server or a FULLNAT local address, else the kernel's.
     fn later_fragment(&self, now: Nanos, frame: &mut [u8], f: &LaterFragment) -> Verdict {
         let d = &f.datagram;
         let Some(rw) = self.shared.fragments.find(d, now) else {
             let ours = self.snap.is_vip(IpAddr::V4(d.dst), d.proto)
-                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto);
+                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto)
+                || self
+                    .shared
+                    .conntrack
+                    .local_pools()
+                    .id_of(d.dst.to_bits())
+                    .is_some();
             return if ours {
                 Verdict::Drop(DropReason::Ipv4Fragment)
             } else {
@@ -488,6 +564,8 @@ impl Processor {
                 vip,
                 real: real_addr,
                 state,
+                local: None,
+                handshake_completed: false,
             });
         }
         let new = NewConn {
@@ -499,10 +577,10 @@ impl Processor {
             stats: real.stats.clone(),
         };
         let table = &self.shared.conntrack;
-        let inserted = if svc.forwarding.replies_return() {
-            table.insert(new, now, &timeouts)
-        } else {
-            table.insert_original_only(new, now, &timeouts)
+        let inserted = match svc.local_pool {
+            Some(pool) => table.insert_fullnat(new, pool, now, &timeouts),
+            None if svc.forwarding.replies_return() => table.insert(new, now, &timeouts),
+            None => table.insert_original_only(new, now, &timeouts),
         };
         match inserted {
             Ok(ins) => {
@@ -516,6 +594,7 @@ impl Processor {
             // `parse` yields IPv4 keys only and the config refuses IPv6 real servers, so
             // `NotIpv4` cannot happen today; if it did, the flow could not be tracked either.
             Err(InsertError::Full | InsertError::NotIpv4) => Err(DropReason::ConntrackFull),
+            Err(InsertError::LocalPortsExhausted) => Err(DropReason::LocalPortsExhausted),
         }
     }
 
@@ -591,6 +670,97 @@ impl Processor {
             return Verdict::Pass;
         };
         rewrite_ipv4(frame, p, side, new_ip, to.port());
+        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+}
+
+impl Processor {
+    /// FULLNAT, original direction: source → `local`, destination → `real`, routed to the real
+    /// server; then, for a `toa` service, the TOA option in the client's SYN and in its ACK
+    /// completing the handshake (may grow the frame, see [`crate::datapath::fullnat`]).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_fullnat(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        local: SocketAddr,
+        real: SocketAddr,
+        t: &Tracked,
+        si: usize,
+    ) -> Verdict {
+        let (hop, port_mac) = match self.next_hop(real.ip()) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let (SocketAddr::V4(local), SocketAddr::V4(real), IpAddr::V4(cip)) =
+            (local, real, p.key.src)
+        else {
+            return Verdict::Pass;
+        };
+        let frame_len = (*len).min(buf.len());
+        if !fullnat::rewrite_both(
+            &mut buf[..frame_len],
+            p.l3,
+            p.l4,
+            p.key.proto,
+            p.ttl - 1,
+            local,
+            real,
+        ) {
+            return Verdict::Drop(DropReason::TruncatedIpv4);
+        }
+        if self.snap.services[si].toa {
+            if let Event::Tcp(f) = p.event {
+                if f.is_initial_syn() || t.handshake_completed {
+                    let mtu = self
+                        .snap
+                        .ports
+                        .get(usize::from(hop.port))
+                        .map_or(1500, |port| port.mtu);
+                    let client = SocketAddrV4::new(cip, p.key.sport);
+                    let inserted = match p.first_fragment {
+                        Some(_) => Err(fullnat::ToaSkip::Fragment),
+                        None => fullnat::insert_toa(buf, frame_len, p.l3, p.l4, client, mtu),
+                    };
+                    match inserted {
+                        Ok(n) => {
+                            *len = n;
+                            bump(&self.counters.toa_inserted, 1);
+                        }
+                        Err(skip) => self.counters.count_toa_skip(skip),
+                    }
+                }
+            }
+        }
+        let frame_len = (*len).min(buf.len());
+        let mut eth = EthernetFrame::new_checked(&mut buf[..frame_len]).expect("parsed before");
+        eth.set_dst(hop.mac);
+        eth.set_src(port_mac);
+        Verdict::Tx(hop.port)
+    }
+
+    /// FULLNAT, reply direction: source → VIP:port, destination → client, routed to the client.
+    fn reply_fullnat(
+        &self,
+        frame: &mut [u8],
+        p: &Parsed,
+        vip: SocketAddr,
+        client: SocketAddr,
+    ) -> Verdict {
+        let (hop, port_mac) = match self.next_hop(client.ip()) {
+            Ok(h) => h,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let (SocketAddr::V4(vip), SocketAddr::V4(client)) = (vip, client) else {
+            return Verdict::Pass;
+        };
+        if !fullnat::rewrite_both(frame, p.l3, p.l4, p.key.proto, p.ttl - 1, vip, client) {
+            return Verdict::Drop(DropReason::TruncatedIpv4);
+        }
         let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
         eth.set_dst(hop.mac);
         eth.set_src(port_mac);

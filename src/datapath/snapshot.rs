@@ -46,12 +46,16 @@ pub enum Forwarding {
     /// IP-in-IP tunnelling (IPVS VS/TUN): the packet is wrapped in an outer IPv4 header to the
     /// real server, which decapsulates it and answers the client directly.
     Tun,
+    /// DPVS's FULLNAT: source → a local address:port of the service's pool
+    /// ([`Service::local_pool`]), destination → the real server; replies come back to the local
+    /// address:port and get source VIP:port, destination client (see `datapath::fullnat`).
+    FullNat,
 }
 
 impl Forwarding {
     /// Whether replies come back through the load balancer (and are translated there).
     pub fn replies_return(self) -> bool {
-        matches!(self, Forwarding::Nat)
+        matches!(self, Forwarding::Nat | Forwarding::FullNat)
     }
 }
 
@@ -113,6 +117,10 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// UDP: every datagram is scheduled on its own and no connection entry is kept.
     pub one_packet: bool,
+    /// FULLNAT: index of the service's `local_addresses` pool in the connection table's pools.
+    pub local_pool: Option<u16>,
+    /// FULLNAT/TCP: carry the client's address to the real server in TCP option 254 (TOA).
+    pub toa: bool,
     /// Position of each real server in `reals`, by address.
     real_index: HashMap<SocketAddr, usize, ahash::RandomState>,
     /// Takes the new flows while the service has lost quorum, or when no real server can take
@@ -143,6 +151,8 @@ impl Service {
             reals,
             persistence: None,
             one_packet: false,
+            local_pool: None,
+            toa: false,
             sorry: None,
             state: Arc::default(),
             real_index,
@@ -166,7 +176,8 @@ pub struct Port {
     /// The port's IPv4 address (the first one with a prefix shorter than /32, read at start):
     /// the outer source of TUN packets sent on this port.
     pub ipv4: Option<std::net::Ipv4Addr>,
-    /// The port's MTU (IP packet size), read at start: TUN packets must fit it.
+    /// The interface's MTU (largest IP packet it sends), read at start: TUN packets and frames
+    /// grown in place (TOA) stay within it.
     pub mtu: u16,
 }
 
@@ -229,8 +240,9 @@ impl Snapshot {
             by_key.insert(s.key, i);
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
-                // DR and TUN replies bypass the load balancer: nothing to steer back.
-                Forwarding::Dr | Forwarding::Tun => {}
+                // DR and TUN replies bypass the load balancer: nothing to steer back; FULLNAT
+                // replies come to a pool address:port, steered by the pools.
+                Forwarding::Dr | Forwarding::Tun | Forwarding::FullNat => {}
                 Forwarding::Nat => {
                     nat_real_addrs.extend(
                         s.reals
@@ -324,7 +336,10 @@ impl Snapshot {
                 proto: s.key.proto,
             });
             match s.forwarding {
-                Forwarding::Dr | Forwarding::Tun => {}
+                // DR/TUN: nothing comes back. FULLNAT: replies come to a pool address:port,
+                // steered by the pools (`local_pools` map of the filter), not by the real
+                // servers' sources.
+                Forwarding::Dr | Forwarding::Tun | Forwarding::FullNat => {}
                 Forwarding::Nat => {
                     for r in s.reals.iter().chain(&s.sorry) {
                         keys.push(SteerKey::Src {

@@ -25,19 +25,10 @@ use crate::flow::Nanos;
 pub trait FrameHandler {
     /// Called once per batch, before any `process`, with the batch's time.
     fn begin_batch(&mut self, now: Nanos);
-    /// Decides about one frame received on `ingress`, rewriting it in place (length unchanged).
-    fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict;
-    /// Decides about the frame `buf[..*len]`, which may grow into the rest of `buf` or shrink
-    /// (`*len` is the length to transmit). By default the length stays.
-    fn process_buf(
-        &mut self,
-        now: Nanos,
-        ingress: PortId,
-        buf: &mut [u8],
-        len: &mut usize,
-    ) -> Verdict {
-        self.process(now, ingress, &mut buf[..*len])
-    }
+    /// Decides about the frame `buf[..*len]` received on `ingress`, rewriting it in place;
+    /// `buf[*len..]` is the frame buffer's tailroom, which the frame may grow into (TUN's outer
+    /// header, FULLNAT's TOA); `*len` is then the length to transmit.
+    fn process(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict;
     /// The worker's counters (rx/tx/batches and drops are bumped by the loop).
     fn counters(&self) -> &WorkerCounters;
 }
@@ -49,18 +40,7 @@ impl FrameHandler for Processor {
     }
 
     #[inline]
-    fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
-        Processor::process(self, now, ingress, frame)
-    }
-
-    #[inline]
-    fn process_buf(
-        &mut self,
-        now: Nanos,
-        ingress: PortId,
-        buf: &mut [u8],
-        len: &mut usize,
-    ) -> Verdict {
+    fn process(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
         Processor::process_buf(self, now, ingress, buf, len)
     }
 
@@ -198,7 +178,7 @@ fn run_batch<R: Rings, H: FrameHandler>(
     for port in 0..num_ports {
         let port = port as PortId;
         received += rings.receive(port, batch_size, |buf, len| {
-            let verdict = handler.process_buf(now, port, buf, len);
+            let verdict = handler.process(now, port, buf, len);
             dispose(verdict, num_ports, handler.counters())
         });
     }
@@ -336,7 +316,7 @@ mod tests {
                     break;
                 };
                 let mut len = frame.len();
-                frame.resize(len + 64, 0);
+                frame.resize(len + 256, 0);
                 let d = f(&mut frame, &mut len);
                 frame.truncate(len);
                 match d {
@@ -382,7 +362,13 @@ mod tests {
         fn begin_batch(&mut self, now: Nanos) {
             self.batches.push(now);
         }
-        fn process(&mut self, _now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
+        fn process(
+            &mut self,
+            _now: Nanos,
+            ingress: PortId,
+            frame: &mut [u8],
+            _len: &mut usize,
+        ) -> Verdict {
             frame[1] = ingress;
             match frame[0] {
                 0 => Verdict::Tx(0),
@@ -469,8 +455,14 @@ mod tests {
                 self.inner.begin_batch(now);
                 self.stop.store(true, Ordering::Relaxed);
             }
-            fn process(&mut self, now: Nanos, ingress: PortId, frame: &mut [u8]) -> Verdict {
-                self.inner.process(now, ingress, frame)
+            fn process(
+                &mut self,
+                now: Nanos,
+                ingress: PortId,
+                buf: &mut [u8],
+                len: &mut usize,
+            ) -> Verdict {
+                self.inner.process(now, ingress, buf, len)
             }
             fn counters(&self) -> &WorkerCounters {
                 self.inner.counters()

@@ -513,13 +513,14 @@ impl Rings for QueueIo {
                 // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
                 // exclusively until it is put on a TX or fill ring; no other view of it exists.
                 let mut data = unsafe { self.umem.data_mut(&mut desc) };
-                // The frame may grow into the rest of its UMEM frame (TUN's outer header):
-                // hand over the whole room, then set the descriptor's length to the result.
-                let mut len = data.len();
-                let room = data.cursor().buf_len();
-                data.cursor().set_pos(room);
+                // Open the whole frame buffer (headroom excluded) as the frame's contents, let
+                // `f` work on it with the received length, then set the descriptor's length to
+                // what `f` left (it grows by a TOA option, never beyond the buffer).
+                let mut len = data.contents().len();
+                let capacity = data.cursor().buf_len();
+                data.cursor().set_pos(capacity);
                 let d = f(data.contents_mut(), &mut len);
-                data.cursor().set_pos(len);
+                data.cursor().set_pos(len.min(capacity));
                 d
             };
             match disposition {

@@ -1059,16 +1059,9 @@ fn mh_table_size_is_a_prime_in_range_for_mh_only() {
 
 #[test]
 fn unsupported_features_are_refused_at_their_key() {
-    let cases: &[(&str, &str)] = &[(
-        "    forwarding: fullnat\n",
-        "13:17: forwarding fullnat is not supported yet (nat, dr and tun are)",
-    )];
-    // dr and tun are built: accepted.
+    // Every forwarding method is built: accepted (fullnat with its pool in its own tests).
     for m in ["dr", "tun"] {
         assert_ok(&with_service_keys(&format!("    forwarding: {m}\n")));
-    }
-    for (extra, want) in cases {
-        assert_error(&with_service_keys(extra), want);
     }
     let t = BASE
         .replace("198.18.0.100", "\"2001:db8::100\"")
@@ -1154,4 +1147,116 @@ fn the_table_names_every_refused_key_once_per_level() {
         };
         assert!(seen.insert((level, nt.key)), "{level} {} twice", nt.key);
     }
+}
+
+// ---- FULLNAT ----------------------------------------------------------------------------------
+
+const FULLNAT: &str = "\
+datapath:
+  interfaces:
+    - name: eth0
+local_addresses:
+  - name: pool1
+    addresses: [198.18.1.2, 198.18.1.3]
+    ports: 20000-29999
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    forwarding: fullnat
+    local_addresses: pool1
+    toa: true
+    reals:
+      - address: 198.18.1.11:80
+";
+
+#[test]
+fn fullnat_with_a_pool_and_toa_is_accepted() {
+    let c = assert_ok(FULLNAT);
+    assert_eq!(c.services[0].forwarding, Forwarding::Fullnat);
+    assert!(c.services[0].toa);
+    assert_eq!(
+        c.local_addresses[0].ports,
+        PortRange {
+            first: 20000,
+            last: 29999
+        }
+    );
+}
+
+#[test]
+fn fullnat_pool_addresses_are_ipv4_dedicated_and_in_one_pool() {
+    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.1.2, \"2001:db8::2\"]");
+    assert_error(
+        &t,
+        "6:29: 2001:db8::2: IPv6 local addresses are not supported yet",
+    );
+    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.1.2, 198.18.1.11]");
+    assert_error(
+        &t,
+        "6:29: local address 198.18.1.11 is also a real server of service `web`",
+    );
+    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.0.100]");
+    assert_error(
+        &t,
+        "6:17: local address 198.18.0.100 is also the vip of service `web`",
+    );
+    let t = FULLNAT.replace(
+        "services:",
+        "  - { name: pool2, addresses: [198.18.1.3] }\nservices:",
+    );
+    assert_error(
+        &t,
+        "8:32: local address 198.18.1.3 is already in pool `pool1`",
+    );
+}
+
+#[test]
+fn fullnat_pools_hold_at_most_1024_addresses() {
+    let many: Vec<String> = (0..1025u32)
+        .map(|i| format!("198.19.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let t = FULLNAT.replace(
+        "[198.18.1.2, 198.18.1.3]",
+        &format!("[{}]", many.join(", ")),
+    );
+    assert_error(
+        &t,
+        "4:1: 1025 local addresses in all pools; at most 1024 are supported",
+    );
+}
+
+#[test]
+fn fullnat_port_range_must_be_sane() {
+    let t = FULLNAT.replace("20000-29999", "0-10");
+    assert_error(&t, "7:12: port range must start at 1 or above");
+    let t = FULLNAT.replace("20000-29999", "3000-2000");
+    assert_error(&t, "7:12: port range 3000-2000 is empty");
+    // max_entries 1000000: 64 shards, 16 pairs each at least.
+    let t = FULLNAT.replace("20000-29999", "20000-20510");
+    assert_error(
+        &t,
+        "7:12: pool offers 1022 address:port pairs, fewer than 1024 (16 for each of the connection table's 64 shards",
+    );
+    assert_ok(&FULLNAT.replace("20000-29999", "20000-20511"));
+    let small = FULLNAT.replace("20000-29999", "20000-20007").replace(
+        "local_addresses:\n",
+        "conntrack: { max_entries: 1000 }\nlocal_addresses:\n",
+    );
+    assert_ok(&small);
+}
+
+#[test]
+fn fullnat_needs_its_pool_and_refuses_one_packet() {
+    let t = FULLNAT.replace("    local_addresses: pool1\n", "");
+    assert_error(&t, "12:17: forwarding fullnat needs `local_addresses`");
+    let t = FULLNAT.replace("local_addresses: pool1", "local_addresses: nope");
+    assert_error(&t, "13:22: unknown local_addresses pool `nope`");
+    let t = FULLNAT
+        .replace(
+            "    toa: true\n",
+            "    protocol: udp\n    one_packet: true\n",
+        )
+        .replace("port: 80", "port: 53");
+    assert_error(&t, "15:5: one_packet is not for forwarding: fullnat");
 }

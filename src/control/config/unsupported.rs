@@ -4,8 +4,8 @@
 //! value in the file differs from its default, with `FILE:LINE:COL: <what> is not supported yet`.
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
-//! Built today: `global.*`, `datapath.*`, `conntrack.*`, and services with `forwarding: nat`,
-//! `dr` or `tun`,
+//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4), and services
+//! with `forwarding: nat`, `dr`, `tun` or `fullnat` (with `local_addresses` and `toa`),
 //! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
 //! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
@@ -13,7 +13,7 @@
 //! `address`, a `weight`, thresholds and a `health_check`, and IPv4 `vrrp.instances` with
 //! `vrrp.sync_groups`.
 
-use super::model::{Config, Forwarding, Real, Service};
+use super::model::{Config, Real, Service};
 use super::positions::{Positions, Problem};
 
 /// Where the error points.
@@ -56,13 +56,9 @@ use Check::{Real as R, Root, Service as S};
 #[rustfmt::skip]
 pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     // key                               points at  refused when
-    NotYet { key: "local_addresses",     at: Key,   check: Root(|c| when(!c.local_addresses.is_empty(), "local_addresses")) },
     NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(c.vrrp.instances.iter().any(|i| i.vips.iter().any(|v| v.addr.is_ipv6()) || i.unicast_peers.iter().any(|p| p.is_ipv6())), "IPv6 VRRP (VRRPv3 over ff02::12)")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
     NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "forwarding",          at: Value, check: S(|s| (s.forwarding == Forwarding::Fullnat).then(|| (format!("forwarding {}", s.forwarding), " (nat, dr and tun are)"))) },
-    NotYet { key: "local_addresses",     at: Key,   check: S(|s| when(s.local_addresses.is_some(), "local_addresses")) },
-    NotYet { key: "toa",                 at: Key,   check: S(|s| when(s.toa, "toa")) },
     NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
 ];
 

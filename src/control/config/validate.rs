@@ -252,6 +252,9 @@ fn conntrack(cx: &mut Ctx, cfg: &Config) {
     }
 }
 
+/// The fewest local address:port pairs a pool must offer per connection-table shard.
+pub const MIN_POOL_PORTS_PER_SHARD: usize = 16;
+
 fn pools(cx: &mut Ctx, cfg: &Config) {
     for (i, pool) in cfg.local_addresses.iter().enumerate() {
         let p = format!("local_addresses[{i}]");
@@ -267,6 +270,16 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
                 cx.value(
                     &format!("{p}.addresses[{k}]"),
                     format!("{a} is not a unicast address"),
+                );
+            } else if a.is_ipv6() {
+                cx.value(
+                    &format!("{p}.addresses[{k}]"),
+                    format!("{a}: IPv6 local addresses are not supported yet"),
+                );
+            } else if let Some(what) = used_elsewhere(cfg, *a) {
+                cx.value(
+                    &format!("{p}.addresses[{k}]"),
+                    format!("local address {a} is also {what}: a pool address must be dedicated to FULLNAT sources"),
                 );
             }
         }
@@ -285,6 +298,23 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
                 &format!("{p}.ports"),
                 format!("port range {r} is empty: the first port is above the last"),
             );
+        } else {
+            // Each connection-table shard owns 1/shards of every pool address's ports (see
+            // conntrack::local_ports): a pool too small for that would refuse flows early.
+            let shards = crate::conntrack::ConnTable::shards_for(
+                usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX),
+            );
+            let endpoints = (usize::from(r.last - r.first) + 1) * pool.addresses.len().max(1);
+            if endpoints < MIN_POOL_PORTS_PER_SHARD * shards {
+                cx.value(
+                    &format!("{p}.ports"),
+                    format!(
+                        "pool offers {endpoints} address:port pairs, fewer than {} ({MIN_POOL_PORTS_PER_SHARD} for each of the connection table's {shards} shards at max_entries {}): widen the port range or add addresses",
+                        MIN_POOL_PORTS_PER_SHARD * shards,
+                        cfg.conntrack.max_entries
+                    ),
+                );
+            }
         }
     }
     cx.unique(
@@ -294,6 +324,46 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
             .map(|(i, pool)| (format!("local_addresses[{i}].name"), pool.name.clone())),
         |n, first| format!("pool name `{n}` is used twice (first at {first})"),
     );
+    let total: usize = cfg.local_addresses.iter().map(|p| p.addresses.len()).sum();
+    if total > crate::datapath::filter::MAX_LOCAL_POOL_ADDRS {
+        cx.key(
+            "local_addresses",
+            format!(
+                "{total} local addresses in all pools; at most {} are supported",
+                crate::datapath::filter::MAX_LOCAL_POOL_ADDRS
+            ),
+        );
+    }
+    // A local address belongs to one pool: its ports are allocated by that pool alone.
+    let mut seen: HashMap<IpAddr, String> = HashMap::new();
+    for (i, pool) in cfg.local_addresses.iter().enumerate() {
+        for (k, a) in pool.addresses.iter().enumerate() {
+            match seen.get(a) {
+                Some(other) if *other != pool.name => cx.value(
+                    &format!("local_addresses[{i}].addresses[{k}]"),
+                    format!("local address {a} is already in pool `{other}`: an address belongs to one pool"),
+                ),
+                _ => {
+                    seen.insert(*a, pool.name.clone());
+                }
+            }
+        }
+    }
+}
+
+/// What else `a` is in `cfg` (a VIP, a real server, a sorry server), if anything.
+fn used_elsewhere(cfg: &Config, a: IpAddr) -> Option<String> {
+    for s in &cfg.services {
+        if s.vip == a {
+            return Some(format!("the vip of service `{}`", s.name));
+        }
+        if s.reals.iter().any(|r| r.address.ip() == a)
+            || s.sorry_server.is_some_and(|x| x.ip() == a)
+        {
+            return Some(format!("a real server of service `{}`", s.name));
+        }
+    }
+    None
 }
 
 fn services(cx: &mut Ctx, cfg: &Config) {
@@ -488,6 +558,12 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
         } else if !is_contiguous(m) {
             cx.value(&np, format!("netmask {m} is not contiguous"));
         }
+    }
+    if s.one_packet && s.forwarding == Forwarding::Fullnat {
+        cx.key(
+            &at("one_packet"),
+            "one_packet is not for forwarding: fullnat (replies are matched by their connection's local address and port)",
+        );
     }
     if s.one_packet && s.protocol == Protocol::Tcp {
         cx.key(&at("one_packet"), "one_packet is only for protocol: udp");

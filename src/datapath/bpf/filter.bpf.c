@@ -8,6 +8,11 @@
 // (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies) and
 // its destination is not one of the box's own addresses (`local_addrs`: replies to the box's own
 // connections, e.g. health checks, stay with the kernel). VLAN-tagged frames are passed.
+// A FULLNAT reply is addressed to a local address of a `local_addresses` pool, at a port of the
+// pool's range: `local_pools` maps each pool address to its range, and such a frame is steered
+// before the `local_addrs` check (pool addresses are the box's own). Ports outside the range stay
+// the kernel's (ARP and ICMP too), so the box's own connections from a pool address keep working
+// as long as their ports are outside the pool's range.
 // Port 0 in a key is a wildcard, looked up after the exact port misses: an all-port service's
 // VIP (dir 0) or a real server of one (dir 1).
 // ICMP destination unreachable and time exceeded messages (not fragments) are steered by the
@@ -79,6 +84,21 @@ struct {
 	__type(key, struct addr_key);
 	__type(value, __u8);
 } local_addrs SEC(".maps");
+
+// FULLNAT pool addresses (v4-mapped) → their port range. Must match `MAX_LOCAL_POOL_ADDRS` and
+// `local_pool_value` in filter.rs.
+#define MAX_LOCAL_POOL_ADDRS 1024
+struct port_range {
+	__u16 first; // host byte order
+	__u16 last;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_POOL_ADDRS);
+	__type(key, struct addr_key);
+	__type(value, struct port_range);
+} local_pools SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -233,14 +253,16 @@ int xvs_filter(struct xdp_md *ctx)
 	struct steer_key key = {};
 	key.proto = ip->protocol;
 
-	// Later fragments carry no ports: steered by address alone (dir 2: to a VIP, dir 3: from
-	// a NAT real server, not to the box itself).
+	// Later fragments carry no ports: steered by address alone (dir 2: to a VIP, to a FULLNAT
+	// pool address; dir 3: from a NAT real server, not to the box itself).
 	if (ip->frag_off & xvs_htons(0x1fff)) {
 		v4_mapped(key.addr, ip->daddr);
 		key.dir = STEER_DST_FRAGMENTS;
 		if (!bpf_map_lookup_elem(&steer, &key)) {
 			struct addr_key local = {};
 			v4_mapped(local.addr, ip->daddr);
+			if (bpf_map_lookup_elem(&local_pools, &local))
+				return redirect(ctx);
 			if (bpf_map_lookup_elem(&local_addrs, &local))
 				return XDP_PASS;
 			v4_mapped(key.addr, ip->saddr);
@@ -268,10 +290,17 @@ int xvs_filter(struct xdp_md *ctx)
 		steered = bpf_map_lookup_elem(&steer, &key) != 0;
 	}
 	if (!steered) {
-		// A reply to the box's own connection (health check, operator) is the kernel's, even
-		// when it comes from a real server's service port.
 		struct addr_key local = {};
 		v4_mapped(local.addr, ip->daddr);
+		// A FULLNAT reply: to a pool address, at a port of its pool's range.
+		struct port_range *range = bpf_map_lookup_elem(&local_pools, &local);
+		if (range) {
+			__u16 port = (__u16)xvs_htons(dport); // ntohs: the same swap
+			if (port >= range->first && port <= range->last)
+				return redirect(ctx);
+		}
+		// A reply to the box's own connection (health check, operator) is the kernel's, even
+		// when it comes from a real server's service port.
 		if (bpf_map_lookup_elem(&local_addrs, &local))
 			return XDP_PASS;
 		v4_mapped(key.addr, ip->saddr);

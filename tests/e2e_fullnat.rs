@@ -1,0 +1,422 @@
+//! End to end, FULLNAT mode: the lab's `fullnat` topology, whose real servers have no route back
+//! to the client (only their LAN), runs the shipped `config/fullnat.yaml` (`poll: wakeup`).
+//!
+//! Checked: 300 HTTP requests over fresh TCP connections and a UDP request/response service work
+//! through both real servers; the real servers saw only pool addresses (198.18.1.2, .3, ports
+//! 20000-29999) as their peers (the lab servers log each peer); with `toa: true` a sniffer in
+//! each real server's namespace (`scripts/lab-toa-sniffer.py`, AF_PACKET) reads TCP option 254
+//! off every SYN and finds the client's address and port in it; `xvs ctl conns` lists the local
+//! endpoints and `/metrics` the pool's ports in use. A lab that cannot be built fails the test.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{script, Lab, Xvs, VIP};
+
+const POOL: [&str; 2] = ["198.18.1.2", "198.18.1.3"];
+const POOL_PORTS: std::ops::RangeInclusive<u16> = 20000..=29999;
+const CLIENT: &str = "198.18.0.2";
+
+/// `config/fullnat.yaml` with `poll: wakeup` and the test's own admin socket.
+fn fullnat_config(lab: &Lab) -> PathBuf {
+    let text = std::fs::read_to_string(Lab::config("fullnat.yaml")).expect("config/fullnat.yaml");
+    assert!(text.contains("poll: busy") && text.contains("toa: true"));
+    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    let text = text.replace("poll: busy", "poll: wakeup").replace(
+        "admin_socket: /run/xvs/admin.sock",
+        &format!("admin_socket: {}", admin_socket(lab)),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn admin_socket(lab: &Lab) -> String {
+    format!("/run/xvs-{}.sock", lab.tag)
+}
+
+fn start() -> (Lab, Xvs) {
+    let lab = Lab::up("fullnat");
+    // The topology's promise: the real servers cannot reach the client on their own.
+    let routes = lab.exec_ok("r1", &["ip", "route", "show"]);
+    assert!(
+        !routes.contains("default"),
+        "r1 has a default route: {routes}"
+    );
+    let ping = lab.exec("r1", &["ping", "-c", "1", "-W", "1", CLIENT]);
+    assert!(
+        !ping.status.success(),
+        "r1 reaches the client without the LB"
+    );
+    lab.serve();
+    let xvs = lab.start_xvs_ready(&fullnat_config(&lab));
+    (lab, xvs)
+}
+
+fn stop_cleanly(mut xvs: Xvs) {
+    let status = xvs.stop();
+    assert!(
+        status.success(),
+        "xvs did not stop cleanly ({status}):\n{}",
+        xvs.log()
+    );
+}
+
+/// The peers a lab server logged (`ADDR:PORT` per request or datagram).
+fn peers(lab: &Lab, role: &str, kind: &str, port: u16) -> Vec<SocketAddrV4> {
+    let root = std::env::var("XVS_LAB_STATE").unwrap_or_else(|_| "/run/xvs-lab".into());
+    let path = format!("{root}/{}/logs/{role}-{kind}-{port}.peers", lab.tag);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .map(|l| {
+            l.parse()
+                .unwrap_or_else(|_| panic!("{path}: bad peer {l:?}"))
+        })
+        .collect()
+}
+
+fn assert_pool_peers(peers: &[SocketAddrV4], what: &str) {
+    assert!(!peers.is_empty(), "{what}: no peers logged");
+    for p in peers {
+        assert!(
+            POOL.contains(&p.ip().to_string().as_str()) && POOL_PORTS.contains(&p.port()),
+            "{what}: a real server saw {p}, not a pool address:port"
+        );
+    }
+}
+
+/// A TOA sniffer running in `role`'s namespace until stopped.
+struct Sniffer {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Sniffer {
+    fn start(lab: &Lab, role: &str) -> Sniffer {
+        let out = std::env::temp_dir().join(format!("xvs-toa-{}-{role}.jsonl", lab.tag));
+        let ready = std::env::temp_dir().join(format!("xvs-toa-{}-{role}.ready", lab.tag));
+        let _ = std::fs::remove_file(&ready);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(role), "python3"])
+            .arg(script("lab-toa-sniffer.py"))
+            .args(["--iface", "eth0", "--port", "80", "--duration", "300"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--ready")
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the TOA sniffer");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{role}: TOA sniffer exited before it was ready: {status}");
+            }
+            assert!(
+                Instant::now() < end,
+                "{role}: TOA sniffer not ready after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sniffer { child, out }
+    }
+
+    /// Stops the sniffer and returns its records: (flags, source, TOA).
+    fn finish(mut self) -> Vec<(String, String, Option<String>)> {
+        // `ip netns exec` execs python, so the child is the sniffer itself.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait for the sniffer");
+        assert!(status.success(), "TOA sniffer failed: {status}");
+        let text = std::fs::read_to_string(&self.out).expect("sniffer output");
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["flags"].as_str().unwrap().to_string(),
+                    v["src"].as_str().unwrap().to_string(),
+                    v["toa"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http_300_fresh_connections_from_pool_addresses_with_toa() {
+    let (lab, xvs) = start();
+    let sniffers = [Sniffer::start(&lab, "r1"), Sniffer::start(&lab, "r2")];
+    let s = lab.http_client(300);
+    assert_eq!(
+        s.failed,
+        0,
+        "failed requests: {:?}\n{}",
+        s.errors,
+        xvs.log()
+    );
+    assert_eq!(s.ok, 300);
+    let (r1, r2) = (s.count("r1"), s.count("r2"));
+    assert_eq!(
+        r1 + r2,
+        300,
+        "answers from unknown servers: {:?}",
+        s.by_server
+    );
+    assert!((140..=160).contains(&r1), "rr split {r1}/{r2}");
+
+    // The real servers saw only pool addresses, every pool address was used.
+    let mut seen = HashSet::new();
+    for role in ["r1", "r2"] {
+        let p = peers(&lab, role, "http", 80);
+        assert_pool_peers(&p, role);
+        seen.extend(p.iter().map(|a| a.ip().to_string()));
+    }
+    assert_eq!(seen.len(), 2, "pool addresses used: {seen:?}");
+
+    // TOA: every SYN a real server received carries the client's address and its own port.
+    let mut client_ports = HashSet::new();
+    let mut syns = 0;
+    let mut acks_with_toa = 0;
+    for (role, sniffer) in ["r1", "r2"].into_iter().zip(sniffers) {
+        for (flags, src, toa) in sniffer.finish() {
+            let src: SocketAddrV4 = src.parse().unwrap();
+            assert!(
+                POOL.contains(&src.ip().to_string().as_str()),
+                "{role}: segment from {src}"
+            );
+            let toa: Option<SocketAddrV4> = toa.map(|t| t.parse().unwrap());
+            match flags.as_str() {
+                "S" => {
+                    syns += 1;
+                    let toa = toa.unwrap_or_else(|| panic!("{role}: SYN from {src} without TOA"));
+                    assert_eq!(toa.ip().to_string(), CLIENT, "{role}: TOA {toa}");
+                    assert!(
+                        !POOL_PORTS.contains(&toa.port()),
+                        "TOA port {toa} is a pool port"
+                    );
+                    client_ports.insert(toa.port());
+                }
+                _ => {
+                    if let Some(toa) = toa {
+                        assert_eq!(toa.ip().to_string(), CLIENT, "{role}: TOA {toa}");
+                        acks_with_toa += 1;
+                    }
+                }
+            }
+        }
+    }
+    // One SYN per connection (a retransmitted SYN repeats its port); the readiness probe adds one.
+    assert!(syns >= 300, "{syns} SYNs seen for 300 connections");
+    assert!(
+        client_ports.len() >= 300,
+        "{} distinct client ports in TOA",
+        client_ports.len()
+    );
+    assert!(
+        acks_with_toa >= 300,
+        "{acks_with_toa} handshake ACKs carried TOA"
+    );
+
+    // ctl conns shows the local endpoints; the pool gauge counts them.
+    let out = lab.exec_ok(
+        "lb",
+        &[
+            env!("CARGO_BIN_EXE_xvs"),
+            "ctl",
+            "--socket",
+            &admin_socket(&lab),
+            "conns",
+        ],
+    );
+    let header = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        header.split_whitespace().eq([
+            "pro",
+            "expire",
+            "state",
+            "source",
+            "virtual",
+            "local",
+            "destination"
+        ]),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .skip(2)
+            .all(|l| POOL.iter().any(|p| l.contains(&format!(" {p}:")))),
+        "{out}"
+    );
+    let metrics = lab.metrics();
+    let in_use: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("xvs_local_address_ports_in_use{pool=\"lan-pool\"} "))
+        .expect("pool gauge")
+        .parse()
+        .unwrap();
+    // Every tracked connection is FULLNAT here and holds one pair until its entry expires (the
+    // closed ones too, for tcp_close/tcp_fin), so the gauge follows the table.
+    let entries: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("xvs_conntrack_entries "))
+        .expect("conntrack gauge")
+        .parse()
+        .unwrap();
+    assert!(
+        in_use > 0.0 && (in_use - entries).abs() <= 5.0,
+        "ports in use {in_use}, connections {entries}"
+    );
+    let inserted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("xvs_toa_inserted_total "))
+        .expect("toa counter");
+    assert!(
+        inserted.parse::<f64>().unwrap() >= 600.0,
+        "TOA inserted {inserted}"
+    );
+    assert!(
+        metrics.contains("xvs_drops_total{reason=\"not_lb_traffic\"} 0"),
+        "kernel traffic reached the sockets"
+    );
+    eprintln!(
+        "fullnat http 300: r1 {r1}, r2 {r2}, {syns} SYNs with TOA, pool ports in use {in_use}"
+    );
+    stop_cleanly(xvs);
+}
+
+#[test]
+fn udp_request_response_from_pool_addresses() {
+    let (lab, xvs) = start();
+    let s = lab.udp_client(&format!("{VIP}:53"), 200);
+    assert_eq!(
+        s.failed,
+        0,
+        "failed datagrams: {:?}\n{}",
+        s.errors,
+        xvs.log()
+    );
+    assert_eq!(s.ok, 200);
+    // rr per new flow; a client port the kernel reuses within the UDP timeout finds its old
+    // connection instead, so the split is not always exactly even.
+    let (r1, r2) = (s.count("r1"), s.count("r2"));
+    assert!(r1 + r2 == 200 && r1 >= 80 && r2 >= 80, "{:?}", s.by_server);
+    for role in ["r1", "r2"] {
+        assert_pool_peers(&peers(&lab, role, "udp", 5353), role);
+    }
+    // 4000-byte datagrams on 1500-byte links: three fragments each way; the later fragments
+    // follow the first one's translation (both addresses), to the real server and back.
+    let big = lab.udp_client_sized(&format!("{VIP}:53"), 20, 4000);
+    assert_eq!(
+        big.failed,
+        0,
+        "fragmented datagrams: {:?}\n{}",
+        big.errors,
+        xvs.log()
+    );
+    assert!(
+        big.count("r1") > 0 && big.count("r2") > 0,
+        "{:?}",
+        big.by_server
+    );
+    // The box's own traffic from its LAN (a health check's path) still reaches the kernel, and
+    // so does a connection from a pool address itself on a port outside the pool's range (the
+    // kernel's ephemeral ports): the filter steers only the pool's range.
+    let own = lab.http_from("lb", "http://198.18.1.11/", 5);
+    assert_eq!(own.ok, 5, "the box cannot reach a real server: {own:?}");
+    let from_pool = "import socket\n\
+        s=socket.socket(); s.settimeout(3); s.bind(('198.18.1.2',0))\n\
+        port=s.getsockname()[1]; assert not 20000<=port<=29999, port\n\
+        s.connect(('198.18.1.11',80)); s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+        print(s.recv(4096).decode().split()[1])\n";
+    let got = lab.exec_ok("lb", &["python3", "-c", from_pool]);
+    assert_eq!(
+        got.trim(),
+        "200",
+        "the box's own connection from a pool address failed"
+    );
+    let metrics = lab.metrics();
+    assert!(
+        metrics.contains("xvs_drops_total{reason=\"not_lb_traffic\"} 0"),
+        "kernel traffic reached the sockets"
+    );
+    // Changing the pools needs a restart: a reload that does is refused, the service goes on.
+    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("20000-29999", "20000-29998")).unwrap();
+    xvs.signal("HUP");
+    assert!(
+        xvs.wait_log(
+            "local_addresses changed: restart xvs to apply it",
+            0,
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "reload with changed pools not refused:\n{}",
+        xvs.log()
+    );
+    let after = lab.udp_client(&format!("{VIP}:53"), 20);
+    assert_eq!(after.ok, 20, "after the refused reload: {:?}", after.errors);
+    stop_cleanly(xvs);
+}
+
+/// NAT and FULLNAT services side by side on one box: the NAT lab (real servers route back through
+/// the LB) plus a pool address on the LB; `web` tcp/80 is NAT, `web-fnat` tcp/8080 FULLNAT to the
+/// same real servers. Both work in one run; the real servers see the client for the first and
+/// the pool address for the second.
+#[test]
+fn nat_and_fullnat_services_share_one_box() {
+    let lab = Lab::up("nat");
+    lab.exec_ok("lb", &["ip", "addr", "add", "198.18.1.2/32", "dev", "lan0"]);
+    lab.serve();
+    let cfg = format!(
+        "global:\n  admin_socket: {}\n\
+         datapath:\n  interfaces:\n    - {{ name: wan0, queues: [0] }}\n    - {{ name: lan0, queues: [0] }}\n  poll: wakeup\n\
+         local_addresses:\n  - {{ name: p, addresses: [198.18.1.2], ports: 20000-29999 }}\n\
+         services:\n\
+         \x20 - {{ name: web, vip: {VIP}, port: 80, scheduler: rr, reals: [{{ address: 198.18.1.11:80 }}, {{ address: 198.18.1.12:80 }}] }}\n\
+         \x20 - {{ name: web-fnat, vip: {VIP}, port: 8080, scheduler: rr, forwarding: fullnat, local_addresses: p, reals: [{{ address: 198.18.1.11:80 }}, {{ address: 198.18.1.12:80 }}] }}\n",
+        admin_socket(&lab)
+    );
+    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    std::fs::write(&path, cfg).unwrap();
+    let xvs = lab.start_xvs_ready(&path);
+    let nat = lab.http_client(100);
+    assert_eq!(nat.ok, 100, "NAT: {:?}\n{}", nat.errors, xvs.log());
+    let fnat = lab.http_client_url(&format!("http://{VIP}:8080/"), 100, 2.0);
+    assert_eq!(fnat.ok, 100, "FULLNAT: {:?}\n{}", fnat.errors, xvs.log());
+    assert!(
+        fnat.count("r1") >= 40 && fnat.count("r2") >= 40,
+        "{:?}",
+        fnat.by_server
+    );
+    let mut from_client = 0;
+    let mut from_pool = 0;
+    for role in ["r1", "r2"] {
+        for p in peers(&lab, role, "http", 80) {
+            match p.ip().to_string().as_str() {
+                CLIENT => from_client += 1,
+                "198.18.1.2" => from_pool += 1,
+                other => panic!("{role} saw {other}"),
+            }
+        }
+    }
+    // The readiness probe adds NAT requests.
+    assert!(
+        from_client >= 100 && from_pool == 100,
+        "client {from_client}, pool {from_pool}"
+    );
+    stop_cleanly(xvs);
+}

@@ -7,15 +7,16 @@
 //! from field values). The runner gives each frame 64 bytes of room to grow into, as AF_XDP
 //! frames have (TUN's outer header needs 20). `XVS_BLESS=1` rewrites the files from the builder.
 
-use std::fmt::Write as _;
-
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use xvs::datapath::snapshot::Forwarding;
-use xvs::datapath::{DropReason, Verdict};
-use xvs::flow::NANOS_PER_SEC;
+use xvs::datapath::DropReason;
 
+#[path = "fixtures/golden.rs"]
+mod golden;
 #[path = "fixtures/routed_lab.rs"]
 mod routed_lab;
+
+use golden::{case, Case};
 
 use routed_lab::*;
 
@@ -247,22 +248,6 @@ fn fragments(frame: &[u8], at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-struct Case {
-    what: String,
-    input: Vec<u8>,
-    verdict: String,
-    output: Option<Vec<u8>>,
-}
-
-fn case(what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) -> Case {
-    Case {
-        what: what.into(),
-        input,
-        verdict: verdict.into(),
-        output,
-    }
-}
-
 const BIG: &[u8] = &[0x5a; 1460];
 const FITS: &[u8] = &[0x5a; 1440];
 const BIG_UDP: &[u8] = &[0x5a; 1472];
@@ -487,119 +472,24 @@ fn tunnel_frag_needed(frame: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn render(title: &str, cases: &[Case]) -> String {
-    let mut s = format!(
+fn header(title: &str) -> String {
+    format!(
         "# Golden {title} cases, replayed in order through one Processor (see tests/golden_dr_tun.rs).\n\
          # Lab: client 198.18.0.2 behind the router 198.18.1.254, lb lan0 198.18.1.1 (port 0, MTU 1500),\n\
-         # VIP 198.18.2.100 (tcp/80 rr, udp/5353 rr); see tests/fixtures/routed_lab.rs.\n\n"
-    );
-    for c in cases {
-        let _ = writeln!(s, "case: {}", c.what);
-        let _ = writeln!(s, "in: {}", hex(&c.input));
-        let _ = writeln!(s, "verdict: {}", c.verdict);
-        if let Some(o) = &c.output {
-            let _ = writeln!(s, "out: {}", hex(o));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-fn parse_file(text: &str) -> Vec<Case> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let mut c = case("", Vec::new(), "", None);
-        for line in block.lines() {
-            if let Some(x) = line.strip_prefix("case: ") {
-                c.what = x.into();
-            } else if let Some(x) = line.strip_prefix("in: ") {
-                c.input = unhex(x);
-            } else if let Some(x) = line.strip_prefix("verdict: ") {
-                c.verdict = x.into();
-            } else if let Some(x) = line.strip_prefix("out: ") {
-                c.output = Some(unhex(x));
-            }
-        }
-        if !c.what.is_empty() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn verdict_text(v: Verdict) -> String {
-    match v {
-        Verdict::Tx(p) => format!("tx {p}"),
-        Verdict::Pass => "pass".into(),
-        Verdict::Drop(r) => format!("drop {}", r.label()),
-    }
-}
-
-fn path(name: &str) -> String {
-    format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"))
+         # VIP 198.18.2.100 (tcp/80 rr, udp/5353 rr); see tests/fixtures/routed_lab.rs.\n"
+    )
 }
 
 fn file_matches_builder(name: &str, title: &str, cases: &[Case]) {
-    let want = render(title, cases);
-    if std::env::var_os("XVS_BLESS").is_some() {
-        std::fs::write(path(name), &want).unwrap();
-    }
-    let have = std::fs::read_to_string(path(name))
-        .unwrap_or_else(|_| panic!("tests/golden/{name} (run with XVS_BLESS=1 to create)"));
-    assert!(
-        have == want,
-        "tests/golden/{name} differs from the builder; rerun with XVS_BLESS=1 and review the diff"
-    );
+    golden::file_matches_builder(name, &header(title), cases);
 }
 
 /// Replays `name` through a fresh processor for `forwarding`; returns the processor's
 /// counters' drops of `tunnel_mtu`.
 fn replay(name: &str, forwarding: Forwarding, min_cases: usize) -> u64 {
-    let cases = parse_file(&std::fs::read_to_string(path(name)).unwrap());
-    assert!(cases.len() >= min_cases, "only {} cases", cases.len());
+    let cases = golden::load(name, min_cases);
     let mut p = processor(forwarding);
-    let mut failures = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        let now = (i as u64 + 1) * NANOS_PER_SEC;
-        p.begin_batch(now);
-        let mut buf = c.input.clone();
-        buf.resize(c.input.len() + 64, 0);
-        let mut len = c.input.len();
-        let v = p.process_buf(now, 0, &mut buf, &mut len);
-        let out = &buf[..len];
-        if verdict_text(v) != c.verdict {
-            failures.push(format!(
-                "case {i} ({}): verdict {} != {}",
-                c.what,
-                verdict_text(v),
-                c.verdict
-            ));
-            continue;
-        }
-        match &c.output {
-            Some(o) if out != o.as_slice() => failures.push(format!(
-                "case {i} ({}):\n  got  {}\n  want {}",
-                c.what,
-                hex(out),
-                hex(o)
-            )),
-            None if out != c.input.as_slice() => {
-                failures.push(format!("case {i} ({}): frame modified", c.what))
-            }
-            _ => {}
-        }
-    }
+    let failures = golden::replay(&mut p, &cases, 64);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     p.counters.drops(DropReason::TunnelMtu)
 }
@@ -628,7 +518,7 @@ fn golden_tun_table() {
 
 #[test]
 fn dr_output_differs_from_input_in_the_mac_addresses_only() {
-    for c in parse_file(&std::fs::read_to_string(path("dr.golden")).unwrap()) {
+    for c in golden::load("dr.golden", 13) {
         let Some(o) = c.output else { continue };
         assert_eq!(o.len(), c.input.len(), "{}", c.what);
         assert_eq!(
@@ -643,7 +533,7 @@ fn dr_output_differs_from_input_in_the_mac_addresses_only() {
 
 #[test]
 fn tun_outputs_verify_with_an_independent_parser() {
-    for c in parse_file(&std::fs::read_to_string(path("tun.golden")).unwrap()) {
+    for c in golden::load("tun.golden", 11) {
         let Some(o) = c.output else { continue };
         let outer = etherparse::Ipv4HeaderSlice::from_slice(&o[14..]).unwrap();
         let h = outer.to_header();

@@ -11,14 +11,14 @@
 //! and this builder in step; run with `XVS_BLESS=1` to rewrite the file after a deliberate change,
 //! and review the diff.
 
-use std::fmt::Write as _;
-
 use etherparse::{IpHeaders, Ipv4Header, Ipv4Options, PacketBuilder, VlanId};
-use xvs::datapath::Verdict;
-use xvs::flow::NANOS_PER_SEC;
 
+#[path = "fixtures/golden.rs"]
+mod golden;
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
+
+use golden::{case, Case};
 
 use nat_lab::*;
 
@@ -126,22 +126,6 @@ fn nat(p: Pkt, rewrite: impl FnOnce(&mut Pkt), src_mac: [u8; 6], dst_mac: [u8; 6
     o.src_mac = src_mac;
     o.dst_mac = dst_mac;
     o.build()
-}
-
-struct Case {
-    what: String,
-    input: Vec<u8>,
-    verdict: String,
-    output: Option<Vec<u8>>,
-}
-
-fn case(what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) -> Case {
-    Case {
-        what: what.into(),
-        input,
-        verdict: verdict.into(),
-        output,
-    }
 }
 
 fn to_r1(p: &mut Pkt) {
@@ -545,122 +529,22 @@ fn fix_ip_checksum(f: &mut [u8]) {
 // ---------------------------------------------------------------------------------------------
 // File format
 
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn render(cases: &[Case]) -> String {
-    let mut s = String::from(
-        "# Golden NAT cases, replayed in order through one Processor (see tests/golden_nat.rs).\n\
-         # Lab: client 198.18.0.2, VIP 198.18.0.100 (tcp/80 wrr r1:3 r2:1; udp/53 rr -> :5353),\n\
-         # r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n\n",
-    );
-    for c in cases {
-        let _ = writeln!(s, "case: {}", c.what);
-        let _ = writeln!(s, "in: {}", hex(&c.input));
-        let _ = writeln!(s, "verdict: {}", c.verdict);
-        if let Some(o) = &c.output {
-            let _ = writeln!(s, "out: {}", hex(o));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-fn parse_file(text: &str) -> Vec<Case> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let mut c = Case {
-            what: String::new(),
-            input: Vec::new(),
-            verdict: String::new(),
-            output: None,
-        };
-        for line in block.lines() {
-            if let Some(x) = line.strip_prefix("case: ") {
-                c.what = x.into();
-            } else if let Some(x) = line.strip_prefix("in: ") {
-                c.input = unhex(x);
-            } else if let Some(x) = line.strip_prefix("verdict: ") {
-                c.verdict = x.into();
-            } else if let Some(x) = line.strip_prefix("out: ") {
-                c.output = Some(unhex(x));
-            }
-        }
-        if !c.what.is_empty() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/nat.golden");
-
-fn verdict_text(v: Verdict) -> String {
-    match v {
-        Verdict::Tx(p) => format!("tx {p}"),
-        Verdict::Pass => "pass".into(),
-        Verdict::Drop(r) => format!("drop {}", r.label()),
-    }
-}
+const GOLDEN: &str = "nat.golden";
+const HEADER: &str =
+    "# Golden NAT cases, replayed in order through one Processor (see tests/golden_nat.rs).\n\
+     # Lab: client 198.18.0.2, VIP 198.18.0.100 (tcp/80 wrr r1:3 r2:1; udp/53 rr -> :5353),\n\
+     # r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n";
 
 #[test]
 fn golden_file_matches_its_builder() {
-    let want = render(&cases());
-    if std::env::var_os("XVS_BLESS").is_some() {
-        std::fs::write(GOLDEN, &want).unwrap();
-    }
-    let have = std::fs::read_to_string(GOLDEN)
-        .expect("tests/golden/nat.golden (run with XVS_BLESS=1 to create)");
-    assert!(have == want, "tests/golden/nat.golden differs from the builder; rerun with XVS_BLESS=1 and review the diff");
+    golden::file_matches_builder(GOLDEN, HEADER, &cases());
 }
 
 #[test]
 fn golden_nat_table() {
-    let text = std::fs::read_to_string(GOLDEN).unwrap();
-    let cases = parse_file(&text);
-    assert!(cases.len() >= 30, "only {} cases", cases.len());
+    let cases = golden::load(GOLDEN, 30);
     let mut p = processor(1000);
-    let mut failures = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        let now = (i as u64 + 1) * NANOS_PER_SEC;
-        p.begin_batch(now);
-        let mut frame = c.input.clone();
-        let v = p.process(now, 0, &mut frame);
-        if verdict_text(v) != c.verdict {
-            failures.push(format!(
-                "case {i} ({}): verdict {} != {}",
-                c.what,
-                verdict_text(v),
-                c.verdict
-            ));
-            continue;
-        }
-        match &c.output {
-            Some(o) if &frame != o => failures.push(format!(
-                "case {i} ({}):\n  got  {}\n  want {}",
-                c.what,
-                hex(&frame),
-                hex(o)
-            )),
-            None if frame != c.input && !matches!(v, Verdict::Tx(_)) => failures.push(format!(
-                "case {i} ({}): frame modified on {}",
-                c.what, c.verdict
-            )),
-            _ => {}
-        }
-    }
+    let failures = golden::replay(&mut p, &cases, 0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The unresolved next hop was handed to the control plane.
     assert_eq!(
@@ -671,7 +555,7 @@ fn golden_nat_table() {
 
 #[test]
 fn outputs_verify_with_an_independent_parser() {
-    for c in parse_file(&std::fs::read_to_string(GOLDEN).unwrap()) {
+    for c in golden::load(GOLDEN, 30) {
         let Some(o) = c.output else { continue };
         let pkt = etherparse::SlicedPacket::from_ethernet(&o).unwrap();
         let Some(etherparse::NetSlice::Ipv4(ip)) = &pkt.net else {

@@ -14,7 +14,7 @@
 //! identity hashes to a busy slot replaces the older one), each remembered for
 //! [`FRAGMENT_TIMEOUT`]: bounded memory, O(1) work, one short lock per fragment.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
 use crate::flow::{Nanos, Proto};
@@ -44,6 +44,34 @@ pub struct FragmentRewrite {
     pub route_to: Ipv4Addr,
     /// Whether xvs routes them (NAT: TTL decremented) or only changes their MACs (DR: TTL kept).
     pub routed: bool,
+}
+
+impl FragmentRewrite {
+    /// The rewrite of addresses as the packet path holds them; `None` when one is not IPv4.
+    pub fn new(
+        new_src: Option<IpAddr>,
+        new_dst: Option<IpAddr>,
+        route_to: IpAddr,
+        routed: bool,
+    ) -> Option<FragmentRewrite> {
+        fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+            match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            }
+        }
+        // Absent stays absent; present must be IPv4.
+        let opt = |a: Option<IpAddr>| match a {
+            None => Some(None),
+            Some(a) => v4(a).map(Some),
+        };
+        Some(FragmentRewrite {
+            new_src: opt(new_src)?,
+            new_dst: opt(new_dst)?,
+            route_to: v4(route_to)?,
+            routed,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

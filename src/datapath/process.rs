@@ -285,7 +285,13 @@ impl Processor {
                 if let Verdict::Tx(_) = v {
                     self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
                     if let Some(id) = p.first_fragment {
-                        self.remember_both(now, &p, id, local.ip(), t.real.ip());
+                        let rw = FragmentRewrite::new(
+                            Some(local.ip()),
+                            Some(t.real.ip()),
+                            t.real.ip(),
+                            true,
+                        );
+                        self.remember_fragments(now, &p, id, rw);
                     }
                 }
                 return v;
@@ -310,7 +316,8 @@ impl Processor {
                 if let (Verdict::Tx(_), Some(id), Forwarding::Dr) =
                     (v, p.first_fragment, forwarding)
                 {
-                    self.remember_dr_fragments(now, &p, id, t.real.ip());
+                    let rw = FragmentRewrite::new(None, None, t.real.ip(), false);
+                    self.remember_fragments(now, &p, id, rw);
                 }
                 return v;
             }
@@ -332,7 +339,9 @@ impl Processor {
                     if let Verdict::Tx(_) = v {
                         self.count_reply(&p, t.vip);
                         if let Some(id) = p.first_fragment {
-                            self.remember_both(now, &p, id, t.vip.ip(), t.client.ip());
+                            let (src, dst) = (t.vip.ip(), t.client.ip());
+                            let rw = FragmentRewrite::new(Some(src), Some(dst), dst, true);
+                            self.remember_fragments(now, &p, id, rw);
                         }
                     }
                     return v;
@@ -359,7 +368,11 @@ impl Processor {
             (v, Side::Src, vip, client)
         };
         if let (Verdict::Tx(_), Some(id)) = (verdict, p.first_fragment) {
-            self.remember_fragments(now, &p, id, side, to, route_to);
+            let rw = match side {
+                Side::Src => FragmentRewrite::new(Some(to.ip()), None, route_to, true),
+                Side::Dst => FragmentRewrite::new(None, Some(to.ip()), route_to, true),
+            };
+            self.remember_fragments(now, &p, id, rw);
         }
         verdict
     }
@@ -379,19 +392,17 @@ impl Processor {
         }
     }
 
-    /// Remembers how the later fragments of a datagram whose first fragment was just forwarded
-    /// are translated (see [`crate::datapath::fragments`]).
+    /// Remembers how the later fragments of the datagram whose first fragment `p` (IP id `id`)
+    /// was just forwarded are translated (see [`crate::datapath::fragments`]); nothing for a
+    /// datagram or a rewrite that is not IPv4.
     fn remember_fragments(
         &self,
         now: Nanos,
         p: &Parsed,
         id: u16,
-        side: Side,
-        to: SocketAddr,
-        route_to: IpAddr,
+        rewrite: Option<FragmentRewrite>,
     ) {
-        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(to), IpAddr::V4(route_to)) =
-            (p.key.src, p.key.dst, to.ip(), route_to)
+        let (IpAddr::V4(src), IpAddr::V4(dst), Some(rewrite)) = (p.key.src, p.key.dst, rewrite)
         else {
             return;
         };
@@ -400,65 +411,6 @@ impl Processor {
             dst,
             proto: p.key.proto,
             id,
-        };
-        let rewrite = match side {
-            Side::Src => FragmentRewrite {
-                new_src: Some(to),
-                new_dst: None,
-                route_to,
-                routed: true,
-            },
-            Side::Dst => FragmentRewrite {
-                new_src: None,
-                new_dst: Some(to),
-                route_to,
-                routed: true,
-            },
-        };
-        self.shared.fragments.remember(datagram, rewrite, now);
-    }
-
-    /// Remembers that the later fragments of a DR datagram whose first fragment was just
-    /// forwarded go to `real` by MAC, unchanged.
-    fn remember_dr_fragments(&self, now: Nanos, p: &Parsed, id: u16, real: IpAddr) {
-        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(route_to)) = (p.key.src, p.key.dst, real)
-        else {
-            return;
-        };
-        let datagram = DatagramId {
-            src,
-            dst,
-            proto: p.key.proto,
-            id,
-        };
-        let rewrite = FragmentRewrite {
-            new_src: None,
-            new_dst: None,
-            route_to,
-            routed: false,
-        };
-        self.shared.fragments.remember(datagram, rewrite, now);
-    }
-
-    /// FULLNAT: remembers that the later fragments of the datagram whose first fragment was just
-    /// forwarded get source `new_src` and destination `new_dst` (routed to `new_dst`).
-    fn remember_both(&self, now: Nanos, p: &Parsed, id: u16, new_src: IpAddr, new_dst: IpAddr) {
-        let (IpAddr::V4(src), IpAddr::V4(dst), IpAddr::V4(new_src), IpAddr::V4(new_dst)) =
-            (p.key.src, p.key.dst, new_src, new_dst)
-        else {
-            return;
-        };
-        let datagram = DatagramId {
-            src,
-            dst,
-            proto: p.key.proto,
-            id,
-        };
-        let rewrite = FragmentRewrite {
-            new_src: Some(new_src),
-            new_dst: Some(new_dst),
-            route_to: new_dst,
-            routed: true,
         };
         self.shared.fragments.remember(datagram, rewrite, now);
     }

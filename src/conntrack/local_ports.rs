@@ -46,6 +46,9 @@ pub struct LocalPools {
     pub pools: Vec<LocalPool>,
     /// Every pool address as a `u32`, indexed by local id.
     pub addrs: Vec<u32>,
+    /// `(address, local id)` sorted by address: the per-packet lookup ([`LocalPools::id_of`])
+    /// is a binary search, whatever the number of pool addresses.
+    by_addr: Vec<(u32, u16)>,
     /// Pool index of each local id.
     pub pool_of: Vec<u16>,
     /// For each pool, its local ids (a contiguous range of `addrs`).
@@ -73,13 +76,23 @@ impl LocalPools {
             out.addrs.len() < usize::from(NO_LOCAL),
             "too many local addresses"
         );
+        out.by_addr = out
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(id, &a)| (a, id as u16))
+            .collect();
+        out.by_addr.sort_unstable();
         out
     }
 
     /// The local id of `addr`, if it is a pool address.
     #[inline]
     pub fn id_of(&self, addr: u32) -> Option<u16> {
-        self.addrs.iter().position(|&a| a == addr).map(|i| i as u16)
+        self.by_addr
+            .binary_search_by_key(&addr, |&(a, _)| a)
+            .ok()
+            .map(|i| self.by_addr[i].1)
     }
 
     /// The shard (of `shards`, a power of two) that holds the connection whose local endpoint
@@ -215,6 +228,33 @@ mod tests {
             first_port: first,
             last_port: last,
         }])
+    }
+
+    #[test]
+    fn id_of_finds_every_address_of_every_pool_and_nothing_else() {
+        let mk = |name: &str, addrs: &[Ipv4Addr]| LocalPool {
+            name: name.into(),
+            addresses: addrs.to_vec(),
+            first_port: 20000,
+            last_port: 20099,
+        };
+        // Addresses given out of order, over two pools.
+        let a: Vec<Ipv4Addr> = (0..40u8)
+            .rev()
+            .map(|i| Ipv4Addr::new(198, 18, 1, 100 + i))
+            .collect();
+        let b: Vec<Ipv4Addr> = (0..10u8)
+            .map(|i| Ipv4Addr::new(198, 18, 3, 250 - i))
+            .collect();
+        let p = LocalPools::new(&[mk("a", &a), mk("b", &b)]);
+        for (id, addr) in a.iter().chain(&b).enumerate() {
+            assert_eq!(p.id_of(addr.to_bits()), Some(id as u16), "{addr}");
+        }
+        for other in ["198.18.1.99", "198.18.1.140", "198.18.3.240", "0.0.0.0"] {
+            let other: Ipv4Addr = other.parse().unwrap();
+            assert_eq!(p.id_of(other.to_bits()), None, "{other}");
+        }
+        assert_eq!(LocalPools::new(&[]).id_of(0), None);
     }
 
     #[test]

@@ -35,7 +35,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::datapath::wire::checksum;
-use crate::datapath::wire::{Ipv4Packet, TcpSegment, UdpDatagram};
+use crate::datapath::wire::{read_u16, write_u16, Ipv4Packet, TcpSegment, UdpDatagram};
 use crate::flow::Proto;
 
 /// TCP option kind of TOA (DPVS `TCPOPT_ADDR`).
@@ -65,6 +65,21 @@ pub fn rewrite_both(
     new_src: SocketAddrV4,
     new_dst: SocketAddrV4,
 ) -> bool {
+    // Every view is proved to fit before anything is written: a frame that does not is left
+    // as it came.
+    let fits = match (frame.get(l3..), frame.get(l4..)) {
+        (Some(ip), Some(l4b)) => {
+            Ipv4Packet::new_checked(ip).is_ok()
+                && match proto {
+                    Proto::Tcp => TcpSegment::new_checked(l4b).is_ok(),
+                    Proto::Udp => UdpDatagram::new_checked_first_fragment(l4b).is_ok(),
+                }
+        }
+        _ => false,
+    };
+    if !fits {
+        return false;
+    }
     let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[l3..]) else {
         return false;
     };
@@ -130,14 +145,6 @@ impl ToaSkip {
             ToaSkip::Fragment => "fragment",
         }
     }
-}
-
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn write_u16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Inserts the TOA option for `client` into the TCP segment of the IPv4 packet at `l3` (TCP

@@ -644,6 +644,11 @@ impl Processor {
         t: &Tracked,
         si: usize,
     ) -> Verdict {
+        // FULLNAT routes the packet. Checked here, not only by the service's method: a
+        // connection keeps FULLNAT after a reload made its service DR or TUN.
+        if p.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
         let (hop, port_mac) = match self.next_hop(real.ip()) {
             Ok(h) => h,
             Err(r) => return Verdict::Drop(r),

@@ -1232,13 +1232,24 @@ fn fullnat_port_range_must_be_sane() {
     assert_error(&t, "7:12: port range must start at 1 or above");
     let t = FULLNAT.replace("20000-29999", "3000-2000");
     assert_error(&t, "7:12: port range 3000-2000 is empty");
-    // max_entries 1000000: 64 shards, 16 pairs each at least.
+    // max_entries 1000000: 64 shards, 16 pairs each at least. Two addresses: 7 ports of each
+    // in some shards (511 / 64), then 8 (512 / 64).
     let t = FULLNAT.replace("20000-29999", "20000-20510");
     assert_error(
         &t,
-        "7:12: pool offers 1022 address:port pairs, fewer than 1024 (16 for each of the connection table's 64 shards",
+        "7:12: pool gives some of the connection table's 64 shards (at max_entries 1000000) only 14 address:port pairs, fewer than 16",
     );
     assert_ok(&FULLNAT.replace("20000-29999", "20000-20511"));
+    // 64 addresses × 16 ports make 1024 pairs, but a shard owns the ports p ≡ s (mod 64): most
+    // shards would own none.
+    let many: Vec<String> = (100..164).map(|i| format!("198.18.1.{i}")).collect();
+    let t = FULLNAT
+        .replace("198.18.1.2, 198.18.1.3", &many.join(", "))
+        .replace("20000-29999", "20000-20015");
+    assert_error(
+        &t,
+        "7:12: pool gives some of the connection table's 64 shards (at max_entries 1000000) only 0 address:port pairs, fewer than 16",
+    );
     let small = FULLNAT.replace("20000-29999", "20000-20007").replace(
         "local_addresses:\n",
         "conntrack: { max_entries: 1000 }\nlocal_addresses:\n",

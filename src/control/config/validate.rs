@@ -304,13 +304,15 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
             let shards = crate::conntrack::ConnTable::shards_for(
                 usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX),
             );
-            let endpoints = (usize::from(r.last - r.first) + 1) * pool.addresses.len().max(1);
-            if endpoints < MIN_POOL_PORTS_PER_SHARD * shards {
+            // Shard `s` gets the ports `p` with `p mod shards == s`: at least
+            // floor(range / shards) of each address's.
+            let range = usize::from(r.last - r.first) + 1;
+            let per_shard = range / shards * pool.addresses.len().max(1);
+            if per_shard < MIN_POOL_PORTS_PER_SHARD {
                 cx.value(
                     &format!("{p}.ports"),
                     format!(
-                        "pool offers {endpoints} address:port pairs, fewer than {} ({MIN_POOL_PORTS_PER_SHARD} for each of the connection table's {shards} shards at max_entries {}): widen the port range or add addresses",
-                        MIN_POOL_PORTS_PER_SHARD * shards,
+                        "pool gives some of the connection table's {shards} shards (at max_entries {}) only {per_shard} address:port pairs, fewer than {MIN_POOL_PORTS_PER_SHARD}: each shard owns the ports p with p mod {shards} equal to its number; widen the port range or add addresses",
                         cfg.conntrack.max_entries
                     ),
                 );

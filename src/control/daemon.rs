@@ -18,6 +18,7 @@
 //! change. `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
 //! which drains it at every wake-up (at most 250 ms) and answers with the outcome.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,15 +128,37 @@ fn queue_ids(cfg: &Config) -> Result<Vec<u32>, Fatal> {
     Ok(first)
 }
 
+/// The interfaces of `datapath.interfaces` as the datapath's ports. A port's own IPv4 address
+/// (the outer source of TUN packets) is its first address with a prefix shorter than /32 that
+/// is none of the addresses xvs itself may add or answer for: service VIPs, VRRP VIPs (a
+/// crashed master may have left them behind) and FULLNAT pool addresses.
 fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
+    let not_own: HashSet<IpAddr> = cfg
+        .services
+        .iter()
+        .map(|s| s.vip)
+        .chain(
+            cfg.vrrp
+                .instances
+                .iter()
+                .flat_map(|i| i.vips.iter().map(|v| v.addr)),
+        )
+        .chain(
+            cfg.local_addresses
+                .iter()
+                .flat_map(|p| p.addresses.iter().copied()),
+        )
+        .collect();
     cfg.datapath
         .interfaces
         .iter()
         .map(|i| {
             let link = netlink::link_by_name(&i.name)
                 .map_err(|e| fatal(format!("interface {}: {e}", i.name)))?;
-            let ipv4 = netlink::ipv4_of(link.ifindex)
-                .map_err(|e| fatal(format!("interface {}: {e}", i.name)))?;
+            let ipv4 = netlink::interface_addresses(link.ifindex)
+                .map_err(|e| fatal(format!("interface {}: {e}", i.name)))?
+                .into_iter();
+            let ipv4 = own_ipv4(ipv4, &not_own);
             Ok(Port {
                 name: i.name.clone(),
                 ifindex: link.ifindex,
@@ -145,6 +168,17 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
             })
         })
         .collect()
+}
+
+/// The first of `addrs` (address, prefix length) that is IPv4, not a /32, and not in `not_own`.
+fn own_ipv4(
+    addrs: impl IntoIterator<Item = (IpAddr, u8)>,
+    not_own: &HashSet<IpAddr>,
+) -> Option<std::net::Ipv4Addr> {
+    addrs.into_iter().find_map(|(a, prefix)| match a {
+        IpAddr::V4(v4) if prefix < 32 && !not_own.contains(&a) => Some(v4),
+        _ => None,
+    })
 }
 
 /// Every FULLNAT pool address with its pool's port range, for the filter's `local_pools` map.
@@ -788,4 +822,32 @@ fn spawn_janitor(shared: Arc<Shared>, epoch: Instant, stop: Arc<AtomicBool>) -> 
             }
         })
         .expect("cannot spawn the expiry janitor thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_ipv4_skips_host_routes_ipv6_and_addresses_xvs_manages() {
+        let a = |s: &str, p: u8| (s.parse::<IpAddr>().unwrap(), p);
+        let not_own: HashSet<IpAddr> = ["198.18.1.2", "198.18.2.100"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        // A pool address or VIP given as /24 (or left by a crashed master) is not the port's own.
+        let addrs = [
+            a("2001:db8::1", 64),
+            a("198.18.2.100", 24),
+            a("198.18.9.9", 32),
+            a("198.18.1.2", 24),
+            a("198.18.1.1", 24),
+        ];
+        assert_eq!(
+            own_ipv4(addrs, &not_own),
+            Some("198.18.1.1".parse().unwrap())
+        );
+        assert_eq!(own_ipv4([a("198.18.1.2", 24)], &not_own), None);
+        assert_eq!(own_ipv4([], &not_own), None);
+    }
 }

@@ -347,29 +347,6 @@ pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
     Ok(out)
 }
 
-/// The first IPv4 address of interface `ifindex` whose prefix is shorter than /32 (a VIP added
-/// as /32 is skipped): the source of packets xvs originates on it (TUN's outer header).
-pub fn ipv4_of(ifindex: u32) -> Result<Option<Ipv4Addr>, NetlinkError> {
-    let mut msg = AddressMessage::default();
-    msg.header.family = AddressFamily::Inet;
-    let replies = request(
-        "dump addresses",
-        RouteNetlinkMessage::GetAddress(msg),
-        NLM_F_DUMP,
-    )?;
-    Ok(replies.iter().find_map(|m| match m {
-        RouteNetlinkMessage::NewAddress(a)
-            if a.header.index == ifindex && a.header.prefix_len < 32 =>
-        {
-            a.attributes.iter().find_map(|x| match x {
-                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            })
-        }
-        _ => None,
-    }))
-}
-
 /// The unicast routes of the main table, IPv4 then IPv6.
 pub fn dump_routes() -> Result<Vec<KernelRoute>, NetlinkError> {
     let replies = dump_per_family("dump routes", |family| {

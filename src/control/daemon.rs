@@ -170,6 +170,22 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, Fatal> {
         .collect()
 }
 
+/// Why `new` cannot replace `old` on reload because a service kept its identity (VIP, port,
+/// protocol) but changed its forwarding method, if it did. Connection entries do not record
+/// their method (IPVS's do), so the open connections of such a service would be forwarded the
+/// new way while their replies still come back the old way.
+fn forwarding_changes(old: &Config, new: &Config) -> Option<String> {
+    new.services.iter().find_map(|n| {
+        let o = old.services.iter().find(|o| o.key() == n.key())?;
+        (o.forwarding != n.forwarding).then(|| {
+            format!(
+                "service `{}`: forwarding changed from {} to {}; its open connections cannot change method: remove the service in one reload and add it back in the next, or restart xvs",
+                n.name, o.forwarding, n.forwarding
+            )
+        })
+    })
+}
+
 /// The first of `addrs` (address, prefix length) that is IPv4, not a /32, and not in `not_own`.
 fn own_ipv4(
     addrs: impl IntoIterator<Item = (IpAddr, u8)>,
@@ -459,6 +475,9 @@ impl Running {
             return Err(fatal(
                 "global.admin_socket changed: restart xvs to apply it",
             ));
+        }
+        if let Some(msg) = forwarding_changes(&self.cfg, &cfg) {
+            return Err(fatal(msg));
         }
         // Resolved before anything changes: a VRRP instance that cannot run refuses the file.
         let (specs, groups) = vrrp::specs(&cfg).map_err(fatal)?;
@@ -827,6 +846,27 @@ fn spawn_janitor(shared: Arc<Shared>, epoch: Instant, stop: Arc<AtomicBool>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_may_not_change_a_kept_services_forwarding() {
+        let cfg = |web: &str, dns: &str| {
+            let text = format!(
+                "datapath:\n  interfaces:\n    - name: eth0\nservices:\n\
+                 \x20 - {{ name: web, vip: 198.18.2.100, port: 80, forwarding: {web}, reals: [{{ address: 198.18.1.11:80 }}] }}\n\
+                 \x20 - {{ name: dns, vip: {dns}, port: 53, protocol: udp, forwarding: tun, reals: [{{ address: 198.18.1.11:53 }}] }}\n"
+            );
+            Config::from_str_named(&text, "t.yaml", &|_| true).unwrap()
+        };
+        let old = cfg("dr", "198.18.2.100");
+        assert_eq!(forwarding_changes(&old, &old), None);
+        let msg = forwarding_changes(&old, &cfg("tun", "198.18.2.100")).unwrap();
+        assert!(
+            msg.starts_with("service `web`: forwarding changed from dr to tun;"),
+            "{msg}"
+        );
+        // A service with a new identity (another VIP) is a new service: its method is free.
+        assert_eq!(forwarding_changes(&old, &cfg("dr", "198.18.2.101")), None);
+    }
 
     #[test]
     fn own_ipv4_skips_host_routes_ipv6_and_addresses_xvs_manages() {

@@ -247,7 +247,13 @@ pub fn spawn(
         dirty: true,
     };
     let now = d.now();
-    d.reconfigure(now, specs, groups);
+    // At start every instance is "added"; anything else (a socket that cannot open, an
+    // instance that cannot start) is logged.
+    for line in d.reconfigure(now, specs, groups) {
+        if !line.ends_with(" added") {
+            log(line);
+        }
+    }
     let thread = std::thread::Builder::new()
         .name("xvs-vrrp".into())
         .spawn(move || d.run(&rx, &stop))?;

@@ -12,12 +12,13 @@
 //!
 //! Then neither side counted an error: every `xvs_vrrp_errors_total` of xvs is 0, and
 //! keepalived's own statistics (`SIGUSR2`, the signal `keepalived --signum=STATS` names, written
-//! to `/tmp/keepalived.stats`) show 0 in every "Packet Errors" and "Authentication Errors" line
+//! to `$TMPDIR/keepalived.stats`, `/tmp` by default) show 0 in every "Packet Errors" and "Authentication Errors" line
 //! and a non-zero count of adverts received, and its log has no line about a packet it did not
 //! like ("invalid", "error", "mismatch", "not present", ...). keepalived runs in the foreground
-//! (`-n -l -D -G`) with its configuration and pid files in a temp dir, and is killed when the
-//! test ends, pass or fail. The two versions run one after the other (keepalived writes its
-//! statistics to one fixed path).
+//! (`-n -l -D -G`) with its configuration, pid files and statistics (`TMPDIR` set to the test's
+//! temp dir, so nothing lands in `/tmp` and parallel runs do not share one file) in a temp dir; it
+//! is killed, and the temp dir and xvs's configuration are removed, when the test ends, pass or
+//! fail. The two versions run one after the other (less load on the timed steps).
 
 mod common;
 
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use common::{Lab, Xvs};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
-const STATS: &str = "/tmp/keepalived.stats";
+/// keepalived's statistics file, in `$TMPDIR`.
+const STATS: &str = "keepalived.stats";
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 struct Keepalived {
@@ -53,6 +55,8 @@ impl Keepalived {
         let log = dir.join(format!("keepalived-{priority}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new("ip")
+            // keepalived writes its statistics (and other temporary files) to $TMPDIR.
+            .env("TMPDIR", dir)
             .args(["netns", "exec", &lab.ns("lb2"), "keepalived"])
             .args(["-n", "-l", "-D", "-G", "--vrrp", "-f"])
             .arg(&conf)
@@ -103,7 +107,8 @@ impl Keepalived {
 
     /// keepalived's statistics file, freshly written.
     fn stats(&self) -> String {
-        let _ = std::fs::remove_file(STATS);
+        let stats = self.dir.join(STATS);
+        let _ = std::fs::remove_file(&stats);
         let sig = Command::new("keepalived")
             .arg("--signum=STATS")
             .output()
@@ -112,14 +117,14 @@ impl Keepalived {
         self.signal(&sig);
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
-            if let Ok(s) = std::fs::read_to_string(STATS) {
+            if let Ok(s) = std::fs::read_to_string(&stats) {
                 if s.contains("Priority Zero") {
                     return s;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("keepalived wrote no {STATS}:\n{}", self.log());
+        panic!("keepalived wrote no {}:\n{}", stats.display(), self.log());
     }
 
     fn stop(&mut self) {
@@ -248,6 +253,22 @@ fn keepalived_log_problems(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// Removes the test's temp dir and xvs's configuration when dropped, pass or fail (declared
+/// before xvs and keepalived, so dropped after they stopped).
+struct TempFiles(Vec<PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(p)
+            } else {
+                std::fs::remove_file(p)
+            };
+        }
+    }
+}
+
 fn interop(version: u8) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("vrrp");
@@ -258,6 +279,7 @@ fn interop(version: u8) {
         _ => ("1s", "1", Duration::from_secs(8)),
     };
     let (config, socket) = xvs_config(&lab, version, 200, interval);
+    let _temp = TempFiles(vec![dir.clone(), config.clone()]);
 
     // 1. xvs 200 wins over keepalived 100.
     let mut x = start_xvs(&lab, &config, &socket);
@@ -372,8 +394,6 @@ fn interop(version: u8) {
     eprintln!("v{version}: xvs and keepalived agreed at every step; xvs received {received} adverts, 0 errors on both sides");
     let st = x.stop();
     assert!(st.success(), "{}", x.log());
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&config);
 }
 
 #[test]

@@ -504,10 +504,15 @@ impl Running {
         // workers already know it. A removed service's packets that arrive in between are passed
         // (and counted as `not_lb_traffic`), never mis-forwarded.
         self.shared.snapshot.store(new.clone());
-        if let Err(e) = self.gate.set_keys(keys) {
+        // Keys and VRRP-managed VIPs in one write: a VIP that becomes managed is never steered
+        // before its instance is MASTER.
+        if let Err(e) = self.gate.update(keys, vrrp::managed_vips(&cfg)) {
             // Keep the promise of a failed reload: the running configuration stays, whole.
             self.shared.snapshot.store(old.clone());
-            let _ = self.gate.set_keys(steering_keys(&old, &self.draining));
+            let _ = self.gate.update(
+                steering_keys(&old, &self.draining),
+                vrrp::managed_vips(&self.cfg),
+            );
             return Err(fatal(e));
         }
         for d in &draining[self.draining.len()..] {
@@ -585,7 +590,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     // VRRP-managed VIPs are steered only once their instance is MASTER.
     let gate = Arc::new(VipGate::new(
         Box::new(FilterSink(filter.clone())),
-        vrrp::managed_vips(&vrrp_specs),
+        vrrp::managed_vips(&cfg),
     ));
     gate.set_keys(shared.snapshot.load().steering_keys())
         .map_err(fatal)?;

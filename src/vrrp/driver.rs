@@ -89,10 +89,16 @@ impl InstanceSpec {
     }
 }
 
-/// The configuration's instances and sync groups (as lists of instance indices), resolved:
-/// every interface must exist and have an IPv4 address of its own (the primary address adverts
-/// are sent from, the first one that is not a VIP of any instance).
-pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, Vec<Vec<usize>>), String> {
+/// The sync groups, each as the names of its member instances. The driver resolves names
+/// against the instances that run (a member that could not start is left out), never by
+/// position in the file.
+pub type SyncGroups = Vec<Vec<String>>;
+
+/// The configuration's instances and sync groups, resolved: every interface must exist and have
+/// an IPv4 address of its own (the primary address adverts are sent from, the first one that is
+/// not a VIP of any instance), and every instance's values must be ones it can run
+/// ([`super::instance::validate`]), so a reload is refused before anything changes.
+pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, SyncGroups), String> {
     let all_vips: HashSet<IpAddr> = cfg
         .vrrp
         .instances
@@ -123,7 +129,7 @@ pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, Vec<Vec<usize>>), Strin
                 IpAddr::V6(_) => Err(what(format!("IPv6 peer {p} is not supported yet"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        out.push(InstanceSpec {
+        let spec = InstanceSpec {
             name: i.name.clone(),
             interface: i.interface.clone(),
             ifindex: link.ifindex,
@@ -147,34 +153,33 @@ pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, Vec<Vec<usize>>), Strin
             track_interfaces: i.track_interfaces.clone(),
             track_scripts: i.track_scripts.clone(),
             notify: i.notify.clone(),
-        });
+        };
+        super::instance::validate(&spec.cfg).map_err(|e| what(e.to_string()))?;
+        out.push(spec);
     }
     let groups = cfg
         .vrrp
         .sync_groups
         .iter()
-        .map(|g| {
-            g.instances
-                .iter()
-                .filter_map(|n| out.iter().position(|s| &s.name == n))
-                .collect()
-        })
+        .map(|g| g.instances.clone())
         .collect();
     Ok((out, groups))
 }
 
-/// Every VIP of `specs` (what the [`VipGate`] manages).
-pub fn managed_vips(specs: &[InstanceSpec]) -> HashSet<IpAddr> {
-    specs
+/// Every VIP of every VRRP instance of `cfg` (what the [`VipGate`] manages: steered only while
+/// held by a MASTER).
+pub fn managed_vips(cfg: &Config) -> HashSet<IpAddr> {
+    cfg.vrrp
+        .instances
         .iter()
-        .flat_map(|s| s.cfg.vips.iter().copied())
+        .flat_map(|i| i.vips.iter().map(|v| v.addr))
         .collect()
 }
 
 enum Command {
     Reconfigure {
         specs: Vec<InstanceSpec>,
-        groups: Vec<Vec<usize>>,
+        groups: SyncGroups,
         reply: mpsc::Sender<Vec<String>>,
     },
 }
@@ -197,7 +202,7 @@ impl VrrpHandle {
     /// version) is unchanged keep their state and take the new values in place; removed ones
     /// shut down (a MASTER releases with priority 0 and removes its VIPs); added ones start.
     /// Returns the change lines.
-    pub fn reconfigure(&self, specs: Vec<InstanceSpec>, groups: Vec<Vec<usize>>) -> Vec<String> {
+    pub fn reconfigure(&self, specs: Vec<InstanceSpec>, groups: SyncGroups) -> Vec<String> {
         let (reply, rx) = mpsc::channel();
         if self
             .tx
@@ -219,7 +224,7 @@ impl VrrpHandle {
 /// Starts the VRRP thread with `specs` (from [`specs`]).
 pub fn spawn(
     specs: Vec<InstanceSpec>,
-    groups: Vec<Vec<usize>>,
+    groups: SyncGroups,
     gate: Arc<VipGate>,
     epoch: Instant,
     stop: Arc<AtomicBool>,
@@ -242,7 +247,13 @@ pub fn spawn(
         dirty: true,
     };
     let now = d.now();
-    d.reconfigure(now, specs, groups);
+    // At start every instance is "added"; anything else (a socket that cannot open, an
+    // instance that cannot start) is logged.
+    for line in d.reconfigure(now, specs, groups) {
+        if !line.ends_with(" added") {
+            log(line);
+        }
+    }
     let thread = std::thread::Builder::new()
         .name("xvs-vrrp".into())
         .spawn(move || d.run(&rx, &stop))?;
@@ -327,6 +338,132 @@ fn scripts_of(spec: &InstanceSpec, now: Nanos) -> Vec<Script> {
             successes: 0,
             failures: 0,
         })
+        .collect()
+}
+
+/// What a reload does to the instances that stay or come, decided without IO.
+struct Reload {
+    insts: Vec<Inst>,
+    /// The sync groups as indices into `insts` (members that did not start are left out).
+    groups: Vec<Vec<usize>>,
+    /// Addresses (interface index, VIP, prefix length) that instances holding them no longer
+    /// have and no other holding instance has: to remove from the interface.
+    dropped: Vec<(u32, IpAddr, u8)>,
+    /// VIPs that instances holding them no longer have and no other holding instance has: to
+    /// stop steering (a VIP moved from a MASTER instance to a BACKUP one).
+    released: Vec<IpAddr>,
+    lines: Vec<String>,
+}
+
+/// Matches `specs` with the `old` instances (by identity): a kept one takes its new
+/// configuration in place (or, if refused, keeps running its old one), a new one starts (or is
+/// left out, with a line). Sync groups are resolved by member name against the instances that
+/// run, so a member that did not start never shifts the others.
+fn plan_reload(
+    mut old: Vec<Inst>,
+    specs: Vec<InstanceSpec>,
+    groups: &[Vec<String>],
+    now: Nanos,
+) -> Reload {
+    let mut insts: Vec<Inst> = Vec::with_capacity(specs.len());
+    let mut lines = Vec::new();
+    let mut given_up: Vec<(u32, IpAddr, u8)> = Vec::new();
+    for spec in specs {
+        match old
+            .iter()
+            .position(|i| i.spec.identity() == spec.identity())
+        {
+            Some(p) => {
+                let mut i = old.remove(p);
+                if i.spec != spec {
+                    match i.inst.reconfigure(spec.cfg.clone()) {
+                        Ok(()) => {
+                            lines.push(format!("VRRP instance {} changed", spec.name));
+                            if i.holding {
+                                for &(a, l) in &i.spec.prefixes {
+                                    if !spec.prefixes.contains(&(a, l)) {
+                                        given_up.push((i.spec.ifindex, a, l));
+                                    }
+                                }
+                            }
+                            if i.spec.track_scripts != spec.track_scripts {
+                                i.scripts = scripts_of(&spec, now);
+                            }
+                            i.spec = spec;
+                        }
+                        Err(e) => lines.push(format!(
+                            "VRRP instance {}: {e}; it keeps running its previous configuration",
+                            spec.name
+                        )),
+                    }
+                }
+                insts.push(i);
+            }
+            None => match Inst::new(spec.clone(), now) {
+                Ok(i) => {
+                    lines.push(format!("VRRP instance {} added", spec.name));
+                    insts.push(i);
+                }
+                Err(e) => lines.push(format!(
+                    "VRRP instance {}: {e}; it is not started",
+                    spec.name
+                )),
+            },
+        }
+    }
+    let groups: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| insts.iter().position(|i| &i.spec.name == n))
+                .collect()
+        })
+        .collect();
+    for i in &mut insts {
+        i.group = None;
+    }
+    for (g, members) in groups.iter().enumerate() {
+        for &k in members {
+            insts[k].group = Some(g);
+        }
+    }
+    let held = |ifindex: Option<u32>, a: IpAddr, l: Option<u8>| {
+        insts.iter().any(|i| {
+            i.holding
+                && ifindex.is_none_or(|x| x == i.spec.ifindex)
+                && i.spec
+                    .prefixes
+                    .iter()
+                    .any(|&(b, m)| b == a && l.is_none_or(|l| l == m))
+        })
+    };
+    let dropped: Vec<(u32, IpAddr, u8)> = given_up
+        .iter()
+        .copied()
+        .filter(|&(x, a, l)| !held(Some(x), a, Some(l)))
+        .collect();
+    let mut released: Vec<IpAddr> = given_up
+        .iter()
+        .map(|&(_, a, _)| a)
+        .filter(|&a| !held(None, a, None))
+        .collect();
+    released.sort();
+    released.dedup();
+    Reload {
+        insts,
+        groups,
+        dropped,
+        released,
+        lines,
+    }
+}
+
+/// Per sync group: whether any member has a fault of its own.
+fn group_faults(insts: &[Inst], groups: &[Vec<usize>]) -> Vec<bool> {
+    groups
+        .iter()
+        .map(|g| g.iter().filter_map(|&k| insts.get(k)).any(Inst::own_fault))
         .collect()
 }
 
@@ -608,13 +745,11 @@ impl Driver {
     }
 
     fn apply_faults_and_priorities(&mut self, now: Nanos) {
-        let group_fault: Vec<bool> = self
-            .groups
-            .iter()
-            .map(|g| g.iter().any(|&k| self.insts[k].own_fault()))
-            .collect();
+        let group_fault = group_faults(&self.insts, &self.groups);
         for i in &mut self.insts {
-            let fault = i.own_fault() || i.group.is_some_and(|g| group_fault[g]);
+            let fault = i.own_fault()
+                || i.group
+                    .is_some_and(|g| group_fault.get(g).copied().unwrap_or(false));
             i.inst.set_fault(now, fault);
             let p = i.effective_priority();
             if p != i.inst.priority() {
@@ -639,7 +774,7 @@ impl Driver {
                 while let Some(e) = self.insts[k].inst.poll_event() {
                     self.on_event(k, e, now);
                     if let Some(g) = self.insts[k].group {
-                        for &other in &self.groups[g] {
+                        for &other in self.groups.get(g).into_iter().flatten() {
                             if other != k {
                                 follow.push((other, e.state()));
                             }
@@ -651,7 +786,9 @@ impl Driver {
                 return;
             }
             for (k, s) in follow {
-                self.insts[k].inst.follow(now, s);
+                if let Some(i) = self.insts.get_mut(k) {
+                    i.inst.follow(now, s);
+                }
             }
         }
     }
@@ -845,7 +982,7 @@ impl Driver {
         &mut self,
         now: Nanos,
         specs: Vec<InstanceSpec>,
-        groups: Vec<Vec<usize>>,
+        groups: SyncGroups,
     ) -> Vec<String> {
         let mut lines = Vec::new();
         self.dirty = true;
@@ -879,66 +1016,30 @@ impl Driver {
             lines.push(format!("VRRP instance {} removed", i.spec.name));
         }
         lines.extend(self.sync_sockets(&specs));
-        let managed = managed_vips(&specs);
-        let mut next = Vec::with_capacity(specs.len());
-        for spec in specs {
-            match old
-                .iter()
-                .position(|i| i.spec.identity() == spec.identity())
-            {
-                Some(p) => {
-                    let mut i = old.remove(p);
-                    if i.spec != spec {
-                        lines.push(format!("VRRP instance {} changed", spec.name));
-                        if i.holding {
-                            // Addresses no longer held go now; new ones come with the GARPs.
-                            for &(a, l) in &i.spec.prefixes {
-                                if !spec.prefixes.contains(&(a, l)) {
-                                    let _ = netlink::del_address(i.spec.ifindex, a, l);
-                                }
-                            }
-                        }
-                        if let Err(e) = i.inst.reconfigure(spec.cfg.clone()) {
-                            lines.push(format!("VRRP instance {}: {e}", spec.name));
-                        }
-                        if i.spec.track_scripts != spec.track_scripts {
-                            i.scripts = scripts_of(&spec, now);
-                        }
-                        i.spec = spec;
-                        if i.holding {
-                            for &(a, l) in &i.spec.prefixes {
-                                let _ = netlink::add_address(i.spec.ifindex, a, l);
-                            }
-                        }
-                    }
-                    next.push(i);
-                }
-                None => match Inst::new(spec.clone(), now) {
-                    Ok(i) => {
-                        lines.push(format!("VRRP instance {} added", spec.name));
-                        next.push(i);
-                    }
-                    Err(e) => lines.push(format!("VRRP instance {}: {e}", spec.name)),
-                },
+        let r = plan_reload(old, specs, &groups, now);
+        lines.extend(r.lines);
+        self.insts = r.insts;
+        self.groups = r.groups;
+        // VIPs given up: out of the filter first, then off the interface.
+        if !r.released.is_empty() {
+            if let Err(e) = self.gate.hold(&r.released, false) {
+                lines.push(format!("VRRP: cannot stop steering {:?}: {e}", r.released));
             }
         }
-        self.insts = next;
-        for (g, members) in groups.iter().enumerate() {
-            for &k in members {
-                if let Some(i) = self.insts.get_mut(k) {
-                    i.group = Some(g);
-                }
-            }
+        for &(ifindex, a, l) in &r.dropped {
+            let _ = netlink::del_address(ifindex, a, l);
         }
-        self.groups = groups;
-        if let Err(e) = self.gate.set_managed(managed) {
-            lines.push(format!("VRRP: cannot update the XDP filter: {e}"));
-        }
-        // Held VIPs of kept masters stay open (set_managed keeps them); re-open to be sure.
+        // Instances holding their VIPs hold the new ones too (added addresses come with the
+        // gratuitous ARPs; an address already there stays).
         for k in 0..self.insts.len() {
             if self.insts[k].holding {
-                let vips = self.insts[k].spec.cfg.vips.clone();
-                let _ = self.gate.hold(&vips, true);
+                let i = &self.insts[k];
+                for &(a, l) in &i.spec.prefixes {
+                    let _ = netlink::add_address(i.spec.ifindex, a, l);
+                }
+                if let Err(e) = self.gate.hold(&i.spec.cfg.vips, true) {
+                    lines.push(format!("({}) cannot steer the VIPs: {e}", i.spec.name));
+                }
                 self.send_garps(k);
             }
         }
@@ -1015,6 +1116,96 @@ mod tests {
         let mut l = Inst::new(spec(100, &[]), 0).unwrap();
         l.link_down = true;
         assert!(l.own_fault());
+    }
+
+    /// An instance `name` with VRID `vrid` holding `vips` (/32 each).
+    fn named(name: &str, vrid: u8, vips: &[&str]) -> InstanceSpec {
+        let mut s = spec(100, &[]);
+        s.name = name.into();
+        s.cfg.vrid = vrid;
+        s.cfg.vips = vips.iter().map(|v| v.parse().unwrap()).collect();
+        s.prefixes = s.cfg.vips.iter().map(|&v| (v, 32)).collect();
+        s
+    }
+
+    #[test]
+    fn reload_with_an_instance_that_cannot_start_keeps_sync_groups_on_their_members() {
+        // VI_0 cannot start (priority 0): it is left out, and the group still means VI_1 and
+        // VI_2, not whatever sits at their positions in the file.
+        let mut bad = named("VI_0", 50, &["198.18.0.100"]);
+        bad.cfg.priority = 0;
+        let specs = vec![
+            bad,
+            named("VI_1", 51, &["198.18.0.101"]),
+            named("VI_2", 52, &["198.18.0.102"]),
+        ];
+        let r = plan_reload(Vec::new(), specs, &[vec!["VI_1".into(), "VI_2".into()]], 0);
+        assert!(r
+            .lines
+            .iter()
+            .any(|l| l.starts_with("VRRP instance VI_0: priority 0")));
+        let names: Vec<&str> = r.insts.iter().map(|i| i.spec.name.as_str()).collect();
+        assert_eq!(names, ["VI_1", "VI_2"]);
+        assert_eq!(r.groups, vec![vec![0, 1]]);
+        assert!(r.insts.iter().all(|i| i.group == Some(0)));
+        let mut insts = r.insts;
+        assert_eq!(group_faults(&insts, &r.groups), [false]);
+        insts[1].link_down = true;
+        assert_eq!(group_faults(&insts, &r.groups), [true]);
+    }
+
+    #[test]
+    fn a_refused_reconfigure_keeps_the_running_spec() {
+        let old = named("VI_1", 51, &["198.18.0.101"]);
+        let mut i = Inst::new(old.clone(), 0).unwrap();
+        i.holding = true;
+        let mut new = named("VI_1", 51, &["198.18.0.101", "198.18.0.105"]);
+        new.cfg.advert_interval = 5_000_000; // not a whole centisecond: refused
+        let r = plan_reload(vec![i], vec![new], &[], 0);
+        assert_eq!(r.insts.len(), 1);
+        assert_eq!(
+            r.insts[0].spec, old,
+            "the spec must match what the instance runs"
+        );
+        assert!(r.dropped.is_empty() && r.released.is_empty());
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l.contains("VI_1") && l.contains("advert interval")),
+            "{:?}",
+            r.lines
+        );
+    }
+
+    #[test]
+    fn a_vip_moved_from_a_master_to_a_backup_instance_is_released() {
+        let x: IpAddr = "198.18.0.101".parse().unwrap();
+        let mut a = Inst::new(named("VI_1", 51, &["198.18.0.101", "198.18.0.102"]), 0).unwrap();
+        a.holding = true;
+        let b = Inst::new(named("VI_2", 52, &["198.18.0.103"]), 0).unwrap();
+        let specs = vec![
+            named("VI_1", 51, &["198.18.0.102"]),
+            named("VI_2", 52, &["198.18.0.103", "198.18.0.101"]),
+        ];
+        let r = plan_reload(vec![a, b], specs, &[], 0);
+        assert_eq!(r.released, [x], "no longer held: no longer steered");
+        assert_eq!(r.dropped, [(2, x, 32)]);
+        assert_eq!(
+            r.insts[0].spec.cfg.vips,
+            ["198.18.0.102".parse::<IpAddr>().unwrap()]
+        );
+
+        // Moved to another instance that holds its VIPs: it stays steered and on the interface.
+        let mut a = Inst::new(named("VI_1", 51, &["198.18.0.101", "198.18.0.102"]), 0).unwrap();
+        a.holding = true;
+        let mut c = Inst::new(named("VI_3", 53, &["198.18.0.104"]), 0).unwrap();
+        c.holding = true;
+        let specs = vec![
+            named("VI_1", 51, &["198.18.0.102"]),
+            named("VI_3", 53, &["198.18.0.104", "198.18.0.101"]),
+        ];
+        let r = plan_reload(vec![a, c], specs, &[], 0);
+        assert!(r.released.is_empty() && r.dropped.is_empty());
     }
 
     #[test]

@@ -10,9 +10,14 @@
 //! them (`no_connection`), and they only reach it while it holds the real servers' gateway
 //! address anyway.
 //!
-//! The main thread sets the snapshot's keys ([`VipGate::set_keys`], start-up and every reload);
-//! the VRRP thread opens and closes VIPs ([`VipGate::hold`]). Both write the filter under the
-//! gate's lock, so the filter always holds the keys of the latest call.
+//! The main thread sets the snapshot's keys ([`VipGate::set_keys`] at start-up and when draining
+//! ends; [`VipGate::update`] on a reload, keys and managed VIPs in one write, so a VIP that
+//! becomes VRRP-managed is never steered before an instance holds it); the VRRP thread opens and
+//! closes VIPs ([`VipGate::hold`]). Every call writes the filter under the gate's lock, so the
+//! filter always holds the keys of the latest call.
+//!
+//! Invariant: the held set is a subset of the managed set, and a managed VIP that is not held
+//! has no `Dst`/`DstFragments` key in the filter.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -86,21 +91,34 @@ impl VipGate {
         r
     }
 
-    /// The set of VRRP-managed VIPs changed (reload). Held addresses no longer managed are
-    /// forgotten.
-    pub fn set_managed(&self, managed: HashSet<IpAddr>) -> Result<(), String> {
+    /// A reload: the snapshot's steering keys and the set of VRRP-managed VIPs change in one
+    /// write of the filter. Held addresses no longer managed are forgotten. On error nothing
+    /// changed.
+    pub fn update(&self, keys: Vec<SteerKey>, managed: HashSet<IpAddr>) -> Result<(), String> {
         let mut i = self.lock();
-        i.held.retain(|a| managed.contains(a));
-        i.managed = managed;
-        self.apply(&i)
+        let old_keys = std::mem::replace(&mut i.keys, keys);
+        let old_managed = std::mem::replace(&mut i.managed, managed);
+        let old_held = i.held.clone();
+        let Inner { managed, held, .. } = &mut *i;
+        held.retain(|a| managed.contains(a));
+        let r = self.apply(&i);
+        if r.is_err() {
+            i.keys = old_keys;
+            i.managed = old_managed;
+            i.held = old_held;
+        }
+        r
     }
 
-    /// An instance holding `addrs` entered MASTER (`true`) or left it (`false`).
+    /// An instance holding `addrs` entered MASTER (`true`) or left it (`false`). Addresses that
+    /// are not managed are steered by their keys alone and are not recorded as held.
     pub fn hold(&self, addrs: &[IpAddr], held: bool) -> Result<(), String> {
         let mut i = self.lock();
         for a in addrs {
             if held {
-                i.held.insert(*a);
+                if i.managed.contains(a) {
+                    i.held.insert(*a);
+                }
             } else {
                 i.held.remove(a);
             }
@@ -169,7 +187,44 @@ mod tests {
         g.hold(&[vip], false).unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![keys[2], keys[3]]);
         // No longer managed: steered like any service VIP.
-        g.set_managed(HashSet::new()).unwrap();
+        g.update(keys.clone(), HashSet::new()).unwrap();
         assert_eq!(*seen.lock().unwrap(), keys);
+    }
+
+    /// Records every write of the filter.
+    struct Log(Arc<M<Vec<Vec<SteerKey>>>>);
+    impl SteeringSink for Log {
+        fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String> {
+            self.0.lock().unwrap().push(keys.to_vec());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_vip_that_becomes_managed_on_reload_is_never_steered_before_it_is_held() {
+        let writes = Arc::new(M::new(Vec::new()));
+        let vip = ip("198.18.0.100");
+        let dst = SteerKey::Dst {
+            addr: vip,
+            port: 80,
+            proto: Proto::Tcp,
+        };
+        let g = VipGate::new(Box::new(Log(writes.clone())), HashSet::new());
+        g.set_keys(Vec::new()).unwrap();
+        writes.lock().unwrap().clear();
+        // The reload adds a service on the VIP and a VRRP instance for it: one write, the VIP
+        // gated.
+        g.update(vec![dst], [vip].into_iter().collect()).unwrap();
+        assert_eq!(*writes.lock().unwrap(), vec![Vec::<SteerKey>::new()]);
+        assert!(!g.is_open(vip));
+        g.hold(&[vip], true).unwrap();
+        assert!(g.is_open(vip));
+        assert_eq!(writes.lock().unwrap().last().unwrap(), &vec![dst]);
+        // Holding an unmanaged address records nothing: a later reload that manages it gates it.
+        let other = ip("198.18.0.200");
+        g.hold(&[other], true).unwrap();
+        g.update(vec![dst], [vip, other].into_iter().collect())
+            .unwrap();
+        assert!(!g.is_open(other) && g.is_open(vip));
     }
 }

@@ -161,30 +161,37 @@ fn interval_cs(version: Version, ns: Nanos) -> Option<u16> {
     version.interval_ok(cs).then_some(cs)
 }
 
+/// Checks an instance's configuration (what [`VrrpInstance::new`] and
+/// [`VrrpInstance::reconfigure`] accept): VRID and priority not 0, 1..=255 IPv4 addresses, an
+/// IPv4 primary address, and an advert interval the version can carry. Returns the interval in
+/// centiseconds.
+pub fn validate(cfg: &InstanceConfig) -> Result<u16, BuildError> {
+    if cfg.vrid == 0 {
+        return Err(BuildError::Vrid);
+    }
+    if cfg.priority == 0 {
+        return Err(BuildError::Priority);
+    }
+    if cfg.vips.is_empty() {
+        return Err(BuildError::NoAddresses);
+    }
+    if cfg.vips.len() > usize::from(u8::MAX) {
+        return Err(BuildError::TooManyAddresses(cfg.vips.len()));
+    }
+    if let Some(a) = std::iter::once(&cfg.primary)
+        .chain(&cfg.vips)
+        .find(|a| a.is_ipv6())
+    {
+        return Err(BuildError::Ipv6Unsupported(*a));
+    }
+    interval_cs(cfg.version, cfg.advert_interval).ok_or(BuildError::Interval(cfg.advert_interval))
+}
+
 impl VrrpInstance {
     /// Checks the configuration and starts the instance at `now` (RFC 5798 §6.4.1 Startup):
     /// an address owner enters Master and queues its first advert, any other enters Backup.
     pub fn new(cfg: InstanceConfig, now: Nanos) -> Result<VrrpInstance, BuildError> {
-        if cfg.vrid == 0 {
-            return Err(BuildError::Vrid);
-        }
-        if cfg.priority == 0 {
-            return Err(BuildError::Priority);
-        }
-        if cfg.vips.is_empty() {
-            return Err(BuildError::NoAddresses);
-        }
-        if cfg.vips.len() > usize::from(u8::MAX) {
-            return Err(BuildError::TooManyAddresses(cfg.vips.len()));
-        }
-        if let Some(a) = std::iter::once(&cfg.primary)
-            .chain(&cfg.vips)
-            .find(|a| a.is_ipv6())
-        {
-            return Err(BuildError::Ipv6Unsupported(*a));
-        }
-        let interval_cs = interval_cs(cfg.version, cfg.advert_interval)
-            .ok_or(BuildError::Interval(cfg.advert_interval))?;
+        let interval_cs = validate(&cfg)?;
         let mut inst = VrrpInstance {
             priority: cfg.priority,
             interval_cs,
@@ -483,31 +490,14 @@ impl VrrpInstance {
     /// priority, preempt settings, addresses and peers apply from the next advert or timer. The
     /// effective priority becomes the configured one (the driver re-applies track weights).
     pub fn reconfigure(&mut self, cfg: InstanceConfig) -> Result<(), BuildError> {
-        if cfg.vrid != self.cfg.vrid || cfg.vrid == 0 {
+        if cfg.vrid != self.cfg.vrid {
             return Err(BuildError::Vrid);
         }
-        if cfg.priority == 0 {
-            return Err(BuildError::Priority);
-        }
-        if cfg.vips.is_empty() {
-            return Err(BuildError::NoAddresses);
-        }
-        if cfg.vips.len() > usize::from(u8::MAX) {
-            return Err(BuildError::TooManyAddresses(cfg.vips.len()));
-        }
-        if let Some(a) = std::iter::once(&cfg.primary)
-            .chain(&cfg.vips)
-            .find(|a| a.is_ipv6())
-        {
-            return Err(BuildError::Ipv6Unsupported(*a));
-        }
-        let version = if cfg.version == self.cfg.version {
-            cfg.version
-        } else {
+        if cfg.version != self.cfg.version {
             return Err(BuildError::Interval(cfg.advert_interval));
-        };
-        let interval_cs = interval_cs(version, cfg.advert_interval)
-            .ok_or(BuildError::Interval(cfg.advert_interval))?;
+        }
+        let interval_cs = validate(&cfg)?;
+        let version = cfg.version;
         self.interval_cs = interval_cs;
         if self.state != State::Backup || version == Version::V2 {
             self.master_adver_cs = interval_cs;

@@ -448,6 +448,18 @@ impl Xvs {
     /// Waits (polling every 10 ms, at most `limit`) until the log has a line containing `needle`
     /// more than `already` times; returns when it saw it, `None` on timeout.
     pub fn wait_log(&self, needle: &str, already: usize, limit: Duration) -> Option<Instant> {
+        self.wait_log_every(needle, already, limit, Duration::from_millis(10))
+    }
+
+    /// [`Xvs::wait_log`] polling every `every` (1 ms for a timing measurement: the `Instant`
+    /// returned is then at most ~1 ms after the line was written).
+    pub fn wait_log_every(
+        &self,
+        needle: &str,
+        already: usize,
+        limit: Duration,
+        every: Duration,
+    ) -> Option<Instant> {
         let end = Instant::now() + limit;
         loop {
             if self.log().lines().filter(|l| l.contains(needle)).count() > already {
@@ -456,8 +468,25 @@ impl Xvs {
             if Instant::now() >= end {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(every);
         }
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGTERM`) with kill(2) from this process, no `kill` command
+    /// spawned, and returns the moment just before the call (for timing measurements).
+    pub fn signal_now(&self, sig: libc::c_int) -> Instant {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        let at = Instant::now();
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own
+        // child, not yet reaped (so not a recycled pid).
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        );
+        at
     }
 
     /// Sends a signal (e.g. `"HUP"`, `"TERM"`).

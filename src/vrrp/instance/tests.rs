@@ -442,11 +442,32 @@ fn set_priority_clamps_and_changes_adverts_and_skew() {
 }
 
 #[test]
-fn new_refuses_bad_configuration() {
+fn new_and_reconfigure_refuse_the_same_bad_configuration() {
+    // One `validate` for both: a reload is refused for exactly what a start is, and a refused
+    // reconfigure leaves the running instance as it was.
     let bad = |f: fn(&mut InstanceConfig)| {
         let mut c = cfg(100);
         f(&mut c);
-        VrrpInstance::new(c, T0).unwrap_err()
+        let e = VrrpInstance::new(c.clone(), T0).unwrap_err();
+        assert_eq!(super::validate(&c), Err(e.clone()));
+        let mut m = master(100);
+        let before = (
+            m.state(),
+            m.priority(),
+            m.advert_interval(),
+            m.poll_timeout(),
+        );
+        if c.vrid != 0 {
+            assert_eq!(m.reconfigure(c), Err(e.clone()));
+        }
+        let after = (
+            m.state(),
+            m.priority(),
+            m.advert_interval(),
+            m.poll_timeout(),
+        );
+        assert_eq!(before, after);
+        e
     };
     assert_eq!(bad(|c| c.vrid = 0), BuildError::Vrid);
     assert_eq!(bad(|c| c.priority = 0), BuildError::Priority);

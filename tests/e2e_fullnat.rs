@@ -6,7 +6,8 @@
 //! 20000-29999) as their peers (the lab servers log each peer); with `toa: true` a sniffer in
 //! each real server's namespace (`scripts/lab-toa-sniffer.py`, AF_PACKET) reads TCP option 254
 //! off every SYN and finds the client's address and port in it; `xvs ctl conns` lists the local
-//! endpoints and `/metrics` the pool's ports in use. A lab that cannot be built fails the test.
+//! endpoints and `/metrics` the pool's ports in use; ICMP errors about FULLNAT connections reach
+//! the other side translated, both ways. A lab that cannot be built fails the test.
 
 mod common;
 
@@ -372,8 +373,9 @@ fn udp_request_response_from_pool_addresses() {
     stop_cleanly(xvs);
 }
 
-/// In `role`'s namespace, waits (10 s at most) for one ICMP destination unreachable and returns
-/// "SOURCE CODE QUOTED_SRC:PORT QUOTED_DST:PORT CHECKSUM_OK", or `None` on a timeout.
+/// A raw ICMP socket in a namespace, listening (10 s at most) for one destination unreachable:
+/// `finish` returns "SOURCE CODE QUOTED_SRC:PORT QUOTED_DST:PORT CHECKSUM_OK", or `None` on a
+/// timeout.
 struct IcmpSniffer(Child);
 
 impl IcmpSniffer {

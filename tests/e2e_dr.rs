@@ -72,6 +72,12 @@ fn dr_tun_and_fullnat_services_on_one_load_balancer() {
     lab.serve();
     for r in ["r1", "r2"] {
         lab.start_server(r, "http", 8080, r);
+        // The real servers answer the pool address on-link (their LAN), not via the router.
+        let route = lab.exec_ok(r, &["ip", "route", "get", POOL_ADDR]);
+        assert!(
+            route.contains("dev eth0") && !route.contains(" via "),
+            "{r}: {route}"
+        );
     }
     let path = lab_config(&lab, "dr.yaml");
     let text = std::fs::read_to_string(&path).unwrap();

@@ -1,6 +1,7 @@
 //! End to end, DR mode (`scripts/lab up dr`, `config/dr.yaml`): the client reaches the VIP
 //! through a router; xvs, on the real servers' LAN, forwards each request by MAC to a real
-//! server holding the VIP on lo, which answers the client directly through the router.
+//! server holding the VIP on lo, which answers the client directly through the router. One
+//! run also mixes methods: DR, TUN and FULLNAT services on one load balancer.
 
 mod common;
 
@@ -47,18 +48,59 @@ fn dr_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
     stop_cleanly(xvs);
 }
 
+/// The FULLNAT pool address the mixed test gives the load balancer on its LAN.
+const POOL_ADDR: &str = "198.18.1.2";
+
 #[test]
-fn dr_and_tun_services_on_one_load_balancer() {
-    // config/dr.yaml with its UDP service switched to TUN: the dr lab's real servers also
-    // decapsulate IP-in-IP, so one xvs serves HTTP by DR and UDP by TUN to the same servers.
+fn dr_tun_and_fullnat_services_on_one_load_balancer() {
+    // config/dr.yaml with its UDP service switched to TUN (the dr lab's real servers also
+    // decapsulate IP-in-IP) and a FULLNAT service added (tcp/8080 to the real servers' :8080,
+    // from a pool address the load balancer holds on its LAN, which the real servers reach
+    // on-link): one xvs serves HTTP by DR, UDP by TUN and HTTP by FULLNAT to the same servers.
     let lab = common::Lab::up("dr");
+    lab.exec_ok(
+        "lb",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{POOL_ADDR}/32"),
+            "dev",
+            "lan0",
+        ],
+    );
     lab.serve();
+    for r in ["r1", "r2"] {
+        lab.start_server(r, "http", 8080, r);
+        // The real servers answer the pool address on-link (their LAN), not via the router.
+        let route = lab.exec_ok(r, &["ip", "route", "get", POOL_ADDR]);
+        assert!(
+            route.contains("dev eth0") && !route.contains(" via "),
+            "{r}: {route}"
+        );
+    }
     let path = lab_config(&lab, "dr.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let (web, dns) = text.split_at(text.find("  - name: dns").expect("dns service"));
-    let mixed = format!("{web}{}", dns.replace("forwarding: dr", "forwarding: tun"));
+    let (head, services) = text.split_at(text.find("services:").expect("services"));
+    let (web, dns) = services.split_at(services.find("  - name: dns").expect("dns service"));
+    let mixed = format!(
+        "{head}local_addresses:\n  - {{ name: lan-pool, addresses: [{POOL_ADDR}], ports: 20000-29999 }}\n\n\
+         {web}{}\n\
+         \x20 - name: web-fnat\n\
+         \x20   vip: {ROUTED_VIP}\n\
+         \x20   port: 8080\n\
+         \x20   protocol: tcp\n\
+         \x20   scheduler: rr\n\
+         \x20   forwarding: fullnat\n\
+         \x20   local_addresses: lan-pool\n\
+         \x20   reals:\n\
+         \x20     - address: 198.18.1.11:8080\n\
+         \x20     - address: 198.18.1.12:8080\n",
+        dns.replace("forwarding: dr", "forwarding: tun")
+    );
     assert_eq!(mixed.matches("forwarding: tun").count(), 1, "{mixed}");
-    std::fs::write(&path, mixed).unwrap();
+    assert_eq!(mixed.matches("forwarding: dr").count(), 1, "{mixed}");
+    std::fs::write(&path, &mixed).unwrap();
     let mut xvs = lab.start_xvs(&path);
     let url = format!("http://{ROUTED_VIP}/");
     let mut ready = false;
@@ -70,8 +112,15 @@ fn dr_and_tun_services_on_one_load_balancer() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(ready && xvs.running(), "xvs never answered:\n{}", xvs.log());
-    let http = lab.http_client_url(&url, 100, 2.0);
-    let dns = lab.udp_client(&format!("{ROUTED_VIP}:5353"), 100);
+    // DR and TUN first: their replies go from the real servers through the router, never
+    // through the load balancer (FULLNAT's would, so it runs after this check).
+    let mut http = None;
+    let mut dns = None;
+    assert_replies_bypass_the_lb(&lab, ("sw", "p-lb"), 600, || {
+        http = Some(lab.http_client_url(&url, 100, 2.0));
+        dns = Some(lab.udp_client(&format!("{ROUTED_VIP}:5353"), 100));
+    });
+    let (http, dns) = (http.unwrap(), dns.unwrap());
     assert_eq!(http.ok, 100, "{:?}\n{}", http.errors, xvs.log());
     assert_eq!(dns.ok, 100, "{:?}\n{}", dns.errors, xvs.log());
     assert!(
@@ -84,6 +133,34 @@ fn dr_and_tun_services_on_one_load_balancer() {
         "{:?}",
         dns.by_server
     );
+    // FULLNAT: requests succeed through both servers, which saw only the pool address (at a
+    // pool port) as their peer, and whose replies came back through xvs.
+    let fnat = lab.http_client_url(&format!("http://{ROUTED_VIP}:8080/"), 100, 2.0);
+    assert_eq!(fnat.ok, 100, "FULLNAT: {:?}\n{}", fnat.errors, xvs.log());
+    assert!(
+        fnat.count("r1") > 0 && fnat.count("r2") > 0,
+        "{:?}",
+        fnat.by_server
+    );
+    let root = std::env::var("XVS_LAB_STATE").unwrap_or_else(|_| "/run/xvs-lab".into());
+    let mut peers = 0;
+    for r in ["r1", "r2"] {
+        let log = format!("{root}/{}/logs/{r}-http-8080.peers", lab.tag);
+        for line in std::fs::read_to_string(&log).unwrap().lines() {
+            let peer: std::net::SocketAddrV4 = line.parse().unwrap();
+            assert!(
+                peer.ip().to_string() == POOL_ADDR && (20000..=29999).contains(&peer.port()),
+                "{r} saw {peer}, not a pool address:port"
+            );
+            peers += 1;
+        }
+    }
+    assert_eq!(peers, 100, "FULLNAT requests the real servers logged");
+    let m = lab.metrics();
+    assert!(
+        metric(&m, "xvs_service_out_packets_total{service=\"web-fnat\"") >= 300.0,
+        "xvs did not carry the FULLNAT replies:\n{m}"
+    );
     // `ctl list` shows each service with its method (ipvsadm's Route and Tunnel).
     let list = lab.exec_ok(
         "lb",
@@ -95,6 +172,9 @@ fn dr_and_tun_services_on_one_load_balancer() {
             "list",
         ],
     );
-    assert!(list.contains("Route") && list.contains("Tunnel"), "{list}");
+    assert!(
+        list.contains("Route") && list.contains("Tunnel") && list.contains("FullNat"),
+        "{list}"
+    );
     stop_cleanly(xvs);
 }

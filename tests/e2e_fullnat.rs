@@ -6,7 +6,8 @@
 //! 20000-29999) as their peers (the lab servers log each peer); with `toa: true` a sniffer in
 //! each real server's namespace (`scripts/lab-toa-sniffer.py`, AF_PACKET) reads TCP option 254
 //! off every SYN and finds the client's address and port in it; `xvs ctl conns` lists the local
-//! endpoints and `/metrics` the pool's ports in use. A lab that cannot be built fails the test.
+//! endpoints and `/metrics` the pool's ports in use; ICMP errors about FULLNAT connections reach
+//! the other side translated, both ways. A lab that cannot be built fails the test.
 
 mod common;
 
@@ -369,6 +370,141 @@ fn udp_request_response_from_pool_addresses() {
     );
     let after = lab.udp_client(&format!("{VIP}:53"), 20);
     assert_eq!(after.ok, 20, "after the refused reload: {:?}", after.errors);
+    stop_cleanly(xvs);
+}
+
+/// A raw ICMP socket in a namespace, listening (10 s at most) for one destination unreachable:
+/// `finish` returns "SOURCE CODE QUOTED_SRC:PORT QUOTED_DST:PORT CHECKSUM_OK", or `None` on a
+/// timeout.
+struct IcmpSniffer(Child);
+
+impl IcmpSniffer {
+    fn start(lab: &Lab, role: &str) -> IcmpSniffer {
+        use std::io::BufRead;
+        let code = "import socket,struct,sys\n\
+            def csum(b):\n\
+            \x20   b=b+b'\\0'*(len(b)%2); s=sum(struct.unpack('!%dH'%(len(b)//2),b))\n\
+            \x20   while s>>16: s=(s&0xffff)+(s>>16)\n\
+            \x20   return s\n\
+            r=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP); r.settimeout(10)\n\
+            print('ready',flush=True)\n\
+            while True:\n\
+            \x20   pkt,addr=r.recvfrom(4096)\n\
+            \x20   m=pkt[(pkt[0]&15)*4:]\n\
+            \x20   if m[0]!=3: continue\n\
+            \x20   q=m[8:]; l=(q[0]&15)*4; sp,dp=struct.unpack('!HH',q[l:l+4])\n\
+            \x20   print(addr[0],m[1],'%s:%d'%(socket.inet_ntoa(q[12:16]),sp),'%s:%d'%(socket.inet_ntoa(q[16:20]),dp),csum(m)==0xffff,flush=True)\n\
+            \x20   break\n";
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(role), "python3", "-c", code])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the ICMP sniffer");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "{role}: ICMP sniffer did not start");
+        IcmpSniffer(child)
+    }
+
+    fn finish(mut self) -> Option<String> {
+        use std::io::Read;
+        let mut out = String::new();
+        let _ = self.0.stdout.take().unwrap().read_to_string(&mut out);
+        let ok = self.0.wait().map(|s| s.success()).unwrap_or(false);
+        ok.then(|| out.trim().to_string())
+    }
+}
+
+impl Drop for IcmpSniffer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ICMP errors about FULLNAT connections, both ways. The client reports a reply it cannot take
+/// (port unreachable from its side, a crafted one about the reply it just got): the real server
+/// that answered gets it from the pool address, quoting its reply to that pool address:port.
+/// Then, with the UDP servers gone, each real server's kernel answers port unreachable to the
+/// pool address: the client's connected socket sees the refusal (the error reaches it from the
+/// VIP, quoting its own datagram).
+#[test]
+fn icmp_errors_about_fullnat_connections_reach_the_other_side() {
+    let (lab, xvs) = start();
+    let sniffers = [
+        ("r1", IcmpSniffer::start(&lab, "r1")),
+        ("r2", IcmpSniffer::start(&lab, "r2")),
+    ];
+    let probe = format!(
+        "import socket,struct\n\
+         def csum(b):\n\
+         \x20   s=sum(struct.unpack('!%dH'%(len(b)//2),b))\n\
+         \x20   while s>>16: s=(s&0xffff)+(s>>16)\n\
+         \x20   return ~s&0xffff\n\
+         u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); u.settimeout(3)\n\
+         u.connect(('{VIP}',53)); u.send(b'hello'); data=u.recv(2048)\n\
+         ip=struct.pack('!BBHHHBBH4s4s',0x45,0,28+len(data),0,0x4000,63,17,0,socket.inet_aton('{VIP}'),socket.inet_aton('{CLIENT}'))\n\
+         ip=ip[:10]+struct.pack('!H',csum(ip))+ip[12:]\n\
+         m=struct.pack('!BBHI',3,3,0,0)+ip+struct.pack('!HHHH',53,u.getsockname()[1],8+len(data),0)\n\
+         m=m[:2]+struct.pack('!H',csum(m))+m[4:]\n\
+         socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP).sendto(m,('{VIP}',0))\n\
+         print(data.decode().split(':')[0])\n"
+    );
+    let server = lab.exec_ok("client", &["python3", "-c", &probe]);
+    let server = server.trim();
+    let mut got = None;
+    for (role, sniffer) in sniffers {
+        if role == server {
+            got = sniffer.finish();
+        }
+    }
+    let got = got.unwrap_or_else(|| panic!("{server} got no ICMP error:\n{}", xvs.log()));
+    // The datagram the real server answered came from this pool endpoint.
+    let peer = *peers(&lab, server, "udp", 5353).last().unwrap();
+    let real = if server == "r1" {
+        "198.18.1.11"
+    } else {
+        "198.18.1.12"
+    };
+    assert_eq!(
+        got,
+        format!("{} 3 {real}:5353 {peer} True", peer.ip()),
+        "{server}: the error as it arrived (source, code, quote, checksum ok)"
+    );
+    // From the server side: port unreachable about the datagram xvs sent from a pool address.
+    lab.stop_server("r1", "udp", 5353);
+    lab.stop_server("r2", "udp", 5353);
+    let probe = format!(
+        "import socket\n\
+         refused=0\n\
+         for i in range(4):\n\
+         \x20   s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         \x20   s.settimeout(2)\n\
+         \x20   s.connect(('{VIP}',53))\n\
+         \x20   s.send(b'anyone?')\n\
+         \x20   try:\n\
+         \x20       s.recv(100)\n\
+         \x20   except ConnectionRefusedError:\n\
+         \x20       refused+=1\n\
+         \x20   except socket.timeout:\n\
+         \x20       pass\n\
+         print(refused)\n"
+    );
+    let refused = lab.exec_ok("client", &["python3", "-c", &probe]);
+    assert_eq!(
+        refused.trim(),
+        "4",
+        "the client did not see the real servers' port unreachable:\n{}",
+        xvs.log()
+    );
+    let m = lab.metrics();
+    assert!(
+        m.contains("xvs_drops_total{reason=\"icmp_untracked\"} 0"),
+        "untracked ICMP errors:\n{m}"
+    );
     stop_cleanly(xvs);
 }
 

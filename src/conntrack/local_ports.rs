@@ -95,6 +95,16 @@ impl LocalPools {
             .map(|i| self.by_addr[i].1)
     }
 
+    /// Whether `addr`:`port` is a local endpoint xvs hands out: a pool address, at a port of its
+    /// pool's range (the box's own connections from a pool address use other ports).
+    #[inline]
+    pub fn is_pool_endpoint(&self, addr: u32, port: u16) -> bool {
+        self.id_of(addr).is_some_and(|id| {
+            let p = &self.pools[usize::from(self.pool_of[usize::from(id)])];
+            (p.first_port..=p.last_port).contains(&port)
+        })
+    }
+
     /// The shard (of `shards`, a power of two) that holds the connection whose local endpoint
     /// is `port` on a pool address.
     #[inline]
@@ -255,6 +265,32 @@ mod tests {
             assert_eq!(p.id_of(other.to_bits()), None, "{other}");
         }
         assert_eq!(LocalPools::new(&[]).id_of(0), None);
+    }
+
+    #[test]
+    fn pool_endpoints_are_pool_addresses_at_ports_of_their_own_pool() {
+        let p = LocalPools::new(&[
+            LocalPool {
+                name: "a".into(),
+                addresses: vec!["198.18.1.2".parse().unwrap()],
+                first_port: 1000,
+                last_port: 1099,
+            },
+            LocalPool {
+                name: "b".into(),
+                addresses: vec!["198.18.1.3".parse().unwrap()],
+                first_port: 5000,
+                last_port: 5000,
+            },
+        ]);
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap().to_bits();
+        assert!(p.is_pool_endpoint(a("198.18.1.2"), 1000));
+        assert!(p.is_pool_endpoint(a("198.18.1.2"), 1099));
+        assert!(!p.is_pool_endpoint(a("198.18.1.2"), 1100));
+        assert!(!p.is_pool_endpoint(a("198.18.1.2"), 5000));
+        assert!(p.is_pool_endpoint(a("198.18.1.3"), 5000));
+        assert!(!p.is_pool_endpoint(a("198.18.1.3"), 1000));
+        assert!(!p.is_pool_endpoint(a("198.18.1.4"), 1000));
     }
 
     #[test]

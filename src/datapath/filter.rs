@@ -3,8 +3,9 @@
 //! The program (`bpf/filter.bpf.c`, compiled by `build.rs` and embedded here) passes everything to
 //! the kernel except frames that match the `steer` map (a virtual service's VIP:port, or a NAT real
 //! server's RIP:port as source) or the `local_pools` map (a FULLNAT pool address, at a port of its
-//! pool's range: the FULLNAT replies); those are redirected to the AF_XDP socket registered for
-//! the ingress interface and receive queue.
+//! pool's range: the FULLNAT replies), and ICMP errors whose quoted packet matches them (see the
+//! program's header comment); those are redirected to the AF_XDP socket registered for the
+//! ingress interface and receive queue.
 //!
 //! [`FilterProgram::attach`] checks every interface before touching any: an `xvs_filter` already
 //! there is a stale one left by a crashed xvs and is replaced; any other XDP program is someone

@@ -13,8 +13,8 @@
 //! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
 //!    VLAN-tagged frames (not balanced yet) and other protocols (VRRP) are passed as well.
 //!
-//! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT
-//! connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
+//! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT or
+//! FULLNAT connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
 //! included) is passed.
 //!
 //! Each service's forwarding method decides the rewrite: NAT below, DR (`process/dr.rs`: MACs

@@ -10,6 +10,7 @@
 //! | NAT | client → VIP | client → real server |
 //! | FULLNAT | client → VIP | local address:port → real server |
 //!
+//! [`Translation::of`] picks by the connection entry (a local endpoint means FULLNAT).
 //! DR and TUN rewrite no address (the real server sees the client side), so they need none.
 
 use std::net::SocketAddrV4;
@@ -40,8 +41,84 @@ impl Translation {
         })
     }
 
+    /// FULLNAT: both ends change; the real server sees the connection's local address:port as
+    /// its peer. `None` for a connection without a local endpoint (NAT) or an IPv6 one.
+    pub fn fullnat(t: &Tracked) -> Option<Translation> {
+        let v4 = |a: std::net::SocketAddr| match a {
+            std::net::SocketAddr::V4(a) => Some(a),
+            std::net::SocketAddr::V6(_) => None,
+        };
+        let (client, vip, real, local) = (v4(t.client)?, v4(t.vip)?, v4(t.real)?, v4(t.local?)?);
+        Some(Translation {
+            client_side: (client, vip),
+            server_side: (local, real),
+        })
+    }
+
+    /// The translation of a connection of a NAT or FULLNAT service: FULLNAT when the entry
+    /// carries a local endpoint (a connection keeps the method it was created with, even when a
+    /// reload switched its service between NAT and FULLNAT), NAT otherwise.
+    pub fn of(t: &Tracked) -> Option<Translation> {
+        match t.local {
+            Some(_) => Translation::fullnat(t),
+            None => Translation::nat(t),
+        }
+    }
+
     /// Whether the source changes too (FULLNAT), so the server side must not see the client.
     pub fn rewrites_source(&self) -> bool {
         self.client_side.0 != self.server_side.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::ConnState;
+
+    fn tracked(local: Option<&str>) -> Tracked {
+        Tracked {
+            client: "198.18.0.2:40000".parse().unwrap(),
+            vip: "198.18.0.100:80".parse().unwrap(),
+            real: "198.18.1.11:8080".parse().unwrap(),
+            state: ConnState::Established,
+            local: local.map(|l| l.parse().unwrap()),
+            handshake_completed: false,
+        }
+    }
+
+    fn sa(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nat_changes_the_destination_only() {
+        let t = Translation::of(&tracked(None)).unwrap();
+        assert_eq!(t, Translation::nat(&tracked(None)).unwrap());
+        assert_eq!(
+            t.client_side,
+            (sa("198.18.0.2:40000"), sa("198.18.0.100:80"))
+        );
+        assert_eq!(
+            t.server_side,
+            (sa("198.18.0.2:40000"), sa("198.18.1.11:8080"))
+        );
+        assert!(!t.rewrites_source());
+    }
+
+    #[test]
+    fn fullnat_server_side_comes_from_the_local_endpoint() {
+        let c = tracked(Some("198.18.1.2:20000"));
+        let t = Translation::of(&c).unwrap();
+        assert_eq!(
+            t.client_side,
+            (sa("198.18.0.2:40000"), sa("198.18.0.100:80"))
+        );
+        assert_eq!(
+            t.server_side,
+            (sa("198.18.1.2:20000"), sa("198.18.1.11:8080"))
+        );
+        assert!(t.rewrites_source());
+        assert_eq!(Translation::fullnat(&tracked(None)), None);
     }
 }

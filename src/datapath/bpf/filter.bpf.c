@@ -17,8 +17,10 @@
 // VIP (dir 0) or a real server of one (dir 1).
 // ICMP destination unreachable and time exceeded messages (not fragments) are steered by the
 // packet they quote: when its source is a service (VIP, port, protocol: an error about a reply
-// the client got) or its destination is a NAT real server's address and port (an error about a
-// packet xvs sent it) that is not addressed to the box itself; and a "fragmentation needed"
+// the client got), or a FULLNAT pool address at a port of its range (`local_pools`: an error
+// about a packet xvs sent a FULLNAT real server), or its destination is a NAT real server's
+// address and port (an error about a packet xvs sent it) and the error is not addressed to the
+// box itself; and a "fragmentation needed"
 // quoting an IP-in-IP packet whose inner destination is a service (from inside a TUN tunnel).
 // Every other ICMP message (echo to a VIP included) is the kernel's.
 // The socket is the one registered in `xsks` at `port_index * 64 + rx_queue_index`, where
@@ -208,6 +210,18 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	key.dir = STEER_DST;
 	if (steered_at(&key, sport))
 		return redirect(ctx);
+	// About a packet xvs sent a FULLNAT real server: the quote's source is a local endpoint (a
+	// pool address at a port of its pool's range). The error is addressed to the pool address,
+	// one of the box's own, so this comes before the `local_addrs` check; errors about the
+	// box's own connections from a pool address (ports outside the range) stay the kernel's.
+	struct addr_key pool = {};
+	v4_mapped(pool.addr, q->saddr);
+	struct port_range *range = bpf_map_lookup_elem(&local_pools, &pool);
+	if (range) {
+		__u16 port = (__u16)xvs_htons(sport); // ntohs: the same swap
+		if (port >= range->first && port <= range->last)
+			return redirect(ctx);
+	}
 	// About a packet xvs sent a NAT real server, unless the error is for the box itself (its
 	// own connection to the real server, e.g. a health check).
 	struct addr_key local = {};

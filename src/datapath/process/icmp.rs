@@ -6,15 +6,23 @@
 //! quote rewritten as the connection's packets are, read from its [`Translation`]:
 //!
 //! - **from the server side** (the real server, or a router on its way, about a packet xvs sent
-//!   it): the quote is a server-side original packet; it becomes the client-side original
-//!   (client → VIP), the outer source the VIP and the outer destination the client (as IPVS:
-//!   even an error from a router appears to come from the VIP). Found by the connection's reply
-//!   key (the quote reversed).
+//!   it): the quote is a server-side original packet (NAT: client → real server; FULLNAT: local
+//!   address:port → real server); it becomes the client-side original (client → VIP), the outer
+//!   source the VIP and the outer destination the client (as IPVS: even an error from a router
+//!   appears to come from the VIP). Found by the connection's reply key (the quote reversed).
+//!   A FULLNAT error is addressed to the pool address, one of the box's own: it is recognised
+//!   by the quote's source, a pool address at a port of its pool's range (the filter's
+//!   `local_pools` map); errors about the box's own connections from a pool address (other
+//!   ports) stay the kernel's.
 //! - **from the client side** (the client, or a router on its way, about a reply): the quote is
-//!   a client-side reply (VIP → client); it becomes the server-side reply (real server → its
-//!   source), the outer destination the real server (and, when the method rewrites the source,
-//!   the outer source the server side's source). Found by the original key (the quote
-//!   reversed).
+//!   a client-side reply (VIP → client); it becomes the server-side reply (NAT: real server →
+//!   client; FULLNAT: real server → local address:port), the outer destination the real server
+//!   (and, when the method rewrites the source, FULLNAT, the outer source the local address, so
+//!   the real server, which has no route to the client, sees an error from the peer it knows).
+//!   Found by the original key (the quote reversed).
+//!
+//! Which translation applies is read from the connection entry, not the service
+//! ([`Translation::of`]): a connection keeps the method it was created with across a reload.
 //!
 //! Both fix the quoted IP header checksum and, when it is quoted, the quoted transport checksum
 //! (incrementally; a UDP checksum of 0 stays 0), then the outer header (incrementally, TTL
@@ -32,10 +40,11 @@
 //! are the kernel's.
 //!
 //! Not translated: an error whose quote is no connection's. The XDP filter only steers errors
-//! whose quote names a service (source VIP:port) or a NAT real server (destination
-//! address:port), and never an error addressed to the box itself about a packet to a real
-//! server (a health check's), so such an error is one about a connection that is gone or never
-//! was: it is dropped and counted as `icmp_untracked`. Every other ICMP message (echo to a VIP
+//! whose quote names a service (source VIP:port), a FULLNAT local endpoint (source pool
+//! address at a port of its range) or a NAT real server (destination address:port), and never
+//! an error addressed to the box itself about a packet to a NAT real server (a health check's),
+//! so such an error is one about a connection that is gone or never was: it is dropped and
+//! counted as `icmp_untracked`. Every other ICMP message (echo to a VIP
 //! included) is the kernel's: the filter passes it, and `process()` passes it too.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -191,7 +200,7 @@ impl Processor {
         });
         if let Some(si) = about_service {
             let forwarding = self.snap.services[si].forwarding;
-            if forwarding != Forwarding::Nat {
+            if matches!(forwarding, Forwarding::Dr | Forwarding::Tun) {
                 // A DR/TUN reply left the real server with the VIP as source, so errors about
                 // it (e.g. a router's fragmentation needed) come to the box: the real server
                 // gets the error as it is, like the connection's packets.
@@ -205,15 +214,29 @@ impl Processor {
                     _ => self.forward_dr(frame, t.real),
                 };
             }
+            // NAT or FULLNAT: the entry says which (see `Translation::of`).
             return match table
                 .peek(Direction::Original, &q.reversed(), now)
-                .and_then(|t| Translation::nat(&t))
+                .and_then(|t| Translation::of(&t))
             {
                 Some(t) => self.icmp_to_server(frame, e, &t),
                 None => Verdict::Drop(DropReason::IcmpUntracked),
             };
         }
-        // Server side: the quote is a packet xvs sent a NAT real server.
+        // Server side, FULLNAT: the quote is a packet xvs sent from a local endpoint (a pool
+        // address at a port of its pool's range; other ports are the box's own connections).
+        if let IpAddr::V4(src) = q.src {
+            if table.local_pools().is_pool_endpoint(src.to_bits(), q.sport) {
+                return match table
+                    .peek(Direction::Reply, &q.reversed(), now)
+                    .and_then(|t| Translation::fullnat(&t))
+                {
+                    Some(t) => self.icmp_to_client(frame, e, &t),
+                    None => Verdict::Drop(DropReason::IcmpUntracked),
+                };
+            }
+        }
+        // Server side, NAT: the quote is a packet xvs sent a NAT real server.
         if self.snap.is_nat_real(q.dst, q.proto) {
             return match table
                 .peek(Direction::Reply, &q.reversed(), now)

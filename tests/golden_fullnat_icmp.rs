@@ -1,0 +1,390 @@
+//! Golden packet table for ICMP errors about FULLNAT connections
+//! (`tests/golden/fullnat_icmp.golden`, the format of `tests/golden/icmp.golden`), replayed in
+//! order through one FULLNAT-lab `Processor` (`tests/fixtures/fullnat_lab.rs`; one shard, so
+//! local endpoints are handed out in a fixed order: the pool's addresses take turns).
+//!
+//! Errors from the server side (the real server or a router on the LAN, addressed to the pool
+//! address) go to the client from the VIP, the quote rewritten to client → VIP; errors from the
+//! client side about a reply go to the real server from the local address, the quote rewritten
+//! to real server → local address:port. Errors about a pool endpoint of no connection are
+//! dropped; errors about a pool address at a port outside its pool's range (the box's own
+//! connections) are the kernel's.
+//!
+//! Expected frames are built independently with etherparse: the quote of an expected error is
+//! the translated packet built from field values (all checksums from scratch), cut to the
+//! quoted length. `XVS_BLESS=1` rewrites the file from the builder.
+
+use std::fmt::Write as _;
+
+use etherparse::icmpv4::DestUnreachableHeader as U;
+use etherparse::{Icmpv4Type, IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
+use xvs::datapath::Verdict;
+use xvs::flow::NANOS_PER_SEC;
+
+#[path = "fixtures/fullnat_lab.rs"]
+mod fullnat_lab;
+
+use fullnat_lab::*;
+
+/// An IPv4 TCP or UDP packet (no Ethernet header), built by etherparse.
+fn ip_packet(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    ttl: u8,
+    tcp: Option<&str>,
+    payload: &[u8],
+) -> Vec<u8> {
+    ip_packet_with_options(src, dst, ttl, tcp, &[], payload)
+}
+
+/// [`ip_packet`], a TCP one with the raw TCP `options`.
+fn ip_packet_with_options(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    ttl: u8,
+    tcp: Option<&str>,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, ttl, IpNumber::TCP, src.0, dst.0).unwrap();
+    ip.identification = 0x1234;
+    ip.dont_fragment = true;
+    let step = PacketBuilder::ethernet2([0; 6], [0; 6]).ip(IpHeaders::Ipv4(ip, Default::default()));
+    let mut out = Vec::new();
+    match tcp {
+        Some(flags) => {
+            let mut t = step.tcp(src.1, dst.1, 1000, 64240);
+            for f in flags.chars() {
+                t = match f {
+                    'S' => t.syn(),
+                    'A' => t.ack(1),
+                    _ => panic!("flag {f}"),
+                };
+            }
+            if !options.is_empty() {
+                t = t.options_raw(options).unwrap();
+            }
+            t.write(&mut out, payload).unwrap();
+        }
+        None => step.udp(src.1, dst.1).write(&mut out, payload).unwrap(),
+    }
+    out.split_off(14)
+}
+
+/// An Ethernet frame carrying an ICMP message of `icmp_type` with `quote` as its payload.
+fn icmp_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    icmp_type: Icmpv4Type,
+    quote: &[u8],
+) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, ttl, IpNumber::ICMP, src, dst).unwrap();
+    ip.identification = 0x4321;
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(macs.0, macs.1)
+        .ip(IpHeaders::Ipv4(ip, Default::default()))
+        .icmpv4(icmp_type)
+        .write(&mut out, quote)
+        .unwrap();
+    out
+}
+
+/// A plain TCP/UDP frame from `macs.0` to `macs.1`.
+fn frame(macs: ([u8; 6], [u8; 6]), ip: Vec<u8>) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend(ip);
+    f
+}
+
+fn unreachable(code: U) -> Icmpv4Type {
+    Icmpv4Type::DestinationUnreachable(code)
+}
+
+fn time_exceeded() -> Icmpv4Type {
+    Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
+}
+
+struct Case {
+    what: String,
+    input: Vec<u8>,
+    verdict: String,
+    output: Option<Vec<u8>>,
+}
+
+fn case(what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) -> Case {
+    Case {
+        what: what.into(),
+        input,
+        verdict: verdict.into(),
+        output,
+    }
+}
+
+const FROM_CLIENT: ([u8; 6], [u8; 6]) = (CLIENT_MAC, WAN_MAC);
+const FROM_R1: ([u8; 6], [u8; 6]) = (R1_MAC, LAN_MAC);
+const TO_CLIENT: ([u8; 6], [u8; 6]) = (WAN_MAC, CLIENT_MAC);
+const TO_R1: ([u8; 6], [u8; 6]) = (LAN_MAC, R1_MAC);
+/// A router on the LAN (any source address: xvs forwards by the quote).
+const LAN_ROUTER: [u8; 4] = [198, 18, 1, 254];
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    // UDP client:50000 -> VIP:53, FULLNAT to L1:20000 -> r1:5353 (pool1's first endpoint).
+    let query = b"query-1";
+    let udp_in = ip_packet((CLIENT, 50000), (VIP, 53), 64, None, query);
+    let udp_sent = ip_packet((L1, 20000), (R1, 5353), 63, None, query);
+    v.push(case(
+        "UDP to VIP:53 (rr: r1): source -> 198.18.1.2:20000, destination -> r1:5353; the flow the next errors are about",
+        frame(FROM_CLIENT, udp_in),
+        "tx 1",
+        Some(frame(TO_R1, udp_sent.clone())),
+    ));
+    let client_view = ip_packet((CLIENT, 50000), (VIP, 53), 63, None, query);
+    v.push(case(
+        "port unreachable from r1 to the pool address about the datagram it got (whole datagram quoted): to the client from the VIP, quote client:50000 -> VIP:53 with IP and UDP checksums fixed, TTL 63",
+        icmp_frame(FROM_R1, R1, L1, 64, unreachable(U::Port), &udp_sent),
+        "tx 0",
+        Some(icmp_frame(TO_CLIENT, VIP, CLIENT, 63, unreachable(U::Port), &client_view)),
+    ));
+    // TCP client:40000 -> VIP:80, FULLNAT to L2:20000 -> r1:80 (the pool's addresses take turns).
+    let syn = ip_packet((CLIENT, 40000), (VIP, 80), 64, Some("S"), b"");
+    let syn_sent = ip_packet((L2, 20000), (R1, 80), 63, Some("S"), b"");
+    v.push(case(
+        "TCP SYN to VIP:80 (rr: r1): source -> 198.18.1.3:20000, destination -> r1:80",
+        frame(FROM_CLIENT, syn),
+        "tx 1",
+        Some(frame(TO_R1, syn_sent.clone())),
+    ));
+    let syn_client_view = ip_packet((CLIENT, 40000), (VIP, 80), 63, Some("S"), b"");
+    v.push(case(
+        "time exceeded from a LAN router to the pool address quoting 28 bytes of the SYN (TCP checksum not quoted): to the client from the VIP, quote client:40000 -> VIP:80",
+        icmp_frame(FROM_R1, LAN_ROUTER, L2, 64, time_exceeded(), &syn_sent[..28]),
+        "tx 0",
+        Some(icmp_frame(TO_CLIENT, VIP, CLIENT, 63, time_exceeded(), &syn_client_view[..28])),
+    ));
+    let frag = |mtu| unreachable(U::FragmentationNeeded { next_hop_mtu: mtu });
+    v.push(case(
+        "fragmentation needed (MTU 1400) from r1's side about the SYN: to the client from the VIP with the MTU unchanged, quote client:40000 -> VIP:80 with IP and TCP checksums fixed",
+        icmp_frame(FROM_R1, LAN_ROUTER, L2, 64, frag(1400), &syn_sent),
+        "tx 0",
+        Some(icmp_frame(TO_CLIENT, VIP, CLIENT, 63, frag(1400), &syn_client_view)),
+    ));
+    let synack_client = ip_packet((VIP, 80), (CLIENT, 40000), 63, Some("SA"), b"");
+    let synack_server = ip_packet((R1, 80), (L2, 20000), 63, Some("SA"), b"");
+    v.push(case(
+        "fragmentation needed (MTU 1280) from the client's side about the SYN-ACK it got (VIP:80 -> client): to r1 from the local address 198.18.1.3, quote r1:80 -> 198.18.1.3:20000 with IP and TCP checksums fixed",
+        icmp_frame(FROM_CLIENT, CLIENT, VIP, 64, frag(1280), &synack_client),
+        "tx 1",
+        Some(icmp_frame(TO_R1, L2, R1, 63, frag(1280), &synack_server)),
+    ));
+    let reply_client = ip_packet((VIP, 53), (CLIENT, 50000), 63, None, b"answer");
+    let reply_server = ip_packet((R1, 5353), (L1, 20000), 63, None, b"answer");
+    v.push(case(
+        "port unreachable from the client about a DNS reply (VIP:53 -> client:50000, socket closed): to r1 from 198.18.1.2, quote r1:5353 -> 198.18.1.2:20000",
+        icmp_frame(FROM_CLIENT, CLIENT, VIP, 64, unreachable(U::Port), &reply_client),
+        "tx 1",
+        Some(icmp_frame(TO_R1, L1, R1, 63, unreachable(U::Port), &reply_server)),
+    ));
+    // TOA (tcp/81, `toa: true`): the SYN the real server got carries option 254; an error quoting
+    // it goes back with the option still in the quote (the client's kernel matches its socket by
+    // addresses, ports and sequence number; the option is quoted bytes like any other).
+    let toa_syn = ip_packet((CLIENT, 40001), (VIP, 81), 64, Some("S"), b"");
+    let toa_opt = [
+        254, 8, 0x9c, 0x41, CLIENT[0], CLIENT[1], CLIENT[2], CLIENT[3],
+    ];
+    let toa_sent = ip_packet_with_options((L1, 20001), (R1, 80), 63, Some("S"), &toa_opt, b"");
+    v.push(case(
+        "TCP SYN to VIP:81 (toa): source -> 198.18.1.2:20001, destination -> r1:80, TOA client:40001 inserted",
+        frame(FROM_CLIENT, toa_syn),
+        "tx 1",
+        Some(frame(TO_R1, toa_sent.clone())),
+    ));
+    let toa_client_view =
+        ip_packet_with_options((CLIENT, 40001), (VIP, 81), 63, Some("S"), &toa_opt, b"");
+    v.push(case(
+        "host unreachable from r1 about the SYN with TOA: to the client from the VIP, quote client:40001 -> VIP:81 (TOA option kept) with IP and TCP checksums fixed",
+        icmp_frame(FROM_R1, R1, L1, 64, unreachable(U::Host), &toa_sent),
+        "tx 0",
+        Some(icmp_frame(TO_CLIENT, VIP, CLIENT, 63, unreachable(U::Host), &toa_client_view)),
+    ));
+    let stray = ip_packet((L1, 20050), (R1, 80), 63, Some("S"), b"");
+    v.push(case(
+        "host unreachable about a packet from 198.18.1.2:20050 (in the pool's range) of no connection: drop (icmp_untracked)",
+        icmp_frame(FROM_R1, R1, L1, 64, unreachable(U::Host), &stray),
+        "drop icmp_untracked",
+        None,
+    ));
+    let own = ip_packet((L1, 40000), (R1, 80), 64, Some("S"), b"");
+    v.push(case(
+        "port unreachable about the box's own packet from 198.18.1.2:40000 (outside the pool's range): the kernel's (pass)",
+        icmp_frame(FROM_R1, R1, L1, 64, unreachable(U::Port), &own),
+        "pass",
+        None,
+    ));
+    let stray_reply = ip_packet((VIP, 80), (CLIENT, 40999), 63, Some("SA"), b"");
+    v.push(case(
+        "port unreachable from the client about a VIP:80 reply of no connection: drop (icmp_untracked)",
+        icmp_frame(FROM_CLIENT, CLIENT, VIP, 64, unreachable(U::Port), &stray_reply),
+        "drop icmp_untracked",
+        None,
+    ));
+    v.push(case(
+        "an error with TTL 1 from the client's side about a tracked reply: drop (ttl_exceeded)",
+        icmp_frame(
+            FROM_CLIENT,
+            CLIENT,
+            VIP,
+            1,
+            unreachable(U::Port),
+            &reply_client,
+        ),
+        "drop ttl_exceeded",
+        None,
+    ));
+    v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn render(cases: &[Case]) -> String {
+    let mut s = String::from(
+        "# Golden ICMP error cases for FULLNAT, replayed in order through one Processor (see tests/golden_fullnat_icmp.rs).\n\
+         # Lab: client 198.18.0.2, VIP 198.18.0.100 (fullnat rr: tcp/80 -> r1:80, r2:80; udp/53 -> :5353; tcp/81 toa -> r1:80),\n\
+         # pool1 198.18.1.2, 198.18.1.3 ports 20000-20099; r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n\n",
+    );
+    for c in cases {
+        let _ = writeln!(s, "case: {}", c.what);
+        let _ = writeln!(s, "in: {}", hex(&c.input));
+        let _ = writeln!(s, "verdict: {}", c.verdict);
+        if let Some(o) = &c.output {
+            let _ = writeln!(s, "out: {}", hex(o));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn parse_file(text: &str) -> Vec<Case> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut c = case("", Vec::new(), "", None);
+        for line in block.lines() {
+            if let Some(x) = line.strip_prefix("case: ") {
+                c.what = x.into();
+            } else if let Some(x) = line.strip_prefix("in: ") {
+                c.input = unhex(x);
+            } else if let Some(x) = line.strip_prefix("verdict: ") {
+                c.verdict = x.into();
+            } else if let Some(x) = line.strip_prefix("out: ") {
+                c.output = Some(unhex(x));
+            }
+        }
+        if !c.what.is_empty() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/fullnat_icmp.golden"
+);
+
+fn verdict_text(v: Verdict) -> String {
+    match v {
+        Verdict::Tx(p) => format!("tx {p}"),
+        Verdict::Pass => "pass".into(),
+        Verdict::Drop(r) => format!("drop {}", r.label()),
+    }
+}
+
+#[test]
+fn fullnat_icmp_golden_file_matches_its_builder() {
+    let want = render(&cases());
+    if std::env::var_os("XVS_BLESS").is_some() {
+        std::fs::write(GOLDEN, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(GOLDEN)
+        .expect("tests/golden/fullnat_icmp.golden (run with XVS_BLESS=1 to create)");
+    assert!(
+        have == want,
+        "tests/golden/fullnat_icmp.golden differs from the builder; rerun with XVS_BLESS=1 and review the diff"
+    );
+}
+
+#[test]
+fn golden_fullnat_icmp_table() {
+    let cases = parse_file(&std::fs::read_to_string(GOLDEN).unwrap());
+    assert!(cases.len() >= 13, "only {} cases", cases.len());
+    let mut p = processor();
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let now = (i as u64 + 1) * NANOS_PER_SEC;
+        p.begin_batch(now);
+        // 64 bytes of tailroom, as a UMEM frame has (TOA grows a SYN).
+        let mut buf = c.input.clone();
+        buf.resize(c.input.len() + 64, 0);
+        let mut len = c.input.len();
+        let v = p.process_buf(now, 0, &mut buf, &mut len);
+        let f = &buf[..len];
+        if verdict_text(v) != c.verdict {
+            failures.push(format!(
+                "case {i} ({}): verdict {} != {}",
+                c.what,
+                verdict_text(v),
+                c.verdict
+            ));
+            continue;
+        }
+        match &c.output {
+            Some(o) if f != &o[..] => failures.push(format!(
+                "case {i} ({}):\n  got  {}\n  want {}",
+                c.what,
+                hex(f),
+                hex(o)
+            )),
+            None if f != &c.input[..] => failures.push(format!("case {i} ({}): modified", c.what)),
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn translated_fullnat_errors_verify_with_an_independent_parser() {
+    let mut checked = 0;
+    for c in parse_file(&std::fs::read_to_string(GOLDEN).unwrap()) {
+        let Some(o) = c.output else { continue };
+        let pkt = etherparse::SlicedPacket::from_ethernet(&o).unwrap();
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = pkt.transport else {
+            continue;
+        };
+        let h = icmp.header();
+        assert_eq!(
+            h.checksum,
+            h.icmp_type.calc_checksum(icmp.payload()),
+            "{}",
+            c.what
+        );
+        let q = etherparse::Ipv4HeaderSlice::from_slice(icmp.payload()).unwrap();
+        let qh = q.to_header();
+        assert_eq!(qh.header_checksum, qh.calc_header_checksum(), "{}", c.what);
+        checked += 1;
+    }
+    assert_eq!(checked, 6, "translated errors in the table");
+}

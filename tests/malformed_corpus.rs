@@ -58,6 +58,7 @@ const MUST_COVER: &[DropReason] = &[
     DropReason::TruncatedUdp,
     DropReason::BadUdpLength,
     DropReason::TruncatedIcmp,
+    DropReason::BadIcmpChecksum,
     DropReason::TtlExceeded,
     DropReason::NoConnection,
     DropReason::NoRealServer,

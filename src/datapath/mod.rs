@@ -131,6 +131,9 @@ drop_reasons! {
     NoFrameRoom => "no_frame_room",
     /// ICMP header cut short.
     TruncatedIcmp => "truncated_icmp",
+    /// An ICMP error message (destination unreachable, time exceeded) whose ICMP checksum does
+    /// not verify: never translated and passed on with a recomputed, valid checksum.
+    BadIcmpChecksum => "bad_icmp_checksum",
     /// An ICMP error quoting a packet of a service or to a NAT real server that belongs to no
     /// tracked connection (gone, or never was).
     IcmpUntracked => "icmp_untracked",

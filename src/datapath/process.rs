@@ -757,6 +757,11 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
         if !crate::datapath::wire::icmp::is_error(m.icmp_type()) {
             return Ok(None);
         }
+        // The translation recomputes the ICMP checksum: a corrupted message must not leave
+        // with a valid one.
+        if !m.checksum_ok() {
+            return Err(DropReason::BadIcmpChecksum);
+        }
         let Some((quoted, quote_at, quote_l4)) = read_quote(msg, l4) else {
             let frag_needed = m.icmp_type() == crate::datapath::wire::icmp::DEST_UNREACHABLE
                 && m.code() == crate::datapath::wire::icmp::CODE_FRAG_NEEDED;

@@ -622,10 +622,7 @@ impl Processor {
             return Verdict::Pass;
         };
         rewrite_ipv4(frame, p, side, new_ip, to.port());
-        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        emit(&mut *frame, hop, port_mac)
     }
 }
 
@@ -694,10 +691,7 @@ impl Processor {
             }
         }
         let frame_len = (*len).min(buf.len());
-        let mut eth = EthernetFrame::new_checked(&mut buf[..frame_len]).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        emit(&mut buf[..frame_len], hop, port_mac)
     }
 
     /// FULLNAT, reply direction: source → VIP:port, destination → client, routed to the client.
@@ -718,10 +712,7 @@ impl Processor {
         if !fullnat::rewrite_both(frame, p.l3, p.l4, p.key.proto, p.ttl - 1, vip, client) {
             return Verdict::Drop(DropReason::TruncatedIpv4);
         }
-        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        emit(&mut *frame, hop, port_mac)
     }
 }
 
@@ -730,6 +721,21 @@ fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
         .iter()
         .map(|s| sched::build(s.scheduler, &s.tables, &s.reals))
         .collect()
+}
+
+/// Addresses `frame` to the next hop `hop` from its port's MAC `port_mac` and says to transmit it
+/// on `hop.port`. Every caller's frame was parsed as Ethernet; one too short for the header
+/// (impossible after that) is dropped, never sent.
+#[inline]
+fn emit(frame: &mut [u8], hop: NextHop, port_mac: Mac) -> Verdict {
+    match EthernetFrame::new_checked(frame) {
+        Ok(mut eth) => {
+            eth.set_dst(hop.mac);
+            eth.set_src(port_mac);
+            Verdict::Tx(hop.port)
+        }
+        Err(r) => Verdict::Drop(r),
+    }
 }
 
 /// Parses an Ethernet/IPv4/TCP-or-UDP frame. `Ok(None)`: not something xvs balances (other

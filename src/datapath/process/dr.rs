@@ -11,8 +11,7 @@
 
 use std::net::SocketAddr;
 
-use super::Processor;
-use crate::datapath::wire::EthernetFrame;
+use super::{emit, Processor};
 use crate::datapath::{DropReason, Verdict};
 
 impl Processor {
@@ -30,9 +29,6 @@ impl Processor {
             Ok(h) => h,
             Err(r) => return Verdict::Drop(r),
         };
-        let mut eth = EthernetFrame::new_checked(frame).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        emit(frame, hop, port_mac)
     }
 }

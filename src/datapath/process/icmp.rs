@@ -49,10 +49,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use super::Processor;
+use super::{emit, Processor};
 use crate::conntrack::Direction;
 use crate::datapath::translation::Translation;
-use crate::datapath::wire::{checksum, icmp, ipip, read_u16, write_u16, EthernetFrame, IcmpPacket};
+use crate::datapath::wire::{checksum, icmp, ipip, read_u16, write_u16, IcmpPacket};
 use crate::datapath::{DropReason, Forwarding, ServiceKey, Verdict};
 use crate::flow::{FlowKey, Nanos, Proto};
 
@@ -293,10 +293,7 @@ impl Processor {
         }
         ip.set_dst(outer.1);
         ip.set_ttl(e.ttl - 1);
-        let mut eth = EthernetFrame::new_checked(&mut *frame).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        emit(&mut *frame, hop, port_mac)
     }
 }
 

@@ -14,9 +14,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::{Parsed, Processor};
+use super::{emit, Parsed, Processor};
 use crate::datapath::wire::ipip::{self, OuterHeader, OUTER_LEN};
-use crate::datapath::wire::{icmp, ipv4, write_u16, EthernetFrame, IcmpPacket};
+use crate::datapath::wire::{icmp, ipv4, write_u16, IcmpPacket};
 use crate::datapath::{DropReason, Verdict};
 
 /// TTL of the ICMP errors xvs originates (Linux's default `ip_default_ttl`).
@@ -134,10 +134,7 @@ impl Processor {
         let written = ipip::write_outer(&mut buf[l3..], &outer);
         debug_assert!(written, "room and length checked above");
         *len = end + OUTER_LEN;
-        let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Tunnelled::Sent(Verdict::Tx(hop.port))
+        Tunnelled::Sent(emit(&mut buf[..*len], hop, port_mac))
     }
 
     /// Replaces the frame with an ICMP "fragmentation needed" (next-hop MTU `mtu`) about packet
@@ -203,10 +200,7 @@ impl Processor {
             .expect("8-byte header written")
             .fill_checksum();
         *len = l3 + total;
-        let mut eth = EthernetFrame::new_checked(&mut buf[..*len]).expect("parsed before");
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
+        emit(&mut buf[..*len], hop, port_mac)
     }
 
     /// The next identification for an IPv4 header this worker writes.

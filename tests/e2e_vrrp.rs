@@ -38,21 +38,16 @@ const XVS: &str = env!("CARGO_BIN_EXE_xvs");
 /// 100 ms / 256.
 const MDI_LB2: Duration = Duration::from_nanos(300_000_000 + 106 * 100_000_000 / 256);
 
+/// One load balancer's daemon: its role, config and admin socket (both in the lab's state
+/// directory, deleted with the lab).
 struct Box_ {
     role: &'static str,
     config: PathBuf,
     socket: PathBuf,
 }
 
-impl Drop for Box_ {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
 fn write_config(lab: &Lab, role: &'static str, priority: u8) -> Box_ {
     let text = std::fs::read_to_string(Lab::config("vrrp.yaml")).unwrap();
-    let socket = PathBuf::from(format!("/run/xvs/e2e-{}-{role}.sock", lab.tag));
     for want in [
         "poll: busy",
         "router_id: lb1",
@@ -62,19 +57,13 @@ fn write_config(lab: &Lab, role: &'static str, priority: u8) -> Box_ {
         assert!(text.contains(want), "config/vrrp.yaml lost `{want}`");
     }
     let text = text
-        .replace("poll: busy", "poll: wakeup")
         .replace("router_id: lb1", &format!("router_id: {role}"))
-        .replace("priority: 200", &format!("priority: {priority}"))
-        .replace(
-            "admin_socket: /run/xvs/admin.sock",
-            &format!("admin_socket: {}", socket.display()),
-        );
-    let config = std::env::temp_dir().join(format!("xvs-e2e-vrrp-{}-{role}.yaml", lab.tag));
-    std::fs::write(&config, text).unwrap();
+        .replace("priority: 200", &format!("priority: {priority}"));
+    let config = lab.write_config(role, &format!("vrrp-{role}.yaml"), &text);
     Box_ {
         role,
         config,
-        socket,
+        socket: lab.admin_socket(role),
     }
 }
 
@@ -425,8 +414,8 @@ fn wait_instance(socket: &Path, name: &str, state: &str) -> bool {
 #[test]
 fn reload_keeps_the_state_of_unchanged_instances() {
     let lab = Lab::up("vrrp");
-    let socket = PathBuf::from(format!("/run/xvs/e2e-{}-reload.sock", lab.tag));
-    let config = std::env::temp_dir().join(format!("xvs-e2e-vrrp-reload-{}.yaml", lab.tag));
+    let socket = lab.admin_socket("lb1");
+    let config = lab.file("vrrp-reload.yaml");
     let vi1 = |prio: u32, vrid: u32| {
         format!("    - {{ name: VI_1, interface: wan0, vrid: {vrid}, priority: {prio}, advert_interval: 100ms, vips: [198.18.0.100/32] }}\n")
     };
@@ -434,7 +423,6 @@ fn reload_keeps_the_state_of_unchanged_instances() {
     let vi3 = "    - { name: VI_3, interface: lan0, vrid: 53, advert_interval: 100ms, vips: [198.18.1.2/24] }\n";
     let first = format!("  instances:\n{}{vi2}", vi1(200, 51));
     std::fs::write(&config, reload_config(&socket, &first)).unwrap();
-    // Removes the config file when the test ends.
     let lb1 = Box_ {
         role: "lb1",
         config: config.clone(),
@@ -555,18 +543,15 @@ fn wait_both(socket: &Path, state: &str) -> bool {
 fn unicast_tracking_notify_and_a_backup_never_forwards() {
     let lab = Lab::up("vrrp");
     lab.serve();
-    let tmp = std::env::temp_dir();
-    let down = tmp.join(format!("xvs-e2e-vrrp-{}-down", lab.tag));
-    let _ = std::fs::remove_file(&down);
+    // The track script's flag and the notify logs live in the lab's state directory.
+    let down = lab.file("track-down");
     let mut boxes = Vec::new();
     for (me, prio) in [(1u8, 200u8), (2, 150)] {
         let role: &'static str = if me == 1 { "lb1" } else { "lb2" };
-        let socket = PathBuf::from(format!("/run/xvs/e2e-{}-u{role}.sock", lab.tag));
-        let notify = tmp.join(format!("xvs-e2e-vrrp-{}-{role}.notify", lab.tag));
-        let _ = std::fs::remove_file(&notify);
-        let config = tmp.join(format!("xvs-e2e-vrrp-{}-u{role}.yaml", lab.tag));
+        let socket = lab.admin_socket(role);
+        let notify = lab.file(&format!("{role}.notify"));
         let text = unicast_config(&socket, me, prio, &notify, (me == 1).then_some(&*down));
-        std::fs::write(&config, text).unwrap();
+        let config = lab.write_config(role, &format!("unicast-{role}.yaml"), &text);
         boxes.push((
             Box_ {
                 role,
@@ -677,7 +662,4 @@ fn unicast_tracking_notify_and_a_backup_never_forwards() {
         );
     }
     drop((x1, x2));
-    for (_, n) in &boxes {
-        let _ = std::fs::remove_file(n);
-    }
 }

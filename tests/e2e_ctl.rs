@@ -8,28 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{Lab, Xvs};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
-
-/// `config/nat.yaml` with `poll: wakeup` and the admin socket at `socket`.
-fn nat_text(socket: &Path) -> String {
-    let text = std::fs::read_to_string(Lab::config("nat.yaml")).expect("config/nat.yaml");
-    for want in ["poll: busy", "admin_socket: /run/xvs/admin.sock"] {
-        assert!(
-            text.contains(want),
-            "config/nat.yaml is expected to set `{want}`"
-        );
-    }
-    text.replace("poll: busy", "poll: wakeup").replace(
-        "admin_socket: /run/xvs/admin.sock",
-        &format!("admin_socket: {}", socket.display()),
-    )
-}
 
 struct Run {
     lab: Lab,
@@ -41,13 +26,35 @@ struct Run {
 fn start() -> Run {
     let lab = Lab::new();
     lab.serve();
-    let socket = PathBuf::from(format!("/run/xvs-{}/admin.sock", lab.tag));
-    let config = std::env::temp_dir().join(format!("xvs-e2e-ctl-{}.yaml", lab.tag));
-    std::fs::write(&config, nat_text(&socket)).unwrap();
+    // In a directory of its own that the daemon creates; inside the lab's state directory, so
+    // both go with the lab.
+    let socket = lab.file("ctl/admin.sock");
+    let text = std::fs::read_to_string(Lab::config("nat.yaml")).expect("config/nat.yaml");
+    for want in ["poll: busy", "admin_socket: /run/xvs/admin.sock"] {
+        assert!(
+            text.contains(want),
+            "config/nat.yaml is expected to set `{want}`"
+        );
+    }
+    let text = text.replace(
+        "admin_socket: /run/xvs/admin.sock",
+        &format!("admin_socket: {}", socket.display()),
+    );
+    let config = lab.write_config("lb", "nat.yaml", &text);
     let mut xvs = lab.start_xvs(&config);
     let ready = lab.wait_http_ready(Duration::from_secs(20));
-    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
-    assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
+    assert!(
+        xvs.running(),
+        "xvs exited:
+{}",
+        xvs.log()
+    );
+    assert!(
+        ready,
+        "VIP:80 never answered through xvs:
+{}",
+        xvs.log()
+    );
     Run {
         lab,
         xvs,
@@ -76,15 +83,6 @@ impl Run {
             self.xvs.log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config);
-        if let Some(dir) = self.socket.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
     }
 }
 
@@ -242,8 +240,8 @@ fn ctl_without_a_daemon_exits_1_with_one_line() {
     );
 
     // The socket named by -c FILE's global.admin_socket, for every command that needs the daemon.
-    let file = std::env::temp_dir().join(format!("xvs-ctl-missing-{}.yaml", std::process::id()));
-    std::fs::write(&file, format!("global:\n  admin_socket: {socket}\n")).unwrap();
+    let file = common::TempPath::new("ctl-missing.yaml");
+    std::fs::write(&file.0, format!("global:\n  admin_socket: {socket}\n")).unwrap();
     for cmd in [
         &["reload"][..],
         &["conns", "--json"],
@@ -252,7 +250,7 @@ fn ctl_without_a_daemon_exits_1_with_one_line() {
     ] {
         let out = Command::new(XVS)
             .args(["ctl", "-c"])
-            .arg(&file)
+            .arg(&file.0)
             .args(cmd)
             .output()
             .unwrap();
@@ -264,7 +262,6 @@ fn ctl_without_a_daemon_exits_1_with_one_line() {
             "{cmd:?}: {stderr}"
         );
     }
-    std::fs::remove_file(&file).unwrap();
 
     // `real` needs the daemon too.
     let out = Command::new(XVS)

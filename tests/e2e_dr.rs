@@ -79,7 +79,7 @@ fn dr_tun_and_fullnat_services_on_one_load_balancer() {
             "{r}: {route}"
         );
     }
-    let path = lab_config(&lab, "dr.yaml");
+    let path = lab.example_config("dr.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let (head, services) = text.split_at(text.find("services:").expect("services"));
     let (web, dns) = services.split_at(services.find("  - name: dns").expect("dns service"));
@@ -142,10 +142,9 @@ fn dr_tun_and_fullnat_services_on_one_load_balancer() {
         "{:?}",
         fnat.by_server
     );
-    let root = std::env::var("XVS_LAB_STATE").unwrap_or_else(|_| "/run/xvs-lab".into());
     let mut peers = 0;
     for r in ["r1", "r2"] {
-        let log = format!("{root}/{}/logs/{r}-http-8080.peers", lab.tag);
+        let log = lab.file(&format!("logs/{r}-http-8080.peers"));
         for line in std::fs::read_to_string(&log).unwrap().lines() {
             let peer: std::net::SocketAddrV4 = line.parse().unwrap();
             assert!(
@@ -168,7 +167,7 @@ fn dr_tun_and_fullnat_services_on_one_load_balancer() {
             env!("CARGO_BIN_EXE_xvs"),
             "ctl",
             "--socket",
-            &format!("/run/xvs-{}.sock", lab.tag),
+            &lab.admin_socket("lb").to_string_lossy(),
             "list",
         ],
     );

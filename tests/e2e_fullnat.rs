@@ -23,21 +23,18 @@ const POOL: [&str; 2] = ["198.18.1.2", "198.18.1.3"];
 const POOL_PORTS: std::ops::RangeInclusive<u16> = 20000..=29999;
 const CLIENT: &str = "198.18.0.2";
 
-/// `config/fullnat.yaml` with `poll: wakeup` and the test's own admin socket.
+/// `config/fullnat.yaml` for the lab ([`Lab::example_config`]); it must keep `toa: true`.
 fn fullnat_config(lab: &Lab) -> PathBuf {
     let text = std::fs::read_to_string(Lab::config("fullnat.yaml")).expect("config/fullnat.yaml");
-    assert!(text.contains("poll: busy") && text.contains("toa: true"));
-    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-    let text = text.replace("poll: busy", "poll: wakeup").replace(
-        "admin_socket: /run/xvs/admin.sock",
-        &format!("admin_socket: {}", admin_socket(lab)),
+    assert!(
+        text.contains("toa: true"),
+        "config/fullnat.yaml lost `toa: true`"
     );
-    std::fs::write(&path, text).unwrap();
-    path
+    lab.example_config("fullnat.yaml")
 }
 
 fn admin_socket(lab: &Lab) -> String {
-    format!("/run/xvs-{}.sock", lab.tag)
+    lab.admin_socket("lb").to_string_lossy().into_owned()
 }
 
 fn start() -> (Lab, Xvs) {
@@ -69,14 +66,13 @@ fn stop_cleanly(mut xvs: Xvs) {
 
 /// The peers a lab server logged (`ADDR:PORT` per request or datagram).
 fn peers(lab: &Lab, role: &str, kind: &str, port: u16) -> Vec<SocketAddrV4> {
-    let root = std::env::var("XVS_LAB_STATE").unwrap_or_else(|_| "/run/xvs-lab".into());
-    let path = format!("{root}/{}/logs/{role}-{kind}-{port}.peers", lab.tag);
+    let path = lab.file(&format!("logs/{role}-{kind}-{port}.peers"));
     std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
         .map(|l| {
             l.parse()
-                .unwrap_or_else(|_| panic!("{path}: bad peer {l:?}"))
+                .unwrap_or_else(|_| panic!("{}: bad peer {l:?}", path.display()))
         })
         .collect()
 }
@@ -99,8 +95,9 @@ struct Sniffer {
 
 impl Sniffer {
     fn start(lab: &Lab, role: &str) -> Sniffer {
-        let out = std::env::temp_dir().join(format!("xvs-toa-{}-{role}.jsonl", lab.tag));
-        let ready = std::env::temp_dir().join(format!("xvs-toa-{}-{role}.ready", lab.tag));
+        // In the lab's state directory: deleted with the lab, pass or fail.
+        let out = lab.file(&format!("toa-{role}.jsonl"));
+        let ready = lab.file(&format!("toa-{role}.ready"));
         let _ = std::fs::remove_file(&ready);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.ns(role), "python3"])
@@ -354,7 +351,7 @@ fn udp_request_response_from_pool_addresses() {
         "kernel traffic reached the sockets"
     );
     // Changing the pools needs a restart: a reload that does is refused, the service goes on.
-    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
+    let path = lab.file("fullnat.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("20000-29999", "20000-29998")).unwrap();
     xvs.signal("HUP");
@@ -526,8 +523,7 @@ fn nat_and_fullnat_services_share_one_box() {
          \x20 - {{ name: web-fnat, vip: {VIP}, port: 8080, scheduler: rr, forwarding: fullnat, local_addresses: p, reals: [{{ address: 198.18.1.11:80 }}, {{ address: 198.18.1.12:80 }}] }}\n",
         admin_socket(&lab)
     );
-    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-    std::fs::write(&path, cfg).unwrap();
+    let path = lab.write_config("lb", "mixed.yaml", &cfg);
     let xvs = lab.start_xvs_ready(&path);
     let nat = lab.http_client(100);
     assert_eq!(nat.ok, 100, "NAT: {:?}\n{}", nat.errors, xvs.log());

@@ -24,19 +24,16 @@ fn config(lab: &Lab, services: &str) -> PathBuf {
     let text = format!(
         "\
 global:
-  admin_socket: /run/xvs-{tag}.sock
+  admin_socket: /run/xvs/admin.sock
 datapath:
   interfaces:
     - {{ name: wan0, queues: [0] }}
     - {{ name: lan0, queues: [0] }}
   poll: wakeup
 services:
-{services}",
-        tag = lab.tag
+{services}"
     );
-    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-    std::fs::write(&path, text).unwrap();
-    path
+    lab.write_config("lb", "health.yaml", &text)
 }
 
 fn start(lab: &Lab, services: &str) -> Xvs {
@@ -68,12 +65,12 @@ fn metric(metrics: &str, prefix: &str) -> f64 {
 }
 
 /// Flag files that the exec checks of [`exec_services`] read: a real server whose file exists
-/// fails its check. Removed on drop.
+/// fails its check. In the lab's state directory (deleted with the lab); removed on drop too.
 struct Flags(String);
 
 impl Flags {
     fn new(lab: &Lab) -> Flags {
-        Flags(format!("/tmp/xvs-e2e-{}-down-", lab.tag))
+        Flags(lab.file("down-").to_string_lossy().into_owned())
     }
     fn command(&self) -> String {
         format!("test ! -e {}%ADDR%", self.0)
@@ -363,7 +360,7 @@ fn on_failure_remove_ends_the_down_servers_connections_and_drain_keeps_them() {
     // Which real server each connection went to (rr: one of each per service).
     let conns = Command::new(env!("CARGO_BIN_EXE_xvs"))
         .args(["ctl", "conns", "--json", "--socket"])
-        .arg(format!("/run/xvs-{}.sock", lab.tag))
+        .arg(lab.admin_socket("lb"))
         .output()
         .unwrap();
     let conns: serde_json::Value = serde_json::from_slice(&conns.stdout)
@@ -499,7 +496,7 @@ fn the_sorry_server_takes_new_flows_while_quorum_is_lost_and_when_both_reals_are
     assert_eq!((s.ok, s.count("sorry")), (20, 20), "{s:?}\n{}", xvs.log());
     let list = Command::new(env!("CARGO_BIN_EXE_xvs"))
         .args(["ctl", "list", "--socket"])
-        .arg(format!("/run/xvs-{}.sock", lab.tag))
+        .arg(lab.admin_socket("lb"))
         .output()
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);

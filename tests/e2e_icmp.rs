@@ -12,16 +12,7 @@ use common::{Lab, VIP};
 fn port_unreachable_from_a_real_server_reaches_the_client_translated() {
     let lab = Lab::new();
     lab.serve();
-    let cfg = {
-        let text = std::fs::read_to_string(Lab::config("nat.yaml")).unwrap();
-        let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-        let text = text.replace("poll: busy", "poll: wakeup").replace(
-            "admin_socket: /run/xvs/admin.sock",
-            &format!("admin_socket: /run/xvs-{}.sock", lab.tag),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let cfg = lab.example_config("nat.yaml");
     let mut xvs = lab.start_xvs(&cfg);
     assert!(
         lab.wait_http_ready(Duration::from_secs(20)),

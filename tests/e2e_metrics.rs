@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{Lab, Xvs, VIP};
@@ -22,43 +21,19 @@ const UDP_REQUESTS: u32 = 100;
 struct Run {
     lab: Lab,
     xvs: Xvs,
-    config: PathBuf,
     socket: String,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config);
-    }
 }
 
 fn start() -> Run {
     let lab = Lab::new();
     lab.serve();
-    let text = std::fs::read_to_string(Lab::config("nat.yaml")).expect("config/nat.yaml");
-    for want in ["poll: busy", "admin_socket: /run/xvs/admin.sock"] {
-        assert!(
-            text.contains(want),
-            "config/nat.yaml is expected to set `{want}`"
-        );
-    }
-    let socket = format!("/run/xvs-{}.sock", lab.tag);
-    let text = text.replace("poll: busy", "poll: wakeup").replace(
-        "admin_socket: /run/xvs/admin.sock",
-        &format!("admin_socket: {socket}"),
-    );
-    let config = std::env::temp_dir().join(format!("xvs-e2e-metrics-{}.yaml", lab.tag));
-    std::fs::write(&config, text).unwrap();
+    let config = lab.example_config("nat.yaml");
+    let socket = lab.admin_socket("lb").to_string_lossy().into_owned();
     let mut xvs = lab.start_xvs(&config);
     let ready = lab.wait_http_ready(Duration::from_secs(20));
     assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
     assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
-    Run {
-        lab,
-        xvs,
-        config,
-        socket,
-    }
+    Run { lab, xvs, socket }
 }
 
 /// The `/metrics` page, parsed.

@@ -7,33 +7,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{Lab, Xvs, VIP};
-
-/// `config/nat.yaml` with `poll: wakeup`, written next to the test's log.
-fn nat_config(lab: &Lab) -> PathBuf {
-    let text = std::fs::read_to_string(Lab::config("nat.yaml")).expect("config/nat.yaml");
-    assert!(
-        text.contains("poll: busy"),
-        "config/nat.yaml is expected to set `poll: busy`"
-    );
-    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-    // Each daemon needs its own admin socket: the tests run in parallel.
-    let text = text.replace("poll: busy", "poll: wakeup").replace(
-        "admin_socket: /run/xvs/admin.sock",
-        &format!("admin_socket: /run/xvs-{}.sock", lab.tag),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Lab up, servers started, xvs running and answering on VIP:80.
 fn start() -> (Lab, Xvs) {
     let lab = Lab::new();
     lab.serve();
-    let mut xvs = lab.start_xvs(&nat_config(&lab));
+    let mut xvs = lab.start_xvs(&lab.example_config("nat.yaml"));
     let ready = lab.wait_http_ready(Duration::from_secs(20));
     assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
     assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
@@ -195,7 +177,7 @@ fn the_box_still_answers_ping_arp_and_kernel_tcp() {
 #[test]
 fn a_second_xvs_on_the_same_interfaces_is_refused_and_the_first_keeps_working() {
     let (lab, xvs) = start();
-    let cfg = nat_config(&lab);
+    let cfg = lab.example_config("nat.yaml");
     let out = lab.exec(
         "lb",
         &[

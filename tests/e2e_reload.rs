@@ -14,11 +14,11 @@ use std::time::Duration;
 use common::*;
 
 fn socket(lab: &Lab) -> PathBuf {
-    PathBuf::from(format!("/run/xvs-reload-{}.sock", lab.tag))
+    lab.admin_socket("lb")
 }
 
 fn config_path(lab: &Lab) -> PathBuf {
-    std::env::temp_dir().join(format!("xvs-e2e-reload-{}.yaml", lab.tag))
+    lab.file("reload.yaml")
 }
 
 /// `config/nat.yaml` with `poll: wakeup`, this lab's admin socket, and web's two real servers
@@ -34,14 +34,8 @@ fn write_config(lab: &Lab, reals: &str) {
         base.contains(web_reals),
         "config/nat.yaml's web reals moved"
     );
-    let text = base
-        .replace("poll: busy", "poll: wakeup")
-        .replace(
-            "admin_socket: /run/xvs/admin.sock",
-            &format!("admin_socket: {}", socket(lab).display()),
-        )
-        .replace(web_reals, reals);
-    std::fs::write(config_path(lab), text).unwrap();
+    let path = lab.write_config("lb", "reload.yaml", &base.replace(web_reals, reals));
+    assert_eq!(path, config_path(lab));
 }
 
 fn reals(w1: u32, w2: Option<u32>) -> String {
@@ -148,7 +142,6 @@ fn twenty_reloads_under_load_break_nothing_and_a_broken_file_changes_nothing() {
         held.by_server
     );
     drop(xvs);
-    let _ = std::fs::remove_file(config_path(&lab));
 }
 
 #[test]
@@ -272,5 +265,4 @@ fn ctl_real_adds_edits_and_deletes_a_real_server_at_run_time() {
         "{lines:?}"
     );
     drop(xvs);
-    let _ = std::fs::remove_file(config_path(&lab));
 }

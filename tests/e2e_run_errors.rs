@@ -6,12 +6,14 @@
 //! interfaces named like the lab's (`wan0`, `lan0`). A namespace that cannot be built fails the
 //! test.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 #[path = "fixtures/bpf.rs"]
 mod bpf;
+mod common;
+
+use common::TempPath;
 
 struct Netns(String);
 
@@ -101,12 +103,13 @@ fn xvs() -> &'static str {
     env!("CARGO_BIN_EXE_xvs")
 }
 
-fn config() -> PathBuf {
+/// `config/nat.yaml` with `poll: wakeup`, in a temp file of `ns`'s test (removed on drop).
+fn config(ns: &Netns) -> TempPath {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/nat.yaml")).unwrap();
-    let path = std::env::temp_dir().join(format!("xvs-run-errors-{}.yaml", std::process::id()));
-    std::fs::write(&path, text.replace("poll: busy", "poll: wakeup")).unwrap();
-    path
+    let file = TempPath::new(&format!("{}.yaml", ns.0));
+    std::fs::write(&file.0, text.replace("poll: busy", "poll: wakeup")).unwrap();
+    file
 }
 
 /// Asserts exit status 1 and exactly one line on stderr containing `want`; returns the line.
@@ -138,8 +141,8 @@ fn assert_root() {
 fn without_root() {
     assert_root();
     let ns = Netns::with(&["wan0", "lan0"]);
-    let cfg = config();
-    let cfg_s = cfg.to_str().unwrap();
+    let cfg = config(&ns);
+    let cfg_s = cfg.0.to_str().unwrap();
     let out = ns.run(
         &[
             "setpriv",
@@ -162,8 +165,8 @@ fn without_root() {
 fn with_a_missing_interface() {
     assert_root();
     let ns = Netns::with(&["wan0"]);
-    let cfg = config();
-    let out = ns.run(&[xvs(), "run", "-c", cfg.to_str().unwrap()], true);
+    let cfg = config(&ns);
+    let out = ns.run(&[xvs(), "run", "-c", cfg.0.to_str().unwrap()], true);
     let line = one_line_failure(&out, "lan0");
     eprintln!("{line}");
     assert!(
@@ -182,10 +185,11 @@ fn on_an_interface_owned_by_another_xdp_program() {
     assert_root();
     let ns = Netns::with(&["wan0", "lan0"]);
     // A foreign program: the tests' own xdp_pass, built from source here.
-    let obj = bpf::build_test_program("xdp_pass");
-    bpf::attach_foreign(&ns.0, "lan0", &obj);
-    let cfg = config();
-    let out = ns.run(&[xvs(), "run", "-c", cfg.to_str().unwrap()], true);
+    let obj = TempPath::new(&format!("{}-xdp_pass.o", ns.0));
+    bpf::build_test_program("xdp_pass", &obj.0);
+    bpf::attach_foreign(&ns.0, "lan0", &obj.0);
+    let cfg = config(&ns);
+    let out = ns.run(&[xvs(), "run", "-c", cfg.0.to_str().unwrap()], true);
     let line = one_line_failure(&out, "lan0");
     eprintln!("{line}");
     assert!(line.contains("XDP program"), "{line}");

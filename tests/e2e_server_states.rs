@@ -18,17 +18,11 @@ use std::process::Command;
 use common::*;
 
 fn write_config(lab: &Lab, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("xvs-e2e-states-{}.yaml", lab.tag));
-    let text = text.replace("poll: busy", "poll: wakeup").replace(
-        "admin_socket: /run/xvs/admin.sock",
-        &format!("admin_socket: {}", socket(lab).display()),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    lab.write_config("lb", "states.yaml", text)
 }
 
 fn socket(lab: &Lab) -> PathBuf {
-    PathBuf::from(format!("/run/xvs-{}.sock", lab.tag))
+    lab.admin_socket("lb")
 }
 
 /// `xvs ctl reload`; panics unless the daemon accepted the file. Returns its output.

@@ -15,10 +15,10 @@
 //! to `$TMPDIR/keepalived.stats`, `/tmp` by default) show 0 in every "Packet Errors" and "Authentication Errors" line
 //! and a non-zero count of adverts received, and its log has no line about a packet it did not
 //! like ("invalid", "error", "mismatch", "not present", ...). keepalived runs in the foreground
-//! (`-n -l -D -G`) with its configuration, pid files and statistics (`TMPDIR` set to the test's
-//! temp dir, so nothing lands in `/tmp` and parallel runs do not share one file) in a temp dir; it
-//! is killed, and the temp dir and xvs's configuration are removed, when the test ends, pass or
-//! fail. The two versions run one after the other (less load on the timed steps).
+//! (`-n -l -D -G`) with its configuration, pid files and statistics (`TMPDIR` set to a directory
+//! of the test, so nothing lands in `/tmp` and parallel runs do not share one file) in the lab's
+//! state directory, next to xvs's configuration; it is killed, and the directory removed, when
+//! the lab drops (`scripts/lab down`), pass or fail. The two versions run one after the other (less load on the timed steps).
 
 mod common;
 
@@ -152,7 +152,7 @@ impl Drop for Keepalived {
 }
 
 fn xvs_config(lab: &Lab, version: u8, priority: u8, interval: &str) -> (PathBuf, PathBuf) {
-    let socket = PathBuf::from(format!("/run/xvs/e2e-{}-ka.sock", lab.tag));
+    let socket = lab.admin_socket("lb1");
     let text = format!(
         "global:\n  router_id: lb1\n  admin_socket: {}\n\
          datapath:\n  interfaces:\n    - {{ name: wan0, queues: [0] }}\n    - {{ name: lan0, queues: [0] }}\n  poll: wakeup\n\
@@ -161,9 +161,7 @@ fn xvs_config(lab: &Lab, version: u8, priority: u8, interval: &str) -> (PathBuf,
          priority: {priority}\n      advert_interval: {interval}\n      vips: [198.18.0.100/32]\n",
         socket.display()
     );
-    let path = std::env::temp_dir().join(format!("xvs-e2e-ka-{}.yaml", lab.tag));
-    std::fs::write(&path, text).unwrap();
-    (path, socket)
+    (lab.write_config("lb1", "ka-xvs.yaml", &text), socket)
 }
 
 fn xvs_state(socket: &Path) -> String {
@@ -253,33 +251,17 @@ fn keepalived_log_problems(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// Removes the test's temp dir and xvs's configuration when dropped, pass or fail (declared
-/// before xvs and keepalived, so dropped after they stopped).
-struct TempFiles(Vec<PathBuf>);
-
-impl Drop for TempFiles {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = if p.is_dir() {
-                std::fs::remove_dir_all(p)
-            } else {
-                std::fs::remove_file(p)
-            };
-        }
-    }
-}
-
 fn interop(version: u8) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("vrrp");
-    let dir = std::env::temp_dir().join(format!("xvs-e2e-ka-{}", lab.tag));
+    // keepalived's files (its TMPDIR) in the lab's state directory: deleted with the lab.
+    let dir = lab.file("keepalived");
     std::fs::create_dir_all(&dir).unwrap();
     let (interval, ka_int, limit) = match version {
         3 => ("100ms", "0.1", Duration::from_secs(3)),
         _ => ("1s", "1", Duration::from_secs(8)),
     };
     let (config, socket) = xvs_config(&lab, version, 200, interval);
-    let _temp = TempFiles(vec![dir.clone(), config.clone()]);
 
     // 1. xvs 200 wins over keepalived 100.
     let mut x = start_xvs(&lab, &config, &socket);

@@ -628,8 +628,9 @@ fn stale_filter_is_replaced_on_next_attach() {
 #[test]
 fn foreign_program_refuses_attach_and_leaves_nothing_attached() {
     let mut lab = Lab::new("e");
-    let obj = bpf::build_test_program("xdp_pass");
+    let obj = std::env::temp_dir().join(format!("xvs-test-{}-xdp_pass.o", std::process::id()));
     lab.files.push(obj.clone());
+    bpf::build_test_program("xdp_pass", &obj);
     // On the second interface, so the pre-flight must look at all of them before attaching any.
     bpf::attach_foreign(&lab.lb, "lan0", &obj);
 

@@ -1,7 +1,8 @@
 //! Golden packet table for FULLNAT forwarding and TOA insertion.
 //!
 //! `tests/golden/fullnat.golden` holds, in order, cases of {description, input frame, expected
-//! verdict, expected output frame}, replayed through one `Processor` of the FULLNAT lab
+//! verdict, expected output frame} (the shared format and replay of `tests/fixtures/golden.rs`),
+//! replayed through one `Processor` of the FULLNAT lab
 //! (`tests/fixtures/fullnat_lab.rs`; the order matters: replies need the connections earlier
 //! cases created, and local endpoints are handed out in a fixed order). Each input frame is given
 //! 64 bytes of tailroom, as a UMEM frame has, so TOA can grow it.
@@ -12,16 +13,16 @@
 //! step; run with `XVS_BLESS=1` to rewrite the file after a deliberate change, and review the
 //! diff.
 
-use std::fmt::Write as _;
-
 use etherparse::PacketBuilder;
 use xvs::datapath::Verdict;
-use xvs::flow::NANOS_PER_SEC;
 
 #[path = "fixtures/fullnat_lab.rs"]
 mod fullnat_lab;
+#[path = "fixtures/golden.rs"]
+mod golden;
 
 use fullnat_lab::*;
+use golden::{hex, Case};
 
 #[derive(Clone)]
 enum L4 {
@@ -166,20 +167,9 @@ const TO_LAN: ([u8; 6], [u8; 6]) = (LAN_MAC, R1_MAC);
 const TO_R2: ([u8; 6], [u8; 6]) = (LAN_MAC, R2_MAC);
 const TO_WAN: ([u8; 6], [u8; 6]) = (WAN_MAC, CLIENT_MAC);
 
-struct Case {
-    what: String,
-    input: Vec<u8>,
-    verdict: String,
-    output: Option<Vec<u8>>,
-}
-
+/// Appends the case of `input` (built) to `v`.
 fn case(v: &mut Vec<Case>, what: &str, input: &Pkt, verdict: &str, output: Option<Vec<u8>>) {
-    v.push(Case {
-        what: what.into(),
-        input: input.build(),
-        verdict: verdict.into(),
-        output,
-    });
+    v.push(golden::case(what, input.build(), verdict, output));
 }
 
 fn cases() -> Vec<Case> {
@@ -399,12 +389,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn push_raw(v: &mut Vec<Case>, what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) {
-    v.push(Case {
-        what: what.into(),
-        input,
-        verdict: verdict.into(),
-        output,
-    });
+    v.push(golden::case(what, input, verdict, output));
 }
 
 /// Splits an Ethernet/IPv4 frame (no IP options) into two fragments after `at` bytes of IP
@@ -431,130 +416,26 @@ fn fragments(frame: Vec<u8>, at: usize, id: u16) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn render(cases: &[Case]) -> String {
-    let mut s = String::from(
-        "# Golden FULLNAT cases, replayed in order through one Processor (see tests/golden_fullnat.rs).\n\
-         # Lab: client 198.18.0.2, VIP 198.18.0.100, r1 198.18.1.11, r2 198.18.1.12; pool1 =\n\
-         # 198.18.1.2 + 198.18.1.3 ports 20000-20099, tiny = 198.18.1.4 port 30000. Services (rr):\n\
-         # tcp/80 r1 r2, tcp/81 r1 with toa, udp/53 r1:5353 r2:5353 (pool1); tcp/9000 r1 (tiny).\n\
-         # Port 0 = wan0, port 1 = lan0 (MTU 1500).\n\n",
-    );
-    for c in cases {
-        let _ = writeln!(s, "case: {}", c.what);
-        let _ = writeln!(s, "in: {}", hex(&c.input));
-        let _ = writeln!(s, "verdict: {}", c.verdict);
-        if let Some(o) = &c.output {
-            let _ = writeln!(s, "out: {}", hex(o));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-fn parse_file(text: &str) -> Vec<Case> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let mut c = Case {
-            what: String::new(),
-            input: Vec::new(),
-            verdict: String::new(),
-            output: None,
-        };
-        for line in block.lines() {
-            if let Some(x) = line.strip_prefix("case: ") {
-                c.what = x.into();
-            } else if let Some(x) = line.strip_prefix("in: ") {
-                c.input = unhex(x);
-            } else if let Some(x) = line.strip_prefix("verdict: ") {
-                c.verdict = x.into();
-            } else if let Some(x) = line.strip_prefix("out: ") {
-                c.output = Some(unhex(x));
-            }
-        }
-        if !c.what.is_empty() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/fullnat.golden");
-
-fn verdict_text(v: Verdict) -> String {
-    match v {
-        Verdict::Tx(p) => format!("tx {p}"),
-        Verdict::Pass => "pass".into(),
-        Verdict::Drop(r) => format!("drop {}", r.label()),
-    }
-}
+const GOLDEN: &str = "fullnat.golden";
+const HEADER: &str =
+    "# Golden FULLNAT cases, replayed in order through one Processor (see tests/golden_fullnat.rs).\n\
+     # Lab: client 198.18.0.2, VIP 198.18.0.100, r1 198.18.1.11, r2 198.18.1.12; pool1 =\n\
+     # 198.18.1.2 + 198.18.1.3 ports 20000-20099, tiny = 198.18.1.4 port 30000. Services (rr):\n\
+     # tcp/80 r1 r2, tcp/81 r1 with toa, udp/53 r1:5353 r2:5353 (pool1); tcp/9000 r1 (tiny).\n\
+     # Port 0 = wan0, port 1 = lan0 (MTU 1500).\n";
 
 #[test]
 fn golden_file_matches_its_builder() {
-    let want = render(&cases());
-    if std::env::var_os("XVS_BLESS").is_some() {
-        std::fs::write(GOLDEN, &want).unwrap();
-    }
-    let have = std::fs::read_to_string(GOLDEN)
-        .expect("tests/golden/fullnat.golden (run with XVS_BLESS=1 to create)");
-    assert!(
-        have == want,
-        "tests/golden/fullnat.golden differs from the builder; rerun with XVS_BLESS=1 and review the diff"
-    );
+    golden::file_matches_builder(GOLDEN, HEADER, &cases());
 }
 
+/// The shared replay (64 bytes of tailroom, as a UMEM frame has, so TOA can grow a SYN), then
+/// the counters the table must leave behind.
 #[test]
 fn golden_fullnat_table() {
-    let text = std::fs::read_to_string(GOLDEN).unwrap();
-    let cases = parse_file(&text);
-    assert!(cases.len() >= 20, "only {} cases", cases.len());
+    let cases = golden::load(GOLDEN, 20);
     let mut p = processor();
-    let mut failures = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        let now = (i as u64 + 1) * NANOS_PER_SEC;
-        p.begin_batch(now);
-        let mut buf = c.input.clone();
-        buf.resize(c.input.len() + 64, 0);
-        let mut len = c.input.len();
-        let v = p.process_buf(now, 0, &mut buf, &mut len);
-        let frame = &buf[..len];
-        if verdict_text(v) != c.verdict {
-            failures.push(format!(
-                "case {i} ({}): verdict {} != {}",
-                c.what,
-                verdict_text(v),
-                c.verdict
-            ));
-            continue;
-        }
-        match &c.output {
-            Some(o) if frame != &o[..] => failures.push(format!(
-                "case {i} ({}):\n  got  {}\n  want {}",
-                c.what,
-                hex(frame),
-                hex(o)
-            )),
-            None if frame != &c.input[..] => failures.push(format!(
-                "case {i} ({}): frame modified on {}",
-                c.what, c.verdict
-            )),
-            _ => {}
-        }
-    }
+    let failures = golden::replay(&mut p, &cases, 64);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     use xvs::datapath::fullnat::ToaSkip;
     let c = &p.counters;
@@ -568,7 +449,7 @@ fn golden_fullnat_table() {
 
 #[test]
 fn outputs_verify_with_an_independent_parser() {
-    for c in parse_file(&std::fs::read_to_string(GOLDEN).unwrap()) {
+    for c in golden::load(GOLDEN, 20) {
         let Some(o) = c.output else { continue };
         let pkt = etherparse::SlicedPacket::from_ethernet(&o).unwrap();
         let Some(etherparse::NetSlice::Ipv4(ip)) = &pkt.net else {
@@ -604,7 +485,7 @@ fn outputs_verify_with_an_independent_parser() {
 /// IPv4 header checksum and a length that matches its IP total length (TOA growth included).
 #[test]
 fn mutated_frames_never_panic_and_tx_frames_stay_consistent() {
-    let cases = parse_file(&std::fs::read_to_string(GOLDEN).unwrap());
+    let cases = golden::load(GOLDEN, 20);
     let mut p = processor();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {

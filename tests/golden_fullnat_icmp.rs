@@ -1,5 +1,5 @@
 //! Golden packet table for ICMP errors about FULLNAT connections
-//! (`tests/golden/fullnat_icmp.golden`, the format of `tests/golden/icmp.golden`), replayed in
+//! (`tests/golden/fullnat_icmp.golden`, the shared format and replay of `tests/fixtures/golden.rs`), replayed in
 //! order through one FULLNAT-lab `Processor` (`tests/fixtures/fullnat_lab.rs`; one shard, so
 //! local endpoints are handed out in a fixed order: the pool's addresses take turns).
 //!
@@ -14,17 +14,16 @@
 //! the translated packet built from field values (all checksums from scratch), cut to the
 //! quoted length. `XVS_BLESS=1` rewrites the file from the builder.
 
-use std::fmt::Write as _;
-
 use etherparse::icmpv4::DestUnreachableHeader as U;
 use etherparse::{Icmpv4Type, IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
-use xvs::datapath::Verdict;
-use xvs::flow::NANOS_PER_SEC;
 
 #[path = "fixtures/fullnat_lab.rs"]
 mod fullnat_lab;
+#[path = "fixtures/golden.rs"]
+mod golden;
 
 use fullnat_lab::*;
+use golden::{case, Case};
 
 /// An IPv4 TCP or UDP packet (no Ethernet header), built by etherparse.
 fn ip_packet(
@@ -107,22 +106,6 @@ fn unreachable(code: U) -> Icmpv4Type {
 
 fn time_exceeded() -> Icmpv4Type {
     Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
-}
-
-struct Case {
-    what: String,
-    input: Vec<u8>,
-    verdict: String,
-    output: Option<Vec<u8>>,
-}
-
-fn case(what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) -> Case {
-    Case {
-        what: what.into(),
-        input,
-        verdict: verdict.into(),
-        output,
-    }
 }
 
 const FROM_CLIENT: ([u8; 6], [u8; 6]) = (CLIENT_MAC, WAN_MAC);
@@ -249,126 +232,30 @@ fn cases() -> Vec<Case> {
     v
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn render(cases: &[Case]) -> String {
-    let mut s = String::from(
-        "# Golden ICMP error cases for FULLNAT, replayed in order through one Processor (see tests/golden_fullnat_icmp.rs).\n\
-         # Lab: client 198.18.0.2, VIP 198.18.0.100 (fullnat rr: tcp/80 -> r1:80, r2:80; udp/53 -> :5353; tcp/81 toa -> r1:80),\n\
-         # pool1 198.18.1.2, 198.18.1.3 ports 20000-20099; r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n\n",
-    );
-    for c in cases {
-        let _ = writeln!(s, "case: {}", c.what);
-        let _ = writeln!(s, "in: {}", hex(&c.input));
-        let _ = writeln!(s, "verdict: {}", c.verdict);
-        if let Some(o) = &c.output {
-            let _ = writeln!(s, "out: {}", hex(o));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-fn parse_file(text: &str) -> Vec<Case> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let mut c = case("", Vec::new(), "", None);
-        for line in block.lines() {
-            if let Some(x) = line.strip_prefix("case: ") {
-                c.what = x.into();
-            } else if let Some(x) = line.strip_prefix("in: ") {
-                c.input = unhex(x);
-            } else if let Some(x) = line.strip_prefix("verdict: ") {
-                c.verdict = x.into();
-            } else if let Some(x) = line.strip_prefix("out: ") {
-                c.output = Some(unhex(x));
-            }
-        }
-        if !c.what.is_empty() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-const GOLDEN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/golden/fullnat_icmp.golden"
-);
-
-fn verdict_text(v: Verdict) -> String {
-    match v {
-        Verdict::Tx(p) => format!("tx {p}"),
-        Verdict::Pass => "pass".into(),
-        Verdict::Drop(r) => format!("drop {}", r.label()),
-    }
-}
+const GOLDEN: &str = "fullnat_icmp.golden";
+const HEADER: &str =
+    "# Golden ICMP error cases for FULLNAT, replayed in order through one Processor (see tests/golden_fullnat_icmp.rs).\n\
+     # Lab: client 198.18.0.2, VIP 198.18.0.100 (fullnat rr: tcp/80 -> r1:80, r2:80; udp/53 -> :5353; tcp/81 toa -> r1:80),\n\
+     # pool1 198.18.1.2, 198.18.1.3 ports 20000-20099; r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n";
 
 #[test]
 fn fullnat_icmp_golden_file_matches_its_builder() {
-    let want = render(&cases());
-    if std::env::var_os("XVS_BLESS").is_some() {
-        std::fs::write(GOLDEN, &want).unwrap();
-    }
-    let have = std::fs::read_to_string(GOLDEN)
-        .expect("tests/golden/fullnat_icmp.golden (run with XVS_BLESS=1 to create)");
-    assert!(
-        have == want,
-        "tests/golden/fullnat_icmp.golden differs from the builder; rerun with XVS_BLESS=1 and review the diff"
-    );
+    golden::file_matches_builder(GOLDEN, HEADER, &cases());
 }
 
 #[test]
 fn golden_fullnat_icmp_table() {
-    let cases = parse_file(&std::fs::read_to_string(GOLDEN).unwrap());
-    assert!(cases.len() >= 13, "only {} cases", cases.len());
+    let cases = golden::load(GOLDEN, 13);
     let mut p = processor();
-    let mut failures = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        let now = (i as u64 + 1) * NANOS_PER_SEC;
-        p.begin_batch(now);
-        // 64 bytes of tailroom, as a UMEM frame has (TOA grows a SYN).
-        let mut buf = c.input.clone();
-        buf.resize(c.input.len() + 64, 0);
-        let mut len = c.input.len();
-        let v = p.process_buf(now, 0, &mut buf, &mut len);
-        let f = &buf[..len];
-        if verdict_text(v) != c.verdict {
-            failures.push(format!(
-                "case {i} ({}): verdict {} != {}",
-                c.what,
-                verdict_text(v),
-                c.verdict
-            ));
-            continue;
-        }
-        match &c.output {
-            Some(o) if f != &o[..] => failures.push(format!(
-                "case {i} ({}):\n  got  {}\n  want {}",
-                c.what,
-                hex(f),
-                hex(o)
-            )),
-            None if f != &c.input[..] => failures.push(format!("case {i} ({}): modified", c.what)),
-            _ => {}
-        }
-    }
+    // 64 bytes of tailroom, as a UMEM frame has (TOA grows a SYN).
+    let failures = golden::replay(&mut p, &cases, 64);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn translated_fullnat_errors_verify_with_an_independent_parser() {
     let mut checked = 0;
-    for c in parse_file(&std::fs::read_to_string(GOLDEN).unwrap()) {
+    for c in golden::load(GOLDEN, 13) {
         let Some(o) = c.output else { continue };
         let pkt = etherparse::SlicedPacket::from_ethernet(&o).unwrap();
         let Some(etherparse::TransportSlice::Icmpv4(icmp)) = pkt.transport else {

@@ -1,5 +1,5 @@
 //! Golden packet table for ICMP errors about NAT connections (`tests/golden/icmp.golden`, the
-//! format of `tests/golden/nat.golden`), replayed in order through one NAT-lab `Processor`
+//! shared format and replay of `tests/fixtures/golden.rs`), replayed in order through one NAT-lab `Processor`
 //! (`tests/fixtures/nat_lab.rs`): errors from the server side go to the client and errors from
 //! the client side go to the real server, with the quoted packet rewritten as the connection's
 //! packets are; untracked errors are dropped, other ICMP passed.
@@ -9,15 +9,14 @@
 //! quoted length, so a wrong incremental update of the quoted checksums shows as a mismatch.
 //! `XVS_BLESS=1` rewrites the file from the builder.
 
-use std::fmt::Write as _;
-
 use etherparse::{Icmpv4Type, IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
-use xvs::datapath::Verdict;
-use xvs::flow::NANOS_PER_SEC;
 
+#[path = "fixtures/golden.rs"]
+mod golden;
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
 
+use golden::{case, Case};
 use nat_lab::*;
 
 /// An IPv4 TCP or UDP packet (no Ethernet header), built by etherparse.
@@ -82,22 +81,6 @@ fn frame(macs: ([u8; 6], [u8; 6]), ip: Vec<u8>) -> Vec<u8> {
 
 fn unreachable(code: etherparse::icmpv4::DestUnreachableHeader) -> Icmpv4Type {
     Icmpv4Type::DestinationUnreachable(code)
-}
-
-struct Case {
-    what: String,
-    input: Vec<u8>,
-    verdict: String,
-    output: Option<Vec<u8>>,
-}
-
-fn case(what: &str, input: Vec<u8>, verdict: &str, output: Option<Vec<u8>>) -> Case {
-    Case {
-        what: what.into(),
-        input,
-        verdict: verdict.into(),
-        output,
-    }
 }
 
 const FROM_CLIENT: ([u8; 6], [u8; 6]) = (CLIENT_MAC, WAN_MAC);
@@ -244,119 +227,30 @@ fn ip_checksum(h: &[u8]) -> u16 {
     !(s as u16)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn render(cases: &[Case]) -> String {
-    let mut s = String::from(
-        "# Golden ICMP error cases for NAT, replayed in order through one Processor (see tests/golden_icmp.rs).\n\
-         # Lab: client 198.18.0.2, VIP 198.18.0.100 (tcp/80 wrr r1:3 r2:1; udp/53 rr -> :5353),\n\
-         # r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n\n",
-    );
-    for c in cases {
-        let _ = writeln!(s, "case: {}", c.what);
-        let _ = writeln!(s, "in: {}", hex(&c.input));
-        let _ = writeln!(s, "verdict: {}", c.verdict);
-        if let Some(o) = &c.output {
-            let _ = writeln!(s, "out: {}", hex(o));
-        }
-        s.push('\n');
-    }
-    s
-}
-
-fn parse_file(text: &str) -> Vec<Case> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let mut c = case("", Vec::new(), "", None);
-        for line in block.lines() {
-            if let Some(x) = line.strip_prefix("case: ") {
-                c.what = x.into();
-            } else if let Some(x) = line.strip_prefix("in: ") {
-                c.input = unhex(x);
-            } else if let Some(x) = line.strip_prefix("verdict: ") {
-                c.verdict = x.into();
-            } else if let Some(x) = line.strip_prefix("out: ") {
-                c.output = Some(unhex(x));
-            }
-        }
-        if !c.what.is_empty() {
-            out.push(c);
-        }
-    }
-    out
-}
-
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/icmp.golden");
-
-fn verdict_text(v: Verdict) -> String {
-    match v {
-        Verdict::Tx(p) => format!("tx {p}"),
-        Verdict::Pass => "pass".into(),
-        Verdict::Drop(r) => format!("drop {}", r.label()),
-    }
-}
+const GOLDEN: &str = "icmp.golden";
+const HEADER: &str =
+    "# Golden ICMP error cases for NAT, replayed in order through one Processor (see tests/golden_icmp.rs).\n\
+     # Lab: client 198.18.0.2, VIP 198.18.0.100 (tcp/80 wrr r1:3 r2:1; udp/53 rr -> :5353),\n\
+     # r1 198.18.1.11, r2 198.18.1.12; port 0 = wan0, port 1 = lan0.\n";
 
 #[test]
 fn icmp_golden_file_matches_its_builder() {
-    let want = render(&cases());
-    if std::env::var_os("XVS_BLESS").is_some() {
-        std::fs::write(GOLDEN, &want).unwrap();
-    }
-    let have = std::fs::read_to_string(GOLDEN)
-        .expect("tests/golden/icmp.golden (run with XVS_BLESS=1 to create)");
-    assert!(
-        have == want,
-        "tests/golden/icmp.golden differs from the builder; rerun with XVS_BLESS=1 and review the diff"
-    );
+    golden::file_matches_builder(GOLDEN, HEADER, &cases());
 }
 
 #[test]
 fn golden_icmp_table() {
-    let cases = parse_file(&std::fs::read_to_string(GOLDEN).unwrap());
-    assert!(cases.len() >= 10, "only {} cases", cases.len());
+    let cases = golden::load(GOLDEN, 10);
     let mut p = processor(1000);
-    let mut failures = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        let now = (i as u64 + 1) * NANOS_PER_SEC;
-        p.begin_batch(now);
-        let mut f = c.input.clone();
-        let v = p.process(now, 0, &mut f);
-        if verdict_text(v) != c.verdict {
-            failures.push(format!(
-                "case {i} ({}): verdict {} != {}",
-                c.what,
-                verdict_text(v),
-                c.verdict
-            ));
-            continue;
-        }
-        match &c.output {
-            Some(o) if &f != o => failures.push(format!(
-                "case {i} ({}):\n  got  {}\n  want {}",
-                c.what,
-                hex(&f),
-                hex(o)
-            )),
-            None if f != c.input => failures.push(format!("case {i} ({}): modified", c.what)),
-            _ => {}
-        }
-    }
+    // No tailroom: nothing in this table grows a frame.
+    let failures = golden::replay(&mut p, &cases, 0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn translated_errors_verify_with_an_independent_parser() {
     let mut checked = 0;
-    for c in parse_file(&std::fs::read_to_string(GOLDEN).unwrap()) {
+    for c in golden::load(GOLDEN, 10) {
         let Some(o) = c.output else { continue };
         let pkt = etherparse::SlicedPacket::from_ethernet(&o).unwrap();
         let Some(etherparse::TransportSlice::Icmpv4(icmp)) = pkt.transport else {

@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Every `Lab` has a unique TAG (PID + counter), so tests run in parallel; dropping it stops
-//! everything inside and deletes its namespaces, pass or fail.
+//! everything inside and deletes its namespaces and its state directory, pass or fail. A test's
+//! files (configs from [`Lab::write_config`], admin sockets, sniffer output, flag files) go in
+//! that directory ([`Lab::file`]), so they go with the lab; a test without a lab keeps its files
+//! in a [`TempPath`].
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::collections::BTreeMap;
@@ -137,6 +140,55 @@ impl Lab {
     /// Path of an example config in `config/`.
     pub fn config(name: &str) -> PathBuf {
         repo().join("config").join(name)
+    }
+
+    /// The lab's state directory (`$XVS_LAB_STATE/TAG`, `/run/xvs-lab/TAG` by default), made by
+    /// `scripts/lab up`. `scripts/lab down`, run when the `Lab` drops (pass or fail), deletes it
+    /// with everything in it: every file a test makes for its lab goes here ([`Lab::file`]).
+    pub fn state_dir(&self) -> PathBuf {
+        std::env::var_os("XVS_LAB_STATE")
+            .map_or_else(|| PathBuf::from("/run/xvs-lab"), PathBuf::from)
+            .join(&self.tag)
+    }
+
+    /// `NAME` in the lab's state directory: a test's file, deleted with the lab.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.state_dir().join(name)
+    }
+
+    /// The admin socket of the daemon in `role`'s namespace, in the state directory (so a
+    /// daemon that dies without removing it leaves nothing behind).
+    pub fn admin_socket(&self, role: &str) -> PathBuf {
+        self.file(&format!("{role}.sock"))
+    }
+
+    /// Writes a config for the daemon in `role`'s namespace into the state directory as
+    /// `NAME` and returns its path: `text` with `poll: busy` made `poll: wakeup` (busy polling
+    /// would starve the test's own clients and servers) and the shipped admin socket
+    /// (`/run/xvs/admin.sock`) made [`Lab::admin_socket`] (the tests run in parallel).
+    pub fn write_config(&self, role: &str, name: &str, text: &str) -> PathBuf {
+        let text = text.replace("poll: busy", "poll: wakeup").replace(
+            "admin_socket: /run/xvs/admin.sock",
+            &format!("admin_socket: {}", self.admin_socket(role).display()),
+        );
+        let path = self.file(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path
+    }
+
+    /// [`Lab::write_config`] of the example `config/NAME` for the daemon in `lb`, as `NAME`;
+    /// asserts that the example sets `poll: busy` and the shipped admin socket (the rewrite
+    /// must not be a silent no-op).
+    pub fn example_config(&self, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(Lab::config(name))
+            .unwrap_or_else(|e| panic!("config/{name}: {e}"));
+        for want in ["poll: busy", "admin_socket: /run/xvs/admin.sock"] {
+            assert!(
+                text.contains(want),
+                "config/{name} is expected to set `{want}`"
+            );
+        }
+        self.write_config("lb", name, &text)
     }
 
     /// The namespace of `role`.
@@ -558,5 +610,26 @@ impl Drop for Held {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.trigger);
+    }
+}
+
+/// A file or directory of a test that has no lab (a lab's files go in [`Lab::state_dir`]):
+/// removed when the guard drops, pass or fail.
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    /// `NAME` in the system's temp directory, prefixed with `xvs-` and this process's id.
+    pub fn new(name: &str) -> TempPath {
+        TempPath(std::env::temp_dir().join(format!("xvs-{}-{name}", std::process::id())))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }

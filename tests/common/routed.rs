@@ -2,7 +2,6 @@
 //! routed labs (`scripts/lab up dr|tun`), their example config, and the checks that replies
 //! bypass the load balancer.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::common::{Lab, Xvs};
@@ -10,28 +9,12 @@ use crate::common::{Lab, Xvs};
 /// The VIP of the dr and tun topologies.
 pub const ROUTED_VIP: &str = "198.18.2.100";
 
-/// `config/NAME` with `poll: wakeup` and a per-lab admin socket, written next to the test log.
-pub fn lab_config(lab: &Lab, name: &str) -> PathBuf {
-    let text = std::fs::read_to_string(Lab::config(name)).expect("example config");
-    assert!(
-        text.contains("poll: busy"),
-        "config/{name} sets `poll: busy`"
-    );
-    let path = std::env::temp_dir().join(format!("xvs-e2e-{}.yaml", lab.tag));
-    let text = text.replace("poll: busy", "poll: wakeup").replace(
-        "admin_socket: /run/xvs/admin.sock",
-        &format!("admin_socket: /run/xvs-{}.sock", lab.tag),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// Builds `topology`, starts the servers and xvs with `config/CONFIG`, waits until the VIP
 /// answers HTTP through it.
 pub fn start(topology: &str, config: &str) -> (Lab, Xvs) {
     let lab = Lab::up(topology);
     lab.serve();
-    let mut xvs = lab.start_xvs(&lab_config(&lab, config));
+    let mut xvs = lab.start_xvs(&lab.example_config(config));
     let url = format!("http://{ROUTED_VIP}/");
     let end = Instant::now() + Duration::from_secs(20);
     let mut ready = false;

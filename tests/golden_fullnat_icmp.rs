@@ -15,98 +15,17 @@
 //! quoted length. `XVS_BLESS=1` rewrites the file from the builder.
 
 use etherparse::icmpv4::DestUnreachableHeader as U;
-use etherparse::{Icmpv4Type, IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 
 #[path = "fixtures/fullnat_lab.rs"]
 mod fullnat_lab;
 #[path = "fixtures/golden.rs"]
 mod golden;
+#[path = "fixtures/icmp_frames.rs"]
+mod icmp_frames;
 
 use fullnat_lab::*;
 use golden::{case, Case};
-
-/// An IPv4 TCP or UDP packet (no Ethernet header), built by etherparse.
-fn ip_packet(
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    ttl: u8,
-    tcp: Option<&str>,
-    payload: &[u8],
-) -> Vec<u8> {
-    ip_packet_with_options(src, dst, ttl, tcp, &[], payload)
-}
-
-/// [`ip_packet`], a TCP one with the raw TCP `options`.
-fn ip_packet_with_options(
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    ttl: u8,
-    tcp: Option<&str>,
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut ip = Ipv4Header::new(0, ttl, IpNumber::TCP, src.0, dst.0).unwrap();
-    ip.identification = 0x1234;
-    ip.dont_fragment = true;
-    let step = PacketBuilder::ethernet2([0; 6], [0; 6]).ip(IpHeaders::Ipv4(ip, Default::default()));
-    let mut out = Vec::new();
-    match tcp {
-        Some(flags) => {
-            let mut t = step.tcp(src.1, dst.1, 1000, 64240);
-            for f in flags.chars() {
-                t = match f {
-                    'S' => t.syn(),
-                    'A' => t.ack(1),
-                    _ => panic!("flag {f}"),
-                };
-            }
-            if !options.is_empty() {
-                t = t.options_raw(options).unwrap();
-            }
-            t.write(&mut out, payload).unwrap();
-        }
-        None => step.udp(src.1, dst.1).write(&mut out, payload).unwrap(),
-    }
-    out.split_off(14)
-}
-
-/// An Ethernet frame carrying an ICMP message of `icmp_type` with `quote` as its payload.
-fn icmp_frame(
-    macs: ([u8; 6], [u8; 6]),
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    icmp_type: Icmpv4Type,
-    quote: &[u8],
-) -> Vec<u8> {
-    let mut ip = Ipv4Header::new(0, ttl, IpNumber::ICMP, src, dst).unwrap();
-    ip.identification = 0x4321;
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(macs.0, macs.1)
-        .ip(IpHeaders::Ipv4(ip, Default::default()))
-        .icmpv4(icmp_type)
-        .write(&mut out, quote)
-        .unwrap();
-    out
-}
-
-/// A plain TCP/UDP frame from `macs.0` to `macs.1`.
-fn frame(macs: ([u8; 6], [u8; 6]), ip: Vec<u8>) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&macs.1);
-    f.extend_from_slice(&macs.0);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend(ip);
-    f
-}
-
-fn unreachable(code: U) -> Icmpv4Type {
-    Icmpv4Type::DestinationUnreachable(code)
-}
-
-fn time_exceeded() -> Icmpv4Type {
-    Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
-}
+use icmp_frames::*;
 
 const FROM_CLIENT: ([u8; 6], [u8; 6]) = (CLIENT_MAC, WAN_MAC);
 const FROM_R1: ([u8; 6], [u8; 6]) = (R1_MAC, LAN_MAC);

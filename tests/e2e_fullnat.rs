@@ -474,26 +474,10 @@ fn icmp_errors_about_fullnat_connections_reach_the_other_side() {
     // From the server side: port unreachable about the datagram xvs sent from a pool address.
     lab.stop_server("r1", "udp", 5353);
     lab.stop_server("r2", "udp", 5353);
-    let probe = format!(
-        "import socket\n\
-         refused=0\n\
-         for i in range(4):\n\
-         \x20   s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         \x20   s.settimeout(2)\n\
-         \x20   s.connect(('{VIP}',53))\n\
-         \x20   s.send(b'anyone?')\n\
-         \x20   try:\n\
-         \x20       s.recv(100)\n\
-         \x20   except ConnectionRefusedError:\n\
-         \x20       refused+=1\n\
-         \x20   except socket.timeout:\n\
-         \x20       pass\n\
-         print(refused)\n"
-    );
-    let refused = lab.exec_ok("client", &["python3", "-c", &probe]);
+    let refused = lab.udp_refused(&format!("{VIP}:53"), 4);
     assert_eq!(
-        refused.trim(),
-        "4",
+        refused,
+        4,
         "the client did not see the real servers' port unreachable:\n{}",
         xvs.log()
     );

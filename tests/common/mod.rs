@@ -440,6 +440,31 @@ impl Lab {
         self.client(&["udp", "--addr", addr, "--count", &count.to_string()])
     }
 
+    /// Sends `count` datagrams from the client, each from a fresh connected socket to `addr`
+    /// (`HOST:PORT`), and returns how many of them saw ECONNREFUSED (an ICMP port unreachable
+    /// reached the client's socket) within 2 s.
+    pub fn udp_refused(&self, addr: &str, count: u32) -> u32 {
+        let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+        let probe = format!(
+            "import socket\n\
+             refused=0\n\
+             for i in range({count}):\n\
+             \x20   s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             \x20   s.settimeout(2)\n\
+             \x20   s.connect(('{host}',{port}))\n\
+             \x20   s.send(b'anyone?')\n\
+             \x20   try:\n\
+             \x20       s.recv(100)\n\
+             \x20   except ConnectionRefusedError:\n\
+             \x20       refused+=1\n\
+             \x20   except socket.timeout:\n\
+             \x20       pass\n\
+             print(refused)\n"
+        );
+        let out = self.exec_ok("client", &["python3", "-c", &probe]);
+        out.trim().parse().expect("probe prints a count")
+    }
+
     /// Like [`udp_client`](Self::udp_client) with every datagram padded to `size` bytes.
     pub fn udp_client_sized(&self, addr: &str, count: u32, size: usize) -> Summary {
         self.client(&[

@@ -62,6 +62,9 @@ pub enum NextHopError {
     NoRoute,
     /// The route is known but this neighbour's MAC is not.
     NoNeighbour(IpAddr),
+    /// The destination had to be on a directly connected network (DR) but its route has a
+    /// gateway.
+    NotOnLink,
 }
 
 impl NextHopError {
@@ -69,6 +72,7 @@ impl NextHopError {
         match self {
             NextHopError::NoRoute => DropReason::NoRoute,
             NextHopError::NoNeighbour(_) => DropReason::NoNeighbour,
+            NextHopError::NotOnLink => DropReason::DrNotOnLink,
         }
     }
 }
@@ -115,7 +119,18 @@ impl NextHopTable {
     /// Route and neighbour lookup for a packet to `dst`.
     #[inline]
     pub fn resolve(&self, dst: IpAddr) -> Result<NextHop, NextHopError> {
+        self.resolve_with(dst, false)
+    }
+
+    /// [`resolve`](Self::resolve) for a destination that must be its own next hop (DR: the frame
+    /// keeps the VIP as its destination, so a gateway would route it back): a route with a
+    /// gateway is [`NextHopError::NotOnLink`]. One route lookup either way.
+    #[inline]
+    pub fn resolve_with(&self, dst: IpAddr, on_link_only: bool) -> Result<NextHop, NextHopError> {
         let route = self.route(dst).ok_or(NextHopError::NoRoute)?;
+        if on_link_only && route.gateway.is_some() {
+            return Err(NextHopError::NotOnLink);
+        }
         let hop = route.gateway.unwrap_or(dst);
         match self.neighbour(route.port, hop) {
             Some(mac) => Ok(NextHop {
@@ -185,6 +200,20 @@ mod tests {
         assert_eq!(
             t.resolve(ip("198.18.0.5")),
             Err(NextHopError::NoNeighbour(ip("198.18.0.5")))
+        );
+        // On-link only (DR): the connected route resolves as before, the gateway route is
+        // refused whether or not the gateway's MAC is known.
+        assert_eq!(
+            t.resolve_with(ip("198.18.1.11"), true),
+            t.resolve(ip("198.18.1.11"))
+        );
+        assert_eq!(
+            t.resolve_with(ip("203.0.113.9"), true),
+            Err(NextHopError::NotOnLink)
+        );
+        assert_eq!(
+            NextHopError::NotOnLink.drop_reason(),
+            DropReason::DrNotOnLink
         );
     }
 

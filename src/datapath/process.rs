@@ -587,7 +587,13 @@ impl Processor {
     /// The next hop towards `dst` and the MAC of its egress port. A next hop whose MAC is not
     /// known yet is handed to the control plane to resolve.
     fn next_hop(&self, dst: IpAddr) -> Result<(NextHop, Mac), DropReason> {
-        let hop = self.nexthops.resolve(dst).map_err(|e| {
+        self.next_hop_with(dst, false)
+    }
+
+    /// [`next_hop`](Self::next_hop), refusing a `dst` behind a gateway when `on_link_only`
+    /// (`dr_not_on_link`).
+    fn next_hop_with(&self, dst: IpAddr, on_link_only: bool) -> Result<(NextHop, Mac), DropReason> {
+        let hop = self.nexthops.resolve_with(dst, on_link_only).map_err(|e| {
             if let NextHopError::NoNeighbour(ip) = e {
                 // Full queue: the control plane is already busy resolving; drop the hint.
                 let _ = self.shared.neighbour_misses.push(ip);

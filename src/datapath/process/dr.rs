@@ -12,20 +12,13 @@
 use std::net::SocketAddr;
 
 use super::{emit, Processor};
-use crate::datapath::{DropReason, Verdict};
+use crate::datapath::Verdict;
 
 impl Processor {
     /// Sends `frame` to real server `real` by MAC only.
     pub(super) fn forward_dr(&self, frame: &mut [u8], real: SocketAddr) -> Verdict {
         // The frame keeps the VIP as its destination: sent to a gateway, it would come back.
-        if self
-            .nexthops
-            .route(real.ip())
-            .is_some_and(|r| r.gateway.is_some())
-        {
-            return Verdict::Drop(DropReason::DrNotOnLink);
-        }
-        let (hop, port_mac) = match self.next_hop(real.ip()) {
+        let (hop, port_mac) = match self.next_hop_with(real.ip(), true) {
             Ok(h) => h,
             Err(r) => return Verdict::Drop(r),
         };

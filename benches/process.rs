@@ -18,8 +18,7 @@ use xvs::datapath::{PortId, Processor, Verdict};
 
 #[path = "../tests/fixtures/fullnat_lab.rs"]
 mod fullnat_lab;
-#[path = "../tests/fixtures/nat_lab.rs"]
-mod nat_lab;
+use fullnat_lab::nat_lab;
 #[path = "../tests/fixtures/routed_lab.rs"]
 mod routed_lab;
 

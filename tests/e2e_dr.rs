@@ -8,13 +8,7 @@ mod common;
 #[path = "common/routed.rs"]
 mod routed;
 
-use common::Xvs;
 use routed::*;
-
-fn stop_cleanly(mut xvs: Xvs) {
-    let status = xvs.stop();
-    assert!(status.success(), "xvs did not stop cleanly:\n{}", xvs.log());
-}
 
 #[test]
 fn dr_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
@@ -45,7 +39,7 @@ fn dr_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
         metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"),
         0.0
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }
 
 /// The FULLNAT pool address the mixed test gives the load balancer on its LAN.
@@ -175,5 +169,5 @@ fn dr_tun_and_fullnat_services_on_one_load_balancer() {
         list.contains("Route") && list.contains("Tunnel") && list.contains("FullNat"),
         "{list}"
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }

@@ -55,15 +55,6 @@ fn start() -> (Lab, Xvs) {
     (lab, xvs)
 }
 
-fn stop_cleanly(mut xvs: Xvs) {
-    let status = xvs.stop();
-    assert!(
-        status.success(),
-        "xvs did not stop cleanly ({status}):\n{}",
-        xvs.log()
-    );
-}
-
 /// The peers a lab server logged (`ADDR:PORT` per request or datagram).
 fn peers(lab: &Lab, role: &str, kind: &str, port: u16) -> Vec<SocketAddrV4> {
     let path = lab.file(&format!("logs/{role}-{kind}-{port}.peers"));
@@ -292,7 +283,7 @@ fn http_300_fresh_connections_from_pool_addresses_with_toa() {
     eprintln!(
         "fullnat http 300: r1 {r1}, r2 {r2}, {syns} SYNs with TOA, pool ports in use {in_use}"
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }
 
 #[test]
@@ -367,7 +358,7 @@ fn udp_request_response_from_pool_addresses() {
     );
     let after = lab.udp_client(&format!("{VIP}:53"), 20);
     assert_eq!(after.ok, 20, "after the refused reload: {:?}", after.errors);
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }
 
 /// A raw ICMP socket in a namespace, listening (10 s at most) for one destination unreachable:
@@ -486,7 +477,7 @@ fn icmp_errors_about_fullnat_connections_reach_the_other_side() {
         m.contains("xvs_drops_total{reason=\"icmp_untracked\"} 0"),
         "untracked ICMP errors:\n{m}"
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }
 
 /// NAT and FULLNAT services side by side on one box: the NAT lab (real servers route back through
@@ -534,5 +525,5 @@ fn nat_and_fullnat_services_share_one_box() {
         from_client >= 100 && from_pool == 100,
         "client {from_client}, pool {from_pool}"
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }

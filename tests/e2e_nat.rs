@@ -22,13 +22,8 @@ fn start() -> (Lab, Xvs) {
     (lab, xvs)
 }
 
-fn stop_cleanly(mut xvs: Xvs, lab: &Lab) {
-    let status = xvs.stop();
-    assert!(
-        status.success(),
-        "xvs did not stop cleanly ({status}):\n{}",
-        xvs.log()
-    );
+fn stop_cleanly(xvs: Xvs, lab: &Lab) {
+    xvs.stop_cleanly();
     let links = lab.exec_ok("lb", &["ip", "-d", "link", "show"]);
     assert!(
         !links.contains("prog/xdp"),

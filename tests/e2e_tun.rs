@@ -8,13 +8,7 @@ mod common;
 #[path = "common/routed.rs"]
 mod routed;
 
-use common::Xvs;
 use routed::*;
-
-fn stop_cleanly(mut xvs: Xvs) {
-    let status = xvs.stop();
-    assert!(status.success(), "xvs did not stop cleanly:\n{}", xvs.log());
-}
 
 #[test]
 fn tun_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
@@ -39,7 +33,7 @@ fn tun_http_and_udp_through_two_real_servers_replies_bypass_the_lb() {
     // addresses: a request arrived only if it was tunnelled to them (the router sends the
     // VIP itself back to the lb).
     assert_vip_answers_ping(&lab);
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }
 
 /// Python for the client: sends one UDP datagram of `payload` bytes with DF to VIP:5353 and
@@ -74,7 +68,7 @@ fn tun_relays_fragmentation_needed_from_inside_the_tunnel() {
         0.0,
         "{m}"
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }
 
 #[test]
@@ -91,5 +85,5 @@ fn tun_answers_too_big_df_packets_with_fragmentation_needed() {
         1.0,
         "{m}"
     );
-    stop_cleanly(xvs);
+    xvs.stop_cleanly();
 }

@@ -573,6 +573,16 @@ impl Xvs {
             .output();
     }
 
+    /// Stops xvs with SIGTERM and fails the test unless it exits 0.
+    pub fn stop_cleanly(mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "xvs did not stop cleanly ({status}):\n{}",
+            self.log()
+        );
+    }
+
     /// SIGTERM, then waits (5 s, then SIGKILL) and returns the exit status.
     pub fn stop(&mut self) -> ExitStatus {
         if let Some(s) = self.status {

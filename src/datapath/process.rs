@@ -69,6 +69,7 @@ use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::fullnat;
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
+use crate::datapath::snapshot::mac_word;
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{
     EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram,
@@ -405,25 +406,19 @@ impl Processor {
 
     /// The frame must be addressed to the ingress port's own MAC (not another host's, not a
     /// broadcast or multicast) and must not come from one of the box's own MACs (a frame xvs
-    /// sent, looped back). The XDP filter passes such frames to the kernel; this is the defence
-    /// in depth. A frame too short for its Ethernet header is `truncated_ethernet`.
+    /// sent, looped back): [`Snapshot::own_frame`]. The XDP filter passes such frames to the
+    /// kernel; this is the defence in depth. A frame shorter than an Ethernet header (14 bytes)
+    /// is `truncated_ethernet`.
     #[inline]
     fn own_frames_only(&self, ingress: PortId, frame: &[u8]) -> Result<(), DropReason> {
-        let eth = EthernetFrame::new_checked(frame)?;
-        let dst = eth.dst();
-        let ours = self
-            .snap
-            .ports
-            .get(usize::from(ingress))
-            .is_some_and(|port| port.mac == dst);
-        // The I/G bit: broadcast and multicast are never a port's own, whatever its MAC.
-        if !ours || dst[0] & 1 != 0 {
-            return Err(DropReason::NotOurMac);
-        }
-        if self.snap.is_own_mac(&eth.src()) {
-            return Err(DropReason::OwnFrame);
-        }
-        Ok(())
+        let Some(&[d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, _, _]) =
+            frame.first_chunk::<14>()
+        else {
+            return Err(DropReason::TruncatedEthernet);
+        };
+        let dst = mac_word(&[d0, d1, d2, d3, d4, d5]);
+        let src = mac_word(&[s0, s1, s2, s3, s4, s5]);
+        self.snap.own_frame(ingress, dst, src)
     }
 
     /// The service (if it still exists) of a reply of the connection to `vip`; `vrrp_backup`
@@ -537,6 +532,7 @@ impl Processor {
 
     /// The connection of an original-direction packet to service `si`: found, or scheduled and
     /// inserted (for a `one_packet` service: scheduled, never inserted).
+    #[inline(always)]
     fn original(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
         let timeouts = self.snap.timeouts;
         let one_packet = self.snap.services[si].one_packet;

@@ -15,6 +15,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
+use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
 use crate::sched::{Prepared, RealServer, SchedulerKind};
 
@@ -243,7 +244,20 @@ pub struct Snapshot {
     /// The "held" flag of every VRRP-managed VIP (see [`Snapshot::with_vrrp_gates`]); empty
     /// without VRRP, which keeps the reply path free of the extra check.
     vrrp_gates: HashMap<IpAddr, VrrpHeld, ahash::RandomState>,
+    /// Each port's MAC as a [`mac_word`], in port order: what [`Snapshot::own_frame`] compares
+    /// (made from `ports` by [`Snapshot::new`]).
+    mac_words: Vec<u64>,
 }
+
+/// A MAC (the first 6 bytes of `b`) as a number, for one-instruction comparisons on the packet
+/// path; the I/G (group) bit is [`GROUP_BIT`].
+#[inline]
+pub fn mac_word(b: &[u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// The I/G bit of a [`mac_word`]: set for broadcast and multicast addresses.
+pub const GROUP_BIT: u64 = 1 << 40;
 
 impl Snapshot {
     /// Builds a snapshot. Service keys must be unique (config validation guarantees it); a later
@@ -283,8 +297,10 @@ impl Snapshot {
                 }
             }
         }
+        let mac_words = ports.iter().map(|p| mac_word(&p.mac)).collect();
         Snapshot {
             generation,
+            mac_words,
             ports,
             services,
             by_key,
@@ -345,11 +361,20 @@ impl Snapshot {
         }
     }
 
-    /// Whether `mac` is the MAC of one of the snapshot's ports (a frame from it is one xvs
-    /// sent).
+    /// Whether a frame from `src` to `dst` ([`mac_word`]s) received on port `ingress` is the
+    /// box's to act on: `not_our_mac` unless `dst` is that port's own MAC (never a broadcast or
+    /// multicast, whatever the port's MAC), `own_frame` if `src` is one of the ports' MACs (a
+    /// frame xvs sent, looped back).
     #[inline]
-    pub fn is_own_mac(&self, mac: &[u8; 6]) -> bool {
-        self.ports.iter().any(|p| &p.mac == mac)
+    pub fn own_frame(&self, ingress: PortId, dst: u64, src: u64) -> Result<(), DropReason> {
+        let ours = self.mac_words.get(usize::from(ingress)) == Some(&dst);
+        if !ours || dst & GROUP_BIT != 0 {
+            return Err(DropReason::NotOurMac);
+        }
+        if self.mac_words.contains(&src) {
+            return Err(DropReason::OwnFrame);
+        }
+        Ok(())
     }
 
     /// The index of the service whose key is exactly `key`.

@@ -193,7 +193,7 @@ static __always_inline int steered_at(struct steer_key *key, __be16 port)
 // A "fragmentation needed" about a packet xvs tunnelled (TUN): `inner` is the client's packet
 // inside the quoted outer header; steered when its destination is a service.
 static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *inner, void *data_end,
-					      __u32 port)
+					      __u32 port_index)
 {
 	if ((void *)(inner + 1) > data_end)
 		return XDP_PASS;
@@ -202,21 +202,21 @@ static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *
 	if (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 	__u32 iihl = (__u32)inner->ihl * 4;
-	__be16 *ports = (void *)inner + iihl;
-	if ((void *)(ports + 2) > data_end)
+	__be16 *l4_ports = (void *)inner + iihl;
+	if ((void *)(l4_ports + 2) > data_end)
 		return XDP_PASS;
 	struct steer_key key = {};
 	key.proto = inner->protocol;
 	v4_mapped(key.addr, inner->daddr);
 	key.dir = STEER_DST;
-	if (steered_at(&key, ports[1]))
-		return redirect(ctx, port);
+	if (steered_at(&key, l4_ports[1]))
+		return redirect(ctx, port_index);
 	return XDP_PASS;
 }
 
 // An ICMP message: steered if it is an error about a balanced flow (see the header comment).
 static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void *data_end,
-				      __u32 port)
+				      __u32 port_index)
 {
 	if (ip->frag_off & xvs_htons(0x3fff))
 		return XDP_PASS;
@@ -233,14 +233,14 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 		return XDP_PASS;
 	__u32 qihl = (__u32)q->ihl * 4;
 	if (q->protocol == IPPROTO_IPIP && icmp[0] == ICMP_DEST_UNREACH && icmp[1] == ICMP_FRAG_NEEDED)
-		return tunnel_frag_needed(ctx, (void *)q + qihl, data_end, port);
+		return tunnel_frag_needed(ctx, (void *)q + qihl, data_end, port_index);
 	if (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP)
 		return XDP_PASS;
-	__be16 *ports = (void *)q + qihl;
-	if ((void *)(ports + 2) > data_end)
+	__be16 *l4_ports = (void *)q + qihl;
+	if ((void *)(l4_ports + 2) > data_end)
 		return XDP_PASS;
-	__be16 sport = ports[0];
-	__be16 dport = ports[1];
+	__be16 sport = l4_ports[0];
+	__be16 dport = l4_ports[1];
 
 	struct steer_key key = {};
 	key.proto = q->protocol;
@@ -248,7 +248,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	v4_mapped(key.addr, q->saddr);
 	key.dir = STEER_DST;
 	if (steered_at(&key, sport))
-		return redirect(ctx, port);
+		return redirect(ctx, port_index);
 	// About a packet xvs sent a FULLNAT real server: the quote's source is a local endpoint (a
 	// pool address at a port of its pool's range). The error is addressed to the pool address,
 	// one of the box's own, so this comes before the `local_addrs` check; errors about the
@@ -257,9 +257,9 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	v4_mapped(pool.addr, q->saddr);
 	struct port_range *range = bpf_map_lookup_elem(&local_pools, &pool);
 	if (range) {
-		__u16 port = (__u16)xvs_htons(sport); // ntohs: the same swap
-		if (port >= range->first && port <= range->last)
-			return redirect(ctx, port);
+		__u16 host_port = (__u16)xvs_htons(sport); // ntohs: the same swap
+		if (host_port >= range->first && host_port <= range->last)
+			return redirect(ctx, port_index);
 	}
 	// About a packet xvs sent a NAT real server, unless the error is for the box itself (its
 	// own connection to the real server, e.g. a health check).
@@ -270,7 +270,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	v4_mapped(key.addr, q->daddr);
 	key.dir = STEER_SRC;
 	if (steered_at(&key, dport))
-		return redirect(ctx, port);
+		return redirect(ctx, port_index);
 	return XDP_PASS;
 }
 
@@ -298,7 +298,7 @@ int xvs_filter(struct xdp_md *ctx)
 	__builtin_memcpy(src.mac, eth->h_source, 6);
 	if (bpf_map_lookup_elem(&own_macs, &src))
 		return XDP_PASS;
-	__u32 port = info->index;
+	__u32 port_index = info->index;
 
 	__be16 ethertype = eth->h_proto;
 	void *l3 = eth + 1;
@@ -315,7 +315,7 @@ int xvs_filter(struct xdp_md *ctx)
 	if (ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
 	if (ip->protocol == IPPROTO_ICMP)
-		return icmp_error(ctx, ip, data_end, port);
+		return icmp_error(ctx, ip, data_end, port_index);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 
@@ -331,7 +331,7 @@ int xvs_filter(struct xdp_md *ctx)
 			struct addr_key local = {};
 			v4_mapped(local.addr, ip->daddr);
 			if (bpf_map_lookup_elem(&local_pools, &local))
-				return redirect(ctx, port);
+				return redirect(ctx, port_index);
 			if (bpf_map_lookup_elem(&local_addrs, &local))
 				return XDP_PASS;
 			v4_mapped(key.addr, ip->saddr);
@@ -339,7 +339,7 @@ int xvs_filter(struct xdp_md *ctx)
 			if (!bpf_map_lookup_elem(&steer, &key))
 				return XDP_PASS;
 		}
-		return redirect(ctx, port);
+		return redirect(ctx, port_index);
 	}
 
 	__u32 ihl = (__u32)ip->ihl * 4; // 20..60
@@ -364,9 +364,9 @@ int xvs_filter(struct xdp_md *ctx)
 		// A FULLNAT reply: to a pool address, at a port of its pool's range.
 		struct port_range *range = bpf_map_lookup_elem(&local_pools, &local);
 		if (range) {
-			__u16 port = (__u16)xvs_htons(dport); // ntohs: the same swap
-			if (port >= range->first && port <= range->last)
-				return redirect(ctx, port);
+			__u16 host_port = (__u16)xvs_htons(dport); // ntohs: the same swap
+			if (host_port >= range->first && host_port <= range->last)
+				return redirect(ctx, port_index);
 		}
 		// A reply to the box's own connection (health check, operator) is the kernel's, even
 		// when it comes from a real server's service port.
@@ -385,7 +385,7 @@ int xvs_filter(struct xdp_md *ctx)
 			return XDP_PASS;
 	}
 
-	return redirect(ctx, port);
+	return redirect(ctx, port_index);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -98,21 +98,8 @@ fn a_new_interface_mac_is_followed_within_a_second() {
     // xvs's replies to the client leave wan0 from the new MAC.
     assert_eq!(reply_source_mac(&lab), NEW_MAC);
     // Frames to the old MAC are another host's now: not balanced.
-    lab.exec_ok(
-        "client",
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            VIP,
-            "lladdr",
-            &old_mac,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ],
-    );
+    let pin = format!("ip neigh replace {VIP} lladdr {old_mac} dev eth0 nud permanent");
+    lab.exec_ok("client", &pin.split(' ').collect::<Vec<_>>());
     let s = lab.http_client_url(&format!("http://{VIP}/"), 3, 0.5);
     assert_eq!(s.ok, 0, "the old MAC is still served");
     lab.exec_ok("client", &["ip", "neigh", "del", VIP, "dev", "eth0"]);

@@ -512,30 +512,70 @@ fn cases() -> Vec<Case> {
 fn not_addressed_to_the_box(v: &mut Vec<Case>, unicast_arp: Vec<u8>) {
     // The other box of a VRRP pair.
     const OTHER_LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
-    for (what, dst_mac) in [
+    const NOT_OURS: &str = "drop, not addressed to the box";
+    const OWN: &str = "drop, never balanced again";
+    // (the frame's MACs, what they are, the verdict)
+    let syns = [
         (
-            "another host's MAC (the other load balancer's)",
             OTHER_LB_MAC,
+            CLIENT_MAC,
+            "sent to another host's MAC (the other load balancer's)",
+            NOT_OURS,
+            "drop not_our_mac",
         ),
-        ("a real server's MAC", R1_MAC),
-        ("the broadcast MAC", [0xff; 6]),
         (
-            "an IPv4 multicast MAC (01:00:5e:00:00:12)",
+            R1_MAC,
+            CLIENT_MAC,
+            "sent to a real server's MAC",
+            NOT_OURS,
+            "drop not_our_mac",
+        ),
+        (
+            [0xff; 6],
+            CLIENT_MAC,
+            "sent to the broadcast MAC",
+            NOT_OURS,
+            "drop not_our_mac",
+        ),
+        (
             [0x01, 0, 0x5e, 0, 0, 0x12],
+            CLIENT_MAC,
+            "sent to an IPv4 multicast MAC (01:00:5e:00:00:12)",
+            NOT_OURS,
+            "drop not_our_mac",
         ),
         (
-            "an IPv6 multicast MAC (33:33:00:00:00:01)",
             [0x33, 0x33, 0, 0, 0, 1],
+            CLIENT_MAC,
+            "sent to an IPv6 multicast MAC (33:33:00:00:00:01)",
+            NOT_OURS,
+            "drop not_our_mac",
         ),
-    ] {
+        (
+            WAN_MAC,
+            LAN_MAC,
+            "on wan0 from lan0's MAC (sent by xvs on lan0, looped to wan0)",
+            OWN,
+            "drop own_frame",
+        ),
+        (
+            WAN_MAC,
+            WAN_MAC,
+            "on wan0 from wan0's MAC (sent by xvs on wan0, back through a hub)",
+            OWN,
+            "drop own_frame",
+        ),
+    ];
+    for (dst_mac, src_mac, what, why, verdict) in syns {
         let syn = Pkt {
             dst_mac,
+            src_mac,
             ..Pkt::tcp(CLIENT, 42000, VIP, 80, "S")
         };
         v.push(case(
-            &format!("TCP SYN to VIP:80 sent to {what}: drop, not addressed to the box"),
+            &format!("TCP SYN to VIP:80 {what}: {why}"),
             syn.build(),
-            "drop not_our_mac",
+            verdict,
             None,
         ));
     }
@@ -557,21 +597,6 @@ fn not_addressed_to_the_box(v: &mut Vec<Case>, unicast_arp: Vec<u8>) {
         "drop not_our_mac",
         None,
     ));
-    for (what, src_mac) in [
-        ("lan0's (sent by xvs on lan0, looped to wan0)", LAN_MAC),
-        ("wan0's (sent by xvs on wan0, back through a hub)", WAN_MAC),
-    ] {
-        let syn = Pkt {
-            src_mac,
-            ..Pkt::tcp(CLIENT, 42001, VIP, 80, "S")
-        };
-        v.push(case(
-            &format!("TCP SYN to VIP:80 on wan0 from the box's own MAC, {what}: drop, never balanced again"),
-            syn.build(),
-            "drop own_frame",
-            None,
-        ));
-    }
     let reply = Pkt {
         src_mac: LAN_MAC,
         ..Pkt::tcp(R1, 80, CLIENT, 40000, "PA").sent_on_lan()

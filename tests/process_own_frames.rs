@@ -64,7 +64,9 @@ fn run(p: &mut Processor, t: u64, ingress: PortId, f: &[u8]) -> (Verdict, Vec<u8
 fn frames_not_addressed_to_the_ingress_port_are_dropped_before_any_scheduling() {
     let mut p = nat_lab::processor(100);
     let other_lb = [0x02, 0, 0, 0, 0, 0x03];
-    let cases: &[(&str, [u8; 6], [u8; 6], PortId, Verdict)] = &[
+    // (what, destination MAC, source MAC, ingress port, verdict)
+    type Case = (&'static str, [u8; 6], [u8; 6], PortId, Verdict);
+    let cases: &[Case] = &[
         ("another host's MAC", other_lb, CLIENT_MAC, 0, NOT_OUR_MAC),
         ("broadcast", [0xff; 6], CLIENT_MAC, 0, NOT_OUR_MAC),
         (

@@ -961,6 +961,50 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_gate_the_services_of_vrrp_managed_vips_closed_until_held() {
+        struct Nowhere;
+        impl SteeringSink for Nowhere {
+            fn set_steering(&self, _: &[SteerKey]) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        let cfg = |vips: &str| {
+            let mut text = "datapath:\n  interfaces:\n    - name: eth0\nservices:\n\
+                 \x20 - { name: web, vip: 198.18.0.100, port: 80, reals: [{ address: 198.18.1.11:80 }] }\n\
+                 \x20 - { name: dns, vip: 198.18.0.101, port: 53, protocol: udp, reals: [{ address: 198.18.1.11:53 }] }\n"
+                .to_string();
+            if !vips.is_empty() {
+                text += &format!(
+                    "vrrp:\n  instances:\n    - {{ name: VI_1, interface: eth0, vrid: 51, priority: 100, vips: [{vips}] }}\n"
+                );
+            }
+            Config::from_str_named(&text, "t.yaml", &|_| true).unwrap()
+        };
+        let gate_of = |snap: &Snapshot, name: &str| {
+            let s = snap.services.iter().find(|s| s.name == name).unwrap();
+            s.vrrp.as_ref().map(|f| f.load(Ordering::Relaxed))
+        };
+        let held = Arc::new(HeldFlags::default());
+        let plain = build_snapshot(&cfg(""), Vec::new(), 1, None, &held);
+        assert_eq!(gate_of(&plain, "web"), None);
+        // A reload puts web's VIP behind VRRP: closed before any instance holds it.
+        let c2 = cfg("198.18.0.100/32");
+        let gate = VipGate::new(Box::new(Nowhere), vrrp::managed_vips(&c2), held.clone());
+        let s2 = build_snapshot(&c2, Vec::new(), 2, Some(&plain), &held);
+        assert_eq!(gate_of(&s2, "web"), Some(false));
+        assert!(s2.services[0].vrrp_backup());
+        assert_eq!(gate_of(&s2, "dns"), None, "not VRRP-managed");
+        gate.hold(&["198.18.0.100".parse().unwrap()], true).unwrap();
+        assert_eq!(gate_of(&s2, "web"), Some(true));
+        // The next reload also manages dns's VIP: web stays open, dns starts closed.
+        let c3 = cfg("198.18.0.100/32, 198.18.0.101/32");
+        let s3 = build_snapshot(&c3, Vec::new(), 3, Some(&s2), &held);
+        gate.update(Vec::new(), vrrp::managed_vips(&c3)).unwrap();
+        assert_eq!(gate_of(&s3, "web"), Some(true));
+        assert_eq!(gate_of(&s3, "dns"), Some(false));
+    }
+
+    #[test]
     fn own_ipv4_skips_host_routes_ipv6_and_addresses_xvs_manages() {
         let a = |s: &str, p: u8| (s.parse::<IpAddr>().unwrap(), p);
         let not_own: HashSet<IpAddr> = ["198.18.1.2", "198.18.2.100"]

@@ -138,53 +138,48 @@ struct Flow {
     local: Option<([u8; 4], u16)>,
 }
 
-/// The untimed check of a batch: every template gets `Tx(egress)` and passes `check`, on the flow
-/// its handshake set up (`flows[i]`).
-fn check_batch(
-    name: &str,
-    p: &mut Processor,
-    now: u64,
-    ingress: PortId,
-    egress: PortId,
-    templates: &[Vec<u8>],
-    flows: &[Flow],
-    check: &Check,
-) {
-    p.begin_batch(now);
-    for (i, t) in templates.iter().enumerate() {
-        let what = format!("{name}: frame {i}");
-        let out = forward(p, now, ingress, t, egress, &what);
-        assert_eq!(check(i, t, &out), flows[i], "{what}: left on another flow");
-    }
-}
-
-/// Checks the frames (before and after), then measures batches of `templates` on `ingress`, as
-/// the worker calls `process_buf`: every frame in a buffer with 64 bytes of tailroom (TUN's
-/// outer header grows into it).
-#[allow(clippy::too_many_arguments)]
-fn bench_batches(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    name: &str,
-    mut p: Processor,
-    mut now: u64,
+/// A batch to time: one frame per flow, where the frames arrive and must leave, the flows
+/// their handshakes set up (`flows[i]` for frame `i`), and what each frame must become.
+struct Batch<'a> {
+    name: &'a str,
     ingress: PortId,
     egress: PortId,
     templates: Vec<Vec<u8>>,
     flows: Vec<Flow>,
-    check: &Check,
-) {
-    check_batch(
-        name, &mut p, now, ingress, egress, &templates, &flows, check,
-    );
+    check: &'a Check,
+}
+
+impl Batch<'_> {
+    /// The untimed check: every frame gets `Tx(egress)`, passes `check` and stays on its flow.
+    fn verify(&self, p: &mut Processor, now: u64) {
+        p.begin_batch(now);
+        for (i, t) in self.templates.iter().enumerate() {
+            let what = format!("{}: frame {i}", self.name);
+            let out = forward(p, now, self.ingress, t, self.egress, &what);
+            assert_eq!(
+                (self.check)(i, t, &out),
+                self.flows[i],
+                "{what}: left on another flow"
+            );
+        }
+    }
+}
+
+/// Checks the batch (before and after), then measures it as the worker calls `process_buf`:
+/// every frame in a buffer with 64 bytes of tailroom (TUN's outer header grows into it).
+fn bench_batch(g: &mut BenchmarkGroup<'_, WallTime>, mut p: Processor, batch: Batch<'_>) {
+    let mut now = T0;
+    batch.verify(&mut p, now);
+    let (templates, ingress) = (&batch.templates, batch.ingress);
     let mut bufs: Vec<Vec<u8>> = templates
         .iter()
         .map(|t| vec![0u8; t.len() + ROOM])
         .collect();
-    g.bench_function(name, |b| {
+    g.bench_function(batch.name, |b| {
         b.iter(|| {
             now += 1000;
             p.begin_batch(now);
-            for (buf, t) in bufs.iter_mut().zip(&templates) {
+            for (buf, t) in bufs.iter_mut().zip(templates) {
                 buf[..t.len()].copy_from_slice(t);
                 let mut len = t.len();
                 black_box(p.process_buf(now, ingress, buf, &mut len));
@@ -192,33 +187,23 @@ fn bench_batches(
         })
     });
     // The state the timed batches left behind still forwards every frame the same way.
-    check_batch(
-        name,
-        &mut p,
-        now + 1000,
-        ingress,
-        egress,
-        &templates,
-        &flows,
-        check,
-    );
+    batch.verify(&mut p, now + 1000);
 }
 
 /// Opens `BATCH` connections from the client to `vip` with a SYN each (received on `ingress`,
 /// which must leave on `egress`), checks each with `check` and returns where each went, after
 /// asserting that the flows split over the real servers as `split` says (the scheduler is
 /// deterministic on a fresh processor).
-#[allow(clippy::too_many_arguments)]
 fn open(
     name: &str,
     p: &mut Processor,
-    now: u64,
     eth: ([u8; 6], [u8; 6]),
     vip: [u8; 4],
     (ingress, egress): (PortId, PortId),
     check: &Check,
     split: &[([u8; 4], usize)],
 ) -> Vec<Flow> {
+    let now = T0;
     p.begin_batch(now);
     let flows: Vec<Flow> = (0..BATCH)
         .map(|i| {
@@ -377,24 +362,21 @@ fn bench_process(c: &mut Criterion) {
     let flows = open(
         "nat",
         &mut p,
-        T0,
         to_wan,
         VIP,
         (0, 1),
         &nat_original,
         &nat_split,
     );
-    bench_batches(
-        &mut g,
-        "nat_established_tcp",
-        p,
-        T0,
-        0,
-        1,
-        acks(to_wan, VIP),
+    let batch = Batch {
+        name: "nat_established_tcp",
+        ingress: 0,
+        egress: 1,
+        templates: acks(to_wan, VIP),
         flows,
-        &nat_original,
-    );
+        check: &nat_original,
+    };
+    bench_batch(&mut g, p, batch);
 
     // NAT, real server → client: the same handshakes completed (SYN, SYN-ACK, ACK), then one
     // segment from each flow's real server, received on lan0 and sent out of wan0.
@@ -402,7 +384,6 @@ fn bench_process(c: &mut Criterion) {
     let flows = open(
         "nat reply",
         &mut p,
-        T0,
         to_wan,
         VIP,
         (0, 1),
@@ -411,12 +392,8 @@ fn bench_process(c: &mut Criterion) {
     );
     let reply = |i: usize, f: &Flow, flags| {
         let port = FIRST_CLIENT_PORT + i as u16;
-        segment(
-            (LAN_MAC, nat_real_mac(f.real)),
-            (f.real, 80),
-            (nat_lab::CLIENT, port),
-            flags,
-        )
+        let eth = (LAN_MAC, nat_real_mac(f.real));
+        segment(eth, (f.real, 80), (nat_lab::CLIENT, port), flags)
     };
     let check = nat_reply(flows.clone());
     for (i, f) in flows.iter().enumerate() {
@@ -425,61 +402,58 @@ fn bench_process(c: &mut Criterion) {
         assert_eq!(check(i, &reply(i, f, SYN_ACK), &out), *f, "{what}");
         forward(&mut p, T0, 0, &from_client(to_wan, VIP, i, ACK), 1, &what);
     }
-    let replies = flows
-        .iter()
-        .enumerate()
-        .map(|(i, f)| reply(i, f, ACK))
-        .collect();
-    bench_batches(
-        &mut g,
-        "nat_reply_established_tcp",
-        p,
-        T0,
-        1,
-        0,
-        replies,
+    let batch = Batch {
+        name: "nat_reply_established_tcp",
+        ingress: 1,
+        egress: 0,
+        templates: flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| reply(i, f, ACK))
+            .collect(),
         flows,
-        &check,
-    );
+        check: &check,
+    };
+    bench_batch(&mut g, p, batch);
 
     // FULLNAT: both addresses and ports rewritten, the connection found by the client's key; rr.
     let mut p = fullnat_lab::processor_with(1_000_000, (1024, 65535));
+    let split = [(R1, 32), (R2, 32)];
     let flows = open(
         "fullnat",
         &mut p,
-        T0,
         to_wan,
         VIP,
         (0, 1),
         &fullnat_original,
-        &[(R1, 32), (R2, 32)],
+        &split,
     );
-    bench_batches(
-        &mut g,
-        "fullnat_established_tcp",
-        p,
-        T0,
-        0,
-        1,
-        acks(to_wan, VIP),
+    let batch = Batch {
+        name: "fullnat_established_tcp",
+        ingress: 0,
+        egress: 1,
+        templates: acks(to_wan, VIP),
         flows,
-        &fullnat_original,
-    );
+        check: &fullnat_original,
+    };
+    bench_batch(&mut g, p, batch);
 
     // DR and TUN: the client's frames come from the router, on the lb's only port; rr.
     let from_router = (routed_lab::LAN_MAC, routed_lab::ROUTER_MAC);
+    let dr_reals = [routed_lab::DR_R1, routed_lab::DR_R2];
+    let tun_reals = [routed_lab::TUN_R1, routed_lab::TUN_R2];
     for (name, fwd, check, reals) in [
         (
             "dr_established_tcp",
             Forwarding::Dr,
             &dr as &Check,
-            [routed_lab::DR_R1, routed_lab::DR_R2],
+            dr_reals,
         ),
         (
             "tun_established_tcp",
             Forwarding::Tun,
             &tun as &Check,
-            [routed_lab::TUN_R1, routed_lab::TUN_R2],
+            tun_reals,
         ),
     ] {
         let mut p = routed_lab::processor(fwd);
@@ -487,24 +461,21 @@ fn bench_process(c: &mut Criterion) {
         let flows = open(
             name,
             &mut p,
-            T0,
             from_router,
             routed_lab::VIP,
             (0, 0),
             check,
             &split,
         );
-        bench_batches(
-            &mut g,
+        let batch = Batch {
             name,
-            p,
-            T0,
-            0,
-            0,
-            acks(from_router, routed_lab::VIP),
+            ingress: 0,
+            egress: 0,
+            templates: acks(from_router, routed_lab::VIP),
             flows,
             check,
-        );
+        };
+        bench_batch(&mut g, p, batch);
     }
     g.finish();
 }

@@ -357,17 +357,13 @@ fn bench_process(c: &mut Criterion) {
         |eth, vip| -> Vec<Vec<u8>> { (0..BATCH).map(|i| from_client(eth, vip, i, ACK)).collect() };
 
     // NAT, client → real server: wrr 3:1 gives r1 48 of the 64 flows, r2 16.
-    let nat_split = [(R1, 48), (R2, 16)];
-    let mut p = nat_lab::processor(1_000_000);
-    let flows = open(
-        "nat",
-        &mut p,
-        to_wan,
-        VIP,
-        (0, 1),
-        &nat_original,
-        &nat_split,
-    );
+    let open_nat = |name| {
+        let mut p = nat_lab::processor(1_000_000);
+        let split = [(R1, 48), (R2, 16)];
+        let flows = open(name, &mut p, to_wan, VIP, (0, 1), &nat_original, &split);
+        (p, flows)
+    };
+    let (p, flows) = open_nat("nat");
     let batch = Batch {
         name: "nat_established_tcp",
         ingress: 0,
@@ -380,16 +376,7 @@ fn bench_process(c: &mut Criterion) {
 
     // NAT, real server → client: the same handshakes completed (SYN, SYN-ACK, ACK), then one
     // segment from each flow's real server, received on lan0 and sent out of wan0.
-    let mut p = nat_lab::processor(1_000_000);
-    let flows = open(
-        "nat reply",
-        &mut p,
-        to_wan,
-        VIP,
-        (0, 1),
-        &nat_original,
-        &nat_split,
-    );
+    let (mut p, flows) = open_nat("nat reply");
     let reply = |i: usize, f: &Flow, flags| {
         let port = FIRST_CLIENT_PORT + i as u16;
         let eth = (LAN_MAC, nat_real_mac(f.real));

@@ -50,19 +50,14 @@ fn http_500_fresh_connections_split_3_to_1() {
         "answers from unknown servers: {:?}",
         s.by_server
     );
+    // wrr is deterministic: with weights 3:1 IPVS's wrr picks r1, r1, r1, r2 over and over, and
+    // the lab has one queue, so one worker and one scheduler see every new flow. Any 500
+    // consecutive picks are 125 whole cycles, 375/125, whatever the readiness probes before
+    // them consumed; ±2 leaves room for a stray extra flow (none expected).
+    eprintln!("http 500: r1 {r1}, r2 {r2}");
     assert!(
-        r1 > 0 && r2 > 0,
-        "both real servers must answer: {:?}",
-        s.by_server
-    );
-    let share = r1 as f64 / 500.0 * 100.0;
-    assert!(
-        (70.0..=80.0).contains(&share),
-        "wrr 3:1 gave r1 {share:.1}% (want 75 ± 5)"
-    );
-    eprintln!(
-        "http 500: r1 {r1}, r2 {r2} ({share:.1}% / {:.1}%)",
-        100.0 - share
+        r1.abs_diff(375) <= 2 && r2.abs_diff(125) <= 2,
+        "wrr 3:1 over 500 new connections gave r1 {r1}, r2 {r2} (want 375/125 ± 2)"
     );
     stop_cleanly(xvs, &lab);
 }

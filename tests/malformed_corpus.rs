@@ -35,6 +35,8 @@ use etherparse::{IpHeaders, IpNumber, Ipv4Header, Ipv4Options, PacketBuilder, Tc
 use xvs::datapath::{DropReason, Verdict};
 use xvs::flow::NANOS_PER_SEC;
 
+#[path = "fixtures/bless.rs"]
+mod bless;
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
 
@@ -967,7 +969,7 @@ fn sync_generated(write: bool) -> Vec<String> {
 /// them.
 fn bless_if_asked() {
     static BLESS: std::sync::Once = std::sync::Once::new();
-    if std::env::var_os("XVS_BLESS").is_some_and(|v| v == "1") {
+    if bless::requested() {
         BLESS.call_once(|| {
             sync_generated(true);
         });

@@ -987,6 +987,34 @@ mod tests {
     const SYN: Event = Event::Tcp(TcpFlags(TcpFlags::SYN));
 
     #[test]
+    fn bytes_needed_is_what_the_table_allocates() {
+        for n in [1, 4095, 8192, 100_000, 262_144, 1_000_003] {
+            assert_eq!(
+                ConnTable::bytes_needed(n),
+                ConnTable::new(n).allocated_bytes(),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_table_too_large_to_allocate_is_an_error_not_an_abort() {
+        let e = ConnTable::try_with_pools(usize::MAX / 2, 0, &[]).unwrap_err();
+        assert_eq!(e.entries, usize::MAX / 2);
+        assert!(
+            e.to_string()
+                .starts_with("cannot allocate the connection table for "),
+            "{e}"
+        );
+        let e = crate::sched::persist::PersistenceTable::try_new(usize::MAX / 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot allocate the persistence template table for "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn both_directions_find_the_connection_and_state_advances() {
         let t = ConnTable::with_shards(100, 4);
         let to = Timeouts::default();

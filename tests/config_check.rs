@@ -279,6 +279,13 @@ fn assert_accepted(out: &std::process::Output, f: &std::path::Path) {
     assert_eq!(text(&out.stdout), format!("{}: OK\n", f.display()));
 }
 
+/// An empty directory of a test (removed with everything in it when dropped).
+fn temp_dir(name: &str) -> TempPath {
+    let dir = TempPath::new(name);
+    fs::create_dir(&dir.0).unwrap_or_else(|e| panic!("{}: {e}", dir.0.display()));
+    dir
+}
+
 /// A minimal valid config on `lan0`, with `extra` appended.
 fn minimal(extra: &str) -> String {
     format!("datapath:\n  interfaces:\n    - name: lan0\n{extra}")
@@ -287,8 +294,7 @@ fn minimal(extra: &str) -> String {
 #[test]
 fn a_fifo_a_directory_and_devices_are_refused_at_once() {
     let ns = CheckNs::new();
-    let dir = TempPath::new("not-regular");
-    fs::create_dir(&dir.0).unwrap();
+    let dir = temp_dir("not-regular");
     let fifo = dir.0.join("fifo.yaml");
     let st = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(st.success(), "mkfifo failed");
@@ -315,8 +321,7 @@ fn a_fifo_a_directory_and_devices_are_refused_at_once() {
 #[test]
 fn a_file_over_the_size_cap_is_refused_without_reading_it() {
     let ns = CheckNs::new();
-    let dir = TempPath::new("size-cap");
-    fs::create_dir(&dir.0).unwrap();
+    let dir = temp_dir("size-cap");
     const CAP: u64 = 16 * 1024 * 1024;
     // Exactly at the cap: read and parsed (a comment, then a valid config).
     let at_cap = dir.0.join("at-cap.yaml");
@@ -373,8 +378,7 @@ fn services(n: usize) -> String {
 #[test]
 fn more_services_than_the_steer_map_holds_are_refused_at_the_first_one_over() {
     let ns = CheckNs::new();
-    let dir = TempPath::new("steer");
-    fs::create_dir(&dir.0).unwrap();
+    let dir = temp_dir("steer");
     // 65536 keys: the map's capacity, accepted.
     let full = dir.0.join("full.yaml");
     fs::write(&full, services(32_768)).unwrap();
@@ -406,8 +410,7 @@ fn max_entries(n: u64) -> String {
 #[test]
 fn a_connection_table_beyond_the_address_space_limit_is_refused() {
     let ns = CheckNs::new();
-    let dir = TempPath::new("memory-as");
-    fs::create_dir(&dir.0).unwrap();
+    let dir = temp_dir("memory-as");
     let limit = ["prlimit", "--as=536870912", "--"];
     // 10^7 entries need about 865 MiB; the limit is 512 MiB.
     let f = dir.0.join("big.yaml");

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::host::{HostAddress, Link};
+use super::tests::{assert_error_on, errors_on};
 use super::validate::limits::{MAX_NAME_LEN, MAX_REALS_PER_SERVICE, MAX_VRRP_VIPS};
 use super::*;
 use crate::control::memory::{Budget, StartupMemory, RESERVE};
@@ -62,28 +63,8 @@ impl Host for FakeHost {
     }
 }
 
-fn errors_on(host: &FakeHost, text: &str) -> Vec<String> {
-    match Config::from_str_named(text, "t.yaml", host) {
-        Ok(_) => Vec::new(),
-        Err(e) => e
-            .errors()
-            .iter()
-            .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
-            .collect(),
-    }
-}
-
 #[track_caller]
-fn assert_error_on(host: &FakeHost, text: &str, expect: &str) {
-    let errs = errors_on(host, text);
-    assert!(
-        errs.iter().any(|e| e.starts_with(expect)),
-        "expected an error `{expect}`, got {errs:#?}"
-    );
-}
-
-#[track_caller]
-fn assert_ok_on(host: &FakeHost, text: &str) {
+fn assert_ok_on(host: &dyn Host, text: &str) {
     let errs = errors_on(host, text);
     assert!(errs.is_empty(), "expected a valid config, got {errs:#?}");
 }

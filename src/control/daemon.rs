@@ -388,7 +388,7 @@ impl Running {
                 svc.reals.remove(i);
             }
         }
-        if let Err(problems) = config::validate_runtime(&cfg, &config::system_iface_exists) {
+        if let Err(problems) = config::validate_runtime(&cfg, &config::SystemHost::running()) {
             return Err(format!("xvs: {what} refused: {}", problems.join("; ")));
         }
         log(format!("Run-time change: {what}"));
@@ -453,7 +453,8 @@ impl Running {
     }
 
     fn try_reload(&mut self) -> Result<Vec<String>, Fatal> {
-        let cfg = config::load(&self.path, &config::system_iface_exists).map_err(config_errors)?;
+        let cfg =
+            config::load(&self.path, &config::SystemHost::running()).map_err(config_errors)?;
         if cfg.datapath != self.cfg.datapath {
             return Err(fatal("datapath section changed: restart xvs to apply it"));
         }
@@ -542,7 +543,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             "xvs: must run as root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW are needed to attach XDP programs and open AF_XDP sockets)".into(),
         ));
     }
-    let cfg = config::load(path, &config::system_iface_exists).map_err(config_errors)?;
+    let cfg = config::load(path, &config::SystemHost::startup()).map_err(config_errors)?;
     let (vrrp_specs, vrrp_groups) = vrrp::specs(&cfg).map_err(fatal)?;
     // Block the daemon's signals before any thread starts, so they all inherit the mask.
     let sigs = DaemonSignals::block()?;
@@ -551,12 +552,12 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let snap = snapshot::build(&cfg, ports.clone(), 1, None);
     let nexthops = neighbours::build_table(&ports)?;
     let max_entries = usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX);
-    let shared = Arc::new(Shared::with_local_pools(
+    let shared = Arc::new(Shared::try_with_local_pools(
         snap,
         nexthops,
         max_entries,
         &snapshot::local_pools(&cfg),
-    ));
+    )?);
 
     let mode = match cfg.datapath.xdp_mode {
         config::XdpMode::Auto => XdpMode::Auto,
@@ -860,7 +861,7 @@ mod tests {
                  \x20 - {{ name: web, vip: 198.18.2.100, port: 80, forwarding: {web}, reals: [{{ address: 198.18.1.11:80 }}] }}\n\
                  \x20 - {{ name: dns, vip: {dns}, port: 53, protocol: udp, forwarding: tun, reals: [{{ address: 198.18.1.11:53 }}] }}\n"
             );
-            Config::from_str_named(&text, "t.yaml", &|_| true).unwrap()
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
         };
         let old = cfg("dr", "198.18.2.100");
         assert_eq!(forwarding_changes(&old, &old), None);

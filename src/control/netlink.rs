@@ -316,15 +316,23 @@ fn dump_per_family(
     Ok(out)
 }
 
-/// Every address configured on this network namespace's interfaces (IPv4 and IPv6, the VIPs
-/// included): the box's own addresses.
-pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
+/// One address of an interface: what `ip addr` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub ifindex: u32,
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// Every address of every interface in this network namespace, IPv4 then IPv6, in the kernel's
+/// order (for IPv4 the primary address of each subnet comes before its secondaries).
+pub fn dump_interface_addresses() -> Result<Vec<InterfaceAddress>, NetlinkError> {
     let replies = dump_per_family("dump addresses", |family| {
         let mut msg = AddressMessage::default();
         msg.header.family = family;
         RouteNetlinkMessage::GetAddress(msg)
     })?;
-    let mut out: Vec<IpAddr> = replies
+    Ok(replies
         .iter()
         .filter_map(|m| match m {
             // IFA_LOCAL is the local end (IFA_ADDRESS is the peer on point-to-point links); IPv6
@@ -337,10 +345,25 @@ pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
                         _ => None,
                     })
                 };
-                find(true).or_else(|| find(false))
+                find(true)
+                    .or_else(|| find(false))
+                    .map(|addr| InterfaceAddress {
+                        ifindex: a.header.index,
+                        addr,
+                        prefix_len: a.header.prefix_len,
+                    })
             }
             _ => None,
         })
+        .collect())
+}
+
+/// Every address configured on this network namespace's interfaces (IPv4 and IPv6, the VIPs
+/// included): the box's own addresses.
+pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
+    let mut out: Vec<IpAddr> = dump_interface_addresses()?
+        .into_iter()
+        .map(|a| a.addr)
         .collect();
     out.sort();
     out.dedup();
@@ -473,28 +496,10 @@ fn solicit_by_datagram(ip: IpAddr, ifindex: u32) -> Result<(), NetlinkError> {
 /// The addresses configured on interface `ifindex`, each with its prefix length, in the kernel's
 /// order (for IPv4 the primary address of each subnet comes before its secondaries).
 pub fn interface_addresses(ifindex: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
-    let replies = dump_per_family("dump addresses", |family| {
-        let mut msg = AddressMessage::default();
-        msg.header.family = family;
-        RouteNetlinkMessage::GetAddress(msg)
-    })?;
-    Ok(replies
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewAddress(a) if a.header.index == ifindex => {
-                let find = |want_local: bool| {
-                    a.attributes.iter().find_map(|x| match x {
-                        AddressAttribute::Local(ip) if want_local => Some(*ip),
-                        AddressAttribute::Address(ip) if !want_local => Some(*ip),
-                        _ => None,
-                    })
-                };
-                find(true)
-                    .or_else(|| find(false))
-                    .map(|ip| (ip, a.header.prefix_len))
-            }
-            _ => None,
-        })
+    Ok(dump_interface_addresses()?
+        .into_iter()
+        .filter(|a| a.ifindex == ifindex)
+        .map(|a| (a.addr, a.prefix_len))
         .collect())
 }
 

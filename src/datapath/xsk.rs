@@ -65,6 +65,27 @@ impl Default for XskConfig {
 /// (RX ring, TX ring, completions).
 const FRAMES_PER_PORT_PER_RING_SLOT: u32 = 2;
 
+/// Headroom the kernel reserves at the start of every UMEM frame for XDP programs
+/// (`XDP_PACKET_HEADROOM`; xsk-rs's `UmemConfig::xdp_headroom`).
+pub const XDP_HEADROOM: u32 = libxdp_sys::XDP_PACKET_HEADROOM;
+
+/// Headroom xvs asks for before the XDP headroom (`UmemConfig::frame_headroom`).
+const USER_HEADROOM: u32 = 0;
+
+/// The largest frame (Ethernet header included) a UMEM frame of `frame_size` bytes receives:
+/// the kernel drops longer ones before they reach the socket (counted as `rx_dropped`).
+pub const fn max_frame_len(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(XDP_HEADROOM + USER_HEADROOM)
+}
+
+/// Bytes of UMEM one queue maps for `ports` interfaces ([`QueueIo::open`]).
+pub fn umem_bytes(ports: u32, ring_size: u32, frame_size: u32) -> u64 {
+    u64::from(ports)
+        * u64::from(ring_size)
+        * u64::from(FRAMES_PER_PORT_PER_RING_SLOT)
+        * u64::from(frame_size)
+}
+
 /// Errors opening a queue's sockets; each message is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
@@ -317,7 +338,7 @@ impl QueueIo {
             .frame_size(frame_size)
             .fill_queue_size(ring)
             .comp_queue_size(ring)
-            .frame_headroom(0)
+            .frame_headroom(USER_HEADROOM)
             .build()
             .map_err(|e| umem_err(e.to_string()))?;
         let frame_count = NonZeroU32::new(frames).ok_or_else(|| umem_err("zero frames".into()))?;
@@ -629,6 +650,22 @@ mod tests {
         assert_eq!(a.rx_ring_full, 2);
         assert_eq!(a.tx_invalid_descs, 3);
         assert_eq!(a.rx_fill_ring_empty_descs, 4);
+    }
+
+    #[test]
+    fn the_largest_frame_is_what_xsk_rs_lays_out() {
+        for size in [2048, 4096] {
+            let umem = UmemConfig::builder()
+                .frame_size(FrameSize::new(size).unwrap())
+                .frame_headroom(USER_HEADROOM)
+                .build()
+                .unwrap();
+            assert_eq!(max_frame_len(size), umem.mtu(), "frame size {size}");
+            assert_eq!(XDP_HEADROOM, umem.xdp_headroom());
+        }
+        assert_eq!(max_frame_len(4096), 3840);
+        // Two interfaces, ring 2048, 4 KiB frames: 2 frames per ring slot, 16 MiB each.
+        assert_eq!(umem_bytes(2, 2048, 4096), 32 << 20);
     }
 
     #[test]

@@ -85,7 +85,12 @@ fn a_start_right_after_sigkill_succeeds_and_forwards_and_a_clean_stop_leaves_no_
     let t0 = Instant::now();
     let out = lab.exec(
         "lb",
-        &[env!("CARGO_BIN_EXE_xvs"), "run", "-c", cfg.to_str().unwrap()],
+        &[
+            env!("CARGO_BIN_EXE_xvs"),
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -100,5 +105,8 @@ fn a_start_right_after_sigkill_succeeds_and_forwards_and_a_clean_stop_leaves_no_
 
     xvs.stop_cleanly();
     let left = lock_files(&lab);
-    assert!(left.is_empty(), "lock files left after a clean stop: {left:?}");
+    assert!(
+        left.is_empty(),
+        "lock files left after a clean stop: {left:?}"
+    );
 }

@@ -42,6 +42,9 @@ const AFTER_SOLICIT: Duration = Duration::from_millis(20);
 /// The refresher's tick: misses and the stop flag are checked this often (notifications are
 /// handled as they arrive).
 const TICK: Duration = Duration::from_millis(10);
+/// After a table swap the refresher waits this long before it reads notifications again, so a
+/// burst of them becomes one copy and one swap of the table (at most a thousand a second).
+const SWAP_COALESCE: Duration = Duration::from_millis(1);
 /// Bound on solicitations per tick, so a flood of misses cannot turn into a flood of requests.
 const MAX_SOLICITS_PER_TICK: usize = 64;
 
@@ -202,6 +205,23 @@ impl Limiter {
     }
 }
 
+/// Tables replaced in the shared slot, kept until no worker holds them any more, so the last
+/// reference (and the free of the table's memory) is dropped here, never on the packet path.
+#[derive(Default)]
+struct Retired(Vec<Arc<NextHopTable>>);
+
+impl Retired {
+    /// Puts `next` in `slot` and keeps the table it replaces.
+    fn replace(&mut self, slot: &ArcSwap<NextHopTable>, next: NextHopTable) {
+        self.0.push(slot.swap(Arc::new(next)));
+    }
+
+    /// Frees the tables only this list still holds.
+    fn collect(&mut self) {
+        self.0.retain(|t| Arc::strong_count(t) > 1);
+    }
+}
+
 /// Logs a refresher error once, until the error changes or the refresher recovers.
 #[derive(Default)]
 struct ErrorLog(Option<String>);
@@ -260,10 +280,12 @@ fn refresher(
     };
     let mut changes = Vec::new();
     let mut ready = Vec::new();
+    let mut retired = Retired::default();
     let mut next_rebuild = Instant::now();
     let mut next_prune = Instant::now() + SOLICIT_INTERVAL * 8;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        let mut swapped = false;
         if let Some(sub) = subscription.as_mut() {
             changes.clear();
             if let Err(e) = sub.read(&mut changes) {
@@ -275,7 +297,8 @@ fn refresher(
             // old as that read, and the next notification or resync corrects it.
             let applied = apply(&table.load(), ports, &changes);
             if let Some(t) = applied.table {
-                table.store(Arc::new(t));
+                retired.replace(table, t);
+                swapped = true;
             }
             if applied.resync {
                 next_rebuild = now;
@@ -308,7 +331,8 @@ fn refresher(
                 Ok((routes, neighbours)) => {
                     log.ok();
                     if !same_table(&table.load(), &routes, &neighbours) {
-                        table.store(Arc::new(NextHopTable::new(routes, neighbours)));
+                        retired.replace(table, NextHopTable::new(routes, neighbours));
+                        swapped = true;
                     }
                 }
                 Err(e) => log.error("refresh", &e),
@@ -324,7 +348,9 @@ fn refresher(
             limiter.prune(now);
             next_prune = now + SOLICIT_INTERVAL * 8;
         }
+        retired.collect();
         match &subscription {
+            Some(_) if swapped => std::thread::sleep(SWAP_COALESCE),
             Some(sub) => {
                 let ms = TICK.as_millis() as i32;
                 if let Err(e) = poll_readable(&[sub.fd()], ms, &mut ready) {
@@ -489,6 +515,22 @@ mod tests {
         assert!(apply(&table, &ports(), &[Change::Lost]).resync);
         // The input table is never modified.
         assert!(table.resolve(client).is_err());
+    }
+
+    #[test]
+    fn replaced_tables_are_freed_by_the_refresher_once_no_worker_holds_them() {
+        let slot = ArcSwap::from_pointee(NextHopTable::default());
+        let mut retired = Retired::default();
+        let worker = slot.load_full(); // a worker's table of its current batch
+        let weak = Arc::downgrade(&worker);
+        retired.replace(&slot, NextHopTable::new(Vec::new(), Vec::new()));
+        retired.collect();
+        assert_eq!(retired.0.len(), 1, "kept while the worker holds it");
+        drop(worker); // the worker moves on: not the last reference
+        assert!(weak.upgrade().is_some());
+        retired.collect();
+        assert!(retired.0.is_empty());
+        assert!(weak.upgrade().is_none(), "freed by collect");
     }
 
     #[test]

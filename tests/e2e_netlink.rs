@@ -86,21 +86,16 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(limit, Duration::from_millis(20), f)
 }
 
-/// [`wait_for`] polling every millisecond (for latency measurements).
-fn wait_for_fast<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// [`wait_for`] polling every `every` (1 ms for latency measurements).
+fn wait_for_every<T>(
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let end = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
@@ -109,7 +104,7 @@ fn wait_for_fast<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option
         if Instant::now() >= end {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(every);
     }
 }
 
@@ -346,7 +341,7 @@ fn checks(ns_a: &str) {
     let mut follow = |what: &str, want: Option<[u8; 6]>, change: &dyn Fn()| {
         let t0 = Instant::now();
         change();
-        let got = wait_for_fast(Duration::from_secs(3), || {
+        let got = wait_for_every(Duration::from_secs(3), Duration::from_millis(1), || {
             let mac = shared.load().resolve(other).ok().map(|h| h.mac);
             (mac == want).then_some(())
         });

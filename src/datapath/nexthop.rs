@@ -252,9 +252,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn set_neighbour_changes_the_table_and_its_version() {
-        let mut t = NextHopTable::new(
+    /// Only 198.18.1.0/24 on port 1, no neighbour.
+    fn lan_only() -> NextHopTable {
+        NextHopTable::new(
             vec![Route {
                 prefix: ip("198.18.1.0"),
                 prefix_len: 24,
@@ -262,7 +262,12 @@ mod tests {
                 gateway: None,
             }],
             vec![],
-        );
+        )
+    }
+
+    #[test]
+    fn set_neighbour_changes_the_table_and_its_version() {
+        let mut t = lan_only();
         let other = NextHopTable::new(Vec::new(), Vec::new());
         assert_ne!(t.version(), other.version());
         let v0 = t.version();
@@ -289,15 +294,7 @@ mod tests {
 
     #[test]
     fn no_route_without_default() {
-        let t = NextHopTable::new(
-            vec![Route {
-                prefix: ip("198.18.1.0"),
-                prefix_len: 24,
-                port: 1,
-                gateway: None,
-            }],
-            vec![],
-        );
+        let t = lan_only();
         assert_eq!(t.resolve(ip("198.18.2.1")), Err(NextHopError::NoRoute));
         assert_eq!(t.resolve(ip("::1")), Err(NextHopError::NoRoute));
     }

@@ -387,6 +387,8 @@ mod tests {
         tx_capacity: usize,
         recycled: usize,
         held: Vec<(Vec<u8>, PortId, Nanos)>,
+        /// The timeout of every `wait`.
+        waits: Vec<Duration>,
     }
 
     impl MockRings {
@@ -398,6 +400,7 @@ mod tests {
                 tx_capacity,
                 recycled: 0,
                 held: Vec::new(),
+                waits: Vec::new(),
             }
         }
 
@@ -479,7 +482,8 @@ mod tests {
         fn tx_pending(&mut self) -> bool {
             false
         }
-        fn wait(&mut self, _timeout: Duration) -> io::Result<()> {
+        fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+            self.waits.push(timeout);
             Ok(())
         }
     }
@@ -743,45 +747,6 @@ mod tests {
     #[test]
     fn a_worker_holding_frames_wakes_up_soon() {
         // Wakeup mode: with a frame held, the idle wait is HOLD_POLL, not the idle timeout.
-        struct Waits {
-            inner: MockRings,
-            waits: Vec<Duration>,
-        }
-        impl Rings for Waits {
-            fn num_ports(&self) -> usize {
-                self.inner.num_ports()
-            }
-            fn reap_and_refill(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-            fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
-                &mut self,
-                port: PortId,
-                max: usize,
-                f: F,
-            ) -> usize {
-                self.inner.receive(port, max, f)
-            }
-            fn held(&self) -> usize {
-                self.inner.held()
-            }
-            fn retry_held<F: FnMut(PortId, Nanos, &mut [u8], &mut usize) -> Disposition>(
-                &mut self,
-                f: F,
-            ) {
-                self.inner.retry_held(f)
-            }
-            fn flush_tx(&mut self) -> io::Result<TxFlush> {
-                self.inner.flush_tx()
-            }
-            fn tx_pending(&mut self) -> bool {
-                false
-            }
-            fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-                self.waits.push(timeout);
-                Ok(())
-            }
-        }
         struct StopAfter<'a> {
             inner: NeighbourHandler,
             batches: usize,
@@ -801,11 +766,8 @@ mod tests {
                 self.inner.counters()
             }
         }
-        let mut rings = Waits {
-            inner: MockRings::new(2, 100),
-            waits: Vec::new(),
-        };
-        rings.inner.rx[0].push_back(vec![7, 0]);
+        let mut rings = MockRings::new(2, 100);
+        rings.rx[0].push_back(vec![7, 0]);
         let stop = AtomicBool::new(false);
         let mut h = StopAfter {
             inner: NeighbourHandler::default(),
@@ -817,6 +779,6 @@ mod tests {
         // Batch 1 received the frame (no wait); batch 2 (which stops the loop) was idle while
         // holding it.
         assert_eq!(rings.waits, vec![HOLD_POLL]);
-        assert_eq!(rings.inner.held(), 1);
+        assert_eq!(rings.held(), 1);
     }
 }

@@ -260,8 +260,9 @@ fn lock_file_with(
             if now >= deadline {
                 let iface = iface.to_string();
                 return Err(match state {
-                    Holder::Alive => LockError::InUse { iface, pid },
-                    _ => LockError::StillExiting {
+                    // Gone but still holding: a process of another PID namespace.
+                    Holder::Alive | Holder::Gone => LockError::InUse { iface, pid },
+                    Holder::Exiting => LockError::StillExiting {
                         iface,
                         pid,
                         waited: now.duration_since(started),

@@ -168,6 +168,7 @@ fn the_box_still_answers_ping_arp_and_kernel_tcp() {
 fn a_second_xvs_on_the_same_interfaces_is_refused_and_the_first_keeps_working() {
     let (lab, xvs) = start();
     let cfg = lab.example_config("nat.yaml");
+    let t0 = std::time::Instant::now();
     let out = lab.exec(
         "lb",
         &[
@@ -180,7 +181,15 @@ fn a_second_xvs_on_the_same_interfaces_is_refused_and_the_first_keeps_working() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "second xvs: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains("in use by another running xvs"), "{stderr}");
+    // Refused at once (a live holder is not waited for), naming it.
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(
+        stderr.contains(&format!(
+            "in use by another running xvs (pid {})",
+            xvs.pid()
+        )),
+        "{stderr}"
+    );
     let s = lab.http_client(50);
     assert_eq!(
         s.ok,

@@ -32,7 +32,7 @@ use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::stats::{self, Stats};
-use crate::control::{admin, neighbours, netlink, snapshot};
+use crate::control::{admin, iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterProgram, XdpMode};
 use crate::datapath::snapshot::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
@@ -232,11 +232,18 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where the per-interface locks live (see [`iflock`]).
+const LOCK_DIR: &str = "/run/xvs/locks";
+/// How long start-up waits for the interface locks of an xvs that is exiting (killed just
+/// before); a running one is refused at once.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// Takes an exclusive lock per attached interface (`/run/xvs/locks/net<NETNS>-if<IFINDEX>.lock`),
 /// so that a second `xvs run` on the same interfaces fails before it touches the XDP program of
-/// the running one. The locks are released by the kernel when the process exits, however it
-/// exits, so a crash never leaves a stale lock.
-fn lock_interfaces(ports: &[Port]) -> Result<Vec<std::fs::File>, Fatal> {
+/// the running one. The kernel releases them when the process exits, however it exits; a start
+/// right after a SIGKILL waits (at most [`LOCK_WAIT`]) for the killed process's exit to finish.
+/// Dropping the locks removes their files.
+fn lock_interfaces(ports: &[Port]) -> Result<iflock::InterfaceLocks, Fatal> {
     let ns = std::fs::read_link("/proc/self/ns/net")
         .map_err(|e| fatal(format!("cannot identify the network namespace: {e}")))?;
     let ns: String = ns
@@ -244,32 +251,13 @@ fn lock_interfaces(ports: &[Port]) -> Result<Vec<std::fs::File>, Fatal> {
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
-    let dir = Path::new("/run/xvs/locks");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fatal(format!("cannot create {}: {e}", dir.display())))?;
-    let mut locks = Vec::with_capacity(ports.len());
-    for p in ports {
-        let path = dir.join(format!("net{ns}-if{}.lock", p.ifindex));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| fatal(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => locks.push(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(fatal(format!(
-                    "interface {} is in use by another running xvs",
-                    p.name
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(fatal(format!("cannot lock {}: {e}", path.display())))
-            }
-        }
-    }
-    Ok(locks)
+    let ifaces: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
+    Ok(iflock::lock_interfaces(
+        Path::new(LOCK_DIR),
+        &ns,
+        &ifaces,
+        LOCK_WAIT,
+    )?)
 }
 
 /// Everything the running daemon holds.
@@ -564,8 +552,17 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         config::XdpMode::Native => XdpMode::Native,
         config::XdpMode::Skb => XdpMode::Skb,
     };
-    // Held until the process exits: while we hold them, an `xvs_filter` found attached is stale.
-    let _locks = lock_interfaces(&ports)?;
+    // Held until `run` returns (after the filter is detached; then their files are removed):
+    // while we hold them, an `xvs_filter` found attached is stale.
+    let locks = lock_interfaces(&ports)?;
+    for w in locks.waited() {
+        log(format!(
+            "Interface {} was still held by an exiting xvs{}; got it after {} ms",
+            w.iface,
+            w.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            w.waited.as_millis()
+        ));
+    }
     let names: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
     let filter = Arc::new(FilterProgram::attach(&names, mode)?);
     // From here on, returning an error drops `filter`, which detaches it.

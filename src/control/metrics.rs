@@ -86,6 +86,22 @@ fn fullnat_metrics(o: &mut String, src: &Sources) {
     }
 }
 
+/// Frames held while their next hop's MAC was resolved (`datapath::worker`).
+fn neighbour_metrics(o: &mut String, src: &Sources) {
+    family(
+        o,
+        "xvs_neighbour_held_total",
+        "counter",
+        "Frames held until their next hop's MAC was known; each was then sent or counted as a no_neighbour drop.",
+    );
+    let held: u64 = src
+        .workers
+        .iter()
+        .map(|(_, c)| c.neighbour_held.load(Ordering::Relaxed))
+        .sum();
+    let _ = writeln!(o, "xvs_neighbour_held_total {held}");
+}
+
 /// Outcome of the last (re)load, for `xvs_config_last_reload_*`.
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
@@ -288,6 +304,7 @@ pub fn render(src: &Sources) -> String {
     );
 
     fullnat_metrics(&mut o, src);
+    neighbour_metrics(&mut o, src);
 
     family(
         &mut o,

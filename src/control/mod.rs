@@ -7,6 +7,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod health;
+pub mod iflock;
 pub mod memory;
 pub mod metrics;
 pub mod neighbours;

@@ -216,6 +216,11 @@ impl Processor {
         &self.shared
     }
 
+    /// The version of the next-hop table loaded at the last [`begin_batch`](Self::begin_batch).
+    pub fn nexthop_version(&self) -> u64 {
+        self.nexthops.version()
+    }
+
     /// Called once per batch before any `process`: loads the current snapshot and next-hop table
     /// and does a bounded amount of connection expiry.
     pub fn begin_batch(&mut self, now: Nanos) {

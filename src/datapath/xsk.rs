@@ -2,9 +2,11 @@
 //! that queue, so a frame received on one port is transmitted on another without a copy.
 //!
 //! Frame accounting: every UMEM frame is at any time in exactly one place: the worker's free pool,
-//! a fill ring, an RX ring, a TX ring, a completion ring, or in the worker's hands during a batch.
-//! Completions return frames to the pool; fill rings are topped up from the pool. The pool and the
-//! scratch arrays are allocated once, at [`QueueIo::open`]; nothing allocates afterwards.
+//! a fill ring, an RX ring, a TX ring, a completion ring, the worker's held frames (waiting for a
+//! neighbour's MAC, see `worker`), or in the worker's hands during a batch.
+//! Completions return frames to the pool; fill rings are topped up from the pool. The pool, the
+//! held list and the scratch arrays are allocated once, at [`QueueIo::open`]; nothing allocates
+//! afterwards.
 //!
 //! Sockets are created with libxdp's `INHIBIT_PROG_LOAD` (xvs loads its own filter, see
 //! `filter`) and `XDP_USE_NEED_WAKEUP`. Register each socket's fd with
@@ -22,8 +24,9 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use crate::datapath::worker::{Disposition, Rings, TxFlush};
+use crate::datapath::worker::{Disposition, Rings, TxFlush, HOLD_CAPACITY};
 use crate::datapath::PortId;
+use crate::flow::Nanos;
 
 /// `datapath.zero_copy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -246,6 +249,14 @@ struct PortIo {
     stage: Vec<FrameDesc>,
 }
 
+/// A frame kept aside by [`Disposition::Hold`].
+#[derive(Clone, Copy)]
+struct HeldFrame {
+    desc: FrameDesc,
+    ingress: PortId,
+    until: Nanos,
+}
+
 /// The sockets of every attached interface on one receive queue, sharing one UMEM.
 pub struct QueueIo {
     queue: u32,
@@ -258,6 +269,8 @@ pub struct QueueIo {
     pollfds: Vec<libc::pollfd>,
     /// Free frames. Capacity is the UMEM's frame count, so pushes never allocate.
     pool: Vec<FrameDesc>,
+    /// Held frames, oldest first; capacity [`HOLD_CAPACITY`].
+    held: Vec<HeldFrame>,
     scratch: Vec<FrameDesc>,
     ports: Vec<PortIo>,
     // Declared last: dropped after the sockets (xsk-rs keeps it alive for them anyway).
@@ -379,7 +392,8 @@ impl QueueIo {
                 rx,
                 fq,
                 cq,
-                stage: Vec::with_capacity(batch * ifaces.len()),
+                // A batch from every port plus every held frame.
+                stage: Vec::with_capacity(batch * ifaces.len() + HOLD_CAPACITY),
             });
         }
 
@@ -401,6 +415,7 @@ impl QueueIo {
             stats_alive: Arc::new(RwLock::new(true)),
             pollfds,
             pool: descs,
+            held: Vec::with_capacity(HOLD_CAPACITY),
             scratch: vec![FrameDesc::default(); batch.max(64)],
             ports,
             umem,
@@ -478,6 +493,53 @@ impl QueueIo {
         }
     }
 
+    /// Opens `desc`'s whole frame buffer with the frame's length, lets `f` work on it, and sets
+    /// the descriptor's length to what `f` left (a frame grows by a TOA option or a tunnel
+    /// header, never beyond the buffer).
+    ///
+    /// # Safety
+    ///
+    /// User space must own `desc`'s frame exclusively: just taken off an RX ring, or held.
+    #[inline]
+    unsafe fn with_frame<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
+        umem: &Umem,
+        desc: &mut FrameDesc,
+        f: &mut F,
+    ) -> Disposition {
+        // SAFETY: the caller guarantees exclusive ownership of the frame; no other view of it
+        // exists while `data` lives.
+        let mut data = unsafe { umem.data_mut(desc) };
+        let mut len = data.contents().len();
+        let capacity = data.cursor().buf_len();
+        data.cursor().set_pos(capacity);
+        let d = f(data.contents_mut(), &mut len);
+        data.cursor().set_pos(len.min(capacity));
+        d
+    }
+
+    /// Puts a decided frame where its disposition says (`ingress` is where it came from).
+    #[inline]
+    fn place(&mut self, desc: FrameDesc, ingress: PortId, disposition: Disposition) {
+        match disposition {
+            Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {
+                // The stage holds a batch from every port and every held frame, so it never
+                // reallocates.
+                Some(o) if o.stage.len() < o.stage.capacity() => o.stage.push(desc),
+                _ => self.pool.push(desc),
+            },
+            Disposition::Recycle => self.pool.push(desc),
+            Disposition::Hold { until } if self.held.len() < self.held.capacity() => {
+                self.held.push(HeldFrame {
+                    desc,
+                    ingress,
+                    until,
+                })
+            }
+            // The worker never holds more than the capacity; never allocate if it did.
+            Disposition::Hold { .. } => self.pool.push(desc),
+        }
+    }
+
     fn refill(&mut self) {
         for p in &mut self.ports {
             if self.pool.is_empty() {
@@ -530,30 +592,46 @@ impl Rings for QueueIo {
         for i in 0..n {
             let mut desc = self.scratch[i];
             desc.set_options(0);
-            let disposition = {
-                // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
-                // exclusively until it is put on a TX or fill ring; no other view of it exists.
-                let mut data = unsafe { self.umem.data_mut(&mut desc) };
-                // Open the whole frame buffer (headroom excluded) as the frame's contents, let
-                // `f` work on it with the received length, then set the descriptor's length to
-                // what `f` left (it grows by a TOA option, never beyond the buffer).
-                let mut len = data.contents().len();
-                let capacity = data.cursor().buf_len();
-                data.cursor().set_pos(capacity);
-                let d = f(data.contents_mut(), &mut len);
-                data.cursor().set_pos(len.min(capacity));
-                d
-            };
-            match disposition {
-                Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {
-                    // The stage holds a batch from every port, so it never reallocates.
-                    Some(o) if o.stage.len() < o.stage.capacity() => o.stage.push(desc),
-                    _ => self.pool.push(desc),
-                },
-                Disposition::Recycle => self.pool.push(desc),
-            }
+            // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
+            // exclusively until it is put on a TX or fill ring, or held.
+            let disposition = unsafe { Self::with_frame(&self.umem, &mut desc, &mut f) };
+            self.place(desc, port, disposition);
         }
         n
+    }
+
+    fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    fn retry_held<F: FnMut(PortId, Nanos, &mut [u8], &mut usize) -> Disposition>(
+        &mut self,
+        mut f: F,
+    ) {
+        // Compacts in place: kept frames move to the front, in their order.
+        let mut kept = 0;
+        for i in 0..self.held.len() {
+            let HeldFrame {
+                mut desc,
+                ingress,
+                until,
+            } = self.held[i];
+            let mut g = |buf: &mut [u8], len: &mut usize| f(ingress, until, buf, len);
+            // SAFETY: a held frame is on no ring: user space owns it exclusively.
+            let disposition = unsafe { Self::with_frame(&self.umem, &mut desc, &mut g) };
+            match disposition {
+                Disposition::Hold { until } => {
+                    self.held[kept] = HeldFrame {
+                        desc,
+                        ingress,
+                        until,
+                    };
+                    kept += 1;
+                }
+                d => self.place(desc, ingress, d),
+            }
+        }
+        self.held.truncate(kept);
     }
 
     fn flush_tx(&mut self) -> io::Result<TxFlush> {

@@ -557,8 +557,8 @@ pub fn spawn_server(
 }
 
 /// Serves HTTP/1 on `listener` with `answer` on a thread of its own until `stop` is set (see
-/// the module documentation). The runtime is built here, so that failing to build it is an
-/// error of the caller's, not of the thread.
+/// the module documentation). The runtime is built and the listener registered with it here, so
+/// that a failure is the caller's error, not the thread's.
 pub fn spawn_http<F>(
     listener: TcpListener,
     limits: HttpLimits,
@@ -573,6 +573,10 @@ where
         .enable_io()
         .enable_time()
         .build()?;
+    let listener = {
+        let _in_runtime = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
     let answer = Arc::new(answer);
     std::thread::Builder::new()
         .name("xvs-metrics".into())
@@ -583,20 +587,13 @@ where
 }
 
 async fn accept_loop<F>(
-    listener: TcpListener,
+    listener: tokio::net::TcpListener,
     limits: HttpLimits,
     stop: &AtomicBool,
     answer: Arc<F>,
 ) where
     F: Fn(&Method, &str) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("Cannot serve /metrics: {e}");
-            return;
-        }
-    };
     // The connections being served, oldest first.
     let mut live: VecDeque<AbortHandle> = VecDeque::with_capacity(limits.max_connections);
     while !stop.load(Ordering::Relaxed) {

@@ -684,10 +684,9 @@ pub fn spawn_server_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{ConnState, NewConn, Timeouts};
+    use crate::conntrack::{ConnState, NewConn};
     use crate::control::ctl::{self, CtlCommand};
-    use crate::datapath::nexthop::NextHopTable;
-    use crate::datapath::{Service, Snapshot};
+    use crate::control::testing::{assert_between, web_shared, ServerThread};
     use crate::flow::Proto;
     use crate::sched::{RealServer, SchedulerKind};
     use std::net::SocketAddr;
@@ -697,22 +696,13 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        let web = Service::new(
-            "web",
-            ServiceKey {
-                vip: "198.18.0.100".parse().unwrap(),
-                port: 80,
-                proto: Proto::Tcp,
-            },
-            Forwarding::Nat,
+        web_shared(
             SchedulerKind::Wrr,
             vec![
                 RealServer::new(sa("198.18.1.11:80"), 3),
                 RealServer::new(sa("198.18.1.12:80"), 1),
             ],
-        );
-        let snap = Snapshot::new(1, vec![], vec![web], Timeouts::default(), false);
-        Arc::new(Shared::new(snap, NextHopTable::new(vec![], []), 64))
+        )
     }
 
     fn insert(sh: &Shared, client: &str, real_index: usize, state: ConnState, now: Nanos) {
@@ -964,26 +954,13 @@ mod tests {
         let reals = (1..=n)
             .map(|port| RealServer::new(SocketAddr::new("198.18.1.11".parse().unwrap(), port), 1))
             .collect();
-        let web = Service::new(
-            "web",
-            ServiceKey {
-                vip: "198.18.0.100".parse().unwrap(),
-                port: 80,
-                proto: Proto::Tcp,
-            },
-            Forwarding::Nat,
-            SchedulerKind::Rr,
-            reals,
-        );
-        let snap = Snapshot::new(1, vec![], vec![web], Timeouts::default(), false);
-        Arc::new(Shared::new(snap, NextHopTable::new(vec![], []), 64))
+        web_shared(SchedulerKind::Rr, reals)
     }
 
     /// An admin server in a directory of its own, stopped and removed on drop.
     struct Server {
         path: PathBuf,
-        stop: Arc<AtomicBool>,
-        thread: Option<JoinHandle<()>>,
+        thread: ServerThread,
         /// The "main loop" end of the reload channel.
         reloads: Receiver<ReloadRequest>,
         /// Length of the encoded `list` reply.
@@ -1001,8 +978,10 @@ mod tests {
             let thread = spawn_server_with(&path, state, stop.clone(), limits).unwrap();
             Server {
                 path,
-                stop,
-                thread: Some(thread),
+                thread: ServerThread {
+                    stop,
+                    thread: Some(thread),
+                },
                 reloads,
                 list_len,
             }
@@ -1027,18 +1006,13 @@ mod tests {
 
         /// Sets `stop`; returns how long the accept thread took to end.
         fn stop(&mut self) -> Duration {
-            let t = Instant::now();
-            self.stop.store(true, Ordering::Relaxed);
-            self.thread.take().unwrap().join().unwrap();
-            t.elapsed()
+            self.thread.stop()
         }
     }
 
     impl Drop for Server {
         fn drop(&mut self) {
-            if self.thread.is_some() {
-                self.stop();
-            }
+            self.thread.stop();
             let _ = std::fs::remove_dir_all(self.path.parent().unwrap());
         }
     }
@@ -1111,11 +1085,8 @@ mod tests {
             String::from_utf8_lossy(&reply),
             "error\nxvs: cannot read the request: no whole request line within 300 ms"
         );
-        let after = closed - t;
-        assert!(
-            after >= Duration::from_millis(300) && after < Duration::from_millis(1300),
-            "answered after {after:?}"
-        );
+        let (lo, hi) = (Duration::from_millis(300), Duration::from_millis(1300));
+        assert_between("answered", closed - t, lo, hi);
     }
 
     #[test]
@@ -1139,11 +1110,8 @@ mod tests {
             String::from_utf8_lossy(&reply).contains("no whole request line within 500 ms"),
             "{reply:?}"
         );
-        let after = closed - t;
-        assert!(
-            after >= Duration::from_millis(500) && after < Duration::from_millis(1500),
-            "answered after {after:?}"
-        );
+        let (lo, hi) = (Duration::from_millis(500), Duration::from_millis(1500));
+        assert_between("answered", closed - t, lo, hi);
     }
 
     #[test]

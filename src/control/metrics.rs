@@ -877,6 +877,12 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 404"), "{head}");
         assert_eq!(len, 0);
         let mut s = connect(addr);
+        s.write_all(b"HEAD /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\n"), "HEAD has no body: {reply}");
+        let mut s = connect(addr);
         s.write_all(b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
         let mut reply = String::new();

@@ -17,6 +17,12 @@
 //! handed to the VRRP thread, which keeps the state of every instance whose identity did not
 //! change. `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
 //! which drains it at every wake-up (at most 250 ms) and answers with the outcome.
+//!
+//! SIGTERM/SIGINT: the main loop (woken at once) sets the stop flag every thread watches, sends
+//! the VRRP release, and joins the threads. The metrics and admin servers notice the flag within
+//! 50 ms and close their connections without waiting for any client (a silent one, or one that
+//! never reads its reply); their threads are joined with a bound all the same
+//! ([`SERVER_STOP_WAIT`]), so no client can hold the stop up.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -696,7 +702,9 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         stats,
         vrrp: vrrp_status,
     };
-    let servers = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
+    // The metrics and admin servers: joined with a bound at shutdown.
+    let mut servers: Vec<(&str, JoinHandle<()>)> = Vec::with_capacity(2);
+    let started = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
         .map_err(|e| {
             fatal(format!(
                 "global.metrics_listen {}: {e}",
@@ -704,7 +712,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             ))
         })
         .and_then(|m| {
-            aux.push(m);
+            servers.push(("metrics", m));
             admin::spawn_server(&cfg.global.admin_socket, admin_state, stop.clone()).map_err(|e| {
                 fatal(format!(
                     "global.admin_socket {}: {e}",
@@ -712,8 +720,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                 ))
             })
         });
-    match servers {
-        Ok(a) => aux.push(a),
+    match started {
+        Ok(a) => servers.push(("admin", a)),
         Err(e) => {
             // Workers own their sockets: stop them before the filter is detached on return.
             stop.store(true, Ordering::Relaxed);
@@ -721,6 +729,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             drop(vrrp_thread.join());
             handles.into_iter().for_each(|h| drop(h.join()));
             aux.into_iter().for_each(|h| drop(h.join()));
+            join_servers(servers);
             return Err(e);
         }
     }
@@ -813,6 +822,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     for h in aux {
         let _ = h.join();
     }
+    join_servers(servers);
     // Every thread holding the gate (and so the filter) has ended.
     drop(running.gate);
     match Arc::try_unwrap(running.filter) {
@@ -824,6 +834,29 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         return Err(fatal(e));
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// How long shutdown waits for the metrics and admin servers' threads. They notice `stop`
+/// within 50 ms and never wait for a client, so this only bounds a bug.
+const SERVER_STOP_WAIT: Duration = Duration::from_millis(500);
+
+/// Joins the server threads, waiting at most [`SERVER_STOP_WAIT`] in all: a thread still
+/// running then is left behind (it ends with the process) rather than delaying the stop.
+fn join_servers(servers: Vec<(&str, JoinHandle<()>)>) {
+    let deadline = Instant::now() + SERVER_STOP_WAIT;
+    for (name, h) in servers {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            log(format!(
+                "The {name} server did not stop within {} ms; not waiting for it",
+                SERVER_STOP_WAIT.as_millis()
+            ));
+        }
+    }
 }
 
 /// Sweeps the connection and persistence tables for expired entries off the packet path.

@@ -15,3 +15,5 @@ pub mod netlink;
 pub mod signals;
 pub mod snapshot;
 pub mod stats;
+#[cfg(test)]
+mod testing;

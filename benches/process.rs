@@ -5,117 +5,464 @@
 //! Each iteration processes a batch of 64 frames of 64 distinct established connections (as a
 //! worker would, with one `begin_batch` and `process_buf` on a buffer with tailroom); throughput
 //! is reported per frame. Copying each frame template into the batch buffer (74 bytes) is
-//! included in the figure. `nat_established_tcp` and `fullnat_established_tcp` use the NAT and
-//! FULLNAT labs (`tests/fixtures/{nat,fullnat}_lab.rs`), `dr_established_tcp` and
-//! `tun_established_tcp` the DR and TUN lab (`tests/fixtures/routed_lab.rs`).
+//! included in the figure. `nat_established_tcp` (client → real server) and
+//! `nat_reply_established_tcp` (real server → client, the source rewritten back to the VIP) use
+//! the NAT lab, `fullnat_established_tcp` the FULLNAT lab (`tests/fixtures/{nat,fullnat}_lab.rs`),
+//! `dr_established_tcp` and `tun_established_tcp` the DR and TUN lab
+//! (`tests/fixtures/routed_lab.rs`).
+//!
+//! What is timed is checked, untimed, before and after the timing: every frame of the batch must
+//! get `Verdict::Tx` on the expected port and leave as the method says (MACs, addresses, ports,
+//! TTL and checksums read back with etherparse, not with xvs), each flow on the real server its
+//! handshake was scheduled to, and the flows split over the real servers as the scheduler must
+//! split them. `cargo test --benches` (and so `make test`, which runs `cargo test --all-targets`)
+//! runs this binary in criterion's test mode, which runs these checks and each timed routine
+//! once; `cargo bench --bench process -- --test` does the same.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use xvs::datapath::snapshot::Forwarding;
 use xvs::datapath::{PortId, Processor, Verdict};
 
 #[path = "../tests/fixtures/fullnat_lab.rs"]
 mod fullnat_lab;
 use fullnat_lab::nat_lab;
+#[path = "../tests/fixtures/golden.rs"]
+mod golden;
 #[path = "../tests/fixtures/routed_lab.rs"]
 mod routed_lab;
 
 const BATCH: usize = 64;
 /// Tailroom of every frame buffer, as UMEM frames have.
 const ROOM: usize = 64;
+const FIRST_CLIENT_PORT: u16 = 40000;
 
-/// A client's TCP segment to `vip`:80, in a frame addressed to `port_mac` (the receiving port's
-/// own MAC: anything else is dropped as `not_our_mac`).
-fn frame_to(port_mac: [u8; 6], vip: [u8; 4], client_port: u16, flags: u8) -> Vec<u8> {
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYN_ACK: u8 = 0x12;
+
+/// One TCP segment with 20 bytes of payload, checksums filled: `eth` (destination, source MAC),
+/// `src` → `dst` (address, port).
+fn segment(
+    eth: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    flags: u8,
+) -> Vec<u8> {
     // Ethernet + IPv4 (20) + TCP (20) + 20 bytes of payload, checksums filled.
     let mut f = vec![0u8; 14 + 20 + 20 + 20];
-    f[0..6].copy_from_slice(&port_mac);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[0..6].copy_from_slice(&eth.0);
+    f[6..12].copy_from_slice(&eth.1);
     f[12] = 0x08;
+    let (s, d) = (src.0, dst.0);
     let ip = &mut f[14..34];
     ip.copy_from_slice(&[
-        0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, vip[0], vip[1], vip[2], vip[3],
+        0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 6, 0, 0, s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3],
     ]);
     let c = xvs::datapath::wire::checksum::checksum(ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let tcp = &mut f[34..54];
-    tcp[0..2].copy_from_slice(&client_port.to_be_bytes());
-    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.1.to_be_bytes());
     tcp[12] = 5 << 4;
     tcp[13] = flags;
-    let pseudo = xvs::datapath::wire::checksum::ipv4_pseudo_header_sum([198, 18, 0, 2], vip, 6, 40);
+    for (i, b) in f[54..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let pseudo = xvs::datapath::wire::checksum::ipv4_pseudo_header_sum(s, d, 6, 40);
     let c =
         !xvs::datapath::wire::checksum::fold(xvs::datapath::wire::checksum::sum(&f[34..], pseudo));
     f[50..52].copy_from_slice(&c.to_be_bytes());
     f
 }
 
-/// Opens 64 connections to `vip` with a SYN each (which must leave on `egress`), then measures
-/// batches of one ACK segment on each, as the worker calls `process_buf`: every frame in a
-/// buffer with 64 bytes of tailroom (TUN's outer header grows into it).
-fn bench_established(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    name: &str,
-    mut p: Processor,
-    vip: [u8; 4],
+/// A client's segment to the VIP's port 80 from port `FIRST_CLIENT_PORT + i`.
+fn from_client(eth: ([u8; 6], [u8; 6]), vip: [u8; 4], i: usize, flags: u8) -> Vec<u8> {
+    let port = FIRST_CLIENT_PORT + i as u16;
+    segment(eth, (nat_lab::CLIENT, port), (vip, 80), flags)
+}
+
+/// Processes `frame` arriving on `ingress` in a buffer with tailroom, as the worker does;
+/// returns the verdict and the frame that leaves.
+fn run(p: &mut Processor, now: u64, ingress: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    let mut buf = frame.to_vec();
+    let mut len = buf.len();
+    buf.resize(len + ROOM, 0);
+    let v = p.process_buf(now, ingress, &mut buf, &mut len);
+    buf.truncate(len);
+    (v, buf)
+}
+
+/// Processes `frame`, which must leave on `egress`; returns what leaves.
+fn forward(
+    p: &mut Processor,
+    now: u64,
+    ingress: PortId,
+    frame: &[u8],
     egress: PortId,
-) {
-    let port_mac = p.shared().snapshot.load().ports[0].mac;
-    let mut now = 1_000_000_000u64;
-    p.begin_batch(now);
-    for i in 0..BATCH {
-        let mut f = frame_to(port_mac, vip, 40000 + i as u16, 0x02);
-        let mut len = f.len();
-        f.resize(len + ROOM, 0);
-        let v = p.process_buf(now, 0, &mut f, &mut len);
-        assert_eq!(v, Verdict::Tx(egress), "{name}: SYN {i}");
+    what: &str,
+) -> Vec<u8> {
+    let (v, out) = run(p, now, ingress, frame);
+    assert_eq!(v, Verdict::Tx(egress), "{what}");
+    out
+}
+
+/// The IPv4 header and TCP ports of a frame, read with etherparse.
+fn parsed(frame: &[u8], what: &str) -> (etherparse::Ipv4Header, u16, u16) {
+    let pkt = SlicedPacket::from_ethernet(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let Some(NetSlice::Ipv4(ip)) = &pkt.net else {
+        panic!("{what}: not IPv4")
+    };
+    let Some(TransportSlice::Tcp(t)) = &pkt.transport else {
+        panic!("{what}: not TCP")
+    };
+    (
+        ip.header().to_header(),
+        t.source_port(),
+        t.destination_port(),
+    )
+}
+
+/// What one flow's frames must become; the flow's real server (or local endpoint), learnt from
+/// its handshake, is the `Flow`'s to compare with.
+type Check = dyn Fn(usize, &[u8], &[u8]) -> Flow;
+
+/// Where one flow went: its real server, and for FULLNAT its local endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Flow {
+    real: [u8; 4],
+    local: Option<([u8; 4], u16)>,
+}
+
+/// A batch to time: one frame per flow, where the frames arrive and must leave, the flows
+/// their handshakes set up (`flows[i]` for frame `i`), and what each frame must become.
+struct Batch<'a> {
+    name: &'a str,
+    ingress: PortId,
+    egress: PortId,
+    templates: Vec<Vec<u8>>,
+    flows: Vec<Flow>,
+    check: &'a Check,
+}
+
+impl Batch<'_> {
+    /// The untimed check: every frame gets `Tx(egress)`, passes `check` and stays on its flow.
+    fn verify(&self, p: &mut Processor, now: u64) {
+        p.begin_batch(now);
+        for (i, t) in self.templates.iter().enumerate() {
+            let what = format!("{}: frame {i}", self.name);
+            let out = forward(p, now, self.ingress, t, self.egress, &what);
+            assert_eq!(
+                (self.check)(i, t, &out),
+                self.flows[i],
+                "{what}: left on another flow"
+            );
+        }
     }
-    let templates: Vec<Vec<u8>> = (0..BATCH)
-        .map(|i| frame_to(port_mac, vip, 40000 + i as u16, 0x10))
-        .collect();
+}
+
+/// Checks the batch (before and after), then measures it as the worker calls `process_buf`:
+/// every frame in a buffer with 64 bytes of tailroom (TUN's outer header grows into it).
+fn bench_batch(g: &mut BenchmarkGroup<'_, WallTime>, mut p: Processor, batch: Batch<'_>) {
+    let mut now = T0;
+    batch.verify(&mut p, now);
+    let (templates, ingress) = (&batch.templates, batch.ingress);
     let mut bufs: Vec<Vec<u8>> = templates
         .iter()
         .map(|t| vec![0u8; t.len() + ROOM])
         .collect();
-    g.bench_function(name, |b| {
+    g.bench_function(batch.name, |b| {
         b.iter(|| {
             now += 1000;
             p.begin_batch(now);
-            for (buf, t) in bufs.iter_mut().zip(&templates) {
+            for (buf, t) in bufs.iter_mut().zip(templates) {
                 buf[..t.len()].copy_from_slice(t);
                 let mut len = t.len();
-                black_box(p.process_buf(now, 0, buf, &mut len));
+                black_box(p.process_buf(now, ingress, buf, &mut len));
             }
         })
     });
-    assert_eq!(
-        p.counters.total_drops(),
-        0,
-        "{name}: every benchmarked frame must be forwarded"
-    );
+    // The state the timed batches left behind still forwards every frame the same way.
+    batch.verify(&mut p, now + 1000);
 }
 
+/// Opens `BATCH` connections from the client to `vip` with a SYN each (received on `ingress`,
+/// which must leave on `egress`), checks each with `check` and returns where each went, after
+/// asserting that the flows split over the real servers as `split` says (the scheduler is
+/// deterministic on a fresh processor).
+fn open(
+    name: &str,
+    p: &mut Processor,
+    eth: ([u8; 6], [u8; 6]),
+    vip: [u8; 4],
+    (ingress, egress): (PortId, PortId),
+    check: &Check,
+    split: &[([u8; 4], usize)],
+) -> Vec<Flow> {
+    let now = T0;
+    p.begin_batch(now);
+    let flows: Vec<Flow> = (0..BATCH)
+        .map(|i| {
+            let syn = from_client(eth, vip, i, SYN);
+            let out = forward(p, now, ingress, &syn, egress, &format!("{name}: SYN {i}"));
+            check(i, &syn, &out)
+        })
+        .collect();
+    let mut by_real: BTreeMap<[u8; 4], usize> = BTreeMap::new();
+    for f in &flows {
+        *by_real.entry(f.real).or_default() += 1;
+    }
+    let want: BTreeMap<[u8; 4], usize> = split.iter().copied().collect();
+    assert_eq!(by_real, want, "{name}: flows per real server");
+    flows
+}
+
+/// The MAC of a NAT/FULLNAT lab real server.
+fn nat_real_mac(real: [u8; 4]) -> [u8; 6] {
+    match real {
+        nat_lab::R1 => nat_lab::R1_MAC,
+        nat_lab::R2 => nat_lab::R2_MAC,
+        other => panic!("{other:?} is not a real server of the lab"),
+    }
+}
+
+/// NAT, client → real server: destination VIP:80 → the real server:80, MACs of lan0 and the real
+/// server, TTL 63, checksums verified by etherparse, source and payload untouched.
+fn nat_original(i: usize, input: &[u8], out: &[u8]) -> Flow {
+    let what = format!("nat frame {i}");
+    golden::check_routed_output(out, &what);
+    let (ip, sport, dport) = parsed(out, &what);
+    assert_eq!(
+        (ip.source, sport),
+        (nat_lab::CLIENT, FIRST_CLIENT_PORT + i as u16),
+        "{what}"
+    );
+    assert_eq!(dport, 80, "{what}");
+    assert_eq!(
+        out[0..6],
+        nat_real_mac(ip.destination),
+        "{what}: MAC of {:?}",
+        ip.destination
+    );
+    assert_eq!(out[6..12], nat_lab::LAN_MAC, "{what}");
+    assert_eq!(out[54..], input[54..], "{what}: payload");
+    Flow {
+        real: ip.destination,
+        local: None,
+    }
+}
+
+/// NAT, real server → client: source real server:80 → VIP:80, MACs of wan0 and the client,
+/// TTL 63, checksums verified, destination and payload untouched.
+fn nat_reply(flows: Vec<Flow>) -> impl Fn(usize, &[u8], &[u8]) -> Flow {
+    move |i, input, out| {
+        let what = format!("nat reply frame {i}");
+        golden::check_routed_output(out, &what);
+        let (ip, sport, dport) = parsed(out, &what);
+        assert_eq!((ip.source, sport), (nat_lab::VIP, 80), "{what}");
+        assert_eq!(
+            (ip.destination, dport),
+            (nat_lab::CLIENT, FIRST_CLIENT_PORT + i as u16),
+            "{what}"
+        );
+        assert_eq!(out[0..6], nat_lab::CLIENT_MAC, "{what}");
+        assert_eq!(out[6..12], nat_lab::WAN_MAC, "{what}");
+        assert_eq!(out[54..], input[54..], "{what}: payload");
+        // The input came from the flow's real server (what the handshake set up).
+        let (src, _, _) = parsed(input, &what);
+        assert_eq!(src.source, flows[i].real, "{what}: template");
+        flows[i]
+    }
+}
+
+/// FULLNAT: client:port → a pool1 address:port, VIP:80 → real server:80, MACs of lan0 and the
+/// real server, TTL 63, checksums verified, payload untouched.
+fn fullnat_original(i: usize, input: &[u8], out: &[u8]) -> Flow {
+    let what = format!("fullnat frame {i}");
+    golden::check_routed_output(out, &what);
+    let (ip, sport, dport) = parsed(out, &what);
+    assert!(
+        [fullnat_lab::L1, fullnat_lab::L2].contains(&ip.source),
+        "{what}: source {:?} is not a pool1 address",
+        ip.source
+    );
+    assert!(sport >= 1024, "{what}: local port {sport} outside the pool");
+    assert_eq!(dport, 80, "{what}");
+    assert_eq!(out[0..6], nat_real_mac(ip.destination), "{what}");
+    assert_eq!(out[6..12], nat_lab::LAN_MAC, "{what}");
+    assert_eq!(out[54..], input[54..], "{what}: payload");
+    Flow {
+        real: ip.destination,
+        local: Some((ip.source, sport)),
+    }
+}
+
+/// DR: only the MACs change (lan0's, the real server's); every IP byte stays, TTL included.
+fn dr(i: usize, input: &[u8], out: &[u8]) -> Flow {
+    let what = format!("dr frame {i}");
+    assert_eq!(out[14..], input[14..], "{what}: DR changed the IP packet");
+    assert_eq!(out[6..12], routed_lab::LAN_MAC, "{what}");
+    let real = match <[u8; 6]>::try_from(&out[0..6]).unwrap() {
+        routed_lab::R1_MAC => routed_lab::DR_R1,
+        routed_lab::R2_MAC => routed_lab::DR_R2,
+        other => panic!("{what}: sent to {other:02x?}, not a real server's MAC"),
+    };
+    Flow { real, local: None }
+}
+
+/// TUN: the unchanged client packet inside an outer IPv4 header (protocol 4, from the lb's
+/// address to a real server, TTL copied, checksum verified), sent to the router.
+fn tun(i: usize, input: &[u8], out: &[u8]) -> Flow {
+    let what = format!("tun frame {i}");
+    assert_eq!(out.len(), input.len() + 20, "{what}");
+    assert_eq!(out[34..], input[14..], "{what}: inner packet changed");
+    assert_eq!(out[0..6], routed_lab::ROUTER_MAC, "{what}");
+    assert_eq!(out[6..12], routed_lab::LAN_MAC, "{what}");
+    let (outer, _) = etherparse::Ipv4Header::from_slice(&out[14..]).unwrap();
+    assert_eq!(
+        outer.header_checksum,
+        outer.calc_header_checksum(),
+        "{what}"
+    );
+    assert_eq!(outer.protocol, etherparse::IpNumber::IPV4, "{what}");
+    assert_eq!(outer.source, routed_lab::LB, "{what}");
+    assert_eq!(
+        outer.time_to_live, input[22],
+        "{what}: TTL copied from the inner header"
+    );
+    assert_eq!(usize::from(outer.total_len), out.len() - 14, "{what}");
+    assert!(
+        [routed_lab::TUN_R1, routed_lab::TUN_R2].contains(&outer.destination),
+        "{what}: tunnel to {:?}",
+        outer.destination
+    );
+    Flow {
+        real: outer.destination,
+        local: None,
+    }
+}
+
+const T0: u64 = 1_000_000_000;
+
 fn bench_process(c: &mut Criterion) {
+    use nat_lab::{CLIENT_MAC, LAN_MAC, R1, R2, VIP, WAN_MAC};
     let mut g = c.benchmark_group("process");
     g.throughput(Throughput::Elements(BATCH as u64));
-    let nat_vip = [198, 18, 0, 100];
-    bench_established(
-        &mut g,
-        "nat_established_tcp",
-        nat_lab::processor(1_000_000),
-        nat_vip,
-        1,
+    let to_wan = (WAN_MAC, CLIENT_MAC);
+    let acks =
+        |eth, vip| -> Vec<Vec<u8>> { (0..BATCH).map(|i| from_client(eth, vip, i, ACK)).collect() };
+
+    // NAT, client → real server: wrr 3:1 gives r1 48 of the 64 flows, r2 16.
+    let open_nat = |name| {
+        let mut p = nat_lab::processor(1_000_000);
+        let split = [(R1, 48), (R2, 16)];
+        let flows = open(name, &mut p, to_wan, VIP, (0, 1), &nat_original, &split);
+        (p, flows)
+    };
+    let (p, flows) = open_nat("nat");
+    let batch = Batch {
+        name: "nat_established_tcp",
+        ingress: 0,
+        egress: 1,
+        templates: acks(to_wan, VIP),
+        flows,
+        check: &nat_original,
+    };
+    bench_batch(&mut g, p, batch);
+
+    // NAT, real server → client: the same handshakes completed (SYN, SYN-ACK, ACK), then one
+    // segment from each flow's real server, received on lan0 and sent out of wan0.
+    let (mut p, flows) = open_nat("nat reply");
+    let reply = |i: usize, f: &Flow, flags| {
+        let port = FIRST_CLIENT_PORT + i as u16;
+        let eth = (LAN_MAC, nat_real_mac(f.real));
+        segment(eth, (f.real, 80), (nat_lab::CLIENT, port), flags)
+    };
+    let check = nat_reply(flows.clone());
+    for (i, f) in flows.iter().enumerate() {
+        let what = format!("nat reply: handshake {i}");
+        let out = forward(&mut p, T0, 1, &reply(i, f, SYN_ACK), 0, &what);
+        assert_eq!(check(i, &reply(i, f, SYN_ACK), &out), *f, "{what}");
+        forward(&mut p, T0, 0, &from_client(to_wan, VIP, i, ACK), 1, &what);
+    }
+    let batch = Batch {
+        name: "nat_reply_established_tcp",
+        ingress: 1,
+        egress: 0,
+        templates: flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| reply(i, f, ACK))
+            .collect(),
+        flows,
+        check: &check,
+    };
+    bench_batch(&mut g, p, batch);
+
+    // FULLNAT: both addresses and ports rewritten, the connection found by the client's key; rr.
+    let mut p = fullnat_lab::processor_with(1_000_000, (1024, 65535));
+    let split = [(R1, 32), (R2, 32)];
+    let flows = open(
+        "fullnat",
+        &mut p,
+        to_wan,
+        VIP,
+        (0, 1),
+        &fullnat_original,
+        &split,
     );
-    // FULLNAT: both addresses and ports rewritten, the connection found by the client's key.
-    let fullnat = fullnat_lab::processor_with(1_000_000, (1024, 65535));
-    bench_established(&mut g, "fullnat_established_tcp", fullnat, nat_vip, 1);
-    for (name, fwd) in [
-        ("dr_established_tcp", Forwarding::Dr),
-        ("tun_established_tcp", Forwarding::Tun),
+    let batch = Batch {
+        name: "fullnat_established_tcp",
+        ingress: 0,
+        egress: 1,
+        templates: acks(to_wan, VIP),
+        flows,
+        check: &fullnat_original,
+    };
+    bench_batch(&mut g, p, batch);
+
+    // DR and TUN: the client's frames come from the router, on the lb's only port; rr.
+    let from_router = (routed_lab::LAN_MAC, routed_lab::ROUTER_MAC);
+    let dr_reals = [routed_lab::DR_R1, routed_lab::DR_R2];
+    let tun_reals = [routed_lab::TUN_R1, routed_lab::TUN_R2];
+    for (name, fwd, check, reals) in [
+        (
+            "dr_established_tcp",
+            Forwarding::Dr,
+            &dr as &Check,
+            dr_reals,
+        ),
+        (
+            "tun_established_tcp",
+            Forwarding::Tun,
+            &tun as &Check,
+            tun_reals,
+        ),
     ] {
-        bench_established(&mut g, name, routed_lab::processor(fwd), routed_lab::VIP, 0);
+        let mut p = routed_lab::processor(fwd);
+        let split = [(reals[0], 32), (reals[1], 32)];
+        let flows = open(
+            name,
+            &mut p,
+            from_router,
+            routed_lab::VIP,
+            (0, 0),
+            check,
+            &split,
+        );
+        let batch = Batch {
+            name,
+            ingress: 0,
+            egress: 0,
+            templates: acks(from_router, routed_lab::VIP),
+            flows,
+            check,
+        };
+        bench_batch(&mut g, p, batch);
     }
     g.finish();
 }

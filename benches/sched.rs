@@ -19,6 +19,12 @@
 //! (with 10 servers it has more active connections than its weight but no server is below half
 //! of its own, which the check finds by scanning the list; with 1000 it is within its weight).
 //! The tables of sh, dh and mh are built before the measurement, as the control plane does.
+//!
+//! Checked untimed, before timing: every pick the timed loop can make (each of the 4096 keys,
+//! through the very scheduler instance that is then timed) returns a server that exists and can
+//! take the flow, so no figure is the cost of finding nothing; and the Maglev table built is
+//! full (every entry names one of the 1000 servers). `cargo test --benches` (so `make test`)
+//! runs these checks and each timed routine once, in criterion's test mode.
 
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};
@@ -120,6 +126,14 @@ fn bench_pick(c: &mut Criterion) {
                 }
                 _ => &to_any,
             };
+            // Untimed: every key the timed loop cycles through gets an available server.
+            for (k, key) in keys.iter().enumerate() {
+                let picked = s.pick(0, key, &r);
+                assert!(
+                    picked.is_some_and(|p| p < r.len() && r[p].is_available()),
+                    "{kind}/{n}: key {k} picked {picked:?}, not an available server"
+                );
+            }
             let mut i = 0usize;
             g.bench_with_input(BenchmarkId::new(kind.name(), n), &r, |b, r| {
                 b.iter(|| {
@@ -135,6 +149,23 @@ fn bench_pick(c: &mut Criterion) {
 fn bench_mh_build(c: &mut Criterion) {
     let r = reals(1000);
     let size = sched::mh::DEFAULT_TABLE_SIZE;
+    // Untimed: the table is full and shares its entries among all the servers.
+    let t = MaglevTable::build(&r, size, SchedFlags::default());
+    let per = t.entries_per_server();
+    assert_eq!(
+        (t.len(), per.len()),
+        (size as usize, r.len()),
+        "mh_build: table size"
+    );
+    assert_eq!(
+        per.iter().sum::<usize>(),
+        size as usize,
+        "mh_build: entries"
+    );
+    assert!(
+        per.iter().all(|&e| e > 0),
+        "mh_build: a server without entries"
+    );
     c.bench_function("mh_build/1000 servers, 65537 entries", |b| {
         b.iter(|| {
             black_box(MaglevTable::build(

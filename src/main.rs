@@ -52,8 +52,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { config } => {
-            use xvs::control::config::{load, system_iface_exists};
-            match load(&config, &system_iface_exists) {
+            use xvs::control::config::{load, SystemHost};
+            match load(&config, &SystemHost::startup()) {
                 Ok(_) => {
                     println!("{}: OK", config.display());
                     ExitCode::SUCCESS

@@ -9,15 +9,39 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Lab, Xvs, VIP};
 
-/// Health-check interval and fall of the HTTP check in [`http_check_config`].
+/// Interval, timeout, fall and rise of the HTTP check of the detection test. Three probes each
+/// way and a timeout of half an interval keep the bounds below twice the time xvs needs, so a
+/// checker that probed half as often would miss them.
 const INTERVAL: Duration = Duration::from_millis(200);
-const FALL: u32 = 2;
-const RISE: u32 = 2;
+const TIMEOUT: Duration = Duration::from_millis(100);
+const FALL: u32 = 3;
+const RISE: u32 = 3;
+
+/// The worst case of the checker (`src/control/health/`): a probe starts every interval (each
+/// one due an interval after the previous one was due; a probe that took at most its timeout,
+/// which is at most the interval, never delays the next), a server changes state on the probe
+/// that completes its `fall` (`rise`) run, and that probe's result is applied and logged at
+/// once. So after the server stops answering at t0, the first probe that can fail starts before
+/// t0 + interval (an earlier one may have connected before t0 and succeeded), the fall-th before
+/// t0 + fall × interval, and it fails within its timeout: **down within fall × interval +
+/// timeout**. After the server answers again at t1, the first probe that can succeed starts
+/// before t1 + interval, the rise-th before t1 + rise × interval, and it succeeds as soon as the
+/// server answers its GET: **up within rise × interval + that probe's run time**.
+///
+/// On top of each bound, this margin, for what the formulas leave out: the health thread and a
+/// probe thread each wake up once per probe (two thread wake-ups, then the log line is written),
+/// the test polls the log every millisecond, the nft rule that stops or restarts the server
+/// takes effect within about a millisecond of the test's timestamp (an nft shell already running
+/// in r2's namespace), and, for recovery, the last probe's own run (connect, GET and status line
+/// on a veth: milliseconds). On a 2-core machine shared with builds and other tests, a thread
+/// that becomes runnable waits for a CPU for up to a few scheduler slices (EEVDF's base slice is
+/// 3 ms): 100 ms covers tens of such waits, and is half an interval.
+const MARGIN: Duration = Duration::from_millis(100);
 
 /// Writes `services` (YAML, indented as list items under `services:`) into a config for `lab`.
 fn config(lab: &Lab, services: &str) -> PathBuf {
@@ -90,8 +114,90 @@ impl Drop for Flags {
     }
 }
 
+/// Makes a lab namespace refuse new TCP connections to a port, as a stopped server's closed port
+/// does (a reset to the SYN), at a known moment: an `nft -i` shell runs in the namespace, so a
+/// rule goes in or out within about a millisecond of the command instead of the tens of
+/// milliseconds a fresh `ip netns exec nft` takes on a loaded machine. Connections already open
+/// are left alone (only initial SYNs match). The rules live in the namespace, deleted with the
+/// lab; the shell ends when its stdin closes (on drop).
+struct PortGate {
+    shell: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    port: u16,
+}
+
+impl PortGate {
+    fn new(lab: &Lab, role: &str, port: u16) -> PortGate {
+        let mut shell = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(role), "nft", "-i"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nft -i (scripts/install-deps installs nftables)");
+        let input = shell.stdin.take().unwrap();
+        let output = BufReader::new(shell.stdout.take().unwrap());
+        let mut gate = PortGate {
+            shell,
+            input,
+            output,
+            port,
+        };
+        gate.run("add table inet xvs_test_gate");
+        gate.run("add chain inet xvs_test_gate input { type filter hook input priority 0 ; }");
+        gate
+    }
+
+    /// Runs `cmd`, then waits until the shell has applied it: it answers a listing of the
+    /// table sent after it (commands run in order). Returns the moment just before `cmd` was
+    /// sent, and the listing.
+    fn run(&mut self, cmd: &str) -> (Instant, String) {
+        let at = Instant::now();
+        writeln!(self.input, "{cmd}\nlist table inet xvs_test_gate").unwrap();
+        self.input.flush().unwrap();
+        let mut listing = String::new();
+        loop {
+            let n = self.output.read_line(&mut listing).unwrap();
+            assert!(n > 0, "nft -i ended after `{cmd}`");
+            // The listing's last line closes the table (inner blocks close indented).
+            if listing.ends_with("\n}\n") {
+                return (at, listing);
+            }
+        }
+    }
+
+    /// From now on the port refuses new connections; returns the moment before the rule went in.
+    fn close(&mut self) -> Instant {
+        let rule = format!(
+            "add rule inet xvs_test_gate input tcp dport {} tcp flags & (syn | ack) == syn reject with tcp reset",
+            self.port
+        );
+        let (at, listing) = self.run(&rule);
+        assert!(
+            listing.contains("reject with tcp reset"),
+            "nft refused `{rule}`:\n{listing}"
+        );
+        at
+    }
+
+    /// From now on the port accepts connections again; returns the moment before the rule went.
+    fn open(&mut self) -> Instant {
+        let (at, listing) = self.run("flush chain inet xvs_test_gate input");
+        assert!(!listing.contains("reject"), "the rule stayed:\n{listing}");
+        at
+    }
+}
+
+impl Drop for PortGate {
+    fn drop(&mut self) {
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
+    }
+}
+
 #[test]
-fn stopping_a_real_servers_http_takes_it_out_within_interval_times_fall_and_starting_it_brings_it_back(
+fn http_check_takes_a_stopped_server_out_within_fall_intervals_and_timeout_and_back_within_rise_intervals(
 ) {
     let lab = Lab::new();
     lab.serve();
@@ -105,7 +211,7 @@ fn stopping_a_real_servers_http_takes_it_out_within_interval_times_fall_and_star
     health_check:
       type: http
       interval: {interval}ms
-      timeout: {interval}ms
+      timeout: {timeout}ms
       rise: {RISE}
       fall: {FALL}
       http: {{ path: /, expect_status: [200] }}
@@ -122,34 +228,43 @@ fn stopping_a_real_servers_http_takes_it_out_within_interval_times_fall_and_star
       - address: 198.18.1.11:5353
       - address: 198.18.1.12:5353
 ",
-            interval = INTERVAL.as_millis()
+            interval = INTERVAL.as_millis(),
+            timeout = TIMEOUT.as_millis(),
         ),
     );
-    let deadline = INTERVAL.as_secs_f64() * f64::from(FALL) + 1.0;
+    // See MARGIN for both bounds.
+    let down_bound = INTERVAL * FALL + TIMEOUT + MARGIN;
+    let up_bound = INTERVAL * RISE + MARGIN;
+    let deadline = down_bound.as_secs_f64();
     let removing = "Removing service [198.18.1.12]:tcp:80 from VS [198.18.0.100]:tcp:80";
     let adding = "Adding service [198.18.1.12]:tcp:80 to VS [198.18.0.100]:tcp:80";
+    let mut gate = PortGate::new(&lab, "r2", 80);
+    let every = Duration::from_millis(1);
 
-    let (stream, t_stop, t_gone, t_start, detect, recover) = std::thread::scope(|sc| {
+    let (stream, t_stop, t_refusing, t_start, detect, recover) = std::thread::scope(|sc| {
         // A request every 20 ms (a fresh connection each) for the whole test.
         let stream = sc.spawn(|| lab.http_stream(&format!("http://{VIP}/"), 9.0, 0.02, 1.0));
         std::thread::sleep(Duration::from_millis(1500));
+        // r2 stops answering: its port refuses new connections from this moment (requests in
+        // progress finish), then its server is stopped for good.
         let t_stop = unix_now();
-        let stopped = Instant::now();
-        lab.stop_server("r2", "http", 80);
-        // The server answers until it has shut down (up to its 0.2 s poll).
-        let t_gone = unix_now();
-        let down = xvs.wait_log(removing, 0, Duration::from_secs(5));
+        let stopped = gate.close();
+        let t_refusing = unix_now();
+        let down = xvs.wait_log_every(removing, 0, Duration::from_secs(5), every);
         let detect = down.map(|t| t - stopped);
+        lab.stop_server("r2", "http", 80);
         std::thread::sleep(Duration::from_millis(3500).saturating_sub(stopped.elapsed()));
-        let t_start = unix_now();
-        let started = Instant::now();
+        // r2 starts: a new server, answering from the moment its port stops refusing (so the
+        // Python start-up is not counted as xvs's recovery time).
         lab.start_server("r2", "http", 80, "r2");
-        let up = xvs.wait_log(adding, 0, Duration::from_secs(5));
+        let t_start = unix_now();
+        let started = gate.open();
+        let up = xvs.wait_log_every(adding, 0, Duration::from_secs(5), every);
         let recover = up.map(|t| t - started);
         (
             stream.join().unwrap(),
             t_stop,
-            t_gone,
+            t_refusing,
             t_start,
             detect,
             recover,
@@ -174,12 +289,16 @@ fn stopping_a_real_servers_http_takes_it_out_within_interval_times_fall_and_star
     let mut window_failures = 0;
     let mut last_failure = None;
     let mut r2_after_start = 0;
+    // A request's start time is taken by the client before it connects: one started just before
+    // the stop may send its SYN after it and be refused. 100 ms is far more than that takes.
+    let grace = 0.1;
     for (t, who) in &stream.trace {
         let (t, who) = (*t, who.as_deref());
         if t < t_stop {
             assert!(
-                who.is_some(),
-                "a request failed before r2 was stopped: {stream:?}"
+                who.is_some() || t >= t_stop - grace,
+                "a request failed {:.3} s before r2 was stopped: {stream:?}",
+                t_stop - t
             );
             match who {
                 Some("r1") => before.0 += 1,
@@ -192,9 +311,9 @@ fn stopping_a_real_servers_http_takes_it_out_within_interval_times_fall_and_star
                 last_failure = Some(t - t_stop);
             }
             assert!(
-                who != Some("r2") || t < t_gone,
-                "r2 answered a request {:.3} s after it was stopped",
-                t - t_gone
+                who != Some("r2") || t < t_refusing,
+                "r2 answered a request started {:.3} s after its port refused connections",
+                t - t_refusing
             );
         } else if t < t_start {
             assert_eq!(
@@ -214,34 +333,35 @@ fn stopping_a_real_servers_http_takes_it_out_within_interval_times_fall_and_star
             }
         }
     }
+    eprintln!(
+        "health e2e: {} requests ({} before the stop: r1 {}, r2 {}); r2 out {:.0} ms after its HTTP server stopped answering (bound {:.0} ms = fall {FALL} × {INTERVAL:?} + timeout {TIMEOUT:?} + {MARGIN:?}); {} requests failed in that window, the last started {:.0} ms after the stop; r2 back {:.0} ms after its server answered again (bound {:.0} ms = rise {RISE} × {INTERVAL:?} + {MARGIN:?}), then {} requests to it",
+        stream.trace.len(),
+        before.0 + before.1,
+        before.0,
+        before.1,
+        detect.as_secs_f64() * 1000.0,
+        down_bound.as_secs_f64() * 1000.0,
+        window_failures,
+        last_failure.unwrap_or(0.0) * 1000.0,
+        recover.as_secs_f64() * 1000.0,
+        up_bound.as_secs_f64() * 1000.0,
+        r2_after_start
+    );
     assert!(
         before.0 > 10 && before.1 > 10,
         "both servers before the stop: {before:?}"
     );
     assert!(
-        detect.as_secs_f64() < deadline,
-        "r2 taken out {detect:?} after its server stopped (deadline {deadline} s)"
+        detect <= down_bound,
+        "r2 taken out {detect:?} after its server stopped answering (bound {down_bound:?})\n{log}"
     );
     assert!(
         r2_after_start > 10,
         "r2 gets traffic again after rise checks: {r2_after_start} requests\n{log}"
     );
     assert!(
-        recover < Duration::from_secs(2),
-        "r2 back {recover:?} after its server started (rise {RISE} × {INTERVAL:?})"
-    );
-    eprintln!(
-        "health e2e: {} requests ({} before the stop: r1 {}, r2 {}); r2 out {:.0} ms after its HTTP server stopped (deadline {:.0} ms); {} requests failed in that window, the last started {:.0} ms after the stop; r2 back {:.0} ms after its server started, then {} requests to it",
-        stream.trace.len(),
-        before.0 + before.1,
-        before.0,
-        before.1,
-        detect.as_secs_f64() * 1000.0,
-        deadline * 1000.0,
-        window_failures,
-        last_failure.unwrap_or(0.0) * 1000.0,
-        recover.as_secs_f64() * 1000.0,
-        r2_after_start
+        recover <= up_bound,
+        "r2 back {recover:?} after its server answered again (bound {up_bound:?})\n{log}"
     );
 
     for l in log.lines().filter(|l| l.contains("[198.18.1.12]:tcp:80")) {

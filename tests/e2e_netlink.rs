@@ -20,7 +20,8 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 use xvs::control::neighbours::{build_table, prime, spawn_refresher};
 use xvs::control::netlink::{
-    dump_neighbours, dump_routes, link_by_name, solicit, KernelRoute, NetlinkError,
+    dump_neighbours, dump_routes, link_by_name, solicit, Change, KernelRoute, NetlinkError,
+    Subscription,
 };
 use xvs::datapath::nexthop::NextHop;
 use xvs::datapath::Port;
@@ -85,7 +86,16 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+fn wait_for<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(limit, Duration::from_millis(20), f)
+}
+
+/// [`wait_for`] polling every `every` (1 ms for latency measurements).
+fn wait_for_every<T>(
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let end = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
@@ -94,7 +104,7 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         if Instant::now() >= end {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     }
 }
 
@@ -287,6 +297,78 @@ fn checks(ns_a: &str) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     handle.join().unwrap();
     assert_eq!(resolved, Some(hop), "refresher did not resolve the miss");
+
+    // Notifications: the subscription reports a neighbour the kernel learnt, and the refresher
+    // applies added, changed and deleted neighbours within milliseconds (its full re-read runs
+    // only every 5 s; polling, its fallback, every 250 ms).
+    let mut sub = Subscription::open().unwrap();
+    let other = ip("198.19.200.77");
+    let set = |mac: &str| {
+        run(&[
+            "-n",
+            ns_a,
+            "neigh",
+            "replace",
+            "198.19.200.77",
+            "lladdr",
+            mac,
+            "dev",
+            "veth0",
+            "nud",
+            "reachable",
+        ])
+    };
+    set("02:19:c8:00:00:77");
+    let mut changes = Vec::new();
+    let seen = wait_for(Duration::from_secs(2), || {
+        sub.read(&mut changes).unwrap();
+        changes.iter().find_map(|c| match *c {
+            Change::Neighbour { ifindex, ip, mac } if ip == other => Some((ifindex, mac)),
+            _ => None,
+        })
+    });
+    assert_eq!(
+        seen,
+        Some((link.ifindex, Some([0x02, 0x19, 0xc8, 0, 0, 0x77]))),
+        "{changes:?}"
+    );
+    drop(sub);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = spawn_refresher(ports.clone(), shared.clone(), misses.clone(), stop.clone());
+    // Let it subscribe and finish its first full read.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    let mut follow = |what: &str, want: Option<[u8; 6]>, change: &dyn Fn()| {
+        let t0 = Instant::now();
+        change();
+        let got = wait_for_every(Duration::from_secs(3), Duration::from_millis(1), || {
+            let mac = shared.load().resolve(other).ok().map(|h| h.mac);
+            (mac == want).then_some(())
+        });
+        let took = t0.elapsed();
+        assert!(got.is_some(), "{what}: the table never followed");
+        worst = worst.max(took);
+        eprintln!("refresher followed `{what}` in {took:?}");
+    };
+    // Six changes: polling (every 250 ms) would take over 100 ms for at least one of them
+    // with a probability of 1 - 0.4^6, over 99.5 %.
+    for i in 0..6u8 {
+        if i % 2 == 0 {
+            let mac = [2, 0x19, 0xc8, 0, 0, 0x80 + i];
+            let text = format!("02:19:c8:00:00:{:02x}", 0x80 + i);
+            follow("neigh replace", Some(mac), &|| set(&text));
+        } else {
+            follow("neigh del", None, &|| {
+                run(&["-n", ns_a, "neigh", "del", "198.19.200.77", "dev", "veth0"])
+            });
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handle.join().unwrap();
+    assert!(
+        worst < Duration::from_millis(100),
+        "the refresher took {worst:?} to follow a neighbour change (notifications should take milliseconds)"
+    );
 
     // prime: resolves what answers, reports what does not, within its time bound.
     run(&["-n", ns_a, "neigh", "flush", "dev", "veth0"]);

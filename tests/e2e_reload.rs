@@ -3,13 +3,14 @@
 //! 20 reloads — weight changes, a real server removed and added back — while the client holds
 //! 50 established TCP connections and a request stream runs: no held connection breaks (the
 //! ones on a removed real server drain: its replies stay steered until they end), no request
-//! fails. A reload with a broken file changes nothing and is reported.
+//! fails. A reload with a broken file changes nothing and is reported; so is one with a hostile
+//! path (a FIFO nobody writes, `/dev/zero`), which never blocks the daemon.
 
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -221,6 +222,15 @@ fn ctl_real_adds_edits_and_deletes_a_real_server_at_run_time() {
             &["add", "web", "198.18.0.100:80"][..],
             "has the VIP's address",
         ),
+        (&["add", "web", "127.0.0.1:80"][..], "is a loopback address"),
+        (
+            &["add", "web", "198.18.1.1:80"][..],
+            "is an address of this box (198.18.1.1/24)",
+        ),
+        (
+            &["add", "web", "198.18.1.255:80"][..],
+            "is the broadcast address of 198.18.1.0/24, a subnet of interface lan0",
+        ),
     ] {
         let out = real(args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -265,4 +275,107 @@ fn ctl_real_adds_edits_and_deletes_a_real_server_at_run_time() {
         "{lines:?}"
     );
     drop(xvs);
+}
+
+/// `xvs ctl ARGS`, failing the test if it has not answered within `limit`.
+fn ctl_within(lab: &Lab, args: &[&str], limit: Duration) -> Output {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xvs"))
+        .args(["ctl", "--socket"])
+        .arg(socket(lab))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("xvs ctl {args:?} did not answer within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_or_a_device_at_the_config_path_is_refused_and_sigterm_still_stops_xvs() {
+    let lab = Lab::new();
+    lab.serve();
+    write_config(&lab, &reals(1, Some(1)));
+    let mut xvs = lab.start_xvs_ready(&config_path(&lab));
+    let before = ctl(&lab, &["list"]);
+    assert!(before.status.success());
+
+    // A FIFO nobody writes, swapped in at the config path, then SIGHUP: refused at once.
+    let path = config_path(&lab);
+    std::fs::remove_file(&path).unwrap();
+    let st = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+    let hup = xvs.signal_now(libc::SIGHUP);
+    let refused = xvs
+        .wait_log(
+            "is a FIFO (named pipe), not a regular file",
+            0,
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|| panic!("the FIFO was not refused:\n{}", xvs.log()));
+    assert!(
+        xvs.wait_log(
+            "keeping the running configuration",
+            0,
+            Duration::from_secs(2)
+        )
+        .is_some(),
+        "{}",
+        xvs.log()
+    );
+    eprintln!("FIFO refused {:?} after SIGHUP", refused - hup);
+    // `xvs ctl reload` gets the same one-line answer, promptly.
+    let out = ctl_within(&lab, &["reload"], Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}: is a FIFO (named pipe), not a regular file",
+            path.display()
+        )) && err.contains("keeping the running configuration"),
+        "{err}"
+    );
+
+    // /dev/zero (it once ate 2 GB) behind a symlink at the config path.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let out = ctl_within(&lab, &["reload"], Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is a character device, not a regular file"),
+        "{err}"
+    );
+
+    // The running configuration stayed, and serves.
+    let after = ctl(&lab, &["list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&before.stdout),
+        String::from_utf8_lossy(&after.stdout),
+        "a refused reload changed the running configuration"
+    );
+    let s = lab.http_client(20);
+    assert_eq!((s.ok, s.failed), (20, 0), "{:?}\n{}", s.errors, xvs.log());
+
+    // SIGTERM stops it promptly, the FIFO still at the config path.
+    std::fs::remove_file(&path).unwrap();
+    let st = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(st.success());
+    let term = xvs.signal_now(libc::SIGTERM);
+    while xvs.running() && term.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = term.elapsed();
+    assert!(!xvs.running(), "xvs ignored SIGTERM:\n{}", xvs.log());
+    eprintln!("SIGTERM to exit: {took:?}");
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    xvs.stop_cleanly();
 }

@@ -208,3 +208,36 @@ fn on_an_interface_owned_by_another_xdp_program() {
         "the foreign program must stay:\n{links}"
     );
 }
+
+#[test]
+fn with_a_connection_table_beyond_the_memory_limit() {
+    assert_root();
+    let ns = Netns::with(&["wan0", "lan0"]);
+    let cfg = config(&ns);
+    let text = std::fs::read_to_string(&cfg.0).unwrap();
+    let big = text.replacen("max_entries: 1000000 ", "max_entries: 20000000", 1);
+    assert_ne!(big, text, "config/nat.yaml's max_entries line moved");
+    std::fs::write(&cfg.0, big).unwrap();
+    // 2 * 10^7 entries need about 1.5 GiB; the address space is limited to 1 GiB. Before the
+    // check, the allocation failed and the process aborted (SIGABRT).
+    let out = ns.run(
+        &[
+            "prlimit",
+            "--as=1073741824",
+            "--",
+            xvs(),
+            "run",
+            "-c",
+            cfg.0.to_str().unwrap(),
+        ],
+        true,
+    );
+    let line = one_line_failure(&out, "max_entries 20000000 needs ");
+    eprintln!("{line}");
+    assert!(line.contains("(RLIMIT_AS 1.0 GiB less the "), "{line}");
+    assert!(
+        !ns.links().contains("prog/xdp"),
+        "an XDP program was left attached:\n{}",
+        ns.links()
+    );
+}

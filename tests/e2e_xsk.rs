@@ -11,9 +11,7 @@
 //!                     VIP 198.18.0.100:5000/udp  →  RS 198.18.1.2:5000
 //! ```
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +20,9 @@ use std::time::{Duration, Instant};
 
 #[path = "fixtures/bpf.rs"]
 mod bpf;
+mod common;
+
+use common::in_netns;
 
 use xvs::datapath::filter::{
     attached_programs, ifindex_of, AttachMode, FilterError, FilterPort, FilterProgram, XdpMode,
@@ -71,23 +72,6 @@ fn ns_run(ns: &str, args: &[&str]) -> String {
     let mut full = vec!["ip", "netns", "exec", ns];
     full.extend_from_slice(args);
     run(&full)
-}
-
-/// Runs `f` on a thread that entered the network namespace `ns`. Sockets it creates stay in `ns`;
-/// threads it spawns inherit `ns`.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(format!("/run/netns/{ns}"))
-                .unwrap_or_else(|e| panic!("cannot open netns {ns}: {e}"));
-            // SAFETY: plain syscall on a valid namespace fd; it only affects this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns({ns}): {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }
 
 /// The namespaces of one test; deleted on drop, pass or fail.

@@ -971,7 +971,7 @@ fn sync_generated(write: bool) -> Vec<String> {
 /// them.
 fn bless_if_asked() {
     static BLESS: std::sync::Once = std::sync::Once::new();
-    if std::env::var_os("XVS_BLESS").is_some_and(|v| v == "1") {
+    if golden::bless::requested() {
         BLESS.call_once(|| {
             sync_generated(true);
         });

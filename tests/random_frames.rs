@@ -11,8 +11,18 @@
 //!   finds malformed is dropped with exactly that reason, one it finds not balanced is passed;
 //! - `Pass` and `Drop` leave the frame untouched;
 //! - a `Tx` frame still parses, its IPv4 header checksum verifies, its TTL went down by one, a
-//!   transport checksum that verified still verifies (a UDP checksum of 0 stays 0), and no byte
-//!   changed outside the MACs, the addresses, the ports, the TTL and the checksums.
+//!   transport checksum that verified still verifies and a bad one stays bad (a UDP checksum of
+//!   0 stays 0), and no byte changed outside the MACs, the addresses, the ports, the TTL and the
+//!   checksums;
+//! - against the lab's services (`oracle::Lab`, written from the lab's addresses, not read from
+//!   the processor), for a well-formed frame addressed to the port it arrives on: a new flow (a
+//!   TCP SYN, a UDP datagram) to a service leaves for one of the service's real servers that may
+//!   take new flows (destination address and port rewritten, that server's MAC, the egress port
+//!   of its route, the client's address and port untouched), unless its TTL is spent or the
+//!   processor's state explains the drop (no real server can take it, its MAC is unknown, the
+//!   connection or persistence table was full when it arrived); no frame to a service is passed;
+//!   another segment to a service may also find no connection; a frame to no service is passed,
+//!   or is a reply translated from its service's VIP:port to the same client.
 //!
 //! `wire_views_survive_random_slices` runs the views' checked constructors over random slices,
 //! compares each result with the documented rule, then calls every accessor and setter.
@@ -38,8 +48,8 @@ mod oracle;
 
 use nat_lab::*;
 use oracle::{
-    be16, check, exercise_views, fix_ip_checksum, fold, ingress_of, pseudo, read, sum, Reading,
-    IP_AT,
+    be16, check_in, exercise_views, fix_ip_checksum, fold, pseudo, read, sum, Context, Lab,
+    LabService, Reading, Rule, IP_AT,
 };
 
 const DEFAULT_SEED: u64 = 0x7876_735f_6675_7a7a; // "xvs_fuzz"
@@ -151,6 +161,30 @@ fn extended_lab() -> Processor {
     services.extend([https, ntp, all]);
     let snap = Snapshot::new(2, lab.ports, services, Timeouts::default(), true);
     Processor::new(Arc::new(Shared::new(snap, nexthops(), 256)))
+}
+
+/// What the oracle knows of [`extended_lab`]: the NAT lab's services and the three above.
+fn extended_lab_services() -> Lab {
+    let mut lab = Lab::nat();
+    let mut https = LabService::new(VIP, 443, true, &[(R1, 443, 1), (R2, 443, 2)]);
+    https.persistent = true;
+    let mut ntp = LabService::new(VIP, 123, false, &[(R1, 123, 1), (R2, 123, 2)]);
+    ntp.one_packet = true;
+    let mut all = LabService::new(VIP2, 0, true, &[(R1, 0, 1), (R2, 0, 2)]);
+    all.persistent = true;
+    lab.services.extend([https, ntp, all]);
+    lab
+}
+
+/// The processor's state that may explain a refused new flow. Both labs' tables are small
+/// enough to have one shard (checked), so a table below its capacity has room for a new entry.
+fn context(p: &Processor, ingress: u8) -> Context {
+    let shared = p.shared();
+    Context {
+        ingress,
+        conntrack_full: shared.conntrack.len() >= shared.conntrack.capacity(),
+        templates_full: shared.persistence.len() >= shared.persistence.capacity(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,6 +521,14 @@ fn process_survives_random_frames() {
     let frames = env_u64("XVS_RANDOM_FRAMES").map_or(DEFAULT_FRAMES, |n| n as usize);
     let mut r = Rng(seed);
     let mut processors = [processor(4096), extended_lab()];
+    let labs = [Lab::nat(), extended_lab_services()];
+    for p in &processors {
+        let shared = p.shared();
+        // One shard each (see `context`): below 8192 entries, and 4096 templates per shard.
+        assert_eq!(shared.conntrack.shards(), 1);
+        assert!(shared.persistence.capacity() <= 4096);
+    }
+    let mut rules: BTreeMap<(Rule, String), u64> = BTreeMap::new();
     let mut now = 1000 * NANOS_PER_SEC;
     let mut input = Vec::with_capacity(2048);
     let mut buf = Vec::with_capacity(2048);
@@ -509,20 +551,21 @@ fn process_survives_random_frames() {
         frame(&mut r, &mut input, &flows[which]);
         buf.clear();
         buf.extend_from_slice(&input);
-        // Mostly the port the frame is addressed to (a switch delivers it there), sometimes
-        // the other one or one that does not exist.
-        let ingress = match r.below(20) {
-            0 => r.below(3) as u8,
-            _ => ingress_of(&input),
+        // Mostly the port whose MAC the frame is addressed to, as the NIC delivers it.
+        let ingress = match input.get(0..6) {
+            Some(m) if m == WAN_MAC && r.pct(90) => 0,
+            Some(m) if m == LAN_MAC && r.pct(90) => 1,
+            _ => r.below(2) as u8,
         };
+        let cx = context(&processors[which], ingress);
         let verdict = processors[which].process(now, ingress, &mut buf);
-        if let Err(e) = check(&input, ingress, verdict, &buf) {
+        let rule = check_in(&labs[which], &cx, &input, verdict, &buf).unwrap_or_else(|e| {
             panic!(
-                "frame {n} (seed {seed:#x}, processor {which}, port {ingress}): {e}\n input {}\noutput {}",
+                "frame {n} (seed {seed:#x}, processor {which}, ingress {ingress}): {e}\n input {}\noutput {}",
                 hex(&input),
                 hex(&buf)
-            );
-        }
+            )
+        });
         if let (Verdict::Tx(1), Reading::Balanced { l4, tcp, .. }) = (verdict, read(&buf)) {
             let flow = Flow {
                 tcp,
@@ -543,10 +586,13 @@ fn process_survives_random_frames() {
             Verdict::Pass => "pass".into(),
             Verdict::Drop(r) => format!("drop {}", r.label()),
         };
+        if rule != Rule::Reading {
+            *rules.entry((rule, key.clone())).or_default() += 1;
+        }
         *outcomes.entry(key).or_default() += 1;
     }
     println!(
-        "{frames} frames in {:.2?}; outcomes: {outcomes:#?}",
+        "{frames} frames in {:.2?}; outcomes: {outcomes:#?}; held to the services' rules: {rules:?}",
         started.elapsed()
     );
     if frames >= 100_000 {
@@ -578,6 +624,22 @@ fn process_survives_random_frames() {
         want.extend(["tx 0".into(), "tx 1".into(), "pass".into()]);
         let missing: Vec<&String> = want.iter().filter(|k| !outcomes.contains_key(*k)).collect();
         assert!(missing.is_empty(), "outcomes never reached: {missing:?}");
+        // The services' rules must keep biting: new flows forwarded and refused, replies
+        // translated, and frames to no service passed.
+        for (rule, key) in [
+            (Rule::NewFlow, "tx 1"),
+            (Rule::NewFlow, "drop ttl_exceeded"),
+            (Rule::NewFlow, "drop no_real_server"),
+            (Rule::NewFlow, "drop no_neighbour"),
+            (Rule::NewFlow, "drop conntrack_full"),
+            (Rule::ToService, "tx 1"),
+            (Rule::ToService, "drop no_connection"),
+            (Rule::NoService, "tx 0"),
+            (Rule::NoService, "pass"),
+        ] {
+            let seen = rules.get(&(rule, key.to_string())).copied().unwrap_or(0);
+            assert!(seen > 0, "no {rule:?} frame had the outcome {key}");
+        }
         let tx = outcomes["tx 0"] + outcomes["tx 1"];
         assert!(
             tx * 20 >= frames as u64,

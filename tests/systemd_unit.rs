@@ -1,5 +1,5 @@
-//! `dist/xvs.service`: the settings the daemon relies on, and `systemd-analyze verify` where the
-//! machine has it.
+//! `dist/xvs.service`: the settings the daemon relies on, and `systemd-analyze verify` (a test
+//! machine without it fails: `scripts/install-deps` installs it).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,17 +66,28 @@ fn unit_runs_xvs_as_a_notify_reload_service_after_checking_its_file() {
     assert_eq!(u["Install"]["WantedBy"], ["multi-user.target"]);
 }
 
+/// Runs `tool args`, failing the test with a clear message when the tool is not installed:
+/// `scripts/install-deps` installs it (Debian package `systemd`), so a missing tool is a broken
+/// test machine, not a reason to check less.
+fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {tool} ({e}): it comes with the Debian package `systemd`, which \
+             scripts/install-deps installs (make deps)"
+        )
+    })
+}
+
 #[test]
 fn systemd_analyze_finds_nothing_else_to_say() {
-    let Ok(version) = Command::new("systemctl").arg("--version").output() else {
-        eprintln!("no systemctl on this machine: only the static checks ran");
-        return;
-    };
-    let major: u32 = String::from_utf8_lossy(&version.stdout)
+    let version = run_tool("systemd-analyze", &["--version".as_ref()]);
+    let version = String::from_utf8_lossy(&version.stdout);
+    // `systemd 252 (252.38-1~deb12u1)`
+    let major: u32 = version
         .split_whitespace()
         .nth(1)
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or_else(|| panic!("systemd-analyze --version: unexpected output {version:?}"));
     // Point the unit at the binary under test so that the executable check is real.
     let dir = std::env::temp_dir().join(format!("xvs-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -86,15 +97,10 @@ fn systemd_analyze_finds_nothing_else_to_say() {
         unit().replace("/usr/local/bin/xvs", env!("CARGO_BIN_EXE_xvs")),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output();
-    let Ok(out) = out else {
-        let _ = std::fs::remove_dir_all(&dir);
-        eprintln!("no systemd-analyze on this machine: only the static checks ran");
-        return;
-    };
+    let out = run_tool(
+        "systemd-analyze",
+        &["verify".as_ref(), "--man=no".as_ref(), path.as_os_str()],
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
@@ -105,8 +111,9 @@ fn systemd_analyze_finds_nothing_else_to_say() {
         .filter(|l| !(major < 253 && (l.contains("notify-reload") || l.contains("'ReloadSignal'"))))
         .collect();
     assert!(
-        unexplained.is_empty(),
-        "systemd {major}:\n{}",
+        out.status.success() && unexplained.is_empty(),
+        "systemd-analyze verify (systemd {major}) exited with {}:\n{}",
+        out.status,
         unexplained.join("\n")
     );
 }

@@ -1,8 +1,8 @@
 //! Fuzz target: a sequence of frames through one fresh NAT lab processor
-//! (`tests/fixtures/nat_lab.rs`), every verdict checked by the reference reading
-//! (`tests/fixtures/oracle.rs`, shared with `tests/random_frames.rs`).
-//!
-//! Each frame is received on the port its destination MAC names (`oracle::ingress_of`).
+//! (`tests/fixtures/nat_lab.rs`), every verdict checked by the reference reading and the lab's
+//! services (`tests/fixtures/oracle.rs`'s `check_in`, shared with `tests/random_frames.rs`).
+//! Each frame is received on the port its destination MAC names (`oracle::ingress_of`: lan0 for
+//! lan0's MAC, wan0 for anything else).
 //!
 //! Input: records of a 2-byte big-endian header and a frame. Header bits 0..=10: frame length
 //! (cut to what is left); bit 15: write a valid IPv4 header checksum before processing (so the
@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         nat_lab::nexthops(),
         64,
     )));
+    let lab = oracle::Lab::nat();
     let mut now = 1000 * NANOS_PER_SEC;
     p.begin_batch(now);
     let mut rest = data;
@@ -48,9 +49,16 @@ fuzz_target!(|data: &[u8]| {
             p.begin_batch(now);
         }
         let input = frame.clone();
+        // 64 entries: one shard, so a table below its capacity has room for a new flow.
+        let conntrack = &p.shared().conntrack;
         let ingress = oracle::ingress_of(&input);
+        let cx = oracle::Context {
+            ingress,
+            conntrack_full: conntrack.len() >= conntrack.capacity(),
+            templates_full: false,
+        };
         let verdict = p.process(now, ingress, &mut frame);
-        if let Err(e) = oracle::check(&input, ingress, verdict, &frame) {
+        if let Err(e) = oracle::check_in(&lab, &cx, &input, verdict, &frame) {
             panic!("{e}\n input {input:02x?}\noutput {frame:02x?}");
         }
     }

@@ -32,13 +32,32 @@ pub struct FlowIndex {
 impl FlowIndex {
     /// An index for at most `keys` keys.
     pub fn with_capacity(keys: usize) -> FlowIndex {
-        let n = ((keys as f64 / MAX_LOAD).ceil() as usize)
-            .max(keys + 1)
-            .max(8);
-        FlowIndex {
-            buckets: vec![Bucket::default(); n].into_boxed_slice(),
+        Self::try_with_capacity(keys).expect("cannot allocate the flow index")
+    }
+
+    /// [`FlowIndex::with_capacity`], or the allocation error instead of an abort.
+    pub fn try_with_capacity(keys: usize) -> Result<FlowIndex, std::collections::TryReserveError> {
+        let n = Self::buckets_for(keys);
+        let mut buckets = Vec::new();
+        buckets.try_reserve_exact(n)?;
+        buckets.resize(n, Bucket::default());
+        Ok(FlowIndex {
+            buckets: buckets.into_boxed_slice(),
             len: 0,
-        }
+        })
+    }
+
+    /// Buckets of an index for `keys` keys.
+    fn buckets_for(keys: usize) -> usize {
+        ((keys as f64 / MAX_LOAD).ceil() as usize)
+            .max(keys.saturating_add(1))
+            .max(8)
+    }
+
+    /// What [`FlowIndex::allocated_bytes`] will be for an index of `keys` keys, without
+    /// allocating it.
+    pub fn bytes_for(keys: usize) -> usize {
+        Self::buckets_for(keys).saturating_mul(std::mem::size_of::<Bucket>())
     }
 
     /// Bytes allocated for the buckets.

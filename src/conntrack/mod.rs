@@ -353,10 +353,17 @@ const EVICT_SCAN: usize = 64;
 pub const REMOVE_REAL_CHUNK: usize = 4096;
 
 impl Shard {
-    fn new(capacity: usize, pools: Arc<LocalPools>, shard: usize, shards: usize) -> Shard {
-        Shard {
-            slots: Vec::with_capacity(capacity),
-            index: FlowIndex::with_capacity(capacity * 2),
+    fn try_new(
+        capacity: usize,
+        pools: Arc<LocalPools>,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Shard, std::collections::TryReserveError> {
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity)?;
+        Ok(Shard {
+            slots,
+            index: FlowIndex::try_with_capacity(capacity.saturating_mul(2))?,
             ports: ShardPorts::new(&pools, shard, shards),
             pools,
             free_head: 0,
@@ -364,7 +371,14 @@ impl Shard {
             live: 0,
             cursor: 0,
             evict_cursor: 0,
-        }
+        })
+    }
+
+    /// What [`Shard::allocated_bytes`] will be for a shard of `capacity` entries.
+    fn bytes_for(capacity: usize) -> usize {
+        capacity
+            .saturating_mul(std::mem::size_of::<Entry>())
+            .saturating_add(FlowIndex::bytes_for(capacity.saturating_mul(2)))
     }
 
     fn allocated_bytes(&self) -> usize {
@@ -487,6 +501,17 @@ impl Shard {
     }
 }
 
+/// A table allocated whole at start-up did not fit the memory the process can get.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot allocate the {what} for {entries} entries ({bytes} bytes): {reason}")]
+pub struct TableAllocError {
+    pub what: &'static str,
+    pub entries: usize,
+    pub bytes: usize,
+    /// The allocator's error (capacity overflow, or the allocation failed).
+    pub reason: String,
+}
+
 /// The sharded connection table. See the module documentation for its invariants.
 #[derive(Debug)]
 pub struct ConnTable {
@@ -545,6 +570,33 @@ impl ConnTable {
     /// [`ConnTable::insert_fullnat`]); `shards` as in [`ConnTable::with_shards`], or 0 for the
     /// default of [`ConnTable::new`].
     pub fn with_pools(max_entries: usize, shards: usize, pools: &[LocalPool]) -> ConnTable {
+        Self::try_with_pools(max_entries, shards, pools).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The capacity of each of `shards` shards of a table of `max_entries`.
+    fn shard_capacities(max_entries: usize, shards: usize) -> impl Iterator<Item = usize> {
+        let base = max_entries / shards;
+        let extra = max_entries % shards;
+        (0..shards).map(move |i| base + usize::from(i < extra))
+    }
+
+    /// Bytes [`ConnTable::allocated_bytes`] will report for a table of `max_entries` built by
+    /// [`ConnTable::new`] (entries and indexes; the FULLNAT port rings are
+    /// [`ConnTable::local_port_bytes`]), computed without allocating: what `xvs check` weighs
+    /// against the memory the process can get.
+    pub fn bytes_needed(max_entries: usize) -> usize {
+        Self::shard_capacities(max_entries, Self::default_shards(max_entries))
+            .map(Shard::bytes_for)
+            .fold(0, usize::saturating_add)
+    }
+
+    /// [`ConnTable::with_pools`] that reports a failed allocation (an address-space or data
+    /// limit, a capacity overflow) as an error instead of aborting the process.
+    pub fn try_with_pools(
+        max_entries: usize,
+        shards: usize,
+        pools: &[LocalPool],
+    ) -> Result<ConnTable, TableAllocError> {
         let shards = if shards == 0 {
             Self::default_shards(max_entries)
         } else {
@@ -555,20 +607,18 @@ impl ConnTable {
             "shard count must be a power of two"
         );
         let pools = Arc::new(LocalPools::new(pools));
-        let base = max_entries / shards;
-        let extra = max_entries % shards;
         let n = shards;
-        let shards = (0..shards)
-            .map(|i| {
-                Mutex::new(Shard::new(
-                    base + usize::from(i < extra),
-                    pools.clone(),
-                    i,
-                    n,
-                ))
-            })
-            .collect();
-        ConnTable {
+        let shards = Self::shard_capacities(max_entries, shards)
+            .enumerate()
+            .map(|(i, capacity)| Shard::try_new(capacity, pools.clone(), i, n).map(Mutex::new))
+            .collect::<Result<Box<[_]>, _>>()
+            .map_err(|e| TableAllocError {
+                what: "connection table",
+                entries: max_entries,
+                bytes: Self::bytes_needed(max_entries),
+                reason: e.to_string(),
+            })?;
+        Ok(ConnTable {
             shards,
             pools,
             shard_hasher: ahash::RandomState::with_seeds(
@@ -581,7 +631,7 @@ impl ConnTable {
             capacity: max_entries,
             len: AtomicUsize::new(0),
             sweep_shard: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub fn capacity(&self) -> usize {
@@ -935,6 +985,34 @@ mod tests {
 
     const ACK: Event = Event::Tcp(TcpFlags(TcpFlags::ACK));
     const SYN: Event = Event::Tcp(TcpFlags(TcpFlags::SYN));
+
+    #[test]
+    fn bytes_needed_is_what_the_table_allocates() {
+        for n in [1, 4095, 8192, 100_000, 262_144, 1_000_003] {
+            assert_eq!(
+                ConnTable::bytes_needed(n),
+                ConnTable::new(n).allocated_bytes(),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_table_too_large_to_allocate_is_an_error_not_an_abort() {
+        let e = ConnTable::try_with_pools(usize::MAX / 2, 0, &[]).unwrap_err();
+        assert_eq!(e.entries, usize::MAX / 2);
+        assert!(
+            e.to_string()
+                .starts_with("cannot allocate the connection table for "),
+            "{e}"
+        );
+        let e = crate::sched::persist::PersistenceTable::try_new(usize::MAX / 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot allocate the persistence template table for "),
+            "{e}"
+        );
+    }
 
     #[test]
     fn both_directions_find_the_connection_and_state_advances() {

@@ -1,25 +1,39 @@
 //! The admin Unix socket (`global.admin_socket`): the daemon's side of `xvs ctl`.
 //!
-//! A thread accepts one connection at a time (non-blocking accept and a short sleep, so that it
-//! notices the stop flag), reads one request line and writes one reply (the protocol is described
-//! in [`ctl`](crate::control::ctl)). `list`, `conns` and `vrrp` are answered here from the shared
-//! state ([`Shared`]: the current snapshot, the per-real counters, the connection table). A
-//! `reload` must run on the daemon's main thread, which owns the running configuration: it is
-//! sent over a channel ([`ReloadRequest`]) that the main loop drains at every wake-up, and the
-//! thread waits (bounded) for the outcome text.
+//! An accept thread hands each connection to a thread of its own, which reads one request line
+//! and writes one reply (the protocol is described in [`ctl`](crate::control::ctl)). `list`,
+//! `conns` and `vrrp` are answered there from the shared state ([`Shared`]: the current snapshot,
+//! the per-real counters, the connection table). A `reload` must run on the daemon's main
+//! thread, which owns the running configuration: it is sent over a channel ([`ReloadRequest`])
+//! that the main loop drains at every wake-up, and the connection's thread waits (bounded) for
+//! the outcome text.
+//!
+//! No client can hold up another, a reload or shutdown ([`AdminLimits`]): the request line must
+//! arrive whole within [`request_deadline`](AdminLimits::request_deadline) of the connection's
+//! start, the reply must be taken whole within [`reply_deadline`](AdminLimits::reply_deadline)
+//! (each a deadline for the whole transfer, not for each read or write), and at most
+//! [`max_connections`](AdminLimits::max_connections) are served at once: one more closes the
+//! oldest connection that is reading its request or writing its reply (one whose request is
+//! being answered, e.g. waiting for a reload, is kept; if every one is, newcomers wait in the
+//! listen backlog until one is done, which takes at most the reload wait). When `stop` is set,
+//! the accept thread shuts down every connection that is reading or writing (a blocked read or
+//! write returns at once), leaves those being answered to say that the daemon is stopping, and
+//! returns without waiting for any client.
 //!
 //! The socket is created mode 0600 (bound under a temporary name, restricted, then renamed into
 //! place, so it is never connectable by others), its parent directory is created if missing, a
 //! stale socket file is replaced, a live one (another daemon answering) is an error, and the file
 //! is removed when the server stops.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,6 +50,7 @@ use crate::datapath::{ServiceKey, Shared};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 use crate::sched::RealServer;
 use crate::vrrp::driver::VrrpStatus;
+use crate::vrrp::socket::poll_readable;
 
 /// What a reload did (`Ok`: the lines describing the changes) or why the file was refused.
 pub type ReloadOutcome = Result<String, String>;
@@ -100,12 +115,29 @@ pub fn vrrp_reply(status: &VrrpStatus) -> VrrpReply {
 
 /// How long a `reload` request waits for the main loop.
 const RELOAD_WAIT: Duration = Duration::from_secs(15);
-/// How long a client may take to send its request line.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest request line read.
-const MAX_REQUEST: u64 = 1024;
-/// Accept poll interval while idle.
-const IDLE_SLEEP: Duration = Duration::from_millis(50);
+const MAX_REQUEST: usize = 1024;
+/// How often the accept thread looks at the stop flag while no client connects.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// What bounds one admin connection, and how many are served at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Connections served at once (see the module documentation for what happens beyond it).
+    pub max_connections: usize,
+    /// From the connection's start to the end of its request line.
+    pub request_deadline: Duration,
+    /// From the first byte of the reply to the last.
+    pub reply_deadline: Duration,
+}
+
+/// The admin socket's limits. `xvs ctl` writes its request at once and reads its reply to the
+/// end, so these only ever cut off a client that is stuck or gone.
+pub const LIMITS: AdminLimits = AdminLimits {
+    max_connections: 32,
+    request_deadline: Duration::from_secs(2),
+    reply_deadline: Duration::from_secs(10),
+};
 
 /// The traffic and rates `list` reports, by identity.
 #[derive(Default)]
@@ -299,17 +331,222 @@ pub fn handle(state: &AdminState, line: &str, stop: &AtomicBool) -> Reply {
     }
 }
 
-fn serve(conn: UnixStream, state: &AdminState, stop: &AtomicBool) {
+fn timed_out(what: &str, limit: Duration) -> std::io::Error {
+    std::io::Error::new(
+        ErrorKind::TimedOut,
+        format!("{what} within {} ms", limit.as_millis()),
+    )
+}
+
+/// Reads the request line (up to and including its newline, at most [`MAX_REQUEST`] bytes, or
+/// what came before the client shut down its side) within `limit` of `started`, whatever the
+/// client's pace.
+fn read_request(
+    mut conn: &UnixStream,
+    started: Instant,
+    limit: Duration,
+) -> std::io::Result<String> {
+    let deadline = started + limit;
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 256];
+    while buf.len() < MAX_REQUEST && !buf.contains(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out("no whole request line", limit));
+        }
+        conn.set_read_timeout(Some(left))?;
+        let want = chunk.len().min(MAX_REQUEST - buf.len());
+        match conn.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(timed_out("no whole request line", limit))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let end = buf
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(buf.len(), |i| i + 1);
+    buf.truncate(end);
+    String::from_utf8(buf)
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidData, "the request is not UTF-8"))
+}
+
+/// Writes `bytes` whole within `limit` from now, whatever the client's pace.
+fn write_reply(mut conn: &UnixStream, mut bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out("the reply was not taken", limit));
+        }
+        conn.set_write_timeout(Some(left))?;
+        match conn.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(timed_out("the reply was not taken", limit))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One connection: its request line, the answer, the reply, each bounded by `limits`.
+/// `answering(true)` and `answering(false)` bracket the time its request is being answered;
+/// `answering(true)` is `false` if the connection was closed meanwhile (its request, cut short
+/// by the close, is then not run).
+fn serve(
+    conn: &UnixStream,
+    state: &AdminState,
+    stop: &AtomicBool,
+    limits: AdminLimits,
+    started: Instant,
+    answering: impl Fn(bool) -> bool,
+) {
     let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(REQUEST_TIMEOUT));
-    let _ = conn.set_write_timeout(Some(REQUEST_TIMEOUT));
-    let mut line = String::new();
-    let reply = match BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line) {
-        Ok(_) => handle(state, &line, stop),
+    let reply = match read_request(conn, started, limits.request_deadline) {
+        Ok(line) => {
+            if !answering(true) {
+                return;
+            }
+            let reply = handle(state, &line, stop);
+            answering(false);
+            reply
+        }
         Err(e) => Reply::error(format!("xvs: cannot read the request: {e}")),
     };
-    let mut w = &conn;
-    let _ = w.write_all(reply.encode().as_bytes());
+    let _ = write_reply(conn, reply.encode().as_bytes(), limits.reply_deadline);
+}
+
+/// The connections being served, oldest first, each with a handle on its socket (shutting it
+/// down makes the serving thread's blocked read or write return at once).
+#[derive(Default)]
+struct Connections {
+    inner: Mutex<ConnectionsInner>,
+}
+
+#[derive(Default)]
+struct ConnectionsInner {
+    next_id: u64,
+    live: VecDeque<Live>,
+}
+
+struct Live {
+    id: u64,
+    socket: UnixStream,
+    /// Its request is being answered (e.g. waiting for a reload): not closed to make room.
+    answering: bool,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes room for one more connection below `max`, shutting down the oldest ones that are
+    /// not being answered; `false` if every one is.
+    fn make_room(&self, max: usize) -> bool {
+        let mut c = self.lock();
+        while c.live.len() >= max.max(1) {
+            let Some(oldest) = c.live.iter().position(|l| !l.answering) else {
+                return false;
+            };
+            if let Some(l) = c.live.remove(oldest) {
+                let _ = l.socket.shutdown(Shutdown::Both);
+            }
+        }
+        true
+    }
+
+    /// Registers `socket`, a handle on a new connection's socket.
+    fn register(&self, socket: UnixStream) -> u64 {
+        let mut c = self.lock();
+        let id = c.next_id;
+        c.next_id += 1;
+        c.live.push_back(Live {
+            id,
+            socket,
+            answering: false,
+        });
+        id
+    }
+
+    /// Marks connection `id` as being answered or not; `false` if it is no longer served
+    /// (closed to make room, or the server is stopping).
+    fn set_answering(&self, id: u64, answering: bool) -> bool {
+        match self.lock().live.iter_mut().find(|l| l.id == id) {
+            Some(l) => {
+                l.answering = answering;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().live.retain(|l| l.id != id);
+    }
+
+    /// At stop: shuts down every connection that is reading its request or writing its reply
+    /// (its thread then ends at once) and forgets them all. One whose request is being answered
+    /// is left to answer: its request sees `stop` (a reload waiting for the main loop gives up
+    /// within 100 ms and says the daemon is stopping) and its reply is bounded by the reply
+    /// deadline; nobody waits for it.
+    fn stop(&self) {
+        for l in self.lock().live.drain(..) {
+            if !l.answering {
+                let _ = l.socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Removes its connection from [`Connections`] when the serving thread ends, however it ends.
+struct Registered {
+    conns: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.conns.remove(self.id);
+    }
+}
+
+/// Hands `conn` to a thread of its own.
+fn dispatch(
+    conn: UnixStream,
+    state: &Arc<AdminState>,
+    stop: &Arc<AtomicBool>,
+    conns: &Arc<Connections>,
+    limits: AdminLimits,
+) {
+    let started = Instant::now();
+    let Ok(handle) = conn.try_clone() else {
+        return;
+    };
+    let id = conns.register(handle);
+    let registered = Registered {
+        conns: conns.clone(),
+        id,
+    };
+    let (state, stop) = (state.clone(), stop.clone());
+    // If no thread can be started, the closure is dropped: the connection is closed and
+    // unregistered.
+    let _ = std::thread::Builder::new()
+        .name("xvs-admin-conn".into())
+        .spawn(move || {
+            let r = registered;
+            serve(&conn, &state, &stop, limits, started, |answering| {
+                r.conns.set_answering(r.id, answering)
+            });
+        });
 }
 
 /// A socket file bound by this process; removed on drop if it is still ours.
@@ -395,28 +632,61 @@ pub fn spawn_server(
     state: AdminState,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
+    spawn_server_with(path, state, stop, LIMITS)
+}
+
+/// [`spawn_server`] with other limits.
+pub fn spawn_server_with(
+    path: &Path,
+    state: AdminState,
+    stop: Arc<AtomicBool>,
+    limits: AdminLimits,
+) -> std::io::Result<JoinHandle<()>> {
     let (listener, bound) = bind(path)?;
     listener.set_nonblocking(true)?;
+    let state = Arc::new(state);
     std::thread::Builder::new()
         .name("xvs-admin".into())
         .spawn(move || {
-            let _bound = bound;
+            let conns = Arc::new(Connections::default());
+            let fd = [listener.as_raw_fd()];
+            let mut ready = Vec::with_capacity(1);
+            let poll_ms = i32::try_from(STOP_POLL.as_millis()).unwrap_or(50);
             while !stop.load(Ordering::Relaxed) {
+                match poll_readable(&fd, poll_ms, &mut ready) {
+                    Ok(()) if ready.is_empty() => continue,
+                    Ok(()) => {}
+                    Err(_) => {
+                        std::thread::sleep(STOP_POLL);
+                        continue;
+                    }
+                }
+                // A client is waiting to be accepted.
+                if !conns.make_room(limits.max_connections) {
+                    // Every connection is being answered (each for a bounded time): newcomers
+                    // wait in the listen backlog meanwhile.
+                    std::thread::sleep(STOP_POLL);
+                    continue;
+                }
                 match listener.accept() {
-                    Ok((conn, _)) => serve(conn, &state, &stop),
-                    Err(_) => std::thread::sleep(IDLE_SLEEP),
+                    Ok((conn, _)) => dispatch(conn, &state, &stop, &conns, limits),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    // Out of file descriptors or the like: wait rather than spin.
+                    Err(_) => std::thread::sleep(STOP_POLL),
                 }
             }
+            drop(listener);
+            drop(bound);
+            conns.stop();
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conntrack::{ConnState, NewConn, Timeouts};
+    use crate::conntrack::{ConnState, NewConn};
     use crate::control::ctl::{self, CtlCommand};
-    use crate::datapath::nexthop::NextHopTable;
-    use crate::datapath::{Service, Snapshot};
+    use crate::control::testing::{assert_between, web_shared, ServerThread};
     use crate::flow::Proto;
     use crate::sched::{RealServer, SchedulerKind};
     use std::net::SocketAddr;
@@ -426,22 +696,13 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        let web = Service::new(
-            "web",
-            ServiceKey {
-                vip: "198.18.0.100".parse().unwrap(),
-                port: 80,
-                proto: Proto::Tcp,
-            },
-            Forwarding::Nat,
+        web_shared(
             SchedulerKind::Wrr,
             vec![
                 RealServer::new(sa("198.18.1.11:80"), 3),
                 RealServer::new(sa("198.18.1.12:80"), 1),
             ],
-        );
-        let snap = Snapshot::new(1, vec![], vec![web], Timeouts::default(), false);
-        Arc::new(Shared::new(snap, NextHopTable::new(vec![], []), 64))
+        )
     }
 
     fn insert(sh: &Shared, client: &str, real_index: usize, state: ConnState, now: Nanos) {
@@ -676,5 +937,296 @@ mod tests {
         let e = spawn_server(&path, state(), Arc::new(AtomicBool::new(false))).unwrap_err();
         assert!(e.to_string().contains("not a socket"), "{e}");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    fn admin_state(sh: &Arc<Shared>, reloads: Sender<ReloadRequest>) -> AdminState {
+        AdminState {
+            shared: sh.clone(),
+            epoch: Instant::now(),
+            reloads,
+            stats: Arc::new(Stats::new(sh.clone(), vec![])),
+            vrrp: Arc::new(VrrpStatus::default()),
+        }
+    }
+
+    /// One service with `n` real servers (a `list` reply of some 300 bytes per real server).
+    fn shared_with_reals(n: u16) -> Arc<Shared> {
+        let reals = (1..=n)
+            .map(|port| RealServer::new(SocketAddr::new("198.18.1.11".parse().unwrap(), port), 1))
+            .collect();
+        web_shared(SchedulerKind::Rr, reals)
+    }
+
+    /// An admin server in a directory of its own, stopped and removed on drop.
+    struct Server {
+        path: PathBuf,
+        thread: ServerThread,
+        /// The "main loop" end of the reload channel.
+        reloads: Receiver<ReloadRequest>,
+        /// Length of the encoded `list` reply.
+        list_len: usize,
+    }
+
+    impl Server {
+        fn start(name: &str, sh: Arc<Shared>, limits: AdminLimits) -> Server {
+            let path = temp_socket(name);
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+            let (tx, reloads) = reload_channel();
+            let stop = Arc::new(AtomicBool::new(false));
+            let state = admin_state(&sh, tx);
+            let list_len = handle(&state, "list\n", &stop).encode().len();
+            let thread = spawn_server_with(&path, state, stop.clone(), limits).unwrap();
+            Server {
+                path,
+                thread: ServerThread {
+                    stop,
+                    thread: Some(thread),
+                },
+                reloads,
+                list_len,
+            }
+        }
+
+        fn connect(&self) -> UnixStream {
+            let s = UnixStream::connect(&self.path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        }
+
+        /// Sends `line`, reads the whole reply; returns it and the time taken.
+        fn ask(&self, line: &str) -> (String, Duration) {
+            let t = Instant::now();
+            let mut s = self.connect();
+            s.write_all(line.as_bytes()).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            (reply, t.elapsed())
+        }
+
+        /// Sets `stop`; returns how long the accept thread took to end.
+        fn stop(&mut self) -> Duration {
+            self.thread.stop()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.thread.stop();
+            let _ = std::fs::remove_dir_all(self.path.parent().unwrap());
+        }
+    }
+
+    /// Reads until the server closes the connection (10 s at most); returns the bytes read
+    /// and when the close was seen.
+    fn until_closed(s: &mut UnixStream) -> (Vec<u8>, Instant) {
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("still open after 10 s ({e}), {} bytes read", got.len()),
+        }
+        (got, Instant::now())
+    }
+
+    const LONG: AdminLimits = AdminLimits {
+        max_connections: 64,
+        request_deadline: Duration::from_secs(20),
+        reply_deadline: Duration::from_secs(30),
+    };
+
+    #[test]
+    fn silent_clients_and_one_that_never_reads_delay_neither_requests_nor_reloads() {
+        let mut server = Server::start("silent", shared_with_reals(5000), LIMITS);
+        // Far more than a Unix socket buffers (net.core.wmem_max is 208 KiB by default).
+        assert!(server.list_len > 1 << 20, "{}", server.list_len);
+        let _silent: Vec<UnixStream> = (0..20).map(|_| server.connect()).collect();
+        let mut stuck = server.connect();
+        stuck.write_all(b"list\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+
+        let (reply, took) = server.ask("list\n");
+        assert!(
+            reply.starts_with("ok\n"),
+            "{}",
+            &reply[..reply.len().min(200)]
+        );
+        assert_eq!(reply.len(), server.list_len);
+        assert!(took < Duration::from_secs(1), "list answered in {took:?}");
+        let main = {
+            let rx = server.reloads.clone();
+            std::thread::spawn(move || {
+                let req = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(req.op, MainOp::Reload);
+                req.respond(Ok("reloaded".to_string()));
+            })
+        };
+        let (reply, took) = server.ask("reload\n");
+        assert_eq!(reply, "ok\nreloaded");
+        assert!(took < Duration::from_secs(1), "reload answered in {took:?}");
+        main.join().unwrap();
+
+        assert!(server.stop() < Duration::from_millis(500));
+        // The stuck client really was stuck: its reply had not all been handed over.
+        assert!(until_closed(&mut stuck).0.len() < server.list_len);
+    }
+
+    #[test]
+    fn a_silent_client_is_answered_with_an_error_at_the_request_deadline() {
+        let limits = AdminLimits {
+            request_deadline: Duration::from_millis(300),
+            ..LONG
+        };
+        let server = Server::start("deadline", shared(), limits);
+        let t = Instant::now();
+        let mut s = server.connect();
+        let (reply, closed) = until_closed(&mut s);
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "error\nxvs: cannot read the request: no whole request line within 300 ms"
+        );
+        let (lo, hi) = (Duration::from_millis(300), Duration::from_millis(1300));
+        assert_between("answered", closed - t, lo, hi);
+    }
+
+    #[test]
+    fn the_request_deadline_covers_the_whole_line_not_each_read() {
+        let limits = AdminLimits {
+            request_deadline: Duration::from_millis(500),
+            ..LONG
+        };
+        let server = Server::start("drip", shared(), limits);
+        let t = Instant::now();
+        let mut s = server.connect();
+        // One byte every 50 ms, never a newline: each read is quick, the line never ends.
+        for b in b"list".iter().cycle().take(40) {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (reply, closed) = until_closed(&mut s);
+        assert!(
+            String::from_utf8_lossy(&reply).contains("no whole request line within 500 ms"),
+            "{reply:?}"
+        );
+        let (lo, hi) = (Duration::from_millis(500), Duration::from_millis(1500));
+        assert_between("answered", closed - t, lo, hi);
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_cut_off_at_the_reply_deadline() {
+        let limits = AdminLimits {
+            reply_deadline: Duration::from_millis(500),
+            ..LONG
+        };
+        let server = Server::start("noread", shared_with_reals(5000), limits);
+        let mut s = server.connect();
+        s.write_all(b"list\n").unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        let (got, _) = until_closed(&mut s);
+        assert!(got.starts_with(b"ok\n"));
+        assert!(
+            got.len() < server.list_len,
+            "the whole reply arrived ({} bytes)",
+            got.len()
+        );
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_idle_connection_is_closed_and_an_answered_one_kept() {
+        let limits = AdminLimits {
+            max_connections: 2,
+            ..LONG
+        };
+        let server = Server::start("cap", shared(), limits);
+        // The oldest waits for a reload: it is being answered and must be kept.
+        let mut reloading = server.connect();
+        reloading.write_all(b"reload\n").unwrap();
+        let req = server.reloads.recv_timeout(Duration::from_secs(5)).unwrap();
+        let mut silent = server.connect();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let (reply, _) = server.ask("list\n");
+        assert!(reply.starts_with("ok\n{"), "{reply}");
+        let (got, closed) = until_closed(&mut silent);
+        assert!(got.is_empty(), "{got:?}");
+        assert!(closed - t < Duration::from_secs(1));
+        req.respond(Ok("reloaded".to_string()));
+        assert_eq!(
+            String::from_utf8_lossy(&until_closed(&mut reloading).0),
+            "ok\nreloaded"
+        );
+    }
+
+    #[test]
+    fn with_every_connection_being_answered_a_newcomer_waits_its_turn() {
+        let limits = AdminLimits {
+            max_connections: 1,
+            ..LONG
+        };
+        let server = Arc::new(Server::start("full", shared(), limits));
+        let mut reloading = server.connect();
+        reloading.write_all(b"reload\n").unwrap();
+        let req = server.reloads.recv_timeout(Duration::from_secs(5)).unwrap();
+        let newcomer = {
+            let server = server.clone();
+            std::thread::spawn(move || server.ask("list\n").0)
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!newcomer.is_finished(), "served past the cap");
+        req.respond(Ok("reloaded".to_string()));
+        assert_eq!(
+            String::from_utf8_lossy(&until_closed(&mut reloading).0),
+            "ok\nreloaded"
+        );
+        let reply = newcomer.join().unwrap();
+        assert!(reply.starts_with("ok\n{"), "{reply}");
+    }
+
+    #[test]
+    fn a_connection_closed_to_make_room_does_not_run_its_cut_short_request() {
+        let limits = AdminLimits {
+            max_connections: 1,
+            ..LONG
+        };
+        let server = Server::start("cut", shared(), limits);
+        // "reload" without its newline: not a whole line yet, so the connection is idle.
+        let mut partial = server.connect();
+        partial.write_all(b"reload").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let (reply, _) = server.ask("vrrp\n");
+        assert!(reply.starts_with("ok\n"), "{reply}");
+        assert!(until_closed(&mut partial).0.is_empty());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            server.reloads.try_recv().is_err(),
+            "the closed connection's request ran"
+        );
+    }
+
+    #[test]
+    fn stop_ends_the_server_promptly_and_closes_stuck_connections() {
+        let mut server = Server::start("stop", shared_with_reals(5000), LONG);
+        let mut silent = server.connect();
+        let mut stuck = server.connect();
+        stuck.write_all(b"list\n").unwrap();
+        // A reload the main loop never answers.
+        let mut reloading = server.connect();
+        reloading.write_all(b"reload\n").unwrap();
+        let _req = server.reloads.recv_timeout(Duration::from_secs(5)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let took = server.stop();
+        assert!(took < Duration::from_millis(500), "stopped in {took:?}");
+        assert!(!server.path.exists(), "the socket is removed on stop");
+        let t = Instant::now();
+        assert!(until_closed(&mut silent).0.is_empty());
+        assert!(until_closed(&mut stuck).0.len() < server.list_len);
+        let (reply, _) = until_closed(&mut reloading);
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            "error\nxvs: the daemon is stopping; the reload did not run"
+        );
+        assert!(t.elapsed() < Duration::from_secs(1));
     }
 }

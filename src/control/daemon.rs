@@ -17,6 +17,12 @@
 //! handed to the VRRP thread, which keeps the state of every instance whose identity did not
 //! change. `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
 //! which drains it at every wake-up (at most 250 ms) and answers with the outcome.
+//!
+//! SIGTERM/SIGINT: the main loop (woken at once) sets the stop flag every thread watches, sends
+//! the VRRP release, and joins the threads. The metrics and admin servers notice the flag within
+//! 50 ms and close their connections without waiting for any client (a silent one, or one that
+//! never reads its reply); their threads are joined with a bound all the same
+//! ([`SERVER_STOP_WAIT`]), so no client can hold the stop up.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -32,7 +38,7 @@ use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::stats::{self, Stats};
-use crate::control::{admin, neighbours, netlink, snapshot};
+use crate::control::{admin, iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
 use crate::datapath::snapshot::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
@@ -238,11 +244,18 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where the per-interface locks live (see [`iflock`]).
+const LOCK_DIR: &str = "/run/xvs/locks";
+/// How long start-up waits for the interface locks of an xvs that is exiting (killed just
+/// before); a running one is refused at once.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// Takes an exclusive lock per attached interface (`/run/xvs/locks/net<NETNS>-if<IFINDEX>.lock`),
 /// so that a second `xvs run` on the same interfaces fails before it touches the XDP program of
-/// the running one. The locks are released by the kernel when the process exits, however it
-/// exits, so a crash never leaves a stale lock.
-fn lock_interfaces(ports: &[Port]) -> Result<Vec<std::fs::File>, Fatal> {
+/// the running one. The kernel releases them when the process exits, however it exits; a start
+/// right after a SIGKILL waits (at most [`LOCK_WAIT`]) for the killed process's exit to finish.
+/// Dropping the locks removes their files.
+fn lock_interfaces(ports: &[Port]) -> Result<iflock::InterfaceLocks, Fatal> {
     let ns = std::fs::read_link("/proc/self/ns/net")
         .map_err(|e| fatal(format!("cannot identify the network namespace: {e}")))?;
     let ns: String = ns
@@ -250,32 +263,13 @@ fn lock_interfaces(ports: &[Port]) -> Result<Vec<std::fs::File>, Fatal> {
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
-    let dir = Path::new("/run/xvs/locks");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fatal(format!("cannot create {}: {e}", dir.display())))?;
-    let mut locks = Vec::with_capacity(ports.len());
-    for p in ports {
-        let path = dir.join(format!("net{ns}-if{}.lock", p.ifindex));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| fatal(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => locks.push(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(fatal(format!(
-                    "interface {} is in use by another running xvs",
-                    p.name
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(fatal(format!("cannot lock {}: {e}", path.display())))
-            }
-        }
-    }
-    Ok(locks)
+    let ifaces: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
+    Ok(iflock::lock_interfaces(
+        Path::new(LOCK_DIR),
+        &ns,
+        &ifaces,
+        LOCK_WAIT,
+    )?)
 }
 
 /// Snapshot `generation` of `cfg` on `ports` (see [`snapshot::build`]), its services on
@@ -455,7 +449,7 @@ impl Running {
                 svc.reals.remove(i);
             }
         }
-        if let Err(problems) = config::validate_runtime(&cfg, &config::system_iface_exists) {
+        if let Err(problems) = config::validate_runtime(&cfg, &config::SystemHost::running()) {
             return Err(format!("xvs: {what} refused: {}", problems.join("; ")));
         }
         log(format!("Run-time change: {what}"));
@@ -520,7 +514,8 @@ impl Running {
     }
 
     fn try_reload(&mut self) -> Result<Vec<String>, Fatal> {
-        let cfg = config::load(&self.path, &config::system_iface_exists).map_err(config_errors)?;
+        let cfg =
+            config::load(&self.path, &config::SystemHost::running()).map_err(config_errors)?;
         if cfg.datapath != self.cfg.datapath {
             return Err(fatal("datapath section changed: restart xvs to apply it"));
         }
@@ -615,7 +610,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             "xvs: must run as root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW are needed to attach XDP programs and open AF_XDP sockets)".into(),
         ));
     }
-    let cfg = config::load(path, &config::system_iface_exists).map_err(config_errors)?;
+    let cfg = config::load(path, &config::SystemHost::startup()).map_err(config_errors)?;
     let (vrrp_specs, vrrp_groups) = vrrp::specs(&cfg).map_err(fatal)?;
     // Block the daemon's signals before any thread starts, so they all inherit the mask.
     let sigs = DaemonSignals::block()?;
@@ -627,20 +622,29 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let snap = build_snapshot(&cfg, ports.clone(), 1, None, &held);
     let nexthops = neighbours::build_table(&ports)?;
     let max_entries = usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX);
-    let shared = Arc::new(Shared::with_local_pools(
+    let shared = Arc::new(Shared::try_with_local_pools(
         snap,
         nexthops,
         max_entries,
         &snapshot::local_pools(&cfg),
-    ));
+    )?);
 
     let mode = match cfg.datapath.xdp_mode {
         config::XdpMode::Auto => XdpMode::Auto,
         config::XdpMode::Native => XdpMode::Native,
         config::XdpMode::Skb => XdpMode::Skb,
     };
-    // Held until the process exits: while we hold them, an `xvs_filter` found attached is stale.
-    let _locks = lock_interfaces(&ports)?;
+    // Held until `run` returns (after the filter is detached; then their files are removed):
+    // while we hold them, an `xvs_filter` found attached is stale.
+    let locks = lock_interfaces(&ports)?;
+    for w in locks.waited() {
+        log(format!(
+            "Interface {} was still held by an exiting xvs{}; got it after {} ms",
+            w.iface,
+            w.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            w.waited.as_millis()
+        ));
+    }
     let filter_ports: Vec<FilterPort> = ports
         .iter()
         .map(|p| FilterPort {
@@ -782,7 +786,9 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         stats,
         vrrp: vrrp_status,
     };
-    let servers = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
+    // The metrics and admin servers: joined with a bound at shutdown.
+    let mut servers: Vec<(&str, JoinHandle<()>)> = Vec::with_capacity(2);
+    let started = metrics::spawn_server(cfg.global.metrics_listen, sources, stop.clone())
         .map_err(|e| {
             fatal(format!(
                 "global.metrics_listen {}: {e}",
@@ -790,7 +796,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             ))
         })
         .and_then(|m| {
-            aux.push(m);
+            servers.push(("metrics", m));
             admin::spawn_server(&cfg.global.admin_socket, admin_state, stop.clone()).map_err(|e| {
                 fatal(format!(
                     "global.admin_socket {}: {e}",
@@ -798,8 +804,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
                 ))
             })
         });
-    match servers {
-        Ok(a) => aux.push(a),
+    match started {
+        Ok(a) => servers.push(("admin", a)),
         Err(e) => {
             // Workers own their sockets: stop them before the filter is detached on return.
             stop.store(true, Ordering::Relaxed);
@@ -807,6 +813,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             drop(vrrp_thread.join());
             handles.into_iter().for_each(|h| drop(h.join()));
             aux.into_iter().for_each(|h| drop(h.join()));
+            join_servers(servers);
             return Err(e);
         }
     }
@@ -902,6 +909,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     for h in aux {
         let _ = h.join();
     }
+    join_servers(servers);
     // Every thread holding the gate (and so the filter) has ended.
     drop(running.gate);
     match Arc::try_unwrap(running.filter) {
@@ -913,6 +921,29 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         return Err(fatal(e));
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// How long shutdown waits for the metrics and admin servers' threads. They notice `stop`
+/// within 50 ms and never wait for a client, so this only bounds a bug.
+const SERVER_STOP_WAIT: Duration = Duration::from_millis(500);
+
+/// Joins the server threads, waiting at most [`SERVER_STOP_WAIT`] in all: a thread still
+/// running then is left behind (it ends with the process) rather than delaying the stop.
+fn join_servers(servers: Vec<(&str, JoinHandle<()>)>) {
+    let deadline = Instant::now() + SERVER_STOP_WAIT;
+    for (name, h) in servers {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            log(format!(
+                "The {name} server did not stop within {} ms; not waiting for it",
+                SERVER_STOP_WAIT.as_millis()
+            ));
+        }
+    }
 }
 
 /// Sweeps the connection and persistence tables for expired entries off the packet path.
@@ -947,7 +978,7 @@ mod tests {
                  \x20 - {{ name: web, vip: 198.18.2.100, port: 80, forwarding: {web}, reals: [{{ address: 198.18.1.11:80 }}] }}\n\
                  \x20 - {{ name: dns, vip: {dns}, port: 53, protocol: udp, forwarding: tun, reals: [{{ address: 198.18.1.11:53 }}] }}\n"
             );
-            Config::from_str_named(&text, "t.yaml", &|_| true).unwrap()
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
         };
         let old = cfg("dr", "198.18.2.100");
         assert_eq!(forwarding_changes(&old, &old), None);
@@ -978,7 +1009,7 @@ mod tests {
                     "vrrp:\n  instances:\n    - {{ name: VI_1, interface: eth0, vrid: 51, priority: 100, vips: [{vips}] }}\n"
                 );
             }
-            Config::from_str_named(&text, "t.yaml", &|_| true).unwrap()
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
         };
         let gate_of = |snap: &Snapshot, name: &str| {
             let s = snap.services.iter().find(|s| s.name == name).unwrap();

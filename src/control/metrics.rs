@@ -6,16 +6,40 @@
 //! per-service state behind the current snapshot, the health checks' own counters
 //! ([`HealthMetrics`]), and the kernel's AF_XDP statistics. Nothing is pushed from the packet
 //! path.
-//! The server is a plain blocking `TcpListener` on its own thread: one scrape at a time is enough
-//! for Prometheus.
+//!
+//! # The HTTP server
+//!
+//! hyper's HTTP/1 server on a single-threaded tokio runtime that lives on the metrics thread
+//! (nothing else in xvs is async). Connections are served concurrently, so a client that is
+//! silent, slow, or never reads its reply delays nobody else, and each one is bounded
+//! ([`HttpLimits`]): the request head must arrive whole within
+//! [`request_deadline`](HttpLimits::request_deadline) of the connection's start (hyper's
+//! `header_read_timeout`), the connection is closed [`connection_deadline`](HttpLimits::connection_deadline)
+//! after it started whatever it is doing (reading, or waiting for the client to read the
+//! reply), one request per connection (no keep-alive), a request head of at most
+//! [`MAX_REQUEST_HEAD`] bytes, and at most [`max_connections`](HttpLimits::max_connections) at
+//! once: a new connection beyond that closes the oldest one (a healthy scrape takes
+//! milliseconds; the oldest is the likeliest to be stuck). When `stop` is set the thread notices
+//! within [`STOP_POLL`] and returns; dropping the runtime closes every connection still open, so
+//! nothing ever waits for a client.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::task::AbortHandle;
 
 use crate::control::health::HealthMetrics;
 use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
@@ -84,6 +108,22 @@ fn fullnat_metrics(o: &mut String, src: &Sources) {
             skip.label()
         );
     }
+}
+
+/// Frames held while their next hop's MAC was resolved (`datapath::worker`).
+fn neighbour_metrics(o: &mut String, src: &Sources) {
+    family(
+        o,
+        "xvs_neighbour_held_total",
+        "counter",
+        "Frames held until their next hop's MAC was known; each was then sent or counted as a no_neighbour drop.",
+    );
+    let held: u64 = src
+        .workers
+        .iter()
+        .map(|(_, c)| c.neighbour_held.load(Ordering::Relaxed))
+        .sum();
+    let _ = writeln!(o, "xvs_neighbour_held_total {held}");
 }
 
 /// Outcome of the last (re)load, for `xvs_config_last_reload_*`.
@@ -288,6 +328,7 @@ pub fn render(src: &Sources) -> String {
     );
 
     fullnat_metrics(&mut o, src);
+    neighbour_metrics(&mut o, src);
 
     family(
         &mut o,
@@ -452,6 +493,57 @@ fn render_traffic(o: &mut String, snap: &Snapshot, src: &Sources) {
     }
 }
 
+/// What bounds one connection of the HTTP server, and how many are served at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; a new connection beyond it closes the oldest.
+    pub max_connections: usize,
+    /// From the connection's start to the end of the request head.
+    pub request_deadline: Duration,
+    /// From the connection's start to the last byte of the reply: past it the connection is
+    /// closed, whatever it is doing.
+    pub connection_deadline: Duration,
+}
+
+/// The `/metrics` server's limits. Prometheus' default scrape timeout is 10 s.
+pub const LIMITS: HttpLimits = HttpLimits {
+    max_connections: 64,
+    request_deadline: Duration::from_secs(2),
+    connection_deadline: Duration::from_secs(10),
+};
+
+/// Longest request head read (hyper's smallest buffer limit).
+pub const MAX_REQUEST_HEAD: usize = 8192;
+
+/// How often the accept loop looks at the stop flag while no client connects.
+pub const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// The answer to a request for `path` with `method`: `GET /metrics` (or `HEAD`) renders the
+/// page, another method on it is 405, any other path 404.
+fn metrics_response(src: &Sources, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    if path != "/metrics" {
+        return status_response(StatusCode::NOT_FOUND);
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = status_response(StatusCode::METHOD_NOT_ALLOWED);
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut r = Response::new(Full::new(Bytes::from(render(src))));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+fn status_response(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
 /// Serves `GET /metrics` on `addr` until `stop` is set.
 pub fn spawn_server(
     addr: SocketAddr,
@@ -459,32 +551,345 @@ pub fn spawn_server(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    std::thread::Builder::new().name("xvs-metrics".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let (mut conn, _) = match listener.accept() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            let _ = conn.set_nonblocking(false);
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 1024];
-            let n = conn.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let resp = if req.starts_with("GET /metrics ") || req.starts_with("GET /metrics?") {
-                let body = render(&src);
-                format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
-            };
-            let _ = conn.write_all(resp.as_bytes());
-        }
+    spawn_http(listener, LIMITS, stop, move |method, path| {
+        metrics_response(&src, method, path)
     })
+}
+
+/// Serves HTTP/1 on `listener` with `answer` on a thread of its own until `stop` is set (see
+/// the module documentation). The runtime is built and the listener registered with it here, so
+/// that a failure is the caller's error, not the thread's.
+pub fn spawn_http<F>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    stop: Arc<AtomicBool>,
+    answer: F,
+) -> std::io::Result<JoinHandle<()>>
+where
+    F: Fn(&Method, &str) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let listener = {
+        let _in_runtime = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let answer = Arc::new(answer);
+    std::thread::Builder::new()
+        .name("xvs-metrics".into())
+        .spawn(move || {
+            runtime.block_on(accept_loop(listener, limits, &stop, answer));
+            // Dropping `runtime` drops every connection still open: nothing waits for a client.
+        })
+}
+
+async fn accept_loop<F>(
+    listener: tokio::net::TcpListener,
+    limits: HttpLimits,
+    stop: &AtomicBool,
+    answer: Arc<F>,
+) where
+    F: Fn(&Method, &str) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    // The connections being served, oldest first.
+    let mut live: VecDeque<AbortHandle> = VecDeque::with_capacity(limits.max_connections);
+    while !stop.load(Ordering::Relaxed) {
+        let stream = match tokio::time::timeout(STOP_POLL, listener.accept()).await {
+            Err(_elapsed) => continue,
+            Ok(Ok((stream, _))) => stream,
+            Ok(Err(_)) => {
+                // Out of file descriptors or the like: wait rather than spin.
+                tokio::time::sleep(STOP_POLL).await;
+                continue;
+            }
+        };
+        live.retain(|c| !c.is_finished());
+        while live.len() >= limits.max_connections.max(1) {
+            if let Some(oldest) = live.pop_front() {
+                oldest.abort();
+            }
+        }
+        let answer = answer.clone();
+        live.push_back(tokio::spawn(connection(stream, limits, answer)).abort_handle());
+    }
+}
+
+/// One connection: one request, one reply, all within `limits.connection_deadline`.
+async fn connection<F>(stream: tokio::net::TcpStream, limits: HttpLimits, answer: Arc<F>)
+where
+    F: Fn(&Method, &str) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req: Request<Incoming>| {
+        std::future::ready(Ok::<_, Infallible>(answer(req.method(), req.uri().path())))
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_deadline)
+        .keep_alive(false)
+        // A client may shut down its sending side once the request is out.
+        .half_close(true)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(limits.connection_deadline, conn).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::testing::{assert_between, web_shared, ServerThread};
+    use crate::sched::{RealServer, SchedulerKind};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    /// Larger than what loopback TCP buffers can hold (the send buffer grows to 4 MB and the
+    /// receive buffer to 6 MB by default), so a client that never reads it stalls its sender.
+    const BIG: usize = 32 << 20;
+
+    struct Server {
+        addr: SocketAddr,
+        thread: ServerThread,
+    }
+
+    impl Server {
+        /// An HTTP server whose every answer is a `BIG` body of `x`.
+        fn start(limits: HttpLimits) -> Server {
+            let body = Bytes::from(vec![b'x'; BIG]);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = spawn_http(listener, limits, stop.clone(), move |_, _| {
+                Response::new(Full::new(body.clone()))
+            })
+            .unwrap();
+            Server {
+                addr,
+                thread: ServerThread {
+                    stop,
+                    thread: Some(thread),
+                },
+            }
+        }
+
+        /// Sets `stop` and returns how long the server thread took to end.
+        fn stop(&mut self) -> Duration {
+            self.thread.stop()
+        }
+    }
+
+    const LONG: HttpLimits = HttpLimits {
+        max_connections: 64,
+        request_deadline: Duration::from_secs(20),
+        connection_deadline: Duration::from_secs(30),
+    };
+
+    fn connect(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    fn request(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+    }
+
+    /// Sends a request, reads the whole reply; returns (head, body length, time taken).
+    fn get(addr: SocketAddr, path: &str) -> (String, usize, Duration) {
+        let t = Instant::now();
+        let mut s = connect(addr);
+        s.write_all(&request(path)).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        let split = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a reply head");
+        let head = String::from_utf8_lossy(&reply[..split]).into_owned();
+        (head, reply.len() - split - 4, t.elapsed())
+    }
+
+    /// Reads until the server closes the connection (or 10 s pass); returns the bytes read and
+    /// when the close was seen.
+    fn until_closed(s: &mut TcpStream) -> (usize, Instant) {
+        let mut n = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (n, Instant::now()),
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return (n, Instant::now())
+                }
+                Err(e) => panic!("still open after 10 s ({e})"),
+            }
+        }
+    }
+
+    #[test]
+    fn silent_clients_and_one_that_never_reads_delay_no_other_request() {
+        let mut server = Server::start(LONG);
+        let _silent: Vec<TcpStream> = (0..20).map(|_| connect(server.addr)).collect();
+        let mut stuck = connect(server.addr);
+        stuck.write_all(&request("/metrics")).unwrap();
+        // Let the server fill the stuck connection's buffers.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            let (head, len, took) = get(server.addr, "/metrics");
+            assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+            assert_eq!(len, BIG);
+            assert!(took < Duration::from_secs(1), "answered in {took:?}");
+        }
+        assert!(server.stop() < Duration::from_millis(500));
+        // The stuck client really was stuck: the server could not hand it its whole reply
+        // before it stopped.
+        assert!(until_closed(&mut stuck).0 < BIG);
+    }
+
+    #[test]
+    fn a_silent_client_is_closed_at_the_request_deadline() {
+        let limits = HttpLimits {
+            request_deadline: Duration::from_millis(300),
+            ..LONG
+        };
+        let server = Server::start(limits);
+        let t = Instant::now();
+        let mut s = connect(server.addr);
+        let (n, closed) = until_closed(&mut s);
+        assert_eq!(n, 0);
+        let (lo, hi) = (Duration::from_millis(300), Duration::from_millis(1300));
+        assert_between("closed", closed - t, lo, hi);
+    }
+
+    #[test]
+    fn the_request_deadline_covers_the_whole_head_not_each_read() {
+        let limits = HttpLimits {
+            request_deadline: Duration::from_millis(500),
+            ..LONG
+        };
+        let server = Server::start(limits);
+        let t = Instant::now();
+        let mut s = connect(server.addr);
+        // One byte of a never-ending head every 50 ms: each read is quick, the head never ends.
+        let mut closed_after = None;
+        for b in b"GET /metrics HTTP/1.1\r\nX-Slow: ".iter().cycle().take(60) {
+            if s.write_all(&[*b]).is_err() {
+                closed_after = Some(t.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let after = match closed_after {
+            Some(a) => a,
+            None => until_closed(&mut s).1 - t,
+        };
+        let (lo, hi) = (Duration::from_millis(500), Duration::from_millis(1500));
+        assert_between("closed", after, lo, hi);
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_closed_at_the_connection_deadline() {
+        let limits = HttpLimits {
+            connection_deadline: Duration::from_millis(500),
+            ..LONG
+        };
+        let server = Server::start(limits);
+        let t = Instant::now();
+        let mut s = connect(server.addr);
+        s.write_all(&request("/metrics")).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        // The server gave up at the deadline: what it had not handed to the kernel is lost.
+        let (n, _) = until_closed(&mut s);
+        assert!(n < BIG, "the whole reply arrived ({n} bytes)");
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn past_the_connection_cap_a_new_connection_closes_the_oldest() {
+        let limits = HttpLimits {
+            max_connections: 2,
+            ..LONG
+        };
+        let server = Server::start(limits);
+        let mut oldest = connect(server.addr);
+        let _second = connect(server.addr);
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let (head, len, _) = get(server.addr, "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_eq!(len, BIG);
+        let (n, closed) = until_closed(&mut oldest);
+        assert_eq!(n, 0);
+        assert!(closed - t < Duration::from_secs(1), "{:?}", closed - t);
+    }
+
+    #[test]
+    fn stop_ends_the_thread_promptly_and_closes_stuck_connections() {
+        let mut server = Server::start(LONG);
+        let mut silent = connect(server.addr);
+        let mut stuck = connect(server.addr);
+        stuck.write_all(&request("/metrics")).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let took = server.stop();
+        assert!(took < STOP_POLL * 4, "stopped in {took:?}");
+        assert_eq!(until_closed(&mut silent).0, 0);
+        assert!(until_closed(&mut stuck).0 < BIG);
+    }
+
+    fn sources() -> Sources {
+        let reals = vec![RealServer::new("198.18.1.11:80".parse().unwrap(), 1)];
+        Sources {
+            shared: web_shared(SchedulerKind::Rr, reals),
+            workers: vec![],
+            xsk: vec![],
+            reload: Arc::new(ReloadStatus::default()),
+            health: Arc::new(HealthMetrics::default()),
+            vrrp: Arc::new(VrrpStatus::default()),
+        }
+    }
+
+    #[test]
+    fn metrics_is_served_at_get_metrics_only() {
+        let src = sources();
+        let page = render(&src);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let src = Arc::new(src);
+        let h = spawn_http(listener, LIMITS, stop.clone(), move |m, p| {
+            metrics_response(&src, m, p)
+        })
+        .unwrap();
+        let (head, len, _) = get(addr, "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("content-type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert_eq!(len, page.len());
+        assert!(page.contains(
+            "xvs_real_weight{service=\"web\",vip=\"198.18.0.100\",port=\"80\",proto=\"tcp\",real=\"198.18.1.11:80\"} 1"
+        ));
+        let (head, len, _) = get(addr, "/");
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        assert_eq!(len, 0);
+        let mut s = connect(addr);
+        s.write_all(b"HEAD /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\n"), "HEAD has no body: {reply}");
+        let mut s = connect(addr);
+        s.write_all(b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.0 405"), "{reply}");
+        assert!(reply.contains("allow: GET, HEAD"), "{reply}");
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    }
 }

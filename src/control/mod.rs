@@ -7,9 +7,13 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod health;
+pub mod iflock;
+pub mod memory;
 pub mod metrics;
 pub mod neighbours;
 pub mod netlink;
 pub mod signals;
 pub mod snapshot;
 pub mod stats;
+#[cfg(test)]
+mod testing;

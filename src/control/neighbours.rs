@@ -2,10 +2,19 @@
 //!
 //! The table is built from the kernel's main routing table and neighbour cache (see
 //! [`netlink`](super::netlink)), restricted to the interfaces the datapath is attached to. A
-//! refresher thread rebuilds it every [`REFRESH_INTERVAL`] and swaps it in whole when it changed;
-//! workers that miss a neighbour post its address on a bounded queue, and the refresher asks the
-//! kernel to resolve it (at most once per address per [`SOLICIT_INTERVAL`]), then rebuilds soon
-//! after so the MAC reaches the workers within milliseconds.
+//! refresher thread keeps it current:
+//!
+//! - it **subscribes to the kernel's neighbour and route notifications**; a neighbour that
+//!   appears, changes its MAC or goes away is applied to a copy of the table ([`apply`]), which
+//!   is swapped in within about a millisecond of the kernel's own change; a route change makes it
+//!   read everything again;
+//! - it re-reads routes and neighbours in full every [`RESYNC_INTERVAL`] as a safety net (and at
+//!   once when the kernel reports lost notifications); without a subscription (should the kernel
+//!   refuse one) it polls every [`REFRESH_INTERVAL`] instead, as a fallback;
+//! - workers that miss a neighbour post its address on a bounded queue (and hold the frame, see
+//!   `datapath::worker`); the refresher asks the kernel to resolve it (at most once per address
+//!   per [`SOLICIT_INTERVAL`]); the answer arrives as a notification, so the held frame leaves
+//!   within milliseconds.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,17 +26,25 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 use hashbrown::HashMap;
 
-use crate::control::netlink::{self, KernelRoute, NetlinkError};
+use crate::control::netlink::{self, Change, KernelRoute, NetlinkError, Subscription};
 use crate::datapath::{Mac, NextHopTable, Port, PortId, Route};
+use crate::vrrp::socket::poll_readable;
 
-/// How often the refresher rebuilds the table from the kernel.
+/// How often the refresher re-reads the whole table while it receives notifications.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the refresher rebuilds the table from the kernel when it has no subscription.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 /// The shortest time between two solicitations of the same address.
 pub const SOLICIT_INTERVAL: Duration = Duration::from_millis(500);
-/// How soon after soliciting the refresher rebuilds (the answer usually takes well under 1 ms).
+/// Without a subscription: how soon after soliciting the refresher rebuilds (the answer usually
+/// takes well under 1 ms).
 const AFTER_SOLICIT: Duration = Duration::from_millis(20);
-/// The refresher's polling tick (misses and the stop flag are checked this often).
+/// The refresher's tick: misses and the stop flag are checked this often (notifications are
+/// handled as they arrive).
 const TICK: Duration = Duration::from_millis(10);
+/// After a table swap the refresher waits this long before it reads notifications again, so a
+/// burst of them becomes one copy and one swap of the table (at most a thousand a second).
+const SWAP_COALESCE: Duration = Duration::from_millis(1);
 /// Bound on solicitations per tick, so a flood of misses cannot turn into a flood of requests.
 const MAX_SOLICITS_PER_TICK: usize = 64;
 
@@ -106,6 +123,41 @@ fn read_kernel(ports: &[Port]) -> Result<(Vec<Route>, Vec<Neighbour>), NetlinkEr
     Ok(select(ports, &routes, &neighbours))
 }
 
+/// What a batch of notifications asks of the table.
+#[derive(Debug)]
+pub struct Applied {
+    /// The changed table (a copy of the one given, with a new version); `None`: no change.
+    pub table: Option<NextHopTable>,
+    /// Routes changed or notifications were lost: read the whole table again.
+    pub resync: bool,
+}
+
+/// Applies `changes` (in order) to a copy of `table`: neighbours of the attached `ports` are set
+/// or removed; neighbours of other interfaces are ignored. Pure, so it is unit tested.
+pub fn apply(table: &NextHopTable, ports: &[Port], changes: &[Change]) -> Applied {
+    let mut next: Option<NextHopTable> = None;
+    let mut resync = false;
+    for change in changes {
+        match *change {
+            Change::Neighbour { ifindex, ip, mac } => {
+                let Some(port) = port_of(ports, ifindex) else {
+                    continue;
+                };
+                if next.as_ref().unwrap_or(table).neighbour(port, ip) == mac {
+                    continue;
+                }
+                next.get_or_insert_with(|| table.clone())
+                    .set_neighbour(port, ip, mac);
+            }
+            Change::Routes | Change::Lost => resync = true,
+        }
+    }
+    Applied {
+        table: next,
+        resync,
+    }
+}
+
 /// Builds the next-hop table of `ports` (`PortId` = index in `ports`) from the kernel's main
 /// routing table and neighbour cache, in the calling thread's network namespace.
 pub fn build_table(ports: &[Port]) -> Result<NextHopTable, NetlinkError> {
@@ -153,6 +205,23 @@ impl Limiter {
     }
 }
 
+/// Tables replaced in the shared slot, kept until no worker holds them any more, so the last
+/// reference (and the free of the table's memory) is dropped here, never on the packet path.
+#[derive(Default)]
+struct Retired(Vec<Arc<NextHopTable>>);
+
+impl Retired {
+    /// Puts `next` in `slot` and keeps the table it replaces.
+    fn replace(&mut self, slot: &ArcSwap<NextHopTable>, next: NextHopTable) {
+        self.0.push(slot.swap(Arc::new(next)));
+    }
+
+    /// Frees the tables only this list still holds.
+    fn collect(&mut self) {
+        self.0.retain(|t| Arc::strong_count(t) > 1);
+    }
+}
+
 /// Logs a refresher error once, until the error changes or the refresher recovers.
 #[derive(Default)]
 struct ErrorLog(Option<String>);
@@ -174,10 +243,13 @@ impl ErrorLog {
 }
 
 /// Starts the refresher thread (named `xvs-neighbours`), in the calling thread's network
-/// namespace. Every [`REFRESH_INTERVAL`] it rebuilds the table of `ports` and stores it in `table`
-/// if it changed; in between it drains `misses` (addresses whose next hop had no MAC, posted by
-/// the workers) and solicits each next hop, at most once per address per [`SOLICIT_INTERVAL`]. It
-/// exits within a few milliseconds after `stop` is set. Errors are logged, never fatal.
+/// namespace. It applies the kernel's neighbour notifications to the table of `ports` in `table`
+/// as they arrive, re-reads the whole table on a route change and every [`RESYNC_INTERVAL`]
+/// (every [`REFRESH_INTERVAL`] when it cannot subscribe), and stores each changed table; it
+/// drains `misses` (addresses whose next hop had no MAC, posted by the workers) and solicits each
+/// next hop, at most once per address per [`SOLICIT_INTERVAL`]. It is the only writer of `table`
+/// once started. It exits within a few milliseconds after `stop` is set. Errors are logged, never
+/// fatal.
 pub fn spawn_refresher(
     ports: Vec<Port>,
     table: Arc<ArcSwap<NextHopTable>>,
@@ -198,10 +270,40 @@ fn refresher(
 ) {
     let mut limiter = Limiter::new(SOLICIT_INTERVAL);
     let mut log = ErrorLog::default();
+    // Subscribed before the first full read below, so no change falls between the two.
+    let mut subscription = match Subscription::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log.error("cannot subscribe to neighbour changes; polling instead", &e);
+            None
+        }
+    };
+    let mut changes = Vec::new();
+    let mut ready = Vec::new();
+    let mut retired = Retired::default();
     let mut next_rebuild = Instant::now();
     let mut next_prune = Instant::now() + SOLICIT_INTERVAL * 8;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        let mut swapped = false;
+        if let Some(sub) = subscription.as_mut() {
+            changes.clear();
+            if let Err(e) = sub.read(&mut changes) {
+                log.error("neighbour notifications failed; polling instead", &e);
+                subscription = None;
+                changes.push(Change::Lost);
+            }
+            // A notification queued before a full read is applied after it; it can only be as
+            // old as that read, and the next notification or resync corrects it.
+            let applied = apply(&table.load(), ports, &changes);
+            if let Some(t) = applied.table {
+                retired.replace(table, t);
+                swapped = true;
+            }
+            if applied.resync {
+                next_rebuild = now;
+            }
+        }
         let mut solicited = 0;
         if !misses.is_empty() {
             let current = table.load();
@@ -221,7 +323,7 @@ fn refresher(
                 }
             }
         }
-        if solicited > 0 {
+        if solicited > 0 && subscription.is_none() {
             next_rebuild = next_rebuild.min(now + AFTER_SOLICIT);
         }
         if now >= next_rebuild {
@@ -229,18 +331,41 @@ fn refresher(
                 Ok((routes, neighbours)) => {
                     log.ok();
                     if !same_table(&table.load(), &routes, &neighbours) {
-                        table.store(Arc::new(NextHopTable::new(routes, neighbours)));
+                        retired.replace(table, NextHopTable::new(routes, neighbours));
+                        swapped = true;
                     }
                 }
                 Err(e) => log.error("refresh", &e),
             }
-            next_rebuild = now + REFRESH_INTERVAL;
+            next_rebuild = now
+                + if subscription.is_some() {
+                    RESYNC_INTERVAL
+                } else {
+                    REFRESH_INTERVAL
+                };
         }
         if now >= next_prune {
             limiter.prune(now);
             next_prune = now + SOLICIT_INTERVAL * 8;
         }
-        std::thread::sleep(TICK);
+        retired.collect();
+        match &subscription {
+            Some(_) if swapped => std::thread::sleep(SWAP_COALESCE),
+            Some(sub) => {
+                let ms = TICK.as_millis() as i32;
+                if let Err(e) = poll_readable(&[sub.fd()], ms, &mut ready) {
+                    log.error(
+                        "wait for notifications",
+                        &NetlinkError::Io {
+                            op: "poll",
+                            source: e,
+                        },
+                    );
+                    std::thread::sleep(TICK);
+                }
+            }
+            None => std::thread::sleep(TICK),
+        }
     }
 }
 
@@ -347,6 +472,65 @@ mod tests {
         assert!(!same_table(&t, &r[..2], &n));
         let other_mac = vec![(1, ip("198.18.1.11"), [1; 6])];
         assert!(!same_table(&t, &r, &other_mac));
+    }
+
+    #[test]
+    fn a_neighbour_event_updates_the_table() {
+        let (r, n) = select(&ports(), &[kr("198.18.0.0", 24, 2, None)], &[]);
+        let table = NextHopTable::new(r, n);
+        let client = ip("198.18.0.150");
+        assert!(table.resolve(client).is_err());
+        let mac = [2, 0x18, 0, 0, 0, 0x96];
+        let learnt = |mac| Change::Neighbour {
+            ifindex: 2,
+            ip: client,
+            mac,
+        };
+        // Learnt on an attached port: a new table (new version) that resolves the client.
+        let a = apply(&table, &ports(), &[learnt(Some(mac))]);
+        assert!(!a.resync);
+        let t1 = a.table.expect("changed");
+        assert_ne!(t1.version(), table.version());
+        assert_eq!(t1.resolve(client).unwrap().mac, mac);
+        assert_eq!(t1.resolve(client).unwrap().port, 0);
+        // The same again: no change, no new table.
+        assert!(apply(&t1, &ports(), &[learnt(Some(mac))]).table.is_none());
+        // A new MAC replaces it; gone (or FAILED) removes it; in order within one batch.
+        let moved = [2, 0x18, 0, 0, 0, 0x97];
+        let t2 = apply(&t1, &ports(), &[learnt(Some(moved))]).table.unwrap();
+        assert_eq!(t2.resolve(client).unwrap().mac, moved);
+        let t3 = apply(&t2, &ports(), &[learnt(None)]).table.unwrap();
+        assert!(t3.resolve(client).is_err());
+        let both = apply(&t2, &ports(), &[learnt(None), learnt(Some(mac))]);
+        assert_eq!(both.table.unwrap().resolve(client).unwrap().mac, mac);
+        // Another interface's neighbour is not ours; a route change or a loss asks for a resync.
+        let other = Change::Neighbour {
+            ifindex: 7,
+            ip: client,
+            mac: Some(mac),
+        };
+        let a = apply(&table, &ports(), &[other]);
+        assert!(a.table.is_none() && !a.resync);
+        assert!(apply(&table, &ports(), &[Change::Routes]).resync);
+        assert!(apply(&table, &ports(), &[Change::Lost]).resync);
+        // The input table is never modified.
+        assert!(table.resolve(client).is_err());
+    }
+
+    #[test]
+    fn replaced_tables_are_freed_by_the_refresher_once_no_worker_holds_them() {
+        let slot = ArcSwap::from_pointee(NextHopTable::default());
+        let mut retired = Retired::default();
+        let worker = slot.load_full(); // a worker's table of its current batch
+        let weak = Arc::downgrade(&worker);
+        retired.replace(&slot, NextHopTable::new(Vec::new(), Vec::new()));
+        retired.collect();
+        assert_eq!(retired.0.len(), 1, "kept while the worker holds it");
+        drop(worker); // the worker moves on: not the last reference
+        assert!(weak.upgrade().is_some());
+        retired.collect();
+        assert!(retired.0.is_empty());
+        assert!(weak.upgrade().is_none(), "freed by collect");
     }
 
     #[test]

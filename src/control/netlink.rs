@@ -1,6 +1,7 @@
 //! Synchronous rtnetlink queries the control plane needs: an interface's index, MAC, MTU and
 //! state; the main routing table; the neighbour (ARP/NDP) cache; and asking the kernel to resolve
-//! a neighbour.
+//! a neighbour. Plus a [`Subscription`] to the kernel's neighbour and route change notifications
+//! (`RTNLGRP_NEIGH`, `RTNLGRP_IPV4_ROUTE`, `RTNLGRP_IPV6_ROUTE`), read without blocking.
 //!
 //! Every call opens its own `NETLINK_ROUTE` socket in the calling thread's network namespace, sends
 //! one request and reads the reply to the end; nothing is cached. Calls happen a few times a
@@ -16,6 +17,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
@@ -316,15 +318,23 @@ fn dump_per_family(
     Ok(out)
 }
 
-/// Every address configured on this network namespace's interfaces (IPv4 and IPv6, the VIPs
-/// included): the box's own addresses.
-pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
+/// One address of an interface: what `ip addr` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub ifindex: u32,
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// Every address of every interface in this network namespace, IPv4 then IPv6, in the kernel's
+/// order (for IPv4 the primary address of each subnet comes before its secondaries).
+pub fn dump_interface_addresses() -> Result<Vec<InterfaceAddress>, NetlinkError> {
     let replies = dump_per_family("dump addresses", |family| {
         let mut msg = AddressMessage::default();
         msg.header.family = family;
         RouteNetlinkMessage::GetAddress(msg)
     })?;
-    let mut out: Vec<IpAddr> = replies
+    Ok(replies
         .iter()
         .filter_map(|m| match m {
             // IFA_LOCAL is the local end (IFA_ADDRESS is the peer on point-to-point links); IPv6
@@ -337,10 +347,25 @@ pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
                         _ => None,
                     })
                 };
-                find(true).or_else(|| find(false))
+                find(true)
+                    .or_else(|| find(false))
+                    .map(|addr| InterfaceAddress {
+                        ifindex: a.header.index,
+                        addr,
+                        prefix_len: a.header.prefix_len,
+                    })
             }
             _ => None,
         })
+        .collect())
+}
+
+/// Every address configured on this network namespace's interfaces (IPv4 and IPv6, the VIPs
+/// included): the box's own addresses.
+pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
+    let mut out: Vec<IpAddr> = dump_interface_addresses()?
+        .into_iter()
+        .map(|a| a.addr)
         .collect();
     out.sort();
     out.dedup();
@@ -404,6 +429,135 @@ pub fn dump_neighbours() -> Result<Vec<(u32, IpAddr, Mac)>, NetlinkError> {
             _ => None,
         })
         .collect())
+}
+
+/// The address of a neighbour message, if it is an IP neighbour.
+fn neighbour_ip(m: &NeighbourMessage) -> Option<IpAddr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    })
+}
+
+/// A change the kernel announced on a [`Subscription`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// IP neighbour `ip` on interface `ifindex` now has the usable MAC `mac`; `None`: it is gone
+    /// or has no usable MAC any more (`INCOMPLETE`, `FAILED`).
+    Neighbour {
+        ifindex: u32,
+        ip: IpAddr,
+        mac: Option<Mac>,
+    },
+    /// A unicast route of the main table was added, changed or removed: read the routes again.
+    Routes,
+    /// The kernel dropped notifications (the socket's buffer overflowed): read everything again.
+    Lost,
+}
+
+/// rtnetlink multicast groups (`RTNLGRP_*` of `linux/rtnetlink.h`).
+const RTNLGRP_NEIGH: u32 = 3;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`); a burst that overflows
+/// it is [`Change::Lost`], answered by a full re-read.
+const SUBSCRIPTION_RCVBUF: usize = 1 << 20;
+
+/// The changes announced by the notifications in `data` (one datagram), appended to `out`.
+/// Pure: unit tested with crafted messages. Neighbours that are proxy entries or not IP (bridge
+/// FDB entries share the group), routes of other tables and anything undecodable are ignored.
+pub fn changes_in(data: &[u8], out: &mut Vec<Change>) {
+    let mut off = 0;
+    while off + 16 <= data.len() {
+        let len =
+            u32::from_ne_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        if len < 16 || off + len > data.len() {
+            return;
+        }
+        let chunk = &data[off..off + len];
+        off += (len + 3) & !3;
+        let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk) else {
+            continue;
+        };
+        let NetlinkPayload::InnerMessage(inner) = msg.payload else {
+            continue;
+        };
+        let change = match &inner {
+            RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n)
+                if n.header.flags.contains(NeighbourFlags::Proxy) =>
+            {
+                None
+            }
+            RouteNetlinkMessage::NewNeighbour(n) => neighbour_ip(n).map(|ip| Change::Neighbour {
+                ifindex: n.header.ifindex,
+                ip,
+                mac: usable_neighbour(n).map(|(_, _, mac)| mac),
+            }),
+            RouteNetlinkMessage::DelNeighbour(n) => neighbour_ip(n).map(|ip| Change::Neighbour {
+                ifindex: n.header.ifindex,
+                ip,
+                mac: None,
+            }),
+            RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
+                kernel_route(r).map(|_| Change::Routes)
+            }
+            _ => None,
+        };
+        out.extend(change);
+    }
+}
+
+/// A `NETLINK_ROUTE` socket subscribed to neighbour and route notifications, in the network
+/// namespace of the thread that opened it. Never blocks: wait for [`fd`](Self::fd) to be
+/// readable (e.g. with `poll`), then [`read`](Self::read).
+pub struct Subscription {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl Subscription {
+    pub fn open() -> Result<Subscription, NetlinkError> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        socket.bind_auto().map_err(NetlinkError::Socket)?;
+        for group in [RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE] {
+            socket.add_membership(group).map_err(NetlinkError::Socket)?;
+        }
+        // A bigger buffer only makes overflows rarer; the default still works.
+        let _ = socket.set_rx_buf_sz(SUBSCRIPTION_RCVBUF);
+        socket
+            .set_non_blocking(true)
+            .map_err(NetlinkError::Socket)?;
+        Ok(Subscription {
+            socket,
+            buf: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    /// The socket, readable when notifications are pending.
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Reads every pending notification and appends what changed to `out`; returns at once when
+    /// none is pending. An overflow of the socket's buffer is reported as [`Change::Lost`].
+    pub fn read(&mut self, out: &mut Vec<Change>) -> Result<(), NetlinkError> {
+        loop {
+            self.buf.clear();
+            match self.socket.recv(&mut self.buf, 0) {
+                Ok(_) => changes_in(&self.buf, out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.push(Change::Lost),
+                Err(source) => {
+                    return Err(NetlinkError::Io {
+                        op: "read notifications",
+                        source,
+                    })
+                }
+            }
+        }
+    }
 }
 
 fn use_request(ip: IpAddr, ifindex: u32) -> NeighbourMessage {
@@ -473,28 +627,10 @@ fn solicit_by_datagram(ip: IpAddr, ifindex: u32) -> Result<(), NetlinkError> {
 /// The addresses configured on interface `ifindex`, each with its prefix length, in the kernel's
 /// order (for IPv4 the primary address of each subnet comes before its secondaries).
 pub fn interface_addresses(ifindex: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
-    let replies = dump_per_family("dump addresses", |family| {
-        let mut msg = AddressMessage::default();
-        msg.header.family = family;
-        RouteNetlinkMessage::GetAddress(msg)
-    })?;
-    Ok(replies
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewAddress(a) if a.header.index == ifindex => {
-                let find = |want_local: bool| {
-                    a.attributes.iter().find_map(|x| match x {
-                        AddressAttribute::Local(ip) if want_local => Some(*ip),
-                        AddressAttribute::Address(ip) if !want_local => Some(*ip),
-                        _ => None,
-                    })
-                };
-                find(true)
-                    .or_else(|| find(false))
-                    .map(|ip| (ip, a.header.prefix_len))
-            }
-            _ => None,
-        })
+    Ok(dump_interface_addresses()?
+        .into_iter()
+        .filter(|a| a.ifindex == ifindex)
+        .map(|a| (a.addr, a.prefix_len))
         .collect())
 }
 
@@ -713,6 +849,85 @@ mod tests {
         let mut proxy = neigh(NeighbourState::Permanent, v4(), &mac);
         proxy.header.flags = NeighbourFlags::Proxy;
         assert_eq!(usable_neighbour(&proxy), None);
+    }
+
+    /// `msg` as the kernel would send it in a notification.
+    fn datagram(msgs: Vec<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut packet = NetlinkMessage::new(NetlinkHeader::default(), m.into());
+            packet.finalize();
+            let mut buf = vec![0u8; packet.buffer_len()];
+            packet.serialize(&mut buf);
+            out.extend_from_slice(&buf);
+        }
+        out
+    }
+
+    #[test]
+    fn notifications_become_changes() {
+        let mac = [2, 0x18, 0, 0, 0, 0x96];
+        let v4 = |state| {
+            let mut m = neigh(
+                state,
+                NeighbourAddress::Inet("198.18.0.150".parse().unwrap()),
+                &mac,
+            );
+            m.header.family = AddressFamily::Inet;
+            m
+        };
+        let reachable = v4(NeighbourState::Reachable);
+        let mut incomplete = v4(NeighbourState::Incomplete);
+        incomplete
+            .attributes
+            .retain(|a| !matches!(a, NeighbourAttribute::LinkLayerAddress(_)));
+        let failed = v4(NeighbourState::Failed);
+        let mut proxy = v4(NeighbourState::Permanent);
+        proxy.header.flags = NeighbourFlags::Proxy;
+        let mut fdb = NeighbourMessage::default(); // a bridge FDB entry: no IP destination
+        fdb.header.family = AddressFamily::Bridge;
+        fdb.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        let mut main = route_msg(AddressFamily::Inet, 254, RouteType::Unicast);
+        main.attributes.push(RouteAttribute::Oif(3));
+        let local = route_msg(AddressFamily::Inet, 255, RouteType::Local);
+        let data = datagram(vec![
+            RouteNetlinkMessage::NewNeighbour(incomplete),
+            RouteNetlinkMessage::NewNeighbour(reachable.clone()),
+            RouteNetlinkMessage::NewNeighbour(proxy),
+            RouteNetlinkMessage::NewNeighbour(fdb),
+            RouteNetlinkMessage::NewNeighbour(failed),
+            RouteNetlinkMessage::DelNeighbour(reachable),
+            RouteNetlinkMessage::NewRoute(local.clone()),
+            RouteNetlinkMessage::DelRoute(local),
+            RouteNetlinkMessage::NewRoute(main.clone()),
+            RouteNetlinkMessage::DelRoute(main),
+        ]);
+        let mut out = Vec::new();
+        changes_in(&data, &mut out);
+        let n = |mac| Change::Neighbour {
+            ifindex: 9,
+            ip: ip("198.18.0.150"),
+            mac,
+        };
+        assert_eq!(
+            out,
+            vec![
+                n(None),
+                n(Some(mac)),
+                n(None),
+                n(None),
+                Change::Routes,
+                Change::Routes
+            ]
+        );
+        // A truncated datagram yields what it holds whole, and never panics.
+        let mut cut = Vec::new();
+        changes_in(&data[..data.len() - 3], &mut cut);
+        assert_eq!(cut[..], out[..out.len() - 1]);
+        for len in 0..40.min(data.len()) {
+            changes_in(&data[..len], &mut Vec::new());
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::conntrack::{LocalPool, Timeouts};
-use crate::control::config::{self, Config};
+use crate::control::config::Config;
 use crate::datapath::snapshot::SteerKey;
-use crate::datapath::snapshot::{Forwarding, Persistence, ServiceState};
+use crate::datapath::snapshot::{Persistence, ServiceState};
 use crate::datapath::{Port, Service, ServiceKey, Snapshot};
 use crate::sched::{self, RealServer, RealStats};
 
@@ -76,12 +76,7 @@ pub fn build(
         .iter()
         .map(|s| {
             let key = s.key();
-            let forwarding = match s.forwarding {
-                config::Forwarding::Nat => Forwarding::Nat,
-                config::Forwarding::Dr => Forwarding::Dr,
-                config::Forwarding::Tun => Forwarding::Tun,
-                config::Forwarding::Fullnat => Forwarding::FullNat,
-            };
+            let forwarding = s.forwarding.datapath();
             let reals: Vec<RealServer> = s
                 .reals
                 .iter()
@@ -319,7 +314,7 @@ services:
 ";
 
     fn cfg(text: &str) -> Config {
-        Config::from_str_named(text, "test.yaml", &|_| true).unwrap_or_else(|e| panic!("{e}"))
+        Config::from_str_named(text, "test.yaml", &|_: &str| true).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

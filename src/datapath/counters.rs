@@ -55,6 +55,9 @@ pub struct WorkerCounters {
     /// Batches processed and batches that had at least one frame (for `xvs_worker_busy_ratio`).
     pub batches: AtomicU64,
     pub busy_batches: AtomicU64,
+    /// Frames held while their next hop's MAC was resolved (see `worker`); each then left or
+    /// was counted as a `no_neighbour` drop.
+    pub neighbour_held: AtomicU64,
     /// The worker's current per-service and per-real traffic counters (see the module
     /// documentation); replaced whole by the worker when the snapshot generation changes.
     pub traffic: ArcSwap<TrafficBlock>,
@@ -73,6 +76,7 @@ impl Default for WorkerCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             batches: AtomicU64::new(0),
             busy_batches: AtomicU64::new(0),
+            neighbour_held: AtomicU64::new(0),
             traffic: ArcSwap::from_pointee(TrafficBlock::empty()),
         }
     }

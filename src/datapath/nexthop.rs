@@ -3,10 +3,14 @@
 //!
 //! The control plane fills a [`NextHopTable`] from the kernel (netlink routes and neighbours) and
 //! swaps it in whole; workers load it once per batch and only read it. When a next hop's MAC is
-//! unknown the worker drops the frame with `NoNeighbour` and posts the address on a bounded
-//! queue (no allocation) so that the control plane asks the kernel to resolve it.
+//! unknown the worker posts the address on a bounded queue (no allocation) so that the control
+//! plane asks the kernel to resolve it, and holds the frame until the table changes (see
+//! `worker`); the control plane applies the kernel's neighbour events to a copy of the table
+//! and swaps that in. Every table has a [`version`](NextHopTable::version), new for every
+//! table built or changed, so a worker sees at a glance that it may retry.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 
@@ -82,6 +86,13 @@ impl NextHopError {
 pub struct NextHopTable {
     routes: Vec<Route>,
     neighbours: HashMap<(PortId, IpAddr), Mac, ahash::RandomState>,
+    version: u64,
+}
+
+/// A version no table had before (process-wide; 0 is the empty default table's).
+fn next_version() -> u64 {
+    static VERSIONS: AtomicU64 = AtomicU64::new(1);
+    VERSIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl NextHopTable {
@@ -95,7 +106,31 @@ impl NextHopTable {
             .into_iter()
             .map(|(port, ip, mac)| ((port, ip), mac))
             .collect();
-        NextHopTable { routes, neighbours }
+        NextHopTable {
+            routes,
+            neighbours,
+            version: next_version(),
+        }
+    }
+
+    /// Identifies this table's contents: every table [`new`](Self::new) builds and every change
+    /// ([`set_neighbour`](Self::set_neighbour)) gets a version no earlier table had (a clone
+    /// keeps it, having the same contents).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Sets (`Some`) or removes (`None`) the MAC of neighbour `ip` on `port`. Returns whether the
+    /// table changed; if so it has a new [`version`](Self::version).
+    pub fn set_neighbour(&mut self, port: PortId, ip: IpAddr, mac: Option<Mac>) -> bool {
+        let changed = match mac {
+            Some(mac) => self.neighbours.insert((port, ip), mac) != Some(mac),
+            None => self.neighbours.remove(&(port, ip)).is_some(),
+        };
+        if changed {
+            self.version = next_version();
+        }
+        changed
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -217,9 +252,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn no_route_without_default() {
-        let t = NextHopTable::new(
+    /// Only 198.18.1.0/24 on port 1, no neighbour.
+    fn lan_only() -> NextHopTable {
+        NextHopTable::new(
             vec![Route {
                 prefix: ip("198.18.1.0"),
                 prefix_len: 24,
@@ -227,7 +262,39 @@ mod tests {
                 gateway: None,
             }],
             vec![],
-        );
+        )
+    }
+
+    #[test]
+    fn set_neighbour_changes_the_table_and_its_version() {
+        let mut t = lan_only();
+        let other = NextHopTable::new(Vec::new(), Vec::new());
+        assert_ne!(t.version(), other.version());
+        let v0 = t.version();
+        let dst = ip("198.18.1.11");
+        assert_eq!(t.resolve(dst), Err(NextHopError::NoNeighbour(dst)));
+        let mac = [2, 0, 0, 0, 1, 11];
+        assert!(t.set_neighbour(1, dst, Some(mac)));
+        let v1 = t.version();
+        assert_ne!(v1, v0);
+        assert_eq!(t.resolve(dst), Ok(NextHop { port: 1, mac }));
+        // The same MAC again is no change; a clone keeps the version.
+        assert!(!t.set_neighbour(1, dst, Some(mac)));
+        assert_eq!(t.version(), v1);
+        assert_eq!(t.clone().version(), v1);
+        // A new MAC and a removal are changes.
+        assert!(t.set_neighbour(1, dst, Some([2, 0, 0, 0, 1, 12])));
+        assert_ne!(t.version(), v1);
+        let v2 = t.version();
+        assert!(t.set_neighbour(1, dst, None));
+        assert_ne!(t.version(), v2);
+        assert_eq!(t.resolve(dst), Err(NextHopError::NoNeighbour(dst)));
+        assert!(!t.set_neighbour(1, dst, None));
+    }
+
+    #[test]
+    fn no_route_without_default() {
+        let t = lan_only();
         assert_eq!(t.resolve(ip("198.18.2.1")), Err(NextHopError::NoRoute));
         assert_eq!(t.resolve(ip("::1")), Err(NextHopError::NoRoute));
     }

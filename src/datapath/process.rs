@@ -119,14 +119,26 @@ impl Shared {
         max_entries: usize,
         pools: &[LocalPool],
     ) -> Shared {
-        Shared {
+        Self::try_with_local_pools(snapshot, nexthops, max_entries, pools)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Shared::with_local_pools`] that reports a table it cannot allocate as an error (what
+    /// `xvs run` uses: a clear line instead of an abort).
+    pub fn try_with_local_pools(
+        snapshot: Snapshot,
+        nexthops: NextHopTable,
+        max_entries: usize,
+        pools: &[LocalPool],
+    ) -> Result<Shared, crate::conntrack::TableAllocError> {
+        Ok(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
-            conntrack: ConnTable::with_pools(max_entries, 0, pools),
+            conntrack: ConnTable::try_with_pools(max_entries, 0, pools)?,
             fragments: FragmentTable::default(),
-            persistence: PersistenceTable::new(persistence_capacity(max_entries)),
+            persistence: PersistenceTable::try_new(persistence_capacity(max_entries))?,
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
-        }
+        })
     }
 }
 
@@ -215,6 +227,11 @@ impl Processor {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The version of the next-hop table loaded at the last [`begin_batch`](Self::begin_batch).
+    pub fn nexthop_version(&self) -> u64 {
+        self.nexthops.version()
     }
 
     /// Called once per batch before any `process`: loads the current snapshot and next-hop table

@@ -223,6 +223,44 @@ pub enum SteerKey {
     SrcFragments { addr: IpAddr, proto: Proto },
 }
 
+/// Appends the `steer` map keys of one service, whose real and sorry servers are `targets`, to
+/// `out` (duplicates left in): what [`Snapshot::steering_keys`] installs, and what `xvs check`
+/// counts against the map's capacity.
+pub fn service_steering_keys(
+    key: ServiceKey,
+    forwarding: Forwarding,
+    targets: impl IntoIterator<Item = SocketAddr>,
+    out: &mut Vec<SteerKey>,
+) {
+    out.push(SteerKey::Dst {
+        addr: key.vip,
+        port: key.port,
+        proto: key.proto,
+    });
+    out.push(SteerKey::DstFragments {
+        addr: key.vip,
+        proto: key.proto,
+    });
+    match forwarding {
+        // DR/TUN: nothing comes back. FULLNAT: replies come to a pool address:port, steered by
+        // the pools (`local_pools` map of the filter), not by the real servers' sources.
+        Forwarding::Dr | Forwarding::Tun | Forwarding::FullNat => {}
+        Forwarding::Nat => {
+            for t in targets {
+                out.push(SteerKey::Src {
+                    addr: t.ip(),
+                    port: t.port(),
+                    proto: key.proto,
+                });
+                out.push(SteerKey::SrcFragments {
+                    addr: t.ip(),
+                    proto: key.proto,
+                });
+            }
+        }
+    }
+}
+
 /// Everything a worker needs to decide about a frame, except next hops (see `nexthop`).
 #[derive(Debug)]
 pub struct Snapshot {
@@ -430,34 +468,8 @@ impl Snapshot {
     pub fn steering_keys(&self) -> Vec<SteerKey> {
         let mut keys = Vec::new();
         for s in &self.services {
-            keys.push(SteerKey::Dst {
-                addr: s.key.vip,
-                port: s.key.port,
-                proto: s.key.proto,
-            });
-            keys.push(SteerKey::DstFragments {
-                addr: s.key.vip,
-                proto: s.key.proto,
-            });
-            match s.forwarding {
-                // DR/TUN: nothing comes back. FULLNAT: replies come to a pool address:port,
-                // steered by the pools (`local_pools` map of the filter), not by the real
-                // servers' sources.
-                Forwarding::Dr | Forwarding::Tun | Forwarding::FullNat => {}
-                Forwarding::Nat => {
-                    for r in s.reals.iter().chain(&s.sorry) {
-                        keys.push(SteerKey::Src {
-                            addr: r.addr.ip(),
-                            port: r.addr.port(),
-                            proto: s.key.proto,
-                        });
-                        keys.push(SteerKey::SrcFragments {
-                            addr: r.addr.ip(),
-                            proto: s.key.proto,
-                        });
-                    }
-                }
-            }
+            let targets = s.reals.iter().chain(&s.sorry).map(|r| r.addr);
+            service_steering_keys(s.key, s.forwarding, targets, &mut keys);
         }
         keys.sort();
         keys.dedup();

@@ -7,6 +7,15 @@
 //! In [`PollMode::Wakeup`] an idle worker blocks in `poll()` on the RX sockets; in
 //! [`PollMode::Busy`] it spins. No allocation, no locks, no syscalls besides ring kicks and poll.
 //!
+//! A frame dropped only because its next hop's MAC is unknown (`no_neighbour`) is **held**
+//! instead, up to [`HOLD_CAPACITY`] frames per worker, for at most [`NEIGHBOUR_HOLD`]: the
+//! processor has posted the address for the control plane to resolve, and when the next-hop
+//! table's version changes the worker decides each held frame again, before any new frame.
+//! A frame whose neighbour is still unknown when its time is up is dropped and counted as
+//! `no_neighbour`. So the first reply to a client the box never talked to leaves as soon as the
+//! kernel has the client's MAC (a millisecond or so) instead of being lost to a 1 s TCP
+//! retransmission. The held frame stays in its UMEM buffer: nothing is copied or allocated.
+//!
 //! The loop is generic over [`Rings`] (implemented by [`QueueIo`]) so its accounting is unit
 //! tested without sockets.
 
@@ -31,6 +40,11 @@ pub trait FrameHandler {
     fn process(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict;
     /// The worker's counters (rx/tx/batches and drops are bumped by the loop).
     fn counters(&self) -> &WorkerCounters;
+    /// The version of the next-hop table loaded by the last `begin_batch`: held frames are
+    /// decided again when it changes. A handler without next hops never changes it.
+    fn nexthop_version(&self) -> u64 {
+        0
+    }
 }
 
 impl FrameHandler for Processor {
@@ -48,7 +62,23 @@ impl FrameHandler for Processor {
     fn counters(&self) -> &WorkerCounters {
         &self.counters
     }
+
+    #[inline]
+    fn nexthop_version(&self) -> u64 {
+        Processor::nexthop_version(self)
+    }
 }
+
+/// How long a frame whose next hop's MAC is unknown is held: one resolution round (the
+/// kernel's first ARP or NDP solicitation and its answer, normally well under a millisecond on
+/// a LAN), with room for a loaded control thread, and still far below the 1 s initial TCP
+/// retransmission timeout it saves.
+pub const NEIGHBOUR_HOLD: Duration = Duration::from_millis(250);
+/// Most frames one worker holds at once; a miss beyond that is dropped (`no_neighbour`) at once.
+pub const HOLD_CAPACITY: usize = 128;
+/// How long an idle worker in [`PollMode::Wakeup`] blocks while it holds frames (it has to see
+/// the next-hop table change soon).
+const HOLD_POLL: Duration = Duration::from_millis(1);
 
 /// What the ring layer does with a received frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +87,9 @@ pub enum Disposition {
     Tx(PortId),
     /// Give the frame back to the free pool.
     Recycle,
+    /// Keep the frame aside (its next hop's MAC is being resolved) until `until`; see
+    /// [`Rings::retry_held`].
+    Hold { until: Nanos },
 }
 
 /// Outcome of [`Rings::flush_tx`].
@@ -83,6 +116,13 @@ pub trait Rings {
         max: usize,
         f: F,
     ) -> usize;
+    /// Frames kept aside by [`Disposition::Hold`] (at most [`HOLD_CAPACITY`]: the loop never
+    /// holds more).
+    fn held(&self) -> usize;
+    /// Calls `f` on every held frame, oldest first, with the port it was received on, its
+    /// deadline, its buffer and its length (as [`Rings::receive`] does), and acts on what `f`
+    /// returns: `Tx` and `Recycle` as in `receive`, `Hold` keeps the frame (with that deadline).
+    fn retry_held<F: FnMut(PortId, Nanos, &mut [u8], &mut usize) -> Disposition>(&mut self, f: F);
     /// Moves frames queued by [`Rings::receive`] onto their TX rings and kicks the kernel.
     fn flush_tx(&mut self) -> io::Result<TxFlush>;
     /// Whether some TX ring still holds frames the kernel has not taken (more kicks needed).
@@ -159,27 +199,86 @@ fn dispose(verdict: Verdict, num_ports: usize, counters: &WorkerCounters) -> Dis
     }
 }
 
-/// One iteration of the loop. Returns the number of frames received.
+/// [`dispose`], except that a frame dropped for an unknown neighbour is held (until `until`)
+/// while `room` allows; counts the frames held.
+#[inline]
+fn dispose_or_hold(
+    verdict: Verdict,
+    num_ports: usize,
+    counters: &WorkerCounters,
+    room: &mut usize,
+    until: Nanos,
+) -> Disposition {
+    match verdict {
+        Verdict::Drop(DropReason::NoNeighbour) if *room > 0 => {
+            *room -= 1;
+            bump(&counters.neighbour_held, 1);
+            Disposition::Hold { until }
+        }
+        v => dispose(v, num_ports, counters),
+    }
+}
+
+/// Decides the held frames again if the next-hop table changed since `seen_version` (then
+/// records the new version); drops (`no_neighbour`) those whose time is up.
+fn retry_held<R: Rings, H: FrameHandler>(
+    rings: &mut R,
+    handler: &mut H,
+    now: Nanos,
+    seen_version: &mut u64,
+) {
+    let version = handler.nexthop_version();
+    if rings.held() == 0 {
+        *seen_version = version;
+        return;
+    }
+    let changed = version != *seen_version;
+    *seen_version = version;
+    let num_ports = rings.num_ports();
+    rings.retry_held(|ingress, until, buf, len| {
+        if changed {
+            match handler.process(now, ingress, buf, len) {
+                Verdict::Drop(DropReason::NoNeighbour) if now < until => {
+                    Disposition::Hold { until }
+                }
+                v => dispose(v, num_ports, handler.counters()),
+            }
+        } else if now >= until {
+            handler.counters().count_drop(DropReason::NoNeighbour);
+            Disposition::Recycle
+        } else {
+            Disposition::Hold { until }
+        }
+    });
+}
+
+/// One iteration of the loop. Returns the number of frames received. `seen_version` is the
+/// next-hop table version the held frames were last decided with.
 fn run_batch<R: Rings, H: FrameHandler>(
     rings: &mut R,
     handler: &mut H,
     now: Nanos,
     batch_size: usize,
     queue: u32,
+    seen_version: &mut u64,
 ) -> Result<usize, WorkerError> {
     let io_err = |op| move |source| WorkerError::Io { queue, op, source };
     handler.begin_batch(now);
     rings
         .reap_and_refill()
         .map_err(io_err("refilling the fill rings"))?;
+    // Held frames first: they are older than anything on the RX rings.
+    retry_held(rings, handler, now, seen_version);
 
     let num_ports = rings.num_ports();
+    let mut room = HOLD_CAPACITY.saturating_sub(rings.held());
+    let until = now.saturating_add(NEIGHBOUR_HOLD.as_nanos() as Nanos);
     let mut received = 0;
     for port in 0..num_ports {
         let port = port as PortId;
         received += rings.receive(port, batch_size, |buf, len| {
             let verdict = handler.process(now, port, buf, len);
-            dispose(verdict, num_ports, handler.counters())
+            dispose_or_hold(verdict, num_ports, handler.counters(), &mut room, until)
         });
     }
     let flushed = rings.flush_tx().map_err(io_err("kicking TX"))?;
@@ -208,17 +307,21 @@ pub fn run_worker<R: Rings, H: FrameHandler>(
     stop: &AtomicBool,
 ) -> Result<(), WorkerError> {
     let batch_size = cfg.batch_size.max(1);
+    let mut seen_version = handler.nexthop_version();
     while !stop.load(Ordering::Relaxed) {
         let now = cfg.epoch.elapsed().as_nanos() as Nanos;
-        let received = run_batch(rings, handler, now, batch_size, queue)?;
+        let received = run_batch(rings, handler, now, batch_size, queue, &mut seen_version)?;
         if received == 0 && cfg.poll == PollMode::Wakeup && !rings.tx_pending() {
-            rings
-                .wait(cfg.idle_timeout)
-                .map_err(|source| WorkerError::Io {
-                    queue,
-                    op: "poll",
-                    source,
-                })?;
+            let timeout = if rings.held() > 0 {
+                cfg.idle_timeout.min(HOLD_POLL)
+            } else {
+                cfg.idle_timeout
+            };
+            rings.wait(timeout).map_err(|source| WorkerError::Io {
+                queue,
+                op: "poll",
+                source,
+            })?;
         } else if received == 0 {
             std::hint::spin_loop();
         }
@@ -283,6 +386,9 @@ mod tests {
         sent: Vec<Vec<Vec<u8>>>,
         tx_capacity: usize,
         recycled: usize,
+        held: Vec<(Vec<u8>, PortId, Nanos)>,
+        /// The timeout of every `wait`.
+        waits: Vec<Duration>,
     }
 
     impl MockRings {
@@ -293,8 +399,31 @@ mod tests {
                 sent: vec![Vec::new(); ports],
                 tx_capacity,
                 recycled: 0,
+                held: Vec::new(),
+                waits: Vec::new(),
             }
         }
+
+        /// Puts a decided frame where its disposition says.
+        fn place(&mut self, frame: Vec<u8>, ingress: PortId, d: Disposition) {
+            match d {
+                Disposition::Tx(p) => self.staged[usize::from(p)].push(frame),
+                Disposition::Recycle => self.recycled += 1,
+                Disposition::Hold { until } => self.held.push((frame, ingress, until)),
+            }
+        }
+    }
+
+    /// Opens `frame` with 256 bytes of room, lets `f` decide, trims it to the length `f` left.
+    fn decide<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
+        frame: &mut Vec<u8>,
+        f: &mut F,
+    ) -> Disposition {
+        let mut len = frame.len();
+        frame.resize(len + 256, 0);
+        let d = f(frame, &mut len);
+        frame.truncate(len);
+        d
     }
 
     impl Rings for MockRings {
@@ -315,17 +444,25 @@ mod tests {
                 let Some(mut frame) = self.rx[usize::from(port)].pop_front() else {
                     break;
                 };
-                let mut len = frame.len();
-                frame.resize(len + 256, 0);
-                let d = f(&mut frame, &mut len);
-                frame.truncate(len);
-                match d {
-                    Disposition::Tx(p) => self.staged[usize::from(p)].push(frame),
-                    Disposition::Recycle => self.recycled += 1,
-                }
+                let d = decide(&mut frame, &mut f);
+                self.place(frame, port, d);
                 n += 1;
             }
             n
+        }
+        fn held(&self) -> usize {
+            self.held.len()
+        }
+        fn retry_held<F: FnMut(PortId, Nanos, &mut [u8], &mut usize) -> Disposition>(
+            &mut self,
+            mut f: F,
+        ) {
+            for (mut frame, ingress, until) in std::mem::take(&mut self.held) {
+                let d = decide(&mut frame, &mut |buf: &mut [u8], len: &mut usize| {
+                    f(ingress, until, buf, len)
+                });
+                self.place(frame, ingress, d);
+            }
         }
         fn flush_tx(&mut self) -> io::Result<TxFlush> {
             let mut out = TxFlush::default();
@@ -345,7 +482,8 @@ mod tests {
         fn tx_pending(&mut self) -> bool {
             false
         }
-        fn wait(&mut self, _timeout: Duration) -> io::Result<()> {
+        fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+            self.waits.push(timeout);
             Ok(())
         }
     }
@@ -391,7 +529,7 @@ mod tests {
         }
         rings.rx[1].push_back(vec![0, 0xaa]);
         let mut h = ByteHandler::default();
-        let n = run_batch(&mut rings, &mut h, 42, 64, 0).unwrap();
+        let n = run_batch(&mut rings, &mut h, 42, 64, 0, &mut 0).unwrap();
         assert_eq!(n, 6);
         assert_eq!(h.batches, vec![42]);
         // Same buffers, rewritten in place, on the egress port.
@@ -416,7 +554,7 @@ mod tests {
             rings.rx[0].push_back(vec![1, 0]);
         }
         let mut h = ByteHandler::default();
-        run_batch(&mut rings, &mut h, 0, 64, 0).unwrap();
+        run_batch(&mut rings, &mut h, 0, 64, 0, &mut 0).unwrap();
         assert_eq!(rings.sent[1].len(), 2);
         assert_eq!(h.counters.drops(DropReason::TxRingFull), 3);
         assert_eq!(h.counters.tx_packets.load(Ordering::Relaxed), 2);
@@ -429,10 +567,10 @@ mod tests {
             rings.rx[0].push_back(vec![0, 0]);
         }
         let mut h = ByteHandler::default();
-        assert_eq!(run_batch(&mut rings, &mut h, 1, 4, 0).unwrap(), 4);
-        assert_eq!(run_batch(&mut rings, &mut h, 2, 4, 0).unwrap(), 4);
-        assert_eq!(run_batch(&mut rings, &mut h, 3, 4, 0).unwrap(), 2);
-        assert_eq!(run_batch(&mut rings, &mut h, 4, 4, 0).unwrap(), 0);
+        assert_eq!(run_batch(&mut rings, &mut h, 1, 4, 0, &mut 0).unwrap(), 4);
+        assert_eq!(run_batch(&mut rings, &mut h, 2, 4, 0, &mut 0).unwrap(), 4);
+        assert_eq!(run_batch(&mut rings, &mut h, 3, 4, 0, &mut 0).unwrap(), 2);
+        assert_eq!(run_batch(&mut rings, &mut h, 4, 4, 0, &mut 0).unwrap(), 0);
         assert_eq!(h.counters.batches.load(Ordering::Relaxed), 4);
         assert_eq!(h.counters.busy_batches.load(Ordering::Relaxed), 3);
         assert_eq!(h.batches, vec![1, 2, 3, 4]);
@@ -475,5 +613,172 @@ mod tests {
         run_worker(0, &mut rings, &mut s, &cfg, &stop).unwrap();
         assert_eq!(h.batches.len(), 1);
         assert_eq!(rings.sent[0].len(), 1);
+    }
+
+    /// Frames `[dst, ..]`: Tx(1) once `dst` is in `known`, else Drop(NoNeighbour) (as the
+    /// processor does for a next hop without MAC); the version is bumped with each change.
+    #[derive(Default)]
+    struct NeighbourHandler {
+        counters: WorkerCounters,
+        known: Vec<u8>,
+        version: u64,
+        decided: usize,
+    }
+
+    impl NeighbourHandler {
+        fn learn(&mut self, dst: u8) {
+            self.known.push(dst);
+            self.version += 1;
+        }
+    }
+
+    impl FrameHandler for NeighbourHandler {
+        fn begin_batch(&mut self, _now: Nanos) {}
+        fn process(
+            &mut self,
+            _now: Nanos,
+            _in: PortId,
+            buf: &mut [u8],
+            _len: &mut usize,
+        ) -> Verdict {
+            self.decided += 1;
+            if self.known.contains(&buf[0]) {
+                buf[1] = 0xee; // "rewritten"
+                Verdict::Tx(1)
+            } else {
+                Verdict::Drop(DropReason::NoNeighbour)
+            }
+        }
+        fn counters(&self) -> &WorkerCounters {
+            &self.counters
+        }
+        fn nexthop_version(&self) -> u64 {
+            self.version
+        }
+    }
+
+    const MS: Nanos = 1_000_000;
+
+    #[test]
+    fn a_frame_waiting_for_its_neighbour_leaves_once_the_table_changes() {
+        let mut rings = MockRings::new(2, 100);
+        let mut h = NeighbourHandler::default();
+        let mut seen = h.nexthop_version();
+        rings.rx[0].push_back(vec![7, 0]);
+        run_batch(&mut rings, &mut h, 0, 64, 0, &mut seen).unwrap();
+        assert_eq!(rings.held(), 1);
+        assert!(rings.sent[1].is_empty());
+        assert_eq!(rings.recycled, 0);
+        // Nothing changed: the frame is not decided again (no repeated misses), still held.
+        run_batch(&mut rings, &mut h, 5 * MS, 64, 0, &mut seen).unwrap();
+        assert_eq!((h.decided, rings.held()), (1, 1));
+        // Another neighbour was learnt: decided again, still unknown, still held.
+        h.learn(8);
+        run_batch(&mut rings, &mut h, 6 * MS, 64, 0, &mut seen).unwrap();
+        assert_eq!((h.decided, rings.held()), (2, 1));
+        // Its own neighbour: sent, rewritten, and never counted as a drop.
+        h.learn(7);
+        run_batch(&mut rings, &mut h, 7 * MS, 64, 0, &mut seen).unwrap();
+        assert_eq!(rings.held(), 0);
+        assert_eq!(rings.sent[1], vec![vec![7, 0xee]]);
+        assert_eq!(h.counters.drops(DropReason::NoNeighbour), 0);
+        assert_eq!(h.counters.total_drops(), 0);
+        assert_eq!(h.counters.neighbour_held.load(Ordering::Relaxed), 1);
+        assert_eq!(h.counters.tx_packets.load(Ordering::Relaxed), 1);
+        assert_eq!(h.counters.rx_packets.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn held_frames_leave_before_newer_frames() {
+        let mut rings = MockRings::new(2, 100);
+        let mut h = NeighbourHandler::default();
+        let mut seen = h.nexthop_version();
+        rings.rx[0].push_back(vec![7, 1]);
+        run_batch(&mut rings, &mut h, 0, 64, 0, &mut seen).unwrap();
+        h.learn(7);
+        rings.rx[0].push_back(vec![7, 2]);
+        run_batch(&mut rings, &mut h, MS, 64, 0, &mut seen).unwrap();
+        assert_eq!(rings.sent[1], vec![vec![7, 0xee], vec![7, 0xee]]);
+        assert_eq!(h.counters.neighbour_held.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_unresolved_frame_is_dropped_as_no_neighbour_when_its_time_is_up() {
+        let hold = NEIGHBOUR_HOLD.as_nanos() as Nanos;
+        for change in [false, true] {
+            let mut rings = MockRings::new(2, 100);
+            let mut h = NeighbourHandler::default();
+            let mut seen = h.nexthop_version();
+            rings.rx[0].push_back(vec![7, 0]);
+            run_batch(&mut rings, &mut h, 10 * MS, 64, 0, &mut seen).unwrap();
+            run_batch(&mut rings, &mut h, 10 * MS + hold - 1, 64, 0, &mut seen).unwrap();
+            assert_eq!(rings.held(), 1, "held up to its deadline");
+            assert_eq!(h.counters.drops(DropReason::NoNeighbour), 0);
+            if change {
+                h.learn(8); // decided again at the deadline, still unknown
+            }
+            run_batch(&mut rings, &mut h, 10 * MS + hold, 64, 0, &mut seen).unwrap();
+            assert_eq!(rings.held(), 0);
+            assert_eq!(rings.recycled, 1);
+            assert_eq!(h.counters.drops(DropReason::NoNeighbour), 1);
+            assert!(rings.sent[1].is_empty());
+        }
+    }
+
+    #[test]
+    fn misses_beyond_the_hold_capacity_are_dropped_at_once() {
+        let mut rings = MockRings::new(2, 1000);
+        let mut h = NeighbourHandler::default();
+        let mut seen = h.nexthop_version();
+        for _ in 0..HOLD_CAPACITY + 10 {
+            rings.rx[0].push_back(vec![7, 0]);
+        }
+        let batch = HOLD_CAPACITY + 10;
+        run_batch(&mut rings, &mut h, 0, batch, 0, &mut seen).unwrap();
+        assert_eq!(rings.held(), HOLD_CAPACITY);
+        assert_eq!(h.counters.drops(DropReason::NoNeighbour), 10);
+        assert_eq!(rings.recycled, 10);
+        h.learn(7);
+        run_batch(&mut rings, &mut h, MS, batch, 0, &mut seen).unwrap();
+        assert_eq!(rings.sent[1].len(), HOLD_CAPACITY);
+        assert_eq!(rings.held(), 0);
+    }
+
+    #[test]
+    fn a_worker_holding_frames_wakes_up_soon() {
+        // Wakeup mode: with a frame held, the idle wait is HOLD_POLL, not the idle timeout.
+        struct StopAfter<'a> {
+            inner: NeighbourHandler,
+            batches: usize,
+            stop: &'a AtomicBool,
+        }
+        impl FrameHandler for StopAfter<'_> {
+            fn begin_batch(&mut self, _now: Nanos) {
+                self.batches -= 1;
+                if self.batches == 0 {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+            fn process(&mut self, n: Nanos, i: PortId, b: &mut [u8], l: &mut usize) -> Verdict {
+                self.inner.process(n, i, b, l)
+            }
+            fn counters(&self) -> &WorkerCounters {
+                self.inner.counters()
+            }
+        }
+        let mut rings = MockRings::new(2, 100);
+        rings.rx[0].push_back(vec![7, 0]);
+        let stop = AtomicBool::new(false);
+        let mut h = StopAfter {
+            inner: NeighbourHandler::default(),
+            batches: 2,
+            stop: &stop,
+        };
+        let cfg = WorkerConfig::new(PollMode::Wakeup, Instant::now());
+        run_worker(0, &mut rings, &mut h, &cfg, &stop).unwrap();
+        // Batch 1 received the frame (no wait); batch 2 (which stops the loop) was idle while
+        // holding it.
+        assert_eq!(rings.waits, vec![HOLD_POLL]);
+        assert_eq!(rings.held(), 1);
     }
 }

@@ -2,9 +2,11 @@
 //! that queue, so a frame received on one port is transmitted on another without a copy.
 //!
 //! Frame accounting: every UMEM frame is at any time in exactly one place: the worker's free pool,
-//! a fill ring, an RX ring, a TX ring, a completion ring, or in the worker's hands during a batch.
-//! Completions return frames to the pool; fill rings are topped up from the pool. The pool and the
-//! scratch arrays are allocated once, at [`QueueIo::open`]; nothing allocates afterwards.
+//! a fill ring, an RX ring, a TX ring, a completion ring, the worker's held frames (waiting for a
+//! neighbour's MAC, see `worker`), or in the worker's hands during a batch.
+//! Completions return frames to the pool; fill rings are topped up from the pool. The pool, the
+//! held list and the scratch arrays are allocated once, at [`QueueIo::open`]; nothing allocates
+//! afterwards.
 //!
 //! Sockets are created with libxdp's `INHIBIT_PROG_LOAD` (xvs loads its own filter, see
 //! `filter`) and `XDP_USE_NEED_WAKEUP`. Register each socket's fd with
@@ -22,8 +24,9 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use crate::datapath::worker::{Disposition, Rings, TxFlush};
+use crate::datapath::worker::{Disposition, Rings, TxFlush, HOLD_CAPACITY};
 use crate::datapath::PortId;
+use crate::flow::Nanos;
 
 /// `datapath.zero_copy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +67,27 @@ impl Default for XskConfig {
 /// UMEM frames per port: enough to keep the fill ring full and as many frames again in flight
 /// (RX ring, TX ring, completions).
 const FRAMES_PER_PORT_PER_RING_SLOT: u32 = 2;
+
+/// Headroom the kernel reserves at the start of every UMEM frame for XDP programs
+/// (`XDP_PACKET_HEADROOM`; xsk-rs's `UmemConfig::xdp_headroom`).
+pub const XDP_HEADROOM: u32 = libxdp_sys::XDP_PACKET_HEADROOM;
+
+/// Headroom xvs asks for before the XDP headroom (`UmemConfig::frame_headroom`).
+const USER_HEADROOM: u32 = 0;
+
+/// The largest frame (Ethernet header included) a UMEM frame of `frame_size` bytes receives:
+/// the kernel drops longer ones before they reach the socket (counted as `rx_dropped`).
+pub const fn max_frame_len(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(XDP_HEADROOM + USER_HEADROOM)
+}
+
+/// Bytes of UMEM one queue maps for `ports` interfaces ([`QueueIo::open`]).
+pub fn umem_bytes(ports: u32, ring_size: u32, frame_size: u32) -> u64 {
+    u64::from(ports)
+        * u64::from(ring_size)
+        * u64::from(FRAMES_PER_PORT_PER_RING_SLOT)
+        * u64::from(frame_size)
+}
 
 /// Errors opening a queue's sockets; each message is one line.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +249,14 @@ struct PortIo {
     stage: Vec<FrameDesc>,
 }
 
+/// A frame kept aside by [`Disposition::Hold`].
+#[derive(Clone, Copy)]
+struct HeldFrame {
+    desc: FrameDesc,
+    ingress: PortId,
+    until: Nanos,
+}
+
 /// The sockets of every attached interface on one receive queue, sharing one UMEM.
 pub struct QueueIo {
     queue: u32,
@@ -237,6 +269,8 @@ pub struct QueueIo {
     pollfds: Vec<libc::pollfd>,
     /// Free frames. Capacity is the UMEM's frame count, so pushes never allocate.
     pool: Vec<FrameDesc>,
+    /// Held frames, oldest first; capacity [`HOLD_CAPACITY`].
+    held: Vec<HeldFrame>,
     scratch: Vec<FrameDesc>,
     ports: Vec<PortIo>,
     // Declared last: dropped after the sockets (xsk-rs keeps it alive for them anyway).
@@ -317,7 +351,7 @@ impl QueueIo {
             .frame_size(frame_size)
             .fill_queue_size(ring)
             .comp_queue_size(ring)
-            .frame_headroom(0)
+            .frame_headroom(USER_HEADROOM)
             .build()
             .map_err(|e| umem_err(e.to_string()))?;
         let frame_count = NonZeroU32::new(frames).ok_or_else(|| umem_err("zero frames".into()))?;
@@ -358,7 +392,8 @@ impl QueueIo {
                 rx,
                 fq,
                 cq,
-                stage: Vec::with_capacity(batch * ifaces.len()),
+                // A batch from every port plus every held frame.
+                stage: Vec::with_capacity(batch * ifaces.len() + HOLD_CAPACITY),
             });
         }
 
@@ -380,6 +415,7 @@ impl QueueIo {
             stats_alive: Arc::new(RwLock::new(true)),
             pollfds,
             pool: descs,
+            held: Vec::with_capacity(HOLD_CAPACITY),
             scratch: vec![FrameDesc::default(); batch.max(64)],
             ports,
             umem,
@@ -457,6 +493,53 @@ impl QueueIo {
         }
     }
 
+    /// Opens `desc`'s whole frame buffer with the frame's length, lets `f` work on it, and sets
+    /// the descriptor's length to what `f` left (a frame grows by a TOA option or a tunnel
+    /// header, never beyond the buffer).
+    ///
+    /// # Safety
+    ///
+    /// User space must own `desc`'s frame exclusively: just taken off an RX ring, or held.
+    #[inline]
+    unsafe fn with_frame<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
+        umem: &Umem,
+        desc: &mut FrameDesc,
+        f: &mut F,
+    ) -> Disposition {
+        // SAFETY: the caller guarantees exclusive ownership of the frame; no other view of it
+        // exists while `data` lives.
+        let mut data = unsafe { umem.data_mut(desc) };
+        let mut len = data.contents().len();
+        let capacity = data.cursor().buf_len();
+        data.cursor().set_pos(capacity);
+        let d = f(data.contents_mut(), &mut len);
+        data.cursor().set_pos(len.min(capacity));
+        d
+    }
+
+    /// Puts a decided frame where its disposition says (`ingress` is where it came from).
+    #[inline]
+    fn place(&mut self, desc: FrameDesc, ingress: PortId, disposition: Disposition) {
+        match disposition {
+            Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {
+                // The stage holds a batch from every port and every held frame, so it never
+                // reallocates.
+                Some(o) if o.stage.len() < o.stage.capacity() => o.stage.push(desc),
+                _ => self.pool.push(desc),
+            },
+            Disposition::Recycle => self.pool.push(desc),
+            Disposition::Hold { until } if self.held.len() < self.held.capacity() => {
+                self.held.push(HeldFrame {
+                    desc,
+                    ingress,
+                    until,
+                })
+            }
+            // The worker never holds more than the capacity; never allocate if it did.
+            Disposition::Hold { .. } => self.pool.push(desc),
+        }
+    }
+
     fn refill(&mut self) {
         for p in &mut self.ports {
             if self.pool.is_empty() {
@@ -509,30 +592,46 @@ impl Rings for QueueIo {
         for i in 0..n {
             let mut desc = self.scratch[i];
             desc.set_options(0);
-            let disposition = {
-                // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
-                // exclusively until it is put on a TX or fill ring; no other view of it exists.
-                let mut data = unsafe { self.umem.data_mut(&mut desc) };
-                // Open the whole frame buffer (headroom excluded) as the frame's contents, let
-                // `f` work on it with the received length, then set the descriptor's length to
-                // what `f` left (it grows by a TOA option, never beyond the buffer).
-                let mut len = data.contents().len();
-                let capacity = data.cursor().buf_len();
-                data.cursor().set_pos(capacity);
-                let d = f(data.contents_mut(), &mut len);
-                data.cursor().set_pos(len.min(capacity));
-                d
-            };
-            match disposition {
-                Disposition::Tx(out) => match self.ports.get_mut(usize::from(out)) {
-                    // The stage holds a batch from every port, so it never reallocates.
-                    Some(o) if o.stage.len() < o.stage.capacity() => o.stage.push(desc),
-                    _ => self.pool.push(desc),
-                },
-                Disposition::Recycle => self.pool.push(desc),
-            }
+            // SAFETY: `desc` was just taken off the RX ring, so user space owns the frame
+            // exclusively until it is put on a TX or fill ring, or held.
+            let disposition = unsafe { Self::with_frame(&self.umem, &mut desc, &mut f) };
+            self.place(desc, port, disposition);
         }
         n
+    }
+
+    fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    fn retry_held<F: FnMut(PortId, Nanos, &mut [u8], &mut usize) -> Disposition>(
+        &mut self,
+        mut f: F,
+    ) {
+        // Compacts in place: kept frames move to the front, in their order.
+        let mut kept = 0;
+        for i in 0..self.held.len() {
+            let HeldFrame {
+                mut desc,
+                ingress,
+                until,
+            } = self.held[i];
+            let mut g = |buf: &mut [u8], len: &mut usize| f(ingress, until, buf, len);
+            // SAFETY: a held frame is on no ring: user space owns it exclusively.
+            let disposition = unsafe { Self::with_frame(&self.umem, &mut desc, &mut g) };
+            match disposition {
+                Disposition::Hold { until } => {
+                    self.held[kept] = HeldFrame {
+                        desc,
+                        ingress,
+                        until,
+                    };
+                    kept += 1;
+                }
+                d => self.place(desc, ingress, d),
+            }
+        }
+        self.held.truncate(kept);
     }
 
     fn flush_tx(&mut self) -> io::Result<TxFlush> {
@@ -629,6 +728,22 @@ mod tests {
         assert_eq!(a.rx_ring_full, 2);
         assert_eq!(a.tx_invalid_descs, 3);
         assert_eq!(a.rx_fill_ring_empty_descs, 4);
+    }
+
+    #[test]
+    fn the_largest_frame_is_what_xsk_rs_lays_out() {
+        for size in [2048, 4096] {
+            let umem = UmemConfig::builder()
+                .frame_size(FrameSize::new(size).unwrap())
+                .frame_headroom(USER_HEADROOM)
+                .build()
+                .unwrap();
+            assert_eq!(max_frame_len(size), umem.mtu(), "frame size {size}");
+            assert_eq!(XDP_HEADROOM, umem.xdp_headroom());
+        }
+        assert_eq!(max_frame_len(4096), 3840);
+        // Two interfaces, ring 2048, 4 KiB frames: 2 frames per ring slot, 16 MiB each.
+        assert_eq!(umem_bytes(2, 2048, 4096), 32 << 20);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 
+use crate::conntrack::TableAllocError;
 use crate::flow::{Nanos, Proto};
 
 /// Identity of a template.
@@ -102,15 +103,50 @@ struct Shard {
 const RECLAIM_BUDGET: usize = 64;
 
 impl Shard {
-    fn new(capacity: usize) -> Shard {
-        Shard {
-            index: HashMap::with_capacity_and_hasher(capacity * 2, Default::default()),
-            slots: Vec::with_capacity(capacity),
-            free: Vec::with_capacity(capacity),
+    fn try_new(capacity: usize) -> Result<Shard, String> {
+        let mut index = HashMap::with_hasher(Default::default());
+        let mut slots = Vec::new();
+        let mut free = Vec::new();
+        index
+            .try_reserve(capacity.saturating_mul(2))
+            .map_err(|e| format!("{e:?}"))?;
+        slots
+            .try_reserve_exact(capacity)
+            .map_err(|e| e.to_string())?;
+        free.try_reserve_exact(capacity)
+            .map_err(|e| e.to_string())?;
+        Ok(Shard {
+            index,
+            slots,
+            free,
             capacity,
             live: 0,
             cursor: 0,
-        }
+        })
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.index.allocation_size()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// What [`Shard::allocated_bytes`] will be for a shard of `capacity` templates: hashbrown's
+    /// layout for `2 × capacity` keys (buckets: the next power of two of 8/7 of them; each
+    /// bucket holds a `(key, slot)` and a control byte, plus one group of control bytes), the
+    /// slab and its free list.
+    fn bytes_for(capacity: usize) -> usize {
+        const GROUP: usize = 16;
+        let keys = capacity.saturating_mul(2).max(15);
+        let buckets = (keys.saturating_mul(8) / 7).next_power_of_two();
+        let pair = std::mem::size_of::<(TemplateKey, u32)>();
+        let index = pair
+            .saturating_mul(buckets)
+            .next_multiple_of(GROUP)
+            .saturating_add(buckets + GROUP);
+        index
+            .saturating_add(capacity.saturating_mul(std::mem::size_of::<Slot>()))
+            .saturating_add(capacity.saturating_mul(std::mem::size_of::<u32>()))
     }
 
     fn remove(&mut self, slot: u32) {
@@ -172,13 +208,50 @@ pub struct PersistenceTable {
 impl PersistenceTable {
     /// A table for at most `capacity` templates (split over up to 16 shards).
     pub fn new(capacity: usize) -> PersistenceTable {
+        Self::try_new(capacity).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The capacity of each shard of a table of `capacity`.
+    fn shard_capacities(capacity: usize) -> impl Iterator<Item = usize> {
         let shards = (capacity / 4096).clamp(1, 16).next_power_of_two().min(16);
         let base = capacity / shards;
         let extra = capacity % shards;
-        PersistenceTable {
-            shards: (0..shards)
-                .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
-                .collect(),
+        (0..shards).map(move |i| base + usize::from(i < extra))
+    }
+
+    /// Bytes [`PersistenceTable::allocated_bytes`] will report for a table of `capacity`,
+    /// computed without allocating.
+    pub fn bytes_needed(capacity: usize) -> usize {
+        Self::shard_capacities(capacity)
+            .map(Shard::bytes_for)
+            .fold(0, usize::saturating_add)
+    }
+
+    /// Bytes reserved for the templates and their index (at construction; never grows).
+    pub fn allocated_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allocated_bytes()
+            })
+            .sum()
+    }
+
+    /// [`PersistenceTable::new`] that reports a failed allocation instead of aborting.
+    pub fn try_new(capacity: usize) -> Result<PersistenceTable, TableAllocError> {
+        let shards = Self::shard_capacities(capacity)
+            .map(|c| Shard::try_new(c).map(Mutex::new))
+            .collect::<Result<Box<[_]>, _>>()
+            .map_err(|reason| TableAllocError {
+                what: "persistence template table",
+                entries: capacity,
+                bytes: Self::bytes_needed(capacity),
+                reason,
+            })?;
+        Ok(PersistenceTable {
+            shards,
             hasher: ahash::RandomState::with_seeds(
                 0x7876_7370,
                 0x6572_7369,
@@ -188,7 +261,7 @@ impl PersistenceTable {
             capacity,
             len: AtomicUsize::new(0),
             sweep_shard: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub fn capacity(&self) -> usize {

@@ -17,6 +17,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -667,4 +668,22 @@ impl Drop for TempPath {
             let _ = std::fs::remove_file(&self.0);
         }
     }
+}
+
+/// Runs `f` on a thread that entered the network namespace `ns` (e.g. [`Lab::ns`]). Sockets it
+/// creates stay in `ns` wherever they are used afterwards; threads it spawns inherit `ns`.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{ns}"))
+                .unwrap_or_else(|e| panic!("cannot open netns {ns}: {e}"));
+            // SAFETY: setns(2) on a namespace file descriptor that is open for the whole call;
+            // with CLONE_NEWNET it moves only the calling thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns({ns}): {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }

@@ -8,10 +8,13 @@
 //! 3. semantic validation ([`validate`]) and the not-supported-yet table ([`unsupported`]) run in
 //!    full and report every problem, sorted by position.
 //!
+//! The file is read by [`source`] (regular files only, at most 16 MiB, UTF-8), and checked
+//! against the machine through a [`Host`]: interfaces, their MTU, the box's own addresses, memory.
+//!
 //! ```no_run
 //! use std::path::Path;
-//! use xvs::control::config::{self, system_iface_exists};
-//! match config::load(Path::new("/etc/xvs/xvs.yaml"), &system_iface_exists) {
+//! use xvs::control::config::{self, SystemHost};
+//! match config::load(Path::new("/etc/xvs/xvs.yaml"), &SystemHost::startup()) {
 //!     Ok(cfg) => println!("{} services", cfg.services.len()),
 //!     Err(errors) => eprintln!("{errors}"),
 //! }
@@ -21,11 +24,14 @@ use std::fmt;
 use std::path::Path;
 
 mod de;
+pub mod host;
 mod model;
 pub mod positions;
+pub mod source;
 pub mod unsupported;
 mod validate;
 
+pub use host::{Host, SystemHost};
 pub use model::*;
 
 /// One error: where and what.
@@ -81,30 +87,23 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads, parses and validates the config file at `path`. `iface_exists` answers whether a
-/// network interface exists on this machine ([`system_iface_exists`] outside tests).
-pub fn load(path: &Path, iface_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigErrors> {
+/// Reads, parses and validates the config file at `path` against the machine `host`
+/// ([`SystemHost`] outside tests; a closure `Fn(&str) -> bool` saying which interfaces exist
+/// for a machine with no other facts).
+pub fn load(path: &Path, host: &dyn Host) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => Config::from_str_named(&text, &name, iface_exists),
-        Err(e) => Err(ConfigErrors {
-            errors: vec![Diagnostic {
-                file: name,
-                line: 0,
-                col: 0,
-                message: format!("cannot read: {e}"),
-            }],
-        }),
+    match source::read(path, &name) {
+        Ok(text) => Config::from_str_named(&text, &name, host),
+        Err(d) => Err(ConfigErrors { errors: vec![d] }),
     }
 }
 
 impl Config {
-    /// Parses and validates `text`; errors name the file `name`.
-    pub fn from_str_named(
-        text: &str,
-        name: &str,
-        iface_exists: &dyn Fn(&str) -> bool,
-    ) -> Result<Config, ConfigErrors> {
+    /// Parses and validates `text` (a leading UTF-8 byte order mark is ignored); errors name
+    /// the file `name`.
+    pub fn from_str_named(text: &str, name: &str, host: &dyn Host) -> Result<Config, ConfigErrors> {
+        // Editors never show a BOM, so positions are counted without it.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let fail = |problems: Vec<positions::Problem>| {
             let mut problems = problems;
             problems.sort_by_key(|(p, _)| *p);
@@ -131,7 +130,7 @@ impl Config {
                 .unwrap_or(positions::Pos::START);
             fail(vec![(p, strip_location(&e.to_string()))])
         })?;
-        let mut problems = validate::validate(&cfg, &pos, iface_exists);
+        let mut problems = validate::validate(&cfg, &pos, host);
         problems.extend(unsupported::check(&cfg, &pos));
         if problems.is_empty() {
             Ok(cfg)
@@ -143,12 +142,9 @@ impl Config {
 
 /// Validates a configuration changed at run time (`xvs ctl real`), which has no file: the same
 /// rules as a load, the messages without positions. `Err` lists every problem.
-pub fn validate_runtime(
-    cfg: &Config,
-    iface_exists: &dyn Fn(&str) -> bool,
-) -> Result<(), Vec<String>> {
+pub fn validate_runtime(cfg: &Config, host: &dyn Host) -> Result<(), Vec<String>> {
     let pos = positions::scan("").unwrap_or_default();
-    let mut problems = validate::validate(cfg, &pos, iface_exists);
+    let mut problems = validate::validate(cfg, &pos, host);
     problems.extend(unsupported::check(cfg, &pos));
     if problems.is_empty() {
         Ok(())
@@ -195,5 +191,7 @@ pub fn system_iface_exists(name: &str) -> bool {
     index != 0
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -440,6 +440,16 @@ pub enum Forwarding {
 }
 
 impl Forwarding {
+    /// The datapath's name for the method.
+    pub const fn datapath(self) -> crate::datapath::Forwarding {
+        match self {
+            Forwarding::Nat => crate::datapath::Forwarding::Nat,
+            Forwarding::Dr => crate::datapath::Forwarding::Dr,
+            Forwarding::Tun => crate::datapath::Forwarding::Tun,
+            Forwarding::Fullnat => crate::datapath::Forwarding::FullNat,
+        }
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             Forwarding::Nat => "nat",

@@ -15,9 +15,9 @@ fn parse(text: &str) -> Result<Config, ConfigErrors> {
     Config::from_str_named(text, "t.yaml", &fake_ifaces)
 }
 
-/// `LINE:COL: message` of every error.
-fn errors(text: &str) -> Vec<String> {
-    match parse(text) {
+/// `LINE:COL: message` of every error of `text` checked against the machine `host`.
+pub(super) fn errors_on(host: &dyn Host, text: &str) -> Vec<String> {
+    match Config::from_str_named(text, "t.yaml", host) {
         Ok(_) => Vec::new(),
         Err(e) => e
             .errors()
@@ -27,14 +27,26 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
-/// Asserts that one error is `expect` (`LINE:COL: ` + a prefix of the message).
+/// `LINE:COL: message` of every error.
+fn errors(text: &str) -> Vec<String> {
+    errors_on(&fake_ifaces, text)
+}
+
+/// Asserts that one error, against the machine `host`, is `expect` (`LINE:COL: ` + a prefix of
+/// the message).
 #[track_caller]
-fn assert_error(text: &str, expect: &str) {
-    let errs = errors(text);
+pub(super) fn assert_error_on(host: &dyn Host, text: &str, expect: &str) {
+    let errs = errors_on(host, text);
     assert!(
         errs.iter().any(|e| e.starts_with(expect)),
         "expected an error `{expect}`, got {errs:#?}"
     );
+}
+
+/// Asserts that one error is `expect` (`LINE:COL: ` + a prefix of the message).
+#[track_caller]
+fn assert_error(text: &str, expect: &str) {
+    assert_error_on(&fake_ifaces, text, expect);
 }
 
 /// Asserts that the config is valid.

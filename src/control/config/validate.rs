@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
+use super::host::Host;
 use super::model::{
     CheckType, Config, Forwarding, HealthCheck, LocalAddressPool, Protocol, Queues, Scheduler,
     Service, VrrpVersion, Workers,
@@ -13,6 +14,9 @@ use super::positions::{Positions, Problem};
 use crate::datapath::snapshot::ServiceKey;
 use crate::sched::mh;
 
+pub(crate) mod limits;
+mod machine;
+
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 /// Longest Unix socket path (sizeof sun_path - 1).
@@ -20,7 +24,9 @@ const SUN_PATH_MAX: usize = 107;
 
 struct Ctx<'a> {
     pos: &'a Positions,
-    iface_exists: &'a dyn Fn(&str) -> bool,
+    host: &'a dyn Host,
+    /// What the rules need to know about this machine, read once.
+    machine: machine::Machine,
     out: Vec<Problem>,
 }
 
@@ -56,7 +62,7 @@ impl Ctx<'_> {
                 .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
         {
             self.value(path, format!("invalid interface name `{name}`"));
-        } else if must_exist && !(self.iface_exists)(name) {
+        } else if must_exist && !self.host.iface_exists(name) {
             self.value(
                 path,
                 format!("interface `{name}` does not exist on this machine"),
@@ -114,15 +120,12 @@ fn is_contiguous(mask: IpAddr) -> bool {
     bits.leading_ones() + bits.trailing_zeros() >= 128
 }
 
-/// Checks the whole config; returns every problem found.
-pub fn validate(
-    cfg: &Config,
-    pos: &Positions,
-    iface_exists: &dyn Fn(&str) -> bool,
-) -> Vec<Problem> {
+/// Checks the whole config against the machine `host`; returns every problem found.
+pub fn validate(cfg: &Config, pos: &Positions, host: &dyn Host) -> Vec<Problem> {
     let mut cx = Ctx {
         pos,
-        iface_exists,
+        host,
+        machine: machine::Machine::of(cfg, host),
         out: Vec::new(),
     };
     global(&mut cx, cfg);
@@ -132,6 +135,8 @@ pub fn validate(
     services(&mut cx, cfg);
     vrrp(&mut cx, cfg);
     sync(&mut cx, cfg);
+    machine::check(&mut cx, cfg);
+    limits::check(&mut cx, cfg);
     cx.out
 }
 
@@ -270,6 +275,11 @@ fn pools(cx: &mut Ctx, cfg: &Config) {
                 cx.value(
                     &format!("{p}.addresses[{k}]"),
                     format!("{a} is not a unicast address"),
+                );
+            } else if let Some(why) = machine::not_a_source(cx, *a) {
+                cx.value(
+                    &format!("{p}.addresses[{k}]"),
+                    format!("local address {a} {why}"),
                 );
             } else if a.is_ipv6() {
                 cx.value(
@@ -486,6 +496,14 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
             &at("vip"),
             format!("vip {} is not a unicast address", s.vip),
         );
+    } else if s.vip.is_loopback() {
+        cx.value(
+            &at("vip"),
+            format!(
+                "vip {} is a loopback address: no client can reach it",
+                s.vip
+            ),
+        );
     }
     if s.port == 0 && !s.persistence.enabled() {
         cx.value(
@@ -642,6 +660,8 @@ fn target(
     }
     if ip == s.vip {
         cx.value(path, format!("{what} {a} has the VIP's address"));
+    } else if let Some(why) = machine::not_a_destination(cx, ip) {
+        cx.value(path, format!("{what} {a} {why}"));
     }
     match s.forwarding {
         Forwarding::Nat | Forwarding::Dr if ip.is_ipv4() != s.vip.is_ipv4() => cx.value(
@@ -793,6 +813,14 @@ fn vrrp(cx: &mut Ctx, cfg: &Config) {
             }
             if !is_unicast(v.addr) {
                 cx.value(&vp, format!("{} is not a unicast address", v.addr));
+            } else if v.addr.is_loopback() {
+                cx.value(
+                    &vp,
+                    format!(
+                        "{} is a loopback address: no peer or client can reach it",
+                        v.addr
+                    ),
+                );
             }
             match held.get(&v.addr) {
                 Some((j, first)) => {

@@ -540,7 +540,8 @@ services:
     reals:
       - { address: 198.18.1.11:5353 }
 ";
-    let cfg = Config::from_str_named(text, "t.yaml", &|_| true).unwrap_or_else(|e| panic!("{e}"));
+    let cfg =
+        Config::from_str_named(text, "t.yaml", &|_: &str| true).unwrap_or_else(|e| panic!("{e}"));
     let snap = crate::control::snapshot::build(&cfg, vec![], 1, None);
     let p = plan(&cfg, &snap);
     let web = &p.services[0];

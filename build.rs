@@ -26,7 +26,7 @@ fn main() {
     }
 
     let output = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall"])
+        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror=shadow"])
         .args(&include_args)
         .args(["-c", FILTER_SRC, "-o"])
         .arg(&object)

@@ -1,7 +1,8 @@
 //! Fuzz target: a sequence of frames through one fresh NAT lab processor
 //! (`tests/fixtures/nat_lab.rs`), every verdict checked by the reference reading and the lab's
 //! services (`tests/fixtures/oracle.rs`'s `check_in`, shared with `tests/random_frames.rs`).
-//! Frames arrive on wan0 (port 0).
+//! Each frame is received on the port its destination MAC names (`oracle::ingress_of`: lan0 for
+//! lan0's MAC, wan0 for anything else).
 //!
 //! Input: records of a 2-byte big-endian header and a frame. Header bits 0..=10: frame length
 //! (cut to what is left); bit 15: write a valid IPv4 header checksum before processing (so the
@@ -50,12 +51,13 @@ fuzz_target!(|data: &[u8]| {
         let input = frame.clone();
         // 64 entries: one shard, so a table below its capacity has room for a new flow.
         let conntrack = &p.shared().conntrack;
+        let ingress = oracle::ingress_of(&input);
         let cx = oracle::Context {
-            ingress: 0,
+            ingress,
             conntrack_full: conntrack.len() >= conntrack.capacity(),
             templates_full: false,
         };
-        let verdict = p.process(now, 0, &mut frame);
+        let verdict = p.process(now, ingress, &mut frame);
         if let Err(e) = oracle::check_in(&lab, &cx, &input, verdict, &frame) {
             panic!("{e}\n input {input:02x?}\noutput {frame:02x?}");
         }

@@ -1,6 +1,18 @@
 //! `process()`: classify a frame, find or schedule its connection, rewrite it for the service's
 //! forwarding method, and pick the egress port and next-hop MAC.
 //!
+//! Own frames only: before anything else, a frame whose destination MAC is not the ingress
+//! port's own (another host's unicast, a broadcast, a multicast) is dropped as `not_our_mac`,
+//! and one whose source MAC is one of the box's own ports' (a frame xvs sent, looped back) as
+//! `own_frame`. The XDP filter already passes both to the kernel; this is the defence in depth.
+//!
+//! VRRP: a service whose VIP is managed by VRRP ([`crate::datapath::Service::vrrp`]) is served
+//! only while an instance of this box holds the VIP (MASTER). Otherwise every packet of it is
+//! dropped as `vrrp_backup`: new flows and packets of existing connections in the original
+//! direction, replies of its connections (NAT, FULLNAT, `one_packet`), later fragments
+//! following one of those, and ICMP errors about its flows. A connection whose service a reload
+//! removed is gated by its VIP alone.
+//!
 //! Classification of an IPv4 TCP/UDP packet:
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
@@ -57,6 +69,7 @@ use crate::datapath::counters::{bump, Dir, TrafficBlock};
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::fullnat;
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
+use crate::datapath::snapshot::mac_word;
 use crate::datapath::wire::checksum;
 use crate::datapath::wire::{
     EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram,
@@ -265,8 +278,11 @@ impl Processor {
         self.decide(now, ingress, buf, len)
     }
 
-    fn decide(&mut self, now: Nanos, _ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
+    fn decide(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
         let frame_len = *len;
+        if let Err(r) = self.own_frames_only(ingress, &buf[..frame_len]) {
+            return Verdict::Drop(r);
+        }
         let p = match parse(&buf[..frame_len]) {
             Ok(Some(Packet::Flow(p))) => p,
             Ok(Some(Packet::LaterFragment(f))) => {
@@ -285,6 +301,9 @@ impl Processor {
             proto: p.key.proto,
         };
         let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
+            if self.snap.services[si].vrrp_backup() {
+                return Verdict::Drop(DropReason::VrrpBackup);
+            }
             let forwarding = self.snap.services[si].forwarding;
             // NAT and FULLNAT route the packet (TTL decremented); DR and TUN leave the IP
             // header alone, as IPVS does.
@@ -349,12 +368,16 @@ impl Processor {
                 &timeouts,
             ) {
                 Some(t) if t.local.is_some() => {
+                    let si = match self.reply_service(t.vip, p.key.proto) {
+                        Ok(si) => si,
+                        Err(r) => return Verdict::Drop(r),
+                    };
                     if p.ttl <= 1 {
                         return Verdict::Drop(DropReason::TtlExceeded);
                     }
                     let v = self.reply_fullnat(&mut buf[..frame_len], &p, t.vip, t.client);
                     if let Verdict::Tx(_) = v {
-                        self.count_reply(&p, t.vip);
+                        self.count_reply(&p, si);
                         if let Some(id) = p.first_fragment {
                             let (src, dst) = (t.vip.ip(), t.client.ip());
                             let rw = FragmentRewrite::new(Some(src), Some(dst), dst, true);
@@ -374,13 +397,17 @@ impl Processor {
                     None => return Verdict::Pass,
                 },
             };
+            let si = match self.reply_service(vip, p.key.proto) {
+                Ok(si) => si,
+                Err(r) => return Verdict::Drop(r),
+            };
             if p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
             let frame = &mut buf[..frame_len];
             let v = self.forward(frame, &p, Side::Src, vip, client);
             if let Verdict::Tx(_) = v {
-                self.count_reply(&p, vip);
+                self.count_reply(&p, si);
             }
             (v, Side::Src, vip, client)
         };
@@ -394,16 +421,48 @@ impl Processor {
         verdict
     }
 
-    /// Counts a forwarded reply (source `p.key.src:sport`, the real server) of the connection to
-    /// `vip` for its service.
+    /// The frame must be addressed to the ingress port's own MAC (not another host's, not a
+    /// broadcast or multicast) and must not come from one of the box's own MACs (a frame xvs
+    /// sent, looped back): [`Snapshot::own_frame`]. The XDP filter passes such frames to the
+    /// kernel; this is the defence in depth. A frame shorter than an Ethernet header (14 bytes)
+    /// is `truncated_ethernet`.
     #[inline]
-    fn count_reply(&self, p: &Parsed, vip: SocketAddr) {
+    fn own_frames_only(&self, ingress: PortId, frame: &[u8]) -> Result<(), DropReason> {
+        let Some(&[d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, _, _]) =
+            frame.first_chunk::<14>()
+        else {
+            return Err(DropReason::TruncatedEthernet);
+        };
+        let dst = mac_word(&[d0, d1, d2, d3, d4, d5]);
+        let src = mac_word(&[s0, s1, s2, s3, s4, s5]);
+        self.snap.own_frame(ingress, dst, src)
+    }
+
+    /// The service (if it still exists) of a reply of the connection to `vip`; `vrrp_backup`
+    /// when the VIP is managed by VRRP and not held.
+    #[inline]
+    fn reply_service(&self, vip: SocketAddr, proto: Proto) -> Result<Option<usize>, DropReason> {
         let key = ServiceKey {
             vip: vip.ip(),
             port: vip.port(),
-            proto: p.key.proto,
+            proto,
         };
-        if let Some(si) = self.snap.service_for(&key) {
+        let si = self.snap.service_for(&key);
+        let backup = match si {
+            Some(si) => self.snap.services[si].vrrp_backup(),
+            None => self.snap.has_vrrp_gates() && self.snap.vrrp_backup_vip(vip.ip()),
+        };
+        if backup {
+            return Err(DropReason::VrrpBackup);
+        }
+        Ok(si)
+    }
+
+    /// Counts a forwarded reply (source `p.key.src:sport`, the real server) for its service
+    /// `si`, if it still exists.
+    #[inline]
+    fn count_reply(&self, p: &Parsed, si: Option<usize>) {
+        if let Some(si) = si {
             let real = SocketAddr::new(p.key.src, p.key.sport);
             self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
         }
@@ -451,6 +510,16 @@ impl Processor {
                 Verdict::Pass
             };
         };
+        // The datagram's VIP: its destination in the original direction, the new source of a
+        // reply.
+        if self.snap.has_vrrp_gates()
+            && (self.snap.vrrp_backup_vip(IpAddr::V4(d.dst))
+                || rw
+                    .new_src
+                    .is_some_and(|vip| self.snap.vrrp_backup_vip(IpAddr::V4(vip))))
+        {
+            return Verdict::Drop(DropReason::VrrpBackup);
+        }
         if rw.routed && f.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
@@ -480,6 +549,7 @@ impl Processor {
 
     /// The connection of an original-direction packet to service `si`: found, or scheduled and
     /// inserted (for a `one_packet` service: scheduled, never inserted).
+    #[inline(always)]
     fn original(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
         let timeouts = self.snap.timeouts;
         let one_packet = self.snap.services[si].one_packet;

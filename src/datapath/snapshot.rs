@@ -15,6 +15,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
+use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
 use crate::sched::{Prepared, RealServer, SchedulerKind};
 
@@ -128,7 +129,17 @@ pub struct Service {
     pub sorry: Option<RealServer>,
     /// Quorum, set by the health checks.
     pub state: Arc<ServiceState>,
+    /// `Some` when the VIP is managed by VRRP: whether an instance of this box holds it (is
+    /// MASTER). Set by [`Snapshot::with_vrrp_gates`]; written by the control plane's
+    /// `VipGate`, read by the workers (one relaxed load per packet of the service).
+    pub vrrp: Option<VrrpHeld>,
 }
+
+/// The "held" flag of one VRRP-managed VIP: `true` while an instance of this box holding the VIP
+/// is MASTER. One flag per VIP, shared by every snapshot and the control plane's `VipGate`
+/// (its only writer), so a VRRP transition takes effect at the next packet without a new
+/// snapshot.
+pub type VrrpHeld = Arc<AtomicBool>;
 
 impl Service {
     /// A service with no sorry server, no persistence, not one-packet, a fresh state (with
@@ -155,8 +166,18 @@ impl Service {
             toa: false,
             sorry: None,
             state: Arc::default(),
+            vrrp: None,
             real_index,
         }
+    }
+
+    /// Whether the service's VIP is managed by VRRP and not held by this box (a BACKUP): none of
+    /// its packets may be forwarded.
+    #[inline]
+    pub fn vrrp_backup(&self) -> bool {
+        self.vrrp
+            .as_ref()
+            .is_some_and(|held| !held.load(Ordering::Relaxed))
     }
 
     /// The position in `reals` of the real server with address `addr`.
@@ -258,7 +279,23 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Pick up TCP flows mid-stream (IPVS `sloppy_tcp`).
     pub sloppy_tcp: bool,
+    /// The "held" flag of every VRRP-managed VIP (see [`Snapshot::with_vrrp_gates`]); empty
+    /// without VRRP, which keeps the reply path free of the extra check.
+    vrrp_gates: HashMap<IpAddr, VrrpHeld, ahash::RandomState>,
+    /// Each port's MAC as a [`mac_word`], in port order: what [`Snapshot::own_frame`] compares
+    /// (made from `ports` by [`Snapshot::new`]).
+    mac_words: Vec<u64>,
 }
+
+/// A MAC (the first 6 bytes of `b`) as a number, for one-instruction comparisons on the packet
+/// path; the I/G (group) bit is [`GROUP_BIT`].
+#[inline]
+pub fn mac_word(b: &[u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// The I/G bit of a [`mac_word`]: set for broadcast and multicast addresses.
+pub const GROUP_BIT: u64 = 1 << 40;
 
 impl Snapshot {
     /// Builds a snapshot. Service keys must be unique (config validation guarantees it); a later
@@ -298,8 +335,10 @@ impl Snapshot {
                 }
             }
         }
+        let mac_words = ports.iter().map(|p| mac_word(&p.mac)).collect();
         Snapshot {
             generation,
+            mac_words,
             ports,
             services,
             by_key,
@@ -308,7 +347,72 @@ impl Snapshot {
             nat_real_addrs,
             timeouts,
             sloppy_tcp,
+            vrrp_gates: HashMap::default(),
         }
+    }
+
+    /// The snapshot with its VRRP gates: `gates` has the "held" flag of every VRRP-managed VIP
+    /// (the control plane's `VipGate` sets them); every service on such a VIP gets its flag.
+    /// While a VIP's flag is false, `process()` forwards nothing of its services (new flows,
+    /// replies, fragments, ICMP errors), and nothing of connections to that VIP whose service a
+    /// reload removed.
+    pub fn with_vrrp_gates(mut self, gates: impl IntoIterator<Item = (IpAddr, VrrpHeld)>) -> Self {
+        let gates: HashMap<IpAddr, VrrpHeld, ahash::RandomState> = gates.into_iter().collect();
+        for s in &mut self.services {
+            s.vrrp = gates.get(&s.key.vip).cloned();
+        }
+        self.vrrp_gates = gates;
+        self
+    }
+
+    /// Whether any VIP is managed by VRRP.
+    #[inline]
+    pub fn has_vrrp_gates(&self) -> bool {
+        !self.vrrp_gates.is_empty()
+    }
+
+    /// Whether `vip` is managed by VRRP and not held by this box.
+    #[inline]
+    pub fn vrrp_backup_vip(&self, vip: IpAddr) -> bool {
+        self.vrrp_gates
+            .get(&vip)
+            .is_some_and(|held| !held.load(Ordering::Relaxed))
+    }
+
+    /// Whether the connection to `vip` (VIP address and port, `proto`) may not be forwarded
+    /// because its VIP is managed by VRRP and not held: decided by its service (the exact port,
+    /// else the VIP's port-0 service) or, for a connection whose service a reload removed, by
+    /// the VIP alone. Free when no VIP is managed.
+    #[inline]
+    pub fn vrrp_backup_conn(&self, vip: SocketAddr, proto: Proto) -> bool {
+        if self.vrrp_gates.is_empty() {
+            return false;
+        }
+        let key = ServiceKey {
+            vip: vip.ip(),
+            port: vip.port(),
+            proto,
+        };
+        match self.service_for(&key) {
+            Some(si) => self.services[si].vrrp_backup(),
+            None => self.vrrp_backup_vip(vip.ip()),
+        }
+    }
+
+    /// Whether a frame from `src` to `dst` ([`mac_word`]s) received on port `ingress` is the
+    /// box's to act on: `not_our_mac` unless `dst` is that port's own MAC (never a broadcast or
+    /// multicast, whatever the port's MAC), `own_frame` if `src` is one of the ports' MACs (a
+    /// frame xvs sent, looped back).
+    #[inline]
+    pub fn own_frame(&self, ingress: PortId, dst: u64, src: u64) -> Result<(), DropReason> {
+        let ours = self.mac_words.get(usize::from(ingress)) == Some(&dst);
+        if !ours || dst & GROUP_BIT != 0 {
+            return Err(DropReason::NotOurMac);
+        }
+        if self.mac_words.contains(&src) {
+            return Err(DropReason::OwnFrame);
+        }
+        Ok(())
     }
 
     /// The index of the service whose key is exactly `key`.

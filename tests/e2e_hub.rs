@@ -180,28 +180,6 @@ impl Counts {
     }
 }
 
-/// Sends `REQUESTS` HTTP requests to `url` from the client in batches of `BATCH`, calling
-/// `check(requests so far)` after each batch (which panics as soon as a bound is broken).
-/// Returns (succeeded, failed, answers by server, first errors).
-fn requests_in_batches(
-    lab: &Lab,
-    url: &str,
-    check: impl Fn(u32),
-) -> (u64, u64, BTreeMap<String, u64>, Vec<String>) {
-    let (mut ok, mut failed, mut by, mut errors) = (0, 0, BTreeMap::new(), Vec::new());
-    for n in 1..=REQUESTS / BATCH {
-        let s = lab.http_client_url(url, BATCH, 2.0);
-        ok += s.ok;
-        failed += s.failed;
-        for (k, v) in s.by_server {
-            *by.entry(k).or_default() += v;
-        }
-        errors.extend(s.errors);
-        check(n * BATCH);
-    }
-    (ok, failed, by, errors)
-}
-
 /// lb1 MASTER and lb2 BACKUP, started in that order, with configs `b1`, `b2` of `instances`
 /// VRRP instances each.
 fn start_pair(lab: &Lab, b1: &Box_, b2: &Box_, instances: usize) -> (Xvs, Xvs) {
@@ -235,20 +213,103 @@ fn dr_box(lab: &Lab, role: &'static str, priority: u8) -> Box_ {
     box_config(lab, role, &format!("dr-vrrp-{role}.yaml"), &text)
 }
 
+/// One run of `REQUESTS` HTTP requests to `url` through the pair (lb1 MASTER, lb2 BACKUP),
+/// sent from the client in batches of `BATCH`. After every batch (so that a run that loops
+/// fails at the first one instead of spinning through all of them) it asserts that the BACKUP
+/// transmitted nothing since it started (`xvs_tx_packets_total` = 0) and that `bounds` (the
+/// counts since the run began; `Err` = why a bound is broken) holds. At the end: every request
+/// answered, by both real servers; the MASTER forwarded at least `min_frames_per_request`
+/// frames per request (it did the work); the BACKUP scheduled no connection. Prints the
+/// figures (`what` names the run) and returns the counts of the run.
+fn run_through_the_pair(
+    lab: &Lab,
+    what: &str,
+    url: &str,
+    wan_switch: bool,
+    min_frames_per_request: u64,
+    bounds: impl Fn(&Counts) -> Result<(), &'static str>,
+) -> Counts {
+    let before = Counts::settled(lab, wan_switch);
+    let report = |c: &Counts| {
+        format!(
+            "{what}: client sent {} TCP segments and received {}; the real servers received {} and sent {}; xvs transmitted lb1 {} lb2 {} frames (lb2 since it started: {}); the hub handed lb1 {} lb2 {} frames on the LAN, {} and {} on the client side; drops lb1 {:?} lb2 {:?}",
+            c.client_sent,
+            c.client_got,
+            c.servers_got,
+            c.servers_sent,
+            c.xvs_tx[0],
+            c.xvs_tx[1],
+            c.backup_tx_ever,
+            c.lan_handed[0],
+            c.lan_handed[1],
+            c.wan_handed[0],
+            c.wan_handed[1],
+            drops(&lab.metrics_in("lb1")),
+            drops(&lab.metrics_in("lb2")),
+        )
+    };
+    let (mut ok, mut failed, mut by, mut errors) = (0, 0, BTreeMap::new(), Vec::new());
+    let mut c = Counts::default();
+    for n in 1..=REQUESTS / BATCH {
+        let s = lab.http_client_url(url, BATCH, 2.0);
+        ok += s.ok;
+        failed += s.failed;
+        for (k, v) in s.by_server {
+            *by.entry(k).or_insert(0u64) += v;
+        }
+        errors.extend(s.errors);
+        c = Counts::settled(lab, wan_switch).since(&before);
+        let broken = if c.backup_tx_ever != 0 {
+            Err("the BACKUP transmitted")
+        } else {
+            bounds(&c)
+        };
+        if let Err(why) = broken {
+            panic!("after {} requests: {why}\n{}", n * BATCH, report(&c));
+        }
+    }
+    eprintln!("{}", report(&c));
+    assert_eq!(
+        (ok, failed),
+        (u64::from(REQUESTS), 0),
+        "{what}: {errors:?}\n{}",
+        report(&c)
+    );
+    assert!(
+        by.get("r1").copied().unwrap_or(0) > 0 && by.get("r2").copied().unwrap_or(0) > 0,
+        "{what}: {by:?}"
+    );
+    assert!(
+        c.xvs_tx[0] >= min_frames_per_request * u64::from(REQUESTS),
+        "{what}: lb1 forwarded only {} frames\n{}",
+        c.xvs_tx[0],
+        report(&c)
+    );
+    let page2 = lab.metrics_in("lb2");
+    assert_eq!(
+        total(&page2, "xvs_service_connections_total"),
+        0,
+        "{what}: the BACKUP scheduled connections:\n{page2}"
+    );
+    assert_no_vrrp_errors(&lab.metrics_in("lb1"), "lb1");
+    assert_no_vrrp_errors(&page2, "lb2");
+    c
+}
+
 /// The DR service behind VRRP on a hub (`echo`: one that also sends every frame back to its
-/// sender): 200 requests, all answered, by both real servers; asserts, after every batch:
+/// sender): [`run_through_the_pair`] with the bounds, after every batch:
 ///
-/// - the BACKUP transmitted nothing since it started (`xvs_tx_packets_total` = 0), although the
-///   hub handed it every frame of the LAN: the requests the router sent to the MASTER's MAC,
-///   the MASTER's output and the replies (so the hub floods, and the test proves something);
 /// - the MASTER transmitted no more than the client sent: in DR each client segment crosses the
 ///   MASTER once, towards a real server, and the replies bypass it (the client's TCP segments,
-///   retransmissions included, are all addressed to the VIP);
+///   retransmissions included, all go to the VIP);
 /// - the real servers received exactly what xvs transmitted (nothing forwarded twice, nothing
 ///   else reached them).
 ///
-/// With `echo`, also that the MASTER was handed its own output back (every frame it sent),
-/// which DR leaves addressed to the VIP: forwarding it again would loop.
+/// And that the hub handed the BACKUP every frame of the LAN: the requests the router sent to
+/// the MASTER's MAC, the MASTER's output and the replies to the router (a learning switch would
+/// have handed it none of them: without that the test would prove nothing). With `echo`, that
+/// the MASTER was handed its own output back too, which DR leaves addressed to the VIP:
+/// forwarding it again would loop.
 fn dr_behind_vrrp_on_a_hub(echo: bool) {
     let what = if echo { "DR, echoing hub" } else { "DR, hub" };
     let lab = Lab::up("vrrpdr");
@@ -263,80 +324,27 @@ fn dr_behind_vrrp_on_a_hub(echo: bool) {
         x1.log(),
         x2.log()
     );
-    let before = Counts::settled(&lab, false);
-    let report = |c: &Counts| {
-        format!(
-            "{what}: client sent {} segments and received {}; the real servers received {} and sent {}; xvs transmitted lb1 {} lb2 {} (lb2 since it started: {}); the hub handed lb1 {} lb2 {} frames; drops lb1 {:?} lb2 {:?}",
-            c.client_sent,
-            c.client_got,
-            c.servers_got,
-            c.servers_sent,
-            c.xvs_tx[0],
-            c.xvs_tx[1],
-            c.backup_tx_ever,
-            c.lan_handed[0],
-            c.lan_handed[1],
-            drops(&lab.metrics_in("lb1")),
-            drops(&lab.metrics_in("lb2")),
-        )
-    };
-    let check = |done: u32| {
-        let c = Counts::settled(&lab, false).since(&before);
-        let tx1 = c.xvs_tx[0];
-        let fail = |why: &str| panic!("after {done} requests: {why}\n{}", report(&c));
-        if c.backup_tx_ever != 0 {
-            fail("the BACKUP transmitted");
-        }
-        if tx1 > c.client_sent {
-            fail("the MASTER transmitted more frames than the client sent");
-        }
-        if c.servers_got != tx1 {
-            fail("the real servers did not receive exactly the frames xvs transmitted");
-        }
-    };
-    let (ok, failed, by, errors) = requests_in_batches(&lab, &url, check);
-    let c = Counts::settled(&lab, false).since(&before);
-    let tx1 = c.xvs_tx[0];
-    eprintln!("{}", report(&c));
-    assert_eq!(
-        (ok, failed),
-        (u64::from(REQUESTS), 0),
-        "{what}: {errors:?}\n{}",
-        report(&c)
-    );
-    assert!(
-        by.get("r1").copied().unwrap_or(0) > 0 && by.get("r2").copied().unwrap_or(0) > 0,
-        "{what}: {by:?}"
-    );
     // Each request is at least SYN, request, ACK of the answer and FIN from the client.
+    let c = run_through_the_pair(&lab, what, &url, false, 4, |c| {
+        if c.xvs_tx[0] > c.client_sent {
+            Err("the MASTER transmitted more frames than the client sent")
+        } else if c.servers_got != c.xvs_tx[0] {
+            Err("the real servers did not receive exactly the frames xvs transmitted")
+        } else {
+            Ok(())
+        }
+    });
+    let lan = c.client_sent + c.xvs_tx[0] + c.servers_sent;
     assert!(
-        tx1 >= 4 * u64::from(REQUESTS),
-        "{what}: lb1 forwarded only {tx1} frames\n{}",
-        report(&c)
-    );
-    // The hub handed the BACKUP the requests addressed to the MASTER, the MASTER's output and
-    // the replies addressed to the router; a learning switch would have handed it none.
-    assert!(
-        c.lan_handed[1] >= c.client_sent + tx1 + c.servers_sent,
-        "{what}: the hub did not flood\n{}",
-        report(&c)
+        c.lan_handed[1] >= lan,
+        "{what}: the hub did not flood: {c:?}"
     );
     if echo {
-        // The MASTER got its own output back on top of the requests and the replies.
         assert!(
-            c.lan_handed[0] >= c.client_sent + tx1 + c.servers_sent,
-            "{what}: the hub did not echo\n{}",
-            report(&c)
+            c.lan_handed[0] >= lan,
+            "{what}: the hub did not echo: {c:?}"
         );
     }
-    let page2 = lab.metrics_in("lb2");
-    assert_eq!(
-        total(&page2, "xvs_service_connections_total"),
-        0,
-        "{what}: the BACKUP scheduled connections:\n{page2}"
-    );
-    assert_no_vrrp_errors(&lab.metrics_in("lb1"), "lb1");
-    assert_no_vrrp_errors(&page2, "lb2");
     x1.stop_cleanly();
     x2.stop_cleanly();
 }
@@ -370,78 +378,30 @@ fn nat_pair_on_a_hub() -> (Lab, Box_, Xvs, Box_, Xvs) {
     (lab, b1, x1, b2, x2)
 }
 
-/// The NAT service behind VRRP on a hub: 200 requests, all answered; after every batch, the
-/// BACKUP transmitted nothing since it started, although the hub handed it the client's
-/// requests (on wan0) and the real servers' replies (on lan0), all addressed to the MASTER;
-/// the MASTER transmitted no more than the requests need: in NAT each segment of the client
-/// crosses it once towards a real server and each segment of a real server once towards the
-/// client, so at most client-sent + servers-sent frames; the real servers received no more than
-/// the client sent and the client no more than the real servers sent (nothing twice).
+/// The NAT service behind VRRP on a hub: [`run_through_the_pair`] with the bounds, after every
+/// batch: the MASTER transmitted no more than the requests need — in NAT each segment of the
+/// client crosses it once towards a real server and each segment of a real server once towards
+/// the client, so at most client-sent + servers-sent frames; the real servers received no more
+/// than the client sent and the client no more than the real servers sent (nothing twice). And
+/// that the hub handed the BACKUP the client's requests (on wan0) and the real servers'
+/// replies (on lan0), all addressed to the MASTER.
 #[test]
 fn nat_behind_vrrp_on_a_hub_only_the_master_forwards() {
     let (lab, _b1, x1, _b2, x2) = nat_pair_on_a_hub();
-    let before = Counts::settled(&lab, true);
-    let report = |c: &Counts| {
-        format!(
-            "NAT, hub: client sent {} segments and received {}; the real servers received {} and sent {}; xvs transmitted lb1 {} lb2 {} (lb2 since it started: {}); the hub handed lb1 {}+{} lb2 {}+{} frames (wan+lan); drops lb1 {:?} lb2 {:?}",
-            c.client_sent,
-            c.client_got,
-            c.servers_got,
-            c.servers_sent,
-            c.xvs_tx[0],
-            c.xvs_tx[1],
-            c.backup_tx_ever,
-            c.wan_handed[0],
-            c.lan_handed[0],
-            c.wan_handed[1],
-            c.lan_handed[1],
-            drops(&lab.metrics_in("lb1")),
-            drops(&lab.metrics_in("lb2")),
-        )
-    };
-    let check = |done: u32| {
-        let c = Counts::settled(&lab, true).since(&before);
-        let tx1 = c.xvs_tx[0];
-        let fail = |why: &str| panic!("after {done} requests: {why}\n{}", report(&c));
-        if c.backup_tx_ever != 0 {
-            fail("the BACKUP transmitted");
+    let url = format!("http://{VIP}/");
+    // Each request is at least 4 segments each way.
+    let c = run_through_the_pair(&lab, "NAT, hub", &url, true, 8, |c| {
+        if c.xvs_tx[0] > c.client_sent + c.servers_sent {
+            Err("the MASTER transmitted more than the client and the real servers sent")
+        } else if c.servers_got > c.client_sent || c.client_got > c.servers_sent {
+            Err("a segment was delivered twice")
+        } else {
+            Ok(())
         }
-        if tx1 > c.client_sent + c.servers_sent {
-            fail("the MASTER transmitted more than the client and the real servers sent");
-        }
-        if c.servers_got > c.client_sent || c.client_got > c.servers_sent {
-            fail("a segment was delivered twice");
-        }
-    };
-    let (ok, failed, by, errors) = requests_in_batches(&lab, &format!("http://{VIP}/"), check);
-    let c = Counts::settled(&lab, true).since(&before);
-    let tx1 = c.xvs_tx[0];
-    eprintln!("{}", report(&c));
-    assert_eq!(
-        (ok, failed),
-        (u64::from(REQUESTS), 0),
-        "{errors:?}\n{}",
-        report(&c)
-    );
-    assert!(
-        by.get("r1").copied().unwrap_or(0) > 0 && by.get("r2").copied().unwrap_or(0) > 0,
-        "{by:?}"
-    );
-    assert!(
-        tx1 >= 8 * u64::from(REQUESTS),
-        "lb1 forwarded only {tx1} frames\n{}",
-        report(&c)
-    );
+    });
     assert!(
         c.wan_handed[1] >= c.client_sent && c.lan_handed[1] >= c.servers_sent,
-        "the hub did not flood\n{}",
-        report(&c)
-    );
-    let page2 = lab.metrics_in("lb2");
-    assert_eq!(
-        total(&page2, "xvs_service_connections_total"),
-        0,
-        "the BACKUP scheduled connections:\n{page2}"
+        "the hub did not flood: {c:?}"
     );
     x1.stop_cleanly();
     x2.stop_cleanly();

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 mod bpf;
 
 use xvs::datapath::filter::{
-    attached_programs, ifindex_of, AttachMode, FilterError, FilterProgram, XdpMode, PROGRAM_NAME,
+    attached_programs, ifindex_of, AttachMode, FilterError, FilterPort, FilterProgram, XdpMode,
+    PROGRAM_NAME,
 };
 use xvs::datapath::snapshot::SteerKey;
 use xvs::datapath::worker::{spawn_workers, FrameHandler, PollMode, WorkerConfig};
@@ -247,12 +248,16 @@ impl Lab {
         lab
     }
 
-    fn lb_ports(&self) -> Vec<(String, u32)> {
+    fn lb_ports(&self) -> Vec<FilterPort> {
         in_netns(&self.lb, || {
-            vec![
-                ("wan0".to_string(), ifindex_of("wan0").expect("wan0")),
-                ("lan0".to_string(), ifindex_of("lan0").expect("lan0")),
-            ]
+            [("wan0", WAN_MAC), ("lan0", LAN_MAC)]
+                .into_iter()
+                .map(|(name, mac)| FilterPort {
+                    name: name.to_string(),
+                    ifindex: ifindex_of(name).expect(name),
+                    mac,
+                })
+                .collect()
         })
     }
 }
@@ -389,6 +394,15 @@ fn exchange(from: &UdpSocket, to: SocketAddr, at: &UdpSocket, payload: &[u8]) ->
     );
 }
 
+/// Stops the worker even if an assertion fails.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn programs(ifindex: u32) -> Vec<(u32, String, AttachMode)> {
     attached_programs(ifindex)
         .expect("query XDP programs")
@@ -404,7 +418,7 @@ fn programs(ifindex: u32) -> Vec<(u32, String, AttachMode)> {
 fn steered_udp_crosses_the_shared_umem_and_kernel_traffic_still_passes() {
     let lab = Lab::new("a");
     let ports = lab.lb_ports();
-    let (wan, lan) = (ports[0].1, ports[1].1);
+    let (wan, lan) = (ports[0].ifindex, ports[1].ifindex);
 
     let counters = Arc::new(WorkerCounters::default());
     let bad_checksums = Arc::new(AtomicU64::new(0));
@@ -462,13 +476,6 @@ fn steered_udp_crosses_the_shared_umem_and_kernel_traffic_still_passes() {
         (filter, workers, stats)
     });
 
-    // Stop the worker even if an assertion below fails.
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     let stop_guard = StopOnDrop(stop.clone());
 
     // (a) client → VIP crosses WAN→LAN to the real server; its reply crosses LAN→WAN.
@@ -599,7 +606,7 @@ fn steered_udp_crosses_the_shared_umem_and_kernel_traffic_still_passes() {
 fn stale_filter_is_replaced_on_next_attach() {
     let lab = Lab::new("d");
     let ports = lab.lb_ports();
-    let (wan, lan) = (ports[0].1, ports[1].1);
+    let (wan, lan) = (ports[0].ifindex, ports[1].ifindex);
     in_netns(&lab.lb, || {
         let crashed = FilterProgram::attach(&ports, XdpMode::Skb).expect("first attach");
         assert_eq!(crashed.attach_mode(0), Some(AttachMode::Skb));
@@ -635,7 +642,7 @@ fn foreign_program_refuses_attach_and_leaves_nothing_attached() {
     bpf::attach_foreign(&lab.lb, "lan0", &obj);
 
     let ports = lab.lb_ports();
-    let (wan, lan) = (ports[0].1, ports[1].1);
+    let (wan, lan) = (ports[0].ifindex, ports[1].ifindex);
     in_netns(&lab.lb, || {
         let foreign = programs(lan);
         assert_eq!(foreign.len(), 1);
@@ -664,4 +671,143 @@ fn foreign_program_refuses_attach_and_leaves_nothing_attached() {
         assert_eq!(programs(wan), vec![], "nothing attached on wan0");
         assert_eq!(programs(lan), foreign, "the foreign program is untouched");
     });
+}
+
+/// A UDP datagram client:40000 → VIP:PORT carrying `payload`, in an Ethernet frame from `src`
+/// to `dst` (checksums by etherparse).
+fn udp_to_vip(dst: [u8; 6], src: [u8; 6], payload: &[u8]) -> String {
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src, dst)
+        .ipv4(CL_IP.octets(), VIP.octets(), 64)
+        .udp(40000, PORT)
+        .write(&mut f, payload)
+        .unwrap();
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends raw Ethernet frames (hex), in order, on the client's eth0 (AF_PACKET, from Python:
+/// no unsafe code here).
+fn send_raw(lab: &Lab, frames: &[String]) {
+    const SEND: &str = "import socket, sys\n\
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+        s.bind(('eth0', 0))\n\
+        for h in sys.argv[1:]:\n    s.send(bytes.fromhex(h))\n";
+    let mut args = vec!["python3", "-c", SEND];
+    args.extend(frames.iter().map(String::as_str));
+    ns_run(&lab.cl, &args);
+}
+
+/// Reads datagrams on `sock` until `payload` arrives (at most 3 s); returns every other
+/// payload that arrived first.
+fn others_before(sock: &UdpSocket, payload: &[u8]) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut others = Vec::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) if &buf[..n] == payload => return others,
+            Ok((n, _)) => others.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => continue,
+        }
+    }
+    panic!(
+        "datagram {:?} never arrived",
+        String::from_utf8_lossy(payload)
+    );
+}
+
+/// (f) own frames only: the filter steers a frame for VIP:PORT only when its destination is the
+/// receiving port's own MAC and its source is none of the box's MACs; everything else goes to
+/// the kernel (which, not being the VIP's owner nor a router here, drops it). After the port's
+/// MAC changes (`ip link set ... address`, then `set_port_macs`) the new MAC is steered and the
+/// old one is not.
+#[test]
+fn the_filter_steers_only_frames_addressed_to_the_ports_own_mac() {
+    let lab = Lab::new("f");
+    let ports = lab.lb_ports();
+    let counters = Arc::new(WorkerCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (filter, workers) = in_netns(&lab.lb, || {
+        let filter = FilterProgram::attach(&ports, XdpMode::Auto).expect("attach");
+        filter.set_steering(&steering()).unwrap();
+        let cfg = XskConfig {
+            ring_size: 512,
+            ..XskConfig::default()
+        };
+        let io = QueueIo::open(&["wan0", "lan0"], 0, &cfg).expect("open AF_XDP sockets");
+        for (port, fd) in io.socket_fds() {
+            filter
+                .register_socket(port, 0, fd)
+                .expect("register socket");
+        }
+        let handler = SwapHandler {
+            counters: counters.clone(),
+            bad_checksums: Arc::new(AtomicU64::new(0)),
+        };
+        let workers = spawn_workers(
+            vec![(io, handler)],
+            WorkerConfig::new(PollMode::Wakeup, Instant::now()),
+            stop.clone(),
+        )
+        .expect("spawn worker");
+        (filter, workers)
+    });
+    let stop_guard = StopOnDrop(stop.clone());
+    let rs_sock = in_netns(&lab.rs, || UdpSocket::bind((RS_IP, PORT)).expect("bind rs"));
+    let rx = || counters.rx_packets.load(Ordering::Relaxed);
+
+    // Addressed to wan0: steered, and the handler forwards it to the real server.
+    send_raw(&lab, &[udp_to_vip(WAN_MAC, CL_MAC, b"to wan0")]);
+    assert!(others_before(&rs_sock, b"to wan0").is_empty());
+    assert_eq!(rx(), 1);
+
+    let not_ours = [
+        ("another host's MAC", [0x02, 0x78, 0x76, 0, 0, 0x99], CL_MAC),
+        ("broadcast", [0xff; 6], CL_MAC),
+        ("IPv4 multicast", [0x01, 0x00, 0x5e, 0, 0, 0x12], CL_MAC),
+        ("IPv6 multicast", [0x33, 0x33, 0, 0, 0, 1], CL_MAC),
+        ("lan0's MAC, received on wan0", LAN_MAC, CL_MAC),
+        ("from lan0's MAC (sent by xvs)", WAN_MAC, LAN_MAC),
+        ("from wan0's MAC (sent by xvs)", WAN_MAC, WAN_MAC),
+    ];
+    let mut frames: Vec<String> = not_ours
+        .iter()
+        .map(|(what, dst, src)| udp_to_vip(*dst, *src, what.as_bytes()))
+        .collect();
+    // Last, on the same queue: once it has arrived, the others were decided.
+    frames.push(udp_to_vip(WAN_MAC, CL_MAC, b"control"));
+    send_raw(&lab, &frames);
+    assert_eq!(others_before(&rs_sock, b"control"), Vec::<String>::new());
+    assert_eq!(rx(), 2, "only the control frame reached the socket");
+
+    // wan0 gets a new MAC; the control plane tells the filter.
+    let new_wan: [u8; 6] = [0x02, 0x78, 0x76, 0x00, 0x00, 0x11];
+    ns_run(
+        &lab.lb,
+        &["ip", "link", "set", "wan0", "address", &mac_str(new_wan)],
+    );
+    filter
+        .set_port_macs(&[new_wan, LAN_MAC])
+        .expect("set port MACs");
+    send_raw(
+        &lab,
+        &[
+            udp_to_vip(WAN_MAC, CL_MAC, b"to the old MAC"),
+            udp_to_vip(new_wan, new_wan, b"from the new MAC"),
+            udp_to_vip(new_wan, CL_MAC, b"to the new MAC"),
+        ],
+    );
+    assert_eq!(
+        others_before(&rs_sock, b"to the new MAC"),
+        Vec::<String>::new()
+    );
+    assert_eq!(rx(), 3);
+
+    drop(stop_guard);
+    for w in workers {
+        w.join().expect("worker thread").expect("worker loop");
+    }
+    in_netns(&lab.lb, || filter.detach().expect("detach"));
 }

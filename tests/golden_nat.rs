@@ -311,14 +311,21 @@ fn cases() -> Vec<Case> {
         "pass",
         None,
     ));
-    let mut arp = vec![0xff; 6];
+    // Unicast, as a neighbour refreshing its entry sends it: a broadcast one is another host's
+    // business until the kernel says otherwise (see the cases at the end).
+    let mut arp = WAN_MAC.to_vec();
     arp.extend_from_slice(&CLIENT_MAC);
     arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
     arp.extend_from_slice(&CLIENT_MAC);
     arp.extend_from_slice(&CLIENT);
     arp.extend_from_slice(&[0; 6]);
     arp.extend_from_slice(&VIP);
-    v.push(case("ARP request for the VIP: pass", arp, "pass", None));
+    v.push(case(
+        "ARP request for the VIP (unicast to wan0): pass",
+        arp.clone(),
+        "pass",
+        None,
+    ));
     v.push(case(
         "reply from a real server with no connection: pass",
         Pkt::tcp(R1, 80, CLIENT, 41000, "A").sent_on_lan().build(),
@@ -495,7 +502,86 @@ fn cases() -> Vec<Case> {
         "tx 0",
         Some(later_out),
     ));
+    not_addressed_to_the_box(&mut v, arp);
     v
+}
+
+/// Frames the box must never balance (a hub, a bridge with ageing 0 or an overflowed switch
+/// floods them to it, or they are its own, looped back): SYNs to VIP:80 that a new flow would
+/// take, each dropped with its reason and never transmitted.
+fn not_addressed_to_the_box(v: &mut Vec<Case>, unicast_arp: Vec<u8>) {
+    // The other box of a VRRP pair.
+    const OTHER_LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+    for (what, dst_mac) in [
+        (
+            "another host's MAC (the other load balancer's)",
+            OTHER_LB_MAC,
+        ),
+        ("a real server's MAC", R1_MAC),
+        ("the broadcast MAC", [0xff; 6]),
+        (
+            "an IPv4 multicast MAC (01:00:5e:00:00:12)",
+            [0x01, 0, 0x5e, 0, 0, 0x12],
+        ),
+        (
+            "an IPv6 multicast MAC (33:33:00:00:00:01)",
+            [0x33, 0x33, 0, 0, 0, 1],
+        ),
+    ] {
+        let syn = Pkt {
+            dst_mac,
+            ..Pkt::tcp(CLIENT, 42000, VIP, 80, "S")
+        };
+        v.push(case(
+            &format!("TCP SYN to VIP:80 sent to {what}: drop, not addressed to the box"),
+            syn.build(),
+            "drop not_our_mac",
+            None,
+        ));
+    }
+    let udp = Pkt {
+        dst_mac: [0xff; 6],
+        ..Pkt::udp(CLIENT, 52000, VIP, 53, b"query")
+    };
+    v.push(case(
+        "UDP to VIP:53 sent to the broadcast MAC: drop",
+        udp.build(),
+        "drop not_our_mac",
+        None,
+    ));
+    let mut arp = unicast_arp;
+    arp[..6].fill(0xff);
+    v.push(case(
+        "broadcast ARP request for the VIP: drop (the filter gives it to the kernel first)",
+        arp,
+        "drop not_our_mac",
+        None,
+    ));
+    for (what, src_mac) in [
+        ("lan0's (sent by xvs on lan0, looped to wan0)", LAN_MAC),
+        ("wan0's (sent by xvs on wan0, back through a hub)", WAN_MAC),
+    ] {
+        let syn = Pkt {
+            src_mac,
+            ..Pkt::tcp(CLIENT, 42001, VIP, 80, "S")
+        };
+        v.push(case(
+            &format!("TCP SYN to VIP:80 on wan0 from the box's own MAC, {what}: drop, never balanced again"),
+            syn.build(),
+            "drop own_frame",
+            None,
+        ));
+    }
+    let reply = Pkt {
+        src_mac: LAN_MAC,
+        ..Pkt::tcp(R1, 80, CLIENT, 40000, "PA").sent_on_lan()
+    };
+    v.push(case(
+        "reply of the tracked flow from r1 to lan0 but with lan0's own source MAC: drop (own_frame)",
+        reply.build(),
+        "drop own_frame",
+        None,
+    ));
 }
 
 /// Splits an Ethernet/IPv4 frame (no IP options) into two fragments after `at` bytes of IP

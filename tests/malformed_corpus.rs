@@ -16,7 +16,8 @@
 //!
 //! Each frame goes through a fresh NAT lab processor (`tests/fixtures/nat_lab.rs`: VIP
 //! 198.18.0.100 with web tcp/80, dns udp/53, orphan tcp/8080 whose real server has no known MAC,
-//! quiet tcp/9090 whose only real server has weight 0), received on port 0 (wan0).
+//! quiet tcp/9090 whose only real server has weight 0), received on the port its destination MAC
+//! names (wan0 for the client's frames, lan0 for the real servers'; `golden::ingress_of`).
 //!
 //! Adding a case: write a `.hex` file by hand (any name), or add it to [`generated`] below and run
 //! `XVS_BLESS=1 cargo test --release --test malformed_corpus` to (re)write the generated files,
@@ -35,6 +36,8 @@ use etherparse::{IpHeaders, IpNumber, Ipv4Header, Ipv4Options, PacketBuilder, Tc
 use xvs::datapath::{DropReason, Verdict};
 use xvs::flow::NANOS_PER_SEC;
 
+#[path = "fixtures/golden.rs"]
+mod golden;
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
 
@@ -113,7 +116,8 @@ fn run(frame: &[u8]) -> Result<(Verdict, Vec<u8>), String> {
         let now = 1000 * NANOS_PER_SEC;
         let mut p = processor(64);
         p.begin_batch(now);
-        let v = p.process(now, 0, &mut out);
+        let ingress = golden::ingress_of(&p, &out);
+        let v = p.process(now, ingress, &mut out);
         (v, out)
     })
     .map_err(|e| {

@@ -184,7 +184,7 @@ fn a_removed_service_packets_are_never_sent_back_as_replies() {
     // connection's original key as if it were a reply.
     let empty = xvs::datapath::Snapshot::new(
         2,
-        vec![],
+        ports(),
         vec![],
         xvs::conntrack::Timeouts::default(),
         false,

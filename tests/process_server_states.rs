@@ -2,6 +2,8 @@
 //! thresholds and weight 0: which real server each new flow gets, over many packets. Frames are
 //! built with etherparse (independent of xvs's wire code).
 
+#[path = "fixtures/golden.rs"]
+mod golden;
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
 
@@ -71,10 +73,12 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, from_lan: bool) -> Ve
     f
 }
 
-/// Processes one frame at `now`; returns the verdict and the (address, port) it went to.
+/// Processes one frame at `now`, received on the port its destination MAC names; returns the
+/// verdict and the (address, port) it went to.
 fn send(p: &mut Processor, now: Nanos, mut f: Vec<u8>) -> (Verdict, Option<SocketAddr>) {
     p.begin_batch(now);
-    let v = p.process(now, 0, &mut f);
+    let ingress = golden::ingress_of(p, &f);
+    let v = p.process(now, ingress, &mut f);
     let to = matches!(v, Verdict::Tx(_)).then(|| {
         let ip = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
         SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([f[36], f[37]]))

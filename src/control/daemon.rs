@@ -33,13 +33,13 @@ use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::stats::{self, Stats};
 use crate::control::{admin, neighbours, netlink, snapshot};
-use crate::datapath::filter::{FilterProgram, XdpMode};
+use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
 use crate::datapath::snapshot::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, Snapshot};
 use crate::vrrp::driver::{self as vrrp, VrrpHandle, VrrpStatus};
-use crate::vrrp::gate::{SteeringSink, VipGate};
+use crate::vrrp::gate::{HeldFlags, SteeringSink, VipGate};
 
 /// The XDP filter as the [`VipGate`]'s sink: the gate writes the `steer` map.
 struct FilterSink(Arc<FilterProgram>);
@@ -225,6 +225,12 @@ fn real_addresses(cfg: &Config) -> Vec<IpAddr> {
     v
 }
 
+/// `02:18:00:01:00:01`.
+fn mac_text(m: &[u8; 6]) -> String {
+    let h: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
+    h.join(":")
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -272,6 +278,19 @@ fn lock_interfaces(ports: &[Port]) -> Result<Vec<std::fs::File>, Fatal> {
     Ok(locks)
 }
 
+/// Snapshot `generation` of `cfg` on `ports` (see [`snapshot::build`]), its services on
+/// VRRP-managed VIPs gated by their "held" flags: never forwarded while not MASTER.
+fn build_snapshot(
+    cfg: &Config,
+    ports: Vec<Port>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    held: &HeldFlags,
+) -> Snapshot {
+    snapshot::build(cfg, ports, generation, previous)
+        .with_vrrp_gates(held.for_vips(&vrrp::managed_vips(cfg)))
+}
+
 /// Everything the running daemon holds.
 struct Running {
     path: PathBuf,
@@ -281,6 +300,9 @@ struct Running {
     filter: Arc<FilterProgram>,
     /// Every steering change goes through it: VRRP VIPs are steered only while MASTER.
     gate: Arc<VipGate>,
+    /// The "held" flags of the VRRP-managed VIPs, which the gate sets and every snapshot's
+    /// services read.
+    held: Arc<HeldFlags>,
     vrrp: VrrpHandle,
     reload: Arc<ReloadStatus>,
     health: HealthHandle,
@@ -349,6 +371,51 @@ impl Running {
             }
             _ => {}
         }
+    }
+
+    /// Re-reads each port's MAC (an operator's `ip link set dev X address ...`, a bond's new
+    /// active slave): the filter's `ports` and `own_macs` maps follow, and so does the snapshot
+    /// (the ingress check of `process()` and the source MAC of transmitted frames). Errors are
+    /// logged, never fatal.
+    fn sync_port_macs(&mut self) {
+        let mut macs: Vec<[u8; 6]> = self.ports.iter().map(|p| p.mac).collect();
+        for (port, mac) in self.ports.iter().zip(macs.iter_mut()) {
+            match netlink::link_by_name(&port.name) {
+                Ok(link) if link.ifindex == port.ifindex => *mac = link.mac,
+                // Gone or replaced by another interface of that name: xvs cannot follow that
+                // (its sockets are bound to the old one); keep what it had.
+                Ok(_) | Err(_) => {}
+            }
+        }
+        if self.ports.iter().zip(&macs).all(|(p, m)| p.mac == *m) {
+            return;
+        }
+        if let Err(e) = self.filter.set_port_macs(&macs) {
+            log(format!(
+                "Cannot update the XDP filter's interface MACs: {e}"
+            ));
+            return;
+        }
+        for (port, mac) in self.ports.iter_mut().zip(&macs) {
+            if port.mac != *mac {
+                log(format!(
+                    "Interface {}: MAC changed from {} to {}",
+                    port.name,
+                    mac_text(&port.mac),
+                    mac_text(mac)
+                ));
+                port.mac = *mac;
+            }
+        }
+        let old = self.shared.snapshot.load_full();
+        let new = build_snapshot(
+            &self.cfg,
+            self.ports.clone(),
+            old.generation + 1,
+            Some(&old),
+            &self.held,
+        );
+        self.shared.snapshot.store(Arc::new(new));
     }
 
     /// `xvs ctl real add|edit|del`: changes the running configuration (not the file), validated
@@ -490,7 +557,13 @@ impl Running {
     /// next hops and health checks updated. Returns the change lines; on error nothing changed.
     fn apply(&mut self, cfg: Config) -> Result<Vec<String>, Fatal> {
         let old = self.shared.snapshot.load_full();
-        let new = snapshot::build(&cfg, self.ports.clone(), old.generation + 1, Some(&old));
+        let new = build_snapshot(
+            &cfg,
+            self.ports.clone(),
+            old.generation + 1,
+            Some(&old),
+            &self.held,
+        );
         let changes = snapshot::describe_changes(&old, &new);
         let mut draining = self.draining.clone();
         for d in snapshot::removed_with_connections(&old, &new) {
@@ -548,7 +621,10 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let sigs = DaemonSignals::block()?;
     let queues = queue_ids(&cfg)?;
     let ports = ports_of(&cfg)?;
-    let snap = snapshot::build(&cfg, ports.clone(), 1, None);
+    // Created before the first snapshot, whose VRRP-managed services read them (false: no
+    // instance holds its VIPs yet).
+    let held = Arc::new(HeldFlags::default());
+    let snap = build_snapshot(&cfg, ports.clone(), 1, None, &held);
     let nexthops = neighbours::build_table(&ports)?;
     let max_entries = usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX);
     let shared = Arc::new(Shared::with_local_pools(
@@ -565,8 +641,15 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     };
     // Held until the process exits: while we hold them, an `xvs_filter` found attached is stale.
     let _locks = lock_interfaces(&ports)?;
-    let names: Vec<(String, u32)> = ports.iter().map(|p| (p.name.clone(), p.ifindex)).collect();
-    let filter = Arc::new(FilterProgram::attach(&names, mode)?);
+    let filter_ports: Vec<FilterPort> = ports
+        .iter()
+        .map(|p| FilterPort {
+            name: p.name.clone(),
+            ifindex: p.ifindex,
+            mac: p.mac,
+        })
+        .collect();
+    let filter = Arc::new(FilterProgram::attach(&filter_ports, mode)?);
     // From here on, returning an error drops `filter`, which detaches it.
     let xsk_cfg = XskConfig {
         ring_size: cfg.datapath.ring_size,
@@ -591,6 +674,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     let gate = Arc::new(VipGate::new(
         Box::new(FilterSink(filter.clone())),
         vrrp::managed_vips(&cfg),
+        held.clone(),
     ));
     gate.set_keys(shared.snapshot.load().steering_keys())
         .map_err(fatal)?;
@@ -755,6 +839,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         shared,
         filter,
         gate,
+        held,
         vrrp: vrrp_handle,
         reload,
         health,
@@ -788,6 +873,8 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             running.sync_local_addresses();
             running.finish_draining();
         }
+        // At every wake-up (at most 250 ms): a changed MAC is followed well within a second.
+        running.sync_port_macs();
         // `xvs ctl reload`: run here, where the running configuration lives.
         for req in reload_rx.try_iter() {
             let outcome = match &req.op {

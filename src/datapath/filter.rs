@@ -7,6 +7,12 @@
 //! program's header comment); those are redirected to the AF_XDP socket registered for the
 //! ingress interface and receive queue.
 //!
+//! Own frames only: the program looks at a frame only when its destination MAC is the receiving
+//! interface's own MAC (the `ports` map holds each attached interface's MAC by ifindex) and its
+//! source MAC is none of the box's own (`own_macs`); broadcast, multicast, other hosts' frames
+//! and frames xvs sent that come back go to the kernel. The MACs are set at attach time and
+//! by [`FilterProgram::set_port_macs`] when an interface's MAC changes.
+//!
 //! [`FilterProgram::attach`] checks every interface before touching any: an `xvs_filter` already
 //! there is a stale one left by a crashed xvs and is replaced; any other XDP program is someone
 //! else's and makes the attach fail with [`FilterError::ForeignProgram`], leaving nothing attached.
@@ -27,7 +33,7 @@ use std::sync::Mutex;
 use libxdp_sys as sys;
 
 use crate::datapath::snapshot::SteerKey;
-use crate::datapath::PortId;
+use crate::datapath::{Mac, PortId};
 
 /// The name of the XDP program (and its ELF function); how a stale one is recognised.
 pub const PROGRAM_NAME: &str = "xvs_filter";
@@ -35,6 +41,8 @@ pub const PROGRAM_NAME: &str = "xvs_filter";
 pub const QUEUES_PER_PORT: u32 = 64;
 /// Interfaces the filter can steer for (size of the `ports` map).
 pub const MAX_PORTS: usize = 16;
+/// Capacity of the `own_macs` map: every port's MAC, twice (old and new while they change).
+pub const MAX_OWN_MACS: usize = 2 * MAX_PORTS;
 /// Entries of the `steer` map.
 pub const MAX_STEER_KEYS: usize = 65536;
 /// Length of a `steer` map key: `{u8 addr[16]; __be16 port; u8 proto; u8 dir}`.
@@ -43,6 +51,21 @@ pub const STEER_KEY_LEN: usize = 20;
 pub const MAX_LOCAL_ADDRS: usize = 1024;
 /// Capacity of the `local_pools` map (FULLNAT pool addresses).
 pub const MAX_LOCAL_POOL_ADDRS: usize = 1024;
+
+/// The value of a `ports` entry: `struct port_info { u32 index; u8 mac[6]; u8 pad[2]; }`.
+pub fn port_value(index: u32, mac: Mac) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&index.to_ne_bytes());
+    v[4..10].copy_from_slice(&mac);
+    v
+}
+
+/// The key of an `own_macs` entry: `struct mac_key { u8 mac[6]; u8 pad[2]; }`.
+pub fn mac_key_bytes(mac: Mac) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..6].copy_from_slice(&mac);
+    k
+}
 
 /// The value of a `local_pools` entry: `struct port_range { u16 first; u16 last; }`, host order.
 pub fn local_pool_value(first: u16, last: u16) -> [u8; 4] {
@@ -360,6 +383,14 @@ struct AttachedPort {
     mode: AttachMode,
 }
 
+/// An interface to attach the filter to: its name, ifindex and own MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterPort {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+}
+
 /// The loaded filter program, attached to every port.
 ///
 /// Detached by [`FilterProgram::detach`] or on drop (only where the attached program is still
@@ -373,6 +404,7 @@ pub struct FilterProgram {
     local_addrs_fd: RawFd,
     local_pools_fd: RawFd,
     ports_fd: RawFd,
+    own_macs_fd: RawFd,
     xsks_fd: RawFd,
     ports: Vec<AttachedPort>,
     /// Serialises map synchronisations ([`FilterProgram::set_steering`], local addresses).
@@ -387,22 +419,23 @@ unsafe impl Send for FilterProgram {}
 unsafe impl Sync for FilterProgram {}
 
 impl FilterProgram {
-    /// Loads the filter and attaches it to every `(name, ifindex)` in `ports` (the order of
-    /// `datapath.interfaces`, i.e. [`PortId`] order).
+    /// Loads the filter and attaches it to every port in `ports` (the order of
+    /// `datapath.interfaces`, i.e. [`PortId`] order), with each port's MAC in the `ports` and
+    /// `own_macs` maps before anything is attached.
     ///
     /// Every interface is checked before any is touched: a stale `xvs_filter` is replaced (one log
     /// line), any other XDP program fails the whole call with [`FilterError::ForeignProgram`].
     /// If attaching to a later interface fails, the earlier ones are detached again.
-    pub fn attach(ports: &[(String, u32)], mode: XdpMode) -> Result<FilterProgram, FilterError> {
+    pub fn attach(ports: &[FilterPort], mode: XdpMode) -> Result<FilterProgram, FilterError> {
         if ports.len() > MAX_PORTS {
             return Err(FilterError::TooManyPorts { count: ports.len() });
         }
 
         // Pre-flight: nothing is attached anywhere unless every interface is free or stale.
         let mut stale: Vec<(usize, AttachedProgram)> = Vec::new();
-        for (i, (name, ifindex)) in ports.iter().enumerate() {
-            let progs = attached_programs(*ifindex).map_err(|source| FilterError::Query {
-                iface: name.clone(),
+        for (i, port) in ports.iter().enumerate() {
+            let progs = attached_programs(port.ifindex).map_err(|source| FilterError::Query {
+                iface: port.name.clone(),
                 source,
             })?;
             for p in progs {
@@ -410,7 +443,7 @@ impl FilterProgram {
                     stale.push((i, p));
                 } else {
                     return Err(FilterError::ForeignProgram {
-                        iface: name.clone(),
+                        iface: port.name.clone(),
                         id: p.id,
                         name: p.name,
                     });
@@ -421,17 +454,11 @@ impl FilterProgram {
         let mut filter = FilterProgram::load()?;
 
         // Nothing is attached yet: an error here just drops (closes) the loaded object.
-        for (i, (_, ifindex)) in ports.iter().enumerate() {
-            let index = i as u32;
-            filter.map_update(
-                filter.ports_fd,
-                "ports",
-                &ifindex.to_ne_bytes(),
-                &index.to_ne_bytes(),
-            )?;
-        }
+        let ifindexes: Vec<u32> = ports.iter().map(|p| p.ifindex).collect();
+        let macs: Vec<Mac> = ports.iter().map(|p| p.mac).collect();
+        filter.write_port_macs(&ifindexes, &macs)?;
 
-        for (i, (name, ifindex)) in ports.iter().enumerate() {
+        for (i, FilterPort { name, ifindex, .. }) in ports.iter().enumerate() {
             for (_, p) in stale.iter().filter(|(j, _)| *j == i) {
                 eprintln!(
                     "interface {name}: replacing stale XDP program {} ({PROGRAM_NAME}, {} mode) left by an earlier xvs",
@@ -518,6 +545,7 @@ impl FilterProgram {
         let local_addrs_fd = map_fd(c"local_addrs")?;
         let local_pools_fd = map_fd(c"local_pools")?;
         let ports_fd = map_fd(c"ports")?;
+        let own_macs_fd = map_fd(c"own_macs")?;
         let xsks_fd = map_fd(c"xsks")?;
 
         guard.0 = None;
@@ -529,6 +557,7 @@ impl FilterProgram {
             local_addrs_fd,
             local_pools_fd,
             ports_fd,
+            own_macs_fd,
             xsks_fd,
             ports: Vec::new(),
             steer_lock: Mutex::new(()),
@@ -736,6 +765,41 @@ impl FilterProgram {
                 &local_pool_value(first, last),
             )?;
         }
+        Ok(())
+    }
+
+    /// Sets the MAC of every port (`macs` in [`PortId`] order, one per attached port): the
+    /// `ports` map's MAC of each interface (frames to any other destination MAC are the
+    /// kernel's) and the `own_macs` set (frames from one of them are the kernel's). Call when an
+    /// interface's MAC changed; each map update is atomic, so a frame sees the old or the new MAC.
+    pub fn set_port_macs(&self, macs: &[Mac]) -> Result<(), FilterError> {
+        if macs.len() != self.ports.len() {
+            return Err(FilterError::UnknownPort {
+                port: PortId::try_from(macs.len()).unwrap_or(PortId::MAX),
+                count: self.ports.len(),
+            });
+        }
+        let ifindexes: Vec<u32> = self.ports.iter().map(|p| p.ifindex).collect();
+        self.write_port_macs(&ifindexes, macs)
+    }
+
+    /// Writes `ports` (ifindex → index and MAC) and makes `own_macs` hold exactly `macs`.
+    /// The new MACs go into `own_macs` before any port's destination MAC changes, and the old
+    /// ones leave it only after: no moment lets a frame from an old or new own MAC through.
+    fn write_port_macs(&self, ifindexes: &[u32], macs: &[Mac]) -> Result<(), FilterError> {
+        for mac in macs {
+            self.map_update(self.own_macs_fd, "own_macs", &mac_key_bytes(*mac), &[1u8])?;
+        }
+        for (i, (ifindex, mac)) in ifindexes.iter().zip(macs).enumerate() {
+            self.map_update(
+                self.ports_fd,
+                "ports",
+                &ifindex.to_ne_bytes(),
+                &port_value(i as u32, *mac),
+            )?;
+        }
+        let want: BTreeSet<[u8; 8]> = macs.iter().map(|m| mac_key_bytes(*m)).collect();
+        self.sync_map(self.own_macs_fd, "own_macs", want, MAX_OWN_MACS)?;
         Ok(())
     }
 

@@ -137,4 +137,17 @@ drop_reasons! {
     /// An ICMP error quoting a packet of a service or to a NAT real server that belongs to no
     /// tracked connection (gone, or never was).
     IcmpUntracked => "icmp_untracked",
+    /// The frame's destination MAC is not the receiving port's own: another host's unicast
+    /// frame (flooded by a hub, a bridge with ageing 0, an overflowed switch), a broadcast or a
+    /// multicast. A Linux host drops such frames too (`PACKET_OTHERHOST`). The XDP filter passes
+    /// them to the kernel; one that still reaches `process()` is dropped here.
+    NotOurMac => "not_our_mac",
+    /// The frame's source MAC is one of the box's own ports': a frame xvs itself sent, looped
+    /// back (a hub, a bridge loop). Never balanced again.
+    OwnFrame => "own_frame",
+    /// A packet of a service whose VIP is managed by VRRP while no instance of this box holds it
+    /// (BACKUP, FAULT, or not started yet): new flows, replies of existing connections
+    /// (FULLNAT's included), their later fragments and ICMP errors about them. Only the MASTER
+    /// forwards.
+    VrrpBackup => "vrrp_backup",
 }

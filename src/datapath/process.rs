@@ -1,6 +1,18 @@
 //! `process()`: classify a frame, find or schedule its connection, rewrite it for the service's
 //! forwarding method, and pick the egress port and next-hop MAC.
 //!
+//! Own frames only: before anything else, a frame whose destination MAC is not the ingress
+//! port's own (another host's unicast, a broadcast, a multicast) is dropped as `not_our_mac`,
+//! and one whose source MAC is one of the box's own ports' (a frame xvs sent, looped back) as
+//! `own_frame`. The XDP filter already passes both to the kernel; this is the defence in depth.
+//!
+//! VRRP: a service whose VIP is managed by VRRP ([`crate::datapath::Service::vrrp`]) is served
+//! only while an instance of this box holds the VIP (MASTER). Otherwise every packet of it is
+//! dropped as `vrrp_backup`: new flows and packets of existing connections in the original
+//! direction, replies of its connections (NAT, FULLNAT, `one_packet`), later fragments
+//! following one of those, and ICMP errors about its flows. A connection whose service a reload
+//! removed is gated by its VIP alone.
+//!
 //! Classification of an IPv4 TCP/UDP packet:
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
@@ -248,8 +260,11 @@ impl Processor {
         self.decide(now, ingress, buf, len)
     }
 
-    fn decide(&mut self, now: Nanos, _ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
+    fn decide(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
         let frame_len = *len;
+        if let Err(r) = self.own_frames_only(ingress, &buf[..frame_len]) {
+            return Verdict::Drop(r);
+        }
         let p = match parse(&buf[..frame_len]) {
             Ok(Some(Packet::Flow(p))) => p,
             Ok(Some(Packet::LaterFragment(f))) => {
@@ -268,6 +283,9 @@ impl Processor {
             proto: p.key.proto,
         };
         let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
+            if self.snap.services[si].vrrp_backup() {
+                return Verdict::Drop(DropReason::VrrpBackup);
+            }
             let forwarding = self.snap.services[si].forwarding;
             // NAT and FULLNAT route the packet (TTL decremented); DR and TUN leave the IP
             // header alone, as IPVS does.
@@ -332,12 +350,16 @@ impl Processor {
                 &timeouts,
             ) {
                 Some(t) if t.local.is_some() => {
+                    let si = match self.reply_service(t.vip, p.key.proto) {
+                        Ok(si) => si,
+                        Err(r) => return Verdict::Drop(r),
+                    };
                     if p.ttl <= 1 {
                         return Verdict::Drop(DropReason::TtlExceeded);
                     }
                     let v = self.reply_fullnat(&mut buf[..frame_len], &p, t.vip, t.client);
                     if let Verdict::Tx(_) = v {
-                        self.count_reply(&p, t.vip);
+                        self.count_reply(&p, si);
                         if let Some(id) = p.first_fragment {
                             let (src, dst) = (t.vip.ip(), t.client.ip());
                             let rw = FragmentRewrite::new(Some(src), Some(dst), dst, true);
@@ -357,13 +379,17 @@ impl Processor {
                     None => return Verdict::Pass,
                 },
             };
+            let si = match self.reply_service(vip, p.key.proto) {
+                Ok(si) => si,
+                Err(r) => return Verdict::Drop(r),
+            };
             if p.ttl <= 1 {
                 return Verdict::Drop(DropReason::TtlExceeded);
             }
             let frame = &mut buf[..frame_len];
             let v = self.forward(frame, &p, Side::Src, vip, client);
             if let Verdict::Tx(_) = v {
-                self.count_reply(&p, vip);
+                self.count_reply(&p, si);
             }
             (v, Side::Src, vip, client)
         };
@@ -377,16 +403,54 @@ impl Processor {
         verdict
     }
 
-    /// Counts a forwarded reply (source `p.key.src:sport`, the real server) of the connection to
-    /// `vip` for its service.
+    /// The frame must be addressed to the ingress port's own MAC (not another host's, not a
+    /// broadcast or multicast) and must not come from one of the box's own MACs (a frame xvs
+    /// sent, looped back). The XDP filter passes such frames to the kernel; this is the defence
+    /// in depth. A frame too short for its Ethernet header is `truncated_ethernet`.
     #[inline]
-    fn count_reply(&self, p: &Parsed, vip: SocketAddr) {
+    fn own_frames_only(&self, ingress: PortId, frame: &[u8]) -> Result<(), DropReason> {
+        let eth = EthernetFrame::new_checked(frame)?;
+        let dst = eth.dst();
+        let ours = self
+            .snap
+            .ports
+            .get(usize::from(ingress))
+            .is_some_and(|port| port.mac == dst);
+        // The I/G bit: broadcast and multicast are never a port's own, whatever its MAC.
+        if !ours || dst[0] & 1 != 0 {
+            return Err(DropReason::NotOurMac);
+        }
+        if self.snap.is_own_mac(&eth.src()) {
+            return Err(DropReason::OwnFrame);
+        }
+        Ok(())
+    }
+
+    /// The service (if it still exists) of a reply of the connection to `vip`; `vrrp_backup`
+    /// when the VIP is managed by VRRP and not held.
+    #[inline]
+    fn reply_service(&self, vip: SocketAddr, proto: Proto) -> Result<Option<usize>, DropReason> {
         let key = ServiceKey {
             vip: vip.ip(),
             port: vip.port(),
-            proto: p.key.proto,
+            proto,
         };
-        if let Some(si) = self.snap.service_for(&key) {
+        let si = self.snap.service_for(&key);
+        let backup = match si {
+            Some(si) => self.snap.services[si].vrrp_backup(),
+            None => self.snap.has_vrrp_gates() && self.snap.vrrp_backup_vip(vip.ip()),
+        };
+        if backup {
+            return Err(DropReason::VrrpBackup);
+        }
+        Ok(si)
+    }
+
+    /// Counts a forwarded reply (source `p.key.src:sport`, the real server) for its service
+    /// `si`, if it still exists.
+    #[inline]
+    fn count_reply(&self, p: &Parsed, si: Option<usize>) {
+        if let Some(si) = si {
             let real = SocketAddr::new(p.key.src, p.key.sport);
             self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
         }
@@ -434,6 +498,16 @@ impl Processor {
                 Verdict::Pass
             };
         };
+        // The datagram's VIP: its destination in the original direction, the new source of a
+        // reply.
+        if self.snap.has_vrrp_gates()
+            && (self.snap.vrrp_backup_vip(IpAddr::V4(d.dst))
+                || rw
+                    .new_src
+                    .is_some_and(|vip| self.snap.vrrp_backup_vip(IpAddr::V4(vip))))
+        {
+            return Verdict::Drop(DropReason::VrrpBackup);
+        }
         if rw.routed && f.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }

@@ -128,7 +128,17 @@ pub struct Service {
     pub sorry: Option<RealServer>,
     /// Quorum, set by the health checks.
     pub state: Arc<ServiceState>,
+    /// `Some` when the VIP is managed by VRRP: whether an instance of this box holds it (is
+    /// MASTER). Set by [`Snapshot::with_vrrp_gates`]; written by the control plane's
+    /// `VipGate`, read by the workers (one relaxed load per packet of the service).
+    pub vrrp: Option<VrrpHeld>,
 }
+
+/// The "held" flag of one VRRP-managed VIP: `true` while an instance of this box holding the VIP
+/// is MASTER. One flag per VIP, shared by every snapshot and the control plane's `VipGate`
+/// (its only writer), so a VRRP transition takes effect at the next packet without a new
+/// snapshot.
+pub type VrrpHeld = Arc<AtomicBool>;
 
 impl Service {
     /// A service with no sorry server, no persistence, not one-packet, a fresh state (with
@@ -155,8 +165,18 @@ impl Service {
             toa: false,
             sorry: None,
             state: Arc::default(),
+            vrrp: None,
             real_index,
         }
+    }
+
+    /// Whether the service's VIP is managed by VRRP and not held by this box (a BACKUP): none of
+    /// its packets may be forwarded.
+    #[inline]
+    pub fn vrrp_backup(&self) -> bool {
+        self.vrrp
+            .as_ref()
+            .is_some_and(|held| !held.load(Ordering::Relaxed))
     }
 
     /// The position in `reals` of the real server with address `addr`.
@@ -220,6 +240,9 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Pick up TCP flows mid-stream (IPVS `sloppy_tcp`).
     pub sloppy_tcp: bool,
+    /// The "held" flag of every VRRP-managed VIP (see [`Snapshot::with_vrrp_gates`]); empty
+    /// without VRRP, which keeps the reply path free of the extra check.
+    vrrp_gates: HashMap<IpAddr, VrrpHeld, ahash::RandomState>,
 }
 
 impl Snapshot {
@@ -270,7 +293,63 @@ impl Snapshot {
             nat_real_addrs,
             timeouts,
             sloppy_tcp,
+            vrrp_gates: HashMap::default(),
         }
+    }
+
+    /// The snapshot with its VRRP gates: `gates` has the "held" flag of every VRRP-managed VIP
+    /// (the control plane's `VipGate` sets them); every service on such a VIP gets its flag.
+    /// While a VIP's flag is false, `process()` forwards nothing of its services (new flows,
+    /// replies, fragments, ICMP errors), and nothing of connections to that VIP whose service a
+    /// reload removed.
+    pub fn with_vrrp_gates(mut self, gates: impl IntoIterator<Item = (IpAddr, VrrpHeld)>) -> Self {
+        let gates: HashMap<IpAddr, VrrpHeld, ahash::RandomState> = gates.into_iter().collect();
+        for s in &mut self.services {
+            s.vrrp = gates.get(&s.key.vip).cloned();
+        }
+        self.vrrp_gates = gates;
+        self
+    }
+
+    /// Whether any VIP is managed by VRRP.
+    #[inline]
+    pub fn has_vrrp_gates(&self) -> bool {
+        !self.vrrp_gates.is_empty()
+    }
+
+    /// Whether `vip` is managed by VRRP and not held by this box.
+    #[inline]
+    pub fn vrrp_backup_vip(&self, vip: IpAddr) -> bool {
+        self.vrrp_gates
+            .get(&vip)
+            .is_some_and(|held| !held.load(Ordering::Relaxed))
+    }
+
+    /// Whether the connection to `vip` (VIP address and port, `proto`) may not be forwarded
+    /// because its VIP is managed by VRRP and not held: decided by its service (the exact port,
+    /// else the VIP's port-0 service) or, for a connection whose service a reload removed, by
+    /// the VIP alone. Free when no VIP is managed.
+    #[inline]
+    pub fn vrrp_backup_conn(&self, vip: SocketAddr, proto: Proto) -> bool {
+        if self.vrrp_gates.is_empty() {
+            return false;
+        }
+        let key = ServiceKey {
+            vip: vip.ip(),
+            port: vip.port(),
+            proto,
+        };
+        match self.service_for(&key) {
+            Some(si) => self.services[si].vrrp_backup(),
+            None => self.vrrp_backup_vip(vip.ip()),
+        }
+    }
+
+    /// Whether `mac` is the MAC of one of the snapshot's ports (a frame from it is one xvs
+    /// sent).
+    #[inline]
+    pub fn is_own_mac(&self, mac: &[u8; 6]) -> bool {
+        self.ports.iter().any(|p| &p.mac == mac)
     }
 
     /// The index of the service whose key is exactly `key`.

@@ -16,14 +16,23 @@
 //! closes VIPs ([`VipGate::hold`]). Every call writes the filter under the gate's lock, so the
 //! filter always holds the keys of the latest call.
 //!
-//! Invariant: the held set is a subset of the managed set, and a managed VIP that is not held
-//! has no `Dst`/`DstFragments` key in the filter.
+//! The filter's keys alone are not enough: a frame may still reach a worker (a `Src` key, a
+//! FULLNAT pool address, an ICMP error, a frame steered just before the key went away), and a
+//! box that was MASTER keeps its connection entries. So the gate also keeps one "held" flag per
+//! managed VIP ([`HeldFlags`], shared with every datapath snapshot through
+//! [`crate::datapath::Snapshot::with_vrrp_gates`]): while it is false, `process()` forwards
+//! nothing of the VIP's services, in either direction (`vrrp_backup`).
+//!
+//! Invariant: the held set is a subset of the managed set, a managed VIP that is not held has no
+//! `Dst`/`DstFragments` key in the filter, and every VIP's flag is true exactly while it is in
+//! the held set.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use crate::datapath::snapshot::SteerKey;
+use crate::datapath::snapshot::{SteerKey, VrrpHeld};
 
 /// Where the gated keys go: the XDP filter's `steer` map in the daemon.
 pub trait SteeringSink: Send + Sync {
@@ -41,6 +50,53 @@ struct Inner {
 pub struct VipGate {
     sink: Box<dyn SteeringSink>,
     inner: Mutex<Inner>,
+    flags: Arc<HeldFlags>,
+}
+
+/// The "held" flag of each VRRP-managed VIP, read by the workers (see the module documentation).
+/// Created before the gate (the first snapshot needs its flags), written only by the gate.
+#[derive(Debug, Default)]
+pub struct HeldFlags {
+    flags: Mutex<HashMap<IpAddr, VrrpHeld>>,
+}
+
+impl HeldFlags {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VrrpHeld>> {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The flags of `managed` (every VIP of every VRRP instance of a configuration), for a new
+    /// snapshot. A VIP seen for the first time gets a flag that is false: it is not held (the
+    /// gate only holds managed VIPs, and it had none), so a VIP that becomes VRRP-managed is
+    /// never forwarded before an instance holds it.
+    pub fn for_vips(&self, managed: &HashSet<IpAddr>) -> HashMap<IpAddr, VrrpHeld> {
+        let mut flags = self.lock();
+        managed
+            .iter()
+            .map(|a| (*a, flags.entry(*a).or_default().clone()))
+            .collect()
+    }
+
+    /// Sets every flag from `held`, creating those of `managed` VIPs not seen yet. A VIP that is
+    /// no longer managed keeps its flag (false, as it is not held), so a snapshot restored by a
+    /// failed reload still shares its flags with the gate; there are only as many as VIPs ever
+    /// managed.
+    fn publish(&self, managed: &HashSet<IpAddr>, held: &HashSet<IpAddr>) {
+        let mut flags = self.lock();
+        for a in managed {
+            flags.entry(*a).or_default();
+        }
+        for (a, f) in flags.iter() {
+            f.store(held.contains(a), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `addr`'s flag exists and is set (for tests and logs).
+    pub fn is_held(&self, addr: IpAddr) -> bool {
+        self.lock()
+            .get(&addr)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
 }
 
 /// `keys` without the destination keys of managed addresses that are not held.
@@ -61,14 +117,21 @@ pub fn gated(
 }
 
 impl VipGate {
-    /// A gate that manages `managed` (every VIP of every VRRP instance), none held yet.
-    pub fn new(sink: Box<dyn SteeringSink>, managed: HashSet<IpAddr>) -> VipGate {
+    /// A gate that manages `managed` (every VIP of every VRRP instance), none held yet, and
+    /// keeps `flags` (those of the snapshots' services) in step.
+    pub fn new(
+        sink: Box<dyn SteeringSink>,
+        managed: HashSet<IpAddr>,
+        flags: Arc<HeldFlags>,
+    ) -> VipGate {
+        flags.publish(&managed, &HashSet::new());
         VipGate {
             sink,
             inner: Mutex::new(Inner {
                 managed,
                 ..Inner::default()
             }),
+            flags,
         }
     }
 
@@ -76,6 +139,7 @@ impl VipGate {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes the filter's keys for `i` (the callers publish the held flags).
     fn apply(&self, i: &Inner) -> Result<(), String> {
         self.sink.set_steering(&gated(&i.keys, &i.managed, &i.held))
     }
@@ -107,6 +171,8 @@ impl VipGate {
             i.managed = old_managed;
             i.held = old_held;
         }
+        // Once, with the outcome: a failed reload never flips a flag.
+        self.flags.publish(&i.managed, &i.held);
         r
     }
 
@@ -123,6 +189,9 @@ impl VipGate {
                 i.held.remove(a);
             }
         }
+        // The flags first (a new MASTER's first steered frames find it open) and whatever the
+        // filter says: they follow VRRP, and they are what `process()` obeys.
+        self.flags.publish(&i.managed, &i.held);
         self.apply(&i)
     }
 
@@ -157,7 +226,11 @@ mod tests {
         let vip = ip("198.18.0.100");
         let other = ip("198.18.0.200");
         let real = ip("198.18.1.11");
-        let g = VipGate::new(Box::new(Rec(seen.clone())), [vip].into_iter().collect());
+        let g = VipGate::new(
+            Box::new(Rec(seen.clone())),
+            [vip].into_iter().collect(),
+            Arc::default(),
+        );
         let keys = vec![
             SteerKey::Dst {
                 addr: vip,
@@ -209,7 +282,11 @@ mod tests {
             port: 80,
             proto: Proto::Tcp,
         };
-        let g = VipGate::new(Box::new(Log(writes.clone())), HashSet::new());
+        let g = VipGate::new(
+            Box::new(Log(writes.clone())),
+            HashSet::new(),
+            Arc::default(),
+        );
         g.set_keys(Vec::new()).unwrap();
         writes.lock().unwrap().clear();
         // The reload adds a service on the VIP and a VRRP instance for it: one write, the VIP
@@ -226,5 +303,64 @@ mod tests {
         g.update(vec![dst], [vip, other].into_iter().collect())
             .unwrap();
         assert!(!g.is_open(other) && g.is_open(vip));
+    }
+
+    struct Failing(Arc<M<bool>>);
+    impl SteeringSink for Failing {
+        fn set_steering(&self, _: &[SteerKey]) -> Result<(), String> {
+            if *self.0.lock().unwrap() {
+                Err("map full".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn held_flags_follow_the_held_set_and_start_false() {
+        let vip = ip("198.18.0.100");
+        let other = ip("198.18.0.200");
+        let flags = Arc::new(HeldFlags::default());
+        let managed: HashSet<IpAddr> = [vip].into_iter().collect();
+        // The first snapshot takes its flags before the gate exists: not held.
+        let snap = flags.for_vips(&managed);
+        assert!(!snap[&vip].load(Ordering::Relaxed));
+        let fail = Arc::new(M::new(false));
+        let g = VipGate::new(Box::new(Failing(fail.clone())), managed, flags.clone());
+        g.hold(&[vip], true).unwrap();
+        assert!(
+            snap[&vip].load(Ordering::Relaxed),
+            "the snapshot's own flag"
+        );
+        // The flag follows VRRP even when the filter cannot be written.
+        *fail.lock().unwrap() = true;
+        assert!(g.hold(&[vip], false).is_err());
+        assert!(!snap[&vip].load(Ordering::Relaxed));
+        *fail.lock().unwrap() = false;
+        g.hold(&[vip], true).unwrap();
+        // A reload makes `other` managed: its flag, taken for the new snapshot before the gate
+        // hears of it, is false, and an unmanaged hold never sets it.
+        let both: HashSet<IpAddr> = [vip, other].into_iter().collect();
+        let snap2 = flags.for_vips(&both);
+        assert!(!snap2[&other].load(Ordering::Relaxed));
+        assert!(Arc::ptr_eq(&snap[&vip], &snap2[&vip]), "one flag per VIP");
+        g.hold(&[other], true).unwrap();
+        assert!(!snap2[&other].load(Ordering::Relaxed));
+        g.update(Vec::new(), both.clone()).unwrap();
+        assert!(!flags.is_held(other) && flags.is_held(vip));
+        g.hold(&[other], true).unwrap();
+        assert!(snap2[&other].load(Ordering::Relaxed));
+        // A failed reload that would stop managing `vip` leaves its flag as it was, and the
+        // restored snapshot's flags are still the gate's.
+        *fail.lock().unwrap() = true;
+        assert!(g.update(Vec::new(), [other].into_iter().collect()).is_err());
+        *fail.lock().unwrap() = false;
+        assert!(snap[&vip].load(Ordering::Relaxed));
+        g.hold(&[vip], false).unwrap();
+        assert!(!snap[&vip].load(Ordering::Relaxed));
+        // No longer managed: forgotten as held, its flag false.
+        g.hold(&[vip], true).unwrap();
+        g.update(Vec::new(), [other].into_iter().collect()).unwrap();
+        assert!(!snap[&vip].load(Ordering::Relaxed));
     }
 }

@@ -4,6 +4,15 @@
 // (ARP, ICMP echo and errors about the box's own traffic, SSH, VRRP, health-check replies, IPv6
 // for now) to the kernel stack.
 //
+// Own frames only: a frame is considered at all only when its destination MAC is the receiving
+// interface's own (`ports` holds each attached interface's MAC by ifindex, kept current by the
+// control plane). Another host's unicast frame (flooded by a hub, a bridge with ageing 0, an
+// overflowed switch), a broadcast and a multicast go to the kernel, which drops what is not its
+// own (PACKET_OTHERHOST). A frame whose source MAC is one of the box's own (`own_macs`, every
+// attached interface's MAC) is one xvs sent, looped back: it goes to the kernel too, never to
+// xvs again. Two interfaces may share a MAC (bonds, VLANs): `ports` is keyed by ifindex and
+// `own_macs` by MAC, so each check holds for each interface.
+//
 // A frame is steered when its IPv4 destination (VIP, port, protocol) is a virtual service
 // (dir 0), or its IPv4 source is a NAT real server's address and port (dir 1, the replies) and
 // its destination is not one of the box's own addresses (`local_addrs`: replies to the box's own
@@ -102,12 +111,37 @@ struct {
 	__type(value, struct port_range);
 } local_pools SEC(".maps");
 
+// Value of `ports`. Layout must match `port_value` in filter.rs (12 bytes, no padding).
+struct port_info {
+	__u32 index; // position in `datapath.interfaces`
+	__u8 mac[6]; // the interface's own MAC
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct port_info) == 12, "port_info must be 12 bytes");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_PORTS);
-	__type(key, __u32);   // ifindex
-	__type(value, __u32); // port index
+	__type(key, __u32); // ifindex
+	__type(value, struct port_info);
 } ports SEC(".maps");
+
+// Key of `own_macs`: a MAC padded to 8 bytes (`mac_key_bytes` in filter.rs).
+struct mac_key {
+	__u8 mac[6];
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct mac_key) == 8, "mac_key must be 8 bytes");
+
+// Every attached interface's MAC (a set: interfaces sharing a MAC share an entry). Twice the
+// ports: while MACs change, the new ones are added before the old ones leave. Must match
+// `MAX_OWN_MACS` in filter.rs.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_PORTS);
+	__type(key, struct mac_key);
+	__type(value, __u8);
+} own_macs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -124,18 +158,21 @@ static __always_inline void v4_mapped(__u8 addr[16], __be32 ip)
 	__builtin_memcpy(&addr[12], &ip, 4);
 }
 
-// Sends the frame to the socket of its interface and queue (XDP_PASS if there is none).
-static __always_inline int redirect(struct xdp_md *ctx)
+// Sends the frame to the socket of its interface (`port_index`) and queue (XDP_PASS if there is
+// none).
+static __always_inline int redirect(struct xdp_md *ctx, __u32 port_index)
 {
-	__u32 ifindex = ctx->ingress_ifindex;
-	__u32 *port_index = bpf_map_lookup_elem(&ports, &ifindex);
-	if (!port_index)
-		return XDP_PASS;
 	__u32 queue = ctx->rx_queue_index;
-	if (queue >= QUEUES_PER_PORT || *port_index >= MAX_PORTS)
+	if (queue >= QUEUES_PER_PORT || port_index >= MAX_PORTS)
 		return XDP_PASS;
 
-	return bpf_redirect_map(&xsks, *port_index * QUEUES_PER_PORT + queue, XDP_PASS);
+	return bpf_redirect_map(&xsks, port_index * QUEUES_PER_PORT + queue, XDP_PASS);
+}
+
+static __always_inline int same_mac(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] &&
+	       a[5] == b[5];
 }
 
 // Looks up `key` (dir, addr, proto set) at `port`, then at the wildcard port 0.
@@ -155,7 +192,8 @@ static __always_inline int steered_at(struct steer_key *key, __be16 port)
 
 // A "fragmentation needed" about a packet xvs tunnelled (TUN): `inner` is the client's packet
 // inside the quoted outer header; steered when its destination is a service.
-static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *inner, void *data_end)
+static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *inner, void *data_end,
+					      __u32 port)
 {
 	if ((void *)(inner + 1) > data_end)
 		return XDP_PASS;
@@ -172,12 +210,13 @@ static __always_inline int tunnel_frag_needed(struct xdp_md *ctx, struct iphdr *
 	v4_mapped(key.addr, inner->daddr);
 	key.dir = STEER_DST;
 	if (steered_at(&key, ports[1]))
-		return redirect(ctx);
+		return redirect(ctx, port);
 	return XDP_PASS;
 }
 
 // An ICMP message: steered if it is an error about a balanced flow (see the header comment).
-static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void *data_end)
+static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void *data_end,
+				      __u32 port)
 {
 	if (ip->frag_off & xvs_htons(0x3fff))
 		return XDP_PASS;
@@ -194,7 +233,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 		return XDP_PASS;
 	__u32 qihl = (__u32)q->ihl * 4;
 	if (q->protocol == IPPROTO_IPIP && icmp[0] == ICMP_DEST_UNREACH && icmp[1] == ICMP_FRAG_NEEDED)
-		return tunnel_frag_needed(ctx, (void *)q + qihl, data_end);
+		return tunnel_frag_needed(ctx, (void *)q + qihl, data_end, port);
 	if (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 	__be16 *ports = (void *)q + qihl;
@@ -209,7 +248,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	v4_mapped(key.addr, q->saddr);
 	key.dir = STEER_DST;
 	if (steered_at(&key, sport))
-		return redirect(ctx);
+		return redirect(ctx, port);
 	// About a packet xvs sent a FULLNAT real server: the quote's source is a local endpoint (a
 	// pool address at a port of its pool's range). The error is addressed to the pool address,
 	// one of the box's own, so this comes before the `local_addrs` check; errors about the
@@ -220,7 +259,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	if (range) {
 		__u16 port = (__u16)xvs_htons(sport); // ntohs: the same swap
 		if (port >= range->first && port <= range->last)
-			return redirect(ctx);
+			return redirect(ctx, port);
 	}
 	// About a packet xvs sent a NAT real server, unless the error is for the box itself (its
 	// own connection to the real server, e.g. a health check).
@@ -231,7 +270,7 @@ static __always_inline int icmp_error(struct xdp_md *ctx, struct iphdr *ip, void
 	v4_mapped(key.addr, q->daddr);
 	key.dir = STEER_SRC;
 	if (steered_at(&key, dport))
-		return redirect(ctx);
+		return redirect(ctx, port);
 	return XDP_PASS;
 }
 
@@ -244,6 +283,22 @@ int xvs_filter(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
+
+	// Own frames only (see the header comment).
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct port_info *info = bpf_map_lookup_elem(&ports, &ifindex);
+	if (!info)
+		return XDP_PASS;
+	// Broadcast and multicast (the I/G bit), whatever the port's MAC.
+	if (eth->h_dest[0] & 1)
+		return XDP_PASS;
+	if (!same_mac(eth->h_dest, info->mac))
+		return XDP_PASS;
+	struct mac_key src = {};
+	__builtin_memcpy(src.mac, eth->h_source, 6);
+	if (bpf_map_lookup_elem(&own_macs, &src))
+		return XDP_PASS;
+	__u32 port = info->index;
 
 	__be16 ethertype = eth->h_proto;
 	void *l3 = eth + 1;
@@ -260,7 +315,7 @@ int xvs_filter(struct xdp_md *ctx)
 	if (ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
 	if (ip->protocol == IPPROTO_ICMP)
-		return icmp_error(ctx, ip, data_end);
+		return icmp_error(ctx, ip, data_end, port);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 
@@ -276,7 +331,7 @@ int xvs_filter(struct xdp_md *ctx)
 			struct addr_key local = {};
 			v4_mapped(local.addr, ip->daddr);
 			if (bpf_map_lookup_elem(&local_pools, &local))
-				return redirect(ctx);
+				return redirect(ctx, port);
 			if (bpf_map_lookup_elem(&local_addrs, &local))
 				return XDP_PASS;
 			v4_mapped(key.addr, ip->saddr);
@@ -284,7 +339,7 @@ int xvs_filter(struct xdp_md *ctx)
 			if (!bpf_map_lookup_elem(&steer, &key))
 				return XDP_PASS;
 		}
-		return redirect(ctx);
+		return redirect(ctx, port);
 	}
 
 	__u32 ihl = (__u32)ip->ihl * 4; // 20..60
@@ -311,7 +366,7 @@ int xvs_filter(struct xdp_md *ctx)
 		if (range) {
 			__u16 port = (__u16)xvs_htons(dport); // ntohs: the same swap
 			if (port >= range->first && port <= range->last)
-				return redirect(ctx);
+				return redirect(ctx, port);
 		}
 		// A reply to the box's own connection (health check, operator) is the kernel's, even
 		// when it comes from a real server's service port.
@@ -330,7 +385,7 @@ int xvs_filter(struct xdp_md *ctx)
 			return XDP_PASS;
 	}
 
-	return redirect(ctx);
+	return redirect(ctx, port);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

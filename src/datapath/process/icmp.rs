@@ -39,6 +39,9 @@
 //! the client with the MTU less 20 bytes, as IPVS does; other errors about tunnelled packets
 //! are the kernel's.
 //!
+//! Not forwarded either: an error about a flow of a service whose VIP is managed by VRRP and not
+//! held by this box (`vrrp_backup`, see `process.rs`).
+//!
 //! Not translated: an error whose quote is no connection's. The XDP filter only steers errors
 //! whose quote names a service (source VIP:port), a FULLNAT local endpoint (source pool
 //! address at a port of its range) or a NAT real server (destination address:port), and never
@@ -165,6 +168,9 @@ impl Processor {
         if self.snap.services[si].forwarding != Forwarding::Tun {
             return Verdict::Pass;
         }
+        if self.snap.services[si].vrrp_backup() {
+            return Verdict::Drop(DropReason::VrrpBackup);
+        }
         let tracked = self.shared.conntrack.peek(Direction::Original, k, now);
         if tracked.is_none_or(|t| t.real.ip() != IpAddr::V4(e.outer_dst)) {
             return Verdict::Drop(DropReason::IcmpUntracked);
@@ -199,6 +205,9 @@ impl Processor {
             proto: q.proto,
         });
         if let Some(si) = about_service {
+            if self.snap.services[si].vrrp_backup() {
+                return Verdict::Drop(DropReason::VrrpBackup);
+            }
             let forwarding = self.snap.services[si].forwarding;
             if matches!(forwarding, Forwarding::Dr | Forwarding::Tun) {
                 // A DR/TUN reply left the real server with the VIP as source, so errors about
@@ -227,10 +236,11 @@ impl Processor {
         // address at a port of its pool's range; other ports are the box's own connections).
         if let IpAddr::V4(src) = q.src {
             if table.local_pools().is_pool_endpoint(src.to_bits(), q.sport) {
-                return match table
-                    .peek(Direction::Reply, &q.reversed(), now)
-                    .and_then(|t| Translation::fullnat(&t))
-                {
+                let tracked = table.peek(Direction::Reply, &q.reversed(), now);
+                if tracked.is_some_and(|t| self.snap.vrrp_backup_conn(t.vip, q.proto)) {
+                    return Verdict::Drop(DropReason::VrrpBackup);
+                }
+                return match tracked.and_then(|t| Translation::fullnat(&t)) {
                     Some(t) => self.icmp_to_client(frame, e, &t),
                     None => Verdict::Drop(DropReason::IcmpUntracked),
                 };
@@ -238,10 +248,11 @@ impl Processor {
         }
         // Server side, NAT: the quote is a packet xvs sent a NAT real server.
         if self.snap.is_nat_real(q.dst, q.proto) {
-            return match table
-                .peek(Direction::Reply, &q.reversed(), now)
-                .and_then(|t| Translation::nat(&t))
-            {
+            let tracked = table.peek(Direction::Reply, &q.reversed(), now);
+            if tracked.is_some_and(|t| self.snap.vrrp_backup_conn(t.vip, q.proto)) {
+                return Verdict::Drop(DropReason::VrrpBackup);
+            }
+            return match tracked.and_then(|t| Translation::nat(&t)) {
                 Some(t) => self.icmp_to_client(frame, e, &t),
                 None => Verdict::Drop(DropReason::IcmpUntracked),
             };

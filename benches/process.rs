@@ -26,10 +26,12 @@ const BATCH: usize = 64;
 /// Tailroom of every frame buffer, as UMEM frames have.
 const ROOM: usize = 64;
 
-fn frame_to(vip: [u8; 4], client_port: u16, flags: u8) -> Vec<u8> {
+/// A client's TCP segment to `vip`:80, in a frame addressed to `port_mac` (the receiving port's
+/// own MAC: anything else is dropped as `not_our_mac`).
+fn frame_to(port_mac: [u8; 6], vip: [u8; 4], client_port: u16, flags: u8) -> Vec<u8> {
     // Ethernet + IPv4 (20) + TCP (20) + 20 bytes of payload, checksums filled.
     let mut f = vec![0u8; 14 + 20 + 20 + 20];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[0..6].copy_from_slice(&port_mac);
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[12] = 0x08;
     let ip = &mut f[14..34];
@@ -60,17 +62,18 @@ fn bench_established(
     vip: [u8; 4],
     egress: PortId,
 ) {
+    let port_mac = p.shared().snapshot.load().ports[0].mac;
     let mut now = 1_000_000_000u64;
     p.begin_batch(now);
     for i in 0..BATCH {
-        let mut f = frame_to(vip, 40000 + i as u16, 0x02);
+        let mut f = frame_to(port_mac, vip, 40000 + i as u16, 0x02);
         let mut len = f.len();
         f.resize(len + ROOM, 0);
         let v = p.process_buf(now, 0, &mut f, &mut len);
         assert_eq!(v, Verdict::Tx(egress), "{name}: SYN {i}");
     }
     let templates: Vec<Vec<u8>> = (0..BATCH)
-        .map(|i| frame_to(vip, 40000 + i as u16, 0x10))
+        .map(|i| frame_to(port_mac, vip, 40000 + i as u16, 0x10))
         .collect();
     let mut bufs: Vec<Vec<u8>> = templates
         .iter()

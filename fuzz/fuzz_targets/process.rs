@@ -2,6 +2,8 @@
 //! (`tests/fixtures/nat_lab.rs`), every verdict checked by the reference reading
 //! (`tests/fixtures/oracle.rs`, shared with `tests/random_frames.rs`).
 //!
+//! Each frame is received on the port its destination MAC names (`oracle::ingress_of`).
+//!
 //! Input: records of a 2-byte big-endian header and a frame. Header bits 0..=10: frame length
 //! (cut to what is left); bit 15: write a valid IPv4 header checksum before processing (so the
 //! fuzzer reaches the transport, conntrack and rewrite paths without guessing checksums); bit 14:
@@ -46,8 +48,9 @@ fuzz_target!(|data: &[u8]| {
             p.begin_batch(now);
         }
         let input = frame.clone();
-        let verdict = p.process(now, 0, &mut frame);
-        if let Err(e) = oracle::check(&input, verdict, &frame) {
+        let ingress = oracle::ingress_of(&input);
+        let verdict = p.process(now, ingress, &mut frame);
+        if let Err(e) = oracle::check(&input, ingress, verdict, &frame) {
             panic!("{e}\n input {input:02x?}\noutput {frame:02x?}");
         }
     }

@@ -22,6 +22,9 @@
 
 mod common;
 
+#[path = "common/vrrp.rs"]
+mod vrrp_lab;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -29,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use common::{Lab, Xvs};
 
-const XVS: &str = env!("CARGO_BIN_EXE_xvs");
 /// keepalived's statistics file, in `$TMPDIR`.
 const STATS: &str = "keepalived.stats";
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -164,18 +166,13 @@ fn xvs_config(lab: &Lab, version: u8, priority: u8, interval: &str) -> (PathBuf,
     (lab.write_config("lb1", "ka-xvs.yaml", &text), socket)
 }
 
+/// The state of the first VRRP instance of the daemon at `socket` (`""` if it does not answer).
 fn xvs_state(socket: &Path) -> String {
-    let out = Command::new(XVS)
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .args(["vrrp", "--json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["instances"][0]["state"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+    vrrp_lab::vrrp(socket)
+        .into_iter()
+        .next()
+        .map(|i| i.1)
+        .unwrap_or_default()
 }
 
 fn wait_xvs(socket: &Path, state: &str, limit: Duration) -> bool {

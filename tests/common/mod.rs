@@ -481,14 +481,40 @@ impl Lab {
 
     /// Polls `http://VIP/` from the client until one request succeeds or `limit` passes.
     pub fn wait_http_ready(&self, limit: Duration) -> bool {
+        self.wait_url_ready(&format!("http://{VIP}/"), limit)
+    }
+
+    /// Polls `url` from the client until one request succeeds or `limit` passes.
+    pub fn wait_url_ready(&self, url: &str, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         while Instant::now() < end {
-            if self.http_client_url(&format!("http://{VIP}/"), 1, 0.5).ok == 1 {
+            if self.http_client_url(url, 1, 0.5).ok == 1 {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         false
+    }
+
+    /// Makes every switch of the lab flood like a hub (`scripts/lab hub TAG [echo]`: ageing 0,
+    /// no learning), so every frame reaches every port whatever its destination MAC; with
+    /// `echo`, also back out of the port it came in by (hairpin), so every box receives its own
+    /// frames. Fails the test if the switches cannot be changed.
+    pub fn hub(&self, echo: bool) {
+        let mut args = vec!["hub", self.tag.as_str()];
+        if echo {
+            args.push("echo");
+        }
+        let out = Command::new(lab_script())
+            .args(&args)
+            .output()
+            .expect("run scripts/lab hub");
+        assert!(
+            out.status.success(),
+            "scripts/lab {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
 }
 

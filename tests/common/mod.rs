@@ -643,6 +643,23 @@ impl Drop for Xvs {
             eprintln!("---- xvs log ----\n{}-----------------", self.log());
         }
         let _ = std::fs::remove_file(&self.log_path);
+        remove_dead_locks(self.pid());
+    }
+}
+
+/// Removes the interface lock files (`/run/xvs/locks/*.lock`) that still name `pid`: a daemon
+/// that was SIGKILLed cannot remove its own (a clean stop does), and its lab namespace is gone
+/// with the test, so nothing else would. Called once the process has been reaped.
+fn remove_dead_locks(pid: u32) {
+    let Ok(dir) = std::fs::read_dir("/run/xvs/locks") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        if holder.trim() == pid.to_string() {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 

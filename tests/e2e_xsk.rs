@@ -476,7 +476,7 @@ fn steered_udp_crosses_the_shared_umem_and_kernel_traffic_still_passes() {
         "the reply must come from the VIP (source rewritten)"
     );
 
-    // A burst of more datagrams than the UMEM has frames (2 ports x 512 x 2 = 2048): frames must
+    // A burst of more datagrams than the UMEM has frames (2 ports x 512 x 2 + 128 = 2176): frames must
     // come back from the completion rings, or the exchange after it cannot work.
     for i in 0..5000u32 {
         let _ = cl_sock.send_to(&i.to_be_bytes(), vip);

@@ -81,12 +81,20 @@ pub const fn max_frame_len(frame_size: u32) -> u32 {
     frame_size.saturating_sub(XDP_HEADROOM + USER_HEADROOM)
 }
 
+/// UMEM frames one queue has for `ports` interfaces: [`FRAMES_PER_PORT_PER_RING_SLOT`] per ring
+/// slot of each port, plus [`HOLD_CAPACITY`] for the frames a worker holds while their next
+/// hop's MAC is resolved, so held frames never take the frames the fill rings need (with a
+/// small `ring_size` they could otherwise take every frame and stop reception on the queue).
+pub fn umem_frames(ports: u32, ring_size: u32) -> u32 {
+    ports
+        .saturating_mul(ring_size)
+        .saturating_mul(FRAMES_PER_PORT_PER_RING_SLOT)
+        .saturating_add(HOLD_CAPACITY as u32)
+}
+
 /// Bytes of UMEM one queue maps for `ports` interfaces ([`QueueIo::open`]).
 pub fn umem_bytes(ports: u32, ring_size: u32, frame_size: u32) -> u64 {
-    u64::from(ports)
-        * u64::from(ring_size)
-        * u64::from(FRAMES_PER_PORT_PER_RING_SLOT)
-        * u64::from(frame_size)
+    u64::from(umem_frames(ports, ring_size)) * u64::from(frame_size)
 }
 
 /// Errors opening a queue's sockets; each message is one line.
@@ -338,9 +346,10 @@ impl QueueIo {
         let ring = QueueSize::new(cfg.ring_size).map_err(|_| XskError::RingSize(cfg.ring_size))?;
         let frame_size =
             FrameSize::new(cfg.frame_size).map_err(|_| XskError::FrameSize(cfg.frame_size))?;
-        let frames = (ifaces.len() as u32)
-            .saturating_mul(cfg.ring_size)
-            .saturating_mul(FRAMES_PER_PORT_PER_RING_SLOT);
+        let frames = umem_frames(
+            u32::try_from(ifaces.len()).unwrap_or(u32::MAX),
+            cfg.ring_size,
+        );
         let umem_err = |reason: String| XskError::Umem {
             queue,
             frames,
@@ -742,8 +751,12 @@ mod tests {
             assert_eq!(XDP_HEADROOM, umem.xdp_headroom());
         }
         assert_eq!(max_frame_len(4096), 3840);
-        // Two interfaces, ring 2048, 4 KiB frames: 2 frames per ring slot, 16 MiB each.
-        assert_eq!(umem_bytes(2, 2048, 4096), 32 << 20);
+        // Two interfaces, ring 2048, 4 KiB frames: 2 frames per ring slot, 16 MiB each, and
+        // 128 frames (512 KiB) for held frames.
+        assert_eq!(umem_frames(2, 2048), 2 * 2048 * 2 + 128);
+        assert_eq!(umem_bytes(2, 2048, 4096), (32 << 20) + (512 << 10));
+        // The smallest rings keep their fill-ring frames whatever is held.
+        assert!(umem_frames(1, 64) - HOLD_CAPACITY as u32 >= 2 * 64);
     }
 
     #[test]

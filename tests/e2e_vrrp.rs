@@ -218,6 +218,63 @@ fn failover_on_sigterm_and_sigkill() {
     drop(x1);
 }
 
+/// The MAC an interface has now (`ip -o link show DEV`, `link/ether` field).
+fn link_mac(lab: &Lab, role: &str, dev: &str) -> String {
+    let out = lab.exec_ok(role, &["ip", "-o", "link", "show", "dev", dev]);
+    let mut words = out.split_whitespace();
+    words.find(|w| *w == "link/ether");
+    words.next().unwrap_or_default().to_string()
+}
+
+/// A box whose MAC changed while it was BACKUP announces its new MAC when it takes over: the
+/// datapath serves only an interface's current MAC (`not_our_mac`), so gratuitous ARPs that
+/// named the MAC read at start-up would strand the VIP until the client's ARP entry expired.
+#[test]
+fn a_mac_changed_while_backup_is_announced_on_takeover() {
+    let lab = Lab::up("vrrp");
+    lab.serve();
+    let lb1 = write_config(&lab, "lb1", 200);
+    let lb2 = write_config(&lab, "lb2", 150);
+    let mut x1 = start(&lab, &lb1);
+    let x2 = start(&lab, &lb2);
+    assert!(wait_state(&lb1.socket, "MASTER"), "{}", x1.log());
+    assert!(wait_state(&lb2.socket, "BACKUP"), "{}", x2.log());
+    assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x1.log());
+
+    let new_macs = [("wan0", "02:18:00:00:71:12"), ("lan0", "02:18:00:00:71:22")];
+    for (dev, mac) in new_macs {
+        assert_ne!(link_mac(&lab, "lb2", dev), mac);
+        lab.exec_ok("lb2", &["ip", "link", "set", "dev", dev, "address", mac]);
+        assert_eq!(link_mac(&lab, "lb2", dev), mac);
+    }
+    // The datapath follows a MAC change within its 250 ms main-loop wake-up.
+    std::thread::sleep(Duration::from_millis(600));
+
+    let already = x2.log().matches("(VI_1) Entering MASTER STATE").count();
+    let _ = x1.signal_now(libc::SIGTERM);
+    assert!(
+        x2.wait_log("(VI_1) Entering MASTER STATE", already, Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        x2.log()
+    );
+    assert!(x1.stop().success(), "{}", x1.log());
+    // The client learns the new MAC from lb2's gratuitous ARPs (sent at once on MASTER).
+    let end = Instant::now() + Duration::from_secs(2);
+    let neigh = || lab.exec_ok("client", &["ip", "neigh", "show", VIP, "dev", "eth0"]);
+    while Instant::now() < end && !neigh().contains(new_macs[0].1) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        neigh().contains(new_macs[0].1),
+        "the client's entry for the VIP does not name lb2's new MAC: {}\nlb2:\n{}",
+        neigh(),
+        x2.log()
+    );
+    let s = lab.http_client_url(&format!("http://{VIP}/"), 10, 1.0);
+    assert_eq!(s.ok, 10, "through lb2 with its new MAC: {s:?}\n{}", x2.log());
+}
+
 /// A config for lb1 with the given `vrrp:` section (VRRPv3, 100 ms).
 fn reload_config(socket: &Path, vrrp: &str) -> String {
     format!(

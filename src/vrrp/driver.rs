@@ -899,9 +899,14 @@ impl Driver {
 
     fn send_garps(&self, k: usize) {
         let i = &self.insts[k];
+        // The interface's MAC now, not the one read at start-up: after `ip link set dev X
+        // address ...` the datapath serves only the new MAC (frames to the old one are
+        // `not_our_mac`), so announcing the old one would strand the VIP until the neighbours'
+        // ARP entries expire. Falls back to the start-up MAC if the link cannot be read.
+        let mac = netlink::link_by_name(&i.spec.interface).map_or(i.spec.mac, |l| l.mac);
         for vip in &i.spec.cfg.vips {
             let IpAddr::V4(v4) = vip else { continue };
-            let f = garp::frame(i.spec.mac, *v4);
+            let f = garp::frame(mac, *v4);
             for _ in 0..garp::MASTER_REPEAT {
                 if let Err(e) = self.arp.send(i.spec.ifindex, &f) {
                     log(format!(

@@ -180,10 +180,10 @@ mod tests {
         let md = |level, target| Metadata::builder().level(level).target(target).build();
         assert!(l.enabled(&md(Level::Trace, "xvs::control::health")));
         assert!(!l.enabled(&md(Level::Debug, "netlink_sys::socket")));
-        assert!(!l.enabled(&md(Level::Info, "hyper::proto")));
-        assert!(l.enabled(&md(Level::Warn, "hyper::proto")));
+        assert!(!l.enabled(&md(Level::Info, "xsk_rs::umem")));
+        assert!(l.enabled(&md(Level::Warn, "xsk_rs::umem")));
         let (l, _) = logger(LevelFilter::Error);
-        assert!(!l.enabled(&md(Level::Warn, "hyper::proto")));
-        assert!(l.enabled(&md(Level::Error, "hyper::proto")));
+        assert!(!l.enabled(&md(Level::Warn, "xsk_rs::umem")));
+        assert!(l.enabled(&md(Level::Error, "xsk_rs::umem")));
     }
 }

@@ -125,12 +125,16 @@ mod tests {
     #[test]
     fn write_line_writes_the_message_and_one_newline() {
         let mut out = Vec::new();
-        let r = Record::builder()
-            .level(Level::Warn)
-            .target("xvs::datapath::worker")
-            .args(format_args!("worker of queue {}: running unpinned", 3))
-            .build();
-        write_line(&mut out, &r).unwrap();
+        let queue = 3;
+        write_line(
+            &mut out,
+            &Record::builder()
+                .level(Level::Warn)
+                .target("xvs::datapath::worker")
+                .args(format_args!("worker of queue {queue}: running unpinned"))
+                .build(),
+        )
+        .unwrap();
         assert_eq!(out, b"worker of queue 3: running unpinned\n");
     }
 

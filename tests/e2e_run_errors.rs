@@ -346,12 +346,7 @@ fn log_level_warn_keeps_errors_and_drops_info_lines() {
 
     let (code, info) = run_until_ready(&ns, &cfg, &[]);
     assert_eq!(code, Some(0), "at the default level:\n{info}");
-    for want in [
-        "xvs 0",
-        " started (lb1): ",
-        "Received signal",
-        "xvs stopped",
-    ] {
+    for want in [" started (lb1): ", "Received signal", "xvs stopped"] {
         assert!(info.contains(want), "default level lacks {want:?}:\n{info}");
     }
     let (code, warn) = run_until_ready(&ns, &cfg, &["--log-level", "warn"]);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xvs::control::logging::{self, LogLevel};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +23,9 @@ enum Command {
     Run {
         #[arg(short, long)]
         config: PathBuf,
+        /// Log lines at this level and above, to stderr (one line per event).
+        #[arg(long, value_enum, value_name = "LEVEL", default_value = "info")]
+        log_level: LogLevel,
     },
     /// Validate a configuration file without touching the network.
     Check {
@@ -44,13 +48,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => match xvs::control::daemon::run(&config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{}", e.0);
-                ExitCode::from(1)
+        Command::Run { config, log_level } => {
+            if let Err(e) = logging::init(log_level) {
+                eprintln!("xvs: cannot install the logger: {e}");
+                return ExitCode::from(1);
             }
-        },
+            match xvs::control::daemon::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{}", e.0);
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check { config } => {
             use xvs::control::config::{load, SystemHost};
             match load(&config, &SystemHost::startup()) {

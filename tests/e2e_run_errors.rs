@@ -241,3 +241,127 @@ fn with_a_connection_table_beyond_the_memory_limit() {
         ns.links()
     );
 }
+
+/// `xvs run ARGS` started in `ns` with `cfg` until it is ready (it tells systemd `READY=1`, right
+/// after its "started" line), then stopped with SIGTERM; returns its exit status and stderr.
+fn run_until_ready(ns: &Netns, cfg: &TempPath, args: &[&str]) -> (Option<i32>, String) {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+
+    /// Kills the daemon if the test fails before stopping it.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let tag = format!("{}-{}", ns.0, args.join(""));
+    let notify = TempPath::new(&format!("{tag}.notify"));
+    let sock = UnixDatagram::bind(&notify.0).expect("bind the notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stderr = TempPath::new(&format!("{tag}.stderr"));
+    let file = std::fs::File::create(&stderr.0).unwrap();
+    let mut xvs = Running(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, xvs(), "run", "-c"])
+            .arg(&cfg.0)
+            .args(args)
+            .env("NOTIFY_SOCKET", &notify.0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start xvs"),
+    );
+    let log = || std::fs::read_to_string(&stderr.0).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 512];
+    loop {
+        assert!(Instant::now() < deadline, "xvs never got ready:\n{}", log());
+        if let Some(st) = xvs.0.try_wait().unwrap() {
+            panic!("xvs exited ({st}) before it was ready:\n{}", log());
+        }
+        if let Ok(n) = sock.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                break;
+            }
+        }
+    }
+    let pid = xvs.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = xvs.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "xvs ignored SIGTERM:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), log())
+}
+
+/// `--log-level warn` drops the info lines and keeps the errors: a start that fails still says
+/// why in its one line, and a start and stop that succeed log none of the lines they log at the
+/// default level ("started", "Received signal", "stopped"), only that run's warnings if any.
+#[test]
+fn log_level_warn_keeps_errors_and_drops_info_lines() {
+    assert_root();
+    let ns = Netns::with(&["wan0"]);
+    let cfg = config(&ns);
+    let out = ns.run(
+        &[
+            xvs(),
+            "run",
+            "-c",
+            cfg.0.to_str().unwrap(),
+            "--log-level",
+            "warn",
+        ],
+        true,
+    );
+    let line = one_line_failure(&out, "lan0");
+    eprintln!("at warn: {line}");
+    drop(ns);
+
+    let ns = Netns::with(&["wan0", "lan0"]);
+    let cfg = config(&ns);
+    let admin = TempPath::new(&format!("{}.sock", ns.0));
+    let text = std::fs::read_to_string(&cfg.0).unwrap();
+    let own_socket = text.replace(
+        "admin_socket: /run/xvs/admin.sock",
+        &format!("admin_socket: {}", admin.0.display()),
+    );
+    assert_ne!(
+        own_socket, text,
+        "config/nat.yaml's admin_socket line moved"
+    );
+    std::fs::write(&cfg.0, own_socket).unwrap();
+
+    let (code, info) = run_until_ready(&ns, &cfg, &[]);
+    assert_eq!(code, Some(0), "at the default level:\n{info}");
+    for want in [" started (lb1): ", "Received signal", "xvs stopped"] {
+        assert!(info.contains(want), "default level lacks {want:?}:\n{info}");
+    }
+    let (code, warn) = run_until_ready(&ns, &cfg, &["--log-level", "warn"]);
+    assert_eq!(code, Some(0), "at warn:\n{warn}");
+    for line in warn.lines() {
+        assert!(
+            !line.contains("started (")
+                && !line.contains("Received signal")
+                && line != "xvs stopped",
+            "an info line at warn: {line:?}\n{warn}"
+        );
+        assert!(
+            info.lines().any(|l| l == line),
+            "a line at warn that the default level did not log: {line:?}"
+        );
+    }
+    eprintln!("at info:\n{info}at warn:\n{warn}");
+}

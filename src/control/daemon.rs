@@ -86,10 +86,6 @@ const JANITOR_BUDGET: usize = 4096;
 /// How often the filter's copy of the box's own addresses is re-synced from the kernel.
 const ADDRESS_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-fn log(line: impl AsRef<str>) {
-    eprintln!("{}", line.as_ref());
-}
-
 /// The RX queues of `iface` (`/sys/class/net/IFACE/queues/rx-N`).
 fn rx_queue_count(iface: &str) -> Result<u32, Fatal> {
     let dir = format!("/sys/class/net/{iface}/queues");
@@ -324,20 +320,20 @@ impl Running {
         self.draining.retain(|d| {
             let done = d.is_drained();
             if done {
-                log(format!(
+                log::info!(
                     "Service [{}]:{}:{} of VS {} drained",
                     d.addr.ip(),
                     d.service.proto,
                     d.addr.port(),
                     d.service
-                ));
+                );
             }
             !done
         });
         if self.draining.len() != before {
             let keys = steering_keys(&self.shared.snapshot.load(), &self.draining);
             if let Err(e) = self.gate.set_keys(keys) {
-                log(format!("Cannot update the XDP filter's steering: {e}"));
+                log::error!("Cannot update the XDP filter's steering: {e}");
             }
         }
     }
@@ -354,13 +350,11 @@ impl Running {
             });
         match (result, self.address_sync_failing) {
             (Ok(_), true) => {
-                log("Local addresses synced again");
+                log::info!("Local addresses synced again");
                 self.address_sync_failing = false;
             }
             (Err(e), false) => {
-                log(format!(
-                    "Cannot sync local addresses to the XDP filter: {e}"
-                ));
+                log::error!("Cannot sync local addresses to the XDP filter: {e}");
                 self.address_sync_failing = true;
             }
             _ => {}
@@ -385,19 +379,17 @@ impl Running {
             return;
         }
         if let Err(e) = self.filter.set_port_macs(&macs) {
-            log(format!(
-                "Cannot update the XDP filter's interface MACs: {e}"
-            ));
+            log::error!("Cannot update the XDP filter's interface MACs: {e}");
             return;
         }
         for (port, mac) in self.ports.iter_mut().zip(&macs) {
             if port.mac != *mac {
-                log(format!(
+                log::info!(
                     "Interface {}: MAC changed from {} to {}",
                     port.name,
                     mac_text(&port.mac),
                     mac_text(mac)
-                ));
+                );
                 port.mac = *mac;
             }
         }
@@ -452,11 +444,11 @@ impl Running {
         if let Err(problems) = config::validate_runtime(&cfg, &config::SystemHost::running()) {
             return Err(format!("xvs: {what} refused: {}", problems.join("; ")));
         }
-        log(format!("Run-time change: {what}"));
+        log::info!("Run-time change: {what}");
         match self.apply(cfg) {
             Ok(changes) => {
                 for l in &changes {
-                    log(l);
+                    log::info!("{l}");
                 }
                 if changes.is_empty() {
                     Ok("No change".to_string())
@@ -465,7 +457,7 @@ impl Running {
                 }
             }
             Err(Fatal(msg)) => {
-                log(&msg);
+                log::error!("{msg}");
                 Err(msg)
             }
         }
@@ -478,21 +470,18 @@ impl Running {
             "RELOADING=1\nMONOTONIC_USEC={}",
             signals::monotonic_usec()
         ));
-        log(format!(
-            "Reloading configuration file {}",
-            self.path.display()
-        ));
+        log::info!("Reloading configuration file {}", self.path.display());
         let outcome = match self.try_reload() {
             Ok(changes) => {
                 for c in &changes {
-                    log(c);
+                    log::info!("{c}");
                 }
                 let done = format!(
                     "Configuration reloaded ({} change{})",
                     changes.len(),
                     if changes.len() == 1 { "" } else { "s" }
                 );
-                log(&done);
+                log::info!("{done}");
                 self.reload.successful.store(true, Ordering::Relaxed);
                 self.reload
                     .timestamp_seconds
@@ -503,8 +492,8 @@ impl Running {
             }
             Err(Fatal(msg)) => {
                 let kept = "Configuration reload failed; keeping the running configuration";
-                log(&msg);
-                log(kept);
+                log::error!("{msg}");
+                log::error!("{kept}");
                 self.reload.successful.store(false, Ordering::Relaxed);
                 Err(format!("{msg}\n{kept}"))
             }
@@ -584,14 +573,14 @@ impl Running {
             return Err(fatal(e));
         }
         for d in &draining[self.draining.len()..] {
-            log(format!(
+            log::info!(
                 "Draining service [{}]:{}:{} of VS {} ({} connections left)",
                 d.addr.ip(),
                 d.service.proto,
                 d.addr.port(),
                 d.service,
                 d.stats.total_connections()
-            ));
+            );
         }
         self.draining = draining;
         for ip in real_addresses(&cfg) {
@@ -638,12 +627,12 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     // while we hold them, an `xvs_filter` found attached is stale.
     let locks = lock_interfaces(&ports)?;
     for w in locks.waited() {
-        log(format!(
+        log::warn!(
             "Interface {} was still held by an exiting xvs{}; got it after {} ms",
             w.iface,
             w.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
             w.waited.as_millis()
-        ));
+        );
     }
     let filter_ports: Vec<FilterPort> = ports
         .iter()
@@ -688,18 +677,16 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     for (addr, _, _) in local_pool_ranges(&cfg) {
         if !own.contains(&addr) {
             // Replies to it need the box's kernel to answer ARP for it.
-            log(format!(
+            log::warn!(
                 "Local address {addr} is not an address of this box: real servers cannot reach it until it is added to the interface on their LAN"
-            ));
+            );
         }
     }
 
     let primed = neighbours::prime(&ports, &real_addresses(&cfg), PRIME_TIMEOUT)?;
     shared.nexthops.store(Arc::new(primed.table));
     for ip in &primed.unresolved {
-        log(format!(
-            "Real server {ip}: next-hop MAC not resolved yet (will keep trying)"
-        ));
+        log::warn!("Real server {ip}: next-hop MAC not resolved yet (will keep trying)");
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -829,14 +816,14 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             )
         })
         .collect();
-    log(format!(
+    log::info!(
         "xvs {} started ({}): {} service(s), {} worker(s), XDP on {}",
         env!("CARGO_PKG_VERSION"),
         cfg.global.router_id,
         cfg.services.len(),
         handles.len(),
         modes.join(", ")
-    ));
+    );
     signals::sd_notify("READY=1");
 
     let mut running = Running {
@@ -858,7 +845,7 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     loop {
         match sigs.wait(Duration::from_millis(250)) {
             Some(Signal::Stop(sig)) => {
-                log(format!("Received signal {sig}, stopping"));
+                log::info!("Received signal {sig}, stopping");
                 break;
             }
             Some(Signal::Reload) => {
@@ -914,9 +901,11 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
     drop(running.gate);
     match Arc::try_unwrap(running.filter) {
         Ok(f) => f.detach()?,
-        Err(_) => log("XDP filter still referenced at exit; it is detached when the process ends"),
+        Err(_) => {
+            log::warn!("XDP filter still referenced at exit; it is detached when the process ends")
+        }
     }
-    log("xvs stopped");
+    log::info!("xvs stopped");
     if let Some(e) = worker_error {
         return Err(fatal(e));
     }
@@ -938,10 +927,10 @@ fn join_servers(servers: Vec<(&str, JoinHandle<()>)>) {
         if h.is_finished() {
             let _ = h.join();
         } else {
-            log(format!(
+            log::warn!(
                 "The {name} server did not stop within {} ms; not waiting for it",
                 SERVER_STOP_WAIT.as_millis()
-            ));
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod health;
 pub mod iflock;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod neighbours;

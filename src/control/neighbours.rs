@@ -230,14 +230,14 @@ impl ErrorLog {
     fn error(&mut self, what: &str, e: &NetlinkError) {
         let line = format!("{what}: {e}");
         if self.0.as_deref() != Some(line.as_str()) {
-            eprintln!("xvs: neighbours: {line}");
+            log::error!("xvs: neighbours: {line}");
             self.0 = Some(line);
         }
     }
 
     fn ok(&mut self) {
         if self.0.take().is_some() {
-            eprintln!("xvs: neighbours: table refresh recovered");
+            log::info!("xvs: neighbours: table refresh recovered");
         }
     }
 }

@@ -460,7 +460,7 @@ impl FilterProgram {
 
         for (i, FilterPort { name, ifindex, .. }) in ports.iter().enumerate() {
             for (_, p) in stale.iter().filter(|(j, _)| *j == i) {
-                eprintln!(
+                log::warn!(
                     "interface {name}: replacing stale XDP program {} ({PROGRAM_NAME}, {} mode) left by an earlier xvs",
                     p.id, p.mode
                 );
@@ -599,7 +599,7 @@ impl FilterProgram {
                 Ok(()) => Ok(AttachMode::Native),
                 Err(native) => match self.attach_with(ifindex, AttachMode::Skb) {
                     Ok(()) => {
-                        eprintln!(
+                        log::warn!(
                             "interface {name}: native XDP unavailable ({native}); using skb mode"
                         );
                         Ok(AttachMode::Skb)
@@ -875,7 +875,7 @@ impl FilterProgram {
 impl Drop for FilterProgram {
     fn drop(&mut self) {
         if let Err(e) = self.detach_all() {
-            eprintln!("{e}");
+            log::error!("{e}");
         }
         // SAFETY: `obj` was loaded by `load` and is closed exactly once, here; its fds are not
         // used after this.

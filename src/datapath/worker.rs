@@ -343,7 +343,7 @@ pub fn spawn_workers<H: FrameHandler + Send + 'static>(
         let queue = io.queue();
         let core = cores.get(i).copied();
         if core.is_none() {
-            eprintln!("worker of queue {queue}: no core #{i} to pin to; running unpinned");
+            log::warn!("worker of queue {queue}: no core #{i} to pin to; running unpinned");
         }
         let thread_stop = stop.clone();
         let spawned = std::thread::Builder::new()
@@ -351,7 +351,7 @@ pub fn spawn_workers<H: FrameHandler + Send + 'static>(
             .spawn(move || {
                 if let Some(core) = core {
                     if !core_affinity::set_for_current(core) {
-                        eprintln!(
+                        log::warn!(
                             "worker of queue {queue}: cannot pin to core {}; running unpinned",
                             core.id
                         );
@@ -359,7 +359,7 @@ pub fn spawn_workers<H: FrameHandler + Send + 'static>(
                 }
                 let r = run_worker(queue, &mut io, &mut handler, &cfg, &thread_stop);
                 if let Err(e) = &r {
-                    eprintln!("{e}");
+                    log::error!("{e}");
                 }
                 r
             });

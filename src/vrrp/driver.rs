@@ -250,8 +250,10 @@ pub fn spawn(
     // At start every instance is "added"; anything else (a socket that cannot open, an
     // instance that cannot start) is logged.
     for line in d.reconfigure(now, specs, groups) {
-        if !line.ends_with(" added") {
-            log(line);
+        if line.ends_with(" added") {
+            log::debug!("{line}");
+        } else {
+            log::info!("{line}");
         }
     }
     let thread = std::thread::Builder::new()
@@ -484,10 +486,6 @@ struct Driver {
     dirty: bool,
 }
 
-fn log(line: impl AsRef<str>) {
-    eprintln!("{}", line.as_ref());
-}
-
 fn shell(cmd: &str) -> std::io::Result<Child> {
     Process::new("/bin/sh")
         .arg("-c")
@@ -571,7 +569,7 @@ impl Driver {
                 .chain(std::iter::once(self.waker.as_raw_fd()))
                 .collect();
             if let Err(e) = poll_readable(&fds, ms, &mut ready) {
-                log(format!("VRRP: poll failed: {e}"));
+                log::error!("VRRP: poll failed: {e}");
                 std::thread::sleep(MAX_WAIT);
             }
         }
@@ -627,7 +625,7 @@ impl Driver {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
                 Err(e) => {
-                    log(format!("VRRP: receive on {iface} failed: {e}"));
+                    log::error!("VRRP: receive on {iface} failed: {e}");
                     return;
                 }
             };
@@ -671,13 +669,9 @@ impl Driver {
             let now_down = !down.is_empty();
             if now_down != i.link_down {
                 if now_down {
-                    log(format!(
-                        "({}) Netlink reports {} down",
-                        i.spec.name,
-                        down.join(", ")
-                    ));
+                    log::info!("({}) Netlink reports {} down", i.spec.name, down.join(", "));
                 } else {
-                    log(format!("({}) Netlink reports interfaces up", i.spec.name));
+                    log::info!("({}) Netlink reports interfaces up", i.spec.name);
                 }
                 i.link_down = now_down;
             }
@@ -708,14 +702,14 @@ impl Driver {
                         s.failures = 0;
                         if !s.up && s.successes >= s.spec.rise {
                             s.up = true;
-                            log(format!("VRRP_Script({}) succeeded", s.spec.command));
+                            log::info!("VRRP_Script({}) succeeded", s.spec.command);
                         }
                     } else {
                         s.failures = s.failures.saturating_add(1);
                         s.successes = 0;
                         if s.up && s.failures >= s.spec.fall {
                             s.up = false;
-                            log(format!("VRRP_Script({}) failed", s.spec.command));
+                            log::info!("VRRP_Script({}) failed", s.spec.command);
                         }
                     }
                 }
@@ -724,7 +718,7 @@ impl Driver {
                     match shell(&s.spec.command) {
                         Ok(c) => s.running = Some((c, now)),
                         Err(e) => {
-                            log(format!("VRRP_Script({}) cannot start: {e}", s.spec.command));
+                            log::error!("VRRP_Script({}) cannot start: {e}", s.spec.command);
                             s.failures = s.failures.saturating_add(1);
                         }
                     }
@@ -753,11 +747,11 @@ impl Driver {
             i.inst.set_fault(now, fault);
             let p = i.effective_priority();
             if p != i.inst.priority() {
-                log(format!(
+                log::info!(
                     "({}) Changing effective priority from {} to {p}",
                     i.spec.name,
                     i.inst.priority()
-                ));
+                );
                 i.inst.set_priority(p);
                 self.dirty = true;
             }
@@ -801,7 +795,7 @@ impl Driver {
         };
         while let Some(t) = i.inst.poll_transmit() {
             if t.priority == 0 {
-                log(format!("({}) sent 0 priority", i.spec.name));
+                log::info!("({}) sent 0 priority", i.spec.name);
             }
             let fields = i.inst.advert_fields(&t);
             let dsts: Vec<Ipv4Addr> = if i.spec.peers.is_empty() {
@@ -813,16 +807,13 @@ impl Driver {
                 let n = match encode_ipv4(&mut buf, &fields, i.spec.cfg.primary, IpAddr::V4(dst)) {
                     Ok(n) => n,
                     Err(e) => {
-                        log(format!("({}) cannot encode an advert: {e}", i.spec.name));
+                        log::error!("({}) cannot encode an advert: {e}", i.spec.name);
                         continue;
                     }
                 };
                 match sock.send(&buf[..n], dst) {
                     Ok(()) => i.sent += 1,
-                    Err(e) => log(format!(
-                        "({}) cannot send an advert to {dst}: {e}",
-                        i.spec.name
-                    )),
+                    Err(e) => log::error!("({}) cannot send an advert to {dst}: {e}", i.spec.name),
                 }
             }
             self.dirty = true;
@@ -835,8 +826,8 @@ impl Driver {
         i.transitions += 1;
         let name = i.spec.name.clone();
         match e {
-            Event::Stopped => log(format!("({name}) Stopped")),
-            _ => log(format!("({name}) Entering {} STATE", e.state().name())),
+            Event::Stopped => log::info!("({name}) Stopped"),
+            _ => log::info!("({name}) Entering {} STATE", e.state().name()),
         }
         let notify = match e {
             Event::BecomeMaster => i.spec.notify.master.clone(),
@@ -852,7 +843,7 @@ impl Driver {
         if let Some(cmd) = notify {
             match shell(&cmd) {
                 Ok(c) => self.children.push(c),
-                Err(e) => log(format!("({name}) cannot run notify command: {e}")),
+                Err(e) => log::error!("({name}) cannot run notify command: {e}"),
             }
         }
     }
@@ -861,14 +852,15 @@ impl Driver {
         let i = &mut self.insts[k];
         for &(addr, len) in &i.spec.prefixes {
             if let Err(e) = netlink::add_address(i.spec.ifindex, addr, len) {
-                log(format!(
+                log::error!(
                     "({}) cannot add {addr}/{len} to {}: {e}",
-                    i.spec.name, i.spec.interface
-                ));
+                    i.spec.name,
+                    i.spec.interface
+                );
             }
         }
         if let Err(e) = self.gate.hold(&i.spec.cfg.vips, true) {
-            log(format!("({}) cannot steer the VIPs: {e}", i.spec.name));
+            log::error!("({}) cannot steer the VIPs: {e}", i.spec.name);
         }
         i.holding = true;
         i.garp_at = Some(now + garp::MASTER_DELAY);
@@ -880,18 +872,16 @@ impl Driver {
         i.garp_at = None;
         // Close the filter first: from here on the datapath does not forward for the VIPs.
         if let Err(e) = self.gate.hold(&i.spec.cfg.vips, false) {
-            log(format!(
-                "({}) cannot stop steering the VIPs: {e}",
-                i.spec.name
-            ));
+            log::error!("({}) cannot stop steering the VIPs: {e}", i.spec.name);
         }
         // Also at start-up (not holding): a previous run may have left them behind.
         for &(addr, len) in &i.spec.prefixes {
             if let Err(e) = netlink::del_address(i.spec.ifindex, addr, len) {
-                log(format!(
+                log::error!(
                     "({}) cannot remove {addr}/{len} from {}: {e}",
-                    i.spec.name, i.spec.interface
-                ));
+                    i.spec.name,
+                    i.spec.interface
+                );
             }
         }
         i.holding = false;
@@ -909,10 +899,10 @@ impl Driver {
             let f = garp::frame(mac, *v4);
             for _ in 0..garp::MASTER_REPEAT {
                 if let Err(e) = self.arp.send(i.spec.ifindex, &f) {
-                    log(format!(
+                    log::error!(
                         "({}) cannot send gratuitous ARP for {vip}: {e}",
                         i.spec.name
-                    ));
+                    );
                     break;
                 }
             }

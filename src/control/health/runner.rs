@@ -39,12 +39,6 @@ impl HealthHandle {
 
 type Result_ = (u64, Outcome, Duration);
 
-fn log(lines: Vec<String>) {
-    for l in lines {
-        eprintln!("{l}");
-    }
-}
-
 /// Starts the health thread; it applies `on_failure: remove` to `shared`'s connection table and
 /// counts into `metrics`, and stops (with its pool) once `stop` is set.
 pub fn spawn(
@@ -81,7 +75,7 @@ fn run(
             match spawn_prober(pool.len(), job_rx.clone(), res_tx.clone(), stop.clone()) {
                 Ok(h) => pool.push(h),
                 Err(e) => {
-                    eprintln!("Cannot start a health-check thread: {e}");
+                    log::error!("Cannot start a health-check thread: {e}");
                     break;
                 }
             }
@@ -93,14 +87,21 @@ fn run(
             .min(MAX_WAIT);
         channel::select! {
             recv(plans) -> p => match p {
-                Ok(plan) => log(checks.update(plan, now())),
+                Ok(plan) => {
+                    // Service changes (checkers added, sorry servers), at info.
+                    for l in checks.update(plan, now()) {
+                        log::info!("{l}");
+                    }
+                }
                 // The daemon dropped its handle: keep checking the last plan.
                 Err(_) => plans = channel::never(),
             },
             recv(res_rx) -> r => {
                 if let Ok((id, outcome, took)) = r {
                     outstanding = outstanding.saturating_sub(1);
-                    log(checks.complete(id, now(), &outcome, took, &shared.conntrack));
+                    for l in checks.complete(id, now(), &outcome, took, &shared.conntrack) {
+                        log::info!("{l}");
+                    }
                 }
             },
             default(wait) => {}

@@ -253,8 +253,12 @@ fn a_mac_changed_while_backup_is_announced_on_takeover() {
     let already = x2.log().matches("(VI_1) Entering MASTER STATE").count();
     let _ = x1.signal_now(libc::SIGTERM);
     assert!(
-        x2.wait_log("(VI_1) Entering MASTER STATE", already, Duration::from_secs(5))
-            .is_some(),
+        x2.wait_log(
+            "(VI_1) Entering MASTER STATE",
+            already,
+            Duration::from_secs(5)
+        )
+        .is_some(),
         "{}",
         x2.log()
     );
@@ -272,7 +276,12 @@ fn a_mac_changed_while_backup_is_announced_on_takeover() {
         x2.log()
     );
     let s = lab.http_client_url(&format!("http://{VIP}/"), 10, 1.0);
-    assert_eq!(s.ok, 10, "through lb2 with its new MAC: {s:?}\n{}", x2.log());
+    assert_eq!(
+        s.ok,
+        10,
+        "through lb2 with its new MAC: {s:?}\n{}",
+        x2.log()
+    );
 }
 
 /// A config for lb1 with the given `vrrp:` section (VRRPv3, 100 ms).

@@ -126,17 +126,24 @@ fn single_lb_becomes_master_and_owns_the_vip() {
     );
 }
 
-#[test]
-fn failover_on_sigterm_and_sigkill() {
-    let lab = Lab::up("vrrp");
+/// The `vrrp` lab's pair serving: lb1 MASTER (priority 200), lb2 BACKUP (150), HTTP through
+/// the VIP answered.
+fn master_and_backup(lab: &Lab) -> (Box_, Xvs, Box_, Xvs) {
     lab.serve();
-    let lb1 = write_config(&lab, "lb1", 200);
-    let lb2 = write_config(&lab, "lb2", 150);
-    let mut x1 = start(&lab, &lb1);
-    let x2 = start(&lab, &lb2);
+    let lb1 = write_config(lab, "lb1", 200);
+    let lb2 = write_config(lab, "lb2", 150);
+    let x1 = start(lab, &lb1);
+    let x2 = start(lab, &lb2);
     assert!(wait_state(&lb1.socket, "MASTER"), "{}", x1.log());
     assert!(wait_state(&lb2.socket, "BACKUP"), "{}", x2.log());
     assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x1.log());
+    (lb1, x1, lb2, x2)
+}
+
+#[test]
+fn failover_on_sigterm_and_sigkill() {
+    let lab = Lab::up("vrrp");
+    let (lb1, mut x1, lb2, x2) = master_and_backup(&lab);
     let addrs2 = addresses(&lab, "lb2");
     assert!(
         !addrs2.contains("198.18.0.100") && !addrs2.contains("198.18.1.1/"),
@@ -232,14 +239,7 @@ fn link_mac(lab: &Lab, role: &str, dev: &str) -> String {
 #[test]
 fn a_mac_changed_while_backup_is_announced_on_takeover() {
     let lab = Lab::up("vrrp");
-    lab.serve();
-    let lb1 = write_config(&lab, "lb1", 200);
-    let lb2 = write_config(&lab, "lb2", 150);
-    let mut x1 = start(&lab, &lb1);
-    let x2 = start(&lab, &lb2);
-    assert!(wait_state(&lb1.socket, "MASTER"), "{}", x1.log());
-    assert!(wait_state(&lb2.socket, "BACKUP"), "{}", x2.log());
-    assert!(lab.wait_http_ready(Duration::from_secs(10)), "{}", x1.log());
+    let (_, mut x1, _, x2) = master_and_backup(&lab);
 
     let new_macs = [("wan0", "02:18:00:00:71:12"), ("lan0", "02:18:00:00:71:22")];
     for (dev, mac) in new_macs {

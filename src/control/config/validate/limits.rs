@@ -26,8 +26,9 @@ pub const MAX_HTTP_PATH_LEN: usize = 1024;
 pub const MAX_HTTP_HOST_LEN: usize = 255;
 /// Real servers per service: lc, wlc, sed and nq look at each one for every new connection.
 pub const MAX_REALS_PER_SERVICE: usize = 4096;
-/// Addresses per VRRP instance: the advertisement's count field is 8 bits.
-pub const MAX_VRRP_VIPS: usize = 255;
+/// Addresses per VRRP instance: the advertisement's count field is 8 bits (the instance's own
+/// bound).
+pub const MAX_VRRP_VIPS: usize = crate::vrrp::instance::rules::MAX_ADDRESSES;
 /// Unicast peers per VRRP instance (one advertisement each per interval).
 pub const MAX_VRRP_PEERS: usize = 255;
 /// Tracked interfaces, and tracked scripts, per VRRP instance.

@@ -321,11 +321,12 @@ fn startup_memory(cfg: &Config, max_entries: u64, queues: u32) -> StartupMemory 
         .iter()
         .map(|p| {
             let ports = u64::from(p.ports.last.saturating_sub(p.ports.first)) + 1;
-            ports * p.addresses.len() as u64
+            ports.saturating_mul(u64::try_from(p.addresses.len()).unwrap_or(u64::MAX))
         })
-        .sum();
-    let umem =
-        u64::from(queues) * xsk::umem_bytes(d.interfaces.len() as u32, d.ring_size, d.frame_size);
+        .fold(0, u64::saturating_add);
+    // Counts past u32 saturate: the memory then cannot fit, which is the right answer.
+    let ports = u32::try_from(d.interfaces.len()).unwrap_or(u32::MAX);
+    let umem = u64::from(queues).saturating_mul(xsk::umem_bytes(ports, d.ring_size, d.frame_size));
     StartupMemory::new(max_entries, pool_ports, umem)
 }
 
@@ -341,7 +342,7 @@ fn memory(cx: &mut Ctx, cfg: &Config) {
     }
     // The queues `xvs run` opens: the list, or every receive queue of the first interface.
     let queues = match cfg.datapath.interfaces.first().map(|i| &i.queues) {
-        Some(Queues::List(l)) => l.len() as u32,
+        Some(Queues::List(l)) => u32::try_from(l.len()).unwrap_or(u32::MAX),
         Some(Queues::All) => cfg
             .datapath
             .interfaces

@@ -151,3 +151,6 @@ pub fn validate(cfg: &Config, pos: &Positions, host: &dyn Host) -> Vec<Problem> 
     limits::check(&mut cx, cfg);
     cx.out
 }
+
+#[cfg(test)]
+mod tests;

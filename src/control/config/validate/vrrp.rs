@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use super::{family, is_unicast, Ctx};
 use crate::control::config::model::{Config, VrrpInstance, VrrpVersion};
 use crate::vrrp::instance::rules::{self, FamilyError, IntervalError};
-use crate::vrrp::Version;
 
 /// What the instances' rules need of the rest of the file, and what the instances already
 /// seen hold, to name the first of two.
@@ -51,14 +50,6 @@ pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
         |n, first| format!("VRRP instance name `{n}` is used twice (first at {first})"),
     );
     sync_groups(cx, cfg);
-}
-
-/// The version as the VRRP instance knows it.
-fn version(v: VrrpVersion) -> Version {
-    match v {
-        VrrpVersion::V2 => Version::V2,
-        VrrpVersion::V3 => Version::V3,
-    }
 }
 
 /// The instance `i`.
@@ -119,7 +110,7 @@ fn vips<'a>(cx: &mut Ctx, cfg: &Config, seen: &mut Seen<'a>, i: usize, inst: &'a
     for (k, v) in inst.vips.iter().enumerate() {
         let vp = format!("{p}.vips[{k}]");
         if let Some(first) = first {
-            match rules::address_family(version(inst.version), first, v.addr) {
+            match rules::address_family(inst.version.into(), first, v.addr) {
                 Err(FamilyError::Mixed) => cx.value(
                     &vp,
                     "vips mixes IPv4 and IPv6: use one instance per address family",
@@ -173,7 +164,7 @@ fn vips<'a>(cx: &mut Ctx, cfg: &Config, seen: &mut Seen<'a>, i: usize, inst: &'a
 /// `advert_interval`: what the instance's version can advertise.
 fn advert_interval(cx: &mut Ctx, path: &str, inst: &VrrpInstance) {
     let ai = inst.advert_interval;
-    let Err(e) = rules::advert_interval_cs(version(inst.version), ai.as_nanos()) else {
+    let Err(e) = rules::advert_interval_cs(inst.version.into(), ai.as_nanos()) else {
         return;
     };
     let shown = humantime::format_duration(ai);

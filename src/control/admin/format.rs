@@ -157,21 +157,21 @@ fn stats_real_name(r: &RealInfo) -> String {
     format!("  -> {name:<28}")
 }
 
+/// The first three lines of `--stats` and `--rate`: the version line, then ipvsadm's
+/// `"%-33s %8s %8s %8s %8s %8s"` header with these five columns, then `  -> RemoteAddress:Port`.
+fn numbers_title(r: &ListReply, columns: [&str; 5]) -> String {
+    let [a, b, c, d, e] = columns;
+    format!(
+        "xvs version {} (size={})\n{:<33} {a:>8} {b:>8} {c:>8} {d:>8} {e:>8}\n  -> RemoteAddress:Port\n",
+        r.version, r.conntrack_max_entries, "Prot LocalAddress:Port"
+    )
+}
+
 /// The `ipvsadm -L -n --stats` layout: ipvsadm's `print_title` and `print_service_entry` with
 /// `FMT_STATS` (the service's and each real server's Conns, InPkts, OutPkts, InBytes and
 /// OutBytes, each in [`largenum`] format).
 pub fn format_list_stats(r: &ListReply) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "xvs version {} (size={})",
-        r.version, r.conntrack_max_entries
-    );
-    let _ = writeln!(
-        o,
-        "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
-        "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
-    );
+    let mut o = numbers_title(r, ["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"]);
     let nums = |conns: u64, st: &StatsInfo| {
         [
             conns,
@@ -205,17 +205,7 @@ pub fn format_list_stats(r: &ListReply) -> String {
 /// The `ipvsadm -L -n --rate` layout: ipvsadm's `FMT_RATE` (CPS, InPPS, OutPPS, InBPS, OutBPS;
 /// a real server's first three as plain `%8u` columns, as ipvsadm prints them).
 pub fn format_list_rate(r: &ListReply) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "xvs version {} (size={})",
-        r.version, r.conntrack_max_entries
-    );
-    let _ = writeln!(
-        o,
-        "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
-        "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
-    );
+    let mut o = numbers_title(r, ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]);
     for s in sorted_services(r) {
         let t = &s.rate;
         let nums = [t.cps, t.in_pps, t.out_pps, t.in_bps, t.out_bps]
@@ -246,39 +236,29 @@ pub fn format_conns(r: &ConnsReply) -> String {
     // the client) goes between virtual and destination, as DPVS's ipvsadm shows it; NAT rows
     // have `-` there.
     let fullnat = r.connections.iter().any(|c| c.local.is_some());
-    if fullnat {
-        let _ = writeln!(
-            o,
-            "pro expire {:<11} {:<18} {:<18} {:<18} destination",
-            "state", "source", "virtual", "local"
-        );
+    let local_header = if fullnat {
+        format!("{:<18} ", "local")
     } else {
-        let _ = writeln!(
-            o,
-            "pro expire {:<11} {:<18} {:<18} destination",
-            "state", "source", "virtual"
-        );
-    }
+        String::new()
+    };
+    let _ = writeln!(
+        o,
+        "pro expire {:<11} {:<18} {:<18} {local_header}destination",
+        "state", "source", "virtual"
+    );
     for c in &r.connections {
         let expire = format!("{:02}:{:02}", c.expire_seconds / 60, c.expire_seconds % 60);
-        if fullnat {
-            let local = c.local.map_or("-".to_string(), |l| l.to_string());
-            let _ = writeln!(
-                o,
-                "{:<3} {:<6} {:<11} {:<18} {:<18} {:<18} {}",
-                c.protocol.to_uppercase(),
-                expire,
-                c.state,
-                c.client.to_string(),
-                c.vip.to_string(),
-                local,
-                c.real
-            );
-            continue;
-        }
+        let local = if fullnat {
+            format!(
+                "{:<18} ",
+                c.local.map_or("-".to_string(), |l| l.to_string())
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {local}{}",
             c.protocol.to_uppercase(),
             expire,
             c.state,

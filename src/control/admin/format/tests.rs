@@ -20,46 +20,56 @@ fn real(addr: &str, weight: u32, active: u64, inactive: u64) -> RealInfo {
     }
 }
 
+/// A NAT service on 198.18.0.100 with quorum, no sorry server, no counters.
+fn service(
+    name: &str,
+    protocol: &str,
+    port: u16,
+    scheduler: &str,
+    reals: Vec<RealInfo>,
+) -> ServiceInfo {
+    ServiceInfo {
+        name: name.into(),
+        protocol: protocol.into(),
+        vip: "198.18.0.100".parse().unwrap(),
+        port,
+        scheduler: scheduler.into(),
+        forwarding: "nat".into(),
+        reals,
+        quorum: true,
+        sorry_server: None,
+        connections_total: 0,
+        stats: StatsInfo::default(),
+        rate: RateInfo::default(),
+    }
+}
+
 pub(crate) fn lab_list() -> ListReply {
     ListReply {
         version: "0.1.0".into(),
         conntrack_max_entries: 1_000_000,
         services: vec![
             // Config order differs from ipvsadm's sort order on purpose.
-            ServiceInfo {
-                name: "dns".into(),
-                protocol: "udp".into(),
-                vip: "198.18.0.100".parse().unwrap(),
-                port: 53,
-                scheduler: "rr".into(),
-                forwarding: "nat".into(),
-                reals: vec![
+            service(
+                "dns",
+                "udp",
+                53,
+                "rr",
+                vec![
                     real("198.18.1.12:5353", 1, 0, 7),
                     real("198.18.1.11:5353", 1, 0, 8),
                 ],
-                quorum: true,
-                sorry_server: None,
-                connections_total: 0,
-                stats: StatsInfo::default(),
-                rate: RateInfo::default(),
-            },
-            ServiceInfo {
-                name: "web".into(),
-                protocol: "tcp".into(),
-                vip: "198.18.0.100".parse().unwrap(),
-                port: 80,
-                scheduler: "wrr".into(),
-                forwarding: "nat".into(),
-                reals: vec![
+            ),
+            service(
+                "web",
+                "tcp",
+                80,
+                "wrr",
+                vec![
                     real("198.18.1.11:80", 3, 12, 3),
                     real("198.18.1.12:80", 1, 4, 1),
                 ],
-                quorum: true,
-                sorry_server: None,
-                connections_total: 0,
-                stats: StatsInfo::default(),
-                rate: RateInfo::default(),
-            },
+            ),
         ],
     }
 }
@@ -276,6 +286,13 @@ fn lab_list_with_stats() -> ListReply {
         in_bytes: ib,
         out_bytes: ob,
     };
+    let rate = |cps, in_pps, out_pps, in_bps, out_bps| RateInfo {
+        cps,
+        in_pps,
+        out_pps,
+        in_bps,
+        out_bps,
+    };
     let dns = &mut l.services[0];
     dns.connections_total = 100;
     dns.stats = st(100, 100, 3_800, 5_000);
@@ -283,21 +300,9 @@ fn lab_list_with_stats() -> ListReply {
     dns.reals[0].stats = st(50, 50, 1_900, 2_500);
     dns.reals[1].connections_total = 50;
     dns.reals[1].stats = st(50, 50, 1_900, 2_500);
-    dns.rate = RateInfo {
-        cps: 5,
-        in_pps: 5,
-        out_pps: 5,
-        in_bps: 190,
-        out_bps: 250,
-    };
+    dns.rate = rate(5, 5, 5, 190, 250);
     // reals[1] is .11 (config order is not ipvsadm's order).
-    dns.reals[1].rate = RateInfo {
-        cps: 3,
-        in_pps: 3,
-        out_pps: 3,
-        in_bps: 114,
-        out_bps: 150,
-    };
+    dns.reals[1].rate = rate(3, 3, 3, 114, 150);
     let web = &mut l.services[1];
     web.connections_total = 200;
     web.stats = st(123_456_789, 1_400, 98_765_432_109, 250_000_000_000_000);
@@ -305,20 +310,8 @@ fn lab_list_with_stats() -> ListReply {
     web.reals[0].stats = st(123_456_000, 1_050, 98_765_000_000, 249_999_999_999_999);
     web.reals[1].connections_total = 50;
     web.reals[1].stats = st(789, 350, 432_109, 1);
-    web.rate = RateInfo {
-        cps: 1234,
-        in_pps: 123_456_789,
-        out_pps: 99_999_999,
-        in_bps: 1_000_000_000,
-        out_bps: 7,
-    };
-    web.reals[0].rate = RateInfo {
-        cps: 1000,
-        in_pps: 123_456_789,
-        out_pps: 99_999_999,
-        in_bps: 1_000_000_000,
-        out_bps: 7,
-    };
+    web.rate = rate(1234, 123_456_789, 99_999_999, 1_000_000_000, 7);
+    web.reals[0].rate = rate(1000, 123_456_789, 99_999_999, 1_000_000_000, 7);
     l
 }
 

@@ -356,6 +356,61 @@ mod tests {
         );
     }
 
+    /// What `xvs ctl list` prints when a fake daemon answers `reply`.
+    fn list_against(name: &str, reply: &'static str) -> (PathBuf, Output) {
+        let path = std::env::temp_dir().join(format!("xvs-ctl-{name}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let daemon = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            conn.read_to_string(&mut line).unwrap();
+            assert_eq!(line, "list\n");
+            conn.write_all(reply.as_bytes()).unwrap();
+        });
+        let out = execute(
+            &path,
+            &CtlCommand::List {
+                stats: false,
+                rate: false,
+                json: false,
+            },
+        );
+        daemon.join().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        (path, out)
+    }
+
+    #[test]
+    fn bad_replies_are_one_line_and_exit_1() {
+        let (path, out) = list_against("status", "HTTP/1.0 200 OK");
+        assert_eq!(
+            (out.code, out.stderr),
+            (
+                1,
+                format!(
+                    "xvs ctl: no usable answer from the daemon at {}: unexpected reply \"HTTP/1.0 200 OK\"\n",
+                    path.display()
+                )
+            )
+        );
+        let (_, out) = list_against("json", "ok\n{\"services\": 7}");
+        assert_eq!(out.code, 1);
+        assert!(
+            out.stderr
+                .starts_with("xvs ctl: unreadable reply from the daemon: "),
+            "{:?}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
+        // The daemon's own refusal is shown as it is.
+        let (_, out) = list_against("refused", "error\nxvs: the daemon is stopping");
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (1, "", "xvs: the daemon is stopping\n")
+        );
+    }
+
     #[test]
     fn every_command_asks_the_daemon() {
         let path = Path::new("/nonexistent/xvs.sock");

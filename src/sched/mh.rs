@@ -47,11 +47,11 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 
 use super::hash::{gcd, hash_endpoint};
-use super::{RealServer, SchedFlags, Scheduler};
-use crate::flow::{FlowKey, Nanos};
+use super::table::{LookupTable, TableLookup};
+use super::{RealServer, SchedFlags};
+use crate::flow::FlowKey;
 
 /// The default number of lookup-table entries (`mh_table_size`): a prime, 65537 = 2^16 + 1.
 pub const DEFAULT_TABLE_SIZE: u32 = 65537;
@@ -232,58 +232,69 @@ impl MaglevTable {
         c
     }
 
-    /// The server of entry `h mod M`, if any.
+    /// `h mod M`: an entry number.
     #[inline]
-    fn entry(&self, h: u64) -> Option<usize> {
-        self.entries
-            .get((h % u64::from(self.size)) as usize)
-            .map(|&s| s as usize)
+    fn reduce(&self, h: u64) -> u32 {
+        // Below `size`, a `u32`.
+        #[allow(clippy::cast_possible_truncation)]
+        let e = (h % u64::from(self.size)) as u32;
+        e
     }
 
-    /// The server for `key`, looked up in `reals` (the list the table was built for).
+    /// The server of entry `e`, if any.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        let port = if self.flags.hash_port { key.sport } else { 0 };
-        let h0 = hash_endpoint(SEED_LOOKUP, key.src, port, 0) % u64::from(self.size);
-        let first = self.entry(h0)?;
-        if reals.get(first)?.is_available() {
-            return Some(first);
+    fn entry(&self, e: u32) -> Option<usize> {
+        self.entries.get(e as usize).map(|&s| s as usize)
+    }
+
+    /// The hashed port of `key`: its source port with `mh-port`, else 0.
+    #[inline]
+    fn port(&self, key: &FlowKey) -> u16 {
+        if self.flags.hash_port {
+            key.sport
+        } else {
+            0
         }
-        if !self.flags.fallback || !reals.iter().any(RealServer::is_available) {
-            return None;
-        }
-        (0..self.size)
-            .filter_map(|offset| {
-                let probe = (h0 as u32).wrapping_add(offset) % self.size;
-                self.entry(hash_endpoint(SEED_LOOKUP, key.src, port, probe))
-            })
-            .find(|&i| reals.get(i).is_some_and(RealServer::is_available))
     }
 }
 
-/// The `mh` scheduler: a shared [`MaglevTable`], no state of its own.
-#[derive(Debug)]
-pub struct MaglevHashing {
-    table: Arc<MaglevTable>,
-}
+impl LookupTable for MaglevTable {
+    /// Entry `h(src, sport) mod M`, the port only with `mh-port`.
+    #[inline]
+    fn home(&self, key: &FlowKey) -> u32 {
+        self.reduce(hash_endpoint(SEED_LOOKUP, key.src, self.port(key), 0))
+    }
 
-impl MaglevHashing {
-    pub fn new(table: Arc<MaglevTable>) -> MaglevHashing {
-        MaglevHashing { table }
+    #[inline]
+    fn server(&self, pos: u32) -> Option<usize> {
+        self.entry(pos)
+    }
+
+    /// With `mh-fallback`: up to `M` probes.
+    #[inline]
+    fn fallback_probes(&self) -> Option<u32> {
+        self.flags.fallback.then_some(self.size)
+    }
+
+    /// Entry `h(src, sport, (home + n) mod M) mod M`: the key hashed afresh with the offset.
+    #[inline]
+    fn probe(&self, key: &FlowKey, home: u32, n: u32) -> Option<usize> {
+        let offset = home.wrapping_add(n) % self.size;
+        let h = hash_endpoint(SEED_LOOKUP, key.src, self.port(key), offset);
+        self.entry(self.reduce(h))
     }
 }
 
-impl Scheduler for MaglevHashing {
-    fn pick(&mut self, _now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        self.table.lookup(key, reals)
-    }
-}
+/// The `mh` scheduler: the table-lookup scheduler over a shared [`MaglevTable`].
+pub type MaglevHashing = TableLookup<MaglevTable>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, histogram, reals};
+    use crate::sched::Scheduler;
     use std::net::SocketAddr;
+    use std::sync::Arc;
 
     const NO_FLAGS: SchedFlags = SchedFlags {
         hash_port: false,

@@ -158,6 +158,8 @@ const NANOS_PER_TICK: Nanos = 1_000_000;
 
 /// The wrapping 32-bit millisecond clock entries store their expiry in.
 #[inline]
+// Keeping the low 32 bits is the point: the clock wraps, and expiries compare by serial numbers.
+#[allow(clippy::cast_possible_truncation)]
 fn tick(now: Nanos) -> u32 {
     (now / NANOS_PER_TICK) as u32
 }
@@ -300,6 +302,18 @@ fn dir_bit(dir: Direction) -> u32 {
     }
 }
 
+/// The most slots a shard may have: slot numbers, plus one and shifted left by the direction
+/// bit, fit a `u32` ([`index_value`]).
+const MAX_SHARD_SLOTS: usize = (1 << 31) - 2;
+
+/// Slot `slot` as the index and the free list store it.
+#[inline]
+// A shard has at most MAX_SHARD_SLOTS slots (checked when the table is built), so it fits.
+#[allow(clippy::cast_possible_truncation)]
+fn slot_id(slot: usize) -> u32 {
+    slot as u32
+}
+
 fn index_value(slot: u32, dir: Direction) -> u32 {
     ((slot + 1) << 1) | dir_bit(dir)
 }
@@ -408,7 +422,7 @@ impl Shard {
 
     fn unindex(&mut self, seed: &ahash::RandomState, slot: usize, dir: Direction) {
         let key = self.slots[slot].key(dir);
-        let own = index_value(slot as u32, dir);
+        let own = index_value(slot_id(slot), dir);
         let slots = &self.slots;
         self.index.remove(
             key.hash(seed),
@@ -435,7 +449,7 @@ impl Shard {
         }
         let e = &mut self.slots[slot];
         e.client = self.free_head;
-        self.free_head = slot as u32 + 1;
+        self.free_head = slot_id(slot) + 1;
         self.live -= 1;
     }
 
@@ -492,7 +506,7 @@ impl Shard {
         };
         for &dir in dirs {
             let h = self.slots[slot].key(dir).hash(seed);
-            self.index.insert(h, index_value(slot as u32, dir));
+            self.index.insert(h, index_value(slot_id(slot), dir));
         }
         self.live += 1;
         slot
@@ -591,8 +605,21 @@ impl ConnTable {
         } else {
             shards
         };
-        let pools = Arc::new(LocalPools::new(pools));
+        let pools = Arc::new(LocalPools::new(pools).map_err(|e| TableAllocError {
+            what: "FULLNAT local address pools",
+            entries: e.addresses,
+            bytes: 0,
+            reason: e.to_string(),
+        })?);
         let n = shards;
+        if max_entries.div_ceil(n) > MAX_SHARD_SLOTS {
+            return Err(TableAllocError {
+                what: "connection table",
+                entries: max_entries,
+                bytes: Self::bytes_needed(max_entries),
+                reason: format!("more than {MAX_SHARD_SLOTS} entries in one of {n} shards"),
+            });
+        }
         let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, capacity| {
             Shard::try_new(capacity, pools.clone(), i, n)
         })
@@ -975,6 +1002,12 @@ mod tests {
                 .starts_with("cannot allocate the persistence template table for "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_shard_past_the_slot_numbers_is_an_error() {
+        let e = ConnTable::try_with_pools(MAX_SHARD_SLOTS + 1, 1, &[]).unwrap_err();
+        assert!(e.reason.contains("entries in one of 1 shards"), "{e}");
     }
 
     #[test]

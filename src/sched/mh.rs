@@ -65,6 +65,14 @@ const SEED_OFFSET: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEED_SKIP: u64 = 0xc2b2_ae3d_27d4_eb4f;
 const SEED_LOOKUP: u64 = 0x1656_67b1_9e37_79f9;
 
+/// `h mod m`, as a `u32`.
+#[inline]
+// The remainder is below `m`, a `u32`: the cast keeps every bit.
+#[allow(clippy::cast_possible_truncation)]
+fn reduce(h: u64, m: u32) -> u32 {
+    (h % u64::from(m)) as u32
+}
+
 /// Whether `n` is prime (trial division; `n` is at most a few million here).
 pub fn is_prime(n: u32) -> bool {
     if n < 2 {
@@ -108,7 +116,7 @@ pub struct MaglevTable {
 struct Turn {
     k: u64,
     turns: u64,
-    server: usize,
+    server: u32,
 }
 
 impl Ord for Turn {
@@ -138,27 +146,28 @@ impl MaglevTable {
         } else {
             prime_at_least(size)
         };
-        let m = u64::from(size);
+        let m = size;
         let g = reals
             .iter()
             .map(|r| u64::from(r.weight))
             .fold(0, gcd)
             .max(1);
         // Per server: next entry of its preference list, and its skip.
-        let mut next = vec![0u64; reals.len()];
-        let mut skip = vec![0u64; reals.len()];
+        // Entries below `m` and skips below `m`, so `entry + skip` < 2m fits a `u32`.
+        let mut next = vec![0u32; reals.len()];
+        let mut skip = vec![0u32; reals.len()];
         let mut due = BinaryHeap::with_capacity(reals.len());
-        for (i, r) in reals.iter().enumerate() {
+        for (server, r) in (0u32..).zip(reals) {
             if r.weight == 0 {
                 continue;
             }
             let (ip, port) = (r.addr.ip(), r.addr.port());
-            next[i] = hash_endpoint(SEED_OFFSET, ip, port, 0) % m;
-            skip[i] = hash_endpoint(SEED_SKIP, ip, port, 0) % (m - 1) + 1;
+            next[server as usize] = reduce(hash_endpoint(SEED_OFFSET, ip, port, 0), m);
+            skip[server as usize] = reduce(hash_endpoint(SEED_SKIP, ip, port, 0), m - 1) + 1;
             due.push(Reverse(Turn {
                 k: 0,
                 turns: u64::from(r.weight) / g,
-                server: i,
+                server,
             }));
         }
         if due.is_empty() {
@@ -171,12 +180,12 @@ impl MaglevTable {
         }
         const FREE: u32 = u32::MAX;
         let mut entries = vec![FREE; size as usize];
-        let mut filled = 0u64;
+        let mut filled = 0u32;
         while filled < m {
             let Some(Reverse(turn)) = due.pop() else {
                 break;
             };
-            let i = turn.server;
+            let i = turn.server as usize;
             // The preference list visits every entry and at least one is free: this ends.
             let mut c = next[i];
             while entries[c as usize] != FREE {
@@ -185,7 +194,7 @@ impl MaglevTable {
                     c -= m;
                 }
             }
-            entries[c as usize] = i as u32;
+            entries[c as usize] = turn.server;
             filled += 1;
             next[i] = c;
             due.push(Reverse(Turn {
@@ -232,15 +241,6 @@ impl MaglevTable {
         c
     }
 
-    /// `h mod M`: an entry number.
-    #[inline]
-    fn reduce(&self, h: u64) -> u32 {
-        // Below `size`, a `u32`.
-        #[allow(clippy::cast_possible_truncation)]
-        let e = (h % u64::from(self.size)) as u32;
-        e
-    }
-
     /// The server of entry `e`, if any.
     #[inline]
     fn entry(&self, e: u32) -> Option<usize> {
@@ -262,7 +262,10 @@ impl LookupTable for MaglevTable {
     /// Entry `h(src, sport) mod M`, the port only with `mh-port`.
     #[inline]
     fn home(&self, key: &FlowKey) -> u32 {
-        self.reduce(hash_endpoint(SEED_LOOKUP, key.src, self.port(key), 0))
+        reduce(
+            hash_endpoint(SEED_LOOKUP, key.src, self.port(key), 0),
+            self.size,
+        )
     }
 
     #[inline]
@@ -281,7 +284,7 @@ impl LookupTable for MaglevTable {
     fn probe(&self, key: &FlowKey, home: u32, n: u32) -> Option<usize> {
         let offset = home.wrapping_add(n) % self.size;
         let h = hash_endpoint(SEED_LOOKUP, key.src, self.port(key), offset);
-        self.entry(self.reduce(h))
+        self.entry(reduce(h, self.size))
     }
 }
 

@@ -318,7 +318,7 @@ mod prop {
                 let mut seen = HashSet::new();
                 let mut live = 0u64;
                 for s in 0..t.shards() {
-                    let shard = lock(&t.shards[s]);
+                    let shard = t.shards.lock(s);
                     for e in shard.slots.iter().filter(|e| e.is_live()) {
                         live += 1;
                         prop_assert!(e.lid != NO_LOCAL);

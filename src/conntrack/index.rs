@@ -11,8 +11,11 @@
 //!   bucket without touching the slab) and a 32-bit value, 0 meaning empty. The index does not
 //!   store keys: the caller confirms a tag match against its own entry (`matches`).
 
-/// Highest fraction of buckets in use.
+/// Highest fraction of buckets in use: [`LOAD_NUM`] / [`LOAD_DEN`].
 pub const MAX_LOAD: f64 = 0.75;
+const LOAD_NUM: usize = 3;
+const LOAD_DEN: usize = 4;
+const _: () = assert!(LOAD_NUM as f64 / LOAD_DEN as f64 == MAX_LOAD);
 
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
@@ -30,7 +33,9 @@ pub struct FlowIndex {
 }
 
 impl FlowIndex {
-    /// An index for at most `keys` keys.
+    /// An index for at most `keys` keys (tests; the table uses
+    /// [`FlowIndex::try_with_capacity`]).
+    #[cfg(test)]
     pub fn with_capacity(keys: usize) -> FlowIndex {
         Self::try_with_capacity(keys).expect("cannot allocate the flow index")
     }
@@ -49,7 +54,7 @@ impl FlowIndex {
 
     /// Buckets of an index for `keys` keys.
     fn buckets_for(keys: usize) -> usize {
-        ((keys as f64 / MAX_LOAD).ceil() as usize)
+        (keys.saturating_mul(LOAD_DEN).div_ceil(LOAD_NUM))
             .max(keys.saturating_add(1))
             .max(8)
     }

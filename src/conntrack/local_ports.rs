@@ -57,33 +57,45 @@ pub struct LocalPools {
     pub in_use: Vec<AtomicU64>,
 }
 
+/// The pools hold more addresses than there are local ids (or more pools than pool indices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{addresses} local addresses in {pools} pools; at most {max} addresses are supported", max = NO_LOCAL - 1)]
+pub struct TooManyLocalAddresses {
+    pub addresses: usize,
+    pub pools: usize,
+}
+
 impl LocalPools {
-    pub fn new(pools: &[LocalPool]) -> LocalPools {
+    /// The pools, their addresses numbered by local id in order (at most `NO_LOCAL - 1` of
+    /// them, so every id and the end of every id range is below [`NO_LOCAL`]).
+    pub fn new(pools: &[LocalPool]) -> Result<LocalPools, TooManyLocalAddresses> {
+        let too_many = TooManyLocalAddresses {
+            addresses: pools.iter().map(|p| p.addresses.len()).sum(),
+            pools: pools.len(),
+        };
+        let local_id = |n: usize| {
+            u16::try_from(n)
+                .ok()
+                .filter(|&id| id < NO_LOCAL)
+                .ok_or(too_many)
+        };
         let mut out = LocalPools {
             pools: pools.to_vec(),
             ..LocalPools::default()
         };
         for (pi, p) in pools.iter().enumerate() {
-            let start = out.addrs.len() as u16;
+            let pool = u16::try_from(pi).map_err(|_| too_many)?;
+            let start = local_id(out.addrs.len())?;
             for a in &p.addresses {
                 out.addrs.push(a.to_bits());
-                out.pool_of.push(pi as u16);
+                out.pool_of.push(pool);
             }
-            out.ids.push(start..out.addrs.len() as u16);
+            out.ids.push(start..local_id(out.addrs.len())?);
             out.in_use.push(AtomicU64::new(0));
         }
-        assert!(
-            out.addrs.len() < usize::from(NO_LOCAL),
-            "too many local addresses"
-        );
-        out.by_addr = out
-            .addrs
-            .iter()
-            .enumerate()
-            .map(|(id, &a)| (a, id as u16))
-            .collect();
+        out.by_addr = (0u16..).zip(&out.addrs).map(|(id, &a)| (a, id)).collect();
         out.by_addr.sort_unstable();
-        out
+        Ok(out)
     }
 
     /// The local id of `addr`, if it is a pool address.
@@ -238,6 +250,33 @@ mod tests {
             first_port: first,
             last_port: last,
         }])
+        .unwrap()
+    }
+
+    #[test]
+    fn more_addresses_than_local_ids_is_an_error() {
+        let n = usize::from(NO_LOCAL);
+        let addresses: Vec<Ipv4Addr> = (0..n)
+            .map(|i| Ipv4Addr::from_bits(0xc612_0000 + u32::try_from(i).unwrap()))
+            .collect();
+        let pool = |addresses: &[Ipv4Addr]| LocalPool {
+            name: "p".into(),
+            addresses: addresses.to_vec(),
+            first_port: 1024,
+            last_port: 1024,
+        };
+        assert_eq!(
+            LocalPools::new(&[pool(&addresses)]).err(),
+            Some(TooManyLocalAddresses {
+                addresses: n,
+                pools: 1
+            })
+        );
+        // Split over two pools, or one fewer: the last id below NO_LOCAL is the limit.
+        let (a, b) = addresses.split_at(100);
+        assert!(LocalPools::new(&[pool(a), pool(b)]).is_err());
+        let p = LocalPools::new(&[pool(&addresses[..n - 1])]).unwrap();
+        assert_eq!(p.id_of(addresses[n - 2].to_bits()), Some(NO_LOCAL - 2));
     }
 
     #[test]
@@ -256,7 +295,7 @@ mod tests {
         let b: Vec<Ipv4Addr> = (0..10u8)
             .map(|i| Ipv4Addr::new(198, 18, 3, 250 - i))
             .collect();
-        let p = LocalPools::new(&[mk("a", &a), mk("b", &b)]);
+        let p = LocalPools::new(&[mk("a", &a), mk("b", &b)]).unwrap();
         for (id, addr) in a.iter().chain(&b).enumerate() {
             assert_eq!(p.id_of(addr.to_bits()), Some(id as u16), "{addr}");
         }
@@ -264,7 +303,7 @@ mod tests {
             let other: Ipv4Addr = other.parse().unwrap();
             assert_eq!(p.id_of(other.to_bits()), None, "{other}");
         }
-        assert_eq!(LocalPools::new(&[]).id_of(0), None);
+        assert_eq!(LocalPools::new(&[]).unwrap().id_of(0), None);
     }
 
     #[test]
@@ -282,7 +321,8 @@ mod tests {
                 first_port: 5000,
                 last_port: 5000,
             },
-        ]);
+        ])
+        .unwrap();
         let a = |s: &str| s.parse::<Ipv4Addr>().unwrap().to_bits();
         assert!(p.is_pool_endpoint(a("198.18.1.2"), 1000));
         assert!(p.is_pool_endpoint(a("198.18.1.2"), 1099));

@@ -2,7 +2,8 @@
 //!
 //! Layout and invariants:
 //! - The table is split into a power-of-two number of shards, each behind its own mutex, held for
-//!   one operation only (never across a batch). A connection lives in the shard chosen by its
+//!   one operation only (never across a batch): a [`sharded::Sharded`] container, which the
+//!   persistence templates use too. A connection lives in the shard chosen by its
 //!   **client endpoint** (address, port), which both directions carry (source of the original
 //!   direction, destination of replies), so both lookups of one connection hit the same shard
 //!   even when replies arrive on another queue (RSS is not symmetric for NAT). A FULLNAT reply
@@ -35,17 +36,19 @@
 
 pub mod index;
 pub mod local_ports;
+pub mod sharded;
 pub mod state;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, MutexGuard};
 
 pub use state::{ConnState, Direction};
 
 use crate::conntrack::index::FlowIndex;
 pub use crate::conntrack::local_ports::LocalPool;
 use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
+use crate::conntrack::sharded::{Hand, Sharded};
 use crate::datapath::wire::TcpFlags;
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
@@ -155,6 +158,8 @@ const NANOS_PER_TICK: Nanos = 1_000_000;
 
 /// The wrapping 32-bit millisecond clock entries store their expiry in.
 #[inline]
+// Keeping the low 32 bits is the point: the clock wraps, and expiries compare by serial numbers.
+#[allow(clippy::cast_possible_truncation)]
 fn tick(now: Nanos) -> u32 {
     (now / NANOS_PER_TICK) as u32
 }
@@ -297,6 +302,18 @@ fn dir_bit(dir: Direction) -> u32 {
     }
 }
 
+/// The most slots a shard may have: slot numbers, plus one and shifted left by the direction
+/// bit, fit a `u32` ([`index_value`]).
+const MAX_SHARD_SLOTS: usize = (1 << 31) - 2;
+
+/// Slot `slot` as the index and the free list store it.
+#[inline]
+// A shard has at most MAX_SHARD_SLOTS slots (checked when the table is built), so it fits.
+#[allow(clippy::cast_possible_truncation)]
+fn slot_id(slot: usize) -> u32 {
+    slot as u32
+}
+
 fn index_value(slot: u32, dir: Direction) -> u32 {
     ((slot + 1) << 1) | dir_bit(dir)
 }
@@ -332,8 +349,10 @@ struct Shard {
     free_head: u32,
     capacity: usize,
     live: usize,
-    cursor: usize,
-    evict_cursor: usize,
+    /// The expiry sweep's position.
+    sweep_hand: Hand,
+    /// The half-open eviction scan's position.
+    evict_hand: Hand,
 }
 
 /// Which keys of an entry the index holds.
@@ -369,8 +388,8 @@ impl Shard {
             free_head: 0,
             capacity,
             live: 0,
-            cursor: 0,
-            evict_cursor: 0,
+            sweep_hand: Hand::default(),
+            evict_hand: Hand::default(),
         })
     }
 
@@ -403,7 +422,7 @@ impl Shard {
 
     fn unindex(&mut self, seed: &ahash::RandomState, slot: usize, dir: Direction) {
         let key = self.slots[slot].key(dir);
-        let own = index_value(slot as u32, dir);
+        let own = index_value(slot_id(slot), dir);
         let slots = &self.slots;
         self.index.remove(
             key.hash(seed),
@@ -430,23 +449,18 @@ impl Shard {
         }
         let e = &mut self.slots[slot];
         e.client = self.free_head;
-        self.free_head = slot as u32 + 1;
+        self.free_head = slot_id(slot) + 1;
         self.live -= 1;
     }
 
     /// Visits up to `budget` slots from the cursor, removing expired entries. Returns the number
     /// removed.
     fn sweep(&mut self, seed: &ahash::RandomState, now: u32, budget: usize) -> usize {
-        let n = self.slots.len();
-        if n == 0 {
-            return 0;
-        }
         let mut removed = 0;
-        for _ in 0..budget.min(n) {
-            self.cursor = (self.cursor + 1) % n;
-            let e = &self.slots[self.cursor];
+        for slot in self.sweep_hand.advance(self.slots.len(), budget) {
+            let e = &self.slots[slot];
             if e.is_live() && is_expired(e.expires, now) {
-                self.remove(seed, self.cursor);
+                self.remove(seed, slot);
                 removed += 1;
             }
         }
@@ -456,15 +470,13 @@ impl Shard {
     /// Evicts the half-open entry closest to expiry (the oldest) among up to [`EVICT_SCAN`]
     /// slots from the eviction cursor. Returns whether one was evicted.
     fn evict_half_open(&mut self, seed: &ahash::RandomState, now: u32) -> bool {
-        let n = self.slots.len();
         let mut oldest: Option<(usize, i32)> = None;
-        for _ in 0..EVICT_SCAN.min(n) {
-            self.evict_cursor = (self.evict_cursor + 1) % n;
-            let e = &self.slots[self.evict_cursor];
+        for slot in self.evict_hand.advance(self.slots.len(), EVICT_SCAN) {
+            let e = &self.slots[slot];
             if e.is_live() && e.state.is_half_open() {
                 let left = e.expires.wrapping_sub(now) as i32;
                 if oldest.is_none_or(|(_, l)| left < l) {
-                    oldest = Some((self.evict_cursor, left));
+                    oldest = Some((slot, left));
                 }
             }
         }
@@ -494,7 +506,7 @@ impl Shard {
         };
         for &dir in dirs {
             let h = self.slots[slot].key(dir).hash(seed);
-            self.index.insert(h, index_value(slot as u32, dir));
+            self.index.insert(h, index_value(slot_id(slot), dir));
         }
         self.live += 1;
         slot
@@ -515,17 +527,18 @@ pub struct TableAllocError {
 /// The sharded connection table. See the module documentation for its invariants.
 #[derive(Debug)]
 pub struct ConnTable {
-    shards: Box<[Mutex<Shard>]>,
+    /// The shards, placed by client endpoint `(address, port)`.
+    shards: Sharded<Shard>,
     /// The FULLNAT pools (fixed at construction).
     pools: Arc<LocalPools>,
-    /// Chooses the shard from the client endpoint (fixed seeds: placement only).
-    shard_hasher: ahash::RandomState,
     /// Hashes keys for the shards' indexes (random seeds: flooding one probe run needs them).
     key_hasher: ahash::RandomState,
-    capacity: usize,
-    len: AtomicUsize,
-    sweep_shard: AtomicUsize,
 }
+
+/// The fixed seeds that place a connection in its shard.
+const SHARD_SEEDS: [u64; 4] = [0x7876_7300, 0x636f_6e6e, 0x7472_6163, 0x6b00_0001];
+/// The most shards a connection table has.
+const MAX_SHARDS: usize = 64;
 
 impl ConnTable {
     /// A table holding at most `max_entries` connections, in a number of shards that grows with
@@ -540,15 +553,12 @@ impl ConnTable {
     }
 
     fn default_shards(max_entries: usize) -> usize {
-        (max_entries / 4096)
-            .clamp(1, 64)
-            .next_power_of_two()
-            .min(64)
+        Sharded::<Shard>::shards_for(max_entries, MAX_SHARDS)
     }
 
     /// Number of shards (a power of two).
     pub fn shards(&self) -> usize {
-        self.shards.len()
+        self.shards.shards()
     }
 
     /// The FULLNAT pools: names, ports in use (`xvs_local_address_ports_in_use`).
@@ -558,7 +568,7 @@ impl ConnTable {
 
     /// Bytes allocated for the FULLNAT pools' free-port rings (2 bytes per pool port).
     pub fn local_port_bytes(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).port_bytes()).sum()
+        self.shards.sum(Shard::port_bytes)
     }
 
     /// A table with an explicit power-of-two shard count; capacity is split exactly.
@@ -573,19 +583,12 @@ impl ConnTable {
         Self::try_with_pools(max_entries, shards, pools).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// The capacity of each of `shards` shards of a table of `max_entries`.
-    fn shard_capacities(max_entries: usize, shards: usize) -> impl Iterator<Item = usize> {
-        let base = max_entries / shards;
-        let extra = max_entries % shards;
-        (0..shards).map(move |i| base + usize::from(i < extra))
-    }
-
     /// Bytes [`ConnTable::allocated_bytes`] will report for a table of `max_entries` built by
     /// [`ConnTable::new`] (entries and indexes; the FULLNAT port rings are
     /// [`ConnTable::local_port_bytes`]), computed without allocating: what `xvs check` weighs
     /// against the memory the process can get.
     pub fn bytes_needed(max_entries: usize) -> usize {
-        Self::shard_capacities(max_entries, Self::default_shards(max_entries))
+        Sharded::<Shard>::capacities(max_entries, Self::default_shards(max_entries))
             .map(Shard::bytes_for)
             .fold(0, usize::saturating_add)
     }
@@ -602,45 +605,44 @@ impl ConnTable {
         } else {
             shards
         };
-        assert!(
-            shards.is_power_of_two(),
-            "shard count must be a power of two"
-        );
-        let pools = Arc::new(LocalPools::new(pools));
+        let pools = Arc::new(LocalPools::new(pools).map_err(|e| TableAllocError {
+            what: "FULLNAT local address pools",
+            entries: e.addresses,
+            bytes: 0,
+            reason: e.to_string(),
+        })?);
         let n = shards;
-        let shards = Self::shard_capacities(max_entries, shards)
-            .enumerate()
-            .map(|(i, capacity)| Shard::try_new(capacity, pools.clone(), i, n).map(Mutex::new))
-            .collect::<Result<Box<[_]>, _>>()
-            .map_err(|e| TableAllocError {
+        if max_entries.div_ceil(n) > MAX_SHARD_SLOTS {
+            return Err(TableAllocError {
                 what: "connection table",
                 entries: max_entries,
                 bytes: Self::bytes_needed(max_entries),
-                reason: e.to_string(),
-            })?;
+                reason: format!("more than {MAX_SHARD_SLOTS} entries in one of {n} shards"),
+            });
+        }
+        let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, capacity| {
+            Shard::try_new(capacity, pools.clone(), i, n)
+        })
+        .map_err(|e| TableAllocError {
+            what: "connection table",
+            entries: max_entries,
+            bytes: Self::bytes_needed(max_entries),
+            reason: e.to_string(),
+        })?;
         Ok(ConnTable {
             shards,
             pools,
-            shard_hasher: ahash::RandomState::with_seeds(
-                0x7876_7300,
-                0x636f_6e6e,
-                0x7472_6163,
-                0x6b00_0001,
-            ),
             key_hasher: ahash::RandomState::new(),
-            capacity: max_entries,
-            len: AtomicUsize::new(0),
-            sweep_shard: AtomicUsize::new(0),
         })
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.shards.capacity()
     }
 
     /// Number of live entries (exact between operations).
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.shards.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -650,15 +652,11 @@ impl ConnTable {
     /// Bytes allocated for entries and indexes (reserved at construction; pages are touched as
     /// entries are first used).
     pub fn allocated_bytes(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).allocated_bytes()).sum()
-    }
-
-    fn shard_index(&self, client: (u32, u16)) -> usize {
-        (self.shard_hasher.hash_one(client) as usize) & (self.shards.len() - 1)
+        self.shards.sum(Shard::allocated_bytes)
     }
 
     fn shard_for(&self, client: (u32, u16)) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[self.shard_index(client)])
+        self.shards.lock_for(&client)
     }
 
     /// The shard of a packet travelling in `dir` with `key`: the shard of its client endpoint,
@@ -668,8 +666,8 @@ impl ConnTable {
             Direction::Original => self.shard_for((key.src, key.sport)),
             Direction::Reply => {
                 if !self.pools.addrs.is_empty() && self.pools.id_of(key.dst).is_some() {
-                    let i = LocalPools::shard_of_reply(key.dport, self.shards.len());
-                    lock(&self.shards[i])
+                    let i = LocalPools::shard_of_reply(key.dport, self.shards.shards());
+                    self.shards.lock(i)
                 } else {
                     self.shard_for((key.dst, key.dport))
                 }
@@ -709,7 +707,7 @@ impl ConnTable {
         let reopen = matches!(event, Event::Tcp(f) if dir == Direction::Original && f.is_initial_syn() && e.state.reusable_by_syn());
         if is_expired(e.expires, now_tick) || reopen {
             shard.remove(seed, slot);
-            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.shards.count_removed(1);
             return None;
         }
         let new_state = match event {
@@ -817,17 +815,17 @@ impl ConnTable {
                 });
             }
             shard.remove(seed, slot);
-            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.shards.count_removed(1);
         }
         let mut evicted_half_open = false;
         if shard.live >= shard.capacity {
             let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
-            self.len.fetch_sub(reclaimed, Ordering::Relaxed);
+            self.shards.count_removed(reclaimed);
             if shard.live >= shard.capacity {
                 if !shard.evict_half_open(seed, now_tick) {
                     return Err(InsertError::Full);
                 }
-                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.shards.count_removed(1);
                 evicted_half_open = true;
             }
         }
@@ -857,7 +855,7 @@ impl ConnTable {
         }
         let conn = entry.tracked();
         shard.place(seed, entry, keys);
-        self.len.fetch_add(1, Ordering::Relaxed);
+        self.shards.count_added(1);
         Ok(Inserted {
             conn,
             evicted_half_open,
@@ -867,10 +865,9 @@ impl ConnTable {
     /// Removes expired entries, visiting at most `budget` slots of one shard (the shards take
     /// turns). Returns how many entries were removed.
     pub fn expire(&self, now: Nanos, budget: usize) -> usize {
-        let i = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
-        let removed = lock(&self.shards[i]).sweep(&self.key_hasher, tick(now), budget);
-        self.len.fetch_sub(removed, Ordering::Relaxed);
-        removed
+        let now = tick(now);
+        self.shards
+            .sweep(|shard| shard.sweep(&self.key_hasher, now, budget))
     }
 
     /// Removes every connection scheduled to the real server whose counters are `stats` (one
@@ -880,10 +877,10 @@ impl ConnTable {
     /// worker waits at most one chunk's scan. Returns how many connections were removed.
     pub fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
         let mut total = 0;
-        for s in self.shards.iter() {
+        for i in 0..self.shards.shards() {
             let mut start = 0;
             loop {
-                let mut shard = lock(s);
+                let mut shard = self.shards.lock(i);
                 let end = (start + REMOVE_REAL_CHUNK).min(shard.slots.len());
                 let mut removed = 0;
                 for slot in start..end {
@@ -897,8 +894,8 @@ impl ConnTable {
                     }
                 }
                 let more = end < shard.slots.len();
+                self.shards.count_removed(removed);
                 drop(shard);
-                self.len.fetch_sub(removed, Ordering::Relaxed);
                 total += removed;
                 if !more {
                     break;
@@ -914,8 +911,7 @@ impl ConnTable {
     pub fn rows(&self, now: Nanos) -> Vec<ConnRow> {
         let now_tick = tick(now);
         let mut out = Vec::with_capacity(self.len());
-        for s in self.shards.iter() {
-            let s = lock(s);
+        self.shards.for_each(|s| {
             out.extend(
                 s.slots
                     .iter()
@@ -933,15 +929,9 @@ impl ConnTable {
                         }
                     }),
             );
-        }
+        });
         out
     }
-}
-
-/// Locks a shard. A poisoned shard only means another thread panicked mid-operation; every
-/// operation restores the shard's invariants before it returns, so keep going.
-fn lock(s: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -1015,6 +1005,12 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_past_the_slot_numbers_is_an_error() {
+        let e = ConnTable::try_with_pools(MAX_SHARD_SLOTS + 1, 1, &[]).unwrap_err();
+        assert!(e.reason.contains("entries in one of 1 shards"), "{e}");
+    }
+
+    #[test]
     fn both_directions_find_the_connection_and_state_advances() {
         let t = ConnTable::with_shards(100, 4);
         let to = Timeouts::default();
@@ -1046,7 +1042,7 @@ mod tests {
         let (o, r) = keys(&c);
         t.insert_original_only(c.clone(), 0, &to).unwrap();
         assert_eq!(
-            lock(&t.shards[0]).index.len(),
+            t.shards.lock(0).index.len(),
             1,
             "one index key per DR/TUN entry"
         );
@@ -1056,10 +1052,10 @@ mod tests {
         assert_eq!(got.real, c.real);
         // A NAT entry next to it keeps both keys; removal of both leaves an empty index.
         t.insert(new_conn(40001, &stats), 0, &to).unwrap();
-        assert_eq!(lock(&t.shards[0]).index.len(), 3);
+        assert_eq!(t.shards.lock(0).index.len(), 3);
         assert_eq!(t.expire(10_000 * S, 100), 2);
         assert_eq!(t.len(), 0);
-        assert_eq!(lock(&t.shards[0]).index.len(), 0);
+        assert_eq!(t.shards.lock(0).index.len(), 0);
         assert_eq!(stats.active.load(Ordering::Relaxed), 0);
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
     }
@@ -1390,7 +1386,7 @@ mod tests {
     #[test]
     fn capacity_is_split_exactly_across_shards() {
         let t = ConnTable::with_shards(10, 4);
-        let caps: usize = t.shards.iter().map(|s| s.lock().unwrap().capacity).sum();
+        let caps: usize = t.shards.sum(|s| s.capacity);
         assert_eq!(caps, 10);
     }
 }

@@ -19,12 +19,14 @@
 //! Departure from IPVS, in the table's shape only: IPVS's table has 256 buckets, so with more
 //! than 256 servers some get none; here it is the smallest power of two of at least 256 that
 //! holds 32 cycles of the servers, up to 2^20 buckets.
-
-use std::sync::Arc;
+//!
+//! The lookup is the shared table-lookup scheduler's ([`super::table`]); this file says how the
+//! table is filled and what is hashed.
 
 use super::hash::{fold, hash_32, Buckets};
-use super::{RealServer, Scheduler};
-use crate::flow::{FlowKey, Nanos};
+use super::table::{LookupTable, TableLookup};
+use super::RealServer;
+use crate::flow::FlowKey;
 
 /// The `dh` bucket table of one service.
 #[derive(Debug)]
@@ -54,40 +56,40 @@ impl DestinationHashTable {
     pub fn fits(&self, n: usize) -> bool {
         self.buckets.fits(n)
     }
+}
 
-    /// The server for `key`'s destination, looked up in `reals` (the list the table was built
-    /// for); `None` when it is unavailable.
+impl LookupTable for DestinationHashTable {
+    /// Bucket `hash_32(dst, bits)`.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        let i = self
-            .buckets
-            .get(hash_32(fold(key.dst), self.buckets.bits()))?;
-        reals.get(i)?.is_available().then_some(i)
+    fn home(&self, key: &FlowKey) -> u32 {
+        hash_32(fold(key.dst), self.buckets.bits())
+    }
+
+    #[inline]
+    fn server(&self, pos: u32) -> Option<usize> {
+        self.buckets.get(pos)
+    }
+
+    /// `dh` has no fallback: an unavailable server means no server.
+    #[inline]
+    fn fallback_probes(&self) -> Option<u32> {
+        None
+    }
+
+    fn probe(&self, _key: &FlowKey, _home: u32, _n: u32) -> Option<usize> {
+        None
     }
 }
 
-/// The `dh` scheduler: a shared [`DestinationHashTable`], no state of its own.
-#[derive(Debug)]
-pub struct DestinationHashing {
-    table: Arc<DestinationHashTable>,
-}
-
-impl DestinationHashing {
-    pub fn new(table: Arc<DestinationHashTable>) -> DestinationHashing {
-        DestinationHashing { table }
-    }
-}
-
-impl Scheduler for DestinationHashing {
-    fn pick(&mut self, _now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        self.table.lookup(key, reals)
-    }
-}
+/// The `dh` scheduler: the table-lookup scheduler over a shared [`DestinationHashTable`].
+pub type DestinationHashing = TableLookup<DestinationHashTable>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, histogram, reals};
+    use crate::sched::Scheduler;
+    use std::sync::Arc;
 
     /// Destination addresses for the spread tests: 100 000 consecutive addresses from
     /// 203.0.113.0 on.

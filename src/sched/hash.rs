@@ -22,6 +22,8 @@ const GOLDEN_RATIO_32: u32 = 0x61C8_8647;
 /// IPVS's fold of an address to 32 bits: an IPv4 address as a host-order integer, an IPv6
 /// address as the XOR of its four 32-bit words.
 #[inline]
+// Each cast keeps the low 32 bits of a shifted word on purpose: that is the fold.
+#[allow(clippy::cast_possible_truncation)]
 pub(crate) fn fold(ip: IpAddr) -> u32 {
     match ip {
         IpAddr::V4(v4) => u32::from(v4),
@@ -52,6 +54,8 @@ fn mix64(mut z: u64) -> u64 {
 /// A 64-bit hash of (`ip`, `port`, `offset`) under `seed`. The whole address is hashed (IPv6
 /// is not folded), so different seeds give independent hashes of the same endpoint.
 #[inline]
+// The casts split the 128-bit address into its two 64-bit halves on purpose.
+#[allow(clippy::cast_possible_truncation)]
 pub(crate) fn hash_endpoint(seed: u64, ip: IpAddr, port: u16, offset: u32) -> u64 {
     let h = match ip {
         IpAddr::V4(v4) => mix64(seed ^ u64::from(u32::from(v4))),
@@ -85,7 +89,8 @@ pub(crate) const MIN_CYCLES: u64 = 32;
 /// `share(server)` consecutive buckets, cycling until every bucket is taken.
 ///
 /// Invariants: every bucket holds an index below `servers` (the length of the real-server list
-/// the table was built for); the table is empty only when that list was.
+/// the table was built for); the table is empty only when that list was, and otherwise has
+/// exactly `2^bits` buckets.
 #[derive(Debug)]
 pub(crate) struct Buckets {
     slots: Box<[u32]>,
@@ -122,19 +127,17 @@ impl Buckets {
             .trailing_zeros()
             .clamp(MIN_BUCKET_BITS, MAX_BUCKET_BITS);
         let size = 1usize << bits;
-        let mut slots = Vec::with_capacity(size);
-        let mut server = 0usize;
-        let mut taken = 0u64;
-        while slots.len() < size {
-            slots.push(server as u32);
-            taken += 1;
-            if taken >= shares[server] {
-                taken = 0;
-                server = (server + 1) % reals.len();
-            }
-        }
+        // Server ids in list order with their shares (every share is at least 1, so the cycle
+        // always moves on; the list is far shorter than 2^32).
+        let order: Vec<(u32, u64)> = (0u32..).zip(shares).collect();
+        let slots: Box<[u32]> = order
+            .iter()
+            .cycle()
+            .flat_map(|&(id, n)| std::iter::repeat_n(id, usize::try_from(n).unwrap_or(size)))
+            .take(size)
+            .collect();
         Buckets {
-            slots: slots.into_boxed_slice(),
+            slots,
             bits,
             servers: reals.len(),
         }
@@ -148,6 +151,15 @@ impl Buckets {
     /// Number of buckets (0 when built for no server).
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// [`Buckets::len`] as a `u32` (it is 0 or `2^bits`, at most 2^20).
+    pub(crate) fn count(&self) -> u32 {
+        if self.slots.is_empty() {
+            0
+        } else {
+            1 << self.bits
+        }
     }
 
     /// The server of bucket `b` (taken modulo the table size); `None` when the table is empty.

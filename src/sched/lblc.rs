@@ -65,9 +65,13 @@ impl Scheduler for LocalityLeastConnection {
             }
         }
         let i = least_by_ratio(reals, RealServer::conn_overhead)?;
-        if let Some(s) = slot.or_else(|| self.table.insert(key.dst, now)) {
-            if let Some(entry) = self.server.get_mut(s) {
-                *entry = i as u32;
+        // A server index fits a `u32` (the config allows 4096 servers); one that did not would
+        // only go unremembered.
+        if let Ok(id) = u32::try_from(i) {
+            if let Some(s) = slot.or_else(|| self.table.insert(key.dst, now)) {
+                if let Some(entry) = self.server.get_mut(s) {
+                    *entry = id;
+                }
             }
         }
         Some(i)

@@ -119,7 +119,12 @@ impl LocalityLeastConnectionReplicated {
     /// Adds server `i` to slot `s`'s set unless it is a member; a full set first loses its most
     /// loaded member (or, if none has weight > 0, its oldest).
     fn add(&mut self, s: usize, i: usize, reals: &[RealServer], now: Nanos) {
-        if self.set(s).contains(&(i as u32)) {
+        // A server index fits a `u32` (the config allows 4096 servers); one that did not would
+        // only stay out of the set.
+        let Ok(id) = u32::try_from(i) else {
+            return;
+        };
+        if self.set(s).contains(&id) {
             return;
         }
         if usize::from(self.len[s]) >= self.set_capacity {
@@ -127,7 +132,7 @@ impl LocalityLeastConnectionReplicated {
             self.remove(s, pos, now);
         }
         let len = usize::from(self.len[s]);
-        self.members[s * self.set_capacity + len] = i as u32;
+        self.members[s * self.set_capacity + len] = id;
         self.len[s] += 1;
         self.last_change[s] = now;
     }

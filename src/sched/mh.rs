@@ -47,11 +47,11 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::sync::Arc;
 
 use super::hash::{gcd, hash_endpoint};
-use super::{RealServer, SchedFlags, Scheduler};
-use crate::flow::{FlowKey, Nanos};
+use super::table::{LookupTable, TableLookup};
+use super::{RealServer, SchedFlags};
+use crate::flow::FlowKey;
 
 /// The default number of lookup-table entries (`mh_table_size`): a prime, 65537 = 2^16 + 1.
 pub const DEFAULT_TABLE_SIZE: u32 = 65537;
@@ -64,6 +64,14 @@ pub const MAX_TABLE_SIZE: u32 = 1_000_003;
 const SEED_OFFSET: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEED_SKIP: u64 = 0xc2b2_ae3d_27d4_eb4f;
 const SEED_LOOKUP: u64 = 0x1656_67b1_9e37_79f9;
+
+/// `h mod m`, as a `u32`.
+#[inline]
+// The remainder is below `m`, a `u32`: the cast keeps every bit.
+#[allow(clippy::cast_possible_truncation)]
+fn reduce(h: u64, m: u32) -> u32 {
+    (h % u64::from(m)) as u32
+}
 
 /// Whether `n` is prime (trial division; `n` is at most a few million here).
 pub fn is_prime(n: u32) -> bool {
@@ -108,7 +116,7 @@ pub struct MaglevTable {
 struct Turn {
     k: u64,
     turns: u64,
-    server: usize,
+    server: u32,
 }
 
 impl Ord for Turn {
@@ -138,27 +146,28 @@ impl MaglevTable {
         } else {
             prime_at_least(size)
         };
-        let m = u64::from(size);
+        let m = size;
         let g = reals
             .iter()
             .map(|r| u64::from(r.weight))
             .fold(0, gcd)
             .max(1);
         // Per server: next entry of its preference list, and its skip.
-        let mut next = vec![0u64; reals.len()];
-        let mut skip = vec![0u64; reals.len()];
+        // Entries below `m` and skips below `m`, so `entry + skip` < 2m fits a `u32`.
+        let mut next = vec![0u32; reals.len()];
+        let mut skip = vec![0u32; reals.len()];
         let mut due = BinaryHeap::with_capacity(reals.len());
-        for (i, r) in reals.iter().enumerate() {
+        for (server, r) in (0u32..).zip(reals) {
             if r.weight == 0 {
                 continue;
             }
             let (ip, port) = (r.addr.ip(), r.addr.port());
-            next[i] = hash_endpoint(SEED_OFFSET, ip, port, 0) % m;
-            skip[i] = hash_endpoint(SEED_SKIP, ip, port, 0) % (m - 1) + 1;
+            next[server as usize] = reduce(hash_endpoint(SEED_OFFSET, ip, port, 0), m);
+            skip[server as usize] = reduce(hash_endpoint(SEED_SKIP, ip, port, 0), m - 1) + 1;
             due.push(Reverse(Turn {
                 k: 0,
                 turns: u64::from(r.weight) / g,
-                server: i,
+                server,
             }));
         }
         if due.is_empty() {
@@ -171,12 +180,12 @@ impl MaglevTable {
         }
         const FREE: u32 = u32::MAX;
         let mut entries = vec![FREE; size as usize];
-        let mut filled = 0u64;
+        let mut filled = 0u32;
         while filled < m {
             let Some(Reverse(turn)) = due.pop() else {
                 break;
             };
-            let i = turn.server;
+            let i = turn.server as usize;
             // The preference list visits every entry and at least one is free: this ends.
             let mut c = next[i];
             while entries[c as usize] != FREE {
@@ -185,7 +194,7 @@ impl MaglevTable {
                     c -= m;
                 }
             }
-            entries[c as usize] = i as u32;
+            entries[c as usize] = turn.server;
             filled += 1;
             next[i] = c;
             due.push(Reverse(Turn {
@@ -232,58 +241,63 @@ impl MaglevTable {
         c
     }
 
-    /// The server of entry `h mod M`, if any.
+    /// The server of entry `e`, if any.
     #[inline]
-    fn entry(&self, h: u64) -> Option<usize> {
-        self.entries
-            .get((h % u64::from(self.size)) as usize)
-            .map(|&s| s as usize)
+    fn entry(&self, e: u32) -> Option<usize> {
+        self.entries.get(e as usize).map(|&s| s as usize)
     }
 
-    /// The server for `key`, looked up in `reals` (the list the table was built for).
+    /// The hashed port of `key`: its source port with `mh-port`, else 0.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        let port = if self.flags.hash_port { key.sport } else { 0 };
-        let h0 = hash_endpoint(SEED_LOOKUP, key.src, port, 0) % u64::from(self.size);
-        let first = self.entry(h0)?;
-        if reals.get(first)?.is_available() {
-            return Some(first);
+    fn port(&self, key: &FlowKey) -> u16 {
+        if self.flags.hash_port {
+            key.sport
+        } else {
+            0
         }
-        if !self.flags.fallback || !reals.iter().any(RealServer::is_available) {
-            return None;
-        }
-        (0..self.size)
-            .filter_map(|offset| {
-                let probe = (h0 as u32).wrapping_add(offset) % self.size;
-                self.entry(hash_endpoint(SEED_LOOKUP, key.src, port, probe))
-            })
-            .find(|&i| reals.get(i).is_some_and(RealServer::is_available))
     }
 }
 
-/// The `mh` scheduler: a shared [`MaglevTable`], no state of its own.
-#[derive(Debug)]
-pub struct MaglevHashing {
-    table: Arc<MaglevTable>,
-}
+impl LookupTable for MaglevTable {
+    /// Entry `h(src, sport) mod M`, the port only with `mh-port`.
+    #[inline]
+    fn home(&self, key: &FlowKey) -> u32 {
+        reduce(
+            hash_endpoint(SEED_LOOKUP, key.src, self.port(key), 0),
+            self.size,
+        )
+    }
 
-impl MaglevHashing {
-    pub fn new(table: Arc<MaglevTable>) -> MaglevHashing {
-        MaglevHashing { table }
+    #[inline]
+    fn server(&self, pos: u32) -> Option<usize> {
+        self.entry(pos)
+    }
+
+    /// With `mh-fallback`: up to `M` probes.
+    #[inline]
+    fn fallback_probes(&self) -> Option<u32> {
+        self.flags.fallback.then_some(self.size)
+    }
+
+    /// Entry `h(src, sport, (home + n) mod M) mod M`: the key hashed afresh with the offset.
+    #[inline]
+    fn probe(&self, key: &FlowKey, home: u32, n: u32) -> Option<usize> {
+        let offset = home.wrapping_add(n) % self.size;
+        let h = hash_endpoint(SEED_LOOKUP, key.src, self.port(key), offset);
+        self.entry(reduce(h, self.size))
     }
 }
 
-impl Scheduler for MaglevHashing {
-    fn pick(&mut self, _now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        self.table.lookup(key, reals)
-    }
-}
+/// The `mh` scheduler: the table-lookup scheduler over a shared [`MaglevTable`].
+pub type MaglevHashing = TableLookup<MaglevTable>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, histogram, reals};
+    use crate::sched::Scheduler;
     use std::net::SocketAddr;
+    use std::sync::Arc;
 
     const NO_FLAGS: SchedFlags = SchedFlags {
         hash_port: false,

@@ -32,7 +32,10 @@
 //! computed from the server list and weights. [`prepare`] builds them off the packet path (the
 //! control plane calls it when it builds a snapshot); they live in a [`Prepared`] behind an `Arc`
 //! in the snapshot's service, and [`build`], called by each worker when the snapshot changes,
-//! only clones that `Arc`. A changed server list or weight means a new snapshot and new tables,
+//! only clones that `Arc`. The three share one table-lookup scheduler ([`table::TableLookup`]:
+//! the lookup at the flow's home entry and the fallback rule for an unavailable server); each
+//! one's file says how its table is built, what it hashes and which entries its fallback
+//! probes. A changed server list or weight means a new snapshot and new tables,
 //! swapped in whole. Health and overload do not rebuild anything: they show through
 //! [`RealServer::is_available`] when a table entry is looked up (the `*-fallback` flags decide
 //! what happens then). `lblc` and `lblcr` keep per-destination state that changes on the packet
@@ -61,6 +64,7 @@ pub mod persist;
 pub mod rr;
 pub mod sed;
 pub mod sh;
+pub mod table;
 pub mod wlc;
 pub mod wrr;
 
@@ -75,6 +79,7 @@ pub use ovf::Overflow;
 pub use rr::RoundRobin;
 pub use sed::ShortestExpectedDelay;
 pub use sh::{SourceHashTable, SourceHashing};
+pub use table::{LookupTable, TableLookup};
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 

@@ -16,19 +16,20 @@
 //!   (they keep their server through the connection table either way). Only a *new* connection
 //!   after the expiry may move.
 //!
-//! Layout and invariants (as the connection table): shards chosen by the template key, each
-//! behind a mutex held for one operation; a slab of fixed capacity plus an index with room for
+//! Layout and invariants (as the connection table, and in the same container,
+//! [`Sharded`]): shards chosen by a fixed hash of the template key, each behind a mutex held for
+//! one operation; a slab of fixed capacity plus an index with room for
 //! four keys per slot (so it never reallocates); lazy expiry on lookup plus a bounded clock sweep
 //! ([`PersistenceTable::expire`]). A full shard reclaims a bounded number of expired templates,
 //! then refuses ([`TemplateFull`]). The decision under the lock ([`PersistenceTable::schedule`]'s
 //! closure) only reads atomics, so two workers racing on one client network agree on one server.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use hashbrown::HashMap;
 
+use crate::conntrack::sharded::{Hand, Sharded};
 use crate::conntrack::TableAllocError;
 use crate::flow::{Nanos, Proto};
 
@@ -96,7 +97,8 @@ struct Shard {
     free: Vec<u32>,
     capacity: usize,
     live: usize,
-    cursor: usize,
+    /// The expiry sweep's position.
+    hand: Hand,
 }
 
 /// How many slots a full shard visits for expired templates before refusing.
@@ -121,7 +123,7 @@ impl Shard {
             free,
             capacity,
             live: 0,
-            cursor: 0,
+            hand: Hand::default(),
         })
     }
 
@@ -150,7 +152,9 @@ impl Shard {
     }
 
     fn remove(&mut self, slot: u32) {
-        let s = &mut self.slots[slot as usize];
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
         if !s.live {
             return;
         }
@@ -162,13 +166,13 @@ impl Shard {
     }
 
     fn sweep(&mut self, now: Nanos, budget: usize) -> usize {
-        let n = self.slots.len();
         let mut removed = 0;
-        for _ in 0..budget.min(n) {
-            self.cursor = (self.cursor + 1) % n;
-            let s = self.slots[self.cursor];
+        for i in self.hand.advance(self.slots.len(), budget) {
+            let s = self.slots[i];
+            // A slot index is below the capacity, which `u32` holds (checked at construction).
+            let Ok(slot) = u32::try_from(i) else { continue };
             if s.live && s.expires <= now {
-                self.remove(self.cursor as u32);
+                self.remove(slot);
                 removed += 1;
             }
         }
@@ -185,8 +189,9 @@ impl Shard {
                 i
             }
             None => {
+                let i = u32::try_from(self.slots.len()).map_err(|_| TemplateFull)?;
                 self.slots.push(slot);
-                (self.slots.len() - 1) as u32
+                i
             }
         };
         self.index.insert(slot.key, i);
@@ -198,12 +203,14 @@ impl Shard {
 /// The sharded template table (see the module documentation).
 #[derive(Debug)]
 pub struct PersistenceTable {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: ahash::RandomState,
-    capacity: usize,
-    len: AtomicUsize,
-    sweep_shard: AtomicUsize,
+    /// The shards, placed by template key.
+    shards: Sharded<Shard>,
 }
+
+/// The fixed seeds that place a template in its shard.
+const SHARD_SEEDS: [u64; 4] = [0x7876_7370, 0x6572_7369, 0x7374_656e, 0x6365_0001];
+/// The most shards a template table has.
+const MAX_SHARDS: usize = 16;
 
 impl PersistenceTable {
     /// A table for at most `capacity` templates (split over up to 16 shards).
@@ -213,10 +220,7 @@ impl PersistenceTable {
 
     /// The capacity of each shard of a table of `capacity`.
     fn shard_capacities(capacity: usize) -> impl Iterator<Item = usize> {
-        let shards = (capacity / 4096).clamp(1, 16).next_power_of_two().min(16);
-        let base = capacity / shards;
-        let extra = capacity % shards;
-        (0..shards).map(move |i| base + usize::from(i < extra))
+        Sharded::<Shard>::capacities(capacity, Sharded::<Shard>::shards_for(capacity, MAX_SHARDS))
     }
 
     /// Bytes [`PersistenceTable::allocated_bytes`] will report for a table of `capacity`,
@@ -229,48 +233,33 @@ impl PersistenceTable {
 
     /// Bytes reserved for the templates and their index (at construction; never grows).
     pub fn allocated_bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allocated_bytes()
-            })
-            .sum()
+        self.shards.sum(Shard::allocated_bytes)
     }
 
     /// [`PersistenceTable::new`] that reports a failed allocation instead of aborting.
     pub fn try_new(capacity: usize) -> Result<PersistenceTable, TableAllocError> {
-        let shards = Self::shard_capacities(capacity)
-            .map(|c| Shard::try_new(c).map(Mutex::new))
-            .collect::<Result<Box<[_]>, _>>()
-            .map_err(|reason| TableAllocError {
-                what: "persistence template table",
-                entries: capacity,
-                bytes: Self::bytes_needed(capacity),
-                reason,
-            })?;
-        Ok(PersistenceTable {
-            shards,
-            hasher: ahash::RandomState::with_seeds(
-                0x7876_7370,
-                0x6572_7369,
-                0x7374_656e,
-                0x6365_0001,
-            ),
-            capacity,
-            len: AtomicUsize::new(0),
-            sweep_shard: AtomicUsize::new(0),
-        })
+        let alloc_error = |reason| TableAllocError {
+            what: "persistence template table",
+            entries: capacity,
+            bytes: Self::bytes_needed(capacity),
+            reason,
+        };
+        if u32::try_from(capacity).is_err() {
+            return Err(alloc_error(format!("more than {} templates", u32::MAX)));
+        }
+        let shards = Sharded::<Shard>::shards_for(capacity, MAX_SHARDS);
+        let shards = Sharded::try_new(capacity, shards, SHARD_SEEDS, |_, c| Shard::try_new(c))
+            .map_err(alloc_error)?;
+        Ok(PersistenceTable { shards })
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.shards.capacity()
     }
 
     /// Live templates (expired ones count until a lookup or the sweep removes them).
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.shards.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -278,10 +267,7 @@ impl PersistenceTable {
     }
 
     fn shard(&self, key: &TemplateKey) -> MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(key) as usize) & (self.shards.len() - 1);
-        // A poisoned shard only means another thread panicked mid-operation; every operation
-        // restores the shard's invariants before returning.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards.lock_for(key)
     }
 
     /// Schedules a new connection of template `key` at `now`.
@@ -308,7 +294,7 @@ impl PersistenceTable {
         let Some(real) = choose(current) else {
             if let Some(i) = existing {
                 shard.remove(i);
-                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.shards.count_removed(1);
             }
             return Ok(None);
         };
@@ -327,10 +313,10 @@ impl PersistenceTable {
         };
         if shard.live >= shard.capacity {
             let reclaimed = shard.sweep(now, RECLAIM_BUDGET);
-            self.len.fetch_sub(reclaimed, Ordering::Relaxed);
+            self.shards.count_removed(reclaimed);
         }
         shard.insert(slot)?;
-        self.len.fetch_add(1, Ordering::Relaxed);
+        self.shards.count_added(1);
         Ok(Some(real))
     }
 
@@ -341,7 +327,7 @@ impl PersistenceTable {
         let s = shard.slots[i as usize];
         if s.expires <= now {
             shard.remove(i);
-            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.shards.count_removed(1);
             return None;
         }
         Some(s.real)
@@ -350,26 +336,19 @@ impl PersistenceTable {
     /// Removes expired templates, visiting at most `budget` slots of one shard (shards take
     /// turns). Returns how many were removed.
     pub fn expire(&self, now: Nanos, budget: usize) -> usize {
-        let i = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
-        let removed = self.shards[i]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .sweep(now, budget);
-        self.len.fetch_sub(removed, Ordering::Relaxed);
-        removed
+        self.shards.sweep(|shard| shard.sweep(now, budget))
     }
 
     /// A copy of every live template (for `xvs ctl conns`; one shard locked at a time).
     pub fn rows(&self) -> Vec<TemplateRow> {
         let mut out = Vec::new();
-        for s in self.shards.iter() {
-            let s = s.lock().unwrap_or_else(|p| p.into_inner());
+        self.shards.for_each(|s| {
             out.extend(s.slots.iter().filter(|t| t.live).map(|t| TemplateRow {
                 key: t.key,
                 real: t.real,
                 expires: t.expires,
             }));
-        }
+        });
         out
     }
 }

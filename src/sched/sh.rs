@@ -31,13 +31,14 @@
 //!   does not fit 32 times in 2^20 buckets, the weights are scaled down in proportion.
 //!
 //! The same table is shared by every worker ([`super::Prepared`]); health and overload changes
-//! need no rebuild, only a change of the server list or of a weight does.
-
-use std::sync::Arc;
+//! need no rebuild, only a change of the server list or of a weight does. The lookup and its
+//! fallback rule are the shared table-lookup scheduler's ([`super::table`]); this file says how
+//! the table is filled, what is hashed and which buckets a fallback walks.
 
 use super::hash::{fold, gcd, hash_32, Buckets};
-use super::{RealServer, SchedFlags, Scheduler};
-use crate::flow::{FlowKey, Nanos};
+use super::table::{LookupTable, TableLookup};
+use super::{RealServer, SchedFlags};
+use crate::flow::FlowKey;
 
 /// The `sh` bucket table of one service, with its flags.
 #[derive(Debug)]
@@ -74,51 +75,46 @@ impl SourceHashTable {
     pub fn fits(&self, n: usize) -> bool {
         self.buckets.fits(n)
     }
+}
 
-    /// The server for `key`, looked up in `reals` (the list the table was built for).
+impl LookupTable for SourceHashTable {
+    /// Bucket `hash_32(src + sport, bits)`, the port only with `sh-port`.
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
+    fn home(&self, key: &FlowKey) -> u32 {
         let port = if self.flags.hash_port { key.sport } else { 0 };
-        let h = hash_32(
+        hash_32(
             fold(key.src).wrapping_add(u32::from(port)),
             self.buckets.bits(),
-        );
-        let first = self.buckets.get(h)?;
-        if reals.get(first)?.is_available() {
-            return Some(first);
-        }
-        if !self.flags.fallback || !reals.iter().any(RealServer::is_available) {
-            return None;
-        }
-        let start = h.wrapping_mul(2);
-        (0..self.buckets.len() as u32)
-            .filter_map(|offset| self.buckets.get(start.wrapping_add(offset)))
-            .find(|&i| reals.get(i).is_some_and(RealServer::is_available))
+        )
+    }
+
+    #[inline]
+    fn server(&self, pos: u32) -> Option<usize> {
+        self.buckets.get(pos)
+    }
+
+    /// With `sh-fallback`: one probe per bucket.
+    #[inline]
+    fn fallback_probes(&self) -> Option<u32> {
+        self.flags.fallback.then(|| self.buckets.count())
+    }
+
+    /// Bucket `2h + n` (IPVS adds the hash to its probe offset twice).
+    #[inline]
+    fn probe(&self, _key: &FlowKey, home: u32, n: u32) -> Option<usize> {
+        self.buckets.get(home.wrapping_mul(2).wrapping_add(n))
     }
 }
 
-/// The `sh` scheduler: a shared [`SourceHashTable`], no state of its own.
-#[derive(Debug)]
-pub struct SourceHashing {
-    table: Arc<SourceHashTable>,
-}
-
-impl SourceHashing {
-    pub fn new(table: Arc<SourceHashTable>) -> SourceHashing {
-        SourceHashing { table }
-    }
-}
-
-impl Scheduler for SourceHashing {
-    fn pick(&mut self, _now: Nanos, key: &FlowKey, reals: &[RealServer]) -> Option<usize> {
-        self.table.lookup(key, reals)
-    }
-}
+/// The `sh` scheduler: the table-lookup scheduler over a shared [`SourceHashTable`].
+pub type SourceHashing = TableLookup<SourceHashTable>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, histogram, reals};
+    use crate::sched::Scheduler;
+    use std::sync::Arc;
 
     const NO_FLAGS: SchedFlags = SchedFlags {
         hash_port: false,

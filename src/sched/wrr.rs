@@ -59,7 +59,8 @@ impl Scheduler for WeightedRoundRobin {
             return None;
         }
         // At most one full pass over every weight level: (mw / di) rounds of n servers.
-        let bound = n * (self.mw / self.di) as usize + n;
+        let rounds = usize::try_from(self.mw / self.di).unwrap_or(usize::MAX);
+        let bound = n.saturating_mul(rounds).saturating_add(n);
         for _ in 0..bound {
             self.index = (self.index + 1) % n;
             if self.index == 0 {

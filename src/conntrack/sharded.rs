@@ -1,0 +1,289 @@
+//! The sharded-table container shared by the connection table ([`super::ConnTable`]) and the
+//! persistence templates ([`crate::sched::persist::PersistenceTable`]): an array of locked
+//! shards, the placement of a key in one of them, the count of live entries, and the bounded
+//! sweep that visits them in turn. What a shard holds (slab, index, expiry rule) is the owner's.
+//!
+//! Invariants:
+//! - The number of shards is a power of two, fixed at construction. Each shard is a `Mutex` on
+//!   its own cache line ([`CachePadded`]), so workers locking neighbouring shards do not bounce
+//!   one line between their cores.
+//! - A key's shard is `hash(key) & (shards - 1)` under a hasher with **fixed** seeds chosen by
+//!   the owner: placement depends on the key alone, the same on every run and every box (the
+//!   FULLNAT port split and the golden tables rely on it).
+//! - A shard's lock is held for one operation (one guard, one closure), never across a batch.
+//!   A poisoned shard is used as it is: every owner operation restores its shard's invariants
+//!   before it returns, so a panic elsewhere leaves nothing half-done.
+//! - Capacity is split exactly: shard `i` of `n` holds `capacity / n` entries, plus one for the
+//!   first `capacity % n` shards ([`Sharded::capacities`]).
+//! - [`Sharded::len`] is the owner's count of live entries: the owner reports every add and
+//!   removal ([`Sharded::count_added`], [`Sharded::count_removed`]) under the shard's lock, so it
+//!   is exact between operations.
+//! - The sweep is bounded: one [`Sharded::sweep`] call locks one shard (the shards take turns),
+//!   and the owner visits at most its budget of slots there, walking its slab with a [`Hand`]
+//!   that resumes where the previous call stopped. No call ever walks a whole table.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crossbeam::utils::CachePadded;
+
+/// Shards get at least this many entries each before a table is split further.
+const ENTRIES_PER_SHARD: usize = 4096;
+
+/// N locked shards of `S`, chosen by a fixed hash of a key. See the module documentation.
+#[derive(Debug)]
+pub struct Sharded<S> {
+    shards: Box<[CachePadded<Mutex<S>>]>,
+    /// Chooses the shard of a key (fixed seeds: placement only).
+    placement: ahash::RandomState,
+    capacity: usize,
+    len: AtomicUsize,
+    next_sweep: AtomicUsize,
+}
+
+impl<S> Sharded<S> {
+    /// The number of shards for a table of `capacity` entries: one per 4096 entries, rounded up
+    /// to a power of two, from 1 to `max` (a power of two).
+    pub fn shards_for(capacity: usize, max: usize) -> usize {
+        (capacity / ENTRIES_PER_SHARD)
+            .clamp(1, max)
+            .next_power_of_two()
+            .min(max)
+    }
+
+    /// The capacity of each of `shards` shards of a table of `capacity` entries (they add up to
+    /// `capacity`).
+    pub fn capacities(capacity: usize, shards: usize) -> impl Iterator<Item = usize> {
+        let shards = shards.max(1);
+        let base = capacity / shards;
+        let extra = capacity % shards;
+        (0..shards).map(move |i| base + usize::from(i < extra))
+    }
+
+    /// A table of `capacity` entries in `shards` shards (a power of two), shard `i` made by
+    /// `make(i, its capacity)`; `seeds` fix the placement hash. The first error of `make` is
+    /// returned (nothing is kept).
+    pub fn try_new<E>(
+        capacity: usize,
+        shards: usize,
+        seeds: [u64; 4],
+        mut make: impl FnMut(usize, usize) -> Result<S, E>,
+    ) -> Result<Sharded<S>, E> {
+        assert!(
+            shards.is_power_of_two(),
+            "shard count must be a power of two"
+        );
+        let shards = Self::capacities(capacity, shards)
+            .enumerate()
+            .map(|(i, c)| make(i, c).map(|s| CachePadded::new(Mutex::new(s))))
+            .collect::<Result<Box<[_]>, E>>()?;
+        let [a, b, c, d] = seeds;
+        Ok(Sharded {
+            shards,
+            placement: ahash::RandomState::with_seeds(a, b, c, d),
+            capacity,
+            len: AtomicUsize::new(0),
+            next_sweep: AtomicUsize::new(0),
+        })
+    }
+
+    /// Number of shards (a power of two).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The capacity the table was built for (the sum of its shards').
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Live entries, as the owner counted them.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The owner added `n` entries.
+    #[inline]
+    pub fn count_added(&self, n: usize) {
+        self.len.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The owner removed `n` entries.
+    #[inline]
+    pub fn count_removed(&self, n: usize) {
+        self.len.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// The shard of `key`.
+    #[inline]
+    pub fn index_of<K: Hash>(&self, key: &K) -> usize {
+        // Only the low bits select the shard: the truncation on 32-bit targets keeps them.
+        #[allow(clippy::cast_possible_truncation)]
+        let h = self.placement.hash_one(key) as usize;
+        h & (self.shards.len() - 1)
+    }
+
+    /// Locks shard `i` (taken modulo the number of shards).
+    #[inline]
+    pub fn lock(&self, i: usize) -> MutexGuard<'_, S> {
+        let shard = &self.shards[i & (self.shards.len() - 1)];
+        shard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the shard of `key`.
+    #[inline]
+    pub fn lock_for<K: Hash>(&self, key: &K) -> MutexGuard<'_, S> {
+        self.lock(self.index_of(key))
+    }
+
+    /// One step of the bounded sweep: locks the next shard in turn and runs `visit` on it,
+    /// which returns how many entries it removed (subtracted from [`Sharded::len`]).
+    pub fn sweep(&self, visit: impl FnOnce(&mut S) -> usize) -> usize {
+        let i = self.next_sweep.fetch_add(1, Ordering::Relaxed);
+        let removed = visit(&mut self.lock(i));
+        self.count_removed(removed);
+        removed
+    }
+
+    /// The sum of `f` over the shards, locking one at a time.
+    pub fn sum(&self, f: impl Fn(&S) -> usize) -> usize {
+        (0..self.shards()).map(|i| f(&self.lock(i))).sum()
+    }
+
+    /// Runs `f` on every shard, locking one at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&mut S)) {
+        for i in 0..self.shards() {
+            f(&mut self.lock(i));
+        }
+    }
+}
+
+/// A clock hand over the slots of a shard's slab, for a sweep that visits a bounded number of
+/// slots per call and resumes where it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hand {
+    /// The slot visited last.
+    at: usize,
+}
+
+impl Hand {
+    /// The next `budget` slots (at most `n`) of a slab of `n` slots, from the one after the
+    /// last visited, wrapping; the hand moves past them. A slab never shrinks, so the hand is
+    /// always below `n` once `n` is non-zero.
+    #[inline]
+    pub fn advance(&mut self, n: usize, budget: usize) -> impl Iterator<Item = usize> {
+        let k = budget.min(n);
+        let start = self.at;
+        if n > 0 {
+            self.at = (start + k) % n;
+        }
+        (1..=k).map(move |i| (start + i) % n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    const SEEDS: [u64; 4] = [1, 2, 3, 4];
+
+    fn table(capacity: usize, shards: usize) -> Sharded<Vec<u32>> {
+        Sharded::try_new(capacity, shards, SEEDS, |_, c| {
+            Ok::<_, Infallible>(Vec::with_capacity(c))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn shard_count_grows_with_capacity_up_to_the_cap() {
+        assert_eq!(Sharded::<()>::shards_for(0, 64), 1);
+        assert_eq!(Sharded::<()>::shards_for(8191, 64), 1);
+        assert_eq!(Sharded::<()>::shards_for(3 * 4096, 64), 4);
+        assert_eq!(Sharded::<()>::shards_for(10_000_000, 64), 64);
+        assert_eq!(Sharded::<()>::shards_for(10_000_000, 16), 16);
+    }
+
+    #[test]
+    fn capacity_is_split_exactly() {
+        let c: Vec<usize> = Sharded::<()>::capacities(10, 4).collect();
+        assert_eq!(c, [3, 3, 2, 2]);
+        let t = table(1_000_003, 16);
+        assert_eq!(t.sum(Vec::capacity), 1_000_003);
+        assert_eq!(t.capacity(), 1_000_003);
+    }
+
+    #[test]
+    fn placement_is_fixed_by_the_seeds_and_spread() {
+        let a = table(1 << 16, 16);
+        let b = table(1 << 16, 16);
+        let mut per_shard = [0usize; 16];
+        for k in 0..16_000u32 {
+            let i = a.index_of(&(k, 80u16));
+            assert_eq!(i, b.index_of(&(k, 80u16)), "same seeds, same shard");
+            per_shard[i] += 1;
+        }
+        assert!(per_shard.iter().all(|&n| n > 800), "{per_shard:?}");
+        let other =
+            Sharded::try_new(1 << 16, 16, [5, 6, 7, 8], |_, _| Ok::<_, Infallible>(())).unwrap();
+        assert!((0..100u32).any(|k| other.index_of(&k) != a.index_of(&k)));
+    }
+
+    #[test]
+    fn a_failed_shard_fails_the_table() {
+        let r = Sharded::try_new(100, 4, SEEDS, |i, _| if i == 2 { Err(i) } else { Ok(()) });
+        assert_eq!(r.err(), Some(2));
+    }
+
+    #[test]
+    fn sweep_takes_the_shards_in_turn_and_counts_removals() {
+        let t = table(64, 4);
+        for i in 0..4 {
+            t.lock(i).push(u32::try_from(i).unwrap());
+        }
+        t.count_added(4);
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            t.sweep(|s| {
+                seen.push(s.first().copied());
+                s.drain(..).count()
+            });
+        }
+        assert_eq!(seen[..4], [Some(0), Some(1), Some(2), Some(3)]);
+        assert!(seen[4..].iter().all(Option::is_none));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_poisoned_shard_stays_usable() {
+        let t = table(16, 1);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = t.lock(0);
+            panic!("poison");
+        }));
+        t.lock(0).push(7);
+        assert_eq!(*t.lock(0), [7]);
+    }
+
+    #[test]
+    fn hand_visits_every_slot_once_per_lap_in_bounded_steps() {
+        let mut h = Hand::default();
+        let mut seen: Vec<usize> = Vec::new();
+        for _ in 0..4 {
+            let step: Vec<usize> = h.advance(10, 3).collect();
+            assert!(step.len() <= 3);
+            seen.extend(step);
+        }
+        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2]);
+        assert_eq!(h.advance(0, 5).count(), 0, "an empty slab has no slot");
+        assert_eq!(h.advance(4, 100).count(), 4, "at most one lap per call");
+        // The slab grew: the hand goes on from where it was.
+        let next: Vec<usize> = h.advance(20, 2).collect();
+        assert_eq!(next, [3, 4]);
+    }
+}

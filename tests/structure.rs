@@ -9,7 +9,12 @@
 //! The scanner is deliberately small: it strips comments, string and char literals, then counts
 //! braces from each `fn` item to the brace that closes its body. It is tested below on inputs
 //! that would fool a naive counter (braces in strings and comments, lifetimes, nested fns).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
+// Test code: a failed unwrap is a failed test; casts are of test-sized values.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -112,9 +117,7 @@ fn code_only(text: &str) -> String {
             i += 1;
         } else if c == '\'' && is_char_literal(&b, i) {
             let end = char_literal_end(&b, i);
-            for k in i..=end {
-                out.push(blank(b[k]));
-            }
+            out.extend(b[i..=end].iter().map(|&k| blank(k)));
             i = end + 1;
         } else {
             out.push(c);
@@ -213,11 +216,17 @@ fn no_function_in_src_is_longer_than_the_limit() {
         for (name, line, len) in functions(&code_only(&text)) {
             counted += 1;
             if len > MAX_FN_LINES {
-                long.push(format!("{}:{line}: fn {name} is {len} lines", path.display()));
+                long.push(format!(
+                    "{}:{line}: fn {name} is {len} lines",
+                    path.display()
+                ));
             }
         }
     }
-    assert!(counted > 500, "the scanner found only {counted} functions in src/");
+    assert!(
+        counted > 500,
+        "the scanner found only {counted} functions in src/"
+    );
     assert!(
         long.is_empty(),
         "functions over {MAX_FN_LINES} lines (split them):\n{}",
@@ -236,7 +245,11 @@ fn vrrp_does_not_import_the_control_plane() {
             }
         }
     }
-    assert!(offending.is_empty(), "src/vrrp uses the control plane:\n{}", offending.join("\n"));
+    assert!(
+        offending.is_empty(),
+        "src/vrrp uses the control plane:\n{}",
+        offending.join("\n")
+    );
 }
 
 /// The line ranges of `#[cfg(test)]` items (a `mod tests { … }` or a single test fn).
@@ -277,7 +290,9 @@ fn test_ranges(code: &str) -> Vec<(usize, usize)> {
 
 fn is_test_file(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name == "tests.rs" || name.ends_with("_tests.rs") || path.components().any(|c| c.as_os_str() == "tests")
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || path.components().any(|c| c.as_os_str() == "tests")
 }
 
 #[test]
@@ -296,7 +311,11 @@ fn the_datapath_has_no_unwrap_or_expect_outside_tests() {
             }
         }
     }
-    assert!(offending.is_empty(), "unwrap/expect on the packet path:\n{}", offending.join("\n"));
+    assert!(
+        offending.is_empty(),
+        "unwrap/expect on the packet path:\n{}",
+        offending.join("\n")
+    );
 }
 
 #[test]
@@ -304,7 +323,10 @@ fn the_scanner_ignores_braces_in_literals_and_comments() {
     let text = "fn a() {\n    let s = \"}}}\";\n    let c = '}';\n    // }\n    /* } */\n    let r = r#\"}\"#;\n}\nfn b<'x>(v: &'x str) -> &'x str {\n    v\n}\ntrait T {\n    fn c(&self);\n}\n";
     let found = functions(&code_only(text));
     let expected: Vec<(String, usize, usize)> = vec![("a".into(), 1, 7), ("b".into(), 8, 3)];
-    assert_eq!(found, expected, "a bodiless trait fn is not a function with a body");
+    assert_eq!(
+        found, expected,
+        "a bodiless trait fn is not a function with a body"
+    );
 }
 
 #[test]

@@ -255,11 +255,10 @@ pub fn spawn_refresher(
     table: Arc<ArcSwap<NextHopTable>>,
     misses: Arc<ArrayQueue<IpAddr>>,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<()> {
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("xvs-neighbours".into())
         .spawn(move || refresher(&ports, &table, &misses, &stop))
-        .expect("cannot spawn the neighbour refresher thread")
 }
 
 fn refresher(

@@ -851,6 +851,48 @@ mod tests {
         }
     }
 
+    /// The whole page for one service with two real servers and two workers with counts: the
+    /// text users scrape, byte for byte (the version is masked). Regenerate the file only for a
+    /// deliberate change of the metrics (CONTRACT.md).
+    #[test]
+    fn the_page_is_byte_identical_to_the_golden_file() {
+        let reals = vec![
+            RealServer::new("198.18.1.11:80".parse().unwrap(), 1),
+            RealServer::new("198.18.1.12:80".parse().unwrap(), 3),
+        ];
+        let mut src = sources();
+        src.shared = web_shared(SchedulerKind::Wrr, reals);
+        let snap = src.shared.snapshot.load();
+        snap.services[0].reals[1]
+            .stats
+            .connections_total
+            .store(7, Ordering::Relaxed);
+        for (q, n) in [(0u32, 5u64), (1, 9)] {
+            let c = Arc::new(WorkerCounters::default());
+            c.rx_packets.store(n * 10, Ordering::Relaxed);
+            c.tx_packets.store(n * 9, Ordering::Relaxed);
+            c.batches.store(n * 4, Ordering::Relaxed);
+            c.busy_batches.store(n, Ordering::Relaxed);
+            c.conntrack_evictions.store(n, Ordering::Relaxed);
+            c.count_drop(DropReason::ALL[usize::try_from(q).unwrap()]);
+            src.workers.push((q, c));
+        }
+        src.reload.successful.store(true, Ordering::Relaxed);
+        src.reload
+            .timestamp_seconds
+            .store(1_700_000_000, Ordering::Relaxed);
+        let page = render(&src).replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics_page.txt");
+        if std::env::var_os("XVS_WRITE_GOLDEN").is_some() {
+            std::fs::write(path, &page).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        for (i, (got, want)) in page.lines().zip(want.lines()).enumerate() {
+            assert_eq!(got, want, "line {}", i + 1);
+        }
+        assert_eq!(page, want);
+    }
+
     #[test]
     fn metrics_is_served_at_get_metrics_only() {
         let src = sources();

@@ -351,7 +351,7 @@ fn refresher(
         match &subscription {
             Some(_) if swapped => std::thread::sleep(SWAP_COALESCE),
             Some(sub) => {
-                let ms = TICK.as_millis() as i32;
+                let ms = i32::try_from(TICK.as_millis()).unwrap_or(i32::MAX);
                 if let Err(e) = poll_readable(&[sub.fd()], ms, &mut ready) {
                     log.error(
                         "wait for notifications",

@@ -22,7 +22,12 @@
 //! the VRRP release, and joins the threads. The metrics and admin servers notice the flag within
 //! 50 ms and close their connections without waiting for any client (a silent one, or one that
 //! never reads its reply); their threads are joined with a bound all the same
-//! ([`SERVER_STOP_WAIT`]), so no client can hold the stop up.
+//! (500 ms, see `threads.rs`), so no client can hold the stop up.
+//!
+//! Layout: [`run`] is `startup::start` (each step a typed [`DaemonError`]; what it set up is undone
+//! by dropping it: the `Threads` guard, then the filter, then the interface locks), then
+//! `Running::serve` (the main loop), then `Running::shutdown`. `reload.rs` holds what the main
+//! loop does in between (reloads, `xvs ctl real`, syncs with the kernel).
 
 mod error;
 mod reload;

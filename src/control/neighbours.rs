@@ -28,7 +28,7 @@ use hashbrown::HashMap;
 
 use crate::control::netlink::{self, Change, KernelRoute, NetlinkError, Subscription};
 use crate::datapath::{Mac, NextHopTable, Port, PortId, Route};
-use crate::vrrp::socket::poll_readable;
+use crate::sys;
 
 /// How often the refresher re-reads the whole table while it receives notifications.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
@@ -261,6 +261,35 @@ pub fn spawn_refresher(
         .spawn(move || refresher(&ports, &table, &misses, &stop))
 }
 
+/// Drains `misses` and solicits the next hop of each (at most [`MAX_SOLICITS_PER_TICK`], each
+/// hop at most once per [`SOLICIT_INTERVAL`]); returns how many were solicited.
+fn solicit_misses(
+    current: &NextHopTable,
+    ports: &[Port],
+    misses: &ArrayQueue<IpAddr>,
+    limiter: &mut Limiter,
+    log: &mut ErrorLog,
+    now: Instant,
+) -> usize {
+    let mut solicited = 0;
+    while let Some(addr) = misses.pop() {
+        if solicited >= MAX_SOLICITS_PER_TICK {
+            continue; // drain anyway: they will be posted again if still missing
+        }
+        let Some((hop, ifindex)) = solicit_target(current, ports, addr) else {
+            continue;
+        };
+        if !limiter.allow(hop, now) {
+            continue;
+        }
+        solicited += 1;
+        if let Err(e) = netlink::solicit(hop, ifindex) {
+            log.error(&format!("solicit {hop}"), &e);
+        }
+    }
+    solicited
+}
+
 fn refresher(
     ports: &[Port],
     table: &ArcSwap<NextHopTable>,
@@ -278,7 +307,6 @@ fn refresher(
         }
     };
     let mut changes = Vec::new();
-    let mut ready = Vec::new();
     let mut retired = Retired::default();
     let mut next_rebuild = Instant::now();
     let mut next_prune = Instant::now() + SOLICIT_INTERVAL * 8;
@@ -303,25 +331,11 @@ fn refresher(
                 next_rebuild = now;
             }
         }
-        let mut solicited = 0;
-        if !misses.is_empty() {
-            let current = table.load();
-            while let Some(addr) = misses.pop() {
-                if solicited >= MAX_SOLICITS_PER_TICK {
-                    continue; // drain anyway: they will be posted again if still missing
-                }
-                let Some((hop, ifindex)) = solicit_target(&current, ports, addr) else {
-                    continue;
-                };
-                if !limiter.allow(hop, now) {
-                    continue;
-                }
-                solicited += 1;
-                if let Err(e) = netlink::solicit(hop, ifindex) {
-                    log.error(&format!("solicit {hop}"), &e);
-                }
-            }
-        }
+        let solicited = if misses.is_empty() {
+            0
+        } else {
+            solicit_misses(&table.load(), ports, misses, &mut limiter, &mut log, now)
+        };
         if solicited > 0 && subscription.is_none() {
             next_rebuild = next_rebuild.min(now + AFTER_SOLICIT);
         }
@@ -352,7 +366,12 @@ fn refresher(
             Some(_) if swapped => std::thread::sleep(SWAP_COALESCE),
             Some(sub) => {
                 let ms = i32::try_from(TICK.as_millis()).unwrap_or(i32::MAX);
-                if let Err(e) = poll_readable(&[sub.fd()], ms, &mut ready) {
+                let mut fds = [libc::pollfd {
+                    fd: sub.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                if let Err(e) = sys::poll(&mut fds, ms) {
                     log.error(
                         "wait for notifications",
                         &NetlinkError::Io {

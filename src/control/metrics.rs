@@ -44,7 +44,7 @@ use tokio::task::AbortHandle;
 use crate::control::health::HealthMetrics;
 use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
-use crate::datapath::{DropReason, Shared, Snapshot, WorkerCounters};
+use crate::datapath::{DropReason, Service, Shared, Snapshot, WorkerCounters};
 use crate::sched::RealServer;
 use crate::vrrp::driver::VrrpStatus;
 
@@ -181,20 +181,33 @@ pub fn render(src: &Sources) -> String {
     o
 }
 
+/// One sample of family `name` labelled with service `s` (and real server `real`, if any).
+fn service_sample(
+    o: &mut String,
+    name: &str,
+    s: &Service,
+    real: Option<SocketAddr>,
+    value: impl std::fmt::Display,
+) {
+    let _ = write!(
+        o,
+        "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"",
+        esc(&s.name),
+        s.key.vip,
+        s.key.port,
+        s.key.proto
+    );
+    if let Some(r) = real {
+        let _ = write!(o, ",real=\"{r}\"");
+    }
+    let _ = writeln!(o, "}} {value}");
+}
+
 /// One line of family `name` per real server of every service, valued by `get`.
 fn per_real(o: &mut String, snap: &Snapshot, name: &str, get: &dyn Fn(&RealServer) -> u64) {
     for s in &snap.services {
         for r in &s.reals {
-            let _ = writeln!(
-                o,
-                "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
-                esc(&s.name),
-                s.key.vip,
-                s.key.port,
-                s.key.proto,
-                r.addr,
-                get(r)
-            );
+            service_sample(o, name, s, Some(r.addr), get(r));
         }
     }
 }
@@ -256,14 +269,7 @@ fn render_services(o: &mut String, snap: &Snapshot, src: &Sources) {
             .chain(&s.sorry)
             .map(|r| r.stats.connections_total.load(Ordering::Relaxed))
             .sum();
-        let _ = writeln!(
-            o,
-            "xvs_service_connections_total{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {total}",
-            esc(&s.name),
-            s.key.vip,
-            s.key.port,
-            s.key.proto
-        );
+        service_sample(o, "xvs_service_connections_total", s, None, total);
     }
     render_traffic(o, snap, src);
     family(
@@ -273,14 +279,12 @@ fn render_services(o: &mut String, snap: &Snapshot, src: &Sources) {
         "1 while the service has quorum (enough real servers up), 0 while it has lost it.",
     );
     for s in &snap.services {
-        let _ = writeln!(
+        service_sample(
             o,
-            "xvs_service_quorum_up{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {}",
-            esc(&s.name),
-            s.key.vip,
-            s.key.port,
-            s.key.proto,
-            u8::from(s.state.has_quorum())
+            "xvs_service_quorum_up",
+            s,
+            None,
+            u8::from(s.state.has_quorum()),
         );
     }
     family(
@@ -291,15 +295,12 @@ fn render_services(o: &mut String, snap: &Snapshot, src: &Sources) {
     );
     for s in &snap.services {
         if let Some(r) = &s.sorry {
-            let _ = writeln!(
+            service_sample(
                 o,
-                "xvs_sorry_server_connections_total{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
-                esc(&s.name),
-                s.key.vip,
-                s.key.port,
-                s.key.proto,
-                r.addr,
-                r.stats.connections_total.load(Ordering::Relaxed)
+                "xvs_sorry_server_connections_total",
+                s,
+                Some(r.addr),
+                r.stats.connections_total.load(Ordering::Relaxed),
             );
         }
     }
@@ -467,15 +468,7 @@ fn render_traffic(o: &mut String, snap: &Snapshot, src: &Sources) {
                 service: s.key,
                 real: None,
             });
-            let _ = writeln!(
-                o,
-                "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {}",
-                esc(&s.name),
-                s.key.vip,
-                s.key.port,
-                s.key.proto,
-                value(&t)
-            );
+            service_sample(o, &name, s, None, value(&t));
         }
         let name = format!("xvs_real_{field}_total");
         family(o, &name, "counter", &format!("{help}, per real server."));
@@ -485,16 +478,7 @@ fn render_traffic(o: &mut String, snap: &Snapshot, src: &Sources) {
                     service: s.key,
                     real: Some(r.addr),
                 });
-                let _ = writeln!(
-                    o,
-                    "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
-                    esc(&s.name),
-                    s.key.vip,
-                    s.key.port,
-                    s.key.proto,
-                    r.addr,
-                    value(&t)
-                );
+                service_sample(o, &name, s, Some(r.addr), value(&t));
             }
         }
     }

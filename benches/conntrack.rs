@@ -16,6 +16,7 @@
 //! figure is never the cost of a miss); every timed insert is counted and must have been a plain
 //! insert (no refusal, no eviction). `cargo test --benches` (so `make test`) runs these checks
 //! and each timed routine once, in criterion's test mode.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};

@@ -18,6 +18,7 @@
 //! split them. `cargo test --benches` (and so `make test`, which runs `cargo test --all-targets`)
 //! runs this binary in criterion's test mode, which runs these checks and each timed routine
 //! once; `cargo bench --bench process -- --test` does the same.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

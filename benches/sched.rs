@@ -25,6 +25,7 @@
 //! take the flow, so no figure is the cost of finding nothing; and the Maglev table built is
 //! full (every entry names one of the 1000 servers). `cargo test --benches` (so `make test`)
 //! runs these checks and each timed routine once, in criterion's test mode.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::hint::black_box;
 use std::net::{IpAddr, SocketAddr};

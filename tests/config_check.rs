@@ -11,6 +11,7 @@
 //! MTU 9000, and `lo` at MTU 1500 (the default 65536 is more than a UMEM frame carries, which
 //! `check` refuses, and the test configs use `lo` as an interface every machine has). Building
 //! it needs root; the tests fail, never skip, when it cannot be built.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 //! shows both services and their real servers, `conns` shows the connections of 20 requests,
 //! `reload` applies a weight change and refuses a file with a syntax error (keeping the running
 //! weight). The namespaces are deleted when the lab drops, pass or fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

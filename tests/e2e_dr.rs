@@ -2,6 +2,7 @@
 //! through a router; xvs, on the real servers' LAN, forwards each request by MAC to a real
 //! server holding the VIP on lo, which answers the client directly through the router. One
 //! run also mixes methods: DR, TUN and FULLNAT services on one load balancer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! off every SYN and finds the client's address and port in it; `xvs ctl conns` lists the local
 //! endpoints and `/metrics` the pool's ports in use; ICMP errors about FULLNAT connections reach
 //! the other side translated, both ways. A lab that cannot be built fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! Each test builds its own lab (unique namespace prefix, deleted on drop, pass or fail), writes
 //! its own config next to the test's log (`poll: wakeup`: busy polling would starve the test's
 //! client and servers on a 2-core machine), and fails when the lab cannot be built.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -22,6 +22,7 @@
 //!   measured on the hub: requests resume within Master_Down_Interval + 100 ms.
 //!
 //! The figures are printed (`cargo test --release --test e2e_hub -- --nocapture`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

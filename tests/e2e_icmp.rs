@@ -1,6 +1,7 @@
 //! End to end, ICMP errors through NAT (`scripts/lab up nat`, `config/nat.yaml`): a real
 //! server's "port unreachable" about a datagram xvs sent it reaches the client translated (from
 //! the VIP, quoting client → VIP:53), so the client's connected UDP socket sees the refusal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

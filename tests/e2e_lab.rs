@@ -1,5 +1,6 @@
 //! The test lab itself, without xvs: the topology is wired as documented, the lab servers answer,
 //! and the load balancer's kernel does not forward (only xvs may).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! The `nat` lab (`scripts/lab`), the shipped `config/nat.yaml` with `poll: wakeup`. A lab that
 //! cannot be built fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -6,6 +6,7 @@
 //!
 //! The lab runs `config/nat.yaml` with `poll: wakeup` and a per-test admin socket; the metrics
 //! listen on the config's `127.0.0.1:9798` inside the lab's own load-balancer namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! Each test builds its own lab (unique namespace prefix, deleted on drop, pass or fail) and runs
 //! the shipped `config/nat.yaml` with `poll: wakeup` (busy polling would starve the test's own
 //! client and servers on a 2-core machine). A lab that cannot be built fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! well under the 1 s initial retransmission timeout, no TCP segment retransmitted by the client
 //! or the real servers (their kernels' `RetransSegs`), `xvs_drops_total{reason="no_neighbour"}`
 //! unchanged, and `xvs_neighbour_held_total` up by at least 100 (every client really was unknown).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -7,6 +7,7 @@
 //!
 //! The checks run on a thread that entered namespace `a` (network namespaces are per thread).
 //! Needs root; skipped (with a message) otherwise. The namespaces are deleted pass or fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::fs::File;
 use std::net::IpAddr;

@@ -5,6 +5,7 @@
 //! ones on a removed real server drain: its replies stay steered until they end), no request
 //! fails. A reload with a broken file changes nothing and is reported; so is one with a hostile
 //! path (a FIFO nobody writes, `/dev/zero`), which never blocks the daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Restart right after a crash: `xvs run` started the moment the previous xvs was SIGKILLed (no
 //! sleep) starts and forwards, although the killed process still holds its interface locks for
 //! the tens of milliseconds its exit takes; and a clean stop leaves no lock file behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

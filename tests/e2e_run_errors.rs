@@ -5,6 +5,7 @@
 //! Each test builds its own namespace (`xvsr<pid>-<n>`, deleted on drop, pass or fail) with veth
 //! interfaces named like the lab's (`wan0`, `lan0`). A namespace that cannot be built fails the
 //! test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

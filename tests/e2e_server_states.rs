@@ -9,6 +9,7 @@
 //!
 //! The daemon runs `config/nat.yaml` with `poll: wakeup`; each phase rewrites the file and
 //! reloads it with `xvs ctl reload`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

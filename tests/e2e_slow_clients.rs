@@ -16,6 +16,7 @@
 //! - with fresh silent clients connected again, SIGTERM stops xvs within 1 s, cleanly;
 //! - the non-reading clients were really stuck: the daemon's side of the /metrics one had data
 //!   waiting to be sent just before SIGTERM, and the admin one never got its whole reply.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

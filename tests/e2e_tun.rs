@@ -2,6 +2,7 @@
 //! IP-in-IP to a real server on another subnet behind the router; the real server decapsulates
 //! it (an XDP helper, `tests/bpf/ipip_decap.c`: this kernel has no ipip module), holds the VIP
 //! on lo and answers the client directly through the router.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -24,6 +24,7 @@
 //!   interface down → FAULT and the other box takes over; notify commands run.
 //!
 //! The figures are printed (`cargo test --release --test e2e_vrrp -- --nocapture`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

@@ -19,6 +19,7 @@
 //! of the test, so nothing lands in `/tmp` and parallel runs do not share one file) in the lab's
 //! state directory, next to xvs's configuration; it is killed, and the directory removed, when
 //! the lab drops (`scripts/lab down`), pass or fail. The two versions run one after the other (less load on the timed steps).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 mod common;
 

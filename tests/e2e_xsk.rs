@@ -10,6 +10,7 @@
 //!  eth0 198.18.0.2 ── wan0 198.18.0.1 | lan0 198.18.1.1 ── eth0 198.18.1.2
 //!                     VIP 198.18.0.100:5000/udp  →  RS 198.18.1.2:5000
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;

@@ -6,6 +6,7 @@
 //! Expected frames are built independently of xvs with etherparse (every header and checksum
 //! from field values). The runner gives each frame 64 bytes of room to grow into, as AF_XDP
 //! frames have (TUN's outer header needs 20). `XVS_BLESS=1` rewrites the files from the builder.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use xvs::datapath::snapshot::Forwarding;

@@ -12,6 +12,7 @@
 //! checksums from scratch. `golden_file_matches_its_builder` keeps the file and this builder in
 //! step; run with `XVS_BLESS=1` to rewrite the file after a deliberate change, and review the
 //! diff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use etherparse::PacketBuilder;
 use xvs::datapath::Verdict;

@@ -13,6 +13,7 @@
 //! Expected frames are built independently with etherparse: the quote of an expected error is
 //! the translated packet built from field values (all checksums from scratch), cut to the
 //! quoted length. `XVS_BLESS=1` rewrites the file from the builder.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use etherparse::icmpv4::DestUnreachableHeader as U;
 

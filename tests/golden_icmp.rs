@@ -8,6 +8,7 @@
 //! the translated packet built from field values (all checksums from scratch), cut to the
 //! quoted length, so a wrong incremental update of the quoted checksums shows as a mismatch.
 //! `XVS_BLESS=1` rewrites the file from the builder.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use etherparse::PacketBuilder;
 

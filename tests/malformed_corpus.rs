@@ -27,6 +27,7 @@
 //! exactly one thing; every other field, including the IPv4 header checksum and the transport
 //! checksum where the transport header is whole, stays valid so the frame reaches the check it
 //! is about.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,5 +1,6 @@
 //! `process()` behaviour that spans several packets or a configuration change, on the NAT lab
 //! fixture (frames built by hand here; the golden table covers exact bytes).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;

@@ -10,6 +10,7 @@
 //!   services is dropped as `vrrp_backup`, whichever way it arrives (new flows, existing
 //!   connections in both directions, NAT, FULLNAT and `one_packet` replies, later fragments,
 //!   ICMP errors, DR and TUN), and the very same frames are forwarded while it is true.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 #[path = "fixtures/fullnat_lab.rs"]
 mod fullnat_lab;

@@ -1,6 +1,7 @@
 //! `process()` with persistent services, all-port (port 0) services, `one_packet` UDP services,
 //! thresholds and weight 0: which real server each new flow gets, over many packets. Frames are
 //! built with etherparse (independent of xvs's wire code).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 #[path = "fixtures/golden.rs"]
 mod golden;

@@ -28,6 +28,7 @@
 //! compares each result with the documented rule, then calls every accessor and setter.
 //!
 //! Deterministic: the seed is printed; `XVS_RANDOM_SEED=<u64, decimal or 0x hex>` replays a run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

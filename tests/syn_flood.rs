@@ -2,6 +2,7 @@
 //! that already holds established flows. The table never exceeds its bound, every established
 //! flow keeps forwarding to its server, and every SYN that found the table full is accounted for
 //! as an eviction of a half-open entry or a `conntrack_full` drop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;

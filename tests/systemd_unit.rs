@@ -1,5 +1,6 @@
 //! `dist/xvs.service`: the settings the daemon relies on, and `systemd-analyze verify` (a test
 //! machine without it fails: `scripts/install-deps` installs it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; casts are of test-sized values
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -4,7 +4,8 @@
 
 pub mod admin;
 pub mod config;
-pub mod ctl;
+/// The former `control::ctl` module: now [`admin`]'s client, layouts and protocol.
+pub use admin::ctl;
 pub mod daemon;
 pub mod health;
 pub mod iflock;

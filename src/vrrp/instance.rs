@@ -51,6 +51,8 @@ use super::packet::{Advert, AdvertFields, Version, NANOS_PER_CENTISECOND, TTL};
 use super::{BuildError, VrrpError};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 
+pub mod rules;
+
 /// What one instance needs of the configuration (the driver maps `vrrp.instances[]` onto it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceConfig {
@@ -153,30 +155,27 @@ pub struct VrrpInstance {
     events: VecDeque<Event>,
 }
 
-fn interval_cs(version: Version, ns: Nanos) -> Option<u16> {
-    if !ns.is_multiple_of(NANOS_PER_CENTISECOND) {
-        return None;
-    }
-    let cs = u16::try_from(ns / NANOS_PER_CENTISECOND).ok()?;
-    version.interval_ok(cs).then_some(cs)
-}
-
 /// Checks an instance's configuration (what [`VrrpInstance::new`] and
-/// [`VrrpInstance::reconfigure`] accept): VRID and priority not 0, 1..=255 IPv4 addresses, an
-/// IPv4 primary address, and an advert interval the version can carry. Returns the interval in
-/// centiseconds.
+/// [`VrrpInstance::reconfigure`] accept) against the [`rules`]: VRID and priority in range,
+/// 1..=255 addresses of one family, IPv4 for now (the primary address too), and an advert
+/// interval the version can carry. Returns the interval in centiseconds.
 pub fn validate(cfg: &InstanceConfig) -> Result<u16, BuildError> {
-    if cfg.vrid == 0 {
+    if !rules::VRIDS.contains(&cfg.vrid) {
         return Err(BuildError::Vrid);
     }
-    if cfg.priority == 0 {
+    if !rules::PRIORITIES.contains(&cfg.priority) {
         return Err(BuildError::Priority);
     }
     if cfg.vips.is_empty() {
         return Err(BuildError::NoAddresses);
     }
-    if cfg.vips.len() > usize::from(u8::MAX) {
+    if cfg.vips.len() > rules::MAX_ADDRESSES {
         return Err(BuildError::TooManyAddresses(cfg.vips.len()));
+    }
+    if let Some(&first) = cfg.vips.first() {
+        for &a in &cfg.vips {
+            rules::address_family(cfg.version, first, a)?;
+        }
     }
     if let Some(a) = std::iter::once(&cfg.primary)
         .chain(&cfg.vips)
@@ -184,7 +183,8 @@ pub fn validate(cfg: &InstanceConfig) -> Result<u16, BuildError> {
     {
         return Err(BuildError::Ipv6Unsupported(*a));
     }
-    interval_cs(cfg.version, cfg.advert_interval).ok_or(BuildError::Interval(cfg.advert_interval))
+    rules::advert_interval_cs(cfg.version, u128::from(cfg.advert_interval))
+        .map_err(|_| BuildError::Interval(cfg.advert_interval))
 }
 
 impl VrrpInstance {
@@ -213,7 +213,7 @@ impl VrrpInstance {
     fn start(&mut self, now: Nanos, at_startup: bool) {
         self.preempt_until = (at_startup && self.cfg.preempt_delay > 0)
             .then(|| now.saturating_add(self.cfg.preempt_delay));
-        if self.priority == 255 {
+        if self.priority == rules::OWNER_PRIORITY {
             self.become_master(now);
         } else {
             self.become_backup(now);
@@ -363,7 +363,7 @@ impl VrrpInstance {
         if !self.cfg.vips.iter().all(|v| a.addresses.contains(v)) {
             return Err(VrrpError::AddressList);
         }
-        if self.priority == 255 {
+        if self.priority == rules::OWNER_PRIORITY {
             return Err(VrrpError::Owner);
         }
         Ok(())
@@ -514,8 +514,12 @@ impl VrrpInstance {
     /// configured address owner. The next advert carries it and the next Skew_Time uses it; a
     /// running timer is not moved.
     pub fn set_priority(&mut self, priority: u8) {
-        let max = if self.cfg.priority == 255 { 255 } else { 254 };
-        self.priority = priority.clamp(1, max);
+        let range = if self.cfg.priority == rules::OWNER_PRIORITY {
+            rules::PRIORITIES
+        } else {
+            rules::BACKUP_PRIORITIES
+        };
+        self.priority = priority.clamp(*range.start(), *range.end());
     }
 }
 

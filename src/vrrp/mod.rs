@@ -132,6 +132,9 @@ pub enum BuildError {
     Vrid,
     #[error("priority 0 is reserved for the release advert; configure 1..255")]
     Priority,
+    /// The virtual addresses mix families, or are IPv6 in VRRPv2 ([`instance::rules`]).
+    #[error(transparent)]
+    Family(#[from] instance::rules::FamilyError),
     #[error("advert interval {0} ns is out of range for this version (v2: whole seconds 1..255 s; v3: a multiple of 10 ms, 10 ms..40.95 s)")]
     Interval(u64),
 }

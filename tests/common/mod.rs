@@ -578,6 +578,7 @@ impl Xvs {
 
     /// Sends `sig` (e.g. `libc::SIGTERM`) with kill(2) from this process, no `kill` command
     /// spawned, and returns the moment just before the call (for timing measurements).
+    #[allow(unsafe_code)] // kill(2): the one way to signal the child without spawning `kill`
     pub fn signal_now(&self, sig: libc::c_int) -> Instant {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
         let at = Instant::now();
@@ -715,6 +716,7 @@ impl Drop for TempPath {
 
 /// Runs `f` on a thread that entered the network namespace `ns` (e.g. [`Lab::ns`]). Sockets it
 /// creates stay in `ns` wherever they are used afterwards; threads it spawns inherit `ns`.
+#[allow(unsafe_code)] // setns(2): std has no wrapper
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::vrrp::instance::rules;
+
 /// Parses a duration written with a unit (`100ms`, `2s`, `15m`, `1h 30m`). A bare number is an
 /// error: the unit is not guessed.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -195,38 +197,43 @@ impl Visitor<'_> for BoundedVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-        if v < 0 {
-            return Err(E::custom(format!(
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!(
                 "{} {v} is out of range {}..{}",
                 self.field, self.min, self.max
-            )));
+            ))),
         }
-        self.visit_u64(v as u64)
     }
 }
 
-fn bounded<'de, D: Deserializer<'de>>(
+/// An integer of type `T` in `range`, refused with a message naming the field.
+fn bounded<'de, D: Deserializer<'de>, T: Copy + Into<u64> + TryFrom<u64>>(
     d: D,
     field: &'static str,
-    min: u64,
-    max: u64,
-) -> Result<u64, D::Error> {
-    d.deserialize_any(BoundedVisitor { field, min, max })
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, D::Error> {
+    let (min, max) = ((*range.start()).into(), (*range.end()).into());
+    let v = d.deserialize_any(BoundedVisitor { field, min, max })?;
+    // The visitor returned a value within `range`, which fits T.
+    T::try_from(v)
+        .map_err(|_| de::Error::custom(format!("{field} {v} is out of range {min}..{max}")))
 }
 
 /// A port, `0..65535`.
 pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    bounded(d, "port", 0, 65535).map(|v| v as u16)
+    bounded(d, "port", 0..=u16::MAX)
 }
 
-/// A VRRP virtual router id, `1..255`.
+/// A VRRP virtual router id, `1..255` ([`rules::VRIDS`], the instance's own range).
 pub fn vrid<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    bounded(d, "vrid", 1, 255).map(|v| v as u8)
+    bounded(d, "vrid", rules::VRIDS)
 }
 
-/// A VRRP priority, `1..255` (255 = address owner).
+/// A VRRP priority, `1..255` (255 = address owner; [`rules::PRIORITIES`], the instance's own
+/// range).
 pub fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    bounded(d, "priority", 1, 255).map(|v| v as u8)
+    bounded(d, "priority", rules::PRIORITIES)
 }
 
 /// Implements `Deserialize` for a type through a visitor that sees any scalar or sequence.

@@ -77,9 +77,9 @@ impl Host for SystemHost {
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                    .count() as u32
+                    .count()
             })
-            .unwrap_or(0);
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
         Some(Link {
             ifindex: l.ifindex,
             mtu: l.mtu,

@@ -695,6 +695,16 @@ pub enum VrrpVersion {
     V3,
 }
 
+impl From<VrrpVersion> for crate::vrrp::Version {
+    /// The version as the VRRP instance knows it.
+    fn from(v: VrrpVersion) -> crate::vrrp::Version {
+        match v {
+            VrrpVersion::V2 => crate::vrrp::Version::V2,
+            VrrpVersion::V3 => crate::vrrp::Version::V3,
+        }
+    }
+}
+
 /// An address with a prefix length (`198.18.0.100/24`); without `/N` the whole address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IpPrefix {

@@ -113,113 +113,69 @@ enum Frame {
 /// A problem found while scanning: position and message.
 pub type Problem = (Pos, String);
 
+/// Paths of complex (non-scalar) keys are not tracked; their contents get this prefix.
+const COMPLEX: &str = "<key>";
+
 /// Scans `text`: positions of every path, or the syntax errors / duplicate keys found.
 pub fn scan(text: &str) -> Result<Positions, Vec<Problem>> {
-    let mut positions = Positions::default();
-    let mut problems = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut documents = 0usize;
+    let mut sc = Scanner::default();
     let mut parser = Parser::new_from_str(text);
-    // Paths of complex (non-scalar) keys are not tracked; their contents get this prefix.
-    const COMPLEX: &str = "<key>";
-
     while let Some(ev) = parser.next_event() {
-        let (event, span) = match ev {
-            Ok(e) => e,
+        match ev {
+            Ok((event, span)) => sc.event(&event, Pos::of(&span)),
             Err(e) => {
                 let m = e.marker();
-                problems.push((
-                    Pos {
-                        line: m.line(),
-                        col: m.col() + 1,
-                    },
-                    format!("YAML syntax error: {}", e.info()),
-                ));
-                return Err(problems);
+                let at = Pos {
+                    line: m.line(),
+                    col: m.col() + 1,
+                };
+                sc.problems
+                    .push((at, format!("YAML syntax error: {}", e.info())));
+                return Err(sc.problems);
             }
-        };
-        let pos = Pos::of(&span);
-        let (is_node, opens, scalar) = match &event {
-            Event::DocumentStart(_) => {
-                documents += 1;
-                if documents == 2 {
-                    problems.push((pos, "only one YAML document is allowed".to_string()));
-                }
-                (false, false, None)
-            }
-            Event::Scalar(v, ..) => (true, false, Some(v.to_string())),
-            Event::Alias(_) => (true, false, None),
-            Event::MappingStart(..) | Event::SequenceStart(..) => (true, true, None),
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                (false, false, None)
-            }
-            _ => (false, false, None),
-        };
-        if !is_node {
-            continue;
         }
-        // The path of this node, or `None` if it is a mapping key.
-        let path: Option<String> = match stack.last_mut() {
-            None => {
-                positions.map.insert(
-                    String::new(),
-                    Entry {
-                        key: None,
-                        value: pos,
-                    },
-                );
-                Some(String::new())
-            }
-            Some(Frame::Seq { path, next }) => {
-                let p = format!("{path}[{next}]");
-                *next += 1;
-                positions.map.insert(
-                    p.clone(),
-                    Entry {
-                        key: None,
-                        value: pos,
-                    },
-                );
-                Some(p)
-            }
-            Some(Frame::Map { path, key, seen }) => match key.take() {
-                None => {
-                    let k = scalar.clone().unwrap_or_else(|| COMPLEX.to_string());
-                    if scalar.is_some() {
-                        if let Some(first) = seen.get(&k) {
-                            problems.push((
-                                pos,
-                                format!("duplicate key `{k}` (first at line {})", first.line),
-                            ));
-                        } else {
-                            seen.insert(k.clone(), pos);
-                        }
-                    }
-                    *key = Some((k, pos));
-                    if opens {
-                        // A complex key: track its contents under a path nobody asks for.
-                        Some(child(path, COMPLEX))
-                    } else {
-                        None
-                    }
+    }
+    if sc.problems.is_empty() {
+        Ok(sc.positions)
+    } else {
+        Err(sc.problems)
+    }
+}
+
+/// The state of one scan: what is found so far, and the open mappings and sequences.
+#[derive(Default)]
+struct Scanner {
+    positions: Positions,
+    problems: Vec<Problem>,
+    stack: Vec<Frame>,
+    documents: usize,
+}
+
+impl Scanner {
+    /// One parser event at `pos`.
+    fn event(&mut self, event: &Event, pos: Pos) {
+        let (opens, scalar) = match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents == 2 {
+                    let m = "only one YAML document is allowed".to_string();
+                    self.problems.push((pos, m));
                 }
-                Some((k, kpos)) => {
-                    let p = child(path, &k);
-                    positions.map.insert(
-                        p.clone(),
-                        Entry {
-                            key: Some(kpos),
-                            value: pos,
-                        },
-                    );
-                    Some(p)
-                }
-            },
+                return;
+            }
+            Event::Scalar(v, ..) => (false, Some(v.to_string())),
+            Event::Alias(_) => (false, None),
+            Event::MappingStart(..) | Event::SequenceStart(..) => (true, None),
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                return;
+            }
+            _ => return,
         };
+        let path = self.node_path(pos, opens, scalar);
         if opens {
             let path = path.unwrap_or_default();
-            stack.push(match event {
+            self.stack.push(match event {
                 Event::MappingStart(..) => Frame::Map {
                     path,
                     key: None,
@@ -229,10 +185,42 @@ pub fn scan(text: &str) -> Result<Positions, Vec<Problem>> {
             });
         }
     }
-    if problems.is_empty() {
-        Ok(positions)
-    } else {
-        Err(problems)
+
+    /// Records a node (a scalar, an alias, or the start of a mapping or sequence) at `pos`:
+    /// returns its path, or `None` if it is a mapping key.
+    fn node_path(&mut self, pos: Pos, opens: bool, scalar: Option<String>) -> Option<String> {
+        let at = |key| Entry { key, value: pos };
+        let p = match self.stack.last_mut() {
+            None => String::new(),
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                p
+            }
+            Some(Frame::Map { path, key, seen }) => match key.take() {
+                Some((k, kpos)) => {
+                    let p = child(path, &k);
+                    self.positions.map.insert(p.clone(), at(Some(kpos)));
+                    return Some(p);
+                }
+                None => {
+                    let k = scalar.clone().unwrap_or_else(|| COMPLEX.to_string());
+                    if scalar.is_some() {
+                        if let Some(first) = seen.get(&k) {
+                            let m = format!("duplicate key `{k}` (first at line {})", first.line);
+                            self.problems.push((pos, m));
+                        } else {
+                            seen.insert(k.clone(), pos);
+                        }
+                    }
+                    *key = Some((k, pos));
+                    // A complex key: track its contents under a path nobody asks for.
+                    return opens.then(|| child(path, COMPLEX));
+                }
+            },
+        };
+        self.positions.map.insert(p.clone(), at(None));
+        Some(p)
     }
 }
 

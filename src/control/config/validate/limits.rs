@@ -26,8 +26,9 @@ pub const MAX_HTTP_PATH_LEN: usize = 1024;
 pub const MAX_HTTP_HOST_LEN: usize = 255;
 /// Real servers per service: lc, wlc, sed and nq look at each one for every new connection.
 pub const MAX_REALS_PER_SERVICE: usize = 4096;
-/// Addresses per VRRP instance: the advertisement's count field is 8 bits.
-pub const MAX_VRRP_VIPS: usize = 255;
+/// Addresses per VRRP instance: the advertisement's count field is 8 bits (the instance's own
+/// bound).
+pub const MAX_VRRP_VIPS: usize = crate::vrrp::instance::rules::MAX_ADDRESSES;
 /// Unicast peers per VRRP instance (one advertisement each per interval).
 pub const MAX_VRRP_PEERS: usize = 255;
 /// Tracked interfaces, and tracked scripts, per VRRP instance.
@@ -320,11 +321,12 @@ fn startup_memory(cfg: &Config, max_entries: u64, queues: u32) -> StartupMemory 
         .iter()
         .map(|p| {
             let ports = u64::from(p.ports.last.saturating_sub(p.ports.first)) + 1;
-            ports * p.addresses.len() as u64
+            ports.saturating_mul(u64::try_from(p.addresses.len()).unwrap_or(u64::MAX))
         })
-        .sum();
-    let umem =
-        u64::from(queues) * xsk::umem_bytes(d.interfaces.len() as u32, d.ring_size, d.frame_size);
+        .fold(0, u64::saturating_add);
+    // Counts past u32 saturate: the memory then cannot fit, which is the right answer.
+    let ports = u32::try_from(d.interfaces.len()).unwrap_or(u32::MAX);
+    let umem = u64::from(queues).saturating_mul(xsk::umem_bytes(ports, d.ring_size, d.frame_size));
     StartupMemory::new(max_entries, pool_ports, umem)
 }
 
@@ -340,7 +342,7 @@ fn memory(cx: &mut Ctx, cfg: &Config) {
     }
     // The queues `xvs run` opens: the list, or every receive queue of the first interface.
     let queues = match cfg.datapath.interfaces.first().map(|i| &i.queues) {
-        Some(Queues::List(l)) => l.len() as u32,
+        Some(Queues::List(l)) => u32::try_from(l.len()).unwrap_or(u32::MAX),
         Some(Queues::All) => cfg
             .datapath
             .interfaces

@@ -147,7 +147,9 @@ pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
         return; // refused on its own
     }
     let max_frame = xsk::max_frame_len(frame);
-    let max_mtu = max_frame - ethernet::HEADER_LEN as u32;
+    #[allow(clippy::cast_possible_truncation)] // 14 bytes
+    const ETHERNET_HEADER_LEN: u32 = ethernet::HEADER_LEN as u32;
+    let max_mtu = max_frame - ETHERNET_HEADER_LEN;
     for (i, itf) in cfg.datapath.interfaces.iter().enumerate() {
         let Some(link) = cx.machine.link(&itf.name) else {
             continue;

@@ -1,0 +1,394 @@
+//! The ipvsadm layouts, each line checked against ipvsadm's own.
+
+use super::*;
+use crate::control::admin::protocol::{ConnInfo, RateInfo, VrrpInstanceInfo};
+
+pub(crate) fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn real(addr: &str, weight: u32, active: u64, inactive: u64) -> RealInfo {
+    RealInfo {
+        address: sa(addr),
+        weight,
+        up: true,
+        active_connections: active,
+        inactive_connections: inactive,
+        connections_total: active + inactive,
+        stats: StatsInfo::default(),
+        rate: RateInfo::default(),
+    }
+}
+
+/// A NAT service on 198.18.0.100 with quorum, no sorry server, no counters.
+fn service(
+    name: &str,
+    protocol: &str,
+    port: u16,
+    scheduler: &str,
+    reals: Vec<RealInfo>,
+) -> ServiceInfo {
+    ServiceInfo {
+        name: name.into(),
+        protocol: protocol.into(),
+        vip: "198.18.0.100".parse().unwrap(),
+        port,
+        scheduler: scheduler.into(),
+        forwarding: "nat".into(),
+        reals,
+        quorum: true,
+        sorry_server: None,
+        connections_total: 0,
+        stats: StatsInfo::default(),
+        rate: RateInfo::default(),
+    }
+}
+
+pub(crate) fn lab_list() -> ListReply {
+    ListReply {
+        version: "0.1.0".into(),
+        conntrack_max_entries: 1_000_000,
+        services: vec![
+            // Config order differs from ipvsadm's sort order on purpose.
+            service(
+                "dns",
+                "udp",
+                53,
+                "rr",
+                vec![
+                    real("198.18.1.12:5353", 1, 0, 7),
+                    real("198.18.1.11:5353", 1, 0, 8),
+                ],
+            ),
+            service(
+                "web",
+                "tcp",
+                80,
+                "wrr",
+                vec![
+                    real("198.18.1.11:80", 3, 12, 3),
+                    real("198.18.1.12:80", 1, 4, 1),
+                ],
+            ),
+        ],
+    }
+}
+
+#[test]
+fn list_matches_ipvsadm_layout() {
+    let want = "\
+xvs version 0.1.0 (size=1000000)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr
+  -> 198.18.1.11:80               Masq    3      12         3         
+  -> 198.18.1.12:80               Masq    1      4          1         
+UDP  198.18.0.100:53 rr
+  -> 198.18.1.11:5353             Masq    1      0          8         
+  -> 198.18.1.12:5353             Masq    1      0          7         
+";
+    assert_eq!(format_list(&lab_list()), want);
+}
+
+#[test]
+fn list_shows_down_servers_at_weight_0_and_the_sorry_server_while_quorum_is_lost() {
+    let mut l = lab_list();
+    let web = &mut l.services[1];
+    web.reals[1].up = false;
+    web.sorry_server = Some(real("198.18.1.11:8080", 1, 0, 2));
+    let text = format_list(&l);
+    assert!(
+        text.contains("  -> 198.18.1.11:80               Masq    3 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  -> 198.18.1.12:80               Masq    0 "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("8080"),
+        "quorum kept: no sorry server line\n{text}"
+    );
+    let web = &mut l.services[1];
+    web.reals[0].up = false;
+    web.quorum = false;
+    let text = format_list(&l);
+    let want = "\
+TCP  198.18.0.100:80 wrr
+  -> 198.18.1.11:80               Masq    0      12         3         
+  -> 198.18.1.11:8080             Masq    1      0          2         
+  -> 198.18.1.12:80               Masq    0      4          1         
+";
+    assert!(text.contains(want), "{text}");
+    // An older daemon's JSON without the new fields reads as up and with quorum.
+    let old: RealInfo = serde_json::from_str(
+        r#"{"address":"198.18.1.11:80","weight":1,"active_connections":0,"inactive_connections":0,"connections_total":0}"#,
+    )
+    .unwrap();
+    assert!(old.up);
+}
+
+#[test]
+fn list_columns_line_up_with_the_headers() {
+    let text = format_list(&lab_list());
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines[2];
+    let row = lines[4];
+    for col in ["Forward", "Weight", "ActiveConn", "InActConn"] {
+        let at = header.find(col).unwrap();
+        assert_ne!(
+            &row[at..at + 1],
+            " ",
+            "{col} column starts at {at} in {row:?}"
+        );
+        assert_eq!(&row[at - 1..at], " ", "{col} column at {at} in {row:?}");
+    }
+}
+
+#[test]
+fn list_without_services_prints_the_headers() {
+    let r = ListReply {
+        version: "0.1.0".into(),
+        conntrack_max_entries: 10,
+        services: vec![],
+    };
+    assert_eq!(
+        format_list(&r),
+        "xvs version 0.1.0 (size=10)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+    );
+}
+
+#[test]
+fn conns_match_ipvsadm_layout() {
+    let r = ConnsReply {
+        connections: vec![
+            ConnInfo {
+                protocol: "tcp".into(),
+                client: sa("198.18.0.2:40312"),
+                vip: sa("198.18.0.100:80"),
+                real: sa("198.18.1.11:80"),
+                local: None,
+                state: "ESTABLISHED".into(),
+                expire_seconds: 899,
+            },
+            ConnInfo {
+                protocol: "tcp".into(),
+                client: sa("198.18.0.2:40314"),
+                vip: sa("198.18.0.100:80"),
+                real: sa("198.18.1.12:80"),
+                local: None,
+                state: "CLOSE".into(),
+                expire_seconds: 9,
+            },
+            ConnInfo {
+                protocol: "udp".into(),
+                client: sa("198.18.0.2:51000"),
+                vip: sa("198.18.0.100:53"),
+                real: sa("198.18.1.12:5353"),
+                local: None,
+                state: "UDP".into(),
+                expire_seconds: 299,
+            },
+        ],
+    };
+    let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 198.18.0.2:40312   198.18.0.100:80    198.18.1.11:80
+TCP 00:09  CLOSE       198.18.0.2:40314   198.18.0.100:80    198.18.1.12:80
+UDP 04:59  UDP         198.18.0.2:51000   198.18.0.100:53    198.18.1.12:5353
+";
+    assert_eq!(format_conns(&r), want);
+}
+
+#[test]
+fn fullnat_conns_get_a_local_column() {
+    let conn = |client: &str, real: &str, local: Option<&str>| ConnInfo {
+        protocol: "tcp".into(),
+        client: sa(client),
+        vip: sa("198.18.0.100:80"),
+        real: sa(real),
+        local: local.map(sa),
+        state: "ESTABLISHED".into(),
+        expire_seconds: 899,
+    };
+    let r = ConnsReply {
+        connections: vec![
+            conn(
+                "198.18.0.2:40312",
+                "198.18.1.11:80",
+                Some("198.18.1.2:20000"),
+            ),
+            conn("198.18.0.2:40313", "198.18.1.12:80", None),
+        ],
+    };
+    let want = "\
+IPVS connection entries
+pro expire state       source             virtual            local              destination
+TCP 14:59  ESTABLISHED 198.18.0.2:40312   198.18.0.100:80    198.18.1.2:20000   198.18.1.11:80
+TCP 14:59  ESTABLISHED 198.18.0.2:40313   198.18.0.100:80    -                  198.18.1.12:80
+";
+    assert_eq!(format_conns(&r), want);
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("\"local\":\"198.18.1.2:20000\""), "{json}");
+    assert_eq!(
+        json.matches("\"local\"").count(),
+        1,
+        "NAT rows have no local: {json}"
+    );
+}
+
+#[test]
+fn vrrp_without_instances() {
+    assert_eq!(
+        format_vrrp(&VrrpReply { instances: vec![] }),
+        "no VRRP instances\n"
+    );
+}
+
+#[test]
+fn vrrp_lists_name_vrid_state_priority_master() {
+    let r = VrrpReply {
+        instances: vec![
+            VrrpInstanceInfo {
+                name: "VI_1".into(),
+                vrid: 51,
+                state: "MASTER".into(),
+                priority: 200,
+                master: Some("198.18.0.11".parse().unwrap()),
+            },
+            VrrpInstanceInfo {
+                name: "VI_2".into(),
+                vrid: 52,
+                state: "FAULT".into(),
+                priority: 100,
+                master: None,
+            },
+        ],
+    };
+    assert_eq!(
+        format_vrrp(&r),
+        "instance         vrid  state    priority master\n\
+         VI_1             51    MASTER   200      198.18.0.11\n\
+         VI_2             52    FAULT    100      -\n"
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("\"master\":\"198.18.0.11\""), "{json}");
+    assert!(json.contains("\"master\":null"), "{json}");
+}
+
+/// `lab_list` with counters: web 200 connections, dns 100; big numbers on .11:80.
+fn lab_list_with_stats() -> ListReply {
+    let mut l = lab_list();
+    let st = |ip: u64, op: u64, ib: u64, ob: u64| StatsInfo {
+        in_packets: ip,
+        out_packets: op,
+        in_bytes: ib,
+        out_bytes: ob,
+    };
+    let rate = |cps, in_pps, out_pps, in_bps, out_bps| RateInfo {
+        cps,
+        in_pps,
+        out_pps,
+        in_bps,
+        out_bps,
+    };
+    let dns = &mut l.services[0];
+    dns.connections_total = 100;
+    dns.stats = st(100, 100, 3_800, 5_000);
+    dns.reals[0].connections_total = 50;
+    dns.reals[0].stats = st(50, 50, 1_900, 2_500);
+    dns.reals[1].connections_total = 50;
+    dns.reals[1].stats = st(50, 50, 1_900, 2_500);
+    dns.rate = rate(5, 5, 5, 190, 250);
+    // reals[1] is .11 (config order is not ipvsadm's order).
+    dns.reals[1].rate = rate(3, 3, 3, 114, 150);
+    let web = &mut l.services[1];
+    web.connections_total = 200;
+    web.stats = st(123_456_789, 1_400, 98_765_432_109, 250_000_000_000_000);
+    web.reals[0].connections_total = 150;
+    web.reals[0].stats = st(123_456_000, 1_050, 98_765_000_000, 249_999_999_999_999);
+    web.reals[1].connections_total = 50;
+    web.reals[1].stats = st(789, 350, 432_109, 1);
+    web.rate = rate(1234, 123_456_789, 99_999_999, 1_000_000_000, 7);
+    web.reals[0].rate = rate(1000, 123_456_789, 99_999_999, 1_000_000_000, 7);
+    l
+}
+
+#[test]
+fn largenum_matches_ipvsadm() {
+    for (n, want) in [
+        (0, "        0"),
+        (99_999_999, " 99999999"),
+        (100_000_000, "  100000K"),
+        (999_999_999, "  999999K"),
+        (1_000_000_000, "    1000M"),
+        (99_999_999_999, "   99999M"),
+        (100_000_000_000, "     100G"),
+        (99_999_999_999_999, "   99999G"),
+        (100_000_000_000_000, "     100T"),
+        (u64::MAX, "18446744T"),
+    ] {
+        assert_eq!(largenum(n), want, "{n}");
+    }
+}
+
+#[test]
+fn list_stats_matches_ipvsadm_layout() {
+    let want = "\
+xvs version 0.1.0 (size=1000000)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80                   200  123456K     1400   98765M     250T
+  -> 198.18.1.11:80                    150  123456K     1050   98765M     249T
+  -> 198.18.1.12:80                     50      789      350   432109        1
+UDP  198.18.0.100:53                   100      100      100     3800     5000
+  -> 198.18.1.11:5353                   50       50       50     1900     2500
+  -> 198.18.1.12:5353                   50       50       50     1900     2500
+";
+    assert_eq!(format_list_stats(&lab_list_with_stats()), want);
+}
+
+#[test]
+fn list_rate_matches_ipvsadm_layout() {
+    // A real server's CPS, InPPS and OutPPS are plain `%8u` columns in ipvsadm.
+    let want = "\
+xvs version 0.1.0 (size=1000000)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  198.18.0.100:80                  1234  123456K 99999999    1000M        7
+  -> 198.18.1.11:80                   1000 123456789 99999999    1000M        7
+  -> 198.18.1.12:80                      0        0        0        0        0
+UDP  198.18.0.100:53                     5        5        5      190      250
+  -> 198.18.1.11:5353                    3        3        3      114      150
+  -> 198.18.1.12:5353                    0        0        0        0        0
+";
+    assert_eq!(format_list_rate(&lab_list_with_stats()), want);
+}
+
+#[test]
+fn stats_columns_line_up_and_long_names_are_cut() {
+    let text = format_list_stats(&lab_list_with_stats());
+    let lines: Vec<&str> = text.lines().collect();
+    // Every number ends under the last letter of its header, as ipvsadm's do.
+    let header = lines[1];
+    for row in &lines[3..] {
+        assert_eq!(row.len(), header.len(), "{row:?}");
+    }
+    let mut l = lab_list_with_stats();
+    l.services[1].sorry_server = Some(real("198.18.1.13:8080", 1, 0, 0));
+    l.services[1].quorum = false;
+    let text = format_list_stats(&l);
+    assert!(
+        text.contains("\n  -> 198.18.1.13:8080                    0        0        0"),
+        "{text}"
+    );
+    // IPv6 names are not cut (ipvsadm cuts IPv4 names only).
+    let mut l = lab_list_with_stats();
+    l.services[0].vip = "2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap();
+    let text = format_list_stats(&l);
+    assert!(
+        text.contains("UDP  [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:53      100"),
+        "{text}"
+    );
+}

@@ -243,6 +243,39 @@ fn with_a_connection_table_beyond_the_memory_limit() {
     );
 }
 
+/// The last step of start-up fails (the metrics server cannot listen on an address the box does
+/// not have), after the workers, the VRRP thread and the other threads have started: the daemon
+/// stops them, detaches its XDP program and exits 1 with the error as its last line, never
+/// having said it started.
+#[test]
+fn when_the_metrics_server_cannot_listen_after_every_thread_started() {
+    assert_root();
+    let ns = Netns::with(&["wan0", "lan0"]);
+    let cfg = config(&ns);
+    let text = std::fs::read_to_string(&cfg.0).unwrap();
+    let moved = text.replacen(
+        "metrics_listen: 127.0.0.1:9798",
+        "metrics_listen: 198.18.99.99:9798",
+        1,
+    );
+    assert_ne!(moved, text, "config/nat.yaml's metrics_listen line moved");
+    std::fs::write(&cfg.0, moved).unwrap();
+    let out = ns.run(&[xvs(), "run", "-c", cfg.0.to_str().unwrap()], true);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("xvs: global.metrics_listen 198.18.99.99:9798: "),
+        "last line {last:?}; stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("started ("), "{stderr}");
+    assert!(
+        !ns.links().contains("prog/xdp"),
+        "an XDP program was left attached:\n{}",
+        ns.links()
+    );
+}
+
 /// `xvs run ARGS` started in `ns` with `cfg` until it is ready (it tells systemd `READY=1`, right
 /// after its "started" line), then stopped with SIGTERM; returns its exit status and stderr.
 fn run_until_ready(ns: &Netns, cfg: &TempPath, args: &[&str]) -> (Option<i32>, String) {

@@ -113,6 +113,16 @@ fn config(ns: &Netns) -> TempPath {
     file
 }
 
+/// [`config`] with the first `from` replaced by `to` (which must be there).
+fn config_with(ns: &Netns, from: &str, to: &str) -> TempPath {
+    let cfg = config(ns);
+    let text = std::fs::read_to_string(&cfg.0).unwrap();
+    let changed = text.replacen(from, to, 1);
+    assert_ne!(changed, text, "config/nat.yaml has no {from:?} any more");
+    std::fs::write(&cfg.0, changed).unwrap();
+    cfg
+}
+
 /// Asserts exit status 1 and exactly one line on stderr containing `want`; returns the line.
 fn one_line_failure(out: &Output, want: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -214,11 +224,7 @@ fn on_an_interface_owned_by_another_xdp_program() {
 fn with_a_connection_table_beyond_the_memory_limit() {
     assert_root();
     let ns = Netns::with(&["wan0", "lan0"]);
-    let cfg = config(&ns);
-    let text = std::fs::read_to_string(&cfg.0).unwrap();
-    let big = text.replacen("max_entries: 1000000 ", "max_entries: 20000000", 1);
-    assert_ne!(big, text, "config/nat.yaml's max_entries line moved");
-    std::fs::write(&cfg.0, big).unwrap();
+    let cfg = config_with(&ns, "max_entries: 1000000 ", "max_entries: 20000000");
     // 2 * 10^7 entries need about 1.5 GiB; the address space is limited to 1 GiB. Before the
     // check, the allocation failed and the process aborted (SIGABRT).
     let out = ns.run(
@@ -251,15 +257,11 @@ fn with_a_connection_table_beyond_the_memory_limit() {
 fn when_the_metrics_server_cannot_listen_after_every_thread_started() {
     assert_root();
     let ns = Netns::with(&["wan0", "lan0"]);
-    let cfg = config(&ns);
-    let text = std::fs::read_to_string(&cfg.0).unwrap();
-    let moved = text.replacen(
+    let cfg = config_with(
+        &ns,
         "metrics_listen: 127.0.0.1:9798",
         "metrics_listen: 198.18.99.99:9798",
-        1,
     );
-    assert_ne!(moved, text, "config/nat.yaml's metrics_listen line moved");
-    std::fs::write(&cfg.0, moved).unwrap();
     let out = ns.run(&[xvs(), "run", "-c", cfg.0.to_str().unwrap()], true);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{stderr}");

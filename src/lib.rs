@@ -11,8 +11,11 @@
 //! - [`control`]: configuration, snapshot building, neighbour resolution, health checks, the
 //!   daemon.
 //!
-//! `unsafe` is allowed only in the AF_XDP/UMEM and BPF-loader modules of `datapath`, each block
-//! with a `// SAFETY:` comment.
+//! - [`sys`]: every other raw system call (`poll`, `if_nametoindex`, clock, signals,
+//!   `sd_notify`), wrapped once.
+//!
+//! `unsafe` is allowed only in the AF_XDP/UMEM and BPF-loader modules of `datapath`, the VRRP
+//! raw socket and [`sys`], each block with a `// SAFETY:` comment.
 #![deny(unsafe_code)]
 
 pub mod conntrack;
@@ -20,4 +23,5 @@ pub mod control;
 pub mod datapath;
 pub mod flow;
 pub mod sched;
+pub mod sys;
 pub mod vrrp;

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             match xvs::control::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log::error!("{}", e.0);
+                    log::error!("{}", e.report());
                     ExitCode::from(1)
                 }
             }

@@ -295,7 +295,8 @@ fn checks(ns_a: &str) {
     let shared = Arc::new(ArcSwap::from_pointee(empty));
     let misses = Arc::new(ArrayQueue::new(64));
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn_refresher(ports.clone(), shared.clone(), misses.clone(), stop.clone());
+    let handle =
+        spawn_refresher(ports.clone(), shared.clone(), misses.clone(), stop.clone()).unwrap();
     misses.push(ip("198.19.200.2")).unwrap();
     let resolved = wait_for(Duration::from_secs(3), || {
         shared.load().resolve(ip("198.19.200.2")).ok()
@@ -340,7 +341,8 @@ fn checks(ns_a: &str) {
     );
     drop(sub);
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn_refresher(ports.clone(), shared.clone(), misses.clone(), stop.clone());
+    let handle =
+        spawn_refresher(ports.clone(), shared.clone(), misses.clone(), stop.clone()).unwrap();
     // Let it subscribe and finish its first full read.
     std::thread::sleep(Duration::from_millis(300));
     let mut worst = Duration::ZERO;

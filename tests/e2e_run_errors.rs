@@ -118,6 +118,16 @@ fn config(ns: &Netns) -> TempPath {
     file
 }
 
+/// [`config`] with the first `from` replaced by `to` (which must be there).
+fn config_with(ns: &Netns, from: &str, to: &str) -> TempPath {
+    let cfg = config(ns);
+    let text = std::fs::read_to_string(&cfg.0).unwrap();
+    let changed = text.replacen(from, to, 1);
+    assert_ne!(changed, text, "config/nat.yaml has no {from:?} any more");
+    std::fs::write(&cfg.0, changed).unwrap();
+    cfg
+}
+
 /// Asserts exit status 1 and exactly one line on stderr containing `want`; returns the line.
 fn one_line_failure(out: &Output, want: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -219,11 +229,7 @@ fn on_an_interface_owned_by_another_xdp_program() {
 fn with_a_connection_table_beyond_the_memory_limit() {
     assert_root();
     let ns = Netns::with(&["wan0", "lan0"]);
-    let cfg = config(&ns);
-    let text = std::fs::read_to_string(&cfg.0).unwrap();
-    let big = text.replacen("max_entries: 1000000 ", "max_entries: 20000000", 1);
-    assert_ne!(big, text, "config/nat.yaml's max_entries line moved");
-    std::fs::write(&cfg.0, big).unwrap();
+    let cfg = config_with(&ns, "max_entries: 1000000 ", "max_entries: 20000000");
     // 2 * 10^7 entries need about 1.5 GiB; the address space is limited to 1 GiB. Before the
     // check, the allocation failed and the process aborted (SIGABRT).
     let out = ns.run(
@@ -241,6 +247,35 @@ fn with_a_connection_table_beyond_the_memory_limit() {
     let line = one_line_failure(&out, "max_entries 20000000 needs ");
     eprintln!("{line}");
     assert!(line.contains("(RLIMIT_AS 1.0 GiB less the "), "{line}");
+    assert!(
+        !ns.links().contains("prog/xdp"),
+        "an XDP program was left attached:\n{}",
+        ns.links()
+    );
+}
+
+/// The last step of start-up fails (the metrics server cannot listen on an address the box does
+/// not have), after the workers, the VRRP thread and the other threads have started: the daemon
+/// stops them, detaches its XDP program and exits 1 with the error as its last line, never
+/// having said it started.
+#[test]
+fn when_the_metrics_server_cannot_listen_after_every_thread_started() {
+    assert_root();
+    let ns = Netns::with(&["wan0", "lan0"]);
+    let cfg = config_with(
+        &ns,
+        "metrics_listen: 127.0.0.1:9798",
+        "metrics_listen: 198.18.99.99:9798",
+    );
+    let out = ns.run(&[xvs(), "run", "-c", cfg.0.to_str().unwrap()], true);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("xvs: global.metrics_listen 198.18.99.99:9798: "),
+        "last line {last:?}; stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("started ("), "{stderr}");
     assert!(
         !ns.links().contains("prog/xdp"),
         "an XDP program was left attached:\n{}",

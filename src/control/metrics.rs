@@ -44,7 +44,8 @@ use tokio::task::AbortHandle;
 use crate::control::health::HealthMetrics;
 use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
-use crate::datapath::{DropReason, Shared, Snapshot, WorkerCounters};
+use crate::datapath::{DropReason, Service, Shared, Snapshot, WorkerCounters};
+use crate::sched::RealServer;
 use crate::vrrp::driver::VrrpStatus;
 
 /// FULLNAT: local ports in use per pool (and each pool's capacity), TOA options inserted and
@@ -156,7 +157,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Renders every metric in the Prometheus text format.
+/// Renders every metric in the Prometheus text format: one family group after another, in the
+/// order of CONTRACT.md (the golden test pins the page byte for byte).
 pub fn render(src: &Sources) -> String {
     let mut o = String::with_capacity(4096);
     let snap = src.shared.snapshot.load();
@@ -166,67 +168,96 @@ pub fn render(src: &Sources) -> String {
         "xvs_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    render_reals(&mut o, &snap);
+    render_services(&mut o, &snap, src);
+    src.health.render(&mut o);
+    src.vrrp.render(&mut o);
+    render_conntrack(&mut o, src);
+    fullnat_metrics(&mut o, src);
+    neighbour_metrics(&mut o, src);
+    render_workers(&mut o, src);
+    render_xsk(&mut o, src);
+    render_reload(&mut o, src);
+    o
+}
 
-    family(
-        &mut o,
-        "xvs_real_connections_total",
-        "counter",
-        "Connections scheduled to a real server.",
+/// One sample of family `name` labelled with service `s` (and real server `real`, if any).
+fn service_sample(
+    o: &mut String,
+    name: &str,
+    s: &Service,
+    real: Option<SocketAddr>,
+    value: impl std::fmt::Display,
+) {
+    let _ = write!(
+        o,
+        "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"",
+        esc(&s.name),
+        s.key.vip,
+        s.key.port,
+        s.key.proto
     );
-    let mut svc_lines = String::new();
-    let per_real = |o: &mut String, name: &str, get: &dyn Fn(&crate::sched::RealServer) -> u64| {
-        for s in &snap.services {
-            for r in &s.reals {
-                let _ = writeln!(
-                    o,
-                    "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
-                    esc(&s.name),
-                    s.key.vip,
-                    s.key.port,
-                    s.key.proto,
-                    r.addr,
-                    get(r)
-                );
-            }
+    if let Some(r) = real {
+        let _ = write!(o, ",real=\"{r}\"");
+    }
+    let _ = writeln!(o, "}} {value}");
+}
+
+/// One line of family `name` per real server of every service, valued by `get`.
+fn per_real(o: &mut String, snap: &Snapshot, name: &str, get: &dyn Fn(&RealServer) -> u64) {
+    for s in &snap.services {
+        for r in &s.reals {
+            service_sample(o, name, s, Some(r.addr), get(r));
         }
-    };
-    per_real(&mut o, "xvs_real_connections_total", &|r| {
-        r.stats.connections_total.load(Ordering::Relaxed)
-    });
+    }
+}
+
+/// `xvs_real_*`: connections, weight and health of each real server.
+fn render_reals(o: &mut String, snap: &Snapshot) {
+    type Get = fn(&RealServer) -> u64;
+    let families: [(&str, &str, &str, Get); 5] = [
+        (
+            "xvs_real_connections_total",
+            "counter",
+            "Connections scheduled to a real server.",
+            |r| r.stats.connections_total.load(Ordering::Relaxed),
+        ),
+        (
+            "xvs_real_connections_active",
+            "gauge",
+            "ESTABLISHED connections of a real server.",
+            |r| r.active_connections(),
+        ),
+        (
+            "xvs_real_connections_inactive",
+            "gauge",
+            "Other tracked connections of a real server.",
+            |r| r.inactive_connections(),
+        ),
+        (
+            "xvs_real_weight",
+            "gauge",
+            "Configured weight of a real server.",
+            |r| u64::from(r.weight),
+        ),
+        (
+            "xvs_real_up",
+            "gauge",
+            "1 while the real server is up (health checks), 0 while they hold it down.",
+            |r| u64::from(r.stats.is_up()),
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        family(o, name, kind, help);
+        per_real(o, snap, name, &get);
+    }
+}
+
+/// `xvs_service_*` and `xvs_sorry_server_connections_total`: connections, traffic (with the
+/// real servers' traffic) and quorum of each service.
+fn render_services(o: &mut String, snap: &Snapshot, src: &Sources) {
     family(
-        &mut o,
-        "xvs_real_connections_active",
-        "gauge",
-        "ESTABLISHED connections of a real server.",
-    );
-    per_real(&mut o, "xvs_real_connections_active", &|r| {
-        r.active_connections()
-    });
-    family(
-        &mut o,
-        "xvs_real_connections_inactive",
-        "gauge",
-        "Other tracked connections of a real server.",
-    );
-    per_real(&mut o, "xvs_real_connections_inactive", &|r| {
-        r.inactive_connections()
-    });
-    family(
-        &mut o,
-        "xvs_real_weight",
-        "gauge",
-        "Configured weight of a real server.",
-    );
-    per_real(&mut o, "xvs_real_weight", &|r| u64::from(r.weight));
-    family(
-        &mut o,
-        "xvs_real_up",
-        "gauge",
-        "1 while the real server is up (health checks), 0 while they hold it down.",
-    );
-    per_real(&mut o, "xvs_real_up", &|r| u64::from(r.stats.is_up()));
-    family(
-        &mut o,
+        o,
         "xvs_service_connections_total",
         "counter",
         "Connections scheduled by a service.",
@@ -238,66 +269,49 @@ pub fn render(src: &Sources) -> String {
             .chain(&s.sorry)
             .map(|r| r.stats.connections_total.load(Ordering::Relaxed))
             .sum();
-        let _ = writeln!(
-            svc_lines,
-            "xvs_service_connections_total{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {total}",
-            esc(&s.name),
-            s.key.vip,
-            s.key.port,
-            s.key.proto
-        );
+        service_sample(o, "xvs_service_connections_total", s, None, total);
     }
-    o.push_str(&svc_lines);
-    render_traffic(&mut o, &snap, src);
+    render_traffic(o, snap, src);
     family(
-        &mut o,
+        o,
         "xvs_service_quorum_up",
         "gauge",
         "1 while the service has quorum (enough real servers up), 0 while it has lost it.",
     );
     for s in &snap.services {
-        let _ = writeln!(
+        service_sample(
             o,
-            "xvs_service_quorum_up{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {}",
-            esc(&s.name),
-            s.key.vip,
-            s.key.port,
-            s.key.proto,
-            u8::from(s.state.has_quorum())
+            "xvs_service_quorum_up",
+            s,
+            None,
+            u8::from(s.state.has_quorum()),
         );
     }
     family(
-        &mut o,
+        o,
         "xvs_sorry_server_connections_total",
         "counter",
         "Connections scheduled to a service's sorry server.",
     );
     for s in &snap.services {
         if let Some(r) = &s.sorry {
-            let _ = writeln!(
+            service_sample(
                 o,
-                "xvs_sorry_server_connections_total{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
-                esc(&s.name),
-                s.key.vip,
-                s.key.port,
-                s.key.proto,
-                r.addr,
-                r.stats.connections_total.load(Ordering::Relaxed)
+                "xvs_sorry_server_connections_total",
+                s,
+                Some(r.addr),
+                r.stats.connections_total.load(Ordering::Relaxed),
             );
         }
     }
-    src.health.render(&mut o);
-    src.vrrp.render(&mut o);
+}
 
-    family(
-        &mut o,
-        "xvs_conntrack_entries",
-        "gauge",
-        "Tracked connections.",
-    );
+/// `xvs_conntrack_*`: table size, capacity and evictions.
+fn render_conntrack(o: &mut String, src: &Sources) {
+    family(o, "xvs_conntrack_entries", "gauge", "Tracked connections.");
     let _ = writeln!(o, "xvs_conntrack_entries {}", src.shared.conntrack.len());
     family(
-        &mut o,
+        o,
         "xvs_conntrack_max_entries",
         "gauge",
         "Connection table capacity.",
@@ -307,9 +321,8 @@ pub fn render(src: &Sources) -> String {
         "xvs_conntrack_max_entries {}",
         src.shared.conntrack.capacity()
     );
-
     family(
-        &mut o,
+        o,
         "xvs_conntrack_evictions_total",
         "counter",
         "Half-open connections evicted from a full table to make room for a new one.",
@@ -317,55 +330,42 @@ pub fn render(src: &Sources) -> String {
     let evicted: u64 = src
         .workers
         .iter()
-        .map(|(_, c)| {
-            c.conntrack_evictions
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
+        .map(|(_, c)| c.conntrack_evictions.load(Ordering::Relaxed))
         .sum();
     let _ = writeln!(
         o,
         "xvs_conntrack_evictions_total{{reason=\"half_open\"}} {evicted}"
     );
+}
 
-    fullnat_metrics(&mut o, src);
-    neighbour_metrics(&mut o, src);
-
-    family(
-        &mut o,
-        "xvs_drops_total",
-        "counter",
-        "Dropped frames by reason.",
-    );
+/// `xvs_drops_total` by reason, and the per-queue worker families.
+fn render_workers(o: &mut String, src: &Sources) {
+    family(o, "xvs_drops_total", "counter", "Dropped frames by reason.");
     for r in DropReason::ALL {
         let n: u64 = src.workers.iter().map(|(_, c)| c.drops(*r)).sum();
         let _ = writeln!(o, "xvs_drops_total{{reason=\"{}\"}} {n}", r.label());
     }
-    let per_queue = |o: &mut String,
-                     name: &str,
-                     help: &str,
-                     kind: &str,
-                     get: &dyn Fn(&WorkerCounters) -> u64| {
-        family(o, name, kind, help);
+    type Get = fn(&WorkerCounters) -> u64;
+    let counters: [(&str, &str, Get); 2] = [
+        (
+            "xvs_rx_packets_total",
+            "Frames received by a worker.",
+            |c| c.rx_packets.load(Ordering::Relaxed),
+        ),
+        (
+            "xvs_tx_packets_total",
+            "Frames transmitted by a worker.",
+            |c| c.tx_packets.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, get) in counters {
+        family(o, name, "counter", help);
         for (q, c) in &src.workers {
             let _ = writeln!(o, "{name}{{queue=\"{q}\"}} {}", get(c));
         }
-    };
-    per_queue(
-        &mut o,
-        "xvs_rx_packets_total",
-        "Frames received by a worker.",
-        "counter",
-        &|c| c.rx_packets.load(Ordering::Relaxed),
-    );
-    per_queue(
-        &mut o,
-        "xvs_tx_packets_total",
-        "Frames transmitted by a worker.",
-        "counter",
-        &|c| c.tx_packets.load(Ordering::Relaxed),
-    );
+    }
     family(
-        &mut o,
+        o,
         "xvs_worker_busy_ratio",
         "gauge",
         "Share of a worker's batches that had frames to process.",
@@ -376,6 +376,11 @@ pub fn render(src: &Sources) -> String {
         let ratio = if b == 0 { 0.0 } else { busy as f64 / b as f64 };
         let _ = writeln!(o, "xvs_worker_busy_ratio{{queue=\"{q}\"}} {ratio}");
     }
+}
+
+/// `xvs_xsk_*`: the kernel's AF_XDP statistics of each queue's sockets (a queue whose
+/// statistics cannot be read is left out).
+fn render_xsk(o: &mut String, src: &Sources) {
     let xsk: Vec<(u32, XskStatistics)> = src
         .xsk
         .iter()
@@ -393,7 +398,7 @@ pub fn render(src: &Sources) -> String {
         ("xvs_xsk_tx_invalid_total", |s| s.tx_invalid_descs),
     ] {
         family(
-            &mut o,
+            o,
             name,
             "counter",
             "Kernel AF_XDP statistics of the queue's sockets.",
@@ -402,8 +407,12 @@ pub fn render(src: &Sources) -> String {
             let _ = writeln!(o, "{name}{{queue=\"{q}\"}} {}", get(s));
         }
     }
+}
+
+/// `xvs_config_last_reload_*`: the outcome and time of the last (re)load.
+fn render_reload(o: &mut String, src: &Sources) {
     family(
-        &mut o,
+        o,
         "xvs_config_last_reload_successful",
         "gauge",
         "1 if the last configuration (re)load succeeded.",
@@ -414,7 +423,7 @@ pub fn render(src: &Sources) -> String {
         u8::from(src.reload.successful.load(Ordering::Relaxed))
     );
     family(
-        &mut o,
+        o,
         "xvs_config_last_reload_timestamp_seconds",
         "gauge",
         "Time of the last successful (re)load.",
@@ -424,7 +433,6 @@ pub fn render(src: &Sources) -> String {
         "xvs_config_last_reload_timestamp_seconds {}",
         src.reload.timestamp_seconds.load(Ordering::Relaxed)
     );
-    o
 }
 
 /// `xvs_service_{in,out}_{packets,bytes}_total` and `xvs_real_{in,out}_{packets,bytes}_total`:
@@ -460,15 +468,7 @@ fn render_traffic(o: &mut String, snap: &Snapshot, src: &Sources) {
                 service: s.key,
                 real: None,
             });
-            let _ = writeln!(
-                o,
-                "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\"}} {}",
-                esc(&s.name),
-                s.key.vip,
-                s.key.port,
-                s.key.proto,
-                value(&t)
-            );
+            service_sample(o, &name, s, None, value(&t));
         }
         let name = format!("xvs_real_{field}_total");
         family(o, &name, "counter", &format!("{help}, per real server."));
@@ -478,16 +478,7 @@ fn render_traffic(o: &mut String, snap: &Snapshot, src: &Sources) {
                     service: s.key,
                     real: Some(r.addr),
                 });
-                let _ = writeln!(
-                    o,
-                    "{name}{{service=\"{}\",vip=\"{}\",port=\"{}\",proto=\"{}\",real=\"{}\"}} {}",
-                    esc(&s.name),
-                    s.key.vip,
-                    s.key.port,
-                    s.key.proto,
-                    r.addr,
-                    value(&t)
-                );
+                service_sample(o, &name, s, Some(r.addr), value(&t));
             }
         }
     }
@@ -849,6 +840,48 @@ mod tests {
             health: Arc::new(HealthMetrics::default()),
             vrrp: Arc::new(VrrpStatus::default()),
         }
+    }
+
+    /// The whole page for one service with two real servers and two workers with counts: the
+    /// text users scrape, byte for byte (the version is masked). Regenerate the file only for a
+    /// deliberate change of the metrics (CONTRACT.md).
+    #[test]
+    fn the_page_is_byte_identical_to_the_golden_file() {
+        let reals = vec![
+            RealServer::new("198.18.1.11:80".parse().unwrap(), 1),
+            RealServer::new("198.18.1.12:80".parse().unwrap(), 3),
+        ];
+        let mut src = sources();
+        src.shared = web_shared(SchedulerKind::Wrr, reals);
+        let snap = src.shared.snapshot.load();
+        snap.services[0].reals[1]
+            .stats
+            .connections_total
+            .store(7, Ordering::Relaxed);
+        for (q, n) in [(0u32, 5u64), (1, 9)] {
+            let c = Arc::new(WorkerCounters::default());
+            c.rx_packets.store(n * 10, Ordering::Relaxed);
+            c.tx_packets.store(n * 9, Ordering::Relaxed);
+            c.batches.store(n * 4, Ordering::Relaxed);
+            c.busy_batches.store(n, Ordering::Relaxed);
+            c.conntrack_evictions.store(n, Ordering::Relaxed);
+            c.count_drop(DropReason::ALL[usize::try_from(q).unwrap()]);
+            src.workers.push((q, c));
+        }
+        src.reload.successful.store(true, Ordering::Relaxed);
+        src.reload
+            .timestamp_seconds
+            .store(1_700_000_000, Ordering::Relaxed);
+        let page = render(&src).replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics_page.txt");
+        if std::env::var_os("XVS_WRITE_GOLDEN").is_some() {
+            std::fs::write(path, &page).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        for (i, (got, want)) in page.lines().zip(want.lines()).enumerate() {
+            assert_eq!(got, want, "line {}", i + 1);
+        }
+        assert_eq!(page, want);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use hashbrown::HashMap;
 
 use crate::control::netlink::{self, Change, KernelRoute, NetlinkError, Subscription};
 use crate::datapath::{Mac, NextHopTable, Port, PortId, Route};
-use crate::vrrp::socket::poll_readable;
+use crate::sys;
 
 /// How often the refresher re-reads the whole table while it receives notifications.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
@@ -255,11 +255,39 @@ pub fn spawn_refresher(
     table: Arc<ArcSwap<NextHopTable>>,
     misses: Arc<ArrayQueue<IpAddr>>,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<()> {
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("xvs-neighbours".into())
         .spawn(move || refresher(&ports, &table, &misses, &stop))
-        .expect("cannot spawn the neighbour refresher thread")
+}
+
+/// Drains `misses` and solicits the next hop of each (at most [`MAX_SOLICITS_PER_TICK`], each
+/// hop at most once per [`SOLICIT_INTERVAL`]); returns how many were solicited.
+fn solicit_misses(
+    current: &NextHopTable,
+    ports: &[Port],
+    misses: &ArrayQueue<IpAddr>,
+    limiter: &mut Limiter,
+    log: &mut ErrorLog,
+    now: Instant,
+) -> usize {
+    let mut solicited = 0;
+    while let Some(addr) = misses.pop() {
+        if solicited >= MAX_SOLICITS_PER_TICK {
+            continue; // drain anyway: they will be posted again if still missing
+        }
+        let Some((hop, ifindex)) = solicit_target(current, ports, addr) else {
+            continue;
+        };
+        if !limiter.allow(hop, now) {
+            continue;
+        }
+        solicited += 1;
+        if let Err(e) = netlink::solicit(hop, ifindex) {
+            log.error(&format!("solicit {hop}"), &e);
+        }
+    }
+    solicited
 }
 
 fn refresher(
@@ -279,7 +307,6 @@ fn refresher(
         }
     };
     let mut changes = Vec::new();
-    let mut ready = Vec::new();
     let mut retired = Retired::default();
     let mut next_rebuild = Instant::now();
     let mut next_prune = Instant::now() + SOLICIT_INTERVAL * 8;
@@ -304,25 +331,11 @@ fn refresher(
                 next_rebuild = now;
             }
         }
-        let mut solicited = 0;
-        if !misses.is_empty() {
-            let current = table.load();
-            while let Some(addr) = misses.pop() {
-                if solicited >= MAX_SOLICITS_PER_TICK {
-                    continue; // drain anyway: they will be posted again if still missing
-                }
-                let Some((hop, ifindex)) = solicit_target(&current, ports, addr) else {
-                    continue;
-                };
-                if !limiter.allow(hop, now) {
-                    continue;
-                }
-                solicited += 1;
-                if let Err(e) = netlink::solicit(hop, ifindex) {
-                    log.error(&format!("solicit {hop}"), &e);
-                }
-            }
-        }
+        let solicited = if misses.is_empty() {
+            0
+        } else {
+            solicit_misses(&table.load(), ports, misses, &mut limiter, &mut log, now)
+        };
         if solicited > 0 && subscription.is_none() {
             next_rebuild = next_rebuild.min(now + AFTER_SOLICIT);
         }
@@ -352,8 +365,13 @@ fn refresher(
         match &subscription {
             Some(_) if swapped => std::thread::sleep(SWAP_COALESCE),
             Some(sub) => {
-                let ms = TICK.as_millis() as i32;
-                if let Err(e) = poll_readable(&[sub.fd()], ms, &mut ready) {
+                let ms = i32::try_from(TICK.as_millis()).unwrap_or(i32::MAX);
+                let mut fds = [libc::pollfd {
+                    fd: sub.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                if let Err(e) = sys::poll(&mut fds, ms) {
                     log.error(
                         "wait for notifications",
                         &NetlinkError::Io {

@@ -128,7 +128,8 @@ pub fn build(
                 cfg.local_addresses
                     .iter()
                     .position(|p| &p.name == name)
-                    .map(|i| i as u16)
+                    // Fits: validation caps the pools' addresses (so the pools) far below 2^16.
+                    .and_then(|i| u16::try_from(i).ok())
             });
             svc.toa = s.toa;
             svc

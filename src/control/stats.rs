@@ -80,6 +80,8 @@ fn connections(snap: &Snapshot) -> HashMap<TrafficKey, u64> {
 
 /// `(now - then) / seconds`, 0 when the counter went backwards (an identity removed and added
 /// again between two samples starts from 0).
+// A float-to-integer `as` saturates (NaN gives 0): the wanted clamp for a rate.
+#[allow(clippy::cast_possible_truncation)]
 fn per_second(now: u64, then: u64, seconds: f64) -> u64 {
     if seconds <= 0.0 {
         return 0;

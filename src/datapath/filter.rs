@@ -284,14 +284,7 @@ pub fn xsk_slot(port: PortId, queue: u32) -> Result<u32, FilterError> {
 
 /// The ifindex of the interface `name` in the calling thread's network namespace.
 pub fn ifindex_of(name: &str) -> io::Result<u32> {
-    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(idx)
-    }
+    crate::sys::if_nametoindex(name)
 }
 
 fn neg_errno(rc: i32) -> io::Error {

@@ -691,21 +691,7 @@ impl Rings for QueueIo {
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pollfds` is a valid array of `len` pollfd structs for open sockets.
-        let rc = unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                ms,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-        Ok(())
+        crate::sys::poll(&mut self.pollfds, ms).map(|_| ())
     }
 }
 

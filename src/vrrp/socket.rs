@@ -232,15 +232,7 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, ready: &mut Vec<usize>) -> 
             revents: 0,
         })
         .collect();
-    // SAFETY: `p` is a live array of `p.len()` pollfd the kernel may write revents into.
-    let rc = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(());
-        }
-        return Err(e);
-    }
+    crate::sys::poll(&mut p, timeout_ms)?;
     ready.extend(
         p.iter()
             .enumerate()

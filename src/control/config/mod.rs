@@ -181,14 +181,7 @@ fn strip_location(msg: &str) -> String {
 /// Whether a network interface of this name exists in this network namespace
 /// (`if_nametoindex(3)`).
 pub fn system_iface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; if_nametoindex only
-    // reads it and returns 0 when there is no such interface.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    index != 0
+    crate::sys::if_nametoindex(name).is_ok()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::probe::{Failure, Outcome};
-use crate::control::signals;
+use crate::sys;
 
 /// How often a running command is polled for its exit.
 const POLL: Duration = Duration::from_millis(5);
@@ -52,12 +52,12 @@ pub fn probe(addr: SocketAddr, command: &str, timeout: Duration, stop: &AtomicBo
                 std::thread::sleep(POLL)
             }
             Ok(None) => {
-                signals::kill_process_group(child.id());
+                sys::kill_process_group(child.id());
                 let _ = child.wait();
                 return Err(Failure::ExecTimeout);
             }
             Err(e) => {
-                signals::kill_process_group(child.id());
+                sys::kill_process_group(child.id());
                 let _ = child.wait();
                 return Err(Failure::Spawn(e.to_string()));
             }

@@ -235,10 +235,12 @@ fn pool_line(s: &ServicePlan, rs: &str, up: bool) -> String {
 
 /// Real servers of `s` that count for its quorum: up, with a weight above 0.
 fn servers_up(s: &ServicePlan) -> u32 {
-    s.reals
+    let n = s
+        .reals
         .iter()
         .filter(|r| r.weight > 0 && r.stats.is_up())
-        .count() as u32
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Re-evaluates the quorum of `s` (`start`: the service was not checked before), stores it in its
@@ -390,7 +392,7 @@ impl Checks {
         for (i, k) in fresh.iter().enumerate() {
             if let Some(t) = self.targets.get_mut(k) {
                 let offset = u128::from(nanos(t.check.interval)) * i as u128 / n;
-                t.due = now.saturating_add(offset as u64);
+                t.due = now.saturating_add(u64::try_from(offset).unwrap_or(u64::MAX));
             }
         }
         self.by_id = self.targets.iter().map(|(k, t)| (t.id, *k)).collect();

@@ -1,0 +1,227 @@
+//! The raw system calls xvs makes outside the AF_XDP/UMEM and BPF-loader code, each wrapped
+//! once: interface lookup (`if_nametoindex`), `poll`, the monotonic clock, signal masks and
+//! synchronous signal waits, process-group kill, the effective uid, and systemd's `sd_notify`.
+//!
+//! Invariants: this is the only module outside `datapath::{xsk, filter}` and `vrrp::socket` that
+//! may use `unsafe`; every `unsafe` block holds exactly one foreign call (or one zeroed plain-data
+//! value) and says with `// SAFETY:` why its arguments are valid. Callers get `io::Result`s or
+//! plain values, never raw return codes or `errno`.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::time::Duration;
+
+/// The index of network interface `name` in the calling thread's network namespace
+/// (`if_nametoindex(3)`); `NotFound`-style OS error when there is none, `InvalidInput` for a
+/// name with a NUL byte.
+pub fn if_nametoindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; if_nametoindex only
+    // reads it and returns 0 (with errno set) when there is no such interface.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(idx)
+    }
+}
+
+/// Waits until one of `fds` has an event it asks for or `timeout_ms` passes (`poll(2)`; a
+/// negative timeout waits forever). Returns how many entries have `revents` set; a wait
+/// interrupted by a signal counts as a timeout (`Ok(0)`).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `fds` is a live, exclusively borrowed array of `n` pollfd structs the kernel may
+    // write `revents` into.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+    match usize::try_from(rc) {
+        Ok(ready) => Ok(ready),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in microseconds (systemd's `MONOTONIC_USEC=` uses this clock).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec; CLOCK_MONOTONIC always exists, so
+    // the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000;
+    secs.saturating_mul(1_000_000).saturating_add(micros)
+}
+
+/// A set of signal numbers, for blocking them and waiting for them synchronously.
+#[derive(Clone, Copy)]
+pub struct SignalSet {
+    set: libc::sigset_t,
+}
+
+impl SignalSet {
+    /// The set of `signals` (`EINVAL` for a number that is no signal).
+    pub fn new(signals: &[i32]) -> io::Result<SignalSet> {
+        // SAFETY: `sigset_t` is plain data (an array of integers); all zeroes is a valid value,
+        // and sigemptyset below initialises it properly before any other use.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        for &sig in signals {
+            // SAFETY: `set` is an initialised, exclusively borrowed sigset_t; an invalid signal
+            // number is reported as -1, not undefined behaviour.
+            if unsafe { libc::sigaddset(&mut set, sig) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(SignalSet { set })
+    }
+
+    /// Blocks the set in the calling thread (`pthread_sigmask(SIG_BLOCK)`); threads spawned
+    /// afterwards inherit the mask.
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: `self.set` is an initialised sigset_t; a null old-set pointer is allowed.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a pending signal of the set and consumes it (`sigtimedwait`);
+    /// `None` on timeout or interruption. The set must be blocked for this to be reliable.
+    pub fn wait(&self, timeout: Duration) -> Option<i32> {
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+        };
+        // SAFETY: `self.set` is an initialised sigset_t, `ts` a valid timespec (nanoseconds
+        // below 10^9), and a null siginfo pointer is allowed.
+        let sig = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &ts) };
+        (sig > 0).then_some(sig)
+    }
+}
+
+/// Sends `sig` to the calling thread (`pthread_kill(pthread_self())`).
+pub fn signal_own_thread(sig: i32) -> io::Result<()> {
+    // SAFETY: pthread_self has no preconditions and cannot fail.
+    let me = unsafe { libc::pthread_self() };
+    // SAFETY: `me` is the live calling thread; an invalid signal number is reported, not UB.
+    let rc = unsafe { libc::pthread_kill(me, sig) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Sends SIGKILL to every process of process group `pgid` (a health-check command started as
+/// its own group leader, with whatever it started). Errors (the group is already gone) are
+/// ignored; group ids 0 and 1 (our own group, every process) are refused.
+pub fn kill_process_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill has no memory preconditions; a negative pid addresses the process group
+    // `pgid` only, and pgid > 1 was checked above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// The effective user id is root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Tells systemd (`Type=notify-reload`) about the daemon's state, if `NOTIFY_SOCKET` is set
+/// (a path, or `@name` for an abstract socket). Failures are ignored: notification is best
+/// effort and must not stop the daemon.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name) {
+            let _ = sock.send_to_addr(state.as_bytes(), &addr);
+        }
+    } else {
+        let _ = sock.send_to(state.as_bytes(), std::path::Path::new(&path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn if_nametoindex_finds_loopback_and_refuses_unknown_or_bad_names() {
+        assert!(if_nametoindex("lo").unwrap() > 0);
+        assert!(if_nametoindex("xvs-no-such0").is_err());
+        let e = if_nametoindex("l\0o").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn poll_reports_a_readable_socket_and_times_out_on_a_quiet_one() {
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut fds = [libc::pollfd {
+            fd: b.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        assert_eq!(poll(&mut fds, 0).unwrap(), 0);
+        assert_eq!(fds[0].revents, 0);
+        a.send(b"x").unwrap();
+        assert_eq!(poll(&mut fds, 1000).unwrap(), 1);
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
+        // A closed descriptor is reported in revents, not as an error of the call.
+        let mut bad = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        assert_eq!(poll(&mut bad, 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn monotonic_usec_moves_forward_with_std_instant() {
+        let t0 = monotonic_usec();
+        std::thread::sleep(Duration::from_millis(20));
+        let t1 = monotonic_usec();
+        assert!(t1 >= t0 + 20_000, "{t0} -> {t1}");
+        // Not a wall clock: well below the Unix time in microseconds.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros();
+        assert!(u128::from(t1) < unix);
+    }
+
+    #[test]
+    fn a_signal_set_refuses_a_bad_number_and_waits_for_a_blocked_signal() {
+        assert!(SignalSet::new(&[libc::SIGUSR2, 4096]).is_err());
+        let set = SignalSet::new(&[libc::SIGUSR2]).unwrap();
+        set.block().unwrap();
+        assert_eq!(set.wait(Duration::from_millis(1)), None);
+        signal_own_thread(libc::SIGUSR2).unwrap();
+        assert_eq!(set.wait(Duration::from_secs(1)), Some(libc::SIGUSR2));
+    }
+}

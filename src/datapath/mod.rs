@@ -159,7 +159,7 @@ drop_reasons! {
 impl From<crate::wire::Error> for DropReason {
     /// The drop reason (and so the `xvs_drops_total` label) of each malformation the wire layer
     /// finds: one reason per header field, whichever way the field is wrong. A header of another
-    /// protocol than the `Repr` parsing it expects is not load-balancer traffic.
+    /// protocol than the `Repr` parsing it expects, and ARP, are not load-balancer traffic.
     fn from(e: crate::wire::Error) -> DropReason {
         use crate::wire::Error as E;
         match e {
@@ -177,6 +177,7 @@ impl From<crate::wire::Error> for DropReason {
             E::UdpLenTooSmall | E::UdpLenPastEnd => DropReason::BadUdpLength,
             E::TruncatedIcmp => DropReason::TruncatedIcmp,
             E::BadIcmpChecksum => DropReason::BadIcmpChecksum,
+            E::TruncatedArp | E::UnsupportedArp => DropReason::NotLoadBalancerTraffic,
         }
     }
 }

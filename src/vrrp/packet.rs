@@ -654,6 +654,31 @@ mod tests {
         let mut p = good_ipv4();
         p[0] = 0x44;
         assert_eq!(parse_ipv4(&p), Err(VrrpError::IpHeader));
+        // Protocol and fragment are judged before the header checksum.
+        let mut p = good_ipv4();
+        p[9] = 17;
+        assert_eq!(parse_ipv4(&p), Err(VrrpError::IpHeader));
+    }
+
+    #[test]
+    fn receive_check_ip_lengths() {
+        // IHL past the packet, total length below the header, above the packet, or below it
+        // (trailing bytes such as Ethernet padding): all `length`, checksum fixed or not.
+        for (at, v) in [(0, 0x4f), (3, 19), (3, 0xff), (3, 28)] {
+            let mut p = good_ipv4();
+            p[at] = v;
+            assert_eq!(parse_ipv4(&p), Err(VrrpError::Length), "byte {at} = {v}");
+            fix_ip_checksum(&mut p);
+            assert_eq!(
+                parse_ipv4(&p),
+                Err(VrrpError::Length),
+                "byte {at} = {v}, fixed"
+            );
+        }
+        let mut p = good_ipv4();
+        p.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_ipv4(&p), Err(VrrpError::Length), "padding");
+        assert!(parse_ipv4(&good_ipv4()).is_ok());
     }
 
     #[test]

@@ -1,22 +1,24 @@
 //! Wire views over frame bytes, in the style of smoltcp's `wire`.
 //!
 //! Each header has two layers:
-//! - a *view* (`EthernetFrame`, `Ipv4Packet`, `TcpSegment`, `UdpDatagram`, `IcmpPacket`) wraps a
+//! - a *view* (`EthernetFrame`, `Ipv4Packet`, `TcpSegment`, `UdpDatagram`, `IcmpPacket`,
+//!   `ArpPacket`) wraps a
 //!   byte buffer. `new_unchecked` wraps without looking; `check_len` proves the lengths the
 //!   accessors rely on and says which one is wrong ([`Error`]); `new_checked` is the two in one.
 //!   Once checked, no accessor can panic (each view's doc states the invariant that makes it so);
 //!   on an unchecked view they may. Setters write fields in place; the helpers in [`checksum`]
 //!   keep checksums correct incrementally.
 //! - a *`Repr`* (`Ipv4Repr`, `UdpRepr`, `IcmpRepr`, the IP-in-IP [`ipip::OuterHeader`],
-//!   `EthernetRepr`) is the header's meaning as plain values: `parse` reads one from a checked
+//!   `EthernetRepr`, `ArpRepr`) is the header's meaning as plain values: `parse` reads one from a checked
 //!   view (verifying what the view does not, such as checksums), `emit` writes a complete header
-//!   with its checksum. Every IPv4 header xvs builds (TUN outer header, ICMP errors, VRRP
-//!   adverts) goes through [`Ipv4Repr::emit`].
+//!   with its checksum. Every header xvs builds (TUN outer header, ICMP errors, VRRP adverts,
+//!   gratuitous ARPs) goes through a `Repr`'s `emit`.
 //!
 //! Views never allocate and never copy the payload; `Repr`s are `Copy`. This module imports
 //! nothing else of the crate, so the datapath, conntrack and vrrp can all build on it. Errors are
 //! the wire layer's own ([`Error`]); the datapath maps them to its drop reasons.
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
@@ -25,6 +27,7 @@ pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
+pub use arp::{ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr};
 pub use icmp::{IcmpPacket, IcmpRepr};
 pub use ipip::OuterHeader;
@@ -72,6 +75,10 @@ pub enum Error {
     TruncatedIcmp,
     /// The ICMP checksum does not verify.
     BadIcmpChecksum,
+    /// Shorter than an Ethernet/IPv4 ARP message (28 bytes).
+    TruncatedArp,
+    /// ARP for another hardware or protocol type than Ethernet/IPv4.
+    UnsupportedArp,
 }
 
 impl std::fmt::Display for Error {

@@ -192,8 +192,8 @@ impl<'a> VrrpPacket<'a> {
     }
 }
 
+#[allow(clippy::cast_possible_truncation)] // vrrp_len is at most 8 + 4 * 255 + 8 bytes
 fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, vrrp_len: usize) -> u32 {
-    // vrrp_len is at most 8 + 4 * 255 + 8 bytes, so the cast is exact.
     checksum::ipv4_pseudo_header_sum(src.octets(), dst.octets(), PROTO_VRRP, vrrp_len as u16)
 }
 
@@ -334,12 +334,14 @@ pub fn encode_message(
     m[0] = (f.version.number() << 4) | TYPE_ADVERTISEMENT;
     m[1] = f.vrid;
     m[2] = f.priority;
-    // check() bounded the count to 255.
-    m[3] = f.addresses.len() as u8;
+    m[3] = u8::try_from(f.addresses.len())
+        .map_err(|_| BuildError::TooManyAddresses(f.addresses.len()))?;
     match f.version {
         Version::V2 => {
             m[4] = 0; // Auth Type: none
-            m[5] = (f.interval_cs / 100) as u8; // check() bounded it to 1..=255 s
+            m[5] = u8::try_from(f.interval_cs / 100).map_err(|_| {
+                BuildError::Interval(u64::from(f.interval_cs) * NANOS_PER_CENTISECOND)
+            })?;
         }
         Version::V3 => m[4..6].copy_from_slice(&(f.interval_cs & 0x0fff).to_be_bytes()),
     }

@@ -25,6 +25,8 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+checked_view!(ArpPacket);
+
 impl<T: AsRef<[u8]>> ArpPacket<T> {
     /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
     /// passed.
@@ -38,13 +40,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
             return Err(Error::TruncatedArp);
         }
         Ok(())
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
     }
 
     fn b(&self) -> &[u8] {

@@ -42,6 +42,8 @@ fn announced_header_len(b: &[u8]) -> usize {
     }
 }
 
+checked_view!(EthernetFrame);
+
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
     /// passed.
@@ -59,19 +61,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
             return Err(Error::TruncatedEthernet);
         }
         Ok(())
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let f = Self::new_unchecked(buffer);
-        f.check_len()?;
-        Ok(f)
-    }
-
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]

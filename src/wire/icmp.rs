@@ -30,6 +30,8 @@ pub struct IcmpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+checked_view!(IcmpPacket);
+
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
     /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
     /// passed.
@@ -45,19 +47,6 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
             return Err(Error::TruncatedIcmp);
         }
         Ok(())
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]

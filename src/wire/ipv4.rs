@@ -21,6 +21,8 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+checked_view!(Ipv4Packet);
+
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
     /// passed.
@@ -58,19 +60,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             return Err(Error::Ipv4TotalLenPastEnd);
         }
         Ok(())
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]
@@ -173,18 +162,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets the source address, updating the header checksum.
     #[inline]
     pub fn set_src(&mut self, a: Ipv4Addr) {
-        let old = self.src();
-        let c = checksum::update_bytes(self.checksum(), &old.octets(), &a.octets());
-        self.b_mut()[12..16].copy_from_slice(&a.octets());
-        self.set_checksum(c);
+        self.set_addr(12, a);
     }
 
     /// Sets the destination address, updating the header checksum.
     #[inline]
     pub fn set_dst(&mut self, a: Ipv4Addr) {
-        let old = self.dst();
-        let c = checksum::update_bytes(self.checksum(), &old.octets(), &a.octets());
-        self.b_mut()[16..20].copy_from_slice(&a.octets());
+        self.set_addr(16, a);
+    }
+
+    /// Writes the address at `at` (12: source, 16: destination), updating the header checksum.
+    #[inline]
+    fn set_addr(&mut self, at: usize, a: Ipv4Addr) {
+        let old = read_4(self.b(), at);
+        let c = checksum::update_bytes(self.checksum(), &old, &a.octets());
+        self.b_mut()[at..at + 4].copy_from_slice(&a.octets());
         self.set_checksum(c);
     }
 

@@ -18,6 +18,29 @@
 //! nothing else of the crate, so the datapath, conntrack and vrrp can all build on it. Errors are
 //! the wire layer's own ([`Error`]); the datapath maps them to its drop reasons.
 
+/// The constructors every view shares, so each view writes only what differs (`new_unchecked`
+/// and `check_len`): `new_checked`, the one way to a view whose accessors cannot panic, and
+/// `into_inner`. The view's buffer field must be named `buffer`.
+macro_rules! checked_view {
+    ($view:ident) => {
+        impl<T: AsRef<[u8]>> $view<T> {
+            /// [`new_unchecked`](Self::new_unchecked) followed by
+            /// [`check_len`](Self::check_len).
+            #[inline]
+            pub fn new_checked(buffer: T) -> Result<Self, $crate::wire::Error> {
+                let view = Self::new_unchecked(buffer);
+                view.check_len()?;
+                Ok(view)
+            }
+
+            /// The wrapped buffer.
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;

@@ -69,6 +69,8 @@ pub struct TcpSegment<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+checked_view!(TcpSegment);
+
 impl<T: AsRef<[u8]>> TcpSegment<T> {
     /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
     /// passed.
@@ -93,19 +95,6 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
             return Err(Error::TcpHeaderLenPastEnd);
         }
         Ok(())
-    }
-
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let t = Self::new_unchecked(buffer);
-        t.check_len()?;
-        Ok(t)
-    }
-
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]

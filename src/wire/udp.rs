@@ -19,6 +19,8 @@ pub struct UdpDatagram<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+checked_view!(UdpDatagram);
+
 impl<T: AsRef<[u8]>> UdpDatagram<T> {
     /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
     /// passed.
@@ -52,14 +54,6 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         Ok(len)
     }
 
-    /// [`new_unchecked`](Self::new_unchecked) followed by [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let u = Self::new_unchecked(buffer);
-        u.check_len()?;
-        Ok(u)
-    }
-
     /// Like [`new_checked`](Self::new_checked) for the first fragment of a datagram, whose
     /// length field covers fragments still to come: it may exceed `buffer` but not fall below
     /// the header.
@@ -68,11 +62,6 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         let u = Self::new_unchecked(buffer);
         u.check_header()?;
         Ok(u)
-    }
-
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]

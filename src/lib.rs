@@ -3,7 +3,9 @@
 //! What Linux IPVS + ipvsadm + keepalived do, running on AF_XDP instead of a kernel module.
 //!
 //! Module map (see the README's design section):
-//! - [`datapath`]: wire views, `process()`, per-method rewrites, the worker loop, AF_XDP I/O and the
+//! - [`wire`]: checked views and `Repr` parse/emit for Ethernet, IPv4, TCP, UDP, ICMP, IP-in-IP;
+//!   imports nothing of the crate (datapath, conntrack and vrrp all build on it).
+//! - [`datapath`]: `process()`, per-method rewrites, the worker loop, AF_XDP I/O and the
 //!   XDP filter program. Never reads the clock, allocates or makes syscalls below the worker loop.
 //! - [`sched`]: the `Scheduler` trait and one file per IPVS scheduling algorithm.
 //! - [`conntrack`]: the sharded connection table, TCP/UDP states, timeouts and expiry.
@@ -25,3 +27,4 @@ pub mod flow;
 pub mod sched;
 pub mod sys;
 pub mod vrrp;
+pub mod wire;

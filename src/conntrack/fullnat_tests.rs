@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::*;
-use crate::datapath::wire::TcpFlags;
+use crate::wire::TcpFlags;
 
 const S: Nanos = crate::flow::NANOS_PER_SEC;
 const SYN: Event = Event::Tcp(TcpFlags(0x02));

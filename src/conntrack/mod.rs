@@ -49,9 +49,9 @@ use crate::conntrack::index::FlowIndex;
 pub use crate::conntrack::local_ports::LocalPool;
 use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
 use crate::conntrack::sharded::{Hand, Sharded};
-use crate::datapath::wire::TcpFlags;
 use crate::flow::{FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
+use crate::wire::TcpFlags;
 
 /// Idle timeouts per protocol state, in nanoseconds. Each must be below
 /// [`MAX_TIMEOUT`] (the table stores expiries in wrapping 32-bit milliseconds).

@@ -30,8 +30,8 @@
 //! connection (the caller reschedules it), as IPVS does with `conn_reuse_mode`.
 
 use crate::conntrack::Timeouts;
-use crate::datapath::wire::TcpFlags;
 use crate::flow::Nanos;
+use crate::wire::TcpFlags;
 
 /// Which way a packet travels relative to the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

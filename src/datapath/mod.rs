@@ -17,9 +17,13 @@ pub mod nexthop;
 pub mod process;
 pub mod snapshot;
 pub mod translation;
-pub mod wire;
 pub mod worker;
 pub mod xsk;
+
+/// The wire layer lives at the crate root ([`crate::wire`]) so that conntrack and vrrp can use it
+/// without importing the datapath. This alias keeps `crate::datapath::wire::...` paths compiling
+/// for code written before the move; new code imports `crate::wire`.
+pub use crate::wire;
 
 pub use counters::WorkerCounters;
 pub use nexthop::{Mac, NextHopTable, Route};
@@ -150,4 +154,30 @@ drop_reasons! {
     /// (FULLNAT's included), their later fragments and ICMP errors about them. Only the MASTER
     /// forwards.
     VrrpBackup => "vrrp_backup",
+}
+
+impl From<crate::wire::Error> for DropReason {
+    /// The drop reason (and so the `xvs_drops_total` label) of each malformation the wire layer
+    /// finds: one reason per header field, whichever way the field is wrong. A header of another
+    /// protocol than the `Repr` parsing it expects, and ARP, are not load-balancer traffic.
+    fn from(e: crate::wire::Error) -> DropReason {
+        use crate::wire::Error as E;
+        match e {
+            E::TruncatedEthernet => DropReason::TruncatedEthernet,
+            E::TruncatedIpv4 => DropReason::TruncatedIpv4,
+            E::BadIpVersion => DropReason::BadIpVersion,
+            E::Ipv4HeaderLenTooSmall | E::Ipv4HeaderLenPastEnd => DropReason::BadIpv4HeaderLength,
+            E::Ipv4TotalLenTooSmall | E::Ipv4TotalLenPastEnd => DropReason::BadIpv4TotalLength,
+            E::BadIpv4Checksum => DropReason::BadIpv4Checksum,
+            E::Ipv4Fragment => DropReason::Ipv4Fragment,
+            E::UnexpectedProtocol => DropReason::NotLoadBalancerTraffic,
+            E::TruncatedTcp => DropReason::TruncatedTcp,
+            E::TcpHeaderLenTooSmall | E::TcpHeaderLenPastEnd => DropReason::BadTcpHeaderLength,
+            E::TruncatedUdp => DropReason::TruncatedUdp,
+            E::UdpLenTooSmall | E::UdpLenPastEnd => DropReason::BadUdpLength,
+            E::TruncatedIcmp => DropReason::TruncatedIcmp,
+            E::BadIcmpChecksum => DropReason::BadIcmpChecksum,
+            E::TruncatedArp | E::UnsupportedArp => DropReason::NotLoadBalancerTraffic,
+        }
+    }
 }

@@ -827,7 +827,7 @@ fn emit(frame: &mut [u8], hop: NextHop, port_mac: Mac) -> Verdict {
             eth.set_src(port_mac);
             Verdict::Tx(hop.port)
         }
-        Err(r) => Verdict::Drop(r),
+        Err(r) => Verdict::Drop(r.into()),
     }
 }
 

@@ -15,29 +15,29 @@
 use std::net::Ipv4Addr;
 
 use crate::flow::{Nanos, NANOS_PER_SEC};
+use crate::wire::{arp, ethernet, ArpRepr, EtherType, EthernetRepr};
 
 /// Gratuitous ARPs per VIP in each burst (keepalived `garp_master_repeat`, default 5).
 pub const MASTER_REPEAT: usize = 5;
 /// Delay of the second burst after entering MASTER (keepalived `garp_master_delay`, default 5 s).
 pub const MASTER_DELAY: Nanos = 5 * NANOS_PER_SEC;
 /// Length of the frame (no padding; the NIC pads to 60 bytes).
-pub const FRAME_LEN: usize = 42;
+pub const FRAME_LEN: usize = ethernet::HEADER_LEN + arp::LEN;
 
-/// The gratuitous ARP for `vip` from `mac`.
+/// The gratuitous ARP for `vip` from `mac`: Ethernet broadcast, ARP announcement.
 pub fn frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
-    f[0..6].fill(0xff);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol: IPv4
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
-    f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&vip.octets());
-    // f[32..38]: target hardware address, zero.
-    f[38..42].copy_from_slice(&vip.octets());
+    let ethernet = EthernetRepr {
+        src: mac,
+        dst: [0xff; 6],
+        ethertype: EtherType::ARP,
+    };
+    let (header, arp) = f.split_at_mut(ethernet::HEADER_LEN);
+    // FRAME_LEN is exactly the two headers, so neither emit can find its buffer short.
+    let written = ethernet
+        .emit(header)
+        .and_then(|()| ArpRepr::announcement(mac, vip).emit(arp));
+    debug_assert_eq!(written, Ok(()));
     f
 }
 

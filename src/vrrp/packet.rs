@@ -25,12 +25,14 @@
 //! Invariant after [`VrrpPacket::new_checked`]: version is 2 or 3, type is 1, and the buffer is
 //! exactly the VRRP message its count announces, so no accessor can panic. Nothing here
 //! allocates except [`parse_ipv4`], which returns an owned [`Advert`] for the control plane.
+//! The IPv4 and Ethernet headers are read and written through the wire layer's views and
+//! `Repr`s ([`crate::wire`]): there is no second IPv4 parser or header emitter here.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{BuildError, VrrpError};
-use crate::datapath::wire::checksum;
 use crate::flow::Nanos;
+use crate::wire::{self, checksum, EtherType, EthernetRepr, Ipv4Packet, Ipv4Repr};
 
 /// IP protocol number of VRRP.
 pub const PROTO_VRRP: u8 = 112;
@@ -45,16 +47,15 @@ pub const HEADER_LEN: usize = 8;
 /// Length of the v2 authentication data trailer.
 pub const AUTH_DATA_LEN: usize = 8;
 /// Length of the IPv4 header xvs writes (no options).
-pub const IPV4_HEADER_LEN: usize = 20;
+pub const IPV4_HEADER_LEN: usize = wire::ipv4::MIN_HEADER_LEN;
 /// Length of an Ethernet header without VLAN tag.
-pub const ETHERNET_HEADER_LEN: usize = 14;
+pub const ETHERNET_HEADER_LEN: usize = wire::ethernet::HEADER_LEN;
 /// TOS keepalived sets on adverts (precedence "internetwork control").
 pub const TOS: u8 = 0xc0;
 /// Centiseconds in nanoseconds.
 pub const NANOS_PER_CENTISECOND: Nanos = 10_000_000;
 
 const TYPE_ADVERTISEMENT: u8 = 1;
-const ETHERTYPE_IPV4: u16 = 0x0800;
 
 /// The VRRP virtual router MAC address for IPv4: 00-00-5E-00-01-{VRID} (RFC 5798 §7.3).
 pub const fn virtual_mac(vrid: u8) -> [u8; 6] {
@@ -191,8 +192,8 @@ impl<'a> VrrpPacket<'a> {
     }
 }
 
+#[allow(clippy::cast_possible_truncation)] // vrrp_len is at most 8 + 4 * 255 + 8 bytes
 fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, vrrp_len: usize) -> u32 {
-    // vrrp_len is at most 8 + 4 * 255 + 8 bytes, so the cast is exact.
     checksum::ipv4_pseudo_header_sum(src.octets(), dst.octets(), PROTO_VRRP, vrrp_len as u16)
 }
 
@@ -222,30 +223,18 @@ pub struct Advert {
 /// ([`VrrpError::IpHeader`], [`VrrpError::Length`], IP header [`VrrpError::Checksum`]), then
 /// the VRRP message's length, version, type and checksum. Never panics.
 pub fn parse_ipv4(ip: &[u8]) -> Result<Advert, VrrpError> {
-    if ip.len() < IPV4_HEADER_LEN {
-        return Err(VrrpError::Length);
-    }
-    if ip[0] >> 4 != 4 {
-        return Err(VrrpError::IpHeader);
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ihl < IPV4_HEADER_LEN {
-        return Err(VrrpError::IpHeader);
-    }
-    if ihl > ip.len() || usize::from(u16::from_be_bytes([ip[2], ip[3]])) != ip.len() {
+    let p = Ipv4Packet::new_checked(ip).map_err(ip_error)?;
+    // Ethernet padding is not expected here: the packet must be exactly what it says.
+    if p.total_len() != ip.len() {
         return Err(VrrpError::Length);
     }
     // MF flag or a fragment offset: not reassembled here.
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 || ip[9] != PROTO_VRRP {
+    if p.is_fragment() || p.protocol() != PROTO_VRRP {
         return Err(VrrpError::IpHeader);
     }
-    if !checksum::verifies(&ip[..ihl]) {
-        return Err(VrrpError::Checksum);
-    }
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let v = VrrpPacket::new_checked(&ip[ihl..])?;
-    if !v.checksum_ok_v4(src, dst) {
+    let h = Ipv4Repr::parse(&p).map_err(ip_error)?;
+    let v = VrrpPacket::new_checked(p.payload())?;
+    if !v.checksum_ok_v4(h.src, h.dst) {
         return Err(VrrpError::Checksum);
     }
     Ok(Advert {
@@ -256,10 +245,23 @@ pub fn parse_ipv4(ip: &[u8]) -> Result<Advert, VrrpError> {
         auth_type: v.auth_type(),
         interval_cs: v.interval_cs(),
         addresses: v.addresses_v4().map(IpAddr::V4).collect(),
-        src: IpAddr::V4(src),
-        dst: IpAddr::V4(dst),
-        ttl: ip[8],
+        src: IpAddr::V4(h.src),
+        dst: IpAddr::V4(h.dst),
+        ttl: h.ttl,
     })
+}
+
+/// The VRRP error of an IPv4 header the wire layer refuses: cut short or longer than the packet
+/// is `length`; a wrong version, an IHL below 5 or a fragment is `ip_header`; a header
+/// checksum that does not verify is `checksum`.
+fn ip_error(e: wire::Error) -> VrrpError {
+    match e {
+        wire::Error::BadIpv4Checksum => VrrpError::Checksum,
+        wire::Error::BadIpVersion
+        | wire::Error::Ipv4HeaderLenTooSmall
+        | wire::Error::Ipv4Fragment => VrrpError::IpHeader,
+        _ => VrrpError::Length,
+    }
 }
 
 /// What an advert to send says.
@@ -332,12 +334,14 @@ pub fn encode_message(
     m[0] = (f.version.number() << 4) | TYPE_ADVERTISEMENT;
     m[1] = f.vrid;
     m[2] = f.priority;
-    // check() bounded the count to 255.
-    m[3] = f.addresses.len() as u8;
+    m[3] = u8::try_from(f.addresses.len())
+        .map_err(|_| BuildError::TooManyAddresses(f.addresses.len()))?;
     match f.version {
         Version::V2 => {
             m[4] = 0; // Auth Type: none
-            m[5] = (f.interval_cs / 100) as u8; // check() bounded it to 1..=255 s
+            m[5] = u8::try_from(f.interval_cs / 100).map_err(|_| {
+                BuildError::Interval(u64::from(f.interval_cs) * NANOS_PER_CENTISECOND)
+            })?;
         }
         Version::V3 => m[4..6].copy_from_slice(&(f.interval_cs & 0x0fff).to_be_bytes()),
     }
@@ -372,20 +376,20 @@ pub fn encode_ipv4(
     let total = IPV4_HEADER_LEN + f.message_len();
     need(buf, total)?;
     let n = encode_message(&mut buf[IPV4_HEADER_LEN..], f, src, dst)?;
-    let h = &mut buf[..IPV4_HEADER_LEN];
-    h[0] = 0x45;
-    h[1] = TOS;
-    // total ≤ 20 + 8 + 1020 + 8.
-    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    h[4..8].fill(0); // ID 0, no flags, offset 0
-    h[8] = TTL;
-    h[9] = PROTO_VRRP;
-    h[10] = 0;
-    h[11] = 0;
-    h[12..16].copy_from_slice(&s4.octets());
-    h[16..20].copy_from_slice(&d4.octets());
-    let c = checksum::checksum(h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let header = Ipv4Repr {
+        src: s4,
+        dst: d4,
+        protocol: PROTO_VRRP,
+        payload_len: n,
+        tos: TOS,
+        ttl: TTL,
+        identification: 0, // the kernel fills it in on a raw socket
+        dont_fragment: false,
+    };
+    header.emit(buf).map_err(|_| BuildError::BufferTooSmall {
+        have: buf.len(),
+        need: total,
+    })?;
     Ok(IPV4_HEADER_LEN + n)
 }
 
@@ -402,11 +406,18 @@ pub fn encode_frame(
     dst: IpAddr,
 ) -> Result<usize, BuildError> {
     f.check()?;
-    need(buf, ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + f.message_len())?;
+    let need_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + f.message_len();
+    need(buf, need_len)?;
     let n = encode_ipv4(&mut buf[ETHERNET_HEADER_LEN..], f, src, dst)?;
-    buf[0..6].copy_from_slice(&dst_mac);
-    buf[6..12].copy_from_slice(&src_mac);
-    buf[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let ethernet = EthernetRepr {
+        src: src_mac,
+        dst: dst_mac,
+        ethertype: EtherType::IPV4,
+    };
+    ethernet.emit(buf).map_err(|_| BuildError::BufferTooSmall {
+        have: buf.len(),
+        need: need_len,
+    })?;
     Ok(ETHERNET_HEADER_LEN + n)
 }
 
@@ -414,7 +425,7 @@ pub fn encode_frame(
 mod tests {
     use super::*;
 
-    /// Straightforward RFC 1071 sum, independent of `datapath::wire::checksum`.
+    /// Straightforward RFC 1071 sum, independent of `wire::checksum`.
     fn ones_complement(parts: &[&[u8]]) -> u16 {
         let mut bytes = Vec::new();
         for p in parts {
@@ -645,6 +656,31 @@ mod tests {
         let mut p = good_ipv4();
         p[0] = 0x44;
         assert_eq!(parse_ipv4(&p), Err(VrrpError::IpHeader));
+        // Protocol and fragment are judged before the header checksum.
+        let mut p = good_ipv4();
+        p[9] = 17;
+        assert_eq!(parse_ipv4(&p), Err(VrrpError::IpHeader));
+    }
+
+    #[test]
+    fn receive_check_ip_lengths() {
+        // IHL past the packet, total length below the header, above the packet, or below it
+        // (trailing bytes such as Ethernet padding): all `length`, checksum fixed or not.
+        for (at, v) in [(0, 0x4f), (3, 19), (3, 0xff), (3, 28)] {
+            let mut p = good_ipv4();
+            p[at] = v;
+            assert_eq!(parse_ipv4(&p), Err(VrrpError::Length), "byte {at} = {v}");
+            fix_ip_checksum(&mut p);
+            assert_eq!(
+                parse_ipv4(&p),
+                Err(VrrpError::Length),
+                "byte {at} = {v}, fixed"
+            );
+        }
+        let mut p = good_ipv4();
+        p.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_ipv4(&p), Err(VrrpError::Length), "padding");
+        assert!(parse_ipv4(&good_ipv4()).is_ok());
     }
 
     #[test]

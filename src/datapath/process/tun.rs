@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{emit, Parsed, Processor};
 use crate::datapath::wire::ipip::{self, OuterHeader, OUTER_LEN};
-use crate::datapath::wire::{icmp, ipv4, write_u16, IcmpPacket};
+use crate::datapath::wire::{icmp, ipv4, IcmpRepr, Ipv4Repr};
 use crate::datapath::{DropReason, Verdict};
 
 /// TTL of the ICMP errors xvs originates (Linux's default `ip_default_ttl`).
@@ -177,28 +177,24 @@ impl Processor {
         }
         let mut quoted = [0u8; MAX_QUOTE];
         quoted[..quote_len].copy_from_slice(&buf[quote.start..quote.start + quote_len]);
-        let id = self.next_ip_id();
+        let header = Ipv4Repr {
+            src: vip,
+            dst: client,
+            protocol: icmp::PROTOCOL,
+            payload_len: icmp_len,
+            tos: ICMP_TOS,
+            ttl: ICMP_TTL,
+            identification: self.next_ip_id(),
+            dont_fragment: false,
+        };
         let ip = &mut buf[l3..l3 + total];
-        ip[0] = 0x45;
-        ip[1] = ICMP_TOS;
-        write_u16(ip, 2, total as u16);
-        write_u16(ip, 4, id);
-        write_u16(ip, 6, 0);
-        ip[8] = ICMP_TTL;
-        ip[9] = icmp::PROTOCOL;
-        write_u16(ip, 10, 0);
-        ip[12..16].copy_from_slice(&vip.octets());
-        ip[16..20].copy_from_slice(&client.octets());
-        let c = crate::datapath::wire::checksum::checksum(&ip[..20]);
-        write_u16(ip, 10, c);
-        let mut header = [0u8; icmp::HEADER_LEN];
-        icmp::write_frag_needed_header(&mut header, mtu);
-        let msg = &mut ip[20..];
-        msg[..icmp::HEADER_LEN].copy_from_slice(&header);
-        msg[icmp::HEADER_LEN..].copy_from_slice(&quoted[..quote_len]);
-        IcmpPacket::new_checked(msg)
-            .expect("8-byte header written")
-            .fill_checksum();
+        ip[ipv4::MIN_HEADER_LEN + icmp::HEADER_LEN..].copy_from_slice(&quoted[..quote_len]);
+        let written = header.emit(ip).and_then(|()| {
+            IcmpRepr::frag_needed(mtu, quote_len).emit(&mut ip[ipv4::MIN_HEADER_LEN..])
+        });
+        if let Err(e) = written {
+            return Verdict::Drop(e.into());
+        }
         *len = l3 + total;
         emit(&mut buf[..*len], hop, port_mac)
     }

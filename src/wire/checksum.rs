@@ -4,6 +4,7 @@
 //! All functions work on 16-bit words in network order, as they appear on the wire.
 
 /// One's-complement sum of `data` (padded with a zero byte if odd) added to `initial`, unfolded.
+#[allow(clippy::cast_possible_truncation)] // folded to at most 0xffff_ffff before the cast
 pub fn sum(data: &[u8], initial: u32) -> u32 {
     let mut acc = u64::from(initial);
     let mut chunks = data.chunks_exact(2);
@@ -22,6 +23,7 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
 
 /// Folds a 32-bit one's-complement sum to 16 bits.
 #[inline]
+#[allow(clippy::cast_possible_truncation)] // folded to at most 0xffff before the cast
 pub fn fold(mut s: u32) -> u16 {
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);

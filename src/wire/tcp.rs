@@ -1,9 +1,9 @@
-//! TCP header view.
+//! TCP header view and the TCP flags (which conntrack's state machine reads too).
 //!
-//! Invariant after [`TcpSegment::new_checked`]: `20 <= header_len <= buffer length`.
+//! Invariant after [`TcpSegment::check_len`]: `20 <= header_len <= buffer length`, so no
+//! accessor panics.
 
-use super::{read_u16, write_u16};
-use crate::datapath::DropReason;
+use super::{read_u16, write_u16, Error};
 
 pub const MIN_HEADER_LEN: usize = 20;
 /// Offset of the checksum field.
@@ -20,19 +20,24 @@ impl TcpFlags {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
 
+    #[inline]
     pub fn fin(self) -> bool {
         self.0 & Self::FIN != 0
     }
+    #[inline]
     pub fn syn(self) -> bool {
         self.0 & Self::SYN != 0
     }
+    #[inline]
     pub fn rst(self) -> bool {
         self.0 & Self::RST != 0
     }
+    #[inline]
     pub fn ack(self) -> bool {
         self.0 & Self::ACK != 0
     }
     /// A connection-opening SYN (SYN without ACK/RST).
+    #[inline]
     pub fn is_initial_syn(self) -> bool {
         self.syn() && !self.ack() && !self.rst()
     }
@@ -64,49 +69,72 @@ pub struct TcpSegment<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+checked_view!(TcpSegment);
+
 impl<T: AsRef<[u8]>> TcpSegment<T> {
-    pub fn new_checked(buffer: T) -> Result<Self, DropReason> {
-        let b = buffer.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(DropReason::TruncatedTcp);
-        }
-        let header_len = usize::from(b[12] >> 4) * 4;
-        if header_len < MIN_HEADER_LEN || header_len > b.len() {
-            return Err(DropReason::BadTcpHeaderLength);
-        }
-        Ok(TcpSegment { buffer })
+    /// Wraps `buffer` without checking it: accessors may panic until [`check_len`](Self::check_len)
+    /// passed.
+    #[inline]
+    pub fn new_unchecked(buffer: T) -> Self {
+        TcpSegment { buffer }
     }
 
+    /// Checks the data offset against the buffer: [`Error::TruncatedTcp`],
+    /// [`Error::TcpHeaderLenTooSmall`], [`Error::TcpHeaderLenPastEnd`].
+    #[inline]
+    pub fn check_len(&self) -> Result<(), Error> {
+        let b = self.buffer.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(Error::TruncatedTcp);
+        }
+        let header_len = usize::from(b[12] >> 4) * 4;
+        if header_len < MIN_HEADER_LEN {
+            return Err(Error::TcpHeaderLenTooSmall);
+        }
+        if header_len > b.len() {
+            return Err(Error::TcpHeaderLenPastEnd);
+        }
+        Ok(())
+    }
+
+    #[inline]
     pub fn src_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), 0)
     }
 
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         read_u16(self.buffer.as_ref(), 2)
     }
 
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[12] >> 4) * 4
     }
 
+    #[inline]
     pub fn flags(&self) -> TcpFlags {
         TcpFlags(self.buffer.as_ref()[13])
     }
 
+    #[inline]
     pub fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), CHECKSUM_AT)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
+    #[inline]
     pub fn set_checksum(&mut self, c: u16) {
         write_u16(self.buffer.as_mut(), CHECKSUM_AT, c);
     }
 
+    #[inline]
     pub fn set_src_port(&mut self, p: u16) {
         write_u16(self.buffer.as_mut(), 0, p);
     }
 
+    #[inline]
     pub fn set_dst_port(&mut self, p: u16) {
         write_u16(self.buffer.as_mut(), 2, p);
     }
@@ -139,19 +167,29 @@ mod tests {
         h[13] = TcpFlags::SYN;
         let t = TcpSegment::new_checked(&h[..]).unwrap();
         assert!(t.flags().is_initial_syn());
-        h[12] = 4 << 4;
+        h[12] = 6 << 4;
+        assert_eq!(TcpSegment::new_checked(&h[..]).unwrap().header_len(), 24);
         assert_eq!(
-            TcpSegment::new_checked(&h[..]).unwrap_err(),
-            DropReason::BadTcpHeaderLength
+            TcpSegment::new_checked(&h[..23]).unwrap_err(),
+            Error::TcpHeaderLenPastEnd
         );
+        for doff in 0..5 {
+            h[12] = doff << 4;
+            assert_eq!(
+                TcpSegment::new_checked(&h[..]).unwrap_err(),
+                Error::TcpHeaderLenTooSmall
+            );
+        }
         h[12] = 7 << 4;
         assert_eq!(
             TcpSegment::new_checked(&h[..]).unwrap_err(),
-            DropReason::BadTcpHeaderLength
+            Error::TcpHeaderLenPastEnd
         );
-        assert_eq!(
-            TcpSegment::new_checked(&h[..19]).unwrap_err(),
-            DropReason::TruncatedTcp
-        );
+        for n in 0..20 {
+            assert_eq!(
+                TcpSegment::new_checked(&h[..n]).unwrap_err(),
+                Error::TruncatedTcp
+            );
+        }
     }
 }

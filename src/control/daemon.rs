@@ -40,22 +40,20 @@ use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::stats::{self, Stats};
 use crate::control::{admin, iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
-use crate::datapath::snapshot::SteerKey;
+use crate::steer::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, Snapshot};
-use crate::vrrp::driver::{self as vrrp, VrrpHandle, VrrpStatus};
-use crate::vrrp::gate::{HeldFlags, SteeringSink, VipGate};
+use crate::control::vrrp_spec::{self as vrrp, NetlinkSystem};
+use crate::vrrp::driver::{VrrpHandle, VrrpStatus};
+use crate::vrrp::gate::{HeldFlags, SinkError, SteeringSink, VipGate};
 
 /// The XDP filter as the [`VipGate`]'s sink: the gate writes the `steer` map.
 struct FilterSink(Arc<FilterProgram>);
 
 impl SteeringSink for FilterSink {
-    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String> {
-        self.0
-            .set_steering(keys)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), SinkError> {
+        Ok(self.0.set_steering(keys).map(|_| ())?)
     }
 }
 
@@ -533,7 +531,11 @@ impl Running {
         // Resolved before anything changes: a VRRP instance that cannot run refuses the file.
         let (specs, groups) = vrrp::specs(&cfg).map_err(fatal)?;
         let mut changes = self.apply(cfg)?;
-        changes.extend(self.vrrp.reconfigure(specs, groups));
+        changes.extend(
+            self.vrrp
+                .reconfigure(specs, groups)
+                .unwrap_or_else(|e| vec![e.to_string()]),
+        );
         Ok(changes)
     }
 
@@ -747,7 +749,14 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
         }
     }
     let (vrrp_handle, vrrp_thread) =
-        match vrrp::spawn(vrrp_specs, vrrp_groups, gate.clone(), epoch, stop.clone()) {
+        match crate::vrrp::driver::spawn(
+            vrrp_specs,
+            vrrp_groups,
+            gate.clone(),
+            Box::new(NetlinkSystem),
+            epoch,
+            stop.clone(),
+        ) {
             Ok(v) => v,
             Err(e) => {
                 stop.store(true, Ordering::Relaxed);
@@ -984,7 +993,7 @@ mod tests {
     fn snapshots_gate_the_services_of_vrrp_managed_vips_closed_until_held() {
         struct Nowhere;
         impl SteeringSink for Nowhere {
-            fn set_steering(&self, _: &[SteerKey]) -> Result<(), String> {
+            fn set_steering(&self, _: &[SteerKey]) -> Result<(), SinkError> {
                 Ok(())
             }
         }

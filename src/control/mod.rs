@@ -16,6 +16,6 @@ pub mod netlink;
 pub mod signals;
 pub mod snapshot;
 pub mod stats;
-pub mod vrrp_spec;
 #[cfg(test)]
 mod testing;
+pub mod vrrp_spec;

@@ -84,9 +84,15 @@ pub enum DriverError {
     #[error(transparent)]
     Thread(io::Error),
     #[error("VRRP: cannot open the socket on {interface}: {source}")]
-    OpenSocket { interface: String, source: io::Error },
+    OpenSocket {
+        interface: String,
+        source: io::Error,
+    },
     #[error("VRRP: cannot join 224.0.0.18 on {interface}: {source}")]
-    Join { interface: String, source: io::Error },
+    Join {
+        interface: String,
+        source: io::Error,
+    },
     #[error("VRRP thread is not running; VRRP changes not applied")]
     NotRunning,
     #[error("VRRP thread did not answer; VRRP changes not applied")]

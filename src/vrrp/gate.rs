@@ -173,11 +173,7 @@ impl VipGate {
     /// A reload: the snapshot's steering keys and the set of VRRP-managed VIPs change in one
     /// write of the filter. Held addresses no longer managed are forgotten. On error nothing
     /// changed.
-    pub fn update(
-        &self,
-        keys: Vec<SteerKey>,
-        managed: HashSet<IpAddr>,
-    ) -> Result<(), GateError> {
+    pub fn update(&self, keys: Vec<SteerKey>, managed: HashSet<IpAddr>) -> Result<(), GateError> {
         let mut i = self.lock();
         let old_keys = std::mem::replace(&mut i.keys, keys);
         let old_managed = std::mem::replace(&mut i.managed, managed);

@@ -34,9 +34,9 @@ use super::status::InstanceStatus;
 use super::{Advert, BuildError, Event, State, Transmit, VrrpError, VrrpInstance};
 use crate::flow::Nanos;
 
-mod reload;
 #[cfg(test)]
 mod pair;
+mod reload;
 #[cfg(test)]
 mod tests;
 

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::{Action, RunId, Router};
+use super::{Action, Router, RunId};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 use crate::vrrp::packet::{encode_ipv4, parse_ipv4, MULTICAST_V4};
 use crate::vrrp::spec::{InstanceSpec, Notify, TrackScript};

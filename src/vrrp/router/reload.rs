@@ -48,7 +48,12 @@ impl Router {
     /// old one), a new one starts (or is left out, with a line). Sync groups are resolved by
     /// member name against the instances that run, so a member that did not start never
     /// shifts the others. Faults and priorities apply at the next `handle_*`.
-    pub fn reload(&mut self, now: Nanos, specs: Vec<InstanceSpec>, groups: &[Vec<String>]) -> Reload {
+    pub fn reload(
+        &mut self,
+        now: Nanos,
+        specs: Vec<InstanceSpec>,
+        groups: &[Vec<String>],
+    ) -> Reload {
         self.dirty = true;
         let mut removed = Vec::new();
         let mut lines = Vec::new();
@@ -60,7 +65,9 @@ impl Router {
         }
         let mut given_up: Vec<(u32, IpAddr, u8)> = Vec::new();
         for spec in specs {
-            let found = old.iter().position(|m| m.spec.identity() == spec.identity());
+            let found = old
+                .iter()
+                .position(|m| m.spec.identity() == spec.identity());
             let m = match found {
                 Some(p) => self.keep(old.remove(p), spec, now, &mut given_up, &mut lines),
                 None => start(spec, now, &mut lines),

@@ -45,7 +45,11 @@ fn pair_elects_the_higher_priority_and_the_backup_takes_over_when_the_master_goe
     p.drive_until(10 * S);
     assert_eq!(p.a.state("VI_1"), State::Master);
     assert_eq!(p.b.state("VI_1"), State::Backup);
-    assert_eq!(p.b.entered("VI_1", State::Master), None, "never both MASTER");
+    assert_eq!(
+        p.b.entered("VI_1", State::Master),
+        None,
+        "never both MASTER"
+    );
     // A dies: B hears its last advert, then nothing.
     let last_heard = p.a.sent.last().unwrap().0 + p.latency;
     p.a.alive = false;
@@ -77,10 +81,7 @@ fn preemption_hands_mastership_back_to_the_higher_priority_router() {
     let mut q = {
         let mut s = spec("VI_1", "wan0", 51, 200, "198.18.0.1");
         s.cfg.preempt = false;
-        let b = Node::new(
-            vec![spec("VI_1", "wan0", 51, 100, "198.18.0.2")],
-            vec![],
-        );
+        let b = Node::new(vec![spec("VI_1", "wan0", 51, 100, "198.18.0.2")], vec![]);
         Pair::new(Node::new(vec![s], vec![]), b)
     };
     q.start('b');
@@ -150,8 +151,16 @@ fn a_sync_group_member_leaving_master_takes_the_group_to_backup() {
     p.drive_until(20 * S);
     assert_eq!(p.b.state("VI_1"), State::Master, "B preempts on wan0");
     let t = p.a.entered("VI_1", State::Backup).unwrap();
-    assert_eq!(p.a.entered("VI_2", State::Backup), Some(t), "VI_2 follows VI_1");
-    assert_eq!(p.a.state("VI_2"), State::Backup, "and stays, its group hearing a master");
+    assert_eq!(
+        p.a.entered("VI_2", State::Backup),
+        Some(t),
+        "VI_2 follows VI_1"
+    );
+    assert_eq!(
+        p.a.state("VI_2"),
+        State::Backup,
+        "and stays, its group hearing a master"
+    );
 }
 
 #[test]
@@ -190,7 +199,10 @@ fn a_weight_zero_script_failure_is_fault_and_the_peer_takes_over_at_once() {
     p.a.scripts.insert("check".into(), Some(false));
     p.drive_until(10 * S);
     assert_eq!(p.a.state("VI_1"), State::Fault, "fall 1: the run at 10 s");
-    assert!(p.a.sent.iter().any(|s| s.0 == 10 * S && s.2 == 0), "priority 0 sent");
+    assert!(
+        p.a.sent.iter().any(|s| s.0 == 10 * S && s.2 == 0),
+        "priority 0 sent"
+    );
     p.drive_until(11 * S);
     assert_eq!(
         p.b.entered("VI_1", State::Master),
@@ -271,7 +283,11 @@ fn script_weights_move_the_priority_and_weight_zero_faults() {
     m.scripts[2].up = false;
     assert!(m.own_fault());
     // Clamped to 1..254; an owner stays 255.
-    for (base, w, up, want) in [(10, -60, false, 1), (250, 20, true, 254), (255, -60, false, 255)] {
+    for (base, w, up, want) in [
+        (10, -60, false, 1),
+        (250, 20, true, 254),
+        (255, -60, false, 255),
+    ] {
         let mut s = spec("VI_1", "wan0", 51, base, "198.18.0.11");
         s.track_scripts = vec![script("a", 1, w)];
         let (mut r, _) = router_with(vec![s], &[]);
@@ -440,8 +456,13 @@ fn an_advert_for_a_vrid_without_instance_is_a_vrid_error() {
     let m = &other.members[inst];
     let mut buf = [0u8; 200];
     let dst = IpAddr::V4(crate::vrrp::packet::MULTICAST_V4);
-    let n = crate::vrrp::packet::encode_ipv4(&mut buf, &m.inst.advert_fields(&transmit), m.spec.cfg.primary, dst)
-        .unwrap();
+    let n = crate::vrrp::packet::encode_ipv4(
+        &mut buf,
+        &m.inst.advert_fields(&transmit),
+        m.spec.cfg.primary,
+        dst,
+    )
+    .unwrap();
     let a = crate::vrrp::packet::parse_ipv4(&buf[..n]).unwrap();
     assert_eq!(r.handle_advert(S, "wan0", &a), Err(VrrpError::Vrid));
     assert_eq!(r.handle_advert(S, "lan0", &a), Err(VrrpError::Vrid));

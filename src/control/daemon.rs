@@ -38,7 +38,7 @@ use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::{self, DaemonSignals, Signal};
 use crate::control::stats::{self, Stats};
-use crate::control::vrrp_spec::{self as vrrp, NetlinkSystem};
+use crate::control::vrrp_spec as vrrp;
 use crate::control::{admin, iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig, WorkerError};
@@ -748,22 +748,16 @@ pub fn run(path: &Path) -> Result<(), Fatal> {
             return Err(fatal(format!("cannot start the rate estimator: {e}")));
         }
     }
-    let (vrrp_handle, vrrp_thread) = match crate::vrrp::driver::spawn(
-        vrrp_specs,
-        vrrp_groups,
-        gate.clone(),
-        Box::new(NetlinkSystem),
-        epoch,
-        stop.clone(),
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            stop.store(true, Ordering::Relaxed);
-            handles.into_iter().for_each(|h| drop(h.join()));
-            aux.into_iter().for_each(|h| drop(h.join()));
-            return Err(fatal(format!("cannot start VRRP: {e}")));
-        }
-    };
+    let (vrrp_handle, vrrp_thread) =
+        match vrrp::spawn(vrrp_specs, vrrp_groups, gate.clone(), epoch, stop.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                handles.into_iter().for_each(|h| drop(h.join()));
+                aux.into_iter().for_each(|h| drop(h.join()));
+                return Err(fatal(format!("cannot start VRRP: {e}")));
+            }
+        };
     let vrrp_status: Arc<VrrpStatus> = vrrp_handle.status.clone();
     let sources = Arc::new(metrics::Sources {
         shared: shared.clone(),

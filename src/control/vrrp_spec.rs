@@ -4,12 +4,16 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::control::config::{self, Config, VrrpVersion};
 use crate::control::netlink::{self, NetlinkError};
 use crate::flow::Nanos;
-use crate::vrrp::driver::{System, SystemError};
+use crate::vrrp::driver::{self, DriverError, System, SystemError, VrrpHandle};
+use crate::vrrp::gate::VipGate;
 use crate::vrrp::spec::{InstanceSpec, Notify, SyncGroups, TrackScript};
 use crate::vrrp::{BuildError, InstanceConfig, Version};
 
@@ -57,6 +61,17 @@ pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, SyncGroups), VrrpSpecEr
         .map(|g| g.instances.clone())
         .collect();
     Ok((out, groups))
+}
+
+/// Starts the VRRP thread with `specs` (from [`specs`]), its interfaces over netlink.
+pub fn spawn(
+    specs: Vec<InstanceSpec>,
+    groups: SyncGroups,
+    gate: Arc<VipGate>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+) -> Result<(VrrpHandle, JoinHandle<()>), DriverError> {
+    driver::spawn(specs, groups, gate, Box::new(NetlinkSystem), epoch, stop)
 }
 
 /// Every VIP of every VRRP instance of `cfg` (what the `VipGate` manages: steered only while

@@ -192,3 +192,36 @@ impl System for NetlinkSystem {
         Ok(netlink::del_address(ifindex, addr, len)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_errors_keep_the_wording_users_see() {
+        let e = VrrpSpecError::NoPrimary {
+            instance: "VI_1".into(),
+            interface: "eth0".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "vrrp instance `VI_1`: interface eth0 has no IPv4 address of its own to send adverts from"
+        );
+        let e = VrrpSpecError::Ipv6Peer {
+            instance: "VI_1".into(),
+            peer: "2001:db8::1".parse().unwrap(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "vrrp instance `VI_1`: IPv6 peer 2001:db8::1 is not supported yet"
+        );
+        let e = VrrpSpecError::Invalid {
+            instance: "VI_1".into(),
+            source: BuildError::Priority,
+        };
+        assert_eq!(
+            e.to_string(),
+            "vrrp instance `VI_1`: priority 0 is reserved for the release advert; configure 1..255"
+        );
+    }
+}

@@ -563,3 +563,32 @@ impl Driver {
         lines
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_without_the_thread_is_a_typed_error_with_the_old_wording() {
+        let (tx, rx) = mpsc::channel();
+        let h = VrrpHandle {
+            tx,
+            waker: Arc::new(Waker::new().unwrap()),
+            status: Arc::default(),
+        };
+        drop(rx);
+        let e = h.reconfigure(Vec::new(), Vec::new()).unwrap_err();
+        assert!(matches!(e, DriverError::NotRunning));
+        assert_eq!(
+            e.to_string(),
+            "VRRP thread is not running; VRRP changes not applied"
+        );
+        let e = DriverError::Join {
+            interface: "wan0".into(),
+            source: io::Error::from_raw_os_error(libc::ENODEV),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("VRRP: cannot join 224.0.0.18 on wan0: "));
+    }
+}

@@ -9,6 +9,8 @@
 //!   XDP filter program. Never reads the clock, allocates or makes syscalls below the worker loop.
 //! - [`sched`]: the `Scheduler` trait and one file per IPVS scheduling algorithm.
 //! - [`conntrack`]: the sharded connection table, TCP/UDP states, timeouts and expiry.
+//! - [`steer`]: the filter's steering keys and the VRRP "held" flags, named by datapath, control
+//!   and vrrp alike (plain types, imports only [`flow`]).
 //! - [`vrrp`]: VRRP failover: the sans-IO state machine, the wire codec and the driver thread.
 //! - [`control`]: configuration, snapshot building, neighbour resolution, health checks, the
 //!   daemon.
@@ -25,6 +27,7 @@ pub mod control;
 pub mod datapath;
 pub mod flow;
 pub mod sched;
+pub mod steer;
 pub mod sys;
 pub mod vrrp;
 pub mod wire;

@@ -51,10 +51,10 @@ use crate::control::metrics::ReloadStatus;
 use crate::control::signals::{DaemonSignals, Signal};
 use crate::control::snapshot;
 use crate::datapath::filter::FilterProgram;
-use crate::datapath::snapshot::SteerKey;
+use crate::steer::SteerKey;
 use crate::datapath::{Port, Shared, Snapshot};
 use crate::sys;
-use crate::vrrp::driver as vrrp;
+use crate::control::vrrp_spec as vrrp;
 use crate::vrrp::gate::{HeldFlags, VipGate};
 use threads::Threads;
 
@@ -212,13 +212,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
-    use crate::vrrp::gate::SteeringSink;
+    use crate::vrrp::gate::{SinkError, SteeringSink};
 
     #[test]
     fn snapshots_gate_the_services_of_vrrp_managed_vips_closed_until_held() {
         struct Nowhere;
         impl SteeringSink for Nowhere {
-            fn set_steering(&self, _: &[SteerKey]) -> Result<(), String> {
+            fn set_steering(&self, _: &[SteerKey]) -> Result<(), SinkError> {
                 Ok(())
             }
         }

@@ -19,3 +19,4 @@ pub mod snapshot;
 pub mod stats;
 #[cfg(test)]
 mod testing;
+pub mod vrrp_spec;

@@ -18,6 +18,8 @@ use crate::datapath::nexthop::Mac;
 use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
 use crate::sched::{Prepared, RealServer, SchedulerKind};
+/// Moved to [`crate::steer`] (seen by the datapath, the control plane and VRRP alike).
+pub use crate::steer::{SteerKey, VrrpHeld};
 
 /// A virtual service's identity: what a client addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,12 +137,6 @@ pub struct Service {
     pub vrrp: Option<VrrpHeld>,
 }
 
-/// The "held" flag of one VRRP-managed VIP: `true` while an instance of this box holding the VIP
-/// is MASTER. One flag per VIP, shared by every snapshot and the control plane's `VipGate`
-/// (its only writer), so a VRRP transition takes effect at the next packet without a new
-/// snapshot.
-pub type VrrpHeld = Arc<AtomicBool>;
-
 impl Service {
     /// A service with no sorry server, no persistence, not one-packet, a fresh state (with
     /// quorum) and no precomputed scheduler tables (set `tables` with
@@ -200,27 +196,6 @@ pub struct Port {
     /// The interface's MTU (largest IP packet it sends), read at start: TUN packets and frames
     /// grown in place (TOA) stay within it.
     pub mtu: u16,
-}
-
-/// A key the XDP filter program matches to steer a frame into the AF_XDP sockets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SteerKey {
-    /// Frames whose destination is this address/port/protocol (a virtual service).
-    Dst {
-        addr: IpAddr,
-        port: u16,
-        proto: Proto,
-    },
-    /// Frames whose source is this address/port/protocol (replies of a NAT real server).
-    Src {
-        addr: IpAddr,
-        port: u16,
-        proto: Proto,
-    },
-    /// Later fragments (no ports) whose destination is this address (a VIP).
-    DstFragments { addr: IpAddr, proto: Proto },
-    /// Later fragments whose source is this address (a NAT real server).
-    SrcFragments { addr: IpAddr, proto: Proto },
 }
 
 /// Appends the `steer` map keys of one service, whose real and sorry servers are `targets`, to

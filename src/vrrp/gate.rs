@@ -32,11 +32,24 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use crate::datapath::snapshot::{SteerKey, VrrpHeld};
+use crate::steer::{SteerKey, VrrpHeld};
+
+/// Why the sink refused the keys (the daemon's filter error, boxed: `vrrp` does not know the
+/// datapath's types).
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where the gated keys go: the XDP filter's `steer` map in the daemon.
 pub trait SteeringSink: Send + Sync {
-    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String>;
+    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), SinkError>;
+}
+
+/// Why the gate could not apply a change. The held flags follow VRRP even then (see
+/// [`VipGate::hold`]); only the filter's keys may lag.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The filter's `steer` map could not be written; the message is the sink's own.
+    #[error(transparent)]
+    Steering(SinkError),
 }
 
 #[derive(Default)]
@@ -140,12 +153,14 @@ impl VipGate {
     }
 
     /// Writes the filter's keys for `i` (the callers publish the held flags).
-    fn apply(&self, i: &Inner) -> Result<(), String> {
-        self.sink.set_steering(&gated(&i.keys, &i.managed, &i.held))
+    fn apply(&self, i: &Inner) -> Result<(), GateError> {
+        self.sink
+            .set_steering(&gated(&i.keys, &i.managed, &i.held))
+            .map_err(GateError::Steering)
     }
 
     /// The snapshot's steering keys changed (start-up, reload, draining finished).
-    pub fn set_keys(&self, keys: Vec<SteerKey>) -> Result<(), String> {
+    pub fn set_keys(&self, keys: Vec<SteerKey>) -> Result<(), GateError> {
         let mut i = self.lock();
         let old = std::mem::replace(&mut i.keys, keys);
         let r = self.apply(&i);
@@ -158,7 +173,7 @@ impl VipGate {
     /// A reload: the snapshot's steering keys and the set of VRRP-managed VIPs change in one
     /// write of the filter. Held addresses no longer managed are forgotten. On error nothing
     /// changed.
-    pub fn update(&self, keys: Vec<SteerKey>, managed: HashSet<IpAddr>) -> Result<(), String> {
+    pub fn update(&self, keys: Vec<SteerKey>, managed: HashSet<IpAddr>) -> Result<(), GateError> {
         let mut i = self.lock();
         let old_keys = std::mem::replace(&mut i.keys, keys);
         let old_managed = std::mem::replace(&mut i.managed, managed);
@@ -178,7 +193,7 @@ impl VipGate {
 
     /// An instance holding `addrs` entered MASTER (`true`) or left it (`false`). Addresses that
     /// are not managed are steered by their keys alone and are not recorded as held.
-    pub fn hold(&self, addrs: &[IpAddr], held: bool) -> Result<(), String> {
+    pub fn hold(&self, addrs: &[IpAddr], held: bool) -> Result<(), GateError> {
         let mut i = self.lock();
         for a in addrs {
             if held {
@@ -210,7 +225,7 @@ mod tests {
 
     struct Rec(Arc<M<Vec<SteerKey>>>);
     impl SteeringSink for Rec {
-        fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String> {
+        fn set_steering(&self, keys: &[SteerKey]) -> Result<(), SinkError> {
             *self.0.lock().unwrap() = keys.to_vec();
             Ok(())
         }
@@ -267,7 +282,7 @@ mod tests {
     /// Records every write of the filter.
     struct Log(Arc<M<Vec<Vec<SteerKey>>>>);
     impl SteeringSink for Log {
-        fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String> {
+        fn set_steering(&self, keys: &[SteerKey]) -> Result<(), SinkError> {
             self.0.lock().unwrap().push(keys.to_vec());
             Ok(())
         }
@@ -307,7 +322,7 @@ mod tests {
 
     struct Failing(Arc<M<bool>>);
     impl SteeringSink for Failing {
-        fn set_steering(&self, _: &[SteerKey]) -> Result<(), String> {
+        fn set_steering(&self, _: &[SteerKey]) -> Result<(), SinkError> {
             if *self.0.lock().unwrap() {
                 Err("map full".into())
             } else {
@@ -334,7 +349,9 @@ mod tests {
         );
         // The flag follows VRRP even when the filter cannot be written.
         *fail.lock().unwrap() = true;
-        assert!(g.hold(&[vip], false).is_err());
+        let e = g.hold(&[vip], false).unwrap_err();
+        assert!(matches!(e, GateError::Steering(_)));
+        assert_eq!(e.to_string(), "map full", "the sink's message, as it was");
         assert!(!snap[&vip].load(Ordering::Relaxed));
         *fail.lock().unwrap() = false;
         g.hold(&[vip], true).unwrap();

@@ -12,6 +12,10 @@
 //! - [`VrrpError`]: every reason a received advertisement is rejected, with the stable `reason`
 //!   label of `xvs_vrrp_errors_total`.
 //!
+//! - [`router`]: every instance of the box with its sync group, tracked scripts and tracked
+//!   interfaces ([`Router`]), sans-IO too: `handle_advert`, `handle_timeout`, `handle_links`,
+//!   `handle_script_result`, `reload`, `shutdown` (each with `now`), then `poll_action()`.
+//! - [`spec`]: the plain data the control plane resolves from the configuration for the driver.
 //! - [`driver`]: the thread that runs the instances on the box: one raw IPv4 socket of protocol
 //!   112 per interface ([`socket`]; TTL 255, membership of 224.0.0.18, or unicast peers), adverts
 //!   demultiplexed to instances by VRID with every rejection counted by reason, VIPs added and
@@ -19,6 +23,10 @@
 //!   and scripts, sync groups, notify commands, the metrics and `xvs ctl vrrp` status, reloads
 //!   that keep each unchanged instance's state, and the priority-0 release on a clean stop.
 //! - [`gate`]: only a MASTER's VIPs are steered into the datapath.
+//!
+//! `vrrp` imports neither `control` nor the datapath's internals: the control plane hands it
+//! [`spec::InstanceSpec`]s, a [`driver::System`] (netlink) and a [`gate::SteeringSink`] (the XDP
+//! filter); the steering types come from [`crate::steer`].
 //! - [`status`]: what `xvs ctl vrrp` and the `xvs_vrrp_*` metrics show.
 //!
 //! IPv6 (VRRPv3 over ff02::12) comes later: the types carry `IpAddr`, and the IPv4-only parts
@@ -29,11 +37,14 @@ pub mod garp;
 pub mod gate;
 pub mod instance;
 pub mod packet;
+pub mod router;
 pub mod socket;
+pub mod spec;
 pub mod status;
 
 pub use instance::{Event, InstanceConfig, State, Transmit, VrrpInstance};
 pub use packet::{Advert, Version};
+pub use router::Router;
 
 macro_rules! vrrp_errors {
     ($( $(#[$doc:meta])* $variant:ident => $label:literal, )*) => {

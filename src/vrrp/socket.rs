@@ -29,17 +29,23 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// The size of `T` as a socket length.
+// A socket option or address structure is a few dozen bytes: it fits a socklen_t (u32).
+#[allow(clippy::cast_possible_truncation)]
+const fn socklen<T>() -> libc::socklen_t {
+    std::mem::size_of::<T>() as libc::socklen_t
+}
+
+/// An address family constant as the `sa_family_t` (u16) of a socket address.
+// The AF_* constants are small (AF_INET 2, AF_PACKET 17): they fit a u16.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+const fn family(af: libc::c_int) -> libc::sa_family_t {
+    af as libc::sa_family_t
+}
+
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
     // SAFETY: `val` points to a live `T` of the size passed; the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::setsockopt(fd, level, name, (val as *const T).cast(), socklen::<T>()) };
     cvt(rc).map(|_| ())
 }
 
@@ -58,7 +64,7 @@ fn new_socket(domain: libc::c_int, kind: libc::c_int, proto: libc::c_int) -> io:
 
 fn sockaddr_in(a: Ipv4Addr) -> libc::sockaddr_in {
     libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_family: family(libc::AF_INET),
         sin_port: 0,
         sin_addr: libc::in_addr {
             s_addr: u32::from_ne_bytes(a.octets()),
@@ -147,7 +153,7 @@ impl VrrpSocket {
                 packet.len(),
                 0,
                 (&sa as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                socklen::<libc::sockaddr_in>(),
             )
         };
         if rc < 0 {
@@ -198,7 +204,7 @@ impl ArpSocket {
     pub fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
         // SAFETY: an all-zero sockaddr_ll is a valid value; the fields are set below.
         let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_family = family(libc::AF_PACKET);
         sa.sll_ifindex = ifindex as libc::c_int;
         sa.sll_halen = 6;
         sa.sll_addr[..6].copy_from_slice(&frame[..6.min(frame.len())]);
@@ -210,7 +216,7 @@ impl ArpSocket {
                 frame.len(),
                 0,
                 (&sa as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                socklen::<libc::sockaddr_ll>(),
             )
         };
         if rc < 0 {
@@ -254,9 +260,8 @@ impl Waker {
         // SAFETY: plain eventfd(2); the descriptor is owned by the OwnedFd below.
         let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        Ok(Waker {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd })
     }
 
     /// Makes the descriptor readable.

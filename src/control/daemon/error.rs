@@ -12,6 +12,7 @@ use crate::control::netlink::NetlinkError;
 use crate::datapath::filter::FilterError;
 use crate::datapath::worker::WorkerError;
 use crate::datapath::xsk::XskError;
+use crate::vrrp::driver::DriverError;
 
 /// An error of a subsystem whose error type is its own business (VRRP's spec resolution and
 /// steering gate): kept whole as the source, shown as it displays.
@@ -68,6 +69,9 @@ pub enum DaemonError {
         what: &'static str,
         source: io::Error,
     },
+    /// The VRRP thread could not start (its sockets, its waker or the thread itself).
+    #[error("cannot start VRRP: {0}")]
+    VrrpStart(DriverError),
     /// The metrics or admin server could not listen on `addr` (`setting` names the key).
     #[error("{setting} {addr}: {source}")]
     Listen {

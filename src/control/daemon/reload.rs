@@ -14,7 +14,7 @@ use crate::control::config::{self, Config};
 use crate::control::ctl::{RealChange, RealChangeKind};
 use crate::control::{health, netlink, snapshot};
 use crate::sys;
-use crate::vrrp::driver as vrrp;
+use crate::control::vrrp_spec as vrrp;
 
 /// `02:18:00:01:00:01`.
 fn mac_text(m: &[u8; 6]) -> String {
@@ -270,7 +270,10 @@ impl Running {
         let (specs, groups) = vrrp::specs(&cfg).map_err(|e| DaemonError::Vrrp(e.into()))?;
         let mut changes = self.apply(cfg)?;
         if let Some(v) = self.threads.vrrp() {
-            changes.extend(v.reconfigure(specs, groups));
+            changes.extend(
+                v.reconfigure(specs, groups)
+                    .unwrap_or_else(|e| vec![e.to_string()]),
+            );
         }
         Ok(changes)
     }

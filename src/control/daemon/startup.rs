@@ -24,13 +24,14 @@ use crate::control::signals::DaemonSignals;
 use crate::control::stats::{self, Stats};
 use crate::control::{iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
-use crate::datapath::snapshot::SteerKey;
+use crate::steer::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, WorkerCounters};
 use crate::sys;
-use crate::vrrp::driver::{self as vrrp, InstanceSpec, SyncGroups};
-use crate::vrrp::gate::{HeldFlags, SteeringSink, VipGate};
+use crate::control::vrrp_spec as vrrp;
+use crate::vrrp::spec::{InstanceSpec, SyncGroups};
+use crate::vrrp::gate::{HeldFlags, SinkError, SteeringSink, VipGate};
 
 /// How long start-up waits for the real servers' MAC addresses.
 const PRIME_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,11 +48,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 struct FilterSink(Arc<FilterProgram>);
 
 impl SteeringSink for FilterSink {
-    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), String> {
-        self.0
-            .set_steering(keys)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn set_steering(&self, keys: &[SteerKey]) -> Result<(), SinkError> {
+        Ok(self.0.set_steering(keys).map(|_| ())?)
     }
 }
 
@@ -400,7 +398,7 @@ fn spawn_threads(
         .aux
         .push(estimator.map_err(DaemonError::spawn("the rate estimator"))?);
     let (vrrp_handle, vrrp_thread) = vrrp::spawn(specs, groups, gate.clone(), epoch, stop)
-        .map_err(DaemonError::spawn("VRRP"))?;
+        .map_err(DaemonError::VrrpStart)?;
     let vrrp_status = vrrp_handle.status.clone();
     threads.vrrp = Some((vrrp_handle, vrrp_thread));
     let sources = Arc::new(metrics::Sources {

@@ -50,11 +50,11 @@ use crate::control::iflock::InterfaceLocks;
 use crate::control::metrics::ReloadStatus;
 use crate::control::signals::{DaemonSignals, Signal};
 use crate::control::snapshot;
-use crate::datapath::filter::FilterProgram;
-use crate::steer::SteerKey;
-use crate::datapath::{Port, Shared, Snapshot};
-use crate::sys;
 use crate::control::vrrp_spec as vrrp;
+use crate::datapath::filter::FilterProgram;
+use crate::datapath::{Port, Shared, Snapshot};
+use crate::steer::SteerKey;
+use crate::sys;
 use crate::vrrp::gate::{HeldFlags, VipGate};
 use threads::Threads;
 

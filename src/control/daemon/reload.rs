@@ -12,9 +12,9 @@ use super::{build_snapshot, real_addresses, steering_keys, unix_now, DaemonError
 use crate::control::admin;
 use crate::control::config::{self, Config};
 use crate::control::ctl::{RealChange, RealChangeKind};
+use crate::control::vrrp_spec as vrrp;
 use crate::control::{health, netlink, snapshot};
 use crate::sys;
-use crate::control::vrrp_spec as vrrp;
 
 /// `02:18:00:01:00:01`.
 fn mac_text(m: &[u8; 6]) -> String {

@@ -22,16 +22,16 @@ use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::DaemonSignals;
 use crate::control::stats::{self, Stats};
+use crate::control::vrrp_spec as vrrp;
 use crate::control::{iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
-use crate::steer::SteerKey;
 use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, WorkerCounters};
+use crate::steer::SteerKey;
 use crate::sys;
-use crate::control::vrrp_spec as vrrp;
-use crate::vrrp::spec::{InstanceSpec, SyncGroups};
 use crate::vrrp::gate::{HeldFlags, SinkError, SteeringSink, VipGate};
+use crate::vrrp::spec::{InstanceSpec, SyncGroups};
 
 /// How long start-up waits for the real servers' MAC addresses.
 const PRIME_TIMEOUT: Duration = Duration::from_secs(2);
@@ -397,8 +397,8 @@ fn spawn_threads(
     threads
         .aux
         .push(estimator.map_err(DaemonError::spawn("the rate estimator"))?);
-    let (vrrp_handle, vrrp_thread) = vrrp::spawn(specs, groups, gate.clone(), epoch, stop)
-        .map_err(DaemonError::VrrpStart)?;
+    let (vrrp_handle, vrrp_thread) =
+        vrrp::spawn(specs, groups, gate.clone(), epoch, stop).map_err(DaemonError::VrrpStart)?;
     let vrrp_status = vrrp_handle.status.clone();
     threads.vrrp = Some((vrrp_handle, vrrp_thread));
     let sources = Arc::new(metrics::Sources {

@@ -19,8 +19,8 @@
 //!   `sd_notify`), wrapped once.
 //!
 //! `unsafe` is allowed only in the AF_XDP/UMEM and BPF-loader modules of `datapath`, the VRRP
-//! raw socket and [`sys`], each block with a `// SAFETY:` comment.
-#![deny(unsafe_code)]
+//! raw socket and [`sys`], each block with a `// SAFETY:` comment (`unsafe_code = "deny"` in
+//! Cargo.toml's `[lints]`, allowed per module).
 
 pub mod conntrack;
 pub mod control;

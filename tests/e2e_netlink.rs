@@ -79,6 +79,7 @@ impl Drop for Namespaces {
     }
 }
 
+#[allow(unsafe_code)] // setns(2): std has no wrapper
 fn enter_netns(name: &str) {
     let f = File::open(format!("/run/netns/{name}")).expect("open netns");
     // SAFETY: `f` is an open namespace file descriptor that outlives the call; setns with

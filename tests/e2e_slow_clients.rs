@@ -74,6 +74,7 @@ fn sysctl(ns: &str, name: &str) -> Vec<usize> {
 }
 
 /// Sets `s`'s receive buffer size (SO_RCVBUF; the kernel doubles it for its bookkeeping).
+#[allow(unsafe_code)] // setsockopt(2) SO_RCVBUF: std has no wrapper
 fn set_receive_buffer(s: &TcpStream, size: libc::c_int) {
     // SAFETY: setsockopt(2) on an open socket, reading `size_of::<c_int>()` bytes from a live
     // c_int.

@@ -240,6 +240,7 @@ impl ShardPorts {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
 

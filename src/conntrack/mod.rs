@@ -935,6 +935,7 @@ impl ConnTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
 

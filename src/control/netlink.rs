@@ -679,6 +679,7 @@ pub fn del_address(ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<(), Netli
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
     use netlink_packet_core::Emitable;

@@ -85,6 +85,7 @@ impl LookupTable for DestinationHashTable {
 pub type DestinationHashing = TableLookup<DestinationHashTable>;
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, histogram, reals};

@@ -79,6 +79,7 @@ impl Scheduler for LocalityLeastConnection {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
     use crate::sched::locality::{ENTRY_TIMEOUT, EXPIRATION};

@@ -169,6 +169,7 @@ impl Scheduler for LocalityLeastConnectionReplicated {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, loaded, set_active};

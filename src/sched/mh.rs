@@ -292,6 +292,7 @@ impl LookupTable for MaglevTable {
 pub type MaglevHashing = TableLookup<MaglevTable>;
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
     use crate::sched::testutil::{flow, histogram, reals};

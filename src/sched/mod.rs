@@ -485,6 +485,7 @@ pub fn build(kind: SchedulerKind, prepared: &Prepared, reals: &[RealServer]) -> 
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 pub(crate) mod testutil {
     use super::*;
     use crate::flow::Proto;

@@ -422,6 +422,7 @@ pub fn encode_frame(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
 

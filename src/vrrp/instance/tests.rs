@@ -645,10 +645,7 @@ fn receive_checks_on_the_wire_for_v2() {
     buf[20 + 4] = 1;
     buf[26] = 0;
     buf[27] = 0;
-    let c = !crate::datapath::wire::checksum::fold(crate::datapath::wire::checksum::sum(
-        &buf[20..n],
-        0,
-    ));
+    let c = !crate::wire::checksum::fold(crate::wire::checksum::sum(&buf[20..n], 0));
     buf[26..28].copy_from_slice(&c.to_be_bytes());
     let a = parse_ipv4(&buf[..n]).unwrap();
     assert_eq!(b.handle_advert(T0, &a), Err(VrrpError::AuthType));

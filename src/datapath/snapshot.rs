@@ -17,7 +17,7 @@ use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
 use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
-use crate::sched::{Prepared, RealServer, SchedulerKind};
+use crate::sched::{Prepared, RealServer, RealStats, SchedulerKind};
 
 /// A virtual service's identity: what a client addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,6 +178,16 @@ impl Service {
         self.vrrp
             .as_ref()
             .is_some_and(|held| !held.load(Ordering::Relaxed))
+    }
+
+    /// The counters of traffic slot `slot`: `reals[slot]`, or the sorry server at `reals.len()`.
+    #[inline]
+    pub fn slot_stats(&self, slot: usize) -> Option<&Arc<RealStats>> {
+        match self.reals.get(slot) {
+            Some(r) => Some(&r.stats),
+            None if slot == self.reals.len() => self.sorry.as_ref().map(|s| &s.stats),
+            None => None,
+        }
     }
 
     /// The position in `reals` of the real server with address `addr`.

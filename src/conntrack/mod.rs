@@ -153,8 +153,8 @@ pub struct Tracked {
     pub handshake_completed: bool,
     /// Where the connection was scheduled (see [`Origin`]).
     pub origin: Origin,
-    /// [`stats_id`] of the real server's counters the entry holds (0 for a connection that is
-    /// not in the table, e.g. a `one_packet` flow's).
+    /// [`stats_id`] of the real server's counters the entry holds (for a `one_packet` flow,
+    /// which has no entry, of the counters of the real server it was scheduled to).
     pub stats_id: usize,
 }
 
@@ -199,6 +199,7 @@ const NANOS_PER_TICK: Nanos = 1_000_000;
 
 /// The wrapping 32-bit millisecond clock entries store their expiry in.
 #[inline]
+#[allow(clippy::cast_possible_truncation)] // Wraps by design (serial-number arithmetic).
 fn tick(now: Nanos) -> u32 {
     (now / NANOS_PER_TICK) as u32
 }
@@ -281,6 +282,36 @@ impl Key4 {
 }
 
 impl Entry {
+    /// The entry of a new connection scheduled at `origin` (IPv4 only), expiring after its
+    /// state's timeout from `now`; NAT until a local endpoint is allocated.
+    fn new(
+        new: NewConn,
+        origin: Origin,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Entry, InsertError> {
+        let (Some(client), Some(vip), Some(real)) =
+            (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
+        else {
+            return Err(InsertError::NotIpv4);
+        };
+        Ok(Entry {
+            stats: Some(new.stats),
+            client,
+            vip,
+            real,
+            origin,
+            cport: new.client.port(),
+            vport: new.vip.port(),
+            rport: new.real.port(),
+            lport: 0,
+            lid: NO_LOCAL,
+            proto: new.proto,
+            state: new.state,
+            expires: tick(now).wrapping_add(ticks(new.state.timeout(timeouts))),
+        })
+    }
+
     fn is_live(&self) -> bool {
         self.stats.is_some()
     }
@@ -876,28 +907,8 @@ impl ConnTable {
         timeouts: &Timeouts,
         keys: Keys,
     ) -> Result<Inserted, InsertError> {
-        let (Some(client), Some(vip), Some(real)) =
-            (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
-        else {
-            return Err(InsertError::NotIpv4);
-        };
-        let now_tick = tick(now);
-        let entry = Entry {
-            stats: Some(new.stats),
-            client,
-            vip,
-            real,
-            origin,
-            cport: new.client.port(),
-            vport: new.vip.port(),
-            rport: new.real.port(),
-            lport: 0,
-            lid: NO_LOCAL,
-            proto: new.proto,
-            state: new.state,
-            expires: now_tick.wrapping_add(ticks(new.state.timeout(timeouts))),
-        };
-        let mut entry = entry;
+        let mut entry = Entry::new(new, origin, now, timeouts)?;
+        let (client, now_tick) = (entry.client, tick(now));
         let seed = &self.key_hasher;
         let mut shard = self.shard_for((client, entry.cport));
         let ok = entry.key(Direction::Original, &shard.pools);
@@ -912,18 +923,7 @@ impl ConnTable {
             shard.remove(seed, slot);
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
-        let mut evicted_half_open = false;
-        if shard.live >= shard.capacity {
-            let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
-            self.len.fetch_sub(reclaimed, Ordering::Relaxed);
-            if shard.live >= shard.capacity {
-                if !shard.evict_half_open(seed, now_tick) {
-                    return Err(InsertError::Full);
-                }
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                evicted_half_open = true;
-            }
-        }
+        let evicted_half_open = self.make_room(&mut shard, now_tick)?;
         if let Some(pool) = pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
@@ -954,6 +954,25 @@ impl ConnTable {
             conn,
             evicted_half_open,
         })
+    }
+
+    /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
+    /// one (returns `true`), else refuses (`Full`).
+    fn make_room(&self, shard: &mut Shard, now_tick: u32) -> Result<bool, InsertError> {
+        let seed = &self.key_hasher;
+        if shard.live < shard.capacity {
+            return Ok(false);
+        }
+        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
+        self.len.fetch_sub(reclaimed, Ordering::Relaxed);
+        if shard.live < shard.capacity {
+            return Ok(false);
+        }
+        if !shard.evict_half_open(seed, now_tick) {
+            return Err(InsertError::Full);
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Removes expired entries, visiting at most `budget` slots of one shard (the shards take
@@ -1328,6 +1347,32 @@ mod tests {
         assert!(t
             .lookup(Direction::Original, &k, ACK, 0, &Timeouts::default())
             .is_none());
+    }
+
+    #[test]
+    fn a_scheduled_connection_carries_its_origin_and_counters_identity_both_ways() {
+        let t = ConnTable::with_shards(16, 1);
+        let stats = Arc::new(RealStats::default());
+        let c = new_conn(40000, &stats);
+        let (o, r) = keys(&c);
+        let origin = Origin::new(3, 1);
+        let ins = t
+            .insert_scheduled(c.clone(), origin, Track::Both, 0, &Timeouts::default())
+            .unwrap();
+        assert_eq!(ins.conn.origin, origin);
+        assert_eq!(ins.conn.stats_id, stats_id(&stats));
+        for (dir, key) in [(Direction::Original, o), (Direction::Reply, r)] {
+            let found = t.lookup(dir, &key, ACK, 1, &Timeouts::default()).unwrap();
+            assert_eq!((found.origin, found.stats_id), (origin, stats_id(&stats)));
+        }
+        // A plain insert records no origin; an index that does not fit records none either.
+        let other = new_conn(40001, &stats);
+        let plain = t.insert(other, 0, &Timeouts::default()).unwrap();
+        assert_eq!(plain.conn.origin, Origin::UNKNOWN);
+        assert_eq!(Origin::new(usize::from(u16::MAX), 0), Origin::UNKNOWN);
+        assert_eq!(Origin::new(0, 1 << 16), Origin::UNKNOWN);
+        // Another real server's counters have another identity.
+        assert_ne!(stats_id(&Arc::new(RealStats::default())), stats_id(&stats));
     }
 
     #[test]

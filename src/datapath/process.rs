@@ -198,6 +198,16 @@ struct Parsed {
 }
 
 impl Parsed {
+    /// How this packet's later fragments follow it: `rewrite()` for a first fragment, else
+    /// nothing (and nothing computed).
+    #[inline]
+    fn follows(
+        &self,
+        rewrite: impl FnOnce() -> Option<FragmentRewrite>,
+    ) -> Option<FragmentRewrite> {
+        self.first_fragment.and_then(|_| rewrite())
+    }
+
     /// The service key the packet's destination would be.
     fn service_key(&self) -> ServiceKey {
         ServiceKey {
@@ -474,10 +484,17 @@ impl Processor {
     /// Remembers how the later fragments of the datagram whose first fragment `p` was just
     /// forwarded are translated (see [`crate::datapath::fragments`]); nothing for a packet that
     /// is not a first fragment or a rewrite that is not followed.
+    #[inline]
     fn remember_fragments(&self, now: Nanos, p: &Parsed, follow: Option<FragmentRewrite>) {
         let (Some(id), Some(rewrite)) = (p.first_fragment, follow) else {
             return;
         };
+        self.remember(now, p, id, rewrite);
+    }
+
+    /// [`remember_fragments`](Self::remember_fragments) of a first fragment (IP id `id`).
+    #[cold]
+    fn remember(&self, now: Nanos, p: &Parsed, id: u16, rewrite: FragmentRewrite) {
         let datagram = DatagramId {
             src: p.src,
             dst: p.dst,

@@ -12,28 +12,22 @@
 
 use std::net::SocketAddr;
 
-use super::{Processor, Route, Sent};
-use crate::datapath::fragments::FragmentRewrite;
-use crate::datapath::DropReason;
+use super::{Processor, Route};
+use crate::datapath::{DropReason, Verdict};
 
 impl Processor {
-    /// Sends the frame `buf[..*len]` to real server `real` by MAC only; its later fragments
-    /// follow by MAC too.
+    /// Sends the frame `buf[..*len]` to real server `real` by MAC only.
     pub(super) fn forward_dr(
         &self,
         buf: &mut [u8],
         len: &mut usize,
         real: SocketAddr,
-    ) -> Result<Sent, DropReason> {
+    ) -> Result<Verdict, DropReason> {
         // The frame keeps the VIP as its destination: sent to a gateway, it would come back.
         let route = Route {
             on_link_only: true,
             ..Route::unrouted(real.ip())
         };
-        let v = self.route(buf, len, route, |_, _, _| Ok(()))?;
-        Ok(Sent::packet(
-            v,
-            FragmentRewrite::new(None, None, real.ip(), false),
-        ))
+        self.route(buf, len, route, |_, _, _| Ok(()))
     }
 }

@@ -256,7 +256,7 @@ impl Processor {
             // (e.g. a router's fragmentation needed) come to the box: the real server gets the
             // error as it is, like the connection's packets.
             Forwarding::Tun => self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real),
-            Forwarding::Dr => self.forward_dr(buf, len, t.real).map(|s| s.verdict),
+            Forwarding::Dr => self.forward_dr(buf, len, t.real),
             // NAT or FULLNAT: the entry says which (see `Translation::of`).
             Forwarding::Nat | Forwarding::FullNat => {
                 let t = Translation::of(&t).ok_or(DropReason::IcmpUntracked)?;

@@ -64,7 +64,13 @@ impl Processor {
         let (Some(SocketAddr::V4(local)), SocketAddr::V4(real)) = (t.local, t.real) else {
             return match self.snap.services[si].forwarding {
                 Forwarding::Nat | Forwarding::FullNat => self.forward_nat(buf, len, p, t.real),
-                Forwarding::Dr => self.forward_dr(buf, len, t.real),
+                Forwarding::Dr => {
+                    let v = self.forward_dr(buf, len, t.real)?;
+                    // Later fragments follow the first by MAC.
+                    let real = t.real.ip();
+                    let follow = p.follows(|| FragmentRewrite::new(None, None, real, false));
+                    Ok(Sent::packet(v, follow))
+                }
                 Forwarding::Tun => self.forward_tun(buf, len, p, t.real),
             };
         };
@@ -89,7 +95,7 @@ impl Processor {
             rewrite_endpoint(&mut buf[..*len], p, Side::Dst, real)
         })?;
         let to = IpAddr::V4(*real.ip());
-        let follow = FragmentRewrite::new(None, Some(to), to, true);
+        let follow = p.follows(|| FragmentRewrite::new(None, Some(to), to, true));
         Ok(Sent::packet(v, follow))
     }
 
@@ -126,10 +132,8 @@ impl Processor {
             Ok(())
         })?;
         let (src, dst) = (IpAddr::V4(*local.ip()), IpAddr::V4(*real.ip()));
-        Ok(Sent::packet(
-            v,
-            FragmentRewrite::new(Some(src), Some(dst), dst, true),
-        ))
+        let follow = p.follows(|| FragmentRewrite::new(Some(src), Some(dst), dst, true));
+        Ok(Sent::packet(v, follow))
     }
 
     /// Inserts the TOA option with the client's endpoint into the rewritten frame, or counts why

@@ -88,7 +88,8 @@ impl Processor {
         let v = self.route(buf, len, Route::routed(client, p.ttl), |buf, len, _| {
             rewrite_endpoint(&mut buf[..*len], p, Side::Src, vip)
         })?;
-        let follow = FragmentRewrite::new(Some(IpAddr::V4(*vip.ip())), None, client, true);
+        let src = IpAddr::V4(*vip.ip());
+        let follow = p.follows(|| FragmentRewrite::new(Some(src), None, client, true));
         Ok(Sent::packet(v, follow))
     }
 
@@ -111,10 +112,8 @@ impl Processor {
             }
         })?;
         let (src, dst) = (IpAddr::V4(*vip.ip()), IpAddr::V4(*client.ip()));
-        Ok(Sent::packet(
-            v,
-            FragmentRewrite::new(Some(src), Some(dst), dst, true),
-        ))
+        let follow = p.follows(|| FragmentRewrite::new(Some(src), Some(dst), dst, true));
+        Ok(Sent::packet(v, follow))
     }
 
     /// The service of a reply of connection `t` (`None` if a reload removed it): the entry's

@@ -17,8 +17,7 @@ pub(super) enum Side {
 /// Rewrites one endpoint (address and port) of the parsed packet `p` of `frame` to `to` and
 /// decrements its TTL, keeping the IP and transport checksums correct (RFC 1624; a UDP checksum
 /// of 0 stays 0, a computed 0 is sent as 0xffff, RFC 768). The views are those `parse` proved to
-/// fit (a view that does not fit is refused before anything is written, and cannot happen on
-/// a parsed frame); the old endpoint is the parsed one.
+/// fit; the old endpoint is the parsed one.
 pub(super) fn rewrite_endpoint(
     frame: &mut [u8],
     p: &Parsed,
@@ -37,19 +36,9 @@ pub(super) fn rewrite_endpoint(
     };
     let l3 = frame.get_mut(p.l3..).ok_or(DropReason::TruncatedIpv4)?;
     let l4_at = p.l4 - p.l3;
-    // Both views are proved to fit before anything is written (a parsed frame always does).
-    match p.key.proto {
-        Proto::Tcp => TcpSegment::new_checked(l3.get(l4_at..).unwrap_or_default()).map(drop)?,
-        Proto::Udp => UdpDatagram::new_checked_first_fragment(l3.get(l4_at..).unwrap_or_default())
-            .map(drop)?,
-    }
-    let mut ip = Ipv4Packet::new_checked(&mut *l3)?;
-    match side {
-        Side::Src => ip.set_src(new_ip),
-        Side::Dst => ip.set_dst(new_ip),
-    }
-    ip.set_ttl(p.ttl.saturating_sub(1));
     let l4 = l3.get_mut(l4_at..).unwrap_or_default();
+    // The transport header first: `parse` proved both views fit, so neither can fail here; if
+    // one did, the frame would be dropped, never sent.
     match p.key.proto {
         Proto::Tcp => {
             let mut t = TcpSegment::new_checked(l4)?;
@@ -73,5 +62,11 @@ pub(super) fn rewrite_endpoint(
             }
         }
     }
+    let mut ip = Ipv4Packet::new_checked(l3)?;
+    match side {
+        Side::Src => ip.set_src(new_ip),
+        Side::Dst => ip.set_dst(new_ip),
+    }
+    ip.set_ttl(p.ttl.saturating_sub(1));
     Ok(())
 }

@@ -489,3 +489,99 @@ fn packets_and_bytes_are_counted_per_service_and_real_and_survive_a_reload() {
     assert_eq!(t[&key(Some("198.18.1.11:80"))], packets(5, 2));
     assert_eq!(t[&key(Some("198.18.1.12:80"))], packets(1, 0));
 }
+
+/// The snapshot after a reload that keeps every (service, real server) pair and its counters,
+/// as the control plane does, but reverses the web service's real servers (at index `at`, the
+/// only service kept) and, with `front`, puts a new service before it (so the service's index
+/// changes too).
+fn reordered(old: &xvs::datapath::Snapshot, at: usize, front: bool) -> xvs::datapath::Snapshot {
+    use xvs::datapath::{Forwarding, Service, ServiceKey};
+    use xvs::flow::Proto;
+    use xvs::sched::{RealServer, SchedulerKind};
+    let web = &old.services[at];
+    let mut reals = web.reals.clone();
+    reals.reverse();
+    let first = Service::new(
+        "front",
+        ServiceKey {
+            vip: "198.18.0.100".parse().unwrap(),
+            port: 443,
+            proto: Proto::Tcp,
+        },
+        Forwarding::Nat,
+        SchedulerKind::Rr,
+        vec![RealServer::new("198.18.1.13:443".parse().unwrap(), 1)],
+    );
+    let moved = Service::new("web", web.key, Forwarding::Nat, SchedulerKind::Wrr, reals);
+    xvs::datapath::Snapshot::new(
+        old.generation + 1,
+        ports(),
+        if front {
+            vec![first, moved]
+        } else {
+            vec![moved]
+        },
+        old.timeouts,
+        false,
+    )
+}
+
+#[test]
+fn traffic_is_counted_on_the_connections_real_server_when_a_reload_moves_it() {
+    use std::net::SocketAddr;
+    use xvs::datapath::counters::{traffic_totals, TrafficKey};
+
+    let mut p = processor(100);
+    // wrr 3:1: three flows to r1, one to r2.
+    let mut to = std::collections::BTreeMap::new();
+    for i in 0..4 {
+        let real = send(&mut p, 1, 48000 + i, SYN).1.unwrap();
+        to.entry(real).or_insert_with(Vec::new).push(48000 + i);
+    }
+    let (on_r1, on_r2) = (to[&R1].clone(), to[&R2][0]);
+    assert_eq!(on_r1.len(), 3);
+    let web = p.shared().snapshot.load().services[0].key;
+    let of = |p: &Processor, real: &str| {
+        let key = TrafficKey {
+            service: web,
+            real: Some(real.parse::<SocketAddr>().unwrap()),
+        };
+        traffic_totals([&*p.counters])[&key]
+    };
+    let reply_from = |p: &mut Processor, real, dport| {
+        let mut f = reply(real, dport, ACK);
+        let v = p.process(2 * NANOS_PER_SEC, 1, &mut f);
+        assert!(matches!(v, Verdict::Tx(0)), "{v:?}");
+    };
+    // Before the reload the entry's origin names the right slot.
+    reply_from(&mut p, R2, on_r2);
+    assert_eq!(of(&p, "198.18.1.12:80").out_packets, 1);
+    assert_eq!(of(&p, "198.18.1.11:80").out_packets, 0);
+
+    // Reload 1: the servers swap positions, the service keeps its index. Reload 2: the service
+    // moves. Every connection's packets, both directions, still count on its own real server:
+    // the origins recorded before a reload no longer match and are not trusted.
+    for (reload, (at, front)) in [(0, false), (0, true)].into_iter().enumerate() {
+        let next = reordered(&p.shared().snapshot.load(), at, front);
+        p.shared().snapshot.store(Arc::new(next));
+        p.begin_batch(2 * NANOS_PER_SEC);
+        reply_from(&mut p, R2, on_r2);
+        reply_from(&mut p, R1, on_r1[0]);
+        assert_eq!(send(&mut p, 2, on_r1[1], ACK).1, Some(R1));
+        let n = reload as u64 + 1;
+        assert_eq!(of(&p, "198.18.1.12:80").out_packets, 1 + n, "reload {n}");
+        assert_eq!(of(&p, "198.18.1.11:80").out_packets, n, "reload {n}");
+        assert_eq!(of(&p, "198.18.1.11:80").in_packets, 3 + n, "reload {n}");
+        assert_eq!(of(&p, "198.18.1.12:80").in_packets, 1, "reload {n}");
+    }
+    // New connections record the new positions and count there too.
+    let mut to = std::collections::BTreeMap::new();
+    for i in 0..4 {
+        let real = send(&mut p, 3, 48100 + i, SYN).1.unwrap();
+        to.entry(real).or_insert_with(Vec::new).push(48100 + i);
+    }
+    reply_from(&mut p, R2, to[&R2][0]);
+    reply_from(&mut p, R1, to[&R1][0]);
+    assert_eq!(of(&p, "198.18.1.12:80").out_packets, 4);
+    assert_eq!(of(&p, "198.18.1.11:80").out_packets, 3);
+}

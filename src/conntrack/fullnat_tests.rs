@@ -324,7 +324,7 @@ mod prop {
                         prop_assert!(e.lid != NO_LOCAL);
                         prop_assert!((40000..=40031).contains(&e.lport));
                         prop_assert_eq!(LocalPools::shard_of_reply(e.lport, t.shards()), s);
-                        prop_assert!(seen.insert((e.local, e.lport)), "endpoint used twice");
+                        prop_assert!(seen.insert((e.local(&shard.pools), e.lport)), "endpoint used twice");
                     }
                 }
                 prop_assert_eq!(t.local_pools().ports_in_use(0), live);

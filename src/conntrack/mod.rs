@@ -16,10 +16,12 @@
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
-//! - An entry is 40 bytes (IPv4): four addresses and four ports (client, VIP, real server and,
-//!   for FULLNAT, the local endpoint), the local id, protocol, state, a 32-bit expiry in
-//!   milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the `Arc`
-//!   of its real server's counters. Free slots form a list threaded through the slab. With the
+//! - An entry is 40 bytes (IPv4): three addresses and four ports (client, VIP, real server and,
+//!   for FULLNAT, the local port; the local address is the pool's, named by the local id), the
+//!   local id, the service and real-server positions it was scheduled at ([`Origin`], so the
+//!   datapath counts its packets without a lookup by address), protocol, state, a 32-bit expiry
+//!   in milliseconds (wrapping; timeouts are below 2^31 ms, which the config enforces) and the
+//!   `Arc` of its real server's counters. Free slots form a list threaded through the slab. With the
 //!   index at 75 % load for two keys per entry, a connection costs 40 + 2 × 8 / 0.75 ≈ 61.3
 //!   bytes, NAT or FULLNAT ([`ConnTable::allocated_bytes`] measures it); a FULLNAT entry's local
 //!   port goes back to its pool when the entry is removed, however that happens.
@@ -102,6 +104,43 @@ pub struct NewConn {
     pub stats: Arc<RealStats>,
 }
 
+/// Where a connection was scheduled: its service's index in the snapshot's `services` and its
+/// real server's traffic slot in that service (`reals` in order, then the sorry server), as they
+/// were in the snapshot that scheduled it. A reload may move or remove both, so a reader checks
+/// them before use ([`Tracked::stats_id`] says which real server's counters the connection
+/// holds: the same counters at that position mean the same (service, real server) pair) and
+/// falls back to a lookup by address when they do not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub service: u16,
+    pub real: u16,
+}
+
+impl Origin {
+    /// No recorded position (a connection inserted without one, or an index beyond `u16`):
+    /// readers always look it up.
+    pub const UNKNOWN: Origin = Origin {
+        service: u16::MAX,
+        real: u16::MAX,
+    };
+
+    /// The origin of service `service`, traffic slot `real`; [`Origin::UNKNOWN`] when either
+    /// does not fit.
+    pub fn new(service: usize, real: usize) -> Origin {
+        match (u16::try_from(service), u16::try_from(real)) {
+            (Ok(service), Ok(real)) if service != u16::MAX => Origin { service, real },
+            _ => Origin::UNKNOWN,
+        }
+    }
+}
+
+/// The identity of a real server's counters: the address of its [`RealStats`] (compared, never
+/// dereferenced). While a connection holds those counters they cannot be freed, so no other
+/// live counters share the address.
+pub fn stats_id(stats: &Arc<RealStats>) -> usize {
+    Arc::as_ptr(stats) as usize
+}
+
 /// The translation a tracked connection applies (a copy, taken under the shard lock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tracked {
@@ -115,6 +154,11 @@ pub struct Tracked {
     /// This packet moved the connection from a handshake state (SYN_RECV) to ESTABLISHED in the
     /// original direction: it is the client's ACK completing the handshake.
     pub handshake_completed: bool,
+    /// Where the connection was scheduled (see [`Origin`]).
+    pub origin: Origin,
+    /// [`stats_id`] of the real server's counters the entry holds (for a `one_packet` flow,
+    /// which has no entry, of the counters of the real server it was scheduled to).
+    pub stats_id: usize,
 }
 
 /// The outcome of a successful [`ConnTable::insert`].
@@ -188,8 +232,9 @@ fn sock(ip: u32, port: u16) -> SocketAddr {
 }
 
 /// One connection (40 bytes). A free slot has `stats: None` and keeps the next free slot + 1
-/// (0 = none) in `client`. A FULLNAT entry has a local id (`lid`, see
-/// [`local_ports`]) and its local endpoint `local:lport`; NAT entries have `lid == NO_LOCAL`.
+/// (0 = none) in `client`. A FULLNAT entry has a local id (`lid`, see [`local_ports`]) and its
+/// local endpoint `addrs[lid]:lport` (the address is the pools', not stored: [`Entry::local`]);
+/// NAT entries have `lid == NO_LOCAL`. `origin` is where the connection was scheduled.
 #[derive(Debug)]
 #[repr(C)]
 struct Entry {
@@ -197,7 +242,7 @@ struct Entry {
     client: u32,
     vip: u32,
     real: u32,
-    local: u32,
+    origin: Origin,
     cport: u16,
     vport: u16,
     rport: u16,
@@ -241,11 +286,47 @@ impl Key4 {
 }
 
 impl Entry {
+    /// The entry of a new connection scheduled at `origin` (IPv4 only), expiring after its
+    /// state's timeout from `now`; NAT until a local endpoint is allocated.
+    fn new(
+        new: NewConn,
+        origin: Origin,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Entry, InsertError> {
+        let (Some(client), Some(vip), Some(real)) =
+            (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
+        else {
+            return Err(InsertError::NotIpv4);
+        };
+        Ok(Entry {
+            stats: Some(new.stats),
+            client,
+            vip,
+            real,
+            origin,
+            cport: new.client.port(),
+            vport: new.vip.port(),
+            rport: new.real.port(),
+            lport: 0,
+            lid: NO_LOCAL,
+            proto: new.proto,
+            state: new.state,
+            expires: tick(now).wrapping_add(ticks(new.state.timeout(timeouts))),
+        })
+    }
+
     fn is_live(&self) -> bool {
         self.stats.is_some()
     }
 
-    fn key(&self, dir: Direction) -> Key4 {
+    /// The local address of a FULLNAT entry (0 for NAT: no pool address is 0.0.0.0).
+    #[inline]
+    fn local(&self, pools: &LocalPools) -> u32 {
+        pools.addrs.get(usize::from(self.lid)).copied().unwrap_or(0)
+    }
+
+    fn key(&self, dir: Direction, pools: &LocalPools) -> Key4 {
         match dir {
             Direction::Original => Key4 {
                 src: self.client,
@@ -256,7 +337,7 @@ impl Entry {
             },
             Direction::Reply if self.lid != NO_LOCAL => Key4 {
                 src: self.real,
-                dst: self.local,
+                dst: self.local(pools),
                 sport: self.rport,
                 dport: self.lport,
                 proto: self.proto,
@@ -271,14 +352,16 @@ impl Entry {
         }
     }
 
-    fn tracked(&self) -> Tracked {
+    fn tracked(&self, pools: &LocalPools) -> Tracked {
         Tracked {
             client: sock(self.client, self.cport),
             vip: sock(self.vip, self.vport),
             real: sock(self.real, self.rport),
             state: self.state,
-            local: (self.lid != NO_LOCAL).then(|| sock(self.local, self.lport)),
+            local: (self.lid != NO_LOCAL).then(|| sock(self.local(pools), self.lport)),
             handshake_completed: false,
+            origin: self.origin,
+            stats_id: self.stats.as_ref().map_or(0, stats_id),
         }
     }
 
@@ -355,6 +438,17 @@ struct Shard {
     evict_hand: Hand,
 }
 
+/// How a scheduled connection is tracked ([`ConnTable::insert_scheduled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Track {
+    /// Both directions (NAT: replies come back through the load balancer).
+    Both,
+    /// The original direction only (DR, TUN).
+    OriginalOnly,
+    /// Both directions, with a local endpoint from pool `pool` (FULLNAT).
+    FullNat { pool: u16 },
+}
+
 /// Which keys of an entry the index holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Keys {
@@ -412,22 +506,22 @@ impl Shard {
     /// The slot whose `dir` key is `key`.
     #[inline]
     fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key4) -> Option<usize> {
-        let slots = &self.slots;
+        let (slots, pools) = (&self.slots, &*self.pools);
         self.index
             .find(key.hash(seed), |v| {
-                value_dir(v) == dir && slots[value_slot(v)].key(dir) == *key
+                value_dir(v) == dir && slots[value_slot(v)].key(dir, pools) == *key
             })
             .map(value_slot)
     }
 
     fn unindex(&mut self, seed: &ahash::RandomState, slot: usize, dir: Direction) {
-        let key = self.slots[slot].key(dir);
+        let (slots, pools) = (&self.slots, &*self.pools);
+        let key = slots[slot].key(dir, pools);
         let own = index_value(slot_id(slot), dir);
-        let slots = &self.slots;
         self.index.remove(
             key.hash(seed),
             |v| v == own,
-            |v| slots[value_slot(v)].key(value_dir(v)).hash(seed),
+            |v| slots[value_slot(v)].key(value_dir(v), pools).hash(seed),
         );
     }
 
@@ -505,7 +599,7 @@ impl Shard {
             Keys::OriginalOnly => &[Direction::Original],
         };
         for &dir in dirs {
-            let h = self.slots[slot].key(dir).hash(seed);
+            let h = self.slots[slot].key(dir, &self.pools).hash(seed);
             self.index.insert(h, index_value(slot_id(slot), dir));
         }
         self.live += 1;
@@ -682,7 +776,7 @@ impl ConnTable {
         let shard = self.shard_of(dir, &key);
         let slot = shard.find(&self.key_hasher, dir, &key)?;
         let e = &shard.slots[slot];
-        (!is_expired(e.expires, tick(now))).then(|| e.tracked())
+        (!is_expired(e.expires, tick(now))).then(|| e.tracked(&shard.pools))
     }
 
     /// Finds the connection of a packet, advances its state and refreshes its timeout.
@@ -700,7 +794,8 @@ impl ConnTable {
     ) -> Option<Tracked> {
         let key = Key4::of(key)?;
         let seed = &self.key_hasher;
-        let mut shard = self.shard_of(dir, &key);
+        let mut guard = self.shard_of(dir, &key);
+        let shard = &mut *guard;
         let slot = shard.find(seed, dir, &key)?;
         let now_tick = tick(now);
         let e = &mut shard.slots[slot];
@@ -729,7 +824,7 @@ impl ConnTable {
             e.state = new_state;
         }
         e.expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
-        let mut t = e.tracked();
+        let mut t = e.tracked(&shard.pools);
         t.handshake_completed = handshake_completed;
         Some(t)
     }
@@ -743,7 +838,27 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, None, now, timeouts, Keys::Both)
+        self.insert_with(new, Origin::UNKNOWN, None, now, timeouts, Keys::Both)
+    }
+
+    /// Inserts a connection the datapath scheduled, recording where (`origin`) so that its
+    /// packets are counted without a lookup by address. `track` is how the method tracks it:
+    /// as [`insert`](Self::insert), [`insert_original_only`](Self::insert_original_only) or
+    /// [`insert_fullnat`](Self::insert_fullnat).
+    pub fn insert_scheduled(
+        &self,
+        new: NewConn,
+        origin: Origin,
+        track: Track,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Inserted, InsertError> {
+        let (pool, keys) = match track {
+            Track::Both => (None, Keys::Both),
+            Track::OriginalOnly => (None, Keys::OriginalOnly),
+            Track::FullNat { pool } => (Some(pool), Keys::Both),
+        };
+        self.insert_with(new, origin, pool, now, timeouts, keys)
     }
 
     /// Like [`insert`](Self::insert) for a connection whose replies never pass through the load
@@ -756,7 +871,14 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, None, now, timeouts, Keys::OriginalOnly)
+        self.insert_with(
+            new,
+            Origin::UNKNOWN,
+            None,
+            now,
+            timeouts,
+            Keys::OriginalOnly,
+        )
     }
 
     /// Inserts a new FULLNAT connection whose local endpoint comes from pool `pool` (an index
@@ -770,75 +892,44 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, Some(pool), now, timeouts, Keys::Both)
+        self.insert_with(new, Origin::UNKNOWN, Some(pool), now, timeouts, Keys::Both)
     }
 
     fn insert_with(
         &self,
         new: NewConn,
+        origin: Origin,
         pool: Option<u16>,
         now: Nanos,
         timeouts: &Timeouts,
         keys: Keys,
     ) -> Result<Inserted, InsertError> {
-        let (Some(client), Some(vip), Some(real)) =
-            (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
-        else {
-            return Err(InsertError::NotIpv4);
-        };
-        let now_tick = tick(now);
-        let entry = Entry {
-            stats: Some(new.stats),
-            client,
-            vip,
-            real,
-            local: 0,
-            cport: new.client.port(),
-            vport: new.vip.port(),
-            rport: new.real.port(),
-            lport: 0,
-            lid: NO_LOCAL,
-            proto: new.proto,
-            state: new.state,
-            expires: now_tick.wrapping_add(ticks(new.state.timeout(timeouts))),
-        };
-        let mut entry = entry;
+        let mut entry = Entry::new(new, origin, now, timeouts)?;
+        let (client, now_tick) = (entry.client, tick(now));
         let seed = &self.key_hasher;
-        let ok = entry.key(Direction::Original);
         let mut shard = self.shard_for((client, entry.cport));
+        let ok = entry.key(Direction::Original, &shard.pools);
         if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
             if !is_expired(existing.expires, now_tick) {
                 return Ok(Inserted {
-                    conn: existing.tracked(),
+                    conn: existing.tracked(&shard.pools),
                     evicted_half_open: false,
                 });
             }
             shard.remove(seed, slot);
             self.shards.count_removed(1);
         }
-        let mut evicted_half_open = false;
-        if shard.live >= shard.capacity {
-            let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
-            self.shards.count_removed(reclaimed);
-            if shard.live >= shard.capacity {
-                if !shard.evict_half_open(seed, now_tick) {
-                    return Err(InsertError::Full);
-                }
-                self.shards.count_removed(1);
-                evicted_half_open = true;
-            }
-        }
+        let evicted_half_open = self.make_room(&mut shard, now_tick)?;
         if let Some(pool) = pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
                 return Err(InsertError::LocalPortsExhausted);
             };
             entry.lid = lid;
-            entry.local = pools.addrs[usize::from(lid)];
             entry.lport = lport;
         }
-        let rk = entry.key(Direction::Reply);
+        let rk = entry.key(Direction::Reply, &shard.pools);
         // A reply key held by another live connection (same client endpoint NATed to the same
         // real server from two services) is taken over by the newer connection; the older one
         // keeps its original direction until it expires.
@@ -853,13 +944,32 @@ impl ConnTable {
             count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
             stats.conn_added();
         }
-        let conn = entry.tracked();
+        let conn = entry.tracked(&shard.pools);
         shard.place(seed, entry, keys);
         self.shards.count_added(1);
         Ok(Inserted {
             conn,
             evicted_half_open,
         })
+    }
+
+    /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
+    /// one (returns `true`), else refuses (`Full`).
+    fn make_room(&self, shard: &mut Shard, now_tick: u32) -> Result<bool, InsertError> {
+        let seed = &self.key_hasher;
+        if shard.live < shard.capacity {
+            return Ok(false);
+        }
+        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
+        self.shards.count_removed(reclaimed);
+        if shard.live < shard.capacity {
+            return Ok(false);
+        }
+        if !shard.evict_half_open(seed, now_tick) {
+            return Err(InsertError::Full);
+        }
+        self.shards.count_removed(1);
+        Ok(true)
     }
 
     /// Removes expired entries, visiting at most `budget` slots of one shard (the shards take
@@ -917,7 +1027,7 @@ impl ConnTable {
                     .iter()
                     .filter(|e| e.is_live() && !is_expired(e.expires, now_tick))
                     .map(|e| {
-                        let t = e.tracked();
+                        let t = e.tracked(&s.pools);
                         ConnRow {
                             proto: e.proto,
                             client: t.client,
@@ -1233,6 +1343,32 @@ mod tests {
         assert!(t
             .lookup(Direction::Original, &k, ACK, 0, &Timeouts::default())
             .is_none());
+    }
+
+    #[test]
+    fn a_scheduled_connection_carries_its_origin_and_counters_identity_both_ways() {
+        let t = ConnTable::with_shards(16, 1);
+        let stats = Arc::new(RealStats::default());
+        let c = new_conn(40000, &stats);
+        let (o, r) = keys(&c);
+        let origin = Origin::new(3, 1);
+        let ins = t
+            .insert_scheduled(c.clone(), origin, Track::Both, 0, &Timeouts::default())
+            .unwrap();
+        assert_eq!(ins.conn.origin, origin);
+        assert_eq!(ins.conn.stats_id, stats_id(&stats));
+        for (dir, key) in [(Direction::Original, o), (Direction::Reply, r)] {
+            let found = t.lookup(dir, &key, ACK, 1, &Timeouts::default()).unwrap();
+            assert_eq!((found.origin, found.stats_id), (origin, stats_id(&stats)));
+        }
+        // A plain insert records no origin; an index that does not fit records none either.
+        let other = new_conn(40001, &stats);
+        let plain = t.insert(other, 0, &Timeouts::default()).unwrap();
+        assert_eq!(plain.conn.origin, Origin::UNKNOWN);
+        assert_eq!(Origin::new(usize::from(u16::MAX), 0), Origin::UNKNOWN);
+        assert_eq!(Origin::new(0, 1 << 16), Origin::UNKNOWN);
+        // Another real server's counters have another identity.
+        assert_ne!(stats_id(&Arc::new(RealStats::default())), stats_id(&stats));
     }
 
     #[test]

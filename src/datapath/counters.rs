@@ -298,6 +298,28 @@ impl TrafficBlock {
         }
     }
 
+    /// Counts one packet of `bytes` in direction `dir` for service `si` and its traffic slot
+    /// `slot` (`reals` in order, then the sorry server: what [`crate::conntrack::Origin::real`]
+    /// records), with no lookup by address. Only the owning worker may call this.
+    #[inline]
+    pub fn count_slot(&self, si: usize, slot: usize, dir: Dir, bytes: u64) {
+        let Some(&base) = self.base.get(si) else {
+            return;
+        };
+        if let Some(s) = self.slots.get(base) {
+            s.count(dir, bytes);
+        }
+        // Slots of the next service start after this one's sorry server: stay inside `si`.
+        let last = self.base.get(si + 1).copied().unwrap_or(self.slots.len());
+        if let Some(s) = self
+            .slots
+            .get(base + 1 + slot)
+            .filter(|_| base + 1 + slot < last)
+        {
+            s.count(dir, bytes);
+        }
+    }
+
     /// Calls `f` with every identity of the block and its totals.
     pub fn for_each(&self, mut f: impl FnMut(TrafficKey, Traffic)) {
         for (si, svc) in self.snap.services.iter().enumerate() {

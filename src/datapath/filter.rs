@@ -325,6 +325,7 @@ pub fn attached_programs(ifindex: u32) -> io::Result<Vec<AttachedProgram>> {
 fn program_info(fd: RawFd) -> io::Result<(String, u32)> {
     // SAFETY: `bpf_prog_info` is plain old data and must be zero-initialised for the syscall.
     let mut info: sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    #[allow(clippy::cast_possible_truncation)] // A struct of a few hundred bytes fits.
     let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
     // SAFETY: `info` is writable for `len` bytes and both outlive the call.
     let rc = unsafe { sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
@@ -506,7 +507,8 @@ impl FilterProgram {
             return Err(load_err(neg_errno(rc)));
         }
 
-        let prog_name = CString::new(PROGRAM_NAME).expect("no NUL in the program name");
+        let prog_name = CString::new(PROGRAM_NAME)
+            .map_err(|_| load_err(io::Error::from_raw_os_error(libc::EINVAL)))?;
         // SAFETY: `obj` is loaded and `prog_name` is NUL-terminated; the returned pointer is
         // owned by `obj`.
         let prog =
@@ -788,7 +790,7 @@ impl FilterProgram {
                 self.ports_fd,
                 "ports",
                 &ifindex.to_ne_bytes(),
-                &port_value(i as u32, *mac),
+                &port_value(u32::try_from(i).unwrap_or(u32::MAX), *mac),
             )?;
         }
         let want: BTreeSet<[u8; 8]> = macs.iter().map(|m| mac_key_bytes(*m)).collect();

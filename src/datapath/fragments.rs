@@ -99,6 +99,7 @@ impl Default for FragmentTable {
 
 impl FragmentTable {
     fn slot(&self, id: &DatagramId) -> std::sync::MutexGuard<'_, Option<Slot>> {
+        #[allow(clippy::cast_possible_truncation)] // A hash: dropping high bits keeps it one.
         let i = (self.hasher.hash_one(id) as usize) % self.slots.len();
         // A poisoned slot holds a plain value; nothing can be half-updated.
         self.slots[i].lock().unwrap_or_else(|p| p.into_inner())

@@ -42,6 +42,10 @@ use crate::flow::Proto;
 pub const TOA_KIND: u8 = 254;
 /// TCP option length of the IPv4 TOA (DPVS `TCPOLEN_ADDR`).
 pub const TOA_LEN: usize = 8;
+/// [`TOA_LEN`] as the option's length byte and as a length field.
+const TOA_LEN_U8: u8 = 8;
+const TOA_LEN_U16: u16 = 8;
+const _: () = assert!(TOA_LEN_U8 as usize == TOA_LEN && TOA_LEN_U16 as usize == TOA_LEN);
 /// Largest TCP header (data offset 15).
 const MAX_TCP_HEADER: usize = 60;
 
@@ -49,7 +53,7 @@ const MAX_TCP_HEADER: usize = 60;
 pub fn toa_option(client: SocketAddrV4) -> [u8; TOA_LEN] {
     let p = client.port().to_be_bytes();
     let a = client.ip().octets();
-    [TOA_KIND, TOA_LEN as u8, p[0], p[1], a[0], a[1], a[2], a[3]]
+    [TOA_KIND, TOA_LEN_U8, p[0], p[1], a[0], a[1], a[2], a[3]]
 }
 
 /// Rewrites source and destination (address and port) of the IPv4 packet at `l3` whose
@@ -173,6 +177,15 @@ pub fn insert_toa(
     if total + TOA_LEN > usize::from(mtu) {
         return Err(ToaSkip::Mtu);
     }
+    // Within the MTU (checked above), so every length fits its 16-bit field, and the data
+    // offset (at most 60 bytes, checked above) its nibble.
+    let (Ok(old_total), Ok(ip_hlen), Ok(new_doff)) = (
+        u16::try_from(total),
+        u16::try_from(l4 - l3),
+        u16::try_from((tcp_hlen + TOA_LEN) / 4),
+    ) else {
+        return Err(ToaSkip::Mtu);
+    };
     let end = l3 + total;
     let new_len = end + TOA_LEN;
     if new_len > buf.len() {
@@ -184,19 +197,17 @@ pub fn insert_toa(
     buf[at..at + TOA_LEN].copy_from_slice(&opt);
     // Data offset: the high nibble of byte 12 (shares a word with the flags).
     let old_word = read_u16(buf, l4 + 12);
-    let new_doff = ((tcp_hlen + TOA_LEN) / 4) as u16;
     let new_word = (old_word & 0x0fff) | (new_doff << 12);
     write_u16(buf, l4 + 12, new_word);
     // IPv4 total length and header checksum.
-    let old_total = total as u16;
-    let new_total = old_total + TOA_LEN as u16;
+    let new_total = old_total + TOA_LEN_U16;
     write_u16(buf, l3 + 2, new_total);
     let ip_c = checksum::update_u16(read_u16(buf, l3 + 10), old_total, new_total);
     write_u16(buf, l3 + 10, ip_c);
     // TCP checksum: pseudo-header length, data-offset word, four new words (old value 0).
-    let old_l4 = old_total - (l4 - l3) as u16;
+    let old_l4 = old_total - ip_hlen;
     let mut c = read_u16(buf, l4 + 16);
-    c = checksum::update_u16(c, old_l4, old_l4 + TOA_LEN as u16);
+    c = checksum::update_u16(c, old_l4, old_l4 + TOA_LEN_U16);
     c = checksum::update_u16(c, old_word, new_word);
     c = checksum::update_bytes(c, &[0; TOA_LEN], &opt);
     write_u16(buf, l4 + 16, c);
@@ -231,6 +242,7 @@ pub fn find_toa(options: &[u8]) -> Option<SocketAddrV4> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and fixed
 mod tests {
     use super::*;
 

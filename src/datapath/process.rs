@@ -54,36 +54,45 @@
 //! counted with its IP length, "in" in the original direction, "out" in the reply direction (a
 //! frame that then meets a full TX ring is still counted, as IPVS counts before transmitting).
 //! Later fragments are not counted per service (they are in the worker's rx/tx counters).
+//!
+//! The pipeline: every step returns `Result<_, DropReason>` and the first drop ends it
+//! ([`Processor::decide`]). (1) own frames only; (2) `parse`, once, into a [`Packet`] whose
+//! offsets and fields later steps trust; (3) classify: a service's destination is the original
+//! direction (`process/original.rs`: look up or schedule, then the method's rewrite), anything
+//! else a possible reply or later fragment (`process/reply.rs`), ICMP errors `process/icmp.rs`;
+//! (4) one [`Processor::route`] step for every packet that leaves: the TTL check of a routed
+//! packet, the next hop and its egress port, the rewrite (run only once the packet can leave,
+//! so a drop leaves the frame untouched), and the Ethernet header. Counting and fragment
+//! bookkeeping follow a `Tx`.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::Ordering;
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::conntrack::{
-    ConnState, ConnTable, Direction, Event, InsertError, LocalPool, NewConn, Tracked,
-};
-use crate::datapath::counters::{bump, Dir, TrafficBlock};
+use crate::conntrack::{ConnTable, Event, LocalPool};
+use crate::datapath::counters::TrafficBlock;
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
-use crate::datapath::fullnat;
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::snapshot::mac_word;
-use crate::datapath::wire::checksum;
 use crate::datapath::wire::{
     EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram,
 };
 use crate::datapath::{
-    DropReason, Forwarding, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
+    DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
 };
 
 mod dr;
 mod icmp;
+mod original;
+mod reply;
+mod rewrite;
 mod tun;
 
 use crate::flow::{FlowKey, Nanos, Proto};
-use crate::sched::persist::{PersistenceTable, TemplateKey};
+use crate::sched::persist::PersistenceTable;
 use crate::sched::{self, Scheduler};
 use icmp::{read_quote, read_tunnel_quote, IcmpError, TunnelFragNeeded};
 
@@ -165,21 +174,48 @@ pub struct Processor {
     /// rebuilt with `schedulers`.
     traffic: Arc<TrafficBlock>,
     /// Identification of the next IPv4 header this worker writes (TUN outer headers, ICMP
-    /// errors); wraps.
-    ip_id: u16,
+    /// errors); wraps. A `Cell` so that a rewrite step, which borrows the processor shared, can
+    /// take one (the processor is one worker's, never shared between threads).
+    ip_id: Cell<u16>,
 }
 
-/// Where the headers of a parsed IPv4 TCP/UDP frame are.
+/// A parsed IPv4 TCP/UDP packet: where its headers are and what later steps read from them.
+/// `parse` proved the IPv4 header and the transport header it names fit the frame; the frame is
+/// not changed before the rewrite step that uses them.
 struct Parsed {
     l3: usize,
     l4: usize,
     key: FlowKey,
+    /// The addresses of `key`, as IPv4 (all `parse` yields).
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
     event: Event,
     ttl: u8,
     /// IPv4 total length (what the traffic counters count).
     ip_len: u16,
     /// The IP identification when this is the first fragment of a datagram.
     first_fragment: Option<u16>,
+}
+
+impl Parsed {
+    /// How this packet's later fragments follow it: `rewrite()` for a first fragment, else
+    /// nothing (and nothing computed).
+    #[inline]
+    fn follows(
+        &self,
+        rewrite: impl FnOnce() -> Option<FragmentRewrite>,
+    ) -> Option<FragmentRewrite> {
+        self.first_fragment.and_then(|_| rewrite())
+    }
+
+    /// The service key the packet's destination would be.
+    fn service_key(&self) -> ServiceKey {
+        ServiceKey {
+            vip: self.key.dst,
+            port: self.key.dport,
+            proto: self.key.proto,
+        }
+    }
 }
 
 /// A later fragment (offset > 0) of an IPv4 TCP/UDP datagram: no transport header.
@@ -199,11 +235,77 @@ enum Packet {
     TunnelFragNeeded(TunnelFragNeeded),
 }
 
-/// Which endpoint of the packet a rewrite changes.
+/// Where a packet leaves for, and how: the input of [`Processor::route`].
 #[derive(Clone, Copy)]
-enum Side {
-    Src,
-    Dst,
+struct Route {
+    /// The destination the next hop is looked up for.
+    to: IpAddr,
+    /// The TTL the packet arrived with when xvs routes it (its rewrite decrements it): one that
+    /// would leave with TTL 0 is dropped (`ttl_exceeded`). `None` when the IP header is left
+    /// alone (DR, TUN) or the packet is xvs's own (ICMP errors it originates).
+    ttl: Option<u8>,
+    /// DR: `to` must be on a directly connected network (`dr_not_on_link`).
+    on_link_only: bool,
+}
+
+impl Route {
+    /// A packet xvs routes (TTL decremented) to `to`.
+    fn routed(to: impl Into<IpAddr>, ttl: u8) -> Route {
+        Route {
+            to: to.into(),
+            ttl: Some(ttl),
+            on_link_only: false,
+        }
+    }
+
+    /// A packet sent to `to` with its IP header as it is.
+    fn unrouted(to: impl Into<IpAddr>) -> Route {
+        Route {
+            to: to.into(),
+            ttl: None,
+            on_link_only: false,
+        }
+    }
+}
+
+/// The egress [`Processor::route`] chose: the next hop and what the rewrite may need of its port.
+struct Egress {
+    hop: NextHop,
+    port_mac: Mac,
+    /// The port's MTU (largest IP packet it sends).
+    mtu: u16,
+    /// The port's IPv4 address (TUN's outer source).
+    ipv4: Option<Ipv4Addr>,
+}
+
+/// What a method's rewrite step did with a packet.
+struct Sent {
+    verdict: Verdict,
+    /// The verdict is about the packet itself, which the traffic counters count (`false` when
+    /// TUN answered the client with an ICMP error instead).
+    counted: bool,
+    /// How the later fragments of a first fragment follow it (`None`: not followed).
+    follow: Option<FragmentRewrite>,
+}
+
+impl Sent {
+    /// The packet itself was routed (verdict `verdict`); its later fragments follow `follow`.
+    fn packet(verdict: Verdict, follow: Option<FragmentRewrite>) -> Sent {
+        Sent {
+            verdict,
+            counted: true,
+            follow,
+        }
+    }
+}
+
+/// The TTL a routed packet leaves with; `ttl_exceeded` when that would be 0.
+#[inline]
+fn decremented_ttl(ttl: u8) -> Result<u8, DropReason> {
+    match ttl {
+        0 | 1 => Err(DropReason::TtlExceeded),
+        t => Ok(t - 1),
+    }
 }
 
 impl Processor {
@@ -221,7 +323,7 @@ impl Processor {
             schedulers,
             counters,
             traffic,
-            ip_id: 1,
+            ip_id: Cell::new(1),
         }
     }
 
@@ -276,149 +378,31 @@ impl Processor {
     ) -> Verdict {
         *len = (*len).min(buf.len());
         self.decide(now, ingress, buf, len)
+            .unwrap_or_else(Verdict::Drop)
     }
 
-    fn decide(&mut self, now: Nanos, ingress: PortId, buf: &mut [u8], len: &mut usize) -> Verdict {
-        let frame_len = *len;
-        if let Err(r) = self.own_frames_only(ingress, &buf[..frame_len]) {
-            return Verdict::Drop(r);
+    /// The pipeline (see the module documentation): own frames only, parse, then the step of
+    /// what was parsed.
+    #[inline]
+    fn decide(
+        &mut self,
+        now: Nanos,
+        ingress: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+    ) -> Result<Verdict, DropReason> {
+        let frame = buf.get(..*len).ok_or(DropReason::TruncatedEthernet)?;
+        self.own_frames_only(ingress, frame)?;
+        match parse(frame)? {
+            None => Ok(Verdict::Pass),
+            Some(Packet::Flow(p)) => match self.snap.service_for(&p.service_key()) {
+                Some(si) => self.original(now, si, buf, len, &p),
+                None => self.reply(now, buf, len, &p),
+            },
+            Some(Packet::LaterFragment(f)) => self.later_fragment(now, buf, len, &f),
+            Some(Packet::IcmpError(e)) => self.icmp_error(now, buf, len, &e),
+            Some(Packet::TunnelFragNeeded(e)) => self.tunnel_frag_needed(now, buf, len, &e),
         }
-        let p = match parse(&buf[..frame_len]) {
-            Ok(Some(Packet::Flow(p))) => p,
-            Ok(Some(Packet::LaterFragment(f))) => {
-                return self.later_fragment(now, &mut buf[..frame_len], &f)
-            }
-            Ok(Some(Packet::IcmpError(e))) => return self.icmp_error(now, buf, len, &e),
-            Ok(Some(Packet::TunnelFragNeeded(e))) => {
-                return self.tunnel_frag_needed(now, buf, len, &e)
-            }
-            Ok(None) => return Verdict::Pass,
-            Err(r) => return Verdict::Drop(r),
-        };
-        let svc_key = ServiceKey {
-            vip: p.key.dst,
-            port: p.key.dport,
-            proto: p.key.proto,
-        };
-        let (verdict, side, to, route_to) = if let Some(si) = self.snap.service_for(&svc_key) {
-            if self.snap.services[si].vrrp_backup() {
-                return Verdict::Drop(DropReason::VrrpBackup);
-            }
-            let forwarding = self.snap.services[si].forwarding;
-            // NAT and FULLNAT route the packet (TTL decremented); DR and TUN leave the IP
-            // header alone, as IPVS does.
-            if forwarding.replies_return() && p.ttl <= 1 {
-                return Verdict::Drop(DropReason::TtlExceeded);
-            }
-            let t = match self.original(now, si, &p) {
-                Ok(t) => t,
-                Err(r) => return Verdict::Drop(r),
-            };
-            if let Some(local) = t.local {
-                // FULLNAT (the entry carries its local endpoint, so a connection keeps the
-                // method it was created with across a reload).
-                let v = self.forward_fullnat(buf, len, &p, local, t.real, &t, si);
-                if let Verdict::Tx(_) = v {
-                    self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
-                    if let Some(id) = p.first_fragment {
-                        let rw = FragmentRewrite::new(
-                            Some(local.ip()),
-                            Some(t.real.ip()),
-                            t.real.ip(),
-                            true,
-                        );
-                        self.remember_fragments(now, &p, id, rw);
-                    }
-                }
-                return v;
-            }
-            let frame = &mut buf[..frame_len];
-            let (v, forwarded) = match forwarding {
-                // A FULLNAT service's connection without a local endpoint was made while the
-                // service was NAT: it stays NAT.
-                Forwarding::Nat | Forwarding::FullNat => (
-                    self.forward(frame, &p, Side::Dst, t.real, t.real.ip()),
-                    true,
-                ),
-                Forwarding::Dr => (self.forward_dr(frame, t.real), true),
-                Forwarding::Tun => self.forward_tun(buf, len, &p, t.real),
-            };
-            if let (Verdict::Tx(_), true) = (v, forwarded) {
-                self.traffic.count(si, t.real, Dir::In, u64::from(p.ip_len));
-            }
-            if !forwarding.replies_return() {
-                // DR: later fragments follow the first by MAC. TUN: they are not followed
-                // (xvs does not fragment the outer packet; see the README).
-                if let (Verdict::Tx(_), Some(id), Forwarding::Dr) =
-                    (v, p.first_fragment, forwarding)
-                {
-                    let rw = FragmentRewrite::new(None, None, t.real.ip(), false);
-                    self.remember_fragments(now, &p, id, rw);
-                }
-                return v;
-            }
-            (v, Side::Dst, t.real, t.real.ip())
-        } else {
-            let timeouts = self.snap.timeouts;
-            let (vip, client) = match self.shared.conntrack.lookup(
-                Direction::Reply,
-                &p.key,
-                p.event,
-                now,
-                &timeouts,
-            ) {
-                Some(t) if t.local.is_some() => {
-                    let si = match self.reply_service(t.vip, p.key.proto) {
-                        Ok(si) => si,
-                        Err(r) => return Verdict::Drop(r),
-                    };
-                    if p.ttl <= 1 {
-                        return Verdict::Drop(DropReason::TtlExceeded);
-                    }
-                    let v = self.reply_fullnat(&mut buf[..frame_len], &p, t.vip, t.client);
-                    if let Verdict::Tx(_) = v {
-                        self.count_reply(&p, si);
-                        if let Some(id) = p.first_fragment {
-                            let (src, dst) = (t.vip.ip(), t.client.ip());
-                            let rw = FragmentRewrite::new(Some(src), Some(dst), dst, true);
-                            self.remember_fragments(now, &p, id, rw);
-                        }
-                    }
-                    return v;
-                }
-                Some(t) => (t.vip, t.client.ip()),
-                None => match self
-                    .snap
-                    .one_packet_reply(p.key.proto, p.key.src, p.key.sport)
-                {
-                    // A reply of a one_packet service: no entry by design, translated back
-                    // statelessly.
-                    Some(vip) => (vip, p.key.dst),
-                    None => return Verdict::Pass,
-                },
-            };
-            let si = match self.reply_service(vip, p.key.proto) {
-                Ok(si) => si,
-                Err(r) => return Verdict::Drop(r),
-            };
-            if p.ttl <= 1 {
-                return Verdict::Drop(DropReason::TtlExceeded);
-            }
-            let frame = &mut buf[..frame_len];
-            let v = self.forward(frame, &p, Side::Src, vip, client);
-            if let Verdict::Tx(_) = v {
-                self.count_reply(&p, si);
-            }
-            (v, Side::Src, vip, client)
-        };
-        if let (Verdict::Tx(_), Some(id)) = (verdict, p.first_fragment) {
-            let rw = match side {
-                Side::Src => FragmentRewrite::new(Some(to.ip()), None, route_to, true),
-                Side::Dst => FragmentRewrite::new(None, Some(to.ip()), route_to, true),
-            };
-            self.remember_fragments(now, &p, id, rw);
-        }
-        verdict
     }
 
     /// The frame must be addressed to the ingress port's own MAC (not another host's, not a
@@ -438,248 +422,39 @@ impl Processor {
         self.snap.own_frame(ingress, dst, src)
     }
 
-    /// The service (if it still exists) of a reply of the connection to `vip`; `vrrp_backup`
-    /// when the VIP is managed by VRRP and not held.
+    /// The route step, the only way a frame leaves: checks the TTL of a routed packet, finds the
+    /// next hop and egress port, lets `rewrite` change the frame `buf[..*len]` (it may grow it
+    /// into `buf` and set `*len`), then addresses the frame to the next hop from the port's MAC.
+    /// Nothing is written unless the packet can leave, up to `rewrite`'s own refusals (which
+    /// leave the frame untouched too).
     #[inline]
-    fn reply_service(&self, vip: SocketAddr, proto: Proto) -> Result<Option<usize>, DropReason> {
-        let key = ServiceKey {
-            vip: vip.ip(),
-            port: vip.port(),
-            proto,
-        };
-        let si = self.snap.service_for(&key);
-        let backup = match si {
-            Some(si) => self.snap.services[si].vrrp_backup(),
-            None => self.snap.has_vrrp_gates() && self.snap.vrrp_backup_vip(vip.ip()),
-        };
-        if backup {
-            return Err(DropReason::VrrpBackup);
-        }
-        Ok(si)
-    }
-
-    /// Counts a forwarded reply (source `p.key.src:sport`, the real server) for its service
-    /// `si`, if it still exists.
-    #[inline]
-    fn count_reply(&self, p: &Parsed, si: Option<usize>) {
-        if let Some(si) = si {
-            let real = SocketAddr::new(p.key.src, p.key.sport);
-            self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
-        }
-    }
-
-    /// Remembers how the later fragments of the datagram whose first fragment `p` (IP id `id`)
-    /// was just forwarded are translated (see [`crate::datapath::fragments`]); nothing for a
-    /// datagram or a rewrite that is not IPv4.
-    fn remember_fragments(
+    fn route<F>(
         &self,
-        now: Nanos,
-        p: &Parsed,
-        id: u16,
-        rewrite: Option<FragmentRewrite>,
-    ) {
-        let (IpAddr::V4(src), IpAddr::V4(dst), Some(rewrite)) = (p.key.src, p.key.dst, rewrite)
-        else {
-            return;
-        };
-        let datagram = DatagramId {
-            src,
-            dst,
-            proto: p.key.proto,
-            id,
-        };
-        self.shared.fragments.remember(datagram, rewrite, now);
+        buf: &mut [u8],
+        len: &mut usize,
+        route: Route,
+        rewrite: F,
+    ) -> Result<Verdict, DropReason>
+    where
+        F: FnOnce(&mut [u8], &mut usize, &Egress) -> Result<(), DropReason>,
+    {
+        if let Some(ttl) = route.ttl {
+            decremented_ttl(ttl)?;
+        }
+        let egress = self.egress(route.to, route.on_link_only)?;
+        rewrite(buf, len, &egress)?;
+        let frame = buf.get_mut(..*len).ok_or(DropReason::NoFrameRoom)?;
+        let mut eth = EthernetFrame::new_checked(frame)?;
+        eth.set_dst(egress.hop.mac);
+        eth.set_src(egress.port_mac);
+        Ok(Verdict::Tx(egress.hop.port))
     }
 
-    /// A later fragment: translated like its first fragment if that was forwarded, dropped if it
-    /// belongs to a service, a NAT real server or a FULLNAT local address, else the kernel's.
-    fn later_fragment(&self, now: Nanos, frame: &mut [u8], f: &LaterFragment) -> Verdict {
-        let d = &f.datagram;
-        let Some(rw) = self.shared.fragments.find(d, now) else {
-            let ours = self.snap.is_vip(IpAddr::V4(d.dst), d.proto)
-                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto)
-                || self
-                    .shared
-                    .conntrack
-                    .local_pools()
-                    .id_of(d.dst.to_bits())
-                    .is_some();
-            return if ours {
-                Verdict::Drop(DropReason::Ipv4Fragment)
-            } else {
-                Verdict::Pass
-            };
-        };
-        // The datagram's VIP: its destination in the original direction, the new source of a
-        // reply.
-        if self.snap.has_vrrp_gates()
-            && (self.snap.vrrp_backup_vip(IpAddr::V4(d.dst))
-                || rw
-                    .new_src
-                    .is_some_and(|vip| self.snap.vrrp_backup_vip(IpAddr::V4(vip))))
-        {
-            return Verdict::Drop(DropReason::VrrpBackup);
-        }
-        if rw.routed && f.ttl <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        let (hop, port_mac) = match self.next_hop(IpAddr::V4(rw.route_to)) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
-        };
-        let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[f.l3..]) else {
-            return Verdict::Drop(DropReason::TruncatedIpv4);
-        };
-        if let Some(a) = rw.new_src {
-            ip.set_src(a);
-        }
-        if let Some(a) = rw.new_dst {
-            ip.set_dst(a);
-        }
-        if rw.routed {
-            ip.set_ttl(f.ttl - 1);
-        }
-        let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
-            return Verdict::Drop(DropReason::TruncatedEthernet);
-        };
-        eth.set_dst(hop.mac);
-        eth.set_src(port_mac);
-        Verdict::Tx(hop.port)
-    }
-
-    /// The connection of an original-direction packet to service `si`: found, or scheduled and
-    /// inserted (for a `one_packet` service: scheduled, never inserted).
-    #[inline(always)]
-    fn original(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
-        let timeouts = self.snap.timeouts;
-        let one_packet = self.snap.services[si].one_packet;
-        if !one_packet {
-            let table = &self.shared.conntrack;
-            if let Some(t) = table.lookup(Direction::Original, &p.key, p.event, now, &timeouts) {
-                return Ok(t);
-            }
-        }
-        let state = match p.event {
-            Event::Tcp(f) if f.is_initial_syn() => ConnState::SynRecv,
-            Event::Tcp(f) if self.snap.sloppy_tcp && !f.rst() => {
-                ConnState::Established.on_tcp(Direction::Original, f)
-            }
-            Event::Tcp(_) => return Err(DropReason::NoConnection),
-            Event::Udp => ConnState::Udp,
-        };
-        // keepalived: a service that lost quorum has its real servers replaced by the sorry
-        // server (without one, the servers still up keep taking flows); a service whose real
-        // servers can take no flow uses the sorry server too.
-        let lost_quorum = {
-            let svc = &self.snap.services[si];
-            svc.sorry.is_some() && !svc.state.has_quorum()
-        };
-        let picked = if lost_quorum {
-            None
-        } else {
-            match self.pick_real(now, si, p) {
-                Ok(ri) => Some(ri),
-                Err(DropReason::NoRealServer) => None,
-                Err(e) => return Err(e),
-            }
-        };
-        let svc = &self.snap.services[si];
-        let real = match picked {
-            Some(ri) => &svc.reals[ri],
-            None => svc.sorry.as_ref().ok_or(DropReason::NoRealServer)?,
-        };
-        // A port-0 real server (of a port-0 service) keeps the client's destination port.
-        let real_addr = match real.addr.port() {
-            0 => SocketAddr::new(real.addr.ip(), p.key.dport),
-            _ => real.addr,
-        };
-        let client = SocketAddr::new(p.key.src, p.key.sport);
-        let vip = SocketAddr::new(p.key.dst, p.key.dport);
-        if one_packet {
-            real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-            bump(&self.counters.new_connections, 1);
-            return Ok(Tracked {
-                client,
-                vip,
-                real: real_addr,
-                state,
-                local: None,
-                handshake_completed: false,
-            });
-        }
-        let new = NewConn {
-            proto: p.key.proto,
-            client,
-            vip,
-            real: real_addr,
-            state,
-            stats: real.stats.clone(),
-        };
-        let table = &self.shared.conntrack;
-        let inserted = match svc.local_pool {
-            Some(pool) => table.insert_fullnat(new, pool, now, &timeouts),
-            None if svc.forwarding.replies_return() => table.insert(new, now, &timeouts),
-            None => table.insert_original_only(new, now, &timeouts),
-        };
-        match inserted {
-            Ok(ins) => {
-                real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-                bump(&self.counters.new_connections, 1);
-                if ins.evicted_half_open {
-                    bump(&self.counters.conntrack_evictions, 1);
-                }
-                Ok(ins.conn)
-            }
-            // `parse` yields IPv4 keys only and the config refuses IPv6 real servers, so
-            // `NotIpv4` cannot happen today; if it did, the flow could not be tracked either.
-            Err(InsertError::Full | InsertError::NotIpv4) => Err(DropReason::ConntrackFull),
-            Err(InsertError::LocalPortsExhausted) => Err(DropReason::LocalPortsExhausted),
-        }
-    }
-
-    /// The real server (index in the service's `reals`) for a new flow of service `si`: the
-    /// scheduler's pick, or for a persistent service the server of the client network's template
-    /// while that server can take the flow.
-    fn pick_real(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<usize, DropReason> {
-        let svc = &self.snap.services[si];
-        let scheduler = &mut self.schedulers[si];
-        let Some(persistence) = svc.persistence else {
-            return scheduler
-                .pick(now, &p.key, &svc.reals)
-                .ok_or(DropReason::NoRealServer);
-        };
-        let key = TemplateKey::new(
-            svc.key.proto,
-            svc.key.vip,
-            svc.key.port,
-            p.key.src,
-            persistence.netmask,
-        );
-        let chosen = self
-            .shared
-            .persistence
-            .schedule(key, now, persistence.timeout, |current| {
-                let kept = current
-                    .and_then(|addr| svc.real_position(addr))
-                    .filter(|&i| svc.reals[i].is_available());
-                kept.or_else(|| scheduler.pick(now, &p.key, &svc.reals))
-                    .map(|i| svc.reals[i].addr)
-            })
-            .map_err(|_| DropReason::PersistenceFull)?;
-        chosen
-            .and_then(|addr| svc.real_position(addr))
-            .ok_or(DropReason::NoRealServer)
-    }
-
-    /// The next hop towards `dst` and the MAC of its egress port. A next hop whose MAC is not
-    /// known yet is handed to the control plane to resolve.
-    fn next_hop(&self, dst: IpAddr) -> Result<(NextHop, Mac), DropReason> {
-        self.next_hop_with(dst, false)
-    }
-
-    /// [`next_hop`](Self::next_hop), refusing a `dst` behind a gateway when `on_link_only`
-    /// (`dr_not_on_link`).
-    fn next_hop_with(&self, dst: IpAddr, on_link_only: bool) -> Result<(NextHop, Mac), DropReason> {
+    /// The next hop towards `dst` and its egress port, refusing a `dst` behind a gateway when
+    /// `on_link_only` (`dr_not_on_link`). A next hop whose MAC is not known yet is handed to the
+    /// control plane to resolve.
+    #[inline]
+    fn egress(&self, dst: IpAddr, on_link_only: bool) -> Result<Egress, DropReason> {
         let hop = self.nexthops.resolve_with(dst, on_link_only).map_err(|e| {
             if let NextHopError::NoNeighbour(ip) = e {
                 // Full queue: the control plane is already busy resolving; drop the hint.
@@ -692,134 +467,54 @@ impl Processor {
             .ports
             .get(usize::from(hop.port))
             .ok_or(DropReason::NoRoute)?;
-        Ok((hop, port.mac))
+        Ok(Egress {
+            hop,
+            port_mac: port.mac,
+            mtu: port.mtu,
+            ipv4: port.ipv4,
+        })
     }
 
-    /// Rewrites `side` of the packet to `to`, routes towards `route_to` and fills the Ethernet
-    /// header.
-    fn forward(
-        &self,
-        frame: &mut [u8],
-        p: &Parsed,
-        side: Side,
-        to: SocketAddr,
-        route_to: IpAddr,
-    ) -> Verdict {
-        let (hop, port_mac) = match self.next_hop(route_to) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
-        };
-        let (IpAddr::V4(new_ip), true) = (to.ip(), p.key.src.is_ipv4()) else {
-            // IPv6 is refused by the configuration until its issue lands; never rewrite across
-            // families.
-            return Verdict::Pass;
-        };
-        rewrite_ipv4(frame, p, side, new_ip, to.port());
-        emit(&mut *frame, hop, port_mac)
-    }
-}
-
-impl Processor {
-    /// FULLNAT, original direction: source → `local`, destination → `real`, routed to the real
-    /// server; then, for a `toa` service, the TOA option in the client's SYN and in its ACK
-    /// completing the handshake (may grow the frame, see [`crate::datapath::fullnat`]).
-    #[allow(clippy::too_many_arguments)]
-    fn forward_fullnat(
-        &self,
-        buf: &mut [u8],
-        len: &mut usize,
-        p: &Parsed,
-        local: SocketAddr,
-        real: SocketAddr,
-        t: &Tracked,
-        si: usize,
-    ) -> Verdict {
-        // FULLNAT routes the packet. Checked here, not only by the service's method: a
-        // connection keeps FULLNAT after a reload made its service DR or TUN.
-        if p.ttl <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        let (hop, port_mac) = match self.next_hop(real.ip()) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
-        };
-        let (SocketAddr::V4(local), SocketAddr::V4(real), IpAddr::V4(cip)) =
-            (local, real, p.key.src)
-        else {
-            return Verdict::Pass;
-        };
-        let frame_len = (*len).min(buf.len());
-        if !fullnat::rewrite_both(
-            &mut buf[..frame_len],
-            p.l3,
-            p.l4,
-            p.key.proto,
-            p.ttl - 1,
-            local,
-            real,
-        ) {
-            return Verdict::Drop(DropReason::TruncatedIpv4);
-        }
-        if self.snap.services[si].toa {
-            if let Event::Tcp(f) = p.event {
-                if f.is_initial_syn() || t.handshake_completed {
-                    let mtu = self
-                        .snap
-                        .ports
-                        .get(usize::from(hop.port))
-                        .map_or(1500, |port| port.mtu);
-                    let client = SocketAddrV4::new(cip, p.key.sport);
-                    let inserted = match p.first_fragment {
-                        Some(_) => Err(fullnat::ToaSkip::Fragment),
-                        None => fullnat::insert_toa(buf, frame_len, p.l3, p.l4, client, mtu),
-                    };
-                    match inserted {
-                        Ok(n) => {
-                            *len = n;
-                            bump(&self.counters.toa_inserted, 1);
-                        }
-                        Err(skip) => self.counters.count_toa_skip(skip),
-                    }
-                }
-            }
-        }
-        let frame_len = (*len).min(buf.len());
-        emit(&mut buf[..frame_len], hop, port_mac)
+    /// The next hop towards `dst` and the MAC of its egress port: [`Processor::egress`] for the
+    /// ICMP "fragmentation needed" writer (`tun.rs`), which routes its own frame.
+    fn next_hop(&self, dst: IpAddr) -> Result<(NextHop, Mac), DropReason> {
+        self.egress(dst, false).map(|e| (e.hop, e.port_mac))
     }
 
-    /// FULLNAT, reply direction: source → VIP:port, destination → client, routed to the client.
-    fn reply_fullnat(
-        &self,
-        frame: &mut [u8],
-        p: &Parsed,
-        vip: SocketAddr,
-        client: SocketAddr,
-    ) -> Verdict {
-        let (hop, port_mac) = match self.next_hop(client.ip()) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
+    /// Remembers how the later fragments of the datagram whose first fragment `p` was just
+    /// forwarded are translated (see [`crate::datapath::fragments`]); nothing for a packet that
+    /// is not a first fragment or a rewrite that is not followed.
+    #[inline]
+    fn remember_fragments(&self, now: Nanos, p: &Parsed, follow: Option<FragmentRewrite>) {
+        let (Some(id), Some(rewrite)) = (p.first_fragment, follow) else {
+            return;
         };
-        let (SocketAddr::V4(vip), SocketAddr::V4(client)) = (vip, client) else {
-            return Verdict::Pass;
+        self.remember(now, p, id, rewrite);
+    }
+
+    /// [`remember_fragments`](Self::remember_fragments) of a first fragment (IP id `id`).
+    #[cold]
+    fn remember(&self, now: Nanos, p: &Parsed, id: u16, rewrite: FragmentRewrite) {
+        let datagram = DatagramId {
+            src: p.src,
+            dst: p.dst,
+            proto: p.key.proto,
+            id,
         };
-        if !fullnat::rewrite_both(frame, p.l3, p.l4, p.key.proto, p.ttl - 1, vip, client) {
-            return Verdict::Drop(DropReason::TruncatedIpv4);
-        }
-        emit(&mut *frame, hop, port_mac)
+        self.shared.fragments.remember(datagram, rewrite, now);
+    }
+
+    /// The next identification for an IPv4 header this worker writes.
+    fn next_ip_id(&self) -> u16 {
+        let id = self.ip_id.get();
+        self.ip_id.set(id.wrapping_add(1));
+        id
     }
 }
 
-fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
-    snap.services
-        .iter()
-        .map(|s| sched::build(s.scheduler, &s.tables, &s.reals))
-        .collect()
-}
-
-/// Addresses `frame` to the next hop `hop` from its port's MAC `port_mac` and says to transmit it
-/// on `hop.port`. Every caller's frame was parsed as Ethernet; one too short for the header
-/// (impossible after that) is dropped, never sent.
-#[inline]
+/// Addresses `frame` to the next hop `hop` from its port's MAC `port_mac` and says to transmit
+/// it on `hop.port` (the last part of [`Processor::route`], for the "fragmentation needed"
+/// writer). A frame too short for an Ethernet header is dropped, never sent.
 fn emit(frame: &mut [u8], hop: NextHop, port_mac: Mac) -> Verdict {
     match EthernetFrame::new_checked(frame) {
         Ok(mut eth) => {
@@ -831,8 +526,16 @@ fn emit(frame: &mut [u8], hop: NextHop, port_mac: Mac) -> Verdict {
     }
 }
 
-/// Parses an Ethernet/IPv4/TCP-or-UDP frame. `Ok(None)`: not something xvs balances (other
-/// EtherType, other protocol).
+fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
+    snap.services
+        .iter()
+        .map(|s| sched::build(s.scheduler, &s.tables, &s.reals))
+        .collect()
+}
+
+/// Parses an Ethernet/IPv4 frame into what the pipeline handles. `Ok(None)`: not something xvs
+/// balances (other EtherType, VLAN-tagged, other protocol, ICMP that is not an error about a
+/// flow).
 fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     // VLAN-tagged frames are not balanced yet (the filter passes them too): forwarding a tag from
@@ -841,43 +544,12 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
         return Ok(None);
     }
     let l3 = eth.header_len();
-    let ip = Ipv4Packet::new_checked(&frame[l3..])?;
+    let ip = Ipv4Packet::new_checked(eth.payload())?;
     if !ip.checksum_ok() {
         return Err(DropReason::BadIpv4Checksum);
     }
     if ip.protocol() == crate::datapath::wire::icmp::PROTOCOL {
-        // Fragmented ICMP is the kernel's (an error message fits one packet).
-        if ip.is_fragment() {
-            return Ok(None);
-        }
-        let l4 = l3 + ip.header_len();
-        let msg = ip.payload();
-        let m = IcmpPacket::new_checked(msg)?;
-        if !crate::datapath::wire::icmp::is_error(m.icmp_type()) {
-            return Ok(None);
-        }
-        // The translation recomputes the ICMP checksum: a corrupted message must not leave
-        // with a valid one.
-        if !m.checksum_ok() {
-            return Err(DropReason::BadIcmpChecksum);
-        }
-        let Some((quoted, quote_at, quote_l4)) = read_quote(msg, l4) else {
-            let frag_needed = m.icmp_type() == crate::datapath::wire::icmp::DEST_UNREACHABLE
-                && m.code() == crate::datapath::wire::icmp::CODE_FRAG_NEEDED;
-            return Ok(frag_needed
-                .then(|| read_tunnel_quote(msg, l4, l3))
-                .flatten()
-                .map(Packet::TunnelFragNeeded));
-        };
-        return Ok(Some(Packet::IcmpError(IcmpError {
-            l3,
-            l4,
-            end: l3 + ip.total_len(),
-            ttl: ip.ttl(),
-            quoted,
-            quote_at,
-            quote_l4,
-        })));
+        return parse_icmp(&ip, l3);
     }
     let Some(proto) = Proto::from_number(ip.protocol()) else {
         return Ok(None);
@@ -894,8 +566,50 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
             ttl: ip.ttl(),
         })));
     }
-    let first_fragment = ip.more_fragments().then(|| ip.identification());
+    parse_flow(&ip, l3, proto).map(|p| Some(Packet::Flow(p)))
+}
+
+/// The ICMP message of the IPv4 packet `ip` (at frame offset `l3`): an error quoting a TCP/UDP
+/// packet, or a "fragmentation needed" quoting a tunnelled one; other ICMP is the kernel's.
+fn parse_icmp(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Result<Option<Packet>, DropReason> {
+    use crate::datapath::wire::icmp;
+    // Fragmented ICMP is the kernel's (an error message fits one packet).
+    if ip.is_fragment() {
+        return Ok(None);
+    }
     let l4 = l3 + ip.header_len();
+    let msg = ip.payload();
+    let m = IcmpPacket::new_checked(msg)?;
+    if !icmp::is_error(m.icmp_type()) {
+        return Ok(None);
+    }
+    // The translation recomputes the ICMP checksum: a corrupted message must not leave with a
+    // valid one.
+    if !m.checksum_ok() {
+        return Err(DropReason::BadIcmpChecksum);
+    }
+    let Some((quoted, quote_at, quote_l4)) = read_quote(msg, l4) else {
+        let frag_needed =
+            m.icmp_type() == icmp::DEST_UNREACHABLE && m.code() == icmp::CODE_FRAG_NEEDED;
+        return Ok(frag_needed
+            .then(|| read_tunnel_quote(msg, l4, l3))
+            .flatten()
+            .map(Packet::TunnelFragNeeded));
+    };
+    Ok(Some(Packet::IcmpError(IcmpError {
+        l3,
+        l4,
+        end: l3 + ip.total_len(),
+        ttl: ip.ttl(),
+        quoted,
+        quote_at,
+        quote_l4,
+    })))
+}
+
+/// The TCP or UDP packet `ip` (at frame offset `l3`, not a later fragment).
+fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed, DropReason> {
+    let first_fragment = ip.more_fragments().then(|| ip.identification());
     let payload = ip.payload();
     let (sport, dport, event) = match proto {
         Proto::Tcp => {
@@ -913,74 +627,22 @@ fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
             (u.src_port(), u.dst_port(), Event::Udp)
         }
     };
-    Ok(Some(Packet::Flow(Parsed {
+    let (src, dst) = (ip.src(), ip.dst());
+    Ok(Parsed {
         l3,
-        l4,
+        l4: l3 + ip.header_len(),
         key: FlowKey {
             proto,
-            src: IpAddr::V4(ip.src()),
-            dst: IpAddr::V4(ip.dst()),
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
             sport,
             dport,
         },
+        src,
+        dst,
         event,
         ttl: ip.ttl(),
         ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),
         first_fragment,
-    })))
-}
-
-/// Rewrites one endpoint (address and port) of a parsed IPv4 packet and decrements its TTL,
-/// keeping the IP and transport checksums correct.
-fn rewrite_ipv4(
-    frame: &mut [u8],
-    p: &Parsed,
-    side: Side,
-    new_ip: std::net::Ipv4Addr,
-    new_port: u16,
-) {
-    let mut ip = Ipv4Packet::new_checked(&mut frame[p.l3..]).expect("parsed before");
-    let old_ip = match side {
-        Side::Src => ip.src(),
-        Side::Dst => ip.dst(),
-    };
-    match side {
-        Side::Src => ip.set_src(new_ip),
-        Side::Dst => ip.set_dst(new_ip),
-    }
-    ip.set_ttl(p.ttl - 1);
-    let old_port = match side {
-        Side::Src => p.key.sport,
-        Side::Dst => p.key.dport,
-    };
-    // The transport checksum covers the pseudo-header's address and the port.
-    let update = |c: u16| {
-        let c = checksum::update_bytes(c, &old_ip.octets(), &new_ip.octets());
-        checksum::update_u16(c, old_port, new_port)
-    };
-    let l4 = &mut frame[p.l4..];
-    match p.key.proto {
-        Proto::Tcp => {
-            let mut t = TcpSegment::new_checked(l4).expect("parsed before");
-            match side {
-                Side::Src => t.set_src_port(new_port),
-                Side::Dst => t.set_dst_port(new_port),
-            }
-            let c = update(t.checksum());
-            t.set_checksum(c);
-        }
-        Proto::Udp => {
-            // The relaxed check: a first fragment's length field covers later fragments too.
-            let mut u = UdpDatagram::new_checked_first_fragment(l4).expect("parsed before");
-            match side {
-                Side::Src => u.set_src_port(new_port),
-                Side::Dst => u.set_dst_port(new_port),
-            }
-            // 0 means "no checksum" and stays 0; a computed 0 is sent as 0xffff (RFC 768).
-            if u.checksum() != 0 {
-                let c = update(u.checksum());
-                u.set_checksum(if c == 0 { 0xffff } else { c });
-            }
-        }
-    }
+    })
 }

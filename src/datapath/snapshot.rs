@@ -17,7 +17,7 @@ use crate::conntrack::Timeouts;
 use crate::datapath::nexthop::Mac;
 use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
-use crate::sched::{Prepared, RealServer, SchedulerKind};
+use crate::sched::{Prepared, RealServer, RealStats, SchedulerKind};
 /// Moved to [`crate::steer`] (seen by the datapath, the control plane and VRRP alike).
 pub use crate::steer::{SteerKey, VrrpHeld};
 
@@ -174,6 +174,16 @@ impl Service {
         self.vrrp
             .as_ref()
             .is_some_and(|held| !held.load(Ordering::Relaxed))
+    }
+
+    /// The counters of traffic slot `slot`: `reals[slot]`, or the sorry server at `reals.len()`.
+    #[inline]
+    pub fn slot_stats(&self, slot: usize) -> Option<&Arc<RealStats>> {
+        match self.reals.get(slot) {
+            Some(r) => Some(&r.stats),
+            None if slot == self.reals.len() => self.sorry.as_ref().map(|s| &s.stats),
+            None => None,
+        }
     }
 
     /// The position in `reals` of the real server with address `addr`.

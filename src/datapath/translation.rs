@@ -84,6 +84,8 @@ mod tests {
             state: ConnState::Established,
             local: local.map(|l| l.parse().unwrap()),
             handshake_completed: false,
+            origin: crate::conntrack::Origin::UNKNOWN,
+            stats_id: 0,
         }
     }
 

@@ -272,10 +272,14 @@ fn run_batch<R: Rings, H: FrameHandler>(
 
     let num_ports = rings.num_ports();
     let mut room = HOLD_CAPACITY.saturating_sub(rings.held());
-    let until = now.saturating_add(NEIGHBOUR_HOLD.as_nanos() as Nanos);
+    let hold = Nanos::try_from(NEIGHBOUR_HOLD.as_nanos()).unwrap_or(Nanos::MAX);
+    let until = now.saturating_add(hold);
     let mut received = 0;
     for port in 0..num_ports {
-        let port = port as PortId;
+        // Ports are counted in `PortId`s (the configuration allows no more).
+        let Ok(port) = PortId::try_from(port) else {
+            break;
+        };
         received += rings.receive(port, batch_size, |buf, len| {
             let verdict = handler.process(now, port, buf, len);
             dispose_or_hold(verdict, num_ports, handler.counters(), &mut room, until)
@@ -309,7 +313,8 @@ pub fn run_worker<R: Rings, H: FrameHandler>(
     let batch_size = cfg.batch_size.max(1);
     let mut seen_version = handler.nexthop_version();
     while !stop.load(Ordering::Relaxed) {
-        let now = cfg.epoch.elapsed().as_nanos() as Nanos;
+        // u64 nanoseconds last 584 years of uptime.
+        let now = Nanos::try_from(cfg.epoch.elapsed().as_nanos()).unwrap_or(Nanos::MAX);
         let received = run_batch(rings, handler, now, batch_size, queue, &mut seen_version)?;
         if received == 0 && cfg.poll == PollMode::Wakeup && !rings.tx_pending() {
             let timeout = if rings.held() > 0 {
@@ -375,6 +380,7 @@ pub fn spawn_workers<H: FrameHandler + Send + 'static>(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and fixed
 mod tests {
     use super::*;
     use std::collections::VecDeque;

@@ -89,7 +89,7 @@ pub fn umem_frames(ports: u32, ring_size: u32) -> u32 {
     ports
         .saturating_mul(ring_size)
         .saturating_mul(FRAMES_PER_PORT_PER_RING_SLOT)
-        .saturating_add(HOLD_CAPACITY as u32)
+        .saturating_add(u32::try_from(HOLD_CAPACITY).unwrap_or(u32::MAX))
 }
 
 /// Bytes of UMEM one queue maps for `ports` interfaces ([`QueueIo::open`]).
@@ -162,6 +162,7 @@ impl std::ops::AddAssign for XskStatistics {
 fn xdp_statistics(fd: RawFd) -> io::Result<XskStatistics> {
     // SAFETY: `xdp_statistics` is plain old data; all-zero is a valid value.
     let mut s: libxdp_sys::xdp_statistics = unsafe { std::mem::zeroed() };
+    #[allow(clippy::cast_possible_truncation)] // A struct of a few dozen bytes fits.
     let mut len = std::mem::size_of::<libxdp_sys::xdp_statistics>() as libc::socklen_t;
     // SAFETY: `s` is writable for `len` bytes and both outlive the call; a wrong fd is an error
     // return, not undefined behaviour.
@@ -189,6 +190,7 @@ fn xdp_statistics(fd: RawFd) -> io::Result<XskStatistics> {
 
 fn socket_is_zero_copy(fd: RawFd) -> bool {
     let mut opts = libxdp_sys::xdp_options { flags: 0 };
+    #[allow(clippy::cast_possible_truncation)] // A 4-byte struct fits.
     let mut len = std::mem::size_of::<libxdp_sys::xdp_options>() as libc::socklen_t;
     // SAFETY: `opts` is writable for `len` bytes and both outlive the call.
     let rc = unsafe {
@@ -344,67 +346,27 @@ impl QueueIo {
             "copy"
         };
         let ring = QueueSize::new(cfg.ring_size).map_err(|_| XskError::RingSize(cfg.ring_size))?;
-        let frame_size =
-            FrameSize::new(cfg.frame_size).map_err(|_| XskError::FrameSize(cfg.frame_size))?;
-        let frames = umem_frames(
-            u32::try_from(ifaces.len()).unwrap_or(u32::MAX),
-            cfg.ring_size,
-        );
-        let umem_err = |reason: String| XskError::Umem {
-            queue,
-            frames,
-            frame_size: cfg.frame_size,
-            reason,
-        };
-        let umem_cfg = UmemConfig::builder()
-            .frame_size(frame_size)
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
-            .frame_headroom(USER_HEADROOM)
-            .build()
-            .map_err(|e| umem_err(e.to_string()))?;
-        let frame_count = NonZeroU32::new(frames).ok_or_else(|| umem_err("zero frames".into()))?;
-        let (umem, descs) =
-            Umem::new(umem_cfg, frame_count, false).map_err(|e| umem_err(describe(&e)))?;
-
+        let (umem, descs) = open_umem(ifaces.len(), queue, cfg, ring)?;
         let sock_cfg = SocketConfig::builder()
             .rx_queue_size(ring)
             .tx_queue_size(ring)
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(bind_flags)
             .build();
-
         let batch = cfg.batch_size.max(1);
-        let mut ports = Vec::with_capacity(ifaces.len());
-        for name in ifaces {
-            let name = name.as_ref();
-            let sock_err = |reason: String| XskError::Socket {
-                iface: name.to_string(),
-                queue,
-                mode,
-                reason,
-            };
-            let iface: Interface = name
-                .parse()
-                .map_err(|_| sock_err("interface name contains a NUL byte".into()))?;
-            // SAFETY: INHIBIT_PROG_LOAD is set, and each (interface, queue) pair is bound once
-            // on this UMEM (a repeated interface name fails in the kernel with EBUSY).
-            let (tx, rx, rings) = unsafe { Socket::new(sock_cfg, &umem, &iface, queue) }
-                .map_err(|e| sock_err(describe(&e)))?;
-            let (fq, cq) =
-                rings.ok_or_else(|| sock_err("interface listed twice on one queue".into()))?;
-            let fd = rx.fd().as_raw_fd();
-            ports.push(PortIo {
-                name: name.to_string(),
-                fd,
-                tx,
-                rx,
-                fq,
-                cq,
-                // A batch from every port plus every held frame.
-                stage: Vec::with_capacity(batch * ifaces.len() + HOLD_CAPACITY),
-            });
-        }
+        let ports = ifaces
+            .iter()
+            .map(|name| {
+                open_port(
+                    name.as_ref(),
+                    (queue, mode),
+                    sock_cfg,
+                    &umem,
+                    ifaces.len(),
+                    batch,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         let zero_copy = ports.first().is_some_and(|p| socket_is_zero_copy(p.fd));
         let pollfds = ports
@@ -453,7 +415,7 @@ impl QueueIo {
         self.ports
             .iter()
             .enumerate()
-            .map(|(i, p)| (i as PortId, p.fd))
+            .filter_map(|(i, p)| Some((PortId::try_from(i).ok()?, p.fd)))
     }
 
     /// The kernel's statistics of each socket, via xsk-rs, in port order.
@@ -554,7 +516,8 @@ impl QueueIo {
             if self.pool.is_empty() {
                 return;
             }
-            let free = p.fq.nb_free(self.pool.len() as u32) as usize;
+            let free =
+                p.fq.nb_free(u32::try_from(self.pool.len()).unwrap_or(u32::MAX)) as usize;
             let n = free.min(self.pool.len());
             if n == 0 {
                 continue;
@@ -648,11 +611,12 @@ impl Rings for QueueIo {
         for p in &mut self.ports {
             let staged = p.stage.len();
             if staged > 0 {
-                let free = p.tx.nb_free(staged as u32) as usize;
+                let free = p.tx.nb_free(u32::try_from(staged).unwrap_or(u32::MAX)) as usize;
                 let n = free.min(staged);
-                // SAFETY: staged frames belong to this UMEM and are owned by user space; once
-                // produced they belong to the kernel until they come back on the completion ring.
                 let sent = if n > 0 {
+                    // SAFETY: staged frames belong to this UMEM and are owned by user space; once
+                    // produced they belong to the kernel until they come back on the completion
+                    // ring.
                     unsafe { p.tx.produce(&p.stage[..n]) }
                 } else {
                     0
@@ -690,7 +654,7 @@ impl Rings for QueueIo {
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         crate::sys::poll(&mut self.pollfds, ms).map(|_| ())
     }
 }
@@ -702,7 +666,71 @@ impl Drop for QueueIo {
     }
 }
 
+/// The UMEM of one queue for `ports` interfaces, and its frames.
+fn open_umem(
+    ports: usize,
+    queue: u32,
+    cfg: &XskConfig,
+    ring: QueueSize,
+) -> Result<(Umem, Vec<FrameDesc>), XskError> {
+    let frame_size =
+        FrameSize::new(cfg.frame_size).map_err(|_| XskError::FrameSize(cfg.frame_size))?;
+    let frames = umem_frames(u32::try_from(ports).unwrap_or(u32::MAX), cfg.ring_size);
+    let umem_err = |reason: String| XskError::Umem {
+        queue,
+        frames,
+        frame_size: cfg.frame_size,
+        reason,
+    };
+    let umem_cfg = UmemConfig::builder()
+        .frame_size(frame_size)
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .frame_headroom(USER_HEADROOM)
+        .build()
+        .map_err(|e| umem_err(e.to_string()))?;
+    let frame_count = NonZeroU32::new(frames).ok_or_else(|| umem_err("zero frames".into()))?;
+    Umem::new(umem_cfg, frame_count, false).map_err(|e| umem_err(describe(&e)))
+}
+
+/// The socket of interface `name` on `queue` (bound in `mode`), sharing `umem`; its staging
+/// vector holds a batch from each of the queue's `ports` plus every held frame.
+fn open_port(
+    name: &str,
+    (queue, mode): (u32, &'static str),
+    sock_cfg: SocketConfig,
+    umem: &Umem,
+    ports: usize,
+    batch: usize,
+) -> Result<PortIo, XskError> {
+    let sock_err = |reason: String| XskError::Socket {
+        iface: name.to_string(),
+        queue,
+        mode,
+        reason,
+    };
+    let iface: Interface = name
+        .parse()
+        .map_err(|_| sock_err("interface name contains a NUL byte".into()))?;
+    // SAFETY: INHIBIT_PROG_LOAD is set, and each (interface, queue) pair is bound once on this
+    // UMEM (a repeated interface name fails in the kernel with EBUSY).
+    let (tx, rx, rings) = unsafe { Socket::new(sock_cfg, umem, &iface, queue) }
+        .map_err(|e| sock_err(describe(&e)))?;
+    let (fq, cq) = rings.ok_or_else(|| sock_err("interface listed twice on one queue".into()))?;
+    let fd = rx.fd().as_raw_fd();
+    Ok(PortIo {
+        name: name.to_string(),
+        fd,
+        tx,
+        rx,
+        fq,
+        cq,
+        stage: Vec::with_capacity(batch * ports + HOLD_CAPACITY),
+    })
+}
+
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test values are small and fixed
 mod tests {
     use super::*;
 

@@ -52,10 +52,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use super::{emit, Processor};
-use crate::conntrack::Direction;
+use super::tun::OUTER_LEN_U16;
+use super::{Processor, Route};
+use crate::conntrack::{Direction, Tracked};
 use crate::datapath::translation::Translation;
-use crate::datapath::wire::{checksum, icmp, ipip, read_u16, write_u16, IcmpPacket};
+use crate::datapath::wire::{checksum, icmp, read_u16, write_u16, IcmpPacket};
 use crate::datapath::{DropReason, Forwarding, ServiceKey, Verdict};
 use crate::flow::{FlowKey, Nanos, Proto};
 
@@ -155,7 +156,7 @@ impl Processor {
         buf: &mut [u8],
         len: &mut usize,
         e: &TunnelFragNeeded,
-    ) -> Verdict {
+    ) -> Result<Verdict, DropReason> {
         let k = &e.inner;
         let svc = self.snap.service_for(&ServiceKey {
             vip: k.dst,
@@ -163,26 +164,23 @@ impl Processor {
             proto: k.proto,
         });
         let (Some(si), IpAddr::V4(client), IpAddr::V4(vip)) = (svc, k.src, k.dst) else {
-            return Verdict::Pass;
+            return Ok(Verdict::Pass);
         };
         if self.snap.services[si].forwarding != Forwarding::Tun {
-            return Verdict::Pass;
+            return Ok(Verdict::Pass);
         }
         if self.snap.services[si].vrrp_backup() {
-            return Verdict::Drop(DropReason::VrrpBackup);
+            return Err(DropReason::VrrpBackup);
         }
         let tracked = self.shared.conntrack.peek(Direction::Original, k, now);
         if tracked.is_none_or(|t| t.real.ip() != IpAddr::V4(e.outer_dst)) {
-            return Verdict::Drop(DropReason::IcmpUntracked);
+            return Err(DropReason::IcmpUntracked);
         }
-        let Some(mtu) = e
-            .mtu
-            .checked_sub(ipip::OUTER_LEN as u16)
+        let mtu = (e.mtu.checked_sub(OUTER_LEN_U16))
             .filter(|m| *m >= 68)
-        else {
-            return Verdict::Drop(DropReason::TunnelMtu);
-        };
-        self.answer_frag_needed(buf, len, e.l3, (client, vip), e.inner_quote.clone(), mtu)
+            .ok_or(DropReason::TunnelMtu)?;
+        let quote = e.inner_quote.clone();
+        Ok(self.answer_frag_needed(buf, len, e.l3, (client, vip), quote, mtu))
     }
 
     /// Translates and forwards an ICMP error about a tracked connection (see the module
@@ -193,11 +191,8 @@ impl Processor {
         buf: &mut [u8],
         len: &mut usize,
         e: &IcmpError,
-    ) -> Verdict {
+    ) -> Result<Verdict, DropReason> {
         let q = &e.quoted;
-        let frame_len = *len;
-        let frame = &mut buf[..frame_len];
-        let table = &self.shared.conntrack;
         // Client side: the quote is a reply the client got (VIP:port → client).
         let about_service = self.snap.service_for(&ServiceKey {
             vip: q.src,
@@ -205,113 +200,129 @@ impl Processor {
             proto: q.proto,
         });
         if let Some(si) = about_service {
-            if self.snap.services[si].vrrp_backup() {
-                return Verdict::Drop(DropReason::VrrpBackup);
-            }
-            let forwarding = self.snap.services[si].forwarding;
-            if matches!(forwarding, Forwarding::Dr | Forwarding::Tun) {
-                // A DR/TUN reply left the real server with the VIP as source, so errors about
-                // it (e.g. a router's fragmentation needed) come to the box: the real server
-                // gets the error as it is, like the connection's packets.
-                let Some(t) = table.peek(Direction::Original, &q.reversed(), now) else {
-                    return Verdict::Drop(DropReason::IcmpUntracked);
-                };
-                return match forwarding {
-                    Forwarding::Tun => {
-                        self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real)
-                    }
-                    _ => self.forward_dr(frame, t.real),
-                };
-            }
-            // NAT or FULLNAT: the entry says which (see `Translation::of`).
-            return match table
-                .peek(Direction::Original, &q.reversed(), now)
-                .and_then(|t| Translation::of(&t))
-            {
-                Some(t) => self.icmp_to_server(frame, e, &t),
-                None => Verdict::Drop(DropReason::IcmpUntracked),
-            };
+            return self.icmp_from_client(now, buf, len, e, si);
         }
+        let table = &self.shared.conntrack;
         // Server side, FULLNAT: the quote is a packet xvs sent from a local endpoint (a pool
         // address at a port of its pool's range; other ports are the box's own connections).
         if let IpAddr::V4(src) = q.src {
             if table.local_pools().is_pool_endpoint(src.to_bits(), q.sport) {
-                let tracked = table.peek(Direction::Reply, &q.reversed(), now);
-                if tracked.is_some_and(|t| self.snap.vrrp_backup_conn(t.vip, q.proto)) {
-                    return Verdict::Drop(DropReason::VrrpBackup);
-                }
-                return match tracked.and_then(|t| Translation::fullnat(&t)) {
-                    Some(t) => self.icmp_to_client(frame, e, &t),
-                    None => Verdict::Drop(DropReason::IcmpUntracked),
-                };
+                let t = self.server_side_conn(now, q)?;
+                let t = Translation::fullnat(&t).ok_or(DropReason::IcmpUntracked)?;
+                return self.icmp_to_client(buf, len, e, &t);
             }
         }
         // Server side, NAT: the quote is a packet xvs sent a NAT real server.
         if self.snap.is_nat_real(q.dst, q.proto) {
-            let tracked = table.peek(Direction::Reply, &q.reversed(), now);
-            if tracked.is_some_and(|t| self.snap.vrrp_backup_conn(t.vip, q.proto)) {
-                return Verdict::Drop(DropReason::VrrpBackup);
-            }
-            return match tracked.and_then(|t| Translation::nat(&t)) {
-                Some(t) => self.icmp_to_client(frame, e, &t),
-                None => Verdict::Drop(DropReason::IcmpUntracked),
-            };
+            let t = self.server_side_conn(now, q)?;
+            let t = Translation::nat(&t).ok_or(DropReason::IcmpUntracked)?;
+            return self.icmp_to_client(buf, len, e, &t);
         }
-        Verdict::Pass
+        Ok(Verdict::Pass)
+    }
+
+    /// The connection of a server-side quote `q` (a packet xvs sent): found by its reply key
+    /// (the quote reversed); `icmp_untracked` without one, `vrrp_backup` when its VIP is not held.
+    fn server_side_conn(&self, now: Nanos, q: &FlowKey) -> Result<Tracked, DropReason> {
+        let table = &self.shared.conntrack;
+        let t =
+            (table.peek(Direction::Reply, &q.reversed(), now)).ok_or(DropReason::IcmpUntracked)?;
+        if self.snap.vrrp_backup_conn(t.vip, q.proto) {
+            return Err(DropReason::VrrpBackup);
+        }
+        Ok(t)
+    }
+
+    /// An error from the client side about a reply of service `si`'s connection: to its real
+    /// server, translated (NAT, FULLNAT) or as it is (DR, TUN).
+    fn icmp_from_client(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        len: &mut usize,
+        e: &IcmpError,
+        si: usize,
+    ) -> Result<Verdict, DropReason> {
+        let svc = &self.snap.services[si];
+        if svc.vrrp_backup() {
+            return Err(DropReason::VrrpBackup);
+        }
+        let forwarding = svc.forwarding;
+        let table = &self.shared.conntrack;
+        let t = table.peek(Direction::Original, &e.quoted.reversed(), now);
+        let t = t.ok_or(DropReason::IcmpUntracked)?;
+        match forwarding {
+            // A DR/TUN reply left the real server with the VIP as source, so errors about it
+            // (e.g. a router's fragmentation needed) come to the box: the real server gets the
+            // error as it is, like the connection's packets.
+            Forwarding::Tun => self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real),
+            Forwarding::Dr => self.forward_dr(buf, len, t.real),
+            // NAT or FULLNAT: the entry says which (see `Translation::of`).
+            Forwarding::Nat | Forwarding::FullNat => {
+                let t = Translation::of(&t).ok_or(DropReason::IcmpUntracked)?;
+                let (source, real) = t.server_side;
+                let outer_src = t.rewrites_source().then(|| *source.ip());
+                self.icmp_forward(buf, len, e, (outer_src, *real.ip()), (real, source))
+            }
+        }
     }
 
     /// An error from the server side: to the client, about its own packet.
-    fn icmp_to_client(&mut self, frame: &mut [u8], e: &IcmpError, t: &Translation) -> Verdict {
+    fn icmp_to_client(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        e: &IcmpError,
+        t: &Translation,
+    ) -> Result<Verdict, DropReason> {
         let (client, vip) = t.client_side;
-        self.icmp_forward(frame, e, (Some(*vip.ip()), *client.ip()), (client, vip))
-    }
-
-    /// An error from the client side: to the real server, about its own reply.
-    fn icmp_to_server(&mut self, frame: &mut [u8], e: &IcmpError, t: &Translation) -> Verdict {
-        let (source, real) = t.server_side;
-        let outer_src = t.rewrites_source().then(|| *source.ip());
-        self.icmp_forward(frame, e, (outer_src, *real.ip()), (real, source))
+        let outer = (Some(*vip.ip()), *client.ip());
+        self.icmp_forward(buf, len, e, outer, (client, vip))
     }
 
     /// Rewrites the outer header to (`outer.0` if any, `outer.1`) and the quote to
     /// `quote.0 → quote.1`, then routes the error to `outer.1`.
     fn icmp_forward(
-        &mut self,
-        frame: &mut [u8],
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
         e: &IcmpError,
         outer: (Option<Ipv4Addr>, Ipv4Addr),
         quote: (SocketAddrV4, SocketAddrV4),
-    ) -> Verdict {
-        if e.ttl <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        let (hop, port_mac) = match self.next_hop(IpAddr::V4(outer.1)) {
-            Ok(h) => h,
-            Err(r) => return Verdict::Drop(r),
-        };
-        rewrite_quote(
-            &mut frame[e.quote_at..e.end],
-            e.quote_l4 - e.quote_at,
-            quote,
-        );
-        IcmpPacket::new_checked(&mut frame[e.l4..e.end])
-            .expect("parsed before")
-            .fill_checksum();
-        let mut ip =
-            crate::datapath::wire::Ipv4Packet::new_checked(&mut frame[e.l3..]).expect("parsed");
-        if let Some(src) = outer.0 {
-            ip.set_src(src);
-        }
-        ip.set_dst(outer.1);
-        ip.set_ttl(e.ttl - 1);
-        emit(&mut *frame, hop, port_mac)
+    ) -> Result<Verdict, DropReason> {
+        self.route(buf, len, Route::routed(outer.1, e.ttl), |buf, _, _| {
+            let packet = buf.get_mut(e.l3..e.end).ok_or(DropReason::TruncatedIpv4)?;
+            let (quote_at, quote_l4, l4) =
+                (e.quote_at - e.l3, e.quote_l4 - e.quote_at, e.l4 - e.l3);
+            let q = packet
+                .get_mut(quote_at..)
+                .ok_or(DropReason::TruncatedIcmp)?;
+            rewrite_quote(q, quote_l4, quote)?;
+            let msg = packet.get_mut(l4..).ok_or(DropReason::TruncatedIcmp)?;
+            IcmpPacket::new_checked(msg)?.fill_checksum();
+            let mut ip = crate::datapath::wire::Ipv4Packet::new_checked(packet)?;
+            if let Some(src) = outer.0 {
+                ip.set_src(src);
+            }
+            ip.set_dst(outer.1);
+            ip.set_ttl(e.ttl.saturating_sub(1));
+            Ok(())
+        })
     }
 }
 
 /// Rewrites a quoted packet `q` (IP header of `ihl` bytes, then at least 8 transport bytes) to
 /// `to.0 → to.1`: addresses, ports, the IP header checksum, and the transport checksum when it
 /// is quoted.
-fn rewrite_quote(q: &mut [u8], ihl: usize, to: (SocketAddrV4, SocketAddrV4)) {
+fn rewrite_quote(
+    q: &mut [u8],
+    ihl: usize,
+    to: (SocketAddrV4, SocketAddrV4),
+) -> Result<(), DropReason> {
+    // What `read_quote` proved: an IPv4 header and 8 transport bytes.
+    if ihl < 20 || q.len() < ihl + 8 {
+        return Err(DropReason::TruncatedIcmp);
+    }
     let (src, dst) = to;
     let mut old = [0u8; 12];
     old[..8].copy_from_slice(&q[12..20]);
@@ -339,4 +350,5 @@ fn rewrite_quote(q: &mut [u8], ihl: usize, to: (SocketAddrV4, SocketAddrV4)) {
             write_u16(q, at, if q[9] == 17 && c == 0 { 0xffff } else { c });
         }
     }
+    Ok(())
 }

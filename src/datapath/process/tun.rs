@@ -14,10 +14,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::{emit, Parsed, Processor};
+use super::{emit, Parsed, Processor, Route, Sent};
 use crate::datapath::wire::ipip::{self, OuterHeader, OUTER_LEN};
 use crate::datapath::wire::{icmp, ipv4, IcmpRepr, Ipv4Repr};
 use crate::datapath::{DropReason, Verdict};
+
+/// [`OUTER_LEN`] as a header length field (20).
+#[allow(clippy::cast_possible_truncation)] // 20 fits.
+pub(super) const OUTER_LEN_U16: u16 = OUTER_LEN as u16;
 
 /// TTL of the ICMP errors xvs originates (Linux's default `ip_default_ttl`).
 pub const ICMP_TTL: u8 = 64;
@@ -34,118 +38,134 @@ struct Inner {
     ttl: u8,
 }
 
-/// What [`Processor::tunnel`] did.
-enum Tunnelled {
-    /// Encapsulated and routed (`Tx`), or refused for another reason.
-    Sent(Verdict),
+/// Why [`Processor::tunnel`] did not send the packet.
+enum NotSent {
+    /// Refused, as any packet can be.
+    Drop(DropReason),
     /// Too big for the egress port's MTU once encapsulated; nothing changed.
-    TooBig { mtu: usize, df: bool },
+    TooBig { mtu: u16, df: bool },
+}
+
+impl From<DropReason> for NotSent {
+    fn from(r: DropReason) -> NotSent {
+        NotSent::Drop(r)
+    }
 }
 
 impl Processor {
-    /// Encapsulates the frame `buf[..*len]` (the packet `p`) towards real server `real`. The
-    /// flag says whether the verdict is about the packet itself (`false`: the frame became an
-    /// ICMP error for the client, which the service's traffic counters must not count).
+    /// Encapsulates the frame `buf[..*len]` (the packet `p`) towards real server `real`. A
+    /// packet too big for the tunnel with DF set becomes an ICMP error for the client, which the
+    /// service's traffic counters must not count (`Sent::counted` is false). Later fragments are
+    /// not followed (xvs does not fragment the outer packet; see the README).
     pub(super) fn forward_tun(
         &mut self,
         buf: &mut [u8],
         len: &mut usize,
         p: &Parsed,
         real: SocketAddr,
-    ) -> (Verdict, bool) {
+    ) -> Result<Sent, DropReason> {
         let packet = Inner {
             l3: p.l3,
             len: usize::from(p.ip_len),
             ttl: p.ttl,
         };
-        match self.tunnel(buf, len, &packet, real) {
-            Tunnelled::Sent(v) => (v, matches!(v, Verdict::Tx(_))),
-            Tunnelled::TooBig { mtu, df: true } if mtu >= OUTER_LEN + 68 => {
-                let icmp = self.frag_needed(buf, len, p, (mtu - OUTER_LEN) as u16);
-                (icmp, false)
-            }
-            Tunnelled::TooBig { .. } => (Verdict::Drop(DropReason::TunnelMtu), false),
-        }
+        let verdict = match self.tunnel(buf, len, &packet, real) {
+            Ok(v) => return Ok(Sent::packet(v, None)),
+            Err(NotSent::Drop(r)) => return Err(r),
+            Err(NotSent::TooBig { mtu, df: true }) => match mtu.checked_sub(OUTER_LEN_U16) {
+                Some(inner_mtu) if inner_mtu >= 68 => self.frag_needed(buf, len, p, inner_mtu),
+                _ => Verdict::Drop(DropReason::TunnelMtu),
+            },
+            Err(NotSent::TooBig { .. }) => Verdict::Drop(DropReason::TunnelMtu),
+        };
+        Ok(Sent {
+            verdict,
+            counted: false,
+            follow: None,
+        })
     }
 
     /// Encapsulates an ICMP error (the whole IP packet at `l3`, `ip_len` bytes) towards real
     /// server `real`, as IPVS forwards errors about a TUN connection's replies. One too big for
     /// the tunnel is dropped (`tunnel_mtu`): no ICMP is sent about an ICMP error.
     pub(super) fn tunnel_icmp(
-        &mut self,
+        &self,
         buf: &mut [u8],
         len: &mut usize,
         (l3, ip_len, ttl): (usize, usize, u8),
         real: SocketAddr,
-    ) -> Verdict {
+    ) -> Result<Verdict, DropReason> {
         let packet = Inner {
             l3,
             len: ip_len,
             ttl,
         };
         match self.tunnel(buf, len, &packet, real) {
-            Tunnelled::Sent(v) => v,
-            Tunnelled::TooBig { .. } => Verdict::Drop(DropReason::TunnelMtu),
+            Ok(v) => Ok(v),
+            Err(NotSent::Drop(r)) => Err(r),
+            Err(NotSent::TooBig { .. }) => Err(DropReason::TunnelMtu),
         }
     }
 
     /// Wraps the IPv4 packet `inner` of the frame in an outer header to `real` and routes it.
     fn tunnel(
-        &mut self,
+        &self,
         buf: &mut [u8],
         len: &mut usize,
         inner: &Inner,
         real: SocketAddr,
-    ) -> Tunnelled {
+    ) -> Result<Verdict, NotSent> {
         let IpAddr::V4(real_ip) = real.ip() else {
-            return Tunnelled::Sent(Verdict::Pass);
+            return Ok(Verdict::Pass);
         };
-        let (hop, port_mac) = match self.next_hop(real.ip()) {
-            Ok(h) => h,
-            Err(r) => return Tunnelled::Sent(Verdict::Drop(r)),
-        };
-        let port = &self.snap.ports[usize::from(hop.port)];
-        let (mtu, src) = (usize::from(port.mtu), port.ipv4);
-        let l3 = inner.l3;
-        let dont_fragment = buf[l3 + 6] & 0x40 != 0;
-        if inner.len + OUTER_LEN > mtu {
-            return Tunnelled::TooBig {
-                mtu,
-                df: dont_fragment,
+        let mut too_big = None;
+        let routed = self.route(buf, len, Route::unrouted(real_ip), |buf, len, egress| {
+            let l3 = inner.l3;
+            let ip = buf.get(l3..).ok_or(DropReason::TruncatedIpv4)?;
+            let (tos, dont_fragment) = (ip.get(1).copied(), ip.get(6).map(|b| b & 0x40 != 0));
+            let (Some(tos), Some(dont_fragment)) = (tos, dont_fragment) else {
+                return Err(DropReason::TruncatedIpv4);
             };
-        }
-        let Some(src) = src else {
-            return Tunnelled::Sent(Verdict::Drop(DropReason::NoTunnelSource));
-        };
-        let end = l3 + inner.len;
-        if end + OUTER_LEN > buf.len() {
-            return Tunnelled::Sent(Verdict::Drop(DropReason::NoFrameRoom));
-        }
-        let outer = OuterHeader {
-            src,
-            dst: real_ip,
-            tos: buf[l3 + 1],
-            ttl: inner.ttl,
-            identification: self.next_ip_id(),
-            dont_fragment,
-            inner_len: inner.len as u16,
-        };
-        buf.copy_within(l3..end, l3 + OUTER_LEN);
-        let written = ipip::write_outer(&mut buf[l3..], &outer);
-        debug_assert!(written, "room and length checked above");
-        *len = end + OUTER_LEN;
-        Tunnelled::Sent(emit(&mut buf[..*len], hop, port_mac))
+            if inner.len + OUTER_LEN > usize::from(egress.mtu) {
+                too_big = Some(NotSent::TooBig {
+                    mtu: egress.mtu,
+                    df: dont_fragment,
+                });
+                return Err(DropReason::TunnelMtu);
+            }
+            let src = egress.ipv4.ok_or(DropReason::NoTunnelSource)?;
+            let end = l3 + inner.len;
+            let inner_len = u16::try_from(inner.len).map_err(|_| DropReason::NoFrameRoom)?;
+            if end + OUTER_LEN > buf.len() {
+                return Err(DropReason::NoFrameRoom);
+            }
+            let outer = OuterHeader {
+                src,
+                dst: real_ip,
+                tos,
+                ttl: inner.ttl,
+                identification: self.next_ip_id(),
+                dont_fragment,
+                inner_len,
+            };
+            buf.copy_within(l3..end, l3 + OUTER_LEN);
+            // Room and length are checked above, so the header fits.
+            if !ipip::write_outer(&mut buf[l3..], &outer) {
+                return Err(DropReason::NoFrameRoom);
+            }
+            *len = end + OUTER_LEN;
+            Ok(())
+        });
+        routed.map_err(|r| too_big.unwrap_or(NotSent::Drop(r)))
     }
 
     /// Replaces the frame with an ICMP "fragmentation needed" (next-hop MTU `mtu`) about packet
     /// `p`, from its destination (the VIP) to its source (the client), and routes it there. The
     /// original packet is dropped and counted as `tunnel_mtu`.
     fn frag_needed(&mut self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) -> Verdict {
-        let (IpAddr::V4(client), IpAddr::V4(vip)) = (p.key.src, p.key.dst) else {
-            return Verdict::Drop(DropReason::TunnelMtu);
-        };
         let quote_len = (p.l4 - p.l3 + 8).min(usize::from(p.ip_len));
-        let v = self.answer_frag_needed(buf, len, p.l3, (client, vip), p.l3..p.l3 + quote_len, mtu);
+        let quote = p.l3..p.l3 + quote_len;
+        let v = self.answer_frag_needed(buf, len, p.l3, (p.src, p.dst), quote, mtu);
         if let Verdict::Tx(_) = v {
             self.counters.count_drop(DropReason::TunnelMtu);
         }
@@ -197,12 +217,5 @@ impl Processor {
         }
         *len = l3 + total;
         emit(&mut buf[..*len], hop, port_mac)
-    }
-
-    /// The next identification for an IPv4 header this worker writes.
-    fn next_ip_id(&mut self) -> u16 {
-        let id = self.ip_id;
-        self.ip_id = self.ip_id.wrapping_add(1);
-        id
     }
 }

@@ -1,0 +1,337 @@
+//! The original direction (client → service): gate, look up or schedule the connection, then
+//! the rewrite of the connection's method (NAT and FULLNAT here, DR in `dr.rs`, TUN in
+//! `tun.rs`), each ending in [`Processor::route`].
+//!
+//! A connection keeps the method it was created with where the entry says so: one with a local
+//! endpoint is FULLNAT whatever its service became; a FULLNAT service's connection without one
+//! (made while the service was NAT) stays NAT.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::Ordering;
+
+use super::rewrite::{rewrite_endpoint, Side};
+use super::{decremented_ttl, Parsed, Processor, Route, Sent};
+use crate::conntrack::{
+    stats_id, ConnState, Direction, Event, InsertError, NewConn, Origin, Track, Tracked,
+};
+use crate::datapath::counters::{bump, Dir};
+use crate::datapath::fragments::FragmentRewrite;
+use crate::datapath::fullnat;
+use crate::datapath::{DropReason, Forwarding, Verdict};
+use crate::flow::Nanos;
+use crate::sched::persist::TemplateKey;
+
+impl Processor {
+    /// A packet to service `si`: the connection's rewrite, then counting and fragment
+    /// bookkeeping.
+    pub(super) fn original(
+        &mut self,
+        now: Nanos,
+        si: usize,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+    ) -> Result<Verdict, DropReason> {
+        let svc = &self.snap.services[si];
+        if svc.vrrp_backup() {
+            return Err(DropReason::VrrpBackup);
+        }
+        // NAT and FULLNAT route the packet (TTL decremented); DR and TUN leave the IP header
+        // alone, as IPVS does. A packet that could not be routed creates no connection.
+        if svc.forwarding.replies_return() {
+            decremented_ttl(p.ttl)?;
+        }
+        let t = self.connection(now, si, p)?;
+        let sent = self.forward(buf, len, si, p, &t)?;
+        if let Verdict::Tx(_) = sent.verdict {
+            if sent.counted {
+                self.count(si, &t, Dir::In, p.ip_len);
+            }
+            self.remember_fragments(now, p, sent.follow);
+        }
+        Ok(sent.verdict)
+    }
+
+    /// The rewrite of connection `t`'s method.
+    fn forward(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        si: usize,
+        p: &Parsed,
+        t: &Tracked,
+    ) -> Result<Sent, DropReason> {
+        let (Some(SocketAddr::V4(local)), SocketAddr::V4(real)) = (t.local, t.real) else {
+            return match self.snap.services[si].forwarding {
+                Forwarding::Nat | Forwarding::FullNat => self.forward_nat(buf, len, p, t.real),
+                Forwarding::Dr => {
+                    let v = self.forward_dr(buf, len, t.real)?;
+                    // Later fragments follow the first by MAC.
+                    let real = t.real.ip();
+                    let follow = p.follows(|| FragmentRewrite::new(None, None, real, false));
+                    Ok(Sent::packet(v, follow))
+                }
+                Forwarding::Tun => self.forward_tun(buf, len, p, t.real),
+            };
+        };
+        self.forward_fullnat(buf, len, p, (local, real), si, t)
+    }
+
+    /// NAT: destination VIP:port → real server, routed to it.
+    fn forward_nat(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        real: SocketAddr,
+    ) -> Result<Sent, DropReason> {
+        let SocketAddr::V4(real) = real else {
+            // IPv6 is refused by the configuration until its issue lands; never rewrite across
+            // families.
+            return Ok(Sent::packet(Verdict::Pass, None));
+        };
+        let route = Route::routed(*real.ip(), p.ttl);
+        let v = self.route(buf, len, route, |buf, len, _| {
+            rewrite_endpoint(&mut buf[..*len], p, Side::Dst, real)
+        })?;
+        let to = IpAddr::V4(*real.ip());
+        let follow = p.follows(|| FragmentRewrite::new(None, Some(to), to, true));
+        Ok(Sent::packet(v, follow))
+    }
+
+    /// FULLNAT: source → `local`, destination → `real`, routed to the real server; then, for a
+    /// `toa` service, the TOA option in the client's SYN and in its ACK completing the
+    /// handshake (may grow the frame, see [`crate::datapath::fullnat`]). The TTL is checked here
+    /// too, not only by the service's method: a connection keeps FULLNAT after a reload made its
+    /// service DR or TUN.
+    fn forward_fullnat(
+        &self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        (local, real): (SocketAddrV4, SocketAddrV4),
+        si: usize,
+        t: &Tracked,
+    ) -> Result<Sent, DropReason> {
+        let toa = match p.event {
+            Event::Tcp(f) if self.snap.services[si].toa => {
+                f.is_initial_syn() || t.handshake_completed
+            }
+            _ => false,
+        };
+        let route = Route::routed(*real.ip(), p.ttl);
+        let v = self.route(buf, len, route, |buf, len, egress| {
+            let frame = &mut buf[..*len];
+            let (l3, l4, proto, ttl) = (p.l3, p.l4, p.key.proto, p.ttl.saturating_sub(1));
+            if !fullnat::rewrite_both(frame, l3, l4, proto, ttl, local, real) {
+                return Err(DropReason::TruncatedIpv4);
+            }
+            if toa {
+                self.insert_toa(buf, len, p, egress.mtu);
+            }
+            Ok(())
+        })?;
+        let (src, dst) = (IpAddr::V4(*local.ip()), IpAddr::V4(*real.ip()));
+        let follow = p.follows(|| FragmentRewrite::new(Some(src), Some(dst), dst, true));
+        Ok(Sent::packet(v, follow))
+    }
+
+    /// Inserts the TOA option with the client's endpoint into the rewritten frame, or counts why
+    /// not.
+    fn insert_toa(&self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) {
+        let client = SocketAddrV4::new(p.src, p.key.sport);
+        let inserted = match p.first_fragment {
+            Some(_) => Err(fullnat::ToaSkip::Fragment),
+            None => fullnat::insert_toa(buf, *len, p.l3, p.l4, client, mtu),
+        };
+        match inserted {
+            Ok(n) => {
+                *len = n;
+                bump(&self.counters.toa_inserted, 1);
+            }
+            Err(skip) => self.counters.count_toa_skip(skip),
+        }
+    }
+
+    /// The connection of an original-direction packet to service `si`: found, or scheduled and
+    /// inserted (for a `one_packet` service: scheduled, never inserted).
+    #[inline(always)]
+    fn connection(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
+        let timeouts = self.snap.timeouts;
+        if !self.snap.services[si].one_packet {
+            let table = &self.shared.conntrack;
+            if let Some(t) = table.lookup(Direction::Original, &p.key, p.event, now, &timeouts) {
+                return Ok(t);
+            }
+        }
+        let state = match p.event {
+            Event::Tcp(f) if f.is_initial_syn() => ConnState::SynRecv,
+            Event::Tcp(f) if self.snap.sloppy_tcp && !f.rst() => {
+                ConnState::Established.on_tcp(Direction::Original, f)
+            }
+            Event::Tcp(_) => return Err(DropReason::NoConnection),
+            Event::Udp => ConnState::Udp,
+        };
+        self.schedule(now, si, p, state)
+    }
+
+    /// Schedules a new flow of service `si` in `state` and tracks it. keepalived: a service that
+    /// lost quorum has its real servers replaced by the sorry server (without one, the servers
+    /// still up keep taking flows); a service whose real servers can take no flow uses the sorry
+    /// server too.
+    fn schedule(
+        &mut self,
+        now: Nanos,
+        si: usize,
+        p: &Parsed,
+        state: ConnState,
+    ) -> Result<Tracked, DropReason> {
+        let lost_quorum = {
+            let svc = &self.snap.services[si];
+            svc.sorry.is_some() && !svc.state.has_quorum()
+        };
+        let picked = match lost_quorum {
+            true => None,
+            false => match self.pick_real(now, si, p) {
+                Ok(ri) => Some(ri),
+                Err(DropReason::NoRealServer) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let svc = &self.snap.services[si];
+        let (real, slot) = match picked {
+            Some(ri) => (&svc.reals[ri], ri),
+            None => {
+                let sorry = svc.sorry.as_ref().ok_or(DropReason::NoRealServer)?;
+                (sorry, svc.reals.len())
+            }
+        };
+        // A port-0 real server (of a port-0 service) keeps the client's destination port. Its
+        // traffic slot is found by address (the origin is left unknown), as are those of a
+        // sorry server that shares a real server's address.
+        let (real_addr, origin) = match real.addr.port() {
+            0 => (
+                SocketAddr::new(real.addr.ip(), p.key.dport),
+                Origin::UNKNOWN,
+            ),
+            _ if picked.is_none() && svc.real_position(real.addr).is_some() => {
+                (real.addr, Origin::UNKNOWN)
+            }
+            _ => (real.addr, Origin::new(si, slot)),
+        };
+        let new = NewConn {
+            proto: p.key.proto,
+            client: SocketAddr::new(p.key.src, p.key.sport),
+            vip: SocketAddr::new(p.key.dst, p.key.dport),
+            real: real_addr,
+            state,
+            stats: real.stats.clone(),
+        };
+        if svc.one_packet {
+            real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+            bump(&self.counters.new_connections, 1);
+            return Ok(Tracked {
+                client: new.client,
+                vip: new.vip,
+                real: new.real,
+                state,
+                local: None,
+                handshake_completed: false,
+                origin,
+                stats_id: stats_id(&real.stats),
+            });
+        }
+        self.track(now, si, new, origin)
+    }
+
+    /// Inserts the new connection `new` of service `si` as its method tracks it.
+    fn track(
+        &self,
+        now: Nanos,
+        si: usize,
+        new: NewConn,
+        origin: Origin,
+    ) -> Result<Tracked, DropReason> {
+        let svc = &self.snap.services[si];
+        let track = match svc.local_pool {
+            Some(pool) => Track::FullNat { pool },
+            None if svc.forwarding.replies_return() => Track::Both,
+            None => Track::OriginalOnly,
+        };
+        let stats = new.stats.clone();
+        let table = &self.shared.conntrack;
+        match table.insert_scheduled(new, origin, track, now, &self.snap.timeouts) {
+            Ok(ins) => {
+                stats.connections_total.fetch_add(1, Ordering::Relaxed);
+                bump(&self.counters.new_connections, 1);
+                if ins.evicted_half_open {
+                    bump(&self.counters.conntrack_evictions, 1);
+                }
+                Ok(ins.conn)
+            }
+            // `parse` yields IPv4 keys only and the config refuses IPv6 real servers, so
+            // `NotIpv4` cannot happen today; if it did, the flow could not be tracked either.
+            Err(InsertError::Full | InsertError::NotIpv4) => Err(DropReason::ConntrackFull),
+            Err(InsertError::LocalPortsExhausted) => Err(DropReason::LocalPortsExhausted),
+        }
+    }
+
+    /// The real server (index in the service's `reals`) for a new flow of service `si`: the
+    /// scheduler's pick, or for a persistent service the server of the client network's template
+    /// while that server can take the flow.
+    fn pick_real(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<usize, DropReason> {
+        let svc = &self.snap.services[si];
+        let scheduler = &mut self.schedulers[si];
+        let Some(persistence) = svc.persistence else {
+            return scheduler
+                .pick(now, &p.key, &svc.reals)
+                .ok_or(DropReason::NoRealServer);
+        };
+        let key = TemplateKey::new(
+            svc.key.proto,
+            svc.key.vip,
+            svc.key.port,
+            p.key.src,
+            persistence.netmask,
+        );
+        let chosen = self
+            .shared
+            .persistence
+            .schedule(key, now, persistence.timeout, |current| {
+                let kept = current
+                    .and_then(|addr| svc.real_position(addr))
+                    .filter(|&i| svc.reals[i].is_available());
+                kept.or_else(|| scheduler.pick(now, &p.key, &svc.reals))
+                    .map(|i| svc.reals[i].addr)
+            })
+            .map_err(|_| DropReason::PersistenceFull)?;
+        chosen
+            .and_then(|addr| svc.real_position(addr))
+            .ok_or(DropReason::NoRealServer)
+    }
+
+    /// Counts a forwarded packet of connection `t` of service `si` (an index into the worker's
+    /// snapshot) in direction `dir`: on the service and on the connection's real server, found
+    /// from the entry's [`Origin`] while that still names it, else by address.
+    #[inline]
+    pub(super) fn count(&self, si: usize, t: &Tracked, dir: Dir, ip_len: u16) {
+        let bytes = u64::from(ip_len);
+        match self.origin_slot(si, t) {
+            Some(slot) => self.traffic.count_slot(si, slot, dir, bytes),
+            None => self.traffic.count(si, t.real, dir, bytes),
+        }
+    }
+
+    /// The traffic slot of `t`'s real server in service `si`, if the connection's origin is
+    /// that service and the real server at the origin's slot is still the one whose counters
+    /// the connection holds (a reload may have moved or replaced it).
+    #[inline]
+    fn origin_slot(&self, si: usize, t: &Tracked) -> Option<usize> {
+        if usize::from(t.origin.service) != si {
+            return None;
+        }
+        let slot = usize::from(t.origin.real);
+        let stats = self.snap.services.get(si)?.slot_stats(slot)?;
+        (stats_id(stats) == t.stats_id).then_some(slot)
+    }
+}

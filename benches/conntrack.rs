@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
             let got = t.lookup(Direction::Original, &key(k), ack, NANOS_PER_SEC, &to);
             assert!(
                 got.is_some_and(
-                    |c| (c.client, c.real, c.state) == (want.client, want.real, want.state)
+                    |c| (c.client(), c.real(), c.state) == (want.client, want.real, want.state)
                 ),
                 "lookup_hit/{n}: key {k} found {got:?}"
             );

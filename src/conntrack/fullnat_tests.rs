@@ -33,11 +33,11 @@ fn conn(client: u32, port: u16, stats: &Arc<RealStats>) -> NewConn {
 }
 
 fn reply_key(t: &Tracked) -> FlowKey {
-    let local = t.local.unwrap();
+    let local = t.local().unwrap();
     FlowKey {
         proto: Proto::Tcp,
-        src: t.real.ip(),
-        sport: t.real.port(),
+        src: t.real().ip(),
+        sport: t.real().port(),
         dst: local.ip(),
         dport: local.port(),
     }
@@ -50,7 +50,7 @@ fn a_fullnat_connection_is_found_by_its_local_endpoint_and_not_by_the_client() {
     let stats = Arc::new(RealStats::default());
     let c = conn(0xc612_0002, 40000, &stats);
     let ins = t.insert_fullnat(c.clone(), 0, 0, &to).unwrap().conn;
-    let local = ins.local.expect("a local endpoint");
+    let local = ins.local().expect("a local endpoint");
     assert_eq!(local.ip(), "198.18.1.2".parse::<IpAddr>().unwrap());
     assert!((5000..=5999).contains(&local.port()));
     // The NAT reply key (real → client) does not match a FULLNAT entry.
@@ -74,7 +74,7 @@ fn a_fullnat_connection_is_found_by_its_local_endpoint_and_not_by_the_client() {
         )
         .expect("reply found by local endpoint");
     assert_eq!(
-        (got.client, got.vip, got.local),
+        (got.client(), got.vip(), got.local()),
         (c.client, c.vip, Some(local))
     );
     let orig = FlowKey {
@@ -85,7 +85,7 @@ fn a_fullnat_connection_is_found_by_its_local_endpoint_and_not_by_the_client() {
         dport: 80,
     };
     let got = t.lookup(Direction::Original, &orig, ACK, S, &to).unwrap();
-    assert_eq!(got.local, Some(local));
+    assert_eq!(got.local(), Some(local));
     assert!(
         got.handshake_completed,
         "SYN_RECV → ESTABLISHED on the client's ACK"
@@ -129,9 +129,9 @@ fn ports_come_back_on_expiry_and_removal_and_exhaustion_is_reported() {
     assert_eq!(t.local_pools().ports_in_use(0), 1);
     let orig = FlowKey {
         proto: Proto::Tcp,
-        src: c.conn.client.ip(),
+        src: c.conn.client().ip(),
         sport: 3000,
-        dst: c.conn.vip.ip(),
+        dst: c.conn.vip().ip(),
         dport: 80,
     };
     assert!(t
@@ -163,7 +163,7 @@ fn concurrent_inserts_never_share_a_local_endpoint_and_every_port_returns() {
                 for i in 0..1500u32 {
                     let client = 0xc612_0000 + w * 0x1_0000 + i;
                     match t.insert_fullnat(conn(client, 40000, &stats), 0, 0, &to) {
-                        Ok(ins) => got.push(ins.conn.local.unwrap()),
+                        Ok(ins) => got.push(ins.conn.local().unwrap()),
                         Err(InsertError::LocalPortsExhausted) => refused += 1,
                         Err(e) => panic!("{e}"),
                     }
@@ -221,9 +221,9 @@ fn nat_entries_are_unaffected_by_pools() {
     assert_eq!(ins.conn.local, None);
     let k = FlowKey {
         proto: Proto::Tcp,
-        src: ins.conn.real.ip(),
+        src: ins.conn.real().ip(),
         sport: 80,
-        dst: ins.conn.client.ip(),
+        dst: ins.conn.client().ip(),
         dport: 4000,
     };
     assert!(t.lookup(Direction::Reply, &k, ACK, 0, &to).is_some());

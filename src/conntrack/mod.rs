@@ -51,7 +51,7 @@ use crate::conntrack::index::FlowIndex;
 pub use crate::conntrack::local_ports::LocalPool;
 use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
 use crate::conntrack::sharded::{Hand, Sharded};
-use crate::flow::{FlowKey, Nanos, Proto};
+use crate::flow::{Endpoint, FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
 use crate::wire::TcpFlags;
 
@@ -141,16 +141,18 @@ pub fn stats_id(stats: &Arc<RealStats>) -> usize {
     Arc::as_ptr(stats) as usize
 }
 
-/// The translation a tracked connection applies (a copy, taken under the shard lock).
+/// The translation a tracked connection applies (a copy, taken under the shard lock). Its
+/// endpoints are compact [`Endpoint`]s read through [`Tracked::client`] and its siblings, which
+/// keeps the whole value at 96 bytes (copied inline on the packet path, never by `memcpy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tracked {
-    pub client: SocketAddr,
-    pub vip: SocketAddr,
-    pub real: SocketAddr,
-    pub state: ConnState,
+    client: Endpoint,
+    vip: Endpoint,
+    real: Endpoint,
     /// FULLNAT: the local address:port the connection's packets to the real server come from
     /// (replies are addressed to it). `None` for NAT.
-    pub local: Option<SocketAddr>,
+    local: Option<Endpoint>,
+    pub state: ConnState,
     /// This packet moved the connection from a handshake state (SYN_RECV) to ESTABLISHED in the
     /// original direction: it is the client's ACK completing the handshake.
     pub handshake_completed: bool,
@@ -159,6 +161,55 @@ pub struct Tracked {
     /// [`stats_id`] of the real server's counters the entry holds (for a `one_packet` flow,
     /// which has no entry, of the counters of the real server it was scheduled to).
     pub stats_id: usize,
+}
+
+const _: () = assert!(std::mem::size_of::<Tracked>() <= 96);
+
+impl Tracked {
+    /// A connection client → vip scheduled to `real` (through `local` for FULLNAT), in `state`;
+    /// `handshake_completed` false.
+    pub fn new(
+        (client, vip, real): (SocketAddr, SocketAddr, SocketAddr),
+        local: Option<SocketAddr>,
+        state: ConnState,
+        origin: Origin,
+        stats_id: usize,
+    ) -> Tracked {
+        Tracked {
+            client: client.into(),
+            vip: vip.into(),
+            real: real.into(),
+            local: local.map(Endpoint::from),
+            state,
+            handshake_completed: false,
+            origin,
+            stats_id,
+        }
+    }
+
+    /// The client's address:port.
+    #[inline]
+    pub fn client(&self) -> SocketAddr {
+        self.client.into()
+    }
+
+    /// The VIP:port the client addressed.
+    #[inline]
+    pub fn vip(&self) -> SocketAddr {
+        self.vip.into()
+    }
+
+    /// The real server's address:port.
+    #[inline]
+    pub fn real(&self) -> SocketAddr {
+        self.real.into()
+    }
+
+    /// FULLNAT's local address:port; `None` for NAT, DR and TUN.
+    #[inline]
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.local.map(SocketAddr::from)
+    }
 }
 
 /// The outcome of a successful [`ConnTable::insert`].
@@ -225,10 +276,6 @@ fn v4(ip: IpAddr) -> Option<u32> {
         IpAddr::V4(a) => Some(a.to_bits()),
         IpAddr::V6(_) => None,
     }
-}
-
-fn sock(ip: u32, port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(ip)), port)
 }
 
 /// One connection (40 bytes). A free slot has `stats: None` and keeps the next free slot + 1
@@ -352,13 +399,15 @@ impl Entry {
         }
     }
 
+    #[inline]
     fn tracked(&self, pools: &LocalPools) -> Tracked {
+        let ep = |ip: u32, port| Endpoint::new(IpAddr::V4(Ipv4Addr::from_bits(ip)), port);
         Tracked {
-            client: sock(self.client, self.cport),
-            vip: sock(self.vip, self.vport),
-            real: sock(self.real, self.rport),
+            client: ep(self.client, self.cport),
+            vip: ep(self.vip, self.vport),
+            real: ep(self.real, self.rport),
+            local: (self.lid != NO_LOCAL).then(|| ep(self.local(pools), self.lport)),
             state: self.state,
-            local: (self.lid != NO_LOCAL).then(|| sock(self.local(pools), self.lport)),
             handshake_completed: false,
             origin: self.origin,
             stats_id: self.stats.as_ref().map_or(0, stats_id),
@@ -749,12 +798,14 @@ impl ConnTable {
         self.shards.sum(Shard::allocated_bytes)
     }
 
+    #[inline]
     fn shard_for(&self, client: (u32, u16)) -> MutexGuard<'_, Shard> {
         self.shards.lock_for(&client)
     }
 
     /// The shard of a packet travelling in `dir` with `key`: the shard of its client endpoint,
     /// or for a FULLNAT reply (destination a pool address) the shard that owns its local port.
+    #[inline]
     fn shard_of(&self, dir: Direction, key: &Key4) -> MutexGuard<'_, Shard> {
         match dir {
             Direction::Original => self.shard_for((key.src, key.sport)),
@@ -784,6 +835,7 @@ impl ConnTable {
     /// Returns `None` when there is no live entry, when the entry had expired (it is removed), or
     /// when an initial SYN from the client reopens a closing connection (the entry is removed so
     /// that the caller schedules the new connection afresh).
+    #[inline]
     pub fn lookup(
         &self,
         dir: Direction,
@@ -1030,10 +1082,10 @@ impl ConnTable {
                         let t = e.tracked(&s.pools);
                         ConnRow {
                             proto: e.proto,
-                            client: t.client,
-                            vip: t.vip,
-                            real: t.real,
-                            local: t.local,
+                            client: t.client(),
+                            vip: t.vip(),
+                            real: t.real(),
+                            local: t.local(),
                             state: e.state,
                             expires: e.expires_at(now),
                         }
@@ -1132,9 +1184,9 @@ mod tests {
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 1);
         let synack = Event::Tcp(TcpFlags(TcpFlags::SYN | TcpFlags::ACK));
         let got = t.lookup(Direction::Reply, &r, synack, S, &to).unwrap();
-        assert_eq!((got.vip, got.state), (c.vip, ConnState::SynRecv));
+        assert_eq!((got.vip(), got.state), (c.vip, ConnState::SynRecv));
         let got = t.lookup(Direction::Original, &o, ACK, 2 * S, &to).unwrap();
-        assert_eq!((got.real, got.state), (c.real, ConnState::Established));
+        assert_eq!((got.real(), got.state), (c.real, ConnState::Established));
         assert_eq!(stats.active.load(Ordering::Relaxed), 1);
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
         assert_eq!(t.len(), 1);
@@ -1160,7 +1212,7 @@ mod tests {
         // Replies bypass the load balancer: the reply key is not indexed.
         assert!(t.lookup(Direction::Reply, &r, ACK, S, &to).is_none());
         let got = t.lookup(Direction::Original, &o, ACK, S, &to).unwrap();
-        assert_eq!(got.real, c.real);
+        assert_eq!(got.real(), c.real);
         // A NAT entry next to it keeps both keys; removal of both leaves an empty index.
         t.insert(new_conn(40001, &stats), 0, &to).unwrap();
         assert_eq!(t.shards.lock(0).index.len(), 3);
@@ -1180,7 +1232,7 @@ mod tests {
         let (o, r) = keys(&c);
         t.insert(c.clone(), 0, &to).unwrap();
         let got = t.peek(Direction::Reply, &r, 29 * S).unwrap();
-        assert_eq!((got.client, got.state), (c.client, ConnState::SynRecv));
+        assert_eq!((got.client(), got.state), (c.client, ConnState::SynRecv));
         assert!(t.peek(Direction::Original, &o, 29 * S).is_some());
         // tcp_syn (30 s) was not refreshed by the peeks.
         assert!(t.peek(Direction::Original, &o, 31 * S).is_none());
@@ -1305,7 +1357,7 @@ mod tests {
         t.insert(first, 0, &to).unwrap();
         t.insert(second.clone(), 0, &to).unwrap();
         let got = t.lookup(Direction::Reply, &r, ACK, S, &to).unwrap();
-        assert_eq!(got.vip, second.vip);
+        assert_eq!(got.vip(), second.vip);
         // Removing the older one leaves the newer one's reply key in place.
         let rst = Event::Tcp(TcpFlags(TcpFlags::RST | TcpFlags::ACK));
         assert!(t.lookup(Direction::Original, &o1, rst, S, &to).is_some());
@@ -1316,7 +1368,7 @@ mod tests {
         );
         assert_eq!(
             t.lookup(Direction::Reply, &r, ACK, 20 * S, &to)
-                .map(|c| c.vip),
+                .map(|c| c.vip()),
             Some(second.vip)
         );
     }
@@ -1411,7 +1463,7 @@ mod tests {
         t.insert(c.clone(), 0, &to).unwrap();
         c.real = sa("198.18.1.12:8080");
         assert_eq!(
-            t.insert(c, 0, &to).unwrap().conn.real,
+            t.insert(c, 0, &to).unwrap().conn.real(),
             sa("198.18.1.11:8080")
         );
         assert_eq!(t.len(), 1);

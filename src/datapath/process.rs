@@ -198,16 +198,6 @@ struct Parsed {
 }
 
 impl Parsed {
-    /// How this packet's later fragments follow it: `rewrite()` for a first fragment, else
-    /// nothing (and nothing computed).
-    #[inline]
-    fn follows(
-        &self,
-        rewrite: impl FnOnce() -> Option<FragmentRewrite>,
-    ) -> Option<FragmentRewrite> {
-        self.first_fragment.and_then(|_| rewrite())
-    }
-
     /// The service key the packet's destination would be.
     fn service_key(&self) -> ServiceKey {
         ServiceKey {
@@ -278,23 +268,22 @@ struct Egress {
     ipv4: Option<Ipv4Addr>,
 }
 
-/// What a method's rewrite step did with a packet.
+/// What a method's rewrite step did with a packet. How its later fragments follow a first
+/// fragment is worked out only for a first fragment, after the fact
+/// ([`Processor::remember_fragments`]): the common packet carries nothing for it.
 struct Sent {
     verdict: Verdict,
     /// The verdict is about the packet itself, which the traffic counters count (`false` when
     /// TUN answered the client with an ICMP error instead).
     counted: bool,
-    /// How the later fragments of a first fragment follow it (`None`: not followed).
-    follow: Option<FragmentRewrite>,
 }
 
 impl Sent {
-    /// The packet itself was routed (verdict `verdict`); its later fragments follow `follow`.
-    fn packet(verdict: Verdict, follow: Option<FragmentRewrite>) -> Sent {
+    /// The packet itself was routed (verdict `verdict`).
+    fn packet(verdict: Verdict) -> Sent {
         Sent {
             verdict,
             counted: true,
-            follow,
         }
     }
 }
@@ -393,15 +382,16 @@ impl Processor {
     ) -> Result<Verdict, DropReason> {
         let frame = buf.get(..*len).ok_or(DropReason::TruncatedEthernet)?;
         self.own_frames_only(ingress, frame)?;
-        match parse(frame)? {
+        // Matched by reference: the parsed packet stays where `parse` wrote it.
+        match &parse(frame)? {
             None => Ok(Verdict::Pass),
             Some(Packet::Flow(p)) => match self.snap.service_for(&p.service_key()) {
-                Some(si) => self.original(now, si, buf, len, &p),
-                None => self.reply(now, buf, len, &p),
+                Some(si) => self.original(now, si, buf, len, p),
+                None => self.reply(now, buf, len, p),
             },
-            Some(Packet::LaterFragment(f)) => self.later_fragment(now, buf, len, &f),
-            Some(Packet::IcmpError(e)) => self.icmp_error(now, buf, len, &e),
-            Some(Packet::TunnelFragNeeded(e)) => self.tunnel_frag_needed(now, buf, len, &e),
+            Some(Packet::LaterFragment(f)) => self.later_fragment(now, buf, len, f),
+            Some(Packet::IcmpError(e)) => self.icmp_error(now, buf, len, e),
+            Some(Packet::TunnelFragNeeded(e)) => self.tunnel_frag_needed(now, buf, len, e),
         }
     }
 
@@ -427,7 +417,7 @@ impl Processor {
     /// into `buf` and set `*len`), then addresses the frame to the next hop from the port's MAC.
     /// Nothing is written unless the packet can leave, up to `rewrite`'s own refusals (which
     /// leave the frame untouched too).
-    #[inline]
+    #[inline(always)]
     fn route<F>(
         &self,
         buf: &mut [u8],
@@ -453,7 +443,7 @@ impl Processor {
     /// The next hop towards `dst` and its egress port, refusing a `dst` behind a gateway when
     /// `on_link_only` (`dr_not_on_link`). A next hop whose MAC is not known yet is handed to the
     /// control plane to resolve.
-    #[inline]
+    #[inline(always)]
     fn egress(&self, dst: IpAddr, on_link_only: bool) -> Result<Egress, DropReason> {
         let hop = self.nexthops.resolve_with(dst, on_link_only).map_err(|e| {
             if let NextHopError::NoNeighbour(ip) = e {
@@ -482,14 +472,22 @@ impl Processor {
     }
 
     /// Remembers how the later fragments of the datagram whose first fragment `p` was just
-    /// forwarded are translated (see [`crate::datapath::fragments`]); nothing for a packet that
-    /// is not a first fragment or a rewrite that is not followed.
+    /// forwarded are translated (`follow()`, asked only for a first fragment; see
+    /// [`crate::datapath::fragments`]); nothing for a packet that is not a first fragment or a
+    /// rewrite that is not followed.
     #[inline]
-    fn remember_fragments(&self, now: Nanos, p: &Parsed, follow: Option<FragmentRewrite>) {
-        let (Some(id), Some(rewrite)) = (p.first_fragment, follow) else {
+    fn remember_fragments(
+        &self,
+        now: Nanos,
+        p: &Parsed,
+        follow: impl FnOnce() -> Option<FragmentRewrite>,
+    ) {
+        let Some(id) = p.first_fragment else {
             return;
         };
-        self.remember(now, p, id, rewrite);
+        if let Some(rewrite) = follow() {
+            self.remember(now, p, id, rewrite);
+        }
     }
 
     /// [`remember_fragments`](Self::remember_fragments) of a first fragment (IP id `id`).
@@ -536,6 +534,7 @@ fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
 /// Parses an Ethernet/IPv4 frame into what the pipeline handles. `Ok(None)`: not something xvs
 /// balances (other EtherType, VLAN-tagged, other protocol, ICMP that is not an error about a
 /// flow).
+#[inline(always)]
 fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     // VLAN-tagged frames are not balanced yet (the filter passes them too): forwarding a tag from
@@ -608,6 +607,7 @@ fn parse_icmp(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Result<Option<Packet>, DropR
 }
 
 /// The TCP or UDP packet `ip` (at frame offset `l3`, not a later fragment).
+#[inline(always)]
 fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed, DropReason> {
     let first_fragment = ip.more_fragments().then(|| ip.identification());
     let payload = ip.payload();

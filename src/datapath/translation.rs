@@ -34,7 +34,7 @@ impl Translation {
             std::net::SocketAddr::V4(a) => Some(a),
             std::net::SocketAddr::V6(_) => None,
         };
-        let (client, vip, real) = (v4(t.client)?, v4(t.vip)?, v4(t.real)?);
+        let (client, vip, real) = (v4(t.client())?, v4(t.vip())?, v4(t.real())?);
         Some(Translation {
             client_side: (client, vip),
             server_side: (client, real),
@@ -48,7 +48,12 @@ impl Translation {
             std::net::SocketAddr::V4(a) => Some(a),
             std::net::SocketAddr::V6(_) => None,
         };
-        let (client, vip, real, local) = (v4(t.client)?, v4(t.vip)?, v4(t.real)?, v4(t.local?)?);
+        let (client, vip, real, local) = (
+            v4(t.client())?,
+            v4(t.vip())?,
+            v4(t.real())?,
+            v4(t.local()?)?,
+        );
         Some(Translation {
             client_side: (client, vip),
             server_side: (local, real),
@@ -59,7 +64,7 @@ impl Translation {
     /// carries a local endpoint (a connection keeps the method it was created with, even when a
     /// reload switched its service between NAT and FULLNAT), NAT otherwise.
     pub fn of(t: &Tracked) -> Option<Translation> {
-        match t.local {
+        match t.local() {
             Some(_) => Translation::fullnat(t),
             None => Translation::nat(t),
         }
@@ -77,16 +82,14 @@ mod tests {
     use crate::conntrack::ConnState;
 
     fn tracked(local: Option<&str>) -> Tracked {
-        Tracked {
-            client: "198.18.0.2:40000".parse().unwrap(),
-            vip: "198.18.0.100:80".parse().unwrap(),
-            real: "198.18.1.11:8080".parse().unwrap(),
-            state: ConnState::Established,
-            local: local.map(|l| l.parse().unwrap()),
-            handshake_completed: false,
-            origin: crate::conntrack::Origin::UNKNOWN,
-            stats_id: 0,
-        }
+        let sa = |s: &str| -> std::net::SocketAddr { s.parse().unwrap() };
+        let ends = (
+            sa("198.18.0.2:40000"),
+            sa("198.18.0.100:80"),
+            sa("198.18.1.11:8080"),
+        );
+        let (state, origin) = (ConnState::Established, crate::conntrack::Origin::UNKNOWN);
+        Tracked::new(ends, local.map(sa), state, origin, 0)
     }
 
     fn sa(s: &str) -> SocketAddrV4 {

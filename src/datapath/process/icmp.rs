@@ -173,7 +173,7 @@ impl Processor {
             return Err(DropReason::VrrpBackup);
         }
         let tracked = self.shared.conntrack.peek(Direction::Original, k, now);
-        if tracked.is_none_or(|t| t.real.ip() != IpAddr::V4(e.outer_dst)) {
+        if tracked.is_none_or(|t| t.real().ip() != IpAddr::V4(e.outer_dst)) {
             return Err(DropReason::IcmpUntracked);
         }
         let mtu = (e.mtu.checked_sub(OUTER_LEN_U16))
@@ -227,7 +227,7 @@ impl Processor {
         let table = &self.shared.conntrack;
         let t =
             (table.peek(Direction::Reply, &q.reversed(), now)).ok_or(DropReason::IcmpUntracked)?;
-        if self.snap.vrrp_backup_conn(t.vip, q.proto) {
+        if self.snap.vrrp_backup_conn(t.vip(), q.proto) {
             return Err(DropReason::VrrpBackup);
         }
         Ok(t)
@@ -255,8 +255,8 @@ impl Processor {
             // A DR/TUN reply left the real server with the VIP as source, so errors about it
             // (e.g. a router's fragmentation needed) come to the box: the real server gets the
             // error as it is, like the connection's packets.
-            Forwarding::Tun => self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real),
-            Forwarding::Dr => self.forward_dr(buf, len, t.real),
+            Forwarding::Tun => self.tunnel_icmp(buf, len, (e.l3, e.end - e.l3, e.ttl), t.real()),
+            Forwarding::Dr => self.forward_dr(buf, len, t.real()),
             // NAT or FULLNAT: the entry says which (see `Translation::of`).
             Forwarding::Nat | Forwarding::FullNat => {
                 let t = Translation::of(&t).ok_or(DropReason::IcmpUntracked)?;

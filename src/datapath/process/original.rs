@@ -6,7 +6,7 @@
 //! endpoint is FULLNAT whatever its service became; a FULLNAT service's connection without one
 //! (made while the service was NAT) stays NAT.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 
 use super::rewrite::{rewrite_endpoint, Side};
@@ -24,6 +24,7 @@ use crate::sched::persist::TemplateKey;
 impl Processor {
     /// A packet to service `si`: the connection's rewrite, then counting and fragment
     /// bookkeeping.
+    #[inline(always)]
     pub(super) fn original(
         &mut self,
         now: Nanos,
@@ -47,12 +48,31 @@ impl Processor {
             if sent.counted {
                 self.count(si, &t, Dir::In, p.ip_len);
             }
-            self.remember_fragments(now, p, sent.follow);
+            self.remember_fragments(now, p, || self.follow_original(si, &t));
         }
         Ok(sent.verdict)
     }
 
+    /// How the later fragments of connection `t`'s first fragment follow it: translated like
+    /// it (NAT, FULLNAT), sent by MAC (DR), or not at all (TUN: xvs does not fragment the outer
+    /// packet; see the README).
+    #[cold]
+    fn follow_original(&self, si: usize, t: &Tracked) -> Option<FragmentRewrite> {
+        let real = t.real().ip();
+        if let Some(local) = t.local() {
+            return FragmentRewrite::new(Some(local.ip()), Some(real), real, true);
+        }
+        match self.snap.services[si].forwarding {
+            Forwarding::Nat | Forwarding::FullNat => {
+                FragmentRewrite::new(None, Some(real), real, true)
+            }
+            Forwarding::Dr => FragmentRewrite::new(None, None, real, false),
+            Forwarding::Tun => None,
+        }
+    }
+
     /// The rewrite of connection `t`'s method.
+    #[inline(always)]
     fn forward(
         &mut self,
         buf: &mut [u8],
@@ -61,23 +81,18 @@ impl Processor {
         p: &Parsed,
         t: &Tracked,
     ) -> Result<Sent, DropReason> {
-        let (Some(SocketAddr::V4(local)), SocketAddr::V4(real)) = (t.local, t.real) else {
+        let (Some(SocketAddr::V4(local)), SocketAddr::V4(real)) = (t.local(), t.real()) else {
             return match self.snap.services[si].forwarding {
-                Forwarding::Nat | Forwarding::FullNat => self.forward_nat(buf, len, p, t.real),
-                Forwarding::Dr => {
-                    let v = self.forward_dr(buf, len, t.real)?;
-                    // Later fragments follow the first by MAC.
-                    let real = t.real.ip();
-                    let follow = p.follows(|| FragmentRewrite::new(None, None, real, false));
-                    Ok(Sent::packet(v, follow))
-                }
-                Forwarding::Tun => self.forward_tun(buf, len, p, t.real),
+                Forwarding::Nat | Forwarding::FullNat => self.forward_nat(buf, len, p, t.real()),
+                Forwarding::Dr => self.forward_dr(buf, len, t.real()).map(Sent::packet),
+                Forwarding::Tun => self.forward_tun(buf, len, p, t.real()),
             };
         };
         self.forward_fullnat(buf, len, p, (local, real), si, t)
     }
 
     /// NAT: destination VIP:port → real server, routed to it.
+    #[inline(always)]
     fn forward_nat(
         &self,
         buf: &mut [u8],
@@ -88,15 +103,13 @@ impl Processor {
         let SocketAddr::V4(real) = real else {
             // IPv6 is refused by the configuration until its issue lands; never rewrite across
             // families.
-            return Ok(Sent::packet(Verdict::Pass, None));
+            return Ok(Sent::packet(Verdict::Pass));
         };
         let route = Route::routed(*real.ip(), p.ttl);
         let v = self.route(buf, len, route, |buf, len, _| {
             rewrite_endpoint(&mut buf[..*len], p, Side::Dst, real)
         })?;
-        let to = IpAddr::V4(*real.ip());
-        let follow = p.follows(|| FragmentRewrite::new(None, Some(to), to, true));
-        Ok(Sent::packet(v, follow))
+        Ok(Sent::packet(v))
     }
 
     /// FULLNAT: source → `local`, destination → `real`, routed to the real server; then, for a
@@ -131,9 +144,7 @@ impl Processor {
             }
             Ok(())
         })?;
-        let (src, dst) = (IpAddr::V4(*local.ip()), IpAddr::V4(*real.ip()));
-        let follow = p.follows(|| FragmentRewrite::new(Some(src), Some(dst), dst, true));
-        Ok(Sent::packet(v, follow))
+        Ok(Sent::packet(v))
     }
 
     /// Inserts the TOA option with the client's endpoint into the rewritten frame, or counts why
@@ -230,16 +241,9 @@ impl Processor {
         if svc.one_packet {
             real.stats.connections_total.fetch_add(1, Ordering::Relaxed);
             bump(&self.counters.new_connections, 1);
-            return Ok(Tracked {
-                client: new.client,
-                vip: new.vip,
-                real: new.real,
-                state,
-                local: None,
-                handshake_completed: false,
-                origin,
-                stats_id: stats_id(&real.stats),
-            });
+            let ends = (new.client, new.vip, new.real);
+            let stats = stats_id(&real.stats);
+            return Ok(Tracked::new(ends, None, state, origin, stats));
         }
         self.track(now, si, new, origin)
     }
@@ -318,7 +322,7 @@ impl Processor {
         let bytes = u64::from(ip_len);
         match self.origin_slot(si, t) {
             Some(slot) => self.traffic.count_slot(si, slot, dir, bytes),
-            None => self.traffic.count(si, t.real, dir, bytes),
+            None => self.traffic.count(si, t.real(), dir, bytes),
         }
     }
 

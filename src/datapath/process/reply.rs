@@ -36,18 +36,22 @@ impl Processor {
             return self.one_packet_reply(now, buf, len, p);
         };
         let si = self.reply_service(&t, p.key.proto)?;
-        let sent = match (t.vip, t.client, t.local) {
+        let sent = match (t.vip(), t.client(), t.local()) {
             (SocketAddr::V4(vip), SocketAddr::V4(client), Some(_)) => {
                 self.reply_fullnat(buf, len, p, vip, client)?
             }
-            (SocketAddr::V4(vip), _, None) => self.reply_nat(buf, len, p, vip, t.client.ip())?,
+            (SocketAddr::V4(vip), _, None) => self.reply_nat(buf, len, p, vip, t.client().ip())?,
             _ => return Ok(Verdict::Pass),
         };
         if let Verdict::Tx(_) = sent.verdict {
             if let Some(si) = si {
                 self.count(si, &t, Dir::Out, p.ip_len);
             }
-            self.remember_fragments(now, p, sent.follow);
+            let (vip, client) = (t.vip().ip(), t.client().ip());
+            let dst = t.local().map(|_| client);
+            self.remember_fragments(now, p, || {
+                FragmentRewrite::new(Some(vip), dst, client, true)
+            });
         }
         Ok(sent.verdict)
     }
@@ -71,7 +75,10 @@ impl Processor {
                 let real = SocketAddr::new(src, sport);
                 self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
             }
-            self.remember_fragments(now, p, sent.follow);
+            let (vip, client) = (IpAddr::V4(*vip.ip()), p.key.dst);
+            self.remember_fragments(now, p, || {
+                FragmentRewrite::new(Some(vip), None, client, true)
+            });
         }
         Ok(sent.verdict)
     }
@@ -88,9 +95,7 @@ impl Processor {
         let v = self.route(buf, len, Route::routed(client, p.ttl), |buf, len, _| {
             rewrite_endpoint(&mut buf[..*len], p, Side::Src, vip)
         })?;
-        let src = IpAddr::V4(*vip.ip());
-        let follow = p.follows(|| FragmentRewrite::new(Some(src), None, client, true));
-        Ok(Sent::packet(v, follow))
+        Ok(Sent::packet(v))
     }
 
     /// FULLNAT, reply direction: source → VIP:port, destination → client, routed to the client.
@@ -111,9 +116,7 @@ impl Processor {
                 false => Err(DropReason::TruncatedIpv4),
             }
         })?;
-        let (src, dst) = (IpAddr::V4(*vip.ip()), IpAddr::V4(*client.ip()));
-        let follow = p.follows(|| FragmentRewrite::new(Some(src), Some(dst), dst, true));
-        Ok(Sent::packet(v, follow))
+        Ok(Sent::packet(v))
     }
 
     /// The service of a reply of connection `t` (`None` if a reload removed it): the entry's
@@ -122,8 +125,8 @@ impl Processor {
     #[inline]
     fn reply_service(&self, t: &Tracked, proto: Proto) -> Result<Option<usize>, DropReason> {
         let key = ServiceKey {
-            vip: t.vip.ip(),
-            port: t.vip.port(),
+            vip: t.vip().ip(),
+            port: t.vip().port(),
             proto,
         };
         let si = usize::from(t.origin.service);
@@ -132,7 +135,7 @@ impl Processor {
                 true => Err(DropReason::VrrpBackup),
                 false => Ok(Some(si)),
             },
-            _ => self.service_of_vip(t.vip, proto),
+            _ => self.service_of_vip(t.vip(), proto),
         }
     }
 

@@ -18,6 +18,7 @@ pub(super) enum Side {
 /// decrements its TTL, keeping the IP and transport checksums correct (RFC 1624; a UDP checksum
 /// of 0 stays 0, a computed 0 is sent as 0xffff, RFC 768). The views are those `parse` proved to
 /// fit; the old endpoint is the parsed one.
+#[inline(always)]
 pub(super) fn rewrite_endpoint(
     frame: &mut [u8],
     p: &Parsed,

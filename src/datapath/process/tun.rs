@@ -70,7 +70,7 @@ impl Processor {
             ttl: p.ttl,
         };
         let verdict = match self.tunnel(buf, len, &packet, real) {
-            Ok(v) => return Ok(Sent::packet(v, None)),
+            Ok(v) => return Ok(Sent::packet(v)),
             Err(NotSent::Drop(r)) => return Err(r),
             Err(NotSent::TooBig { mtu, df: true }) => match mtu.checked_sub(OUTER_LEN_U16) {
                 Some(inner_mtu) if inner_mtu >= 68 => self.frag_needed(buf, len, p, inner_mtu),
@@ -81,7 +81,6 @@ impl Processor {
         Ok(Sent {
             verdict,
             counted: false,
-            follow: None,
         })
     }
 

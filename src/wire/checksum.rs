@@ -1,5 +1,10 @@
 //! Internet checksum (RFC 1071) and its incremental update (RFC 1624, eqn. 3:
-//! `HC' = ~(~HC + ~m + m')`), for IPv4 header, TCP and UDP checksums.
+//! `HC' = ~(~HC + ~m + m')`), for IPv4 header, TCP, UDP and ICMPv6 checksums.
+//!
+//! Over IPv6 there is no header checksum, and every upper-layer checksum (TCP, UDP, ICMPv6)
+//! covers the IPv6 pseudo-header ([`ipv6_pseudo_header_sum`]); rewriting an address (NAT6) is
+//! an update of eight words ([`update_ipv6_addr`]). UDP's "no checksum" (0) is not allowed
+//! over IPv6, so a UDP checksum that computes to 0 is written 0xffff ([`udp_field`]).
 //!
 //! All functions work on 16-bit words in network order, as they appear on the wire.
 
@@ -67,6 +72,40 @@ pub fn ipv4_pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16
     s + u32::from(proto) + u32::from(l4_len)
 }
 
+/// Sum of the IPv6 pseudo-header (RFC 8200 §8.1) for an upper-layer checksum: source,
+/// destination, the upper-layer packet length as 32 bits (the upper-layer header and data, not
+/// the extension headers before it), three zero bytes and the upper-layer protocol number (not
+/// the next header of the fixed header when extension headers come between). `src`/`dst` are
+/// the addresses the packet carries, or for a routing header the final destination (xvs
+/// refuses routing headers with segments left, so it is the fixed header's).
+pub fn ipv6_pseudo_header_sum(src: [u8; 16], dst: [u8; 16], next_header: u8, l4_len: u32) -> u32 {
+    let mut s = sum(&src, 0);
+    s = sum(&dst, s);
+    s = sum(&l4_len.to_be_bytes(), s);
+    sum(&[0, 0, 0, next_header], s)
+}
+
+/// Updates checksum `hc` for an IPv6 address changing from `old` to `new` (RFC 1624 over its
+/// eight 16-bit words): what NAT6 applies to a TCP, UDP or ICMPv6 checksum, whose
+/// pseudo-header holds both addresses, without recomputing it. For UDP pass the result through
+/// [`udp_field`].
+#[inline]
+pub fn update_ipv6_addr(hc: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
+    update_bytes(hc, old, new)
+}
+
+/// The UDP checksum field for a computed (or incrementally updated) checksum `c`: 0 is written
+/// as 0xffff, its one's-complement equal (RFC 768), because 0 means "no checksum", which IPv6
+/// forbids (RFC 8200 §8.1) and which would switch verification off over IPv4.
+#[inline]
+pub fn udp_field(c: u16) -> u16 {
+    if c == 0 {
+        0xffff
+    } else {
+        c
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +147,62 @@ mod tests {
     #[test]
     fn odd_length_is_padded() {
         assert_eq!(sum(&[0x01], 0), 0x0100);
+    }
+
+    /// A plain RFC 1071 sum, written apart from [`sum`]: one word at a time, carries folded in
+    /// as they happen.
+    fn plain_sum(words: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        for pair in words.chunks(2) {
+            let w = u32::from(pair[0]) << 8 | u32::from(*pair.get(1).unwrap_or(&0));
+            s += w;
+            if s > 0xffff {
+                s = (s & 0xffff) + 1;
+            }
+        }
+        u16::try_from(s).unwrap()
+    }
+
+    const SRC6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const DST6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0];
+
+    #[test]
+    fn ipv6_pseudo_header_is_rfc8200_layout() {
+        // RFC 8200 §8.1: src (16), dst (16), upper-layer length (4), zero (3), next header (1).
+        let mut ph = Vec::new();
+        ph.extend_from_slice(&SRC6);
+        ph.extend_from_slice(&DST6);
+        ph.extend_from_slice(&0x0001_0203u32.to_be_bytes());
+        ph.extend_from_slice(&[0, 0, 0, 6]);
+        assert_eq!(ph.len(), 40);
+        let s = ipv6_pseudo_header_sum(SRC6, DST6, 6, 0x0001_0203);
+        assert_eq!(fold(s), plain_sum(&ph));
+        // Lengths above 65535 (a jumbogram's) count both halves.
+        assert_ne!(
+            fold(ipv6_pseudo_header_sum(SRC6, DST6, 6, 0x0001_0000)),
+            fold(ipv6_pseudo_header_sum(SRC6, DST6, 6, 0))
+        );
+    }
+
+    #[test]
+    fn ipv6_address_update_matches_full_recompute() {
+        let new: [u8; 16] = [
+            0x20, 0x01, 0, 2, 0, 0, 0, 4, 0xff, 0xee, 0, 0, 0x12, 0, 0, 0x11,
+        ];
+        let payload = [0x04u8, 0xd2, 0x00, 0x50, 1, 2, 3, 4, 5];
+        let full = |dst: [u8; 16]| {
+            let l = u32::try_from(payload.len()).unwrap();
+            !fold(sum(&payload, ipv6_pseudo_header_sum(SRC6, dst, 6, l)))
+        };
+        let before = full(DST6);
+        assert_eq!(update_ipv6_addr(before, &DST6, &new), full(new));
+        assert_eq!(update_ipv6_addr(full(new), &new, &DST6), before);
+    }
+
+    #[test]
+    fn udp_zero_is_written_all_ones() {
+        assert_eq!(udp_field(0), 0xffff);
+        assert_eq!(udp_field(0xffff), 0xffff);
+        assert_eq!(udp_field(0x1234), 0x1234);
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Invariant after [`UdpDatagram::check_len`]: `8 <= length field <= buffer length` (after
 //! [`UdpDatagram::new_checked_first_fragment`]: `8 <= length field` and `8 <= buffer length`),
-//! so no accessor panics. A checksum of 0 means "none" (IPv4) and must stay 0 across rewrites.
+//! so no accessor panics. A checksum of 0 means "none" over IPv4 and must stay 0 across
+//! rewrites; over IPv6 it is invalid (RFC 8200 §8.1, [`UdpDatagram::verify_ipv6`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{checksum, read_u16, write_u16, Error};
 
@@ -100,6 +101,28 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         let pseudo = checksum::ipv4_pseudo_header_sum(src.octets(), dst.octets(), PROTOCOL, len);
         self.checksum() == 0 || checksum::fold(checksum::sum(datagram, pseudo)) == 0xffff
     }
+
+    /// Verifies the checksum of a datagram sent from `src` to `dst` over IPv6:
+    /// [`Error::UdpZeroChecksumIpv6`] for a checksum of 0 (not allowed over IPv6),
+    /// [`Error::BadUdpChecksum`] when it does not verify. Needs [`check_len`](Self::check_len)
+    /// (the whole datagram in the buffer), as [`checksum_ok`](Self::checksum_ok).
+    pub fn verify_ipv6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> Result<(), Error> {
+        if self.checksum() == 0 {
+            return Err(Error::UdpZeroChecksumIpv6);
+        }
+        let len = read_u16(self.buffer.as_ref(), 4);
+        let datagram = self
+            .buffer
+            .as_ref()
+            .get(..usize::from(len))
+            .ok_or(Error::UdpLenPastEnd)?;
+        let pseudo =
+            checksum::ipv6_pseudo_header_sum(src.octets(), dst.octets(), PROTOCOL, u32::from(len));
+        if checksum::fold(checksum::sum(datagram, pseudo)) != 0xffff {
+            return Err(Error::BadUdpChecksum);
+        }
+        Ok(())
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
@@ -145,6 +168,21 @@ impl UdpRepr {
     /// [`Error::TruncatedUdp`] when `buf` cannot hold the header, [`Error::UdpLenPastEnd`] when it
     /// cannot hold the payload or the length exceeds 65535; nothing is written then.
     pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<(), Error> {
+        self.emit_with(buf, |len| {
+            checksum::ipv4_pseudo_header_sum(src.octets(), dst.octets(), PROTOCOL, len)
+        })
+    }
+
+    /// [`emit`](Self::emit) over IPv6: the checksum covers the IPv6 pseudo-header (RFC 8200
+    /// §8.1) and is never 0. Same errors.
+    pub fn emit_ipv6(&self, buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr) -> Result<(), Error> {
+        self.emit_with(buf, |len| {
+            checksum::ipv6_pseudo_header_sum(src.octets(), dst.octets(), PROTOCOL, u32::from(len))
+        })
+    }
+
+    /// [`emit`](Self::emit) with the pseudo-header sum `pseudo(length)`.
+    fn emit_with(&self, buf: &mut [u8], pseudo: impl Fn(u16) -> u32) -> Result<(), Error> {
         if buf.len() < HEADER_LEN {
             return Err(Error::TruncatedUdp);
         }
@@ -158,9 +196,8 @@ impl UdpRepr {
         write_u16(d, 2, self.dst_port);
         write_u16(d, 4, len);
         write_u16(d, CHECKSUM_AT, 0);
-        let pseudo = checksum::ipv4_pseudo_header_sum(src.octets(), dst.octets(), PROTOCOL, len);
-        let c = !checksum::fold(checksum::sum(d, pseudo));
-        write_u16(d, CHECKSUM_AT, if c == 0 { 0xffff } else { c });
+        let c = !checksum::fold(checksum::sum(d, pseudo(len)));
+        write_u16(d, CHECKSUM_AT, checksum::udp_field(c));
         Ok(())
     }
 }

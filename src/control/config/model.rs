@@ -151,8 +151,12 @@ pub enum ZeroCopy {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Conntrack {
-    /// Hard bound on tracked connections. Default 1000000.
+    /// Hard bound on tracked IPv4 connections. Default 1000000.
     pub max_entries: u64,
+    /// Hard bound on tracked IPv6 connections (a table of their own). `None` (the default) =
+    /// `max_entries` when a service has an IPv6 VIP, else 0 (no memory reserved). See
+    /// [`Config::max_entries_ipv6`].
+    pub max_entries_ipv6: Option<u64>,
     pub timeouts: ConntrackTimeouts,
     /// Pick up TCP flows mid-stream (IPVS `sloppy_tcp`). Default false.
     pub sloppy_tcp: bool,
@@ -162,9 +166,24 @@ impl Default for Conntrack {
     fn default() -> Conntrack {
         Conntrack {
             max_entries: 1_000_000,
+            max_entries_ipv6: None,
             timeouts: ConntrackTimeouts::default(),
             sloppy_tcp: false,
         }
+    }
+}
+
+impl Config {
+    /// The IPv6 connection table's capacity: `conntrack.max_entries_ipv6`, or by default
+    /// `conntrack.max_entries` when a service has an IPv6 VIP and 0 when none has (an
+    /// IPv4-only box reserves no memory for IPv6 connections).
+    pub fn max_entries_ipv6(&self) -> u64 {
+        self.conntrack.max_entries_ipv6.unwrap_or_else(|| {
+            match self.services.iter().any(|s| s.vip.is_ipv6()) {
+                true => self.conntrack.max_entries,
+                false => 0,
+            }
+        })
     }
 }
 

@@ -101,6 +101,8 @@ fn base_parses_with_defaults() {
     assert_eq!(d.zero_copy, ZeroCopy::Auto);
     assert_eq!((d.ring_size, d.frame_size), (2048, 4096));
     assert_eq!(c.conntrack.max_entries, 1_000_000);
+    assert_eq!(c.conntrack.max_entries_ipv6, None);
+    assert_eq!(c.max_entries_ipv6(), 0, "no IPv6 service, no IPv6 table");
     let t = c.conntrack.timeouts;
     assert_eq!(t.tcp_established, Duration::from_secs(900));
     assert_eq!(t.tcp_syn, Duration::from_secs(30));
@@ -446,6 +448,29 @@ conntrack: { max_entries: 0 }
             "8:27: max_entries must be greater than 0",
         ]
     );
+}
+
+#[test]
+fn max_entries_ipv6_is_bounded_and_defaults_by_the_services_families() {
+    let t = |v: &str| {
+        format!("datapath:\n  interfaces:\n    - name: eth0\nconntrack:\n  max_entries: 5000\n  max_entries_ipv6: {v}\n")
+    };
+    assert_error(
+        &t("100000001"),
+        "6:21: max_entries_ipv6 must be at most 100000000",
+    );
+    assert_error(&t("-1"), "6:21: ");
+    let c = assert_ok(&t("0"));
+    assert_eq!(c.max_entries_ipv6(), 0);
+    let mut c = assert_ok(&t("2000"));
+    assert_eq!(c.max_entries_ipv6(), 2000);
+    // The default follows max_entries once a service is IPv6 (the model is changed directly:
+    // the configuration does not take IPv6 services yet).
+    c.conntrack.max_entries_ipv6 = None;
+    let mut s = assert_ok(BASE).services.remove(0);
+    s.vip = "2001:2::100".parse().unwrap();
+    c.services.push(s);
+    assert_eq!(c.max_entries_ipv6(), 5000);
 }
 
 #[test]

@@ -744,6 +744,84 @@ fn persistence_netmask_rules() {
 }
 
 #[test]
+fn persistence_netmask_takes_a_prefix_length() {
+    let v4 = |m: &str| {
+        with_service_keys(&format!(
+            "    persistence: {{ timeout: 1m, netmask: {m} }}\n"
+        ))
+    };
+    let mask_of = |t: &str| {
+        let c = assert_ok(t);
+        c.services[0]
+            .persistence
+            .effective_netmask(c.services[0].vip)
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(mask_of(&v4("24")), ip("255.255.255.0"));
+    assert_eq!(mask_of(&v4("\"/20\"")), ip("255.255.240.0"));
+    assert_eq!(mask_of(&v4("0")), ip("0.0.0.0"));
+    assert_eq!(mask_of(&v4("32")), ip("255.255.255.255"));
+    assert_error(
+        &v4("33"),
+        "13:42: netmask /33 is longer than an IPv4 address (32 bits)",
+    );
+    assert_error(
+        &v4("129"),
+        "13:42: services[0].persistence.netmask: netmask prefix length 129 is out of range 0..128",
+    );
+    assert_error(
+        &v4("-1"),
+        "13:42: services[0].persistence.netmask: invalid netmask `-1`",
+    );
+    assert_error(
+        &v4("abc"),
+        "13:42: services[0].persistence.netmask: invalid netmask `abc`: expected a mask such as",
+    );
+    assert_error(
+        &v4("\"/\""),
+        "13:42: services[0].persistence.netmask: invalid netmask `/`",
+    );
+    // An IPv6 service: the prefix length is ipvsadm's `-M` (IPv6 services are still refused,
+    // so the netmask's own errors are looked for among the others).
+    let v6 = |m: &str| {
+        v4(m)
+            .replace("198.18.0.100", "\"2001:2::100\"")
+            .replace("198.18.1.11:80", "\"[2001:2:0:1::11]:80\"")
+            .replace("198.18.1.12:80", "\"[2001:2:0:1::12]:80\"")
+    };
+    let netmask_errors = |t: &str| -> Vec<String> {
+        errors(t)
+            .into_iter()
+            .filter(|e| e.contains("netmask"))
+            .collect()
+    };
+    for ok in ["64", "128", "0", "\"/48\"", "\"ffff:ffff:ffff:ffff::\""] {
+        assert_eq!(netmask_errors(&v6(ok)), Vec::<String>::new(), "{ok}");
+    }
+    assert_eq!(
+        netmask_errors(&v6("\"ffff::ffff\"")),
+        ["13:42: netmask ffff::ffff is not contiguous"]
+    );
+    assert_eq!(
+        netmask_errors(&v6("255.255.255.0")),
+        ["13:42: netmask 255.255.255.0 is IPv4 but the VIP is IPv6"]
+    );
+    assert_eq!(
+        netmask_errors(&v6("200")),
+        ["13:42: services[0].persistence.netmask: netmask prefix length 200 is out of range 0..128"]
+    );
+    // The mask a prefix stands for, per family.
+    let vip6 = ip("2001:2::100");
+    assert_eq!(
+        Netmask::Prefix(64).mask_for(vip6),
+        ip("ffff:ffff:ffff:ffff::")
+    );
+    assert_eq!(Netmask::Prefix(0).mask_for(vip6), ip("::"));
+    assert_eq!(Netmask::Prefix(128).mask_for(vip6), host_mask(vip6));
+    assert_eq!(Netmask::Prefix(64).to_string(), "/64");
+}
+
+#[test]
 fn scheduler_flags_belong_to_their_scheduler() {
     let t = with_service_keys("    scheduler_flags: [mh-port, mh-port]\n");
     assert_error(&t, "13:23: scheduler flag mh-port is only for scheduler mh");

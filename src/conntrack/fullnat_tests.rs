@@ -318,12 +318,12 @@ mod prop {
                 let mut seen = HashSet::new();
                 let mut live = 0u64;
                 for s in 0..t.shards() {
-                    let shard = t.shards.lock(s);
+                    let shard = t.v4.shards.lock(s);
                     for e in shard.slots.iter().filter(|e| e.is_live()) {
                         live += 1;
                         prop_assert!(e.lid != NO_LOCAL);
                         prop_assert!((40000..=40031).contains(&e.lport));
-                        prop_assert_eq!(LocalPools::shard_of_reply(e.lport, t.shards()), s);
+                        prop_assert_eq!(local_ports::shard_of_reply(e.lport, t.shards()), s);
                         prop_assert!(seen.insert((e.local(&shard.pools), e.lport)), "endpoint used twice");
                     }
                 }

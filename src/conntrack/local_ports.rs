@@ -6,12 +6,15 @@
 //!
 //! Invariants:
 //! - The pools are fixed when the table is built (changing `local_addresses` needs a restart).
-//!   Every pool address gets a global **local id** (its position in [`LocalPools::addrs`]).
+//!   A pool is of one address family; each family's table builds its own [`LocalPools`] from
+//!   the same list, keeping every pool's index (a pool of the other family has no address there,
+//!   so it hands out no port). Every pool address of the family gets a **local id** (its position
+//!   in [`LocalPools::addrs`]).
 //! - Shard `s` of a table of `n` shards owns exactly the ports `p` of each pool address with
 //!   `p mod n == s`, as a FIFO ring of free ports allocated once at construction. A connection
 //!   lives in the shard of its client endpoint, and takes its local port from that shard's
 //!   rings, so the reply (destination = local address:port) finds the shard from the port alone
-//!   ([`LocalPools::shard_of_reply`]).
+//!   ([`shard_of_reply`]).
 //! - Allocation and release happen under the shard's lock, inside the connection-table operation
 //!   that inserts or removes the entry: no extra lock, no allocation, and a port can never be
 //!   handed out twice, whichever worker asks (each port belongs to one shard's ring, and a
@@ -24,14 +27,18 @@
 //!   shard still has free ports. Clients hash evenly over the shards, so this only matters when a
 //!   pool is nearly full.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::conntrack::family::{Family, V4};
 
 /// A FULLNAT source pool as the connection table sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalPool {
     pub name: String,
-    pub addresses: Vec<Ipv4Addr>,
+    /// The pool's addresses, all of one family (the config enforces it; a table takes those of
+    /// its own family).
+    pub addresses: Vec<IpAddr>,
     /// First and last source port, inclusive (1 ≤ first ≤ last).
     pub first_port: u16,
     pub last_port: u16,
@@ -40,21 +47,35 @@ pub struct LocalPool {
 /// "No local endpoint": the entry is not FULLNAT.
 pub const NO_LOCAL: u16 = u16::MAX;
 
-/// Every pool and its addresses, shared (read-only) by all shards.
-#[derive(Debug, Default)]
-pub struct LocalPools {
+/// Every pool and its addresses of family `F`, shared (read-only) by all shards of that
+/// family's table.
+#[derive(Debug)]
+pub struct LocalPools<F: Family = V4> {
     pub pools: Vec<LocalPool>,
-    /// Every pool address as a `u32`, indexed by local id.
-    pub addrs: Vec<u32>,
+    /// Every pool address of family `F`, indexed by local id.
+    pub addrs: Vec<F::Addr>,
     /// `(address, local id)` sorted by address: the per-packet lookup ([`LocalPools::id_of`])
     /// is a binary search, whatever the number of pool addresses.
-    by_addr: Vec<(u32, u16)>,
+    by_addr: Vec<(F::Addr, u16)>,
     /// Pool index of each local id.
     pub pool_of: Vec<u16>,
     /// For each pool, its local ids (a contiguous range of `addrs`).
     pub ids: Vec<std::ops::Range<u16>>,
     /// Ports in use per pool (a gauge: incremented and decremented under shard locks).
     pub in_use: Vec<AtomicU64>,
+}
+
+impl<F: Family> Default for LocalPools<F> {
+    fn default() -> Self {
+        LocalPools {
+            pools: Vec::new(),
+            addrs: Vec::new(),
+            by_addr: Vec::new(),
+            pool_of: Vec::new(),
+            ids: Vec::new(),
+            in_use: Vec::new(),
+        }
+    }
 }
 
 /// The pools hold more addresses than there are local ids (or more pools than pool indices).
@@ -65,10 +86,11 @@ pub struct TooManyLocalAddresses {
     pub pools: usize,
 }
 
-impl LocalPools {
-    /// The pools, their addresses numbered by local id in order (at most `NO_LOCAL - 1` of
-    /// them, so every id and the end of every id range is below [`NO_LOCAL`]).
-    pub fn new(pools: &[LocalPool]) -> Result<LocalPools, TooManyLocalAddresses> {
+impl<F: Family> LocalPools<F> {
+    /// The pools, their addresses of family `F` numbered by local id in order (at most
+    /// `NO_LOCAL - 1` of them, so every id and the end of every id range is below
+    /// [`NO_LOCAL`]); addresses of the other family are left out.
+    pub fn new(pools: &[LocalPool]) -> Result<LocalPools<F>, TooManyLocalAddresses> {
         let too_many = TooManyLocalAddresses {
             addresses: pools.iter().map(|p| p.addresses.len()).sum(),
             pools: pools.len(),
@@ -86,8 +108,8 @@ impl LocalPools {
         for (pi, p) in pools.iter().enumerate() {
             let pool = u16::try_from(pi).map_err(|_| too_many)?;
             let start = local_id(out.addrs.len())?;
-            for a in &p.addresses {
-                out.addrs.push(a.to_bits());
+            for a in p.addresses.iter().filter_map(|&a| F::from_ip(a)) {
+                out.addrs.push(a);
                 out.pool_of.push(pool);
             }
             out.ids.push(start..local_id(out.addrs.len())?);
@@ -100,7 +122,7 @@ impl LocalPools {
 
     /// The local id of `addr`, if it is a pool address.
     #[inline]
-    pub fn id_of(&self, addr: u32) -> Option<u16> {
+    pub fn id_of(&self, addr: F::Addr) -> Option<u16> {
         self.by_addr
             .binary_search_by_key(&addr, |&(a, _)| a)
             .ok()
@@ -110,18 +132,11 @@ impl LocalPools {
     /// Whether `addr`:`port` is a local endpoint xvs hands out: a pool address, at a port of its
     /// pool's range (the box's own connections from a pool address use other ports).
     #[inline]
-    pub fn is_pool_endpoint(&self, addr: u32, port: u16) -> bool {
+    pub fn is_pool_endpoint(&self, addr: F::Addr, port: u16) -> bool {
         self.id_of(addr).is_some_and(|id| {
             let p = &self.pools[usize::from(self.pool_of[usize::from(id)])];
             (p.first_port..=p.last_port).contains(&port)
         })
-    }
-
-    /// The shard (of `shards`, a power of two) that holds the connection whose local endpoint
-    /// is `port` on a pool address.
-    #[inline]
-    pub fn shard_of_reply(port: u16, shards: usize) -> usize {
-        usize::from(port) & (shards - 1)
     }
 
     /// Ports of pool `pool` in use now.
@@ -137,6 +152,13 @@ impl LocalPools {
             .get(pool)
             .map_or(0, |p| u64::from(p.last_port - p.first_port) + 1)
     }
+}
+
+/// The shard (of `shards`, a power of two) that holds the connection whose local endpoint is
+/// `port` on a pool address (either family).
+#[inline]
+pub fn shard_of_reply(port: u16, shards: usize) -> usize {
+    usize::from(port) & (shards - 1)
 }
 
 /// A FIFO ring of free ports, allocated once.
@@ -185,7 +207,7 @@ pub struct ShardPorts {
 
 impl ShardPorts {
     /// Shard `shard` of `shards`: the ports `p` with `p mod shards == shard` of every address.
-    pub fn new(pools: &LocalPools, shard: usize, shards: usize) -> ShardPorts {
+    pub fn new<F: Family>(pools: &LocalPools<F>, shard: usize, shards: usize) -> ShardPorts {
         let rings = pools
             .pool_of
             .iter()
@@ -209,7 +231,7 @@ impl ShardPorts {
 
     /// A free (local id, port) of pool `pool`, taking the pool's addresses in turn; `None` when
     /// this shard's share of the pool is used up.
-    pub fn alloc(&mut self, pools: &LocalPools, pool: u16) -> Option<(u16, u16)> {
+    pub fn alloc<F: Family>(&mut self, pools: &LocalPools<F>, pool: u16) -> Option<(u16, u16)> {
         let ids = pools.ids.get(usize::from(pool))?.clone();
         let n = ids.end - ids.start;
         let cursor = self.cursors.get_mut(usize::from(pool))?;
@@ -225,7 +247,7 @@ impl ShardPorts {
     }
 
     /// Returns `port` of local id `id`.
-    pub fn release(&mut self, pools: &LocalPools, id: u16, port: u16) {
+    pub fn release<F: Family>(&mut self, pools: &LocalPools<F>, id: u16, port: u16) {
         if let Some(r) = self.rings.get_mut(usize::from(id)) {
             r.push(port);
             let pool = usize::from(pools.pool_of[usize::from(id)]);
@@ -243,9 +265,10 @@ impl ShardPorts {
 #[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn pools(first: u16, last: u16, addrs: &[&str]) -> LocalPools {
-        LocalPools::new(&[LocalPool {
+        LocalPools::<V4>::new(&[LocalPool {
             name: "p".into(),
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             first_port: first,
@@ -262,12 +285,12 @@ mod tests {
             .collect();
         let pool = |addresses: &[Ipv4Addr]| LocalPool {
             name: "p".into(),
-            addresses: addresses.to_vec(),
+            addresses: addresses.iter().map(|&a| a.into()).collect(),
             first_port: 1024,
             last_port: 1024,
         };
         assert_eq!(
-            LocalPools::new(&[pool(&addresses)]).err(),
+            LocalPools::<V4>::new(&[pool(&addresses)]).err(),
             Some(TooManyLocalAddresses {
                 addresses: n,
                 pools: 1
@@ -275,8 +298,8 @@ mod tests {
         );
         // Split over two pools, or one fewer: the last id below NO_LOCAL is the limit.
         let (a, b) = addresses.split_at(100);
-        assert!(LocalPools::new(&[pool(a), pool(b)]).is_err());
-        let p = LocalPools::new(&[pool(&addresses[..n - 1])]).unwrap();
+        assert!(LocalPools::<V4>::new(&[pool(a), pool(b)]).is_err());
+        let p = LocalPools::<V4>::new(&[pool(&addresses[..n - 1])]).unwrap();
         assert_eq!(p.id_of(addresses[n - 2].to_bits()), Some(NO_LOCAL - 2));
     }
 
@@ -284,7 +307,7 @@ mod tests {
     fn id_of_finds_every_address_of_every_pool_and_nothing_else() {
         let mk = |name: &str, addrs: &[Ipv4Addr]| LocalPool {
             name: name.into(),
-            addresses: addrs.to_vec(),
+            addresses: addrs.iter().map(|&a| a.into()).collect(),
             first_port: 20000,
             last_port: 20099,
         };
@@ -296,7 +319,7 @@ mod tests {
         let b: Vec<Ipv4Addr> = (0..10u8)
             .map(|i| Ipv4Addr::new(198, 18, 3, 250 - i))
             .collect();
-        let p = LocalPools::new(&[mk("a", &a), mk("b", &b)]).unwrap();
+        let p = LocalPools::<V4>::new(&[mk("a", &a), mk("b", &b)]).unwrap();
         for (id, addr) in a.iter().chain(&b).enumerate() {
             assert_eq!(p.id_of(addr.to_bits()), Some(id as u16), "{addr}");
         }
@@ -304,12 +327,12 @@ mod tests {
             let other: Ipv4Addr = other.parse().unwrap();
             assert_eq!(p.id_of(other.to_bits()), None, "{other}");
         }
-        assert_eq!(LocalPools::new(&[]).unwrap().id_of(0), None);
+        assert_eq!(LocalPools::<V4>::new(&[]).unwrap().id_of(0), None);
     }
 
     #[test]
     fn pool_endpoints_are_pool_addresses_at_ports_of_their_own_pool() {
-        let p = LocalPools::new(&[
+        let p = LocalPools::<V4>::new(&[
             LocalPool {
                 name: "a".into(),
                 addresses: vec!["198.18.1.2".parse().unwrap()],
@@ -342,7 +365,7 @@ mod tests {
             let mut sp = ShardPorts::new(&p, s, 4);
             while let Some((id, port)) = sp.alloc(&p, 0) {
                 assert_eq!(id, 0);
-                assert_eq!(LocalPools::shard_of_reply(port, 4), s);
+                assert_eq!(shard_of_reply(port, 4), s);
                 assert!(seen.insert(port), "port {port} handed out twice");
             }
         }
@@ -378,5 +401,37 @@ mod tests {
         let p = pools(1, 10, &["198.18.1.2"]);
         let mut sp = ShardPorts::new(&p, 0, 1);
         assert_eq!(sp.alloc(&p, 7), None);
+    }
+
+    #[test]
+    fn each_family_numbers_its_own_addresses_and_keeps_the_pool_indices() {
+        use crate::conntrack::family::V6;
+        let mk = |name: &str, addrs: &[&str]| LocalPool {
+            name: name.into(),
+            addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            first_port: 3000,
+            last_port: 3009,
+        };
+        let list = [
+            mk("a4", &["198.18.1.2"]),
+            mk("b6", &["2001:2:0:2::2", "2001:2:0:2::3"]),
+        ];
+        let p4 = LocalPools::<V4>::new(&list).unwrap();
+        let p6 = LocalPools::<V6>::new(&list).unwrap();
+        assert_eq!((p4.addrs.len(), p6.addrs.len()), (1, 2));
+        assert_eq!((p4.pools.len(), p6.pools.len()), (2, 2));
+        assert_eq!(p6.ids, [0..0, 0..2]);
+        let a6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().to_bits();
+        assert_eq!(p6.id_of(a6("2001:2:0:2::3")), Some(1));
+        assert!(p6.is_pool_endpoint(a6("2001:2:0:2::2"), 3009));
+        assert!(!p6.is_pool_endpoint(a6("2001:2:0:2::2"), 3010));
+        assert_eq!(p6.id_of(a6("2001:2:0:2::4")), None);
+        // The IPv4 pool hands out nothing from the IPv6 table, the IPv6 pool everything.
+        let mut sp = ShardPorts::new(&p6, 0, 1);
+        assert_eq!(sp.alloc(&p6, 0), None);
+        let got: Vec<_> = (0..20).map_while(|_| sp.alloc(&p6, 1)).collect();
+        assert_eq!(got.len(), 20);
+        assert_eq!(p6.ports_in_use(1), 20);
+        assert_eq!(p4.ports_in_use(1), 0);
     }
 }

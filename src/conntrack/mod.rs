@@ -16,7 +16,7 @@
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
-//! - An entry is 40 bytes (IPv4): three addresses and four ports (client, VIP, real server and,
+//! - An IPv4 entry is 40 bytes: three addresses and four ports (client, VIP, real server and,
 //!   for FULLNAT, the local port; the local address is the pool's, named by the local id), the
 //!   local id, the service and real-server positions it was scheduled at ([`Origin`], so the
 //!   datapath counts its packets without a lookup by address), protocol, state, a 32-bit expiry
@@ -34,19 +34,30 @@
 //!   Both outcomes are reported to the caller, which counts them.
 //! - Per-real-server active/inactive counts ([`RealStats`]) are kept exact: every insert, state
 //!   change across ESTABLISHED, and removal adjusts them.
-//! - Only IPv4 connections are stored (IPv6 is refused by the configuration until its issue).
+//! - Each address family has a table of its own, with its own bound: IPv4
+//!   (`conntrack.max_entries`) and IPv6 (`conntrack.max_entries_ipv6`; a capacity of 0 builds
+//!   no IPv6 table and reserves no memory, and every IPv6 insert is refused as full). The shard,
+//!   slab, index and expiry code is written once, generic over a sealed [`family::Family`]
+//!   (addresses stored as `u32` or `u128`); [`ConnTable`] routes every call by its key's
+//!   family. A key or connection whose addresses mix the families is refused (lookups find
+//!   nothing, inserts return [`InsertError::MixedFamilies`]), never converted. An IPv6 entry is
+//!   80 bytes (three 16-byte addresses), so an IPv6 connection costs 80 + 2 × 8 / 0.75 ≈ 101.3
+//!   bytes. FULLNAT pools are of one family each; each table numbers the addresses of its own
+//!   family, keeping the pool indices (a pool of the other family hands out no port).
 
+pub mod family;
 pub mod index;
 pub mod local_ports;
 pub mod sharded;
 pub mod state;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 pub use state::{ConnState, Direction};
 
+use crate::conntrack::family::{Family, V4, V6};
 use crate::conntrack::index::FlowIndex;
 pub use crate::conntrack::local_ports::LocalPool;
 use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
@@ -240,9 +251,10 @@ pub enum InsertError {
     /// The shard is full of live entries none of which is half-open.
     #[error("connection table full")]
     Full,
-    /// An address is not IPv4.
-    #[error("only IPv4 connections are tracked")]
-    NotIpv4,
+    /// The connection's addresses are not all of one family (client, VIP and real server are
+    /// all IPv4 or all IPv6).
+    #[error("a connection's addresses must all be IPv4 or all IPv6")]
+    MixedFamilies,
     /// FULLNAT: the shard's share of the pool's local ports is in use.
     #[error("local address pool exhausted")]
     LocalPortsExhausted,
@@ -271,24 +283,21 @@ fn is_expired(expires: u32, now: u32) -> bool {
     now.wrapping_sub(expires) as i32 >= 0
 }
 
-fn v4(ip: IpAddr) -> Option<u32> {
-    match ip {
-        IpAddr::V4(a) => Some(a.to_bits()),
-        IpAddr::V6(_) => None,
-    }
-}
-
-/// One connection (40 bytes). A free slot has `stats: None` and keeps the next free slot + 1
-/// (0 = none) in `client`. A FULLNAT entry has a local id (`lid`, see [`local_ports`]) and its
-/// local endpoint `addrs[lid]:lport` (the address is the pools', not stored: [`Entry::local`]);
-/// NAT entries have `lid == NO_LOCAL`. `origin` is where the connection was scheduled.
+/// One connection of family `F` (40 bytes for IPv4, 80 for IPv6). A free slot has
+/// `stats: None` and keeps the next free slot + 1 (0 = none) in `expires`. A FULLNAT entry has
+/// a local id (`lid`, see [`local_ports`]) and its local endpoint `addrs[lid]:lport` (the
+/// address is the pools', not stored: [`Entry::local`]); NAT entries have `lid == NO_LOCAL`.
+/// `origin` is where the connection was scheduled. The field order keeps both families free of
+/// padding but the tail's.
 #[derive(Debug)]
 #[repr(C)]
-struct Entry {
+struct Entry<F: Family> {
+    client: F::Addr,
+    vip: F::Addr,
+    real: F::Addr,
+    /// Expiry tick (see [`tick`]); a free slot's next free slot + 1.
+    expires: u32,
     stats: Option<Arc<RealStats>>,
-    client: u32,
-    vip: u32,
-    real: u32,
     origin: Origin,
     cport: u16,
     vport: u16,
@@ -297,27 +306,28 @@ struct Entry {
     lid: u16,
     proto: Proto,
     state: ConnState,
-    /// Expiry tick (see [`tick`]).
-    expires: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 40);
+const _: () = assert!(std::mem::size_of::<Entry<V4>>() == 40);
+const _: () = assert!(std::mem::size_of::<Entry<V6>>() == 80);
 
-/// A compact flow key: (source, destination, source port, destination port, protocol).
+/// A compact flow key of family `F`: (source, destination, source port, destination port,
+/// protocol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key4 {
-    src: u32,
-    dst: u32,
+struct Key<F: Family> {
+    src: F::Addr,
+    dst: F::Addr,
     sport: u16,
     dport: u16,
     proto: Proto,
 }
 
-impl Key4 {
-    fn of(k: &FlowKey) -> Option<Key4> {
-        Some(Key4 {
-            src: v4(k.src)?,
-            dst: v4(k.dst)?,
+impl<F: Family> Key<F> {
+    /// The key, if both its addresses are of family `F`.
+    fn of(k: &FlowKey) -> Option<Key<F>> {
+        Some(Key {
+            src: F::from_ip(k.src)?,
+            dst: F::from_ip(k.dst)?,
             sport: k.sport,
             dport: k.dport,
             proto: k.proto,
@@ -326,31 +336,33 @@ impl Key4 {
 
     #[inline]
     fn hash(&self, seed: &ahash::RandomState) -> u64 {
-        let a = (u64::from(self.src) << 32) | u64::from(self.dst);
-        let b = (u64::from(self.sport) << 24) | (u64::from(self.dport) << 8) | self.proto as u64;
-        seed.hash_one((a, b))
+        let rest = (u64::from(self.sport) << 24) | (u64::from(self.dport) << 8) | self.proto as u64;
+        F::hash_key(seed, self.src, self.dst, rest)
     }
 }
 
-impl Entry {
-    /// The entry of a new connection scheduled at `origin` (IPv4 only), expiring after its
-    /// state's timeout from `now`; NAT until a local endpoint is allocated.
+impl<F: Family> Entry<F> {
+    /// The entry of a new connection scheduled at `origin` (every address of family `F`),
+    /// expiring after its state's timeout from `now`; NAT until a local endpoint is allocated.
     fn new(
         new: NewConn,
         origin: Origin,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Result<Entry, InsertError> {
-        let (Some(client), Some(vip), Some(real)) =
-            (v4(new.client.ip()), v4(new.vip.ip()), v4(new.real.ip()))
-        else {
-            return Err(InsertError::NotIpv4);
+    ) -> Result<Entry<F>, InsertError> {
+        let (Some(client), Some(vip), Some(real)) = (
+            F::from_ip(new.client.ip()),
+            F::from_ip(new.vip.ip()),
+            F::from_ip(new.real.ip()),
+        ) else {
+            return Err(InsertError::MixedFamilies);
         };
         Ok(Entry {
-            stats: Some(new.stats),
             client,
             vip,
             real,
+            expires: tick(now).wrapping_add(ticks(new.state.timeout(timeouts))),
+            stats: Some(new.stats),
             origin,
             cport: new.client.port(),
             vport: new.vip.port(),
@@ -359,7 +371,6 @@ impl Entry {
             lid: NO_LOCAL,
             proto: new.proto,
             state: new.state,
-            expires: tick(now).wrapping_add(ticks(new.state.timeout(timeouts))),
         })
     }
 
@@ -367,29 +378,34 @@ impl Entry {
         self.stats.is_some()
     }
 
-    /// The local address of a FULLNAT entry (0 for NAT: no pool address is 0.0.0.0).
+    /// The local address of a FULLNAT entry (all zeros for NAT: no pool address is
+    /// unspecified).
     #[inline]
-    fn local(&self, pools: &LocalPools) -> u32 {
-        pools.addrs.get(usize::from(self.lid)).copied().unwrap_or(0)
+    fn local(&self, pools: &LocalPools<F>) -> F::Addr {
+        pools
+            .addrs
+            .get(usize::from(self.lid))
+            .copied()
+            .unwrap_or_default()
     }
 
-    fn key(&self, dir: Direction, pools: &LocalPools) -> Key4 {
+    fn key(&self, dir: Direction, pools: &LocalPools<F>) -> Key<F> {
         match dir {
-            Direction::Original => Key4 {
+            Direction::Original => Key {
                 src: self.client,
                 dst: self.vip,
                 sport: self.cport,
                 dport: self.vport,
                 proto: self.proto,
             },
-            Direction::Reply if self.lid != NO_LOCAL => Key4 {
+            Direction::Reply if self.lid != NO_LOCAL => Key {
                 src: self.real,
                 dst: self.local(pools),
                 sport: self.rport,
                 dport: self.lport,
                 proto: self.proto,
             },
-            Direction::Reply => Key4 {
+            Direction::Reply => Key {
                 src: self.real,
                 dst: self.client,
                 sport: self.rport,
@@ -400,8 +416,8 @@ impl Entry {
     }
 
     #[inline]
-    fn tracked(&self, pools: &LocalPools) -> Tracked {
-        let ep = |ip: u32, port| Endpoint::new(IpAddr::V4(Ipv4Addr::from_bits(ip)), port);
+    fn tracked(&self, pools: &LocalPools<F>) -> Tracked {
+        let ep = |ip: F::Addr, port| Endpoint::new(F::to_ip(ip), port);
         Tracked {
             client: ep(self.client, self.cport),
             vip: ep(self.vip, self.vport),
@@ -471,12 +487,12 @@ fn count(stats: &RealStats, state: ConnState) -> &AtomicU64 {
 }
 
 #[derive(Debug)]
-struct Shard {
-    slots: Vec<Entry>,
+struct Shard<F: Family> {
+    slots: Vec<Entry<F>>,
     index: FlowIndex,
     /// This shard's share of the FULLNAT pools' ports.
     ports: ShardPorts,
-    pools: Arc<LocalPools>,
+    pools: Arc<LocalPools<F>>,
     /// First free slot + 1 (0 = none) among `slots` already pushed.
     free_head: u32,
     capacity: usize,
@@ -514,13 +530,13 @@ const EVICT_SCAN: usize = 64;
 /// How many slots [`ConnTable::remove_real`] scans per lock of a shard.
 pub const REMOVE_REAL_CHUNK: usize = 4096;
 
-impl Shard {
+impl<F: Family> Shard<F> {
     fn try_new(
         capacity: usize,
-        pools: Arc<LocalPools>,
+        pools: Arc<LocalPools<F>>,
         shard: usize,
         shards: usize,
-    ) -> Result<Shard, std::collections::TryReserveError> {
+    ) -> Result<Shard<F>, std::collections::TryReserveError> {
         let mut slots = Vec::new();
         slots.try_reserve_exact(capacity)?;
         Ok(Shard {
@@ -539,12 +555,12 @@ impl Shard {
     /// What [`Shard::allocated_bytes`] will be for a shard of `capacity` entries.
     fn bytes_for(capacity: usize) -> usize {
         capacity
-            .saturating_mul(std::mem::size_of::<Entry>())
+            .saturating_mul(std::mem::size_of::<Entry<F>>())
             .saturating_add(FlowIndex::bytes_for(capacity.saturating_mul(2)))
     }
 
     fn allocated_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Entry>() + self.index.allocated_bytes()
+        self.slots.capacity() * std::mem::size_of::<Entry<F>>() + self.index.allocated_bytes()
     }
 
     /// Bytes allocated for the FULLNAT port rings.
@@ -554,7 +570,7 @@ impl Shard {
 
     /// The slot whose `dir` key is `key`.
     #[inline]
-    fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key4) -> Option<usize> {
+    fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key<F>) -> Option<usize> {
         let (slots, pools) = (&self.slots, &*self.pools);
         self.index
             .find(key.hash(seed), |v| {
@@ -591,7 +607,7 @@ impl Shard {
             self.ports.release(&self.pools, lid, lport);
         }
         let e = &mut self.slots[slot];
-        e.client = self.free_head;
+        e.expires = self.free_head;
         self.free_head = slot_id(slot) + 1;
         self.live -= 1;
     }
@@ -633,10 +649,10 @@ impl Shard {
     }
 
     /// Places `entry` in a free slot and indexes its keys (both, or the original one only).
-    fn place(&mut self, seed: &ahash::RandomState, entry: Entry, keys: Keys) -> usize {
+    fn place(&mut self, seed: &ahash::RandomState, entry: Entry<F>, keys: Keys) -> usize {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
-            self.free_head = self.slots[s].client;
+            self.free_head = self.slots[s].expires;
             self.slots[s] = entry;
             s
         } else {
@@ -667,13 +683,13 @@ pub struct TableAllocError {
     pub reason: String,
 }
 
-/// The sharded connection table. See the module documentation for its invariants.
+/// One family's sharded table. See the module documentation for its invariants.
 #[derive(Debug)]
-pub struct ConnTable {
+struct Table<F: Family> {
     /// The shards, placed by client endpoint `(address, port)`.
-    shards: Sharded<Shard>,
-    /// The FULLNAT pools (fixed at construction).
-    pools: Arc<LocalPools>,
+    shards: Sharded<Shard<F>>,
+    /// The FULLNAT pools' addresses of family `F` (fixed at construction).
+    pools: Arc<LocalPools<F>>,
     /// Hashes keys for the shards' indexes (random seeds: flooding one probe run needs them).
     key_hasher: ahash::RandomState,
 }
@@ -683,135 +699,77 @@ const SHARD_SEEDS: [u64; 4] = [0x7876_7300, 0x636f_6e6e, 0x7472_6163, 0x6b00_000
 /// The most shards a connection table has.
 const MAX_SHARDS: usize = 64;
 
-impl ConnTable {
-    /// A table holding at most `max_entries` connections, in a number of shards that grows with
-    /// the capacity (1 shard below 8192 entries, up to 64).
-    pub fn new(max_entries: usize) -> ConnTable {
-        Self::with_shards(max_entries, Self::default_shards(max_entries))
-    }
+fn default_shards(max_entries: usize) -> usize {
+    Sharded::<()>::shards_for(max_entries, MAX_SHARDS)
+}
 
-    /// The number of shards [`ConnTable::new`] gives a table of `max_entries`.
-    pub fn shards_for(max_entries: usize) -> usize {
-        Self::default_shards(max_entries)
-    }
-
-    fn default_shards(max_entries: usize) -> usize {
-        Sharded::<Shard>::shards_for(max_entries, MAX_SHARDS)
-    }
-
-    /// Number of shards (a power of two).
-    pub fn shards(&self) -> usize {
-        self.shards.shards()
-    }
-
-    /// The FULLNAT pools: names, ports in use (`xvs_local_address_ports_in_use`).
-    pub fn local_pools(&self) -> &LocalPools {
-        &self.pools
-    }
-
-    /// Bytes allocated for the FULLNAT pools' free-port rings (2 bytes per pool port).
-    pub fn local_port_bytes(&self) -> usize {
-        self.shards.sum(Shard::port_bytes)
-    }
-
-    /// A table with an explicit power-of-two shard count; capacity is split exactly.
-    pub fn with_shards(max_entries: usize, shards: usize) -> ConnTable {
-        Self::with_pools(max_entries, shards, &[])
-    }
-
-    /// A table with FULLNAT local address pools (pool `i` of `pools` is pool index `i` of
-    /// [`ConnTable::insert_fullnat`]); `shards` as in [`ConnTable::with_shards`], or 0 for the
-    /// default of [`ConnTable::new`].
-    pub fn with_pools(max_entries: usize, shards: usize, pools: &[LocalPool]) -> ConnTable {
-        Self::try_with_pools(max_entries, shards, pools).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Bytes [`ConnTable::allocated_bytes`] will report for a table of `max_entries` built by
-    /// [`ConnTable::new`] (entries and indexes; the FULLNAT port rings are
-    /// [`ConnTable::local_port_bytes`]), computed without allocating: what `xvs check` weighs
-    /// against the memory the process can get.
-    pub fn bytes_needed(max_entries: usize) -> usize {
-        Sharded::<Shard>::capacities(max_entries, Self::default_shards(max_entries))
-            .map(Shard::bytes_for)
+impl<F: Family> Table<F> {
+    /// What [`Table::allocated_bytes`] will be for `max_entries` in the default shard count.
+    fn bytes_needed(max_entries: usize) -> usize {
+        Sharded::<()>::capacities(max_entries, default_shards(max_entries))
+            .map(Shard::<F>::bytes_for)
             .fold(0, usize::saturating_add)
     }
 
-    /// [`ConnTable::with_pools`] that reports a failed allocation (an address-space or data
-    /// limit, a capacity overflow) as an error instead of aborting the process.
-    pub fn try_with_pools(
+    /// A table of `max_entries` in `shards` shards (0 = the default), `what` naming it in
+    /// errors.
+    fn try_new(
+        what: &'static str,
         max_entries: usize,
         shards: usize,
         pools: &[LocalPool],
-    ) -> Result<ConnTable, TableAllocError> {
-        let shards = if shards == 0 {
-            Self::default_shards(max_entries)
+    ) -> Result<Table<F>, TableAllocError> {
+        let n = if shards == 0 {
+            default_shards(max_entries)
         } else {
             shards
         };
-        let pools = Arc::new(LocalPools::new(pools).map_err(|e| TableAllocError {
+        let pools = Arc::new(LocalPools::<F>::new(pools).map_err(|e| TableAllocError {
             what: "FULLNAT local address pools",
             entries: e.addresses,
             bytes: 0,
             reason: e.to_string(),
         })?);
-        let n = shards;
+        let alloc_error = |reason| TableAllocError {
+            what,
+            entries: max_entries,
+            bytes: Self::bytes_needed(max_entries),
+            reason,
+        };
         if max_entries.div_ceil(n) > MAX_SHARD_SLOTS {
-            return Err(TableAllocError {
-                what: "connection table",
-                entries: max_entries,
-                bytes: Self::bytes_needed(max_entries),
-                reason: format!("more than {MAX_SHARD_SLOTS} entries in one of {n} shards"),
-            });
+            return Err(alloc_error(format!(
+                "more than {MAX_SHARD_SLOTS} entries in one of {n} shards"
+            )));
         }
         let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, capacity| {
             Shard::try_new(capacity, pools.clone(), i, n)
         })
-        .map_err(|e| TableAllocError {
-            what: "connection table",
-            entries: max_entries,
-            bytes: Self::bytes_needed(max_entries),
-            reason: e.to_string(),
-        })?;
-        Ok(ConnTable {
+        .map_err(|e| alloc_error(e.to_string()))?;
+        Ok(Table {
             shards,
             pools,
             key_hasher: ahash::RandomState::new(),
         })
     }
 
-    pub fn capacity(&self) -> usize {
-        self.shards.capacity()
-    }
-
-    /// Number of live entries (exact between operations).
-    pub fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Bytes allocated for entries and indexes (reserved at construction; pages are touched as
-    /// entries are first used).
-    pub fn allocated_bytes(&self) -> usize {
+    fn allocated_bytes(&self) -> usize {
         self.shards.sum(Shard::allocated_bytes)
     }
 
     #[inline]
-    fn shard_for(&self, client: (u32, u16)) -> MutexGuard<'_, Shard> {
+    fn shard_for(&self, client: (F::Addr, u16)) -> MutexGuard<'_, Shard<F>> {
         self.shards.lock_for(&client)
     }
 
     /// The shard of a packet travelling in `dir` with `key`: the shard of its client endpoint,
     /// or for a FULLNAT reply (destination a pool address) the shard that owns its local port.
     #[inline]
-    fn shard_of(&self, dir: Direction, key: &Key4) -> MutexGuard<'_, Shard> {
+    fn shard_of(&self, dir: Direction, key: &Key<F>) -> MutexGuard<'_, Shard<F>> {
         match dir {
             Direction::Original => self.shard_for((key.src, key.sport)),
             Direction::Reply => {
                 if !self.pools.addrs.is_empty() && self.pools.id_of(key.dst).is_some() {
-                    let i = LocalPools::shard_of_reply(key.dport, self.shards.shards());
+                    let i = local_ports::shard_of_reply(key.dport, self.shards.shards());
                     self.shards.lock(i)
                 } else {
                     self.shard_for((key.dst, key.dport))
@@ -820,23 +778,18 @@ impl ConnTable {
         }
     }
 
-    /// The live connection whose `dir` key is `key`, without touching its state or timeout (for
-    /// ICMP errors about a connection, which say nothing about its progress).
-    pub fn peek(&self, dir: Direction, key: &FlowKey, now: Nanos) -> Option<Tracked> {
-        let key = Key4::of(key)?;
+    /// See [`ConnTable::peek`].
+    fn peek(&self, dir: Direction, key: &FlowKey, now: Nanos) -> Option<Tracked> {
+        let key = Key::<F>::of(key)?;
         let shard = self.shard_of(dir, &key);
         let slot = shard.find(&self.key_hasher, dir, &key)?;
         let e = &shard.slots[slot];
         (!is_expired(e.expires, tick(now))).then(|| e.tracked(&shard.pools))
     }
 
-    /// Finds the connection of a packet, advances its state and refreshes its timeout.
-    ///
-    /// Returns `None` when there is no live entry, when the entry had expired (it is removed), or
-    /// when an initial SYN from the client reopens a closing connection (the entry is removed so
-    /// that the caller schedules the new connection afresh).
+    /// See [`ConnTable::lookup`].
     #[inline]
-    pub fn lookup(
+    fn lookup(
         &self,
         dir: Direction,
         key: &FlowKey,
@@ -844,7 +797,7 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Option<Tracked> {
-        let key = Key4::of(key)?;
+        let key = Key::<F>::of(key)?;
         let seed = &self.key_hasher;
         let mut guard = self.shard_of(dir, &key);
         let shard = &mut *guard;
@@ -879,6 +832,334 @@ impl ConnTable {
         let mut t = e.tracked(&shard.pools);
         t.handshake_completed = handshake_completed;
         Some(t)
+    }
+
+    /// See [`ConnTable::insert`] and its siblings.
+    fn insert_with(
+        &self,
+        new: NewConn,
+        origin: Origin,
+        pool: Option<u16>,
+        now: Nanos,
+        timeouts: &Timeouts,
+        keys: Keys,
+    ) -> Result<Inserted, InsertError> {
+        let mut entry = Entry::<F>::new(new, origin, now, timeouts)?;
+        let (client, now_tick) = (entry.client, tick(now));
+        let seed = &self.key_hasher;
+        let mut shard = self.shard_for((client, entry.cport));
+        let ok = entry.key(Direction::Original, &shard.pools);
+        if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
+            let existing = &shard.slots[slot];
+            if !is_expired(existing.expires, now_tick) {
+                return Ok(Inserted {
+                    conn: existing.tracked(&shard.pools),
+                    evicted_half_open: false,
+                });
+            }
+            shard.remove(seed, slot);
+            self.shards.count_removed(1);
+        }
+        let evicted_half_open = self.make_room(&mut shard, now_tick)?;
+        if let Some(pool) = pool {
+            let Shard { ports, pools, .. } = &mut *shard;
+            let Some((lid, lport)) = ports.alloc(pools, pool) else {
+                return Err(InsertError::LocalPortsExhausted);
+            };
+            entry.lid = lid;
+            entry.lport = lport;
+        }
+        let rk = entry.key(Direction::Reply, &shard.pools);
+        // A reply key held by another live connection (same client endpoint NATed to the same
+        // real server from two services) is taken over by the newer connection; the older one
+        // keeps its original direction until it expires.
+        if keys == Keys::Both {
+            if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
+                shard.unindex(seed, older, Direction::Reply);
+            }
+            // Keep the older entry's reply key out of the index but its removal consistent:
+            // `unindex` on removal finds nothing for that key and does nothing.
+        }
+        if let Some(stats) = &entry.stats {
+            count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
+            stats.conn_added();
+        }
+        let conn = entry.tracked(&shard.pools);
+        shard.place(seed, entry, keys);
+        self.shards.count_added(1);
+        Ok(Inserted {
+            conn,
+            evicted_half_open,
+        })
+    }
+
+    /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
+    /// one (returns `true`), else refuses (`Full`; a table of capacity 0 always refuses).
+    fn make_room(&self, shard: &mut Shard<F>, now_tick: u32) -> Result<bool, InsertError> {
+        let seed = &self.key_hasher;
+        if shard.live < shard.capacity {
+            return Ok(false);
+        }
+        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
+        self.shards.count_removed(reclaimed);
+        if shard.live < shard.capacity {
+            return Ok(false);
+        }
+        if !shard.evict_half_open(seed, now_tick) {
+            return Err(InsertError::Full);
+        }
+        self.shards.count_removed(1);
+        Ok(true)
+    }
+
+    /// See [`ConnTable::expire`].
+    fn expire(&self, now: Nanos, budget: usize) -> usize {
+        let now = tick(now);
+        self.shards
+            .sweep(|shard| shard.sweep(&self.key_hasher, now, budget))
+    }
+
+    /// See [`ConnTable::remove_real`].
+    fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
+        let mut total = 0;
+        for i in 0..self.shards.shards() {
+            let mut start = 0;
+            loop {
+                let mut shard = self.shards.lock(i);
+                let end = (start + REMOVE_REAL_CHUNK).min(shard.slots.len());
+                let mut removed = 0;
+                for slot in start..end {
+                    let mine = shard.slots[slot]
+                        .stats
+                        .as_ref()
+                        .is_some_and(|st| Arc::ptr_eq(st, stats));
+                    if mine {
+                        shard.remove(&self.key_hasher, slot);
+                        removed += 1;
+                    }
+                }
+                let more = end < shard.slots.len();
+                self.shards.count_removed(removed);
+                drop(shard);
+                total += removed;
+                if !more {
+                    break;
+                }
+                start = end;
+            }
+        }
+        total
+    }
+
+    /// Appends a copy of every entry live at `now` to `out` (locks one shard at a time).
+    fn rows_into(&self, now: Nanos, out: &mut Vec<ConnRow>) {
+        let now_tick = tick(now);
+        self.shards.for_each(|s| {
+            out.extend(
+                s.slots
+                    .iter()
+                    .filter(|e| e.is_live() && !is_expired(e.expires, now_tick))
+                    .map(|e| {
+                        let t = e.tracked(&s.pools);
+                        ConnRow {
+                            proto: e.proto,
+                            client: t.client(),
+                            vip: t.vip(),
+                            real: t.real(),
+                            local: t.local(),
+                            state: e.state,
+                            expires: e.expires_at(now),
+                        }
+                    }),
+            );
+        });
+    }
+}
+
+/// The connection table: an IPv4 table and, when it has a capacity, an IPv6 table, each with
+/// its own bound. Every call goes to the table of its key's family; a key or connection whose
+/// addresses mix the families is refused. See the module documentation for the invariants.
+#[derive(Debug)]
+pub struct ConnTable {
+    v4: Table<V4>,
+    /// `None` when the IPv6 capacity is 0 (no memory reserved): IPv6 inserts are refused as
+    /// [`InsertError::Full`] and lookups find nothing.
+    v6: Option<Table<V6>>,
+}
+
+impl ConnTable {
+    /// A table holding at most `max_entries` IPv4 connections (and no IPv6 ones), in a number
+    /// of shards that grows with the capacity (1 shard below 8192 entries, up to 64).
+    pub fn new(max_entries: usize) -> ConnTable {
+        Self::with_shards(max_entries, default_shards(max_entries))
+    }
+
+    /// The number of shards [`ConnTable::new`] gives a table of `max_entries`.
+    pub fn shards_for(max_entries: usize) -> usize {
+        default_shards(max_entries)
+    }
+
+    /// Number of shards of the IPv4 table (a power of two).
+    pub fn shards(&self) -> usize {
+        self.v4.shards.shards()
+    }
+
+    /// The FULLNAT pools with their IPv4 addresses: names, address lookups. Ports in use count
+    /// both families in [`ConnTable::local_ports_in_use`].
+    pub fn local_pools(&self) -> &LocalPools {
+        &self.v4.pools
+    }
+
+    /// The FULLNAT pools with their IPv6 addresses (`None` without an IPv6 table).
+    pub fn local_pools_v6(&self) -> Option<&LocalPools<V6>> {
+        self.v6.as_ref().map(|t| &*t.pools)
+    }
+
+    /// Ports of pool `pool` held by connections of either family
+    /// (`xvs_local_address_ports_in_use`).
+    pub fn local_ports_in_use(&self, pool: usize) -> u64 {
+        self.v4.pools.ports_in_use(pool)
+            + self.v6.as_ref().map_or(0, |t| t.pools.ports_in_use(pool))
+    }
+
+    /// Bytes allocated for the FULLNAT pools' free-port rings (2 bytes per pool port).
+    pub fn local_port_bytes(&self) -> usize {
+        self.v4.shards.sum(Shard::port_bytes)
+            + self
+                .v6
+                .as_ref()
+                .map_or(0, |t| t.shards.sum(Shard::port_bytes))
+    }
+
+    /// An IPv4-only table with an explicit power-of-two shard count; capacity is split exactly.
+    pub fn with_shards(max_entries: usize, shards: usize) -> ConnTable {
+        Self::with_pools(max_entries, shards, &[])
+    }
+
+    /// An IPv4-only table with FULLNAT local address pools (pool `i` of `pools` is pool index
+    /// `i` of [`ConnTable::insert_fullnat`]); `shards` as in [`ConnTable::with_shards`], or 0
+    /// for the default of [`ConnTable::new`].
+    pub fn with_pools(max_entries: usize, shards: usize, pools: &[LocalPool]) -> ConnTable {
+        Self::with_families(max_entries, 0, shards, pools)
+    }
+
+    /// [`ConnTable::try_with_families`], panicking on an allocation error (tests, benches).
+    pub fn with_families(
+        max_entries: usize,
+        max_entries_ipv6: usize,
+        shards: usize,
+        pools: &[LocalPool],
+    ) -> ConnTable {
+        Self::try_with_families(max_entries, max_entries_ipv6, shards, pools)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Bytes [`ConnTable::allocated_bytes`] will report for the IPv4 table of `max_entries`
+    /// built by [`ConnTable::new`] (entries and indexes; the FULLNAT port rings are
+    /// [`ConnTable::local_port_bytes`]), computed without allocating: what `xvs check` weighs
+    /// against the memory the process can get.
+    pub fn bytes_needed(max_entries: usize) -> usize {
+        Table::<V4>::bytes_needed(max_entries)
+    }
+
+    /// The same for an IPv6 table of `max_entries` (0 for none).
+    pub fn bytes_needed_ipv6(max_entries: usize) -> usize {
+        match max_entries {
+            0 => 0,
+            n => Table::<V6>::bytes_needed(n),
+        }
+    }
+
+    /// [`ConnTable::with_pools`] that reports a failed allocation (an address-space or data
+    /// limit, a capacity overflow) as an error instead of aborting the process.
+    pub fn try_with_pools(
+        max_entries: usize,
+        shards: usize,
+        pools: &[LocalPool],
+    ) -> Result<ConnTable, TableAllocError> {
+        Self::try_with_families(max_entries, 0, shards, pools)
+    }
+
+    /// A table of at most `max_entries` IPv4 and `max_entries_ipv6` IPv6 connections (0: no
+    /// IPv6 table), each split over `shards` shards (0: the default for its capacity), with
+    /// FULLNAT pools of either family; allocation failures are errors.
+    pub fn try_with_families(
+        max_entries: usize,
+        max_entries_ipv6: usize,
+        shards: usize,
+        pools: &[LocalPool],
+    ) -> Result<ConnTable, TableAllocError> {
+        let v4 = Table::try_new("connection table", max_entries, shards, pools)?;
+        let v6 = match max_entries_ipv6 {
+            0 => None,
+            n => Some(Table::try_new("IPv6 connection table", n, shards, pools)?),
+        };
+        Ok(ConnTable { v4, v6 })
+    }
+
+    /// Capacity of the IPv4 table (`conntrack.max_entries`).
+    pub fn capacity(&self) -> usize {
+        self.v4.shards.capacity()
+    }
+
+    /// Capacity of the IPv6 table (`conntrack.max_entries_ipv6`; 0 without one).
+    pub fn capacity_ipv6(&self) -> usize {
+        self.v6.as_ref().map_or(0, |t| t.shards.capacity())
+    }
+
+    /// Number of live entries of both families (exact between operations).
+    pub fn len(&self) -> usize {
+        self.v4.shards.len() + self.len_ipv6()
+    }
+
+    /// Number of live IPv6 entries.
+    pub fn len_ipv6(&self) -> usize {
+        self.v6.as_ref().map_or(0, |t| t.shards.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes allocated for entries and indexes of both families (reserved at construction;
+    /// pages are touched as entries are first used).
+    pub fn allocated_bytes(&self) -> usize {
+        self.v4.allocated_bytes() + self.v6.as_ref().map_or(0, Table::allocated_bytes)
+    }
+
+    /// The IPv6 table, for a key whose source is IPv6 (its destination is checked by the
+    /// table's own key conversion).
+    fn v6_for(&self, key: &FlowKey) -> Option<&Table<V6>> {
+        self.v6.as_ref().filter(|_| key.src.is_ipv6())
+    }
+
+    /// The live connection whose `dir` key is `key`, without touching its state or timeout (for
+    /// ICMP errors about a connection, which say nothing about its progress).
+    pub fn peek(&self, dir: Direction, key: &FlowKey, now: Nanos) -> Option<Tracked> {
+        match key.src {
+            IpAddr::V4(_) => self.v4.peek(dir, key, now),
+            IpAddr::V6(_) => self.v6_for(key)?.peek(dir, key, now),
+        }
+    }
+
+    /// Finds the connection of a packet, advances its state and refreshes its timeout.
+    ///
+    /// Returns `None` when there is no live entry, when the entry had expired (it is removed),
+    /// when an initial SYN from the client reopens a closing connection (the entry is removed so
+    /// that the caller schedules the new connection afresh), or when the key's addresses mix
+    /// the families.
+    pub fn lookup(
+        &self,
+        dir: Direction,
+        key: &FlowKey,
+        event: Event,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Option<Tracked> {
+        match key.src {
+            IpAddr::V4(_) => self.v4.lookup(dir, key, event, now, timeouts),
+            IpAddr::V6(_) => self.v6_for(key)?.lookup(dir, key, event, now, timeouts),
+        }
     }
 
     /// Inserts a new connection. If the original key is already tracked (two workers raced on
@@ -934,9 +1215,11 @@ impl ConnTable {
     }
 
     /// Inserts a new FULLNAT connection whose local endpoint comes from pool `pool` (an index
-    /// into the pools the table was built with): allocated in the connection's shard, under its
-    /// lock, and returned when the entry is removed. [`InsertError::LocalPortsExhausted`] when
-    /// the shard's share of the pool is in use. Otherwise as [`ConnTable::insert`].
+    /// into the pools the table was built with; its addresses of the connection's family):
+    /// allocated in the connection's shard, under its lock, and returned when the entry is
+    /// removed. [`InsertError::LocalPortsExhausted`] when the shard's share of the pool is in
+    /// use (or the pool has no address of the connection's family). Otherwise as
+    /// [`ConnTable::insert`].
     pub fn insert_fullnat(
         &self,
         new: NewConn,
@@ -947,6 +1230,8 @@ impl ConnTable {
         self.insert_with(new, Origin::UNKNOWN, Some(pool), now, timeouts, Keys::Both)
     }
 
+    /// Routes an insert to the table of the connection's family: mixed families are refused
+    /// ([`InsertError::MixedFamilies`]), IPv6 without an IPv6 table is [`InsertError::Full`].
     fn insert_with(
         &self,
         new: NewConn,
@@ -956,80 +1241,23 @@ impl ConnTable {
         timeouts: &Timeouts,
         keys: Keys,
     ) -> Result<Inserted, InsertError> {
-        let mut entry = Entry::new(new, origin, now, timeouts)?;
-        let (client, now_tick) = (entry.client, tick(now));
-        let seed = &self.key_hasher;
-        let mut shard = self.shard_for((client, entry.cport));
-        let ok = entry.key(Direction::Original, &shard.pools);
-        if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
-            let existing = &shard.slots[slot];
-            if !is_expired(existing.expires, now_tick) {
-                return Ok(Inserted {
-                    conn: existing.tracked(&shard.pools),
-                    evicted_half_open: false,
-                });
-            }
-            shard.remove(seed, slot);
-            self.shards.count_removed(1);
+        let v6 = new.client.is_ipv6();
+        if new.vip.is_ipv6() != v6 || new.real.is_ipv6() != v6 {
+            return Err(InsertError::MixedFamilies);
         }
-        let evicted_half_open = self.make_room(&mut shard, now_tick)?;
-        if let Some(pool) = pool {
-            let Shard { ports, pools, .. } = &mut *shard;
-            let Some((lid, lport)) = ports.alloc(pools, pool) else {
-                return Err(InsertError::LocalPortsExhausted);
-            };
-            entry.lid = lid;
-            entry.lport = lport;
+        if !v6 {
+            return self.v4.insert_with(new, origin, pool, now, timeouts, keys);
         }
-        let rk = entry.key(Direction::Reply, &shard.pools);
-        // A reply key held by another live connection (same client endpoint NATed to the same
-        // real server from two services) is taken over by the newer connection; the older one
-        // keeps its original direction until it expires.
-        if keys == Keys::Both {
-            if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
-                shard.unindex(seed, older, Direction::Reply);
-            }
-            // Keep the older entry's reply key out of the index but its removal consistent:
-            // `unindex` on removal finds nothing for that key and does nothing.
+        match &self.v6 {
+            Some(t) => t.insert_with(new, origin, pool, now, timeouts, keys),
+            None => Err(InsertError::Full),
         }
-        if let Some(stats) = &entry.stats {
-            count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
-            stats.conn_added();
-        }
-        let conn = entry.tracked(&shard.pools);
-        shard.place(seed, entry, keys);
-        self.shards.count_added(1);
-        Ok(Inserted {
-            conn,
-            evicted_half_open,
-        })
     }
 
-    /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
-    /// one (returns `true`), else refuses (`Full`).
-    fn make_room(&self, shard: &mut Shard, now_tick: u32) -> Result<bool, InsertError> {
-        let seed = &self.key_hasher;
-        if shard.live < shard.capacity {
-            return Ok(false);
-        }
-        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
-        self.shards.count_removed(reclaimed);
-        if shard.live < shard.capacity {
-            return Ok(false);
-        }
-        if !shard.evict_half_open(seed, now_tick) {
-            return Err(InsertError::Full);
-        }
-        self.shards.count_removed(1);
-        Ok(true)
-    }
-
-    /// Removes expired entries, visiting at most `budget` slots of one shard (the shards take
-    /// turns). Returns how many entries were removed.
+    /// Removes expired entries, visiting at most `budget` slots of one shard of each family's
+    /// table (the shards take turns). Returns how many entries were removed.
     pub fn expire(&self, now: Nanos, budget: usize) -> usize {
-        let now = tick(now);
-        self.shards
-            .sweep(|shard| shard.sweep(&self.key_hasher, now, budget))
+        self.v4.expire(now, budget) + self.v6.as_ref().map_or(0, |t| t.expire(now, budget))
     }
 
     /// Removes every connection scheduled to the real server whose counters are `stats` (one
@@ -1038,60 +1266,17 @@ impl ConnTable {
     /// entry. Holds one shard's lock for at most [`REMOVE_REAL_CHUNK`] slots at a time, so a
     /// worker waits at most one chunk's scan. Returns how many connections were removed.
     pub fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
-        let mut total = 0;
-        for i in 0..self.shards.shards() {
-            let mut start = 0;
-            loop {
-                let mut shard = self.shards.lock(i);
-                let end = (start + REMOVE_REAL_CHUNK).min(shard.slots.len());
-                let mut removed = 0;
-                for slot in start..end {
-                    let mine = shard.slots[slot]
-                        .stats
-                        .as_ref()
-                        .is_some_and(|st| Arc::ptr_eq(st, stats));
-                    if mine {
-                        shard.remove(&self.key_hasher, slot);
-                        removed += 1;
-                    }
-                }
-                let more = end < shard.slots.len();
-                self.shards.count_removed(removed);
-                drop(shard);
-                total += removed;
-                if !more {
-                    break;
-                }
-                start = end;
-            }
-        }
-        total
+        self.v4.remove_real(stats) + self.v6.as_ref().map_or(0, |t| t.remove_real(stats))
     }
 
-    /// A copy of every entry live at `now` (for `xvs ctl conns` and tests; locks one shard at a
-    /// time).
+    /// A copy of every entry live at `now`, IPv4 then IPv6 (for `xvs ctl conns` and tests;
+    /// locks one shard at a time).
     pub fn rows(&self, now: Nanos) -> Vec<ConnRow> {
-        let now_tick = tick(now);
         let mut out = Vec::with_capacity(self.len());
-        self.shards.for_each(|s| {
-            out.extend(
-                s.slots
-                    .iter()
-                    .filter(|e| e.is_live() && !is_expired(e.expires, now_tick))
-                    .map(|e| {
-                        let t = e.tracked(&s.pools);
-                        ConnRow {
-                            proto: e.proto,
-                            client: t.client(),
-                            vip: t.vip(),
-                            real: t.real(),
-                            local: t.local(),
-                            state: e.state,
-                            expires: e.expires_at(now),
-                        }
-                    }),
-            );
-        });
+        self.v4.rows_into(now, &mut out);
+        if let Some(t) = &self.v6 {
+            t.rows_into(now, &mut out);
+        }
         out
     }
 }
@@ -1205,7 +1390,7 @@ mod tests {
         let (o, r) = keys(&c);
         t.insert_original_only(c.clone(), 0, &to).unwrap();
         assert_eq!(
-            t.shards.lock(0).index.len(),
+            t.v4.shards.lock(0).index.len(),
             1,
             "one index key per DR/TUN entry"
         );
@@ -1215,10 +1400,10 @@ mod tests {
         assert_eq!(got.real(), c.real);
         // A NAT entry next to it keeps both keys; removal of both leaves an empty index.
         t.insert(new_conn(40001, &stats), 0, &to).unwrap();
-        assert_eq!(t.shards.lock(0).index.len(), 3);
+        assert_eq!(t.v4.shards.lock(0).index.len(), 3);
         assert_eq!(t.expire(10_000 * S, 100), 2);
         assert_eq!(t.len(), 0);
-        assert_eq!(t.shards.lock(0).index.len(), 0);
+        assert_eq!(t.v4.shards.lock(0).index.len(), 0);
         assert_eq!(stats.active.load(Ordering::Relaxed), 0);
         assert_eq!(stats.inactive.load(Ordering::Relaxed), 0);
     }
@@ -1374,27 +1559,27 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_is_refused_and_not_found() {
+    fn an_ipv4_only_table_refuses_ipv6_as_full_and_mixed_families_as_such() {
         let t = ConnTable::with_shards(10, 1);
         let stats = Arc::new(RealStats::default());
-        let c = NewConn {
-            client: sa("[2001:db8::2]:1000"),
+        let to = Timeouts::default();
+        let v6 = NewConn {
+            client: sa("[2001:2::2]:1000"),
+            vip: sa("[2001:2::100]:80"),
+            real: sa("[2001:2:0:1::11]:8080"),
             ..new_conn(1, &stats)
         };
-        assert_eq!(
-            t.insert(c, 0, &Timeouts::default()),
-            Err(InsertError::NotIpv4)
-        );
-        let k = FlowKey {
-            proto: Proto::Tcp,
-            src: "2001:db8::2".parse().unwrap(),
-            sport: 1,
-            dst: "2001:db8::100".parse().unwrap(),
-            dport: 80,
+        assert_eq!(t.insert(v6.clone(), 0, &to), Err(InsertError::Full));
+        let (o, r) = keys(&v6);
+        assert!(t.lookup(Direction::Original, &o, ACK, 0, &to).is_none());
+        assert!(t.peek(Direction::Reply, &r, 0).is_none());
+        let mixed = NewConn {
+            client: sa("[2001:2::2]:1000"),
+            ..new_conn(1, &stats)
         };
-        assert!(t
-            .lookup(Direction::Original, &k, ACK, 0, &Timeouts::default())
-            .is_none());
+        assert_eq!(t.insert(mixed, 0, &to), Err(InsertError::MixedFamilies));
+        assert_eq!((t.len(), t.capacity_ipv6(), t.len_ipv6()), (0, 0, 0));
+        assert_eq!(stats.total_connections(), 0);
     }
 
     #[test]
@@ -1426,7 +1611,7 @@ mod tests {
     #[test]
     fn an_entry_is_40_bytes_and_a_connection_at_most_64_with_its_index() {
         // NAT and FULLNAT entries are the same size (FULLNAT's local endpoint lives in it).
-        assert_eq!(std::mem::size_of::<Entry>(), 40);
+        assert_eq!(std::mem::size_of::<Entry<V4>>(), 40);
         let t = ConnTable::new(1_000_000);
         let per = t.allocated_bytes() as f64 / 1_000_000.0;
         assert!(per <= 64.0, "{per} bytes per connection");
@@ -1575,10 +1760,12 @@ mod tests {
     #[test]
     fn capacity_is_split_exactly_across_shards() {
         let t = ConnTable::with_shards(10, 4);
-        let caps: usize = t.shards.sum(|s| s.capacity);
+        let caps: usize = t.v4.shards.sum(|s| s.capacity);
         assert_eq!(caps, 10);
     }
 }
 
 #[cfg(test)]
 mod fullnat_tests;
+#[cfg(test)]
+mod ipv6_tests;

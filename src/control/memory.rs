@@ -28,8 +28,10 @@ pub const RESERVE: u64 = 64 * 1024 * 1024;
 /// What `xvs run` allocates at start, by table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StartupMemory {
-    /// Connection-table entries and indexes.
+    /// Connection-table entries and indexes (IPv4).
     pub conntrack: u64,
+    /// The IPv6 connection table's entries and indexes (0 without one).
+    pub conntrack_ipv6: u64,
     /// Persistence templates and their index.
     pub persistence: u64,
     /// FULLNAT free-port rings (2 bytes per pool port).
@@ -39,13 +41,21 @@ pub struct StartupMemory {
 }
 
 impl StartupMemory {
-    /// For `max_entries` connections, `pool_ports` FULLNAT pool address:port pairs, and `umem`
-    /// bytes of UMEM.
-    pub fn new(max_entries: u64, pool_ports: u64, umem: u64) -> StartupMemory {
+    /// For `max_entries` IPv4 and `max_entries_ipv6` IPv6 connections, `pool_ports` FULLNAT
+    /// pool address:port pairs, and `umem` bytes of UMEM.
+    pub fn new(
+        max_entries: u64,
+        max_entries_ipv6: u64,
+        pool_ports: u64,
+        umem: u64,
+    ) -> StartupMemory {
         let n = usize::try_from(max_entries).unwrap_or(usize::MAX);
+        let n6 = usize::try_from(max_entries_ipv6).unwrap_or(usize::MAX);
+        let templates = persistence_capacity(n.saturating_add(n6));
         StartupMemory {
             conntrack: ConnTable::bytes_needed(n) as u64,
-            persistence: PersistenceTable::bytes_needed(persistence_capacity(n)) as u64,
+            conntrack_ipv6: ConnTable::bytes_needed_ipv6(n6) as u64,
+            persistence: PersistenceTable::bytes_needed(templates) as u64,
             local_ports: pool_ports.saturating_mul(2),
             umem,
         }
@@ -53,6 +63,7 @@ impl StartupMemory {
 
     pub fn total(&self) -> u64 {
         self.conntrack
+            .saturating_add(self.conntrack_ipv6)
             .saturating_add(self.persistence)
             .saturating_add(self.local_ports)
             .saturating_add(self.umem)
@@ -61,12 +72,11 @@ impl StartupMemory {
 
 impl fmt::Display for StartupMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "connection table {}, persistence templates {}",
-            Bytes(self.conntrack),
-            Bytes(self.persistence)
-        )?;
+        write!(f, "connection table {}", Bytes(self.conntrack))?;
+        if self.conntrack_ipv6 > 0 {
+            write!(f, ", IPv6 connection table {}", Bytes(self.conntrack_ipv6))?;
+        }
+        write!(f, ", persistence templates {}", Bytes(self.persistence))?;
         if self.local_ports > 0 {
             write!(f, ", FULLNAT port rings {}", Bytes(self.local_ports))?;
         }
@@ -290,7 +300,7 @@ mod tests {
     #[test]
     fn startup_memory_is_what_the_tables_allocate() {
         for n in [1_000usize, 100_000, 1_000_000] {
-            let m = StartupMemory::new(n as u64, 0, 0);
+            let m = StartupMemory::new(n as u64, 0, 0, 0);
             assert_eq!(
                 m.conntrack,
                 ConnTable::new(n).allocated_bytes() as u64,
@@ -303,8 +313,24 @@ mod tests {
             );
         }
         // 61.3 bytes per connection (README), and 10^8 entries: about 6 GB.
-        let big = StartupMemory::new(100_000_000, 0, 0);
+        let big = StartupMemory::new(100_000_000, 0, 0, 0);
         assert!((6_100_000_000..6_200_000_000).contains(&big.conntrack));
+        assert_eq!(big.conntrack_ipv6, 0);
+    }
+
+    #[test]
+    fn startup_memory_counts_the_ipv6_table_and_its_templates() {
+        let (n, n6) = (100_000usize, 50_000usize);
+        let m = StartupMemory::new(n as u64, n6 as u64, 0, 0);
+        let t = ConnTable::with_families(n, n6, 0, &[]);
+        assert_eq!(m.conntrack + m.conntrack_ipv6, t.allocated_bytes() as u64);
+        assert_eq!(m.conntrack_ipv6, ConnTable::bytes_needed_ipv6(n6) as u64);
+        assert_eq!(
+            m.persistence,
+            PersistenceTable::new(persistence_capacity(n + n6)).allocated_bytes() as u64
+        );
+        assert!(m.to_string().contains(", IPv6 connection table "), "{m}");
+        assert!(!StartupMemory::new(10, 0, 0, 0).to_string().contains("IPv6"));
     }
 
     #[test]

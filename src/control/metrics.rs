@@ -65,7 +65,7 @@ fn fullnat_metrics(o: &mut String, src: &Sources) {
                 o,
                 "xvs_local_address_ports_in_use{{pool=\"{}\"}} {}",
                 p.name,
-                pools.ports_in_use(i)
+                src.shared.conntrack.local_ports_in_use(i)
             );
         }
         family(

@@ -8,7 +8,7 @@
 //! counters belong to the service key (and the sorry server's address).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::conntrack::{LocalPool, Timeouts};
@@ -144,21 +144,14 @@ pub fn build(
     )
 }
 
-/// The FULLNAT pools of `cfg` for the connection table, in file order (validated: IPv4
-/// addresses; any other address is skipped).
+/// The FULLNAT pools of `cfg` for the connection table, in file order (validated: each pool's
+/// addresses are of one family; each family's table takes its own).
 pub fn local_pools(cfg: &Config) -> Vec<LocalPool> {
     cfg.local_addresses
         .iter()
         .map(|p| LocalPool {
             name: p.name.clone(),
-            addresses: p
-                .addresses
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                })
-                .collect(),
+            addresses: p.addresses.clone(),
             first_port: p.ports.first,
             last_port: p.ports.last,
         })

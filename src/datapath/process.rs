@@ -140,12 +140,26 @@ impl Shared {
         max_entries: usize,
         pools: &[LocalPool],
     ) -> Result<Shared, crate::conntrack::TableAllocError> {
+        Self::try_with_tables(snapshot, nexthops, max_entries, 0, pools)
+    }
+
+    /// [`Shared::try_with_local_pools`] with an IPv6 connection table of `max_entries_ipv6`
+    /// (`conntrack.max_entries_ipv6`; 0 = none). The persistence templates are sized for both
+    /// families' connections.
+    pub fn try_with_tables(
+        snapshot: Snapshot,
+        nexthops: NextHopTable,
+        max_entries: usize,
+        max_entries_ipv6: usize,
+        pools: &[LocalPool],
+    ) -> Result<Shared, crate::conntrack::TableAllocError> {
+        let templates = persistence_capacity(max_entries.saturating_add(max_entries_ipv6));
         Ok(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             nexthops: Arc::new(ArcSwap::from_pointee(nexthops)),
-            conntrack: ConnTable::try_with_pools(max_entries, 0, pools)?,
+            conntrack: ConnTable::try_with_families(max_entries, max_entries_ipv6, 0, pools)?,
             fragments: FragmentTable::default(),
-            persistence: PersistenceTable::try_new(persistence_capacity(max_entries))?,
+            persistence: PersistenceTable::try_new(templates)?,
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
         })
     }

@@ -192,4 +192,24 @@ mod tests {
     fn empty_list_is_none() {
         assert_eq!(dh(&[]).pick(0, &flow(1, 1, 2), &[]), None);
     }
+
+    #[test]
+    fn ipv6_destinations_stick_to_their_server_and_spread_evenly() {
+        use crate::sched::testutil::{chi2, flow6, reals6, v6};
+        let r = reals6(&[1; 10]);
+        let mut s = dh(&r);
+        let h = histogram(
+            (0..100_000u128).map(|d| s.pick(0, &flow6(v6(1), 1024, v6((9 << 64) | d)), &r)),
+            10,
+        );
+        assert!(chi2(&h) < 40.0, "{h:?}");
+        for d in (0..100_000u128).step_by(997) {
+            let dst = v6((9 << 64) | d);
+            let first = s.pick(0, &flow6(v6(1), 1024, dst), &r);
+            assert!(first.is_some());
+            for (src, port) in [(v6(2), 1024), (v6((3 << 64) | 1), 40000), (u128::MAX, 1)] {
+                assert_eq!(s.pick(0, &flow6(src, port, dst), &r), first);
+            }
+        }
+    }
 }

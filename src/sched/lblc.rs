@@ -207,4 +207,24 @@ mod tests {
         assert!(remembered > DESTINATIONS / 2, "{remembered}");
         assert!(s.table.len() <= DESTINATIONS);
     }
+
+    #[test]
+    fn ipv6_destinations_are_remembered_separately() {
+        use crate::sched::testutil::{flow6, reals6, v6};
+        let r = reals6(&[1, 1]);
+        let mut s = LocalityLeastConnection::new(&r);
+        let (d1, d2) = (v6((1 << 64) | 1), v6((2 << 64) | 1));
+        let mut pick = |now, dst| s.pick(now, &flow6(v6(7), 40000, dst), &r);
+        assert_eq!(pick(0, d1), Some(0));
+        set_active(&r, 0, 1);
+        assert_eq!(pick(0, d2), Some(1));
+        set_active(&r, 1, 1);
+        for _ in 0..3 {
+            assert_eq!(pick(SEC, d1), Some(0));
+            assert_eq!(pick(SEC, d2), Some(1));
+        }
+        // Forgotten after 24 hours idle, as over IPv4.
+        set_active(&r, 0, 5);
+        assert_eq!(pick(EXPIRATION + 2 * SEC, d1), Some(1));
+    }
 }

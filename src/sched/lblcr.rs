@@ -297,4 +297,34 @@ mod tests {
         }
         assert!(s.table.len() <= DESTINATIONS);
     }
+
+    #[test]
+    fn an_ipv6_destination_sticks_until_overload_then_its_set_grows() {
+        use crate::sched::testutil::{flow6, reals6, v6};
+        let r = reals6(&[4, 4, 4]);
+        let mut s = LocalityLeastConnectionReplicated::new(&r);
+        let dst = v6(0x100);
+        let key = flow6(v6((3 << 64) | 9), 40000, dst);
+        assert_eq!(s.pick(0, &key, &r), Some(0));
+        for active in 1..=4 {
+            set_active(&r, 0, active);
+            assert_eq!(s.pick(SEC, &key, &r), Some(0));
+        }
+        set_active(&r, 0, 5);
+        assert_eq!(s.pick(2 * SEC, &key, &r), Some(1));
+        let slot = s
+            .table
+            .find(std::net::IpAddr::from(dst.to_be_bytes()), 2 * SEC)
+            .unwrap();
+        assert_eq!(s.set(slot), [0, 1]);
+        // Another IPv6 destination has a set of its own: the least loaded server, alone.
+        set_active(&r, 1, 1);
+        let other = flow6(v6(1), 40000, v6(0x101));
+        assert_eq!(s.pick(3 * SEC, &other, &r), Some(2));
+        let slot = s
+            .table
+            .find(std::net::IpAddr::from(v6(0x101).to_be_bytes()), 3 * SEC)
+            .unwrap();
+        assert_eq!(s.set(slot), [2]);
+    }
 }

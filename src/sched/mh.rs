@@ -613,4 +613,36 @@ mod tests {
         assert_eq!(small.entries.len(), 251);
         assert!(small.entries.iter().all(|&i| (i as usize) < 50));
     }
+
+    #[test]
+    fn ipv6_servers_fill_the_table_by_weight_and_ipv6_clients_spread_evenly() {
+        use crate::sched::testutil::{chi2, flow6, reals6, v6};
+        let r = reals6(&[1, 2, 3, 4]);
+        let t = table(&r);
+        let mut per = [0usize; 4];
+        for &e in t.entries.iter() {
+            per[e as usize] += 1;
+        }
+        let m = t.entries.len() as f64;
+        for (i, &n) in per.iter().enumerate() {
+            let want = m * (i + 1) as f64 / 10.0;
+            assert!(
+                (n as f64 - want).abs() / want < 0.01,
+                "server {i}: {n} of {m}"
+            );
+        }
+        let r = reals6(&[1; 10]);
+        let mut s = MaglevHashing::new(Arc::new(table(&r)));
+        let vip = v6(0x100);
+        let clients = (0..100_000u128).map(|i| v6((i << 64) | 1));
+        let h = histogram(clients.map(|c| s.pick(0, &flow6(c, 1024, vip), &r)), 10);
+        assert!(chi2(&h) < 27.9, "{h:?}");
+        for i in (0..100_000u128).step_by(1001) {
+            let c = v6((i << 64) | 1);
+            let p = s.pick(0, &flow6(c, 1024, vip), &r);
+            assert_eq!(s.pick(7, &flow6(c, 4000, vip), &r), p, "port not hashed");
+            let other = MaglevHashing::new(Arc::new(table(&r))).pick(0, &flow6(c, 1024, vip), &r);
+            assert_eq!(other, p);
+        }
+    }
 }

@@ -535,6 +535,42 @@ pub(crate) mod testutil {
         }
     }
 
+    /// A flow from `src` (an IPv6 address as an integer) port `sport` to `dst`.
+    pub fn flow6(src: u128, sport: u16, dst: u128) -> FlowKey {
+        FlowKey {
+            proto: Proto::Tcp,
+            src: std::net::IpAddr::from(src.to_be_bytes()),
+            dst: std::net::IpAddr::from(dst.to_be_bytes()),
+            sport,
+            dport: 80,
+        }
+    }
+
+    /// `2001:2::/48` plus `low`: IPv6 test addresses as integers.
+    pub const fn v6(low: u128) -> u128 {
+        0x2001_0002_0000_0000_0000_0000_0000_0000 | low
+    }
+
+    /// Real servers `[2001:2:0:1::(10 + i)]:80` of weights `weights`.
+    pub fn reals6(weights: &[u32]) -> Vec<RealServer> {
+        weights
+            .iter()
+            .zip(0u128..)
+            .map(|(w, i)| {
+                let ip = std::net::Ipv6Addr::from_bits(v6((1 << 64) | (10 + i)));
+                RealServer::new(SocketAddr::from((ip, 80)), *w)
+            })
+            .collect()
+    }
+
+    /// The chi-square statistic of histogram `h` against an even spread.
+    pub fn chi2(h: &[usize]) -> f64 {
+        let expect = h.iter().sum::<usize>() as f64 / h.len() as f64;
+        h.iter()
+            .map(|&o| (o as f64 - expect).powi(2) / expect)
+            .sum()
+    }
+
     /// How many of `picks` went to each of `n` servers (`None`s not counted).
     pub fn histogram(picks: impl IntoIterator<Item = Option<usize>>, n: usize) -> Vec<usize> {
         let mut h = vec![0; n];

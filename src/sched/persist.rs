@@ -472,4 +472,59 @@ mod tests {
             assert!(rounds < 100, "the sweep makes progress");
         }
     }
+
+    fn key6(client: &str, prefix: u32) -> TemplateKey {
+        let mask = Ipv6Addr::from_bits(u128::MAX << (128 - prefix));
+        TemplateKey::new(
+            Proto::Tcp,
+            ip("2001:2::100"),
+            443,
+            ip(client),
+            IpAddr::V6(mask),
+        )
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_masked_prefix_next_to_ipv4_ones() {
+        let t = PersistenceTable::new(16);
+        let (r1, r2) = (sa("[2001:2:0:1::11]:443"), sa("[2001:2:0:1::12]:443"));
+        assert_eq!(key6("2001:2:0:5::77", 64).client_net, ip("2001:2:0:5::"));
+        assert_eq!(key6("2001:2:0:5:1::1", 64), key6("2001:2:0:5:ffff::2", 64));
+        assert_ne!(key6("2001:2:0:5::1", 64), key6("2001:2:0:6::1", 64));
+        assert_eq!(key6("2001:2:0:5::1", 48), key6("2001:2:0:6::1", 48));
+        t.schedule(key6("2001:2:0:5::1", 64), 0, 10 * S, |_| Some(r1))
+            .unwrap();
+        t.schedule(key6("2001:2:0:6::1", 64), 0, 10 * S, |_| Some(r2))
+            .unwrap();
+        // An IPv4 client network of the same service port is a template of its own.
+        t.schedule(key("198.18.5.1"), 0, 10 * S, |_| Some(sa("198.18.1.11:80")))
+            .unwrap();
+        assert_eq!(t.len(), 3);
+        let again = t.schedule(key6("2001:2:0:5:abcd::9", 64), S, 10 * S, |cur| {
+            assert_eq!(cur, Some(r1), "same /64 sees the template");
+            cur
+        });
+        assert_eq!(again, Ok(Some(r1)));
+        assert_eq!(t.get(&key6("2001:2:0:6::2", 64), 9 * S), Some(r2));
+        assert_eq!(t.get(&key6("2001:2:0:6::2", 64), 10 * S), None);
+        let rows = t.rows();
+        assert!(rows.iter().any(|r| r.key.client_net == ip("2001:2:0:5::")));
+    }
+
+    #[test]
+    fn ipv6_templates_share_the_bound() {
+        let t = PersistenceTable::new(2);
+        let r = sa("[2001:2:0:1::11]:443");
+        t.schedule(key6("2001:2:0:1::1", 64), 0, S, |_| Some(r))
+            .unwrap();
+        t.schedule(key("198.18.5.1"), 0, S, |_| Some(sa("198.18.1.11:80")))
+            .unwrap();
+        assert_eq!(
+            t.schedule(key6("2001:2:0:2::1", 64), S / 2, S, |_| Some(r)),
+            Err(TemplateFull)
+        );
+        assert!(t
+            .schedule(key6("2001:2:0:2::1", 64), 2 * S, S, |_| Some(r))
+            .is_ok());
+    }
 }

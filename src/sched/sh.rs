@@ -342,4 +342,32 @@ mod tests {
             assert!(p.is_none() || p == Some(0));
         }
     }
+
+    #[test]
+    fn ipv6_sources_stick_to_their_server_and_spread_evenly() {
+        use crate::sched::testutil::{chi2, flow6, reals6, v6};
+        let r = reals6(&[1; 10]);
+        let vip = v6(0x100);
+        for flags in [NO_FLAGS, FALLBACK] {
+            let mut s = sh(&r, flags);
+            // Consecutive interface ids of one /64, then one address in each of consecutive /64s.
+            for shift in [0u32, 64] {
+                let clients = (0..100_000u128).map(|i| v6(i << shift));
+                let h = histogram(clients.map(|c| s.pick(0, &flow6(c, 1024, vip), &r)), 10);
+                assert!(chi2(&h) < 40.0, "shift {shift}: {h:?}");
+            }
+            for i in (0..100_000u128).step_by(997) {
+                let c = v6((5 << 64) | i);
+                let first = s.pick(0, &flow6(c, 1024, vip), &r);
+                assert!(first.is_some());
+                assert_eq!(s.pick(3, &flow6(c, 40000, vip), &r), first, "{c:#x}");
+                assert_eq!(sh(&r, flags).pick(0, &flow6(c, 1024, vip), &r), first);
+            }
+        }
+        // sh-port: one IPv6 client's ports spread over the servers.
+        let mut s = sh(&r, PORT);
+        let c = v6(7);
+        let h = histogram((1024..11024).map(|p| s.pick(0, &flow6(c, p, vip), &r)), 10);
+        assert!(h.iter().all(|&n| n > 500), "{h:?}");
+    }
 }

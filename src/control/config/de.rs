@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::control::config::model::Netmask;
 use crate::vrrp::instance::rules;
 
 /// Parses a duration written with a unit (`100ms`, `2s`, `15m`, `1h 30m`). A bare number is an
@@ -160,10 +161,76 @@ pub fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error>
     Ok(v.into_iter().map(|i| i.0).collect())
 }
 
-/// An optional IP address (`null` = none).
-pub fn opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
-    let v: Option<Ip> = de::Deserialize::deserialize(d)?;
-    Ok(v.map(|i| i.0))
+/// A persistence netmask: a mask, or a prefix length as an integer (`64`) or a string (`"64"`,
+/// `/64`).
+struct NetmaskVisitor;
+
+const NETMASK_EXPECTED: &str =
+    "a mask such as `255.255.255.0` or `ffff:ffff:ffff:ffff::`, or a prefix length 0..128 such as `64`";
+
+impl Visitor<'_> for NetmaskVisitor {
+    type Value = Netmask;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(NETMASK_EXPECTED)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Netmask, E> {
+        let t = v.trim();
+        let digits = t.strip_prefix('/').unwrap_or(t);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return digits
+                .parse::<u64>()
+                .map_err(|_| {
+                    E::custom(format!(
+                        "invalid netmask `{v}`: expected {NETMASK_EXPECTED}"
+                    ))
+                })
+                .and_then(|n| self.visit_u64(n));
+        }
+        t.parse().map(Netmask::Mask).map_err(|_| {
+            E::custom(format!(
+                "invalid netmask `{v}`: expected {NETMASK_EXPECTED}"
+            ))
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Netmask, E> {
+        u8::try_from(v)
+            .ok()
+            .filter(|&n| n <= 128)
+            .map(Netmask::Prefix)
+            .ok_or_else(|| E::custom(format!("netmask prefix length {v} is out of range 0..128")))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Netmask, E> {
+        match u64::try_from(v) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::custom(format!(
+                "invalid netmask `{v}`: expected {NETMASK_EXPECTED}"
+            ))),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Netmask, E> {
+        Err(E::custom(format!(
+            "invalid netmask `{v}`: expected {NETMASK_EXPECTED}"
+        )))
+    }
+}
+
+struct NetmaskDe(Netmask);
+
+impl<'de> de::Deserialize<'de> for NetmaskDe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NetmaskVisitor).map(NetmaskDe)
+    }
+}
+
+/// An optional persistence netmask (`null` = none).
+pub fn opt_netmask<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Netmask>, D::Error> {
+    let v: Option<NetmaskDe> = de::Deserialize::deserialize(d)?;
+    Ok(v.map(|m| m.0))
 }
 
 /// An optional `ADDR:PORT` (`null` = none).

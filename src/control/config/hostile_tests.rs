@@ -244,7 +244,7 @@ fn max_entries_must_fit_the_memory_the_process_can_get() {
         format!("datapath:\n  interfaces:\n    - name: lan0\n      queues: [0]\nconntrack:\n  max_entries: {n}\n")
     };
     // One queue, one interface, ring 2048, 4 KiB frames: 16 MiB of UMEM.
-    let need = |n: u64| StartupMemory::new(n, 0, 16 << 20).total() + RESERVE;
+    let need = |n: u64| StartupMemory::new(n, 0, 0, 16 << 20).total() + RESERVE;
     let budget = need(10_000_000) - 1;
     let host = FakeHost {
         mtu: 1500,
@@ -272,6 +272,23 @@ fn max_entries_must_fit_the_memory_the_process_can_get() {
     assert_error_on(&host, &t(fit + 1), "6:16: max_entries");
     // Not checked without a budget (a reload: the tables already exist).
     assert_ok_on(&HOST, &t(100_000_000));
+}
+
+#[test]
+fn the_ipv6_table_counts_in_the_memory_the_tables_need() {
+    let t = |v6: u64| {
+        format!("datapath:\n  interfaces:\n    - name: lan0\n      queues: [0]\nconntrack:\n  max_entries: 1000000\n  max_entries_ipv6: {v6}\n")
+    };
+    // About 16.5 MiB of UMEM: a MiB of slack, far below the IPv6 table's 97 MiB.
+    let need = |v6: u64| StartupMemory::new(1_000_000, v6, 0, 16 << 20).total() + RESERVE;
+    let host = FakeHost {
+        mtu: 1500,
+        memory: Some(need(0) + (1 << 20)),
+    };
+    assert_ok_on(&host, &t(0));
+    let errs = errors_on(&host, &t(1_000_000));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].contains(", IPv6 connection table "), "{}", errs[0]);
 }
 
 #[test]

@@ -151,8 +151,12 @@ pub enum ZeroCopy {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Conntrack {
-    /// Hard bound on tracked connections. Default 1000000.
+    /// Hard bound on tracked IPv4 connections. Default 1000000.
     pub max_entries: u64,
+    /// Hard bound on tracked IPv6 connections (a table of their own). `None` (the default) =
+    /// `max_entries` when a service has an IPv6 VIP, else 0 (no memory reserved). See
+    /// [`Config::max_entries_ipv6`].
+    pub max_entries_ipv6: Option<u64>,
     pub timeouts: ConntrackTimeouts,
     /// Pick up TCP flows mid-stream (IPVS `sloppy_tcp`). Default false.
     pub sloppy_tcp: bool,
@@ -162,9 +166,24 @@ impl Default for Conntrack {
     fn default() -> Conntrack {
         Conntrack {
             max_entries: 1_000_000,
+            max_entries_ipv6: None,
             timeouts: ConntrackTimeouts::default(),
             sloppy_tcp: false,
         }
+    }
+}
+
+impl Config {
+    /// The IPv6 connection table's capacity: `conntrack.max_entries_ipv6`, or by default
+    /// `conntrack.max_entries` when a service has an IPv6 VIP and 0 when none has (an
+    /// IPv4-only box reserves no memory for IPv6 connections).
+    pub fn max_entries_ipv6(&self) -> u64 {
+        self.conntrack.max_entries_ipv6.unwrap_or_else(|| {
+            match self.services.iter().any(|s| s.vip.is_ipv6()) {
+                true => self.conntrack.max_entries,
+                false => 0,
+            }
+        })
     }
 }
 
@@ -475,8 +494,44 @@ pub struct Persistence {
     pub timeout: Duration,
     /// Clients whose addresses agree under this mask share a real server. `None` (the default)
     /// = the whole address: 255.255.255.255 for IPv4, all ones for IPv6.
-    #[serde(deserialize_with = "de::opt_ip")]
-    pub netmask: Option<IpAddr>,
+    #[serde(deserialize_with = "de::opt_netmask")]
+    pub netmask: Option<Netmask>,
+}
+
+/// A persistence netmask as written: a mask (`255.255.255.0`, `ffff:ffff:ffff:ffff::`) or a
+/// prefix length (`64`, `/64`: ipvsadm's `-M` for IPv6 services).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Netmask {
+    Mask(IpAddr),
+    /// At most 128 (the parser refuses more); validation bounds it by the VIP's family.
+    Prefix(u8),
+}
+
+impl Netmask {
+    /// The mask for a VIP of `vip`'s family: a mask as written, or the prefix's leading ones
+    /// (a prefix longer than the family's width is the whole address; validation refuses it).
+    pub fn mask_for(self, vip: IpAddr) -> IpAddr {
+        match (self, vip) {
+            (Netmask::Mask(m), _) => m,
+            (Netmask::Prefix(n), IpAddr::V4(_)) => {
+                let bits = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(n)));
+                IpAddr::V4(Ipv4Addr::from_bits(bits.unwrap_or(0)))
+            }
+            (Netmask::Prefix(n), IpAddr::V6(_)) => {
+                let bits = u128::MAX.checked_shl(128u32.saturating_sub(u32::from(n)));
+                IpAddr::V6(Ipv6Addr::from_bits(bits.unwrap_or(0)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Netmask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netmask::Mask(m) => write!(f, "{m}"),
+            Netmask::Prefix(n) => write!(f, "/{n}"),
+        }
+    }
 }
 
 impl Persistence {
@@ -487,7 +542,7 @@ impl Persistence {
 
     /// The mask for a service whose VIP is `vip` (the default mask is of `vip`'s family).
     pub fn effective_netmask(&self, vip: IpAddr) -> IpAddr {
-        self.netmask.unwrap_or(host_mask(vip))
+        self.netmask.map_or(host_mask(vip), |m| m.mask_for(vip))
     }
 }
 

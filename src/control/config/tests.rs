@@ -101,6 +101,8 @@ fn base_parses_with_defaults() {
     assert_eq!(d.zero_copy, ZeroCopy::Auto);
     assert_eq!((d.ring_size, d.frame_size), (2048, 4096));
     assert_eq!(c.conntrack.max_entries, 1_000_000);
+    assert_eq!(c.conntrack.max_entries_ipv6, None);
+    assert_eq!(c.max_entries_ipv6(), 0, "no IPv6 service, no IPv6 table");
     let t = c.conntrack.timeouts;
     assert_eq!(t.tcp_established, Duration::from_secs(900));
     assert_eq!(t.tcp_syn, Duration::from_secs(30));
@@ -449,6 +451,29 @@ conntrack: { max_entries: 0 }
 }
 
 #[test]
+fn max_entries_ipv6_is_bounded_and_defaults_by_the_services_families() {
+    let t = |v: &str| {
+        format!("datapath:\n  interfaces:\n    - name: eth0\nconntrack:\n  max_entries: 5000\n  max_entries_ipv6: {v}\n")
+    };
+    assert_error(
+        &t("100000001"),
+        "6:21: max_entries_ipv6 must be at most 100000000",
+    );
+    assert_error(&t("-1"), "6:21: ");
+    let c = assert_ok(&t("0"));
+    assert_eq!(c.max_entries_ipv6(), 0);
+    let mut c = assert_ok(&t("2000"));
+    assert_eq!(c.max_entries_ipv6(), 2000);
+    // The default follows max_entries once a service is IPv6 (the model is changed directly:
+    // the configuration does not take IPv6 services yet).
+    c.conntrack.max_entries_ipv6 = None;
+    let mut s = assert_ok(BASE).services.remove(0);
+    s.vip = "2001:2::100".parse().unwrap();
+    c.services.push(s);
+    assert_eq!(c.max_entries_ipv6(), 5000);
+}
+
+#[test]
 fn interfaces_must_exist() {
     assert_error(
         "datapath:\n  interfaces:\n    - name: eth9\n",
@@ -716,6 +741,84 @@ fn persistence_netmask_rules() {
     assert_error(&t, "13:42: netmask ffff:: is IPv6 but the VIP is IPv4");
     let t = with_service_keys("    persistence: { timeout: 1m, netmask: 255.255.255.0 }\n");
     assert!(!errors(&t).iter().any(|e| e.contains("netmask 2")));
+}
+
+#[test]
+fn persistence_netmask_takes_a_prefix_length() {
+    let v4 = |m: &str| {
+        with_service_keys(&format!(
+            "    persistence: {{ timeout: 1m, netmask: {m} }}\n"
+        ))
+    };
+    let mask_of = |t: &str| {
+        let c = assert_ok(t);
+        c.services[0]
+            .persistence
+            .effective_netmask(c.services[0].vip)
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(mask_of(&v4("24")), ip("255.255.255.0"));
+    assert_eq!(mask_of(&v4("\"/20\"")), ip("255.255.240.0"));
+    assert_eq!(mask_of(&v4("0")), ip("0.0.0.0"));
+    assert_eq!(mask_of(&v4("32")), ip("255.255.255.255"));
+    assert_error(
+        &v4("33"),
+        "13:42: netmask /33 is longer than an IPv4 address (32 bits)",
+    );
+    assert_error(
+        &v4("129"),
+        "13:42: services[0].persistence.netmask: netmask prefix length 129 is out of range 0..128",
+    );
+    assert_error(
+        &v4("-1"),
+        "13:42: services[0].persistence.netmask: invalid netmask `-1`",
+    );
+    assert_error(
+        &v4("abc"),
+        "13:42: services[0].persistence.netmask: invalid netmask `abc`: expected a mask such as",
+    );
+    assert_error(
+        &v4("\"/\""),
+        "13:42: services[0].persistence.netmask: invalid netmask `/`",
+    );
+    // An IPv6 service: the prefix length is ipvsadm's `-M` (IPv6 services are still refused,
+    // so the netmask's own errors are looked for among the others).
+    let v6 = |m: &str| {
+        v4(m)
+            .replace("198.18.0.100", "\"2001:2::100\"")
+            .replace("198.18.1.11:80", "\"[2001:2:0:1::11]:80\"")
+            .replace("198.18.1.12:80", "\"[2001:2:0:1::12]:80\"")
+    };
+    let netmask_errors = |t: &str| -> Vec<String> {
+        errors(t)
+            .into_iter()
+            .filter(|e| e.contains("netmask"))
+            .collect()
+    };
+    for ok in ["64", "128", "0", "\"/48\"", "\"ffff:ffff:ffff:ffff::\""] {
+        assert_eq!(netmask_errors(&v6(ok)), Vec::<String>::new(), "{ok}");
+    }
+    assert_eq!(
+        netmask_errors(&v6("\"ffff::ffff\"")),
+        ["13:42: netmask ffff::ffff is not contiguous"]
+    );
+    assert_eq!(
+        netmask_errors(&v6("255.255.255.0")),
+        ["13:42: netmask 255.255.255.0 is IPv4 but the VIP is IPv6"]
+    );
+    assert_eq!(
+        netmask_errors(&v6("200")),
+        ["13:42: services[0].persistence.netmask: netmask prefix length 200 is out of range 0..128"]
+    );
+    // The mask a prefix stands for, per family.
+    let vip6 = ip("2001:2::100");
+    assert_eq!(
+        Netmask::Prefix(64).mask_for(vip6),
+        ip("ffff:ffff:ffff:ffff::")
+    );
+    assert_eq!(Netmask::Prefix(0).mask_for(vip6), ip("::"));
+    assert_eq!(Netmask::Prefix(128).mask_for(vip6), host_mask(vip6));
+    assert_eq!(Netmask::Prefix(64).to_string(), "/64");
 }
 
 #[test]

@@ -50,6 +50,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Option<DaemonError> {
             "conntrack.max_entries",
             new.conntrack.max_entries != old.conntrack.max_entries,
         ),
+        // Compared by effective value: an IPv6 service added to an IPv4-only file changes the
+        // default from 0 to `max_entries`, and the IPv6 table is allocated at start only.
+        (
+            "conntrack.max_entries_ipv6",
+            new.max_entries_ipv6() != old.max_entries_ipv6(),
+        ),
         (
             "global.metrics_listen",
             new.global.metrics_listen != old.global.metrics_listen,
@@ -358,5 +364,38 @@ mod tests {
         );
         // A service with a new identity (another VIP) is a new service: its method is free.
         assert!(forwarding_changes(&old, &cfg("dr", "198.18.2.101")).is_none());
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_effective_ipv6_table_size_needs_a_restart() {
+        let cfg = |conntrack: &str| {
+            let text = format!(
+                "datapath:\n  interfaces:\n    - name: eth0\nconntrack: {{ max_entries: 1000{conntrack} }}\nservices:\n\
+                 \x20 - {{ name: web, vip: 198.18.2.100, port: 80, forwarding: dr, reals: [{{ address: 198.18.1.11:80 }}] }}\n"
+            );
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
+        };
+        let changed =
+            |old: &Config, new: &Config| restart_only_changes(old, new).map(|e| e.to_string());
+        let old = cfg("");
+        assert_eq!(old.max_entries_ipv6(), 0);
+        // Writing out the effective value changes nothing.
+        assert_eq!(changed(&old, &cfg(", max_entries_ipv6: 0")), None);
+        assert_eq!(
+            changed(&old, &cfg(", max_entries_ipv6: 500")).as_deref(),
+            Some("conntrack.max_entries_ipv6 changed: restart xvs to apply it")
+        );
+        // An IPv6 service turns the default from 0 into max_entries. (The configuration does
+        // not take IPv6 services yet: the model is changed directly.)
+        let mut with_v6 = old.clone();
+        with_v6.services[0].vip = "2001:2::100".parse().unwrap();
+        assert_eq!(with_v6.max_entries_ipv6(), 1000);
+        assert_eq!(
+            changed(&old, &with_v6).as_deref(),
+            Some("conntrack.max_entries_ipv6 changed: restart xvs to apply it")
+        );
+        let mut pinned = with_v6.clone();
+        pinned.conntrack.max_entries_ipv6 = Some(1000);
+        assert_eq!(changed(&with_v6, &pinned), None);
     }
 }

@@ -215,7 +215,8 @@ fn local_pool_ranges(cfg: &Config) -> Vec<(IpAddr, u16, u16)> {
 }
 
 /// The state the workers and control threads share: the first snapshot, the kernel's next hops
-/// and the connection table (sized by `conntrack.max_entries`, refused if it cannot fit).
+/// and the connection tables (sized by `conntrack.max_entries` and the effective
+/// `conntrack.max_entries_ipv6`, refused if they cannot fit).
 fn shared_state(
     cfg: &Config,
     ports: &[Port],
@@ -224,10 +225,12 @@ fn shared_state(
     let snap = build_snapshot(cfg, ports.to_vec(), 1, None, held);
     let nexthops = neighbours::build_table(ports)?;
     let max_entries = usize::try_from(cfg.conntrack.max_entries).unwrap_or(usize::MAX);
-    Ok(Arc::new(Shared::try_with_local_pools(
+    let max_entries_ipv6 = usize::try_from(cfg.max_entries_ipv6()).unwrap_or(usize::MAX);
+    Ok(Arc::new(Shared::try_with_tables(
         snap,
         nexthops,
         max_entries,
+        max_entries_ipv6,
         &snapshot::local_pools(cfg),
     )?))
 }

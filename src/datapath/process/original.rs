@@ -273,9 +273,9 @@ impl Processor {
                 }
                 Ok(ins.conn)
             }
-            // `parse` yields IPv4 keys only and the config refuses IPv6 real servers, so
-            // `NotIpv4` cannot happen today; if it did, the flow could not be tracked either.
-            Err(InsertError::Full | InsertError::NotIpv4) => Err(DropReason::ConntrackFull),
+            // A service's real servers are of its VIP's family (the config refuses others), so
+            // `MixedFamilies` cannot happen; if it did, the flow could not be tracked either.
+            Err(InsertError::Full | InsertError::MixedFamilies) => Err(DropReason::ConntrackFull),
             Err(InsertError::LocalPortsExhausted) => Err(DropReason::LocalPortsExhausted),
         }
     }

@@ -105,6 +105,14 @@ fn conntrack(cx: &mut Ctx, cfg: &Config) {
             format!("max_entries must be at most {MAX_CONNTRACK_ENTRIES}"),
         );
     }
+    if let Some(n) = c.max_entries_ipv6 {
+        if n > MAX_CONNTRACK_ENTRIES {
+            cx.value(
+                "conntrack.max_entries_ipv6",
+                format!("max_entries_ipv6 must be at most {MAX_CONNTRACK_ENTRIES}"),
+            );
+        }
+    }
     let t = &c.timeouts;
     for (name, d) in [
         ("tcp_established", t.tcp_established),

@@ -313,7 +313,19 @@ fn filter_maps(cx: &mut Ctx, cfg: &Config) {
     }
 }
 
-/// What start-up allocates for `max_entries` with this file's pools and UMEM.
+/// The IPv6 table's capacity when the IPv4 one is `max_entries`: the file's
+/// `max_entries_ipv6`, or by default `max_entries` itself when a service is IPv6 (see
+/// [`Config::max_entries_ipv6`]).
+fn ipv6_entries(cfg: &Config, max_entries: u64) -> u64 {
+    let default_follows = cfg.conntrack.max_entries_ipv6.is_none() && cfg.max_entries_ipv6() > 0;
+    match default_follows {
+        true => max_entries,
+        false => cfg.max_entries_ipv6(),
+    }
+}
+
+/// What start-up allocates for `max_entries` (and the IPv6 table that goes with it) with this
+/// file's pools and UMEM.
 fn startup_memory(cfg: &Config, max_entries: u64, queues: u32) -> StartupMemory {
     let d = &cfg.datapath;
     let pool_ports: u64 = cfg
@@ -327,7 +339,12 @@ fn startup_memory(cfg: &Config, max_entries: u64, queues: u32) -> StartupMemory 
     // Counts past u32 saturate: the memory then cannot fit, which is the right answer.
     let ports = u32::try_from(d.interfaces.len()).unwrap_or(u32::MAX);
     let umem = u64::from(queues).saturating_mul(xsk::umem_bytes(ports, d.ring_size, d.frame_size));
-    StartupMemory::new(max_entries, pool_ports, umem)
+    StartupMemory::new(
+        max_entries,
+        ipv6_entries(cfg, max_entries),
+        pool_ports,
+        umem,
+    )
 }
 
 /// The connection table and the rest of start-up's allocations must fit the memory the
@@ -338,6 +355,9 @@ fn memory(cx: &mut Ctx, cfg: &Config) {
     };
     let max = cfg.conntrack.max_entries;
     if max == 0 || max > super::MAX_CONNTRACK_ENTRIES {
+        return; // refused on its own
+    }
+    if cfg.max_entries_ipv6() > super::MAX_CONNTRACK_ENTRIES {
         return; // refused on its own
     }
     // The queues `xvs run` opens: the list, or every receive queue of the first interface.

@@ -2,11 +2,11 @@
 //! pool, real servers and sorry server, and the rules across services.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{family, health, is_contiguous, is_unicast, machine, Ctx};
 use crate::control::config::model::{
-    Config, Forwarding, LocalAddressPool, Protocol, Scheduler, Service,
+    Config, Forwarding, LocalAddressPool, Netmask, Protocol, Scheduler, Service,
 };
 use crate::datapath::snapshot::ServiceKey;
 use crate::sched::mh;
@@ -251,20 +251,21 @@ fn options(cx: &mut Ctx, p: &str, s: &Service) {
             cx.key(&at("toa"), "toa is only for protocol: tcp");
         }
     }
-    if let Some(m) = s.persistence.netmask {
-        let np = at("persistence.netmask");
-        if m.is_ipv4() != s.vip.is_ipv4() {
-            cx.value(
-                &np,
-                format!(
-                    "netmask {m} is {} but the VIP is {}",
-                    family(m),
-                    family(s.vip)
-                ),
-            );
-        } else if !is_contiguous(m) {
-            cx.value(&np, format!("netmask {m} is not contiguous"));
+    match s.persistence.netmask {
+        Some(Netmask::Mask(m)) => netmask(cx, &at("persistence.netmask"), m, s.vip),
+        Some(Netmask::Prefix(n)) => {
+            let width = if s.vip.is_ipv4() { 32 } else { 128 };
+            if n > width {
+                cx.value(
+                    &at("persistence.netmask"),
+                    format!(
+                        "netmask /{n} is longer than an {} address ({width} bits)",
+                        family(s.vip)
+                    ),
+                );
+            }
         }
+        None => {}
     }
     if s.one_packet && s.forwarding == Forwarding::Fullnat {
         cx.key(
@@ -274,6 +275,22 @@ fn options(cx: &mut Ctx, p: &str, s: &Service) {
     }
     if s.one_packet && s.protocol == Protocol::Tcp {
         cx.key(&at("one_packet"), "one_packet is only for protocol: udp");
+    }
+}
+
+/// A persistence netmask written as a mask, at `np`: of the VIP's family, contiguous.
+fn netmask(cx: &mut Ctx, np: &str, m: IpAddr, vip: IpAddr) {
+    if m.is_ipv4() != vip.is_ipv4() {
+        cx.value(
+            np,
+            format!(
+                "netmask {m} is {} but the VIP is {}",
+                family(m),
+                family(vip)
+            ),
+        );
+    } else if !is_contiguous(m) {
+        cx.value(np, format!("netmask {m} is not contiguous"));
     }
 }
 

@@ -13,7 +13,10 @@
 //! following one of those, and ICMP errors about its flows. A connection whose service a reload
 //! removed is gated by its VIP alone.
 //!
-//! Classification of an IPv4 TCP/UDP packet:
+//! Classification of a TCP/UDP packet, IPv4 or IPv6 (one pipeline: `parse` yields the same
+//! [`Parsed`] flow for both families, with a [`FlowKey`] of the packet's family; the rewrite
+//! writes the family's IP header, `process/rewrite.rs`; IPv6 parsing and what of it is passed
+//! to the kernel for now, ICMPv6 and later fragments, are in `process/ipv6.rs`):
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
 //!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
@@ -22,8 +25,9 @@
 //!    when the scheduler finds no real server that can take it; without a sorry server the
 //!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
-//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
-//!    VLAN-tagged frames (not balanced yet) and other protocols (VRRP) are passed as well.
+//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Frames of other EtherTypes (ARP),
+//!    VLAN-tagged frames (not balanced yet), other protocols (VRRP) and ICMPv6 (neighbour
+//!    discovery above all) are passed as well.
 //!
 //! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT or
 //! FULLNAT connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
@@ -37,7 +41,9 @@
 //! direction, source real server → VIP:port. IP and transport checksums are updated
 //! incrementally (RFC 1624), a UDP checksum of 0 stays 0. xvs routes the packet: the TTL is
 //! decremented (a packet that would leave with TTL 0 is dropped, `TtlExceeded`) and the Ethernet
-//! header gets the egress port's MAC as source and the next hop's MAC as destination.
+//! header gets the egress port's MAC as source and the next hop's MAC as destination. NAT6 is
+//! the same rewrite: the hop limit is the TTL, IPv6 has no header checksum, and the transport
+//! checksum's update covers the 16-byte address of the pseudo-header.
 //!
 //! FULLNAT (see [`crate::datapath::fullnat`]): a service with `forwarding: fullnat` rewrites both
 //! endpoints; its connections are inserted with a local address:port of the service's pool, and

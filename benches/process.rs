@@ -9,7 +9,9 @@
 //! `nat_reply_established_tcp` (real server → client, the source rewritten back to the VIP) use
 //! the NAT lab, `fullnat_established_tcp` the FULLNAT lab (`tests/fixtures/{nat,fullnat}_lab.rs`),
 //! `dr_established_tcp` and `tun_established_tcp` the DR and TUN lab
-//! (`tests/fixtures/routed_lab.rs`).
+//! (`tests/fixtures/routed_lab.rs`), `nat6_established_tcp` (the shape of
+//! `nat_established_tcp` over IPv6: 94-byte frames, 64 flows) the IPv6 lab
+//! (`tests/fixtures/nat6_lab.rs`).
 //!
 //! What is timed is checked, untimed, before and after the timing: every frame of the batch must
 //! get `Verdict::Tx` on the expected port and leave as the method says (MACs, addresses, ports,
@@ -39,6 +41,8 @@ mod fullnat_lab;
 use fullnat_lab::nat_lab;
 #[path = "../tests/fixtures/golden.rs"]
 mod golden;
+#[path = "../tests/fixtures/nat6_lab.rs"]
+mod nat6_lab;
 #[path = "../tests/fixtures/routed_lab.rs"]
 mod routed_lab;
 
@@ -352,6 +356,111 @@ fn tun(i: usize, input: &[u8], out: &[u8]) -> Flow {
     }
 }
 
+/// An IPv6 TCP segment with 20 bytes of payload, checksum filled: `eth` (destination, source
+/// MAC), `src` → `dst` (address, port).
+fn segment6(
+    eth: ([u8; 6], [u8; 6]),
+    src: ([u8; 16], u16),
+    dst: ([u8; 16], u16),
+    flags: u8,
+) -> Vec<u8> {
+    use xvs::datapath::wire::checksum;
+    // Ethernet + IPv6 (40) + TCP (20) + 20 bytes of payload.
+    let mut f = vec![0u8; 14 + 40 + 20 + 20];
+    f[0..6].copy_from_slice(&eth.0);
+    f[6..12].copy_from_slice(&eth.1);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14..22].copy_from_slice(&[0x60, 0, 0, 0, 0, 40, 6, 64]);
+    f[22..38].copy_from_slice(&src.0);
+    f[38..54].copy_from_slice(&dst.0);
+    let tcp = &mut f[54..74];
+    tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    for (i, b) in f[74..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let pseudo = checksum::ipv6_pseudo_header_sum(src.0, dst.0, 6, 40);
+    let c = !checksum::fold(checksum::sum(&f[54..], pseudo));
+    f[70..72].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// A client's IPv6 segment to the VIP's port 80 from port `FIRST_CLIENT_PORT + i`.
+fn from_client6(i: usize, flags: u8) -> Vec<u8> {
+    use nat6_lab::{CLIENT, CLIENT_MAC, VIP, WAN_MAC};
+    let port = FIRST_CLIENT_PORT + i as u16;
+    segment6((WAN_MAC, CLIENT_MAC), (CLIENT, port), (VIP, 80), flags)
+}
+
+/// NAT6, client → real server: destination [VIP]:80 → the real server:80, MACs of lan0 and the
+/// real server, hop limit 63, TCP checksum over the pseudo-header verified by etherparse, source
+/// and payload untouched. The flow's `real` is the real server's last 4 address bytes (unique
+/// in the lab).
+fn nat6_original(i: usize, input: &[u8], out: &[u8]) -> Flow {
+    let what = format!("nat6 frame {i}");
+    let pkt = SlicedPacket::from_ethernet(out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Tcp(t))) = (&pkt.net, &pkt.transport)
+    else {
+        panic!("{what}: not IPv6 TCP")
+    };
+    let h = ip.header().to_header();
+    let want = t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap();
+    assert_eq!(t.checksum(), want, "{what}: TCP checksum");
+    assert_eq!(h.hop_limit, 63, "{what}");
+    assert_eq!(h.source, nat6_lab::CLIENT, "{what}");
+    assert_eq!(
+        (t.source_port(), t.destination_port()),
+        (FIRST_CLIENT_PORT + i as u16, 80),
+        "{what}"
+    );
+    let mac = match h.destination {
+        nat6_lab::R1 => nat6_lab::R1_MAC,
+        nat6_lab::R2 => nat6_lab::R2_MAC,
+        other => panic!("{what}: to {other:02x?}, not a real server"),
+    };
+    assert_eq!(out[0..6], mac, "{what}");
+    assert_eq!(out[6..12], nat6_lab::LAN_MAC, "{what}");
+    assert_eq!(out[74..], input[74..], "{what}: payload");
+    Flow {
+        real: h.destination[12..16].try_into().unwrap(),
+        local: None,
+    }
+}
+
+/// The NAT6 batch: 64 connections opened with a SYN each (wrr 3:1: r1 48, r2 16), then one ACK
+/// of each timed.
+fn bench_nat6(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let mut p = nat6_lab::processor(1_000_000);
+    p.begin_batch(T0);
+    let flows: Vec<Flow> = (0..BATCH)
+        .map(|i| {
+            let syn = from_client6(i, SYN);
+            let out = forward(&mut p, T0, 0, &syn, 1, &format!("nat6: SYN {i}"));
+            nat6_original(i, &syn, &out)
+        })
+        .collect();
+    let on_r1 = flows
+        .iter()
+        .filter(|f| f.real == nat6_lab::R1[12..16])
+        .count();
+    assert_eq!(
+        (on_r1, BATCH - on_r1),
+        (48, 16),
+        "nat6: flows per real server"
+    );
+    let batch = Batch {
+        name: "nat6_established_tcp",
+        ingress: 0,
+        egress: 1,
+        templates: (0..BATCH).map(|i| from_client6(i, ACK)).collect(),
+        flows,
+        check: &nat6_original,
+    };
+    bench_batch(g, p, batch);
+}
+
 const T0: u64 = 1_000_000_000;
 
 fn bench_process(c: &mut Criterion) {
@@ -379,6 +488,9 @@ fn bench_process(c: &mut Criterion) {
         check: &nat_original,
     };
     bench_batch(&mut g, p, batch);
+
+    // NAT6, client → real server: the same over IPv6 (wrr 3:1 again).
+    bench_nat6(&mut g);
 
     // NAT, real server → client: the same handshakes completed (SYN, SYN-ACK, ACK), then one
     // segment from each flow's real server, received on lan0 and sent out of wan0.

@@ -623,6 +623,20 @@ fn process_survives_random_frames() {
                         | DropReason::IcmpUntracked
                         // No VRRP in these labs: tests/process_own_frames.rs.
                         | DropReason::VrrpBackup
+                        // IPv6: `process_survives_random_ipv6_frames` (and wire emit only).
+                        | DropReason::TruncatedIpv6
+                        | DropReason::BadIpv6PayloadLength
+                        | DropReason::BadIpv6FlowLabel
+                        | DropReason::Ipv6ExtHeaderTruncated
+                        | DropReason::Ipv6ExtHeaderChain
+                        | DropReason::Ipv6ExtHeaderOrder
+                        | DropReason::Ipv6UnsupportedExtHeader
+                        | DropReason::Ipv6RoutingHeader
+                        | DropReason::BadIpv6Fragment
+                        | DropReason::BadUdpChecksum
+                        | DropReason::UdpZeroChecksumIpv6
+                        | DropReason::TruncatedIcmpv6
+                        | DropReason::BadIcmpv6Checksum
                 )
             })
             .map(|r| format!("drop {}", r.label()))
@@ -714,5 +728,293 @@ fn wire_views_survive_random_slices() {
         let values = r.next();
         exercise_views(&f[start..end], &mut work, values);
         exercise_checksums(&mut r, &mut scratch);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv6: frames of the IPv6 lab (`tests/fixtures/nat6_lab.rs`), structured (extension-header
+// chains, TCP/UDP/ICMPv6, fragments, hop limits) then often mutated. Checked: no panic, only the
+// verdicts an IPv6 frame may get, `Pass`/`Drop` leave the frame untouched, and a `Tx` frame
+// keeps its length, is NAT6 (hop limit one less, a transport checksum that verified still
+// verifies, read with etherparse) or DR6 (the IPv6 packet unchanged).
+
+#[path = "fixtures/nat6_lab.rs"]
+mod nat6_lab;
+
+/// The drop reasons an IPv6 frame of the lab may get; `reached` says which the generator must
+/// reach in a long run.
+const IPV6_DROPS: &[(DropReason, bool)] = &[
+    (DropReason::TruncatedEthernet, false),
+    (DropReason::NotOurMac, false),
+    (DropReason::OwnFrame, false),
+    (DropReason::TruncatedIpv6, true),
+    (DropReason::BadIpVersion, true),
+    (DropReason::BadIpv6PayloadLength, true),
+    (DropReason::Ipv6ExtHeaderTruncated, true),
+    (DropReason::Ipv6ExtHeaderChain, true),
+    (DropReason::Ipv6ExtHeaderOrder, true),
+    (DropReason::Ipv6UnsupportedExtHeader, true),
+    (DropReason::Ipv6RoutingHeader, true),
+    (DropReason::BadIpv6Fragment, true),
+    (DropReason::TruncatedTcp, true),
+    (DropReason::BadTcpHeaderLength, true),
+    (DropReason::BadTcpFlags, true),
+    (DropReason::TruncatedUdp, true),
+    (DropReason::BadUdpLength, true),
+    (DropReason::UdpZeroChecksumIpv6, true),
+    (DropReason::TruncatedIcmpv6, true),
+    (DropReason::TtlExceeded, true),
+    (DropReason::NoConnection, true),
+    (DropReason::DrNotOnLink, true),
+    (DropReason::ConntrackFull, false),
+    // A mutated address of a reply (no route, or on a lab network without a known MAC).
+    (DropReason::NoRoute, false),
+    (DropReason::NoNeighbour, false),
+];
+
+/// One extension header of the generated chain: its next-header value and its bytes after the
+/// first (next header) byte.
+fn ext6(r: &mut Rng, kind: u8, out: &mut Vec<u8>) {
+    match kind {
+        // Fragment: offset mostly 0, M random, an identification.
+        44 => {
+            let offset: u16 = if r.pct(70) { 0 } else { r.u16() & 0xfff8 };
+            let word = offset | u16::from(r.pct(50));
+            out.push(0);
+            out.extend_from_slice(&word.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0x12, 0x34]);
+        }
+        // Routing: type 4, segments left mostly 0.
+        43 => out.extend_from_slice(&[0, 4, u8::from(r.pct(20)), 0, 0, 0, 0]),
+        // Options headers (and the refused ones, same shape): 0 to 2 units more, Pad1s.
+        _ => {
+            let units = r.below(3);
+            out.push(units as u8);
+            out.extend(std::iter::repeat_n(0, 6 + 8 * units));
+        }
+    }
+}
+
+/// A structured IPv6 frame of the lab, then maybe mutated.
+fn frame6(r: &mut Rng, f: &mut Vec<u8>) {
+    use nat6_lab::*;
+    f.clear();
+    let from_client = r.pct(70);
+    let (src, dst, smac, dmac) = match from_client {
+        true => {
+            let other = addr([0x2001, 2, 0, 0, 0, 0, 0, 1]);
+            (CLIENT, r.pick(&[VIP, VIP, VIP, other]), CLIENT_MAC, WAN_MAC)
+        }
+        false => {
+            let (real, mac) = r.pick(&[(R1, R1_MAC), (R2, R2_MAC)]);
+            (real, CLIENT, mac, LAN_MAC)
+        }
+    };
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    let any = r.byte();
+    let upper = r.pick(&[6u8, 6, 6, 17, 17, 58, 41, 59, any]);
+    let exts: Vec<u8> = match r.below(10) {
+        0..=5 => vec![],
+        _ => (0..r.below(7))
+            .map(|_| r.pick(&[0u8, 0, 60, 60, 43, 44, 44, 51, 50, 135]))
+            .collect(),
+    };
+    let hop = r.pick(&[64u8, 64, 64, 64, 1, 2, 255, 0]);
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, *exts.first().unwrap_or(&upper), hop]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    for (i, _) in exts.iter().enumerate() {
+        f.push(*exts.get(i + 1).unwrap_or(&upper));
+        ext6(r, exts[i], f);
+    }
+    let l4 = f.len();
+    let client_port = r.pick(&[40000u16, 40001, 40002, 40003, 50000, 50001]);
+    let any = r.u16();
+    let service_port = r.pick(&[80u16, 80, 53, 81, 82, 5353, any]);
+    let (sport, dport) = match from_client {
+        true => (client_port, service_port),
+        false => (service_port, client_port),
+    };
+    let payload = r.below(40);
+    match upper {
+        6 => {
+            f.extend_from_slice(&sport.to_be_bytes());
+            f.extend_from_slice(&dport.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 3, 0xe8, 0, 0, 0, 1, 0x50]);
+            f.push(r.pick(&[0x02u8, 0x02, 0x10, 0x12, 0x18, 0x11, 0x04, 0, 0x03]));
+            f.extend_from_slice(&[0xfa, 0xf0, 0, 0, 0, 0]);
+        }
+        17 => {
+            f.extend_from_slice(&sport.to_be_bytes());
+            f.extend_from_slice(&dport.to_be_bytes());
+            f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+        }
+        58 => {
+            let any = r.byte();
+            let t = r.pick(&[128u8, 129, 133, 134, 135, 136, 143, 130, 1, 2, 3, 4, any]);
+            f.extend_from_slice(&[t, 0, 0, 0, r.byte(), r.byte(), r.byte(), r.byte()]);
+        }
+        _ => {}
+    }
+    r.fill(f, payload);
+    let plen = (f.len() - 54) as u16;
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    let csum_at = match upper {
+        6 => Some(l4 + 16),
+        17 => Some(l4 + 6),
+        58 => Some(l4 + 2),
+        _ => None,
+    };
+    if let Some(at) = csum_at {
+        let len = f.len() - l4;
+        let s = sum(&f[22..54], 0) + len as u64 + u64::from(upper);
+        let c = !fold(sum(&f[l4..], s));
+        let c = if upper == 17 && r.pct(5) { 0 } else { c };
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    if r.pct(40) {
+        mutate6(r, f);
+    }
+}
+
+fn mutate6(r: &mut Rng, f: &mut Vec<u8>) {
+    match r.below(6) {
+        0 => {
+            let at = r.below(f.len());
+            f[at] ^= 1 << r.below(8);
+        }
+        1 => f.truncate(r.below(f.len() + 1)),
+        2 => {
+            let any = r.u16();
+            let v = r.pick(&[0u16, 1, 8, 39, 40, any]).to_be_bytes();
+            f[18..20].copy_from_slice(&v);
+        }
+        3 => {
+            let at = 54 + r.below(f.len().saturating_sub(54).max(1));
+            if let Some(b) = f.get_mut(at) {
+                *b = r.byte();
+            }
+        }
+        4 => {
+            let n = r.below(20);
+            r.fill(f, n);
+        }
+        _ => f[14] = r.pick(&[0x40, 0x70, 0x00, 0x6f]),
+    }
+}
+
+/// The hop limit of an etherparse-read IPv6 packet and whether its TCP/UDP checksum verifies
+/// (`None` when etherparse does not read the transport: a first fragment, another protocol).
+fn transport_ok6(frame: &[u8]) -> Option<(Option<bool>, u8)> {
+    let pkt = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::NetSlice::Ipv6(ip)) = &pkt.net else {
+        return None;
+    };
+    let h = ip.header().to_header();
+    let ok = match &pkt.transport {
+        Some(etherparse::TransportSlice::Tcp(t)) => t
+            .to_header()
+            .calc_checksum_ipv6(&h, t.payload())
+            .ok()
+            .map(|c| c == t.checksum()),
+        Some(etherparse::TransportSlice::Udp(u)) => u
+            .to_header()
+            .calc_checksum_ipv6(&h, u.payload())
+            .ok()
+            .map(|c| c == u.checksum()),
+        _ => None,
+    };
+    Some((ok, h.hop_limit))
+}
+
+/// The IPv6 checks of one frame (see the section's documentation).
+fn check6(input: &[u8], v: Verdict, out: &[u8]) -> Result<(), String> {
+    match v {
+        Verdict::Pass => {}
+        Verdict::Drop(r) if IPV6_DROPS.iter().any(|(d, _)| *d == r) => {}
+        Verdict::Drop(r) => return Err(format!("unexpected drop {}", r.label())),
+        Verdict::Tx(port) if port <= 1 => {
+            if out.len() != input.len() {
+                return Err("Tx changed the length".into());
+            }
+            if out[14..] == input[14..] {
+                return Ok(()); // DR6
+            }
+            let (Some((was, hop)), Some((is, left))) = (transport_ok6(input), transport_ok6(out))
+            else {
+                return Err("a NAT6 frame etherparse cannot read".into());
+            };
+            if was != is || left + 1 != hop {
+                return Err(format!(
+                    "checksum {was:?} -> {is:?}, hop limit {hop} -> {left}"
+                ));
+            }
+            return Ok(());
+        }
+        Verdict::Tx(port) => return Err(format!("tx on port {port}")),
+    }
+    match out == input {
+        true => Ok(()),
+        false => Err("Pass/Drop modified the frame".into()),
+    }
+}
+
+#[test]
+fn process_survives_random_ipv6_frames() {
+    let seed = seed("process_survives_random_ipv6_frames");
+    let frames = env_u64("XVS_RANDOM_FRAMES").map_or(DEFAULT_FRAMES / 2, |n| n as usize / 2);
+    let mut r = Rng(seed ^ 0x6970_7636); // "ipv6"
+    let mut p = nat6_lab::processor(4096);
+    let mut now = 1000 * NANOS_PER_SEC;
+    let (mut input, mut buf) = (Vec::with_capacity(2048), Vec::with_capacity(2048));
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    for n in 0..frames {
+        if n % 32 == 0 {
+            now += r.below(50_000_000) as u64;
+            p.begin_batch(now);
+        }
+        frame6(&mut r, &mut input);
+        buf.clear();
+        buf.extend_from_slice(&input);
+        let ingress = golden_ingress(&input);
+        let v = p.process(now, ingress, &mut buf);
+        check6(&input, v, &buf).unwrap_or_else(|e| {
+            panic!(
+                "IPv6 frame {n} (seed {seed:#x}): {e}\n input {}\noutput {}",
+                hex(&input),
+                hex(&buf)
+            )
+        });
+        let key = match v {
+            Verdict::Tx(p) => format!("tx {p}"),
+            Verdict::Pass => "pass".into(),
+            Verdict::Drop(r) => format!("drop {}", r.label()),
+        };
+        *outcomes.entry(key).or_default() += 1;
+    }
+    println!("{frames} IPv6 frames; outcomes: {outcomes:#?}");
+    if frames >= 50_000 {
+        let mut want: Vec<String> = IPV6_DROPS
+            .iter()
+            .filter(|(_, reached)| *reached)
+            .map(|(d, _)| format!("drop {}", d.label()))
+            .collect();
+        want.extend(["tx 0".into(), "tx 1".into(), "pass".into()]);
+        let missing: Vec<&String> = want.iter().filter(|k| !outcomes.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "IPv6 outcomes never reached: {missing:?}"
+        );
+    }
+}
+
+/// The port an IPv6 lab frame arrives on: the one its destination MAC names.
+fn golden_ingress(frame: &[u8]) -> u8 {
+    match frame.get(0..6) {
+        Some(m) if m == nat6_lab::LAN_MAC => 1,
+        _ => 0,
     }
 }

@@ -80,7 +80,7 @@ drop_reasons! {
     TruncatedEthernet => "truncated_ethernet",
     /// EtherType says IPv4 but the frame is shorter than a minimal IPv4 header.
     TruncatedIpv4 => "truncated_ipv4",
-    /// EtherType says IPv4 but the version field is not 4.
+    /// EtherType says IPv4 but the version field is not 4, or IPv6 and it is not 6.
     BadIpVersion => "bad_ip_version",
     /// IHL below 5 or beyond the packet.
     BadIpv4HeaderLength => "bad_ipv4_header_length",
@@ -154,6 +154,37 @@ drop_reasons! {
     /// (FULLNAT's included), their later fragments and ICMP errors about them. Only the MASTER
     /// forwards.
     VrrpBackup => "vrrp_backup",
+    /// EtherType says IPv6 but the frame is shorter than the 40-byte IPv6 header.
+    TruncatedIpv6 => "truncated_ipv6",
+    /// The IPv6 payload length runs past the end of the frame.
+    BadIpv6PayloadLength => "bad_ipv6_payload_length",
+    /// An IPv6 header xvs would write with a flow label beyond 20 bits (never from a received
+    /// packet: the field cannot hold one).
+    BadIpv6FlowLabel => "bad_ipv6_flow_label",
+    /// An IPv6 extension header (or its length byte) runs past the end of the payload: in a
+    /// first fragment, the header chain does not reach the upper-layer header (RFC 7112).
+    Ipv6ExtHeaderTruncated => "ipv6_ext_header_truncated",
+    /// An IPv6 extension-header chain beyond xvs's bounds: more than 5 headers, or more than
+    /// 512 bytes of them (a loop of destination options ends here).
+    Ipv6ExtHeaderChain => "ipv6_ext_header_chain",
+    /// IPv6 extension headers out of order: hop-by-hop options anywhere but first, or a second
+    /// fragment header.
+    Ipv6ExtHeaderOrder => "ipv6_ext_header_order",
+    /// An IPv6 next header xvs does not walk: AH, ESP, mobility, HIP, shim6, experimental.
+    Ipv6UnsupportedExtHeader => "ipv6_unsupported_ext_header",
+    /// An IPv6 routing header with segments left: the destination is not the final one.
+    Ipv6RoutingHeader => "ipv6_routing_header",
+    /// An IPv6 fragment header breaking RFC 8200 §4.5: a non-last fragment whose data is not a
+    /// multiple of 8 bytes, or one reaching past a 65535-byte reassembled payload.
+    BadIpv6Fragment => "bad_ipv6_fragment",
+    /// A UDP checksum that does not verify.
+    BadUdpChecksum => "bad_udp_checksum",
+    /// A UDP datagram over IPv6 with checksum 0 ("none"), which IPv6 forbids (RFC 8200 §8.1).
+    UdpZeroChecksumIpv6 => "udp_zero_checksum_ipv6",
+    /// ICMPv6 header cut short.
+    TruncatedIcmpv6 => "truncated_icmpv6",
+    /// An ICMPv6 message whose checksum does not verify.
+    BadIcmpv6Checksum => "bad_icmpv6_checksum",
 }
 
 impl From<crate::wire::Error> for DropReason {
@@ -178,25 +209,25 @@ impl From<crate::wire::Error> for DropReason {
             E::TruncatedIcmp => DropReason::TruncatedIcmp,
             E::BadIcmpChecksum => DropReason::BadIcmpChecksum,
             E::TruncatedArp | E::UnsupportedArp => DropReason::NotLoadBalancerTraffic,
-            // IPv6 (issue 14): the wire layer has them, the datapath does not parse IPv6 yet,
-            // so none of them reaches here; they get their own reasons when it does.
-            E::TruncatedIpv6
-            | E::Ipv6PayloadLenPastEnd
-            | E::Ipv6FlowLabelTooBig
-            | E::Ipv6ExtHeaderTruncated
-            | E::Ipv6TooManyExtHeaders
-            | E::Ipv6ExtHeadersTooLong
-            | E::Ipv6HopByHopNotFirst
-            | E::Ipv6UnsupportedNextHeader
-            | E::Ipv6RepeatedFragmentHeader
-            | E::Ipv6RoutingSegmentsLeft
-            | E::Ipv6FragmentLenNotMultipleOf8
-            | E::Ipv6FragmentPastMaxLen
-            | E::BadUdpChecksum
-            | E::UdpZeroChecksumIpv6
-            | E::TruncatedIcmpv6
-            | E::BadIcmpv6Checksum
-            | E::UnsupportedIcmpv6 => DropReason::NotLoadBalancerTraffic,
+            E::TruncatedIpv6 => DropReason::TruncatedIpv6,
+            E::Ipv6PayloadLenPastEnd => DropReason::BadIpv6PayloadLength,
+            E::Ipv6FlowLabelTooBig => DropReason::BadIpv6FlowLabel,
+            E::Ipv6ExtHeaderTruncated => DropReason::Ipv6ExtHeaderTruncated,
+            E::Ipv6TooManyExtHeaders | E::Ipv6ExtHeadersTooLong => DropReason::Ipv6ExtHeaderChain,
+            E::Ipv6HopByHopNotFirst | E::Ipv6RepeatedFragmentHeader => {
+                DropReason::Ipv6ExtHeaderOrder
+            }
+            E::Ipv6UnsupportedNextHeader => DropReason::Ipv6UnsupportedExtHeader,
+            E::Ipv6RoutingSegmentsLeft => DropReason::Ipv6RoutingHeader,
+            E::Ipv6FragmentLenNotMultipleOf8 | E::Ipv6FragmentPastMaxLen => {
+                DropReason::BadIpv6Fragment
+            }
+            E::BadUdpChecksum => DropReason::BadUdpChecksum,
+            E::UdpZeroChecksumIpv6 => DropReason::UdpZeroChecksumIpv6,
+            E::TruncatedIcmpv6 => DropReason::TruncatedIcmpv6,
+            E::BadIcmpv6Checksum => DropReason::BadIcmpv6Checksum,
+            // Neighbour discovery, MLD: the kernel's, like ARP.
+            E::UnsupportedIcmpv6 => DropReason::NotLoadBalancerTraffic,
         }
     }
 }

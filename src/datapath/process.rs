@@ -13,7 +13,10 @@
 //! following one of those, and ICMP errors about its flows. A connection whose service a reload
 //! removed is gated by its VIP alone.
 //!
-//! Classification of an IPv4 TCP/UDP packet:
+//! Classification of a TCP/UDP packet, IPv4 or IPv6 (one pipeline: `parse` yields the same
+//! [`Parsed`] flow for both families, with a [`FlowKey`] of the packet's family; the rewrite
+//! writes the family's IP header, `process/rewrite.rs`; IPv6 parsing and what of it is passed
+//! to the kernel for now, ICMPv6 and later fragments, are in `process/ipv6.rs`):
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
 //!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
@@ -22,8 +25,9 @@
 //!    when the scheduler finds no real server that can take it; without a sorry server the
 //!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
-//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Non-IPv4 frames (ARP, IPv6),
-//!    VLAN-tagged frames (not balanced yet) and other protocols (VRRP) are passed as well.
+//! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Frames of other EtherTypes (ARP),
+//!    VLAN-tagged frames (not balanced yet), other protocols (VRRP) and ICMPv6 (neighbour
+//!    discovery above all) are passed as well.
 //!
 //! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT or
 //! FULLNAT connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
@@ -37,7 +41,9 @@
 //! direction, source real server → VIP:port. IP and transport checksums are updated
 //! incrementally (RFC 1624), a UDP checksum of 0 stays 0. xvs routes the packet: the TTL is
 //! decremented (a packet that would leave with TTL 0 is dropped, `TtlExceeded`) and the Ethernet
-//! header gets the egress port's MAC as source and the next hop's MAC as destination.
+//! header gets the egress port's MAC as source and the next hop's MAC as destination. NAT6 is
+//! the same rewrite: the hop limit is the TTL, IPv6 has no header checksum, and the transport
+//! checksum's update covers the 16-byte address of the pseudo-header.
 //!
 //! FULLNAT (see [`crate::datapath::fullnat`]): a service with `forwarding: fullnat` rewrites both
 //! endpoints; its connections are inserted with a local address:port of the service's pool, and
@@ -86,6 +92,7 @@ use crate::datapath::{
 
 mod dr;
 mod icmp;
+mod ipv6;
 mod original;
 mod reply;
 mod rewrite;
@@ -193,21 +200,24 @@ pub struct Processor {
     ip_id: Cell<u16>,
 }
 
-/// A parsed IPv4 TCP/UDP packet: where its headers are and what later steps read from them.
-/// `parse` proved the IPv4 header and the transport header it names fit the frame; the frame is
-/// not changed before the rewrite step that uses them.
+/// A parsed TCP/UDP packet of either IP family: where its headers are and what later steps read
+/// from them. `parse` proved the IP header (IPv4, or IPv6 with its extension headers) and the
+/// transport header it names fit the frame; the frame is not changed before the rewrite step
+/// that uses them. The family is the key's (both addresses are of it).
 struct Parsed {
     l3: usize,
+    /// The transport header (after IPv6 extension headers, if any).
     l4: usize,
     key: FlowKey,
-    /// The addresses of `key`, as IPv4 (all `parse` yields).
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
     event: Event,
+    /// The IPv4 TTL or the IPv6 hop limit.
     ttl: u8,
-    /// IPv4 total length (what the traffic counters count).
+    /// The IP packet's length: IPv4 total length, IPv6 fixed header plus payload length (what
+    /// the traffic counters count).
     ip_len: u16,
-    /// The IP identification when this is the first fragment of a datagram.
+    /// The IP identification when this is the first fragment of an IPv4 datagram (IPv6 first
+    /// fragments are forwarded as any packet, but their later fragments are not followed yet,
+    /// see `process/ipv6.rs`).
     first_fragment: Option<u16>,
 }
 
@@ -507,9 +517,12 @@ impl Processor {
     /// [`remember_fragments`](Self::remember_fragments) of a first fragment (IP id `id`).
     #[cold]
     fn remember(&self, now: Nanos, p: &Parsed, id: u16, rewrite: FragmentRewrite) {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.key.src, p.key.dst) else {
+            return;
+        };
         let datagram = DatagramId {
-            src: p.src,
-            dst: p.dst,
+            src,
+            dst,
             proto: p.key.proto,
             id,
         };
@@ -545,19 +558,29 @@ fn build_schedulers(snap: &Snapshot) -> Vec<Box<dyn Scheduler>> {
         .collect()
 }
 
-/// Parses an Ethernet/IPv4 frame into what the pipeline handles. `Ok(None)`: not something xvs
-/// balances (other EtherType, VLAN-tagged, other protocol, ICMP that is not an error about a
-/// flow).
+/// Parses an Ethernet/IPv4 or Ethernet/IPv6 frame into what the pipeline handles. `Ok(None)`:
+/// not something xvs balances (other EtherType, VLAN-tagged, other protocol, ICMP that is not an
+/// error about a flow, ICMPv6).
 #[inline(always)]
 fn parse(frame: &[u8]) -> Result<Option<Packet>, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     // VLAN-tagged frames are not balanced yet (the filter passes them too): forwarding a tag from
     // one segment onto another would be wrong until ports know their VLANs.
-    if eth.ethertype() != EtherType::IPV4 || eth.vlan_id().is_some() {
+    if eth.vlan_id().is_some() {
         return Ok(None);
     }
     let l3 = eth.header_len();
-    let ip = Ipv4Packet::new_checked(eth.payload())?;
+    match eth.ethertype() {
+        EtherType::IPV4 => parse_ipv4(eth.payload(), l3),
+        EtherType::IPV6 => ipv6::parse(eth.payload(), l3),
+        _ => Ok(None),
+    }
+}
+
+/// The IPv4 packet `packet` (at frame offset `l3`).
+#[inline(always)]
+fn parse_ipv4(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReason> {
+    let ip = Ipv4Packet::new_checked(packet)?;
     if !ip.checksum_ok() {
         return Err(DropReason::BadIpv4Checksum);
     }
@@ -641,19 +664,16 @@ fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed,
             (u.src_port(), u.dst_port(), Event::Udp)
         }
     };
-    let (src, dst) = (ip.src(), ip.dst());
     Ok(Parsed {
         l3,
         l4: l3 + ip.header_len(),
         key: FlowKey {
             proto,
-            src: IpAddr::V4(src),
-            dst: IpAddr::V4(dst),
+            src: IpAddr::V4(ip.src()),
+            dst: IpAddr::V4(ip.dst()),
             sport,
             dport,
         },
-        src,
-        dst,
         event,
         ttl: ip.ttl(),
         ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),

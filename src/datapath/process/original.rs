@@ -6,7 +6,7 @@
 //! endpoint is FULLNAT whatever its service became; a FULLNAT service's connection without one
 //! (made while the service was NAT) stays NAT.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 
 use super::rewrite::{rewrite_endpoint, Side};
@@ -100,12 +100,12 @@ impl Processor {
         p: &Parsed,
         real: SocketAddr,
     ) -> Result<Sent, DropReason> {
-        let SocketAddr::V4(real) = real else {
-            // IPv6 is refused by the configuration until its issue lands; never rewrite across
-            // families.
+        if real.is_ipv4() != p.key.dst.is_ipv4() {
+            // The configuration never pairs families (and conntrack refuses such entries);
+            // never rewrite across them.
             return Ok(Sent::packet(Verdict::Pass));
-        };
-        let route = Route::routed(*real.ip(), p.ttl);
+        }
+        let route = Route::routed(real.ip(), p.ttl);
         let v = self.route(buf, len, route, |buf, len, _| {
             rewrite_endpoint(&mut buf[..*len], p, Side::Dst, real)
         })?;
@@ -150,7 +150,11 @@ impl Processor {
     /// Inserts the TOA option with the client's endpoint into the rewritten frame, or counts why
     /// not.
     fn insert_toa(&self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) {
-        let client = SocketAddrV4::new(p.src, p.key.sport);
+        // FULLNAT connections are IPv4 (a connection's addresses are of one family).
+        let IpAddr::V4(src) = p.key.src else {
+            return;
+        };
+        let client = SocketAddrV4::new(src, p.key.sport);
         let inserted = match p.first_fragment {
             Some(_) => Err(fullnat::ToaSkip::Fragment),
             None => fullnat::insert_toa(buf, *len, p.l3, p.l4, client, mtu),

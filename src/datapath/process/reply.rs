@@ -40,7 +40,7 @@ impl Processor {
             (SocketAddr::V4(vip), SocketAddr::V4(client), Some(_)) => {
                 self.reply_fullnat(buf, len, p, vip, client)?
             }
-            (SocketAddr::V4(vip), _, None) => self.reply_nat(buf, len, p, vip, t.client().ip())?,
+            (vip, _, None) => self.reply_nat(buf, len, p, vip, t.client().ip())?,
             _ => return Ok(Verdict::Pass),
         };
         if let Verdict::Tx(_) = sent.verdict {
@@ -65,17 +65,17 @@ impl Processor {
         p: &Parsed,
     ) -> Result<Verdict, DropReason> {
         let (proto, src, sport) = (p.key.proto, p.key.src, p.key.sport);
-        let Some(SocketAddr::V4(vip)) = self.snap.one_packet_reply(proto, src, sport) else {
+        let Some(vip) = self.snap.one_packet_reply(proto, src, sport) else {
             return Ok(Verdict::Pass);
         };
-        let si = self.service_of_vip(SocketAddr::V4(vip), proto)?;
+        let si = self.service_of_vip(vip, proto)?;
         let sent = self.reply_nat(buf, len, p, vip, p.key.dst)?;
         if let Verdict::Tx(_) = sent.verdict {
             if let Some(si) = si {
                 let real = SocketAddr::new(src, sport);
                 self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
             }
-            let (vip, client) = (IpAddr::V4(*vip.ip()), p.key.dst);
+            let (vip, client) = (vip.ip(), p.key.dst);
             self.remember_fragments(now, p, || {
                 FragmentRewrite::new(Some(vip), None, client, true)
             });
@@ -83,15 +83,19 @@ impl Processor {
         Ok(sent.verdict)
     }
 
-    /// NAT, reply direction: source real server → `vip`, routed to `client`.
+    /// NAT, reply direction: source real server → `vip`, routed to `client` (both of the
+    /// packet's family: a connection's addresses are of one).
     fn reply_nat(
         &self,
         buf: &mut [u8],
         len: &mut usize,
         p: &Parsed,
-        vip: SocketAddrV4,
+        vip: SocketAddr,
         client: IpAddr,
     ) -> Result<Sent, DropReason> {
+        if vip.is_ipv4() != p.key.src.is_ipv4() {
+            return Ok(Sent::packet(Verdict::Pass));
+        }
         let v = self.route(buf, len, Route::routed(client, p.ttl), |buf, len, _| {
             rewrite_endpoint(&mut buf[..*len], p, Side::Src, vip)
         })?;

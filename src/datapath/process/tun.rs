@@ -164,7 +164,11 @@ impl Processor {
     fn frag_needed(&mut self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) -> Verdict {
         let quote_len = (p.l4 - p.l3 + 8).min(usize::from(p.ip_len));
         let quote = p.l3..p.l3 + quote_len;
-        let v = self.answer_frag_needed(buf, len, p.l3, (p.src, p.dst), quote, mtu);
+        // `tunnel` sends only IPv4 packets (to IPv4 real servers).
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.key.src, p.key.dst) else {
+            return Verdict::Drop(DropReason::TunnelMtu);
+        };
+        let v = self.answer_frag_needed(buf, len, p.l3, (src, dst), quote, mtu);
         if let Verdict::Tx(_) = v {
             self.counters.count_drop(DropReason::TunnelMtu);
         }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::tests::{keys, sa};
 use super::*;
 use crate::wire::TcpFlags;
 
@@ -10,10 +11,6 @@ const S: Nanos = crate::flow::NANOS_PER_SEC;
 const SYN: Event = Event::Tcp(TcpFlags(TcpFlags::SYN));
 const ACK: Event = Event::Tcp(TcpFlags(TcpFlags::ACK));
 const SYNACK: Event = Event::Tcp(TcpFlags(TcpFlags::SYN | TcpFlags::ACK));
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
 
 /// An IPv6 connection from client port `port` of `2001:2::2` to `[2001:2::100]:80`.
 fn conn6(port: u16, stats: &Arc<RealStats>) -> NewConn {
@@ -42,25 +39,6 @@ fn established6(port: u16, stats: &Arc<RealStats>) -> NewConn {
         state: ConnState::Established,
         ..conn6(port, stats)
     }
-}
-
-/// (original key, reply key) of a NAT connection.
-fn keys(c: &NewConn) -> (FlowKey, FlowKey) {
-    let o = FlowKey {
-        proto: c.proto,
-        src: c.client.ip(),
-        sport: c.client.port(),
-        dst: c.vip.ip(),
-        dport: c.vip.port(),
-    };
-    let r = FlowKey {
-        proto: c.proto,
-        src: c.real.ip(),
-        sport: c.real.port(),
-        dst: c.client.ip(),
-        dport: c.client.port(),
-    };
-    (o, r)
 }
 
 fn pool(name: &str, first: u16, last: u16, addrs: &[&str]) -> LocalPool {

@@ -1288,7 +1288,7 @@ mod tests {
 
     const S: Nanos = crate::flow::NANOS_PER_SEC;
 
-    fn sa(s: &str) -> SocketAddr {
+    pub(super) fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
@@ -1303,7 +1303,8 @@ mod tests {
         }
     }
 
-    fn keys(c: &NewConn) -> (FlowKey, FlowKey) {
+    /// (original key, reply key) of a NAT connection (IPv4 or IPv6).
+    pub(super) fn keys(c: &NewConn) -> (FlowKey, FlowKey) {
         let o = FlowKey {
             proto: c.proto,
             src: c.client.ip(),

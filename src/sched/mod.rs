@@ -524,26 +524,25 @@ pub(crate) mod testutil {
         (0..n).map(|i| s.pick(0, &key(i as u32), reals)).collect()
     }
 
-    /// A flow from `src` (an IPv4 address as an integer) port `sport` to `dst`.
-    pub fn flow(src: u32, sport: u16, dst: u32) -> FlowKey {
+    /// A flow from `src` port `sport` to `dst`, port 80.
+    fn flow_between(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr) -> FlowKey {
         FlowKey {
             proto: Proto::Tcp,
-            src: std::net::IpAddr::from(src.to_be_bytes()),
-            dst: std::net::IpAddr::from(dst.to_be_bytes()),
+            src,
+            dst,
             sport,
             dport: 80,
         }
     }
 
+    /// A flow from `src` (an IPv4 address as an integer) port `sport` to `dst`.
+    pub fn flow(src: u32, sport: u16, dst: u32) -> FlowKey {
+        flow_between(src.to_be_bytes().into(), sport, dst.to_be_bytes().into())
+    }
+
     /// A flow from `src` (an IPv6 address as an integer) port `sport` to `dst`.
     pub fn flow6(src: u128, sport: u16, dst: u128) -> FlowKey {
-        FlowKey {
-            proto: Proto::Tcp,
-            src: std::net::IpAddr::from(src.to_be_bytes()),
-            dst: std::net::IpAddr::from(dst.to_be_bytes()),
-            sport,
-            dport: 80,
-        }
+        flow_between(src.to_be_bytes().into(), sport, dst.to_be_bytes().into())
     }
 
     /// `2001:2::/48` plus `low`: IPv6 test addresses as integers.

@@ -47,9 +47,10 @@ impl Processor {
             if let Some(si) = si {
                 self.count(si, &t, Dir::Out, p.ip_len);
             }
-            let (vip, client) = (t.vip().ip(), t.client().ip());
-            let dst = t.local().map(|_| client);
+            // Later fragments: source back to the VIP; FULLNAT also restores the client.
             self.remember_fragments(now, p, || {
+                let (vip, client) = (t.vip().ip(), t.client().ip());
+                let dst = t.local().map(|_| client);
                 FragmentRewrite::new(Some(vip), dst, client, true)
             });
         }
@@ -75,9 +76,8 @@ impl Processor {
                 let real = SocketAddr::new(src, sport);
                 self.traffic.count(si, real, Dir::Out, u64::from(p.ip_len));
             }
-            let (vip, client) = (vip.ip(), p.key.dst);
             self.remember_fragments(now, p, || {
-                FragmentRewrite::new(Some(vip), None, client, true)
+                FragmentRewrite::new(Some(vip.ip()), None, p.key.dst, true)
             });
         }
         Ok(sent.verdict)

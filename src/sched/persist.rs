@@ -140,12 +140,15 @@ impl Shard {
     fn bytes_for(capacity: usize) -> usize {
         const GROUP: usize = 16;
         let keys = capacity.saturating_mul(2).max(15);
-        let buckets = (keys.saturating_mul(8) / 7).next_power_of_two();
+        let buckets = (keys.saturating_mul(8) / 7)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX);
         let pair = std::mem::size_of::<(TemplateKey, u32)>();
         let index = pair
             .saturating_mul(buckets)
-            .next_multiple_of(GROUP)
-            .saturating_add(buckets + GROUP);
+            .checked_next_multiple_of(GROUP)
+            .unwrap_or(usize::MAX)
+            .saturating_add(buckets.saturating_add(GROUP));
         index
             .saturating_add(capacity.saturating_mul(std::mem::size_of::<Slot>()))
             .saturating_add(capacity.saturating_mul(std::mem::size_of::<u32>()))

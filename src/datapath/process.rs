@@ -72,7 +72,7 @@
 //! bookkeeping follow a `Tx`.
 
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -290,6 +290,8 @@ struct Egress {
     mtu: u16,
     /// The port's IPv4 address (TUN's outer source).
     ipv4: Option<Ipv4Addr>,
+    /// The port's IPv6 address (TUN6's outer source).
+    ipv6: Option<Ipv6Addr>,
 }
 
 /// What a method's rewrite step did with a packet. How its later fragments follow a first
@@ -486,6 +488,7 @@ impl Processor {
             port_mac: port.mac,
             mtu: port.mtu,
             ipv4: port.ipv4,
+            ipv6: port.ipv6,
         })
     }
 

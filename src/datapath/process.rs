@@ -34,8 +34,9 @@
 //! included) is passed.
 //!
 //! Each service's forwarding method decides the rewrite: NAT below, DR (`process/dr.rs`: MACs
-//! only) and TUN (`process/tun.rs`: IP-in-IP, with the MTU rule). DR and TUN connections keep
-//! only their original-direction key (replies bypass the box).
+//! only) and TUN (`process/tun.rs`: IP-in-IP, with the MTU rule; IPv6-in-IPv6 with Packet Too
+//! Big in `process/tun/tun6.rs`). DR and TUN connections keep only their original-direction
+//! key (replies bypass the box).
 //!
 //! NAT rewrite (IPVS VS/NAT): original direction, destination VIP:port → real server; reply
 //! direction, source real server → VIP:port. IP and transport checksums are updated

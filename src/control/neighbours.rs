@@ -440,6 +440,7 @@ mod tests {
                 ifindex: 2,
                 mac: [2, 0x18, 0, 0, 0, 1],
                 ipv4: None,
+                ipv6: None,
                 mtu: 1500,
             },
             Port {
@@ -447,6 +448,7 @@ mod tests {
                 ifindex: 3,
                 mac: [2, 0x18, 0, 1, 0, 1],
                 ipv4: None,
+                ipv6: None,
                 mtu: 1500,
             },
         ]

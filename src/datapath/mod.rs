@@ -126,9 +126,11 @@ drop_reasons! {
     /// DR: the real server is not on a directly connected network (its route has a gateway).
     DrNotOnLink => "dr_not_on_link",
     /// TUN: the packet would exceed the egress port's MTU once encapsulated. With DF set, an
-    /// ICMP "fragmentation needed" (next-hop MTU = MTU - 20) went back to the client.
+    /// ICMP "fragmentation needed" (next-hop MTU = MTU - 20) went back to the client; over
+    /// IPv6, an ICMPv6 Packet Too Big (MTU = MTU - 40, when that is at least 1280).
     TunnelMtu => "tunnel_mtu",
-    /// TUN: the egress port has no IPv4 address to use as the outer source.
+    /// TUN: the egress port has no address of the packet's family (IPv4, or for TUN6 a global
+    /// IPv6 address) to use as the outer source.
     NoTunnelSource => "no_tunnel_source",
     /// TUN: the frame buffer has no room for the outer header (AF_XDP frames always have it;
     /// only a caller of `Processor::process` with an exact-size buffer sees this).

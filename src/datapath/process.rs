@@ -34,8 +34,9 @@
 //! included) is passed.
 //!
 //! Each service's forwarding method decides the rewrite: NAT below, DR (`process/dr.rs`: MACs
-//! only) and TUN (`process/tun.rs`: IP-in-IP, with the MTU rule). DR and TUN connections keep
-//! only their original-direction key (replies bypass the box).
+//! only) and TUN (`process/tun.rs`: IP-in-IP, with the MTU rule; IPv6-in-IPv6 with Packet Too
+//! Big in `process/tun/tun6.rs`). DR and TUN connections keep only their original-direction
+//! key (replies bypass the box).
 //!
 //! NAT rewrite (IPVS VS/NAT): original direction, destination VIP:port → real server; reply
 //! direction, source real server → VIP:port. IP and transport checksums are updated
@@ -72,7 +73,7 @@
 //! bookkeeping follow a `Tx`.
 
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -290,6 +291,8 @@ struct Egress {
     mtu: u16,
     /// The port's IPv4 address (TUN's outer source).
     ipv4: Option<Ipv4Addr>,
+    /// The port's IPv6 address (TUN6's outer source).
+    ipv6: Option<Ipv6Addr>,
 }
 
 /// What a method's rewrite step did with a packet. How its later fragments follow a first
@@ -486,6 +489,7 @@ impl Processor {
             port_mac: port.mac,
             mtu: port.mtu,
             ipv4: port.ipv4,
+            ipv6: port.ipv6,
         })
     }
 

@@ -203,6 +203,10 @@ pub struct Port {
     /// The port's IPv4 address (the first one with a prefix shorter than /32, read at start):
     /// the outer source of TUN packets sent on this port.
     pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The port's IPv6 address: a global one (not link-local, not a /128, not a VIP or pool
+    /// address xvs manages), read at start like `ipv4`: the outer source of TUN6 packets sent
+    /// on this port. `None`: TUN6 packets leaving here are dropped (`no_tunnel_source`).
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// The interface's MTU (largest IP packet it sends), read at start: TUN packets and frames
     /// grown in place (TOA) stay within it.
     pub mtu: u16,

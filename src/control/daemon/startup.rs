@@ -185,6 +185,8 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, DaemonError> {
                 ifindex: link.ifindex,
                 mac: link.mac,
                 ipv4: own_ipv4(addrs, &not_own),
+                // TUN6's outer source: to be filled from the interface's global addresses.
+                ipv6: None,
                 mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
             })
         })

@@ -1,9 +1,14 @@
-//! IP-in-IP tunnelling (IPVS VS/TUN): the client's packet, unchanged, inside an outer IPv4
-//! header from the egress port's address to the real server.
+//! IP-in-IP tunnelling (IPVS VS/TUN): the client's packet, unchanged, inside an outer IP
+//! header of its own family from the egress port's address to the real server. IPv4 here;
+//! IPv6-in-IPv6 (TUN6, with Packet Too Big) in `tun/tun6.rs`. A tunnel between families (IPv6
+//! in IPv4, IPv4 in IPv6) is refused (`not_lb_traffic`): the configuration never pairs a VIP
+//! with a real server of the other family, and conntrack refuses such entries, so only a
+//! `one_packet` service built around the configuration could get one here.
 //!
-//! The outer header is IPVS's (`ip_vs_tunnel_xmit`): protocol 4, TOS and TTL copied from the
-//! inner header, DF copied from the inner header, a fresh identification (a per-worker counter),
-//! no options. The inner packet is not touched (its TTL neither: IPVS takes it from LOCAL_IN).
+//! The IPv4 outer header is IPVS's (`ip_vs_tunnel_xmit`): protocol 4, TOS and TTL copied from
+//! the inner header, DF copied from the inner header, a fresh identification (a per-worker
+//! counter), no options. The inner packet is not touched (its TTL neither: IPVS takes it from
+//! LOCAL_IN).
 //!
 //! MTU: a packet whose encapsulated size would exceed the egress port's MTU is not sent. With
 //! DF set, xvs answers the client with ICMP "fragmentation needed" (type 3, code 4, next-hop MTU
@@ -31,7 +36,10 @@ pub const ICMP_TOS: u8 = 0xc0;
 /// first 8 bytes of its payload (RFC 792).
 const MAX_QUOTE: usize = 60 + 8;
 
-/// The IPv4 packet to tunnel: where it starts in the frame, its length and TTL.
+mod tun6;
+
+/// The IP packet to tunnel: where it starts in the frame, its length and TTL (IPv6: hop
+/// limit).
 struct Inner {
     l3: usize,
     len: usize,
@@ -42,7 +50,8 @@ struct Inner {
 enum NotSent {
     /// Refused, as any packet can be.
     Drop(DropReason),
-    /// Too big for the egress port's MTU once encapsulated; nothing changed.
+    /// Too big for the egress port's MTU once encapsulated; nothing changed. `df`: the inner
+    /// packet may not be fragmented (always for IPv6, whose routers never fragment).
     TooBig { mtu: u16, df: bool },
 }
 
@@ -63,6 +72,21 @@ impl Processor {
         len: &mut usize,
         p: &Parsed,
         real: SocketAddr,
+    ) -> Result<Sent, DropReason> {
+        match (p.key.dst, real.ip()) {
+            (IpAddr::V4(_), IpAddr::V4(real)) => self.forward_tun4(buf, len, p, real),
+            (IpAddr::V6(_), IpAddr::V6(real)) => self.forward_tun6(buf, len, p, real),
+            _ => Err(DropReason::NotLoadBalancerTraffic),
+        }
+    }
+
+    /// [`forward_tun`](Self::forward_tun) of an IPv4 packet to IPv4 real server `real`.
+    fn forward_tun4(
+        &mut self,
+        buf: &mut [u8],
+        len: &mut usize,
+        p: &Parsed,
+        real: Ipv4Addr,
     ) -> Result<Sent, DropReason> {
         let packet = Inner {
             l3: p.l3,
@@ -85,8 +109,10 @@ impl Processor {
     }
 
     /// Encapsulates an ICMP error (the whole IP packet at `l3`, `ip_len` bytes) towards real
-    /// server `real`, as IPVS forwards errors about a TUN connection's replies. One too big for
-    /// the tunnel is dropped (`tunnel_mtu`): no ICMP is sent about an ICMP error.
+    /// server `real`, as IPVS forwards errors about a TUN connection's replies: in IPv4 for an
+    /// IPv4 real server, in IPv6 for an IPv6 one (the inner packet must be of the real's family:
+    /// `bad_ip_version` otherwise). One too big for the tunnel is dropped (`tunnel_mtu`): no
+    /// ICMP is sent about an ICMP error.
     pub(super) fn tunnel_icmp(
         &self,
         buf: &mut [u8],
@@ -99,24 +125,26 @@ impl Processor {
             len: ip_len,
             ttl,
         };
-        match self.tunnel(buf, len, &packet, real) {
+        let sent = match real.ip() {
+            IpAddr::V4(real) => self.tunnel(buf, len, &packet, real),
+            IpAddr::V6(real) => self.tunnel6(buf, len, &packet, real),
+        };
+        match sent {
             Ok(v) => Ok(v),
             Err(NotSent::Drop(r)) => Err(r),
             Err(NotSent::TooBig { .. }) => Err(DropReason::TunnelMtu),
         }
     }
 
-    /// Wraps the IPv4 packet `inner` of the frame in an outer header to `real` and routes it.
+    /// Wraps the IPv4 packet `inner` of the frame in an outer header to `real_ip` and routes
+    /// it.
     fn tunnel(
         &self,
         buf: &mut [u8],
         len: &mut usize,
         inner: &Inner,
-        real: SocketAddr,
+        real_ip: Ipv4Addr,
     ) -> Result<Verdict, NotSent> {
-        let IpAddr::V4(real_ip) = real.ip() else {
-            return Ok(Verdict::Pass);
-        };
         let mut too_big = None;
         let routed = self.route(buf, len, Route::unrouted(real_ip), |buf, len, egress| {
             let l3 = inner.l3;
@@ -125,6 +153,10 @@ impl Processor {
             let (Some(tos), Some(dont_fragment)) = (tos, dont_fragment) else {
                 return Err(DropReason::TruncatedIpv4);
             };
+            // An IPv6 packet never goes into an IPv4 tunnel.
+            if ip.first().map(|b| b >> 4) != Some(4) {
+                return Err(DropReason::BadIpVersion);
+            }
             if inner.len + OUTER_LEN > usize::from(egress.mtu) {
                 too_big = Some(NotSent::TooBig {
                     mtu: egress.mtu,

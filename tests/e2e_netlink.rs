@@ -277,6 +277,7 @@ fn checks(ns_a: &str) {
         ifindex: link.ifindex,
         mac: link.mac,
         ipv4: None,
+        ipv6: None,
         mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
     }];
     let table = build_table(&ports).unwrap();

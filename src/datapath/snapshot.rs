@@ -203,6 +203,10 @@ pub struct Port {
     /// The port's IPv4 address (the first one with a prefix shorter than /32, read at start):
     /// the outer source of TUN packets sent on this port.
     pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The port's own global IPv6 address (the first one that is not link-local, preferring a
+    /// prefix shorter than /128, read at start): the outer source of TUN6 packets and the
+    /// source of ICMPv6 errors sent on this port.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// The interface's MTU (largest IP packet it sends), read at start: TUN packets and frames
     /// grown in place (TOA) stay within it.
     pub mtu: u16,

@@ -306,7 +306,8 @@ fn render_services(o: &mut String, snap: &Snapshot, src: &Sources) {
     }
 }
 
-/// `xvs_conntrack_*`: table size, capacity and evictions.
+/// `xvs_conntrack_*`: table size, capacity and evictions; the IPv6 table's size and capacity
+/// as `_ipv6` series of their own (`xvs_conntrack_max_entries` is the IPv4 table's).
 fn render_conntrack(o: &mut String, src: &Sources) {
     family(o, "xvs_conntrack_entries", "gauge", "Tracked connections.");
     let _ = writeln!(o, "xvs_conntrack_entries {}", src.shared.conntrack.len());
@@ -320,6 +321,28 @@ fn render_conntrack(o: &mut String, src: &Sources) {
         o,
         "xvs_conntrack_max_entries {}",
         src.shared.conntrack.capacity()
+    );
+    family(
+        o,
+        "xvs_conntrack_entries_ipv6",
+        "gauge",
+        "Tracked IPv6 connections (a table of their own; also counted in xvs_conntrack_entries).",
+    );
+    let _ = writeln!(
+        o,
+        "xvs_conntrack_entries_ipv6 {}",
+        src.shared.conntrack.len_ipv6()
+    );
+    family(
+        o,
+        "xvs_conntrack_max_entries_ipv6",
+        "gauge",
+        "IPv6 connection table capacity (conntrack.max_entries_ipv6; 0 without IPv6 services).",
+    );
+    let _ = writeln!(
+        o,
+        "xvs_conntrack_max_entries_ipv6 {}",
+        src.shared.conntrack.capacity_ipv6()
     );
     family(
         o,
@@ -882,6 +905,52 @@ mod tests {
             assert_eq!(got, want, "line {}", i + 1);
         }
         assert_eq!(page, want);
+    }
+
+    /// An IPv6 service's labels: the VIP as written in the configuration (`vip="2001:2::100"`),
+    /// real and sorry servers as `[ADDR]:PORT` (the form of Prometheus's own `instance` labels);
+    /// the IPv6 connection table's size and capacity have series of their own.
+    #[test]
+    fn ipv6_services_are_labelled_as_prometheus_users_expect() {
+        use crate::conntrack::Timeouts;
+        use crate::datapath::nexthop::NextHopTable;
+        use crate::datapath::snapshot::Forwarding;
+        use crate::datapath::ServiceKey;
+        use crate::flow::Proto;
+        let real: SocketAddr = "[2001:2:0:1::11]:80".parse().unwrap();
+        let mut web6 = Service::new(
+            "web6",
+            ServiceKey {
+                vip: "2001:2::100".parse().unwrap(),
+                port: 80,
+                proto: Proto::Tcp,
+            },
+            Forwarding::Nat,
+            SchedulerKind::Rr,
+            vec![RealServer::new(real, 2)],
+        );
+        web6.sorry = Some(RealServer::new("[2001:2:0:1::99]:8080".parse().unwrap(), 1));
+        let snap = Snapshot::new(1, vec![], vec![web6], Timeouts::default(), false);
+        let shared =
+            Shared::try_with_tables(snap, NextHopTable::new(vec![], []), 64, 32, &[]).unwrap();
+        let src = Sources {
+            shared: Arc::new(shared),
+            ..sources()
+        };
+        let page = render(&src);
+        let labels = "service=\"web6\",vip=\"2001:2::100\",port=\"80\",proto=\"tcp\"";
+        for want in [
+            format!("xvs_real_weight{{{labels},real=\"[2001:2:0:1::11]:80\"}} 2\n"),
+            format!("xvs_service_connections_total{{{labels}}} 0\n"),
+            format!(
+                "xvs_sorry_server_connections_total{{{labels},real=\"[2001:2:0:1::99]:8080\"}} 0\n"
+            ),
+            "xvs_conntrack_entries_ipv6 0\n".to_string(),
+            "xvs_conntrack_max_entries_ipv6 32\n".to_string(),
+            "xvs_conntrack_max_entries 64\n".to_string(),
+        ] {
+            assert!(page.contains(&want), "missing {want:?} in\n{page}");
+        }
     }
 
     #[test]

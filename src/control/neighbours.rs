@@ -584,6 +584,79 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_routes_and_neighbours_fill_the_table_as_ipv4_does() {
+        let r1 = [2, 0x18, 0, 1, 0, 0x11];
+        let wan_router = [2, 0x18, 0, 0, 0, 0xfe];
+        let lan_router = [2, 0x18, 0, 1, 0, 0xfe];
+        let (r, n) = select(
+            &ports(),
+            &[
+                kr("2001:2::", 64, 2, None),
+                kr("2001:2:0:1::", 64, 3, None),
+                kr("fe80::", 64, 2, None),
+                kr("fe80::", 64, 3, None),
+                kr("2001:2:0:7::", 64, 7, None), // not an attached port
+                kr("::", 0, 2, Some("fe80::1")), // default via a link-local router
+                kr("198.18.1.0", 24, 3, None),
+            ],
+            &[
+                (3, ip("2001:2:0:1::11"), r1),
+                (2, ip("fe80::1"), wan_router),
+                (3, ip("fe80::1"), lan_router), // the same link-local address on another link
+                (7, ip("2001:2:0:7::1"), [9; 6]),
+            ],
+        );
+        assert_eq!(r.len(), 6);
+        assert_eq!(n.len(), 3);
+        let t = NextHopTable::new(r, n);
+        let hop = t.resolve(ip("2001:2:0:1::11")).unwrap();
+        assert_eq!((hop.port, hop.mac), (1, r1));
+        // Off-link destinations go to the wan0 router, never to lan0's fe80::1.
+        let hop = t.resolve(ip("2001:2:ff::5")).unwrap();
+        assert_eq!((hop.port, hop.mac), (0, wan_router));
+        assert_eq!(
+            t.resolve(ip("2001:2:0:1::12")),
+            Err(crate::datapath::nexthop::NextHopError::NoNeighbour(ip(
+                "2001:2:0:1::12"
+            )))
+        );
+        // IPv4 is unaffected by the IPv6 default route.
+        assert!(t.resolve(ip("198.18.9.9")).is_err());
+    }
+
+    #[test]
+    fn ipv6_misses_solicit_the_next_hop_on_its_port() {
+        let (r, n) = select(
+            &ports(),
+            &[
+                kr("2001:2:0:1::", 64, 3, None),
+                kr("::", 0, 2, Some("fe80::1")),
+            ],
+            &[],
+        );
+        let t = NextHopTable::new(r, n);
+        assert_eq!(
+            solicit_target(&t, &ports(), ip("2001:2:0:1::12")),
+            Some((ip("2001:2:0:1::12"), 3))
+        );
+        // A link-local router is solicited on the interface of the route that names it.
+        assert_eq!(
+            solicit_target(&t, &ports(), ip("2001:2:ff::5")),
+            Some((ip("fe80::1"), 2))
+        );
+        assert_eq!(solicit_target(&t, &ports(), ip("198.18.1.1")), None);
+        // An IPv6 neighbour learnt from a notification resolves it.
+        let mac = [2, 0x18, 0, 0, 0, 0xfe];
+        let learnt = Change::Neighbour {
+            ifindex: 2,
+            ip: ip("fe80::1"),
+            mac: Some(mac),
+        };
+        let t = apply(&t, &ports(), &[learnt]).table.unwrap();
+        assert_eq!(t.resolve(ip("2001:2:ff::5")).unwrap().mac, mac);
+    }
+
+    #[test]
     fn limiter_allows_once_per_interval() {
         let mut l = Limiter::new(Duration::from_millis(500));
         let t0 = Instant::now();

@@ -28,7 +28,9 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NlAddr};
 
@@ -258,9 +260,13 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// Converts one route message; `None` when it is not a unicast route of the main table.
+/// Converts one route message; `None` when it is not a unicast route of the main table, or is
+/// a cached clone (an IPv6 route exception, e.g. a learnt path MTU: `RTM_F_CLONED`), which
+/// only repeats a route of the table. IPv4 and IPv6 routes are read alike; an IPv6 gateway may
+/// be link-local (`default via fe80::1 dev wan0`, what router advertisements install): it is a
+/// neighbour on the route's own interface, which the next-hop table keys by port.
 fn kernel_route(m: &RouteMessage) -> Option<KernelRoute> {
-    if m.header.kind != RouteType::Unicast {
+    if m.header.kind != RouteType::Unicast || m.header.flags.contains(RouteFlags::Cloned) {
         return None;
     }
     let mut table = u32::from(m.header.table);
@@ -456,10 +462,14 @@ pub enum Change {
     Lost,
 }
 
-/// rtnetlink multicast groups (`RTNLGRP_*` of `linux/rtnetlink.h`).
+/// rtnetlink multicast groups (`RTNLGRP_*` of `linux/rtnetlink.h`). `RTNLGRP_NEIGH` carries
+/// every neighbour table's changes, ARP (IPv4) and NDP (IPv6) alike (and bridge FDB entries,
+/// which [`changes_in`] skips); routes have one group per family.
 const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
+/// What a [`Subscription`] listens to: neighbours of both families, and both routing tables.
+const SUBSCRIBED_GROUPS: [u32; 3] = [RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE];
 /// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`); a burst that overflows
 /// it is [`Change::Lost`], answered by a full re-read.
 const SUBSCRIPTION_RCVBUF: usize = 1 << 20;
@@ -520,7 +530,7 @@ impl Subscription {
     pub fn open() -> Result<Subscription, NetlinkError> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         socket.bind_auto().map_err(NetlinkError::Socket)?;
-        for group in [RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE] {
+        for group in SUBSCRIBED_GROUPS {
             socket.add_membership(group).map_err(NetlinkError::Socket)?;
         }
         // A bigger buffer only makes overflows rarer; the default still works.
@@ -929,6 +939,190 @@ mod tests {
         for len in 0..40.min(data.len()) {
             changes_in(&data[..len], &mut Vec::new());
         }
+    }
+
+    fn v6(s: &str) -> RouteAddress {
+        RouteAddress::Inet6(s.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv6_connected_gateway_and_link_local_routes() {
+        let mut lan = route_msg(AddressFamily::Inet6, 254, RouteType::Unicast);
+        lan.header.destination_prefix_length = 64;
+        lan.attributes
+            .push(RouteAttribute::Destination(v6("2001:2:0:1::")));
+        lan.attributes.push(RouteAttribute::Oif(3));
+        assert_eq!(
+            kernel_route(&lan),
+            Some(KernelRoute {
+                dst: ip("2001:2:0:1::"),
+                prefix_len: 64,
+                oif: 3,
+                gateway: None
+            })
+        );
+        // Every interface has its fe80::/64 in the main table: kept, per interface.
+        let mut ll = route_msg(AddressFamily::Inet6, 254, RouteType::Unicast);
+        ll.header.destination_prefix_length = 64;
+        ll.attributes
+            .push(RouteAttribute::Destination(v6("fe80::")));
+        ll.attributes.push(RouteAttribute::Oif(2));
+        assert_eq!(kernel_route(&ll).map(|r| r.oif), Some(2));
+        // A default route through a link-local router (what router advertisements install).
+        let mut dflt = route_msg(AddressFamily::Inet6, 254, RouteType::Unicast);
+        dflt.attributes.push(RouteAttribute::Gateway(v6("fe80::1")));
+        dflt.attributes.push(RouteAttribute::Oif(2));
+        dflt.attributes.push(RouteAttribute::Priority(1024));
+        assert_eq!(
+            kernel_route(&dflt),
+            Some(KernelRoute {
+                dst: ip("::"),
+                prefix_len: 0,
+                oif: 2,
+                gateway: Some(ip("fe80::1"))
+            })
+        );
+        // A cached clone (a route exception, e.g. a learnt path MTU) repeats its route: skipped.
+        let mut clone = dflt.clone();
+        clone.header.flags = RouteFlags::Cloned;
+        assert_eq!(kernel_route(&clone), None);
+        // The local table's local, anycast and multicast routes are not next hops.
+        for kind in [RouteType::Local, RouteType::Anycast, RouteType::Multicast] {
+            let mut m = route_msg(AddressFamily::Inet6, 255, kind);
+            m.attributes.push(RouteAttribute::Oif(2));
+            assert_eq!(kernel_route(&m), None, "{kind:?}");
+        }
+        let mut unreachable = route_msg(AddressFamily::Inet6, 254, RouteType::Unreachable);
+        unreachable.attributes.push(RouteAttribute::Oif(1));
+        assert_eq!(kernel_route(&unreachable), None);
+    }
+
+    #[test]
+    fn ipv6_multipath_uses_first_hop() {
+        let mut m = route_msg(AddressFamily::Inet6, 254, RouteType::Unicast);
+        let hop = |oif, gw: &str| {
+            let mut h = RouteNextHop::default();
+            h.interface_index = oif;
+            h.attributes = vec![RouteAttribute::Gateway(v6(gw))];
+            h
+        };
+        m.attributes.push(RouteAttribute::MultiPath(vec![
+            hop(4, "fe80::1"),
+            hop(5, "fe80::2"),
+        ]));
+        let r = kernel_route(&m).unwrap();
+        assert_eq!((r.oif, r.gateway), (4, Some(ip("fe80::1"))));
+        assert_eq!(r.dst, ip("::"));
+    }
+
+    #[test]
+    fn ipv6_neighbours_are_filtered_like_ipv4() {
+        let mac = [2, 0x18, 0, 1, 0, 0x11];
+        let global = || NeighbourAddress::Inet6("2001:2:0:1::11".parse().unwrap());
+        let mut router = neigh(NeighbourState::Reachable, global(), &mac);
+        router.header.family = AddressFamily::Inet6;
+        router.header.flags = NeighbourFlags::Router; // an IPv6 router is still a neighbour
+        assert_eq!(
+            usable_neighbour(&router),
+            Some((9, ip("2001:2:0:1::11"), mac))
+        );
+        for state in [
+            NeighbourState::Stale,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Permanent,
+        ] {
+            assert!(usable_neighbour(&neigh(state, global(), &mac)).is_some());
+        }
+        for state in [
+            NeighbourState::Incomplete,
+            NeighbourState::Failed,
+            NeighbourState::None,
+        ] {
+            assert_eq!(usable_neighbour(&neigh(state, global(), &mac)), None);
+        }
+        let mut proxy = neigh(NeighbourState::Permanent, global(), &mac);
+        proxy.header.flags = NeighbourFlags::Proxy; // `ip -6 neigh add proxy`
+        assert_eq!(usable_neighbour(&proxy), None);
+        // An Infiniband-style 20-byte address is not Ethernet.
+        assert_eq!(
+            usable_neighbour(&neigh(NeighbourState::Reachable, global(), &[7; 20])),
+            None
+        );
+    }
+
+    #[test]
+    fn ipv6_notifications_become_changes() {
+        let mac = [2, 0x18, 0, 0, 0, 1];
+        let router = |state| {
+            let mut m = neigh(
+                state,
+                NeighbourAddress::Inet6("fe80::1".parse().unwrap()),
+                &mac,
+            );
+            m.header.family = AddressFamily::Inet6;
+            m.header.flags = NeighbourFlags::Router;
+            m
+        };
+        let reachable = router(NeighbourState::Reachable);
+        let mut main = route_msg(AddressFamily::Inet6, 254, RouteType::Unicast);
+        main.attributes.push(RouteAttribute::Oif(3));
+        let mut clone = main.clone();
+        clone.header.flags = RouteFlags::Cloned;
+        let multicast = route_msg(AddressFamily::Inet6, 255, RouteType::Multicast);
+        let data = datagram(vec![
+            RouteNetlinkMessage::NewNeighbour(router(NeighbourState::Incomplete)),
+            RouteNetlinkMessage::NewNeighbour(reachable.clone()),
+            RouteNetlinkMessage::DelNeighbour(reachable),
+            RouteNetlinkMessage::NewRoute(clone),
+            RouteNetlinkMessage::NewRoute(multicast),
+            RouteNetlinkMessage::NewRoute(main.clone()),
+            RouteNetlinkMessage::DelRoute(main),
+        ]);
+        let mut out = Vec::new();
+        changes_in(&data, &mut out);
+        let n = |mac| Change::Neighbour {
+            ifindex: 9,
+            ip: ip("fe80::1"),
+            mac,
+        };
+        assert_eq!(
+            out,
+            vec![
+                n(None),
+                n(Some(mac)),
+                n(None),
+                Change::Routes,
+                Change::Routes
+            ]
+        );
+    }
+
+    #[test]
+    fn the_subscription_covers_both_families() {
+        // One neighbour group for ARP and NDP; one route group per family.
+        assert_eq!(
+            SUBSCRIBED_GROUPS,
+            [RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE]
+        );
+        assert_eq!(
+            (RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE),
+            (3, 7, 11)
+        );
+    }
+
+    #[test]
+    fn use_request_encodes_ntf_use_for_ipv6() {
+        let m = use_request(ip("2001:2:0:1::11"), 4);
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.emit(&mut buf);
+        assert_eq!(buf[0], libc::AF_INET6 as u8);
+        assert_eq!(u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]), 4);
+        assert_eq!(buf[10], 0x01); // NTF_USE
+                                   // NDA_DST: 4-byte attribute header, then the 16 address bytes.
+        let want: Ipv6Addr = "2001:2:0:1::11".parse().unwrap();
+        assert_eq!(&buf[buf.len() - 16..], &want.octets());
+        assert_eq!(u16::from_ne_bytes([buf[12], buf[13]]), 20);
     }
 
     #[test]

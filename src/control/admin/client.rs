@@ -89,7 +89,8 @@ impl RealOp {
 pub struct RealArgs {
     /// Service name (`services[].name`).
     pub service: String,
-    /// Real server, ADDR:PORT.
+    /// Real server, ADDR:PORT (`198.18.1.11:80` or `[2001:db8::11]:80`).
+    #[arg(value_parser = crate::control::config::parse_socket_addr)]
     pub addr: SocketAddr,
     /// Weight (`add`: default 1; `edit`: required).
     #[arg(long)]
@@ -409,6 +410,24 @@ mod tests {
             (out.code, out.stdout.as_str(), out.stderr.as_str()),
             (1, "", "xvs: the daemon is stopping\n")
         );
+    }
+
+    #[test]
+    fn real_addresses_of_both_families_parse_as_in_the_configuration() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            real: RealArgs,
+        }
+        let parse = |addr: &str| Cli::try_parse_from(["real", "web6", addr]).map(|c| c.real.addr);
+        assert_eq!(
+            parse("[2001:2:0:1::13]:80").unwrap(),
+            sa("[2001:2:0:1::13]:80")
+        );
+        assert_eq!(parse("198.18.1.13:80").unwrap(), sa("198.18.1.13:80"));
+        let err = parse("2001:2:0:1::13:80").unwrap_err().to_string();
+        assert!(err.contains("written in brackets"), "{err}");
     }
 
     #[test]

@@ -120,11 +120,65 @@ fn ip_visitor() -> ParsedVisitor<IpAddr> {
     }
 }
 
-fn socket_visitor() -> ParsedVisitor<SocketAddr> {
-    ParsedVisitor {
-        what: "address",
-        example: SOCKET_EXAMPLE,
-        _t: PhantomData,
+/// Parses `ADDR:PORT`: `198.18.1.11:80` or `[2001:db8::11]:80`. The error names what is wrong
+/// where it can tell (an IPv6 address without brackets or without a port, a bad address inside
+/// the brackets), after `invalid address` and the text as written.
+pub fn parse_socket_addr(v: &str) -> Result<SocketAddr, String> {
+    let t = v.trim();
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let why = if let Some(rest) = t.strip_prefix('[') {
+        match rest.split_once(']') {
+            None => "an IPv6 address opened with `[` must be closed with `]`".to_string(),
+            Some((inner, _)) if inner.parse::<std::net::Ipv6Addr>().is_err() => {
+                format!("`{inner}` is not an IPv6 address")
+            }
+            Some((inner, "")) => {
+                format!("the port is missing: write `[{inner}]:PORT`, e.g. `[{inner}]:80`")
+            }
+            Some((_, rest)) => match rest.strip_prefix(':') {
+                Some(port) => format!("`{port}` is not a port 0..65535"),
+                None => "write `:PORT` right after the closing bracket".to_string(),
+            },
+        }
+    } else if t.parse::<std::net::Ipv6Addr>().is_ok() {
+        "an IPv6 address with a port is written in brackets, `[ADDR]:PORT`, e.g. `[2001:db8::11]:80`".to_string()
+    } else if t.parse::<std::net::Ipv4Addr>().is_ok() {
+        format!("the port is missing: write `{t}:PORT`, e.g. `{t}:80`")
+    } else {
+        format!("expected an address such as {SOCKET_EXAMPLE}")
+    };
+    Err(format!("invalid address `{v}`: {why}"))
+}
+
+struct SocketVisitor;
+
+impl Visitor<'_> for SocketVisitor {
+    type Value = SocketAddr;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an address such as {SOCKET_EXAMPLE}")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SocketAddr, E> {
+        parse_socket_addr(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<SocketAddr, E> {
+        Err(E::custom(format!(
+            "invalid address `{v}`: expected an address such as {SOCKET_EXAMPLE}"
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<SocketAddr, E> {
+        self.visit_u64(v.unsigned_abs())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<SocketAddr, E> {
+        Err(E::custom(format!(
+            "invalid address `{v}`: expected an address such as {SOCKET_EXAMPLE}"
+        )))
     }
 }
 
@@ -135,7 +189,7 @@ pub fn ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
 
 /// An `ADDR:PORT` (IPv6 in brackets).
 pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    d.deserialize_any(socket_visitor())
+    d.deserialize_any(SocketVisitor)
 }
 
 /// A wrapper so that lists and options reuse the visitors above.
@@ -496,5 +550,37 @@ mod tests {
             .unwrap_err()
             .contains("invalid duration"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn socket_addresses_of_both_families() {
+        let ok = |s: &str| parse_socket_addr(s).unwrap();
+        assert_eq!(ok("198.18.1.11:80").to_string(), "198.18.1.11:80");
+        assert_eq!(
+            ok(" [2001:2:0:1::11]:80 ").to_string(),
+            "[2001:2:0:1::11]:80"
+        );
+        let err = |s: &str| parse_socket_addr(s).unwrap_err();
+        assert_eq!(
+            err("[2001:db8::zz]:80"),
+            "invalid address `[2001:db8::zz]:80`: `2001:db8::zz` is not an IPv6 address"
+        );
+        assert_eq!(
+            err("2001:db8::1:80"),
+            "invalid address `2001:db8::1:80`: an IPv6 address with a port is written in brackets, `[ADDR]:PORT`, e.g. `[2001:db8::11]:80`"
+        );
+        assert_eq!(
+            err("[2001:db8::1]"),
+            "invalid address `[2001:db8::1]`: the port is missing: write `[2001:db8::1]:PORT`, e.g. `[2001:db8::1]:80`"
+        );
+        assert_eq!(
+            err("198.18.1.11"),
+            "invalid address `198.18.1.11`: the port is missing: write `198.18.1.11:PORT`, e.g. `198.18.1.11:80`"
+        );
+        assert!(err("[2001:db8::1]:65536").ends_with("`65536` is not a port 0..65535"));
+        assert!(err("[2001:db8::1]80").ends_with("right after the closing bracket"));
+        assert!(err("[2001:db8::1").ends_with("must be closed with `]`"));
+        assert!(err("web:80")
+            .ends_with("expected an address such as `198.18.1.11:80` or `[2001:db8::11]:80`"));
     }
 }

@@ -31,6 +31,7 @@ pub mod source;
 pub mod unsupported;
 mod validate;
 
+pub use de::parse_socket_addr;
 pub use host::{Host, SystemHost};
 pub use model::*;
 

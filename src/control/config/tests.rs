@@ -79,6 +79,13 @@ fn with_service_keys(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
+/// BASE as an IPv6 service on the lab's IPv6 plan (same lines and columns).
+fn base6() -> String {
+    BASE.replace("198.18.0.100", "\"2001:2::100\"")
+        .replace("198.18.1.11:80", "\"[2001:2:0:1::11]:80\"")
+        .replace("198.18.1.12:80", "\"[2001:2:0:1::12]:80\"")
+}
+
 // ---- parsing and defaults -------------------------------------------------------------------
 
 #[test]
@@ -383,6 +390,31 @@ fn bad_addresses() {
         &t,
         "10:18: services[0].reals[0].address: invalid address `198.18.1.11`",
     );
+    // IPv6: each malformed form is refused at the value, saying what is wrong.
+    let v6 = |real: &str| base6().replace("\"[2001:2:0:1::11]:80\"", real);
+    for (real, why) in [
+        (
+            "\"[2001:db8::zz]:80\"",
+            "`2001:db8::zz` is not an IPv6 address",
+        ),
+        (
+            "\"2001:db8::1:80\"",
+            "an IPv6 address with a port is written in brackets",
+        ),
+        ("\"[2001:db8::1]\"", "the port is missing"),
+    ] {
+        assert_error(
+            &v6(real),
+            &format!(
+                "10:18: services[0].reals[0].address: invalid address `{}`: {why}",
+                real.trim_matches('"')
+            ),
+        );
+    }
+    assert_error(
+        &base6().replace("\"2001:2::100\"", "\"2001:2::zz\""),
+        "6:10: services[0].vip: invalid IP address `2001:2::zz`",
+    );
 }
 
 #[test]
@@ -464,13 +496,13 @@ fn max_entries_ipv6_is_bounded_and_defaults_by_the_services_families() {
     assert_eq!(c.max_entries_ipv6(), 0);
     let mut c = assert_ok(&t("2000"));
     assert_eq!(c.max_entries_ipv6(), 2000);
-    // The default follows max_entries once a service is IPv6 (the model is changed directly:
-    // the configuration does not take IPv6 services yet).
+    // The default follows max_entries once a service is IPv6.
     c.conntrack.max_entries_ipv6 = None;
-    let mut s = assert_ok(BASE).services.remove(0);
-    s.vip = "2001:2::100".parse().unwrap();
+    let s = assert_ok(&base6()).services.remove(0);
     c.services.push(s);
     assert_eq!(c.max_entries_ipv6(), 5000);
+    let c = assert_ok(&format!("{}conntrack:\n  max_entries: 7000\n", base6()));
+    assert_eq!(c.max_entries_ipv6(), 7000);
 }
 
 #[test]
@@ -721,10 +753,110 @@ fn address_families_do_not_mix() {
         &t,
         "12:18: real server [2001:db8::12]:80 is IPv6 but the VIP is IPv4: forwarding nat cannot mix address families",
     );
-    // tun may carry IPv6 in IPv4 (refused only as not supported yet).
-    let t = with_service_keys("    forwarding: tun\n")
-        .replace("198.18.1.12:80", "\"[2001:db8::12]:80\"");
-    assert!(!errors(&t).iter().any(|e| e.contains("mix")));
+    // Every method keeps the family: dr and tun (IPVS tunnels IPv6 in IPv4; xvs does not).
+    for m in ["dr", "tun"] {
+        let t = with_service_keys(&format!("    forwarding: {m}\n"))
+            .replace("198.18.1.12:80", "\"[2001:db8::12]:80\"");
+        assert_error(
+            &t,
+            &format!("12:18: real server [2001:db8::12]:80 is IPv6 but the VIP is IPv4: forwarding {m} cannot mix address families"),
+        );
+    }
+    // The other way round, in an IPv6 service.
+    let t = base6().replace("\"[2001:2:0:1::12]:80\"", "198.18.1.12:80");
+    assert_error(
+        &t,
+        "12:18: real server 198.18.1.12:80 is IPv4 but the VIP is IPv6: forwarding nat cannot mix address families",
+    );
+    // An IPv6 sorry server on an IPv4 service.
+    let t = with_service_keys("    sorry_server: \"[2001:db8::99]:80\"\n");
+    assert_error(
+        &t,
+        "13:19: sorry server [2001:db8::99]:80 is IPv6 but the VIP is IPv4: forwarding nat cannot mix address families",
+    );
+    // FULLNAT64: an IPv6 VIP in front of IPv4 real servers, named as such.
+    let pools = "local_addresses:\n  - { name: p4, addresses: [198.18.1.2] }\n";
+    let t = format!(
+        "{pools}{}",
+        base6()
+            .replace("\"[2001:2:0:1::11]:80\"", "198.18.1.11:80")
+            .replace(
+                "scheduler: wrr",
+                "scheduler: wrr\n    forwarding: fullnat\n    local_addresses: p4"
+            )
+    );
+    assert_error(
+        &t,
+        "14:18: real server 198.18.1.11:80 is IPv4 but the VIP is IPv6: FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported",
+    );
+    // FULLNAT46 is plain mixing.
+    let t = format!(
+        "{pools}{}",
+        BASE.replace("198.18.1.11:80", "\"[2001:2:0:1::11]:80\"")
+            .replace(
+                "scheduler: wrr",
+                "scheduler: wrr\n    forwarding: fullnat\n    local_addresses: p4"
+            )
+    );
+    assert_error(
+        &t,
+        "14:18: real server [2001:2:0:1::11]:80 is IPv6 but the VIP is IPv4: forwarding fullnat cannot mix address families",
+    );
+}
+
+#[test]
+fn ipv6_services_are_accepted_for_every_method_but_fullnat_pools() {
+    for m in ["nat", "dr", "tun"] {
+        let t = format!(
+            "{}    forwarding: {m}\n    sorry_server: \"[2001:2:0:1::99]:80\"\n    persistence: {{ timeout: 5m, netmask: 64 }}\n",
+            base6()
+        );
+        let c = assert_ok(&t);
+        let s = &c.services[0];
+        assert!(s.vip.is_ipv6() && s.reals.iter().all(|r| r.address.is_ipv6()));
+        assert_eq!(s.key().vip, "2001:2::100".parse::<IpAddr>().unwrap());
+        assert_eq!(c.max_entries_ipv6(), c.conntrack.max_entries);
+    }
+    // Dual stack: an IPv4 and an IPv6 service side by side.
+    let dual = format!(
+        "{BASE}  - name: web6\n    vip: \"2001:2::100\"\n    port: 80\n    reals:\n      - address: \"[2001:2:0:1::11]:80\"\n"
+    );
+    let c = assert_ok(&dual);
+    assert_eq!(c.services.len(), 2);
+    assert!(c.services[0].vip.is_ipv4() && c.services[1].vip.is_ipv6());
+}
+
+#[test]
+fn ipv6_link_local_and_ipv4_mapped_addresses_are_refused() {
+    let t = base6().replace("2001:2::100", "fe80::100");
+    assert_error(&t, "6:10: vip fe80::100 is a link-local address");
+    let t = base6().replace("2001:2:0:1::11", "fe80::11");
+    assert_error(
+        &t,
+        "10:18: real server [fe80::11]:80 is a link-local address",
+    );
+    let t = base6().replace("2001:2:0:1::11", "::ffff:198.18.1.11");
+    assert_error(
+        &t,
+        "10:18: real server [::ffff:198.18.1.11]:80 is an IPv4-mapped IPv6 address: write it as IPv4, `198.18.1.11`",
+    );
+    let t = base6().replace("2001:2::100", "::ffff:198.18.0.100");
+    assert_error(
+        &t,
+        "6:10: vip ::ffff:198.18.0.100 is an IPv4-mapped IPv6 address",
+    );
+    for (vip, what) in [
+        ("ff02::1", "not a unicast address"),
+        ("::", "not a unicast address"),
+        ("::1", "a loopback address"),
+    ] {
+        assert_error(
+            &base6().replace("2001:2::100", vip),
+            &format!("6:10: vip {vip} is {what}"),
+        );
+    }
+    let t = base6().replace("2001:2:0:1::11", "::1");
+    assert_error(&t, "10:18: real server [::1]:80 is a loopback address");
 }
 
 #[test]
@@ -781,8 +913,8 @@ fn persistence_netmask_takes_a_prefix_length() {
         &v4("\"/\""),
         "13:42: services[0].persistence.netmask: invalid netmask `/`",
     );
-    // An IPv6 service: the prefix length is ipvsadm's `-M` (IPv6 services are still refused,
-    // so the netmask's own errors are looked for among the others).
+    // An IPv6 service: the prefix length is ipvsadm's `-M` (the netmask's own errors are looked
+    // for among any others).
     let v6 = |m: &str| {
         v4(m)
             .replace("198.18.0.100", "\"2001:2::100\"")
@@ -1180,21 +1312,8 @@ fn unsupported_features_are_refused_at_their_key() {
     for m in ["dr", "tun"] {
         assert_ok(&with_service_keys(&format!("    forwarding: {m}\n")));
     }
-    let t = BASE
-        .replace("198.18.0.100", "\"2001:db8::100\"")
-        .replace("198.18.1.1", "\"[2001:db8::1")
-        .replace(":80\n", "]:80\"\n");
-    let e = errors(&t);
-    assert!(
-        e.iter()
-            .any(|x| x.starts_with("6:10: IPv6 is not supported yet")),
-        "{e:#?}"
-    );
-    assert!(
-        e.iter()
-            .any(|x| x.starts_with("10:18: IPv6 is not supported yet")),
-        "{e:#?}"
-    );
+    // IPv6 services are built (issue 14).
+    assert!(errors(&base6()).is_empty(), "{:#?}", errors(&base6()));
     let t = BASE.replace("weight: 3", "weight: 3\n        upper_threshold: 5");
     assert!(errors(&t).is_empty(), "thresholds are built");
     let t = format!("{BASE}sync:\n  interface: eth1\n");

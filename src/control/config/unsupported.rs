@@ -4,14 +4,16 @@
 //! value in the file differs from its default, with `FILE:LINE:COL: <what> is not supported yet`.
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
-//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4), and services
+//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses`, and services
 //! with `forwarding: nat`, `dr`, `tun` or `fullnat` (with `local_addresses` and `toa`),
 //! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
-//! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
-//! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
-//! `health_check`, `on_failure`, `quorum` and `sorry_server`, real servers with an IPv4
-//! `address`, a `weight`, thresholds and a `health_check`, and IPv4 `vrrp.instances` with
-//! `vrrp.sync_groups`.
+//! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4 or
+//! IPv6 `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
+//! `health_check`, `on_failure`, `quorum` and `sorry_server`, real servers with an `address`
+//! of the VIP's family, a `weight`, thresholds and a `health_check`, and IPv4
+//! `vrrp.instances` with `vrrp.sync_groups`. Mixed families (IPVS's IPv4-in-IPv6 tunnels,
+//! DPVS's FULLNAT64) are refused by the services' own rules (`validate/services.rs`), not here:
+//! they are not planned as options of an existing key.
 
 use super::model::{Config, Real, Service};
 use super::positions::{Positions, Problem};
@@ -50,16 +52,14 @@ fn when(used: bool, what: &str) -> Option<Refusal> {
     used.then(|| (what.to_string(), ""))
 }
 
-use At::{Key, Value};
-use Check::{Real as R, Root, Service as S};
+use At::Key;
+use Check::Root;
 
 #[rustfmt::skip]
 pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     // key                               points at  refused when
     NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(c.vrrp.instances.iter().any(|i| i.vips.iter().any(|v| v.addr.is_ipv6()) || i.unicast_peers.iter().any(|p| p.is_ipv6())), "IPv6 VRRP (VRRPv3 over ff02::12)")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
-    NotYet { key: "vip",                 at: Value, check: S(|s| when(s.vip.is_ipv6(), "IPv6")) },
-    NotYet { key: "address",             at: Value, check: R(|r| when(r.address.is_ipv6(), "IPv6")) },
 ];
 
 /// Every use of a feature of [`NOT_SUPPORTED_YET`] in `cfg`.

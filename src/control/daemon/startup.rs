@@ -152,7 +152,9 @@ fn queue_ids(cfg: &Config) -> Result<Vec<u32>, DaemonError> {
 /// The interfaces of `datapath.interfaces` as the datapath's ports. A port's own IPv4 address
 /// (the outer source of TUN packets) is its first address with a prefix shorter than /32 that
 /// is none of the addresses xvs itself may add or answer for: service VIPs, VRRP VIPs (a
-/// crashed master may have left them behind) and FULLNAT pool addresses.
+/// crashed master may have left them behind) and FULLNAT pool addresses. Its own IPv6 address
+/// (TUN6's outer source, ICMPv6 errors) is chosen likewise among its global addresses
+/// ([`own_ipv6`]).
 fn ports_of(cfg: &Config) -> Result<Vec<Port>, DaemonError> {
     let not_own: HashSet<IpAddr> = cfg
         .services
@@ -184,9 +186,8 @@ fn ports_of(cfg: &Config) -> Result<Vec<Port>, DaemonError> {
                 name: i.name.clone(),
                 ifindex: link.ifindex,
                 mac: link.mac,
-                ipv4: own_ipv4(addrs, &not_own),
-                // TUN6's outer source: to be filled from the interface's global addresses.
-                ipv6: None,
+                ipv4: own_ipv4(addrs.iter().copied(), &not_own),
+                ipv6: own_ipv6(addrs.iter().copied(), &not_own),
                 mtu: u16::try_from(link.mtu).unwrap_or(u16::MAX),
             })
         })
@@ -202,6 +203,37 @@ fn own_ipv4(
         IpAddr::V4(v4) if prefix < 32 && !not_own.contains(&a) => Some(v4),
         _ => None,
     })
+}
+
+/// The port's own global IPv6 address among `addrs` (address, prefix length): the first that is
+/// not link-local, loopback, multicast or IPv4-mapped and not in `not_own`, one with a prefix
+/// shorter than /128 preferred (a /128 is usually a VIP; DHCPv6 also hands out /128s, so one is
+/// taken when there is nothing else).
+fn own_ipv6(
+    addrs: impl IntoIterator<Item = (IpAddr, u8)>,
+    not_own: &HashSet<IpAddr>,
+) -> Option<std::net::Ipv6Addr> {
+    let candidates: Vec<(std::net::Ipv6Addr, u8)> = addrs
+        .into_iter()
+        .filter_map(|(a, prefix)| match a {
+            IpAddr::V6(v6)
+                if !not_own.contains(&a)
+                    && !v6.is_unicast_link_local()
+                    && !v6.is_loopback()
+                    && !v6.is_multicast()
+                    && !v6.is_unspecified()
+                    && v6.to_ipv4_mapped().is_none() =>
+            {
+                Some((v6, prefix))
+            }
+            _ => None,
+        })
+        .collect();
+    candidates
+        .iter()
+        .find(|(_, prefix)| *prefix < 128)
+        .or_else(|| candidates.first())
+        .map(|(a, _)| *a)
 }
 
 /// Every FULLNAT pool address with its pool's port range, for the filter's `local_pools` map.
@@ -553,5 +585,35 @@ mod tests {
         );
         assert_eq!(own_ipv4([a("198.18.1.2", 24)], &not_own), None);
         assert_eq!(own_ipv4([], &not_own), None);
+    }
+
+    #[test]
+    fn own_ipv6_is_a_global_address_xvs_does_not_manage() {
+        let a = |s: &str, p: u8| (s.parse::<IpAddr>().unwrap(), p);
+        let not_own: HashSet<IpAddr> = ["2001:2:0:1::2", "2001:2::100"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let addrs = [
+            a("198.18.1.1", 24),
+            a("fe80::18:ff:fe01:1", 64),
+            a("2001:2::100", 64),
+            a("2001:2:0:9::9", 128),
+            a("2001:2:0:1::2", 64),
+            a("::ffff:198.18.1.1", 96),
+            a("2001:2:0:1::1", 64),
+        ];
+        let ip6 = |s: &str| Some(s.parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(own_ipv6(addrs, &not_own), ip6("2001:2:0:1::1"));
+        // A /128 only when there is nothing else (DHCPv6 hands out /128s).
+        assert_eq!(
+            own_ipv6([a("fe80::1", 64), a("2001:2:0:9::9", 128)], &not_own),
+            ip6("2001:2:0:9::9")
+        );
+        assert_eq!(
+            own_ipv6([a("fe80::1", 64), a("2001:2::100", 64)], &not_own),
+            None
+        );
+        assert_eq!(own_ipv6([], &not_own), None);
     }
 }

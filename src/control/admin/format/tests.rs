@@ -392,3 +392,114 @@ fn stats_columns_line_up_and_long_names_are_cut() {
         "{text}"
     );
 }
+
+/// `lab_list` with two IPv6 services listed first in the configuration: ipvsadm lists IPv4
+/// services first (by address family), then IPv6 ones, each address in brackets.
+fn dual_stack_list() -> ListReply {
+    let mut l = lab_list();
+    let mut dns6 = service(
+        "dns6",
+        "udp",
+        53,
+        "rr",
+        vec![real("[2001:2:0:1::11]:53", 1, 0, 4)],
+    );
+    dns6.vip = "2001:2:0:2::100".parse().unwrap();
+    dns6.forwarding = "dr".into();
+    let mut web6 = service(
+        "web6",
+        "tcp",
+        80,
+        "wrr",
+        vec![
+            real("[2001:2:0:1:ffff:ffff:ffff:12]:80", 1, 0, 0),
+            real("[2001:2:0:1::11]:80", 3, 2, 1),
+        ],
+    );
+    web6.vip = "2001:2::100".parse().unwrap();
+    l.services.insert(0, dns6);
+    l.services.insert(0, web6);
+    l
+}
+
+#[test]
+fn ipv6_services_list_as_ipvsadm_prints_them() {
+    // ipvsadm: `[%s]:%u` for an IPv6 address, the same `%-28s` column (a longer address pushes
+    // the rest of its line right, as in ipvsadm).
+    let want = "\
+xvs version 0.1.0 (size=1000000)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr
+  -> 198.18.1.11:80               Masq    3      12         3         
+  -> 198.18.1.12:80               Masq    1      4          1         
+UDP  198.18.0.100:53 rr
+  -> 198.18.1.11:5353             Masq    1      0          8         
+  -> 198.18.1.12:5353             Masq    1      0          7         
+TCP  [2001:2::100]:80 wrr
+  -> [2001:2:0:1::11]:80          Masq    3      2          1         
+  -> [2001:2:0:1:ffff:ffff:ffff:12]:80 Masq    1      0          0         
+UDP  [2001:2:0:2::100]:53 rr
+  -> [2001:2:0:1::11]:53          Route   1      0          4         
+";
+    assert_eq!(format_list(&dual_stack_list()), want);
+}
+
+#[test]
+fn ipv6_connections_list_as_ipvsadm_prints_them() {
+    let conn =
+        |protocol: &str, client: &str, vip: &str, real: &str, state: &str, expire| ConnInfo {
+            protocol: protocol.into(),
+            client: sa(client),
+            vip: sa(vip),
+            real: sa(real),
+            local: None,
+            state: state.into(),
+            expire_seconds: expire,
+        };
+    let r = ConnsReply {
+        connections: vec![
+            conn(
+                "tcp",
+                "[2001:2::2]:40312",
+                "[2001:2::100]:80",
+                "[2001:2:0:1::11]:80",
+                "ESTABLISHED",
+                899,
+            ),
+            conn(
+                "udp",
+                "[2001:2::2]:51000",
+                "[2001:2:0:2::100]:53",
+                "[2001:2:0:1::11]:53",
+                "UDP",
+                299,
+            ),
+        ],
+    };
+    let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED [2001:2::2]:40312  [2001:2::100]:80   [2001:2:0:1::11]:80
+UDP 04:59  UDP         [2001:2::2]:51000  [2001:2:0:2::100]:53 [2001:2:0:1::11]:53
+";
+    assert_eq!(format_conns(&r), want);
+}
+
+#[test]
+fn ipv6_services_in_stats_and_rate() {
+    let text = format_list_stats(&dual_stack_list());
+    assert!(
+        text.contains("\nTCP  [2001:2::100]:80                    0        0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  -> [2001:2:0:1::11]:80                 3        0"),
+        "{text}"
+    );
+    let text = format_list_rate(&dual_stack_list());
+    assert!(
+        text.contains("\nUDP  [2001:2:0:2::100]:53                0"),
+        "{text}"
+    );
+}

@@ -173,6 +173,8 @@ fn basics(cx: &mut Ctx, p: &str, s: &Service) {
                 s.vip
             ),
         );
+    } else if let Some(why) = not_routable(s.vip) {
+        cx.value(&at("vip"), format!("vip {} {why}", s.vip));
     }
     if s.port == 0 && !s.persistence.enabled() {
         cx.value(
@@ -337,6 +339,32 @@ fn reals(cx: &mut Ctx, pool: Option<&LocalAddressPool>, p: &str, s: &Service) {
     );
 }
 
+/// Why a real or sorry server of another family than its VIP is refused: every method keeps
+/// the family (as IPVS does for NAT and DR; IPVS's mixed-family tunnels and DPVS's FULLNAT64 are
+/// not built).
+fn mixed_families(s: &Service, a: SocketAddr, what: &str) -> String {
+    let (fam, vip_fam) = (family(a.ip()), family(s.vip));
+    let why = if s.forwarding == Forwarding::Fullnat && s.vip.is_ipv6() {
+        "FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported".to_string()
+    } else {
+        format!("forwarding {} cannot mix address families", s.forwarding)
+    };
+    format!("{what} {a} is {fam} but the VIP is {vip_fam}: {why}")
+}
+
+/// Why an IPv6 address cannot stand for a host xvs forwards to or answers for, if it cannot: a
+/// link-local address only means something with an interface (which the configuration has no
+/// place for), and an IPv4-mapped one is an IPv4 address written as IPv6.
+pub(super) fn not_routable(a: IpAddr) -> Option<String> {
+    let IpAddr::V6(v6) = a else { return None };
+    if v6.is_unicast_link_local() {
+        Some("is a link-local address: use a global (or unique local) address".to_string())
+    } else {
+        v6.to_ipv4_mapped()
+            .map(|v4| format!("is an IPv4-mapped IPv6 address: write it as IPv4, `{v4}`"))
+    }
+}
+
 /// Rules for where a service may send packets: a real server or the sorry server.
 fn target(
     cx: &mut Ctx,
@@ -356,32 +384,23 @@ fn target(
     } else if let Some(why) = machine::not_a_destination(cx, ip) {
         cx.value(path, format!("{what} {a} {why}"));
     }
-    match s.forwarding {
-        Forwarding::Nat | Forwarding::Dr if ip.is_ipv4() != s.vip.is_ipv4() => cx.value(
-            path,
-            format!(
-                "{what} {a} is {} but the VIP is {}: forwarding {} cannot mix address families",
-                family(ip),
-                family(s.vip),
-                s.forwarding
-            ),
-        ),
-        Forwarding::Fullnat => {
-            if let Some(pool) = pool {
-                if !pool.addresses.iter().any(|l| l.is_ipv4() == ip.is_ipv4()) {
-                    cx.value(
-                        path,
-                        format!(
-                            "{what} {a} is {} but local_addresses pool `{}` has no {} address",
-                            family(ip),
-                            pool.name,
-                            family(ip)
-                        ),
-                    );
-                }
-            }
+    if let Some(why) = not_routable(ip) {
+        cx.value(path, format!("{what} {a} {why}"));
+    }
+    if ip.is_ipv4() != s.vip.is_ipv4() {
+        cx.value(path, mixed_families(s, a, what));
+    } else if let Some(pool) = pool {
+        if !pool.addresses.iter().any(|l| l.is_ipv4() == ip.is_ipv4()) {
+            cx.value(
+                path,
+                format!(
+                    "{what} {a} is {} but local_addresses pool `{}` has no {} address",
+                    family(ip),
+                    pool.name,
+                    family(ip)
+                ),
+            );
         }
-        _ => {}
     }
     match s.forwarding {
         Forwarding::Dr | Forwarding::Tun if a.port() != s.port => cx.value(

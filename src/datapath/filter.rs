@@ -3,9 +3,16 @@
 //! The program (`bpf/filter.bpf.c`, compiled by `build.rs` and embedded here) passes everything to
 //! the kernel except frames that match the `steer` map (a virtual service's VIP:port, or a NAT real
 //! server's RIP:port as source) or the `local_pools` map (a FULLNAT pool address, at a port of its
-//! pool's range: the FULLNAT replies), and ICMP errors whose quoted packet matches them (see the
-//! program's header comment); those are redirected to the AF_XDP socket registered for the
-//! ingress interface and receive queue.
+//! pool's range: the FULLNAT replies), later fragments by address, and ICMP and ICMPv6 errors
+//! whose quoted packet matches them (see the program's header comment); those are redirected to
+//! the AF_XDP socket registered for the ingress interface and receive queue. IPv4 and IPv6 follow
+//! the same rules: the maps hold 16-byte addresses (IPv4 v4-mapped), and IPv6 extension headers
+//! are walked within the bounds of xvs's own parser (a longer or unusual chain, neighbour
+//! discovery, MLD and echo are the kernel's).
+//!
+//! [`FilterProgram::load_unattached`] and [`FilterProgram::run_once`] run the program on crafted
+//! frames (`BPF_PROG_TEST_RUN`) without attaching it: how `tests/filter_ipv6.rs` proves what it
+//! steers.
 //!
 //! Own frames only: the program looks at a frame only when its destination MAC is the receiving
 //! interface's own MAC (the `ports` map holds each attached interface's MAC by ifindex) and its
@@ -1032,6 +1039,37 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "interface lan0 already has XDP program 17 (xdp_pass) attached; xvs will not replace it"
+        );
+    }
+
+    #[test]
+    fn unattached_load_refuses_too_many_ports_before_loading() {
+        let ports: Vec<FilterPort> = (0..=MAX_PORTS)
+            .map(|i| FilterPort {
+                name: format!("p{i}"),
+                ifindex: u32::try_from(i).unwrap() + 1,
+                mac: [2, 0, 0, 0, 0, 1],
+            })
+            .collect();
+        assert!(matches!(
+            FilterProgram::load_unattached(&ports),
+            Err(FilterError::TooManyPorts { count: 17 })
+        ));
+    }
+
+    #[test]
+    fn xdp_actions_are_the_kernel_enum() {
+        let all: Vec<XdpAction> = (0..6).map(XdpAction::from_retval).collect();
+        assert_eq!(
+            all,
+            [
+                XdpAction::Aborted,
+                XdpAction::Drop,
+                XdpAction::Pass,
+                XdpAction::Tx,
+                XdpAction::Redirect,
+                XdpAction::Other(5)
+            ]
         );
     }
 

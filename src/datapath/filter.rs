@@ -3,9 +3,16 @@
 //! The program (`bpf/filter.bpf.c`, compiled by `build.rs` and embedded here) passes everything to
 //! the kernel except frames that match the `steer` map (a virtual service's VIP:port, or a NAT real
 //! server's RIP:port as source) or the `local_pools` map (a FULLNAT pool address, at a port of its
-//! pool's range: the FULLNAT replies), and ICMP errors whose quoted packet matches them (see the
-//! program's header comment); those are redirected to the AF_XDP socket registered for the
-//! ingress interface and receive queue.
+//! pool's range: the FULLNAT replies), later fragments by address, and ICMP and ICMPv6 errors
+//! whose quoted packet matches them (see the program's header comment); those are redirected to
+//! the AF_XDP socket registered for the ingress interface and receive queue. IPv4 and IPv6 follow
+//! the same rules: the maps hold 16-byte addresses (IPv4 v4-mapped), and IPv6 extension headers
+//! are walked within the bounds of xvs's own parser (a longer or unusual chain, neighbour
+//! discovery, MLD and echo are the kernel's).
+//!
+//! [`FilterProgram::load_unattached`] and [`FilterProgram::run_once`] run the program on crafted
+//! frames (`BPF_PROG_TEST_RUN`) without attaching it: how `tests/filter_ipv6.rs` proves what it
+//! steers.
 //!
 //! Own frames only: the program looks at a frame only when its destination MAC is the receiving
 //! interface's own MAC (the `ports` map holds each attached interface's MAC by ifindex) and its
@@ -187,6 +194,33 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// What an XDP program returned for a frame ([`FilterProgram::run_once`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAction {
+    Aborted,
+    Drop,
+    /// To the kernel stack.
+    Pass,
+    Tx,
+    /// To the AF_XDP socket `bpf_redirect_map` found.
+    Redirect,
+    /// A value outside the `xdp_action` enum.
+    Other(u32),
+}
+
+impl XdpAction {
+    fn from_retval(v: u32) -> XdpAction {
+        match v {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            other => XdpAction::Other(other),
+        }
+    }
+}
+
 /// An XDP program attached to an interface, as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachedProgram {
@@ -235,6 +269,8 @@ pub enum FilterError {
     },
     #[error("interface {iface}: cannot detach the XDP filter: {source}")]
     Detach { iface: String, source: io::Error },
+    #[error("cannot run the XDP filter on a test frame: {source}")]
+    Run { source: io::Error },
     #[error("cannot update the XDP filter's `{map}` map: {source}")]
     Map {
         map: &'static str,
@@ -401,6 +437,9 @@ pub struct FilterProgram {
     own_macs_fd: RawFd,
     xsks_fd: RawFd,
     ports: Vec<AttachedPort>,
+    /// Ports the maps know (`ports` and `own_macs` written): every attached port, or those of
+    /// [`FilterProgram::load_unattached`]. Sockets can be registered for these.
+    port_count: usize,
     /// Serialises map synchronisations ([`FilterProgram::set_steering`], local addresses).
     steer_lock: Mutex<()>,
 }
@@ -451,6 +490,7 @@ impl FilterProgram {
         let ifindexes: Vec<u32> = ports.iter().map(|p| p.ifindex).collect();
         let macs: Vec<Mac> = ports.iter().map(|p| p.mac).collect();
         filter.write_port_macs(&ifindexes, &macs)?;
+        filter.port_count = ports.len();
 
         for (i, FilterPort { name, ifindex, .. }) in ports.iter().enumerate() {
             for (_, p) in stale.iter().filter(|(j, _)| *j == i) {
@@ -477,6 +517,60 @@ impl FilterProgram {
             }
         }
         Ok(filter)
+    }
+
+    /// Loads the filter without attaching it anywhere, with `ports` (their ifindex and MAC) in
+    /// the `ports` and `own_macs` maps as [`FilterProgram::attach`] writes them: for running the
+    /// program on crafted frames ([`FilterProgram::run_once`]). Sockets can be registered for
+    /// these ports; nothing reaches them but what `run_once` is given.
+    pub fn load_unattached(ports: &[FilterPort]) -> Result<FilterProgram, FilterError> {
+        if ports.len() > MAX_PORTS {
+            return Err(FilterError::TooManyPorts { count: ports.len() });
+        }
+        let mut filter = FilterProgram::load()?;
+        let ifindexes: Vec<u32> = ports.iter().map(|p| p.ifindex).collect();
+        let macs: Vec<Mac> = ports.iter().map(|p| p.mac).collect();
+        filter.write_port_macs(&ifindexes, &macs)?;
+        filter.port_count = ports.len();
+        Ok(filter)
+    }
+
+    /// Runs the loaded program once on `frame`, as received on interface `ifindex`'s receive
+    /// queue `queue` (`BPF_PROG_TEST_RUN`; the kernel wants a registered receive queue of a
+    /// device of the calling thread's network namespace, e.g. `lo` queue 0). Nothing is
+    /// transmitted or redirected: the verdict is what the program returned. A steered frame is
+    /// [`XdpAction::Redirect`] when a socket is registered in its slot and [`XdpAction::Pass`]
+    /// otherwise (the `bpf_redirect_map` fallback).
+    pub fn run_once(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+        queue: u32,
+    ) -> Result<XdpAction, FilterError> {
+        let run_err = |source| FilterError::Run { source };
+        let len = u32::try_from(frame.len())
+            .map_err(|_| run_err(io::Error::from_raw_os_error(libc::E2BIG)))?;
+        // `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let ctx: [u32; 6] = [0, len, 0, ifindex, queue, 0];
+        let mut out = vec![0u8; frame.len().saturating_add(256)];
+        // SAFETY: `bpf_test_run_opts` is plain old data; all-zero is its default.
+        let mut opts: sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<sys::bpf_test_run_opts>();
+        opts.data_in = frame.as_ptr().cast();
+        opts.data_size_in = len;
+        opts.data_out = out.as_mut_ptr().cast();
+        opts.data_size_out = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        opts.ctx_in = ctx.as_ptr().cast();
+        opts.ctx_size_in = 24;
+        opts.repeat = 1;
+        // SAFETY: every pointer in `opts` is valid for its size and outlives the call; the
+        // kernel only reads `data_in`/`ctx_in` and writes at most `data_size_out` bytes.
+        let rc = unsafe { sys::bpf_prog_test_run_opts(self.prog_fd, &mut opts) };
+        if rc < 0 {
+            return Err(run_err(neg_errno(rc)));
+        }
+        Ok(XdpAction::from_retval(opts.retval))
     }
 
     fn load() -> Result<FilterProgram, FilterError> {
@@ -555,6 +649,7 @@ impl FilterProgram {
             own_macs_fd,
             xsks_fd,
             ports: Vec::new(),
+            port_count: 0,
             steer_lock: Mutex::new(()),
         })
     }
@@ -820,10 +915,10 @@ impl FilterProgram {
     }
 
     fn check_port(&self, port: PortId) -> Result<(), FilterError> {
-        if usize::from(port) >= self.ports.len() {
+        if usize::from(port) >= self.port_count {
             return Err(FilterError::UnknownPort {
                 port,
-                count: self.ports.len(),
+                count: self.port_count,
             });
         }
         Ok(())
@@ -944,6 +1039,37 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "interface lan0 already has XDP program 17 (xdp_pass) attached; xvs will not replace it"
+        );
+    }
+
+    #[test]
+    fn unattached_load_refuses_too_many_ports_before_loading() {
+        let ports: Vec<FilterPort> = (0..=MAX_PORTS)
+            .map(|i| FilterPort {
+                name: format!("p{i}"),
+                ifindex: u32::try_from(i).unwrap() + 1,
+                mac: [2, 0, 0, 0, 0, 1],
+            })
+            .collect();
+        assert!(matches!(
+            FilterProgram::load_unattached(&ports),
+            Err(FilterError::TooManyPorts { count: 17 })
+        ));
+    }
+
+    #[test]
+    fn xdp_actions_are_the_kernel_enum() {
+        let all: Vec<XdpAction> = (0..6).map(XdpAction::from_retval).collect();
+        assert_eq!(
+            all,
+            [
+                XdpAction::Aborted,
+                XdpAction::Drop,
+                XdpAction::Pass,
+                XdpAction::Tx,
+                XdpAction::Redirect,
+                XdpAction::Other(5)
+            ]
         );
     }
 

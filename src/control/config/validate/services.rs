@@ -135,11 +135,11 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
     basics(cx, p, s);
     scheduler_flags(cx, p, s);
     mh_table_size(cx, p, s);
-    let pool = fullnat_pool(cx, pools, p, s);
+    fullnat_pool(cx, pools, p, s);
     options(cx, p, s);
     let at = |k: &str| format!("{p}.{k}");
     if let Some(a) = s.sorry_server {
-        target(cx, s, pool, &at("sorry_server"), a, "sorry server");
+        target(cx, s, &at("sorry_server"), a, "sorry server");
     }
     if s.quorum.hysteresis > s.quorum.min_up {
         cx.value(
@@ -153,7 +153,7 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
     if let Some(hc) = &s.health_check {
         health::check(cx, &at("health_check"), hc);
     }
-    reals(cx, pool, p, s);
+    reals(cx, p, s);
 }
 
 /// The name, VIP and port.
@@ -210,15 +210,10 @@ fn scheduler_flags(cx: &mut Ctx, p: &str, s: &Service) {
     );
 }
 
-/// The FULLNAT pool the service names, if it names one that exists.
-fn fullnat_pool<'a>(
-    cx: &mut Ctx,
-    pools: &HashMap<&str, &'a LocalAddressPool>,
-    p: &str,
-    s: &Service,
-) -> Option<&'a LocalAddressPool> {
+/// The FULLNAT pool the service names: named by a fullnat service and only there, and one that
+/// exists (its family is checked with the pools, see `pools.rs`).
+fn fullnat_pool(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &Service) {
     let at = |k: &str| format!("{p}.{k}");
-    let mut pool = None;
     match (&s.local_addresses, s.forwarding) {
         (None, Forwarding::Fullnat) => cx.value(
             &at("forwarding"),
@@ -228,16 +223,12 @@ fn fullnat_pool<'a>(
             &at("local_addresses"),
             format!("local_addresses is only for forwarding: fullnat, not {f}"),
         ),
-        (Some(name), _) => match pools.get(name.as_str()) {
-            Some(p) => pool = Some(*p),
-            None => cx.value(
-                &at("local_addresses"),
-                format!("unknown local_addresses pool `{name}`"),
-            ),
-        },
-        (None, _) => {}
+        (Some(name), _) if !pools.contains_key(name.as_str()) => cx.value(
+            &at("local_addresses"),
+            format!("unknown local_addresses pool `{name}`"),
+        ),
+        _ => {}
     }
-    pool
 }
 
 /// `toa`, `persistence.netmask` and `one_packet`: each only where the forwarding method and
@@ -295,17 +286,10 @@ fn netmask(cx: &mut Ctx, np: &str, m: IpAddr, vip: IpAddr) {
 }
 
 /// The real servers of the service at `p`.
-fn reals(cx: &mut Ctx, pool: Option<&LocalAddressPool>, p: &str, s: &Service) {
+fn reals(cx: &mut Ctx, p: &str, s: &Service) {
     for (j, r) in s.reals.iter().enumerate() {
         let rp = format!("{p}.reals[{j}]");
-        target(
-            cx,
-            s,
-            pool,
-            &format!("{rp}.address"),
-            r.address,
-            "real server",
-        );
+        target(cx, s, &format!("{rp}.address"), r.address, "real server");
         if r.weight > 65535 {
             cx.value(
                 &format!("{rp}.weight"),
@@ -338,14 +322,7 @@ fn reals(cx: &mut Ctx, pool: Option<&LocalAddressPool>, p: &str, s: &Service) {
 }
 
 /// Rules for where a service may send packets: a real server or the sorry server.
-fn target(
-    cx: &mut Ctx,
-    s: &Service,
-    pool: Option<&LocalAddressPool>,
-    path: &str,
-    a: SocketAddr,
-    what: &str,
-) {
+fn target(cx: &mut Ctx, s: &Service, path: &str, a: SocketAddr, what: &str) {
     let ip = a.ip();
     if !is_unicast(ip) {
         cx.value(path, format!("{what} {ip} is not a unicast address"));
@@ -357,29 +334,23 @@ fn target(
         cx.value(path, format!("{what} {a} {why}"));
     }
     match s.forwarding {
-        Forwarding::Nat | Forwarding::Dr if ip.is_ipv4() != s.vip.is_ipv4() => cx.value(
-            path,
-            format!(
-                "{what} {a} is {} but the VIP is {}: forwarding {} cannot mix address families",
-                family(ip),
-                family(s.vip),
-                s.forwarding
-            ),
-        ),
-        Forwarding::Fullnat => {
-            if let Some(pool) = pool {
-                if !pool.addresses.iter().any(|l| l.is_ipv4() == ip.is_ipv4()) {
-                    cx.value(
-                        path,
-                        format!(
-                            "{what} {a} is {} but local_addresses pool `{}` has no {} address",
-                            family(ip),
-                            pool.name,
-                            family(ip)
-                        ),
-                    );
+        Forwarding::Nat | Forwarding::Dr | Forwarding::Fullnat
+            if ip.is_ipv4() != s.vip.is_ipv4() =>
+        {
+            let why = match s.forwarding {
+                Forwarding::Fullnat if s.vip.is_ipv6() => {
+                    "FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported".into()
                 }
-            }
+                f => format!("forwarding {f} cannot mix address families"),
+            };
+            cx.value(
+                path,
+                format!(
+                    "{what} {a} is {} but the VIP is {}: {why}",
+                    family(ip),
+                    family(s.vip),
+                ),
+            );
         }
         _ => {}
     }

@@ -4,9 +4,9 @@
 //! value in the file differs from its default, with `FILE:LINE:COL: <what> is not supported yet`.
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
-//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4 or IPv6 pools,
-//! one family each), and services with `forwarding: nat`, `dr`, `tun` or `fullnat` (with
-//! `local_addresses` and `toa`), every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
+//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4 or IPv6 pools), and services
+//! with `forwarding: nat`, `dr`, `tun` or `fullnat` (with `local_addresses` and `toa`),
+//! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4
 //! `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
 //! `health_check`, `on_failure`, `quorum` and `sorry_server`, real servers with an IPv4

@@ -688,7 +688,7 @@ fn fullnat_rules() {
         "9:5: local_addresses is only for forwarding: fullnat, not nat",
     );
     let t = format!(
-        "local_addresses:\n  - {{ name: p, addresses: [\"2001:db8::1\"] }}\n{}",
+        "local_addresses:\n  - {{ name: p, addresses: [\"2001:2:0:1::2\"] }}\n{}",
         BASE.replace(
             "scheduler: wrr",
             "scheduler: wrr\n    forwarding: fullnat\n    local_addresses: p"
@@ -696,7 +696,7 @@ fn fullnat_rules() {
     );
     assert_error(
         &t,
-        "14:18: real server 198.18.1.11:80 is IPv4 but local_addresses pool `p` has no IPv4 address",
+        "12:22: local_addresses pool `p` is IPv6 but the VIP is IPv4: a FULLNAT service's local addresses are of its VIP's family",
     );
 }
 
@@ -1421,11 +1421,14 @@ fn fullnat_with_a_pool_and_toa_is_accepted() {
 }
 
 #[test]
-fn fullnat_pool_addresses_are_ipv4_dedicated_and_in_one_pool() {
-    let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.1.2, \"2001:db8::2\"]");
+fn fullnat_pool_addresses_are_of_one_family_dedicated_and_in_one_pool() {
+    let t = FULLNAT.replace(
+        "[198.18.1.2, 198.18.1.3]",
+        "[198.18.1.2, \"2001:2:0:1::2\"]",
+    );
     assert_error(
         &t,
-        "6:29: 2001:db8::2: IPv6 local addresses are not supported yet",
+        "6:29: local address 2001:2:0:1::2 is IPv6 but the pool's first address 198.18.1.2 is IPv4: a local_addresses pool is of one address family",
     );
     let t = FULLNAT.replace("[198.18.1.2, 198.18.1.3]", "[198.18.1.2, 198.18.1.11]");
     assert_error(
@@ -1506,4 +1509,103 @@ fn fullnat_needs_its_pool_and_refuses_one_packet() {
         )
         .replace("port: 80", "port: 53");
     assert_error(&t, "15:5: one_packet is not for forwarding: fullnat");
+}
+
+// ---- FULLNAT6 ---------------------------------------------------------------------------------
+
+/// FULLNAT with an IPv6 pool and an IPv6 service using it, beside the IPv4 ones.
+const FULLNAT6: &str = "\
+datapath:
+  interfaces:
+    - name: eth0
+local_addresses:
+  - name: pool1
+    addresses: [198.18.1.2, 198.18.1.3]
+    ports: 20000-29999
+  - name: pool6
+    addresses: [\"2001:2:0:1::2\", \"2001:2:0:1::3\"]
+    ports: 20000-29999
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    forwarding: fullnat
+    local_addresses: pool1
+    toa: true
+    reals:
+      - address: 198.18.1.11:80
+  - name: web6
+    vip: \"2001:2::100\"
+    port: 80
+    forwarding: fullnat
+    local_addresses: pool6
+    toa: true
+    reals:
+      - address: \"[2001:2:0:1::11]:80\"
+";
+
+/// The errors of `t` other than the refusal of IPv6 services and reals (lifted by another
+/// step of IPv6 support).
+fn errors_but_ipv6_services(t: &str) -> Vec<String> {
+    errors(t)
+        .into_iter()
+        .filter(|e| !e.contains("IPv6 is not supported yet"))
+        .collect()
+}
+
+#[test]
+fn an_ipv6_pool_serves_an_ipv6_fullnat_service() {
+    assert_eq!(errors_but_ipv6_services(FULLNAT6), Vec::<String>::new());
+    // An IPv6 pool no service uses is a valid pool on its own.
+    let unused = FULLNAT6.replace("local_addresses: pool6", "local_addresses: pool1");
+    let unused = unused.split("  - name: web6").next().unwrap().to_string();
+    let c = assert_ok(&unused);
+    assert_eq!(
+        c.local_addresses[1].addresses,
+        [
+            "2001:2:0:1::2".parse::<IpAddr>().unwrap(),
+            "2001:2:0:1::3".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn a_pool_serves_only_services_of_its_family() {
+    let t = FULLNAT6.replace("local_addresses: pool1", "local_addresses: pool6");
+    assert_error(
+        &t,
+        "16:22: local_addresses pool `pool6` is IPv6 but the VIP is IPv4: a FULLNAT service's local addresses are of its VIP's family",
+    );
+    let t = FULLNAT6.replace("local_addresses: pool6", "local_addresses: pool1");
+    assert_error(
+        &t,
+        "24:22: local_addresses pool `pool1` is IPv4 but the VIP is IPv6: FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported",
+    );
+}
+
+#[test]
+fn fullnat_reals_are_of_the_vips_family_and_fullnat64_is_refused() {
+    let t = FULLNAT6.replace("\"[2001:2:0:1::11]:80\"", "198.18.1.12:80");
+    assert_error(
+        &t,
+        "27:18: real server 198.18.1.12:80 is IPv4 but the VIP is IPv6: FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported",
+    );
+    let t = FULLNAT6.replace("198.18.1.11:80", "\"[2001:2:0:1::12]:80\"");
+    assert_error(
+        &t,
+        "19:18: real server [2001:2:0:1::12]:80 is IPv6 but the VIP is IPv4: forwarding fullnat cannot mix address families",
+    );
+}
+
+#[test]
+fn a_mixed_pool_is_refused_once_at_its_odd_address() {
+    let t = FULLNAT6.replace(
+        "[\"2001:2:0:1::2\", \"2001:2:0:1::3\"]",
+        "[\"2001:2:0:1::2\", 198.18.1.4]",
+    );
+    let e = errors_but_ipv6_services(&t);
+    assert_eq!(
+        e,
+        ["9:34: local address 198.18.1.4 is IPv4 but the pool's first address 2001:2:0:1::2 is IPv6: a local_addresses pool is of one address family"],
+    );
 }

@@ -4,7 +4,8 @@
 //! value in the file differs from its default, with `FILE:LINE:COL: <what> is not supported yet`.
 //! Nothing is silently ignored. The issue that builds a feature deletes its line here.
 //!
-//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses`, and services
+//! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4 or IPv6
+//! pools), and services
 //! with `forwarding: nat`, `dr`, `tun` or `fullnat` (with `local_addresses` and `toa`),
 //! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4 or

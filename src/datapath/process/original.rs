@@ -6,7 +6,7 @@
 //! endpoint is FULLNAT whatever its service became; a FULLNAT service's connection without one
 //! (made while the service was NAT) stays NAT.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
 use super::rewrite::{rewrite_endpoint, Side};
@@ -81,14 +81,15 @@ impl Processor {
         p: &Parsed,
         t: &Tracked,
     ) -> Result<Sent, DropReason> {
-        let (Some(SocketAddr::V4(local)), SocketAddr::V4(real)) = (t.local(), t.real()) else {
+        // A connection's addresses are of one family, the packet's (each family has its table).
+        let Some(local) = t.local() else {
             return match self.snap.services[si].forwarding {
                 Forwarding::Nat | Forwarding::FullNat => self.forward_nat(buf, len, p, t.real()),
                 Forwarding::Dr => self.forward_dr(buf, len, t.real()).map(Sent::packet),
                 Forwarding::Tun => self.forward_tun(buf, len, p, t.real()),
             };
         };
-        self.forward_fullnat(buf, len, p, (local, real), si, t)
+        self.forward_fullnat(buf, len, p, (local, t.real()), si, t)
     }
 
     /// NAT: destination VIP:port → real server, routed to it.
@@ -122,7 +123,7 @@ impl Processor {
         buf: &mut [u8],
         len: &mut usize,
         p: &Parsed,
-        (local, real): (SocketAddrV4, SocketAddrV4),
+        (local, real): (SocketAddr, SocketAddr),
         si: usize,
         t: &Tracked,
     ) -> Result<Sent, DropReason> {
@@ -132,12 +133,12 @@ impl Processor {
             }
             _ => false,
         };
-        let route = Route::routed(*real.ip(), p.ttl);
+        let route = Route::routed(real.ip(), p.ttl);
         let v = self.route(buf, len, route, |buf, len, egress| {
             let frame = &mut buf[..*len];
             let (l3, l4, proto, ttl) = (p.l3, p.l4, p.key.proto, p.ttl.saturating_sub(1));
             if !fullnat::rewrite_both(frame, l3, l4, proto, ttl, local, real) {
-                return Err(DropReason::TruncatedIpv4);
+                return Err(fullnat_truncated(p));
             }
             if toa {
                 self.insert_toa(buf, len, p, egress.mtu);
@@ -150,11 +151,8 @@ impl Processor {
     /// Inserts the TOA option with the client's endpoint into the rewritten frame, or counts why
     /// not.
     fn insert_toa(&self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) {
-        // FULLNAT connections are IPv4 (a connection's addresses are of one family).
-        let IpAddr::V4(src) = p.key.src else {
-            return;
-        };
-        let client = SocketAddrV4::new(src, p.key.sport);
+        // The client's family's option (8 bytes for IPv4, 20 for IPv6).
+        let client = SocketAddr::new(p.key.src, p.key.sport);
         let inserted = match p.first_fragment {
             Some(_) => Err(fullnat::ToaSkip::Fragment),
             None => fullnat::insert_toa(buf, *len, p.l3, p.l4, client, mtu),
@@ -341,5 +339,14 @@ impl Processor {
         let slot = usize::from(t.origin.real);
         let stats = self.snap.services.get(si)?.slot_stats(slot)?;
         (stats_id(stats) == t.stats_id).then_some(slot)
+    }
+}
+
+/// The drop reason of a FULLNAT rewrite whose views do not fit (never for a parsed packet): the
+/// truncated IP header of the packet's family.
+pub(super) fn fullnat_truncated(p: &Parsed) -> DropReason {
+    match p.key.src {
+        IpAddr::V4(_) => DropReason::TruncatedIpv4,
+        IpAddr::V6(_) => DropReason::TruncatedIpv6,
     }
 }

@@ -8,7 +8,7 @@
 //! or it is a port-0 service). A connection whose service a reload removed is still translated,
 //! gated by its VIP alone.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use super::rewrite::{rewrite_endpoint, Side};
 use super::{LaterFragment, Parsed, Processor, Route, Sent};
@@ -37,11 +37,9 @@ impl Processor {
         };
         let si = self.reply_service(&t, p.key.proto)?;
         let sent = match (t.vip(), t.client(), t.local()) {
-            (SocketAddr::V4(vip), SocketAddr::V4(client), Some(_)) => {
-                self.reply_fullnat(buf, len, p, vip, client)?
-            }
-            (vip, _, None) => self.reply_nat(buf, len, p, vip, t.client().ip())?,
-            _ => return Ok(Verdict::Pass),
+            // A connection's addresses are of one family, the packet's.
+            (vip, client, Some(_)) => self.reply_fullnat(buf, len, p, vip, client)?,
+            (vip, client, None) => self.reply_nat(buf, len, p, vip, client.ip())?,
         };
         if let Verdict::Tx(_) = sent.verdict {
             if let Some(si) = si {
@@ -108,16 +106,16 @@ impl Processor {
         buf: &mut [u8],
         len: &mut usize,
         p: &Parsed,
-        vip: SocketAddrV4,
-        client: SocketAddrV4,
+        vip: SocketAddr,
+        client: SocketAddr,
     ) -> Result<Sent, DropReason> {
-        let route = Route::routed(*client.ip(), p.ttl);
+        let route = Route::routed(client.ip(), p.ttl);
         let v = self.route(buf, len, route, |buf, len, _| {
             let frame = &mut buf[..*len];
             let (l3, l4, proto, ttl) = (p.l3, p.l4, p.key.proto, p.ttl.saturating_sub(1));
             match fullnat::rewrite_both(frame, l3, l4, proto, ttl, vip, client) {
                 true => Ok(()),
-                false => Err(DropReason::TruncatedIpv4),
+                false => Err(super::original::fullnat_truncated(p)),
             }
         })?;
         Ok(Sent::packet(v))

@@ -1,10 +1,16 @@
 //! The `local_addresses` section: the FULLNAT pools of source addresses and ports.
+//!
+//! A pool is of one address family, IPv4 or IPv6 (each family's connection table hands out the
+//! ports of its own addresses, see [`crate::conntrack::local_ports`]), and every fullnat service
+//! that names it is of that family: an IPv6 service's connections leave from IPv6 pool
+//! addresses. FULLNAT64 (an IPv6 VIP in front of IPv4 real servers, through an IPv4 pool) is not
+//! supported.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{is_unicast, machine, Ctx};
-use crate::control::config::model::{Config, LocalAddressPool};
+use super::{family, is_unicast, machine, Ctx};
+use crate::control::config::model::{Config, Forwarding, LocalAddressPool};
 
 /// The fewest local address:port pairs a pool must offer per connection-table shard.
 pub const MIN_POOL_PORTS_PER_SHARD: usize = 16;
@@ -34,9 +40,50 @@ pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
         );
     }
     one_pool_per_address(cx, cfg);
+    services_of_the_pools_family(cx, cfg);
 }
 
-/// The addresses of the pool at `p`: unicast, usable as a source, IPv4, dedicated, listed once.
+/// The family of the pool's addresses, if it has some and they are of one family.
+fn pool_family(pool: &LocalAddressPool) -> Option<IpAddr> {
+    let first = *pool.addresses.first()?;
+    let one = pool
+        .addresses
+        .iter()
+        .all(|a| a.is_ipv4() == first.is_ipv4());
+    one.then_some(first)
+}
+
+/// A pool of one family serves services of that family only (a mixed pool is refused on its
+/// own, see [`addresses`]).
+fn services_of_the_pools_family(cx: &mut Ctx, cfg: &Config) {
+    for (i, s) in cfg.services.iter().enumerate() {
+        let Some(name) = s.local_addresses.as_ref() else {
+            continue;
+        };
+        let pool = cfg.local_addresses.iter().find(|p| p.name == *name);
+        let Some(first) = pool.and_then(pool_family) else {
+            continue; // unknown (refused with the service) or mixed (refused with the pool)
+        };
+        if s.forwarding != Forwarding::Fullnat || first.is_ipv4() == s.vip.is_ipv4() {
+            continue;
+        }
+        let why = match s.vip.is_ipv6() {
+            true => "FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported",
+            false => "a FULLNAT service's local addresses are of its VIP's family",
+        };
+        cx.value(
+            &format!("services[{i}].local_addresses"),
+            format!(
+                "local_addresses pool `{name}` is {} but the VIP is {}: {why}",
+                family(first),
+                family(s.vip)
+            ),
+        );
+    }
+}
+
+/// The addresses of the pool at `p`: unicast, usable as a source, dedicated, listed once, all of
+/// the family of the first.
 fn addresses(cx: &mut Ctx, cfg: &Config, p: &str, pool: &LocalAddressPool) {
     if pool.addresses.is_empty() {
         cx.value(
@@ -55,10 +102,18 @@ fn addresses(cx: &mut Ctx, cfg: &Config, p: &str, pool: &LocalAddressPool) {
                 &format!("{p}.addresses[{k}]"),
                 format!("local address {a} {why}"),
             );
-        } else if a.is_ipv6() {
+        } else if let Some(first) = pool
+            .addresses
+            .first()
+            .filter(|f| f.is_ipv4() != a.is_ipv4())
+        {
             cx.value(
                 &format!("{p}.addresses[{k}]"),
-                format!("{a}: IPv6 local addresses are not supported yet"),
+                format!(
+                    "local address {a} is {} but the pool's first address {first} is {}: a local_addresses pool is of one address family",
+                    family(*a),
+                    family(*first)
+                ),
             );
         } else if let Some(what) = used_elsewhere(cfg, *a) {
             cx.value(

@@ -135,11 +135,11 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
     basics(cx, p, s);
     scheduler_flags(cx, p, s);
     mh_table_size(cx, p, s);
-    let pool = fullnat_pool(cx, pools, p, s);
+    fullnat_pool(cx, pools, p, s);
     options(cx, p, s);
     let at = |k: &str| format!("{p}.{k}");
     if let Some(a) = s.sorry_server {
-        target(cx, s, pool, &at("sorry_server"), a, "sorry server");
+        target(cx, s, &at("sorry_server"), a, "sorry server");
     }
     if s.quorum.hysteresis > s.quorum.min_up {
         cx.value(
@@ -153,7 +153,7 @@ fn service(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &
     if let Some(hc) = &s.health_check {
         health::check(cx, &at("health_check"), hc);
     }
-    reals(cx, pool, p, s);
+    reals(cx, p, s);
 }
 
 /// The name, VIP and port.
@@ -212,15 +212,10 @@ fn scheduler_flags(cx: &mut Ctx, p: &str, s: &Service) {
     );
 }
 
-/// The FULLNAT pool the service names, if it names one that exists.
-fn fullnat_pool<'a>(
-    cx: &mut Ctx,
-    pools: &HashMap<&str, &'a LocalAddressPool>,
-    p: &str,
-    s: &Service,
-) -> Option<&'a LocalAddressPool> {
+/// The FULLNAT pool the service names: named by a fullnat service and only there, and one that
+/// exists (its family is checked with the pools, see `pools.rs`).
+fn fullnat_pool(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str, s: &Service) {
     let at = |k: &str| format!("{p}.{k}");
-    let mut pool = None;
     match (&s.local_addresses, s.forwarding) {
         (None, Forwarding::Fullnat) => cx.value(
             &at("forwarding"),
@@ -230,16 +225,12 @@ fn fullnat_pool<'a>(
             &at("local_addresses"),
             format!("local_addresses is only for forwarding: fullnat, not {f}"),
         ),
-        (Some(name), _) => match pools.get(name.as_str()) {
-            Some(p) => pool = Some(*p),
-            None => cx.value(
-                &at("local_addresses"),
-                format!("unknown local_addresses pool `{name}`"),
-            ),
-        },
-        (None, _) => {}
+        (Some(name), _) if !pools.contains_key(name.as_str()) => cx.value(
+            &at("local_addresses"),
+            format!("unknown local_addresses pool `{name}`"),
+        ),
+        _ => {}
     }
-    pool
 }
 
 /// `toa`, `persistence.netmask` and `one_packet`: each only where the forwarding method and
@@ -297,17 +288,10 @@ fn netmask(cx: &mut Ctx, np: &str, m: IpAddr, vip: IpAddr) {
 }
 
 /// The real servers of the service at `p`.
-fn reals(cx: &mut Ctx, pool: Option<&LocalAddressPool>, p: &str, s: &Service) {
+fn reals(cx: &mut Ctx, p: &str, s: &Service) {
     for (j, r) in s.reals.iter().enumerate() {
         let rp = format!("{p}.reals[{j}]");
-        target(
-            cx,
-            s,
-            pool,
-            &format!("{rp}.address"),
-            r.address,
-            "real server",
-        );
+        target(cx, s, &format!("{rp}.address"), r.address, "real server");
         if r.weight > 65535 {
             cx.value(
                 &format!("{rp}.weight"),
@@ -366,14 +350,7 @@ pub(super) fn not_routable(a: IpAddr) -> Option<String> {
 }
 
 /// Rules for where a service may send packets: a real server or the sorry server.
-fn target(
-    cx: &mut Ctx,
-    s: &Service,
-    pool: Option<&LocalAddressPool>,
-    path: &str,
-    a: SocketAddr,
-    what: &str,
-) {
+fn target(cx: &mut Ctx, s: &Service, path: &str, a: SocketAddr, what: &str) {
     let ip = a.ip();
     if !is_unicast(ip) {
         cx.value(path, format!("{what} {ip} is not a unicast address"));
@@ -389,18 +366,6 @@ fn target(
     }
     if ip.is_ipv4() != s.vip.is_ipv4() {
         cx.value(path, mixed_families(s, a, what));
-    } else if let Some(pool) = pool {
-        if !pool.addresses.iter().any(|l| l.is_ipv4() == ip.is_ipv4()) {
-            cx.value(
-                path,
-                format!(
-                    "{what} {a} is {} but local_addresses pool `{}` has no {} address",
-                    family(ip),
-                    pool.name,
-                    family(ip)
-                ),
-            );
-        }
     }
     match s.forwarding {
         Forwarding::Dr | Forwarding::Tun if a.port() != s.port => cx.value(

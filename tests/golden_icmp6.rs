@@ -588,3 +588,86 @@ fn translated_errors_verify_with_an_independent_parser() {
     assert_eq!(checked, 16, "translated errors in the table");
     assert!(whole >= 12, "{whole} whole quotes checked");
 }
+
+/// FULLNAT6 (for the lead, once fnat6's packet path is merged this runs unchanged): the ICMPv6
+/// translation reads a FULLNAT6 connection's [`Translation`] from its entry, so errors about it
+/// are translated today, whatever the SYN's own rewrite is (only its verdict is checked here:
+/// its bytes are fnat6's golden table's). The lab is the IPv6 lab plus a FULLNAT service
+/// [VIP]:83 -> r1:80 with the pool 2001:2:1::2, ports 20000-20099 (one table shard: its first
+/// connection gets [2001:2:1::2]:20000).
+#[test]
+fn fullnat6_errors_are_translated_from_the_entry() {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use xvs::conntrack::{LocalPool, Timeouts};
+    use xvs::datapath::snapshot::Forwarding;
+    use xvs::datapath::{Service, ServiceKey, Shared, Snapshot, Verdict};
+    use xvs::flow::{Proto, NANOS_PER_SEC};
+    use xvs::sched::{RealServer, SchedulerKind};
+
+    const L6: [u8; 16] = addr([0x2001, 2, 1, 0, 0, 0, 0, 2]);
+    let key = ServiceKey {
+        vip: VIP.into(),
+        port: 83,
+        proto: Proto::Tcp,
+    };
+    let real = RealServer::new(SocketAddr::new(R1.into(), 80), 1);
+    let mut fnat = Service::new(
+        "fnat6",
+        key,
+        Forwarding::FullNat,
+        SchedulerKind::Rr,
+        vec![real],
+    );
+    fnat.local_pool = Some(0);
+    let mut services = snapshot().services;
+    services.push(fnat);
+    let snap = Snapshot::new(2, ports(), services, Timeouts::default(), false);
+    let pool = LocalPool {
+        name: "pool6".into(),
+        addresses: vec![L6.into()],
+        first_port: 20000,
+        last_port: 20099,
+    };
+    let shared = Shared::try_with_tables(snap, nexthops(), 64, 1000, &[pool]).unwrap();
+    let mut p = xvs::datapath::Processor::new(Arc::new(shared));
+    let mut run = |n: u64, input: &[u8]| {
+        let now = n * NANOS_PER_SEC;
+        p.begin_batch(now);
+        let mut out = input.to_vec();
+        let ingress = golden::ingress_of(&p, input);
+        (p.process(now, ingress, &mut out), out)
+    };
+    let syn = ip6((CLIENT, 42000), (VIP, 83), 64, Some("S"), false, b"");
+    assert_eq!(run(1, &frame(FROM_CLIENT, &syn)).0, Verdict::Tx(1));
+
+    // From the server side: r1 to the pool address about L6:20000 -> r1:80.
+    let sent = ip6((L6, 20000), (R1, 80), 63, Some("S"), false, b"");
+    let client_view = ip6((CLIENT, 42000), (VIP, 83), 63, Some("S"), false, b"");
+    let t = too_big(1280);
+    let (v, out) = run(2, &icmp6(FROM_R1, R1, L6, 64, t, &sent));
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(
+        golden::hex(&out),
+        golden::hex(&icmp6(TO_CLIENT, VIP, CLIENT, 63, t, &client_view))
+    );
+    // From the client side, about a reply: to r1 from the local address, quote r1 -> L6.
+    let reply = ip6((VIP, 83), (CLIENT, 42000), 63, Some("SA"), false, b"");
+    let server_view = ip6((R1, 80), (L6, 20000), 63, Some("SA"), false, b"");
+    let t = unreachable(DestUnreachableCode::Port);
+    let (v, out) = run(3, &icmp6(FROM_CLIENT, CLIENT, VIP, 64, t, &reply));
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(
+        golden::hex(&out),
+        golden::hex(&icmp6(TO_R1, L6, R1, 63, t, &server_view))
+    );
+    // A pool endpoint of no connection: untracked; a pool address at a port outside the pool's
+    // range (the box's own connection, here to the router's ssh: r1 is also a NAT real server,
+    // whose quotes are untracked when no connection has them): the kernel's.
+    let stray = ip6((L6, 20001), (R1, 80), 63, Some("S"), false, b"");
+    let v = run(4, &icmp6(FROM_R1, R1, L6, 64, t, &stray)).0;
+    assert_eq!(v, Verdict::Drop(xvs::datapath::DropReason::IcmpUntracked));
+    let own = ip6((L6, 5000), (ROUTER, 22), 63, Some("S"), false, b"");
+    let v = run(5, &icmp6(FROM_ROUTER, ROUTER, L6, 64, t, &own)).0;
+    assert_eq!(v, Verdict::Pass);
+}

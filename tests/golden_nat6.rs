@@ -389,19 +389,30 @@ fn fragments(v: &mut Vec<Case>) {
         "tx 1",
         Some(nat(atomic, to(R1, 80), TO_R1)),
     ));
-    // A later fragment: fragment header (offset 2 units = 16 bytes), then data, no ports.
-    let mut later = Pkt {
+    // A later fragment: fragment header (offset 2 units = 16 bytes), then 4 bytes of data (no
+    // ports: the bytes where a UDP header would be are data, never rewritten).
+    let later = |p: Pkt| {
+        let mut f = p.build();
+        f.truncate(14 + 40 + 8 + 4);
+        f[14 + 4..14 + 6].copy_from_slice(&12u16.to_be_bytes());
+        f
+    };
+    let rest = Pkt {
         ext: Ext::Fragment(2, false, 0xabcd),
         ..Pkt::udp(50000, 53, b"rest")
-    }
-    .build();
-    later.truncate(14 + 40 + 8 + 4);
-    later[14 + 4..14 + 6].copy_from_slice(&12u16.to_be_bytes());
+    };
+    let mut sent = Pkt {
+        dst: R1,
+        hop: rest.hop - 1,
+        ..rest
+    };
+    (sent.src_mac, sent.dst_mac) = TO_R1;
     v.push(case(
-        "later fragment (offset 16) to the VIP: not followed over IPv6 yet, passed",
-        later,
-        "pass",
-        None,
+        "later fragment (offset 16) of the first fragment's datagram (id 0xabcd): follows it to \
+         r1 (destination address, hop limit 63; the data untouched)",
+        later(rest),
+        "tx 1",
+        Some(later(sent)),
     ));
 }
 
@@ -533,14 +544,14 @@ fn kernel_icmpv6(v: &mut Vec<Case>) {
             false,
         ),
         (
-            "destination unreachable (errors are not translated yet)",
+            "destination unreachable quoting no TCP/UDP packet (next header 0x60)",
             VIP,
             (1, 4, [0; 4]),
             vec![0x60; 48],
             false,
         ),
         (
-            "packet too big",
+            "packet too big quoting no TCP/UDP packet",
             VIP,
             (2, 0, [0, 0, 5, 0]),
             vec![0x60; 48],

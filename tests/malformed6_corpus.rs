@@ -6,7 +6,8 @@
 //! The frames are built here, independently of xvs's wire code: valid TCP/UDP headers by
 //! etherparse, IPv6 headers and extension headers byte by byte, then exactly one thing broken
 //! (truncated headers, bad payload lengths, extension-header loops and overlong chains,
-//! headers out of order, refused next headers, fragments, transport headers).
+//! headers out of order, refused next headers, fragments, transport headers, ICMPv6 errors:
+//! bad checksums, quotes cut short, untracked quotes).
 // Test code: a failed unwrap is a failed test; casts are of test-sized values.
 #![allow(
     clippy::unwrap_used,
@@ -388,12 +389,122 @@ fn forwarding_cases(v: &mut Vec<Case>) {
     );
 }
 
+/// The packet a client-side ICMPv6 error quotes: an IPv6 header VIP → client naming `next`,
+/// then `rest` (its payload length that of the whole packet, `full` bytes, however much of it
+/// is quoted).
+fn quoted(next: u8, rest: &[u8], full: usize) -> Vec<u8> {
+    let mut q = vec![0x60, 0, 0, 0];
+    q.extend_from_slice(&((full - 40) as u16).to_be_bytes());
+    q.extend_from_slice(&[next, 63]);
+    q.extend_from_slice(&VIP);
+    q.extend_from_slice(&CLIENT);
+    q.extend_from_slice(rest);
+    q
+}
+
+/// An ICMPv6 error of `msg_type` (code 0, the 4 bytes after the checksum 0 but for packet too
+/// big's MTU 1280) from the client to the VIP quoting `quote`, its checksum computed here
+/// (RFC 4443 §2.3: over the pseudo-header and the message) and then `tweak`ed.
+fn icmp_error(msg_type: u8, quote: &[u8], tweak: u16) -> Vec<u8> {
+    let mut m = vec![msg_type, 0, 0, 0];
+    let rest: [u8; 4] = if msg_type == 2 { [0, 0, 5, 0] } else { [0; 4] };
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(quote);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&CLIENT);
+    pseudo.extend_from_slice(&VIP);
+    pseudo.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+    let mut sum: u32 = 0;
+    for chunk in pseudo.chunks(2).chain(m.chunks(2)) {
+        sum += u32::from(chunk[0]) << 8 | u32::from(*chunk.get(1).unwrap_or(&0));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = (!(sum as u16)).wrapping_add(tweak);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame(ICMPV6, 64, &m)
+}
+
+fn icmpv6_error_cases(v: &mut Vec<Case>) {
+    use DropReason::*;
+    let mut reply = tcp(40000, "SA");
+    // The reply's ports: VIP:80 → client:40000.
+    reply[..4].copy_from_slice(&[0, 80, 0x9c, 0x40]);
+    let whole = quoted(TCP, &reply, 60);
+    let mut add = |what, expect, frame| {
+        v.push(Case {
+            what,
+            expect,
+            frame,
+        })
+    };
+    add(
+        "destination unreachable quoting a VIP reply, checksum off by one",
+        BadIcmpv6Checksum,
+        icmp_error(1, &whole, 1),
+    );
+    add(
+        "packet too big with a zeroed checksum",
+        BadIcmpv6Checksum,
+        {
+            let mut f = icmp_error(2, &whole, 0);
+            f[54 + 2..54 + 4].copy_from_slice(&[0, 0]);
+            f
+        },
+    );
+    add(
+        "destination unreachable quoting nothing",
+        TruncatedIcmpv6,
+        icmp_error(1, &[], 0),
+    );
+    add(
+        "time exceeded quoting 39 bytes of the IPv6 header",
+        TruncatedIcmpv6,
+        icmp_error(3, &whole[..39], 0),
+    );
+    add(
+        "packet too big quoting a TCP header cut at 6 bytes (no destination port)",
+        TruncatedIcmpv6,
+        icmp_error(2, &whole[..46], 0),
+    );
+    let behind = quoted(HBH, &cat(&[&ext(UDP, 1), &udp(b"q")[..7]]), 40 + 16 + 9);
+    add(
+        "time exceeded quoting UDP behind hop-by-hop, cut at 7 of its 8 bytes",
+        TruncatedIcmpv6,
+        icmp_error(3, &behind, 0),
+    );
+    let cut = quoted(DEST_OPTS, &ext(TCP, 2)[..16], 40 + 24 + 20);
+    add(
+        "destination unreachable quoting destination options (24 bytes) cut at 16",
+        TruncatedIcmpv6,
+        icmp_error(1, &cut, 0),
+    );
+    add(
+        "destination unreachable quoting a VIP:80 reply of no connection",
+        IcmpUntracked,
+        icmp_error(1, &whole, 0),
+    );
+    add(
+        "later fragment (offset 16) to the VIP with no first fragment seen",
+        Ipv6Fragment,
+        frame(FRAGMENT, 64, &cat(&[&frag(UDP, 16, false), &[0; 8]])),
+    );
+    add(
+        "later fragment to the VIP naming destination options (protocol hidden), no first seen",
+        Ipv6Fragment,
+        frame(FRAGMENT, 64, &cat(&[&frag(DEST_OPTS, 24, true), &[0; 16]])),
+    );
+}
+
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     ipv6_header_cases(&mut v);
     ext_header_cases(&mut v);
     transport_cases(&mut v);
     forwarding_cases(&mut v);
+    icmpv6_error_cases(&mut v);
     v
 }
 
@@ -439,6 +550,8 @@ fn every_malformed_ipv6_frame_is_dropped_with_its_reason() {
         DropReason::BadIpv6Fragment,
         DropReason::UdpZeroChecksumIpv6,
         DropReason::TruncatedIcmpv6,
+        DropReason::BadIcmpv6Checksum,
+        DropReason::Ipv6Fragment,
     ] {
         if !covered.contains(r.label()) {
             failures.push(format!("no case for {}", r.label()));

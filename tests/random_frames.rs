@@ -637,6 +637,7 @@ fn process_survives_random_frames() {
                         | DropReason::UdpZeroChecksumIpv6
                         | DropReason::TruncatedIcmpv6
                         | DropReason::BadIcmpv6Checksum
+                        | DropReason::Ipv6Fragment
                 )
             })
             .map(|r| format!("drop {}", r.label()))
@@ -736,7 +737,8 @@ fn wire_views_survive_random_slices() {
 // chains, TCP/UDP/ICMPv6, fragments, hop limits) then often mutated. Checked: no panic, only the
 // verdicts an IPv6 frame may get, `Pass`/`Drop` leave the frame untouched, and a `Tx` frame
 // keeps its length, is NAT6 (hop limit one less, a transport checksum that verified still
-// verifies, read with etherparse) or DR6 (the IPv6 packet unchanged).
+// verifies, read with etherparse), a later fragment's IP-level rewrite (nothing past the fixed
+// header changed, hop limit one less) or DR6 (the IPv6 packet unchanged).
 
 #[path = "fixtures/nat6_lab.rs"]
 mod nat6_lab;
@@ -763,6 +765,11 @@ const IPV6_DROPS: &[(DropReason, bool)] = &[
     (DropReason::BadUdpLength, true),
     (DropReason::UdpZeroChecksumIpv6, true),
     (DropReason::TruncatedIcmpv6, true),
+    // ICMPv6 errors (checksum, a quote naming a service of no connection) and later
+    // fragments without their first.
+    (DropReason::BadIcmpv6Checksum, false),
+    (DropReason::IcmpUntracked, false),
+    (DropReason::Ipv6Fragment, false),
     (DropReason::TtlExceeded, true),
     (DropReason::NoConnection, true),
     (DropReason::DrNotOnLink, true),
@@ -942,6 +949,11 @@ fn check6(input: &[u8], v: Verdict, out: &[u8]) -> Result<(), String> {
             }
             if out[14..] == input[14..] {
                 return Ok(()); // DR6
+            }
+            let hop_less = |a: &[u8], b: &[u8]| u16::from(a[14 + 7]) + 1 == u16::from(b[14 + 7]);
+            if out.get(54..) == input.get(54..) && hop_less(out, input) {
+                // A later fragment following its first: addresses and hop limit only.
+                return Ok(());
             }
             let (Some((was, hop)), Some((is, left))) = (transport_ok6(input), transport_ok6(out))
             else {

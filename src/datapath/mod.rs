@@ -183,10 +183,16 @@ drop_reasons! {
     BadUdpChecksum => "bad_udp_checksum",
     /// A UDP datagram over IPv6 with checksum 0 ("none"), which IPv6 forbids (RFC 8200 §8.1).
     UdpZeroChecksumIpv6 => "udp_zero_checksum_ipv6",
-    /// ICMPv6 header cut short.
+    /// ICMPv6 header cut short, or the packet an ICMPv6 error quotes cut before its fixed
+    /// header, its extension headers or the 8 bytes of its TCP/UDP header end.
     TruncatedIcmpv6 => "truncated_icmpv6",
-    /// An ICMPv6 message whose checksum does not verify.
+    /// An ICMPv6 error message (destination unreachable, packet too big, time exceeded) whose
+    /// checksum does not verify: never translated.
     BadIcmpv6Checksum => "bad_icmpv6_checksum",
+    /// A later IPv6 fragment of a service's, real server's or local address's datagram whose
+    /// first fragment was not forwarded (not seen yet, lost, or forgotten): xvs does not
+    /// reassemble.
+    Ipv6Fragment => "ipv6_fragment",
 }
 
 impl From<crate::wire::Error> for DropReason {

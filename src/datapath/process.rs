@@ -15,8 +15,8 @@
 //!
 //! Classification of a TCP/UDP packet, IPv4 or IPv6 (one pipeline: `parse` yields the same
 //! [`Parsed`] flow for both families, with a [`FlowKey`] of the packet's family; the rewrite
-//! writes the family's IP header, `process/rewrite.rs`; IPv6 parsing and what of it is passed
-//! to the kernel for now, ICMPv6 and later fragments, are in `process/ipv6.rs`):
+//! writes the family's IP header, `process/rewrite.rs`; IPv6 parsing, ICMPv6 errors and later
+//! fragments included, is in `process/ipv6.rs`):
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
 //!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
@@ -26,11 +26,12 @@
 //!    latter is a drop (`NoRealServer`).
 //! 2. otherwise a tracked reply (real server → client) → **reply direction**.
 //! 3. otherwise → [`Verdict::Pass`]: the kernel's traffic. Frames of other EtherTypes (ARP),
-//!    VLAN-tagged frames (not balanced yet), other protocols (VRRP) and ICMPv6 (neighbour
-//!    discovery above all) are passed as well.
+//!    VLAN-tagged frames (not balanced yet), other protocols (VRRP) and ICMPv6 other than the
+//!    errors below (neighbour discovery above all) are passed as well.
 //!
-//! ICMP: a destination unreachable or time exceeded quoting a packet of a tracked NAT or
-//! FULLNAT connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
+//! ICMP and ICMPv6: an error (ICMP destination unreachable, time exceeded; ICMPv6 destination
+//! unreachable, packet too big, time exceeded) quoting a packet of a tracked NAT or FULLNAT
+//! connection is translated and forwarded (see `process/icmp.rs`); other ICMP (echo to a VIP
 //! included) is passed.
 //!
 //! Each service's forwarding method decides the rewrite: NAT below, DR (`process/dr.rs`: MACs
@@ -51,8 +52,9 @@
 //! a packet to a pool address:port is looked up as a reply by that endpoint. TOA insertion may
 //! grow the frame (hence [`Processor::process_buf`], which knows the buffer's tailroom).
 //!
-//! Fragments: a first fragment is handled like any packet and remembered; later fragments
-//! follow its translation (see [`crate::datapath::fragments`] for the policy).
+//! Fragments (IPv4 and IPv6): a first fragment is handled like any packet and remembered; later
+//! fragments follow its translation (`process/fragments.rs`; see [`crate::datapath::fragments`]
+//! for the policy).
 //!
 //! Counting: the worker loop counts every outcome (rx, tx, drops by reason, passed) because it
 //! alone knows the final one (a `Tx` verdict may still meet a full TX ring); `process` counts
@@ -66,7 +68,8 @@
 //! ([`Processor::decide`]). (1) own frames only; (2) `parse`, once, into a [`Packet`] whose
 //! offsets and fields later steps trust; (3) classify: a service's destination is the original
 //! direction (`process/original.rs`: look up or schedule, then the method's rewrite), anything
-//! else a possible reply or later fragment (`process/reply.rs`), ICMP errors `process/icmp.rs`;
+//! else a possible reply (`process/reply.rs`), later fragments `process/fragments.rs`, ICMP
+//! errors `process/icmp.rs`;
 //! (4) one [`Processor::route`] step for every packet that leaves: the TTL check of a routed
 //! packet, the next hop and its egress port, the rewrite (run only once the packet can leave,
 //! so a drop leaves the frame untouched), and the Ethernet header. Counting and fragment
@@ -92,7 +95,9 @@ use crate::datapath::{
 };
 
 mod dr;
+mod fragments;
 mod icmp;
+mod icmp6;
 mod ipv6;
 mod original;
 mod reply;
@@ -216,10 +221,9 @@ struct Parsed {
     /// The IP packet's length: IPv4 total length, IPv6 fixed header plus payload length (what
     /// the traffic counters count).
     ip_len: u16,
-    /// The IP identification when this is the first fragment of an IPv4 datagram (IPv6 first
-    /// fragments are forwarded as any packet, but their later fragments are not followed yet,
-    /// see `process/ipv6.rs`).
-    first_fragment: Option<u16>,
+    /// The datagram's identification when this is a first fragment (offset 0, more fragments):
+    /// IPv4's 16 bits or the IPv6 fragment header's 32 (see [`crate::datapath::fragments`]).
+    first_fragment: Option<u32>,
 }
 
 impl Parsed {
@@ -233,10 +237,14 @@ impl Parsed {
     }
 }
 
-/// A later fragment (offset > 0) of an IPv4 TCP/UDP datagram: no transport header.
+/// A later fragment (offset > 0) of an IPv4 or IPv6 TCP/UDP datagram: no transport header.
 struct LaterFragment {
     l3: usize,
     datagram: DatagramId,
+    /// The datagram's protocol; `None` for an IPv6 fragment whose fragment header names
+    /// destination options (the fragmentable part's first header), which hide it.
+    proto: Option<Proto>,
+    /// The TTL or hop limit.
     ttl: u8,
 }
 
@@ -244,7 +252,8 @@ struct LaterFragment {
 enum Packet {
     Flow(Parsed),
     LaterFragment(LaterFragment),
-    /// An ICMP destination unreachable or time exceeded quoting an IPv4 TCP/UDP packet.
+    /// An ICMP destination unreachable or time exceeded quoting an IPv4 TCP/UDP packet, or an
+    /// ICMPv6 destination unreachable, packet too big or time exceeded quoting an IPv6 one.
     IcmpError(IcmpError),
     /// An ICMP fragmentation needed quoting an IP-in-IP packet.
     TunnelFragNeeded(TunnelFragNeeded),
@@ -518,19 +527,14 @@ impl Processor {
         }
     }
 
-    /// [`remember_fragments`](Self::remember_fragments) of a first fragment (IP id `id`).
+    /// [`remember_fragments`](Self::remember_fragments) of a first fragment (identification
+    /// `id`).
     #[cold]
-    fn remember(&self, now: Nanos, p: &Parsed, id: u16, rewrite: FragmentRewrite) {
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.key.src, p.key.dst) else {
-            return;
-        };
-        let datagram = DatagramId {
-            src,
-            dst,
-            proto: p.key.proto,
-            id,
-        };
-        self.shared.fragments.remember(datagram, rewrite, now);
+    fn remember(&self, now: Nanos, p: &Parsed, id: u32, rewrite: FragmentRewrite) {
+        let k = &p.key;
+        if let Some(datagram) = DatagramId::new(k.src, k.dst, k.proto, id) {
+            self.shared.fragments.remember(datagram, rewrite, now);
+        }
     }
 
     /// The next identification for an IPv4 header this worker writes.
@@ -597,12 +601,13 @@ fn parse_ipv4(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReason> {
     if ip.fragment_offset() != 0 {
         return Ok(Some(Packet::LaterFragment(LaterFragment {
             l3,
-            datagram: DatagramId {
+            datagram: DatagramId::V4 {
                 src: ip.src(),
                 dst: ip.dst(),
                 proto,
                 id: ip.identification(),
             },
+            proto: Some(proto),
             ttl: ip.ttl(),
         })));
     }
@@ -650,7 +655,7 @@ fn parse_icmp(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Result<Option<Packet>, DropR
 /// The TCP or UDP packet `ip` (at frame offset `l3`, not a later fragment).
 #[inline(always)]
 fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed, DropReason> {
-    let first_fragment = ip.more_fragments().then(|| ip.identification());
+    let first_fragment = ip.more_fragments().then(|| u32::from(ip.identification()));
     let payload = ip.payload();
     let (sport, dport, event) = match proto {
         Proto::Tcp => {

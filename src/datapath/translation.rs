@@ -12,8 +12,11 @@
 //!
 //! [`Translation::of`] picks by the connection entry (a local endpoint means FULLNAT).
 //! DR and TUN rewrite no address (the real server sees the client side), so they need none.
+//!
+//! Family-generic: a connection's addresses are all of one family (the connection table
+//! refuses others), so a translation is IPv4 (NAT, FULLNAT) or IPv6 (NAT6, FULLNAT6) throughout.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use crate::conntrack::Tracked;
 
@@ -22,39 +25,28 @@ use crate::conntrack::Tracked;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// What the client sends: (client, VIP).
-    pub client_side: (SocketAddrV4, SocketAddrV4),
+    pub client_side: (SocketAddr, SocketAddr),
     /// What the real server receives: (source, real server).
-    pub server_side: (SocketAddrV4, SocketAddrV4),
+    pub server_side: (SocketAddr, SocketAddr),
 }
 
 impl Translation {
-    /// NAT (IPVS masquerading): only the destination changes. `None` for an IPv6 connection.
+    /// NAT (IPVS masquerading): only the destination changes. `None` for an entry whose
+    /// addresses are not of one family (the table never holds one).
     pub fn nat(t: &Tracked) -> Option<Translation> {
-        let v4 = |a: std::net::SocketAddr| match a {
-            std::net::SocketAddr::V4(a) => Some(a),
-            std::net::SocketAddr::V6(_) => None,
-        };
-        let (client, vip, real) = (v4(t.client())?, v4(t.vip())?, v4(t.real())?);
-        Some(Translation {
+        let (client, vip, real) = (t.client(), t.vip(), t.real());
+        one_family(&[client, vip, real]).then_some(Translation {
             client_side: (client, vip),
             server_side: (client, real),
         })
     }
 
     /// FULLNAT: both ends change; the real server sees the connection's local address:port as
-    /// its peer. `None` for a connection without a local endpoint (NAT) or an IPv6 one.
+    /// its peer. `None` for a connection without a local endpoint (NAT), or whose addresses are
+    /// not of one family.
     pub fn fullnat(t: &Tracked) -> Option<Translation> {
-        let v4 = |a: std::net::SocketAddr| match a {
-            std::net::SocketAddr::V4(a) => Some(a),
-            std::net::SocketAddr::V6(_) => None,
-        };
-        let (client, vip, real, local) = (
-            v4(t.client())?,
-            v4(t.vip())?,
-            v4(t.real())?,
-            v4(t.local()?)?,
-        );
-        Some(Translation {
+        let (client, vip, real, local) = (t.client(), t.vip(), t.real(), t.local()?);
+        one_family(&[client, vip, real, local]).then_some(Translation {
             client_side: (client, vip),
             server_side: (local, real),
         })
@@ -76,6 +68,11 @@ impl Translation {
     }
 }
 
+/// Whether every address is of the first one's family.
+fn one_family(addrs: &[SocketAddr]) -> bool {
+    addrs.windows(2).all(|w| w[0].is_ipv4() == w[1].is_ipv4())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +89,7 @@ mod tests {
         Tracked::new(ends, local.map(sa), state, origin, 0)
     }
 
-    fn sa(s: &str) -> SocketAddrV4 {
+    fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
@@ -125,5 +122,26 @@ mod tests {
         );
         assert!(t.rewrites_source());
         assert_eq!(Translation::fullnat(&tracked(None)), None);
+    }
+
+    #[test]
+    fn ipv6_connections_translate_the_same_way() {
+        let (state, origin) = (ConnState::Established, crate::conntrack::Origin::UNKNOWN);
+        let ends = (
+            sa("[2001:2::2]:40000"),
+            sa("[2001:2::100]:80"),
+            sa("[2001:2:1::11]:8080"),
+        );
+        let nat = Translation::of(&Tracked::new(ends, None, state, origin, 0)).unwrap();
+        assert_eq!(nat.server_side, (ends.0, ends.2));
+        assert!(!nat.rewrites_source());
+        let local = sa("[2001:2:1::2]:20000");
+        let t = Tracked::new(ends, Some(local), state, origin, 0);
+        let fnat = Translation::of(&t).unwrap();
+        assert_eq!(fnat.client_side, (ends.0, ends.1));
+        assert_eq!(fnat.server_side, (local, ends.2));
+        assert!(fnat.rewrites_source());
+        let mixed = Tracked::new(ends, Some(sa("198.18.1.2:20000")), state, origin, 0);
+        assert_eq!(Translation::of(&mixed), None);
     }
 }

@@ -41,6 +41,10 @@
 //!
 //! The walk reads each header's first bytes only (next header, length; segments left of a
 //! routing header; the fragment header's 8 bytes): options are not interpreted.
+//!
+//! [`quoted_upper_layer`] walks the packet an ICMPv6 error quotes under the same policy, bounded
+//! by the quote (which usually ends before the quoted payload length says), without the
+//! fragment length rules (the quote, not the sender, cut the fragment's data).
 
 use std::net::Ipv6Addr;
 
@@ -177,45 +181,85 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// [`MAX_EXT_HEADERS`] headers; each error is a distinct [`Error`] variant (see the module
     /// documentation). `offset` of the result is at most [`total_len`](Self::total_len).
     pub fn upper_layer(&self) -> Result<UpperLayer, Error> {
-        let b = &self.b()[..self.total_len()];
-        let mut next = self.next_header();
-        let mut at = HEADER_LEN;
-        let mut fragment = None;
-        for count in 0..=MAX_EXT_HEADERS {
-            let Some(kind) = ext_kind(next)? else {
-                return Ok(UpperLayer {
-                    protocol: next,
-                    offset: at,
-                    fragment,
-                });
-            };
-            if kind == Ext::HopByHop && count != 0 {
-                return Err(Error::Ipv6HopByHopNotFirst);
-            }
-            if count == MAX_EXT_HEADERS {
-                return Err(Error::Ipv6TooManyExtHeaders);
-            }
-            let len = ext_len(b, at, kind)?;
-            match kind {
-                Ext::Routing if b[at + 3] != 0 => return Err(Error::Ipv6RoutingSegmentsLeft),
-                Ext::Fragment if fragment.is_some() => {
-                    return Err(Error::Ipv6RepeatedFragmentHeader)
-                }
-                Ext::Fragment => {
-                    let f = Fragment::read(b, at)?;
-                    fragment = Some(f);
-                    if !f.is_first() {
-                        return later_fragment(b[at], at + FRAGMENT_LEN, f);
-                    }
-                }
-                _ => {}
-            }
-            next = b[at];
-            at += len;
-        }
-        // The loop returns by its last round (count == MAX_EXT_HEADERS) at the latest.
-        Err(Error::Ipv6TooManyExtHeaders)
+        walk(
+            &self.b()[..self.total_len()],
+            self.next_header(),
+            Walk::Packet,
+        )
     }
+}
+
+/// The packet quoted in an ICMPv6 error (RFC 4443 §2.4 (c)): `quote` starts with its fixed
+/// header and holds as much of the rest as the error carries, so its payload length may run
+/// past `quote`. Walks its extension headers under the module's policy, bounded by what is
+/// quoted (and by its payload length, if the quote holds more): [`Error::TruncatedIpv6`] when
+/// the fixed header is cut, [`Error::BadIpVersion`] when it is not IPv6,
+/// [`Error::Ipv6ExtHeaderTruncated`] when an extension header runs past the quote. A quoted
+/// fragment header's length rules ([`Error::Ipv6FragmentLenNotMultipleOf8`],
+/// [`Error::Ipv6FragmentPastMaxLen`]) are not checked: its data is cut by the quote, not by the
+/// sender. The result's `offset` is at most `quote.len()`; the upper-layer header there may be
+/// cut short (the caller checks the bytes it needs).
+pub fn quoted_upper_layer(quote: &[u8]) -> Result<UpperLayer, Error> {
+    if quote.len() < HEADER_LEN {
+        return Err(Error::TruncatedIpv6);
+    }
+    if quote[0] >> 4 != 6 {
+        return Err(Error::BadIpVersion);
+    }
+    let end = quote
+        .len()
+        .min(HEADER_LEN + usize::from(read_u16(quote, 4)));
+    walk(&quote[..end], quote[6], Walk::Quote)
+}
+
+/// What [`walk`] walks: a whole packet (every rule) or the quote of an ICMPv6 error (its end is
+/// the quote's, so the fragment length rules do not apply).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Packet,
+    Quote,
+}
+
+/// The walk of [`Ipv6Packet::upper_layer`] and [`quoted_upper_layer`] over `b` (fixed header
+/// included, ending where the packet or quote ends), whose fixed header names `next`.
+fn walk(b: &[u8], mut next: u8, mode: Walk) -> Result<UpperLayer, Error> {
+    let mut at = HEADER_LEN;
+    let mut fragment = None;
+    for count in 0..=MAX_EXT_HEADERS {
+        let Some(kind) = ext_kind(next)? else {
+            return Ok(UpperLayer {
+                protocol: next,
+                offset: at,
+                fragment,
+            });
+        };
+        if kind == Ext::HopByHop && count != 0 {
+            return Err(Error::Ipv6HopByHopNotFirst);
+        }
+        if count == MAX_EXT_HEADERS {
+            return Err(Error::Ipv6TooManyExtHeaders);
+        }
+        let len = ext_len(b, at, kind)?;
+        match kind {
+            Ext::Routing if b[at + 3] != 0 => return Err(Error::Ipv6RoutingSegmentsLeft),
+            Ext::Fragment if fragment.is_some() => return Err(Error::Ipv6RepeatedFragmentHeader),
+            Ext::Fragment => {
+                let f = match mode {
+                    Walk::Packet => Fragment::read(b, at)?,
+                    Walk::Quote => Fragment::read_unchecked(b, at),
+                };
+                fragment = Some(f);
+                if !f.is_first() {
+                    return later_fragment(b[at], at + FRAGMENT_LEN, f);
+                }
+            }
+            _ => {}
+        }
+        next = b[at];
+        at += len;
+    }
+    // The loop returns by its last round (count == MAX_EXT_HEADERS) at the latest.
+    Err(Error::Ipv6TooManyExtHeaders)
 }
 
 /// What [`Ipv6Packet::upper_layer`] finds.
@@ -263,13 +307,7 @@ impl Fragment {
     /// packet's end) and checks its length rules: [`Error::Ipv6FragmentLenNotMultipleOf8`],
     /// [`Error::Ipv6FragmentPastMaxLen`].
     fn read(b: &[u8], at: usize) -> Result<Fragment, Error> {
-        let word = read_u16(b, at + 2);
-        let f = Fragment {
-            offset: usize::from(word & 0xfff8),
-            more_fragments: word & 1 != 0,
-            identification: read_u32(b, at + 4),
-            data_len: b.len() - (at + FRAGMENT_LEN),
-        };
+        let f = Fragment::read_unchecked(b, at);
         if f.more_fragments && !f.data_len.is_multiple_of(8) {
             return Err(Error::Ipv6FragmentLenNotMultipleOf8);
         }
@@ -279,6 +317,18 @@ impl Fragment {
             return Err(Error::Ipv6FragmentPastMaxLen);
         }
         Ok(f)
+    }
+
+    /// The fragment header at `b[at..at + 8]` (the caller proved it fits) without its length
+    /// rules: `data_len` is what `b` holds after it.
+    fn read_unchecked(b: &[u8], at: usize) -> Fragment {
+        let word = read_u16(b, at + 2);
+        Fragment {
+            offset: usize::from(word & 0xfff8),
+            more_fragments: word & 1 != 0,
+            identification: read_u32(b, at + 4),
+            data_len: b.len() - (at + FRAGMENT_LEN),
+        }
     }
 }
 

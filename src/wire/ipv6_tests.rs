@@ -494,6 +494,68 @@ fn every_prefix_of_a_valid_packet_is_refused_cleanly() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The walk of a packet quoted in an ICMPv6 error.
+
+#[test]
+fn quoted_walk_is_bounded_by_the_quote_not_the_payload_length() {
+    let chain = [hbh(0), dst_opts(1)];
+    let b = packet(&chain, TCP, &tcp_syn());
+    // Every quote that holds the chain finds TCP behind it, however much of TCP it holds; the
+    // payload length (which runs past a cut quote) is not held against it.
+    for n in 40 + 24..=b.len() {
+        let u = quoted_upper_layer(&b[..n]).unwrap();
+        assert_eq!((u.protocol, u.offset, u.fragment), (TCP, 64, None), "{n}");
+    }
+    for n in 0..HEADER_LEN {
+        assert_eq!(
+            quoted_upper_layer(&b[..n]),
+            Err(Error::TruncatedIpv6),
+            "{n}"
+        );
+    }
+    for n in HEADER_LEN..40 + 24 {
+        let want = Err(Error::Ipv6ExtHeaderTruncated);
+        assert_eq!(quoted_upper_layer(&b[..n]), want, "{n}");
+    }
+    // A quote holding more than the packet (trailing bytes) is walked to the packet's end.
+    let mut longer = packet(&[dst_opts(0)], UDP, &[]);
+    longer.extend_from_slice(&[DEST_OPTS, 9, 9, 9, 9, 9, 9, 9]);
+    assert_eq!(quoted_upper_layer(&longer).unwrap().offset, 48);
+    let mut v4 = b.clone();
+    v4[0] = 0x45;
+    assert_eq!(quoted_upper_layer(&v4), Err(Error::BadIpVersion));
+}
+
+#[test]
+fn quoted_walk_keeps_the_policy_but_not_the_fragment_lengths() {
+    // A first fragment whose data the quote cut to 20 bytes (not a multiple of 8): read.
+    let b = packet(&[frag(0, true, 0xbeef)], TCP, &tcp_syn());
+    assert_eq!(read(&b), Err(Error::Ipv6FragmentLenNotMultipleOf8));
+    let u = quoted_upper_layer(&b).unwrap();
+    assert_eq!((u.protocol, u.offset), (TCP, 48));
+    let f = u.fragment.unwrap();
+    assert_eq!(
+        (f.identification, f.is_first(), f.data_len),
+        (0xbeef, true, 20)
+    );
+    // A later fragment: its fragment header's next header, not walked further.
+    let b = packet(&[frag(1448, true, 7)], UDP, &[0; 12]);
+    let u = quoted_upper_layer(&b).unwrap();
+    assert!(u.fragment.is_some_and(|f| !f.is_first()));
+    // The rest of the policy holds.
+    let loop6: Vec<_> = (0..6).map(|_| dst_opts(0)).collect();
+    let b = packet(&loop6, TCP, &tcp_syn());
+    assert_eq!(quoted_upper_layer(&b), Err(Error::Ipv6TooManyExtHeaders));
+    let b = packet(&[routing(1)], TCP, &tcp_syn());
+    assert_eq!(quoted_upper_layer(&b), Err(Error::Ipv6RoutingSegmentsLeft));
+    let b = packet(&[(AH, vec![0; 8])], TCP, &tcp_syn());
+    assert_eq!(
+        quoted_upper_layer(&b),
+        Err(Error::Ipv6UnsupportedNextHeader)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Random bytes: never a panic, and what is accepted keeps the documented bounds.
 
 /// splitmix64, as the crate's random-frames test drives its generator.

@@ -1,9 +1,12 @@
-//! ICMP errors about tracked connections (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`).
+//! ICMP and ICMPv6 errors about tracked connections (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`,
+//! and their `_v6` twins).
 //!
-//! An ICMP destination unreachable (fragmentation needed included) or time exceeded quotes the
-//! packet it is about (its IP header and at least 8 bytes of its transport header). When that
-//! packet belongs to a connection xvs translates, the error goes to the other party with the
-//! quote rewritten as the connection's packets are, read from its [`Translation`]:
+//! An ICMP destination unreachable (fragmentation needed included) or time exceeded, or an
+//! ICMPv6 destination unreachable, packet too big or time exceeded (`icmp6.rs`: what differs
+//! over IPv6), quotes the packet it is about (its IP header, over IPv6 its extension headers,
+//! and at least 8 bytes of its transport header). When that packet belongs to a connection xvs
+//! translates, the error goes to the other party with the quote rewritten as the connection's
+//! packets are, read from its [`Translation`] (of either family):
 //!
 //! - **from the server side** (the real server, or a router on its way, about a packet xvs sent
 //!   it): the quote is a server-side original packet (NAT: client → real server; FULLNAT: local
@@ -24,15 +27,18 @@
 //! Which translation applies is read from the connection entry, not the service
 //! ([`Translation::of`]): a connection keeps the method it was created with across a reload.
 //!
-//! Both fix the quoted IP header checksum and, when it is quoted, the quoted transport checksum
-//! (incrementally; a UDP checksum of 0 stays 0), then the outer header (incrementally, TTL
-//! decremented as for any routed packet) and the ICMP checksum (recomputed over the message).
-//! Looking a connection up for an error does not change its state or timeout.
+//! Both fix the quoted IP header checksum (IPv4) and, when it is quoted, the quoted transport
+//! checksum (incrementally; a UDP checksum of 0 stays 0), then the outer header (incrementally,
+//! TTL or hop limit decremented as for any routed packet) and the ICMP checksum (recomputed
+//! over the message; ICMPv6's over its pseudo-header too). Looking a connection up for an
+//! error does not change its state or timeout.
 //!
 //! DR and TUN rewrite no address: their real servers' errors go straight to the client. An
 //! error from the client's side about a reply (which left the real server with the VIP as its
 //! source, so the error comes to the box) goes on to the connection's real server unchanged —
 //! DR by MAC, TUN encapsulated — as IPVS does, so path-MTU discovery works for the replies.
+//! The same rule holds over IPv6 (DR6 by MAC; TUN6 once the tunnel carries IPv6: until then
+//! `tun.rs` passes an IPv6 packet it cannot encapsulate).
 //!
 //! TUN: a "fragmentation needed" from a router inside the tunnel (addressed to the box, quoting
 //! the outer header and the client's packet) becomes a "fragmentation needed" from the VIP to
@@ -50,28 +56,50 @@
 //! counted as `icmp_untracked`. Every other ICMP message (echo to a VIP
 //! included) is the kernel's: the filter passes it, and `process()` passes it too.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::tun::OUTER_LEN_U16;
-use super::{Processor, Route};
+use super::{icmp6, Processor, Route};
 use crate::conntrack::{Direction, Tracked};
 use crate::datapath::translation::Translation;
 use crate::datapath::wire::{checksum, icmp, read_u16, write_u16, IcmpPacket};
 use crate::datapath::{DropReason, Forwarding, ServiceKey, Verdict};
 use crate::flow::{FlowKey, Nanos, Proto};
 
-/// Where an ICMP error is in the frame.
+/// Where an ICMP or ICMPv6 error is in the frame (the family is the quote's).
 pub(super) struct IcmpError {
     pub l3: usize,
     /// Start of the ICMP message and end of the IP packet.
     pub l4: usize,
     pub end: usize,
+    /// The TTL or hop limit.
     pub ttl: u8,
     /// The packet the error quotes, as read from the quote.
     pub quoted: FlowKey,
-    /// Start of the quote and of its transport header.
+    /// Start of the quote and of its transport header (after any extension headers).
     pub quote_at: usize,
     pub quote_l4: usize,
+}
+
+/// Offsets of an ICMP error from the start of its IP packet: what the rewrite of each family
+/// needs.
+pub(super) struct QuoteAt {
+    /// The ICMP message.
+    pub l4: usize,
+    /// The quote.
+    pub quote: usize,
+    /// The quote's transport header, from the start of the quote.
+    pub quote_l4: usize,
+}
+
+impl IcmpError {
+    fn offsets(&self) -> QuoteAt {
+        QuoteAt {
+            l4: self.l4 - self.l3,
+            quote: self.quote_at - self.l3,
+            quote_l4: self.quote_l4 - self.quote_at,
+        }
+    }
 }
 
 /// Reads the quote of an ICMP error message `msg` (ICMP header included) at frame offset `l4`.
@@ -202,15 +230,12 @@ impl Processor {
         if let Some(si) = about_service {
             return self.icmp_from_client(now, buf, len, e, si);
         }
-        let table = &self.shared.conntrack;
         // Server side, FULLNAT: the quote is a packet xvs sent from a local endpoint (a pool
         // address at a port of its pool's range; other ports are the box's own connections).
-        if let IpAddr::V4(src) = q.src {
-            if table.local_pools().is_pool_endpoint(src.to_bits(), q.sport) {
-                let t = self.server_side_conn(now, q)?;
-                let t = Translation::fullnat(&t).ok_or(DropReason::IcmpUntracked)?;
-                return self.icmp_to_client(buf, len, e, &t);
-            }
+        if self.is_pool_endpoint(q.src, q.sport) {
+            let t = self.server_side_conn(now, q)?;
+            let t = Translation::fullnat(&t).ok_or(DropReason::IcmpUntracked)?;
+            return self.icmp_to_client(buf, len, e, &t);
         }
         // Server side, NAT: the quote is a packet xvs sent a NAT real server.
         if self.snap.is_nat_real(q.dst, q.proto) {
@@ -219,6 +244,17 @@ impl Processor {
             return self.icmp_to_client(buf, len, e, &t);
         }
         Ok(Verdict::Pass)
+    }
+
+    /// Whether `addr`:`port` is a FULLNAT local endpoint (of its family's pools).
+    fn is_pool_endpoint(&self, addr: IpAddr, port: u16) -> bool {
+        let table = &self.shared.conntrack;
+        match addr {
+            IpAddr::V4(a) => table.local_pools().is_pool_endpoint(a.to_bits(), port),
+            IpAddr::V6(a) => {
+                (table.local_pools_v6()).is_some_and(|p| p.is_pool_endpoint(a.to_bits(), port))
+            }
+        }
     }
 
     /// The connection of a server-side quote `q` (a packet xvs sent): found by its reply key
@@ -261,8 +297,8 @@ impl Processor {
             Forwarding::Nat | Forwarding::FullNat => {
                 let t = Translation::of(&t).ok_or(DropReason::IcmpUntracked)?;
                 let (source, real) = t.server_side;
-                let outer_src = t.rewrites_source().then(|| *source.ip());
-                self.icmp_forward(buf, len, e, (outer_src, *real.ip()), (real, source))
+                let outer_src = t.rewrites_source().then(|| source.ip());
+                self.icmp_forward(buf, len, e, (outer_src, real.ip()), (real, source))
             }
         }
     }
@@ -276,39 +312,79 @@ impl Processor {
         t: &Translation,
     ) -> Result<Verdict, DropReason> {
         let (client, vip) = t.client_side;
-        let outer = (Some(*vip.ip()), *client.ip());
+        let outer = (Some(vip.ip()), client.ip());
         self.icmp_forward(buf, len, e, outer, (client, vip))
     }
 
     /// Rewrites the outer header to (`outer.0` if any, `outer.1`) and the quote to
-    /// `quote.0 → quote.1`, then routes the error to `outer.1`.
+    /// `quote.0 → quote.1` (every address of the error's family), then routes the error to
+    /// `outer.1`.
     fn icmp_forward(
         &self,
         buf: &mut [u8],
         len: &mut usize,
         e: &IcmpError,
-        outer: (Option<Ipv4Addr>, Ipv4Addr),
-        quote: (SocketAddrV4, SocketAddrV4),
+        outer: (Option<IpAddr>, IpAddr),
+        quote: (SocketAddr, SocketAddr),
     ) -> Result<Verdict, DropReason> {
+        let hop_limit = e.ttl.saturating_sub(1);
         self.route(buf, len, Route::routed(outer.1, e.ttl), |buf, _, _| {
             let packet = buf.get_mut(e.l3..e.end).ok_or(DropReason::TruncatedIpv4)?;
-            let (quote_at, quote_l4, l4) =
-                (e.quote_at - e.l3, e.quote_l4 - e.quote_at, e.l4 - e.l3);
-            let q = packet
-                .get_mut(quote_at..)
-                .ok_or(DropReason::TruncatedIcmp)?;
-            rewrite_quote(q, quote_l4, quote)?;
-            let msg = packet.get_mut(l4..).ok_or(DropReason::TruncatedIcmp)?;
-            IcmpPacket::new_checked(msg)?.fill_checksum();
-            let mut ip = crate::datapath::wire::Ipv4Packet::new_checked(packet)?;
-            if let Some(src) = outer.0 {
-                ip.set_src(src);
+            let at = e.offsets();
+            match (outer, quote) {
+                ((src, IpAddr::V4(dst)), (SocketAddr::V4(a), SocketAddr::V4(b))) => {
+                    let src = src.map(|s| v4(s).ok_or(DropReason::NotLoadBalancerTraffic));
+                    rewrite_error(packet, &at, (src.transpose()?, dst), (a, b), hop_limit)
+                }
+                ((src, IpAddr::V6(dst)), (SocketAddr::V6(a), SocketAddr::V6(b))) => {
+                    let src = src.map(|s| v6(s).ok_or(DropReason::NotLoadBalancerTraffic));
+                    let quote = (e.quoted.proto, (a, b));
+                    icmp6::rewrite_error(packet, &at, (src.transpose()?, dst), quote, hop_limit)
+                }
+                // A connection's addresses are of one family, and so is its error.
+                _ => Err(DropReason::NotLoadBalancerTraffic),
             }
-            ip.set_dst(outer.1);
-            ip.set_ttl(e.ttl.saturating_sub(1));
-            Ok(())
         })
     }
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6(a: IpAddr) -> Option<std::net::Ipv6Addr> {
+    match a {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// Rewrites the ICMP error `packet` (its IPv4 packet, `at` the offsets in it): the quote to
+/// `quote.0 → quote.1`, the ICMP checksum, the outer source to `src` (if any) and destination
+/// to `dst`, the TTL to `ttl` (the IPv4 header checksum follows each field).
+fn rewrite_error(
+    packet: &mut [u8],
+    at: &QuoteAt,
+    (src, dst): (Option<Ipv4Addr>, Ipv4Addr),
+    quote: (SocketAddrV4, SocketAddrV4),
+    ttl: u8,
+) -> Result<(), DropReason> {
+    let q = packet
+        .get_mut(at.quote..)
+        .ok_or(DropReason::TruncatedIcmp)?;
+    rewrite_quote(q, at.quote_l4, quote)?;
+    let msg = packet.get_mut(at.l4..).ok_or(DropReason::TruncatedIcmp)?;
+    IcmpPacket::new_checked(msg)?.fill_checksum();
+    let mut ip = crate::datapath::wire::Ipv4Packet::new_checked(packet)?;
+    if let Some(src) = src {
+        ip.set_src(src);
+    }
+    ip.set_dst(dst);
+    ip.set_ttl(ttl);
+    Ok(())
 }
 
 /// Rewrites a quoted packet `q` (IP header of `ihl` bytes, then at least 8 transport bytes) to

@@ -11,22 +11,25 @@
 //!   one bad).
 //! - Fragments: a first fragment (offset 0) of a TCP/UDP datagram is a flow when its transport
 //!   header is there (RFC 7112 wants the whole header chain in the first fragment; a transport
-//!   header cut short is dropped as over IPv4); an atomic fragment (offset 0, no more) is a
-//!   whole packet. Later fragments (offset > 0) are passed to the kernel for now: xvs does not
-//!   follow them over IPv6 yet (the IPv4 fragment table keys on IPv4 datagrams), so a
-//!   fragmented IPv6 datagram to a service does not get through.
-//! - ICMPv6: neighbour discovery, router solicitations and advertisements, MLD and echo (to a
-//!   VIP or anything else) are the kernel's (a box that loses ND loses IPv6): passed. ICMPv6
-//!   errors are passed too for now: translating those about tracked flows (destination
-//!   unreachable, packet too big, time exceeded) is the next step of IPv6 support. An ICMPv6
-//!   header cut short is `truncated_icmpv6`.
+//!   header cut short is dropped as over IPv4), and one with more to come is remembered under
+//!   its fragment header's identification; an atomic fragment (offset 0, no more) is a whole
+//!   packet. A later fragment (offset > 0) whose fragment header names TCP, UDP or destination
+//!   options (which may precede the transport header in the fragmentable part) follows its
+//!   first fragment as over IPv4 (`process/fragments.rs`; `ipv6_fragment` when it belongs to a
+//!   service and its first fragment was not forwarded); other later fragments are the kernel's.
+//! - ICMPv6: errors about tracked flows (destination unreachable, packet too big, time
+//!   exceeded) are translated as ICMP errors are (`process/icmp6.rs`). Neighbour discovery,
+//!   router solicitations and advertisements, MLD, echo (to a VIP or anything else) and the
+//!   other errors are the kernel's (a box that loses ND loses IPv6): passed. ICMPv6 in a
+//!   fragmented packet is the kernel's too. An ICMPv6 header cut short is `truncated_icmpv6`.
 //! - Anything else (IPv6-in-IPv6, no next header, other protocols) is the kernel's.
 
 use std::net::IpAddr;
 
-use super::{Packet, Parsed};
+use super::{icmp6, LaterFragment, Packet, Parsed};
 use crate::conntrack::Event;
-use crate::datapath::wire::{ipv6, Icmpv6Packet, Ipv6Packet, TcpSegment, UdpDatagram};
+use crate::datapath::fragments::DatagramId;
+use crate::datapath::wire::{ipv6, Ipv6Packet, TcpSegment, UdpDatagram};
 use crate::datapath::DropReason;
 use crate::flow::{FlowKey, Proto};
 
@@ -37,13 +40,13 @@ pub(super) fn parse(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReas
     let ip = Ipv6Packet::new_checked(packet)?;
     let upper = ip.upper_layer()?;
     let fragment = upper.fragment;
-    if fragment.is_some_and(|f| !f.is_first()) {
-        return Ok(None);
+    if let Some(f) = fragment.filter(|f| !f.is_first()) {
+        return Ok(later_fragment(&ip, l3, upper.protocol, f.identification));
     }
     let Some(proto) = Proto::from_number(upper.protocol) else {
         if upper.protocol == ipv6::ICMPV6 && fragment.is_none() {
             let msg = packet.get(upper.offset..ip.total_len()).unwrap_or_default();
-            Icmpv6Packet::new_checked(msg)?;
+            return icmp6::parse(&ip, msg, l3, l3 + upper.offset);
         }
         return Ok(None);
     };
@@ -82,6 +85,29 @@ pub(super) fn parse(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReas
         event,
         ttl: ip.hop_limit(),
         ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),
-        first_fragment: None,
+        first_fragment: fragment
+            .filter(|f| f.more_fragments)
+            .map(|f| f.identification),
     })))
+}
+
+/// A later fragment (identification `id`) of the IPv6 packet `ip` at frame offset `l3`, whose
+/// fragment header names `next`: one xvs may follow (TCP, UDP, or destination options hiding
+/// which), else the kernel's.
+#[cold]
+fn later_fragment(ip: &Ipv6Packet<&[u8]>, l3: usize, next: u8, id: u32) -> Option<Packet> {
+    let proto = match next {
+        ipv6::DEST_OPTS => None,
+        n => Some(Proto::from_number(n)?),
+    };
+    Some(Packet::LaterFragment(LaterFragment {
+        l3,
+        datagram: DatagramId::V6 {
+            src: ip.src(),
+            dst: ip.dst(),
+            id,
+        },
+        proto,
+        ttl: ip.hop_limit(),
+    }))
 }

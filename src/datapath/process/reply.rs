@@ -1,7 +1,7 @@
-//! The reply direction (real server → client) and later fragments: what is not addressed to a
-//! service. A tracked reply is translated back (NAT: source → VIP:port; FULLNAT: source →
-//! VIP:port and destination → client); a reply of a `one_packet` service is translated
-//! statelessly; anything else is the kernel's.
+//! The reply direction (real server → client): what is not addressed to a service (later
+//! fragments are `fragments.rs`'s). A tracked reply is translated back (NAT: source →
+//! VIP:port; FULLNAT: source → VIP:port and destination → client); a reply of a `one_packet`
+//! service is translated statelessly; anything else is the kernel's.
 //!
 //! The reply's service comes from the connection entry ([`crate::conntrack::Origin`]) when it
 //! still names the service the VIP:port is; else it is looked up by VIP:port (a reload moved it,
@@ -11,12 +11,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::rewrite::{rewrite_endpoint, Side};
-use super::{LaterFragment, Parsed, Processor, Route, Sent};
+use super::{Parsed, Processor, Route, Sent};
 use crate::conntrack::{Direction, Tracked};
 use crate::datapath::counters::Dir;
 use crate::datapath::fragments::FragmentRewrite;
 use crate::datapath::fullnat;
-use crate::datapath::wire::Ipv4Packet;
 use crate::datapath::{DropReason, ServiceKey, Verdict};
 use crate::flow::{Nanos, Proto};
 
@@ -158,52 +157,5 @@ impl Processor {
             true => Err(DropReason::VrrpBackup),
             false => Ok(si),
         }
-    }
-
-    /// A later fragment: translated like its first fragment if that was forwarded, dropped if it
-    /// belongs to a service, a NAT real server or a FULLNAT local address, else the kernel's.
-    pub(super) fn later_fragment(
-        &self,
-        now: Nanos,
-        buf: &mut [u8],
-        len: &mut usize,
-        f: &LaterFragment,
-    ) -> Result<Verdict, DropReason> {
-        let d = &f.datagram;
-        let Some(rw) = self.shared.fragments.find(d, now) else {
-            let ours = self.snap.is_vip(IpAddr::V4(d.dst), d.proto)
-                || self.snap.is_nat_real(IpAddr::V4(d.src), d.proto)
-                || (self.shared.conntrack.local_pools())
-                    .id_of(d.dst.to_bits())
-                    .is_some();
-            return match ours {
-                true => Err(DropReason::Ipv4Fragment),
-                false => Ok(Verdict::Pass),
-            };
-        };
-        // The datagram's VIP: its destination in the original direction, the new source of a
-        // reply.
-        let backup = |vip| self.snap.vrrp_backup_vip(IpAddr::V4(vip));
-        if self.snap.has_vrrp_gates() && (backup(d.dst) || rw.new_src.is_some_and(backup)) {
-            return Err(DropReason::VrrpBackup);
-        }
-        let route = match rw.routed {
-            true => Route::routed(rw.route_to, f.ttl),
-            false => Route::unrouted(rw.route_to),
-        };
-        self.route(buf, len, route, |buf, len, _| {
-            let ip = buf.get_mut(f.l3..*len).ok_or(DropReason::TruncatedIpv4)?;
-            let mut ip = Ipv4Packet::new_checked(ip)?;
-            if let Some(a) = rw.new_src {
-                ip.set_src(a);
-            }
-            if let Some(a) = rw.new_dst {
-                ip.set_dst(a);
-            }
-            if rw.routed {
-                ip.set_ttl(f.ttl.saturating_sub(1));
-            }
-            Ok(())
-        })
     }
 }

@@ -21,6 +21,7 @@
 
 mod common;
 
+#[allow(dead_code)] // the routed labs' helpers this file does not use
 #[path = "common/routed.rs"]
 mod routed;
 
@@ -33,12 +34,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{script, Lab, Summary, Xvs, CLIENT6, VIP, VIP6};
-use routed::{assert_balanced, assert_replies_bypass_the_lb, metric, ROUTED_VIP, ROUTED_VIP6};
+use routed::{assert_balanced, assert_replies_bypass_the_lb, metric, ROUTED_VIP};
 use toa::{Segment, Sniffer};
 
+/// The IPv6 VIP of the dr and tun topologies (on the lb's lan0 and the real servers' lo; the
+/// router routes it via the lb's 2001:2:0:1::1).
+const ROUTED_VIP6: &str = "2001:2:0:2::100";
 /// The real servers of nat, fullnat and dr (on the lb's LAN).
 const LAN_REALS6: [&str; 2] = ["2001:2:0:1::11", "2001:2:0:1::12"];
 const LAN_REALS: [&str; 2] = ["198.18.1.11", "198.18.1.12"];
@@ -130,7 +134,13 @@ fn web_and_dns<'a>(
 
 /// Writes the lb's config into the lab's state directory: `interfaces` (queue 0 each),
 /// `poll: wakeup`, the lab's admin socket, `top` (e.g. `local_addresses`), `services`.
-fn write_config(lab: &Lab, name: &str, interfaces: &[&str], top: &str, services: &[Svc]) -> PathBuf {
+fn write_config(
+    lab: &Lab,
+    name: &str,
+    interfaces: &[&str],
+    top: &str,
+    services: &[Svc],
+) -> PathBuf {
     let mut text = format!(
         "global:\n  admin_socket: {}\ndatapath:\n  interfaces:\n",
         lab.admin_socket("lb").display()
@@ -147,12 +157,20 @@ fn write_config(lab: &Lab, name: &str, interfaces: &[&str], top: &str, services:
     lab.write_config("lb", name, &text)
 }
 
-/// Starts xvs with `config` and waits (20 s at most) until each of `urls` answers through it.
+/// Starts xvs with `config` and waits (20 s at most) until each of `urls` answers through it;
+/// fails at once if xvs exits.
 fn start_xvs(lab: &Lab, config: &Path, urls: &[&str]) -> Xvs {
     let mut xvs = lab.start_xvs(config);
+    let end = Instant::now() + Duration::from_secs(20);
     for u in urls {
-        let ready = lab.wait_url_ready(u, Duration::from_secs(20));
-        assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
+        let mut ready = false;
+        while !ready && Instant::now() < end {
+            assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
+            ready = lab.http_client_url(u, 1, 0.5).ok == 1;
+            if !ready {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         assert!(ready, "{u} never answered through xvs:\n{}", xvs.log());
     }
     xvs
@@ -248,8 +266,14 @@ fn lab_nat_is_dual_stack_without_xvs() {
         assert_eq!((s.ok, s.count(role)), (5, 5), "{s:?}");
         let peers = lab.peers(role, "http", 80);
         assert_eq!(peers.len(), 25, "{peers:?}");
-        assert!(peers[..20].iter().all(|p| p.ip() == ip(LB_LAN6)), "{peers:?}");
-        assert!(peers[20..].iter().all(|p| p.ip() == ip("198.18.1.1")), "{peers:?}");
+        assert!(
+            peers[..20].iter().all(|p| p.ip() == ip(LB_LAN6)),
+            "{peers:?}"
+        );
+        assert!(
+            peers[20..].iter().all(|p| p.ip() == ip("198.18.1.1")),
+            "{peers:?}"
+        );
         let udp = lab.peers(role, "udp", 5353);
         assert!(udp.iter().all(|p| p.ip() == ip(LB_LAN6)), "{udp:?}");
     }
@@ -386,11 +410,22 @@ fn lab_tun_real_servers_decapsulate_ipv6_in_ipv6() {
     lab.exec_ok(
         "rt",
         &[
-            "ip", "-6", "neigh", "replace", "2001:2:0:4::99", "lladdr", &r1_mac, "dev", "srv0",
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            "2001:2:0:4::99",
+            "lladdr",
+            &r1_mac,
+            "dev",
+            "srv0",
         ],
     );
     let got = tunnel_probe(&lab, "2001:2:0:4::99", CLIENT6, ROUTED_VIP6, 40009);
-    assert_eq!(got, "nothing", "r1 decapsulated a packet for another address");
+    assert_eq!(
+        got, "nothing",
+        "r1 decapsulated a packet for another address"
+    );
     let route = lab.exec_ok("lb", &["ip", "-6", "route", "get", TUN_REALS6[1]]);
     assert!(route.contains(&format!("src {LB_LAN6}")), "{route}");
     assert_ping(&lab, "lb", TUN_REALS6[1], 2);
@@ -407,7 +442,10 @@ fn lab_fullnat_sniffer_reads_crafted_ipv6_toa() {
     let routes = lab.exec_ok("r1", &["ip", "-6", "route", "show"]);
     assert!(!routes.contains("default"), "r1: {routes}");
     let ping = lab.exec("r1", &["ping", "-6", "-c", "1", "-W", "1", CLIENT6]);
-    assert!(!ping.status.success(), "r1 reaches the client without the lb");
+    assert!(
+        !ping.status.success(),
+        "r1 reaches the client without the lb"
+    );
     assert_ping(&lab, "r1", POOL6[1], 1);
     let route = lab.exec_ok("lb", &["ip", "-6", "route", "get", LAN_REALS6[1]]);
     assert!(route.contains(&format!("src {LB_LAN6}")), "{route}");
@@ -417,9 +455,31 @@ fn lab_fullnat_sniffer_reads_crafted_ipv6_toa() {
     let real6 = hostport(LAN_REALS6[0], 80);
     let toa6 = hostport(CLIENT6, 40000);
     let sends: [&[&str]; 4] = [
-        &["--src", "[2001:2:0:1::2]:20001", "--dst", &real6, "--toa", &toa6],
-        &["--src", "[2001:2:0:1::2]:20001", "--dst", &real6, "--toa", &toa6, "--ack"],
-        &["--src", "198.18.1.2:20002", "--dst", "198.18.1.11:80", "--toa", "198.18.0.2:40001"],
+        &[
+            "--src",
+            "[2001:2:0:1::2]:20001",
+            "--dst",
+            &real6,
+            "--toa",
+            &toa6,
+        ],
+        &[
+            "--src",
+            "[2001:2:0:1::2]:20001",
+            "--dst",
+            &real6,
+            "--toa",
+            &toa6,
+            "--ack",
+        ],
+        &[
+            "--src",
+            "198.18.1.2:20002",
+            "--dst",
+            "198.18.1.11:80",
+            "--toa",
+            "198.18.0.2:40001",
+        ],
         &["--src", "[2001:2:0:1::3]:20003", "--dst", &real6],
     ];
     for args in sends {
@@ -495,7 +555,10 @@ fn nat6_http_and_udp_through_two_real_servers() {
     // The kernel still answers ping6 for the VIP6.
     assert_ping(&lab, "client", VIP6, 3);
     let m = lab.metrics();
-    assert_eq!(metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"), 0.0);
+    assert_eq!(
+        metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"),
+        0.0
+    );
     xvs.stop_cleanly();
 }
 
@@ -528,7 +591,10 @@ fn routed6(topology: &str, forwarding: &str, reals: &[&str], to_lb: (&str, &str)
     assert_peers_from(&lab, "udp", 5353, &[CLIENT6]);
     assert_ping(&lab, "client", ROUTED_VIP6, 3);
     let m = lab.metrics();
-    assert_eq!(metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"), 0.0);
+    assert_eq!(
+        metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"),
+        0.0
+    );
     xvs.stop_cleanly();
 }
 
@@ -565,7 +631,10 @@ fn fullnat6_pool_addresses_and_toa() {
     services[1].extra = "    local_addresses: lan-pool6\n";
     let cfg = write_config(&lab, "fullnat6.yaml", &["wan0", "lan0"], &pool, &services);
     let xvs = start_xvs(&lab, &cfg, &[&url(VIP6, 80)]);
-    let sniffers = [Sniffer::start(&lab, "r1", 80), Sniffer::start(&lab, "r2", 80)];
+    let sniffers = [
+        Sniffer::start(&lab, "r1", 80),
+        Sniffer::start(&lab, "r2", 80),
+    ];
     let http = lab.http_client_url(&url(VIP6, 80), 300, 2.0);
     assert_all_ok(&http, 300, "FULLNAT6 HTTP", &xvs);
     assert_balanced(&http, 300);
@@ -576,7 +645,10 @@ fn fullnat6_pool_addresses_and_toa() {
     let mut used = HashSet::new();
     for kind_port in [("http", 80), ("udp", 5353)] {
         for p in assert_peers_from(&lab, kind_port.0, kind_port.1, &POOL6) {
-            assert!(POOL_PORTS.contains(&p.port()), "peer {p} not at a pool port");
+            assert!(
+                POOL_PORTS.contains(&p.port()),
+                "peer {p} not at a pool port"
+            );
             used.insert(p.ip());
         }
     }
@@ -607,14 +679,24 @@ fn fullnat6_pool_addresses_and_toa() {
         }
     }
     assert!(syns >= 300, "{syns} SYNs seen for 300 connections");
-    assert!(client_ports.len() >= 300, "{} client ports", client_ports.len());
-    assert!(acks_with_toa >= 300, "{acks_with_toa} handshake ACKs carried TOA");
+    assert!(
+        client_ports.len() >= 300,
+        "{} client ports",
+        client_ports.len()
+    );
+    assert!(
+        acks_with_toa >= 300,
+        "{acks_with_toa} handshake ACKs carried TOA"
+    );
     let m = lab.metrics();
     assert!(
         metric(&m, "xvs_toa_inserted_total") >= 600.0,
         "TOA insertions:\n{m}"
     );
-    assert_eq!(metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"), 0.0);
+    assert_eq!(
+        metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"),
+        0.0
+    );
     xvs.stop_cleanly();
 }
 
@@ -684,6 +766,9 @@ fn dual_stack_ipv4_and_ipv6_services_at_once_with_ping6_and_nd() {
         );
     }
     let m = lab.metrics();
-    assert_eq!(metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"), 0.0);
+    assert_eq!(
+        metric(&m, "xvs_drops_total{reason=\"not_lb_traffic\"}"),
+        0.0
+    );
     xvs.stop_cleanly();
 }

@@ -1,7 +1,6 @@
 //! Shared by the DR and TUN end-to-end tests (`tests/e2e_dr.rs`, `tests/e2e_tun.rs`): the
 //! routed labs (`scripts/lab up dr|tun`), their example config, and the checks that replies
 //! bypass the load balancer. `tests/e2e_ipv6.rs` uses it for DR6 and TUN6.
-#![allow(dead_code)] // each test crate uses a different subset
 
 use std::time::{Duration, Instant};
 
@@ -9,10 +8,6 @@ use crate::common::{Lab, Xvs};
 
 /// The VIP of the dr and tun topologies.
 pub const ROUTED_VIP: &str = "198.18.2.100";
-
-/// The IPv6 VIP of the dr and tun topologies (on the lb's lan0 and the real servers' lo; the
-/// router routes it via the lb's 2001:2:0:1::1).
-pub const ROUTED_VIP6: &str = "2001:2:0:2::100";
 
 /// Builds `topology`, starts the servers and xvs with `config/CONFIG`, waits until the VIP
 /// answers HTTP through it.

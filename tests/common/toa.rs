@@ -73,10 +73,12 @@ impl Sniffer {
                 let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
                 Segment {
                     flags: v["flags"].as_str().expect("flags").to_string(),
-                    src: v["src"].as_str().expect("src").parse().expect("src ADDR:PORT"),
-                    toa: v["toa"]
+                    src: v["src"]
                         .as_str()
-                        .map(|t| t.parse().expect("toa ADDR:PORT")),
+                        .expect("src")
+                        .parse()
+                        .expect("src ADDR:PORT"),
+                    toa: v["toa"].as_str().map(|t| t.parse().expect("toa ADDR:PORT")),
                 }
             })
             .collect()

@@ -5,6 +5,8 @@
   lab-client.py udp  --addr 198.18.0.100:53 --count 100 [--timeout 2] [--size BYTES]
   lab-client.py hold --addr 198.18.0.100:80 --count 20 --trigger FILE [--timeout 2] [--wait 60]
 
+IPv6 targets are written in brackets: --url http://[2001:2::100]/, --addr [2001:2::100]:53.
+
 hold: opens COUNT TCP connections and sends nothing; prints {"opened": N} once they are all
 connected; waits (at most --wait seconds) until FILE exists; then sends one HTTP GET on each
 held connection and tallies the answers as the http mode does (a connection reset or closed
@@ -92,11 +94,18 @@ def run_http(args, t: Tally) -> None:
             time.sleep(args.interval)
 
 
-def run_udp(args, t: Tally) -> None:
-    host, _, port = args.addr.rpartition(":")
-    host = host.strip("[]")
+def host_port(addr: str):
+    """HOST:PORT or [IPV6]:PORT -> (HOST, PORT)."""
+    host, _, port = addr.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     if not host or not port.isdigit():
-        raise SystemExit("lab-client: --addr must be HOST:PORT")
+        raise SystemExit("lab-client: --addr must be HOST:PORT or [IPV6]:PORT")
+    return host, int(port)
+
+
+def run_udp(args, t: Tally) -> None:
+    host, port = host_port(args.addr)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for i in requests(args):
         t.start()
@@ -106,7 +115,7 @@ def run_udp(args, t: Tally) -> None:
         s = socket.socket(family, socket.SOCK_DGRAM)  # fresh source port: a new flow each time
         s.settimeout(args.timeout)
         try:
-            s.sendto(payload, (host, int(port)))
+            s.sendto(payload, (host, port))
             data, _ = s.recvfrom(65535)
             name, sep, echoed = data.partition(b":")
             if not sep or echoed != payload:
@@ -122,13 +131,11 @@ def run_udp(args, t: Tally) -> None:
 
 
 def run_hold(args, t: Tally) -> None:
-    host, _, port = args.addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise SystemExit("lab-client: --addr must be HOST:PORT")
+    host, port = host_port(args.addr)
     held = []
     for i in range(args.count):
         try:
-            held.append((i, socket.create_connection((host, int(port)), timeout=args.timeout)))
+            held.append((i, socket.create_connection((host, port), timeout=args.timeout)))
         except OSError as e:
             t.failure(i, "connect: %s: %s" % (type(e).__name__, e))
     print(json.dumps({"opened": len(held)}), flush=True)
@@ -137,7 +144,7 @@ def run_hold(args, t: Tally) -> None:
         time.sleep(0.05)
     for i, s in held:
         try:
-            s.sendall(b"GET / HTTP/1.0\r\nHost: %s\r\n\r\n" % host.encode())
+            s.sendall(b"GET / HTTP/1.0\r\nHost: %s\r\n\r\n" % (("[%s]" if ":" in host else "%s") % host).encode())
             data = b""
             while True:
                 chunk = s.recv(65536)

@@ -1,23 +1,36 @@
 #!/usr/bin/env python3
-"""Lab real server: answers every HTTP GET (and HEAD) with the body "NAME\\n".
+"""Lab real server: answers every HTTP GET (and HEAD) with the body "NAME\\n" and the header
+"X-Peer: PEER", the client as this server sees it.
 
 HTTP/1.0, one request per connection, a thread per connection. Prints nothing except errors.
-With --peer-log FILE, appends the peer of each request ("ADDR:PORT", the client as this server
-sees it) to FILE. Stops on SIGTERM/SIGINT.
+Listens dual-stack by default (--bind ::, IPV6_V6ONLY off: IPv4 clients arrive too); --bind
+A.B.C.D listens on IPv4 only, --bind of another IPv6 address on IPv6 only. A peer is written
+"A.B.C.D:PORT" for an IPv4 client (never as an IPv4-mapped IPv6 address) and "[IPV6]:PORT" for
+an IPv6 one. With --peer-log FILE, appends the peer of each request to FILE. Stops on
+SIGTERM/SIGINT.
 """
 import argparse
 import signal
 import socket
+import socketserver
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def peer_text(peer) -> str:
+    """A.B.C.D:PORT (an IPv4-mapped IPv6 address unmapped) or [IPV6]:PORT."""
+    host, port = peer[0], peer[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[len("::ffff:"):]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", required=True, help="server name, returned as the body")
     ap.add_argument("--port", type=int, default=80)
-    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--bind", default="::")
     ap.add_argument("--peer-log", help="append each request's peer ADDR:PORT to this file")
     args = ap.parse_args()
     body = (args.name + "\n").encode()
@@ -27,7 +40,7 @@ def main() -> int:
     def log_peer(peer) -> None:
         if peer_log is not None:
             with peer_lock:
-                peer_log.write("%s:%d\n" % (peer[0], peer[1]))
+                peer_log.write(peer_text(peer) + "\n")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -37,6 +50,7 @@ def main() -> int:
         def _answer(self, with_body: bool) -> None:
             log_peer(self.client_address)
             self.send_response(200)
+            self.send_header("X-Peer", peer_text(self.client_address))
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-Server", args.name)
@@ -58,9 +72,18 @@ def main() -> int:
             sys.stderr.write("%s: %s\n" % (args.name, format % a))
 
     class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
         daemon_threads = True
         allow_reuse_address = True
         request_queue_size = 128
+
+        def server_bind(self) -> None:
+            if self.address_family == socket.AF_INET6:
+                # `::` takes IPv4 too; a specific IPv6 address only IPv6.
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(args.bind != "::"))
+            # TCPServer's bind, without HTTPServer's reverse lookup of the bound address.
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = args.bind, self.server_address[1]
 
         def handle_error(self, request, client_address) -> None:
             # A client resetting mid-request is normal under load tests; report it in one line.

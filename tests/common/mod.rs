@@ -28,6 +28,12 @@ use serde::Deserialize;
 /// The VIP of the lab topologies.
 pub const VIP: &str = "198.18.0.100";
 
+/// The IPv6 VIP of the `nat` and `fullnat` topologies (on the load balancer's wan0).
+pub const VIP6: &str = "2001:2::100";
+
+/// The client's IPv6 address in every dual-stack topology.
+pub const CLIENT6: &str = "2001:2::2";
+
 /// Fails the test unless it runs as root: the e2e tests build network namespaces, and a test
 /// that cannot build its lab must fail, never skip.
 pub fn assert_root(test: &str) {
@@ -59,12 +65,19 @@ fn base36(mut n: u64) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// A lab TAG unique on this machine for this process: `e` + PID + counter, at most 8 characters.
+/// A lab TAG unique on this machine for this process: a prefix + PID + counter, at most 8
+/// characters. The prefix is `e`, or `$XVS_LAB_TAG_PREFIX` (1 or 2 characters [A-Za-z0-9]: a
+/// session may own only tags with its own prefix).
 pub fn unique_tag() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix = std::env::var("XVS_LAB_TAG_PREFIX").unwrap_or_else(|_| "e".to_string());
+    assert!(
+        (1..=2).contains(&prefix.len()) && prefix.chars().all(|c| c.is_ascii_alphanumeric()),
+        "XVS_LAB_TAG_PREFIX must be 1 or 2 characters [A-Za-z0-9], got {prefix:?}"
+    );
     let tag = format!(
-        "e{}{}",
+        "{prefix}{}{}",
         base36(u64::from(std::process::id())),
         base36(u64::from(n))
     );
@@ -268,6 +281,27 @@ impl Lab {
             self.tag,
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+
+    /// The peers a lab server logged, one per request or datagram (`A.B.C.D:PORT` or
+    /// `[IPV6]:PORT`, see `scripts/lab`): `role`'s `kind` (`http`, `udp`) server on `port`.
+    pub fn peers(&self, role: &str, kind: &str, port: u16) -> Vec<std::net::SocketAddr> {
+        let path = self.file(&format!("logs/{role}-{kind}-{port}.peers"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .map(|l| {
+                l.parse()
+                    .unwrap_or_else(|_| panic!("{}: bad peer {l:?}", path.display()))
+            })
+            .collect()
+    }
+
+    /// The MAC address of `dev` in `role`'s namespace.
+    pub fn mac(&self, role: &str, dev: &str) -> String {
+        self.exec_ok(role, &["cat", &format!("/sys/class/net/{dev}/address")])
+            .trim()
+            .to_string()
     }
 
     /// The daemon's `/metrics` page, fetched inside the load balancer's namespace.

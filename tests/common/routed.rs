@@ -1,6 +1,6 @@
 //! Shared by the DR and TUN end-to-end tests (`tests/e2e_dr.rs`, `tests/e2e_tun.rs`): the
 //! routed labs (`scripts/lab up dr|tun`), their example config, and the checks that replies
-//! bypass the load balancer.
+//! bypass the load balancer. `tests/e2e_ipv6.rs` uses it for DR6 and TUN6.
 
 use std::time::{Duration, Instant};
 

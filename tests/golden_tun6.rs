@@ -8,7 +8,8 @@
 //! traffic class copied and flow label cleared in the outer header, the MTU edge (exactly 1500
 //! bytes encapsulated), Packet Too Big for TCP and UDP packets too big for the tunnel, a port
 //! whose MTU less 40 is below 1280 (dropped, no Packet Too Big), a port without an IPv6 address,
-//! a real server behind the router, DR6 beside TUN6, and a TUN service pairing families.
+//! a real server behind the router, DR6 beside TUN6, a TUN service pairing families, and a
+//! Packet Too Big from a router inside the tunnel (answered to the client with 40 bytes less).
 //!
 //! Every expected frame is built independently of xvs by etherparse from field values (the
 //! ICMPv6 checksum computed from scratch). `XVS_BLESS=1` rewrites the file.
@@ -358,12 +359,51 @@ fn dr6(v: &mut Vec<Case>) {
     ));
 }
 
+/// A Packet Too Big (MTU `mtu`) from the router inside the tunnel to lan0, quoting the tunnelled
+/// packet xvs sent (`tunnelled`: its outer IPv6 header and the client's packet).
+fn ptb_from_router(tunnelled: &[u8], mtu: u32) -> Vec<u8> {
+    let quote = &tunnelled[14..];
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(ROUTER_MAC, LAN_MAC)
+        .ipv6(ROUTER, LB, 64)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu })
+        .write(&mut out, &quote[..quote.len().min(1232)])
+        .unwrap();
+    out
+}
+
+fn tunnel_errors(v: &mut Vec<Case>) {
+    let data = Pkt {
+        payload: b"GET / HTTP/1.0\r\n\r\n",
+        ..Pkt::tcp(40000, 80, "PA")
+    };
+    v.push(case(
+        "Packet Too Big (MTU 1400) from the router inside the tunnel, quoting a packet xvs tunnelled to r1: Packet Too Big from the VIP to the client with MTU 1360 (40 less), quoting the client's packet",
+        ptb_from_router(&tun_out(data, TUN_R1), 1400),
+        "tx 0",
+        Some(packet_too_big(data, 1360)),
+    ));
+    v.push(case(
+        "Packet Too Big (MTU 1300) from inside the tunnel: 1260 for the client would be below IPv6's 1280: drop (tunnel_mtu)",
+        ptb_from_router(&tun_out(data, TUN_R1), 1300),
+        "drop tunnel_mtu",
+        None,
+    ));
+    v.push(case(
+        "Packet Too Big quoting a tunnelled packet of the flow but addressed to r2, not the flow's real server: drop (icmp_untracked)",
+        ptb_from_router(&tun_out(data, TUN_R2), 1400),
+        "drop icmp_untracked",
+        None,
+    ));
+}
+
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     tun_basics(&mut v);
     mtu(&mut v);
     refusals(&mut v);
     dr6(&mut v);
+    tunnel_errors(&mut v);
     v
 }
 
@@ -394,7 +434,7 @@ fn golden_tun6_table() {
 #[test]
 fn tun6_outputs_verify_with_an_independent_parser() {
     let mut seen = (0, 0);
-    for c in golden::load(GOLDEN, 18) {
+    for c in golden::load(GOLDEN, 21) {
         let Some(o) = c.output else { continue };
         if o[14..] == c.input[14..] {
             continue; // DR6
@@ -417,7 +457,15 @@ fn tun6_outputs_verify_with_an_independent_parser() {
                 c.what
             );
             assert_eq!(outer.hop_limit, 64, "{}", c.what);
-            assert_eq!(o.len() - 14, 1280, "{}", c.what);
+            // About a client packet too big for the tunnel: its first 1232 bytes (1280 in all);
+            // about a tunnelled packet a router inside the tunnel reported: the client's packet
+            // from that report's quote (behind its IPv6 + ICMPv6 headers and the outer header).
+            let about = if c.input[14 + 6] == 58 {
+                &c.input[14 + 40 + 8 + 40..]
+            } else {
+                &c.input[14..14 + 1232]
+            };
+            assert!(o.len() - 14 <= 1280, "{}", c.what);
             let icmp = etherparse::Icmpv6Slice::from_slice(rest).unwrap();
             let want = icmp
                 .header()
@@ -425,10 +473,10 @@ fn tun6_outputs_verify_with_an_independent_parser() {
                 .calc_checksum(outer.source, outer.destination, icmp.payload())
                 .unwrap();
             assert_eq!(icmp.header().checksum, want, "{}", c.what);
-            assert_eq!(icmp.payload(), &c.input[14..14 + 1232], "{}", c.what);
+            assert_eq!(icmp.payload(), about, "{}", c.what);
         }
     }
-    assert_eq!(seen, (9, 2));
+    assert_eq!(seen, (9, 3));
 }
 
 /// The same SYN through a processor whose frames have no room for the outer header: dropped,

@@ -37,12 +37,13 @@
 //! error from the client's side about a reply (which left the real server with the VIP as its
 //! source, so the error comes to the box) goes on to the connection's real server unchanged —
 //! DR by MAC, TUN encapsulated — as IPVS does, so path-MTU discovery works for the replies.
-//! The same rule holds over IPv6 (DR6 by MAC; TUN6 once the tunnel carries IPv6: until then
-//! `tun.rs` passes an IPv6 packet it cannot encapsulate).
+//! The same rule holds over IPv6 (DR6 by MAC, TUN6 in IPv6-in-IPv6).
 //!
 //! TUN: a "fragmentation needed" from a router inside the tunnel (addressed to the box, quoting
 //! the outer header and the client's packet) becomes a "fragmentation needed" from the VIP to
-//! the client with the MTU less 20 bytes, as IPVS does; other errors about tunnelled packets
+//! the client with the MTU less 20 bytes, as IPVS does; over IPv6 a Packet Too Big quoting
+//! the outer IPv6 header (next header 41) becomes a Packet Too Big from the VIP with the MTU
+//! less 40 (never below 1280: `tunnel_mtu` otherwise); other errors about tunnelled packets
 //! are the kernel's.
 //!
 //! Not forwarded either: an error about a flow of a service whose VIP is managed by VRRP and not
@@ -126,13 +127,16 @@ pub(super) fn read_quote(msg: &[u8], l4: usize) -> Option<(FlowKey, usize, usize
     Some((key, quote_at, quote_at + ihl))
 }
 
-/// A "fragmentation needed" about a packet xvs tunnelled (its quote is the outer IPv4 header,
-/// protocol 4, then the client's packet).
+/// A "fragmentation needed" (IPv4) or Packet Too Big (IPv6) about a packet xvs tunnelled (its
+/// quote is the outer header, protocol 4 or next header 41, then the client's packet).
 pub(super) struct TunnelFragNeeded {
     pub l3: usize,
+    /// The next-hop MTU of an IPv4 "fragmentation needed".
     pub mtu: u16,
+    /// The MTU of an IPv6 Packet Too Big (32 bits on the wire).
+    pub mtu_v6: u32,
     /// Where the quoted outer header says the tunnelled packet went (the real server).
-    pub outer_dst: Ipv4Addr,
+    pub outer_dst: IpAddr,
     /// The client's packet, as read from the quote.
     pub inner: FlowKey,
     /// Its bytes in the frame (IP header and what follows of it, at most 8 bytes).
@@ -162,7 +166,8 @@ pub(super) fn read_tunnel_quote(msg: &[u8], l4: usize, l3: usize) -> Option<Tunn
     Some(TunnelFragNeeded {
         l3,
         mtu: read_u16(msg, 6),
-        outer_dst: v4(q, 16),
+        mtu_v6: 0,
+        outer_dst: IpAddr::V4(v4(q, 16)),
         inner: FlowKey {
             proto,
             src: IpAddr::V4(v4(inner, 12)),
@@ -191,7 +196,7 @@ impl Processor {
             port: k.dport,
             proto: k.proto,
         });
-        let (Some(si), IpAddr::V4(client), IpAddr::V4(vip)) = (svc, k.src, k.dst) else {
+        let Some(si) = svc else {
             return Ok(Verdict::Pass);
         };
         if self.snap.services[si].forwarding != Forwarding::Tun {
@@ -201,14 +206,28 @@ impl Processor {
             return Err(DropReason::VrrpBackup);
         }
         let tracked = self.shared.conntrack.peek(Direction::Original, k, now);
-        if tracked.is_none_or(|t| t.real().ip() != IpAddr::V4(e.outer_dst)) {
+        if tracked.is_none_or(|t| t.real().ip() != e.outer_dst) {
             return Err(DropReason::IcmpUntracked);
         }
-        let mtu = (e.mtu.checked_sub(OUTER_LEN_U16))
-            .filter(|m| *m >= 68)
-            .ok_or(DropReason::TunnelMtu)?;
         let quote = e.inner_quote.clone();
-        Ok(self.answer_frag_needed(buf, len, e.l3, (client, vip), quote, mtu))
+        match (k.src, k.dst) {
+            (IpAddr::V4(client), IpAddr::V4(vip)) => {
+                let mtu = (e.mtu.checked_sub(OUTER_LEN_U16))
+                    .filter(|m| *m >= 68)
+                    .ok_or(DropReason::TunnelMtu)?;
+                Ok(self.answer_frag_needed(buf, len, e.l3, (client, vip), quote, mtu))
+            }
+            (IpAddr::V6(client), IpAddr::V6(vip)) => {
+                // The router's MTU is the outer packet's: the client's packets get 40 bytes
+                // less, never below IPv6's minimum (RFC 8200 §5).
+                let mtu = u16::try_from(e.mtu_v6.saturating_sub(40))
+                    .ok()
+                    .filter(|m| usize::from(*m) >= crate::datapath::wire::icmpv6::MIN_MTU)
+                    .ok_or(DropReason::TunnelMtu)?;
+                Ok(self.answer_packet_too_big(buf, len, e.l3, (client, vip), quote, mtu))
+            }
+            _ => Err(DropReason::TunnelMtu),
+        }
     }
 
     /// Translates and forwards an ICMP error about a tracked connection (see the module

@@ -21,10 +21,12 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
 
-use super::icmp::{IcmpError, QuoteAt};
+use super::icmp::{IcmpError, QuoteAt, TunnelFragNeeded};
 use super::Packet;
 use crate::datapath::wire::ipv6::{quoted_upper_layer, Ipv6Packet};
-use crate::datapath::wire::{checksum, icmpv6, read_16, read_u16, write_u16, Error, Icmpv6Packet};
+use crate::datapath::wire::{
+    checksum, icmpv6, ip6ip6, read_16, read_u16, write_u16, Error, Icmpv6Packet,
+};
 use crate::datapath::DropReason;
 use crate::flow::{FlowKey, Proto};
 
@@ -57,7 +59,10 @@ pub(super) fn parse(
     }
     let Some((quoted, quote_at, quote_l4)) = read_quote(m.payload(), l4 + icmpv6::HEADER_LEN)?
     else {
-        return Ok(None);
+        return Ok((t == icmpv6::PACKET_TOO_BIG)
+            .then(|| read_tunnel_quote(m.payload(), l3, l4 + icmpv6::HEADER_LEN, m.mtu()))
+            .flatten()
+            .map(Packet::TunnelFragNeeded));
     };
     Ok(Some(Packet::IcmpError(IcmpError {
         l3,
@@ -97,6 +102,39 @@ fn read_quote(q: &[u8], quote_at: usize) -> Result<Option<(FlowKey, usize, usize
         dport: read_u16(t, 2),
     };
     Ok(Some((key, quote_at, quote_at + upper.offset)))
+}
+
+/// Reads the quote `q` (at frame offset `quote_at`) of a Packet Too Big from a router inside a
+/// TUN6 tunnel: an outer IPv6 header naming next header 41 (after extension headers, walked as
+/// any quote's), then the client's IPv6 TCP/UDP packet (not a later fragment) with its ports.
+/// `None` for any other quote: the kernel's.
+fn read_tunnel_quote(q: &[u8], l3: usize, quote_at: usize, mtu: u32) -> Option<TunnelFragNeeded> {
+    let outer = quoted_upper_layer(q).ok()?;
+    if outer.protocol != ip6ip6::NEXT_HEADER || outer.fragment.is_some() {
+        return None;
+    }
+    let inner = q.get(outer.offset..)?;
+    let upper = quoted_upper_layer(inner).ok()?;
+    if upper.fragment.is_some_and(|f| !f.is_first()) {
+        return None;
+    }
+    let proto = Proto::from_number(upper.protocol)?;
+    let t = inner.get(upper.offset..upper.offset + QUOTED_L4)?;
+    let start = quote_at + outer.offset;
+    Some(TunnelFragNeeded {
+        l3,
+        mtu: 0,
+        mtu_v6: mtu,
+        outer_dst: IpAddr::V6(Ipv6Addr::from(read_16(q, 24))),
+        inner: FlowKey {
+            proto,
+            src: IpAddr::V6(Ipv6Addr::from(read_16(inner, 8))),
+            dst: IpAddr::V6(Ipv6Addr::from(read_16(inner, 24))),
+            sport: read_u16(t, 0),
+            dport: read_u16(t, 2),
+        },
+        inner_quote: start..start + inner.len(),
+    })
 }
 
 /// Rewrites the ICMPv6 error `packet` (its IPv6 packet, `at` the offsets in it, quoting a

@@ -36,6 +36,7 @@ pub mod driver;
 pub mod garp;
 pub mod gate;
 pub mod instance;
+pub mod ndisc;
 pub mod packet;
 pub mod router;
 pub mod socket;
@@ -87,7 +88,8 @@ macro_rules! vrrp_errors {
 }
 
 vrrp_errors! {
-    /// Not an IPv4 header xvs accepts for VRRP: version not 4, IHL below 5, protocol not 112,
+    /// Not an IP header xvs accepts for VRRP: version not 4 (6), IHL below 5, protocol (the
+    /// upper layer after the extension headers) not 112, an extension header xvs does not walk,
     /// or a fragment (the kernel reassembles for a raw socket; a frame seen raw is dropped).
     IpHeader => "ip_header",
     /// The packet is cut short or longer than it says: IPv4 total length not the received
@@ -95,15 +97,16 @@ vrrp_errors! {
     /// (+ 8 bytes of authentication data in v2). RFC: "MUST verify that the received packet
     /// contains the complete VRRP packet".
     Length => "length",
-    /// The IPv4 header checksum or the VRRP checksum does not verify (v3: including the IPv4
-    /// pseudo-header, RFC 5798 §5.2.8).
+    /// The IPv4 header checksum or the VRRP checksum does not verify (v3: including the IPv4 or
+    /// IPv6 pseudo-header, RFC 5798 §5.2.8).
     Checksum => "checksum",
-    /// The version is not 2 or 3, or not the instance's configured version.
+    /// The version is not 2 or 3, not the instance's configured version, or 2 over IPv6 (which
+    /// RFC 3768 does not define).
     Version => "version",
     /// The type is not 1 (ADVERTISEMENT).
     Type => "type",
-    /// The IPv4 TTL is not 255 (checked for multicast instances; keepalived skips it for unicast
-    /// peers, which may be routed, and so does xvs).
+    /// The IPv4 TTL or the IPv6 hop limit is not 255 (checked for multicast instances;
+    /// keepalived skips it for unicast peers, which may be routed, and so does xvs).
     Ttl => "ttl",
     /// The VRID is not the instance's (the driver counts adverts for VRIDs it runs no instance
     /// for under this reason too, as the VRRP MIB's `VrIdErrors` does).
@@ -125,6 +128,10 @@ vrrp_errors! {
     /// keepalived drops the advert and logs "ip address associated with VRID not present in
     /// MASTER advert", and so does xvs.
     AddressList => "address_list",
+    /// IPv6, multicast: the source is not a link-local address (RFC 5798 §5.1.2.1: adverts are
+    /// sent from the interface's link-local address; one from a global address has crossed a
+    /// router or comes from a misconfigured peer).
+    SourceNotLinkLocal => "source_not_link_local",
 }
 
 /// Why an advertisement could not be encoded or an instance not built: a caller error, never
@@ -137,8 +144,12 @@ pub enum BuildError {
     TooManyAddresses(usize),
     #[error("at least one virtual address is required")]
     NoAddresses,
-    #[error("IPv6 is not supported yet by VRRP ({0})")]
-    Ipv6Unsupported(std::net::IpAddr),
+    /// An IP source, destination or primary address not of the virtual addresses' family.
+    #[error("address {0} is not of the virtual addresses' family")]
+    FamilyMismatch(std::net::IpAddr),
+    /// An IPv6 instance sending to ff02::12 must send from a link-local address.
+    #[error("primary address {0} is not link-local (fe80::/10): IPv6 adverts to ff02::12 are sent from the interface's link-local address")]
+    PrimaryNotLinkLocal(std::net::IpAddr),
     #[error("vrid 0 is out of range 1..255")]
     Vrid,
     #[error("priority 0 is reserved for the release advert; configure 1..255")]

@@ -1,10 +1,11 @@
 //! VRRP failover (RFC 5798 as revised by RFC 9568, and RFC 3768), interoperable with keepalived.
 //!
 //! Built so far, both sans-IO (no sockets, no clock reads; the caller passes `now` and bytes):
-//! - [`packet`]: the advertisement's wire format for VRRPv2 and VRRPv3 over IPv4 — a checked view
-//!   ([`packet::VrrpPacket`], [`packet::parse_ipv4`]) and an encoder into a caller buffer of the
-//!   VRRP message, the whole IPv4 packet and the Ethernet frame ([`packet::encode_frame`]),
-//!   byte-compatible with what keepalived sends.
+//! - [`packet`]: the advertisement's wire format for VRRPv2 and VRRPv3 over IPv4 and VRRPv3 over
+//!   IPv6 — a checked view ([`packet::VrrpPacket`], [`packet::parse_ipv4`],
+//!   [`packet::parse_ipv6`], [`packet::parse_message_v6`]) and an encoder into a caller buffer
+//!   of the VRRP message, the whole IP packet and the Ethernet frame ([`packet::encode_frame`],
+//!   [`packet::encode_frame_v6`]), byte-compatible with what keepalived sends.
 //! - [`instance`]: one virtual router as a state machine ([`instance::VrrpInstance`]): Initialize,
 //!   Backup, Master (RFC 5798 §6.4) plus keepalived's Fault, driven by
 //!   `handle_advert(now, ..)`, `handle_timeout(now)`, `poll_timeout()`, `poll_transmit()`,
@@ -16,10 +17,12 @@
 //!   interfaces ([`Router`]), sans-IO too: `handle_advert`, `handle_timeout`, `handle_links`,
 //!   `handle_script_result`, `reload`, `shutdown` (each with `now`), then `poll_action()`.
 //! - [`spec`]: the plain data the control plane resolves from the configuration for the driver.
-//! - [`driver`]: the thread that runs the instances on the box: one raw IPv4 socket of protocol
-//!   112 per interface ([`socket`]; TTL 255, membership of 224.0.0.18, or unicast peers), adverts
+//! - [`driver`]: the thread that runs the instances on the box: one raw socket of protocol 112
+//!   per interface and family ([`socket`]; TTL / hop limit 255, membership of 224.0.0.18 /
+//!   ff02::12, or unicast peers; IPv6 from the link-local address), adverts
 //!   demultiplexed to instances by VRID with every rejection counted by reason, VIPs added and
-//!   removed by netlink, gratuitous ARPs ([`garp`], keepalived's defaults), tracked interfaces
+//!   removed by netlink, gratuitous ARPs ([`garp`]) and unsolicited neighbour advertisements
+//!   ([`ndisc`]) with keepalived's defaults, tracked interfaces
 //!   and scripts, sync groups, notify commands, the metrics and `xvs ctl vrrp` status, reloads
 //!   that keep each unchanged instance's state, and the priority-0 release on a clean stop.
 //! - [`gate`]: only a MASTER's VIPs are steered into the datapath.
@@ -29,8 +32,9 @@
 //! filter); the steering types come from [`crate::steer`].
 //! - [`status`]: what `xvs ctl vrrp` and the `xvs_vrrp_*` metrics show.
 //!
-//! IPv6 (VRRPv3 over ff02::12) comes later: the types carry `IpAddr`, and the IPv4-only parts
-//! refuse IPv6 with an explicit error (`xvs check` refuses IPv6 VIPs as not supported yet).
+//! IPv6: VRRPv3 only (VRRPv2 over IPv6 is not defined: refused in configuration and dropped on
+//! receive as `version`); one family per instance, an IPv4 and an IPv6 instance of a dual-stack
+//! pair share a sync group (and may share a VRID: adverts are demultiplexed by family too).
 
 pub mod driver;
 pub mod garp;

@@ -24,9 +24,20 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use super::{family, new_socket, setsockopt, socklen};
 use crate::vrrp::packet::{is_link_local, Ipv6Meta, MULTICAST_V6, PROTO_VRRP, TRAFFIC_CLASS, TTL};
 
-/// Room for the ancillary data of one message: a hop limit and a packet-info header with
-/// their `cmsghdr`s, 8-byte aligned.
-const CONTROL_WORDS: usize = 16;
+/// Room for the ancillary data of one received message: a hop limit and a packet-info header
+/// with their `cmsghdr`s.
+const CONTROL_LEN: usize = 128;
+/// Length of a `cmsghdr` (its data starts there, `CMSG_DATA`; `CMSG_ALIGN` is 8 bytes).
+const CMSG_HDR_LEN: usize = std::mem::size_of::<libc::cmsghdr>();
+
+/// The ancillary data `sendmsg` gets: one `IPV6_PKTINFO` message (the layout `CMSG_FIRSTHDR`
+/// and `CMSG_DATA` describe: the header, then the data at `CMSG_HDR_LEN`; the struct's size is
+/// `CMSG_SPACE` of the data).
+#[repr(C)]
+struct PktinfoCmsg {
+    hdr: libc::cmsghdr,
+    info: libc::in6_pktinfo,
+}
 
 /// The raw VRRP socket of one interface for IPv6.
 #[derive(Debug)]
@@ -118,7 +129,14 @@ impl Vrrp6Socket {
             },
             ipi6_ifindex: self.ifindex,
         };
-        let mut control = [0u64; CONTROL_WORDS];
+        let mut control = PktinfoCmsg {
+            hdr: libc::cmsghdr {
+                cmsg_len: CMSG_HDR_LEN + std::mem::size_of::<libc::in6_pktinfo>(),
+                cmsg_level: libc::IPPROTO_IPV6,
+                cmsg_type: libc::IPV6_PKTINFO,
+            },
+            info,
+        };
         let mut iov = libc::iovec {
             iov_base: message.as_ptr().cast_mut().cast(),
             iov_len: message.len(),
@@ -129,22 +147,8 @@ impl Vrrp6Socket {
         msg.msg_namelen = socklen::<libc::sockaddr_in6>();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE only computes a size.
-        let space = unsafe { libc::CMSG_SPACE(socklen::<libc::in6_pktinfo>()) };
-        msg.msg_controllen = space as usize;
-        // SAFETY: `msg` describes `control` (CONTROL_WORDS × 8 bytes, more than `space`), so the
-        // first header and its data lie inside it; the write is unaligned-safe.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            if c.is_null() {
-                return Err(io::Error::from(io::ErrorKind::InvalidInput));
-            }
-            (*c).cmsg_level = libc::IPPROTO_IPV6;
-            (*c).cmsg_type = libc::IPV6_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(socklen::<libc::in6_pktinfo>()) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>(), info);
-        }
+        msg.msg_control = (&mut control as *mut PktinfoCmsg).cast();
+        msg.msg_controllen = std::mem::size_of::<PktinfoCmsg>();
         // SAFETY: every pointer in `msg` refers to a live local (`sa`, `iov` over `message`,
         // `control`) for the duration of the call; the kernel only reads them.
         let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) };
@@ -160,7 +164,7 @@ impl Vrrp6Socket {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv6Meta)>> {
         // SAFETY: an all-zero sockaddr_in6 is a valid value; the kernel fills it.
         let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        let mut control = [0u64; CONTROL_WORDS];
+        let mut control = [0u8; CONTROL_LEN];
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -172,7 +176,7 @@ impl Vrrp6Socket {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
+        msg.msg_controllen = CONTROL_LEN;
         // SAFETY: every pointer in `msg` refers to a live, writable local for the duration of
         // the call, with the lengths given.
         let rc = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
@@ -189,7 +193,10 @@ impl Vrrp6Socket {
             dst: Ipv6Addr::UNSPECIFIED,
             hop_limit: 0,
         };
-        read_control(&msg, &mut meta);
+        read_control(
+            control.get(..msg.msg_controllen).unwrap_or_default(),
+            &mut meta,
+        );
         Ok(Some((n, meta)))
     }
 
@@ -198,28 +205,37 @@ impl Vrrp6Socket {
     }
 }
 
-/// Reads the hop limit and the destination from the ancillary data the kernel put in `msg`.
-fn read_control(msg: &libc::msghdr, meta: &mut Ipv6Meta) {
-    // SAFETY: `msg` was filled by recvmsg: `msg_control`/`msg_controllen` describe the
-    // ancillary data the kernel wrote into a live buffer, which CMSG_FIRSTHDR/CMSG_NXTHDR walk
-    // within those bounds; each data item is read unaligned, with its type's size only after
-    // checking the header says it holds that type.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            let h = &*c;
-            if h.cmsg_level == libc::IPPROTO_IPV6 {
-                let data = libc::CMSG_DATA(c);
-                if h.cmsg_type == libc::IPV6_HOPLIMIT {
-                    let v = std::ptr::read_unaligned(data.cast::<libc::c_int>());
-                    meta.hop_limit = u8::try_from(v).unwrap_or(0);
-                } else if h.cmsg_type == libc::IPV6_PKTINFO {
-                    let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
-                    meta.dst = Ipv6Addr::from(info.ipi6_addr.s6_addr);
-                }
+/// Reads the hop limit and the destination from the ancillary data `recvmsg` wrote into
+/// `control` (as long as it said): each message is a `cmsghdr` (length, level, type in native
+/// byte order) with its data at [`CMSG_HDR_LEN`], the next one at the length rounded up to 8
+/// bytes (`CMSG_NXTHDR`). Read as bytes: nothing here can read past `control`.
+fn read_control(control: &[u8], meta: &mut Ipv6Meta) {
+    const LEVEL_AT: usize = std::mem::size_of::<usize>();
+    let int = |b: &[u8], at: usize| {
+        b.get(at..at + 4)
+            .and_then(|x| <[u8; 4]>::try_from(x).ok())
+            .map(i32::from_ne_bytes)
+    };
+    let mut rest = control;
+    while rest.len() >= CMSG_HDR_LEN {
+        let len = rest
+            .get(..LEVEL_AT)
+            .and_then(|x| <[u8; LEVEL_AT]>::try_from(x).ok())
+            .map_or(0, usize::from_ne_bytes);
+        let (Some(level), Some(kind)) = (int(rest, LEVEL_AT), int(rest, LEVEL_AT + 4)) else {
+            return;
+        };
+        let Some(data) = rest.get(CMSG_HDR_LEN..len) else {
+            return;
+        };
+        if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_HOPLIMIT {
+            meta.hop_limit = int(data, 0).and_then(|h| u8::try_from(h).ok()).unwrap_or(0);
+        } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+            if let Some(a) = data.get(..16).and_then(|x| <[u8; 16]>::try_from(x).ok()) {
+                meta.dst = Ipv6Addr::from(a);
             }
-            c = libc::CMSG_NXTHDR(msg, c);
         }
+        rest = rest.get(len.next_multiple_of(8)..).unwrap_or_default();
     }
 }
 
@@ -232,6 +248,43 @@ impl AsRawFd for Vrrp6Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let mut c = (CMSG_HDR_LEN + data.len()).to_ne_bytes().to_vec();
+        c.extend_from_slice(&level.to_ne_bytes());
+        c.extend_from_slice(&kind.to_ne_bytes());
+        c.extend_from_slice(data);
+        c.resize(c.len().next_multiple_of(8), 0);
+        c
+    }
+
+    #[test]
+    fn ancillary_data_gives_hop_limit_and_destination() {
+        let dst: Ipv6Addr = "ff02::12".parse().unwrap();
+        let mut info = dst.octets().to_vec();
+        info.extend_from_slice(&7u32.to_ne_bytes());
+        let mut control = cmsg(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &64i32.to_ne_bytes(),
+        );
+        control.extend(cmsg(libc::IPPROTO_IP, libc::IP_TTL, &1i32.to_ne_bytes()));
+        control.extend(cmsg(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info));
+        let mut meta = Ipv6Meta {
+            src: Ipv6Addr::LOCALHOST,
+            dst: Ipv6Addr::UNSPECIFIED,
+            hop_limit: 0,
+        };
+        read_control(&control, &mut meta);
+        assert_eq!((meta.dst, meta.hop_limit), (dst, 64));
+        // Cut anywhere, or a length running past the end: no panic, what was whole is read.
+        for cut in 0..control.len() {
+            read_control(&control[..cut], &mut meta);
+        }
+        let mut bad = control.clone();
+        bad[..8].copy_from_slice(&usize::MAX.to_ne_bytes());
+        read_control(&bad, &mut meta);
+    }
 
     #[test]
     fn link_scope_destinations_carry_the_interface() {

@@ -23,7 +23,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -656,6 +658,14 @@ fn address_message(ifindex: u32, ip: IpAddr, prefix_len: u8) -> AddressMessage {
         msg.attributes.push(AddressAttribute::Local(ip));
     }
     msg.attributes.push(AddressAttribute::Address(ip));
+    if ip.is_ipv6() {
+        // IFA_F_NODAD (`ip addr add ... nodad`): a VIP taken over from a failed master is
+        // usable at once, not tentative for the second of duplicate address detection (and
+        // never marked "dadfailed" when the old master still answers a probe).
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
     msg
 }
 
@@ -1152,5 +1162,20 @@ mod tests {
             let s = e.to_string();
             assert!(!s.contains('\n') && !s.is_empty(), "{s}");
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_are_added_without_duplicate_address_detection() {
+        let m = address_message(2, ip("2001:2::100"), 64);
+        assert_eq!(m.header.flags, AddressHeaderFlags::Nodad);
+        assert!(m
+            .attributes
+            .contains(&AddressAttribute::Flags(AddressFlags::Nodad)));
+        let m = address_message(2, ip("198.18.0.100"), 32);
+        assert_eq!(m.header.flags, AddressHeaderFlags::empty());
+        assert!(!m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, AddressAttribute::Flags(_))));
     }
 }

@@ -3,7 +3,7 @@
 //! ([`NetlinkSystem`]). This is where `control` meets `vrrp`: `vrrp` never imports `control`.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +14,7 @@ use crate::control::netlink::{self, NetlinkError};
 use crate::flow::Nanos;
 use crate::vrrp::driver::{self, DriverError, System, SystemError, VrrpHandle};
 use crate::vrrp::gate::VipGate;
+use crate::vrrp::packet::is_link_local;
 use crate::vrrp::spec::{InstanceSpec, Notify, SyncGroups, TrackScript};
 use crate::vrrp::{BuildError, InstanceConfig, Version};
 
@@ -31,10 +32,15 @@ pub enum VrrpSpecError {
         instance: String,
         source: NetlinkError,
     },
-    #[error("vrrp instance `{instance}`: interface {interface} has no IPv4 address of its own to send adverts from")]
-    NoPrimary { instance: String, interface: String },
-    #[error("vrrp instance `{instance}`: IPv6 peer {peer} is not supported yet")]
-    Ipv6Peer { instance: String, peer: IpAddr },
+    /// `what` is "IPv4 address" or "IPv6 link-local address".
+    #[error("vrrp instance `{instance}`: interface {interface} has no {what} of its own to send adverts from")]
+    NoPrimary {
+        instance: String,
+        interface: String,
+        what: &'static str,
+    },
+    #[error("vrrp instance `{instance}`: unicast peer {peer} is not of the family of its virtual addresses")]
+    PeerFamily { instance: String, peer: IpAddr },
     #[error("vrrp instance `{instance}`: {source}")]
     Invalid {
         instance: String,
@@ -43,8 +49,9 @@ pub enum VrrpSpecError {
 }
 
 /// The configuration's instances and sync groups, resolved: every interface must exist and have
-/// an IPv4 address of its own (the primary address adverts are sent from, the first one that is
-/// not a VIP of any instance), and every instance's values must be ones it can run
+/// an address of its own of the instance's family (the primary address adverts are sent from:
+/// for IPv4 the first one that is not a VIP of any instance, for IPv6 the first link-local one,
+/// RFC 5798 §5.1.2.1, as keepalived), and every instance's values must be ones it can run
 /// ([`crate::vrrp::instance::validate`]), so a reload is refused before anything changes.
 pub fn specs(cfg: &Config) -> Result<(Vec<InstanceSpec>, SyncGroups), VrrpSpecError> {
     let all_vips = managed_vips(cfg);
@@ -99,6 +106,7 @@ fn resolve(
         interface: i.interface.clone(),
         source,
     })?;
+    let v6 = i.vips.first().is_some_and(|v| v.addr.is_ipv6());
     let primary = netlink::interface_addresses(link.ifindex)
         .map_err(|source| VrrpSpecError::Addresses {
             instance: instance(),
@@ -106,22 +114,23 @@ fn resolve(
         })?
         .into_iter()
         .map(|(a, _)| a)
-        .find(|a| a.is_ipv4() && !all_vips.contains(a))
+        .find(|&a| primary_candidate(a, v6) && !all_vips.contains(&a))
         .ok_or_else(|| VrrpSpecError::NoPrimary {
             instance: instance(),
             interface: i.interface.clone(),
+            what: if v6 {
+                "IPv6 link-local address"
+            } else {
+                "IPv4 address"
+            },
         })?;
-    let peers = i
-        .unicast_peers
-        .iter()
-        .map(|&p| match p {
-            IpAddr::V4(a) => Ok(a),
-            IpAddr::V6(_) => Err(VrrpSpecError::Ipv6Peer {
-                instance: instance(),
-                peer: p,
-            }),
-        })
-        .collect::<Result<Vec<Ipv4Addr>, _>>()?;
+    if let Some(&peer) = i.unicast_peers.iter().find(|p| p.is_ipv6() != v6) {
+        return Err(VrrpSpecError::PeerFamily {
+            instance: instance(),
+            peer,
+        });
+    }
+    let peers = i.unicast_peers.clone();
     let cfg = InstanceConfig {
         vrid: i.vrid,
         version: match i.version {
@@ -154,6 +163,15 @@ fn resolve(
     })
 }
 
+/// Whether `a` can be the primary address of an instance of the family `v6` says: any IPv4
+/// address, or an IPv6 link-local one.
+fn primary_candidate(a: IpAddr, v6: bool) -> bool {
+    match a {
+        IpAddr::V4(_) => !v6,
+        IpAddr::V6(a) => v6 && is_link_local(a),
+    }
+}
+
 fn track_script(t: &config::TrackScript) -> TrackScript {
     TrackScript {
         command: t.command.clone(),
@@ -184,6 +202,12 @@ impl System for NetlinkSystem {
         netlink::link_by_name(name).ok().map(|l| l.mac)
     }
 
+    fn ipv6_forwarding(&self, name: &str) -> bool {
+        // The name was checked as an interface name by the configuration (no '/').
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/forwarding"))
+            .is_ok_and(|v| v.trim() == "1")
+    }
+
     fn add_address(&self, ifindex: u32, addr: IpAddr, len: u8) -> Result<(), SystemError> {
         Ok(netlink::add_address(ifindex, addr, len)?)
     }
@@ -202,18 +226,19 @@ mod tests {
         let e = VrrpSpecError::NoPrimary {
             instance: "VI_1".into(),
             interface: "eth0".into(),
+            what: "IPv4 address",
         };
         assert_eq!(
             e.to_string(),
             "vrrp instance `VI_1`: interface eth0 has no IPv4 address of its own to send adverts from"
         );
-        let e = VrrpSpecError::Ipv6Peer {
-            instance: "VI_1".into(),
-            peer: "2001:db8::1".parse().unwrap(),
+        let e = VrrpSpecError::PeerFamily {
+            instance: "VI_6".into(),
+            peer: "198.18.0.2".parse().unwrap(),
         };
         assert_eq!(
             e.to_string(),
-            "vrrp instance `VI_1`: IPv6 peer 2001:db8::1 is not supported yet"
+            "vrrp instance `VI_6`: unicast peer 198.18.0.2 is not of the family of its virtual addresses"
         );
         let e = VrrpSpecError::Invalid {
             instance: "VI_1".into(),
@@ -223,5 +248,15 @@ mod tests {
             e.to_string(),
             "vrrp instance `VI_1`: priority 0 is reserved for the release advert; configure 1..255"
         );
+    }
+
+    #[test]
+    fn the_primary_of_an_ipv6_instance_is_a_link_local_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(primary_candidate(ip("198.18.0.1"), false));
+        assert!(!primary_candidate(ip("198.18.0.1"), true));
+        assert!(primary_candidate(ip("fe80::1"), true));
+        assert!(!primary_candidate(ip("2001:2::1"), true));
+        assert!(!primary_candidate(ip("fe80::1"), false));
     }
 }

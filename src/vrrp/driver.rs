@@ -3,15 +3,21 @@
 //! decisions: sync groups, track scripts, tracked interfaces) with `now` from the monotonic
 //! clock (nanoseconds since the daemon's epoch).
 //!
+//! Sockets: one raw socket of protocol 112 per interface and address family in use
+//! ([`VrrpSocket`] for IPv4, [`Vrrp6Socket`] for IPv6: adverts from the interface's link-local
+//! address, hop limit 255, the received hop limit and destination read from ancillary data).
+//!
 //! Each loop: take reload commands; receive every waiting advert on each interface's socket and
 //! hand it to the router (no instance for its VRID → counted as `vrid`; any rejection counted
 //! by reason in `xvs_vrrp_errors_total`); report the scripts that ended; fire due timers; check
 //! tracked interfaces (every [`LINK_CHECK_INTERVAL`], the instance's own interface included, as
 //! keepalived does); then carry out the router's actions in order:
 //! - send the adverts queued;
-//! - MASTER: add the VIPs to the interface ([`System`], netlink in the daemon), open them in the
-//!   XDP filter ([`super::gate::VipGate`]), send gratuitous ARPs ([`super::garp`]: 5 per VIP
-//!   now, 5 more 5 s later), run `notify.master`;
+//! - MASTER: add the VIPs to the interface ([`System`], netlink in the daemon; IPv6 ones
+//!   without duplicate address detection), open them in the XDP filter
+//!   ([`super::gate::VipGate`]), send gratuitous ARPs for IPv4 VIPs ([`super::garp`]) and
+//!   unsolicited neighbour advertisements for IPv6 ones ([`super::ndisc`]): 5 per VIP now, 5
+//!   more 5 s later, run `notify.master`;
 //! - BACKUP / FAULT / stopped: close the VIPs in the filter, remove them from the interface, run
 //!   `notify.backup` / `notify.fault`. A BACKUP at start-up removes VIPs a previous run may have
 //!   left behind (a crash);
@@ -29,8 +35,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -38,12 +44,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::gate::VipGate;
-use super::packet::{encode_ipv4, parse_ipv4, MULTICAST_V4};
+use super::packet::{
+    encode_ipv4, encode_message, parse_ipv4, parse_message_v6, AdvertFields, Family,
+};
 use super::router::{Action, RunId};
-use super::socket::{poll_readable, ArpSocket, VrrpSocket, Waker};
+use super::socket::{poll_readable, ArpSocket, Vrrp6Socket, VrrpSocket, Waker};
 pub use super::spec::{InstanceSpec, Notify, SyncGroups, TrackScript};
 pub use super::status::{state_gauge, InstanceStatus, VrrpStatus};
-use super::{garp, Event, Router};
+use super::{garp, ndisc, BuildError, Event, Router, VrrpError};
 use crate::flow::Nanos;
 
 /// How often tracked interfaces (and each instance's own) are checked.
@@ -69,6 +77,11 @@ pub trait System: Send {
     fn add_address(&self, ifindex: u32, addr: IpAddr, len: u8) -> Result<(), SystemError>;
     /// Removes `addr/len` from interface `ifindex` (already gone is success).
     fn del_address(&self, ifindex: u32, addr: IpAddr, len: u8) -> Result<(), SystemError>;
+    /// Whether interface `name` forwards IPv6 (its `forwarding` sysctl): the Router flag of
+    /// the unsolicited neighbour advertisements, as keepalived sets it. Default: no.
+    fn ipv6_forwarding(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Why the driver could not start, open a socket, or apply a reload.
@@ -88,8 +101,9 @@ pub enum DriverError {
         interface: String,
         source: io::Error,
     },
-    #[error("VRRP: cannot join 224.0.0.18 on {interface}: {source}")]
+    #[error("VRRP: cannot join {group} on {interface}: {source}")]
     Join {
+        group: IpAddr,
         interface: String,
         source: io::Error,
     },
@@ -191,8 +205,8 @@ struct Driver {
     /// In the poll set after the sockets: a stop or a command is waiting.
     waker: Arc<Waker>,
     router: Router,
-    /// One socket per interface in use: (interface, socket).
-    sockets: Vec<(String, VrrpSocket)>,
+    /// One socket per interface and family in use: (interface, family, socket).
+    sockets: Vec<(String, Family, Sock)>,
     arp: ArpSocket,
     gate: Arc<VipGate>,
     system: Box<dyn System>,
@@ -202,6 +216,78 @@ struct Driver {
     /// Notify commands still running (reaped each loop).
     children: Vec<Child>,
     next_link_check: Nanos,
+}
+
+/// The raw VRRP socket of one interface for one family.
+#[derive(Debug)]
+enum Sock {
+    V4(VrrpSocket),
+    V6(Vrrp6Socket),
+}
+
+/// Why one advert could not go out.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("cannot encode an advert: {0}")]
+    Encode(#[from] BuildError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl Sock {
+    fn open(name: &str, ifindex: u32, family: Family, multicast: bool) -> io::Result<Sock> {
+        Ok(match family {
+            Family::V4 => Sock::V4(VrrpSocket::open(name, ifindex, multicast)?),
+            Family::V6 => Sock::V6(Vrrp6Socket::open(name, ifindex, multicast)?),
+        })
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        match self {
+            Sock::V4(s) => s.join(),
+            Sock::V6(s) => s.join(),
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Sock::V4(s) => s.as_raw_fd(),
+            Sock::V6(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Receives and parses one advert: `None` when none is waiting.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Result<super::Advert, VrrpError>>> {
+        Ok(match self {
+            Sock::V4(s) => s
+                .recv(buf)?
+                .map(|n| parse_ipv4(buf.get(..n).unwrap_or_default())),
+            Sock::V6(s) => s
+                .recv(buf)?
+                .map(|(n, meta)| parse_message_v6(buf.get(..n).unwrap_or_default(), meta)),
+        })
+    }
+
+    /// Encodes the advert `f` from `src` to `dst` into `buf` and sends it.
+    fn send(
+        &self,
+        buf: &mut [u8],
+        f: &AdvertFields<'_>,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<(), SendError> {
+        match (self, src, dst) {
+            (Sock::V4(s), _, IpAddr::V4(d)) => {
+                let n = encode_ipv4(buf, f, src, dst)?;
+                Ok(s.send(buf.get(..n).unwrap_or_default(), d)?)
+            }
+            (Sock::V6(s), IpAddr::V6(s6), IpAddr::V6(d6)) => {
+                let n = encode_message(buf, f, src, dst)?;
+                Ok(s.send(buf.get(..n).unwrap_or_default(), s6, d6)?)
+            }
+            _ => Err(BuildError::FamilyMismatch(dst).into()),
+        }
+    }
 }
 
 fn shell(cmd: &str) -> io::Result<Child> {
@@ -284,7 +370,7 @@ impl Driver {
         let fds: Vec<_> = self
             .sockets
             .iter()
-            .map(|(_, s)| s.as_raw_fd())
+            .map(|(_, _, s)| s.fd())
             .chain(std::iter::once(self.waker.as_raw_fd()))
             .collect();
         if let Err(e) = poll_readable(&fds, ms, ready) {
@@ -295,19 +381,18 @@ impl Driver {
 
     fn receive(&mut self, k: usize, now: Nanos, buf: &mut [u8]) {
         for _ in 0..RECV_BUDGET {
-            let Some((iface, sock)) = self.sockets.get(k) else {
+            let Some((iface, _, sock)) = self.sockets.get(k) else {
                 return;
             };
-            let n = match sock.recv(buf) {
-                Ok(Some(n)) => n,
+            let parsed = match sock.recv(buf) {
+                Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(e) => {
                     log::error!("VRRP: receive on {iface} failed: {e}");
                     return;
                 }
             };
-            let r = parse_ipv4(buf.get(..n).unwrap_or_default())
-                .and_then(|a| self.router.handle_advert(now, iface, &a));
+            let r = parsed.and_then(|a| self.router.handle_advert(now, iface, &a));
             if let Err(e) = r {
                 self.status.count_error(e);
             }
@@ -372,29 +457,27 @@ impl Driver {
             return;
         };
         let spec = m.spec();
-        let Some((_, sock)) = self.sockets.iter().find(|(n, _)| *n == spec.interface) else {
+        let family = Family::of(spec.cfg.primary);
+        let Some((_, _, sock)) = self
+            .sockets
+            .iter()
+            .find(|(n, f, _)| *n == spec.interface && *f == family)
+        else {
             return;
         };
         if priority == 0 {
             log::info!("({}) sent 0 priority", spec.name);
         }
         let fields = m.instance().advert_fields(&super::Transmit { priority });
-        let multicast = [MULTICAST_V4];
-        let dsts: &[Ipv4Addr] = if spec.peers.is_empty() {
+        let multicast = [family.multicast()];
+        let dsts: &[IpAddr] = if spec.peers.is_empty() {
             &multicast
         } else {
             &spec.peers
         };
         let mut sent = 0;
         for &dst in dsts {
-            let n = match encode_ipv4(&mut buf, &fields, spec.cfg.primary, IpAddr::V4(dst)) {
-                Ok(n) => n,
-                Err(e) => {
-                    log::error!("({}) cannot encode an advert: {e}", spec.name);
-                    continue;
-                }
-            };
-            match sock.send(buf.get(..n).unwrap_or_default(), dst) {
+            match sock.send(&mut buf, &fields, spec.cfg.primary, dst) {
                 Ok(()) => sent += 1,
                 Err(e) => log::error!("({}) cannot send an advert to {dst}: {e}", spec.name),
             }
@@ -472,12 +555,15 @@ impl Driver {
         // `not_our_mac`), so announcing the old one would strand the VIP until the neighbours'
         // ARP entries expire. Falls back to the start-up MAC if the link cannot be read.
         let mac = self.system.mac(&spec.interface).unwrap_or(spec.mac);
+        let router = spec.cfg.primary.is_ipv6() && self.system.ipv6_forwarding(&spec.interface);
         for vip in &spec.cfg.vips {
-            let IpAddr::V4(v4) = vip else { continue };
-            let f = garp::frame(mac, *v4);
+            let (frame, what): (&[u8], _) = match vip {
+                IpAddr::V4(v4) => (&garp::frame(mac, *v4), "gratuitous ARP"),
+                IpAddr::V6(v6) => (&ndisc::frame(mac, *v6, router), "neighbour advertisement"),
+            };
             for _ in 0..garp::MASTER_REPEAT {
-                if let Err(e) = self.arp.send(spec.ifindex, &f) {
-                    log::error!("({}) cannot send gratuitous ARP for {vip}: {e}", spec.name);
+                if let Err(e) = self.arp.send(spec.ifindex, frame) {
+                    log::error!("({}) cannot send {what} for {vip}: {e}", spec.name);
                     break;
                 }
             }
@@ -488,27 +574,38 @@ impl Driver {
         self.status.set_instances(self.router.status());
     }
 
-    /// Opens the sockets `specs` needs and closes the others.
+    /// Opens the sockets `specs` needs (one per interface and family) and closes the others.
     fn sync_sockets(&mut self, specs: &[InstanceSpec]) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut want: Vec<(String, u32, bool)> = Vec::new();
+        let mut want: Vec<(String, Family, u32, bool)> = Vec::new();
         for s in specs {
-            match want.iter_mut().find(|w| w.0 == s.interface) {
-                Some(w) => w.2 |= s.peers.is_empty(),
-                None => want.push((s.interface.clone(), s.ifindex, s.peers.is_empty())),
+            let family = Family::of(s.cfg.primary);
+            let multicast = s.peers.is_empty();
+            match want
+                .iter_mut()
+                .find(|w| w.0 == s.interface && w.1 == family)
+            {
+                Some(w) => w.3 |= multicast,
+                None => want.push((s.interface.clone(), family, s.ifindex, multicast)),
             }
         }
-        self.sockets.retain(|(n, _)| want.iter().any(|w| &w.0 == n));
-        for (interface, ifindex, multicast) in want {
-            let e = match self.sockets.iter_mut().find(|(n, _)| *n == interface) {
-                Some((_, s)) if multicast => s.join().err().map(|source| DriverError::Join {
+        self.sockets
+            .retain(|(n, f, _)| want.iter().any(|w| &w.0 == n && w.1 == *f));
+        for (interface, family, ifindex, multicast) in want {
+            let have = self
+                .sockets
+                .iter_mut()
+                .find(|(n, f, _)| *n == interface && *f == family);
+            let e = match have {
+                Some((_, _, s)) if multicast => s.join().err().map(|source| DriverError::Join {
+                    group: family.multicast(),
                     interface: interface.clone(),
                     source,
                 }),
                 Some(_) => None,
-                None => match VrrpSocket::open(&interface, ifindex, multicast) {
+                None => match Sock::open(&interface, ifindex, family, multicast) {
                     Ok(s) => {
-                        self.sockets.push((interface, s));
+                        self.sockets.push((interface, family, s));
                         None
                     }
                     Err(source) => Some(DriverError::OpenSocket { interface, source }),
@@ -584,11 +681,20 @@ mod tests {
             "VRRP thread is not running; VRRP changes not applied"
         );
         let e = DriverError::Join {
+            group: IpAddr::V4(crate::vrrp::packet::MULTICAST_V4),
             interface: "wan0".into(),
             source: io::Error::from_raw_os_error(libc::ENODEV),
         };
         assert!(e
             .to_string()
             .starts_with("VRRP: cannot join 224.0.0.18 on wan0: "));
+        let e = DriverError::Join {
+            group: IpAddr::V6(crate::vrrp::packet::MULTICAST_V6),
+            interface: "wan0".into(),
+            source: io::Error::from_raw_os_error(libc::ENODEV),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("VRRP: cannot join ff02::12 on wan0: "));
     }
 }

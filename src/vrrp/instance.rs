@@ -2,7 +2,7 @@
 //! Master) with keepalived's Fault state, for VRRPv3 and VRRPv2 (RFC 3768 §6.4).
 //!
 //! The driver owns sockets and the clock. It calls [`VrrpInstance::handle_advert`] with each
-//! parsed advert ([`super::packet::parse_ipv4`]) for this VRID and [`VrrpInstance::handle_timeout`]
+//! parsed advert ([`super::packet::parse_ipv4`], [`super::packet::parse_message_v6`]) for this VRID and [`VrrpInstance::handle_timeout`]
 //! when [`VrrpInstance::poll_timeout`] is reached, then drains [`VrrpInstance::poll_transmit`]
 //! (adverts to send, encoded with [`VrrpInstance::advert_fields`]) and [`VrrpInstance::poll_event`]
 //! (state changes: add the VIPs and send gratuitous ARPs on [`Event::BecomeMaster`], remove them
@@ -47,7 +47,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use super::packet::{Advert, AdvertFields, Version, NANOS_PER_CENTISECOND, TTL};
+use super::packet::{is_link_local, Advert, AdvertFields, Version, NANOS_PER_CENTISECOND, TTL};
 use super::{BuildError, VrrpError};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 
@@ -67,12 +67,14 @@ pub struct InstanceConfig {
     /// keepalived's `preempt_delay` (0 = none); see the module documentation.
     pub preempt_delay: Nanos,
     /// The local primary address: the source of our adverts and the tie-break of equal
-    /// priorities.
+    /// priorities (compared as unsigned integers of their family). IPv6: the interface's
+    /// link-local address.
     pub primary: IpAddr,
-    /// The virtual addresses, in advert order (at least one, at most 255, IPv4 for now).
+    /// The virtual addresses, in advert order (at least one, at most 255, one family).
     pub vips: Vec<IpAddr>,
-    /// Adverts go to unicast peers instead of 224.0.0.18; the TTL check is then skipped, as
-    /// keepalived does (unicast adverts may be routed).
+    /// Adverts go to unicast peers instead of 224.0.0.18 / ff02::12; the TTL (hop limit) and
+    /// link-local source checks are then skipped, as keepalived does (unicast adverts may be
+    /// routed).
     pub unicast: bool,
 }
 
@@ -157,8 +159,9 @@ pub struct VrrpInstance {
 
 /// Checks an instance's configuration (what [`VrrpInstance::new`] and
 /// [`VrrpInstance::reconfigure`] accept) against the [`rules`]: VRID and priority in range,
-/// 1..=255 addresses of one family, IPv4 for now (the primary address too), and an advert
-/// interval the version can carry. Returns the interval in centiseconds.
+/// 1..=255 addresses of one family (IPv6 only in v3), a primary address of that family (for
+/// IPv6 multicast a link-local one, RFC 5798 §5.1.2.1), and an advert interval the version can
+/// carry. Returns the interval in centiseconds.
 pub fn validate(cfg: &InstanceConfig) -> Result<u16, BuildError> {
     if !rules::VRIDS.contains(&cfg.vrid) {
         return Err(BuildError::Vrid);
@@ -177,11 +180,17 @@ pub fn validate(cfg: &InstanceConfig) -> Result<u16, BuildError> {
             rules::address_family(cfg.version, first, a)?;
         }
     }
-    if let Some(a) = std::iter::once(&cfg.primary)
-        .chain(&cfg.vips)
-        .find(|a| a.is_ipv6())
+    if cfg
+        .vips
+        .first()
+        .is_some_and(|v| v.is_ipv6() != cfg.primary.is_ipv6())
     {
-        return Err(BuildError::Ipv6Unsupported(*a));
+        return Err(BuildError::FamilyMismatch(cfg.primary));
+    }
+    if let IpAddr::V6(p) = cfg.primary {
+        if !cfg.unicast && !is_link_local(p) {
+            return Err(BuildError::PrimaryNotLinkLocal(cfg.primary));
+        }
     }
     rules::advert_interval_cs(cfg.version, u128::from(cfg.advert_interval))
         .map_err(|_| BuildError::Interval(cfg.advert_interval))
@@ -335,6 +344,11 @@ impl VrrpInstance {
     fn check(&self, a: &Advert) -> Result<(), VrrpError> {
         if !self.cfg.unicast && a.ttl != TTL {
             return Err(VrrpError::Ttl);
+        }
+        if let IpAddr::V6(src) = a.src {
+            if !self.cfg.unicast && !is_link_local(src) {
+                return Err(VrrpError::SourceNotLinkLocal);
+            }
         }
         if a.version != self.cfg.version {
             return Err(VrrpError::Version);
@@ -525,3 +539,5 @@ impl VrrpInstance {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;

@@ -1,10 +1,11 @@
 //! VRRP failover (RFC 5798 as revised by RFC 9568, and RFC 3768), interoperable with keepalived.
 //!
 //! Built so far, both sans-IO (no sockets, no clock reads; the caller passes `now` and bytes):
-//! - [`packet`]: the advertisement's wire format for VRRPv2 and VRRPv3 over IPv4 — a checked view
-//!   ([`packet::VrrpPacket`], [`packet::parse_ipv4`]) and an encoder into a caller buffer of the
-//!   VRRP message, the whole IPv4 packet and the Ethernet frame ([`packet::encode_frame`]),
-//!   byte-compatible with what keepalived sends.
+//! - [`packet`]: the advertisement's wire format for VRRPv2 and VRRPv3 over IPv4 and VRRPv3 over
+//!   IPv6 — a checked view ([`packet::VrrpPacket`], [`packet::parse_ipv4`],
+//!   [`packet::parse_ipv6`], [`packet::parse_message_v6`]) and an encoder into a caller buffer
+//!   of the VRRP message, the whole IP packet and the Ethernet frame ([`packet::encode_frame`],
+//!   [`packet::encode_frame_v6`]), byte-compatible with what keepalived sends.
 //! - [`instance`]: one virtual router as a state machine ([`instance::VrrpInstance`]): Initialize,
 //!   Backup, Master (RFC 5798 §6.4) plus keepalived's Fault, driven by
 //!   `handle_advert(now, ..)`, `handle_timeout(now)`, `poll_timeout()`, `poll_transmit()`,
@@ -16,10 +17,12 @@
 //!   interfaces ([`Router`]), sans-IO too: `handle_advert`, `handle_timeout`, `handle_links`,
 //!   `handle_script_result`, `reload`, `shutdown` (each with `now`), then `poll_action()`.
 //! - [`spec`]: the plain data the control plane resolves from the configuration for the driver.
-//! - [`driver`]: the thread that runs the instances on the box: one raw IPv4 socket of protocol
-//!   112 per interface ([`socket`]; TTL 255, membership of 224.0.0.18, or unicast peers), adverts
+//! - [`driver`]: the thread that runs the instances on the box: one raw socket of protocol 112
+//!   per interface and family ([`socket`]; TTL / hop limit 255, membership of 224.0.0.18 /
+//!   ff02::12, or unicast peers; IPv6 from the link-local address), adverts
 //!   demultiplexed to instances by VRID with every rejection counted by reason, VIPs added and
-//!   removed by netlink, gratuitous ARPs ([`garp`], keepalived's defaults), tracked interfaces
+//!   removed by netlink, gratuitous ARPs ([`garp`]) and unsolicited neighbour advertisements
+//!   ([`ndisc`]) with keepalived's defaults, tracked interfaces
 //!   and scripts, sync groups, notify commands, the metrics and `xvs ctl vrrp` status, reloads
 //!   that keep each unchanged instance's state, and the priority-0 release on a clean stop.
 //! - [`gate`]: only a MASTER's VIPs are steered into the datapath.
@@ -29,13 +32,15 @@
 //! filter); the steering types come from [`crate::steer`].
 //! - [`status`]: what `xvs ctl vrrp` and the `xvs_vrrp_*` metrics show.
 //!
-//! IPv6 (VRRPv3 over ff02::12) comes later: the types carry `IpAddr`, and the IPv4-only parts
-//! refuse IPv6 with an explicit error (`xvs check` refuses IPv6 VIPs as not supported yet).
+//! IPv6: VRRPv3 only (VRRPv2 over IPv6 is not defined: refused in configuration and dropped on
+//! receive as `version`); one family per instance, an IPv4 and an IPv6 instance of a dual-stack
+//! pair share a sync group (and may share a VRID: adverts are demultiplexed by family too).
 
 pub mod driver;
 pub mod garp;
 pub mod gate;
 pub mod instance;
+pub mod ndisc;
 pub mod packet;
 pub mod router;
 pub mod socket;
@@ -87,7 +92,8 @@ macro_rules! vrrp_errors {
 }
 
 vrrp_errors! {
-    /// Not an IPv4 header xvs accepts for VRRP: version not 4, IHL below 5, protocol not 112,
+    /// Not an IP header xvs accepts for VRRP: version not 4 (6), IHL below 5, protocol (the
+    /// upper layer after the extension headers) not 112, an extension header xvs does not walk,
     /// or a fragment (the kernel reassembles for a raw socket; a frame seen raw is dropped).
     IpHeader => "ip_header",
     /// The packet is cut short or longer than it says: IPv4 total length not the received
@@ -95,15 +101,16 @@ vrrp_errors! {
     /// (+ 8 bytes of authentication data in v2). RFC: "MUST verify that the received packet
     /// contains the complete VRRP packet".
     Length => "length",
-    /// The IPv4 header checksum or the VRRP checksum does not verify (v3: including the IPv4
-    /// pseudo-header, RFC 5798 §5.2.8).
+    /// The IPv4 header checksum or the VRRP checksum does not verify (v3: including the IPv4 or
+    /// IPv6 pseudo-header, RFC 5798 §5.2.8).
     Checksum => "checksum",
-    /// The version is not 2 or 3, or not the instance's configured version.
+    /// The version is not 2 or 3, not the instance's configured version, or 2 over IPv6 (which
+    /// RFC 3768 does not define).
     Version => "version",
     /// The type is not 1 (ADVERTISEMENT).
     Type => "type",
-    /// The IPv4 TTL is not 255 (checked for multicast instances; keepalived skips it for unicast
-    /// peers, which may be routed, and so does xvs).
+    /// The IPv4 TTL or the IPv6 hop limit is not 255 (checked for multicast instances;
+    /// keepalived skips it for unicast peers, which may be routed, and so does xvs).
     Ttl => "ttl",
     /// The VRID is not the instance's (the driver counts adverts for VRIDs it runs no instance
     /// for under this reason too, as the VRRP MIB's `VrIdErrors` does).
@@ -125,6 +132,10 @@ vrrp_errors! {
     /// keepalived drops the advert and logs "ip address associated with VRID not present in
     /// MASTER advert", and so does xvs.
     AddressList => "address_list",
+    /// IPv6, multicast: the source is not a link-local address (RFC 5798 §5.1.2.1: adverts are
+    /// sent from the interface's link-local address; one from a global address has crossed a
+    /// router or comes from a misconfigured peer).
+    SourceNotLinkLocal => "source_not_link_local",
 }
 
 /// Why an advertisement could not be encoded or an instance not built: a caller error, never
@@ -137,8 +148,12 @@ pub enum BuildError {
     TooManyAddresses(usize),
     #[error("at least one virtual address is required")]
     NoAddresses,
-    #[error("IPv6 is not supported yet by VRRP ({0})")]
-    Ipv6Unsupported(std::net::IpAddr),
+    /// An IP source, destination or primary address not of the virtual addresses' family.
+    #[error("address {0} is not of the virtual addresses' family")]
+    FamilyMismatch(std::net::IpAddr),
+    /// An IPv6 instance sending to ff02::12 must send from a link-local address.
+    #[error("primary address {0} is not link-local (fe80::/10): IPv6 adverts to ff02::12 are sent from the interface's link-local address")]
+    PrimaryNotLinkLocal(std::net::IpAddr),
     #[error("vrid 0 is out of range 1..255")]
     Vrid,
     #[error("priority 0 is reserved for the release advert; configure 1..255")]

@@ -1,5 +1,6 @@
 //! The VRRP advertisement on the wire: VRRPv2 (RFC 3768 §5) and VRRPv3 (RFC 5798 §5.1) over
-//! IPv4, byte-compatible with keepalived.
+//! IPv4, and VRRPv3 over IPv6 ([`v6`]: the same message with 16-byte addresses), byte-compatible
+//! with keepalived.
 //!
 //! ```text
 //! v2:  | 2 | 1 | VRID | Priority | Count IP | Auth Type | Adver Int (s) | Checksum | IPs.. | Auth Data (8) |
@@ -28,8 +29,9 @@
 //! The IPv4 and Ethernet headers are read and written through the wire layer's views and
 //! `Repr`s ([`crate::wire`]): there is no second IPv4 parser or header emitter here.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::instance::rules::FamilyError;
 use super::{BuildError, VrrpError};
 use crate::flow::Nanos;
 use crate::wire::{self, checksum, EtherType, EthernetRepr, Ipv4Packet, Ipv4Repr};
@@ -56,6 +58,12 @@ pub const TOS: u8 = 0xc0;
 pub const NANOS_PER_CENTISECOND: Nanos = 10_000_000;
 
 const TYPE_ADVERTISEMENT: u8 = 1;
+
+mod v6;
+pub use v6::{
+    encode_frame_v6, encode_ip, encode_ipv6, is_link_local, parse_ip, parse_ipv6, parse_message_v6,
+    virtual_mac_v6, Ipv6Meta, IPV6_HEADER_LEN, MULTICAST_MAC_V6, MULTICAST_V6, TRAFFIC_CLASS,
+};
 
 /// The VRRP virtual router MAC address for IPv4: 00-00-5E-00-01-{VRID} (RFC 5798 §7.3).
 pub const fn virtual_mac(vrid: u8) -> [u8; 6] {
@@ -99,25 +107,71 @@ impl Version {
 
     /// Length of the VRRP message carrying `count` IPv4 addresses.
     pub const fn message_len_v4(self, count: usize) -> usize {
+        self.message_len(Family::V4, count)
+    }
+
+    /// Length of the VRRP message carrying `count` addresses of `family`: v2 adds its 8 bytes of
+    /// authentication data (v2 is IPv4 only: nothing builds or accepts it over IPv6).
+    pub const fn message_len(self, family: Family, count: usize) -> usize {
+        let addresses = family.address_len() * count;
         match self {
-            Version::V2 => HEADER_LEN + 4 * count + AUTH_DATA_LEN,
-            Version::V3 => HEADER_LEN + 4 * count,
+            Version::V2 => HEADER_LEN + addresses + AUTH_DATA_LEN,
+            Version::V3 => HEADER_LEN + addresses,
         }
     }
 }
 
-/// A checked view over a VRRP message carrying IPv4 addresses (the IP payload).
+/// The address family an advert is sent over and carries: one per virtual router (an IPv4 and
+/// an IPv6 address need two instances, RFC 5798 §5.2.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The family of `a`.
+    pub const fn of(a: IpAddr) -> Family {
+        match a {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Bytes of one address in the advert.
+    pub const fn address_len(self) -> usize {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 16,
+        }
+    }
+}
+
+/// A checked view over a VRRP message (the IP payload) carrying addresses of one [`Family`].
 #[derive(Clone, Copy, Debug)]
 pub struct VrrpPacket<'a> {
     b: &'a [u8],
+    family: Family,
 }
 
 impl<'a> VrrpPacket<'a> {
-    /// Checks length, version and type. Errors: [`VrrpError::Length`] (shorter than the header,
-    /// or not exactly the length the count announces), [`VrrpError::Version`] (not 2 or 3),
-    /// [`VrrpError::Type`] (not an ADVERTISEMENT). The checksum is checked separately
-    /// ([`VrrpPacket::checksum_ok_v4`]): v3 needs the IP addresses.
+    /// A message received over IPv4: [`VrrpPacket::new_checked_family`] with [`Family::V4`].
     pub fn new_checked(b: &'a [u8]) -> Result<VrrpPacket<'a>, VrrpError> {
+        VrrpPacket::new_checked_family(b, Family::V4)
+    }
+
+    /// A message received over IPv6: [`VrrpPacket::new_checked_family`] with [`Family::V6`].
+    pub fn new_checked_v6(b: &'a [u8]) -> Result<VrrpPacket<'a>, VrrpError> {
+        VrrpPacket::new_checked_family(b, Family::V6)
+    }
+
+    /// Checks length, version and type of a message received over `family`. Errors:
+    /// [`VrrpError::Length`] (shorter than the header, or not exactly the length the count
+    /// announces with addresses of `family`), [`VrrpError::Version`] (not 2 or 3, or 2 over
+    /// IPv6, which RFC 3768 does not define), [`VrrpError::Type`] (not an ADVERTISEMENT). The
+    /// checksum is checked separately ([`VrrpPacket::checksum_ok_v4`],
+    /// [`VrrpPacket::checksum_ok_v6`]): v3 needs the IP addresses.
+    pub fn new_checked_family(b: &'a [u8], family: Family) -> Result<VrrpPacket<'a>, VrrpError> {
         let (Some(&vt), Some(&count)) = (b.first(), b.get(3)) else {
             return Err(VrrpError::Length);
         };
@@ -125,13 +179,21 @@ impl<'a> VrrpPacket<'a> {
             return Err(VrrpError::Length);
         }
         let version = Version::from_number(vt >> 4).ok_or(VrrpError::Version)?;
+        if family == Family::V6 && version == Version::V2 {
+            return Err(VrrpError::Version);
+        }
         if vt & 0x0f != TYPE_ADVERTISEMENT {
             return Err(VrrpError::Type);
         }
-        if b.len() != version.message_len_v4(usize::from(count)) {
+        if b.len() != version.message_len(family, usize::from(count)) {
             return Err(VrrpError::Length);
         }
-        Ok(VrrpPacket { b })
+        Ok(VrrpPacket { b, family })
+    }
+
+    /// The family the message was checked for.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     pub fn version(&self) -> Version {
@@ -173,12 +235,17 @@ impl<'a> VrrpPacket<'a> {
         u16::from_be_bytes([self.b[6], self.b[7]])
     }
 
-    /// The IPv4 addresses, in packet order.
-    pub fn addresses_v4(&self) -> impl Iterator<Item = Ipv4Addr> + 'a {
-        let end = HEADER_LEN + 4 * usize::from(self.b[3]);
-        self.b[HEADER_LEN..end]
-            .chunks_exact(4)
-            .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+    /// The addresses, in packet order (of the view's family).
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + 'a {
+        let n = self.family.address_len();
+        let end = HEADER_LEN + n * usize::from(self.b[3]);
+        self.b[HEADER_LEN..end].chunks_exact(n).map(|c| {
+            if let Ok(a) = <[u8; 16]>::try_from(c) {
+                IpAddr::V6(Ipv6Addr::from(a))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+            }
+        })
     }
 
     /// Whether the checksum verifies: v2 over the message, v3 with the IPv4 pseudo-header of
@@ -190,6 +257,20 @@ impl<'a> VrrpPacket<'a> {
         };
         checksum::fold(checksum::sum(self.b, initial)) == 0xffff
     }
+
+    /// Whether the v3 checksum with the IPv6 pseudo-header of `src` → `dst` (next header 112,
+    /// RFC 5798 §5.2.8) verifies.
+    pub fn checksum_ok_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
+        checksum::fold(checksum::sum(
+            self.b,
+            pseudo_header_sum_v6(src, dst, self.b.len()),
+        )) == 0xffff
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)] // vrrp_len is at most 8 + 16 * 255 bytes
+fn pseudo_header_sum_v6(src: Ipv6Addr, dst: Ipv6Addr, vrrp_len: usize) -> u32 {
+    checksum::ipv6_pseudo_header_sum(src.octets(), dst.octets(), PROTO_VRRP, vrrp_len as u32)
 }
 
 #[allow(clippy::cast_possible_truncation)] // vrrp_len is at most 8 + 4 * 255 + 8 bytes
@@ -244,7 +325,7 @@ pub fn parse_ipv4(ip: &[u8]) -> Result<Advert, VrrpError> {
         count: v.count(),
         auth_type: v.auth_type(),
         interval_cs: v.interval_cs(),
-        addresses: v.addresses_v4().map(IpAddr::V4).collect(),
+        addresses: v.addresses().collect(),
         src: IpAddr::V4(h.src),
         dst: IpAddr::V4(h.dst),
         ttl: h.ttl,
@@ -273,11 +354,18 @@ pub struct AdvertFields<'a> {
     pub priority: u8,
     /// Centiseconds: v2 a multiple of 100 in 100..=25500, v3 1..=4095.
     pub interval_cs: u16,
-    /// The virtual addresses (IPv4 only for now).
+    /// The virtual addresses: one family, IPv4 or (v3 only) IPv6.
     pub addresses: &'a [IpAddr],
 }
 
 impl AdvertFields<'_> {
+    /// The family of the addresses (IPv4 when there are none).
+    pub fn family(&self) -> Family {
+        self.addresses
+            .first()
+            .map_or(Family::V4, |a| Family::of(*a))
+    }
+
     fn check(&self) -> Result<(), BuildError> {
         if self.vrid == 0 {
             return Err(BuildError::Vrid);
@@ -285,8 +373,12 @@ impl AdvertFields<'_> {
         if self.addresses.len() > usize::from(u8::MAX) {
             return Err(BuildError::TooManyAddresses(self.addresses.len()));
         }
-        if let Some(a) = self.addresses.iter().find(|a| a.is_ipv6()) {
-            return Err(BuildError::Ipv6Unsupported(*a));
+        let family = self.family();
+        if self.addresses.iter().any(|a| Family::of(*a) != family) {
+            return Err(BuildError::Family(FamilyError::Mixed));
+        }
+        if family == Family::V6 && self.version == Version::V2 {
+            return Err(BuildError::Family(FamilyError::V2Ipv6));
         }
         let cs = self.interval_cs;
         if !self.version.interval_ok(cs) {
@@ -297,7 +389,25 @@ impl AdvertFields<'_> {
 
     /// Length of the VRRP message.
     pub fn message_len(&self) -> usize {
-        self.version.message_len_v4(self.addresses.len())
+        self.version
+            .message_len(self.family(), self.addresses.len())
+    }
+
+    /// The sum of the v3 pseudo-header for `src` → `dst` (0 for v2, which has none), or
+    /// [`BuildError::FamilyMismatch`] when either is not of the addresses' family.
+    fn pseudo_header(&self, src: IpAddr, dst: IpAddr, len: usize) -> Result<u32, BuildError> {
+        let sum = match (self.family(), src, dst) {
+            (Family::V4, IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(s, d, len),
+            (Family::V6, IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_sum_v6(s, d, len),
+            (family, s, d) => {
+                let odd = if Family::of(s) == family { d } else { s };
+                return Err(BuildError::FamilyMismatch(odd));
+            }
+        };
+        Ok(match self.version {
+            Version::V2 => 0,
+            Version::V3 => sum,
+        })
     }
 }
 
@@ -314,12 +424,13 @@ fn need(buf: &[u8], n: usize) -> Result<(), BuildError> {
 fn v4(a: IpAddr) -> Result<Ipv4Addr, BuildError> {
     match a {
         IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => Err(BuildError::Ipv6Unsupported(a)),
+        IpAddr::V6(_) => Err(BuildError::FamilyMismatch(a)),
     }
 }
 
-/// Writes the VRRP message into the start of `buf` and returns its length. `src`/`dst` are the
-/// IP addresses it will be sent with (the v3 pseudo-header). No allocation.
+/// Writes the VRRP message into the start of `buf` and returns its length: IPv4 or IPv6 (the
+/// family of the addresses, which `src`/`dst`, the IP addresses it will be sent with, must
+/// share: they make the v3 pseudo-header). No allocation.
 pub fn encode_message(
     buf: &mut [u8],
     f: &AdvertFields<'_>,
@@ -327,8 +438,8 @@ pub fn encode_message(
     dst: IpAddr,
 ) -> Result<usize, BuildError> {
     f.check()?;
-    let (src, dst) = (v4(src)?, v4(dst)?);
     let len = f.message_len();
+    let initial = f.pseudo_header(src, dst, len)?;
     need(buf, len)?;
     let m = &mut buf[..len];
     m[0] = (f.version.number() << 4) | TYPE_ADVERTISEMENT;
@@ -347,17 +458,17 @@ pub fn encode_message(
     }
     m[6] = 0;
     m[7] = 0;
+    let n = f.family().address_len();
     for (i, a) in f.addresses.iter().enumerate() {
-        let at = HEADER_LEN + 4 * i;
-        m[at..at + 4].copy_from_slice(&v4(*a)?.octets());
+        let at = HEADER_LEN + n * i;
+        match a {
+            IpAddr::V4(a) => m[at..at + 4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => m[at..at + 16].copy_from_slice(&a.octets()),
+        }
     }
     if f.version == Version::V2 {
         m[len - AUTH_DATA_LEN..].fill(0);
     }
-    let initial = match f.version {
-        Version::V2 => 0,
-        Version::V3 => pseudo_header_sum(src, dst, len),
-    };
     let c = !checksum::fold(checksum::sum(m, initial));
     m[6..8].copy_from_slice(&c.to_be_bytes());
     Ok(len)
@@ -702,7 +813,9 @@ mod tests {
                 *b = x as u8;
             }
             let _ = parse_ipv4(&buf[..len]);
-            let _ = VrrpPacket::new_checked(&buf[..len]).map(|v| v.addresses_v4().count());
+            let _ = VrrpPacket::new_checked(&buf[..len]).map(|v| v.addresses().count());
+            let _ = VrrpPacket::new_checked_v6(&buf[..len]).map(|v| v.addresses().count());
+            let _ = parse_ipv6(&buf[..len]);
         }
         let good = good_ipv4();
         for i in 0..good.len() {
@@ -722,11 +835,15 @@ mod tests {
         let dst = IpAddr::V4(MULTICAST_V4);
         assert_eq!(
             encode_message(&mut buf, &fields(Version::V3, 100, &[v6]), src, dst),
-            Err(BuildError::Ipv6Unsupported(v6))
+            Err(BuildError::FamilyMismatch(src))
         );
         assert_eq!(
             encode_message(&mut buf, &fields(Version::V3, 100, &[VIP1]), v6, dst),
-            Err(BuildError::Ipv6Unsupported(v6))
+            Err(BuildError::FamilyMismatch(v6))
+        );
+        assert_eq!(
+            encode_ipv4(&mut buf, &fields(Version::V3, 100, &[VIP1]), src, v6),
+            Err(BuildError::FamilyMismatch(v6))
         );
         assert!(matches!(
             encode_message(&mut buf, &fields(Version::V2, 150, &[VIP1]), src, dst),

@@ -39,6 +39,8 @@ mod pair;
 mod reload;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
 pub use reload::Reload;
 
@@ -266,8 +268,10 @@ impl Router {
         }
     }
 
-    /// An advert arrived on `interface`: handed to the instance of its VRID there. No such
-    /// instance is a [`VrrpError::Vrid`]; the instance's own rejections are returned as they are.
+    /// An advert arrived on `interface`: handed to the instance of its VRID and address family
+    /// there (an IPv4 and an IPv6 virtual router may share a VRID: RFC 5798 §7.3 gives them
+    /// different MACs). No such instance is a [`VrrpError::Vrid`]; the instance's own rejections
+    /// are returned as they are.
     pub fn handle_advert(
         &mut self,
         now: Nanos,
@@ -278,7 +282,11 @@ impl Router {
         let m = self
             .members
             .iter_mut()
-            .find(|m| m.spec.interface == interface && m.spec.cfg.vrid == advert.vrid)
+            .find(|m| {
+                m.spec.interface == interface
+                    && m.spec.cfg.vrid == advert.vrid
+                    && m.spec.cfg.primary.is_ipv6() == advert.src.is_ipv6()
+            })
             .ok_or(VrrpError::Vrid)?;
         m.inst.handle_advert(now, advert)?;
         m.received += 1;

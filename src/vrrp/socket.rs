@@ -1,5 +1,6 @@
-//! The VRRP driver's syscall wrappers: the raw IPv4 socket of protocol 112 (one per interface)
-//! and the packet socket that sends gratuitous ARPs.
+//! The VRRP driver's syscall wrappers: the raw IPv4 socket of protocol 112 (one per interface),
+//! its IPv6 counterpart ([`Vrrp6Socket`], in `v6.rs`) and the packet socket that sends
+//! gratuitous ARPs and unsolicited neighbour advertisements.
 //!
 //! - [`VrrpSocket`]: `socket(AF_INET, SOCK_RAW, 112)` bound to its interface
 //!   (`SO_BINDTODEVICE`), with `IP_HDRINCL` (the driver writes the IPv4 header as keepalived does:
@@ -20,6 +21,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::packet::{MULTICAST_V4, PROTO_VRRP};
+
+mod v6;
+pub use v6::Vrrp6Socket;
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -187,7 +191,8 @@ impl AsRawFd for VrrpSocket {
     }
 }
 
-/// Sends Ethernet frames (gratuitous ARPs) out of any interface.
+/// Sends Ethernet frames (gratuitous ARPs, unsolicited neighbour advertisements) out of any
+/// interface.
 #[derive(Debug)]
 pub struct ArpSocket {
     fd: OwnedFd,

@@ -1,7 +1,7 @@
 //! What the driver runs, as plain data: each instance resolved against the system (the control
 //! plane builds these from the configuration and the interfaces; `vrrp` never reads either).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use super::{InstanceConfig, Version};
 use crate::flow::Nanos;
@@ -17,8 +17,8 @@ pub struct InstanceSpec {
     pub cfg: InstanceConfig,
     /// The VIPs with their prefix lengths, as added to the interface.
     pub prefixes: Vec<(IpAddr, u8)>,
-    /// Unicast peers (empty = multicast 224.0.0.18).
-    pub peers: Vec<Ipv4Addr>,
+    /// Unicast peers, of the instance's family (empty = multicast 224.0.0.18 / ff02::12).
+    pub peers: Vec<IpAddr>,
     pub track_interfaces: Vec<String>,
     pub track_scripts: Vec<TrackScript>,
     pub notify: Notify,

@@ -49,6 +49,7 @@ pub mod ip6ip6;
 pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndisc;
 pub mod tcp;
 pub mod udp;
 

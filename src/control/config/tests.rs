@@ -1005,12 +1005,21 @@ vrrp:
 ";
 
 #[test]
-fn vrrp_ipv4_is_accepted_and_ipv6_is_not_supported_yet() {
+fn vrrp_ipv4_and_ipv6_over_vrrpv3_are_accepted_and_vrrpv2_over_ipv6_is_refused() {
     assert_eq!(errors(VRRP), Vec::<String>::new());
-    let t = VRRP.replace("[198.18.0.101/24]", "[\"2001:db8::1/64\"]");
+    // A dual-stack pair: an IPv6 instance beside the IPv4 one, in one sync group, with an IPv6
+    // unicast peer.
+    let t = VRRP.replace("[198.18.0.101/24]", "[\"2001:2::100/64\"]")
+        + "      unicast_peers: [\"fe80::2\"]\n  sync_groups:\n    - name: G\n      instances: [VI_1, VI_2]\n";
+    assert_eq!(errors(&t), Vec::<String>::new());
+    // VRRPv2 over IPv6 is undefined (RFC 3768 is IPv4 only): FILE:LINE:COL of the address.
+    let t = VRRP.replace(
+        "vrid: 52\n      vips: [198.18.0.101/24]",
+        "vrid: 52\n      version: 2\n      vips: [\"2001:2::100/64\"]",
+    );
     assert_error(
         &t,
-        "4:3: IPv6 VRRP (VRRPv3 over ff02::12) is not supported yet",
+        "13:14: VRRP version 2 is IPv4 only: use version: 3 for IPv6",
     );
 }
 

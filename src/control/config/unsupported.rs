@@ -11,8 +11,9 @@
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4 or
 //! IPv6 `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
 //! `health_check`, `on_failure`, `quorum` and `sorry_server`, real servers with an `address`
-//! of the VIP's family, a `weight`, thresholds and a `health_check`, and IPv4
-//! `vrrp.instances` with `vrrp.sync_groups`. Mixed families (IPVS's IPv4-in-IPv6 tunnels,
+//! of the VIP's family, a `weight`, thresholds and a `health_check`, and `vrrp.instances`
+//! (IPv4, and IPv6 over VRRPv3: VRRPv2 over IPv6 is refused by `validate/vrrp.rs`, the RFCs do
+//! not define it) with `vrrp.sync_groups`. Mixed families (IPVS's IPv4-in-IPv6 tunnels,
 //! DPVS's FULLNAT64) are refused by the services' own rules (`validate/services.rs`), not here:
 //! they are not planned as options of an existing key.
 
@@ -59,7 +60,6 @@ use Check::Root;
 #[rustfmt::skip]
 pub const NOT_SUPPORTED_YET: &[NotYet] = &[
     // key                               points at  refused when
-    NotYet { key: "vrrp.instances",      at: Key,   check: Root(|c| when(c.vrrp.instances.iter().any(|i| i.vips.iter().any(|v| v.addr.is_ipv6()) || i.unicast_peers.iter().any(|p| p.is_ipv6())), "IPv6 VRRP (VRRPv3 over ff02::12)")) },
     NotYet { key: "sync",                at: Key,   check: Root(|c| when(c.sync.is_some(), "sync")) },
 ];
 

@@ -472,10 +472,9 @@ fn new_and_reconfigure_refuse_the_same_bad_configuration() {
     assert_eq!(bad(|c| c.vrid = 0), BuildError::Vrid);
     assert_eq!(bad(|c| c.priority = 0), BuildError::Priority);
     assert_eq!(bad(|c| c.vips.clear()), BuildError::NoAddresses);
-    let v6: IpAddr = "2001:db8::1".parse().unwrap();
     assert_eq!(
-        bad(|c| c.vips = vec!["2001:db8::1".parse().unwrap()]),
-        BuildError::Ipv6Unsupported(v6)
+        bad(|c| c.vips = vec!["2001:2::1".parse().unwrap()]),
+        BuildError::FamilyMismatch(ip(10))
     );
     assert_eq!(
         bad(|c| c.advert_interval = 5_000_000),

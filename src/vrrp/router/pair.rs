@@ -1,6 +1,6 @@
 //! Test harness: two [`Router`]s (two boxes) joined by an in-memory link, driven by a simulated
-//! clock, as quinn-proto's `Pair`. Adverts are really encoded ([`encode_ipv4`]) by the sender
-//! and parsed ([`parse_ipv4`]) by the receiver after `latency`; time jumps from one deadline to
+//! clock, as quinn-proto's `Pair`. Adverts are really encoded ([`encode_ip`], IPv4 or IPv6) by
+//! the sender and parsed ([`parse_ip`]) by the receiver after `latency`; time jumps from one deadline to
 //! the next (a router timer or a packet arrival), so a test of minutes runs in microseconds.
 //! Track scripts answer from a table (`Some(ok)` at once, `None` never); interfaces go down by
 //! name; a link can be cut per interface.
@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::{Action, Router, RunId};
 use crate::flow::{Nanos, NANOS_PER_SEC};
-use crate::vrrp::packet::{encode_ipv4, parse_ipv4, MULTICAST_V4};
+use crate::vrrp::packet::{encode_ip, parse_ip, Family};
 use crate::vrrp::spec::{InstanceSpec, Notify, TrackScript};
 use crate::vrrp::{InstanceConfig, State, Version};
 
@@ -21,7 +21,7 @@ pub struct Node {
     groups: Vec<Vec<String>>,
     /// Runs (processes it and sends) only while true.
     pub alive: bool,
-    /// Packets on their way to this box: (arrival, interface, IPv4 packet).
+    /// Packets on their way to this box: (arrival, interface, IP packet).
     inbox: Vec<(Nanos, String, Vec<u8>)>,
     /// Every state entered: (time, instance, state).
     pub log: Vec<(Nanos, String, State)>,
@@ -167,7 +167,7 @@ impl Pair {
             .partition(|p| p.0 <= now);
         n.inbox = later;
         for (_, iface, bytes) in due {
-            if let Ok(a) = parse_ipv4(&bytes) {
+            if let Ok(a) = parse_ip(&bytes) {
                 let _ = n.router.handle_advert(now, &iface, &a);
             }
         }
@@ -187,8 +187,8 @@ impl Pair {
                     let m = &n.router.members()[inst];
                     let mut buf = [0u8; 1100];
                     let fields = m.inst.advert_fields(&transmit);
-                    let dst = IpAddr::V4(MULTICAST_V4);
-                    let len = encode_ipv4(&mut buf, &fields, m.spec.cfg.primary, dst).unwrap();
+                    let dst = Family::of(m.spec.cfg.primary).multicast();
+                    let len = encode_ip(&mut buf, &fields, m.spec.cfg.primary, dst).unwrap();
                     n.sent.push((now, m.spec.name.clone(), transmit.priority));
                     let iface = m.spec.interface.clone();
                     out.push((now + latency, iface, buf[..len].to_vec()));
@@ -242,6 +242,15 @@ pub fn spec(name: &str, iface: &str, vrid: u8, priority: u8, primary: &str) -> I
         track_scripts: vec![],
         notify: Notify::default(),
     }
+}
+
+/// As [`spec`] for IPv6: VIP 2001:2::VRID:100/64, `primary` a link-local address.
+pub fn spec6(name: &str, iface: &str, vrid: u8, priority: u8, primary: &str) -> InstanceSpec {
+    let mut s = spec(name, iface, vrid, priority, primary);
+    let vip: IpAddr = format!("2001:2::{vrid}:100").parse().unwrap();
+    s.cfg.vips = vec![vip];
+    s.prefixes = vec![(vip, 64)];
+    s
 }
 
 /// A track script `command` every second with `fall`, rise 1 and `weight`.

@@ -177,6 +177,22 @@ pub struct Tracked {
 const _: () = assert!(std::mem::size_of::<Tracked>() <= 96);
 
 impl Tracked {
+    /// A placeholder for [`ConnTable::lookup_into`] to write into (unspecified addresses, no
+    /// counters); never a connection.
+    pub const EMPTY: Tracked = {
+        let none = Endpoint::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        Tracked {
+            client: none,
+            vip: none,
+            real: none,
+            local: None,
+            state: ConnState::NoState,
+            handshake_completed: false,
+            origin: Origin::UNKNOWN,
+            stats_id: 0,
+        }
+    };
+
     /// A connection client → vip scheduled to `real` (through `local` for FULLNAT), in `state`;
     /// `handshake_completed` false.
     pub fn new(
@@ -787,28 +803,33 @@ impl<F: Family> Table<F> {
         (!is_expired(e.expires, tick(now))).then(|| e.tracked(&shard.pools))
     }
 
-    /// See [`ConnTable::lookup`].
+    /// See [`ConnTable::lookup_into`].
     #[inline]
-    fn lookup(
+    fn lookup_into(
         &self,
         dir: Direction,
         key: &FlowKey,
         event: Event,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Option<Tracked> {
-        let key = Key::<F>::of(key)?;
+        out: &mut Tracked,
+    ) -> bool {
+        let Some(key) = Key::<F>::of(key) else {
+            return false;
+        };
         let seed = &self.key_hasher;
         let mut guard = self.shard_of(dir, &key);
         let shard = &mut *guard;
-        let slot = shard.find(seed, dir, &key)?;
+        let Some(slot) = shard.find(seed, dir, &key) else {
+            return false;
+        };
         let now_tick = tick(now);
         let e = &mut shard.slots[slot];
         let reopen = matches!(event, Event::Tcp(f) if dir == Direction::Original && f.is_initial_syn() && e.state.reusable_by_syn());
         if is_expired(e.expires, now_tick) || reopen {
             shard.remove(seed, slot);
             self.shards.count_removed(1);
-            return None;
+            return false;
         }
         let new_state = match event {
             Event::Tcp(flags) => e.state.on_tcp(dir, flags),
@@ -829,9 +850,9 @@ impl<F: Family> Table<F> {
             e.state = new_state;
         }
         e.expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
-        let mut t = e.tracked(&shard.pools);
-        t.handshake_completed = handshake_completed;
-        Some(t)
+        *out = e.tracked(&shard.pools);
+        out.handshake_completed = handshake_completed;
+        true
     }
 
     /// See [`ConnTable::insert`] and its siblings.
@@ -1156,9 +1177,30 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Option<Tracked> {
+        let mut t = Tracked::EMPTY;
+        self.lookup_into(dir, key, event, now, timeouts, &mut t)
+            .then_some(t)
+    }
+
+    /// [`ConnTable::lookup`] that writes the connection into the caller's `out` and says
+    /// whether there was one (`out` is unchanged when not). The packet path's form: the entry
+    /// is copied once, field by field, where the caller reads it, never moved through return
+    /// values (a bulk copy of what was just written field by field stalls on store
+    /// forwarding).
+    pub fn lookup_into(
+        &self,
+        dir: Direction,
+        key: &FlowKey,
+        event: Event,
+        now: Nanos,
+        timeouts: &Timeouts,
+        out: &mut Tracked,
+    ) -> bool {
         match key.src {
-            IpAddr::V4(_) => self.v4.lookup(dir, key, event, now, timeouts),
-            IpAddr::V6(_) => self.v6_for(key)?.lookup(dir, key, event, now, timeouts),
+            IpAddr::V4(_) => self.v4.lookup_into(dir, key, event, now, timeouts, out),
+            IpAddr::V6(_) => self
+                .v6_for(key)
+                .is_some_and(|t| t.lookup_into(dir, key, event, now, timeouts, out)),
         }
     }
 

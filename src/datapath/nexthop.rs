@@ -9,6 +9,7 @@
 //! and swaps that in. Every table has a [`version`](NextHopTable::version), new for every
 //! table built or changed, so a worker sees at a glance that it may retry.
 
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,6 +33,7 @@ pub struct Route {
 
 impl Route {
     /// Whether `addr` falls inside this route's prefix.
+    #[inline]
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self.prefix, addr) {
             (IpAddr::V4(p), IpAddr::V4(a)) => {
@@ -81,11 +83,32 @@ impl NextHopError {
     }
 }
 
+/// A neighbour's key: its port and address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NeighbourKey(PortId, IpAddr);
+
+/// Hashed as few words as the address allows (IPv4: port and address in one): the lookup is on
+/// every forwarded packet's path, and a derived hash feeds the hasher field by field (the
+/// port, the address's discriminant, its bits). Equal keys hash alike.
+impl Hash for NeighbourKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let port = u64::from(self.0);
+        match self.1 {
+            IpAddr::V4(a) => state.write_u64((port << 32) | u64::from(a.to_bits())),
+            IpAddr::V6(a) => {
+                state.write_u128(a.to_bits());
+                state.write_u64(port | 1 << 8);
+            }
+        }
+    }
+}
+
 /// Routes (longest prefix first) and neighbours of the attached ports.
 #[derive(Clone, Debug, Default)]
 pub struct NextHopTable {
     routes: Vec<Route>,
-    neighbours: HashMap<(PortId, IpAddr), Mac, ahash::RandomState>,
+    neighbours: HashMap<NeighbourKey, Mac, ahash::RandomState>,
     version: u64,
 }
 
@@ -104,7 +127,7 @@ impl NextHopTable {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         let neighbours = neighbours
             .into_iter()
-            .map(|(port, ip, mac)| ((port, ip), mac))
+            .map(|(port, ip, mac)| (NeighbourKey(port, ip), mac))
             .collect();
         NextHopTable {
             routes,
@@ -124,8 +147,8 @@ impl NextHopTable {
     /// table changed; if so it has a new [`version`](Self::version).
     pub fn set_neighbour(&mut self, port: PortId, ip: IpAddr, mac: Option<Mac>) -> bool {
         let changed = match mac {
-            Some(mac) => self.neighbours.insert((port, ip), mac) != Some(mac),
-            None => self.neighbours.remove(&(port, ip)).is_some(),
+            Some(mac) => self.neighbours.insert(NeighbourKey(port, ip), mac) != Some(mac),
+            None => self.neighbours.remove(&NeighbourKey(port, ip)).is_some(),
         };
         if changed {
             self.version = next_version();
@@ -142,13 +165,15 @@ impl NextHopTable {
     }
 
     /// The longest-prefix route to `dst`.
+    #[inline]
     pub fn route(&self, dst: IpAddr) -> Option<&Route> {
         self.routes.iter().find(|r| r.contains(dst))
     }
 
     /// The MAC of `ip` as a neighbour on `port`.
+    #[inline]
     pub fn neighbour(&self, port: PortId, ip: IpAddr) -> Option<Mac> {
-        self.neighbours.get(&(port, ip)).copied()
+        self.neighbours.get(&NeighbourKey(port, ip)).copied()
     }
 
     /// Route and neighbour lookup for a packet to `dst`.
@@ -159,8 +184,10 @@ impl NextHopTable {
 
     /// [`resolve`](Self::resolve) for a destination that must be its own next hop (DR: the frame
     /// keeps the VIP as its destination, so a gateway would route it back): a route with a
-    /// gateway is [`NextHopError::NotOnLink`]. One route lookup either way.
-    #[inline]
+    /// gateway is [`NextHopError::NotOnLink`]. One route lookup either way. Inlined into the
+    /// packet path's route step, so that the next hop stays in registers (returned through
+    /// memory, it was written byte by byte and read back wider: a store-forwarding stall).
+    #[inline(always)]
     pub fn resolve_with(&self, dst: IpAddr, on_link_only: bool) -> Result<NextHop, NextHopError> {
         let route = self.route(dst).ok_or(NextHopError::NoRoute)?;
         if on_link_only && route.gateway.is_some() {

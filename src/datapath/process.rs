@@ -418,16 +418,19 @@ impl Processor {
     ) -> Result<Verdict, DropReason> {
         let frame = buf.get(..*len).ok_or(DropReason::TruncatedEthernet)?;
         self.own_frames_only(ingress, frame)?;
-        // Matched by reference: the parsed packet stays where `parse` wrote it.
-        match &parse(frame)? {
-            None => Ok(Verdict::Pass),
-            Some(Packet::Flow(p)) => match self.snap.service_for(&p.service_key()) {
+        // Matched by reference, the `Result` included: the parsed packet stays where `parse`
+        // wrote it (a `?` would move it out, a bulk copy of what was just written field by
+        // field, which stalls on store forwarding).
+        match &parse(frame) {
+            Err(r) => Err(*r),
+            Ok(None) => Ok(Verdict::Pass),
+            Ok(Some(Packet::Flow(p))) => match self.snap.service_for(&p.service_key()) {
                 Some(si) => self.original(now, si, buf, len, p),
                 None => self.reply(now, buf, len, p),
             },
-            Some(Packet::LaterFragment(f)) => self.later_fragment(now, buf, len, f),
-            Some(Packet::IcmpError(e)) => self.icmp_error(now, buf, len, e),
-            Some(Packet::TunnelFragNeeded(e)) => self.tunnel_frag_needed(now, buf, len, e),
+            Ok(Some(Packet::LaterFragment(f))) => self.later_fragment(now, buf, len, f),
+            Ok(Some(Packet::IcmpError(e))) => self.icmp_error(now, buf, len, e),
+            Ok(Some(Packet::TunnelFragNeeded(e))) => self.tunnel_frag_needed(now, buf, len, e),
         }
     }
 

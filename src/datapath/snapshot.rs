@@ -22,11 +22,28 @@ use crate::sched::{Prepared, RealServer, RealStats, SchedulerKind};
 pub use crate::steer::{SteerKey, VrrpHeld};
 
 /// A virtual service's identity: what a client addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceKey {
     pub vip: IpAddr,
     pub port: u16,
     pub proto: Proto,
+}
+
+/// Hashed as few words as the address allows (IPv4: address, port and protocol in one): the
+/// service lookup is on every packet's path, and a derived hash feeds the hasher field by field
+/// (the address's discriminant, its bits, the port, the protocol). Equal keys hash alike.
+impl std::hash::Hash for ServiceKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let rest = (u64::from(self.port) << 8) | u64::from(self.proto.number());
+        match self.vip {
+            IpAddr::V4(a) => state.write_u64((u64::from(a.to_bits()) << 24) | rest),
+            IpAddr::V6(a) => {
+                state.write_u128(a.to_bits());
+                state.write_u64(rest | 1 << 24);
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for ServiceKey {

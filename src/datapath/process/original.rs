@@ -42,7 +42,8 @@ impl Processor {
         if svc.forwarding.replies_return() {
             decremented_ttl(p.ttl)?;
         }
-        let t = self.connection(now, si, p)?;
+        let mut t = Tracked::EMPTY;
+        self.connection(now, si, p, &mut t)?;
         let sent = self.forward(buf, len, si, p, &t)?;
         if let Verdict::Tx(_) = sent.verdict {
             if sent.counted {
@@ -166,15 +167,21 @@ impl Processor {
         }
     }
 
-    /// The connection of an original-direction packet to service `si`: found, or scheduled and
-    /// inserted (for a `one_packet` service: scheduled, never inserted).
+    /// The connection of an original-direction packet to service `si`, written into `t`: found,
+    /// or scheduled and inserted (for a `one_packet` service: scheduled, never inserted).
     #[inline(always)]
-    fn connection(&mut self, now: Nanos, si: usize, p: &Parsed) -> Result<Tracked, DropReason> {
+    fn connection(
+        &mut self,
+        now: Nanos,
+        si: usize,
+        p: &Parsed,
+        t: &mut Tracked,
+    ) -> Result<(), DropReason> {
         let timeouts = self.snap.timeouts;
         if !self.snap.services[si].one_packet {
             let table = &self.shared.conntrack;
-            if let Some(t) = table.lookup(Direction::Original, &p.key, p.event, now, &timeouts) {
-                return Ok(t);
+            if table.lookup_into(Direction::Original, &p.key, p.event, now, &timeouts, t) {
+                return Ok(());
             }
         }
         let state = match p.event {
@@ -185,7 +192,8 @@ impl Processor {
             Event::Tcp(_) => return Err(DropReason::NoConnection),
             Event::Udp => ConnState::Udp,
         };
-        self.schedule(now, si, p, state)
+        *t = self.schedule(now, si, p, state)?;
+        Ok(())
     }
 
     /// Schedules a new flow of service `si` in `state` and tracks it. keepalived: a service that

@@ -31,9 +31,10 @@ impl Processor {
     ) -> Result<Verdict, DropReason> {
         let timeouts = self.snap.timeouts;
         let table = &self.shared.conntrack;
-        let Some(t) = table.lookup(Direction::Reply, &p.key, p.event, now, &timeouts) else {
+        let mut t = Tracked::EMPTY;
+        if !table.lookup_into(Direction::Reply, &p.key, p.event, now, &timeouts, &mut t) {
             return self.one_packet_reply(now, buf, len, p);
-        };
+        }
         let si = self.reply_service(&t, p.key.proto)?;
         let sent = match (t.vip(), t.client(), t.local()) {
             // A connection's addresses are of one family, the packet's.

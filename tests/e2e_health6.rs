@@ -275,7 +275,7 @@ fn http6_check_takes_a_stopped_ipv6_server_out_within_fall_intervals_and_back_af
     }
     let s = split(&stream.trace, t, down_bound.as_secs_f64(), &log);
     eprintln!(
-        "health6 e2e: {} IPv6 requests ({} before the stop: r1 {}, r2 {}); r2 out {:.0} ms after its HTTP server stopped answering (bound {:.0} ms = fall {FALL} × {INTERVAL:?} + timeout {TIMEOUT:?} + {MARGIN:?}; the issue's interval × fall + 1 s = {:.0} ms); last request r2 answered started {:.0} ms after the stop; {} requests failed in the window, the last started {:.0} ms after the stop; {} requests to r1 only until the restart; r2 back {:.0} ms after its server answered again (bound {:.0} ms = rise {RISE} × {INTERVAL:?} + {MARGIN:?}), then {} requests to it",
+        "health6 e2e: {} IPv6 requests ({} before the stop: r1 {}, r2 {}); r2 out {:.0} ms after its HTTP server stopped answering (bound {:.0} ms = fall {FALL} × {INTERVAL:?} + timeout {TIMEOUT:?} + {MARGIN:?}; the issue's interval × fall + 1 s = {:.0} ms); last request r2 answered after the stop: {}; {} requests failed in the window, the last started {:.0} ms after the stop; {} requests to r1 only until the restart; r2 back {:.0} ms after its server answered again (bound {:.0} ms = rise {RISE} × {INTERVAL:?} + {MARGIN:?}), then {} requests to it",
         stream.trace.len(),
         s.before.0 + s.before.1,
         s.before.0,
@@ -283,7 +283,10 @@ fn http6_check_takes_a_stopped_ipv6_server_out_within_fall_intervals_and_back_af
         detect.as_secs_f64() * 1000.0,
         down_bound.as_secs_f64() * 1000.0,
         task_bound.as_secs_f64() * 1000.0,
-        s.last_r2.unwrap_or(0.0) * 1000.0,
+        s.last_r2.map_or("none".to_string(), |t| format!(
+            "started {:.0} ms after it",
+            t * 1000.0
+        )),
         s.window_failures,
         s.last_failure.unwrap_or(0.0) * 1000.0,
         s.r1_only,

@@ -2,6 +2,14 @@
 //! address and port; exit status 0 is up, anything else down (keepalived's `MISC_CHECK`). The
 //! command runs in its own process group with stdin, stdout and stderr on `/dev/null`; past the
 //! timeout (or when the daemon stops) the whole group is killed (SIGKILL) and the check fails.
+//!
+//! **`%ADDR%` and `%PORT%`.** `%ADDR%` is the bare address in its usual text form, for IPv6
+//! too: `198.18.1.11`, `2001:2:0:1::11` (RFC 5952's compressed form; no brackets, no zone, no
+//! port), the form `ping -6 %ADDR%`, `nc -6 %ADDR% %PORT%`, `dig @%ADDR%` or a script's own
+//! argument parsing take; `%PORT%` is the port alone (`80`). A command that needs an IPv6
+//! literal inside a URL adds the brackets itself (`curl -g http://[%ADDR%]:%PORT%/health` in an
+//! IPv6 service's check). Neither form holds a shell metacharacter (digits, `.`, `:` and hex
+//! letters only), so both are safe unquoted in the `sh -c` line.
 
 use std::net::SocketAddr;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -15,7 +23,8 @@ use crate::sys;
 /// How often a running command is polled for its exit.
 const POLL: Duration = Duration::from_millis(5);
 
-/// `command` with `%ADDR%` and `%PORT%` replaced.
+/// `command` with `%ADDR%` replaced by `addr`'s bare address (IPv6 without brackets or zone)
+/// and `%PORT%` by its port.
 pub fn expand(command: &str, addr: SocketAddr) -> String {
     command
         .replace("%ADDR%", &addr.ip().to_string())
@@ -76,16 +85,33 @@ mod tests {
         "198.18.1.11:8080".parse().unwrap()
     }
 
+    fn addr6() -> SocketAddr {
+        "[2001:2:0:1::11]:8080".parse().unwrap()
+    }
+
     #[test]
     fn placeholders_are_replaced() {
         assert_eq!(
             expand("/bin/check %ADDR% %PORT% %ADDR%", addr()),
             "/bin/check 198.18.1.11 8080 198.18.1.11"
         );
+        // IPv6: the bare address, compressed, without brackets; the port apart.
         assert_eq!(
-            expand("c %ADDR%", "[2001:db8::1]:80".parse().unwrap()),
-            "c 2001:db8::1"
+            expand("ping -6 -c1 -W1 %ADDR%", addr6()),
+            "ping -6 -c1 -W1 2001:2:0:1::11"
         );
+        assert_eq!(
+            expand("curl -g http://[%ADDR%]:%PORT%/", addr6()),
+            "curl -g http://[2001:2:0:1::11]:8080/"
+        );
+        let long: SocketAddr = "[2001:0002:0000:0001:0000:0000:0000:0011]:80"
+            .parse()
+            .unwrap();
+        assert_eq!(expand("%ADDR%", long), "2001:2:0:1::11");
+        // No zone: it is this box's interface index, meaningless to the command.
+        let ip: std::net::Ipv6Addr = "fe80::11".parse().unwrap();
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(ip, 80, 0, 3));
+        assert_eq!(expand("%ADDR% %PORT%", scoped), "fe80::11 80");
         assert_eq!(program("  /usr/bin/check --x 1"), "/usr/bin/check");
     }
 
@@ -103,6 +129,23 @@ mod tests {
             Ok(())
         );
         assert_eq!(probe(addr(), "kill -9 $$", T, &GO), Err(Failure::Signal(9)));
+    }
+
+    /// An IPv6 real server's command gets the bare address and the port as separate words,
+    /// unquoted through `sh -c`.
+    #[test]
+    fn an_ipv6_command_sees_the_bare_address_and_the_port() {
+        let cmd = "test %ADDR% = 2001:2:0:1::11 && test %PORT% = 8080 && test $# = 0 \
+                   && set -- %ADDR% %PORT% && test $# = 2";
+        assert_eq!(probe(addr6(), cmd, T, &GO), Ok(()));
+        assert_eq!(
+            probe(addr6(), "case %ADDR% in *[][]*) exit 1;; esac", T, &GO),
+            Ok(())
+        );
+        assert_eq!(
+            probe(addr6(), "test %ADDR% = 198.18.1.11", T, &GO),
+            Err(Failure::Exit(1))
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //! `status_code`). Only the status line is read; the connection is closed after it.
 //!
 //! The `Host:` header is `http.host` when set, else the real server's address (with the port
-//! unless it is 80), as an HTTP client addressing the server directly would send.
+//! unless it is 80), as an HTTP client addressing the server directly would send: an IPv6
+//! address in brackets (RFC 3986's IP-literal, which RFC 9110's `Host` takes), without a zone
+//! (`Host: [2001:2:0:1::11]`, `Host: [2001:2:0:1::11]:8080`). The probe itself is
+//! family-neutral: the connection is made to the real server's address, IPv4 or IPv6, from the
+//! address the kernel chooses.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -61,12 +65,17 @@ pub fn probe(addr: SocketAddr, http: &HttpCheck, timeout: Duration) -> Outcome {
     }
 }
 
-/// The default `Host:` value for a server at `addr`.
+/// The default `Host:` value for a server at `addr`: `198.18.1.11`, `198.18.1.11:8080`,
+/// `[2001:2:0:1::11]`, `[2001:2:0:1::11]:8080`. An IPv6 zone (scope id) is never sent: it means
+/// something only on this box (`SocketAddrV6`'s own notation would append `%N`).
 fn host_header(addr: SocketAddr) -> String {
-    match (addr, addr.port()) {
-        (SocketAddr::V4(a), 80) => a.ip().to_string(),
-        (SocketAddr::V6(a), 80) => format!("[{}]", a.ip()),
-        (a, _) => a.to_string(),
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    match addr.port() {
+        80 => host,
+        port => format!("{host}:{port}"),
     }
 }
 
@@ -121,14 +130,30 @@ mod tests {
             "198.18.1.11:8080"
         );
         assert_eq!(
-            host_header("[2001:db8::1]:80".parse().unwrap()),
-            "[2001:db8::1]"
+            host_header("[2001:2:0:1::11]:80".parse().unwrap()),
+            "[2001:2:0:1::11]"
         );
+        assert_eq!(
+            host_header("[2001:2:0:1::11]:8080".parse().unwrap()),
+            "[2001:2:0:1::11]:8080"
+        );
+        // A zone stays on this box; flow info is not part of the address.
+        let ip: std::net::Ipv6Addr = "fe80::11".parse().unwrap();
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(ip, 8080, 7, 3));
+        assert_eq!(scoped.to_string(), "[fe80::11%3]:8080");
+        assert_eq!(host_header(scoped), "[fe80::11]:8080");
+        let scoped80 = SocketAddr::V6(std::net::SocketAddrV6::new(ip, 80, 0, 3));
+        assert_eq!(host_header(scoped80), "[fe80::11]");
     }
 
-    /// A one-shot server answering `reply`; sends the request head it received.
+    /// A one-shot server on 127.0.0.1 answering `reply`; sends the request head it received.
     fn serve_once(reply: &'static [u8]) -> (SocketAddr, mpsc::Receiver<String>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        serve_once_on("127.0.0.1:0", reply)
+    }
+
+    /// [`serve_once`] listening on `bind` (e.g. `[::1]:0`).
+    fn serve_once_on(bind: &str, reply: &'static [u8]) -> (SocketAddr, mpsc::Receiver<String>) {
+        let l = TcpListener::bind(bind).unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -195,6 +220,31 @@ mod tests {
             Err(Failure::Timeout)
         );
         assert!(start.elapsed() < Duration::from_secs(1));
+        drop(l);
+        assert!(matches!(
+            probe(addr, &HttpCheck::default(), T),
+            Err(Failure::Connect(_))
+        ));
+    }
+
+    /// Over IPv6 (loopback): the GET goes to `[::1]:port` with the bracketed Host header, the
+    /// status decides, and a closed port is refused.
+    #[test]
+    fn ipv6_server_bracketed_host_status_and_closed_port() {
+        let (addr, head) = serve_once_on("[::1]:0", b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(addr.is_ipv6());
+        assert_eq!(probe(addr, &HttpCheck::default(), T), Ok(()));
+        let head = head.recv().unwrap();
+        assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
+        let want = format!("Host: [::1]:{}\r\n", addr.port());
+        assert!(head.contains(&want), "{head}");
+        let (addr, _) = serve_once_on("[::1]:0", b"HTTP/1.1 500 Oops\r\n\r\n");
+        assert_eq!(
+            probe(addr, &check("/", &[200], None), T),
+            Err(Failure::Status(500))
+        );
+        let l = TcpListener::bind("[::1]:0").unwrap();
+        let addr = l.local_addr().unwrap();
         drop(l);
         assert!(matches!(
             probe(addr, &HttpCheck::default(), T),

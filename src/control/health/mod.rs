@@ -29,12 +29,21 @@
 //!   effective check is unchanged keeps its state, counts and phase; a changed check restarts its
 //!   counts (keeping up/down); removed pairs are no longer checked.
 //!
+//! - **IPv6.** Every check type works against IPv6 real servers as against IPv4 ones: the
+//!   probe's socket is of the real server's family (source address the kernel's choice), the
+//!   HTTP `Host:` header brackets an IPv6 literal (`[2001:2:0:1::11]`, [`http`]), a UDP probe
+//!   sees an ICMPv6 port unreachable as a refusal ([`udp`]), and exec's `%ADDR%` is the bare
+//!   address (`2001:2:0:1::11`, no brackets; `%PORT%` apart, [`exec`]). An IPv6 service takes
+//!   an IPv6 sorry server (the config refuses mixing families).
+//!
 //! Log lines use keepalived's wording: `TCP connection to [198.18.1.12]:tcp:80 failed.`,
 //! `Check on service [198.18.1.12]:tcp:80 failed after 2 retry.`,
 //! `Removing service [198.18.1.12]:tcp:80 from VS [198.18.0.100]:tcp:80` (with `drain`:
 //! `Disabling service … of VS …`), `Adding service … to VS …` (`Enabling service … of VS …`),
 //! `Lost quorum 1-0=1 > 0 for VS …`, `Adding sorry server … to VS …`, `Gained quorum …`. A probe
 //! failure is logged only while the server is up (at most `fall` lines per down transition).
+//! IPv6 addresses appear in the same brackets: `Removing service [2001:2:0:1::12]:tcp:80 from
+//! VS [2001:2::100]:tcp:80`.
 //!
 //! Everything that decides ([`Checks`], [`state`]) is plain code driven by `now`; the threads are
 //! in [`runner`].

@@ -576,3 +576,90 @@ services:
         "no health_check: not checked"
     );
 }
+
+/// An IPv6 service end to end through the plan: the config's IPv6 real servers and sorry server
+/// reach the plan, every log line writes addresses as keepalived does (`[2001:2:0:1::12]:tcp:80`),
+/// failures take the servers out, the lost quorum brings in the IPv6 sorry server, and one
+/// server back gains it again.
+#[test]
+fn an_ipv6_service_takes_servers_out_and_brings_in_its_ipv6_sorry_server() {
+    let text = "
+datapath:
+  interfaces: [{ name: wan0, queues: [0] }]
+services:
+  - name: web6
+    vip: \"2001:2::100\"
+    port: 80
+    scheduler: rr
+    sorry_server: \"[2001:2:0:1::11]:8080\"
+    health_check: { type: http, interval: 200ms, timeout: 200ms, rise: 2, fall: 2 }
+    reals:
+      - { address: \"[2001:2:0:1::11]:80\" }
+      - { address: \"[2001:2:0:1::12]:80\", health_check: { type: exec, interval: 200ms, timeout: 200ms, rise: 2, fall: 2, exec: { command: \"ping -6 -c1 -W1 %ADDR%\" } } }
+";
+    let cfg =
+        Config::from_str_named(text, "t.yaml", &|_: &str| true).unwrap_or_else(|e| panic!("{e}"));
+    let snap = crate::control::snapshot::build(&cfg, vec![], 1, None);
+    let p = plan(&cfg, &snap);
+    let s = &p.services[0];
+    assert_eq!(s.sorry, Some(sa("[2001:2:0:1::11]:8080")));
+    let addrs: Vec<SocketAddr> = s.reals.iter().map(|r| r.addr).collect();
+    assert_eq!(
+        addrs,
+        [sa("[2001:2:0:1::11]:80"), sa("[2001:2:0:1::12]:80")]
+    );
+    let state = s.state.clone();
+    let table = ConnTable::new(8);
+    let mut c = checks();
+    assert!(c.update(p, 0).is_empty());
+    let mut lines = Vec::new();
+    let exit1 = |a: SocketAddr| {
+        if a == sa("[2001:2:0:1::12]:80") {
+            Err(Failure::Exit(1))
+        } else {
+            refused(a)
+        }
+    };
+    for t in 0..4 {
+        lines.extend(tick(&mut c, t * 100 * MS, &table, &exit1));
+    }
+    assert!(!state.has_quorum());
+    assert_eq!(
+        lines,
+        [
+            "Error connecting server [2001:2:0:1::11]:tcp:80.",
+            "Misc check for [[2001:2:0:1::12]:tcp:80 VS [2001:2::100]:tcp:80] by [ping] failed (exited with status 1).",
+            "Error connecting server [2001:2:0:1::11]:tcp:80.",
+            "Check on service [2001:2:0:1::11]:tcp:80 failed after 1 retry.",
+            "Removing service [2001:2:0:1::11]:tcp:80 from VS [2001:2::100]:tcp:80",
+            "Misc check for [[2001:2:0:1::12]:tcp:80 VS [2001:2::100]:tcp:80] by [ping] failed (exited with status 1).",
+            "Check on service [2001:2:0:1::12]:tcp:80 failed after 1 retry.",
+            "Removing service [2001:2:0:1::12]:tcp:80 from VS [2001:2::100]:tcp:80",
+            "Lost quorum 1-0=1 > 0 for VS [2001:2::100]:tcp:80",
+            "Adding sorry server [2001:2:0:1::11]:tcp:8080 to VS [2001:2::100]:tcp:80",
+            "Removing alive servers from the pool for VS [2001:2::100]:tcp:80",
+        ]
+    );
+    lines.clear();
+    for t in 4..8 {
+        lines.extend(tick(&mut c, t * 100 * MS, &table, &|_| Ok(())));
+    }
+    assert!(state.has_quorum());
+    assert_eq!(
+        lines[..5],
+        [
+            "HTTP status code success to [2001:2:0:1::11]:tcp:80 url(/)",
+            "Adding service [2001:2:0:1::11]:tcp:80 to VS [2001:2::100]:tcp:80",
+            "Gained quorum 1+0=1 <= 1 for VS [2001:2::100]:tcp:80",
+            "Removing sorry server [2001:2:0:1::11]:tcp:8080 from VS [2001:2::100]:tcp:80",
+            "Adding alive servers to the pool for VS [2001:2::100]:tcp:80",
+        ]
+    );
+    assert_eq!(
+        lines[5..],
+        [
+            "Misc check for [[2001:2:0:1::12]:tcp:80 VS [2001:2::100]:tcp:80] by [ping] succeeded.",
+            "Adding service [2001:2:0:1::12]:tcp:80 to VS [2001:2::100]:tcp:80",
+        ]
+    );
+}

@@ -1,6 +1,10 @@
 //! `type: udp`: send one probe datagram ([`PROBE`]) from a fresh connected UDP socket and wait
 //! for any reply: a reply within the timeout is up; an ICMP error (port unreachable, which a
-//! connected socket reports as `ECONNREFUSED`) or no reply is down. This is keepalived's
+//! connected socket reports as `ECONNREFUSED`) or no reply is down. IPv4 or IPv6 alike: the
+//! socket is of the real server's family (bound to its unspecified address, so the kernel picks
+//! the source), and the kernel reports an ICMPv6 destination unreachable / port unreachable
+//! (type 1 code 4) to the connected socket as `ECONNREFUSED` just as it does ICMP's type 3
+//! code 3; no ICMP is read here. This is keepalived's
 //! `UDP_CHECK` with `require_reply` (the schema has no payload keys: the server must answer any
 //! datagram, as an echo, DNS or syslog-relay health endpoint does).
 
@@ -40,7 +44,18 @@ mod tests {
 
     #[test]
     fn a_reply_is_up_silence_is_a_timeout_and_a_closed_port_is_refused() {
-        let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+        replies_silence_and_closed_port("127.0.0.1:0");
+    }
+
+    /// The same over IPv6: an IPv6 socket, and the closed port's ICMPv6 port unreachable is
+    /// a refusal too.
+    #[test]
+    fn over_ipv6_a_reply_is_up_silence_is_a_timeout_and_icmpv6_port_unreachable_is_refused() {
+        replies_silence_and_closed_port("[::1]:0");
+    }
+
+    fn replies_silence_and_closed_port(bind: &str) {
+        let echo = UdpSocket::bind(bind).unwrap();
         let addr = echo.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let mut buf = [0u8; 64];
@@ -56,6 +71,7 @@ mod tests {
             Err(Failure::Timeout)
         );
         assert_eq!(server.join().unwrap(), PROBE);
+        assert_eq!(addr.is_ipv6(), bind.starts_with('['));
         // The socket is closed now: the kernel answers with port unreachable.
         assert!(matches!(
             probe(addr, Duration::from_secs(2)),

@@ -1,4 +1,5 @@
-//! Shared by the VRRP end-to-end tests (`tests/e2e_vrrp.rs`, `tests/e2e_hub.rs`): the two
+//! Shared by the VRRP end-to-end tests (`tests/e2e_vrrp.rs`, `tests/e2e_hub.rs`,
+//! `tests/e2e_vrrp_dual_stack.rs`): the two
 //! load balancers of the `vrrp` and `vrrpdr` labs (`scripts/lab`), their configs, their VRRP
 //! states, and the failover measurement.
 #![allow(dead_code)] // each test crate uses a different subset
@@ -150,7 +151,9 @@ pub fn start(lab: &Lab, b: &Box_) -> Xvs {
 /// by the box that takes over (for SIGKILL: once the killed box's links are down). Returns
 /// (kill → start of the first successful request that started at `from` or later, last success
 /// before the kill → that first success), in ms. A request that started between `at` and `from`
-/// may have got through the dying box, so it does not count as "resumed".
+/// may have got through the dying box, so it does not count as "resumed". `kill` runs once the
+/// stream is being served (20 requests answered by r1 and r2's HTTP servers, at most 2 s after
+/// the client started).
 pub fn stream_through(lab: &Lab, kill: impl FnOnce() -> (f64, f64)) -> (f64, f64) {
     streams_through(lab, &[&format!("http://{VIP}/")], kill)[0]
 }

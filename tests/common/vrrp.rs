@@ -1,7 +1,6 @@
 //! Shared by the VRRP end-to-end tests (`tests/e2e_vrrp.rs`, `tests/e2e_hub.rs`,
-//! `tests/e2e_vrrp_dual_stack.rs`): the two
-//! load balancers of the `vrrp` and `vrrpdr` labs (`scripts/lab`), their configs, their VRRP
-//! states, and the failover measurement.
+//! `tests/e2e_vrrp_dual_stack.rs`): the two load balancers of the `vrrp` and `vrrpdr` labs
+//! (`scripts/lab`), their configs, their VRRP states, and the failover measurement.
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::path::{Path, PathBuf};

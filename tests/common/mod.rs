@@ -66,15 +66,16 @@ fn base36(mut n: u64) -> String {
 }
 
 /// A lab TAG unique on this machine for this process: a prefix + PID + counter, at most 8
-/// characters. The prefix is `e`, or `$XVS_LAB_TAG_PREFIX` (1 or 2 characters [A-Za-z0-9]: a
-/// session may own only tags with its own prefix).
+/// characters. The prefix is `e`, or `$XVS_LAB_TAG_PREFIX` (1 to 3 characters [A-Za-z0-9]: a
+/// session may own only tags with its own prefix; a 3-character one fits while PIDs stay below
+/// 36⁴, e.g. the default `pid_max` of 32768).
 pub fn unique_tag() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let prefix = std::env::var("XVS_LAB_TAG_PREFIX").unwrap_or_else(|_| "e".to_string());
     assert!(
-        (1..=2).contains(&prefix.len()) && prefix.chars().all(|c| c.is_ascii_alphanumeric()),
-        "XVS_LAB_TAG_PREFIX must be 1 or 2 characters [A-Za-z0-9], got {prefix:?}"
+        (1..=3).contains(&prefix.len()) && prefix.chars().all(|c| c.is_ascii_alphanumeric()),
+        "XVS_LAB_TAG_PREFIX must be 1 to 3 characters [A-Za-z0-9], got {prefix:?}"
     );
     let tag = format!(
         "{prefix}{}{}",

@@ -1,19 +1,25 @@
-//! Shared by the VRRP end-to-end tests (`tests/e2e_vrrp.rs`, `tests/e2e_hub.rs`): the two
-//! load balancers of the `vrrp` and `vrrpdr` labs (`scripts/lab`), their configs, their VRRP
-//! states, and the failover measurement.
+//! Shared by the VRRP end-to-end tests (`tests/e2e_vrrp.rs`, `tests/e2e_hub.rs`,
+//! `tests/e2e_vrrp_dual_stack.rs`): the two load balancers of the `vrrp` and `vrrpdr` labs
+//! (`scripts/lab`), their configs, their VRRP states, and the failover measurement.
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::common::{Lab, Xvs, VIP};
+use crate::common::{Lab, Summary, Xvs, VIP};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
 
 /// Master_Down_Interval of lb2 (priority 150, 100 ms adverts): 3 × 100 ms + (256 − 150) ×
 /// 100 ms / 256.
 pub const MDI_LB2: Duration = Duration::from_nanos(300_000_000 + 106 * 100_000_000 / 256);
+
+/// Master_Down_Interval of a VRRPv3 backup at `priority` with 100 ms adverts: 3 × 100 ms +
+/// (256 − priority) × 100 ms / 256 (as [`MDI_LB2`] for 150).
+pub const fn mdi_100ms(priority: u64) -> Duration {
+    Duration::from_nanos(300_000_000 + (256 - priority) * 100_000_000 / 256)
+}
 
 /// One load balancer's daemon: its role, config and admin socket (both in the lab's state
 /// directory, deleted with the lab).
@@ -144,16 +150,67 @@ pub fn start(lab: &Lab, b: &Box_) -> Xvs {
 /// by the box that takes over (for SIGKILL: once the killed box's links are down). Returns
 /// (kill → start of the first successful request that started at `from` or later, last success
 /// before the kill → that first success), in ms. A request that started between `at` and `from`
-/// may have got through the dying box, so it does not count as "resumed".
+/// may have got through the dying box, so it does not count as "resumed". `kill` runs once the
+/// stream is being served (20 requests answered by r1 and r2's HTTP servers, at most 2 s after
+/// the client started).
 pub fn stream_through(lab: &Lab, kill: impl FnOnce() -> (f64, f64)) -> (f64, f64) {
-    let url = format!("http://{VIP}/");
-    let ((killed_at, counted_from), summary) = std::thread::scope(|s| {
-        let h = s.spawn(|| lab.http_stream(&url, 3.0, 0.005, 0.05));
-        std::thread::sleep(Duration::from_millis(1000));
+    streams_through(lab, &[&format!("http://{VIP}/")], kill)[0]
+}
+
+/// [`stream_through`] with one client stream to each of `urls` at once (e.g. an IPv4 and an
+/// IPv6 VIP); returns the figures of each, in the order of `urls`.
+pub fn streams_through(
+    lab: &Lab,
+    urls: &[&str],
+    kill: impl FnOnce() -> (f64, f64),
+) -> Vec<(f64, f64)> {
+    let baseline = served(lab);
+    let ((killed_at, counted_from), summaries) = std::thread::scope(|s| {
+        let hs: Vec<_> = urls
+            .iter()
+            .map(|url| s.spawn(|| lab.http_stream(url, 3.0, 0.005, 0.05)))
+            .collect();
+        // Kill once every stream is being served (a client may take a while to start on a
+        // loaded machine), at most 2 s after the start.
+        let end = Instant::now() + Duration::from_secs(2);
+        let started = || {
+            let now = served(lab);
+            urls.iter().all(|u| {
+                let f = usize::from(u.contains('['));
+                now[f] >= baseline[f] + 20
+            })
+        };
+        while Instant::now() < end && !started() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let at = kill();
-        (at, h.join().unwrap())
+        let summaries: Vec<Summary> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        (at, summaries)
     });
     assert!(counted_from >= killed_at);
+    urls.iter()
+        .zip(&summaries)
+        .map(|(url, summary)| resumed(url, summary, killed_at, counted_from))
+        .collect()
+}
+
+/// Requests the lab's HTTP servers on :80 (r1 and r2) have answered so far, by the family of
+/// the peer they logged: [IPv4, IPv6] (NAT and DR keep the client's address).
+fn served(lab: &Lab) -> [usize; 2] {
+    let mut n = [0; 2];
+    for role in ["r1", "r2"] {
+        let path = lab.file(&format!("logs/{role}-http-80.peers"));
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            n[usize::from(line.starts_with('['))] += 1;
+        }
+    }
+    n
+}
+
+/// (kill → start of the first success that started at `counted_from` or later, last success
+/// before the kill → that first success), in ms, from one stream's trace (see
+/// [`stream_through`]).
+fn resumed(url: &str, summary: &Summary, killed_at: f64, counted_from: f64) -> (f64, f64) {
     let before = summary
         .trace
         .iter()
@@ -173,13 +230,13 @@ pub fn stream_through(lab: &Lab, kill: impl FnOnce() -> (f64, f64)) -> (f64, f64
         .count();
     if in_between > 0 {
         eprintln!(
-            "{in_between} request(s) started in the {:.1} ms between the kill and the point from which only the new master can serve: not counted",
+            "{url}: {in_between} request(s) started in the {:.1} ms between the kill and the point from which only the new master can serve: not counted",
             (counted_from - killed_at) * 1000.0
         );
     }
     assert!(
         before.is_finite() && after.is_finite(),
-        "no success before the kill or after {counted_from}: {summary:?}"
+        "{url}: no success before the kill or after {counted_from}: {summary:?}"
     );
     // A request in the trace is stamped when it starts; it succeeded, so the service was back.
     ((after - killed_at) * 1000.0, (after - before) * 1000.0)

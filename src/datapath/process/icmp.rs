@@ -251,7 +251,7 @@ impl Processor {
         }
         // Server side, FULLNAT: the quote is a packet xvs sent from a local endpoint (a pool
         // address at a port of its pool's range; other ports are the box's own connections).
-        if self.is_pool_endpoint(q.src, q.sport) {
+        if self.shared.conntrack.is_pool_endpoint(q.src, q.sport) {
             let t = self.server_side_conn(now, q)?;
             let t = Translation::fullnat(&t).ok_or(DropReason::IcmpUntracked)?;
             return self.icmp_to_client(buf, len, e, &t);
@@ -263,17 +263,6 @@ impl Processor {
             return self.icmp_to_client(buf, len, e, &t);
         }
         Ok(Verdict::Pass)
-    }
-
-    /// Whether `addr`:`port` is a FULLNAT local endpoint (of its family's pools).
-    fn is_pool_endpoint(&self, addr: IpAddr, port: u16) -> bool {
-        let table = &self.shared.conntrack;
-        match addr {
-            IpAddr::V4(a) => table.local_pools().is_pool_endpoint(a.to_bits(), port),
-            IpAddr::V6(a) => {
-                (table.local_pools_v6()).is_some_and(|p| p.is_pool_endpoint(a.to_bits(), port))
-            }
-        }
     }
 
     /// The connection of a server-side quote `q` (a packet xvs sent): found by its reply key

@@ -59,7 +59,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::tun::OUTER_LEN_U16;
+use super::tun::{frag_needed_mtu, packet_too_big_mtu};
 use super::{icmp6, Processor, Route};
 use crate::conntrack::{Direction, Tracked};
 use crate::datapath::translation::Translation;
@@ -131,10 +131,9 @@ pub(super) fn read_quote(msg: &[u8], l4: usize) -> Option<(FlowKey, usize, usize
 /// quote is the outer header, protocol 4 or next header 41, then the client's packet).
 pub(super) struct TunnelFragNeeded {
     pub l3: usize,
-    /// The next-hop MTU of an IPv4 "fragmentation needed".
-    pub mtu: u16,
-    /// The MTU of an IPv6 Packet Too Big (32 bits on the wire).
-    pub mtu_v6: u32,
+    /// The MTU the router reports: an IPv4 "fragmentation needed"'s next-hop MTU (16 bits on
+    /// the wire) or an IPv6 Packet Too Big's (32 bits).
+    pub mtu: u32,
     /// Where the quoted outer header says the tunnelled packet went (the real server).
     pub outer_dst: IpAddr,
     /// The client's packet, as read from the quote.
@@ -165,8 +164,7 @@ pub(super) fn read_tunnel_quote(msg: &[u8], l4: usize, l3: usize) -> Option<Tunn
     let start = l4 + icmp::HEADER_LEN + ihl;
     Some(TunnelFragNeeded {
         l3,
-        mtu: read_u16(msg, 6),
-        mtu_v6: 0,
+        mtu: u32::from(read_u16(msg, 6)),
         outer_dst: IpAddr::V4(v4(q, 16)),
         inner: FlowKey {
             proto,
@@ -210,20 +208,17 @@ impl Processor {
             return Err(DropReason::IcmpUntracked);
         }
         let quote = e.inner_quote.clone();
+        // The router's MTU is the outer packet's: the client's packets get the outer header
+        // less, as when the box's own port is too small (an MTU past 16 bits is about no
+        // packet xvs sent).
+        let outer_mtu = u16::try_from(e.mtu).map_err(|_| DropReason::TunnelMtu)?;
         match (k.src, k.dst) {
             (IpAddr::V4(client), IpAddr::V4(vip)) => {
-                let mtu = (e.mtu.checked_sub(OUTER_LEN_U16))
-                    .filter(|m| *m >= 68)
-                    .ok_or(DropReason::TunnelMtu)?;
+                let mtu = frag_needed_mtu(outer_mtu).ok_or(DropReason::TunnelMtu)?;
                 Ok(self.answer_frag_needed(buf, len, e.l3, (client, vip), quote, mtu))
             }
             (IpAddr::V6(client), IpAddr::V6(vip)) => {
-                // The router's MTU is the outer packet's: the client's packets get 40 bytes
-                // less, never below IPv6's minimum (RFC 8200 §5).
-                let mtu = u16::try_from(e.mtu_v6.saturating_sub(40))
-                    .ok()
-                    .filter(|m| usize::from(*m) >= crate::datapath::wire::icmpv6::MIN_MTU)
-                    .ok_or(DropReason::TunnelMtu)?;
+                let mtu = packet_too_big_mtu(outer_mtu).ok_or(DropReason::TunnelMtu)?;
                 Ok(self.answer_packet_too_big(buf, len, e.l3, (client, vip), quote, mtu))
             }
             _ => Err(DropReason::TunnelMtu),

@@ -123,8 +123,7 @@ fn read_tunnel_quote(q: &[u8], l3: usize, quote_at: usize, mtu: u32) -> Option<T
     let start = quote_at + outer.offset;
     Some(TunnelFragNeeded {
         l3,
-        mtu: 0,
-        mtu_v6: mtu,
+        mtu,
         outer_dst: IpAddr::V6(Ipv6Addr::from(read_16(q, 24))),
         inner: FlowKey {
             proto,

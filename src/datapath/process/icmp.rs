@@ -337,7 +337,8 @@ impl Processor {
             match (outer, quote) {
                 ((src, IpAddr::V4(dst)), (SocketAddr::V4(a), SocketAddr::V4(b))) => {
                     let src = src.map(|s| v4(s).ok_or(DropReason::NotLoadBalancerTraffic));
-                    rewrite_error(packet, &at, (src.transpose()?, dst), (a, b), hop_limit)
+                    let quote = (e.quoted.proto, (a, b));
+                    rewrite_error(packet, &at, (src.transpose()?, dst), quote, hop_limit)
                 }
                 ((src, IpAddr::V6(dst)), (SocketAddr::V6(a), SocketAddr::V6(b))) => {
                     let src = src.map(|s| v6(s).ok_or(DropReason::NotLoadBalancerTraffic));
@@ -365,20 +366,21 @@ fn v6(a: IpAddr) -> Option<std::net::Ipv6Addr> {
     }
 }
 
-/// Rewrites the ICMP error `packet` (its IPv4 packet, `at` the offsets in it): the quote to
-/// `quote.0 → quote.1`, the ICMP checksum, the outer source to `src` (if any) and destination
-/// to `dst`, the TTL to `ttl` (the IPv4 header checksum follows each field).
+/// Rewrites the ICMP error `packet` (its IPv4 packet, `at` the offsets in it, quoting a `proto`
+/// packet): the quote to `quote.0 → quote.1`, the ICMP checksum, the outer source to `src` (if
+/// any) and destination to `dst`, the TTL to `ttl` (the IPv4 header checksum follows each
+/// field).
 fn rewrite_error(
     packet: &mut [u8],
     at: &QuoteAt,
     (src, dst): (Option<Ipv4Addr>, Ipv4Addr),
-    quote: (SocketAddrV4, SocketAddrV4),
+    (proto, quote): (Proto, (SocketAddrV4, SocketAddrV4)),
     ttl: u8,
 ) -> Result<(), DropReason> {
     let q = packet
         .get_mut(at.quote..)
         .ok_or(DropReason::TruncatedIcmp)?;
-    rewrite_quote(q, at.quote_l4, quote)?;
+    rewrite_quote(q, at.quote_l4, proto, quote)?;
     let msg = packet.get_mut(at.l4..).ok_or(DropReason::TruncatedIcmp)?;
     IcmpPacket::new_checked(msg)?.fill_checksum();
     let mut ip = crate::datapath::wire::Ipv4Packet::new_checked(packet)?;
@@ -390,12 +392,13 @@ fn rewrite_error(
     Ok(())
 }
 
-/// Rewrites a quoted packet `q` (IP header of `ihl` bytes, then at least 8 transport bytes) to
-/// `to.0 → to.1`: addresses, ports, the IP header checksum, and the transport checksum when it
-/// is quoted.
+/// Rewrites a quoted `proto` packet `q` (IP header of `ihl` bytes, then at least 8 transport
+/// bytes) to `to.0 → to.1`: addresses, ports, the IP header checksum, and the transport checksum
+/// when it is quoted.
 fn rewrite_quote(
     q: &mut [u8],
     ihl: usize,
+    proto: Proto,
     to: (SocketAddrV4, SocketAddrV4),
 ) -> Result<(), DropReason> {
     // What `read_quote` proved: an IPv4 header and 8 transport bytes.
@@ -416,18 +419,38 @@ fn rewrite_quote(
     write_u16(q, 10, c);
     q[12..20].copy_from_slice(&new[..8]);
     q[ihl..ihl + 4].copy_from_slice(&new[8..12]);
-    // Transport checksum: pseudo-header addresses and ports, where quoted.
-    let at = match q[9] {
-        6 => ihl + 16,
-        _ => ihl + 6,
-    };
-    if q.len() >= at + 2 {
-        let c = read_u16(q, at);
-        let udp_without = q[9] == 17 && c == 0;
-        if !udp_without {
-            let c = checksum::update_bytes(c, &old, &new);
-            write_u16(q, at, if q[9] == 17 && c == 0 { 0xffff } else { c });
-        }
-    }
+    update_quoted_checksum(q, ihl, proto, &old, &new);
     Ok(())
+}
+
+/// Updates the checksum of the quoted `proto` header at `q[l4..]`, when the quote holds it, for
+/// the pseudo-header addresses and the ports changing `old → new` (both families' quotes: the
+/// addresses are 4 or 16 bytes each). A UDP checksum of 0 stays 0; a computed 0 is sent as
+/// 0xffff.
+pub(super) fn update_quoted_checksum(
+    q: &mut [u8],
+    l4: usize,
+    proto: Proto,
+    old: &[u8],
+    new: &[u8],
+) {
+    let at = match proto {
+        Proto::Tcp => l4 + 16,
+        Proto::Udp => l4 + 6,
+    };
+    if q.len() < at + 2 {
+        return;
+    }
+    let c = read_u16(q, at);
+    match proto {
+        Proto::Tcp => write_u16(q, at, checksum::update_bytes(c, old, new)),
+        Proto::Udp if c != 0 => {
+            write_u16(
+                q,
+                at,
+                checksum::udp_field(checksum::update_bytes(c, old, new)),
+            );
+        }
+        Proto::Udp => {}
+    }
 }

@@ -277,6 +277,29 @@ fn fullnat6_takes_its_local_endpoint_from_the_ipv6_addresses_of_its_pool() {
 }
 
 #[test]
+fn pool_addresses_and_endpoints_are_looked_up_in_their_family_s_pools() {
+    let pools = [
+        pool("v4", 5000, 5003, &["198.18.1.2"]),
+        pool("v6", 6000, 6003, &["2001:2:0:2::2"]),
+    ];
+    let t = ConnTable::with_families(10, 10, 1, &pools);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    for (addr, port) in [("198.18.1.2", 5000), ("2001:2:0:2::2", 6003)] {
+        assert!(t.is_pool_address(ip(addr)), "{addr}");
+        assert!(t.is_pool_endpoint(ip(addr), port), "{addr} {port}");
+    }
+    // Ports outside the range are the box's own; other addresses are no pool's.
+    assert!(!t.is_pool_endpoint(ip("198.18.1.2"), 5004));
+    assert!(!t.is_pool_endpoint(ip("2001:2:0:2::2"), 5999));
+    assert!(!t.is_pool_address(ip("198.18.1.3")));
+    assert!(!t.is_pool_address(ip("2001:2:0:2::3")));
+    assert!(!t.is_pool_endpoint(ip("::ffff:198.18.1.2"), 5000));
+    // Without an IPv6 table, no IPv6 address is a pool's.
+    let v4_only = ConnTable::with_pools(10, 1, &pools);
+    assert!(!v4_only.is_pool_address(ip("2001:2:0:2::2")));
+}
+
+#[test]
 fn a_reopening_syn_and_a_duplicate_insert_behave_as_over_ipv4() {
     let t = ConnTable::with_families(10, 10, 1, &[]);
     let to = Timeouts::default();

@@ -1036,6 +1036,29 @@ impl ConnTable {
         self.v6.as_ref().map(|t| &*t.pools)
     }
 
+    /// Whether `addr` is an address of a FULLNAT pool (in its family's pools).
+    #[inline]
+    pub fn is_pool_address(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.v4.pools.id_of(a.to_bits()).is_some(),
+            IpAddr::V6(a) => {
+                (self.local_pools_v6()).is_some_and(|p| p.id_of(a.to_bits()).is_some())
+            }
+        }
+    }
+
+    /// Whether `addr`:`port` is a FULLNAT local endpoint: a pool address at a port of its
+    /// pool's range (see [`LocalPools::is_pool_endpoint`]), in its family's pools.
+    #[inline]
+    pub fn is_pool_endpoint(&self, addr: IpAddr, port: u16) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.v4.pools.is_pool_endpoint(a.to_bits(), port),
+            IpAddr::V6(a) => {
+                (self.local_pools_v6()).is_some_and(|p| p.is_pool_endpoint(a.to_bits(), port))
+            }
+        }
+    }
+
     /// Ports of pool `pool` held by connections of either family
     /// (`xvs_local_address_ports_in_use`).
     pub fn local_ports_in_use(&self, pool: usize) -> u64 {

@@ -484,13 +484,8 @@ impl FilterProgram {
             }
         }
 
-        let mut filter = FilterProgram::load()?;
-
         // Nothing is attached yet: an error here just drops (closes) the loaded object.
-        let ifindexes: Vec<u32> = ports.iter().map(|p| p.ifindex).collect();
-        let macs: Vec<Mac> = ports.iter().map(|p| p.mac).collect();
-        filter.write_port_macs(&ifindexes, &macs)?;
-        filter.port_count = ports.len();
+        let mut filter = FilterProgram::load_unattached(ports)?;
 
         for (i, FilterPort { name, ifindex, .. }) in ports.iter().enumerate() {
             for (_, p) in stale.iter().filter(|(j, _)| *j == i) {

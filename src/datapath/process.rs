@@ -655,27 +655,43 @@ fn parse_icmp(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Result<Option<Packet>, DropR
     })))
 }
 
+/// The ports and event of the `proto` header at the start of `l4`, of a whole packet or, with
+/// `first_fragment`, of a first fragment (whose UDP length covers later fragments too). Refused:
+/// a header cut short, TCP flags no stack sends (`bad_tcp_flags`), and over IPv6 (`ipv6`) a UDP
+/// checksum of 0 (`udp_zero_checksum_ipv6`, RFC 8200 §8.1).
+#[inline(always)]
+fn transport(
+    l4: &[u8],
+    proto: Proto,
+    first_fragment: bool,
+    ipv6: bool,
+) -> Result<(u16, u16, Event), DropReason> {
+    match proto {
+        Proto::Tcp => {
+            let t = TcpSegment::new_checked(l4)?;
+            if !t.flags().is_valid_combination() {
+                return Err(DropReason::BadTcpFlags);
+            }
+            Ok((t.src_port(), t.dst_port(), Event::Tcp(t.flags())))
+        }
+        Proto::Udp => {
+            let u = match first_fragment {
+                true => UdpDatagram::new_checked_first_fragment(l4)?,
+                false => UdpDatagram::new_checked(l4)?,
+            };
+            if ipv6 && u.checksum() == 0 {
+                return Err(DropReason::UdpZeroChecksumIpv6);
+            }
+            Ok((u.src_port(), u.dst_port(), Event::Udp))
+        }
+    }
+}
+
 /// The TCP or UDP packet `ip` (at frame offset `l3`, not a later fragment).
 #[inline(always)]
 fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed, DropReason> {
     let first_fragment = ip.more_fragments().then(|| u32::from(ip.identification()));
-    let payload = ip.payload();
-    let (sport, dport, event) = match proto {
-        Proto::Tcp => {
-            let t = TcpSegment::new_checked(payload)?;
-            if !t.flags().is_valid_combination() {
-                return Err(DropReason::BadTcpFlags);
-            }
-            (t.src_port(), t.dst_port(), Event::Tcp(t.flags()))
-        }
-        Proto::Udp => {
-            let u = match first_fragment {
-                Some(_) => UdpDatagram::new_checked_first_fragment(payload)?,
-                None => UdpDatagram::new_checked(payload)?,
-            };
-            (u.src_port(), u.dst_port(), Event::Udp)
-        }
-    };
+    let (sport, dport, event) = transport(ip.payload(), proto, first_fragment.is_some(), false)?;
     Ok(Parsed {
         l3,
         l4: l3 + ip.header_len(),

@@ -9,8 +9,6 @@
 //! when xvs routes the datagram (NAT, FULLNAT), the TTL or hop limit. IPv6 extension headers,
 //! the fragment header included, are left as they are.
 
-use std::net::IpAddr;
-
 use super::rewrite::{IpHeader, Side};
 use super::{LaterFragment, Processor, Route};
 use crate::datapath::fragments::DatagramId;
@@ -72,17 +70,6 @@ impl Processor {
             Some(p) => of(p),
             None => of(Proto::Tcp) || of(Proto::Udp),
         };
-        service || self.is_pool_address(d.dst())
-    }
-
-    /// Whether `addr` is an address of a FULLNAT `local_addresses` pool (of its family's table).
-    pub(super) fn is_pool_address(&self, addr: IpAddr) -> bool {
-        let table = &self.shared.conntrack;
-        match addr {
-            IpAddr::V4(a) => table.local_pools().id_of(a.to_bits()).is_some(),
-            IpAddr::V6(a) => {
-                (table.local_pools_v6()).is_some_and(|p| p.id_of(a.to_bits()).is_some())
-            }
-        }
+        service || self.shared.conntrack.is_pool_address(d.dst())
     }
 }

@@ -59,7 +59,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use super::tun::OUTER_LEN_U16;
+use super::tun::{frag_needed_mtu, packet_too_big_mtu};
 use super::{icmp6, Processor, Route};
 use crate::conntrack::{Direction, Tracked};
 use crate::datapath::translation::Translation;
@@ -131,10 +131,9 @@ pub(super) fn read_quote(msg: &[u8], l4: usize) -> Option<(FlowKey, usize, usize
 /// quote is the outer header, protocol 4 or next header 41, then the client's packet).
 pub(super) struct TunnelFragNeeded {
     pub l3: usize,
-    /// The next-hop MTU of an IPv4 "fragmentation needed".
-    pub mtu: u16,
-    /// The MTU of an IPv6 Packet Too Big (32 bits on the wire).
-    pub mtu_v6: u32,
+    /// The MTU the router reports: an IPv4 "fragmentation needed"'s next-hop MTU (16 bits on
+    /// the wire) or an IPv6 Packet Too Big's (32 bits).
+    pub mtu: u32,
     /// Where the quoted outer header says the tunnelled packet went (the real server).
     pub outer_dst: IpAddr,
     /// The client's packet, as read from the quote.
@@ -165,8 +164,7 @@ pub(super) fn read_tunnel_quote(msg: &[u8], l4: usize, l3: usize) -> Option<Tunn
     let start = l4 + icmp::HEADER_LEN + ihl;
     Some(TunnelFragNeeded {
         l3,
-        mtu: read_u16(msg, 6),
-        mtu_v6: 0,
+        mtu: u32::from(read_u16(msg, 6)),
         outer_dst: IpAddr::V4(v4(q, 16)),
         inner: FlowKey {
             proto,
@@ -210,20 +208,17 @@ impl Processor {
             return Err(DropReason::IcmpUntracked);
         }
         let quote = e.inner_quote.clone();
+        // The router's MTU is the outer packet's: the client's packets get the outer header
+        // less, as when the box's own port is too small (an MTU past 16 bits is about no
+        // packet xvs sent).
+        let outer_mtu = u16::try_from(e.mtu).map_err(|_| DropReason::TunnelMtu)?;
         match (k.src, k.dst) {
             (IpAddr::V4(client), IpAddr::V4(vip)) => {
-                let mtu = (e.mtu.checked_sub(OUTER_LEN_U16))
-                    .filter(|m| *m >= 68)
-                    .ok_or(DropReason::TunnelMtu)?;
+                let mtu = frag_needed_mtu(outer_mtu).ok_or(DropReason::TunnelMtu)?;
                 Ok(self.answer_frag_needed(buf, len, e.l3, (client, vip), quote, mtu))
             }
             (IpAddr::V6(client), IpAddr::V6(vip)) => {
-                // The router's MTU is the outer packet's: the client's packets get 40 bytes
-                // less, never below IPv6's minimum (RFC 8200 §5).
-                let mtu = u16::try_from(e.mtu_v6.saturating_sub(40))
-                    .ok()
-                    .filter(|m| usize::from(*m) >= crate::datapath::wire::icmpv6::MIN_MTU)
-                    .ok_or(DropReason::TunnelMtu)?;
+                let mtu = packet_too_big_mtu(outer_mtu).ok_or(DropReason::TunnelMtu)?;
                 Ok(self.answer_packet_too_big(buf, len, e.l3, (client, vip), quote, mtu))
             }
             _ => Err(DropReason::TunnelMtu),
@@ -251,7 +246,7 @@ impl Processor {
         }
         // Server side, FULLNAT: the quote is a packet xvs sent from a local endpoint (a pool
         // address at a port of its pool's range; other ports are the box's own connections).
-        if self.is_pool_endpoint(q.src, q.sport) {
+        if self.shared.conntrack.is_pool_endpoint(q.src, q.sport) {
             let t = self.server_side_conn(now, q)?;
             let t = Translation::fullnat(&t).ok_or(DropReason::IcmpUntracked)?;
             return self.icmp_to_client(buf, len, e, &t);
@@ -263,17 +258,6 @@ impl Processor {
             return self.icmp_to_client(buf, len, e, &t);
         }
         Ok(Verdict::Pass)
-    }
-
-    /// Whether `addr`:`port` is a FULLNAT local endpoint (of its family's pools).
-    fn is_pool_endpoint(&self, addr: IpAddr, port: u16) -> bool {
-        let table = &self.shared.conntrack;
-        match addr {
-            IpAddr::V4(a) => table.local_pools().is_pool_endpoint(a.to_bits(), port),
-            IpAddr::V6(a) => {
-                (table.local_pools_v6()).is_some_and(|p| p.is_pool_endpoint(a.to_bits(), port))
-            }
-        }
     }
 
     /// The connection of a server-side quote `q` (a packet xvs sent): found by its reply key
@@ -353,7 +337,8 @@ impl Processor {
             match (outer, quote) {
                 ((src, IpAddr::V4(dst)), (SocketAddr::V4(a), SocketAddr::V4(b))) => {
                     let src = src.map(|s| v4(s).ok_or(DropReason::NotLoadBalancerTraffic));
-                    rewrite_error(packet, &at, (src.transpose()?, dst), (a, b), hop_limit)
+                    let quote = (e.quoted.proto, (a, b));
+                    rewrite_error(packet, &at, (src.transpose()?, dst), quote, hop_limit)
                 }
                 ((src, IpAddr::V6(dst)), (SocketAddr::V6(a), SocketAddr::V6(b))) => {
                     let src = src.map(|s| v6(s).ok_or(DropReason::NotLoadBalancerTraffic));
@@ -381,20 +366,21 @@ fn v6(a: IpAddr) -> Option<std::net::Ipv6Addr> {
     }
 }
 
-/// Rewrites the ICMP error `packet` (its IPv4 packet, `at` the offsets in it): the quote to
-/// `quote.0 → quote.1`, the ICMP checksum, the outer source to `src` (if any) and destination
-/// to `dst`, the TTL to `ttl` (the IPv4 header checksum follows each field).
+/// Rewrites the ICMP error `packet` (its IPv4 packet, `at` the offsets in it, quoting a `proto`
+/// packet): the quote to `quote.0 → quote.1`, the ICMP checksum, the outer source to `src` (if
+/// any) and destination to `dst`, the TTL to `ttl` (the IPv4 header checksum follows each
+/// field).
 fn rewrite_error(
     packet: &mut [u8],
     at: &QuoteAt,
     (src, dst): (Option<Ipv4Addr>, Ipv4Addr),
-    quote: (SocketAddrV4, SocketAddrV4),
+    (proto, quote): (Proto, (SocketAddrV4, SocketAddrV4)),
     ttl: u8,
 ) -> Result<(), DropReason> {
     let q = packet
         .get_mut(at.quote..)
         .ok_or(DropReason::TruncatedIcmp)?;
-    rewrite_quote(q, at.quote_l4, quote)?;
+    rewrite_quote(q, at.quote_l4, proto, quote)?;
     let msg = packet.get_mut(at.l4..).ok_or(DropReason::TruncatedIcmp)?;
     IcmpPacket::new_checked(msg)?.fill_checksum();
     let mut ip = crate::datapath::wire::Ipv4Packet::new_checked(packet)?;
@@ -406,12 +392,13 @@ fn rewrite_error(
     Ok(())
 }
 
-/// Rewrites a quoted packet `q` (IP header of `ihl` bytes, then at least 8 transport bytes) to
-/// `to.0 → to.1`: addresses, ports, the IP header checksum, and the transport checksum when it
-/// is quoted.
+/// Rewrites a quoted `proto` packet `q` (IP header of `ihl` bytes, then at least 8 transport
+/// bytes) to `to.0 → to.1`: addresses, ports, the IP header checksum, and the transport checksum
+/// when it is quoted.
 fn rewrite_quote(
     q: &mut [u8],
     ihl: usize,
+    proto: Proto,
     to: (SocketAddrV4, SocketAddrV4),
 ) -> Result<(), DropReason> {
     // What `read_quote` proved: an IPv4 header and 8 transport bytes.
@@ -432,18 +419,38 @@ fn rewrite_quote(
     write_u16(q, 10, c);
     q[12..20].copy_from_slice(&new[..8]);
     q[ihl..ihl + 4].copy_from_slice(&new[8..12]);
-    // Transport checksum: pseudo-header addresses and ports, where quoted.
-    let at = match q[9] {
-        6 => ihl + 16,
-        _ => ihl + 6,
-    };
-    if q.len() >= at + 2 {
-        let c = read_u16(q, at);
-        let udp_without = q[9] == 17 && c == 0;
-        if !udp_without {
-            let c = checksum::update_bytes(c, &old, &new);
-            write_u16(q, at, if q[9] == 17 && c == 0 { 0xffff } else { c });
-        }
-    }
+    update_quoted_checksum(q, ihl, proto, &old, &new);
     Ok(())
+}
+
+/// Updates the checksum of the quoted `proto` header at `q[l4..]`, when the quote holds it, for
+/// the pseudo-header addresses and the ports changing `old → new` (both families' quotes: the
+/// addresses are 4 or 16 bytes each). A UDP checksum of 0 stays 0; a computed 0 is sent as
+/// 0xffff.
+pub(super) fn update_quoted_checksum(
+    q: &mut [u8],
+    l4: usize,
+    proto: Proto,
+    old: &[u8],
+    new: &[u8],
+) {
+    let at = match proto {
+        Proto::Tcp => l4 + 16,
+        Proto::Udp => l4 + 6,
+    };
+    if q.len() < at + 2 {
+        return;
+    }
+    let c = read_u16(q, at);
+    match proto {
+        Proto::Tcp => write_u16(q, at, checksum::update_bytes(c, old, new)),
+        Proto::Udp if c != 0 => {
+            write_u16(
+                q,
+                at,
+                checksum::udp_field(checksum::update_bytes(c, old, new)),
+            );
+        }
+        Proto::Udp => {}
+    }
 }

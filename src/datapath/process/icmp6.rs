@@ -21,12 +21,10 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
 
-use super::icmp::{IcmpError, QuoteAt, TunnelFragNeeded};
+use super::icmp::{update_quoted_checksum, IcmpError, QuoteAt, TunnelFragNeeded};
 use super::Packet;
 use crate::datapath::wire::ipv6::{quoted_upper_layer, Ipv6Packet};
-use crate::datapath::wire::{
-    checksum, icmpv6, ip6ip6, read_16, read_u16, write_u16, Error, Icmpv6Packet,
-};
+use crate::datapath::wire::{icmpv6, ip6ip6, read_16, read_u16, Error, Icmpv6Packet};
 use crate::datapath::DropReason;
 use crate::flow::{FlowKey, Proto};
 
@@ -123,8 +121,7 @@ fn read_tunnel_quote(q: &[u8], l3: usize, quote_at: usize, mtu: u32) -> Option<T
     let start = quote_at + outer.offset;
     Some(TunnelFragNeeded {
         l3,
-        mtu: 0,
-        mtu_v6: mtu,
+        mtu,
         outer_dst: IpAddr::V6(Ipv6Addr::from(read_16(q, 24))),
         inner: FlowKey {
             proto,
@@ -189,20 +186,6 @@ fn rewrite_quote(
     q[8..40].copy_from_slice(&new[..32]);
     q[l4..l4 + 4].copy_from_slice(&new[32..]);
     // The transport checksum covers the pseudo-header's addresses and the ports, where quoted.
-    let at = match proto {
-        Proto::Tcp => l4 + 16,
-        Proto::Udp => l4 + 6,
-    };
-    if q.len() >= at + 2 {
-        let c = read_u16(q, at);
-        match proto {
-            Proto::Tcp => write_u16(q, at, checksum::update_bytes(c, &old, &new)),
-            Proto::Udp if c != 0 => {
-                let c = checksum::udp_field(checksum::update_bytes(c, &old, &new));
-                write_u16(q, at, c);
-            }
-            Proto::Udp => {}
-        }
-    }
+    update_quoted_checksum(q, l4, proto, &old, &new);
     Ok(())
 }

@@ -26,10 +26,9 @@
 
 use std::net::IpAddr;
 
-use super::{icmp6, LaterFragment, Packet, Parsed};
-use crate::conntrack::Event;
+use super::{icmp6, transport, LaterFragment, Packet, Parsed};
 use crate::datapath::fragments::DatagramId;
-use crate::datapath::wire::{ipv6, Ipv6Packet, TcpSegment, UdpDatagram};
+use crate::datapath::wire::{ipv6, Ipv6Packet};
 use crate::datapath::DropReason;
 use crate::flow::{FlowKey, Proto};
 
@@ -52,26 +51,10 @@ pub(super) fn parse(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReas
     };
     // `upper_layer` keeps the offset inside the packet.
     let l4 = packet.get(upper.offset..ip.total_len()).unwrap_or_default();
-    let first_fragment = fragment.is_some_and(|f| f.more_fragments);
-    let (sport, dport, event) = match proto {
-        Proto::Tcp => {
-            let t = TcpSegment::new_checked(l4)?;
-            if !t.flags().is_valid_combination() {
-                return Err(DropReason::BadTcpFlags);
-            }
-            (t.src_port(), t.dst_port(), Event::Tcp(t.flags()))
-        }
-        Proto::Udp => {
-            let u = match first_fragment {
-                true => UdpDatagram::new_checked_first_fragment(l4)?,
-                false => UdpDatagram::new_checked(l4)?,
-            };
-            if u.checksum() == 0 {
-                return Err(DropReason::UdpZeroChecksumIpv6);
-            }
-            (u.src_port(), u.dst_port(), Event::Udp)
-        }
-    };
+    let first_fragment = fragment
+        .filter(|f| f.more_fragments)
+        .map(|f| f.identification);
+    let (sport, dport, event) = transport(l4, proto, first_fragment.is_some(), true)?;
     Ok(Some(Packet::Flow(Parsed {
         l3,
         l4: l3 + upper.offset,
@@ -85,9 +68,7 @@ pub(super) fn parse(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReas
         event,
         ttl: ip.hop_limit(),
         ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),
-        first_fragment: fragment
-            .filter(|f| f.more_fragments)
-            .map(|f| f.identification),
+        first_fragment,
     })))
 }
 

@@ -105,8 +105,8 @@ pub(super) fn rewrite_endpoint(
 
 /// Rewrites the port on `side` of the TCP/UDP header at the start of `l4` from `port.0` (the
 /// parsed one) to `port.1` and updates its checksum for that and for the pseudo-header address
-/// changing `addr.0 → addr.1` (4 or 16 bytes). `parse` proved both views fit, so neither can fail here; if one did, the
-/// frame would be dropped, never sent.
+/// changing `addr.0 → addr.1` (4 or 16 bytes). `parse` proved both views fit, so neither can
+/// fail here; if one did, the frame would be dropped, never sent.
 #[inline(always)]
 fn rewrite_transport(
     l4: &mut [u8],

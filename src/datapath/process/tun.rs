@@ -26,7 +26,7 @@ use crate::datapath::{DropReason, Verdict};
 
 /// [`OUTER_LEN`] as a header length field (20).
 #[allow(clippy::cast_possible_truncation)] // 20 fits.
-pub(super) const OUTER_LEN_U16: u16 = OUTER_LEN as u16;
+const OUTER_LEN_U16: u16 = OUTER_LEN as u16;
 
 /// TTL of the ICMP errors xvs originates (Linux's default `ip_default_ttl`).
 pub const ICMP_TTL: u8 = 64;
@@ -37,6 +37,15 @@ pub const ICMP_TOS: u8 = 0xc0;
 const MAX_QUOTE: usize = 60 + 8;
 
 mod tun6;
+
+pub(super) use tun6::packet_too_big_mtu;
+
+/// The next-hop MTU a "fragmentation needed" announces for a tunnel whose outer packets may be
+/// `outer_mtu` bytes (`outer_mtu` − 20), `None` when that is below IPv4's minimum of 68 bytes
+/// (RFC 791): no answer can help then.
+pub(super) fn frag_needed_mtu(outer_mtu: u16) -> Option<u16> {
+    outer_mtu.checked_sub(OUTER_LEN_U16).filter(|m| *m >= 68)
+}
 
 /// The IP packet to tunnel: where it starts in the frame, its length and TTL (IPv6: hop
 /// limit).
@@ -62,10 +71,12 @@ impl From<DropReason> for NotSent {
 }
 
 impl Processor {
-    /// Encapsulates the frame `buf[..*len]` (the packet `p`) towards real server `real`. A
-    /// packet too big for the tunnel with DF set becomes an ICMP error for the client, which the
-    /// service's traffic counters must not count (`Sent::counted` is false). Later fragments are
-    /// not followed (xvs does not fragment the outer packet; see the README).
+    /// Encapsulates the frame `buf[..*len]` (the packet `p`) towards real server `real`, in an
+    /// outer header of the packet's family (IPv4 here, IPv6 in `tun6.rs`). A packet too big for
+    /// the tunnel (with DF set over IPv4; every one over IPv6) becomes an ICMP error for the
+    /// client ([`too_big`](Self::too_big)), which the service's traffic counters must not count
+    /// (`Sent::counted` is false). Later fragments are not followed (xvs does not fragment the
+    /// outer packet; see the README).
     pub(super) fn forward_tun(
         &mut self,
         buf: &mut [u8],
@@ -73,33 +84,20 @@ impl Processor {
         p: &Parsed,
         real: SocketAddr,
     ) -> Result<Sent, DropReason> {
-        match (p.key.dst, real.ip()) {
-            (IpAddr::V4(_), IpAddr::V4(real)) => self.forward_tun4(buf, len, p, real),
-            (IpAddr::V6(_), IpAddr::V6(real)) => self.forward_tun6(buf, len, p, real),
-            _ => Err(DropReason::NotLoadBalancerTraffic),
-        }
-    }
-
-    /// [`forward_tun`](Self::forward_tun) of an IPv4 packet to IPv4 real server `real`.
-    fn forward_tun4(
-        &mut self,
-        buf: &mut [u8],
-        len: &mut usize,
-        p: &Parsed,
-        real: Ipv4Addr,
-    ) -> Result<Sent, DropReason> {
         let packet = Inner {
             l3: p.l3,
             len: usize::from(p.ip_len),
             ttl: p.ttl,
         };
-        let verdict = match self.tunnel(buf, len, &packet, real) {
+        let sent = match (p.key.dst, real.ip()) {
+            (IpAddr::V4(_), IpAddr::V4(real)) => self.tunnel(buf, len, &packet, real),
+            (IpAddr::V6(_), IpAddr::V6(real)) => self.tunnel6(buf, len, &packet, real),
+            _ => return Err(DropReason::NotLoadBalancerTraffic),
+        };
+        let verdict = match sent {
             Ok(v) => return Ok(Sent::packet(v)),
             Err(NotSent::Drop(r)) => return Err(r),
-            Err(NotSent::TooBig { mtu, df: true }) => match mtu.checked_sub(OUTER_LEN_U16) {
-                Some(inner_mtu) if inner_mtu >= 68 => self.frag_needed(buf, len, p, inner_mtu),
-                _ => Verdict::Drop(DropReason::TunnelMtu),
-            },
+            Err(NotSent::TooBig { mtu, df: true }) => self.too_big(buf, len, p, mtu),
             Err(NotSent::TooBig { .. }) => Verdict::Drop(DropReason::TunnelMtu),
         };
         Ok(Sent {
@@ -190,17 +188,29 @@ impl Processor {
         routed.map_err(|r| too_big.unwrap_or(NotSent::Drop(r)))
     }
 
-    /// Replaces the frame with an ICMP "fragmentation needed" (next-hop MTU `mtu`) about packet
-    /// `p`, from its destination (the VIP) to its source (the client), and routes it there. The
-    /// original packet is dropped and counted as `tunnel_mtu`.
-    fn frag_needed(&mut self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) -> Verdict {
-        let quote_len = (p.l4 - p.l3 + 8).min(usize::from(p.ip_len));
-        let quote = p.l3..p.l3 + quote_len;
-        // `tunnel` sends only IPv4 packets (to IPv4 real servers).
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.key.src, p.key.dst) else {
+    /// Replaces the frame with the ICMP error telling the client (the source of `p`), from the
+    /// VIP (its destination), that `p` is too big for the tunnel behind an egress port of MTU
+    /// `port_mtu`: a "fragmentation needed" quoting its IP header and 8 bytes (IPv4), or a
+    /// Packet Too Big quoting as much of it as fits (IPv6); routed there. The original packet
+    /// is dropped and counted as `tunnel_mtu`, and so is one for which the port's MTU leaves
+    /// no MTU to announce ([`frag_needed_mtu`], [`packet_too_big_mtu`]).
+    fn too_big(&mut self, buf: &mut [u8], len: &mut usize, p: &Parsed, port_mtu: u16) -> Verdict {
+        let answered = match (p.key.src, p.key.dst) {
+            (IpAddr::V4(client), IpAddr::V4(vip)) => frag_needed_mtu(port_mtu).map(|mtu| {
+                let quote_len = (p.l4 - p.l3 + 8).min(usize::from(p.ip_len));
+                let quote = p.l3..p.l3 + quote_len;
+                self.answer_frag_needed(buf, len, p.l3, (client, vip), quote, mtu)
+            }),
+            (IpAddr::V6(client), IpAddr::V6(vip)) => packet_too_big_mtu(port_mtu).map(|mtu| {
+                let quote = p.l3..p.l3 + usize::from(p.ip_len);
+                self.answer_packet_too_big(buf, len, p.l3, (client, vip), quote, mtu)
+            }),
+            // `forward_tun` tunnels only within one family.
+            _ => None,
+        };
+        let Some(v) = answered else {
             return Verdict::Drop(DropReason::TunnelMtu);
         };
-        let v = self.answer_frag_needed(buf, len, p.l3, (src, dst), quote, mtu);
         if let Verdict::Tx(_) = v {
             self.counters.count_drop(DropReason::TunnelMtu);
         }

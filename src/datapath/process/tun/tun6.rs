@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::ops::Range;
 
 use super::{Inner, NotSent};
-use crate::datapath::process::{emit, Parsed, Processor, Route, Sent};
+use crate::datapath::process::{emit, Processor, Route};
 use crate::datapath::wire::icmpv6::{self, Icmpv6Message, Icmpv6Repr};
 use crate::datapath::wire::ip6ip6::{self, OuterHeader6, OUTER_LEN};
 use crate::datapath::wire::{ipv6, Ipv6Packet, Ipv6Repr};
@@ -78,36 +78,6 @@ fn may_answer(src: Ipv6Addr) -> bool {
 }
 
 impl Processor {
-    /// Encapsulates the IPv6 frame `buf[..*len]` (the packet `p`) towards IPv6 real server
-    /// `real`. A packet too big for the tunnel becomes a Packet Too Big for the client, which
-    /// the service's traffic counters must not count (`Sent::counted` is false).
-    pub(super) fn forward_tun6(
-        &mut self,
-        buf: &mut [u8],
-        len: &mut usize,
-        p: &Parsed,
-        real: Ipv6Addr,
-    ) -> Result<Sent, DropReason> {
-        let packet = Inner {
-            l3: p.l3,
-            len: usize::from(p.ip_len),
-            ttl: p.ttl,
-        };
-        let mtu = match self.tunnel6(buf, len, &packet, real) {
-            Ok(v) => return Ok(Sent::packet(v)),
-            Err(NotSent::Drop(r)) => return Err(r),
-            Err(NotSent::TooBig { mtu, .. }) => mtu,
-        };
-        let verdict = match packet_too_big_mtu(mtu) {
-            Some(mtu) => self.packet_too_big(buf, len, p, mtu),
-            None => Verdict::Drop(DropReason::TunnelMtu),
-        };
-        Ok(Sent {
-            verdict,
-            counted: false,
-        })
-    }
-
     /// Wraps the IPv6 packet `inner` of the frame in an outer IPv6 header ([`outer_header`]) to
     /// `real` and routes it. Refused: a packet that is not IPv6 (`bad_ip_version`), one too
     /// big for the egress port once encapsulated ([`NotSent::TooBig`]), an egress port without
@@ -144,22 +114,6 @@ impl Processor {
             Ok(())
         });
         routed.map_err(|r| too_big.unwrap_or(NotSent::Drop(r)))
-    }
-
-    /// Replaces the frame with a Packet Too Big (MTU `mtu`) about packet `p`, from its
-    /// destination (the VIP) to its source (the client), and routes it there. The original
-    /// packet is dropped and counted as `tunnel_mtu`.
-    fn packet_too_big(&mut self, buf: &mut [u8], len: &mut usize, p: &Parsed, mtu: u16) -> Verdict {
-        // `forward_tun6` is only given IPv6 packets.
-        let (IpAddr::V6(client), IpAddr::V6(vip)) = (p.key.src, p.key.dst) else {
-            return Verdict::Drop(DropReason::TunnelMtu);
-        };
-        let quote = p.l3..p.l3 + usize::from(p.ip_len);
-        let v = self.answer_packet_too_big(buf, len, p.l3, (client, vip), quote, mtu);
-        if let Verdict::Tx(_) = v {
-            self.counters.count_drop(DropReason::TunnelMtu);
-        }
-        v
     }
 
     /// Replaces the frame (its IP packet at `l3`) with an ICMPv6 Packet Too Big (type 2, code

@@ -13,89 +13,19 @@
 
 mod common;
 
-#[path = "common/gate.rs"]
-mod gate;
+#[path = "common/health.rs"]
+mod health;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{Lab, Xvs, VIP};
-use gate::PortGate;
+use common::{metric, unix_now, Lab, VIP};
+use health::{split, PortGate, FALL, INTERVAL, MARGIN, RISE, TIMEOUT};
 
-/// Interval, timeout, fall and rise of the HTTP check of the detection test. Three probes each
-/// way and a timeout of half an interval keep the bounds below twice the time xvs needs, so a
-/// checker that probed half as often would miss them.
-const INTERVAL: Duration = Duration::from_millis(200);
-const TIMEOUT: Duration = Duration::from_millis(100);
-const FALL: u32 = 3;
-const RISE: u32 = 3;
-
-/// The worst case of the checker (`src/control/health/`): a probe starts every interval (each
-/// one due an interval after the previous one was due; a probe that took at most its timeout,
-/// which is at most the interval, never delays the next), a server changes state on the probe
-/// that completes its `fall` (`rise`) run, and that probe's result is applied and logged at
-/// once. So after the server stops answering at t0, the first probe that can fail starts before
-/// t0 + interval (an earlier one may have connected before t0 and succeeded), the fall-th before
-/// t0 + fall × interval, and it fails within its timeout: **down within fall × interval +
-/// timeout**. After the server answers again at t1, the first probe that can succeed starts
-/// before t1 + interval, the rise-th before t1 + rise × interval, and it succeeds as soon as the
-/// server answers its GET: **up within rise × interval + that probe's run time**.
-///
-/// On top of each bound, this margin, for what the formulas leave out: the health thread and a
-/// probe thread each wake up once per probe (two thread wake-ups, then the log line is written),
-/// the test polls the log every millisecond, the nft rule that stops or restarts the server
-/// takes effect within about a millisecond of the test's timestamp (an nft shell already running
-/// in r2's namespace), and, for recovery, the last probe's own run (connect, GET and status line
-/// on a veth: milliseconds). On a 2-core machine shared with builds and other tests, a thread
-/// that becomes runnable waits for a CPU for up to a few scheduler slices (EEVDF's base slice is
-/// 3 ms): 100 ms covers tens of such waits, and is half an interval.
-const MARGIN: Duration = Duration::from_millis(100);
-
-/// Writes `services` (YAML, indented as list items under `services:`) into a config for `lab`.
-fn config(lab: &Lab, services: &str) -> PathBuf {
-    let text = format!(
-        "\
-global:
-  admin_socket: /run/xvs/admin.sock
-datapath:
-  interfaces:
-    - {{ name: wan0, queues: [0] }}
-    - {{ name: lan0, queues: [0] }}
-  poll: wakeup
-services:
-{services}"
-    );
-    lab.write_config("lb", "health.yaml", &text)
-}
-
-fn start(lab: &Lab, services: &str) -> Xvs {
-    let mut xvs = lab.start_xvs(&config(lab, services));
-    let ready = lab.wait_http_ready(Duration::from_secs(20));
-    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
-    assert!(ready, "VIP:80 never answered through xvs:\n{}", xvs.log());
-    xvs
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// The value of the metric line starting with `prefix` (name and labels).
-fn metric(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no metric {prefix} in\n{metrics}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+/// The VIP's HTTP service.
+fn url() -> String {
+    format!("http://{VIP}/")
 }
 
 /// Flag files that the exec checks of [`exec_services`] read: a real server whose file exists
@@ -129,7 +59,7 @@ fn http_check_takes_a_stopped_server_out_within_fall_intervals_and_timeout_and_b
 ) {
     let lab = Lab::new();
     lab.serve();
-    let xvs = start(
+    let xvs = health::start(
         &lab,
         &format!(
             "  - name: web
@@ -159,6 +89,7 @@ fn http_check_takes_a_stopped_server_out_within_fall_intervals_and_timeout_and_b
             interval = INTERVAL.as_millis(),
             timeout = TIMEOUT.as_millis(),
         ),
+        &url(),
     );
     // See MARGIN for both bounds.
     let down_bound = INTERVAL * FALL + TIMEOUT + MARGIN;
@@ -213,79 +144,34 @@ fn http_check_takes_a_stopped_server_out_within_fall_intervals_and_timeout_and_b
     )));
     assert!(log.contains("HTTP status code success to [198.18.1.12]:tcp:80 url(/)"));
 
-    let mut before = (0, 0);
-    let mut window_failures = 0;
-    let mut last_failure = None;
-    let mut r2_after_start = 0;
-    // A request's start time is taken by the client before it connects: one started just before
-    // the stop may send its SYN after it and be refused. 100 ms is far more than that takes.
-    let grace = 0.1;
-    for (t, who) in &stream.trace {
-        let (t, who) = (*t, who.as_deref());
-        if t < t_stop {
-            assert!(
-                who.is_some() || t >= t_stop - grace,
-                "a request failed {:.3} s before r2 was stopped: {stream:?}",
-                t_stop - t
-            );
-            match who {
-                Some("r1") => before.0 += 1,
-                Some("r2") => before.1 += 1,
-                _ => {}
-            }
-        } else if t < t_stop + deadline {
-            if who.is_none() {
-                window_failures += 1;
-                last_failure = Some(t - t_stop);
-            }
-            assert!(
-                who != Some("r2") || t < t_refusing,
-                "r2 answered a request started {:.3} s after its port refused connections",
-                t - t_refusing
-            );
-        } else if t < t_start {
-            assert_eq!(
-                who,
-                Some("r1"),
-                "{:.3} s after the stop (deadline {deadline} s), a request went elsewhere than r1",
-                t - t_stop
-            );
-        } else {
-            assert!(
-                who.is_some(),
-                "a request failed {:.3} s after r2 restarted\n{log}",
-                t - t_start
-            );
-            if who == Some("r2") {
-                r2_after_start += 1;
-            }
-        }
-    }
+    let s = split(&stream.trace, [t_stop, t_refusing, t_start], deadline, &log);
     eprintln!(
         "health e2e: {} requests ({} before the stop: r1 {}, r2 {}); r2 out {:.0} ms after its HTTP server stopped answering (bound {:.0} ms = fall {FALL} × {INTERVAL:?} + timeout {TIMEOUT:?} + {MARGIN:?}); {} requests failed in that window, the last started {:.0} ms after the stop; r2 back {:.0} ms after its server answered again (bound {:.0} ms = rise {RISE} × {INTERVAL:?} + {MARGIN:?}), then {} requests to it",
         stream.trace.len(),
-        before.0 + before.1,
-        before.0,
-        before.1,
+        s.before.0 + s.before.1,
+        s.before.0,
+        s.before.1,
         detect.as_secs_f64() * 1000.0,
         down_bound.as_secs_f64() * 1000.0,
-        window_failures,
-        last_failure.unwrap_or(0.0) * 1000.0,
+        s.window_failures,
+        s.last_failure.unwrap_or(0.0) * 1000.0,
         recover.as_secs_f64() * 1000.0,
         up_bound.as_secs_f64() * 1000.0,
-        r2_after_start
+        s.r2_after_start
     );
     assert!(
-        before.0 > 10 && before.1 > 10,
-        "both servers before the stop: {before:?}"
+        s.before.0 > 10 && s.before.1 > 10,
+        "both servers before the stop: {:?}",
+        s.before
     );
     assert!(
         detect <= down_bound,
         "r2 taken out {detect:?} after its server stopped answering (bound {down_bound:?})\n{log}"
     );
     assert!(
-        r2_after_start > 10,
-        "r2 gets traffic again after rise checks: {r2_after_start} requests\n{log}"
+        s.r2_after_start > 10,
+        "r2 gets traffic again after rise checks: {} requests\n{log}",
+        s.r2_after_start
     );
     assert!(
         recover <= up_bound,
@@ -393,7 +279,7 @@ fn on_failure_remove_ends_the_down_servers_connections_and_drain_keeps_them() {
     let lab = Lab::new();
     lab.serve();
     let flags = Flags::new(&lab);
-    let xvs = start(&lab, &exec_services(&flags));
+    let xvs = health::start(&lab, &exec_services(&flags), &url());
     let mut hold = Command::new("ip")
         .args(["netns", "exec", &lab.ns("client"), "python3", "-c", HOLD])
         .stdin(Stdio::piped())
@@ -501,7 +387,7 @@ fn the_sorry_server_takes_new_flows_while_quorum_is_lost_and_when_both_reals_are
     lab.serve();
     lab.start_server("r1", "http", 8080, "sorry");
     let flags = Flags::new(&lab);
-    let xvs = start(
+    let xvs = health::start(
         &lab,
         &format!(
             "  - name: web
@@ -523,6 +409,7 @@ fn the_sorry_server_takes_new_flows_while_quorum_is_lost_and_when_both_reals_are
 ",
             flags.command()
         ),
+        &url(),
     );
     let url = format!("http://{VIP}/");
     let s = lab.http_client_url(&url, 20, 2.0);

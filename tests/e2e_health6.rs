@@ -17,82 +17,20 @@
 
 mod common;
 
-#[path = "common/gate.rs"]
-mod gate;
+#[path = "common/health.rs"]
+mod health;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{Lab, Xvs, CLIENT6, VIP6};
-use gate::PortGate;
+use common::{metric, unix_now, Lab, Xvs, CLIENT6, VIP6};
+use health::{split, PortGate, FALL, INTERVAL, MARGIN, RISE, TIMEOUT};
 
 /// The IPv6 real servers of the nat topology.
 const R1: &str = "2001:2:0:1::11";
 const R2: &str = "2001:2:0:1::12";
 
-/// Interval, timeout, fall and rise of the HTTP check of the detection test (as the IPv4 test's).
-const INTERVAL: Duration = Duration::from_millis(200);
-const TIMEOUT: Duration = Duration::from_millis(100);
-const FALL: u32 = 3;
-const RISE: u32 = 3;
-
-/// On top of the checker's worst case (down within fall × interval + timeout, up within rise ×
-/// interval + the last probe's run): thread wake-ups, the 1 ms log polling, the nft rule's
-/// millisecond and CPU waits on a shared 2-core machine. See `tests/e2e_health.rs`'s `MARGIN`.
-const MARGIN: Duration = Duration::from_millis(100);
-
 fn url6(addr: &str, port: u16) -> String {
     format!("http://[{addr}]:{port}/")
-}
-
-/// Writes `services` (YAML list items under `services:`) into a config for `lab`.
-fn config(lab: &Lab, services: &str) -> PathBuf {
-    let text = format!(
-        "\
-global:
-  admin_socket: /run/xvs/admin.sock
-datapath:
-  interfaces:
-    - {{ name: wan0, queues: [0] }}
-    - {{ name: lan0, queues: [0] }}
-  poll: wakeup
-services:
-{services}"
-    );
-    lab.write_config("lb", "health6.yaml", &text)
-}
-
-/// Starts xvs with `services` and waits until the VIP6 answers HTTP through it.
-fn start(lab: &Lab, services: &str) -> Xvs {
-    let mut xvs = lab.start_xvs(&config(lab, services));
-    let ready = lab.wait_url_ready(&url6(VIP6, 80), Duration::from_secs(20));
-    assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
-    assert!(
-        ready,
-        "[VIP6]:80 never answered through xvs:\n{}",
-        xvs.log()
-    );
-    xvs
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// The value of the metric line starting with `prefix` (name and labels).
-fn metric(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no metric {prefix} in\n{metrics}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn wait_logged(xvs: &Xvs, lines: &[&str], limit: Duration) {
@@ -147,79 +85,6 @@ fn detection_services() -> String {
     )
 }
 
-/// What the request stream saw, split at the outage's moments (Unix seconds).
-#[derive(Debug, Default)]
-struct Split {
-    /// Answered before the stop, by r1 and by r2.
-    before: (u64, u64),
-    /// Failed between the stop and the detection bound; the last one's start after the stop.
-    window_failures: u64,
-    last_failure: Option<f64>,
-    /// The last request r2 answered that started after the stop (before its port refused).
-    last_r2: Option<f64>,
-    /// Answered by r1 between the detection bound and the restart.
-    r1_only: u64,
-    /// Answered by r2 after the restart.
-    r2_after_start: u64,
-}
-
-/// Checks every request of the stream against the outage (`t_stop`: the port about to refuse,
-/// `t_refusing`: refusing, `deadline`: the detection bound in seconds, `t_start`: the server
-/// about to answer again) and counts them.
-fn split(trace: &[(f64, Option<String>)], t: [f64; 3], deadline: f64, log: &str) -> Split {
-    let [t_stop, t_refusing, t_start] = t;
-    let mut s = Split::default();
-    // A request's start is taken before it connects: one started just before the stop may send
-    // its SYN after it and be refused (see the IPv4 test).
-    let grace = 0.1;
-    for (at, who) in trace {
-        let (at, who) = (*at, who.as_deref());
-        if at < t_stop {
-            assert!(
-                who.is_some() || at >= t_stop - grace,
-                "a request failed {:.3} s before r2 was stopped",
-                t_stop - at
-            );
-            match who {
-                Some("r1") => s.before.0 += 1,
-                Some("r2") => s.before.1 += 1,
-                _ => {}
-            }
-        } else if at < t_stop + deadline {
-            if who.is_none() {
-                s.window_failures += 1;
-                s.last_failure = Some(at - t_stop);
-            }
-            if who == Some("r2") {
-                s.last_r2 = Some(at - t_stop);
-            }
-            assert!(
-                who != Some("r2") || at < t_refusing,
-                "r2 answered a request started {:.3} s after its port refused connections",
-                at - t_refusing
-            );
-        } else if at < t_start {
-            assert_eq!(
-                who,
-                Some("r1"),
-                "{:.3} s after the stop (deadline {deadline} s), an IPv6 request went elsewhere than r1\n{log}",
-                at - t_stop
-            );
-            s.r1_only += 1;
-        } else {
-            assert!(
-                who.is_some(),
-                "a request failed {:.3} s after r2 restarted\n{log}",
-                at - t_start
-            );
-            if who == Some("r2") {
-                s.r2_after_start += 1;
-            }
-        }
-    }
-    s
-}
-
 /// An IPv6 NAT service with an HTTP check: r2's HTTP server stops answering (its port refuses
 /// new connections, then the server is stopped): within fall × interval + timeout (+ margin,
 /// well inside interval × fall + 1 s) r2 is out and no new IPv6 request goes to it; its server
@@ -229,7 +94,7 @@ fn split(trace: &[(f64, Option<String>)], t: [f64; 3], deadline: f64, log: &str)
 fn http6_check_takes_a_stopped_ipv6_server_out_within_fall_intervals_and_back_after_rise_checks() {
     let lab = Lab::new();
     lab.serve();
-    let xvs = start(&lab, &detection_services());
+    let xvs = health::start(&lab, &detection_services(), &url6(VIP6, 80));
     let down_bound = INTERVAL * FALL + TIMEOUT + MARGIN;
     let up_bound = INTERVAL * RISE + MARGIN;
     let task_bound = INTERVAL * FALL + Duration::from_secs(1);
@@ -410,7 +275,7 @@ fn exec6_check_with_addr_and_the_ipv6_sorry_server_takes_new_flows_when_every_re
     let lab = Lab::new();
     lab.serve();
     lab.start_server("r1", "http", 8080, "sorry");
-    let xvs = start(
+    let xvs = health::start(
         &lab,
         &format!(
             "  - name: web6
@@ -430,6 +295,7 @@ fn exec6_check_with_addr_and_the_ipv6_sorry_server_takes_new_flows_when_every_re
       - address: \"[{R2}]:80\"
 "
         ),
+        &url6(VIP6, 80),
     );
     let url = url6(VIP6, 80);
     // Give the checks time for a few runs: a wrong %ADDR% would have taken both down by now.

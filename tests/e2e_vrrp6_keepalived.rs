@@ -15,6 +15,9 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/keepalived.rs"]
+mod keepalived;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -271,24 +274,7 @@ fn keepalived_stats(lab: &Lab6, k: usize) -> (Vec<String>, u64) {
             .is_ok_and(|s| s.contains("Priority Zero"))),
         "no statistics"
     );
-    let (mut section, mut bad, mut received) = (String::new(), Vec::new(), 0);
-    for line in std::fs::read_to_string(&stats).unwrap().lines() {
-        let t = line.trim();
-        if t.ends_with(':') {
-            section = t.to_string();
-            continue;
-        }
-        let Some((key, v)) = t.split_once(':') else {
-            continue;
-        };
-        if section.ends_with("Errors:") && v.trim() != "0" {
-            bad.push(format!("{section} {t}"));
-        }
-        if section == "Advertisements:" && key.trim() == "Received" {
-            received = v.trim().parse().unwrap_or(0);
-        }
-    }
-    (bad, received)
+    keepalived::errors(&std::fs::read_to_string(&stats).unwrap())
 }
 
 #[test]
@@ -362,21 +348,6 @@ fn xvs_and_keepalived_share_an_ipv6_vrid() {
     assert!(bad.is_empty(), "keepalived counted {bad:?}\n{}", logs(&lab));
     assert!(ka_received > 0, "keepalived received no adverts");
     let ka_log = std::fs::read_to_string(lab.file("keepalived.log")).unwrap();
-    let problems: Vec<&str> = ka_log
-        .lines()
-        .filter(|l| {
-            let l = l.to_lowercase();
-            [
-                "invalid",
-                "error",
-                "mismatch",
-                "not present",
-                "checksum",
-                "bad ",
-            ]
-            .iter()
-            .any(|w| l.contains(w))
-        })
-        .collect();
+    let problems = keepalived::log_problems(&ka_log);
     assert!(problems.is_empty(), "keepalived complained: {problems:?}");
 }

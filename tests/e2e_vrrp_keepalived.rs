@@ -28,6 +28,8 @@
 
 mod common;
 
+#[path = "common/keepalived.rs"]
+mod keepalived;
 #[path = "common/vrrp.rs"]
 mod vrrp_lab;
 
@@ -207,53 +209,6 @@ fn start_xvs(lab: &Lab, config: &Path, socket: &Path) -> Xvs {
     x
 }
 
-/// Lines of keepalived's statistics under "Packet Errors" and "Authentication Errors" that are
-/// not zero, and the adverts it received.
-fn keepalived_errors(stats: &str) -> (Vec<String>, u64) {
-    let mut section = String::new();
-    let mut bad = Vec::new();
-    let mut received = 0;
-    for line in stats.lines() {
-        let t = line.trim();
-        if t.ends_with(':') {
-            section = t.to_string();
-            continue;
-        }
-        let Some((k, v)) = t.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        if section.ends_with("Errors:") && v != "0" {
-            bad.push(format!("{section} {t}"));
-        }
-        if section == "Advertisements:" && k.trim() == "Received" {
-            received = v.parse().unwrap_or(0);
-        }
-    }
-    (bad, received)
-}
-
-/// keepalived's log lines that report a received packet it did not like.
-fn keepalived_log_problems(log: &str) -> Vec<String> {
-    const WORDS: [&str; 8] = [
-        "invalid",
-        "error",
-        "mismatch",
-        "not present",
-        "bad ",
-        "wrong",
-        "bogus",
-        "checksum",
-    ];
-    log.lines()
-        .filter(|l| {
-            let l = l.to_lowercase();
-            WORDS.iter().any(|w| l.contains(w))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 fn interop(version: u8) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up("vrrp");
@@ -362,11 +317,11 @@ fn interop(version: u8) {
         "xvs received no advert from keepalived:\n{page}"
     );
     for log in [&ka_log_1, &ka_log_2] {
-        let bad = keepalived_log_problems(log);
+        let bad = keepalived::log_problems(log);
         assert!(bad.is_empty(), "v{version}: keepalived logged {bad:?}");
     }
     for (i, s) in [ka_stats_1, ka_stats_2].iter().enumerate() {
-        let (bad, got) = keepalived_errors(s);
+        let (bad, got) = keepalived::errors(s);
         assert!(
             bad.is_empty(),
             "v{version}: keepalived counted {bad:?}\n{s}"

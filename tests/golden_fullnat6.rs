@@ -17,39 +17,18 @@
     clippy::cast_possible_truncation
 )]
 
-use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6FlowLabel, Ipv6Header};
-use etherparse::{Ipv6RawExtHeader, PacketBuilder};
 use xvs::datapath::Verdict;
 
+#[path = "fixtures/frame6.rs"]
+mod frame6;
 #[path = "fixtures/fullnat6_lab.rs"]
 mod fullnat6_lab;
 #[path = "fixtures/golden.rs"]
 mod golden;
 
+use frame6::{Ext, Pkt6, L4, PADN_8};
 use fullnat6_lab::*;
 use golden::{hex, Case};
-
-#[derive(Clone)]
-enum L4 {
-    Tcp { flags: &'static str, opts: Vec<u8> },
-    Udp,
-}
-
-#[derive(Clone)]
-struct Pkt {
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 16],
-    dst: [u8; 16],
-    hop: u8,
-    /// Hop-by-hop options and destination options (8 bytes each, PadN) before the transport
-    /// header.
-    ext: bool,
-    sport: u16,
-    dport: u16,
-    l4: L4,
-    payload: Vec<u8>,
-}
 
 /// Linux's SYN options: MSS 1440, SACK permitted, timestamps, NOP, window scale 7 (20 bytes).
 const SYN_OPTS: [u8; 20] = [
@@ -58,103 +37,38 @@ const SYN_OPTS: [u8; 20] = [
 /// NOP, NOP, timestamps (12 bytes), as on Linux's ACKs.
 const ACK_OPTS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1];
 
-impl Pkt {
+impl Pkt6 {
     /// From the client on wan0.
-    fn tcp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: &'static str) -> Pkt {
-        Pkt {
-            src_mac: CLIENT_MAC,
-            dst_mac: WAN_MAC,
-            src,
-            dst,
-            hop: 64,
-            ext: false,
-            sport,
-            dport,
-            l4: L4::Tcp {
-                flags,
-                opts: Vec::new(),
-            },
-            payload: Vec::new(),
-        }
+    fn tcp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: &'static str) -> Pkt6 {
+        Pkt6::new(
+            (CLIENT_MAC, WAN_MAC),
+            (src, sport),
+            (dst, dport),
+            L4::Tcp(flags),
+        )
     }
 
-    fn udp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Pkt {
-        Pkt {
+    fn udp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &'static [u8]) -> Pkt6 {
+        Pkt6 {
             l4: L4::Udp,
-            payload: payload.to_vec(),
-            ..Pkt::tcp(src, sport, dst, dport, "")
+            payload,
+            ..Pkt6::tcp(src, sport, dst, dport, "")
         }
     }
 
-    fn opts(mut self, o: &[u8]) -> Pkt {
-        if let L4::Tcp { opts, .. } = &mut self.l4 {
-            *opts = o.to_vec();
-        }
-        self
+    fn opts(self, opts: &'static [u8]) -> Pkt6 {
+        Pkt6 { opts, ..self }
     }
 
-    fn data(mut self, d: &[u8]) -> Pkt {
-        self.payload = d.to_vec();
-        self
+    fn data(self, payload: &'static [u8]) -> Pkt6 {
+        Pkt6 { payload, ..self }
     }
 
     /// Sent by the real server it comes from, on lan0.
-    fn sent_on_lan(mut self) -> Pkt {
+    fn sent_on_lan(mut self) -> Pkt6 {
         self.src_mac = if self.src == R2 { R2_MAC } else { R1_MAC };
         self.dst_mac = LAN_MAC;
         self
-    }
-
-    fn ip(&self, next: IpNumber) -> IpHeaders {
-        let header = Ipv6Header {
-            traffic_class: 0,
-            flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
-            payload_length: 0,
-            next_header: next,
-            hop_limit: self.hop,
-            source: self.src,
-            destination: self.dst,
-        };
-        let mut ext = Ipv6Extensions::default();
-        if self.ext {
-            ext.hop_by_hop_options =
-                Some(Ipv6RawExtHeader::new_raw(next, &[1, 4, 0, 0, 0, 0]).unwrap());
-            ext.destination_options =
-                Some(Ipv6RawExtHeader::new_raw(next, &[1, 4, 0, 0, 0, 0]).unwrap());
-        }
-        IpHeaders::Ipv6(header, ext)
-    }
-
-    fn build(&self) -> Vec<u8> {
-        let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
-        let mut out = Vec::new();
-        match &self.l4 {
-            L4::Tcp { flags, opts } => {
-                let mut t = eth
-                    .ip(self.ip(IpNumber::TCP))
-                    .tcp(self.sport, self.dport, 1000, 64240);
-                for f in flags.chars() {
-                    t = match f {
-                        'S' => t.syn(),
-                        'A' => t.ack(1),
-                        'F' => t.fin(),
-                        'R' => t.rst(),
-                        'P' => t.psh(),
-                        _ => panic!("flag {f}"),
-                    };
-                }
-                if !opts.is_empty() {
-                    t = t.options_raw(opts).unwrap();
-                }
-                t.write(&mut out, &self.payload).unwrap();
-            }
-            L4::Udp => eth
-                .ip(self.ip(IpNumber::UDP))
-                .udp(self.sport, self.dport)
-                .write(&mut out, &self.payload)
-                .unwrap(),
-        }
-        out
     }
 }
 
@@ -169,23 +83,21 @@ fn toa6((ip, port): ([u8; 16], u16)) -> Vec<u8> {
 /// What a FULLNAT6 director emits for `p`: source `src`, destination `dst`, hop limit − 1, the
 /// egress hop's MACs, and with `toa` the IPv6 TOA option for `toa` first among the options.
 fn fnat(
-    p: &Pkt,
+    p: &Pkt6,
     src: ([u8; 16], u16),
     dst: ([u8; 16], u16),
     macs: ([u8; 6], [u8; 6]),
     toa: Option<([u8; 16], u16)>,
 ) -> Vec<u8> {
-    let mut o = p.clone();
+    let mut o = *p;
     (o.src, o.sport) = src;
     (o.dst, o.dport) = dst;
     o.hop -= 1;
     (o.src_mac, o.dst_mac) = macs;
-    if let (Some(client), L4::Tcp { opts, .. }) = (toa, &mut o.l4) {
-        let mut with = toa6(client);
-        with.extend_from_slice(opts);
-        *opts = with;
+    match (toa, o.l4) {
+        (Some(client), L4::Tcp(_)) => o.build_with_opts(&[toa6(client), o.opts.to_vec()].concat()),
+        _ => o.build(),
     }
-    o.build()
 }
 
 const TO_R1: ([u8; 6], [u8; 6]) = (LAN_MAC, R1_MAC);
@@ -193,21 +105,21 @@ const TO_R2: ([u8; 6], [u8; 6]) = (LAN_MAC, R2_MAC);
 const TO_WAN: ([u8; 6], [u8; 6]) = (WAN_MAC, CLIENT_MAC);
 
 /// Appends the case of `input` (built) to `v`.
-fn case(v: &mut Vec<Case>, what: &str, input: &Pkt, verdict: &str, output: Option<Vec<u8>>) {
+fn case(v: &mut Vec<Case>, what: &str, input: &Pkt6, verdict: &str, output: Option<Vec<u8>>) {
     v.push(golden::case(what, input.build(), verdict, output));
 }
 
 /// web6 tcp/80: both translations, two flows over the pool's two addresses.
 fn tcp(v: &mut Vec<Case>) {
-    let syn = Pkt::tcp(CLIENT, 40000, VIP, 80, "S");
+    let syn = Pkt6::tcp(CLIENT, 40000, VIP, 80, "S");
     case(v,
         "TCP SYN to [VIP]:80 (rr: r1): source → pool6's first endpoint [2001:2:1::2]:20000, destination → [r1]:80, hop limit 63",
         &syn, "tx 1", Some(fnat(&syn, (L1, 20000), (R1, 80), TO_R1, None)));
-    let synack = Pkt::tcp(R1, 80, L1, 20000, "SA").sent_on_lan();
+    let synack = Pkt6::tcp(R1, 80, L1, 20000, "SA").sent_on_lan();
     case(v,
         "SYN-ACK from r1 to [2001:2:1::2]:20000: source → [VIP]:80, destination → [client]:40000, out on wan0",
         &synack, "tx 0", Some(fnat(&synack, (VIP, 80), (CLIENT, 40000), TO_WAN, None)));
-    let ack = Pkt::tcp(CLIENT, 40000, VIP, 80, "PA").data(b"GET / HTTP/1.0\r\n\r\n");
+    let ack = Pkt6::tcp(CLIENT, 40000, VIP, 80, "PA").data(b"GET / HTTP/1.0\r\n\r\n");
     case(
         v,
         "data from the client follows its connection (same local endpoint)",
@@ -215,7 +127,7 @@ fn tcp(v: &mut Vec<Case>) {
         "tx 1",
         Some(fnat(&ack, (L1, 20000), (R1, 80), TO_R1, None)),
     );
-    let resp = Pkt::tcp(R1, 80, L1, 20000, "PA")
+    let resp = Pkt6::tcp(R1, 80, L1, 20000, "PA")
         .data(b"HTTP/1.0 200 OK\r\n\r\nr1\n")
         .sent_on_lan();
     case(
@@ -225,7 +137,7 @@ fn tcp(v: &mut Vec<Case>) {
         "tx 0",
         Some(fnat(&resp, (VIP, 80), (CLIENT, 40000), TO_WAN, None)),
     );
-    let syn2 = Pkt::tcp(CLIENT, 40001, VIP, 80, "S");
+    let syn2 = Pkt6::tcp(CLIENT, 40001, VIP, 80, "S");
     case(
         v,
         "second flow (rr: r2) gets the pool's next address: [2001:2:1::3]:20000",
@@ -233,7 +145,7 @@ fn tcp(v: &mut Vec<Case>) {
         "tx 1",
         Some(fnat(&syn2, (L2, 20000), (R2, 80), TO_R2, None)),
     );
-    let synack2 = Pkt::tcp(R2, 80, L2, 20000, "SA").sent_on_lan();
+    let synack2 = Pkt6::tcp(R2, 80, L2, 20000, "SA").sent_on_lan();
     case(
         v,
         "SYN-ACK from r2 to [2001:2:1::3]:20000",
@@ -241,7 +153,7 @@ fn tcp(v: &mut Vec<Case>) {
         "tx 0",
         Some(fnat(&synack2, (VIP, 80), (CLIENT, 40001), TO_WAN, None)),
     );
-    let stray = Pkt::tcp(R1, 80, L1, 20050, "A").sent_on_lan();
+    let stray = Pkt6::tcp(R1, 80, L1, 20050, "A").sent_on_lan();
     case(
         v,
         "packet to a pool port no connection holds: pass (not a tracked reply)",
@@ -249,7 +161,7 @@ fn tcp(v: &mut Vec<Case>) {
         "pass",
         None,
     );
-    let natlike = Pkt::tcp(R1, 80, CLIENT, 40000, "A").sent_on_lan();
+    let natlike = Pkt6::tcp(R1, 80, CLIENT, 40000, "A").sent_on_lan();
     case(
         v,
         "r1 → client directly (a NAT-style reply key): a FULLNAT6 connection is not found by it",
@@ -257,16 +169,16 @@ fn tcp(v: &mut Vec<Case>) {
         "pass",
         None,
     );
-    let ext = Pkt {
-        ext: true,
-        ..Pkt::tcp(CLIENT, 40000, VIP, 80, "A")
+    let ext = Pkt6 {
+        ext: Ext::Options(PADN_8, PADN_8),
+        ..Pkt6::tcp(CLIENT, 40000, VIP, 80, "A")
     };
     case(v,
         "behind hop-by-hop and destination options: both endpoints translated, the extension headers kept",
         &ext, "tx 1", Some(fnat(&ext, (L1, 20000), (R1, 80), TO_R1, None)));
-    let low = Pkt {
+    let low = Pkt6 {
         hop: 1,
-        ..Pkt::tcp(CLIENT, 40002, VIP, 80, "S")
+        ..Pkt6::tcp(CLIENT, 40002, VIP, 80, "S")
     };
     case(
         v,
@@ -279,7 +191,7 @@ fn tcp(v: &mut Vec<Case>) {
 
 /// dns6 udp/53 both ways.
 fn udp(v: &mut Vec<Case>) {
-    let q = Pkt::udp(CLIENT, 50000, VIP, 53, b"query-1");
+    let q = Pkt6::udp(CLIENT, 50000, VIP, 53, b"query-1");
     case(
         v,
         "UDP to [VIP]:53 (rr: r1): [2001:2:1::2]:20001 → [r1]:5353",
@@ -287,7 +199,7 @@ fn udp(v: &mut Vec<Case>) {
         "tx 1",
         Some(fnat(&q, (L1, 20001), (R1, 5353), TO_R1, None)),
     );
-    let a = Pkt::udp(R1, 5353, L1, 20001, b"r1:query-1").sent_on_lan();
+    let a = Pkt6::udp(R1, 5353, L1, 20001, b"r1:query-1").sent_on_lan();
     case(
         v,
         "UDP reply from [r1]:5353 to [2001:2:1::2]:20001: [VIP]:53 → [client]:50000",
@@ -295,7 +207,7 @@ fn udp(v: &mut Vec<Case>) {
         "tx 0",
         Some(fnat(&a, (VIP, 53), (CLIENT, 50000), TO_WAN, None)),
     );
-    let q2 = Pkt::udp(CLIENT, 50001, VIP, 53, b"query-2");
+    let q2 = Pkt6::udp(CLIENT, 50001, VIP, 53, b"query-2");
     case(
         v,
         "UDP from another client port (rr: r2): [2001:2:1::3]:20001 → [r2]:5353",
@@ -303,7 +215,7 @@ fn udp(v: &mut Vec<Case>) {
         "tx 1",
         Some(fnat(&q2, (L2, 20001), (R2, 5353), TO_R2, None)),
     );
-    let a2 = Pkt::udp(R2, 5353, L2, 20001, b"r2:query-2").sent_on_lan();
+    let a2 = Pkt6::udp(R2, 5353, L2, 20001, b"r2:query-2").sent_on_lan();
     case(
         v,
         "UDP reply from [r2]:5353",
@@ -315,11 +227,11 @@ fn udp(v: &mut Vec<Case>) {
 
 /// toa6 tcp/81: the IPv6 TOA in the SYN and the handshake's last ACK, and its skips.
 fn toa(v: &mut Vec<Case>) {
-    let tsyn = Pkt::tcp(CLIENT, 40010, VIP, 81, "S").opts(&SYN_OPTS);
+    let tsyn = Pkt6::tcp(CLIENT, 40010, VIP, 81, "S").opts(&SYN_OPTS);
     case(v,
         "TOA6: SYN with Linux's 20 option bytes gets option 254/20 (client [2001:2::2]:40010) first: data offset 15, the largest, 20 bytes longer",
         &tsyn, "tx 1", Some(fnat(&tsyn, (L1, 20002), (R1, 80), TO_R1, Some((CLIENT, 40010)))));
-    let tsynack = Pkt::tcp(R1, 80, L1, 20002, "SA")
+    let tsynack = Pkt6::tcp(R1, 80, L1, 20002, "SA")
         .opts(&SYN_OPTS)
         .sent_on_lan();
     case(
@@ -329,11 +241,11 @@ fn toa(v: &mut Vec<Case>) {
         "tx 0",
         Some(fnat(&tsynack, (VIP, 81), (CLIENT, 40010), TO_WAN, None)),
     );
-    let tack = Pkt::tcp(CLIENT, 40010, VIP, 81, "A").opts(&ACK_OPTS);
+    let tack = Pkt6::tcp(CLIENT, 40010, VIP, 81, "A").opts(&ACK_OPTS);
     case(v,
         "TOA6: the client's ACK completing the handshake gets the option too (the TOA kernel module reads it there)",
         &tack, "tx 1", Some(fnat(&tack, (L1, 20002), (R1, 80), TO_R1, Some((CLIENT, 40010)))));
-    let tdata = Pkt::tcp(CLIENT, 40010, VIP, 81, "PA")
+    let tdata = Pkt6::tcp(CLIENT, 40010, VIP, 81, "PA")
         .opts(&ACK_OPTS)
         .data(b"GET / HTTP/1.0\r\n\r\n");
     case(
@@ -343,18 +255,18 @@ fn toa(v: &mut Vec<Case>) {
         "tx 1",
         Some(fnat(&tdata, (L1, 20002), (R1, 80), TO_R1, None)),
     );
-    let full = Pkt::tcp(CLIENT, 40011, VIP, 81, "S").opts(&[1; 24]);
+    let full = Pkt6::tcp(CLIENT, 40011, VIP, 81, "S").opts(&[1; 24]);
     case(v,
         "TOA6 skipped: a SYN with 24 option bytes has 16 left, no room for 20 (counted no_option_space), translated anyway",
         &full, "tx 1", Some(fnat(&full, (L2, 20002), (R1, 80), TO_R1, None)));
-    let msyn = Pkt {
-        ext: true,
-        ..Pkt::tcp(CLIENT, 40012, VIP, 81, "S")
+    let msyn = Pkt6 {
+        ext: Ext::Options(PADN_8, PADN_8),
+        ..Pkt6::tcp(CLIENT, 40012, VIP, 81, "S")
     };
     case(v,
         "TOA6: SYN without options behind hop-by-hop and destination options: the option goes into the TCP header (data offset 10), the payload length grows by 20",
         &msyn, "tx 1", Some(fnat(&msyn, (L1, 20003), (R1, 80), TO_R1, Some((CLIENT, 40012)))));
-    let msynack = Pkt::tcp(R1, 80, L1, 20003, "SA").sent_on_lan();
+    let msynack = Pkt6::tcp(R1, 80, L1, 20003, "SA").sent_on_lan();
     case(
         v,
         "TOA6: its SYN-ACK",
@@ -362,7 +274,7 @@ fn toa(v: &mut Vec<Case>) {
         "tx 0",
         Some(fnat(&msynack, (VIP, 81), (CLIENT, 40012), TO_WAN, None)),
     );
-    let big = Pkt::tcp(CLIENT, 40012, VIP, 81, "PA").data(&[b'a'; 1440]);
+    let big = Pkt6::tcp(CLIENT, 40012, VIP, 81, "PA").data(&[b'a'; 1440]);
     case(v,
         "TOA6 skipped: the handshake-completing ACK carries 1440 bytes (a 1500-byte packet), 20 more would exceed the LAN MTU (counted mtu)",
         &big, "tx 1", Some(fnat(&big, (L1, 20003), (R1, 80), TO_R1, None)));
@@ -370,7 +282,7 @@ fn toa(v: &mut Vec<Case>) {
 
 /// tiny6: one address, one port.
 fn exhaustion(v: &mut Vec<Case>) {
-    let t1 = Pkt::tcp(CLIENT, 41000, VIP, 9000, "S");
+    let t1 = Pkt6::tcp(CLIENT, 41000, VIP, 9000, "S");
     case(
         v,
         "tiny6 pool (one address, one port): the first flow takes [2001:2:1::4]:30000",
@@ -378,7 +290,7 @@ fn exhaustion(v: &mut Vec<Case>) {
         "tx 1",
         Some(fnat(&t1, (L_TINY, 30000), (R1, 80), TO_R1, None)),
     );
-    let t2 = Pkt::tcp(CLIENT, 41001, VIP, 9000, "S");
+    let t2 = Pkt6::tcp(CLIENT, 41001, VIP, 9000, "S");
     case(
         v,
         "tiny6 pool exhausted: a second concurrent flow is dropped",
@@ -386,7 +298,7 @@ fn exhaustion(v: &mut Vec<Case>) {
         "drop local_ports_exhausted",
         None,
     );
-    let again = Pkt::tcp(CLIENT, 41000, VIP, 9000, "A");
+    let again = Pkt6::tcp(CLIENT, 41000, VIP, 9000, "A");
     case(
         v,
         "the first flow keeps its endpoint",

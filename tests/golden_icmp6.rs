@@ -25,15 +25,18 @@
 
 use etherparse::icmpv6::{DestUnreachableCode, TimeExceededCode};
 use etherparse::{
-    Icmpv6Type, IpFragOffset, IpHeaders, IpNumber, Ipv6Extensions, Ipv6FlowLabel,
-    Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader, PacketBuilder,
+    Icmpv6Type, IpFragOffset, IpNumber, Ipv6FlowLabel, Ipv6FragmentHeader, Ipv6Header,
+    PacketBuilder,
 };
 
+#[path = "fixtures/frame6.rs"]
+mod frame6;
 #[path = "fixtures/golden.rs"]
 mod golden;
 #[path = "fixtures/nat6_lab.rs"]
 mod nat6_lab;
 
+use frame6::{Ext, Pkt6, L4, PADN_16, PADN_8};
 use golden::{case, Case};
 use nat6_lab::*;
 
@@ -52,46 +55,25 @@ type End = ([u8; 16], u16);
 
 /// An IPv6 TCP (`Some(flags)`) or UDP packet (no Ethernet header), built by etherparse, with
 /// hop-by-hop and destination options before the transport header when `ext`.
-fn ip6(src: End, dst: End, hop: u8, tcp: Option<&str>, ext: bool, payload: &[u8]) -> Vec<u8> {
-    let next = match tcp {
-        Some(_) => IpNumber::TCP,
-        None => IpNumber::UDP,
-    };
-    let header = Ipv6Header {
-        traffic_class: 0,
-        flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
-        payload_length: 0,
-        next_header: next,
-        hop_limit: hop,
-        source: src.0,
-        destination: dst.0,
-    };
-    let mut exts = Ipv6Extensions::default();
-    if ext {
-        exts.hop_by_hop_options =
-            Some(Ipv6RawExtHeader::new_raw(next, &[1, 4, 0, 0, 0, 0]).unwrap());
-        exts.destination_options = Some(
-            Ipv6RawExtHeader::new_raw(next, &[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
-        );
+fn ip6(
+    src: End,
+    dst: End,
+    hop: u8,
+    tcp: Option<&'static str>,
+    ext: bool,
+    payload: &'static [u8],
+) -> Vec<u8> {
+    Pkt6 {
+        hop,
+        ext: if ext {
+            Ext::Options(PADN_8, PADN_16)
+        } else {
+            Ext::None
+        },
+        payload,
+        ..Pkt6::new(([0; 6], [0; 6]), src, dst, tcp.map_or(L4::Udp, L4::Tcp))
     }
-    let step = PacketBuilder::ethernet2([0; 6], [0; 6]).ip(IpHeaders::Ipv6(header, exts));
-    let mut out = Vec::new();
-    match tcp {
-        Some(flags) => {
-            let mut t = step.tcp(src.1, dst.1, 1000, 64240);
-            for f in flags.chars() {
-                t = match f {
-                    'S' => t.syn(),
-                    'A' => t.ack(1),
-                    'P' => t.psh(),
-                    _ => panic!("flag {f}"),
-                };
-            }
-            t.write(&mut out, payload).unwrap();
-        }
-        None => step.udp(src.1, dst.1).write(&mut out, payload).unwrap(),
-    }
-    out.split_off(14)
+    .packet()
 }
 
 /// An Ethernet frame from `macs.0` to `macs.1` carrying the IPv6 packet `ip`.
@@ -374,7 +356,7 @@ fn dr6_and_untracked(v: &mut Vec<Case>) {
 
 /// The UDP datagram `src` -> `dst` carrying `payload` (header and payload, checksum over the
 /// pseudo-header by etherparse).
-fn udp_datagram(src: End, dst: End, payload: &[u8]) -> Vec<u8> {
+fn udp_datagram(src: End, dst: End, payload: &'static [u8]) -> Vec<u8> {
     ip6(src, dst, 64, None, false, payload).split_off(40)
 }
 

@@ -14,16 +14,16 @@
     clippy::cast_possible_truncation
 )]
 
-use etherparse::{
-    IpFragOffset, IpHeaders, IpNumber, Ipv6Extensions, Ipv6FlowLabel, Ipv6FragmentHeader,
-    Ipv6Header, Ipv6RawExtHeader, PacketBuilder,
-};
+use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6RawExtHeader, PacketBuilder};
 
+#[path = "fixtures/frame6.rs"]
+mod frame6;
 #[path = "fixtures/golden.rs"]
 mod golden;
 #[path = "fixtures/nat6_lab.rs"]
 mod nat6_lab;
 
+use frame6::{Ext, Pkt6, L4, PADN_16, PADN_8};
 use golden::{case, Case};
 use nat6_lab::*;
 
@@ -33,136 +33,44 @@ const HEADER: &str =
 # extension headers (tests/golden_nat6.rs, lab tests/fixtures/nat6_lab.rs).\n\
 # Regenerate with XVS_BLESS=1 cargo test --release --test golden_nat6; review the diff.";
 
-#[derive(Clone, Copy)]
-enum L4 {
-    Tcp(&'static str),
-    Udp,
-}
+/// Hop-by-hop options (8 bytes, a PadN) then destination options (16 bytes, PadN).
+const HBH_DEST: Ext = Ext::Options(PADN_8, PADN_16);
 
-/// Extension headers between the fixed header and the transport header.
-#[derive(Clone, Copy)]
-enum Ext {
-    None,
-    /// Hop-by-hop options (8 bytes, a PadN) then destination options (16 bytes, PadN).
-    HopByHopDestOpts,
-    /// A fragment header: offset (in 8-byte units), more fragments, identification.
-    Fragment(u16, bool, u32),
-}
-
-#[derive(Clone, Copy)]
-struct Pkt {
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 16],
-    dst: [u8; 16],
-    hop: u8,
-    ext: Ext,
-    sport: u16,
-    dport: u16,
-    l4: L4,
-    payload: &'static [u8],
-}
-
-impl Pkt {
+impl Pkt6 {
     /// From the client on wan0.
-    fn tcp(sport: u16, dport: u16, flags: &'static str) -> Pkt {
-        Pkt {
-            src_mac: CLIENT_MAC,
-            dst_mac: WAN_MAC,
-            src: CLIENT,
-            dst: VIP,
-            hop: 64,
-            ext: Ext::None,
-            sport,
-            dport,
-            l4: L4::Tcp(flags),
-            payload: b"",
-        }
+    fn tcp(sport: u16, dport: u16, flags: &'static str) -> Pkt6 {
+        Pkt6::new(
+            (CLIENT_MAC, WAN_MAC),
+            (CLIENT, sport),
+            (VIP, dport),
+            L4::Tcp(flags),
+        )
     }
 
-    fn udp(sport: u16, dport: u16, payload: &'static [u8]) -> Pkt {
-        Pkt {
+    fn udp(sport: u16, dport: u16, payload: &'static [u8]) -> Pkt6 {
+        Pkt6 {
             l4: L4::Udp,
             payload,
-            ..Pkt::tcp(sport, dport, "")
+            ..Pkt6::tcp(sport, dport, "")
         }
     }
 
     /// From real server `real` on lan0 to the client.
-    fn reply(real: [u8; 16], sport: u16, dport: u16, l4: L4) -> Pkt {
-        Pkt {
+    fn reply(real: [u8; 16], sport: u16, dport: u16, l4: L4) -> Pkt6 {
+        Pkt6 {
             src_mac: if real == R2 { R2_MAC } else { R1_MAC },
             dst_mac: LAN_MAC,
             src: real,
             dst: CLIENT,
             l4,
-            ..Pkt::tcp(sport, dport, "")
+            ..Pkt6::tcp(sport, dport, "")
         }
-    }
-
-    fn ip(&self, next: IpNumber) -> IpHeaders {
-        let header = Ipv6Header {
-            traffic_class: 0,
-            flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
-            payload_length: 0,
-            next_header: next,
-            hop_limit: self.hop,
-            source: self.src,
-            destination: self.dst,
-        };
-        let mut ext = Ipv6Extensions::default();
-        match self.ext {
-            Ext::None => {}
-            Ext::HopByHopDestOpts => {
-                // PadN options filling each header.
-                ext.hop_by_hop_options =
-                    Some(Ipv6RawExtHeader::new_raw(next, &[1, 4, 0, 0, 0, 0]).unwrap());
-                ext.destination_options = Some(
-                    Ipv6RawExtHeader::new_raw(next, &[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-                        .unwrap(),
-                );
-            }
-            Ext::Fragment(offset, more, id) => {
-                let offset = IpFragOffset::try_new(offset).unwrap();
-                ext.fragment = Some(Ipv6FragmentHeader::new(next, offset, more, id));
-            }
-        }
-        IpHeaders::Ipv6(header, ext)
-    }
-
-    fn build(&self) -> Vec<u8> {
-        let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
-        let mut out = Vec::new();
-        match self.l4 {
-            L4::Tcp(flags) => {
-                let mut t = eth
-                    .ip(self.ip(IpNumber::TCP))
-                    .tcp(self.sport, self.dport, 1000, 64240);
-                for f in flags.chars() {
-                    t = match f {
-                        'S' => t.syn(),
-                        'A' => t.ack(1),
-                        'F' => t.fin(),
-                        'R' => t.rst(),
-                        'P' => t.psh(),
-                        _ => panic!("flag {f}"),
-                    };
-                }
-                t.write(&mut out, self.payload).unwrap();
-            }
-            L4::Udp => eth
-                .ip(self.ip(IpNumber::UDP))
-                .udp(self.sport, self.dport)
-                .write(&mut out, self.payload)
-                .unwrap(),
-        }
-        out
     }
 }
 
 /// What a NAT6 director emits for `p`: `rewrite` applied, hop limit decremented, the egress
 /// hop's MACs.
-fn nat(p: Pkt, rewrite: impl FnOnce(&mut Pkt), macs: ([u8; 6], [u8; 6])) -> Vec<u8> {
+fn nat(p: Pkt6, rewrite: impl FnOnce(&mut Pkt6), macs: ([u8; 6], [u8; 6])) -> Vec<u8> {
     let mut o = p;
     rewrite(&mut o);
     o.hop -= 1;
@@ -170,26 +78,28 @@ fn nat(p: Pkt, rewrite: impl FnOnce(&mut Pkt), macs: ([u8; 6], [u8; 6])) -> Vec<
     o.build()
 }
 
-fn to(real: [u8; 16], port: u16) -> impl FnOnce(&mut Pkt) {
-    move |p: &mut Pkt| {
+fn to(real: [u8; 16], port: u16) -> impl FnOnce(&mut Pkt6) {
+    move |p: &mut Pkt6| {
         p.dst = real;
         p.dport = port;
     }
 }
 
-fn from_vip(port: u16) -> impl FnOnce(&mut Pkt) {
-    move |p: &mut Pkt| {
+fn from_vip(port: u16) -> impl FnOnce(&mut Pkt6) {
+    move |p: &mut Pkt6| {
         p.src = VIP;
         p.sport = port;
     }
 }
 
 /// DR6: the same packet, MACs of lan0 and the real server.
-fn dr(p: Pkt, real_mac: [u8; 6]) -> Vec<u8> {
-    let mut o = p.build();
-    o[0..6].copy_from_slice(&real_mac);
-    o[6..12].copy_from_slice(&LAN_MAC);
-    o
+fn dr(p: Pkt6, real_mac: [u8; 6]) -> Vec<u8> {
+    Pkt6 {
+        src_mac: LAN_MAC,
+        dst_mac: real_mac,
+        ..p
+    }
+    .build()
 }
 
 const TO_R1: ([u8; 6], [u8; 6]) = (LAN_MAC, R1_MAC);
@@ -197,23 +107,23 @@ const TO_R2: ([u8; 6], [u8; 6]) = (LAN_MAC, R2_MAC);
 const TO_CLIENT: ([u8; 6], [u8; 6]) = (WAN_MAC, CLIENT_MAC);
 
 fn nat_tcp(v: &mut Vec<Case>) {
-    let syn = Pkt::tcp(40000, 80, "S");
+    let syn = Pkt6::tcp(40000, 80, "S");
     v.push(case(
         "TCP SYN to [VIP]:80, first wrr pick (3:1) is r1: destination NATed, hop limit 63",
         syn.build(),
         "tx 1",
         Some(nat(syn, to(R1, 80), TO_R1)),
     ));
-    let synack = Pkt::reply(R1, 80, 40000, L4::Tcp("SA"));
+    let synack = Pkt6::reply(R1, 80, 40000, L4::Tcp("SA"));
     v.push(case(
         "TCP SYN-ACK from r1: source rewritten to [VIP]:80, out on wan0 to the client",
         synack.build(),
         "tx 0",
         Some(nat(synack, from_vip(80), TO_CLIENT)),
     ));
-    let ack = Pkt {
+    let ack = Pkt6 {
         payload: b"GET / HTTP/1.0\r\n\r\n",
-        ..Pkt::tcp(40000, 80, "PA")
+        ..Pkt6::tcp(40000, 80, "PA")
     };
     v.push(case(
         "TCP ACK with data on the established flow follows the connection to r1",
@@ -221,9 +131,9 @@ fn nat_tcp(v: &mut Vec<Case>) {
         "tx 1",
         Some(nat(ack, to(R1, 80), TO_R1)),
     ));
-    let resp = Pkt {
+    let resp = Pkt6 {
         payload: b"HTTP/1.0 200 OK\r\n\r\nr1\n",
-        ..Pkt::reply(R1, 80, 40000, L4::Tcp("PA"))
+        ..Pkt6::reply(R1, 80, 40000, L4::Tcp("PA"))
     };
     v.push(case(
         "TCP data reply from r1",
@@ -232,7 +142,7 @@ fn nat_tcp(v: &mut Vec<Case>) {
         Some(nat(resp, from_vip(80), TO_CLIENT)),
     ));
     for port in [40001u16, 40002] {
-        let s = Pkt::tcp(port, 80, "S");
+        let s = Pkt6::tcp(port, 80, "S");
         v.push(case(
             &format!("TCP SYN from port {port}: wrr picks r1 again (weight 3)"),
             s.build(),
@@ -240,21 +150,21 @@ fn nat_tcp(v: &mut Vec<Case>) {
             Some(nat(s, to(R1, 80), TO_R1)),
         ));
     }
-    let s = Pkt::tcp(40003, 80, "S");
+    let s = Pkt6::tcp(40003, 80, "S");
     v.push(case(
         "TCP SYN from port 40003: the fourth new flow goes to r2 (weight 1)",
         s.build(),
         "tx 1",
         Some(nat(s, to(R2, 80), TO_R2)),
     ));
-    let r = Pkt::reply(R2, 80, 40003, L4::Tcp("SA"));
+    let r = Pkt6::reply(R2, 80, 40003, L4::Tcp("SA"));
     v.push(case(
         "TCP SYN-ACK from r2 to port 40003, translated back",
         r.build(),
         "tx 0",
         Some(nat(r, from_vip(80), TO_CLIENT)),
     ));
-    let a = Pkt::tcp(40099, 80, "A");
+    let a = Pkt6::tcp(40099, 80, "A");
     v.push(case(
         "TCP ACK of no connection: dropped (no sloppy_tcp)",
         a.build(),
@@ -264,15 +174,15 @@ fn nat_tcp(v: &mut Vec<Case>) {
 }
 
 fn nat_udp(v: &mut Vec<Case>) {
-    let q = Pkt::udp(50000, 53, b"query");
+    let q = Pkt6::udp(50000, 53, b"query");
     v.push(case(
         "UDP to [VIP]:53: rr picks r1, destination [r1]:5353",
         q.build(),
         "tx 1",
         Some(nat(q, to(R1, 5353), TO_R1)),
     ));
-    let a = Pkt::reply(R1, 5353, 50000, L4::Udp);
-    let a = Pkt {
+    let a = Pkt6::reply(R1, 5353, 50000, L4::Udp);
+    let a = Pkt6 {
         payload: b"answer",
         ..a
     };
@@ -282,14 +192,14 @@ fn nat_udp(v: &mut Vec<Case>) {
         "tx 0",
         Some(nat(a, from_vip(53), TO_CLIENT)),
     ));
-    let q2 = Pkt::udp(50001, 53, b"query 2");
+    let q2 = Pkt6::udp(50001, 53, b"query 2");
     v.push(case(
         "UDP from another port: rr picks r2",
         q2.build(),
         "tx 1",
         Some(nat(q2, to(R2, 5353), TO_R2)),
     ));
-    let mut zero = Pkt::udp(50002, 53, b"no checksum").build();
+    let mut zero = Pkt6::udp(50002, 53, b"no checksum").build();
     let at = 14 + 40 + 6;
     zero[at..at + 2].copy_from_slice(&[0, 0]);
     v.push(case(
@@ -301,9 +211,9 @@ fn nat_udp(v: &mut Vec<Case>) {
 }
 
 fn hop_limits(v: &mut Vec<Case>) {
-    let s = Pkt {
+    let s = Pkt6 {
         hop: 1,
-        ..Pkt::tcp(40010, 80, "S")
+        ..Pkt6::tcp(40010, 80, "S")
     };
     v.push(case(
         "TCP SYN with hop limit 1: would leave with 0, dropped (no connection made)",
@@ -311,9 +221,9 @@ fn hop_limits(v: &mut Vec<Case>) {
         "drop ttl_exceeded",
         None,
     ));
-    let r = Pkt {
+    let r = Pkt6 {
         hop: 1,
-        ..Pkt::reply(R1, 80, 40000, L4::Tcp("A"))
+        ..Pkt6::reply(R1, 80, 40000, L4::Tcp("A"))
     };
     v.push(case(
         "reply from r1 with hop limit 1: dropped",
@@ -321,9 +231,9 @@ fn hop_limits(v: &mut Vec<Case>) {
         "drop ttl_exceeded",
         None,
     ));
-    let s = Pkt {
+    let s = Pkt6 {
         hop: 2,
-        ..Pkt::tcp(40000, 80, "A")
+        ..Pkt6::tcp(40000, 80, "A")
     };
     v.push(case(
         "established flow with hop limit 2: forwarded with 1",
@@ -334,9 +244,9 @@ fn hop_limits(v: &mut Vec<Case>) {
 }
 
 fn extension_headers(v: &mut Vec<Case>) {
-    let s = Pkt {
-        ext: Ext::HopByHopDestOpts,
-        ..Pkt::tcp(40020, 80, "S")
+    let s = Pkt6 {
+        ext: HBH_DEST,
+        ..Pkt6::tcp(40020, 80, "S")
     };
     v.push(case(
         "TCP SYN behind hop-by-hop (8 bytes) and destination options (16 bytes): the TCP \
@@ -345,9 +255,9 @@ fn extension_headers(v: &mut Vec<Case>) {
         "tx 1",
         Some(nat(s, to(R1, 80), TO_R1)),
     ));
-    let r = Pkt {
-        ext: Ext::HopByHopDestOpts,
-        ..Pkt::reply(R1, 80, 40020, L4::Tcp("SA"))
+    let r = Pkt6 {
+        ext: HBH_DEST,
+        ..Pkt6::reply(R1, 80, 40020, L4::Tcp("SA"))
     };
     v.push(case(
         "the SYN-ACK behind the same extension headers, translated back",
@@ -355,9 +265,9 @@ fn extension_headers(v: &mut Vec<Case>) {
         "tx 0",
         Some(nat(r, from_vip(80), TO_CLIENT)),
     ));
-    let u = Pkt {
-        ext: Ext::HopByHopDestOpts,
-        ..Pkt::udp(50000, 53, b"query again")
+    let u = Pkt6 {
+        ext: HBH_DEST,
+        ..Pkt6::udp(50000, 53, b"query again")
     };
     v.push(case(
         "UDP of the existing flow behind extension headers: follows it to r1",
@@ -368,9 +278,9 @@ fn extension_headers(v: &mut Vec<Case>) {
 }
 
 fn fragments(v: &mut Vec<Case>) {
-    let first = Pkt {
+    let first = Pkt6 {
         ext: Ext::Fragment(0, true, 0xabcd),
-        ..Pkt::udp(50000, 53, b"first fragment!!")
+        ..Pkt6::udp(50000, 53, b"first fragment!!")
     };
     v.push(case(
         "first fragment (fragment header, M set) of a UDP datagram of the existing flow: \
@@ -379,9 +289,9 @@ fn fragments(v: &mut Vec<Case>) {
         "tx 1",
         Some(nat(first, to(R1, 5353), TO_R1)),
     ));
-    let atomic = Pkt {
+    let atomic = Pkt6 {
         ext: Ext::Fragment(0, false, 0xabce),
-        ..Pkt::tcp(40000, 80, "A")
+        ..Pkt6::tcp(40000, 80, "A")
     };
     v.push(case(
         "atomic fragment (offset 0, no more) of the established TCP flow: a whole packet",
@@ -391,17 +301,17 @@ fn fragments(v: &mut Vec<Case>) {
     ));
     // A later fragment: fragment header (offset 2 units = 16 bytes), then 4 bytes of data (no
     // ports: the bytes where a UDP header would be are data, never rewritten).
-    let later = |p: Pkt| {
+    let later = |p: Pkt6| {
         let mut f = p.build();
         f.truncate(14 + 40 + 8 + 4);
         f[14 + 4..14 + 6].copy_from_slice(&12u16.to_be_bytes());
         f
     };
-    let rest = Pkt {
+    let rest = Pkt6 {
         ext: Ext::Fragment(2, false, 0xabcd),
-        ..Pkt::udp(50000, 53, b"rest")
+        ..Pkt6::udp(50000, 53, b"rest")
     };
-    let mut sent = Pkt {
+    let mut sent = Pkt6 {
         dst: R1,
         hop: rest.hop - 1,
         ..rest
@@ -417,16 +327,16 @@ fn fragments(v: &mut Vec<Case>) {
 }
 
 fn dr6(v: &mut Vec<Case>) {
-    let s = Pkt::tcp(41000, 81, "S");
+    let s = Pkt6::tcp(41000, 81, "S");
     v.push(case(
         "DR6: TCP SYN to [VIP]:81, rr picks r1: MACs only, every IPv6 byte kept (hop limit too)",
         s.build(),
         "tx 1",
         Some(dr(s, R1_MAC)),
     ));
-    let a = Pkt {
+    let a = Pkt6 {
         payload: b"data",
-        ..Pkt::tcp(41000, 81, "PA")
+        ..Pkt6::tcp(41000, 81, "PA")
     };
     v.push(case(
         "DR6: the flow's data follows it to r1",
@@ -434,16 +344,16 @@ fn dr6(v: &mut Vec<Case>) {
         "tx 1",
         Some(dr(a, R1_MAC)),
     ));
-    let s2 = Pkt::tcp(41001, 81, "S");
+    let s2 = Pkt6::tcp(41001, 81, "S");
     v.push(case(
         "DR6: the next flow goes to r2",
         s2.build(),
         "tx 1",
         Some(dr(s2, R2_MAC)),
     ));
-    let h = Pkt {
+    let h = Pkt6 {
         hop: 1,
-        ..Pkt::tcp(41000, 81, "A")
+        ..Pkt6::tcp(41000, 81, "A")
     };
     v.push(case(
         "DR6: hop limit 1 is not xvs's to check (the packet is not routed, as IPVS DR)",
@@ -451,7 +361,7 @@ fn dr6(v: &mut Vec<Case>) {
         "tx 1",
         Some(dr(h, R1_MAC)),
     ));
-    let far = Pkt::tcp(41002, 82, "S");
+    let far = Pkt6::tcp(41002, 82, "S");
     v.push(case(
         "DR6: a real server behind a router is refused",
         far.build(),
@@ -463,10 +373,10 @@ fn dr6(v: &mut Vec<Case>) {
 /// An ICMPv6 message from the client (type, code, the 4 bytes after the checksum, body) to
 /// `dst`, with `hop` and, for MLD, a hop-by-hop header (Router Alert).
 fn icmpv6(dst: [u8; 16], (t, code, rest): (u8, u8, [u8; 4]), body: &[u8], hbh: bool) -> Vec<u8> {
-    let p = Pkt {
+    let p = Pkt6 {
         dst,
         hop: if hbh { 1 } else { 255 },
-        ..Pkt::tcp(0, 0, "")
+        ..Pkt6::tcp(0, 0, "")
     };
     let mut ext = Ipv6Extensions::default();
     if hbh {
@@ -574,9 +484,9 @@ fn kernel_icmpv6(v: &mut Vec<Case>) {
         "drop truncated_icmpv6",
         None,
     ));
-    let other = Pkt {
+    let other = Pkt6 {
         dst: lb,
-        ..Pkt::tcp(40000, 22, "S")
+        ..Pkt6::tcp(40000, 22, "S")
     };
     v.push(case(
         "TCP to an address that is no VIP (the box's own ssh): passed",

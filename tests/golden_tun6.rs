@@ -20,17 +20,17 @@
     clippy::cast_possible_truncation
 )]
 
-use etherparse::{
-    Icmpv6Type, IpHeaders, IpNumber, Ipv6Extensions, Ipv6FlowLabel, Ipv6Header, Ipv6RawExtHeader,
-    PacketBuilder,
-};
+use etherparse::{Icmpv6Type, IpHeaders, IpNumber, Ipv6FlowLabel, Ipv6Header, PacketBuilder};
 use xvs::datapath::DropReason;
 
+#[path = "fixtures/frame6.rs"]
+mod frame6;
 #[path = "fixtures/golden.rs"]
 mod golden;
 #[path = "fixtures/tun6_lab.rs"]
 mod tun6_lab;
 
+use frame6::{Ext, Pkt6, L4, PADN_16, PADN_8};
 use golden::{case, Case};
 use tun6_lab::*;
 
@@ -42,108 +42,32 @@ const HEADER: &str =
 /// Bytes of room each frame gets to grow into.
 const ROOM: usize = 64;
 
-#[derive(Clone, Copy)]
-enum L4 {
-    Tcp(&'static str),
-    Udp,
-}
-
-/// A client packet, as it reaches lan0 from the router.
-#[derive(Clone, Copy)]
-struct Pkt {
-    hop: u8,
-    traffic_class: u8,
-    flow_label: u32,
-    /// Hop-by-hop options (8 bytes) and destination options (16 bytes) before the transport.
-    ext: bool,
-    sport: u16,
-    dport: u16,
-    l4: L4,
-    payload: &'static [u8],
-}
-
-impl Pkt {
-    fn tcp(sport: u16, dport: u16, flags: &'static str) -> Pkt {
-        Pkt {
+impl Pkt6 {
+    /// A client packet, as it reaches lan0 from the router (hop limit 63).
+    fn tcp(sport: u16, dport: u16, flags: &'static str) -> Pkt6 {
+        Pkt6 {
             hop: 63,
-            traffic_class: 0,
-            flow_label: 0x1_2345,
-            ext: false,
-            sport,
-            dport,
-            l4: L4::Tcp(flags),
-            payload: b"",
+            ..Pkt6::new(
+                (ROUTER_MAC, LAN_MAC),
+                (CLIENT, sport),
+                (VIP, dport),
+                L4::Tcp(flags),
+            )
         }
     }
 
-    fn udp(sport: u16, payload: &'static [u8]) -> Pkt {
-        Pkt {
+    fn udp(sport: u16, payload: &'static [u8]) -> Pkt6 {
+        Pkt6 {
             l4: L4::Udp,
             payload,
-            ..Pkt::tcp(sport, 5353, "")
+            ..Pkt6::tcp(sport, 5353, "")
         }
-    }
-
-    fn ip(&self, next: IpNumber) -> IpHeaders {
-        let header = Ipv6Header {
-            traffic_class: self.traffic_class,
-            flow_label: Ipv6FlowLabel::try_new(self.flow_label).unwrap(),
-            payload_length: 0,
-            next_header: next,
-            hop_limit: self.hop,
-            source: CLIENT,
-            destination: VIP,
-        };
-        let mut ext = Ipv6Extensions::default();
-        if self.ext {
-            // PadN options filling each header; the builder links the next headers.
-            ext.hop_by_hop_options =
-                Some(Ipv6RawExtHeader::new_raw(next, &[1, 4, 0, 0, 0, 0]).unwrap());
-            ext.destination_options = Some(
-                Ipv6RawExtHeader::new_raw(next, &[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
-                    .unwrap(),
-            );
-        }
-        IpHeaders::Ipv6(header, ext)
-    }
-
-    /// The frame from the router to lan0.
-    fn build(&self) -> Vec<u8> {
-        let eth = PacketBuilder::ethernet2(ROUTER_MAC, LAN_MAC);
-        let mut out = Vec::new();
-        match self.l4 {
-            L4::Tcp(flags) => {
-                let mut t = eth
-                    .ip(self.ip(IpNumber::TCP))
-                    .tcp(self.sport, self.dport, 1000, 64240);
-                for f in flags.chars() {
-                    t = match f {
-                        'S' => t.syn(),
-                        'A' => t.ack(1),
-                        'P' => t.psh(),
-                        _ => panic!("flag {f}"),
-                    };
-                }
-                t.write(&mut out, self.payload).unwrap();
-            }
-            L4::Udp => eth
-                .ip(self.ip(IpNumber::UDP))
-                .udp(self.sport, self.dport)
-                .write(&mut out, self.payload)
-                .unwrap(),
-        }
-        out
-    }
-
-    /// The IPv6 packet (no Ethernet header).
-    fn packet(&self) -> Vec<u8> {
-        self.build().split_off(14)
     }
 }
 
 /// TUN6: `p`'s IPv6 packet inside an outer IPv6 header from `src` to `real` (next header 41,
 /// traffic class and hop limit of the inner, flow label 0), from `macs.0` to `macs.1`.
-fn tun_out_via(p: Pkt, (src, real): ([u8; 16], [u8; 16]), macs: ([u8; 6], [u8; 6])) -> Vec<u8> {
+fn tun_out_via(p: Pkt6, (src, real): ([u8; 16], [u8; 16]), macs: ([u8; 6], [u8; 6])) -> Vec<u8> {
     let outer = Ipv6Header {
         traffic_class: p.traffic_class,
         flow_label: Ipv6FlowLabel::ZERO,
@@ -162,21 +86,23 @@ fn tun_out_via(p: Pkt, (src, real): ([u8; 16], [u8; 16]), macs: ([u8; 6], [u8; 6
 }
 
 /// TUN6 from lan0 to `real` through the router.
-fn tun_out(p: Pkt, real: [u8; 16]) -> Vec<u8> {
+fn tun_out(p: Pkt6, real: [u8; 16]) -> Vec<u8> {
     tun_out_via(p, (LB, real), (LAN_MAC, ROUTER_MAC))
 }
 
 /// DR6: the same frame, lan0's MAC to `real_mac`.
-fn dr_out(p: Pkt, real_mac: [u8; 6]) -> Vec<u8> {
-    let mut o = p.build();
-    o[0..6].copy_from_slice(&real_mac);
-    o[6..12].copy_from_slice(&LAN_MAC);
-    o
+fn dr_out(p: Pkt6, real_mac: [u8; 6]) -> Vec<u8> {
+    Pkt6 {
+        src_mac: LAN_MAC,
+        dst_mac: real_mac,
+        ..p
+    }
+    .build()
 }
 
 /// A Packet Too Big (MTU `mtu`) about `p` from the VIP to the client (hop limit 64, traffic
 /// class and flow label 0), quoting the first 1232 bytes of `p`'s packet, through the router.
-fn packet_too_big(p: Pkt, mtu: u32) -> Vec<u8> {
+fn packet_too_big(p: Pkt6, mtu: u32) -> Vec<u8> {
     let inner = p.packet();
     let quote = &inner[..inner.len().min(1232)];
     let mut out = Vec::new();
@@ -197,17 +123,17 @@ const BIG_UDP: &[u8] = &[0x5a; 1461 - 48];
 const SMALL_BIG: &[u8] = &[0x5a; 1261 - 60];
 
 fn tun_basics(v: &mut Vec<Case>) {
-    let syn = Pkt::tcp(40000, 80, "S");
+    let syn = Pkt6::tcp(40000, 80, "S");
     v.push(case(
         "TCP SYN to [VIP6]:80, rr picks r1: the packet unchanged inside an outer IPv6 header 2001:2:0:1::1 -> 2001:2:0:4::11, next header 41, hop limit 63 copied, flow label 0; to the router",
         syn.build(),
         "tx 0",
         Some(tun_out(syn, TUN_R1)),
     ));
-    let data = Pkt {
+    let data = Pkt6 {
         payload: b"GET / HTTP/1.0\r\n\r\n",
         traffic_class: 0xb9,
-        ..Pkt::tcp(40000, 80, "PA")
+        ..Pkt6::tcp(40000, 80, "PA")
     };
     v.push(case(
         "TCP data on the flow, traffic class 0xb9 (DSCP 46, ECN 1): to r1 again, outer traffic class copied whole, flow label 0x12345 not copied",
@@ -215,23 +141,23 @@ fn tun_basics(v: &mut Vec<Case>) {
         "tx 0",
         Some(tun_out(data, TUN_R1)),
     ));
-    let syn2 = Pkt::tcp(40001, 80, "S");
+    let syn2 = Pkt6::tcp(40001, 80, "S");
     v.push(case(
         "second TCP SYN: rr picks r2",
         syn2.build(),
         "tx 0",
         Some(tun_out(syn2, TUN_R2)),
     ));
-    let udp = Pkt::udp(50000, b"query-1");
+    let udp = Pkt6::udp(50000, b"query-1");
     v.push(case(
         "UDP to [VIP6]:5353, rr picks r1",
         udp.build(),
         "tx 0",
         Some(tun_out(udp, TUN_R1)),
     ));
-    let ext = Pkt {
-        ext: true,
-        ..Pkt::tcp(40002, 80, "S")
+    let ext = Pkt6 {
+        ext: Ext::Options(PADN_8, PADN_16),
+        ..Pkt6::tcp(40002, 80, "S")
     };
     v.push(case(
         "TCP SYN with hop-by-hop and destination options (rr picks r1): the extension headers stay inside, untouched; the outer header has none",
@@ -239,9 +165,9 @@ fn tun_basics(v: &mut Vec<Case>) {
         "tx 0",
         Some(tun_out(ext, TUN_R1)),
     ));
-    let hop1 = Pkt {
+    let hop1 = Pkt6 {
         hop: 1,
-        ..Pkt::tcp(40003, 80, "S")
+        ..Pkt6::tcp(40003, 80, "S")
     };
     v.push(case(
         "TCP SYN with hop limit 1 (rr picks r2): tunnelled as it is, inner and outer hop limit 1 (TUN does not route the inner packet, as for IPv4)",
@@ -249,7 +175,7 @@ fn tun_basics(v: &mut Vec<Case>) {
         "tx 0",
         Some(tun_out(hop1, TUN_R2)),
     ));
-    let far = Pkt::tcp(40000, 8080, "S");
+    let far = Pkt6::tcp(40000, 8080, "S");
     v.push(case(
         "SYN to far6 (tcp/8080), whose real server is behind the router: tunnelled to 2001:2:0:9::9 through it",
         far.build(),
@@ -259,9 +185,9 @@ fn tun_basics(v: &mut Vec<Case>) {
 }
 
 fn mtu(v: &mut Vec<Case>) {
-    let fits = Pkt {
+    let fits = Pkt6 {
         payload: FITS,
-        ..Pkt::tcp(40000, 80, "PA")
+        ..Pkt6::tcp(40000, 80, "PA")
     };
     v.push(case(
         "1460-byte packet on the flow: 1500 bytes encapsulated, exactly lan0's MTU: tunnelled to r1",
@@ -269,9 +195,9 @@ fn mtu(v: &mut Vec<Case>) {
         "tx 0",
         Some(tun_out(fits, TUN_R1)),
     ));
-    let big = Pkt {
+    let big = Pkt6 {
         payload: BIG,
-        ..Pkt::tcp(40000, 80, "PA")
+        ..Pkt6::tcp(40000, 80, "PA")
     };
     v.push(case(
         "1500-byte packet on the flow: too big for the tunnel: ICMPv6 Packet Too Big (2/0, MTU 1460) from the VIP to the client, hop limit 64, quoting its first 1232 bytes (1280 in all)",
@@ -279,9 +205,9 @@ fn mtu(v: &mut Vec<Case>) {
         "tx 0",
         Some(packet_too_big(big, 1460)),
     ));
-    let big_udp = Pkt {
+    let big_udp = Pkt6 {
         payload: BIG_UDP,
-        ..Pkt::udp(50001, b"")
+        ..Pkt6::udp(50001, b"")
     };
     v.push(case(
         "1461-byte UDP datagram (rr picks r2): one byte too big: Packet Too Big too (IPv6 has no DF to clear)",
@@ -289,16 +215,16 @@ fn mtu(v: &mut Vec<Case>) {
         "tx 0",
         Some(packet_too_big(big_udp, 1460)),
     ));
-    let small = Pkt::tcp(40000, 82, "S");
+    let small = Pkt6::tcp(40000, 82, "S");
     v.push(case(
         "SYN to small6 (tcp/82): tunnelled on lan1 (MTU 1300) from 2001:2:0:5::1 to 2001:2:0:5::11",
         small.build(),
         "tx 1",
         Some(tun_out_via(small, (LB1, SMALL), (LAN1_MAC, SMALL_MAC))),
     ));
-    let small_big = Pkt {
+    let small_big = Pkt6 {
         payload: SMALL_BIG,
-        ..Pkt::tcp(40000, 82, "PA")
+        ..Pkt6::tcp(40000, 82, "PA")
     };
     v.push(case(
         "1261-byte packet to small6: too big for lan1, whose MTU less 40 (1260) is below 1280: dropped without Packet Too Big (tunnel_mtu)",
@@ -311,35 +237,35 @@ fn mtu(v: &mut Vec<Case>) {
 fn refusals(v: &mut Vec<Case>) {
     v.push(case(
         "SYN to nosrc6 (tcp/83), whose egress port lan2 has no IPv6 address: drop (no_tunnel_source)",
-        Pkt::tcp(40000, 83, "S").build(),
+        Pkt6::tcp(40000, 83, "S").build(),
         "drop no_tunnel_source",
         None,
     ));
     v.push(case(
         "SYN to mixed (tcp/84), a TUN service with an IPv4 real server: no IPv6 in IPv4 tunnel (not_lb_traffic)",
-        Pkt::tcp(40000, 84, "S").build(),
+        Pkt6::tcp(40000, 84, "S").build(),
         "drop not_lb_traffic",
         None,
     ));
     v.push(case(
         "ACK with no connection: drop (no_connection)",
-        Pkt::tcp(40100, 80, "A").build(),
+        Pkt6::tcp(40100, 80, "A").build(),
         "drop no_connection",
         None,
     ));
 }
 
 fn dr6(v: &mut Vec<Case>) {
-    let syn = Pkt::tcp(40000, 81, "S");
+    let syn = Pkt6::tcp(40000, 81, "S");
     v.push(case(
         "DR6 beside TUN6: TCP SYN to [VIP6]:81, rr picks 2001:2:0:1::11: only the MACs change",
         syn.build(),
         "tx 0",
         Some(dr_out(syn, DR_R1_MAC)),
     ));
-    let data = Pkt {
+    let data = Pkt6 {
         payload: b"GET / HTTP/1.0\r\n\r\n",
-        ..Pkt::tcp(40000, 81, "PA")
+        ..Pkt6::tcp(40000, 81, "PA")
     };
     v.push(case(
         "DR6 data on the flow follows it, MACs only",
@@ -347,9 +273,9 @@ fn dr6(v: &mut Vec<Case>) {
         "tx 0",
         Some(dr_out(data, DR_R1_MAC)),
     ));
-    let big = Pkt {
+    let big = Pkt6 {
         payload: BIG,
-        ..Pkt::tcp(40001, 81, "S")
+        ..Pkt6::tcp(40001, 81, "S")
     };
     v.push(case(
         "a 1500-byte DR6 SYN (rr picks ::12): DR never grows the packet, no MTU rule",
@@ -373,9 +299,9 @@ fn ptb_from_router(tunnelled: &[u8], mtu: u32) -> Vec<u8> {
 }
 
 fn tunnel_errors(v: &mut Vec<Case>) {
-    let data = Pkt {
+    let data = Pkt6 {
         payload: b"GET / HTTP/1.0\r\n\r\n",
-        ..Pkt::tcp(40000, 80, "PA")
+        ..Pkt6::tcp(40000, 80, "PA")
     };
     v.push(case(
         "Packet Too Big (MTU 1400) from the router inside the tunnel, quoting a packet xvs tunnelled to r1: Packet Too Big from the VIP to the client with MTU 1360 (40 less), quoting the client's packet",
@@ -485,7 +411,7 @@ fn tun6_outputs_verify_with_an_independent_parser() {
 fn no_room_for_the_outer_header_is_a_drop() {
     let mut p = processor();
     p.begin_batch(1);
-    let mut frame = Pkt::tcp(40000, 80, "S").build();
+    let mut frame = Pkt6::tcp(40000, 80, "S").build();
     let before = frame.clone();
     let v = p.process(1, 0, &mut frame);
     assert_eq!(v, xvs::datapath::Verdict::Drop(DropReason::NoFrameRoom));

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::common::metric;
 use crate::common::{Lab, Xvs};
 
 /// The VIP of the dr and tun topologies.
@@ -38,19 +39,6 @@ pub fn link_counter(lab: &Lab, role: &str, dev: &str, which: &str) -> u64 {
     .trim()
     .parse()
     .expect("a counter")
-}
-
-/// The value of the metric line that starts with `prefix` (labels included).
-pub fn metric(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{metrics}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Runs `traffic` (which makes the client send requests and receive their replies) and checks

@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+pub use crate::common::unix_now;
 use crate::common::{Lab, Summary, Xvs, VIP};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
@@ -111,14 +112,6 @@ pub fn wait_all(socket: &Path, state: &str, instances: usize) -> bool {
 /// `role`'s IPv4 addresses (`ip -br -4 addr show`).
 pub fn addresses(lab: &Lab, role: &str) -> String {
     lab.exec_ok(role, &["ip", "-br", "-4", "addr", "show"])
-}
-
-/// Wall-clock now, in Unix seconds (the lab client stamps its trace with it).
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Every `xvs_vrrp_errors_total` is zero.

@@ -616,7 +616,7 @@ fn solicit_by_datagram(ip: IpAddr, ifindex: u32) -> Result<(), NetlinkError> {
         IpAddr::V4(_) => ((Ipv4Addr::UNSPECIFIED, 0).into(), SocketAddr::new(ip, 9)),
         IpAddr::V6(v6) => {
             // A link-local neighbour needs the interface as scope.
-            let scope = if v6.segments()[0] & 0xffc0 == 0xfe80 {
+            let scope = if v6.is_unicast_link_local() {
                 ifindex
             } else {
                 0

@@ -61,7 +61,7 @@ const TYPE_ADVERTISEMENT: u8 = 1;
 
 mod v6;
 pub use v6::{
-    encode_frame_v6, encode_ip, encode_ipv6, is_link_local, parse_ip, parse_ipv6, parse_message_v6,
+    encode_frame_v6, encode_ip, encode_ipv6, parse_ip, parse_ipv6, parse_message_v6,
     virtual_mac_v6, Ipv6Meta, IPV6_HEADER_LEN, MULTICAST_MAC_V6, MULTICAST_V6, TRAFFIC_CLASS,
 };
 

@@ -33,12 +33,6 @@ pub const fn virtual_mac_v6(vrid: u8) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, 0x02, vrid]
 }
 
-/// Whether `a` is an IPv6 link-local unicast address (fe80::/10): the only source a multicast
-/// IPv6 advert may have (RFC 5798 §5.1.2.1), and the primary address of an IPv6 instance.
-pub const fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
-}
-
 /// What the IPv6 header said of a VRRP message received on a raw IPv6 socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv6Meta {

@@ -323,11 +323,13 @@ fn encoder_refuses_what_ipv6_cannot_carry() {
 
 #[test]
 fn addresses_and_macs() {
-    assert!(is_link_local(ka_src()));
-    assert!(is_link_local("febf::1".parse().unwrap()));
-    assert!(!is_link_local("fec0::1".parse().unwrap()));
-    assert!(!is_link_local("2001:2::1".parse().unwrap()));
-    assert!(!is_link_local(MULTICAST_V6));
+    // The link-local test the receive checks and the primary use is std's, fe80::/10.
+    let ll = |a: Ipv6Addr| a.is_unicast_link_local();
+    assert!(ll(ka_src()));
+    assert!(ll("febf::1".parse().unwrap()));
+    assert!(!ll("fec0::1".parse().unwrap()));
+    assert!(!ll("2001:2::1".parse().unwrap()));
+    assert!(!ll(MULTICAST_V6));
     assert_eq!(virtual_mac_v6(51), [0, 0, 0x5e, 0, 2, 51]);
     let o = MULTICAST_V6.octets();
     assert_eq!(MULTICAST_MAC_V6, [0x33, 0x33, o[12], o[13], o[14], o[15]]);

@@ -22,7 +22,7 @@ use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::{family, new_socket, setsockopt, socklen};
-use crate::vrrp::packet::{is_link_local, Ipv6Meta, MULTICAST_V6, PROTO_VRRP, TRAFFIC_CLASS, TTL};
+use crate::vrrp::packet::{Ipv6Meta, MULTICAST_V6, PROTO_VRRP, TRAFFIC_CLASS, TTL};
 
 /// Room for the ancillary data of one received message: a hop limit and a packet-info header
 /// with their `cmsghdr`s.
@@ -49,7 +49,7 @@ pub struct Vrrp6Socket {
 
 fn sockaddr_in6(a: Ipv6Addr, ifindex: u32) -> libc::sockaddr_in6 {
     // A link-scope destination (link-local or ff02::/16) needs the interface as its scope.
-    let link_scope = is_link_local(a) || a.segments()[0] & 0xff0f == 0xff02;
+    let link_scope = a.is_unicast_link_local() || a.segments()[0] & 0xff0f == 0xff02;
     libc::sockaddr_in6 {
         sin6_family: family(libc::AF_INET6),
         sin6_port: 0,

@@ -191,11 +191,6 @@ impl<'a> VrrpPacket<'a> {
         Ok(VrrpPacket { b, family })
     }
 
-    /// The family the message was checked for.
-    pub fn family(&self) -> Family {
-        self.family
-    }
-
     pub fn version(&self) -> Version {
         // new_checked proved it is 2 or 3.
         Version::from_number(self.b[0] >> 4).unwrap_or(Version::V3)
@@ -318,18 +313,30 @@ pub fn parse_ipv4(ip: &[u8]) -> Result<Advert, VrrpError> {
     if !v.checksum_ok_v4(h.src, h.dst) {
         return Err(VrrpError::Checksum);
     }
-    Ok(Advert {
-        version: v.version(),
-        vrid: v.vrid(),
-        priority: v.priority(),
-        count: v.count(),
-        auth_type: v.auth_type(),
-        interval_cs: v.interval_cs(),
-        addresses: v.addresses().collect(),
-        src: IpAddr::V4(h.src),
-        dst: IpAddr::V4(h.dst),
-        ttl: h.ttl,
-    })
+    Ok(Advert::of_message(
+        &v,
+        IpAddr::V4(h.src),
+        IpAddr::V4(h.dst),
+        h.ttl,
+    ))
+}
+
+impl Advert {
+    /// The advert a checked message `v` holds, with what its IP header said (either family).
+    fn of_message(v: &VrrpPacket<'_>, src: IpAddr, dst: IpAddr, ttl: u8) -> Advert {
+        Advert {
+            version: v.version(),
+            vrid: v.vrid(),
+            priority: v.priority(),
+            count: v.count(),
+            auth_type: v.auth_type(),
+            interval_cs: v.interval_cs(),
+            addresses: v.addresses().collect(),
+            src,
+            dst,
+            ttl,
+        }
+    }
 }
 
 /// The VRRP error of an IPv4 header the wire layer refuses: cut short or longer than the packet

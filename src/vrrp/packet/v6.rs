@@ -49,18 +49,12 @@ pub fn parse_message_v6(msg: &[u8], meta: Ipv6Meta) -> Result<Advert, VrrpError>
     if !v.checksum_ok_v6(meta.src, meta.dst) {
         return Err(VrrpError::Checksum);
     }
-    Ok(Advert {
-        version: v.version(),
-        vrid: v.vrid(),
-        priority: v.priority(),
-        count: v.count(),
-        auth_type: v.auth_type(),
-        interval_cs: v.interval_cs(),
-        addresses: v.addresses().collect(),
-        src: IpAddr::V6(meta.src),
-        dst: IpAddr::V6(meta.dst),
-        ttl: meta.hop_limit,
-    })
+    Ok(Advert::of_message(
+        &v,
+        IpAddr::V6(meta.src),
+        IpAddr::V6(meta.dst),
+        meta.hop_limit,
+    ))
 }
 
 /// Parses a whole IPv6 packet carrying a VRRP message: the fixed header must be exactly the

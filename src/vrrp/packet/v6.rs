@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::super::{BuildError, VrrpError};
 use super::{need, Advert, AdvertFields, Family, VrrpPacket, PROTO_VRRP, TTL};
-use crate::wire::{self, EtherType, EthernetRepr, Ipv6Packet, Ipv6Repr};
+use crate::wire::{self, Ipv6Packet, Ipv6Repr};
 
 /// The IPv6 multicast group of VRRP (RFC 5798 §5.1.2.2).
 pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
@@ -122,32 +122,6 @@ pub fn encode_ipv6(
         need: total,
     })?;
     Ok(IPV6_HEADER_LEN + n)
-}
-
-/// Writes the Ethernet frame (`dst_mac`, `src_mac`, IPv6 with flow label 0) into the start of
-/// `buf` and returns its length. For multicast pass [`MULTICAST_MAC_V6`].
-pub fn encode_frame_v6(
-    buf: &mut [u8],
-    f: &AdvertFields<'_>,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-) -> Result<usize, BuildError> {
-    let eth = wire::ethernet::HEADER_LEN;
-    let total = eth + IPV6_HEADER_LEN + f.message_len();
-    need(buf, total)?;
-    let n = encode_ipv6(&mut buf[eth..], f, src, dst, 0)?;
-    let ethernet = EthernetRepr {
-        src: src_mac,
-        dst: dst_mac,
-        ethertype: EtherType::IPV6,
-    };
-    ethernet.emit(buf).map_err(|_| BuildError::BufferTooSmall {
-        have: buf.len(),
-        need: total,
-    })?;
-    Ok(eth + n)
 }
 
 /// Writes the whole IP packet of either family (the family of `src`, which `dst` and the

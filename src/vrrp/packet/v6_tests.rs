@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::vrrp::instance::rules::FamilyError;
-use crate::vrrp::packet::{encode_message, Version};
+use crate::vrrp::packet::{encode_frame, encode_message, Version};
 
 /// A VRRPv3 advert keepalived 2.2.7 sent over IPv6 (Ethernet frame), captured with the
 /// configuration beside it (`tests/fixtures/vrrp6_keepalived/capture.sh`): VRID 51, priority
@@ -75,13 +75,13 @@ fn keepalived_advert_decodes() {
 fn keepalived_advert_encodes_byte_exact() {
     let addrs = vips();
     let mut buf = [0u8; 128];
-    let n = encode_frame_v6(
+    let n = encode_frame(
         &mut buf,
         &fields(&addrs),
         KA_MAC,
         MULTICAST_MAC_V6,
-        ka_src(),
-        MULTICAST_V6,
+        IpAddr::V6(ka_src()),
+        IpAddr::V6(MULTICAST_V6),
     )
     .unwrap();
     // The flow label is the sending kernel's; everything else is ours.

@@ -21,7 +21,7 @@ use std::io;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::{family, new_socket, setsockopt, socklen};
+use super::{bind_to_device, family, new_socket, nothing_waiting, setsockopt, socklen};
 use crate::vrrp::packet::{Ipv6Meta, MULTICAST_V6, PROTO_VRRP, TRAFFIC_CLASS, TTL};
 
 /// Room for the ancillary data of one received message: a hop limit and a packet-info header
@@ -74,10 +74,7 @@ impl Vrrp6Socket {
             libc::c_int::from(PROTO_VRRP),
         )?;
         let raw = fd.as_raw_fd();
-        let mut dev = [0u8; libc::IFNAMSIZ];
-        let n = name.len().min(libc::IFNAMSIZ - 1);
-        dev[..n].copy_from_slice(&name.as_bytes()[..n]);
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &dev)?;
+        bind_to_device(raw, name)?;
         let hops = libc::c_int::from(TTL);
         int_opt(raw, libc::IPV6_MULTICAST_HOPS, hops)?;
         int_opt(raw, libc::IPV6_UNICAST_HOPS, hops)?;
@@ -181,11 +178,7 @@ impl Vrrp6Socket {
         // the call, with the lengths given.
         let rc = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
         if rc < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
+            return nothing_waiting(io::Error::last_os_error());
         }
         let n = usize::try_from(rc).unwrap_or(0);
         let mut meta = Ipv6Meta {

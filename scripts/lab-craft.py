@@ -89,11 +89,17 @@ def cmd_ns(args) -> int:
     return 0
 
 
-def cmd_tunnel(args) -> int:
+def src_dst(args):
+    """--src and --dst, of one family -> (family, src, sport, dst, dport)."""
     fam, src, sport = endpoint(args.src)
     fam2, dst, dport = endpoint(args.dst)
     if fam != fam2:
         raise SystemExit("lab-craft: --src and --dst must be of one family")
+    return fam, src, sport, dst, dport
+
+
+def cmd_tunnel(args) -> int:
+    fam, src, sport, dst, dport = src_dst(args)
     data = args.payload.encode()
     udp = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
     c = csum(pseudo(fam, src, dst, 17, len(udp)) + udp) or 0xFFFF
@@ -105,10 +111,7 @@ def cmd_tunnel(args) -> int:
 
 
 def cmd_syn(args) -> int:
-    fam, src, sport = endpoint(args.src)
-    fam2, dst, dport = endpoint(args.dst)
-    if fam != fam2:
-        raise SystemExit("lab-craft: --src and --dst must be of one family")
+    fam, src, sport, dst, dport = src_dst(args)
     opts = b"" if args.ack else struct.pack("!BBH", 2, 4, 1400)
     if args.toa:
         _, toa, toa_port = endpoint(args.toa)

@@ -14,7 +14,6 @@ use crate::control::netlink::{self, NetlinkError};
 use crate::flow::Nanos;
 use crate::vrrp::driver::{self, DriverError, System, SystemError, VrrpHandle};
 use crate::vrrp::gate::VipGate;
-use crate::vrrp::packet::is_link_local;
 use crate::vrrp::spec::{InstanceSpec, Notify, SyncGroups, TrackScript};
 use crate::vrrp::{BuildError, InstanceConfig, Version};
 
@@ -168,7 +167,7 @@ fn resolve(
 fn primary_candidate(a: IpAddr, v6: bool) -> bool {
     match a {
         IpAddr::V4(_) => !v6,
-        IpAddr::V6(a) => v6 && is_link_local(a),
+        IpAddr::V6(a) => v6 && a.is_unicast_link_local(),
     }
 }
 

@@ -47,7 +47,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use super::packet::{is_link_local, Advert, AdvertFields, Version, NANOS_PER_CENTISECOND, TTL};
+use super::packet::{Advert, AdvertFields, Version, NANOS_PER_CENTISECOND, TTL};
 use super::{BuildError, VrrpError};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 
@@ -188,7 +188,7 @@ pub fn validate(cfg: &InstanceConfig) -> Result<u16, BuildError> {
         return Err(BuildError::FamilyMismatch(cfg.primary));
     }
     if let IpAddr::V6(p) = cfg.primary {
-        if !cfg.unicast && !is_link_local(p) {
+        if !cfg.unicast && !p.is_unicast_link_local() {
             return Err(BuildError::PrimaryNotLinkLocal(cfg.primary));
         }
     }
@@ -346,7 +346,7 @@ impl VrrpInstance {
             return Err(VrrpError::Ttl);
         }
         if let IpAddr::V6(src) = a.src {
-            if !self.cfg.unicast && !is_link_local(src) {
+            if !self.cfg.unicast && !src.is_unicast_link_local() {
                 return Err(VrrpError::SourceNotLinkLocal);
             }
         }

@@ -4,8 +4,8 @@
 //! - [`packet`]: the advertisement's wire format for VRRPv2 and VRRPv3 over IPv4 and VRRPv3 over
 //!   IPv6 — a checked view ([`packet::VrrpPacket`], [`packet::parse_ipv4`],
 //!   [`packet::parse_ipv6`], [`packet::parse_message_v6`]) and an encoder into a caller buffer
-//!   of the VRRP message, the whole IP packet and the Ethernet frame ([`packet::encode_frame`],
-//!   [`packet::encode_frame_v6`]), byte-compatible with what keepalived sends.
+//!   of the VRRP message, the whole IP packet and the Ethernet frame of either family
+//!   ([`packet::encode_frame`]), byte-compatible with what keepalived sends.
 //! - [`instance`]: one virtual router as a state machine ([`instance::VrrpInstance`]): Initialize,
 //!   Backup, Master (RFC 5798 §6.4) plus keepalived's Fault, driven by
 //!   `handle_advert(now, ..)`, `handle_timeout(now)`, `poll_timeout()`, `poll_transmit()`,

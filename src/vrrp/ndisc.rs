@@ -12,17 +12,14 @@
 //! layer's `Repr`s ([`EthernetRepr`], [`Ipv6Repr`], [`NeighbourAdvertRepr`]).
 //!
 //! Schedule: keepalived's gratuitous-ARP settings apply to neighbour advertisements too
-//! (`vrrp_garp_master_repeat 5`, `vrrp_garp_master_delay 5`): [`garp::MASTER_REPEAT`] per VIP on
-//! entering MASTER and as many again [`garp::MASTER_DELAY`] later if still master.
+//! (`vrrp_garp_master_repeat 5`, `vrrp_garp_master_delay 5`): [`super::garp::MASTER_REPEAT`] per
+//! VIP on entering MASTER and as many again [`super::garp::MASTER_DELAY`] later if still master.
 
 use std::net::Ipv6Addr;
 
-use super::garp;
 use crate::wire::ndisc::{self, NeighbourAdvertRepr};
 use crate::wire::{ethernet, ipv6, EtherType, EthernetRepr, Ipv6Repr};
 
-/// Advertisements per VIP in each burst (keepalived `garp_master_repeat`, default 5).
-pub const MASTER_REPEAT: usize = garp::MASTER_REPEAT;
 /// Length of the frame (no padding needed: above the 60-byte minimum).
 pub const FRAME_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + ndisc::LEN_WITH_MAC;
 

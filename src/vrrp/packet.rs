@@ -61,8 +61,8 @@ const TYPE_ADVERTISEMENT: u8 = 1;
 
 mod v6;
 pub use v6::{
-    encode_frame_v6, encode_ip, encode_ipv6, is_link_local, parse_ip, parse_ipv6, parse_message_v6,
-    virtual_mac_v6, Ipv6Meta, IPV6_HEADER_LEN, MULTICAST_MAC_V6, MULTICAST_V6, TRAFFIC_CLASS,
+    encode_ip, encode_ipv6, parse_ip, parse_ipv6, parse_message_v6, virtual_mac_v6, Ipv6Meta,
+    IPV6_HEADER_LEN, MULTICAST_MAC_V6, MULTICAST_V6, TRAFFIC_CLASS,
 };
 
 /// The VRRP virtual router MAC address for IPv4: 00-00-5E-00-01-{VRID} (RFC 5798 §7.3).
@@ -191,11 +191,6 @@ impl<'a> VrrpPacket<'a> {
         Ok(VrrpPacket { b, family })
     }
 
-    /// The family the message was checked for.
-    pub fn family(&self) -> Family {
-        self.family
-    }
-
     pub fn version(&self) -> Version {
         // new_checked proved it is 2 or 3.
         Version::from_number(self.b[0] >> 4).unwrap_or(Version::V3)
@@ -318,18 +313,30 @@ pub fn parse_ipv4(ip: &[u8]) -> Result<Advert, VrrpError> {
     if !v.checksum_ok_v4(h.src, h.dst) {
         return Err(VrrpError::Checksum);
     }
-    Ok(Advert {
-        version: v.version(),
-        vrid: v.vrid(),
-        priority: v.priority(),
-        count: v.count(),
-        auth_type: v.auth_type(),
-        interval_cs: v.interval_cs(),
-        addresses: v.addresses().collect(),
-        src: IpAddr::V4(h.src),
-        dst: IpAddr::V4(h.dst),
-        ttl: h.ttl,
-    })
+    Ok(Advert::of_message(
+        &v,
+        IpAddr::V4(h.src),
+        IpAddr::V4(h.dst),
+        h.ttl,
+    ))
+}
+
+impl Advert {
+    /// The advert a checked message `v` holds, with what its IP header said (either family).
+    fn of_message(v: &VrrpPacket<'_>, src: IpAddr, dst: IpAddr, ttl: u8) -> Advert {
+        Advert {
+            version: v.version(),
+            vrid: v.vrid(),
+            priority: v.priority(),
+            count: v.count(),
+            auth_type: v.auth_type(),
+            interval_cs: v.interval_cs(),
+            addresses: v.addresses().collect(),
+            src,
+            dst,
+            ttl,
+        }
+    }
 }
 
 /// The VRRP error of an IPv4 header the wire layer refuses: cut short or longer than the packet
@@ -504,8 +511,9 @@ pub fn encode_ipv4(
     Ok(IPV4_HEADER_LEN + n)
 }
 
-/// Writes the Ethernet frame (`dst_mac`, `src_mac`, IPv4) into the start of `buf` and returns its
-/// length. For multicast pass [`MULTICAST_MAC_V4`]; `src_mac` is the interface's MAC (keepalived's
+/// Writes the Ethernet frame (`dst_mac`, `src_mac`, the IP packet of [`encode_ip`]: IPv4, or
+/// IPv6 with flow label 0) into the start of `buf` and returns its length. For multicast pass
+/// [`MULTICAST_MAC_V4`] / [`MULTICAST_MAC_V6`]; `src_mac` is the interface's MAC (keepalived's
 /// default) or [`virtual_mac`] (RFC 5798 §7.3, keepalived's `use_vmac`). Frames are not padded
 /// to the 60-byte minimum; the NIC pads on transmit.
 pub fn encode_frame(
@@ -517,13 +525,17 @@ pub fn encode_frame(
     dst: IpAddr,
 ) -> Result<usize, BuildError> {
     f.check()?;
-    let need_len = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + f.message_len();
+    let (ip_len, ethertype) = match src {
+        IpAddr::V4(_) => (IPV4_HEADER_LEN, EtherType::IPV4),
+        IpAddr::V6(_) => (IPV6_HEADER_LEN, EtherType::IPV6),
+    };
+    let need_len = ETHERNET_HEADER_LEN + ip_len + f.message_len();
     need(buf, need_len)?;
-    let n = encode_ipv4(&mut buf[ETHERNET_HEADER_LEN..], f, src, dst)?;
+    let n = encode_ip(&mut buf[ETHERNET_HEADER_LEN..], f, src, dst)?;
     let ethernet = EthernetRepr {
         src: src_mac,
         dst: dst_mac,
-        ethertype: EtherType::IPV4,
+        ethertype,
     };
     ethernet.emit(buf).map_err(|_| BuildError::BufferTooSmall {
         have: buf.len(),

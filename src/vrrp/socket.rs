@@ -66,6 +66,24 @@ fn new_socket(domain: libc::c_int, kind: libc::c_int, proto: libc::c_int) -> io:
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Binds `fd` to interface `name` (`SO_BINDTODEVICE`; a name is at most `IFNAMSIZ` − 1 bytes,
+/// a longer one is cut there and names no interface).
+fn bind_to_device(fd: RawFd, name: &str) -> io::Result<()> {
+    let mut dev = [0u8; libc::IFNAMSIZ];
+    let n = name.len().min(libc::IFNAMSIZ - 1);
+    dev[..n].copy_from_slice(&name.as_bytes()[..n]);
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &dev)
+}
+
+/// A receive's error `e`: `Ok(None)` when it only says nothing is waiting (a non-blocking
+/// socket's `EAGAIN`, or `EINTR`), else `e`.
+fn nothing_waiting<T>(e: io::Error) -> io::Result<Option<T>> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+        _ => Err(e),
+    }
+}
+
 fn sockaddr_in(a: Ipv4Addr) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: family(libc::AF_INET),
@@ -90,10 +108,7 @@ impl VrrpSocket {
     pub fn open(name: &str, ifindex: u32, multicast: bool) -> io::Result<VrrpSocket> {
         let fd = new_socket(libc::AF_INET, libc::SOCK_RAW, libc::c_int::from(PROTO_VRRP))?;
         let raw = fd.as_raw_fd();
-        let mut dev = [0u8; libc::IFNAMSIZ];
-        let n = name.len().min(libc::IFNAMSIZ - 1);
-        dev[..n].copy_from_slice(&name.as_bytes()[..n]);
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &dev)?;
+        bind_to_device(raw, name)?;
         setsockopt(raw, libc::IPPROTO_IP, libc::IP_HDRINCL, &1 as &libc::c_int)?;
         setsockopt(
             raw,
@@ -171,11 +186,7 @@ impl VrrpSocket {
         // SAFETY: `buf` is writable for its length and lives across the call.
         let rc = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if rc < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
+            return nothing_waiting(io::Error::last_os_error());
         }
         Ok(Some(rc as usize))
     }

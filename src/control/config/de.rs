@@ -165,10 +165,9 @@ impl Visitor<'_> for SocketVisitor {
         parse_socket_addr(v).map_err(E::custom)
     }
 
+    // A number is never an address: the same message as for the text it was written as.
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<SocketAddr, E> {
-        Err(E::custom(format!(
-            "invalid address `{v}`: expected an address such as {SOCKET_EXAMPLE}"
-        )))
+        self.visit_str(&v.to_string())
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<SocketAddr, E> {
@@ -176,9 +175,7 @@ impl Visitor<'_> for SocketVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<SocketAddr, E> {
-        Err(E::custom(format!(
-            "invalid address `{v}`: expected an address such as {SOCKET_EXAMPLE}"
-        )))
+        self.visit_str(&v.to_string())
     }
 }
 

@@ -390,6 +390,13 @@ fn bad_addresses() {
         &t,
         "10:18: services[0].reals[0].address: invalid address `198.18.1.11`",
     );
+    // A number (YAML reads `80` as one) is refused as the text it was written as.
+    for n in ["80", "1.5"] {
+        assert_error(
+            &BASE.replace("198.18.1.11:80", n),
+            &format!("10:18: services[0].reals[0].address: invalid address `{n}`: expected an address such as `198.18.1.11:80` or `[2001:db8::11]:80`"),
+        );
+    }
     // IPv6: each malformed form is refused at the value, saying what is wrong.
     let v6 = |real: &str| base6().replace("\"[2001:2:0:1::11]:80\"", real);
     for (real, why) in [

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::super::{BuildError, VrrpError};
 use super::{need, Advert, AdvertFields, Family, VrrpPacket, PROTO_VRRP, TTL};
-use crate::wire::{self, EtherType, EthernetRepr, Ipv6Packet, Ipv6Repr};
+use crate::wire::{self, Ipv6Packet, Ipv6Repr};
 
 /// The IPv6 multicast group of VRRP (RFC 5798 §5.1.2.2).
 pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
@@ -31,12 +31,6 @@ pub const TRAFFIC_CLASS: u8 = 0xc0;
 /// The VRRP virtual router MAC address for IPv6: 00-00-5E-00-02-{VRID} (RFC 5798 §7.3).
 pub const fn virtual_mac_v6(vrid: u8) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, 0x02, vrid]
-}
-
-/// Whether `a` is an IPv6 link-local unicast address (fe80::/10): the only source a multicast
-/// IPv6 advert may have (RFC 5798 §5.1.2.1), and the primary address of an IPv6 instance.
-pub const fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 /// What the IPv6 header said of a VRRP message received on a raw IPv6 socket.
@@ -55,18 +49,12 @@ pub fn parse_message_v6(msg: &[u8], meta: Ipv6Meta) -> Result<Advert, VrrpError>
     if !v.checksum_ok_v6(meta.src, meta.dst) {
         return Err(VrrpError::Checksum);
     }
-    Ok(Advert {
-        version: v.version(),
-        vrid: v.vrid(),
-        priority: v.priority(),
-        count: v.count(),
-        auth_type: v.auth_type(),
-        interval_cs: v.interval_cs(),
-        addresses: v.addresses().collect(),
-        src: IpAddr::V6(meta.src),
-        dst: IpAddr::V6(meta.dst),
-        ttl: meta.hop_limit,
-    })
+    Ok(Advert::of_message(
+        &v,
+        IpAddr::V6(meta.src),
+        IpAddr::V6(meta.dst),
+        meta.hop_limit,
+    ))
 }
 
 /// Parses a whole IPv6 packet carrying a VRRP message: the fixed header must be exactly the
@@ -134,32 +122,6 @@ pub fn encode_ipv6(
         need: total,
     })?;
     Ok(IPV6_HEADER_LEN + n)
-}
-
-/// Writes the Ethernet frame (`dst_mac`, `src_mac`, IPv6 with flow label 0) into the start of
-/// `buf` and returns its length. For multicast pass [`MULTICAST_MAC_V6`].
-pub fn encode_frame_v6(
-    buf: &mut [u8],
-    f: &AdvertFields<'_>,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-) -> Result<usize, BuildError> {
-    let eth = wire::ethernet::HEADER_LEN;
-    let total = eth + IPV6_HEADER_LEN + f.message_len();
-    need(buf, total)?;
-    let n = encode_ipv6(&mut buf[eth..], f, src, dst, 0)?;
-    let ethernet = EthernetRepr {
-        src: src_mac,
-        dst: dst_mac,
-        ethertype: EtherType::IPV6,
-    };
-    ethernet.emit(buf).map_err(|_| BuildError::BufferTooSmall {
-        have: buf.len(),
-        need: total,
-    })?;
-    Ok(eth + n)
 }
 
 /// Writes the whole IP packet of either family (the family of `src`, which `dst` and the

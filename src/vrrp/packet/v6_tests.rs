@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::vrrp::instance::rules::FamilyError;
-use crate::vrrp::packet::{encode_message, Version};
+use crate::vrrp::packet::{encode_frame, encode_message, Version};
 
 /// A VRRPv3 advert keepalived 2.2.7 sent over IPv6 (Ethernet frame), captured with the
 /// configuration beside it (`tests/fixtures/vrrp6_keepalived/capture.sh`): VRID 51, priority
@@ -75,13 +75,13 @@ fn keepalived_advert_decodes() {
 fn keepalived_advert_encodes_byte_exact() {
     let addrs = vips();
     let mut buf = [0u8; 128];
-    let n = encode_frame_v6(
+    let n = encode_frame(
         &mut buf,
         &fields(&addrs),
         KA_MAC,
         MULTICAST_MAC_V6,
-        ka_src(),
-        MULTICAST_V6,
+        IpAddr::V6(ka_src()),
+        IpAddr::V6(MULTICAST_V6),
     )
     .unwrap();
     // The flow label is the sending kernel's; everything else is ours.
@@ -323,11 +323,13 @@ fn encoder_refuses_what_ipv6_cannot_carry() {
 
 #[test]
 fn addresses_and_macs() {
-    assert!(is_link_local(ka_src()));
-    assert!(is_link_local("febf::1".parse().unwrap()));
-    assert!(!is_link_local("fec0::1".parse().unwrap()));
-    assert!(!is_link_local("2001:2::1".parse().unwrap()));
-    assert!(!is_link_local(MULTICAST_V6));
+    // The link-local test the receive checks and the primary use is std's, fe80::/10.
+    let ll = |a: Ipv6Addr| a.is_unicast_link_local();
+    assert!(ll(ka_src()));
+    assert!(ll("febf::1".parse().unwrap()));
+    assert!(!ll("fec0::1".parse().unwrap()));
+    assert!(!ll("2001:2::1".parse().unwrap()));
+    assert!(!ll(MULTICAST_V6));
     assert_eq!(virtual_mac_v6(51), [0, 0, 0x5e, 0, 2, 51]);
     let o = MULTICAST_V6.octets();
     assert_eq!(MULTICAST_MAC_V6, [0x33, 0x33, o[12], o[13], o[14], o[15]]);

@@ -21,8 +21,8 @@ use std::io;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::{family, new_socket, setsockopt, socklen};
-use crate::vrrp::packet::{is_link_local, Ipv6Meta, MULTICAST_V6, PROTO_VRRP, TRAFFIC_CLASS, TTL};
+use super::{bind_to_device, family, new_socket, nothing_waiting, setsockopt, socklen};
+use crate::vrrp::packet::{Ipv6Meta, MULTICAST_V6, PROTO_VRRP, TRAFFIC_CLASS, TTL};
 
 /// Room for the ancillary data of one received message: a hop limit and a packet-info header
 /// with their `cmsghdr`s.
@@ -49,7 +49,7 @@ pub struct Vrrp6Socket {
 
 fn sockaddr_in6(a: Ipv6Addr, ifindex: u32) -> libc::sockaddr_in6 {
     // A link-scope destination (link-local or ff02::/16) needs the interface as its scope.
-    let link_scope = is_link_local(a) || a.segments()[0] & 0xff0f == 0xff02;
+    let link_scope = a.is_unicast_link_local() || a.segments()[0] & 0xff0f == 0xff02;
     libc::sockaddr_in6 {
         sin6_family: family(libc::AF_INET6),
         sin6_port: 0,
@@ -74,10 +74,7 @@ impl Vrrp6Socket {
             libc::c_int::from(PROTO_VRRP),
         )?;
         let raw = fd.as_raw_fd();
-        let mut dev = [0u8; libc::IFNAMSIZ];
-        let n = name.len().min(libc::IFNAMSIZ - 1);
-        dev[..n].copy_from_slice(&name.as_bytes()[..n]);
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &dev)?;
+        bind_to_device(raw, name)?;
         let hops = libc::c_int::from(TTL);
         int_opt(raw, libc::IPV6_MULTICAST_HOPS, hops)?;
         int_opt(raw, libc::IPV6_UNICAST_HOPS, hops)?;
@@ -181,11 +178,7 @@ impl Vrrp6Socket {
         // the call, with the lengths given.
         let rc = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
         if rc < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
+            return nothing_waiting(io::Error::last_os_error());
         }
         let n = usize::try_from(rc).unwrap_or(0);
         let mut meta = Ipv6Meta {

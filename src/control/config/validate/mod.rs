@@ -112,6 +112,9 @@ impl Ctx<'_> {
     }
 }
 
+/// Why a FULLNAT service with an IPv6 VIP cannot reach IPv4 real servers or use an IPv4 pool.
+const FULLNAT64: &str = "FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported";
+
 fn family(a: IpAddr) -> &'static str {
     if a.is_ipv4() {
         "IPv4"

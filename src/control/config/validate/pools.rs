@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{family, is_unicast, machine, Ctx};
+use super::{family, is_unicast, machine, Ctx, FULLNAT64};
 use crate::control::config::model::{Config, Forwarding, LocalAddressPool};
 
 /// The fewest local address:port pairs a pool must offer per connection-table shard.
@@ -68,7 +68,7 @@ fn services_of_the_pools_family(cx: &mut Ctx, cfg: &Config) {
             continue;
         }
         let why = match s.vip.is_ipv6() {
-            true => "FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported",
+            true => FULLNAT64,
             false => "a FULLNAT service's local addresses are of its VIP's family",
         };
         cx.value(

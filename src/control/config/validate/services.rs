@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{family, health, is_contiguous, is_unicast, machine, Ctx};
+use super::{family, health, is_contiguous, is_unicast, machine, Ctx, FULLNAT64};
 use crate::control::config::model::{
     Config, Forwarding, LocalAddressPool, Netmask, Protocol, Scheduler, Service,
 };
@@ -329,7 +329,7 @@ fn reals(cx: &mut Ctx, p: &str, s: &Service) {
 fn mixed_families(s: &Service, a: SocketAddr, what: &str) -> String {
     let (fam, vip_fam) = (family(a.ip()), family(s.vip));
     let why = if s.forwarding == Forwarding::Fullnat && s.vip.is_ipv6() {
-        "FULLNAT64 (an IPv6 VIP in front of IPv4 real servers) is not supported".to_string()
+        FULLNAT64.to_string()
     } else {
         format!("forwarding {} cannot mix address families", s.forwarding)
     };

@@ -197,6 +197,11 @@ fn http6_check_takes_a_stopped_ipv6_server_out_within_fall_intervals_and_back_af
         ],
         Duration::from_secs(5),
     );
+    // The log line comes when the control plane re-adds r2; the workers take the new
+    // snapshot at their next batch: wait (bounded) until one request reaches r2, then rr
+    // alternates exactly.
+    let back = (0..50).any(|_| lab.http_client_url(&url6(VIP6, 81), 1, 2.0).count("r2") == 1);
+    assert!(back, "r2 never answered on VIP6:81 after it was re-added");
     let s = lab.http_client_url(&url6(VIP6, 81), 20, 2.0);
     assert_eq!((s.count("r1"), s.count("r2")), (10, 10), "{s:?}");
     after_the_outage(&lab);

@@ -190,7 +190,7 @@ fn with_a_missing_interface() {
     let text = std::fs::read_to_string(&cfg.0).unwrap();
     let at = 1 + text
         .lines()
-        .position(|l| l.trim() == "- name: lan0")
+        .position(|l| l.trim_start().starts_with("- name: lan0"))
         .expect("config/nat.yaml names lan0");
     assert!(
         line.contains(&format!(":{at}:")),

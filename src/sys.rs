@@ -1,6 +1,7 @@
 //! The raw system calls xvs makes outside the AF_XDP/UMEM and BPF-loader code, each wrapped
 //! once: interface lookup (`if_nametoindex`), `poll`, the monotonic clock, signal masks and
-//! synchronous signal waits, process-group kill, the effective uid, and systemd's `sd_notify`.
+//! synchronous signal waits, process-group kill, the effective uid, CPU affinity
+//! (`sched_getaffinity`/`sched_setaffinity`), and systemd's `sd_notify`.
 //!
 //! Invariants: this is the only module outside `datapath::{xsk, filter}` and `vrrp::socket` that
 //! may use `unsafe`; every `unsafe` block holds exactly one foreign call (or one zeroed plain-data
@@ -145,6 +146,75 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Bits of the first affinity mask tried; the kernel's is larger only on machines with more
+/// CPUs (then [`thread_cpus`] retries with a doubled mask).
+const CPU_MASK_BITS: usize = 1024;
+/// The largest mask [`thread_cpus`] tries (the kernel's `NR_CPUS` is at most 8192 today).
+const CPU_MASK_BITS_MAX: usize = 1 << 16;
+/// Bits in one word of an affinity mask.
+const WORD_BITS: usize = libc::c_ulong::BITS as usize;
+
+/// The CPUs the calling thread may run on (`sched_getaffinity(2)`), ascending: the CPUs that
+/// are online and inside its affinity mask (systemd's `CPUAffinity=`, `taskset`, a cpuset). Read
+/// by the main thread before xvs narrows it, this is the process's set.
+pub fn thread_cpus() -> io::Result<Vec<usize>> {
+    let mut bits = CPU_MASK_BITS;
+    loop {
+        let mut mask: Vec<libc::c_ulong> = vec![0; bits / WORD_BITS];
+        let size = std::mem::size_of_val(mask.as_slice());
+        // SAFETY: `mask` is a live, exclusively borrowed buffer of `size` bytes; the kernel
+        // writes at most `size` bytes into it (an array of unsigned longs, as `cpu_set_t` is)
+        // and reports EINVAL when its own mask does not fit.
+        let rc = unsafe { libc::sched_getaffinity(0, size, mask.as_mut_ptr().cast()) };
+        if rc == 0 {
+            return Ok(cpus_of_mask(&mask));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) || bits >= CPU_MASK_BITS_MAX {
+            return Err(e);
+        }
+        bits *= 2;
+    }
+}
+
+/// Restricts the calling thread to `cpus` (`sched_setaffinity(2)`); threads it starts
+/// afterwards inherit the set. `InvalidInput` for an empty list; the kernel refuses (EINVAL) a
+/// set with no CPU the thread is allowed to use (offline, or outside its cpuset).
+pub fn set_thread_cpus(cpus: &[usize]) -> io::Result<()> {
+    let Some(&max) = cpus.iter().max() else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    if max >= CPU_MASK_BITS_MAX {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let words = (max / WORD_BITS + 1).max(CPU_MASK_BITS / WORD_BITS);
+    let mut mask: Vec<libc::c_ulong> = vec![0; words];
+    for &cpu in cpus {
+        mask[cpu / WORD_BITS] |= 1 << (cpu % WORD_BITS);
+    }
+    let size = std::mem::size_of_val(mask.as_slice());
+    // SAFETY: `mask` is a live buffer of `size` bytes laid out as `cpu_set_t` is (an array of
+    // unsigned longs); the kernel only reads it. Pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, size, mask.as_ptr().cast()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The CPU numbers whose bits are set in `mask`, ascending.
+fn cpus_of_mask(mask: &[libc::c_ulong]) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for (w, &word) in mask.iter().enumerate() {
+        for bit in 0..WORD_BITS {
+            if word & (1 << bit) != 0 {
+                cpus.push(w * WORD_BITS + bit);
+            }
+        }
+    }
+    cpus
+}
+
 /// Tells systemd (`Type=notify-reload`) about the daemon's state, if `NOTIFY_SOCKET` is set
 /// (a path, or `@name` for an abstract socket). Failures are ignored: notification is best
 /// effort and must not stop the daemon.
@@ -213,6 +283,41 @@ mod tests {
             .unwrap()
             .as_micros();
         assert!(u128::from(t1) < unix);
+    }
+
+    #[test]
+    fn cpus_of_mask_reads_every_word() {
+        let mut mask = vec![0 as libc::c_ulong; 4];
+        mask[0] = 0b1010;
+        mask[2] = 1 << 3;
+        assert_eq!(cpus_of_mask(&mask), vec![1, 3, 2 * WORD_BITS + 3]);
+        assert_eq!(cpus_of_mask(&[0, 0]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_thread_narrowed_to_one_of_its_cpus_reads_it_back() {
+        // In a thread of its own, so the test's other threads keep their set.
+        std::thread::spawn(|| {
+            let cpus = thread_cpus().unwrap();
+            assert!(!cpus.is_empty());
+            assert!(cpus.windows(2).all(|w| w[0] < w[1]), "{cpus:?}");
+            let last = *cpus.last().unwrap();
+            set_thread_cpus(&[last]).unwrap();
+            assert_eq!(thread_cpus().unwrap(), vec![last]);
+            // Threads started afterwards inherit the set.
+            let inner = std::thread::spawn(thread_cpus).join().unwrap().unwrap();
+            assert_eq!(inner, vec![last]);
+            assert_eq!(
+                set_thread_cpus(&[]).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+            // A CPU this machine does not have: refused, the set unchanged.
+            assert!(set_thread_cpus(&[CPU_MASK_BITS - 1]).is_err());
+            assert!(set_thread_cpus(&[CPU_MASK_BITS_MAX]).is_err());
+            assert_eq!(thread_cpus().unwrap(), vec![last]);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

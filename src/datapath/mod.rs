@@ -14,6 +14,7 @@ pub mod filter;
 pub mod fragments;
 pub mod fullnat;
 pub mod nexthop;
+pub mod placement;
 pub mod process;
 pub mod snapshot;
 pub mod translation;

@@ -26,9 +26,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::datapath::counters::bump;
+use crate::datapath::placement;
 use crate::datapath::xsk::QueueIo;
 use crate::datapath::{DropReason, PortId, Processor, Verdict, WorkerCounters};
 use crate::flow::Nanos;
+use crate::sys;
 
 /// What decides about frames: the [`Processor`] in production, simpler handlers in tests.
 pub trait FrameHandler {
@@ -175,6 +177,16 @@ pub enum WorkerError {
     },
     #[error("cannot start the worker thread of queue {queue}: {source}")]
     Spawn { queue: u32, source: io::Error },
+    #[error("cannot pin the worker of queue {queue} to CPU {cpu}: {source}")]
+    Pin {
+        queue: u32,
+        cpu: usize,
+        source: io::Error,
+    },
+    #[error("no CPU to pin the worker of queue {queue} to")]
+    NoCpu { queue: u32 },
+    #[error("cannot read the CPUs this process may use: {0}")]
+    Affinity(io::Error),
 }
 
 /// What the loop does with a verdict, counting drops. Pure: unit tested.
@@ -334,49 +346,121 @@ pub fn run_worker<R: Rings, H: FrameHandler>(
     Ok(())
 }
 
-/// Starts one thread per queue (`xvs-q<queue>`), the i-th pinned to the i-th core when that core
-/// exists (logged and left unpinned otherwise). The threads run until `stop` is set; joining one
-/// returns its outcome. Threads inherit the caller's network namespace.
+/// Starts one thread per queue (`xvs-q<queue>`), each pinned to the CPU the default placement
+/// gives it ([`placement::place`] with `auto`: never CPU 0 when the calling thread may use
+/// another); see [`spawn_pinned_workers`].
 pub fn spawn_workers<H: FrameHandler + Send + 'static>(
     workers: Vec<(QueueIo, H)>,
     cfg: WorkerConfig,
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<Result<(), WorkerError>>>, WorkerError> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let allowed = sys::thread_cpus().map_err(WorkerError::Affinity)?;
+    let cpus = placement::place(&allowed, None, workers.len()).map_or(Vec::new(), |p| p.workers);
+    spawn_pinned_workers(workers, &cpus, cfg, stop)
+}
+
+/// Starts one thread per queue (`xvs-q<queue>`), the i-th pinned to `cpus[i]`. Each thread pins
+/// itself before its first batch and reports back: a worker that cannot be pinned (or has no
+/// CPU in `cpus`) is a start-up error, not a silently unpinned worker, and the workers already
+/// started are then stopped and joined. The threads run until `stop` is set; joining one
+/// returns its outcome. Threads inherit the caller's network namespace.
+pub fn spawn_pinned_workers<H: FrameHandler + Send + 'static>(
+    workers: Vec<(QueueIo, H)>,
+    cpus: &[usize],
+    cfg: WorkerConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<JoinHandle<Result<(), WorkerError>>>, WorkerError> {
     let mut handles = Vec::with_capacity(workers.len());
     for (i, (mut io, mut handler)) in workers.into_iter().enumerate() {
         let queue = io.queue();
-        let core = cores.get(i).copied();
-        if core.is_none() {
-            log::warn!("worker of queue {queue}: no core #{i} to pin to; running unpinned");
-        }
-        let thread_stop = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("xvs-q{queue}"))
-            .spawn(move || {
-                if let Some(core) = core {
-                    if !core_affinity::set_for_current(core) {
-                        log::warn!(
-                            "worker of queue {queue}: cannot pin to core {}; running unpinned",
-                            core.id
-                        );
-                    }
-                }
-                let r = run_worker(queue, &mut io, &mut handler, &cfg, &thread_stop);
-                if let Err(e) = &r {
-                    log::error!("{e}");
-                }
-                r
-            });
-        match spawned {
+        let started = match cpus.get(i).copied() {
+            Some(cpu) => spawn_one(queue, cpu, stop.clone(), move |stop| {
+                run_worker(queue, &mut io, &mut handler, &cfg, stop)
+            }),
+            None => Err(WorkerError::NoCpu { queue }),
+        };
+        match started {
             Ok(h) => handles.push(h),
-            Err(source) => {
+            Err(e) => {
                 stop.store(true, Ordering::Relaxed);
-                return Err(WorkerError::Spawn { queue, source });
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
             }
         }
     }
     Ok(handles)
+}
+
+/// Starts the thread of `queue`, which pins itself to `cpu` and then runs `work`; returns once
+/// the thread is pinned, or the reason it could not be.
+fn spawn_one<F>(
+    queue: u32,
+    cpu: usize,
+    stop: Arc<AtomicBool>,
+    work: F,
+) -> Result<JoinHandle<Result<(), WorkerError>>, WorkerError>
+where
+    F: FnOnce(&AtomicBool) -> Result<(), WorkerError> + Send + 'static,
+{
+    let (pinned_tx, pinned_rx) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name(format!("xvs-q{queue}"))
+        .spawn(move || {
+            let pinned = sys::set_thread_cpus(&[cpu]);
+            let ok = pinned.is_ok();
+            // The spawner waits for this; it reports a failure.
+            let _ = pinned_tx.send(pinned);
+            if !ok {
+                return Ok(());
+            }
+            let r = work(&stop);
+            if let Err(e) = &r {
+                log::error!("{e}");
+            }
+            r
+        })
+        .map_err(|source| WorkerError::Spawn { queue, source })?;
+    let pinned = pinned_rx
+        .recv()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread ended before it was pinned")));
+    match pinned {
+        Ok(()) => Ok(handle),
+        Err(source) => {
+            let _ = handle.join();
+            Err(WorkerError::Pin { queue, cpu, source })
+        }
+    }
+}
+
+#[cfg(test)]
+mod spawn_tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_runs_on_its_cpu() {
+        let cpu = *sys::thread_cpus().unwrap().last().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = spawn_one(7, cpu, stop, move |_| {
+            assert_eq!(sys::thread_cpus().unwrap(), vec![cpu]);
+            assert_eq!(std::thread::current().name(), Some("xvs-q7"));
+            Ok(())
+        })
+        .unwrap();
+        h.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_worker_that_cannot_be_pinned_is_an_error_and_never_runs() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let e = spawn_one(3, 1023, stop, |_| panic!("ran unpinned")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot pin the worker of queue 3 to CPU 1023: "),
+            "{e}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Deserializers for the config's scalar forms: durations with units, addresses, port ranges,
-//! `queues: all | [..]`, `workers: auto | N`, VRRP versions and bounded integers.
+//! `queues: all | [..]`, `workers: auto | N`, `cpus: auto | [..]`, VRRP versions and bounded
+//! integers.
 //!
 //! Each gives an error message that names what was expected; serde_yaml_ng adds the position and
 //! the path (`services[0].vip: ...`).
@@ -367,7 +368,7 @@ macro_rules! any_deserialize {
 
 // ---- queues: all | [0, 1] -------------------------------------------------------------------
 
-use super::model::{IpPrefix, PortRange, Queues, VrrpVersion, Workers};
+use super::model::{Cpus, IpPrefix, PortRange, Queues, VrrpVersion, Workers};
 
 struct QueuesVisitor;
 
@@ -440,6 +441,44 @@ impl Visitor<'_> for WorkersVisitor {
 }
 
 any_deserialize!(Workers, WorkersVisitor);
+
+// ---- cpus: auto | [2, 3] --------------------------------------------------------------------
+
+struct CpusVisitor;
+
+impl<'de> Visitor<'de> for CpusVisitor {
+    type Value = Cpus;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`auto` or a list of CPU numbers such as `[2, 3]`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cpus, E> {
+        if v == "auto" {
+            Ok(Cpus::Auto)
+        } else {
+            Err(E::custom(format!(
+                "invalid cpus `{v}`: expected `auto` or a list of CPU numbers such as `[2, 3]`"
+            )))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cpus, E> {
+        Err(E::custom(format!(
+            "invalid cpus `{v}`: write a list, e.g. `[{v}]`, or `auto`"
+        )))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cpus, A::Error> {
+        let mut v = Vec::new();
+        while let Some(c) = seq.next_element::<u32>()? {
+            v.push(c);
+        }
+        Ok(Cpus::List(v))
+    }
+}
+
+any_deserialize!(Cpus, CpusVisitor);
 
 // ---- vrrp version: 2 | 3 --------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 //! What validation needs to know about the machine: which interfaces exist, their MTU and
-//! receive queues, the box's own addresses, and how much memory the process can get.
+//! receive queues, the box's own addresses, how much memory the process can get, and which CPUs
+//! it may run on.
 //!
 //! [`SystemHost`] asks the system (netlink, `/sys`, `/proc`); tests pass a closure
 //! `Fn(&str) -> bool` (which interfaces exist), which knows nothing else, or a fake [`Host`].
@@ -36,6 +37,12 @@ pub trait Host {
 
     /// How much memory the process can still get; `None` when it is not to be checked.
     fn memory(&self) -> Option<Budget> {
+        None
+    }
+
+    /// The CPUs the process may run on (online and inside its affinity mask), ascending; `None`
+    /// when they are not to be checked.
+    fn cpus(&self) -> Option<Vec<usize>> {
         None
     }
 }
@@ -97,5 +104,11 @@ impl Host for SystemHost {
         } else {
             None
         }
+    }
+
+    /// The calling thread's set: validation runs on the main thread before start-up narrows
+    /// it, so this is the process's (systemd's `CPUAffinity=`, `taskset`, a cpuset).
+    fn cpus(&self) -> Option<Vec<usize>> {
+        crate::sys::thread_cpus().ok()
     }
 }

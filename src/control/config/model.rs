@@ -64,6 +64,8 @@ pub struct Datapath {
     /// Every interface the datapath attaches to (at least one).
     pub interfaces: Vec<Interface>,
     pub workers: Workers,
+    /// The CPUs the workers run on. Default `auto`.
+    pub cpus: Cpus,
     pub poll: Poll,
     pub xdp_mode: XdpMode,
     pub zero_copy: ZeroCopy,
@@ -78,6 +80,7 @@ impl Default for Datapath {
         Datapath {
             interfaces: Vec::new(),
             workers: Workers::Auto,
+            cpus: Cpus::Auto,
             poll: Poll::Busy,
             xdp_mode: XdpMode::Auto,
             zero_copy: ZeroCopy::Auto,
@@ -113,6 +116,31 @@ pub enum Workers {
     Auto,
     /// This many (at least 1).
     Count(u32),
+}
+
+/// Which CPUs the workers run on (see [`crate::datapath::placement`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Cpus {
+    /// Inside the process's affinity mask, never CPU 0 when another CPU is allowed.
+    #[default]
+    Auto,
+    /// These CPUs, taken round-robin by the workers (validated: non-empty, no duplicates,
+    /// each in the process's affinity mask).
+    List(Vec<u32>),
+}
+
+impl Cpus {
+    /// The list as CPU numbers; `None` for `auto`.
+    pub fn list(&self) -> Option<Vec<usize>> {
+        match self {
+            Cpus::Auto => None,
+            Cpus::List(l) => Some(
+                l.iter()
+                    .map(|&c| usize::try_from(c).unwrap_or(usize::MAX))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// How a worker waits for packets.

@@ -316,7 +316,7 @@ fn display_is_file_line_col_message() {
     let e = parse("datapath:\n  interfaces: []\n  bogus: 1\n").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "t.yaml:3:3: datapath: unknown field `bogus`, expected one of `interfaces`, `workers`, `poll`, `xdp_mode`, `zero_copy`, `ring_size`, `frame_size`"
+        "t.yaml:3:3: datapath: unknown field `bogus`, expected one of `interfaces`, `workers`, `cpus`, `poll`, `xdp_mode`, `zero_copy`, `ring_size`, `frame_size`"
     );
     assert_eq!(e.errors()[0].file, "t.yaml");
 }
@@ -534,6 +534,82 @@ fn queue_list_rules() {
         "datapath:\n  interfaces:\n    - name: eth0\n      queues: []\n",
         "4:15: queues must list at least one queue",
     );
+}
+
+/// A machine with interface eth0 whose process may run on `cpus`.
+struct CpuHost(Vec<usize>);
+
+impl Host for CpuHost {
+    fn iface_exists(&self, name: &str) -> bool {
+        name == "eth0"
+    }
+
+    fn cpus(&self) -> Option<Vec<usize>> {
+        Some(self.0.clone())
+    }
+}
+
+fn with_cpus(cpus: &str) -> String {
+    format!("datapath:\n  interfaces: [{{ name: eth0 }}]\n  cpus: {cpus}\n")
+}
+
+#[test]
+fn cpus_forms() {
+    let c = assert_ok("datapath:\n  interfaces: [{ name: eth0 }]\n");
+    assert_eq!(c.datapath.cpus, Cpus::Auto);
+    assert_eq!(c.datapath.cpus.list(), None);
+    let c = assert_ok(&with_cpus("auto"));
+    assert_eq!(c.datapath.cpus, Cpus::Auto);
+    let c = assert_ok(&with_cpus("[3, 2]"));
+    assert_eq!(c.datapath.cpus, Cpus::List(vec![3, 2]));
+    assert_eq!(c.datapath.cpus.list(), Some(vec![3, 2]));
+    assert_error(
+        &with_cpus("all"),
+        "3:9: datapath.cpus: invalid cpus `all`: expected `auto` or a list",
+    );
+    assert_error(
+        &with_cpus("2"),
+        "3:9: datapath.cpus: invalid cpus `2`: write a list, e.g. `[2]`, or `auto`",
+    );
+    assert_error(
+        &with_cpus("[1, -1]"),
+        "3:13: datapath.cpus[1]: invalid type: integer `-1`, expected u32",
+    );
+}
+
+#[test]
+fn cpu_list_rules() {
+    assert_error(
+        &with_cpus("[]"),
+        "3:9: cpus must list at least one CPU, or be `auto`",
+    );
+    assert_error(
+        &with_cpus("[1, 0, 1]"),
+        "3:16: cpu 1 is listed twice (first at line 3)",
+    );
+}
+
+#[test]
+fn listed_cpus_must_be_the_processs() {
+    let two = CpuHost(vec![0, 1]);
+    assert!(errors_on(&two, &with_cpus("[1]")).is_empty());
+    assert!(errors_on(&two, &with_cpus("[0, 1]")).is_empty());
+    // Pointed at the element.
+    assert_eq!(
+        errors_on(&two, &with_cpus("[0, 9]")),
+        vec!["3:13: cpu 9: not in this process's CPUs (0-1)"]
+    );
+    // systemd CPUAffinity=2 3 (or a cpuset) takes CPU 0 away.
+    let masked = CpuHost(vec![2, 3, 5]);
+    assert_eq!(
+        errors_on(&masked, &with_cpus("\n    - 2\n    - 0\n    - 4")),
+        vec![
+            "5:7: cpu 0: not in this process's CPUs (2-3,5)",
+            "6:7: cpu 4: not in this process's CPUs (2-3,5)",
+        ]
+    );
+    // `auto` needs nothing of the host.
+    assert!(errors_on(&masked, &with_cpus("auto")).is_empty());
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub enum DaemonError {
     Steering(SubsystemError),
     #[error("{0}")]
     Worker(#[from] WorkerError),
+    #[error("cannot read the CPUs this process may use: {0}")]
+    Affinity(io::Error),
+    #[error("cannot move the control threads to CPU(s) {cpus}: {source}")]
+    ControlCpus { cpus: String, source: io::Error },
     /// A thread could not be started; `what` names it ("the health checks").
     #[error("cannot start {what}: {source}")]
     Spawn {

@@ -398,4 +398,22 @@ mod tests {
         pinned.conntrack.max_entries_ipv6 = Some(1000);
         assert_eq!(changed(&with_v6, &pinned), None);
     }
+
+    #[test]
+    fn a_reload_that_changes_the_workers_cpus_needs_a_restart() {
+        let cfg = |cpus: &str| {
+            let text = format!("datapath:\n  interfaces:\n    - name: eth0\n  cpus: {cpus}\n");
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
+        };
+        let changed =
+            |old: &Config, new: &Config| restart_only_changes(old, new).map(|e| e.to_string());
+        assert_eq!(changed(&cfg("[1]"), &cfg("[1]")), None);
+        for (old, new) in [("auto", "[1]"), ("[1]", "[0]"), ("[0]", "auto")] {
+            assert_eq!(
+                changed(&cfg(old), &cfg(new)).as_deref(),
+                Some("datapath section changed: restart xvs to apply it"),
+                "{old} -> {new}"
+            );
+        }
+    }
 }

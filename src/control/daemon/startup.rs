@@ -25,7 +25,8 @@ use crate::control::stats::{self, Stats};
 use crate::control::vrrp_spec as vrrp;
 use crate::control::{iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
-use crate::datapath::worker::{spawn_workers, PollMode, WorkerConfig};
+use crate::datapath::placement::{self, Placement};
+use crate::datapath::worker::{spawn_pinned_workers, PollMode, WorkerConfig};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, WorkerCounters};
 use crate::steer::SteerKey;
@@ -389,8 +390,10 @@ struct Started {
 }
 
 /// Starts every thread: workers, neighbour refresher, expiry janitor, health checks, rate
-/// estimator, VRRP, then the metrics and admin servers. On error, the threads already started
-/// are stopped and joined (the [`Threads`] guard drops).
+/// estimator, VRRP, then the metrics and admin servers. First the calling (main) thread moves to
+/// the control CPUs of the [`Placement`], so every control thread inherits them; each worker pins
+/// itself to its own CPU. On error, the threads already started are stopped and joined (the
+/// [`Threads`] guard drops).
 fn spawn_threads(
     cfg: &Config,
     shared: &Arc<Shared>,
@@ -400,10 +403,11 @@ fn spawn_threads(
     specs: Vec<InstanceSpec>,
     groups: SyncGroups,
 ) -> Result<Started, DaemonError> {
+    let placed = place_threads(cfg, &ios)?;
     let mut threads = Threads::new();
     let epoch = Instant::now();
     let xsk = ios.iter().map(|io| io.stats_reader()).collect();
-    let workers = spawn_datapath(&mut threads, cfg, shared, ios, epoch)?;
+    let workers = spawn_datapath(&mut threads, cfg, shared, ios, &placed.workers, epoch)?;
     let stop = threads.stop_flag();
     let refresher = neighbours::spawn_refresher(
         ports.to_vec(),
@@ -463,12 +467,31 @@ fn spawn_threads(
     })
 }
 
-/// Starts one worker per queue; returns each worker's (queue, counters).
+/// Places the threads ([`placement::place`] on the process's CPUs and `datapath.cpus`), moves
+/// the calling thread to the control CPUs and logs the placement.
+fn place_threads(cfg: &Config, ios: &[QueueIo]) -> Result<Placement, DaemonError> {
+    let allowed = sys::thread_cpus().map_err(DaemonError::Affinity)?;
+    let list = cfg.datapath.cpus.list();
+    let placed = placement::place(&allowed, list.as_deref(), ios.len()).ok_or_else(|| {
+        DaemonError::Affinity(std::io::Error::other("no CPU to run the workers on"))
+    })?;
+    sys::set_thread_cpus(&placed.control).map_err(|source| DaemonError::ControlCpus {
+        cpus: placement::cpu_list(&placed.control),
+        source,
+    })?;
+    let queues: Vec<u32> = ios.iter().map(QueueIo::queue).collect();
+    log::info!("{}", placed.describe(&queues));
+    Ok(placed)
+}
+
+/// Starts one worker per queue, the i-th pinned to `cpus[i]`; returns each worker's (queue,
+/// counters).
 fn spawn_datapath(
     threads: &mut Threads,
     cfg: &Config,
     shared: &Arc<Shared>,
     ios: Vec<QueueIo>,
+    cpus: &[usize],
     epoch: Instant,
 ) -> Result<Vec<(u32, Arc<WorkerCounters>)>, DaemonError> {
     let poll = match cfg.datapath.poll {
@@ -482,7 +505,8 @@ fn spawn_datapath(
         counters.push((io.queue(), p.counters.clone()));
         workers.push((io, p));
     }
-    threads.workers = spawn_workers(workers, WorkerConfig::new(poll, epoch), threads.stop_flag())?;
+    let cfg = WorkerConfig::new(poll, epoch);
+    threads.workers = spawn_pinned_workers(workers, cpus, cfg, threads.stop_flag())?;
     Ok(counters)
 }
 

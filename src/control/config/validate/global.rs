@@ -1,7 +1,7 @@
 //! The machine-wide sections: `global`, `datapath` and `conntrack`.
 
 use super::Ctx;
-use crate::control::config::model::{Config, Queues, Workers};
+use crate::control::config::model::{Config, Cpus, Queues, Workers};
 
 /// Longest Unix socket path (sizeof sun_path - 1).
 const SUN_PATH_MAX: usize = 107;
@@ -72,6 +72,20 @@ fn datapath(cx: &mut Ctx, cfg: &Config) {
     );
     if d.workers == Workers::Count(0) {
         cx.value("datapath.workers", "workers must be at least 1 (or `auto`)");
+    }
+    if let Cpus::List(cpus) = &d.cpus {
+        if cpus.is_empty() {
+            cx.value(
+                "datapath.cpus",
+                "cpus must list at least one CPU, or be `auto`",
+            );
+        }
+        cx.unique(
+            cpus.iter()
+                .enumerate()
+                .map(|(k, c)| (format!("datapath.cpus[{k}]"), *c)),
+            |c, first| format!("cpu {c} is listed twice (first at {first})"),
+        );
     }
     if !d.ring_size.is_power_of_two() || !(64..=65536).contains(&d.ring_size) {
         cx.value(

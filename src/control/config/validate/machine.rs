@@ -5,7 +5,9 @@
 //!   box's own) is never a loopback, network or broadcast address;
 //! - the MTU of each datapath interface fits the UMEM frame (`datapath.frame_size` less the XDP
 //!   headroom), or the kernel drops the longer frames before xvs sees them;
-//! - the box's addresses fit the XDP filter's `local_addrs` map.
+//! - the box's addresses fit the XDP filter's `local_addrs` map;
+//! - every CPU of `datapath.cpus` is one the process may run on (online and inside its affinity
+//!   mask).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,6 +17,7 @@ use crate::control::config::host::{Host, HostAddress, Link};
 use crate::control::config::model::Config;
 use crate::control::config::positions::Pos;
 use crate::datapath::filter::MAX_LOCAL_ADDRS;
+use crate::datapath::placement;
 use crate::datapath::wire::ethernet;
 use crate::datapath::xsk;
 
@@ -27,6 +30,8 @@ pub(super) struct Machine {
     links: Vec<(String, Link)>,
     /// The configuration's VIPs (service and VRRP), each with what it is.
     vips: HashMap<IpAddr, String>,
+    /// The CPUs the process may run on, when the host says.
+    cpus: Option<Vec<usize>>,
 }
 
 impl Machine {
@@ -56,6 +61,7 @@ impl Machine {
             addr_error,
             links,
             vips,
+            cpus: host.cpus(),
         }
     }
 
@@ -142,6 +148,7 @@ pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
         );
         cx.out.push((NOWHERE, m));
     }
+    cpus(cx, cfg);
     let frame = cfg.datapath.frame_size;
     if frame != 2048 && frame != 4096 {
         return; // refused on its own
@@ -164,5 +171,24 @@ pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
             );
             cx.value(&format!("datapath.interfaces[{i}].name"), m);
         }
+    }
+}
+
+/// Every listed CPU is one the process may run on.
+fn cpus(cx: &mut Ctx, cfg: &Config) {
+    let (Some(allowed), Some(listed)) = (&cx.machine.cpus, cfg.datapath.cpus.list()) else {
+        return;
+    };
+    let allowed_text = placement::cpu_list(allowed);
+    let missing: Vec<(usize, usize)> = listed
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| !allowed.contains(c))
+        .collect();
+    for (k, c) in missing {
+        cx.value(
+            &format!("datapath.cpus[{k}]"),
+            format!("cpu {c}: not in this process's CPUs ({allowed_text})"),
+        );
     }
 }

@@ -423,10 +423,7 @@ fn render_busy(o: &mut String, src: &Sources) {
         let mut cumulative = 0u64;
         for (le, n) in BATCH_FRAMES_LE.iter().zip(h.buckets) {
             cumulative = cumulative.wrapping_add(n);
-            let _ = writeln!(
-                o,
-                "{name}_bucket{{queue=\"{q}\",le=\"{le}\"}} {cumulative}"
-            );
+            let _ = writeln!(o, "{name}_bucket{{queue=\"{q}\",le=\"{le}\"}} {cumulative}");
         }
         let (count, sum) = (h.count(), h.sum);
         let _ = writeln!(

@@ -468,7 +468,10 @@ mod tests {
         assert_eq!(l.workers[0].queue, 0);
         assert!((l.workers[0].busy_ratio - 0.95).abs() < 1e-9, "{l:?}");
         assert_eq!(l.workers[0].frames_per_batch, 64.0);
-        assert_eq!((l.workers[0].rx_pps, l.workers[0].tx_pps), (320_000, 160_000));
+        assert_eq!(
+            (l.workers[0].rx_pps, l.workers[0].tx_pps),
+            (320_000, 160_000)
+        );
         assert_eq!(l.workers[1], zero(3));
         // Interval 2 (4 s): a idle, b lightly loaded (1 and 3 frames per batch).
         work(&b, 100, 1, 2_000_000);

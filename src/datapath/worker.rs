@@ -343,7 +343,14 @@ fn turn<R: Rings, H: FrameHandler>(
 ) -> Result<(), WorkerError> {
     state.end_span(now, handler.counters());
     let batch_size = cfg.batch_size.max(1);
-    let received = run_batch(rings, handler, now, batch_size, queue, &mut state.seen_version)?;
+    let received = run_batch(
+        rings,
+        handler,
+        now,
+        batch_size,
+        queue,
+        &mut state.seen_version,
+    )?;
     if received > 0 {
         state.busy_since = Some(now);
     } else if cfg.poll == PollMode::Wakeup && !rings.tx_pending() {
@@ -649,7 +656,14 @@ mod tests {
     #[test]
     fn a_batch_with_frames_is_busy_until_the_next_clock_read() {
         for poll in [PollMode::Busy, PollMode::Wakeup] {
-            let script = [(100, 3), (150, 0), (1_000, 1), (1_010, 0), (5_000, 0), (9_000, 0)];
+            let script = [
+                (100, 3),
+                (150, 0),
+                (1_000, 1),
+                (1_010, 0),
+                (5_000, 0),
+                (9_000, 0),
+            ];
             let (rings, h) = turns(poll, &script);
             let c = &h.counters;
             // (150 - 100) + (1010 - 1000): the idle turns and whatever followed them are not.

@@ -2,7 +2,8 @@
 //! the `/metrics` page parses as Prometheus text format (with the `prometheus-parse` crate), and
 //! its counters match what the client sent and received, counted independently from the client
 //! interface's own counters (`ip -s -j link`): connections exactly, packets and bytes within 1%.
-//! `xvs ctl list --stats` shows the same numbers as the scrape.
+//! `xvs ctl list --stats` shows the same numbers as the scrape. The workers' saturation metrics
+//! read ≈ 0 while xvs is idle and grow under traffic; `xvs ctl stats` lists every worker.
 //!
 //! The lab runs `config/nat.yaml` with `poll: wakeup` and a per-test admin socket; the metrics
 //! listen on the config's `127.0.0.1:9798` inside the lab's own load-balancer namespace.
@@ -15,7 +16,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Lab, Xvs, VIP};
 use prometheus_parse::{Scrape, Value};
@@ -273,4 +274,102 @@ fn metrics_count_what_the_client_exchanged_and_ctl_stats_agree() {
         "{json}"
     );
     eprintln!("{out}{rate}");
+}
+
+/// Every sample of `metric`, by its `queue` label, as floats.
+fn per_queue(s: &Scrape, metric: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == metric)
+        .map(|x| {
+            let q = x.labels.get("queue").unwrap_or("?").to_string();
+            match x.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => (q, v),
+                ref other => panic!("{metric}: unexpected value {other:?}"),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!out.is_empty(), "no {metric} sample");
+    out
+}
+
+fn total(samples: &[(String, f64)]) -> f64 {
+    samples.iter().map(|(_, v)| v).sum()
+}
+
+#[test]
+fn worker_busy_metrics_read_zero_when_idle_and_grow_under_traffic() {
+    let run = start();
+    let lab = &run.lab;
+    // Idle: no traffic for two whole estimator intervals (2 s each), so the last one is idle.
+    let started = Instant::now();
+    let before = scrape(lab);
+    std::thread::sleep(Duration::from_millis(4_500));
+    let idle = scrape(lab);
+    let wall = started.elapsed().as_secs_f64();
+    let busy_before = per_queue(&before, "xvs_worker_busy_seconds_total");
+    let busy_idle = per_queue(&idle, "xvs_worker_busy_seconds_total");
+    assert!(
+        is_counter(&idle, "xvs_worker_busy_seconds_total"),
+        "not a counter"
+    );
+    for ((q, b), (_, a)) in busy_before.iter().zip(&busy_idle) {
+        assert!(
+            a - b < 0.05 * wall,
+            "queue {q}: busy {:.6} s of {wall:.3} s idle",
+            a - b
+        );
+    }
+    for (q, r) in per_queue(&idle, "xvs_worker_busy_ratio") {
+        assert!((0.0..0.05).contains(&r), "queue {q}: busy ratio {r} idle");
+    }
+    let histogram = idle
+        .samples
+        .iter()
+        .find(|x| x.metric == "xvs_worker_batch_frames")
+        .expect("xvs_worker_batch_frames");
+    match &histogram.value {
+        Value::Histogram(buckets) => assert_eq!(buckets.len(), 8, "{buckets:?}"),
+        other => panic!("xvs_worker_batch_frames is not a histogram: {other:?}"),
+    }
+
+    // A burst: busy time and batches grow.
+    let http = lab.http_client(HTTP_REQUESTS);
+    assert_eq!(http.ok, u64::from(HTTP_REQUESTS), "{:?}", http.errors);
+    let burst = scrape(lab);
+    let busy_burst = total(&per_queue(&burst, "xvs_worker_busy_seconds_total"));
+    assert!(
+        busy_burst > total(&busy_idle),
+        "busy seconds did not grow: {busy_burst} after, {} before",
+        total(&busy_idle)
+    );
+    let batches = |s: &Scrape| total(&per_queue(s, "xvs_worker_batch_frames_count"));
+    let frames = |s: &Scrape| total(&per_queue(s, "xvs_worker_batch_frames_sum"));
+    assert!(batches(&burst) > batches(&idle), "no batch counted");
+    // Each HTTP request is at least 5 frames through the worker (SYN, ACK, request, FIN, ACK).
+    assert!(
+        frames(&burst) - frames(&idle) >= f64::from(HTTP_REQUESTS * 5),
+        "frames per batch sum grew by {}",
+        frames(&burst) - frames(&idle)
+    );
+    eprintln!(
+        "idle {wall:.1} s: busy {:?} -> {:?}; burst of {HTTP_REQUESTS} requests: busy {busy_burst:.6} s",
+        busy_before, busy_idle
+    );
+
+    // xvs ctl stats: the header and one line per worker.
+    let out = lab.exec_ok("lb", &[XVS, "ctl", "--socket", &run.socket, "stats"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("xvs version "), "{out}");
+    assert_eq!(
+        lines[1], "Queue    RxPPS    TxPPS   Util% Frames/batch",
+        "{out}"
+    );
+    assert_eq!(lines.len(), 2 + busy_idle.len(), "{out}");
+    for (line, (q, _)) in lines[2..].iter().zip(&busy_idle) {
+        assert!(line.starts_with(&format!("{q:<5}")), "{out}");
+    }
+    eprintln!("{out}");
 }

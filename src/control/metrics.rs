@@ -42,7 +42,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::task::AbortHandle;
 
 use crate::control::health::HealthMetrics;
-use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
+use crate::control::stats::Stats;
+use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey, BATCH_FRAMES_LE};
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
 use crate::datapath::{DropReason, Service, Shared, Snapshot, WorkerCounters};
 use crate::sched::RealServer;
@@ -145,6 +146,8 @@ pub struct Sources {
     pub health: Arc<HealthMetrics>,
     /// The VRRP thread's instances and error counters.
     pub vrrp: Arc<VrrpStatus>,
+    /// The estimator's last interval (`xvs_worker_busy_ratio`).
+    pub stats: Arc<Stats>,
 }
 
 fn esc(s: &str) -> String {
@@ -387,17 +390,59 @@ fn render_workers(o: &mut String, src: &Sources) {
             let _ = writeln!(o, "{name}{{queue=\"{q}\"}} {}", get(c));
         }
     }
+    render_busy(o, src);
+}
+
+/// Nanoseconds as decimal seconds, exactly (`12.000000345`).
+fn seconds(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// The worker saturation families: busy seconds, the frames-per-batch histogram (cumulative
+/// `le` buckets summed from the worker's per-bucket counts) and the last interval's busy share.
+fn render_busy(o: &mut String, src: &Sources) {
+    family(
+        o,
+        "xvs_worker_busy_seconds_total",
+        "counter",
+        "Time a worker spent in batches that had frames (rate() is its utilisation).",
+    );
+    for (q, c) in &src.workers {
+        let busy = seconds(c.busy_ns.load(Ordering::Relaxed));
+        let _ = writeln!(o, "xvs_worker_busy_seconds_total{{queue=\"{q}\"}} {busy}");
+    }
+    let name = "xvs_worker_batch_frames";
+    family(
+        o,
+        name,
+        "histogram",
+        "Frames per batch that had frames (near the batch size: the worker is saturated).",
+    );
+    for (q, c) in &src.workers {
+        let h = c.batch_frames.read();
+        let mut cumulative = 0u64;
+        for (le, n) in BATCH_FRAMES_LE.iter().zip(h.buckets) {
+            cumulative = cumulative.wrapping_add(n);
+            let _ = writeln!(o, "{name}_bucket{{queue=\"{q}\",le=\"{le}\"}} {cumulative}");
+        }
+        let (count, sum) = (h.count(), h.sum);
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{queue=\"{q}\",le=\"+Inf\"}} {count}\n{name}_sum{{queue=\"{q}\"}} {sum}\n{name}_count{{queue=\"{q}\"}} {count}"
+        );
+    }
     family(
         o,
         "xvs_worker_busy_ratio",
         "gauge",
-        "Share of a worker's batches that had frames to process.",
+        "Share of the last 2 s estimator interval a worker spent in batches that had frames.",
     );
-    for (q, c) in &src.workers {
-        let b = c.batches.load(Ordering::Relaxed);
-        let busy = c.busy_batches.load(Ordering::Relaxed);
-        let ratio = if b == 0 { 0.0 } else { busy as f64 / b as f64 };
-        let _ = writeln!(o, "xvs_worker_busy_ratio{{queue=\"{q}\"}} {ratio}");
+    for w in &src.stats.loads().workers {
+        let _ = writeln!(
+            o,
+            "xvs_worker_busy_ratio{{queue=\"{}\"}} {}",
+            w.queue, w.busy_ratio
+        );
     }
 }
 
@@ -855,8 +900,10 @@ mod tests {
 
     fn sources() -> Sources {
         let reals = vec![RealServer::new("198.18.1.11:80".parse().unwrap(), 1)];
+        let shared = web_shared(SchedulerKind::Rr, reals);
         Sources {
-            shared: web_shared(SchedulerKind::Rr, reals),
+            stats: Arc::new(Stats::new(shared.clone(), vec![])),
+            shared,
             workers: vec![],
             xsk: vec![],
             reload: Arc::new(ReloadStatus::default()),
@@ -889,8 +936,25 @@ mod tests {
             c.busy_batches.store(n, Ordering::Relaxed);
             c.conntrack_evictions.store(n, Ordering::Relaxed);
             c.count_drop(DropReason::ALL[usize::try_from(q).unwrap()]);
+            c.busy_ns.store(12_000_000_345, Ordering::Relaxed);
             src.workers.push((q, c));
         }
+        // One 2 s estimator interval: queue 0 busy 0.5 s (batches of 1, 3 and 64 frames),
+        // queue 1 busy 1.8 s (64, 64 and 100).
+        src.stats = Arc::new(Stats::new(src.shared.clone(), src.workers.clone()));
+        let t0 = std::time::Instant::now();
+        src.stats.sample(t0);
+        for ((_, c), (busy, frames)) in src
+            .workers
+            .iter()
+            .zip([(500_000_000, [1, 3, 64]), (1_800_000_000, [64, 64, 100])])
+        {
+            c.busy_ns.fetch_add(busy, Ordering::Relaxed);
+            for f in frames {
+                c.batch_frames.record(f);
+            }
+        }
+        src.stats.sample(t0 + Duration::from_secs(2));
         src.reload.successful.store(true, Ordering::Relaxed);
         src.reload
             .timestamp_seconds

@@ -11,6 +11,14 @@
 //! OutBPS). Departure: no exponential smoothing, so a rate shows a change within one interval
 //! and is exactly the last interval's average. Until two samples exist (the first 2 s) every
 //! rate is 0; an identity that appeared since the previous sample has rate 0 until the next.
+//!
+//! # Worker load
+//!
+//! The same samples give each worker's load over the last interval ([`WorkerLoad`]): received
+//! and transmitted frames per second, the busy share (`busy_ns` gained over the interval's
+//! length, clamped to 0..=1: `xvs_worker_busy_ratio`) and the mean frames per batch that had
+//! frames. All 0 until two samples exist. The busy share is the last interval's, not an average
+//! since start, so a worker that saturates shows it within one interval.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +29,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hashbrown::HashMap;
 
-use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey};
+use crate::datapath::counters::{traffic_totals, BatchFrames, Traffic, TrafficKey};
 use crate::datapath::{Shared, Snapshot, WorkerCounters};
 
 /// How often the estimator samples (as IPVS's estimator does).
@@ -44,12 +52,90 @@ pub struct Totals {
     pub traffic: Traffic,
 }
 
+/// One worker's load over the last estimator interval (all 0 before the first interval).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerLoad {
+    pub queue: u32,
+    /// Frames received per second.
+    pub rx_pps: u64,
+    /// Frames transmitted per second.
+    pub tx_pps: u64,
+    /// Share of the interval spent in batches that had frames, 0..=1.
+    pub busy_ratio: f64,
+    /// Mean frames per batch that had frames (0 when none had).
+    pub frames_per_batch: f64,
+}
+
+/// The workers' loads over the last interval, and its length (zero before the first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerLoads {
+    pub interval: Duration,
+    pub workers: Vec<WorkerLoad>,
+}
+
+/// One sample of one worker's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSample {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub busy_ns: u64,
+    pub batch_frames: BatchFrames,
+}
+
+impl WorkerSample {
+    /// The counters of `c` now.
+    pub fn read(c: &WorkerCounters) -> WorkerSample {
+        WorkerSample {
+            rx_packets: c.rx_packets.load(Ordering::Relaxed),
+            tx_packets: c.tx_packets.load(Ordering::Relaxed),
+            busy_ns: c.busy_ns.load(Ordering::Relaxed),
+            batch_frames: c.batch_frames.read(),
+        }
+    }
+}
+
+/// The load of worker `queue` between two samples `interval` apart (all 0 for an empty
+/// interval; a counter that went backwards counts as 0).
+pub fn load_between(
+    queue: u32,
+    then: &WorkerSample,
+    now: &WorkerSample,
+    interval: Duration,
+) -> WorkerLoad {
+    let seconds = interval.as_secs_f64();
+    if seconds <= 0.0 {
+        return WorkerLoad {
+            queue,
+            ..WorkerLoad::default()
+        };
+    }
+    let busy = now.busy_ns.saturating_sub(then.busy_ns) as f64 / 1e9;
+    let frames = now.batch_frames.sum.saturating_sub(then.batch_frames.sum);
+    let batches = (now.batch_frames.count()).saturating_sub(then.batch_frames.count());
+    WorkerLoad {
+        queue,
+        rx_pps: per_second(now.rx_packets, then.rx_packets, seconds),
+        tx_pps: per_second(now.tx_packets, then.tx_packets, seconds),
+        busy_ratio: (busy / seconds).clamp(0.0, 1.0),
+        frames_per_batch: if batches == 0 {
+            0.0
+        } else {
+            frames as f64 / batches as f64
+        },
+    }
+}
+
+/// The previous sample: when, every identity's totals, every worker's counters.
+type Sample = (Instant, HashMap<TrafficKey, Totals>, Vec<WorkerSample>);
+
 /// Everything the readers need: the workers' counters and the last rates.
 pub struct Stats {
     shared: Arc<Shared>,
-    workers: Vec<Arc<WorkerCounters>>,
+    /// (queue, counters) of each worker.
+    workers: Vec<(u32, Arc<WorkerCounters>)>,
     rates: ArcSwap<HashMap<TrafficKey, Rates>>,
-    last: Mutex<Option<(Instant, HashMap<TrafficKey, Totals>)>>,
+    loads: ArcSwap<WorkerLoads>,
+    last: Mutex<Option<Sample>>,
 }
 
 /// Connections scheduled to each identity of `snap` (a service's: its real servers' and sorry
@@ -101,18 +187,35 @@ pub fn rates_between(then: &Totals, now: &Totals, seconds: f64) -> Rates {
 }
 
 impl Stats {
-    pub fn new(shared: Arc<Shared>, workers: Vec<Arc<WorkerCounters>>) -> Stats {
+    /// Statistics over `workers`, (queue, counters) of each.
+    pub fn new(shared: Arc<Shared>, workers: Vec<(u32, Arc<WorkerCounters>)>) -> Stats {
+        let loads = WorkerLoads {
+            interval: Duration::ZERO,
+            workers: workers
+                .iter()
+                .map(|(queue, _)| WorkerLoad {
+                    queue: *queue,
+                    ..WorkerLoad::default()
+                })
+                .collect(),
+        };
         Stats {
             shared,
             workers,
             rates: ArcSwap::from_pointee(HashMap::new()),
+            loads: ArcSwap::from_pointee(loads),
             last: Mutex::new(None),
         }
     }
 
     /// Packet and byte totals of every identity, summed over the workers.
     pub fn traffic(&self) -> HashMap<TrafficKey, Traffic> {
-        traffic_totals(self.workers.iter().map(|w| &**w))
+        traffic_totals(self.workers.iter().map(|(_, w)| &**w))
+    }
+
+    /// Each worker's load over the last interval (see the module documentation).
+    pub fn loads(&self) -> Arc<WorkerLoads> {
+        self.loads.load_full()
     }
 
     /// Connections and traffic of every identity of the current snapshot.
@@ -141,9 +244,25 @@ impl Stats {
     /// Takes a sample at `now` and updates the rates from the previous one.
     pub fn sample(&self, now: Instant) {
         let current = self.totals();
+        let workers: Vec<WorkerSample> = self
+            .workers
+            .iter()
+            .map(|(_, c)| WorkerSample::read(c))
+            .collect();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((then, previous)) = last.as_ref() {
-            let seconds = now.saturating_duration_since(*then).as_secs_f64();
+        if let Some((then, previous, previous_workers)) = last.as_ref() {
+            let interval = now.saturating_duration_since(*then);
+            let loads = self
+                .workers
+                .iter()
+                .zip(previous_workers.iter().zip(&workers))
+                .map(|((queue, _), (p, w))| load_between(*queue, p, w, interval))
+                .collect();
+            self.loads.store(Arc::new(WorkerLoads {
+                interval,
+                workers: loads,
+            }));
+            let seconds = interval.as_secs_f64();
             let rates = current
                 .iter()
                 .map(|(k, t)| {
@@ -155,7 +274,7 @@ impl Stats {
                 .collect();
             self.rates.store(Arc::new(rates));
         }
-        *last = Some((now, current));
+        *last = Some((now, current, workers));
     }
 }
 
@@ -268,7 +387,10 @@ mod tests {
             Processor::new(shared.clone()),
             Processor::new(shared.clone()),
         );
-        let stats = Stats::new(shared.clone(), vec![a.counters.clone(), b.counters.clone()]);
+        let stats = Stats::new(
+            shared.clone(),
+            vec![(0, a.counters.clone()), (1, b.counters.clone())],
+        );
         let t0 = Instant::now();
         stats.sample(t0);
         assert!(stats.rates().is_empty(), "one sample: no rates yet");
@@ -301,6 +423,83 @@ mod tests {
                 in_bps: 500,
                 out_bps: 2000
             }
+        );
+    }
+
+    /// Bumps worker `c` as `n` batches of `frames` frames each, busy `busy_ns` in all.
+    fn work(c: &WorkerCounters, n: usize, frames: usize, busy_ns: u64) {
+        for _ in 0..n {
+            c.batch_frames.record(frames);
+        }
+        let total = (n * frames) as u64;
+        c.rx_packets.fetch_add(total, Ordering::Relaxed);
+        c.tx_packets.fetch_add(total / 2, Ordering::Relaxed);
+        c.busy_ns.fetch_add(busy_ns, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn worker_load_is_the_last_interval_not_an_average_since_start() {
+        let shared = crate::control::testing::web_shared(SchedulerKind::Rr, vec![]);
+        let (a, b) = (
+            Arc::new(WorkerCounters::default()),
+            Arc::new(WorkerCounters::default()),
+        );
+        let stats = Stats::new(shared, vec![(0, a.clone()), (3, b.clone())]);
+        let zero = |q| WorkerLoad {
+            queue: q,
+            ..WorkerLoad::default()
+        };
+        // Before the first interval: a zero row per worker, interval 0.
+        let want = WorkerLoads {
+            interval: Duration::ZERO,
+            workers: vec![zero(0), zero(3)],
+        };
+        assert_eq!(*stats.loads(), want);
+        // Busy for an hour before the first sample: not part of any interval.
+        work(&a, 1000, 64, 3_600 * 1_000_000_000);
+        let t0 = Instant::now();
+        stats.sample(t0);
+        assert_eq!(*stats.loads(), want, "one sample: no interval yet");
+        // Interval 1 (2 s): a is busy 1.9 s with full batches, b idle.
+        work(&a, 10_000, 64, 1_900_000_000);
+        stats.sample(t0 + Duration::from_secs(2));
+        let l = stats.loads();
+        assert_eq!(l.interval, Duration::from_secs(2));
+        assert_eq!(l.workers[0].queue, 0);
+        assert!((l.workers[0].busy_ratio - 0.95).abs() < 1e-9, "{l:?}");
+        assert_eq!(l.workers[0].frames_per_batch, 64.0);
+        assert_eq!(
+            (l.workers[0].rx_pps, l.workers[0].tx_pps),
+            (320_000, 160_000)
+        );
+        assert_eq!(l.workers[1], zero(3));
+        // Interval 2 (4 s): a idle, b lightly loaded (1 and 3 frames per batch).
+        work(&b, 100, 1, 2_000_000);
+        work(&b, 100, 3, 2_000_000);
+        stats.sample(t0 + Duration::from_secs(6));
+        let l = stats.loads();
+        assert_eq!(l.workers[0], zero(0), "idle: 0, whatever came before");
+        assert!((l.workers[1].busy_ratio - 0.001).abs() < 1e-9, "{l:?}");
+        assert_eq!(l.workers[1].frames_per_batch, 2.0);
+        assert_eq!(l.workers[1].rx_pps, 100);
+    }
+
+    #[test]
+    fn load_between_clamps_and_survives_empty_intervals() {
+        let then = WorkerSample::default();
+        let now = WorkerSample {
+            busy_ns: 3_000_000_000,
+            ..WorkerSample::default()
+        };
+        // More busy time than the interval (a sample taken late): at most 1.
+        let l = load_between(1, &then, &now, Duration::from_secs(2));
+        assert_eq!(l.busy_ratio, 1.0);
+        assert_eq!(l.frames_per_batch, 0.0);
+        assert_eq!(load_between(1, &then, &now, Duration::ZERO).busy_ratio, 0.0);
+        // Backwards: 0.
+        assert_eq!(
+            load_between(1, &now, &then, Duration::from_secs(2)).busy_ratio,
+            0.0
         );
     }
 }

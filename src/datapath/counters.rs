@@ -52,9 +52,17 @@ pub struct WorkerCounters {
     pub toa_inserted: AtomicU64,
     pub toa_skipped: [AtomicU64; 4],
     drops: [AtomicU64; DropReason::COUNT],
-    /// Batches processed and batches that had at least one frame (for `xvs_worker_busy_ratio`).
+    /// Batches processed and batches that had at least one frame.
     pub batches: AtomicU64,
     pub busy_batches: AtomicU64,
+    /// Nanoseconds spent in batches that received frames (`xvs_worker_busy_seconds_total`): each
+    /// such batch adds the time from its own clock read to the loop's next one (see
+    /// `datapath::worker`). Invariant: `busy_ns` never exceeds the time the worker has run, since
+    /// the spans added are disjoint; a batch that received nothing, and the spin or `poll()`
+    /// wait after it, is never busy.
+    pub busy_ns: AtomicU64,
+    /// Frames received per batch that had frames (`xvs_worker_batch_frames`).
+    pub batch_frames: BatchHistogram,
     /// Frames held while their next hop's MAC was resolved (see `worker`); each then left or
     /// was counted as a `no_neighbour` drop.
     pub neighbour_held: AtomicU64,
@@ -76,6 +84,8 @@ impl Default for WorkerCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             batches: AtomicU64::new(0),
             busy_batches: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            batch_frames: BatchHistogram::default(),
             neighbour_held: AtomicU64::new(0),
             traffic: ArcSwap::from_pointee(TrafficBlock::empty()),
         }
@@ -114,6 +124,65 @@ impl WorkerCounters {
     /// All drops, whatever the reason.
     pub fn total_drops(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
+    }
+}
+
+/// Upper bounds (`le`) of the [`BatchHistogram`] buckets below `+Inf`.
+pub const BATCH_FRAMES_LE: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+/// Frames received per non-empty batch, as a Prometheus histogram with the bounds
+/// [`BATCH_FRAMES_LE`] and `+Inf` (VPP's "vectors per call"): a worker whose batches are near
+/// the batch size is saturated. Bucket `i` counts the batches of `BATCH_FRAMES_LE[i-1] < n <=
+/// BATCH_FRAMES_LE[i]` frames (the last one those above 64): per bucket, not cumulative; the
+/// exporter sums them into `le` buckets. One writer (the worker), one bucket and the sum bumped
+/// per batch, never per frame. The count is the buckets' total (so `_count` always equals the
+/// `+Inf` bucket).
+#[derive(Debug, Default)]
+pub struct BatchHistogram {
+    buckets: [AtomicU64; 8],
+    sum: AtomicU64,
+}
+
+/// What a [`BatchHistogram`] holds at one read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchFrames {
+    /// Batches per bucket (not cumulative), `le` = 1, 2, 4, 8, 16, 32, 64, +Inf.
+    pub buckets: [u64; 8],
+    /// Frames in all those batches.
+    pub sum: u64,
+}
+
+impl BatchFrames {
+    /// Batches counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().fold(0, |a, b| a.wrapping_add(*b))
+    }
+}
+
+/// The bucket of a batch of `frames` frames (at least 1): the smallest `i` with `frames <=
+/// 2^i`, 7 above 64.
+#[inline]
+pub fn batch_bucket(frames: usize) -> usize {
+    let bits = usize::BITS - frames.saturating_sub(1).leading_zeros();
+    usize::try_from(bits).map_or(7, |b| b.min(7))
+}
+
+impl BatchHistogram {
+    /// Counts one batch of `frames` frames (at least 1). Only the owning worker may call this.
+    #[inline]
+    pub fn record(&self, frames: usize) {
+        if let Some(b) = self.buckets.get(batch_bucket(frames)) {
+            bump(b, 1);
+        }
+        bump(&self.sum, frames as u64);
+    }
+
+    /// The counts now.
+    pub fn read(&self) -> BatchFrames {
+        BatchFrames {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum: self.sum.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -460,6 +529,44 @@ mod tests {
         assert_eq!(t[&Some(sa("198.18.1.20:8080"))].out_packets, 1);
         assert_eq!(t[&None].in_packets + t[&None].out_packets, 2);
         assert_eq!(TrafficBlock::empty().generation(), 0);
+    }
+
+    #[test]
+    fn batch_buckets_follow_prometheus_le_bounds() {
+        let cases = [
+            (1, 0),
+            (2, 1),
+            (3, 2),
+            (4, 2),
+            (5, 3),
+            (8, 3),
+            (9, 4),
+            (16, 4),
+            (17, 5),
+            (32, 5),
+            (33, 6),
+            (64, 6),
+            (65, 7),
+            (128, 7),
+            (usize::MAX, 7),
+        ];
+        for (frames, bucket) in cases {
+            assert_eq!(batch_bucket(frames), bucket, "{frames} frames");
+            // The bucket's bound holds the batch, the one below does not.
+            if bucket < 7 {
+                assert!(frames as u64 <= BATCH_FRAMES_LE[bucket]);
+            }
+            if bucket > 0 {
+                assert!(frames as u64 > BATCH_FRAMES_LE[bucket - 1]);
+            }
+        }
+        let h = BatchHistogram::default();
+        for n in [1, 1, 3, 64, 100] {
+            h.record(n);
+        }
+        let r = h.read();
+        assert_eq!(r.buckets, [2, 0, 1, 0, 0, 0, 1, 1]);
+        assert_eq!((r.sum, r.count()), (169, 5));
     }
 
     #[test]

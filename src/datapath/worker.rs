@@ -16,6 +16,14 @@
 //! kernel has the client's MAC (a millisecond or so) instead of being lost to a 1 s TCP
 //! retransmission. The held frame stays in its UMEM buffer: nothing is copied or allocated.
 //!
+//! **Busy time.** The loop reads the clock once per batch and nowhere else. A batch that received
+//! frames is busy from its own clock read to the next one (the batch's work, TX kick included,
+//! up to the next batch's start); that span is added to [`WorkerCounters::busy_ns`] at the next
+//! read, and the batch's frame count to [`WorkerCounters::batch_frames`]. A batch that received
+//! nothing is not busy, nor is the spin or the `poll()` wait that follows it (a wait only ever
+//! follows an empty batch), so `busy_ns` is at most the time the worker ran and reads ≈ 0 when
+//! idle, whatever the poll mode. The span of the last busy batch before `stop` is not counted.
+//!
 //! The loop is generic over [`Rings`] (implemented by [`QueueIo`]) so its accounting is unit
 //! tested without sockets.
 
@@ -310,8 +318,68 @@ fn run_batch<R: Rings, H: FrameHandler>(
     bump(&c.batches, 1);
     if received > 0 {
         bump(&c.busy_batches, 1);
+        c.batch_frames.record(received);
     }
     Ok(received)
+}
+
+/// What the loop carries from one batch to the next.
+#[derive(Clone, Copy, Debug, Default)]
+struct LoopState {
+    /// The next-hop table version the held frames were last decided with.
+    seen_version: u64,
+    /// The clock read of the previous batch, if that batch received frames: its busy span ends
+    /// at the next read.
+    busy_since: Option<Nanos>,
+}
+
+impl LoopState {
+    /// Ends the previous batch's span at `now`, adding it to `busy_ns` if that batch was busy.
+    #[inline]
+    fn end_span(&mut self, now: Nanos, counters: &WorkerCounters) {
+        if let Some(start) = self.busy_since.take() {
+            bump(&counters.busy_ns, now.saturating_sub(start));
+        }
+    }
+}
+
+/// One turn of the loop at `now` (the turn's only clock read): closes the previous batch's busy
+/// span, runs a batch, and when it received nothing waits (wakeup) or spins once (busy).
+fn turn<R: Rings, H: FrameHandler>(
+    rings: &mut R,
+    handler: &mut H,
+    cfg: &WorkerConfig,
+    queue: u32,
+    now: Nanos,
+    state: &mut LoopState,
+) -> Result<(), WorkerError> {
+    state.end_span(now, handler.counters());
+    let batch_size = cfg.batch_size.max(1);
+    let received = run_batch(
+        rings,
+        handler,
+        now,
+        batch_size,
+        queue,
+        &mut state.seen_version,
+    )?;
+    if received > 0 {
+        state.busy_since = Some(now);
+    } else if cfg.poll == PollMode::Wakeup && !rings.tx_pending() {
+        let timeout = if rings.held() > 0 {
+            cfg.idle_timeout.min(HOLD_POLL)
+        } else {
+            cfg.idle_timeout
+        };
+        rings.wait(timeout).map_err(|source| WorkerError::Io {
+            queue,
+            op: "poll",
+            source,
+        })?;
+    } else {
+        std::hint::spin_loop();
+    }
+    Ok(())
 }
 
 /// Runs the loop on `rings` until `stop` is set.
@@ -322,26 +390,14 @@ pub fn run_worker<R: Rings, H: FrameHandler>(
     cfg: &WorkerConfig,
     stop: &AtomicBool,
 ) -> Result<(), WorkerError> {
-    let batch_size = cfg.batch_size.max(1);
-    let mut seen_version = handler.nexthop_version();
+    let mut state = LoopState {
+        seen_version: handler.nexthop_version(),
+        busy_since: None,
+    };
     while !stop.load(Ordering::Relaxed) {
         // u64 nanoseconds last 584 years of uptime.
         let now = Nanos::try_from(cfg.epoch.elapsed().as_nanos()).unwrap_or(Nanos::MAX);
-        let received = run_batch(rings, handler, now, batch_size, queue, &mut seen_version)?;
-        if received == 0 && cfg.poll == PollMode::Wakeup && !rings.tx_pending() {
-            let timeout = if rings.held() > 0 {
-                cfg.idle_timeout.min(HOLD_POLL)
-            } else {
-                cfg.idle_timeout
-            };
-            rings.wait(timeout).map_err(|source| WorkerError::Io {
-                queue,
-                op: "poll",
-                source,
-            })?;
-        } else if received == 0 {
-            std::hint::spin_loop();
-        }
+        turn(rings, handler, cfg, queue, now, &mut state)?;
     }
     Ok(())
 }
@@ -664,6 +720,71 @@ mod tests {
         assert_eq!(h.counters.batches.load(Ordering::Relaxed), 4);
         assert_eq!(h.counters.busy_batches.load(Ordering::Relaxed), 3);
         assert_eq!(h.batches, vec![1, 2, 3, 4]);
+    }
+
+    /// Drives `turn` with a fake clock: `(now, frames waiting before the turn)` per turn.
+    fn turns(poll: PollMode, script: &[(Nanos, usize)]) -> (MockRings, ByteHandler) {
+        let mut rings = MockRings::new(1, 1000);
+        let mut h = ByteHandler::default();
+        let cfg = WorkerConfig::new(poll, Instant::now());
+        let mut state = LoopState::default();
+        for &(now, frames) in script {
+            for _ in 0..frames {
+                rings.rx[0].push_back(vec![0, 0]);
+            }
+            turn(&mut rings, &mut h, &cfg, 0, now, &mut state).unwrap();
+        }
+        (rings, h)
+    }
+
+    #[test]
+    fn a_batch_with_frames_is_busy_until_the_next_clock_read() {
+        for poll in [PollMode::Busy, PollMode::Wakeup] {
+            let script = [
+                (100, 3),
+                (150, 0),
+                (1_000, 1),
+                (1_010, 0),
+                (5_000, 0),
+                (9_000, 0),
+            ];
+            let (rings, h) = turns(poll, &script);
+            let c = &h.counters;
+            // (150 - 100) + (1010 - 1000): the idle turns and whatever followed them are not.
+            assert_eq!(c.busy_ns.load(Ordering::Relaxed), 60, "{poll:?}");
+            let first_to_last = script[script.len() - 1].0 - script[0].0;
+            assert!(c.busy_ns.load(Ordering::Relaxed) <= first_to_last);
+            let f = c.batch_frames.read();
+            assert_eq!(f.buckets, [1, 0, 1, 0, 0, 0, 0, 0], "{poll:?}");
+            assert_eq!((f.sum, f.count()), (4, 2));
+            assert_eq!(c.busy_batches.load(Ordering::Relaxed), f.count());
+            // Wakeup: a wait after each of the 4 empty batches, none after a busy one.
+            let waits = if poll == PollMode::Wakeup { 4 } else { 0 };
+            assert_eq!(rings.waits.len(), waits, "{poll:?}");
+        }
+    }
+
+    #[test]
+    fn back_to_back_busy_batches_add_up_to_the_time_between_them() {
+        // Saturated: every batch full (64 frames), 10 µs apart; busy time is all of it but the
+        // last batch's span (ended by no further clock read).
+        let script: Vec<(Nanos, usize)> = (0..100).map(|i| (i * 10_000, 64)).collect();
+        let (_, h) = turns(PollMode::Busy, &script);
+        assert_eq!(h.counters.busy_ns.load(Ordering::Relaxed), 99 * 10_000);
+        let f = h.counters.batch_frames.read();
+        assert_eq!(f.buckets[6], 100);
+        assert_eq!(f.sum, 6_400);
+    }
+
+    #[test]
+    fn an_idle_worker_is_never_busy() {
+        let script: Vec<(Nanos, usize)> = (0..50).map(|i| (i * 1_000_000, 0)).collect();
+        for poll in [PollMode::Busy, PollMode::Wakeup] {
+            let (_, h) = turns(poll, &script);
+            assert_eq!(h.counters.busy_ns.load(Ordering::Relaxed), 0);
+            assert_eq!(h.counters.batch_frames.read(), Default::default());
+            assert_eq!(h.counters.batches.load(Ordering::Relaxed), 50);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The daemon's answers to admin requests: `list`, `conns` and `vrrp` built from the shared
-//! state, `reload` and `real` relayed to the main loop.
+//! The daemon's answers to admin requests: `list`, `conns`, `stats` and `vrrp` built from the
+//! shared state, `reload` and `real` relayed to the main loop.
 //!
-//! `list`, `conns` and `vrrp` are answered on the connection's own thread from [`AdminState`]
+//! `list`, `conns`, `stats` and `vrrp` are answered on the connection's own thread from [`AdminState`]
 //! (the current snapshot, the per-real counters, the connection table, the VRRP status): reads
 //! only, nothing here changes the running configuration. A `reload` or `real` change must run
 //! on the daemon's main thread, which owns the running configuration: it is sent over a channel
@@ -21,7 +21,7 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError}
 
 use super::protocol::{
     ConnInfo, ConnsReply, ListReply, RateInfo, RealChange, RealInfo, Reply, Request, RequestError,
-    ServiceInfo, StatsInfo, VrrpInstanceInfo, VrrpReply,
+    ServiceInfo, StatsInfo, StatsReply, VrrpInstanceInfo, VrrpReply, WorkerInfo,
 };
 use crate::control::stats::{self, Rates, Stats};
 use crate::datapath::counters::{Traffic, TrafficKey};
@@ -220,6 +220,28 @@ fn real_info(r: &RealServer, service: ServiceKey, counters: &ListCounters) -> Re
     }
 }
 
+/// `stats`: each worker's load over the estimator's last interval, by queue.
+pub fn stats_reply(stats: &Stats) -> StatsReply {
+    let loads = stats.loads();
+    let mut workers: Vec<WorkerInfo> = loads
+        .workers
+        .iter()
+        .map(|w| WorkerInfo {
+            queue: w.queue,
+            rx_pps: w.rx_pps,
+            tx_pps: w.tx_pps,
+            busy_ratio: w.busy_ratio,
+            frames_per_batch: w.frames_per_batch,
+        })
+        .collect();
+    workers.sort_by_key(|w| w.queue);
+    StatsReply {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        interval_seconds: loads.interval.as_secs_f64(),
+        workers,
+    }
+}
+
 /// `conns`: every live connection at `now` (nanoseconds since the workers' epoch), sorted by
 /// protocol, client and virtual address. Entries already past their expiry but not yet swept
 /// are left out (a packet would find them gone).
@@ -301,6 +323,7 @@ pub fn answer(state: &AdminState, line: &str, stop: &AtomicBool) -> Result<Strin
             let now = u64::try_from(state.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
             json(&conns(&state.shared, now))
         }
+        Request::Stats => json(&stats_reply(&state.stats)),
         Request::Vrrp => json(&vrrp_reply(&state.vrrp)),
         Request::Reload => reload(state, MainOp::Reload, stop),
         Request::Real(change) => reload(state, MainOp::Real(change), stop),
@@ -449,6 +472,55 @@ pub(super) mod tests {
             stats: Arc::new(Stats::new(sh.clone(), vec![])),
             vrrp: Arc::new(VrrpStatus::default()),
         }
+    }
+
+    #[test]
+    fn stats_reports_each_workers_last_interval_by_queue() {
+        use crate::datapath::WorkerCounters;
+        let sh = shared();
+        let (q1, q0) = (
+            Arc::new(WorkerCounters::default()),
+            Arc::new(WorkerCounters::default()),
+        );
+        let stats = Stats::new(sh.clone(), vec![(1, q1.clone()), (0, q0.clone())]);
+        let r = stats_reply(&stats);
+        assert_eq!(r.interval_seconds, 0.0);
+        assert_eq!(
+            r.workers
+                .iter()
+                .map(|w| (w.queue, w.rx_pps))
+                .collect::<Vec<_>>(),
+            vec![(0, 0), (1, 0)],
+            "a zero row per worker before the first interval, by queue"
+        );
+        let t0 = Instant::now();
+        stats.sample(t0);
+        q1.rx_packets.store(4_000, Ordering::Relaxed);
+        q1.tx_packets.store(3_000, Ordering::Relaxed);
+        q1.busy_ns.store(1_000_000_000, Ordering::Relaxed);
+        for _ in 0..100 {
+            q1.batch_frames.record(40);
+        }
+        stats.sample(t0 + Duration::from_secs(2));
+        let r = stats_reply(&stats);
+        assert_eq!(r.interval_seconds, 2.0);
+        let w = r.workers[1];
+        assert_eq!(
+            (
+                w.queue,
+                w.rx_pps,
+                w.tx_pps,
+                w.busy_ratio,
+                w.frames_per_batch
+            ),
+            (1, 2_000, 1_500, 0.5, 40.0)
+        );
+        assert_eq!(r.workers[0].busy_ratio, 0.0);
+        let (tx, _rx) = reload_channel();
+        let mut state = admin_state(&sh, tx);
+        state.stats = Arc::new(stats);
+        let body = answer(&state, "stats", &AtomicBool::new(false)).unwrap();
+        assert_eq!(serde_json::from_str::<StatsReply>(&body).unwrap(), r);
     }
 
     #[test]

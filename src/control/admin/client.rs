@@ -18,7 +18,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use super::format::{format_conns, format_list, format_list_rate, format_list_stats, format_vrrp};
+use super::format::{
+    format_conns, format_list, format_list_rate, format_list_stats, format_stats, format_vrrp,
+};
 use super::protocol::{RealChange, RealChangeKind, Reply, ReplyError, Request};
 
 /// Where the daemon listens unless the config says otherwise (CONTRACT.md).
@@ -45,6 +47,12 @@ pub enum CtlCommand {
     },
     /// The connection table, in `ipvsadm -L -n -c` layout.
     Conns {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each worker's load over the daemon's last 2-second interval: queue, received and
+    /// transmitted frames per second, utilisation (busy share) and mean frames per batch.
+    Stats {
         #[arg(long)]
         json: bool,
     },
@@ -119,6 +127,7 @@ impl CtlCommand {
             }
             CtlCommand::List { .. } => Request::List,
             CtlCommand::Conns { .. } => Request::Conns,
+            CtlCommand::Stats { .. } => Request::Stats,
             CtlCommand::Vrrp { .. } => Request::Vrrp,
             CtlCommand::Reload { .. } => Request::Reload,
         }
@@ -273,6 +282,7 @@ fn run(socket: &Path, cmd: &CtlCommand) -> Result<String, CtlError> {
         } => render(&reply.body, json, format_list_rate),
         CtlCommand::List { json, .. } => render(&reply.body, json, format_list),
         CtlCommand::Conns { json } => render(&reply.body, json, format_conns),
+        CtlCommand::Stats { json } => render(&reply.body, json, format_stats),
         CtlCommand::Vrrp { json } => render(&reply.body, json, format_vrrp),
         CtlCommand::Reload { json: true } => Ok(changes_json(&reply.body)),
         CtlCommand::Real { ref op } if op.args().json => Ok(changes_json(&reply.body)),
@@ -449,6 +459,13 @@ mod tests {
             out.stderr
         );
         assert_eq!(out.stderr.lines().count(), 1);
+        let out = execute(path, &CtlCommand::Stats { json: false });
+        assert!(
+            out.stderr.starts_with("xvs ctl: cannot reach the daemon"),
+            "{:?}",
+            out.stderr
+        );
+        assert_eq!(CtlCommand::Stats { json: true }.request(), Request::Stats);
         // --stats and --rate are supported: they ask the daemon (absent here).
         for (stats, rate) in [(true, false), (false, true)] {
             let out = execute(

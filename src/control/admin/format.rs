@@ -36,13 +36,18 @@
 //! padded to 28 then five numbers; numbers in ipvsadm's `print_largenum` format (no `--exact`).
 //! Whatever the flag, `--json` prints the whole `list` reply, counters and rates included.
 //!
+//! `stats` has no ipvsadm counterpart; it follows `--rate`'s style ([`format_stats`]): a version
+//! line, a header, one line per worker with right-aligned columns, rates in [`largenum`] format.
+//!
 //! `vrrp` lists each VRRP instance: name, VRID, state (keepalived's names: MASTER, BACKUP,
 //! FAULT, INIT), effective priority and the current master's address.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::protocol::{ConnsReply, ListReply, RealInfo, ServiceInfo, StatsInfo, VrrpReply};
+use super::protocol::{
+    ConnsReply, ListReply, RealInfo, ServiceInfo, StatsInfo, StatsReply, VrrpReply,
+};
 
 /// ipvsadm's name for a forwarding method (`fwd_name`).
 fn forward_name(forwarding: &str) -> &str {
@@ -225,6 +230,36 @@ pub fn format_list_rate(r: &ListReply) -> String {
                 largenum(t.out_bps)
             );
         }
+    }
+    o
+}
+
+/// The `stats` layout: `xvs version V (workers=N, interval=S s)`, then `Queue RxPPS TxPPS Util%
+/// Frames/batch` and one line per worker: the queue left-aligned in 5 columns, the rates in
+/// [`largenum`] format (9 columns), utilisation in percent (`%8.1f`) and the mean frames per
+/// batch that had frames (`%13.1f`). Every figure is the last interval's (0 before the first).
+pub fn format_stats(r: &StatsReply) -> String {
+    let mut o = format!(
+        "xvs version {} (workers={}, interval={:.1} s)\n{:<5}{:>9}{:>9}{:>8}{:>13}\n",
+        r.version,
+        r.workers.len(),
+        r.interval_seconds,
+        "Queue",
+        "RxPPS",
+        "TxPPS",
+        "Util%",
+        "Frames/batch"
+    );
+    for w in &r.workers {
+        let _ = writeln!(
+            o,
+            "{:<5}{}{}{:>8.1}{:>13.1}",
+            w.queue,
+            largenum(w.rx_pps),
+            largenum(w.tx_pps),
+            w.busy_ratio * 100.0,
+            w.frames_per_batch
+        );
     }
     o
 }

@@ -3,10 +3,10 @@
 //! | file | owns | may import |
 //! |---|---|---|
 //! | [`protocol`] | the wire: [`Request`] lines, [`Reply`] status + body, the JSON reply bodies, typed parse errors | serde only (nothing of the crate) |
-//! | [`answer`] | the daemon's answers: `list`/`conns`/`vrrp` from the shared state, `reload`/`real` relayed to the main loop, [`AdminError`] | `protocol`, datapath shared state and counters, `control::stats`, the VRRP status |
+//! | [`answer`] | the daemon's answers: `list`/`conns`/`stats`/`vrrp` from the shared state, `reload`/`real` relayed to the main loop, [`AdminError`] | `protocol`, datapath shared state and counters, `control::stats`, the VRRP status |
 //! | [`server`] | the Unix socket: 0600 bind, accept loop, one thread per connection, deadlines and the connection cap | `answer`, `protocol`, the poll wrapper |
 //! | [`client`] | `xvs ctl`'s command line, the exchange with the daemon, what it prints, [`CtlError`] | `protocol`, `format` |
-//! | [`format`](mod@format) | ipvsadm's text layouts of the replies (`-L -n`, `--stats`, `--rate`, `-c`) and `vrrp` | `protocol` |
+//! | [`format`](mod@format) | ipvsadm's text layouts of the replies (`-L -n`, `--stats`, `--rate`, `-c`), `stats` and `vrrp` | `protocol` |
 //!
 //! The client side (`client`, `format`, `protocol`) knows nothing of the daemon's internals, and
 //! the daemon side never formats text for a terminal: the daemon sends data, the client chooses

@@ -1,10 +1,11 @@
 //! The admin protocol: what `xvs ctl` and the daemon say to each other over the admin socket.
 //!
 //! One request per connection over the Unix socket `global.admin_socket` (mode 0600):
-//! the client writes one line, a verb ([`Request`]: `list`, `conns`, `vrrp`, `reload` or `real`),
-//! and shuts down its write side; the daemon answers with a status line, `ok` or `error`,
-//! followed by the body ([`Reply`]), and closes the connection. The body of `list`, `conns` and
-//! `vrrp` is JSON ([`ListReply`], [`ConnsReply`], [`VrrpReply`]); the body of `reload`, of `real`
+//! the client writes one line, a verb ([`Request`]: `list`, `conns`, `stats`, `vrrp`, `reload` or
+//! `real`), and shuts down its write side; the daemon answers with a status line, `ok` or `error`,
+//! followed by the body ([`Reply`]), and closes the connection. The body of `list`, `conns`,
+//! `stats` and `vrrp` is JSON ([`ListReply`], [`ConnsReply`], [`StatsReply`], [`VrrpReply`]); the
+//! body of `reload`, of `real`
 //! and of every `error` is text to show the user. The daemon sends data, the client chooses the
 //! layout ([`format`](super::format)).
 //!
@@ -23,7 +24,7 @@ pub enum RequestError {
     #[error("empty request")]
     Empty,
     /// The verb (its first 64 characters).
-    #[error("unknown request {0:?} (expected list, conns, vrrp, reload or real)")]
+    #[error("unknown request {0:?} (expected list, conns, stats, vrrp, reload or real)")]
     Unknown(String),
     #[error("real: expected `real add|edit|del ADDR:PORT WEIGHT|- SERVICE`")]
     RealUsage,
@@ -81,6 +82,8 @@ impl RealChangeKind {
 pub enum Request {
     List,
     Conns,
+    /// Each worker's load over the last estimator interval.
+    Stats,
     Vrrp,
     Reload,
     /// `real OP ADDR:PORT WEIGHT|- SERVICE` (the service name last: it may contain spaces).
@@ -93,6 +96,7 @@ impl Request {
         match self {
             Request::List => "list".into(),
             Request::Conns => "conns".into(),
+            Request::Stats => "stats".into(),
             Request::Vrrp => "vrrp".into(),
             Request::Reload => "reload".into(),
             Request::Real(c) => format!(
@@ -114,6 +118,7 @@ impl Request {
         match line {
             "list" => Ok(Request::List),
             "conns" => Ok(Request::Conns),
+            "stats" => Ok(Request::Stats),
             "vrrp" => Ok(Request::Vrrp),
             "reload" => Ok(Request::Reload),
             "" => Err(RequestError::Empty),
@@ -298,6 +303,33 @@ pub struct ConnInfo {
     pub expire_seconds: u64,
 }
 
+/// `stats`: each worker's load over the daemon's last estimator interval (2 s).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsReply {
+    /// xvs version of the daemon.
+    pub version: String,
+    /// Length of the interval the figures cover, in seconds (0 until the daemon has run one
+    /// interval: every figure is then 0).
+    pub interval_seconds: f64,
+    /// One per worker, by queue.
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// One worker's load over the last interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The receive queue the worker serves.
+    pub queue: u32,
+    /// Frames received per second.
+    pub rx_pps: u64,
+    /// Frames transmitted per second.
+    pub tx_pps: u64,
+    /// Share of the interval spent in batches that had frames, 0..=1 (`xvs_worker_busy_ratio`).
+    pub busy_ratio: f64,
+    /// Mean frames per batch that had frames (the batch size, 64 per interface, when saturated).
+    pub frames_per_batch: f64,
+}
+
 /// `vrrp`: VRRP instances.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VrrpReply {
@@ -352,6 +384,7 @@ mod tests {
         for r in [
             Request::List,
             Request::Conns,
+            Request::Stats,
             Request::Vrrp,
             Request::Reload,
             real(RealChangeKind::Add, Some(5), "web"),
@@ -421,7 +454,7 @@ mod tests {
             (
                 Request::parse(&long),
                 format!(
-                    "unknown request \"{}\" (expected list, conns, vrrp, reload or real)",
+                    "unknown request \"{}\" (expected list, conns, stats, vrrp, reload or real)",
                     "x".repeat(64)
                 ),
             ),

@@ -432,8 +432,7 @@ fn spawn_threads(
     reload
         .timestamp_seconds
         .store(unix_now(), Ordering::Relaxed);
-    let counters = workers.iter().map(|(_, c)| c.clone()).collect();
-    let stats = Arc::new(Stats::new(shared.clone(), counters));
+    let stats = Arc::new(Stats::new(shared.clone(), workers.clone()));
     let estimator = stats::spawn_estimator(stats.clone(), stop.clone());
     threads
         .aux
@@ -449,6 +448,7 @@ fn spawn_threads(
         reload: reload.clone(),
         health: health_metrics,
         vrrp: vrrp_status.clone(),
+        stats: stats.clone(),
     });
     let (reload_tx, requests) = admin::reload_channel();
     let admin_state = admin::AdminState {

@@ -1,7 +1,7 @@
 //! The ipvsadm layouts, each line checked against ipvsadm's own.
 
 use super::*;
-use crate::control::admin::protocol::{ConnInfo, RateInfo, VrrpInstanceInfo};
+use crate::control::admin::protocol::{ConnInfo, RateInfo, VrrpInstanceInfo, WorkerInfo};
 
 pub(crate) fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -501,5 +501,63 @@ fn ipv6_services_in_stats_and_rate() {
     assert!(
         text.contains("\nUDP  [2001:2:0:2::100]:53                0"),
         "{text}"
+    );
+}
+
+fn worker(queue: u32, rx_pps: u64, busy_ratio: f64, frames_per_batch: f64) -> WorkerInfo {
+    WorkerInfo {
+        queue,
+        rx_pps,
+        tx_pps: rx_pps / 2,
+        busy_ratio,
+        frames_per_batch,
+    }
+}
+
+#[test]
+fn stats_lists_each_worker_in_rate_style_columns() {
+    let r = StatsReply {
+        version: "0.1.0".into(),
+        interval_seconds: 2.0004,
+        workers: vec![
+            worker(0, 1_234_567, 0.9349, 61.24),
+            worker(1, 0, 0.0, 0.0),
+            worker(12, 123_456_789, 1.0, 64.0),
+        ],
+    };
+    let want = "\
+xvs version 0.1.0 (workers=3, interval=2.0 s)
+Queue    RxPPS    TxPPS   Util% Frames/batch
+0      1234567   617283    93.5         61.2
+1            0        0     0.0          0.0
+12     123456K 61728394   100.0         64.0
+";
+    assert_eq!(format_stats(&r), want);
+    // Every line's columns end where the header's do.
+    let text = format_stats(&r);
+    let lines: Vec<&str> = text.lines().collect();
+    for l in &lines[2..] {
+        assert_eq!(l.len(), lines[1].len(), "{l:?}");
+    }
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        json.contains("\"busy_ratio\":0.9349") && json.contains("\"frames_per_batch\":61.24"),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<StatsReply>(&json).unwrap(), r);
+}
+
+#[test]
+fn stats_before_the_first_interval_is_all_zero() {
+    let r = StatsReply {
+        version: "0.1.0".into(),
+        interval_seconds: 0.0,
+        workers: vec![worker(0, 0, 0.0, 0.0)],
+    };
+    assert_eq!(
+        format_stats(&r),
+        "xvs version 0.1.0 (workers=1, interval=0.0 s)\n\
+         Queue    RxPPS    TxPPS   Util% Frames/batch\n\
+         0            0        0     0.0          0.0\n"
     );
 }

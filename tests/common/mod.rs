@@ -156,12 +156,20 @@ impl Lab {
 
     /// Brings up `topology` under a fresh TAG; panics (fails the test) if it cannot.
     pub fn up(topology: &str) -> Lab {
+        Lab::up_with_queues(topology, 1)
+    }
+
+    /// [`Lab::up`] with `queues` RX and TX queues on every veth end (`scripts/lab up TOPO TAG
+    /// --queues N`; 1 is the lab's default).
+    pub fn up_with_queues(topology: &str, queues: u32) -> Lab {
         assert_root("the lab");
         let tag = unique_tag();
-        let out = Command::new(lab_script())
-            .args(["up", topology, &tag])
-            .output()
-            .expect("run scripts/lab");
+        let mut cmd = Command::new(lab_script());
+        cmd.args(["up", topology, &tag]);
+        if queues != 1 {
+            cmd.args(["--queues", &queues.to_string()]);
+        }
+        let out = cmd.output().expect("run scripts/lab");
         // Constructed before the check so that a failed `up` is still cleaned up.
         let lab = Lab { tag };
         assert!(
@@ -550,6 +558,33 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(200));
         }
         false
+    }
+
+    /// Frames leaving `dev` in `role`'s namespace use TX queue `queue`, so the veth peer
+    /// receives them on its RX queue `queue` (`scripts/lab steer`). Fails the test if it cannot.
+    pub fn steer(&self, role: &str, dev: &str, queue: u32) {
+        let out = Command::new(lab_script())
+            .args(["steer", &self.tag, role, dev, &queue.to_string()])
+            .output()
+            .expect("run scripts/lab steer");
+        assert!(
+            out.status.success(),
+            "scripts/lab steer {} {role} {dev} {queue}: {}",
+            self.tag,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    /// The driver statistics of `dev` in `role`'s namespace (`ethtool -S`), by name (a veth's
+    /// include `rx_queue_N_xdp_packets`, counted while an XDP program is attached).
+    pub fn ethtool_stats(&self, role: &str, dev: &str) -> BTreeMap<String, u64> {
+        self.exec_ok(role, &["ethtool", "-S", dev])
+            .lines()
+            .filter_map(|l| {
+                let (name, value) = l.trim().split_once(':')?;
+                Some((name.trim().to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     /// Makes every switch of the lab flood like a hub (`scripts/lab hub TAG [echo]`: ageing 0,

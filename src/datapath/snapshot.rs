@@ -14,6 +14,7 @@ use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
 
 use crate::conntrack::Timeouts;
+use crate::datapath::lookup::{WordKey, WordMap};
 use crate::datapath::nexthop::Mac;
 use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
@@ -274,7 +275,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub ports: Vec<Port>,
     pub services: Vec<Service>,
-    by_key: HashMap<ServiceKey, usize, ahash::RandomState>,
+    /// Service index by [`ServiceKey`] ([`service_word`]).
+    by_key: WordMap<usize>,
     /// `(real address, real port, protocol)` → service index, for the real servers of
     /// `one_packet` NAT services (their replies have no connection entry).
     one_packet_reals: HashMap<(IpAddr, u16, Proto), usize, ahash::RandomState>,
@@ -291,6 +293,13 @@ pub struct Snapshot {
     /// Each port's MAC as a [`mac_word`], in port order: what [`Snapshot::own_frame`] compares
     /// (made from `ports` by [`Snapshot::new`]).
     mac_words: Vec<u64>,
+}
+
+/// The lookup key of a service: its VIP, port and protocol.
+#[inline(always)]
+fn service_word(key: &ServiceKey) -> WordKey {
+    let rest = u32::from(key.port) << 8 | u32::from(key.proto.number());
+    WordKey::new(key.vip, rest)
 }
 
 /// A MAC (the first 6 bytes of `b`) as a number, for one-instruction comparisons on the packet
@@ -313,12 +322,12 @@ impl Snapshot {
         timeouts: Timeouts,
         sloppy_tcp: bool,
     ) -> Snapshot {
-        let mut by_key = HashMap::with_capacity_and_hasher(services.len(), Default::default());
         let mut one_packet_reals = HashMap::default();
         let mut vip_addrs = HashSet::default();
         let mut nat_real_addrs = HashSet::default();
+        let by_key =
+            WordMap::build((services.iter().enumerate()).map(|(i, s)| (service_word(&s.key), i)));
         for (i, s) in services.iter().enumerate() {
-            by_key.insert(s.key, i);
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
                 // DR and TUN replies bypass the load balancer: nothing to steer back; FULLNAT
@@ -424,18 +433,29 @@ impl Snapshot {
     /// The index of the service whose key is exactly `key`.
     #[inline]
     pub fn service_index(&self, key: &ServiceKey) -> Option<usize> {
-        self.by_key.get(key).copied()
+        self.by_key.get(service_word(key))
     }
 
     /// The index of the service a packet to `key` belongs to: the service of that exact port,
     /// else the VIP's port-0 (all-port) service, as IPVS looks them up.
     #[inline]
     pub fn service_for(&self, key: &ServiceKey) -> Option<usize> {
-        self.by_key.get(key).copied().or_else(|| {
-            if key.port == 0 {
+        self.service_to(key.vip, key.port, key.proto)
+    }
+
+    /// [`Snapshot::service_for`] of the key (`vip`, `port`, `proto`), for the packet path, which
+    /// has the parts (a [`ServiceKey`] built from them is copied through memory, and its
+    /// address read back wider than it was written: a store-forwarding stall).
+    #[inline(always)]
+    pub fn service_to(&self, vip: IpAddr, port: u16, proto: Proto) -> Option<usize> {
+        let proto = u32::from(proto.number());
+        let exact = WordKey::new(vip, u32::from(port) << 8 | proto);
+        self.by_key.get(exact).or_else(|| {
+            if port == 0 {
                 return None;
             }
-            self.by_key.get(&ServiceKey { port: 0, ..*key }).copied()
+            // The all-port service of the VIP: port 0 in the key.
+            self.by_key.get(WordKey::new(vip, proto))
         })
     }
 

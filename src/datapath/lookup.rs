@@ -47,6 +47,27 @@ impl WordKey {
         }
     }
 
+    /// [`WordKey::new`] of the address whose bits are `bits` (IPv4: the low 32) and family
+    /// `v6`.
+    #[inline(always)]
+    pub fn from_bits(v6: bool, bits: u128, extra: u32) -> WordKey {
+        debug_assert!(extra < WordKey::V6);
+        let family = if v6 { WordKey::V6 } else { 0 };
+        WordKey {
+            addr: bits,
+            rest: WordKey::USED | family | extra,
+        }
+    }
+
+    /// The key with the bits of `extra` outside `keep` cleared (the family stays).
+    #[inline(always)]
+    pub fn keep(self, keep: u32) -> WordKey {
+        WordKey {
+            addr: self.addr,
+            rest: self.rest & (WordKey::USED | WordKey::V6 | keep),
+        }
+    }
+
     #[inline(always)]
     fn hash(&self) -> u64 {
         // Truncation keeps the low 64 bits on purpose: the high ones are folded in separately.
@@ -153,6 +174,18 @@ mod tests {
         assert_eq!(map.get(WordKey::new(a4, 80)), Some(1));
         assert_eq!(map.get(WordKey::new(a4, 81)), Some(2));
         assert_eq!(map.get(WordKey::new(a6, 80)), None);
+        assert_eq!(
+            WordKey::from_bits(false, 0xc612_0001, 80),
+            WordKey::new(a4, 80)
+        );
+        assert_eq!(
+            WordKey::from_bits(true, 0xc612_0001, 80),
+            WordKey::new(a6, 80)
+        );
+        assert_eq!(
+            WordKey::new(a4, 80 << 8 | 6).keep(0xff),
+            WordKey::new(a4, 6)
+        );
         let dup = WordMap::build([(WordKey::new(a4, 1), 1u8), (WordKey::new(a4, 1), 2)]);
         assert_eq!(
             dup.get(WordKey::new(a4, 1)),

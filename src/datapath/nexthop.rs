@@ -112,6 +112,8 @@ struct Matcher {
     v6: bool,
     prefix: u128,
     mask: u128,
+    /// The route's gateway as [`addr_bits`] gives it.
+    gateway: Option<(bool, u128)>,
 }
 
 impl Matcher {
@@ -131,6 +133,7 @@ impl Matcher {
             v6,
             prefix: bits & mask,
             mask,
+            gateway: r.gateway.map(addr_bits),
         }
     }
 
@@ -138,6 +141,17 @@ impl Matcher {
     #[inline(always)]
     fn contains(&self, v6: bool, bits: u128) -> bool {
         self.v6 == v6 && bits & self.mask == self.prefix
+    }
+}
+
+/// The address of [`addr_bits`]' (`v6`, `bits`).
+#[cold]
+fn ip_of(v6: bool, bits: u128) -> IpAddr {
+    match v6 {
+        true => IpAddr::V6(std::net::Ipv6Addr::from_bits(bits)),
+        // An IPv4 address's bits are its low 32 (`addr_bits`); the truncation keeps them.
+        #[allow(clippy::cast_possible_truncation)]
+        false => IpAddr::V4(std::net::Ipv4Addr::from_bits(bits as u32)),
     }
 }
 
@@ -262,17 +276,26 @@ impl NextHopTable {
     /// memory, it was written byte by byte and read back wider: a store-forwarding stall).
     #[inline(always)]
     pub fn resolve_with(&self, dst: IpAddr, on_link_only: bool) -> Result<NextHop, NextHopError> {
-        let route = self.route(dst).ok_or(NextHopError::NoRoute)?;
-        if on_link_only && route.gateway.is_some() {
+        // Everything from here works on the address's bits, in registers: an `IpAddr` passed
+        // on by value is copied through memory and read back wider (a store-forwarding stall).
+        let (v6, bits) = addr_bits(dst);
+        let i = (self.matchers.iter())
+            .position(|m| m.contains(v6, bits))
+            .ok_or(NextHopError::NoRoute)?;
+        let (Some(m), Some(route)) = (self.matchers.get(i), self.routes.get(i)) else {
+            return Err(NextHopError::NoRoute);
+        };
+        if on_link_only && m.gateway.is_some() {
             return Err(NextHopError::NotOnLink);
         }
-        let hop = route.gateway.unwrap_or(dst);
-        match self.neighbour(route.port, hop) {
+        let (hop_v6, hop) = m.gateway.unwrap_or((v6, bits));
+        let key = WordKey::from_bits(hop_v6, hop, u32::from(route.port));
+        match self.fast.get(key).flatten() {
             Some(mac) => Ok(NextHop {
                 port: route.port,
                 mac,
             }),
-            None => Err(NextHopError::NoNeighbour(hop)),
+            None => Err(NextHopError::NoNeighbour(ip_of(hop_v6, hop))),
         }
     }
 }

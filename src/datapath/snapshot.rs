@@ -295,13 +295,6 @@ pub struct Snapshot {
     mac_words: Vec<u64>,
 }
 
-/// The lookup key of a service: its VIP, port and protocol.
-#[inline(always)]
-fn service_word(key: &ServiceKey) -> WordKey {
-    let rest = u32::from(key.port) << 8 | u32::from(key.proto.number());
-    WordKey::new(key.vip, rest)
-}
-
 /// A MAC (the first 6 bytes of `b`) as a number, for one-instruction comparisons on the packet
 /// path; the I/G (group) bit is [`GROUP_BIT`].
 #[inline]
@@ -325,8 +318,12 @@ impl Snapshot {
         let mut one_packet_reals = HashMap::default();
         let mut vip_addrs = HashSet::default();
         let mut nat_real_addrs = HashSet::default();
-        let by_key =
-            WordMap::build((services.iter().enumerate()).map(|(i, s)| (service_word(&s.key), i)));
+        let by_key = WordMap::build((services.iter().enumerate()).map(|(i, s)| {
+            (
+                Snapshot::service_word(s.key.vip, s.key.port, s.key.proto),
+                i,
+            )
+        }));
         for (i, s) in services.iter().enumerate() {
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
@@ -433,7 +430,8 @@ impl Snapshot {
     /// The index of the service whose key is exactly `key`.
     #[inline]
     pub fn service_index(&self, key: &ServiceKey) -> Option<usize> {
-        self.by_key.get(service_word(key))
+        self.by_key
+            .get(Snapshot::service_word(key.vip, key.port, key.proto))
     }
 
     /// The index of the service a packet to `key` belongs to: the service of that exact port,
@@ -443,19 +441,28 @@ impl Snapshot {
         self.service_to(key.vip, key.port, key.proto)
     }
 
-    /// [`Snapshot::service_for`] of the key (`vip`, `port`, `proto`), for the packet path, which
-    /// has the parts (a [`ServiceKey`] built from them is copied through memory, and its
-    /// address read back wider than it was written: a store-forwarding stall).
+    /// [`Snapshot::service_for`] of the key (`vip`, `port`, `proto`).
     #[inline(always)]
     pub fn service_to(&self, vip: IpAddr, port: u16, proto: Proto) -> Option<usize> {
-        let proto = u32::from(proto.number());
-        let exact = WordKey::new(vip, u32::from(port) << 8 | proto);
-        self.by_key.get(exact).or_else(|| {
-            if port == 0 {
-                return None;
-            }
-            // The all-port service of the VIP: port 0 in the key.
-            self.by_key.get(WordKey::new(vip, proto))
+        self.service_of_word(Snapshot::service_word(vip, port, proto))
+    }
+
+    /// The lookup key of a service (`vip`, `port`, `proto`): what the packet path makes once
+    /// per packet, where it read the values ([`Snapshot::service_of_word`]).
+    #[inline(always)]
+    pub fn service_word(vip: IpAddr, port: u16, proto: Proto) -> WordKey {
+        WordKey::new(vip, u32::from(port) << 8 | u32::from(proto.number()))
+    }
+
+    /// [`Snapshot::service_for`] of the key `word` made by [`Snapshot::service_word`].
+    #[inline(always)]
+    pub fn service_of_word(&self, word: WordKey) -> Option<usize> {
+        self.by_key.get(word).or_else(|| {
+            // The all-port service of the VIP: port 0 in the key (a key of port 0 is itself).
+            let any_port = word.keep(0xff);
+            (any_port != word)
+                .then(|| self.by_key.get(any_port))
+                .flatten()
         })
     }
 

@@ -13,6 +13,11 @@
 //! `nat_established_tcp` over IPv6: 94-byte frames, 64 flows) the IPv6 lab
 //! (`tests/fixtures/nat6_lab.rs`).
 //!
+//! `nat_new_tcp` times new connections: each frame a client's initial SYN on a flow the table
+//! does not hold (lookup miss, wrr pick, insert, NAT rewrite), fresh client ports every batch,
+//! the table cleared untimed after each. The `scaling/` group runs `process_buf` on one and two
+//! pinned threads over one shared table (disjoint flows; crossed replies); it needs two free CPUs.
+//!
 //! What is timed is checked, untimed, before and after the timing: every frame of the batch must
 //! get `Verdict::Tx` on the expected port and leave as the method says (MACs, addresses, ports,
 //! TTL and checksums read back with etherparse, not with xvs), each flow on the real server its

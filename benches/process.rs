@@ -13,6 +13,11 @@
 //! `nat_established_tcp` over IPv6: 94-byte frames, 64 flows) the IPv6 lab
 //! (`tests/fixtures/nat6_lab.rs`).
 //!
+//! `nat_new_tcp` times new connections: each frame a client's initial SYN on a flow the table
+//! does not hold (lookup miss, wrr pick, insert, NAT rewrite), fresh client ports every batch,
+//! the table cleared untimed after each. The `scaling/` group runs `process_buf` on one and two
+//! pinned threads over one shared table (disjoint flows; crossed replies); it needs two free CPUs.
+//!
 //! What is timed is checked, untimed, before and after the timing: every frame of the batch must
 //! get `Verdict::Tx` on the expected port and leave as the method says (MACs, addresses, ports,
 //! TTL and checksums read back with etherparse, not with xvs), each flow on the real server its
@@ -29,9 +34,14 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::atomic::Ordering;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use xvs::datapath::snapshot::Forwarding;
 use xvs::datapath::{PortId, Processor, Verdict};
@@ -246,11 +256,8 @@ fn nat_original(i: usize, input: &[u8], out: &[u8]) -> Flow {
     let what = format!("nat frame {i}");
     golden::check_routed_output(out, &what);
     let (ip, sport, dport) = parsed(out, &what);
-    assert_eq!(
-        (ip.source, sport),
-        (nat_lab::CLIENT, FIRST_CLIENT_PORT + i as u16),
-        "{what}"
-    );
+    let (_, client_port, _) = parsed(input, &what);
+    assert_eq!((ip.source, sport), (nat_lab::CLIENT, client_port), "{what}");
     assert_eq!(dport, 80, "{what}");
     assert_eq!(
         out[0..6],
@@ -274,9 +281,10 @@ fn nat_reply(flows: Vec<Flow>) -> impl Fn(usize, &[u8], &[u8]) -> Flow {
         golden::check_routed_output(out, &what);
         let (ip, sport, dport) = parsed(out, &what);
         assert_eq!((ip.source, sport), (nat_lab::VIP, 80), "{what}");
+        let (_, _, client_port) = parsed(input, &what);
         assert_eq!(
             (ip.destination, dport),
-            (nat_lab::CLIENT, FIRST_CLIENT_PORT + i as u16),
+            (nat_lab::CLIENT, client_port),
             "{what}"
         );
         assert_eq!(out[0..6], nat_lab::CLIENT_MAC, "{what}");
@@ -463,6 +471,89 @@ fn bench_nat6(g: &mut BenchmarkGroup<'_, WallTime>) {
 
 const T0: u64 = 1_000_000_000;
 
+/// Batches of fresh client ports the new-connection bench cycles through (ports from
+/// `NEW_FIRST_PORT`, above the established benches' ones), 64 per batch.
+const NEW_BATCHES: usize = 900;
+const NEW_FIRST_PORT: u16 = 1024;
+
+/// The SYNs of new-connection batch `n` (of `NEW_BATCHES`): one per client port, to VIP:80.
+fn new_syns(n: usize) -> Vec<Vec<u8>> {
+    use nat_lab::{CLIENT, CLIENT_MAC, VIP, WAN_MAC};
+    (0..BATCH)
+        .map(|i| {
+            let port = NEW_FIRST_PORT + ((n % NEW_BATCHES) * BATCH + i) as u16;
+            segment((WAN_MAC, CLIENT_MAC), (CLIENT, port), (VIP, 80), SYN)
+        })
+        .collect()
+}
+
+/// Removes every entry of the processor's connection table, untimed: one sweep of each shard at
+/// a time past every timeout (the table's own expiry code, with no budget).
+fn clear_table(p: &Processor, now: u64) {
+    let table = &p.shared().conntrack;
+    let later = now + 3600 * 1_000_000_000;
+    for _ in 0..table.shards() {
+        table.expire(later, usize::MAX);
+    }
+    assert!(table.is_empty(), "the sweep left {} entries", table.len());
+}
+
+/// The untimed check of the new-connection bench: batch `n`'s 64 SYNs each create a connection
+/// (the counter and the table say so), leave for their real server rewritten as NAT says, and
+/// split 48/16 over r1 and r2 (wrr 3:1 over a whole number of its cycles); then the table is
+/// cleared as between timed batches.
+fn verify_new(p: &mut Processor, n: usize, now: u64) {
+    let before = p.counters.new_connections.load(Ordering::Relaxed);
+    p.begin_batch(now);
+    let mut on_r1 = 0;
+    for (i, syn) in new_syns(n).iter().enumerate() {
+        let out = forward(p, now, 0, syn, 1, &format!("nat new: SYN {i}"));
+        on_r1 += usize::from(nat_original(i, syn, &out).real == nat_lab::R1);
+    }
+    assert_eq!(
+        (on_r1, BATCH - on_r1),
+        (48, 16),
+        "nat new: flows per real server"
+    );
+    let made = p.counters.new_connections.load(Ordering::Relaxed) - before;
+    assert_eq!(made as usize, BATCH, "nat new: connections created");
+    assert_eq!(p.shared().conntrack.len(), BATCH, "nat new: entries");
+    clear_table(p, now);
+}
+
+/// New connections (`process/nat_new_tcp`): each frame is a client's initial SYN on a flow the
+/// table does not hold (lookup miss, wrr pick, insert of both keys, the NAT rewrite). Each
+/// iteration takes the next batch of 64 client ports; after it, untimed, the table is cleared
+/// ([`clear_table`]), so every timed SYN misses in a table that never fills.
+fn bench_new_tcp(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let mut p = nat_lab::processor(1_000_000);
+    let mut now = T0;
+    verify_new(&mut p, 0, now);
+    let mut n = 1;
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 74 + ROOM]).collect();
+    g.bench_function("nat_new_tcp", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let templates = new_syns(n);
+                n += 1;
+                now += 1000;
+                let start = Instant::now();
+                p.begin_batch(now);
+                for (buf, t) in bufs.iter_mut().zip(&templates) {
+                    buf[..t.len()].copy_from_slice(t);
+                    let mut len = t.len();
+                    black_box(p.process_buf(now, 0, buf, &mut len));
+                }
+                timed += start.elapsed();
+                clear_table(&p, now);
+            }
+            timed
+        })
+    });
+    verify_new(&mut p, n, now + 1000);
+}
+
 fn bench_process(c: &mut Criterion) {
     use nat_lab::{CLIENT_MAC, LAN_MAC, R1, R2, VIP, WAN_MAC};
     let mut g = c.benchmark_group("process");
@@ -491,6 +582,9 @@ fn bench_process(c: &mut Criterion) {
 
     // NAT6, client → real server: the same over IPv6 (wrr 3:1 again).
     bench_nat6(&mut g);
+
+    // New connections: a SYN per frame, each a new flow.
+    bench_new_tcp(&mut g);
 
     // NAT, real server → client: the same handshakes completed (SYN, SYN-ACK, ACK), then one
     // segment from each flow's real server, received on lan0 and sent out of wan0.
@@ -585,5 +679,172 @@ fn bench_process(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_process);
+/// One worker of a scaling bench: its processor (over the shared connection table), the frames
+/// of its batch, where they arrive, and its clock.
+struct Lane {
+    p: Processor,
+    frames: Vec<Vec<u8>>,
+    ingress: PortId,
+    now: u64,
+}
+
+/// Runs `iters` batches on every lane at once, one thread per lane pinned to its own CPU of
+/// the process's affinity mask (in order, when there are enough), and returns the wall time
+/// from the moment all threads are ready until the last one is done.
+fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let pin = cpus.len() >= lanes.len();
+    let ready = Barrier::new(lanes.len() + 1);
+    let start = std::thread::scope(|s| {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            let (ready, cpu) = (&ready, cpus.get(k).copied().filter(|_| pin));
+            s.spawn(move || {
+                if let Some(cpu) = cpu {
+                    core_affinity::set_for_current(cpu);
+                }
+                let mut bufs: Vec<Vec<u8>> = lane
+                    .frames
+                    .iter()
+                    .map(|t| vec![0u8; t.len() + ROOM])
+                    .collect();
+                ready.wait();
+                for _ in 0..iters {
+                    lane.now += 1000;
+                    lane.p.begin_batch(lane.now);
+                    for (buf, t) in bufs.iter_mut().zip(&lane.frames) {
+                        buf[..t.len()].copy_from_slice(t);
+                        let mut len = t.len();
+                        black_box(lane.p.process_buf(lane.now, lane.ingress, buf, &mut len));
+                    }
+                }
+            });
+        }
+        ready.wait();
+        Instant::now()
+    });
+    start.elapsed()
+}
+
+/// Opens lane `lane`'s 64 NAT connections (client ports from `FIRST_CLIENT_PORT + 64 × lane`)
+/// through `p` and completes their handshakes (SYN, SYN-ACK, ACK); returns where each went,
+/// after checking the wrr 3:1 split (48 on r1, 16 on r2).
+fn open_lane(p: &mut Processor, lane: usize) -> Vec<Flow> {
+    use nat_lab::{CLIENT_MAC, VIP, WAN_MAC};
+    let to_wan = (WAN_MAC, CLIENT_MAC);
+    p.begin_batch(T0);
+    let flows: Vec<Flow> = (0..BATCH)
+        .map(|i| {
+            let syn = from_client(to_wan, VIP, lane * BATCH + i, SYN);
+            let out = forward(p, T0, 0, &syn, 1, &format!("lane {lane}: SYN {i}"));
+            nat_original(i, &syn, &out)
+        })
+        .collect();
+    let on_r1 = flows.iter().filter(|f| f.real == nat_lab::R1).count();
+    assert_eq!((on_r1, BATCH - on_r1), (48, 16), "lane {lane}: split");
+    for (i, f) in flows.iter().enumerate() {
+        let what = format!("lane {lane}: handshake {i}");
+        forward(p, T0, 1, &lane_reply(lane, i, f, SYN_ACK), 0, &what);
+        forward(
+            p,
+            T0,
+            0,
+            &from_client(to_wan, VIP, lane * BATCH + i, ACK),
+            1,
+            &what,
+        );
+    }
+    flows
+}
+
+/// The segment of lane `lane`'s flow `i` (to real server `f.real`) from its real server.
+fn lane_reply(lane: usize, i: usize, f: &Flow, flags: u8) -> Vec<u8> {
+    let port = FIRST_CLIENT_PORT + (lane * BATCH + i) as u16;
+    let eth = (nat_lab::LAN_MAC, nat_real_mac(f.real));
+    segment(eth, (f.real, 80), (nat_lab::CLIENT, port), flags)
+}
+
+/// The untimed check of a scaling bench: every frame of every lane, processed on this thread by
+/// the lane's processor, leaves as NAT says on the flow its handshake set up.
+fn verify_lanes(lanes: &mut [Lane], flows: &[Vec<Flow>], reply: bool) {
+    for (k, lane) in lanes.iter_mut().enumerate() {
+        let name = format!("scaling lane {k}");
+        let check = nat_reply(flows[k].clone());
+        let batch = Batch {
+            name: &name,
+            ingress: lane.ingress,
+            egress: 1 - lane.ingress,
+            templates: lane.frames.clone(),
+            flows: flows[k].clone(),
+            check: if reply { &check } else { &nat_original },
+        };
+        lane.now += 1000;
+        batch.verify(&mut lane.p, lane.now);
+    }
+}
+
+/// The in-process scaling benches (`scaling/…`, throughput per frame over all threads): worker
+/// threads running `process_buf` over one shared connection table (the NAT lab, 1M entries, 64
+/// shards), each on its own 64 established flows:
+/// - `nat_established/1` and `nat_established/2`: one thread, then two, each sending its own
+///   flows' client ACKs (disjoint flows);
+/// - `nat_reply_crossed/2`: two threads, each translating the replies of the flows the *other*
+///   thread's processor created (replies on another queue than their connection's SYN).
+///
+/// Each sample spawns the threads once, pins them to the process's CPUs and times the same
+/// number of batches on each (`iter_custom`). Run with two CPUs free (no `taskset` to one CPU):
+/// two threads on one CPU measure nothing but time slicing.
+fn bench_scaling(c: &mut Criterion) {
+    let shared_lab = || {
+        let mut a = nat_lab::processor(1_000_000);
+        let mut b = Processor::new(a.shared().clone());
+        let flows = vec![open_lane(&mut a, 0), open_lane(&mut b, 1)];
+        (a, b, flows)
+    };
+    let lane = |p, frames, ingress| Lane {
+        p,
+        frames,
+        ingress,
+        now: T0,
+    };
+    let acks = |l: usize| -> Vec<Vec<u8>> {
+        use nat_lab::{CLIENT_MAC, VIP, WAN_MAC};
+        (0..BATCH)
+            .map(|i| from_client((WAN_MAC, CLIENT_MAC), VIP, l * BATCH + i, ACK))
+            .collect()
+    };
+    let replies = |l: usize, flows: &[Flow]| -> Vec<Vec<u8>> {
+        (flows.iter().enumerate())
+            .map(|(i, f)| lane_reply(l, i, f, ACK))
+            .collect()
+    };
+    let mut g = c.benchmark_group("scaling");
+    // Disjoint flows: each thread sends its own flows' ACKs.
+    let (a, b, flows) = shared_lab();
+    let mut lanes = vec![lane(a, acks(0), 0), lane(b, acks(1), 0)];
+    verify_lanes(&mut lanes, &flows, false);
+    for n in [1, 2] {
+        g.throughput(Throughput::Elements((BATCH * n) as u64));
+        g.bench_function(BenchmarkId::new("nat_established", n), |bch| {
+            bch.iter_custom(|iters| run_lanes(&mut lanes[..n], iters))
+        });
+    }
+    verify_lanes(&mut lanes, &flows, false);
+    // Crossed replies: lane 0 (processor a) translates the replies of lane 1's flows (made by
+    // processor b), and the other way round.
+    let (a, b, flows) = shared_lab();
+    let mut lanes = vec![
+        lane(a, replies(1, &flows[1]), 1),
+        lane(b, replies(0, &flows[0]), 1),
+    ];
+    let crossed = [flows[1].clone(), flows[0].clone()];
+    verify_lanes(&mut lanes, &crossed, true);
+    g.throughput(Throughput::Elements((BATCH * 2) as u64));
+    g.bench_function(BenchmarkId::new("nat_reply_crossed", 2), |bch| {
+        bch.iter_custom(|iters| run_lanes(&mut lanes, iters))
+    });
+    verify_lanes(&mut lanes, &crossed, true);
+    g.finish();
+}
+
+criterion_group!(benches, bench_process, bench_scaling);
 criterion_main!(benches);

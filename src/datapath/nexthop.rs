@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 
+use crate::datapath::lookup::{WordKey, WordMap};
 use crate::datapath::{DropReason, PortId};
 
 /// An Ethernet MAC address.
@@ -104,12 +105,93 @@ impl Hash for NeighbourKey {
     }
 }
 
+/// A route as the packet path matches it: the prefix and mask as numbers made once, when the
+/// table is built (IPv4 in the low 32 bits; `v6` says the family).
+#[derive(Clone, Copy, Debug, Default)]
+struct Matcher {
+    v6: bool,
+    prefix: u128,
+    mask: u128,
+    /// The route's gateway as [`addr_bits`] gives it.
+    gateway: Option<(bool, u128)>,
+}
+
+impl Matcher {
+    fn new(r: &Route) -> Matcher {
+        let (v6, bits, width) = match r.prefix {
+            IpAddr::V4(p) => (false, u128::from(p.to_bits()), 32),
+            IpAddr::V6(p) => (true, p.to_bits(), 128),
+        };
+        let len = u32::from(r.prefix_len).min(width);
+        let ones = |n: u32| match n {
+            0 => 0,
+            n => u128::MAX >> (128 - n),
+        };
+        // The top `len` bits of the family's `width`.
+        let mask = ones(width) & !ones(width - len);
+        Matcher {
+            v6,
+            prefix: bits & mask,
+            mask,
+            gateway: r.gateway.map(addr_bits),
+        }
+    }
+
+    /// Whether the address (`v6`, `bits` as [`addr_bits`] gives them) is inside the prefix.
+    #[inline(always)]
+    fn contains(&self, v6: bool, bits: u128) -> bool {
+        self.v6 == v6 && bits & self.mask == self.prefix
+    }
+}
+
+/// The address of [`addr_bits`]' (`v6`, `bits`).
+#[cold]
+fn ip_of(v6: bool, bits: u128) -> IpAddr {
+    match v6 {
+        true => IpAddr::V6(std::net::Ipv6Addr::from_bits(bits)),
+        // An IPv4 address's bits are its low 32 (`addr_bits`); the truncation keeps them.
+        #[allow(clippy::cast_possible_truncation)]
+        false => IpAddr::V4(std::net::Ipv4Addr::from_bits(bits as u32)),
+    }
+}
+
+/// An address as (is IPv6, its bits).
+#[inline(always)]
+fn addr_bits(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (false, u128::from(a.to_bits())),
+        IpAddr::V6(a) => (true, a.to_bits()),
+    }
+}
+
 /// Routes (longest prefix first) and neighbours of the attached ports.
+///
+/// Invariants: `matchers[i]` is `routes[i]`'s prefix and mask; `fast` holds exactly the
+/// entries of `neighbours` (rebuilt with every change), keyed by [`neighbour_word`]. The packet
+/// path reads only `matchers`, `routes` and `fast`.
 #[derive(Clone, Debug, Default)]
 pub struct NextHopTable {
     routes: Vec<Route>,
+    matchers: Vec<Matcher>,
     neighbours: HashMap<NeighbourKey, Mac, ahash::RandomState>,
+    fast: WordMap<Option<Mac>>,
     version: u64,
+}
+
+/// The lookup key of neighbour `ip` on `port`.
+#[inline(always)]
+fn neighbour_word(port: PortId, ip: IpAddr) -> WordKey {
+    WordKey::new(ip, u32::from(port))
+}
+
+/// The packet path's map of `neighbours`.
+fn fast_neighbours(
+    neighbours: &HashMap<NeighbourKey, Mac, ahash::RandomState>,
+) -> WordMap<Option<Mac>> {
+    WordMap::build(
+        (neighbours.iter())
+            .map(|(NeighbourKey(port, ip), mac)| (neighbour_word(*port, *ip), Some(*mac))),
+    )
 }
 
 /// A version no table had before (process-wide; 0 is the empty default table's).
@@ -130,7 +212,9 @@ impl NextHopTable {
             .map(|(port, ip, mac)| (NeighbourKey(port, ip), mac))
             .collect();
         NextHopTable {
+            matchers: routes.iter().map(Matcher::new).collect(),
             routes,
+            fast: fast_neighbours(&neighbours),
             neighbours,
             version: next_version(),
         }
@@ -151,6 +235,7 @@ impl NextHopTable {
             None => self.neighbours.remove(&NeighbourKey(port, ip)).is_some(),
         };
         if changed {
+            self.fast = fast_neighbours(&self.neighbours);
             self.version = next_version();
         }
         changed
@@ -167,13 +252,15 @@ impl NextHopTable {
     /// The longest-prefix route to `dst`.
     #[inline]
     pub fn route(&self, dst: IpAddr) -> Option<&Route> {
-        self.routes.iter().find(|r| r.contains(dst))
+        let (v6, bits) = addr_bits(dst);
+        let i = self.matchers.iter().position(|m| m.contains(v6, bits))?;
+        self.routes.get(i)
     }
 
     /// The MAC of `ip` as a neighbour on `port`.
     #[inline]
     pub fn neighbour(&self, port: PortId, ip: IpAddr) -> Option<Mac> {
-        self.neighbours.get(&NeighbourKey(port, ip)).copied()
+        self.fast.get(neighbour_word(port, ip)).flatten()
     }
 
     /// Route and neighbour lookup for a packet to `dst`.
@@ -189,17 +276,26 @@ impl NextHopTable {
     /// memory, it was written byte by byte and read back wider: a store-forwarding stall).
     #[inline(always)]
     pub fn resolve_with(&self, dst: IpAddr, on_link_only: bool) -> Result<NextHop, NextHopError> {
-        let route = self.route(dst).ok_or(NextHopError::NoRoute)?;
-        if on_link_only && route.gateway.is_some() {
+        // Everything from here works on the address's bits, in registers: an `IpAddr` passed
+        // on by value is copied through memory and read back wider (a store-forwarding stall).
+        let (v6, bits) = addr_bits(dst);
+        let i = (self.matchers.iter())
+            .position(|m| m.contains(v6, bits))
+            .ok_or(NextHopError::NoRoute)?;
+        let (Some(m), Some(route)) = (self.matchers.get(i), self.routes.get(i)) else {
+            return Err(NextHopError::NoRoute);
+        };
+        if on_link_only && m.gateway.is_some() {
             return Err(NextHopError::NotOnLink);
         }
-        let hop = route.gateway.unwrap_or(dst);
-        match self.neighbour(route.port, hop) {
+        let (hop_v6, hop) = m.gateway.unwrap_or((v6, bits));
+        let key = WordKey::from_bits(hop_v6, hop, u32::from(route.port));
+        match self.fast.get(key).flatten() {
             Some(mac) => Ok(NextHop {
                 port: route.port,
                 mac,
             }),
-            None => Err(NextHopError::NoNeighbour(hop)),
+            None => Err(NextHopError::NoNeighbour(ip_of(hop_v6, hop))),
         }
     }
 }
@@ -324,5 +420,45 @@ mod tests {
         let t = lan_only();
         assert_eq!(t.resolve(ip("198.18.2.1")), Err(NextHopError::NoRoute));
         assert_eq!(t.resolve(ip("::1")), Err(NextHopError::NoRoute));
+    }
+}
+
+#[cfg(test)]
+mod matcher_tests {
+    use super::*;
+
+    #[test]
+    fn matchers_agree_with_route_contains() {
+        let addrs: Vec<IpAddr> = [
+            "198.18.0.1",
+            "198.18.1.11",
+            "198.19.255.255",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:2::1",
+            "2001:2:0:1::11",
+            "::",
+            "::c612:1",
+            "ffff::1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for prefix in ["198.18.0.0", "198.18.1.0", "0.0.0.0", "2001:2::", "::"] {
+            let prefix: IpAddr = prefix.parse().unwrap();
+            for len in [0, 1, 8, 15, 16, 24, 31, 32, 48, 64, 127, 128, 200] {
+                let r = Route {
+                    prefix,
+                    prefix_len: len,
+                    port: 0,
+                    gateway: None,
+                };
+                let m = Matcher::new(&r);
+                for a in &addrs {
+                    let (v6, bits) = addr_bits(*a);
+                    assert_eq!(m.contains(v6, bits), r.contains(*a), "{prefix}/{len} {a}");
+                }
+            }
+        }
     }
 }

@@ -85,14 +85,13 @@ use crossbeam::queue::ArrayQueue;
 use crate::conntrack::{ConnTable, Event, LocalPool};
 use crate::datapath::counters::TrafficBlock;
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
+use crate::datapath::lookup::WordKey;
 use crate::datapath::nexthop::{Mac, NextHop, NextHopError};
 use crate::datapath::snapshot::mac_word;
 use crate::datapath::wire::{
     EtherType, EthernetFrame, IcmpPacket, Ipv4Packet, TcpSegment, UdpDatagram,
 };
-use crate::datapath::{
-    DropReason, NextHopTable, PortId, ServiceKey, Snapshot, Verdict, WorkerCounters,
-};
+use crate::datapath::{DropReason, NextHopTable, PortId, Snapshot, Verdict, WorkerCounters};
 
 mod dr;
 mod fragments;
@@ -224,17 +223,10 @@ struct Parsed {
     /// The datagram's identification when this is a first fragment (offset 0, more fragments):
     /// IPv4's 16 bits or the IPv6 fragment header's 32 (see [`crate::datapath::fragments`]).
     first_fragment: Option<u32>,
-}
-
-impl Parsed {
-    /// The service key the packet's destination would be.
-    fn service_key(&self) -> ServiceKey {
-        ServiceKey {
-            vip: self.key.dst,
-            port: self.key.dport,
-            proto: self.key.proto,
-        }
-    }
+    /// The service key the destination would be ([`Snapshot::service_word`]), made by `parse`
+    /// from the values it read (from the stored `key`, its address would be read back wider
+    /// than it was written: a store-forwarding stall).
+    service: WordKey,
 }
 
 /// A later fragment (offset > 0) of an IPv4 or IPv6 TCP/UDP datagram: no transport header.
@@ -424,7 +416,7 @@ impl Processor {
         match &parse(frame) {
             Err(r) => Err(*r),
             Ok(None) => Ok(Verdict::Pass),
-            Ok(Some(Packet::Flow(p))) => match self.snap.service_for(&p.service_key()) {
+            Ok(Some(Packet::Flow(p))) => match self.snap.service_of_word(p.service) {
                 Some(si) => self.original(now, si, buf, len, p),
                 None => self.reply(now, buf, len, p),
             },
@@ -655,24 +647,26 @@ fn parse_icmp(ip: &Ipv4Packet<&[u8]>, l3: usize) -> Result<Option<Packet>, DropR
     })))
 }
 
-/// The ports and event of the `proto` header at the start of `l4`, of a whole packet or, with
-/// `first_fragment`, of a first fragment (whose UDP length covers later fragments too). Refused:
-/// a header cut short, TCP flags no stack sends (`bad_tcp_flags`), and over IPv6 (`ipv6`) a UDP
-/// checksum of 0 (`udp_zero_checksum_ipv6`, RFC 8200 §8.1).
+/// The event of the `proto` header at the start of `l4`, of a whole packet or, with
+/// `first_fragment`, of a first fragment (whose UDP length covers later fragments too), once the
+/// header is checked: a header cut short, TCP flags no stack sends (`bad_tcp_flags`), and over
+/// IPv6 (`ipv6`) a UDP checksum of 0 (`udp_zero_checksum_ipv6`, RFC 8200 §8.1) are refused. The
+/// ports are [`ports`]' (returned with the event, they were written to the stack apart and read
+/// back merged: a store-forwarding stall).
 #[inline(always)]
 fn transport(
     l4: &[u8],
     proto: Proto,
     first_fragment: bool,
     ipv6: bool,
-) -> Result<(u16, u16, Event), DropReason> {
+) -> Result<Event, DropReason> {
     match proto {
         Proto::Tcp => {
             let t = TcpSegment::new_checked(l4)?;
             if !t.flags().is_valid_combination() {
                 return Err(DropReason::BadTcpFlags);
             }
-            Ok((t.src_port(), t.dst_port(), Event::Tcp(t.flags())))
+            Ok(Event::Tcp(t.flags()))
         }
         Proto::Udp => {
             let u = match first_fragment {
@@ -682,23 +676,35 @@ fn transport(
             if ipv6 && u.checksum() == 0 {
                 return Err(DropReason::UdpZeroChecksumIpv6);
             }
-            Ok((u.src_port(), u.dst_port(), Event::Udp))
+            Ok(Event::Udp)
         }
     }
+}
+
+/// The source and destination ports of the TCP or UDP header at the start of `l4` (the first
+/// two 16-bit words of both), which [`transport`] checked.
+#[inline(always)]
+fn ports(l4: &[u8]) -> (u16, u16) {
+    let [s0, s1, d0, d1] = l4.first_chunk::<4>().copied().unwrap_or_default();
+    (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))
 }
 
 /// The TCP or UDP packet `ip` (at frame offset `l3`, not a later fragment).
 #[inline(always)]
 fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed, DropReason> {
     let first_fragment = ip.more_fragments().then(|| u32::from(ip.identification()));
-    let (sport, dport, event) = transport(ip.payload(), proto, first_fragment.is_some(), false)?;
+    let l4 = ip.payload();
+    let event = transport(l4, proto, first_fragment.is_some(), false)?;
+    let (sport, dport) = ports(l4);
+    let dst = ip.dst();
+    let service = Snapshot::service_word(IpAddr::V4(dst), dport, proto);
     Ok(Parsed {
         l3,
         l4: l3 + ip.header_len(),
         key: FlowKey {
             proto,
             src: IpAddr::V4(ip.src()),
-            dst: IpAddr::V4(ip.dst()),
+            dst: IpAddr::V4(dst),
             sport,
             dport,
         },
@@ -706,5 +712,6 @@ fn parse_flow(ip: &Ipv4Packet<&[u8]>, l3: usize, proto: Proto) -> Result<Parsed,
         ttl: ip.ttl(),
         ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),
         first_fragment,
+        service,
     })
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
 
 use crate::conntrack::Timeouts;
+use crate::datapath::lookup::{WordKey, WordMap};
 use crate::datapath::nexthop::Mac;
 use crate::datapath::{DropReason, PortId};
 use crate::flow::{Nanos, Proto};
@@ -274,7 +275,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub ports: Vec<Port>,
     pub services: Vec<Service>,
-    by_key: HashMap<ServiceKey, usize, ahash::RandomState>,
+    /// Service index by [`ServiceKey`] ([`service_word`]).
+    by_key: WordMap<usize>,
     /// `(real address, real port, protocol)` → service index, for the real servers of
     /// `one_packet` NAT services (their replies have no connection entry).
     one_packet_reals: HashMap<(IpAddr, u16, Proto), usize, ahash::RandomState>,
@@ -313,12 +315,16 @@ impl Snapshot {
         timeouts: Timeouts,
         sloppy_tcp: bool,
     ) -> Snapshot {
-        let mut by_key = HashMap::with_capacity_and_hasher(services.len(), Default::default());
         let mut one_packet_reals = HashMap::default();
         let mut vip_addrs = HashSet::default();
         let mut nat_real_addrs = HashSet::default();
+        let by_key = WordMap::build((services.iter().enumerate()).map(|(i, s)| {
+            (
+                Snapshot::service_word(s.key.vip, s.key.port, s.key.proto),
+                i,
+            )
+        }));
         for (i, s) in services.iter().enumerate() {
-            by_key.insert(s.key, i);
             vip_addrs.insert((s.key.vip, s.key.proto));
             match s.forwarding {
                 // DR and TUN replies bypass the load balancer: nothing to steer back; FULLNAT
@@ -424,18 +430,39 @@ impl Snapshot {
     /// The index of the service whose key is exactly `key`.
     #[inline]
     pub fn service_index(&self, key: &ServiceKey) -> Option<usize> {
-        self.by_key.get(key).copied()
+        self.by_key
+            .get(Snapshot::service_word(key.vip, key.port, key.proto))
     }
 
     /// The index of the service a packet to `key` belongs to: the service of that exact port,
     /// else the VIP's port-0 (all-port) service, as IPVS looks them up.
     #[inline]
     pub fn service_for(&self, key: &ServiceKey) -> Option<usize> {
-        self.by_key.get(key).copied().or_else(|| {
-            if key.port == 0 {
-                return None;
-            }
-            self.by_key.get(&ServiceKey { port: 0, ..*key }).copied()
+        self.service_to(key.vip, key.port, key.proto)
+    }
+
+    /// [`Snapshot::service_for`] of the key (`vip`, `port`, `proto`).
+    #[inline(always)]
+    pub fn service_to(&self, vip: IpAddr, port: u16, proto: Proto) -> Option<usize> {
+        self.service_of_word(Snapshot::service_word(vip, port, proto))
+    }
+
+    /// The lookup key of a service (`vip`, `port`, `proto`): what the packet path makes once
+    /// per packet, where it read the values ([`Snapshot::service_of_word`]).
+    #[inline(always)]
+    pub fn service_word(vip: IpAddr, port: u16, proto: Proto) -> WordKey {
+        WordKey::new(vip, u32::from(port) << 8 | u32::from(proto.number()))
+    }
+
+    /// [`Snapshot::service_for`] of the key `word` made by [`Snapshot::service_word`].
+    #[inline(always)]
+    pub fn service_of_word(&self, word: WordKey) -> Option<usize> {
+        self.by_key.get(word).or_else(|| {
+            // The all-port service of the VIP: port 0 in the key (a key of port 0 is itself).
+            let any_port = word.keep(0xff);
+            (any_port != word)
+                .then(|| self.by_key.get(any_port))
+                .flatten()
         })
     }
 

@@ -26,10 +26,10 @@
 
 use std::net::IpAddr;
 
-use super::{icmp6, transport, LaterFragment, Packet, Parsed};
+use super::{icmp6, ports, transport, LaterFragment, Packet, Parsed};
 use crate::datapath::fragments::DatagramId;
 use crate::datapath::wire::{ipv6, Ipv6Packet};
-use crate::datapath::DropReason;
+use crate::datapath::{DropReason, Snapshot};
 use crate::flow::{FlowKey, Proto};
 
 /// The IPv6 packet `packet` (at frame offset `l3`). `Ok(None)`: the kernel's (see the module
@@ -54,14 +54,17 @@ pub(super) fn parse(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReas
     let first_fragment = fragment
         .filter(|f| f.more_fragments)
         .map(|f| f.identification);
-    let (sport, dport, event) = transport(l4, proto, first_fragment.is_some(), true)?;
+    let event = transport(l4, proto, first_fragment.is_some(), true)?;
+    let (sport, dport) = ports(l4);
+    let dst = ip.dst();
+    let service = Snapshot::service_word(IpAddr::V6(dst), dport, proto);
     Ok(Some(Packet::Flow(Parsed {
         l3,
         l4: l3 + upper.offset,
         key: FlowKey {
             proto,
             src: IpAddr::V6(ip.src()),
-            dst: IpAddr::V6(ip.dst()),
+            dst: IpAddr::V6(dst),
             sport,
             dport,
         },
@@ -69,6 +72,7 @@ pub(super) fn parse(packet: &[u8], l3: usize) -> Result<Option<Packet>, DropReas
         ttl: ip.hop_limit(),
         ip_len: u16::try_from(ip.total_len()).unwrap_or(u16::MAX),
         first_fragment,
+        service,
     })))
 }
 

@@ -692,7 +692,7 @@ struct Lane {
 /// the process's affinity mask (in order, when there are enough), and returns the wall time
 /// from the moment all threads are ready until the last one is done.
 fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
-    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let cpus = xvs::sys::thread_cpus().unwrap_or_default();
     let pin = cpus.len() >= lanes.len();
     let ready = Barrier::new(lanes.len() + 1);
     let start = std::thread::scope(|s| {
@@ -700,7 +700,8 @@ fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
             let (ready, cpu) = (&ready, cpus.get(k).copied().filter(|_| pin));
             s.spawn(move || {
                 if let Some(cpu) = cpu {
-                    core_affinity::set_for_current(cpu);
+                    // Unpinned when the mask cannot be set: the figure is then only looser.
+                    let _ = xvs::sys::set_thread_cpus(&[cpu]);
                 }
                 let mut bufs: Vec<Vec<u8>> = lane
                     .frames

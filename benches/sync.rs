@@ -49,7 +49,11 @@ fn bench(c: &mut Criterion) {
     let mut tx = Sealer::new(key.clone(), 1, 1);
     let mut buf = [0u8; MAX_MESSAGE_LEN];
     let len = tx.records(&recs, &mut buf).unwrap();
-    assert_eq!(len, 26 + 42 * 33 + 32, "a full message: header, 42 records, tag");
+    assert_eq!(
+        len,
+        26 + 42 * 33 + 32,
+        "a full message: header, 42 records, tag"
+    );
     let mut rx = Opener::new(key.clone(), 4);
     assert_eq!(
         rx.open(&buf[..len]).unwrap().records.collect::<Vec<_>>(),

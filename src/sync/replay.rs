@@ -21,6 +21,9 @@ use super::error::SyncError;
 
 /// Sequence numbers a window covers.
 pub const WINDOW: u64 = 1024;
+/// The most peers a box syncs with: the bound on `sync.peers` and on the senders a receiver
+/// keeps a window for (multicast peers are not listed, so the receiver bounds them).
+pub const MAX_PEERS: usize = 32;
 const WORDS: usize = 16;
 const _: () = assert!(WORDS as u64 * 64 == WINDOW);
 

@@ -1340,6 +1340,15 @@ fn sync_needs_a_key_file_xvs_accepts() {
         ),
         (dir.file("empty", b"\n", 0o600), "is empty"),
     ];
+    // A path longer than PATH_MAX is refused by the limits, and not read.
+    let long = format!("/{}", "k".repeat(5000));
+    let errs = errors(&at(&long));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("6:13: key_file is 5001 bytes long")),
+        "{errs:#?}"
+    );
+    assert!(!errs.iter().any(|e| e.contains("cannot read")), "{errs:#?}");
     for (path, what) in cases {
         let p = path.display().to_string();
         assert_error(

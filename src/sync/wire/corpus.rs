@@ -24,25 +24,34 @@ fn valid(records: &[SyncRecord], seq: u64) -> Vec<u8> {
     buf[..len].to_vec()
 }
 
-/// One IPv4 connection record, `edit`ed at byte `at` of the record, re-signed.
-fn bad_record(at: usize, value: u8) -> Vec<u8> {
-    let mut b = valid(&[conn_v4()], 1);
-    b[HEADER_LEN + at] = value;
-    resign(&mut b, &key());
-    b
-}
-
 fn with_len_field(mut b: Vec<u8>, len: usize) -> Vec<u8> {
     b[4..6].copy_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
     b
 }
 
-fn corpus() -> Vec<(&'static str, Vec<u8>, SyncError)> {
+/// `b` with byte `at` set to `value`, not re-signed (what an outsider can change).
+fn edited(b: &[u8], at: usize, value: u8) -> Vec<u8> {
+    let mut b = b.to_vec();
+    b[at] = value;
+    b
+}
+
+/// `b` with byte `at` set to `value`, re-signed (a peer with the key that encodes badly).
+fn resigned(b: &[u8], at: usize, value: u8) -> Vec<u8> {
+    let mut b = edited(b, at, value);
+    resign(&mut b, &key());
+    b
+}
+
+type Case = (&'static str, Vec<u8>, SyncError);
+
+/// Cases caught before the tag: length, version, framing; and the tag itself.
+fn framing_cases() -> Vec<Case> {
     use SyncError::*;
-    let k = key();
     let good = valid(&[conn_v4()], 1);
     let n = good.len();
-    let mut cases = vec![
+    let other = Key::new(b"another-key-0123456789").unwrap();
+    vec![
         ("empty datagram", vec![], Truncated),
         ("one byte", vec![VERSION], Truncated),
         ("header without tag", good[..HEADER_LEN].to_vec(), Truncated),
@@ -53,31 +62,11 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, SyncError)> {
         ),
         (
             "version 0 (an IPVS v1 message starts with 0)",
-            {
-                let mut b = good.clone();
-                b[0] = 0;
-                b
-            },
+            edited(&good, 0, 0),
             BadVersion,
         ),
-        (
-            "version 2",
-            {
-                let mut b = good.clone();
-                b[0] = 2;
-                b
-            },
-            BadVersion,
-        ),
-        (
-            "version 255",
-            {
-                let mut b = good.clone();
-                b[0] = 255;
-                b
-            },
-            BadVersion,
-        ),
+        ("version 2", edited(&good, 0, 2), BadVersion),
+        ("version 255", edited(&good, 0, 255), BadVersion),
         ("cut short by one byte", good[..n - 1].to_vec(), BadLength),
         (
             "length field one too many",
@@ -89,93 +78,55 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, SyncError)> {
             with_len_field(good.clone(), n - 1),
             BadLength,
         ),
-        (
-            "a trailing byte",
-            {
-                let mut b = good.clone();
-                b.push(0);
-                b
-            },
-            BadLength,
-        ),
+        ("a trailing byte", [&good[..], &[0]].concat(), BadLength),
         (
             "longer than a message may be",
-            signed(1, 0, &[0u8; MAX_BODY_LEN + 1], &k),
+            signed(1, 0, &[0u8; MAX_BODY_LEN + 1], &key()),
             BadLength,
         ),
         (
             "tag flipped",
-            {
-                let mut b = good.clone();
-                b[n - 1] ^= 0x80;
-                b
-            },
+            edited(&good, n - 1, good[n - 1] ^ 0x80),
             BadTag,
         ),
         (
             "tag zeroed",
-            {
-                let mut b = good.clone();
-                b[n - TAG_LEN..].fill(0);
-                b
-            },
+            [&good[..n - TAG_LEN], &[0; TAG_LEN]].concat(),
             BadTag,
         ),
-        (
-            "signed with another key",
-            signed(1, 0, &[], &Key::new(b"another-key-0123456789").unwrap()),
-            BadTag,
-        ),
+        ("signed with another key", signed(1, 0, &[], &other), BadTag),
         (
             "a record byte changed, not re-signed",
-            {
-                let mut b = good.clone();
-                b[HEADER_LEN + 10] ^= 1;
-                b
-            },
+            edited(&good, HEADER_LEN + 10, 0),
             BadTag,
         ),
         (
             "sender id changed, not re-signed",
-            {
-                let mut b = good.clone();
-                b[9] ^= 1;
-                b
-            },
+            edited(&good, 9, 8),
             BadTag,
         ),
         (
             "sequence changed, not re-signed",
-            {
-                let mut b = good.clone();
-                b[25] ^= 1;
-                b
-            },
+            edited(&good, 25, 2),
             BadTag,
         ),
+    ]
+}
+
+/// Authentic messages whose header does not match their records.
+fn header_cases() -> Vec<Case> {
+    use SyncError::*;
+    let k = key();
+    let good = valid(&[conn_v4()], 1);
+    let n = good.len();
+    let mut stray = good[HEADER_LEN..n - TAG_LEN].to_vec();
+    stray.extend_from_slice(&[0; 5]);
+    vec![
         ("type 0", signed(0, 0, &[], &k), BadType),
         ("type 4", signed(4, 0, &[], &k), BadType),
         ("type 255", signed(255, 0, &[], &k), BadType),
-        (
-            "count 2, one record",
-            {
-                let mut b = good.clone();
-                b[3] = 2;
-                resign(&mut b, &k);
-                b
-            },
-            BadCount,
-        ),
-        (
-            "count 0, one record",
-            {
-                let mut b = good.clone();
-                b[3] = 0;
-                resign(&mut b, &k);
-                b
-            },
-            BadCount,
-        ),
+        ("count 2, one record", resigned(&good, 3, 2), BadCount),
+        ("count 0, one record", resigned(&good, 3, 0), BadCount),
         (
             "count above the most a message holds",
             signed(1, 59, &[], &k),
@@ -184,58 +135,14 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, SyncError)> {
         ("count 65535", signed(1, u16::MAX, &[], &k), BadCount),
         (
             "a dump request with a record",
-            {
-                let mut b = good.clone();
-                b[1] = 2;
-                resign(&mut b, &k);
-                b
-            },
+            resigned(&good, 1, 2),
             BadCount,
         ),
+        ("a dump end with a record", resigned(&good, 1, 3), BadCount),
         (
-            "a dump end with a record",
-            {
-                let mut b = good.clone();
-                b[1] = 3;
-                resign(&mut b, &k);
-                b
-            },
+            "a good record then stray bytes",
+            signed(1, 1, &stray, &k),
             BadCount,
-        ),
-        (
-            "an IPv4 record announced as IPv6",
-            bad_record(0, 0x16),
-            BadCount,
-        ),
-        ("record kind 0", bad_record(0, 0x04), BadKind),
-        ("record kind 3", bad_record(0, 0x34), BadKind),
-        ("record kind 0xf", bad_record(0, 0xf4), BadKind),
-        ("record family 5", bad_record(0, 0x15), BadFamily),
-        ("record family 0", bad_record(0, 0x10), BadFamily),
-        ("op 0", bad_record(1, 0), BadRecord),
-        ("op 4", bad_record(1, 4), BadRecord),
-        ("protocol 1 (ICMP)", bad_record(2, 1), BadRecord),
-        ("protocol 132 (SCTP)", bad_record(2, 132), BadRecord),
-        ("state 11 (none has it)", bad_record(3, 11), BadRecord),
-        ("a UDP state on TCP", bad_record(3, 10), BadRecord),
-        ("a TCP state on UDP", bad_record(2, 17), BadRecord),
-        ("timeout 2^31 ms", bad_record(4, 0x80), BadRecord),
-        ("unknown flag", bad_record(8, 0x02), BadRecord),
-        (
-            "a local endpoint without its flag",
-            bad_record(CONN_LOCAL_AT, 198),
-            BadRecord,
-        ),
-        (
-            "template reserved byte set",
-            {
-                let t = samples()[4];
-                let mut b = valid(&[t], 1);
-                b[HEADER_LEN + 3] = 1;
-                resign(&mut b, &k);
-                b
-            },
-            BadRecord,
         ),
         (
             "a valid tag over garbage",
@@ -247,27 +154,54 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, SyncError)> {
             signed(1, 1, &[0; 33], &k),
             BadKind,
         ),
+    ]
+}
+
+/// Authentic messages with one record field out of range.
+fn record_cases() -> Vec<Case> {
+    use SyncError::*;
+    let one = valid(&[conn_v4()], 1);
+    let bad = |at: usize, value: u8| resigned(&one, HEADER_LEN + at, value);
+    let two = valid(&[conn_v4(), conn_v4()], 1);
+    let template = valid(&[samples()[4]], 1);
+    vec![
+        ("an IPv4 record announced as IPv6", bad(0, 0x16), BadCount),
+        ("record kind 0", bad(0, 0x04), BadKind),
+        ("record kind 3", bad(0, 0x34), BadKind),
+        ("record kind 0xf", bad(0, 0xf4), BadKind),
+        ("record family 5", bad(0, 0x15), BadFamily),
+        ("record family 0", bad(0, 0x10), BadFamily),
+        ("op 0", bad(1, 0), BadRecord),
+        ("op 4", bad(1, 4), BadRecord),
+        ("protocol 1 (ICMP)", bad(2, 1), BadRecord),
+        ("protocol 132 (SCTP)", bad(2, 132), BadRecord),
+        ("state 11 (none has it)", bad(3, 11), BadRecord),
+        ("a UDP state on TCP", bad(3, 10), BadRecord),
+        ("a TCP state on UDP", bad(2, 17), BadRecord),
+        ("timeout 2^31 ms", bad(4, 0x80), BadRecord),
+        ("unknown flag", bad(8, 0x02), BadRecord),
         (
-            "a good record then a bad one",
-            {
-                let mut b = valid(&[conn_v4(), conn_v4()], 1);
-                b[HEADER_LEN + record::CONN_V4_LEN + 1] = 9;
-                resign(&mut b, &k);
-                b
-            },
+            "a local endpoint without its flag",
+            bad(CONN_LOCAL_AT, 198),
             BadRecord,
         ),
         (
-            "a good record then stray bytes",
-            {
-                let mut body = good[HEADER_LEN..n - TAG_LEN].to_vec();
-                body.extend_from_slice(&[0; 5]);
-                signed(1, 1, &body, &k)
-            },
-            BadCount,
+            "template reserved byte set",
+            resigned(&template, HEADER_LEN + 3, 1),
+            BadRecord,
         ),
-    ];
-    cases.sort_by_key(|c| c.2.index());
+        (
+            "a good record then a bad one",
+            resigned(&two, HEADER_LEN + record::CONN_V4_LEN + 1, 9),
+            BadRecord,
+        ),
+    ]
+}
+
+fn corpus() -> Vec<Case> {
+    let mut cases = framing_cases();
+    cases.extend(header_cases());
+    cases.extend(record_cases());
     cases
 }
 

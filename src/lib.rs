@@ -11,6 +11,8 @@
 //! - [`conntrack`]: the sharded connection table, TCP/UDP states, timeouts and expiry.
 //! - [`steer`]: the filter's steering keys and the VRRP "held" flags, named by datapath, control
 //!   and vrrp alike (plain types, imports only [`flow`]).
+//! - [`sync`]: connection state sync between directors: the records workers enqueue and peers
+//!   install.
 //! - [`vrrp`]: VRRP failover: the sans-IO state machine, the wire codec and the driver thread.
 //! - [`control`]: configuration, snapshot building, neighbour resolution, health checks, the
 //!   daemon.
@@ -28,6 +30,7 @@ pub mod datapath;
 pub mod flow;
 pub mod sched;
 pub mod steer;
+pub mod sync;
 pub mod sys;
 pub mod vrrp;
 pub mod wire;

@@ -395,3 +395,22 @@ fn the_xdp_filters_maps_bound_interfaces_and_queues() {
         "4:19: queue 64: the XDP filter serves queues 0..63 of each interface",
     );
 }
+
+#[test]
+fn a_sync_peer_is_not_an_address_of_this_box() {
+    let dir = crate::sync::keyfile::tests::TempDir::new("sync-own");
+    let key = dir.file("k", b"0123456789abcdef", 0o600);
+    let t = format!(
+        "datapath:\n  interfaces:\n    - name: lan0\nsync:\n  interface: eth0\n  peers: [192.0.2.2, 198.18.1.1, 198.18.1.2]\n  key_file: {}\n",
+        key.display()
+    );
+    assert_error_on(
+        &HOST,
+        &t,
+        "6:11: peer 192.0.2.2 is an address of this box (192.0.2.2/24): a peer is another director",
+    );
+    assert_error_on(&HOST, &t, "6:22: peer 198.18.1.1 is an address of this box");
+    let errs = errors_on(&HOST, &t);
+    assert!(!errs.iter().any(|e| e.contains("198.18.1.2")), "{errs:#?}");
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}

@@ -866,15 +866,29 @@ pub struct SyncGroup {
 
 // ---- sync -----------------------------------------------------------------------------------
 
-/// Connection state sync between directors.
+/// Connection state sync between directors (the `sync:` section). Validation
+/// (`validate/sync.rs`) checks every key, the key file included, then refuses the section
+/// until the sync thread is built.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSync {
+    /// The interface the sync messages are sent and received on.
     pub interface: String,
     /// Unicast peers; empty = multicast.
     #[serde(default, deserialize_with = "de::ip_list")]
     pub peers: Vec<IpAddr>,
-    /// Shared secret; messages are authenticated.
+    /// The UDP port sync messages are sent to and received on. Default 8848, IPVS's.
+    #[serde(default = "sync_port")]
+    pub port: u16,
+    /// The shared secret messages are authenticated with (HMAC-SHA256): required; the rules
+    /// are [`crate::sync::keyfile`]'s. `Option` so that its absence is reported at its place.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+}
+
+/// The default sync port: IPVS's sync daemon's (`IP_VS_SYNC_PORT`).
+pub const DEFAULT_SYNC_PORT: u16 = 8848;
+
+fn sync_port() -> u16 {
+    DEFAULT_SYNC_PORT
 }

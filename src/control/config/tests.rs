@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::flow::Proto;
 use crate::sched::{SchedFlags, SchedulerKind};
+use crate::sync::keyfile::tests::TempDir;
 
 fn fake_ifaces(name: &str) -> bool {
     matches!(name, "eth0" | "eth1" | "wan0" | "lan0")
@@ -233,13 +234,12 @@ sync:
 
 #[test]
 fn every_section_of_the_contract_parses() {
-    // It is refused only for features that are not built yet, never for syntax or types.
-    let text = CONTRACT_EXAMPLE;
-    let errs = errors(text);
-    assert!(!errs.is_empty());
-    for e in &errs {
-        assert!(e.contains(" is not supported yet"), "unexpected error {e}");
-    }
+    // It is refused only for features that are not built yet, never for syntax or types: today
+    // the one refusal is the sync section's, at its key, once its key file is one xvs accepts.
+    let dir = TempDir::new("contract");
+    let key = dir.file("sync.key", b"0123456789abcdef\n", 0o600);
+    let text = &CONTRACT_EXAMPLE.replace("/etc/xvs/sync.key", key.to_str().unwrap());
+    assert_eq!(errors(text), vec![format!("71:1: {NOT_RUNNING}")]);
     // Parse it once more with serde alone to check the values.
     let c: Config = serde_yaml_ng::from_str(text).unwrap();
     assert_eq!(c.datapath.interfaces[1].queues, Queues::List(vec![0, 1]));
@@ -1244,12 +1244,126 @@ fn sync_group_rules() {
     assert_eq!(errors(&ok), Vec::<String>::new());
 }
 
+/// What the `sync:` section is refused with, once everything in it is valid.
+const NOT_RUNNING: &str = "connection sync is not running yet: the section is checked but xvs does not start the sync thread";
+
+/// A `sync:` section on lines 3 to 6 (interface, peers, key_file), `extra` on line 7.
+fn sync_section(interface: &str, peers: &str, key_file: &str, extra: &str) -> String {
+    format!("datapath:\n  interfaces: [{{ name: eth0 }}]\nsync:\n  interface: {interface}\n  peers: {peers}\n  key_file: {key_file}\n{extra}")
+}
+
 #[test]
 fn sync_rules() {
-    let t = "datapath:\n  interfaces: [{ name: eth0 }]\nsync:\n  interface: eth5\n  peers: [198.18.2.2, 198.18.2.2]\n";
-    assert_error(t, "4:14: interface `eth5` does not exist on this machine");
-    assert_error(t, "5:23: peer 198.18.2.2 is listed twice (first at line 5)");
-    assert_error(t, "3:1: sync is not supported yet");
+    let dir = TempDir::new("sync-rules");
+    let good = dir.file("good.key", b"0123456789abcdef\n", 0o600);
+    let good = good.to_str().unwrap();
+    // Everything valid: the one error is the refusal, at the section's key.
+    let ok = sync_section(
+        "eth1",
+        "[198.18.2.2, \"2001:2::2\"]",
+        good,
+        "  port: 8849\n",
+    );
+    assert_eq!(errors(&ok), vec![format!("3:1: {NOT_RUNNING}")]);
+    let c: Config = serde_yaml_ng::from_str(&ok).unwrap();
+    let s = c.sync.unwrap();
+    assert_eq!((s.port, s.peers.len()), (8849, 2));
+    let c: Config = serde_yaml_ng::from_str(&sync_section("eth1", "[]", good, "")).unwrap();
+    assert_eq!(c.sync.unwrap().port, DEFAULT_SYNC_PORT);
+
+    let t = sync_section("eth5", "[198.18.2.2, 198.18.2.2]", good, "");
+    assert_error(&t, "4:14: interface `eth5` does not exist on this machine");
+    assert_error(
+        &t,
+        "5:23: peer 198.18.2.2 is listed twice (first at line 5)",
+    );
+    assert_error(&t, &format!("3:1: {NOT_RUNNING}"));
+    let t = sync_section(
+        "eth1:0",
+        "[224.0.0.81, 127.0.0.1, \"::1\", 0.0.0.0]",
+        good,
+        "  port: 0\n",
+    );
+    assert_error(&t, "4:14: invalid interface name `eth1:0`");
+    assert_error(&t, "5:11: peer 224.0.0.81 is not a unicast address");
+    assert_error(&t, "5:23: peer 127.0.0.1 is a loopback address");
+    assert_error(&t, "5:34: peer ::1 is a loopback address");
+    assert_error(&t, "5:41: peer 0.0.0.0 is not a unicast address");
+    assert_error(&t, "7:9: port 0 is not a port");
+    let many: Vec<String> = (1..=33).map(|i| format!("198.18.2.{i}")).collect();
+    let t = sync_section("eth1", &format!("[{}]", many.join(", ")), good, "");
+    assert_error(&t, "5:3: 33 peers; at most 32 are supported");
+    assert!(
+        errors(&sync_section(
+            "eth1",
+            &format!("[{}]", many[..32].join(", ")),
+            good,
+            ""
+        ))
+        .len()
+            == 1
+    );
+}
+
+#[test]
+fn sync_peers_are_not_this_boxs_vips() {
+    let dir = TempDir::new("sync-vip");
+    let key = dir.file("k", b"0123456789abcdef", 0o600);
+    let t = format!(
+        "{BASE}sync:\n  interface: eth1\n  peers: [198.18.0.100]\n  key_file: {}\n",
+        key.display()
+    );
+    assert_error(&t, "15:11: peer 198.18.0.100 is the VIP of service `web`");
+}
+
+#[test]
+fn sync_needs_a_key_file_xvs_accepts() {
+    let dir = TempDir::new("sync-key");
+    let at = |path: &str| sync_section("eth1", "[]", path, "");
+    let t = "datapath:\n  interfaces: [{ name: eth0 }]\nsync:\n  interface: eth1\n";
+    assert_error(
+        t,
+        "3:1: sync needs a key_file: every sync message is authenticated with HMAC-SHA256",
+    );
+    assert_error(&at("\"\""), "6:13: key_file must not be empty");
+    let missing = dir.0.join("missing");
+    let cases = [
+        (missing, "cannot read"),
+        (dir.0.clone(), "is a directory, not a regular file"),
+        (
+            dir.file("open", b"0123456789abcdef", 0o644),
+            "has mode 0644: it must not be readable or writable by group or others",
+        ),
+        (
+            dir.file("short", b"0123456789abcde\n", 0o600),
+            "holds a 15-byte key; at least 16 bytes are required",
+        ),
+        (dir.file("empty", b"\n", 0o600), "is empty"),
+    ];
+    // A path longer than PATH_MAX is refused by the limits, and not read.
+    let long = format!("/{}", "k".repeat(5000));
+    let errs = errors(&at(&long));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("6:13: key_file is 5001 bytes long")),
+        "{errs:#?}"
+    );
+    assert!(!errs.iter().any(|e| e.contains("cannot read")), "{errs:#?}");
+    for (path, what) in cases {
+        let p = path.display().to_string();
+        assert_error(
+            &at(&p),
+            &format!(
+                "6:13: key file {p}{}{what}",
+                if what.starts_with("cannot") {
+                    ": "
+                } else {
+                    " "
+                }
+            ),
+        );
+        assert_error(&at(&p), &format!("3:1: {NOT_RUNNING}"));
+    }
 }
 
 // ---- not supported yet ----------------------------------------------------------------------
@@ -1409,7 +1523,7 @@ fn unsupported_features_are_refused_at_their_key() {
     let t = BASE.replace("weight: 3", "weight: 3\n        upper_threshold: 5");
     assert!(errors(&t).is_empty(), "thresholds are built");
     let t = format!("{BASE}sync:\n  interface: eth1\n");
-    assert_error(&t, "13:1: sync is not supported yet");
+    assert_error(&t, &format!("13:1: {NOT_RUNNING}"));
 }
 
 #[test]

@@ -65,6 +65,16 @@ impl Machine {
         }
     }
 
+    /// The address of this box's interfaces that is `a`, if one is.
+    pub(super) fn own_address(&self, a: IpAddr) -> Option<&HostAddress> {
+        self.addrs.iter().find(|h| h.addr == a)
+    }
+
+    /// What `a` is when it is a VIP of the configuration (a service's or a VRRP address).
+    pub(super) fn vip(&self, a: IpAddr) -> Option<&str> {
+        self.vips.get(&a).map(String::as_str)
+    }
+
     fn link(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|(n, _)| n == name).map(|(_, l)| l)
     }

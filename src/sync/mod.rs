@@ -28,11 +28,15 @@
 
 pub mod auth;
 pub mod channel;
+pub mod driver;
+pub mod endpoint;
 pub mod error;
 pub mod keyfile;
 pub mod pager;
 pub mod record;
 pub mod replay;
+pub mod status;
+pub mod tables;
 pub mod wire;
 
 pub use auth::Key;

@@ -142,7 +142,7 @@ impl Net {
         let src = self.nodes[from].addr;
         self.log.push((src, t.dst, t.bytes.clone()));
         self.carried += 1;
-        if self.lose_every > 0 && self.carried % self.lose_every == 0 {
+        if self.lose_every > 0 && self.carried.is_multiple_of(self.lose_every) {
             self.lost += 1;
             return;
         }

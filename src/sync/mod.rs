@@ -18,8 +18,14 @@
 //! - [`SyncError`]: every reason a received message is dropped, the `reason` label of
 //!   `xvs_sync_errors_total`.
 //!
-//! None of these read a clock, open a socket or import `control`: the sync thread (issue 16,
-//! step 3) drives them with bytes and its own timers.
+//! - [`tables`]: what the endpoint needs of this box's tables ([`tables::RecordSource`],
+//!   [`tables::DumpSource`], [`tables::RecordSink`]); [`endpoint`]: [`endpoint::SyncEndpoint`],
+//!   the sans-IO machine (batching, dump requests and bursts, bounded queue, per-peer counters).
+//! - [`driver`]: the `xvs-sync` thread (socket, clock, poll loop) and [`status`], what it
+//!   publishes for `xvs ctl sync` and the `xvs_sync_*` metrics.
+//!
+//! None of these but [`driver`] read a clock or open a socket, and none imports `control`: the
+//! driver feeds the rest with bytes and `now`.
 //!
 //! Invariants every layer keeps: a record names addresses, ports and states only (never a slot,
 //! a shard or a pointer of the sending box), so a peer installs it into a table of another

@@ -8,11 +8,15 @@
 //!   [`crate::conntrack::ConnState`] and [`crate::sched`]'s template key, never the control
 //!   plane, so both the datapath and the sync thread build on it.
 //!
+//! - [`ring`]: the per-worker bounded event ring (single producer: the worker; single
+//!   consumer: the sync thread); a full ring drops and counts, never blocks.
+//!
 //! Invariants every layer keeps: a record names addresses, ports and states only (never a slot,
 //! a shard or a pointer of the sending box), so a peer installs it into a table of another
 //! size; a record's timeout is the time the entry had left when the event happened, in
 //! milliseconds, below [`crate::conntrack::MAX_TIMEOUT`].
 
 pub mod record;
+pub mod ring;
 
 pub use record::{ConnRecord, SyncOp, SyncRecord, TemplateRecord};

@@ -82,6 +82,9 @@ pub enum InstallError {
     /// The shard is full of live entries none of which is half-open.
     #[error("connection table full")]
     Full,
+    /// A template's shard is full of live templates.
+    #[error("persistence template table full")]
+    TemplateFull,
 }
 
 /// The position of a full dump of the table ([`ConnTable::dump_page`]).

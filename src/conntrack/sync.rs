@@ -396,3 +396,216 @@ impl super::Tracked {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::tests::sa;
+    use crate::conntrack::{Event, LocalPool, Timeouts};
+    use crate::flow::{FlowKey, Proto};
+    use crate::wire::TcpFlags;
+    use std::net::SocketAddr;
+
+    const S: Nanos = crate::flow::NANOS_PER_SEC;
+
+    fn rec(client: &str, local: Option<&str>) -> ConnRecord {
+        let ep = |s: &str| Endpoint::from(sa(s));
+        ConnRecord {
+            op: SyncOp::Create,
+            proto: Proto::Tcp,
+            state: ConnState::Established,
+            client: ep(client),
+            vip: ep("198.18.0.100:80"),
+            real: ep("198.18.1.11:80"),
+            local: local.map(ep),
+            timeout_ms: 60_000,
+        }
+    }
+
+    fn target(stats: &Arc<RealStats>, track: Track) -> InstallTarget {
+        InstallTarget {
+            origin: Origin::new(0, 0),
+            stats: stats.clone(),
+            track,
+        }
+    }
+
+    fn key(src: &str, dst: &str) -> FlowKey {
+        let (s, d): (SocketAddr, SocketAddr) = (sa(src), sa(dst));
+        FlowKey {
+            proto: Proto::Tcp,
+            src: s.ip(),
+            dst: d.ip(),
+            sport: s.port(),
+            dport: d.port(),
+        }
+    }
+
+    const ACK: Event = Event::Tcp(TcpFlags(0x10));
+
+    #[test]
+    fn an_installed_entry_is_counted_on_its_first_packet_only_and_uncounted_on_removal() {
+        let t = ConnTable::new(100);
+        let stats = Arc::new(RealStats::default());
+        let r = rec("198.18.0.2:40000", None);
+        let got = t.install(&r, target(&stats, Track::Both), S);
+        assert_eq!(got, Ok(Installed::Created));
+        let counts = || {
+            let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            (ld(&stats.active), ld(&stats.inactive))
+        };
+        assert_eq!(counts(), (0, 0));
+        assert_eq!(stats.connections_total.load(Ordering::Relaxed), 0);
+        // An update keeps it uncounted, whatever the state.
+        let closing = ConnRecord {
+            state: ConnState::CloseWait,
+            ..r
+        };
+        assert_eq!(
+            t.install(&closing, target(&stats, Track::Both), S),
+            Ok(Installed::Updated)
+        );
+        assert_eq!(counts(), (0, 0));
+        assert_eq!(t.install(&r, target(&stats, Track::Both), S), Ok(Installed::Updated));
+        // ICMP's peek does not count it; the first lookup does, once; its origin is clean.
+        let o = key("198.18.0.2:40000", "198.18.0.100:80");
+        let peeked = t.peek(Direction::Original, &o, 2 * S).unwrap();
+        assert_eq!(peeked.origin, Origin::new(0, 0));
+        assert_eq!(counts(), (0, 0));
+        let to = Timeouts::default();
+        let hit = t.lookup(Direction::Original, &o, ACK, 2 * S, &to).unwrap();
+        assert_eq!(hit.origin, Origin::new(0, 0));
+        assert_eq!(hit.state, ConnState::Established);
+        assert_eq!(counts(), (1, 0));
+        t.lookup(Direction::Reply, &key("198.18.1.11:80", "198.18.0.2:40000"), ACK, 2 * S, &to)
+            .unwrap();
+        assert_eq!(counts(), (1, 0));
+        // Removed: counts back to 0. An uncounted one removed leaves them alone.
+        assert!(t.uninstall(&r).unwrap());
+        assert_eq!(counts(), (0, 0));
+        t.install(&r, target(&stats, Track::Both), 3 * S).unwrap();
+        assert_eq!(t.expire(200 * S, 100), 1);
+        assert_eq!(counts(), (0, 0));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_installed_entry_expires_after_the_records_timeout() {
+        let t = ConnTable::new(100);
+        let stats = Arc::new(RealStats::default());
+        t.install(&rec("198.18.0.2:40000", None), target(&stats, Track::Both), S)
+            .unwrap();
+        let rows = t.rows(S);
+        assert_eq!(rows[0].expires, 61 * S);
+        let o = key("198.18.0.2:40000", "198.18.0.100:80");
+        assert!(t.peek(Direction::Original, &o, 60 * S).is_some());
+        assert!(t.peek(Direction::Original, &o, 61 * S).is_none());
+    }
+
+    fn pool(first: u16, last: u16) -> LocalPool {
+        LocalPool {
+            name: "p".into(),
+            addresses: vec!["198.18.1.2".parse().unwrap()],
+            first_port: first,
+            last_port: last,
+        }
+    }
+
+    #[test]
+    fn fullnat_installs_reserve_exactly_the_records_port_and_refuse_conflicts() {
+        let t = ConnTable::with_pools(100, 1, &[pool(20000, 20009)]);
+        let stats = Arc::new(RealStats::default());
+        let fullnat = || target(&stats, Track::FullNat { pool: 0 });
+        let r = rec("198.18.0.2:40000", Some("198.18.1.2:20005"));
+        assert_eq!(t.install(&r, fullnat(), S), Ok(Installed::Created));
+        assert_eq!(t.local_ports_in_use(0), 1);
+        // The reply to the local endpoint finds it.
+        let reply = key("198.18.1.11:80", "198.18.1.2:20005");
+        let to = Timeouts::default();
+        let got = t.lookup(Direction::Reply, &reply, ACK, S, &to).unwrap();
+        assert_eq!(got.client(), sa("198.18.0.2:40000"));
+        // Another connection with the same local endpoint: taken.
+        let other = rec("198.18.0.3:40000", Some("198.18.1.2:20005"));
+        let e = t.install(&other, fullnat(), S);
+        assert_eq!(e, Err(InstallError::LocalPort(ReserveError::Taken)));
+        let outside = rec("198.18.0.3:40000", Some("198.18.1.2:20010"));
+        let e = t.install(&outside, fullnat(), S);
+        assert_eq!(e, Err(InstallError::LocalPort(ReserveError::NotInPool)));
+        let not_pool = rec("198.18.0.3:40000", Some("198.18.1.9:20001"));
+        let e = t.install(&not_pool, fullnat(), S);
+        assert_eq!(e, Err(InstallError::LocalPort(ReserveError::NotInPool)));
+        let e = t.install(&other, target(&stats, Track::Both), S);
+        assert_eq!(e, Err(InstallError::MethodMismatch));
+        // New local connections never get the reserved port; a delete gives it back.
+        let mut handed = Vec::new();
+        for port in 1..=20u16 {
+            let new = crate::conntrack::NewConn {
+                proto: Proto::Tcp,
+                client: SocketAddr::new(sa("198.18.0.9:1").ip(), port),
+                vip: sa("198.18.0.100:80"),
+                real: sa("198.18.1.11:80"),
+                state: ConnState::SynRecv,
+                stats: stats.clone(),
+            };
+            if let Ok(ins) = t.insert_fullnat(new, 0, S, &to) {
+                handed.push(ins.conn.local().unwrap().port());
+            }
+        }
+        assert_eq!(handed.len(), 9);
+        assert!(!handed.contains(&20005));
+        assert!(t.uninstall(&r).unwrap());
+        assert_eq!(t.local_ports_in_use(0), 9);
+    }
+
+    #[test]
+    fn a_fullnat_port_of_another_shard_is_refused() {
+        // Four shards: the client's shard is fixed by its endpoint, the port names another.
+        let t = ConnTable::with_pools(100, 4, &[pool(20000, 20099)]);
+        let stats = Arc::new(RealStats::default());
+        let refused = (20000..20004u16)
+            .filter(|p| {
+                let r = rec("198.18.0.2:40000", Some(&format!("198.18.1.2:{p}")));
+                let got = t.install(&r, target(&stats, Track::FullNat { pool: 0 }), S);
+                if got.is_ok() {
+                    t.uninstall(&r).unwrap();
+                }
+                got == Err(InstallError::LocalPort(ReserveError::OtherShard))
+            })
+            .count();
+        assert_eq!(refused, 3, "exactly one residue of four is the client's shard");
+    }
+
+    #[test]
+    fn the_dump_pager_gives_every_live_entry_once_one_shard_per_page() {
+        let t = ConnTable::with_families(50_000, 1000, 8, &[]);
+        let stats = Arc::new(RealStats::default());
+        let mut want = Vec::new();
+        for i in 0..3000u16 {
+            let r = rec(&format!("198.18.{}.{}:{}", i % 7, i % 200, 1000 + i), None);
+            t.install(&r, target(&stats, Track::Both), S).unwrap();
+            want.push(r.client);
+        }
+        let mut r6 = rec("[2001:2::2]:4000", None);
+        (r6.vip, r6.real) = (sa("[2001:2::100]:80").into(), sa("[2001:2:1::11]:80").into());
+        t.install(&r6, target(&stats, Track::Both), S).unwrap();
+        want.push(r6.client);
+        let (mut cursor, mut out) = (ConnDump::default(), Vec::new());
+        while t.dump_page(&mut cursor, 2 * S, 100, &mut out) {}
+        assert!(cursor.is_done());
+        assert!(!t.dump_page(&mut cursor, 2 * S, 100, &mut out));
+        let mut got: Vec<Endpoint> = out
+            .iter()
+            .map(|r| match r {
+                SyncRecord::Conn(c) => {
+                    assert_eq!((c.op, c.timeout_ms), (SyncOp::Create, 59_000));
+                    c.client
+                }
+                SyncRecord::Template(_) => unreachable!(),
+            })
+            .collect();
+        let key = |e: &Endpoint| (e.ip, e.port);
+        got.sort_by_key(key);
+        want.sort_by_key(key);
+        assert_eq!(got, want);
+    }
+}

@@ -15,10 +15,10 @@ mod frame6;
 mod fullnat_lab;
 #[path = "fixtures/nat6_lab.rs"]
 mod nat6_lab;
-#[path = "fixtures/nat_lab.rs"]
-mod nat_lab;
 #[path = "fixtures/routed_lab.rs"]
 mod routed_lab;
+
+use fullnat_lab::nat_lab;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -36,7 +36,12 @@ use xvs::sync::{SyncOp, SyncRecord};
 const T0: u64 = 1_000 * S;
 
 /// An IPv4 TCP frame `src` → `dst` from `macs.0` to `macs.1`, flags as in `frame6::L4::Tcp`.
-fn tcp4(macs: ([u8; 6], [u8; 6]), src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: &str) -> Vec<u8> {
+fn tcp4(
+    macs: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    flags: &str,
+) -> Vec<u8> {
     let mut t = PacketBuilder::ethernet2(macs.0, macs.1)
         .ipv4(src.0, dst.0, 64)
         .tcp(src.1, dst.1, 1000, 64240);
@@ -135,7 +140,9 @@ fn a_handshake_gives_create_then_established_fin_an_update_and_expiry_a_delete()
     assert_eq!(v, Verdict::Tx(1));
     let recs = drain(&mut c);
     assert_eq!(ops(&recs), [(SyncOp::Create, ConnState::SynRecv)]);
-    let SyncRecord::Conn(create) = recs[0] else { panic!() };
+    let SyncRecord::Conn(create) = recs[0] else {
+        panic!()
+    };
     assert_eq!(create.timeout_ms, 30_000, "tcp_syn left");
     assert_eq!(create.vip.port, 80);
     assert!(create.local.is_none());
@@ -145,7 +152,9 @@ fn a_handshake_gives_create_then_established_fin_an_update_and_expiry_a_delete()
     run(&mut a, T0, 0, &nat_client("A", 40000));
     let recs = drain(&mut c);
     assert_eq!(ops(&recs), [(SyncOp::Update, ConnState::Established)]);
-    let SyncRecord::Conn(up) = recs[0] else { panic!() };
+    let SyncRecord::Conn(up) = recs[0] else {
+        panic!()
+    };
     assert_eq!(up.timeout_ms, 900_000);
     // More data: not an event per packet (at most one refresh, if the expiry crossed a
     // refresh boundary).
@@ -155,13 +164,22 @@ fn a_handshake_gives_create_then_established_fin_an_update_and_expiry_a_delete()
     assert!(drain(&mut c).len() <= 1);
     // Busy for longer than a refresh period: one refresh.
     run(&mut a, T0 + 20 * S, 0, &nat_client("AP", 40000));
-    assert_eq!(ops(&drain(&mut c)), [(SyncOp::Update, ConnState::Established)]);
+    assert_eq!(
+        ops(&drain(&mut c)),
+        [(SyncOp::Update, ConnState::Established)]
+    );
     run(&mut a, T0 + 20 * S, 0, &nat_client("AF", 40000));
-    assert_eq!(ops(&drain(&mut c)), [(SyncOp::Update, ConnState::CloseWait)]);
+    assert_eq!(
+        ops(&drain(&mut c)),
+        [(SyncOp::Update, ConnState::CloseWait)]
+    );
     // Expired: the batch's sweep removes it and says so.
     let later = T0 + 20 * S + 121 * S;
     run(&mut a, later, 0, &[0u8; 10]);
-    assert_eq!(ops(&drain(&mut c)), [(SyncOp::Delete, ConnState::CloseWait)]);
+    assert_eq!(
+        ops(&drain(&mut c)),
+        [(SyncOp::Delete, ConnState::CloseWait)]
+    );
     assert!(a.shared().conntrack.is_empty());
 }
 
@@ -175,7 +193,10 @@ fn a_lookup_that_finds_its_entry_expired_gives_a_delete() {
     let (v, _) = run(&mut a, T0 + 31 * S, 0, &nat_client("A", 40001));
     assert!(matches!(v, Verdict::Drop(_)), "{v:?}");
     let recs = drain(&mut c);
-    assert!(ops(&recs).contains(&(SyncOp::Delete, ConnState::SynRecv)), "{recs:?}");
+    assert!(
+        ops(&recs).contains(&(SyncOp::Delete, ConnState::SynRecv)),
+        "{recs:?}"
+    );
     // A SYN reopening a closed connection: Delete of the old, Create of the new.
     run(&mut a, T0 + 40 * S, 0, &nat_client("S", 40002));
     run(&mut a, T0 + 40 * S, 0, &nat_client("A", 40002));
@@ -191,14 +212,23 @@ fn a_lookup_that_finds_its_entry_expired_gives_a_delete() {
 fn a_full_ring_counts_a_drop_and_the_packet_is_still_forwarded() {
     let mut a = nat_lab::processor(1000);
     let mut c = with_ring(&mut a, 1);
-    assert_eq!(run(&mut a, T0, 0, &nat_client("S", 40000)).0, Verdict::Tx(1));
-    assert_eq!(run(&mut a, T0, 0, &nat_client("S", 40001)).0, Verdict::Tx(1));
+    assert_eq!(
+        run(&mut a, T0, 0, &nat_client("S", 40000)).0,
+        Verdict::Tx(1)
+    );
+    assert_eq!(
+        run(&mut a, T0, 0, &nat_client("S", 40001)).0,
+        Verdict::Tx(1)
+    );
     assert_eq!(a.sync_ring().unwrap().dropped(), 1);
     assert_eq!(c.dropped(), 1);
     assert_eq!(drain(&mut c).len(), 1);
     // Off: no ring, no events, same forwarding.
     assert!(a.set_sync(None).is_some());
-    assert_eq!(run(&mut a, T0, 0, &nat_client("S", 40002)).0, Verdict::Tx(1));
+    assert_eq!(
+        run(&mut a, T0, 0, &nat_client("S", 40002)).0,
+        Verdict::Tx(1)
+    );
 }
 
 /// Box A opens the connection (`syn`, answered by the server with a SYN-ACK where replies come
@@ -216,7 +246,10 @@ fn round_trip(
     let (v, out) = run(&mut a, T0, wan, &client("S"));
     assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
     if replies {
-        assert!(matches!(run(&mut a, T0, lan, &answer(&out, "SA")).0, Verdict::Tx(_)));
+        assert!(matches!(
+            run(&mut a, T0, lan, &answer(&out, "SA")).0,
+            Verdict::Tx(_)
+        ));
     }
     run(&mut a, T0, wan, &client("A"));
     let records = drain(&mut ca);
@@ -237,7 +270,11 @@ fn round_trip(
         b.shared().install(r, now).unwrap();
     }
     assert_eq!(b.shared().conntrack.len(), 1);
-    assert_eq!(stats(&b), (0, 0), "installed, not counted until it takes traffic");
+    assert_eq!(
+        stats(&b),
+        (0, 0),
+        "installed, not counted until it takes traffic"
+    );
     let (va, mut oa) = run(&mut a, now, wan, &client("AP"));
     let (vb, mut ob) = run(&mut b, now, wan, &client("AP"));
     if tun {
@@ -271,25 +308,32 @@ fn a_box_that_installs_the_records_forwards_nat_as_the_owner_does() {
 #[test]
 fn a_box_that_installs_the_records_forwards_fullnat_as_the_owner_does() {
     let client = |f: &'static str| {
-        use fullnat_lab::nat_lab::*;
+        use nat_lab::*;
         tcp4((CLIENT_MAC, WAN_MAC), (CLIENT, 40000), (VIP, 80), f)
     };
     let (a, b) = (fullnat_lab::processor(), fullnat_lab::processor());
     // Another connection on B first, so that B's next free port is not the one A used.
     let mut b = b;
-    run(&mut b, T0, 0, &tcp4(
-        (fullnat_lab::nat_lab::CLIENT_MAC, fullnat_lab::nat_lab::WAN_MAC),
-        ([198, 18, 0, 3], 50000),
-        (fullnat_lab::nat_lab::VIP, 80),
-        "S",
-    ));
+    run(
+        &mut b,
+        T0,
+        0,
+        &tcp4(
+            (nat_lab::CLIENT_MAC, nat_lab::WAN_MAC),
+            ([198, 18, 0, 3], 50000),
+            (nat_lab::VIP, 80),
+            "S",
+        ),
+    );
     let b_conns = b.shared().conntrack.len();
     assert_eq!(b_conns, 1);
     let mut a = a;
     let mut ca = with_ring(&mut a, 64);
     run(&mut a, T0, 0, &client("S"));
     let recs = drain(&mut ca);
-    let SyncRecord::Conn(create) = recs[0] else { panic!() };
+    let SyncRecord::Conn(create) = recs[0] else {
+        panic!()
+    };
     let local = create.local.expect("FULLNAT carries its local endpoint");
     let taken = b.shared().install(&recs[0], T0);
     assert_eq!(
@@ -339,7 +383,9 @@ fn records_of_unknown_services_or_reals_are_refused() {
     let mut a = nat_lab::processor(1000);
     let mut c = with_ring(&mut a, 64);
     run(&mut a, T0, 0, &nat_client("S", 40000));
-    let SyncRecord::Conn(rec) = drain(&mut c)[0] else { panic!() };
+    let SyncRecord::Conn(rec) = drain(&mut c)[0] else {
+        panic!()
+    };
     let b = nat_lab::processor(1000);
     let mut bad = rec;
     bad.vip.port = 81;
@@ -425,7 +471,10 @@ fn the_full_dump_gives_every_connection_and_template_once_in_bounded_pages() {
         let client = [198, 18, 0, 2 + (i % 3) as u8];
         let macs = (nat_lab::CLIENT_MAC, nat_lab::WAN_MAC);
         let f = tcp4(macs, (client, 20000 + i), (nat_lab::VIP, 80), "S");
-        assert!(matches!(run(&mut a, T0, 0, &f).0, Verdict::Tx(_)), "flow {i}");
+        assert!(
+            matches!(run(&mut a, T0, 0, &f).0, Verdict::Tx(_)),
+            "flow {i}"
+        );
     }
     let shared = a.shared();
     assert_eq!(shared.conntrack.len(), 300);
@@ -450,7 +499,11 @@ fn the_full_dump_gives_every_connection_and_template_once_in_bounded_pages() {
         })
         .collect();
     ports.sort_unstable();
-    assert_eq!(ports, (20000..20300).collect::<Vec<_>>(), "every connection once");
+    assert_eq!(
+        ports,
+        (20000..20300).collect::<Vec<_>>(),
+        "every connection once"
+    );
     assert_eq!(templates(&out), [SyncOp::Create]);
     // Installed on a fresh box, the dump reproduces the tables.
     let b = persistent_processor();

@@ -1052,7 +1052,9 @@ impl<F: Family> Table<F> {
         if shard.live < shard.capacity {
             return Ok(None);
         }
-        let evicted = shard.evict_half_open(seed, now_tick).ok_or(InsertError::Full)?;
+        let evicted = shard
+            .evict_half_open(seed, now_tick)
+            .ok_or(InsertError::Full)?;
         self.shards.count_removed(1);
         Ok(Some(evicted))
     }

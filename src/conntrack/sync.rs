@@ -28,9 +28,9 @@ use std::sync::Arc;
 use super::family::Family;
 use super::local_ports::{LocalPools, ReserveError, NO_LOCAL};
 use super::{
-    count, counted_origin, is_expired, is_uncounted, tick, toggle_uncounted, ConnState,
-    ConnTable, Direction, Entry, InsertError, Key, Keys, Origin, Shard, Table, Track,
-    MAX_TIMEOUT, NANOS_PER_TICK,
+    count, counted_origin, is_expired, is_uncounted, tick, toggle_uncounted, ConnState, ConnTable,
+    Direction, Entry, InsertError, Key, Keys, Origin, Shard, Table, Track, MAX_TIMEOUT,
+    NANOS_PER_TICK,
 };
 use crate::flow::{Endpoint, Nanos};
 use crate::sched::RealStats;
@@ -132,8 +132,8 @@ impl<F: Family> Entry<F> {
 
     /// Whether this entry is the connection of `rec` (same real server and local endpoint).
     fn is_record(&self, rec: &ConnRecord, pools: &LocalPools<F>) -> bool {
-        let local = (self.lid != NO_LOCAL)
-            .then(|| Endpoint::new(F::to_ip(self.local(pools)), self.lport));
+        let local =
+            (self.lid != NO_LOCAL).then(|| Endpoint::new(F::to_ip(self.local(pools)), self.lport));
         F::to_ip(self.real) == rec.real.ip && self.rport == rec.real.port && local == rec.local
     }
 
@@ -270,9 +270,11 @@ impl<F: Family> Table<F> {
         let end = from.saturating_add(max_slots.max(1)).min(s.slots.len());
         for e in s.slots.get(from..end).unwrap_or_default() {
             if e.is_live() && !is_expired(e.expires, now_tick) {
-                out.push(SyncRecord::Conn(
-                    e.record(SyncOp::Create, &s.pools, now_tick),
-                ));
+                out.push(SyncRecord::Conn(e.record(
+                    SyncOp::Create,
+                    &s.pools,
+                    now_tick,
+                )));
             }
         }
         (end < s.slots.len()).then_some(end)
@@ -374,7 +376,6 @@ impl ConnTable {
     }
 }
 
-
 /// A timeout as a record's milliseconds (clamped to [`MAX_TIMEOUT`]).
 pub fn timeout_ms(timeout: Nanos) -> u32 {
     u32::try_from(timeout.min(MAX_TIMEOUT) / NANOS_PER_TICK).unwrap_or(u32::MAX)
@@ -466,7 +467,10 @@ mod tests {
             Ok(Installed::Updated)
         );
         assert_eq!(counts(), (0, 0));
-        assert_eq!(t.install(&r, target(&stats, Track::Both), S), Ok(Installed::Updated));
+        assert_eq!(
+            t.install(&r, target(&stats, Track::Both), S),
+            Ok(Installed::Updated)
+        );
         // ICMP's peek does not count it; the first lookup does, once; its origin is clean.
         let o = key("198.18.0.2:40000", "198.18.0.100:80");
         let peeked = t.peek(Direction::Original, &o, 2 * S).unwrap();
@@ -477,8 +481,14 @@ mod tests {
         assert_eq!(hit.origin, Origin::new(0, 0));
         assert_eq!(hit.state, ConnState::Established);
         assert_eq!(counts(), (1, 0));
-        t.lookup(Direction::Reply, &key("198.18.1.11:80", "198.18.0.2:40000"), ACK, 2 * S, &to)
-            .unwrap();
+        t.lookup(
+            Direction::Reply,
+            &key("198.18.1.11:80", "198.18.0.2:40000"),
+            ACK,
+            2 * S,
+            &to,
+        )
+        .unwrap();
         assert_eq!(counts(), (1, 0));
         // Removed: counts back to 0. An uncounted one removed leaves them alone.
         assert!(t.uninstall(&r).unwrap());
@@ -493,8 +503,12 @@ mod tests {
     fn an_installed_entry_expires_after_the_records_timeout() {
         let t = ConnTable::new(100);
         let stats = Arc::new(RealStats::default());
-        t.install(&rec("198.18.0.2:40000", None), target(&stats, Track::Both), S)
-            .unwrap();
+        t.install(
+            &rec("198.18.0.2:40000", None),
+            target(&stats, Track::Both),
+            S,
+        )
+        .unwrap();
         let rows = t.rows(S);
         assert_eq!(rows[0].expires, 61 * S);
         let o = key("198.18.0.2:40000", "198.18.0.100:80");
@@ -572,7 +586,10 @@ mod tests {
                 got == Err(InstallError::LocalPort(ReserveError::OtherShard))
             })
             .count();
-        assert_eq!(refused, 3, "exactly one residue of four is the client's shard");
+        assert_eq!(
+            refused, 3,
+            "exactly one residue of four is the client's shard"
+        );
     }
 
     #[test]
@@ -586,7 +603,10 @@ mod tests {
             want.push(r.client);
         }
         let mut r6 = rec("[2001:2::2]:4000", None);
-        (r6.vip, r6.real) = (sa("[2001:2::100]:80").into(), sa("[2001:2:1::11]:80").into());
+        (r6.vip, r6.real) = (
+            sa("[2001:2::100]:80").into(),
+            sa("[2001:2:1::11]:80").into(),
+        );
         t.install(&r6, target(&stats, Track::Both), S).unwrap();
         want.push(r6.client);
         let (mut cursor, mut out) = (ConnDump::default(), Vec::new());

@@ -91,6 +91,10 @@ impl Processor {
         if let Some(evicted) = ins.evicted {
             ring.push(SyncRecord::Conn(evicted));
         }
-        ring.push(SyncRecord::Conn(ins.conn.record(SyncOp::Create, proto, left)));
+        ring.push(SyncRecord::Conn(ins.conn.record(
+            SyncOp::Create,
+            proto,
+            left,
+        )));
     }
 }

@@ -21,6 +21,9 @@
 //! None of these read a clock, open a socket or import `control`: the sync thread (issue 16,
 //! step 3) drives them with bytes and its own timers.
 //!
+//! - [`ring`]: the per-worker bounded event ring (single producer: the worker; single
+//!   consumer: the sync thread); a full ring drops and counts, never blocks.
+//!
 //! Invariants every layer keeps: a record names addresses, ports and states only (never a slot,
 //! a shard or a pointer of the sending box), so a peer installs it into a table of another
 //! size; a record's timeout is the time the entry had left when the event happened, in
@@ -33,6 +36,7 @@ pub mod keyfile;
 pub mod pager;
 pub mod record;
 pub mod replay;
+pub mod ring;
 pub mod wire;
 
 pub use auth::Key;

@@ -20,7 +20,6 @@
 //!
 //! None of these read a clock, open a socket or import `control`: the sync thread (issue 16,
 //! step 3) drives them with bytes and its own timers.
-//!
 //! - [`ring`]: the per-worker bounded event ring (single producer: the worker; single
 //!   consumer: the sync thread); a full ring drops and counts, never blocks.
 //!

@@ -161,6 +161,17 @@ fn addrs<F: Family>(rec: &ConnRecord) -> Result<[F::Addr; 3], InstallError> {
     }
 }
 
+/// The original-direction key (client → VIP) of a record's connection.
+fn original_key<F: Family>(rec: &ConnRecord, client: F::Addr, vip: F::Addr) -> Key<F> {
+    Key {
+        src: client,
+        dst: vip,
+        sport: rec.client.port,
+        dport: rec.vip.port,
+        proto: rec.proto,
+    }
+}
+
 impl<F: Family> Table<F> {
     /// See [`ConnTable::install`].
     fn install(
@@ -181,13 +192,7 @@ impl<F: Family> Table<F> {
         let seed = &self.key_hasher;
         let mut guard = self.shard_for((client, rec.client.port));
         let shard = &mut *guard;
-        let ok = Key {
-            src: client,
-            dst: vip,
-            sport: rec.client.port,
-            dport: rec.vip.port,
-            proto: rec.proto,
-        };
+        let ok = original_key::<F>(rec, client, vip);
         if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
             let e = &mut shard.slots[slot];
             if !is_expired(e.expires, now_tick) && e.is_record(rec, &shard.pools) {
@@ -237,13 +242,7 @@ impl<F: Family> Table<F> {
         let [client, vip, _] = addrs::<F>(rec)?;
         let seed = &self.key_hasher;
         let mut shard = self.shard_for((client, rec.client.port));
-        let ok = Key {
-            src: client,
-            dst: vip,
-            sport: rec.client.port,
-            dport: rec.vip.port,
-            proto: rec.proto,
-        };
+        let ok = original_key::<F>(rec, client, vip);
         let Some(slot) = shard.find(seed, Direction::Original, &ok) else {
             return Ok(false);
         };

@@ -580,6 +580,22 @@ fn bench_process(c: &mut Criterion) {
     };
     bench_batch(&mut g, p, batch);
 
+    // The same with connection sync on (a ring attached, events enqueued where they happen;
+    // an established flow's packets enqueue nothing but a refresh every ~16 s).
+    let (mut p, flows) = open_nat("nat sync");
+    let (producer, consumer) = xvs::sync::ring::ring(xvs::sync::ring::DEFAULT_CAPACITY);
+    p.set_sync(Some(producer));
+    let batch = Batch {
+        name: "nat_established_tcp_sync",
+        ingress: 0,
+        egress: 1,
+        templates: acks(to_wan, VIP),
+        flows,
+        check: &nat_original,
+    };
+    bench_batch(&mut g, p, batch);
+    drop(consumer);
+
     // NAT6, client → real server: the same over IPv6 (wrr 3:1 again).
     bench_nat6(&mut g);
 
@@ -847,5 +863,48 @@ fn bench_scaling(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_process, bench_scaling);
+/// `sync/enqueue`: one connection event into a worker's sync ring (the packet path's cost of an
+/// event when sync is on). The ring is drained, untimed, after every 1024 records, so every
+/// timed push finds room.
+fn bench_sync(c: &mut Criterion) {
+    use xvs::conntrack::ConnState;
+    use xvs::flow::{Endpoint, Proto};
+    use xvs::sync::{ConnRecord, SyncOp, SyncRecord};
+    const CHUNK: u64 = 1024;
+    let ep = |ip: [u8; 4], port| Endpoint::new(ip.into(), port);
+    let record = SyncRecord::Conn(ConnRecord {
+        op: SyncOp::Update,
+        proto: Proto::Tcp,
+        state: ConnState::Established,
+        client: ep(nat_lab::CLIENT, 40000),
+        vip: ep(nat_lab::VIP, 80),
+        real: ep(nat_lab::R1, 80),
+        local: None,
+        timeout_ms: 900_000,
+    });
+    let (mut producer, mut consumer) = xvs::sync::ring::ring(CHUNK as usize);
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("enqueue", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(CHUNK);
+                let start = Instant::now();
+                for _ in 0..n {
+                    producer.push(black_box(record));
+                }
+                timed += start.elapsed();
+                while consumer.pop().is_some() {}
+                left -= n;
+            }
+            timed
+        })
+    });
+    g.finish();
+    assert_eq!(producer.dropped(), 0, "every timed push found room");
+}
+
+criterion_group!(benches, bench_process, bench_scaling, bench_sync);
 criterion_main!(benches);

@@ -22,6 +22,11 @@
 //!   `remove_real` or a reopening SYN).
 //! - FIFO reuse: a released port goes to the back of its ring, so it is reused as late as
 //!   possible (the real server may still hold the previous connection in TIME_WAIT).
+//! - A port can also be reserved by number ([`ShardPorts::reserve`]: a connection installed
+//!   from a peer's sync record keeps the local port the peer gave it): the port is taken out of
+//!   its ring (a scan of that ring, under the same lock; only the sync thread reserves) and comes
+//!   back like any other when the entry is removed. A port of another shard's share, out of the
+//!   pool's range, or in use is refused ([`ReserveError`]).
 //! - A pool's capacity is split evenly across the shards; a shard whose share of the pool is
 //!   used up refuses the new flow (the caller counts `local_ports_exhausted`), even if another
 //!   shard still has free ports. Clients hash evenly over the shards, so this only matters when a
@@ -176,6 +181,19 @@ impl PortRing {
         PortRing { buf, head: 0, len }
     }
 
+    /// Takes `port` out of the ring, wherever it is (the head's port moves to its place: the
+    /// FIFO order of the others is kept but for that one). Returns whether it was there.
+    fn take(&mut self, port: u16) -> bool {
+        let n = self.buf.len();
+        let Some(i) = (0..self.len).find(|i| self.buf[(self.head + i) % n] == port) else {
+            return false;
+        };
+        self.buf[(self.head + i) % n] = self.buf[self.head];
+        self.head = (self.head + 1) % n;
+        self.len -= 1;
+        true
+    }
+
     fn pop(&mut self) -> Option<u16> {
         if self.len == 0 {
             return None;
@@ -203,6 +221,25 @@ impl PortRing {
 pub struct ShardPorts {
     rings: Vec<PortRing>,
     cursors: Vec<u16>,
+    /// This shard's index and the table's shard count (the ports `p` with
+    /// `p mod shards == shard` are this shard's).
+    shard: usize,
+    shards: usize,
+}
+
+/// Why [`ShardPorts::reserve`] refused a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReserveError {
+    /// The local id is unknown, or the port is outside its pool's range.
+    #[error("local port not in the pool")]
+    NotInPool,
+    /// The port is in the pool but another shard's (the peer's table has another shard count:
+    /// FULLNAT sync needs the same `conntrack.max_entries` on both boxes).
+    #[error("local port belongs to another shard (different conntrack.max_entries on the peer?)")]
+    OtherShard,
+    /// The port is held by another connection.
+    #[error("local port in use")]
+    Taken,
 }
 
 impl ShardPorts {
@@ -221,7 +258,38 @@ impl ShardPorts {
         ShardPorts {
             rings,
             cursors: vec![0; pools.pools.len()],
+            shard,
+            shards,
         }
+    }
+
+    /// Takes port `port` of local id `id` (one of this shard's ports, free) as allocated.
+    pub fn reserve<F: Family>(
+        &mut self,
+        pools: &LocalPools<F>,
+        id: u16,
+        port: u16,
+    ) -> Result<(), ReserveError> {
+        let pool = *pools
+            .pool_of
+            .get(usize::from(id))
+            .ok_or(ReserveError::NotInPool)?;
+        let p = &pools.pools[usize::from(pool)];
+        if !(p.first_port..=p.last_port).contains(&port) {
+            return Err(ReserveError::NotInPool);
+        }
+        if shard_of_reply(port, self.shards.max(1)) != self.shard {
+            return Err(ReserveError::OtherShard);
+        }
+        let ring = self
+            .rings
+            .get_mut(usize::from(id))
+            .ok_or(ReserveError::NotInPool)?;
+        if !ring.take(port) {
+            return Err(ReserveError::Taken);
+        }
+        pools.in_use[usize::from(pool)].fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Bytes allocated for the rings.
@@ -394,6 +462,27 @@ mod tests {
         assert_eq!(p.ports_in_use(0), 5);
         assert_eq!(sp.alloc(&p, 0), Some((1, 2001)));
         assert_eq!(sp.alloc(&p, 0), None);
+    }
+
+    #[test]
+    fn reserve_takes_exactly_that_port_and_refuses_taken_foreign_and_out_of_range_ones() {
+        let p = pools(1000, 1015, &["198.18.1.2"]);
+        let mut s1 = ShardPorts::new(&p, 1, 4);
+        assert_eq!(s1.reserve(&p, 0, 1009), Ok(()));
+        assert_eq!(p.ports_in_use(0), 1);
+        assert_eq!(s1.reserve(&p, 0, 1009), Err(ReserveError::Taken));
+        assert_eq!(s1.reserve(&p, 0, 1010), Err(ReserveError::OtherShard));
+        assert_eq!(s1.reserve(&p, 0, 1016), Err(ReserveError::NotInPool));
+        assert_eq!(s1.reserve(&p, 0, 999), Err(ReserveError::NotInPool));
+        assert_eq!(s1.reserve(&p, 7, 1009), Err(ReserveError::NotInPool));
+        // The shard's other ports are still handed out, never the reserved one.
+        let got: Vec<u16> = std::iter::from_fn(|| s1.alloc(&p, 0).map(|(_, port)| port)).collect();
+        assert_eq!(got, [1005, 1001, 1013]);
+        assert_eq!(p.ports_in_use(0), 4);
+        // Released, it comes back like any other.
+        s1.release(&p, 0, 1009);
+        assert_eq!(s1.alloc(&p, 0), Some((0, 1009)));
+        assert_eq!(s1.alloc(&p, 0), None);
     }
 
     #[test]

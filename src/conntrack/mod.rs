@@ -33,7 +33,17 @@
 //!   scan of slots), never an established one; if the scan finds none, the insert is refused.
 //!   Both outcomes are reported to the caller, which counts them.
 //! - Per-real-server active/inactive counts ([`RealStats`]) are kept exact: every insert, state
-//!   change across ESTABLISHED, and removal adjusts them.
+//!   change across ESTABLISHED, and removal adjusts them. An entry installed from a peer's sync
+//!   record ([`ConnTable::install`]) is the exception, as in IPVS: it is left out of the counts
+//!   until the first lookup that hits it here, which counts it. The mark is a bit of the stored
+//!   [`Origin`] (its service index toggled by [`UNCOUNTED`]; known service indices stay below
+//!   `0x7fff`, so the toggled values never collide with real ones, [`Origin::UNKNOWN`]
+//!   included); every reader of a stored origin takes it through [`counted_origin`].
+//! - Connection sync (see [`sync`]): a lookup says what it did to its entry
+//!   ([`Tracked::change`]: a state change, a refresh past a [`REFRESH_SHIFT`] boundary of the
+//!   expiry clock, or the entry's removal on an expired or reopened hit) so that the caller,
+//!   not the table, produces sync events; the sweep, `remove_real` and an insert that evicts
+//!   report what they removed in the same way. The table never knows about rings.
 //! - Each address family has a table of its own, with its own bound: IPv4
 //!   (`conntrack.max_entries`) and IPv6 (`conntrack.max_entries_ipv6`; a capacity of 0 builds
 //!   no IPv6 table and reserves no memory, and every IPv6 insert is refused as full). The shard,
@@ -50,12 +60,14 @@ pub mod index;
 pub mod local_ports;
 pub mod sharded;
 pub mod state;
+pub mod sync;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 pub use state::{ConnState, Direction};
+pub use sync::{timeout_ms, ConnDump, InstallError, InstallTarget, Installed};
 
 use crate::conntrack::family::{Family, V4, V6};
 use crate::conntrack::index::FlowIndex;
@@ -64,6 +76,7 @@ use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
 use crate::conntrack::sharded::{Hand, Sharded};
 use crate::flow::{Endpoint, FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
+use crate::sync::record::ConnRecord;
 use crate::wire::TcpFlags;
 
 /// Idle timeouts per protocol state, in nanoseconds. Each must be below
@@ -136,14 +149,65 @@ impl Origin {
     };
 
     /// The origin of service `service`, traffic slot `real`; [`Origin::UNKNOWN`] when either
-    /// does not fit.
+    /// does not fit (a service index from `0x7fff` up: the table keeps the top bit for its
+    /// not-yet-counted mark, see [`UNCOUNTED`]).
     pub fn new(service: usize, real: usize) -> Origin {
         match (u16::try_from(service), u16::try_from(real)) {
-            (Ok(service), Ok(real)) if service != u16::MAX => Origin { service, real },
+            (Ok(service), Ok(real)) if service < UNCOUNTED - 1 => Origin { service, real },
             _ => Origin::UNKNOWN,
         }
     }
 }
+
+/// The bit an entry's stored [`Origin::service`] is toggled by while the entry is not counted
+/// in its real server's active/inactive counts (installed from a peer, no packet seen here).
+/// Counted stored values are below `0x7fff` or `0xffff` (unknown); toggled ones are the rest.
+pub const UNCOUNTED: u16 = 0x8000;
+
+/// Whether a stored origin carries the not-yet-counted mark.
+#[inline]
+fn is_uncounted(o: Origin) -> bool {
+    o.service.wrapping_add(1) >= UNCOUNTED
+}
+
+/// Sets or clears the not-yet-counted mark.
+#[inline]
+fn toggle_uncounted(o: Origin) -> Origin {
+    Origin {
+        service: o.service ^ UNCOUNTED,
+        real: o.real,
+    }
+}
+
+/// The origin a stored (possibly marked) origin stands for.
+#[inline]
+pub(crate) fn counted_origin(o: Origin) -> Origin {
+    if is_uncounted(o) {
+        toggle_uncounted(o)
+    } else {
+        o
+    }
+}
+
+/// What a lookup did to its entry, for the caller's sync events ([`Tracked::change`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Change {
+    /// Nothing a peer needs to hear of (the timeout moved within its refresh period).
+    #[default]
+    None,
+    /// The state changed (to [`Tracked::state`]).
+    State,
+    /// The state is the same but the expiry crossed a [`REFRESH_SHIFT`] boundary: at most once
+    /// per 2^14 ms (about 16 s) of traffic, the time to refresh the peers' copy.
+    Refreshed,
+    /// The lookup found the entry expired, or reopened by a SYN, and removed it: the lookup
+    /// returned `false` and the [`Tracked`] is the removed connection.
+    Removed,
+}
+
+/// A refresh is reported when the expiry's bits from this one up change (2^14 ms ≈ 16.4 s).
+pub const REFRESH_SHIFT: u32 = 14;
 
 /// The identity of a real server's counters: the address of its [`RealStats`] (compared, never
 /// dereferenced). While a connection holds those counters they cannot be freed, so no other
@@ -167,6 +231,9 @@ pub struct Tracked {
     /// This packet moved the connection from a handshake state (SYN_RECV) to ESTABLISHED in the
     /// original direction: it is the client's ACK completing the handshake.
     pub handshake_completed: bool,
+    /// What the lookup that returned this did to the entry ([`Change::None`] from anything
+    /// else).
+    pub change: Change,
     /// Where the connection was scheduled (see [`Origin`]).
     pub origin: Origin,
     /// [`stats_id`] of the real server's counters the entry holds (for a `one_packet` flow,
@@ -188,6 +255,7 @@ impl Tracked {
             local: None,
             state: ConnState::NoState,
             handshake_completed: false,
+            change: Change::None,
             origin: Origin::UNKNOWN,
             stats_id: 0,
         }
@@ -209,6 +277,7 @@ impl Tracked {
             local: local.map(Endpoint::from),
             state,
             handshake_completed: false,
+            change: Change::None,
             origin,
             stats_id,
         }
@@ -245,6 +314,9 @@ pub struct Inserted {
     pub conn: Tracked,
     /// A half-open entry was evicted to make room.
     pub evicted_half_open: bool,
+    /// The evicted entry, as a [`crate::sync::SyncOp::Delete`] record (`Some` exactly when
+    /// `evicted_half_open`).
+    pub evicted: Option<ConnRecord>,
 }
 
 /// A row of the table as `xvs ctl conns` shows it.
@@ -441,6 +513,7 @@ impl<F: Family> Entry<F> {
             local: (self.lid != NO_LOCAL).then(|| ep(self.local(pools), self.lport)),
             state: self.state,
             handshake_completed: false,
+            change: Change::None,
             origin: self.origin,
             stats_id: self.stats.as_ref().map_or(0, stats_id),
         }
@@ -499,6 +572,18 @@ fn count(stats: &RealStats, state: ConnState) -> &AtomicU64 {
         &stats.active
     } else {
         &stats.inactive
+    }
+}
+
+/// The first packet of an installed entry here: counts it in its real server's active/inactive
+/// counts and clears its not-yet-counted mark.
+#[cold]
+#[inline(never)]
+fn first_packet<F: Family>(e: &mut Entry<F>) {
+    e.origin = toggle_uncounted(e.origin);
+    if let Some(stats) = &e.stats {
+        count(stats, e.state).fetch_add(1, Ordering::Relaxed);
+        stats.conn_added();
     }
 }
 
@@ -614,8 +699,10 @@ impl<F: Family> Shard<F> {
         self.unindex(seed, slot, Direction::Reply);
         let e = &mut self.slots[slot];
         if let Some(stats) = e.stats.take() {
-            count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
-            stats.conn_removed();
+            if !is_uncounted(e.origin) {
+                count(&stats, e.state).fetch_sub(1, Ordering::Relaxed);
+                stats.conn_removed();
+            }
         }
         if e.lid != NO_LOCAL {
             let (lid, lport) = (e.lid, e.lport);
@@ -628,13 +715,20 @@ impl<F: Family> Shard<F> {
         self.live -= 1;
     }
 
-    /// Visits up to `budget` slots from the cursor, removing expired entries. Returns the number
-    /// removed.
-    fn sweep(&mut self, seed: &ahash::RandomState, now: u32, budget: usize) -> usize {
+    /// Visits up to `budget` slots from the cursor, removing expired entries, each reported to
+    /// `on_removed` as a Delete record first. Returns the number removed.
+    fn sweep(
+        &mut self,
+        seed: &ahash::RandomState,
+        now: u32,
+        budget: usize,
+        on_removed: &mut impl FnMut(ConnRecord),
+    ) -> usize {
         let mut removed = 0;
         for slot in self.sweep_hand.advance(self.slots.len(), budget) {
             let e = &self.slots[slot];
             if e.is_live() && is_expired(e.expires, now) {
+                on_removed(e.record(crate::sync::SyncOp::Delete, &self.pools, now));
                 self.remove(seed, slot);
                 removed += 1;
             }
@@ -643,8 +737,8 @@ impl<F: Family> Shard<F> {
     }
 
     /// Evicts the half-open entry closest to expiry (the oldest) among up to [`EVICT_SCAN`]
-    /// slots from the eviction cursor. Returns whether one was evicted.
-    fn evict_half_open(&mut self, seed: &ahash::RandomState, now: u32) -> bool {
+    /// slots from the eviction cursor. Returns it as a Delete record, if one was evicted.
+    fn evict_half_open(&mut self, seed: &ahash::RandomState, now: u32) -> Option<ConnRecord> {
         let mut oldest: Option<(usize, i32)> = None;
         for slot in self.evict_hand.advance(self.slots.len(), EVICT_SCAN) {
             let e = &self.slots[slot];
@@ -655,13 +749,10 @@ impl<F: Family> Shard<F> {
                 }
             }
         }
-        match oldest {
-            Some((slot, _)) => {
-                self.remove(seed, slot);
-                true
-            }
-            None => false,
-        }
+        let (slot, _) = oldest?;
+        let record = self.slots[slot].record(crate::sync::SyncOp::Delete, &self.pools, now);
+        self.remove(seed, slot);
+        Some(record)
     }
 
     /// Places `entry` in a free slot and indexes its keys (both, or the original one only).
@@ -800,7 +891,9 @@ impl<F: Family> Table<F> {
         let shard = self.shard_of(dir, &key);
         let slot = shard.find(&self.key_hasher, dir, &key)?;
         let e = &shard.slots[slot];
-        (!is_expired(e.expires, tick(now))).then(|| e.tracked(&shard.pools))
+        let mut t = (!is_expired(e.expires, tick(now))).then(|| e.tracked(&shard.pools))?;
+        t.origin = counted_origin(t.origin);
+        Some(t)
     }
 
     /// See [`ConnTable::lookup_into`].
@@ -827,9 +920,11 @@ impl<F: Family> Table<F> {
         let e = &mut shard.slots[slot];
         let reopen = matches!(event, Event::Tcp(f) if dir == Direction::Original && f.is_initial_syn() && e.state.reusable_by_syn());
         if is_expired(e.expires, now_tick) || reopen {
-            shard.remove(seed, slot);
-            self.shards.count_removed(1);
+            self.removed_on_lookup(shard, slot, out);
             return false;
+        }
+        if is_uncounted(e.origin) {
+            first_packet(e);
         }
         let new_state = match event {
             Event::Tcp(flags) => e.state.on_tcp(dir, flags),
@@ -846,13 +941,35 @@ impl<F: Family> Table<F> {
         let handshake_completed = dir == Direction::Original
             && e.state == ConnState::SynRecv
             && new_state == ConnState::Established;
+        let expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
+        let change = if new_state != e.state {
+            Change::State
+        } else if (e.expires ^ expires) >> REFRESH_SHIFT != 0 {
+            Change::Refreshed
+        } else {
+            Change::None
+        };
         if new_state != e.state {
             e.state = new_state;
         }
-        e.expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
+        e.expires = expires;
         *out = e.tracked(&shard.pools);
         out.handshake_completed = handshake_completed;
+        out.change = change;
         true
+    }
+
+    /// The lookup's hit in `slot` had expired or was reopened: writes it into `out` (marked
+    /// [`Change::Removed`]) and removes it.
+    #[cold]
+    #[inline(never)]
+    fn removed_on_lookup(&self, shard: &mut Shard<F>, slot: usize, out: &mut Tracked) {
+        let e = &shard.slots[slot];
+        *out = e.tracked(&shard.pools);
+        out.origin = counted_origin(out.origin);
+        out.change = Change::Removed;
+        shard.remove(&self.key_hasher, slot);
+        self.shards.count_removed(1);
     }
 
     /// See [`ConnTable::insert`] and its siblings.
@@ -873,15 +990,18 @@ impl<F: Family> Table<F> {
         if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
             if !is_expired(existing.expires, now_tick) {
+                let mut conn = existing.tracked(&shard.pools);
+                conn.origin = counted_origin(conn.origin);
                 return Ok(Inserted {
-                    conn: existing.tracked(&shard.pools),
+                    conn,
                     evicted_half_open: false,
+                    evicted: None,
                 });
             }
             shard.remove(seed, slot);
             self.shards.count_removed(1);
         }
-        let evicted_half_open = self.make_room(&mut shard, now_tick)?;
+        let evicted = self.make_room(&mut shard, now_tick)?;
         if let Some(pool) = pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
@@ -910,38 +1030,49 @@ impl<F: Family> Table<F> {
         self.shards.count_added(1);
         Ok(Inserted {
             conn,
-            evicted_half_open,
+            evicted_half_open: evicted.is_some(),
+            evicted,
         })
     }
 
     /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
-    /// one (returns `true`), else refuses (`Full`; a table of capacity 0 always refuses).
-    fn make_room(&self, shard: &mut Shard<F>, now_tick: u32) -> Result<bool, InsertError> {
+    /// one (returned as a Delete record), else refuses (`Full`; a table of capacity 0 always
+    /// refuses). Reclaimed expired entries are not reported: a peer's copy expires on its own.
+    fn make_room(
+        &self,
+        shard: &mut Shard<F>,
+        now_tick: u32,
+    ) -> Result<Option<ConnRecord>, InsertError> {
         let seed = &self.key_hasher;
         if shard.live < shard.capacity {
-            return Ok(false);
+            return Ok(None);
         }
-        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET);
+        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET, &mut |_| {});
         self.shards.count_removed(reclaimed);
         if shard.live < shard.capacity {
-            return Ok(false);
+            return Ok(None);
         }
-        if !shard.evict_half_open(seed, now_tick) {
-            return Err(InsertError::Full);
-        }
+        let evicted = shard
+            .evict_half_open(seed, now_tick)
+            .ok_or(InsertError::Full)?;
         self.shards.count_removed(1);
-        Ok(true)
+        Ok(Some(evicted))
     }
 
-    /// See [`ConnTable::expire`].
-    fn expire(&self, now: Nanos, budget: usize) -> usize {
+    /// See [`ConnTable::expire_with`].
+    fn expire(&self, now: Nanos, budget: usize, on_removed: &mut impl FnMut(ConnRecord)) -> usize {
         let now = tick(now);
         self.shards
-            .sweep(|shard| shard.sweep(&self.key_hasher, now, budget))
+            .sweep(|shard| shard.sweep(&self.key_hasher, now, budget, on_removed))
     }
 
-    /// See [`ConnTable::remove_real`].
-    fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
+    /// See [`ConnTable::remove_real_with`].
+    fn remove_real(
+        &self,
+        stats: &Arc<RealStats>,
+        now: Nanos,
+        on_removed: &mut impl FnMut(ConnRecord),
+    ) -> usize {
         let mut total = 0;
         for i in 0..self.shards.shards() {
             let mut start = 0;
@@ -955,6 +1086,8 @@ impl<F: Family> Table<F> {
                         .as_ref()
                         .is_some_and(|st| Arc::ptr_eq(st, stats));
                     if mine {
+                        let op = crate::sync::SyncOp::Delete;
+                        on_removed(shard.slots[slot].record(op, &shard.pools, tick(now)));
                         shard.remove(&self.key_hasher, slot);
                         removed += 1;
                     }
@@ -1322,7 +1455,20 @@ impl ConnTable {
     /// Removes expired entries, visiting at most `budget` slots of one shard of each family's
     /// table (the shards take turns). Returns how many entries were removed.
     pub fn expire(&self, now: Nanos, budget: usize) -> usize {
-        self.v4.expire(now, budget) + self.v6.as_ref().map_or(0, |t| t.expire(now, budget))
+        self.expire_with(now, budget, |_| {})
+    }
+
+    /// [`ConnTable::expire`] that hands each removed entry to `on_removed` as a
+    /// [`crate::sync::SyncOp::Delete`] record (under its shard's lock: `on_removed` must be
+    /// short, an enqueue).
+    pub fn expire_with(
+        &self,
+        now: Nanos,
+        budget: usize,
+        mut on_removed: impl FnMut(ConnRecord),
+    ) -> usize {
+        let f = &mut on_removed;
+        self.v4.expire(now, budget, f) + self.v6.as_ref().map_or(0, |t| t.expire(now, budget, f))
     }
 
     /// Removes every connection scheduled to the real server whose counters are `stats` (one
@@ -1331,7 +1477,20 @@ impl ConnTable {
     /// entry. Holds one shard's lock for at most [`REMOVE_REAL_CHUNK`] slots at a time, so a
     /// worker waits at most one chunk's scan. Returns how many connections were removed.
     pub fn remove_real(&self, stats: &Arc<RealStats>) -> usize {
-        self.v4.remove_real(stats) + self.v6.as_ref().map_or(0, |t| t.remove_real(stats))
+        self.remove_real_with(stats, 0, |_| {})
+    }
+
+    /// [`ConnTable::remove_real`] that hands each removed entry to `on_removed` as a
+    /// [`crate::sync::SyncOp::Delete`] record (its timeout 0; `now` dates nothing else).
+    pub fn remove_real_with(
+        &self,
+        stats: &Arc<RealStats>,
+        now: Nanos,
+        mut on_removed: impl FnMut(ConnRecord),
+    ) -> usize {
+        let f = &mut on_removed;
+        self.v4.remove_real(stats, now, f)
+            + self.v6.as_ref().map_or(0, |t| t.remove_real(stats, now, f))
     }
 
     /// A copy of every entry live at `now`, IPv4 then IPv6 (for `xvs ctl conns` and tests;

@@ -115,6 +115,19 @@ impl ConnState {
         matches!(self, ConnState::Established)
     }
 
+    /// Whether the connection is closing (a FIN or RST was seen): FIN_WAIT, TIME_WAIT, CLOSE,
+    /// CLOSE_WAIT, LAST_ACK. A change into one of these is worth telling a sync peer.
+    pub const fn is_closing(self) -> bool {
+        matches!(
+            self,
+            ConnState::FinWait
+                | ConnState::TimeWait
+                | ConnState::Close
+                | ConnState::CloseWait
+                | ConnState::LastAck
+        )
+    }
+
     /// Whether the connection is half-open (its handshake not complete): what a full table may
     /// evict to make room, never an established connection.
     pub const fn is_half_open(self) -> bool {

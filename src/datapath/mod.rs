@@ -13,6 +13,7 @@ pub mod counters;
 pub mod filter;
 pub mod fragments;
 pub mod fullnat;
+pub mod install;
 pub mod lookup;
 pub mod nexthop;
 pub mod placement;

@@ -101,6 +101,7 @@ mod ipv6;
 mod original;
 mod reply;
 mod rewrite;
+mod sync;
 mod tun;
 
 use crate::flow::{FlowKey, Nanos, Proto};
@@ -203,6 +204,9 @@ pub struct Processor {
     /// errors); wraps. A `Cell` so that a rewrite step, which borrows the processor shared, can
     /// take one (the processor is one worker's, never shared between threads).
     ip_id: Cell<u16>,
+    /// Connection sync's event ring, when sync is on (see `process/sync.rs`): `None` costs the
+    /// packet path one predictable branch per event site.
+    sync: Option<crate::sync::ring::SyncProducer>,
 }
 
 /// A parsed TCP/UDP packet of either IP family: where its headers are and what later steps read
@@ -341,6 +345,7 @@ impl Processor {
             counters,
             traffic,
             ip_id: Cell::new(1),
+            sync: None,
         }
     }
 
@@ -366,8 +371,7 @@ impl Processor {
         }
         self.snap = snap;
         self.nexthops = self.shared.nexthops.load_full();
-        self.shared.conntrack.expire(now, EXPIRY_BUDGET_PER_BATCH);
-        self.shared.persistence.expire(now, EXPIRY_BUDGET_PER_BATCH);
+        self.expire(now);
     }
 
     /// Decides about one frame received on `ingress`, rewriting it in place. The frame cannot

@@ -23,6 +23,17 @@
 //! ([`PersistenceTable::expire`]). A full shard reclaims a bounded number of expired templates,
 //! then refuses ([`TemplateFull`]). The decision under the lock ([`PersistenceTable::schedule`]'s
 //! closure) only reads atomics, so two workers racing on one client network agree on one server.
+//!
+//! Connection sync (issue 16): [`PersistenceTable::schedule_synced`] says what a peer must hear
+//! of a template: a **Create** when it is made (or an expired one is made again), an **Update**
+//! when it moves to another server, a **Delete** when `choose` drops it; a refresh (same
+//! server, expiry pushed on) is told only when the peers' copy has aged: at most once per
+//! quarter of the timeout ([`SYNC_REFRESH_DIVISOR`]), so a peer's copy never has less than
+//! three quarters of the timeout left while the template is in use here, and a busy client
+//! network costs its peers one record per `timeout / 4`, not one per connection (IPVS syncs
+//! a template with each synced connection). The sweep reports Deletes
+//! ([`PersistenceTable::expire_with`]); [`PersistenceTable::install`] takes a peer's record and
+//! [`PersistenceTable::dump_page`] is the full-dump source. The table never knows about rings.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::MutexGuard;
@@ -32,6 +43,11 @@ use hashbrown::HashMap;
 use crate::conntrack::sharded::{Hand, Sharded};
 use crate::conntrack::TableAllocError;
 use crate::flow::{Nanos, Proto};
+use crate::sync::record::{SyncOp, SyncRecord, TemplateRecord};
+
+/// A refresh of a template is synced once `timeout / SYNC_REFRESH_DIVISOR` passed since it was
+/// last synced (see the module documentation).
+pub const SYNC_REFRESH_DIVISOR: u64 = 4;
 
 /// Identity of a template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,7 +103,22 @@ struct Slot {
     key: TemplateKey,
     real: SocketAddr,
     expires: Nanos,
+    /// When a sync record of this template was last produced.
+    synced: Nanos,
     live: bool,
+}
+
+impl Slot {
+    /// The template as a sync record of `op`, with the time it has left at `now`.
+    fn record(&self, op: SyncOp, now: Nanos) -> TemplateRecord {
+        let left = self.expires.saturating_sub(now) / 1_000_000;
+        TemplateRecord {
+            op,
+            key: self.key,
+            real: self.real.into(),
+            timeout_ms: u32::try_from(left).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -168,13 +199,19 @@ impl Shard {
         self.live -= 1;
     }
 
-    fn sweep(&mut self, now: Nanos, budget: usize) -> usize {
+    fn sweep(
+        &mut self,
+        now: Nanos,
+        budget: usize,
+        on_removed: &mut impl FnMut(TemplateRecord),
+    ) -> usize {
         let mut removed = 0;
         for i in self.hand.advance(self.slots.len(), budget) {
             let s = self.slots[i];
             // A slot index is below the capacity, which `u32` holds (checked at construction).
             let Ok(slot) = u32::try_from(i) else { continue };
             if s.live && s.expires <= now {
+                on_removed(s.record(SyncOp::Delete, now));
                 self.remove(slot);
                 removed += 1;
             }
@@ -200,6 +237,21 @@ impl Shard {
         self.index.insert(slot.key, i);
         self.live += 1;
         Ok(())
+    }
+}
+
+/// The position of a full dump of the templates ([`PersistenceTable::dump_page`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TemplateDump {
+    shard: usize,
+    slot: usize,
+    done: bool,
+}
+
+impl TemplateDump {
+    /// Whether every shard was visited.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 }
 
@@ -288,6 +340,19 @@ impl PersistenceTable {
         timeout: Nanos,
         choose: impl FnOnce(Option<SocketAddr>) -> Option<SocketAddr>,
     ) -> Result<Option<SocketAddr>, TemplateFull> {
+        self.schedule_synced(key, now, timeout, choose)
+            .map(|(real, _)| real)
+    }
+
+    /// [`PersistenceTable::schedule`] that also says what a sync peer must hear of the
+    /// template, if anything (see the module documentation for the rule).
+    pub fn schedule_synced(
+        &self,
+        key: TemplateKey,
+        now: Nanos,
+        timeout: Nanos,
+        choose: impl FnOnce(Option<SocketAddr>) -> Option<SocketAddr>,
+    ) -> Result<(Option<SocketAddr>, Option<TemplateRecord>), TemplateFull> {
         let mut shard = self.shard(&key);
         let existing = shard.index.get(&key).copied();
         let current = existing.and_then(|i| {
@@ -295,32 +360,113 @@ impl PersistenceTable {
             (s.expires > now).then_some(s.real)
         });
         let Some(real) = choose(current) else {
+            let mut gone = None;
             if let Some(i) = existing {
+                gone = Some(shard.slots[i as usize].record(SyncOp::Delete, now));
                 shard.remove(i);
                 self.shards.count_removed(1);
             }
-            return Ok(None);
+            return Ok((None, gone));
         };
         let expires = now.saturating_add(timeout);
         if let Some(i) = existing {
             let s = &mut shard.slots[i as usize];
+            let op = match current {
+                None => Some(SyncOp::Create),
+                Some(r) if r != real => Some(SyncOp::Update),
+                Some(_) => (now.saturating_sub(s.synced) >= timeout / SYNC_REFRESH_DIVISOR)
+                    .then_some(SyncOp::Update),
+            };
             s.real = real;
             s.expires = expires;
-            return Ok(Some(real));
+            if op.is_some() {
+                s.synced = now;
+            }
+            return Ok((Some(real), op.map(|op| s.record(op, now))));
         }
         let slot = Slot {
             key,
             real,
             expires,
+            synced: now,
             live: true,
         };
         if shard.live >= shard.capacity {
-            let reclaimed = shard.sweep(now, RECLAIM_BUDGET);
+            let reclaimed = shard.sweep(now, RECLAIM_BUDGET, &mut |_| {});
             self.shards.count_removed(reclaimed);
         }
         shard.insert(slot)?;
         self.shards.count_added(1);
-        Ok(Some(real))
+        Ok((Some(real), Some(slot.record(SyncOp::Create, now))))
+    }
+
+    /// Installs a peer's template record: Create and Update make the template point at
+    /// `rec.real`, expiring `rec.timeout_ms` from `now` (a new one if this box has none);
+    /// Delete removes it if it points at `rec.real`. The caller checked that the service and
+    /// real server exist here. `Err(TemplateFull)`: a new template was needed and the shard is
+    /// full of live ones.
+    pub fn install(&self, rec: &TemplateRecord, now: Nanos) -> Result<(), TemplateFull> {
+        let mut shard = self.shard(&rec.key);
+        let existing = shard.index.get(&rec.key).copied();
+        let real = SocketAddr::from(rec.real);
+        if rec.op == SyncOp::Delete {
+            if let Some(i) = existing.filter(|&i| shard.slots[i as usize].real == real) {
+                shard.remove(i);
+                self.shards.count_removed(1);
+            }
+            return Ok(());
+        }
+        let expires = now.saturating_add(u64::from(rec.timeout_ms) * 1_000_000);
+        if let Some(i) = existing {
+            let s = &mut shard.slots[i as usize];
+            (s.real, s.expires, s.synced) = (real, expires, now);
+            return Ok(());
+        }
+        if shard.live >= shard.capacity {
+            let reclaimed = shard.sweep(now, RECLAIM_BUDGET, &mut |_| {});
+            self.shards.count_removed(reclaimed);
+        }
+        shard.insert(Slot {
+            key: rec.key,
+            real,
+            expires,
+            synced: now,
+            live: true,
+        })?;
+        self.shards.count_added(1);
+        Ok(())
+    }
+
+    /// The next page of a full dump of the templates: appends a Create record of every live
+    /// template among up to `max_slots` slots of one shard (one lock), from where `cursor`
+    /// stopped. Returns `false` once the dump is complete (then `cursor.is_done()`).
+    pub fn dump_page(
+        &self,
+        cursor: &mut TemplateDump,
+        now: Nanos,
+        max_slots: usize,
+        out: &mut Vec<SyncRecord>,
+    ) -> bool {
+        if cursor.is_done() {
+            return false;
+        }
+        let shard = self.shards.lock(cursor.shard);
+        let end = cursor
+            .slot
+            .saturating_add(max_slots.max(1))
+            .min(shard.slots.len());
+        let page = shard.slots.get(cursor.slot..end).unwrap_or_default();
+        for s in page.iter().filter(|s| s.live && s.expires > now) {
+            out.push(SyncRecord::Template(s.record(SyncOp::Create, now)));
+        }
+        if end < shard.slots.len() {
+            cursor.slot = end;
+        } else {
+            cursor.shard += 1;
+            cursor.slot = 0;
+            cursor.done = cursor.shard >= self.shards.shards();
+        }
+        !cursor.is_done()
     }
 
     /// The server of the live template `key`, if any (expired templates are removed).
@@ -339,7 +485,19 @@ impl PersistenceTable {
     /// Removes expired templates, visiting at most `budget` slots of one shard (shards take
     /// turns). Returns how many were removed.
     pub fn expire(&self, now: Nanos, budget: usize) -> usize {
-        self.shards.sweep(|shard| shard.sweep(now, budget))
+        self.expire_with(now, budget, |_| {})
+    }
+
+    /// [`PersistenceTable::expire`] that hands each removed template to `on_removed` as a
+    /// Delete record (under its shard's lock: `on_removed` must be short, an enqueue).
+    pub fn expire_with(
+        &self,
+        now: Nanos,
+        budget: usize,
+        mut on_removed: impl FnMut(TemplateRecord),
+    ) -> usize {
+        self.shards
+            .sweep(|shard| shard.sweep(now, budget, &mut on_removed))
     }
 
     /// A copy of every live template (for `xvs ctl conns`; one shard locked at a time).

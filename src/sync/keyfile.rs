@@ -13,9 +13,9 @@
 //! `xvs check` (configuration validation) and start-up both call [`load`], so a bad key file is
 //! refused before the daemon starts.
 
-use std::fs::{FileType, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::auth::{Key, MIN_KEY_LEN};
@@ -38,22 +38,6 @@ pub enum KeyFileError {
     Empty { path: PathBuf },
     #[error("key file {} holds a {len}-byte key; at least {MIN_KEY_LEN} bytes are required", path.display())]
     TooShort { path: PathBuf, len: usize },
-}
-
-fn kind(t: FileType) -> &'static str {
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// The key in the file at `path` (see the module documentation for what is refused).
@@ -85,7 +69,7 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyFileError> {
         if !meta.file_type().is_file() {
             return Err(KeyFileError::NotRegular {
                 path: path.into(),
-                what: kind(meta.file_type()),
+                what: crate::sys::file_kind(meta.file_type()),
             });
         }
         let mode = meta.permissions().mode() & 0o7777;

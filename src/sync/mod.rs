@@ -17,7 +17,8 @@
 //!   tag, records, then replay), and [`pager`]: a full dump in bounded bursts, then dump-end.
 //! - [`SyncError`]: every reason a received message is dropped, the `reason` label of
 //!   `xvs_sync_errors_total`.
-//!
+//! - [`ring`]: the per-worker bounded event ring (single producer: the worker; single
+//!   consumer: the sync thread); a full ring drops and counts, never blocks.
 //! - [`tables`]: what the endpoint needs of this box's tables ([`tables::RecordSource`],
 //!   [`tables::DumpSource`], [`tables::RecordSink`]); [`endpoint`]: [`endpoint::SyncEndpoint`],
 //!   the sans-IO machine (batching, dump requests and bursts, bounded queue, per-peer counters).
@@ -41,6 +42,7 @@ pub mod keyfile;
 pub mod pager;
 pub mod record;
 pub mod replay;
+pub mod ring;
 pub mod status;
 pub mod tables;
 pub mod wire;

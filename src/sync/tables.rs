@@ -10,6 +10,8 @@
 //! (`xvs_sync_install_refused_total{reason}`), never a string.
 
 use super::record::SyncRecord;
+use super::ring::SyncConsumer;
+use crate::conntrack::InstallError;
 use crate::flow::Nanos;
 
 /// The local changes to send: the workers' event rings, drained by the sync thread.
@@ -88,6 +90,38 @@ refusals! {
     TemplateFull => "template_full",
 }
 
+impl From<InstallError> for InstallRefusal {
+    /// The table's reason as a counter label (one to one; `Full` is `table_full`).
+    fn from(e: InstallError) -> InstallRefusal {
+        match e {
+            InstallError::MixedFamilies => InstallRefusal::MixedFamilies,
+            InstallError::UnknownService => InstallRefusal::UnknownService,
+            InstallError::UnknownReal => InstallRefusal::UnknownReal,
+            InstallError::MethodMismatch => InstallRefusal::MethodMismatch,
+            InstallError::LocalPort(_) => InstallRefusal::LocalPort,
+            InstallError::Full => InstallRefusal::TableFull,
+            InstallError::TemplateFull => InstallRefusal::TemplateFull,
+        }
+    }
+}
+
+/// The workers' rings, one consumer each: every ring visited per call, each up to an equal
+/// share of `max`, so one busy worker cannot starve the others' records.
+impl RecordSource for Vec<SyncConsumer> {
+    fn drain_into(&mut self, out: &mut Vec<SyncRecord>, max: usize) -> usize {
+        let share = max.div_ceil(self.len().max(1));
+        let mut n = 0;
+        for c in self.iter_mut() {
+            n += c.drain_into(out, share.min(max - n));
+        }
+        n
+    }
+
+    fn dropped(&self) -> u64 {
+        self.iter().map(SyncConsumer::dropped).sum()
+    }
+}
+
 /// A source, dump and sink with nothing in them: what the sync thread runs with until the
 /// daemon plugs the workers' rings and the tables in (it records nothing, dumps nothing and
 /// drops what it is given).
@@ -115,6 +149,49 @@ impl RecordSink for Nothing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rings_are_drained_in_fair_shares_and_their_drops_summed() {
+        use crate::conntrack::ConnState;
+        use crate::flow::{Endpoint, Proto};
+        use crate::sync::record::{ConnRecord, SyncOp};
+        use crate::sync::ring::ring;
+        let ep = |last: u8| Endpoint::new(std::net::Ipv4Addr::new(198, 18, 0, last).into(), 80);
+        let c = ConnRecord {
+            op: SyncOp::Create,
+            proto: Proto::Tcp,
+            state: ConnState::Established,
+            client: ep(2),
+            vip: ep(100),
+            real: ep(11),
+            local: None,
+            timeout_ms: 1000,
+        };
+        let (mut p0, c0) = ring(8);
+        let (mut p1, c1) = ring(2);
+        for _ in 0..6 {
+            p0.push(SyncRecord::Conn(c));
+        }
+        for _ in 0..3 {
+            p1.push(SyncRecord::Conn(c));
+        }
+        let mut rings = vec![c0, c1];
+        assert_eq!(
+            RecordSource::dropped(&rings),
+            1,
+            "the third push to a ring of 2"
+        );
+        let mut out = Vec::new();
+        // A share of 2 each: two from each ring.
+        assert_eq!(rings.drain_into(&mut out, 4), 4);
+        assert_eq!(rings.drain_into(&mut out, 100), 4);
+        assert_eq!(out.len(), 6 + 2);
+        assert_eq!(rings.drain_into(&mut out, 100), 0);
+        assert_eq!(
+            InstallRefusal::from(InstallError::Full),
+            InstallRefusal::TableFull
+        );
+    }
 
     #[test]
     fn refusal_labels_are_unique_and_indices_dense() {

@@ -15,7 +15,7 @@
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::Diagnostic;
@@ -24,25 +24,11 @@ use super::Diagnostic;
 /// configuration (a service with two real servers takes about 150 bytes).
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
-/// What a file type is, for "is not a regular file" messages.
-fn kind(t: FileType) -> &'static str {
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
-}
-
 fn not_regular(t: FileType) -> String {
-    format!("is {}, not a regular file: refusing to read it", kind(t))
+    format!(
+        "is {}, not a regular file: refusing to read it",
+        crate::sys::file_kind(t)
+    )
 }
 
 fn too_large(len: u64) -> String {

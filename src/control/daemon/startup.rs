@@ -70,10 +70,12 @@ pub(super) fn start(path: &Path) -> Result<Running, DaemonError> {
     // Created before the first snapshot, whose VRRP-managed services read them (false: no
     // instance holds its VIPs yet).
     let held = Arc::new(HeldFlags::default());
-    let shared = shared_state(&cfg, &ports, &held)?;
     // Held until the daemon ends (after the filter is detached; then their files are removed):
-    // while we hold them, an `xvs_filter` found attached is stale.
+    // while we hold them, an `xvs_filter` found attached is stale. Taken before the tables are
+    // allocated, so a second xvs is refused (or waits for an exiting one) before it commits
+    // memory.
     let locks = lock_interfaces(&ports)?;
+    let shared = shared_state(&cfg, &ports, &held)?;
     let filter = Arc::new(attach_filter(&cfg, &ports)?);
     // From here on, returning an error drops `filter`, which detaches it.
     let ios = open_sockets(&cfg, &ports, &queues, &filter)?;

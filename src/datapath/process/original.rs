@@ -20,6 +20,7 @@ use crate::datapath::fullnat;
 use crate::datapath::{DropReason, Forwarding, Verdict};
 use crate::flow::Nanos;
 use crate::sched::persist::TemplateKey;
+use crate::sync::SyncRecord;
 
 impl Processor {
     /// A packet to service `si`: the connection's rewrite, then counting and fragment
@@ -181,7 +182,13 @@ impl Processor {
         if !self.snap.services[si].one_packet {
             let table = &self.shared.conntrack;
             if table.lookup_into(Direction::Original, &p.key, p.event, now, &timeouts, t) {
+                if self.sync.is_some() {
+                    self.sync_lookup(p.key.proto, t);
+                }
                 return Ok(());
+            }
+            if self.sync.is_some() {
+                self.sync_lookup(p.key.proto, t);
             }
         }
         let state = match p.event {
@@ -260,7 +267,7 @@ impl Processor {
 
     /// Inserts the new connection `new` of service `si` as its method tracks it.
     fn track(
-        &self,
+        &mut self,
         now: Nanos,
         si: usize,
         new: NewConn,
@@ -273,6 +280,7 @@ impl Processor {
             None => Track::OriginalOnly,
         };
         let stats = new.stats.clone();
+        let proto = new.proto;
         let table = &self.shared.conntrack;
         match table.insert_scheduled(new, origin, track, now, &self.snap.timeouts) {
             Ok(ins) => {
@@ -280,6 +288,9 @@ impl Processor {
                 bump(&self.counters.new_connections, 1);
                 if ins.evicted_half_open {
                     bump(&self.counters.conntrack_evictions, 1);
+                }
+                if self.sync.is_some() {
+                    self.sync_inserted(proto, &ins);
                 }
                 Ok(ins.conn)
             }
@@ -308,10 +319,10 @@ impl Processor {
             p.key.src,
             persistence.netmask,
         );
-        let chosen = self
+        let (chosen, record) = self
             .shared
             .persistence
-            .schedule(key, now, persistence.timeout, |current| {
+            .schedule_synced(key, now, persistence.timeout, |current| {
                 let kept = current
                     .and_then(|addr| svc.real_position(addr))
                     .filter(|&i| svc.reals[i].is_available());
@@ -319,6 +330,9 @@ impl Processor {
                     .map(|i| svc.reals[i].addr)
             })
             .map_err(|_| DropReason::PersistenceFull)?;
+        if let (Some(ring), Some(record)) = (&mut self.sync, record) {
+            ring.push(SyncRecord::Template(record));
+        }
         chosen
             .and_then(|addr| svc.real_position(addr))
             .ok_or(DropReason::NoRealServer)

@@ -32,7 +32,11 @@ impl Processor {
         let timeouts = self.snap.timeouts;
         let table = &self.shared.conntrack;
         let mut t = Tracked::EMPTY;
-        if !table.lookup_into(Direction::Reply, &p.key, p.event, now, &timeouts, &mut t) {
+        let hit = table.lookup_into(Direction::Reply, &p.key, p.event, now, &timeouts, &mut t);
+        if self.sync.is_some() {
+            self.sync_lookup(p.key.proto, &t);
+        }
+        if !hit {
             return self.one_packet_reply(now, buf, len, p);
         }
         let si = self.reply_service(&t, p.key.proto)?;

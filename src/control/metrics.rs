@@ -47,6 +47,7 @@ use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey, BATCH_FRAME
 use crate::datapath::xsk::{XskStatistics, XskStatsReader};
 use crate::datapath::{DropReason, Service, Shared, Snapshot, WorkerCounters};
 use crate::sched::RealServer;
+use crate::sync::status::SyncStatus;
 use crate::vrrp::driver::VrrpStatus;
 
 /// FULLNAT: local ports in use per pool (and each pool's capacity), TOA options inserted and
@@ -148,6 +149,8 @@ pub struct Sources {
     pub vrrp: Arc<VrrpStatus>,
     /// The estimator's last interval (`xvs_worker_busy_ratio`).
     pub stats: Arc<Stats>,
+    /// What the connection sync thread publishes (`xvs_sync_*`), when `sync:` is configured.
+    pub sync: Option<Arc<SyncStatus>>,
 }
 
 fn esc(s: &str) -> String {
@@ -175,6 +178,9 @@ pub fn render(src: &Sources) -> String {
     render_services(&mut o, &snap, src);
     src.health.render(&mut o);
     src.vrrp.render(&mut o);
+    if let Some(sync) = &src.sync {
+        sync.render(&mut o);
+    }
     render_conntrack(&mut o, src);
     fullnat_metrics(&mut o, src);
     neighbour_metrics(&mut o, src);
@@ -909,6 +915,7 @@ mod tests {
             reload: Arc::new(ReloadStatus::default()),
             health: Arc::new(HealthMetrics::default()),
             vrrp: Arc::new(VrrpStatus::default()),
+            sync: None,
         }
     }
 
@@ -1057,5 +1064,34 @@ mod tests {
         assert!(reply.contains("allow: GET, HEAD"), "{reply}");
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
+    }
+
+    /// With `sync:` configured the page has the `xvs_sync_*` families, every error reason at
+    /// 0 before anything happened; without it, none (the golden page has no sync).
+    #[test]
+    fn sync_families_appear_when_sync_runs() {
+        use crate::sync::status::SyncInfo;
+        assert!(!render(&sources()).contains("xvs_sync_"));
+        let info = SyncInfo {
+            interface: "sync0".into(),
+            port: 8848,
+        };
+        let src = Sources {
+            sync: Some(Arc::new(SyncStatus::new(info, std::time::Instant::now()))),
+            ..sources()
+        };
+        let page = render(&src);
+        for e in crate::sync::SyncError::ALL {
+            let want = format!("xvs_sync_errors_total{{reason=\"{}\"}} 0\n", e.label());
+            assert!(page.contains(&want), "missing {want}");
+        }
+        for want in [
+            "# TYPE xvs_sync_messages_sent_total counter\n",
+            "# TYPE xvs_sync_messages_received_total counter\n",
+            "xvs_sync_dropped_total{stage=\"queue\"} 0\n",
+        ] {
+            assert!(page.contains(want), "missing {want}");
+        }
+        prometheus_parse::Scrape::parse(page.lines().map(|l| Ok(l.to_string()))).unwrap();
     }
 }

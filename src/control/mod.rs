@@ -17,6 +17,7 @@ pub mod netlink;
 pub mod signals;
 pub mod snapshot;
 pub mod stats;
+pub mod sync_spec;
 #[cfg(test)]
 mod testing;
 pub mod vrrp_spec;

@@ -105,6 +105,24 @@ impl Opener {
         Ok(msg)
     }
 
+    /// [`open`](Self::open) for a receiver whose own sender id is `own`: an authenticated
+    /// message carrying `own` is refused as [`SyncError::OwnSender`] before it touches a
+    /// window (another box uses this box's id; its messages would share one window with ours).
+    pub fn open_from<'a>(
+        &mut self,
+        datagram: &'a [u8],
+        own: u32,
+    ) -> Result<MessageRepr<'a>, SyncError> {
+        let view = SyncMessage::new_checked(datagram)?;
+        let msg = MessageRepr::parse(&view, &self.key)?;
+        let h = msg.header;
+        if h.sender == own {
+            return Err(SyncError::OwnSender);
+        }
+        self.replay.accept(h.sender, h.epoch, h.seq)?;
+        Ok(msg)
+    }
+
     /// The replay windows (what `xvs ctl sync` shows of each peer).
     pub fn replay(&self) -> &ReplayTable {
         &self.replay

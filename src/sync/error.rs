@@ -43,6 +43,9 @@ macro_rules! sync_errors {
 }
 
 sync_errors! {
+    /// Unicast mode: the datagram's source is none of `sync.peers` (checked by the endpoint,
+    /// [`super::endpoint`], before anything is read).
+    UnknownPeer => "unknown_peer",
     /// Shorter than a header and a tag (an empty datagram included).
     Truncated => "truncated",
     /// The version byte (the first) is not one xvs reads ([`super::wire::VERSION`]).
@@ -65,6 +68,10 @@ sync_errors! {
     /// A record field out of range: operation, protocol, connection state (or one of the other
     /// protocol), flags, a reserved byte not zero, or a timeout beyond the table's longest.
     BadRecord => "bad_record",
+    /// An authenticated message that carries this box's own sender id: another box uses the
+    /// same id (two boxes sharing one would share a replay window), checked after the tag and
+    /// before the replay window ([`super::channel::Opener::open_from`]).
+    OwnSender => "own_sender",
     /// A sequence number already seen from this sender in this epoch, or older than the
     /// replay window.
     Replayed => "replayed",

@@ -17,11 +17,16 @@
 //!   tag, records, then replay), and [`pager`]: a full dump in bounded bursts, then dump-end.
 //! - [`SyncError`]: every reason a received message is dropped, the `reason` label of
 //!   `xvs_sync_errors_total`.
-//!
-//! None of these read a clock, open a socket or import `control`: the sync thread (issue 16,
-//! step 3) drives them with bytes and its own timers.
 //! - [`ring`]: the per-worker bounded event ring (single producer: the worker; single
 //!   consumer: the sync thread); a full ring drops and counts, never blocks.
+//! - [`tables`]: what the endpoint needs of this box's tables ([`tables::RecordSource`],
+//!   [`tables::DumpSource`], [`tables::RecordSink`]); [`endpoint`]: [`endpoint::SyncEndpoint`],
+//!   the sans-IO machine (batching, dump requests and bursts, bounded queue, per-peer counters).
+//! - [`driver`]: the `xvs-sync` thread (socket, clock, poll loop) and [`status`], what it
+//!   publishes for `xvs ctl sync` and the `xvs_sync_*` metrics.
+//!
+//! None of these but [`driver`] read a clock or open a socket, and none imports `control`: the
+//! driver feeds the rest with bytes and `now`.
 //!
 //! Invariants every layer keeps: a record names addresses, ports and states only (never a slot,
 //! a shard or a pointer of the sending box), so a peer installs it into a table of another
@@ -30,12 +35,16 @@
 
 pub mod auth;
 pub mod channel;
+pub mod driver;
+pub mod endpoint;
 pub mod error;
 pub mod keyfile;
 pub mod pager;
 pub mod record;
 pub mod replay;
 pub mod ring;
+pub mod status;
+pub mod tables;
 pub mod wire;
 
 pub use auth::Key;

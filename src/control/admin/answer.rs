@@ -1,5 +1,5 @@
-//! The daemon's answers to admin requests: `list`, `conns`, `stats` and `vrrp` built from the
-//! shared state, `reload` and `real` relayed to the main loop.
+//! The daemon's answers to admin requests: `list`, `conns`, `stats`, `vrrp` and `sync` built
+//! from the shared state, `reload` and `real` relayed to the main loop.
 //!
 //! `list`, `conns`, `stats` and `vrrp` are answered on the connection's own thread from [`AdminState`]
 //! (the current snapshot, the per-real counters, the connection table, the VRRP status): reads
@@ -12,6 +12,7 @@
 //! Imports: [`protocol`](super::protocol) for the request and reply types, the datapath's shared
 //! state and counters, and the VRRP status; no socket code (that is [`server`](super::server)).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError}
 
 use super::protocol::{
     ConnInfo, ConnsReply, ListReply, RateInfo, RealChange, RealInfo, Reply, Request, RequestError,
-    ServiceInfo, StatsInfo, StatsReply, VrrpInstanceInfo, VrrpReply, WorkerInfo,
+    ServiceInfo, StatsInfo, StatsReply, SyncPeerInfo, SyncReply, VrrpInstanceInfo, VrrpReply,
+    WorkerInfo,
 };
 use crate::control::stats::{self, Rates, Stats};
 use crate::datapath::counters::{Traffic, TrafficKey};
@@ -29,6 +31,10 @@ use crate::datapath::snapshot::Forwarding;
 use crate::datapath::{ServiceKey, Shared};
 use crate::flow::{Nanos, NANOS_PER_SEC};
 use crate::sched::RealServer;
+use crate::sync::endpoint::PeerStats;
+use crate::sync::status::SyncStatus;
+use crate::sync::tables::InstallRefusal;
+use crate::sync::SyncError;
 use crate::vrrp::driver::VrrpStatus;
 
 /// Why a request got an `error` reply. The text is the reply's body, shown to the user as is.
@@ -105,6 +111,74 @@ pub struct AdminState {
     pub stats: Arc<Stats>,
     /// What the VRRP thread publishes (`vrrp`).
     pub vrrp: Arc<VrrpStatus>,
+    /// What the sync thread publishes (`sync`), when `sync:` is configured.
+    pub sync: Option<Arc<SyncStatus>>,
+}
+
+/// The `sync` reply: `configured: false` without a sync thread; else its settings, each peer
+/// with its counters and lag (at `now` of the thread's clock), drops, errors and refusals.
+pub fn sync_reply(status: Option<&SyncStatus>) -> SyncReply {
+    let mut r = SyncReply {
+        configured: status.is_some(),
+        interface: None,
+        port: None,
+        multicast_group: None,
+        sender_id: None,
+        peers: Vec::new(),
+        dropped: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        installed: 0,
+        install_refused: BTreeMap::new(),
+        queued: 0,
+    };
+    let Some(status) = status else { return r };
+    r.interface = Some(status.info.interface.clone());
+    r.port = Some(status.info.port);
+    let (published, now) = status.read();
+    let Some(p) = published else { return r };
+    let s = p.stats;
+    r.multicast_group = s.multicast.map(|g| g.ip());
+    r.sender_id = Some(s.sender);
+    r.peers = s.peers.iter().map(|p| sync_peer(p, now)).collect();
+    r.dropped = [
+        ("ring", p.ring_dropped),
+        ("queue", s.dropped),
+        ("unencodable", s.unencodable),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    r.errors = SyncError::ALL
+        .iter()
+        .map(|e| (e.label().to_string(), s.errors[e.index()]))
+        .collect();
+    r.installed = s.installed;
+    r.install_refused = InstallRefusal::ALL
+        .iter()
+        .map(|e| (e.label().to_string(), s.refused[e.index()]))
+        .collect();
+    r.queued = s.queued as u64;
+    r
+}
+
+fn sync_peer(p: &PeerStats, now: Nanos) -> SyncPeerInfo {
+    SyncPeerInfo {
+        address: p.address,
+        group: p.group,
+        sender_id: p.sender,
+        messages_sent: p.messages_sent,
+        messages_received: p.messages_received,
+        records_sent: p.records_sent,
+        records_received: p.records_received,
+        // Milliseconds: what a lag is worth showing.
+        lag_seconds: p
+            .last_received
+            .map(|t| (now.saturating_sub(t) / 1_000_000) as f64 / 1000.0),
+        in_sync: p.in_sync,
+        dump_requests_sent: p.dump_requests_sent,
+        dumps_sent: p.dumps_sent,
+        send_errors: p.send_errors,
+    }
 }
 
 /// The `vrrp` reply: every instance with its state, effective priority and master.
@@ -325,6 +399,7 @@ pub fn answer(state: &AdminState, line: &str, stop: &AtomicBool) -> Result<Strin
         }
         Request::Stats => json(&stats_reply(&state.stats)),
         Request::Vrrp => json(&vrrp_reply(&state.vrrp)),
+        Request::Sync => json(&sync_reply(state.sync.as_deref())),
         Request::Reload => reload(state, MainOp::Reload, stop),
         Request::Real(change) => reload(state, MainOp::Real(change), stop),
     }
@@ -471,6 +546,7 @@ pub(super) mod tests {
             reloads,
             stats: Arc::new(Stats::new(sh.clone(), vec![])),
             vrrp: Arc::new(VrrpStatus::default()),
+            sync: None,
         }
     }
 
@@ -521,6 +597,81 @@ pub(super) mod tests {
         state.stats = Arc::new(stats);
         let body = answer(&state, "stats", &AtomicBool::new(false)).unwrap();
         assert_eq!(serde_json::from_str::<StatsReply>(&body).unwrap(), r);
+    }
+
+    #[test]
+    fn sync_reply_says_when_sync_is_off_and_reads_what_the_thread_published() {
+        use crate::sync::endpoint::EndpointStats;
+        use crate::sync::status::{Published, SyncInfo};
+        let sh = shared();
+        let (tx, _rx) = reload_channel();
+        let mut state = admin_state(&sh, tx);
+        let body = answer(&state, "sync", &AtomicBool::new(false)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<SyncReply>(&body).unwrap(),
+            sync_reply(None)
+        );
+        assert!(!sync_reply(None).configured);
+        let info = SyncInfo {
+            interface: "sync0".into(),
+            port: 8848,
+        };
+        let status = Arc::new(SyncStatus::new(info, Instant::now()));
+        let r = sync_reply(Some(&status));
+        assert_eq!(
+            (r.configured, r.sender_id, r.port),
+            (true, None, Some(8848))
+        );
+        let mut peer = PeerStats {
+            address: "198.18.3.2".parse().unwrap(),
+            group: false,
+            sender: Some(9),
+            messages_sent: 5,
+            records_sent: 100,
+            messages_received: 4,
+            records_received: 80,
+            last_received: Some(0),
+            in_sync: true,
+            dump_requests_sent: 1,
+            dumps_sent: 0,
+            send_errors: 0,
+        };
+        let mut errors = [0; SyncError::COUNT];
+        errors[SyncError::BadTag.index()] = 2;
+        let stats = EndpointStats {
+            sender: 0xc612_0301,
+            epoch: 1,
+            multicast: None,
+            peers: vec![peer.clone()],
+            errors,
+            refused: [0; InstallRefusal::COUNT],
+            installed: 80,
+            dropped: 1,
+            unencodable: 0,
+            queued: 2,
+        };
+        status.publish(Published {
+            stats,
+            ring_dropped: 4,
+        });
+        state.sync = Some(status);
+        let body = answer(&state, "sync", &AtomicBool::new(false)).unwrap();
+        let r: SyncReply = serde_json::from_str(&body).unwrap();
+        assert_eq!(r.sender_id, Some(0xc612_0301));
+        assert_eq!(r.errors.len(), SyncError::COUNT);
+        assert_eq!(
+            (r.errors["bad_tag"], r.dropped["ring"], r.dropped["queue"]),
+            (2, 4, 1)
+        );
+        assert_eq!(r.install_refused.len(), InstallRefusal::COUNT);
+        let p = &r.peers[0];
+        assert_eq!(
+            (p.messages_sent, p.records_received, p.in_sync),
+            (5, 80, true)
+        );
+        assert!(p.lag_seconds.is_some_and(|l| l >= 0.0));
+        peer.last_received = None;
+        assert_eq!(sync_peer(&peer, 0).lag_seconds, None);
     }
 
     #[test]

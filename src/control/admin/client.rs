@@ -19,7 +19,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::format::{
-    format_conns, format_list, format_list_rate, format_list_stats, format_stats, format_vrrp,
+    format_conns, format_list, format_list_rate, format_list_stats, format_stats, format_sync,
+    format_vrrp,
 };
 use super::protocol::{RealChange, RealChangeKind, Reply, ReplyError, Request};
 
@@ -65,6 +66,12 @@ pub enum CtlCommand {
     },
     /// VRRP instances: name, vrid, state, priority, master address.
     Vrrp {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connection sync: each peer with messages and records sent and received, in-sync flag and
+    /// lag, then drops, installs, refusals and receive errors.
+    Sync {
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +136,7 @@ impl CtlCommand {
             CtlCommand::Conns { .. } => Request::Conns,
             CtlCommand::Stats { .. } => Request::Stats,
             CtlCommand::Vrrp { .. } => Request::Vrrp,
+            CtlCommand::Sync { .. } => Request::Sync,
             CtlCommand::Reload { .. } => Request::Reload,
         }
     }
@@ -284,6 +292,7 @@ fn run(socket: &Path, cmd: &CtlCommand) -> Result<String, CtlError> {
         CtlCommand::Conns { json } => render(&reply.body, json, format_conns),
         CtlCommand::Stats { json } => render(&reply.body, json, format_stats),
         CtlCommand::Vrrp { json } => render(&reply.body, json, format_vrrp),
+        CtlCommand::Sync { json } => render(&reply.body, json, format_sync),
         CtlCommand::Reload { json: true } => Ok(changes_json(&reply.body)),
         CtlCommand::Real { ref op } if op.args().json => Ok(changes_json(&reply.body)),
         _ => {

@@ -41,12 +41,17 @@
 //!
 //! `vrrp` lists each VRRP instance: name, VRID, state (keepalived's names: MASTER, BACKUP,
 //! FAULT, INIT), effective priority and the current master's address.
+//!
+//! `sync` ([`format_sync`]): a line of the sync thread's settings, one line per peer (the
+//! multicast group marked `(group)`): in sync, messages and records sent and received, lag
+//! (seconds since its last accepted message, `-` if never), then one line of totals (drops by
+//! stage, installs, refusals and receive errors, the non-zero reasons named).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::protocol::{
-    ConnsReply, ListReply, RealInfo, ServiceInfo, StatsInfo, StatsReply, VrrpReply,
+    ConnsReply, ListReply, RealInfo, ServiceInfo, StatsInfo, StatsReply, SyncReply, VrrpReply,
 };
 
 /// ipvsadm's name for a forwarding method (`fwd_name`).
@@ -325,6 +330,73 @@ pub fn format_vrrp(r: &VrrpReply) -> String {
             i.master.map_or("-".to_string(), |m| m.to_string())
         );
     }
+    o
+}
+
+/// `total (reason n, ...)` of the non-zero entries of `m`, or `0`.
+fn reasons(m: &std::collections::BTreeMap<String, u64>) -> String {
+    let total: u64 = m.values().sum();
+    let named: Vec<String> = m
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if named.is_empty() {
+        total.to_string()
+    } else {
+        format!("{total} ({})", named.join(", "))
+    }
+}
+
+/// The `sync` text (see the module documentation).
+pub fn format_sync(r: &SyncReply) -> String {
+    if !r.configured {
+        return "connection sync is not configured (no `sync:` section)\n".to_string();
+    }
+    let iface = r.interface.as_deref().unwrap_or("?");
+    let port = r.port.unwrap_or(0);
+    let Some(sender) = r.sender_id else {
+        return format!("sync on {iface} port {port}: starting\n");
+    };
+    let mode = r
+        .multicast_group
+        .map_or("unicast".to_string(), |g| format!("multicast {g}"));
+    let mut o = format!("sync on {iface} port {port}, {mode}, sender id {sender:#010x}\n");
+    let _ = writeln!(
+        o,
+        "{:<26} {:<7} {:>9} {:>9} {:>9} {:>9}  lag",
+        "peer", "in-sync", "msgs-sent", "msgs-recv", "recs-sent", "recs-recv"
+    );
+    for p in &r.peers {
+        let name = if p.group {
+            format!("{} (group)", p.address)
+        } else {
+            p.address.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "{:<26} {:<7} {:>9} {:>9} {:>9} {:>9}  {}",
+            name,
+            if p.in_sync { "yes" } else { "no" },
+            p.messages_sent,
+            p.messages_received,
+            p.records_sent,
+            p.records_received,
+            p.lag_seconds
+                .map_or("-".to_string(), |l| format!("{l:.3}s"))
+        );
+    }
+    let dropped = ["ring", "queue", "unencodable"]
+        .map(|k| format!("{} ({k})", r.dropped.get(k).copied().unwrap_or(0)))
+        .join(" ");
+    let _ = writeln!(
+        o,
+        "dropped {dropped}; installed {}, refused {}; errors {}; queued {}",
+        r.installed,
+        reasons(&r.install_refused),
+        reasons(&r.errors),
+        r.queued
+    );
     o
 }
 

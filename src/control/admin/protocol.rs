@@ -1,10 +1,11 @@
 //! The admin protocol: what `xvs ctl` and the daemon say to each other over the admin socket.
 //!
 //! One request per connection over the Unix socket `global.admin_socket` (mode 0600):
-//! the client writes one line, a verb ([`Request`]: `list`, `conns`, `stats`, `vrrp`, `reload` or
-//! `real`), and shuts down its write side; the daemon answers with a status line, `ok` or `error`,
+//! the client writes one line, a verb ([`Request`]: `list`, `conns`, `stats`, `vrrp`, `sync`,
+//! `reload` or `real`), and shuts down its write side; the daemon answers with a status line, `ok` or `error`,
 //! followed by the body ([`Reply`]), and closes the connection. The body of `list`, `conns`,
-//! `stats` and `vrrp` is JSON ([`ListReply`], [`ConnsReply`], [`StatsReply`], [`VrrpReply`]); the
+//! `stats`, `vrrp` and `sync` is JSON ([`ListReply`], [`ConnsReply`], [`StatsReply`],
+//! [`VrrpReply`], [`SyncReply`]); the
 //! body of `reload`, of `real`
 //! and of every `error` is text to show the user. The daemon sends data, the client chooses the
 //! layout ([`format`](super::format)).
@@ -24,7 +25,7 @@ pub enum RequestError {
     #[error("empty request")]
     Empty,
     /// The verb (its first 64 characters).
-    #[error("unknown request {0:?} (expected list, conns, stats, vrrp, reload or real)")]
+    #[error("unknown request {0:?} (expected list, conns, stats, vrrp, sync, reload or real)")]
     Unknown(String),
     #[error("real: expected `real add|edit|del ADDR:PORT WEIGHT|- SERVICE`")]
     RealUsage,
@@ -85,6 +86,8 @@ pub enum Request {
     /// Each worker's load over the last estimator interval.
     Stats,
     Vrrp,
+    /// Connection sync: peers, messages, drops, lag.
+    Sync,
     Reload,
     /// `real OP ADDR:PORT WEIGHT|- SERVICE` (the service name last: it may contain spaces).
     Real(RealChange),
@@ -98,6 +101,7 @@ impl Request {
             Request::Conns => "conns".into(),
             Request::Stats => "stats".into(),
             Request::Vrrp => "vrrp".into(),
+            Request::Sync => "sync".into(),
             Request::Reload => "reload".into(),
             Request::Real(c) => format!(
                 "real {} {} {} {}",
@@ -120,6 +124,7 @@ impl Request {
             "conns" => Ok(Request::Conns),
             "stats" => Ok(Request::Stats),
             "vrrp" => Ok(Request::Vrrp),
+            "sync" => Ok(Request::Sync),
             "reload" => Ok(Request::Reload),
             "" => Err(RequestError::Empty),
             other => Err(RequestError::Unknown(clip(other))),
@@ -345,6 +350,67 @@ pub struct VrrpInstanceInfo {
     pub master: Option<IpAddr>,
 }
 
+/// `sync`: connection sync between directors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncReply {
+    /// Whether a `sync:` section runs the sync thread; everything else is absent when not.
+    pub configured: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The multicast group (absent: unicast peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multicast_group: Option<IpAddr>,
+    /// This box's sender id (absent until the thread published its first counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<u32>,
+    #[serde(default)]
+    pub peers: Vec<SyncPeerInfo>,
+    /// Local records not sent, by stage: `ring` (a worker's ring was full), `queue` (the send
+    /// queue was full), `unencodable`.
+    #[serde(default)]
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Received messages dropped, by reason (every reason, zeros included).
+    #[serde(default)]
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Peer records installed.
+    #[serde(default)]
+    pub installed: u64,
+    /// Peer records not installed, by reason (every reason, zeros included).
+    #[serde(default)]
+    pub install_refused: std::collections::BTreeMap<String, u64>,
+    /// Datagrams waiting to be sent.
+    #[serde(default)]
+    pub queued: u64,
+}
+
+/// One sync peer (or the multicast group).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncPeerInfo {
+    pub address: IpAddr,
+    /// The multicast group (where live records go), not a box.
+    #[serde(default)]
+    pub group: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<u32>,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub records_sent: u64,
+    pub records_received: u64,
+    /// Seconds since its last accepted message (absent: never heard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Its full dump ended here (for the group: some peer's did).
+    pub in_sync: bool,
+    #[serde(default)]
+    pub dump_requests_sent: u64,
+    #[serde(default)]
+    pub dumps_sent: u64,
+    #[serde(default)]
+    pub send_errors: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +452,7 @@ mod tests {
             Request::Conns,
             Request::Stats,
             Request::Vrrp,
+            Request::Sync,
             Request::Reload,
             real(RealChangeKind::Add, Some(5), "web"),
             real(RealChangeKind::Edit, Some(0), "my web service"),
@@ -454,7 +521,7 @@ mod tests {
             (
                 Request::parse(&long),
                 format!(
-                    "unknown request \"{}\" (expected list, conns, stats, vrrp, reload or real)",
+                    "unknown request \"{}\" (expected list, conns, stats, vrrp, sync, reload or real)",
                     "x".repeat(64)
                 ),
             ),

@@ -22,6 +22,7 @@ use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
 use crate::control::signals::DaemonSignals;
 use crate::control::stats::{self, Stats};
+use crate::control::sync_spec;
 use crate::control::vrrp_spec as vrrp;
 use crate::control::{iflock, neighbours, netlink, snapshot};
 use crate::datapath::filter::{FilterPort, FilterProgram, XdpMode};
@@ -30,6 +31,7 @@ use crate::datapath::worker::{spawn_pinned_workers, PollMode, WorkerConfig};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, WorkerCounters};
 use crate::steer::SteerKey;
+use crate::sync::status::SyncStatus;
 use crate::sys;
 use crate::vrrp::gate::{HeldFlags, SinkError, SteeringSink, VipGate};
 use crate::vrrp::spec::{InstanceSpec, SyncGroups};
@@ -443,6 +445,7 @@ fn spawn_threads(
         vrrp::spawn(specs, groups, gate.clone(), epoch, stop).map_err(DaemonError::VrrpStart)?;
     let vrrp_status = vrrp_handle.status.clone();
     threads.vrrp = Some((vrrp_handle, vrrp_thread));
+    let sync = spawn_sync(&mut threads, cfg, epoch)?;
     let sources = Arc::new(metrics::Sources {
         shared: shared.clone(),
         workers,
@@ -451,6 +454,7 @@ fn spawn_threads(
         health: health_metrics,
         vrrp: vrrp_status.clone(),
         stats: stats.clone(),
+        sync: sync.clone(),
     });
     let (reload_tx, requests) = admin::reload_channel();
     let admin_state = admin::AdminState {
@@ -459,6 +463,7 @@ fn spawn_threads(
         reloads: reload_tx,
         stats,
         vrrp: vrrp_status,
+        sync,
     };
     spawn_servers(&mut threads, cfg, sources, admin_state)?;
     Ok(Started {
@@ -467,6 +472,25 @@ fn spawn_threads(
         reload,
         requests,
     })
+}
+
+/// Starts the connection sync thread when `sync:` is configured (with the unwired tables
+/// until issue 16's packet-path side is plugged in: then `sync_spec::unwired_tables()` becomes
+/// the workers' rings and `Shared`'s install and dump, and validation stops refusing the
+/// section). Returns what it publishes, for the metrics and `xvs ctl sync`.
+fn spawn_sync(
+    threads: &mut Threads,
+    cfg: &Config,
+    epoch: Instant,
+) -> Result<Option<Arc<SyncStatus>>, DaemonError> {
+    let Some(s) = &cfg.sync else {
+        return Ok(None);
+    };
+    let tables = sync_spec::unwired_tables();
+    let (status, thread) = sync_spec::spawn(s, tables, epoch, threads.stop_flag())
+        .map_err(|e| DaemonError::spawn("connection sync")(std::io::Error::other(e)))?;
+    threads.aux.push(thread);
+    Ok(Some(status))
 }
 
 /// Places the threads ([`placement::place`] on the process's CPUs and `datapath.cpus`), moves

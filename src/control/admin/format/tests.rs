@@ -561,3 +561,114 @@ fn stats_before_the_first_interval_is_all_zero() {
          0            0        0     0.0          0.0\n"
     );
 }
+
+/// A unicast box with one peer in sync, one never heard, some drops and errors.
+fn sync_reply() -> SyncReply {
+    use crate::control::admin::protocol::SyncPeerInfo;
+    let peer = |addr: &str, lag: Option<f64>, in_sync: bool, n: u64| SyncPeerInfo {
+        address: addr.parse().unwrap(),
+        group: false,
+        sender_id: lag.map(|_| 0xc612_0302),
+        messages_sent: n,
+        messages_received: n / 2,
+        records_sent: n * 40,
+        records_received: n * 20,
+        lag_seconds: lag,
+        in_sync,
+        dump_requests_sent: 1,
+        dumps_sent: 1,
+        send_errors: 0,
+    };
+    let map = |kv: &[(&str, u64)]| kv.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    SyncReply {
+        configured: true,
+        interface: Some("sync0".into()),
+        port: Some(8848),
+        multicast_group: None,
+        sender_id: Some(0xc612_0301),
+        peers: vec![
+            peer("198.18.3.2", Some(0.02), true, 1200),
+            peer("198.18.3.3", None, false, 0),
+        ],
+        dropped: map(&[("ring", 0), ("queue", 17), ("unencodable", 0)]),
+        errors: map(&[("bad_tag", 2), ("replayed", 1), ("truncated", 0)]),
+        installed: 24_000,
+        install_refused: map(&[("unknown_service", 0)]),
+        queued: 3,
+    }
+}
+
+#[test]
+fn sync_lists_peers_then_totals() {
+    assert_eq!(
+        format_sync(&sync_reply()),
+        "sync on sync0 port 8848, unicast, sender id 0xc6120301\n\
+         peer                       in-sync msgs-sent msgs-recv recs-sent recs-recv  lag\n\
+         198.18.3.2                 yes          1200       600     48000     24000  0.020s\n\
+         198.18.3.3                 no              0         0         0         0  -\n\
+         dropped 0 (ring) 17 (queue) 0 (unencodable); installed 24000, refused 0; errors 3 (bad_tag 2, replayed 1); queued 3\n"
+    );
+}
+
+#[test]
+fn sync_json_names_every_field() {
+    let r = sync_reply();
+    let json = serde_json::to_string(&r).unwrap();
+    assert_eq!(
+        json,
+        "{\"configured\":true,\"interface\":\"sync0\",\"port\":8848,\"sender_id\":3323069185,\
+         \"peers\":[{\"address\":\"198.18.3.2\",\"group\":false,\"sender_id\":3323069186,\
+         \"messages_sent\":1200,\"messages_received\":600,\"records_sent\":48000,\
+         \"records_received\":24000,\"lag_seconds\":0.02,\"in_sync\":true,\
+         \"dump_requests_sent\":1,\"dumps_sent\":1,\"send_errors\":0},\
+         {\"address\":\"198.18.3.3\",\"group\":false,\"messages_sent\":0,\
+         \"messages_received\":0,\"records_sent\":0,\"records_received\":0,\"in_sync\":false,\
+         \"dump_requests_sent\":1,\"dumps_sent\":1,\"send_errors\":0}],\
+         \"dropped\":{\"queue\":17,\"ring\":0,\"unencodable\":0},\
+         \"errors\":{\"bad_tag\":2,\"replayed\":1,\"truncated\":0},\"installed\":24000,\
+         \"install_refused\":{\"unknown_service\":0},\"queued\":3}"
+    );
+    assert_eq!(serde_json::from_str::<SyncReply>(&json).unwrap(), r);
+}
+
+#[test]
+fn sync_not_configured_or_starting_and_multicast() {
+    let off = SyncReply {
+        configured: false,
+        interface: None,
+        port: None,
+        multicast_group: None,
+        sender_id: None,
+        peers: vec![],
+        dropped: Default::default(),
+        errors: Default::default(),
+        installed: 0,
+        install_refused: Default::default(),
+        queued: 0,
+    };
+    assert_eq!(
+        format_sync(&off),
+        "connection sync is not configured (no `sync:` section)\n"
+    );
+    assert_eq!(
+        serde_json::to_string(&off).unwrap(),
+        "{\"configured\":false,\"peers\":[],\"dropped\":{},\"errors\":{},\"installed\":0,\"install_refused\":{},\"queued\":0}"
+    );
+    let starting = SyncReply {
+        configured: true,
+        interface: Some("sync0".into()),
+        port: Some(8848),
+        ..off.clone()
+    };
+    assert_eq!(
+        format_sync(&starting),
+        "sync on sync0 port 8848: starting\n"
+    );
+    let mut m = sync_reply();
+    m.multicast_group = Some("224.0.0.81".parse().unwrap());
+    m.peers[1].group = true;
+    m.peers[1].address = "224.0.0.81".parse().unwrap();
+    let text = format_sync(&m);
+    assert!(text.starts_with("sync on sync0 port 8848, multicast 224.0.0.81, sender id"));
+    assert!(text.contains("\n224.0.0.81 (group)         no "), "{text}");
+}

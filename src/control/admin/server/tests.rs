@@ -127,6 +127,7 @@ fn stale_socket_is_replaced_and_a_live_one_refused() {
             epoch: Instant::now(),
             reloads: tx.clone(),
             vrrp: Arc::new(VrrpStatus::default()),
+            sync: None,
         }
     };
     let h = spawn_server(&path, state(), stop.clone()).unwrap();

@@ -788,6 +788,8 @@ fn verify_lanes(lanes: &mut [Lane], flows: &[Vec<Flow>], reply: bool) {
 /// shards), each on its own 64 established flows:
 /// - `nat_established/1` and `nat_established/2`: one thread, then two, each sending its own
 ///   flows' client ACKs (disjoint flows);
+/// - `nat_established_separate/2`: two threads as `nat_established/2`, each over a table of
+///   its own (the machine's ceiling: nothing shared);
 /// - `nat_reply_crossed/2`: two threads, each translating the replies of the flows the *other*
 ///   thread's processor created (replies on another queue than their connection's SYN).
 ///
@@ -830,6 +832,18 @@ fn bench_scaling(c: &mut Criterion) {
         });
     }
     verify_lanes(&mut lanes, &flows, false);
+    // The ceiling of the machine: the same two lanes, each over a table of its own (nothing
+    // shared but the hardware).
+    let (mut a, mut b) = (nat_lab::processor(1_000_000), nat_lab::processor(1_000_000));
+    let flows = vec![open_lane(&mut a, 0), open_lane(&mut b, 1)];
+    let mut lanes = vec![lane(a, acks(0), 0), lane(b, acks(1), 0)];
+    verify_lanes(&mut lanes, &flows, false);
+    g.throughput(Throughput::Elements((BATCH * 2) as u64));
+    g.bench_function(BenchmarkId::new("nat_established_separate", 2), |bch| {
+        bch.iter_custom(|iters| run_lanes(&mut lanes, iters))
+    });
+    verify_lanes(&mut lanes, &flows, false);
+    drop(lanes);
     // Crossed replies: lane 0 (processor a) translates the replies of lane 1's flows (made by
     // processor b), and the other way round.
     let (a, b, flows) = shared_lab();

@@ -849,7 +849,12 @@ impl<F: Family> Table<F> {
         if new_state != e.state {
             e.state = new_state;
         }
-        e.expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
+        // Written only when it changes (once per tick at most): a packet that changes nothing
+        // leaves the entry's line clean, so workers sharing a line of the slab do not bounce it.
+        let expires = now_tick.wrapping_add(ticks(new_state.timeout(timeouts)));
+        if e.expires != expires {
+            e.expires = expires;
+        }
         *out = e.tracked(&shard.pools);
         out.handshake_completed = handshake_completed;
         true

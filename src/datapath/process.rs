@@ -355,17 +355,27 @@ impl Processor {
 
     /// Called once per batch before any `process`: loads the current snapshot and next-hop table
     /// and does a bounded amount of connection expiry.
+    ///
+    /// The snapshot and next-hop table are taken only when they changed: the current ones are
+    /// compared through a borrowed load (no reference count written), so workers do not bounce
+    /// the shared counts' cache lines between their cores every batch.
     pub fn begin_batch(&mut self, now: Nanos) {
-        let snap = self.shared.snapshot.load_full();
-        if snap.generation != self.snap.generation {
-            // Allocation here happens once per reload, at a batch boundary.
-            self.schedulers = build_schedulers(&snap);
-            let traffic = Arc::new(TrafficBlock::new(snap.clone(), Some(&self.traffic)));
-            self.counters.traffic.store(traffic.clone());
-            self.traffic = traffic;
+        let current = self.shared.snapshot.load();
+        if !Arc::ptr_eq(&current, &self.snap) {
+            let snap = arc_swap::Guard::into_inner(current);
+            if snap.generation != self.snap.generation {
+                // Allocation here happens once per reload, at a batch boundary.
+                self.schedulers = build_schedulers(&snap);
+                let traffic = Arc::new(TrafficBlock::new(snap.clone(), Some(&self.traffic)));
+                self.counters.traffic.store(traffic.clone());
+                self.traffic = traffic;
+            }
+            self.snap = snap;
         }
-        self.snap = snap;
-        self.nexthops = self.shared.nexthops.load_full();
+        let hops = self.shared.nexthops.load();
+        if !Arc::ptr_eq(&hops, &self.nexthops) {
+            self.nexthops = arc_swap::Guard::into_inner(hops);
+        }
         self.shared.conntrack.expire(now, EXPIRY_BUDGET_PER_BATCH);
         self.shared.persistence.expire(now, EXPIRY_BUDGET_PER_BATCH);
     }

@@ -32,7 +32,8 @@ impl Processor {
         let timeouts = self.snap.timeouts;
         let table = &self.shared.conntrack;
         let mut t = Tracked::EMPTY;
-        if !table.lookup_into(Direction::Reply, &p.key, p.event, now, &timeouts, &mut t) {
+        let probe = self.probe(Direction::Reply, &p.key);
+        if !table.lookup_probe(probe, p.event, now, &timeouts, &mut t) {
             return self.one_packet_reply(now, buf, len, p);
         }
         let si = self.reply_service(&t, p.key.proto)?;

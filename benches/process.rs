@@ -3,8 +3,9 @@
 //! checksums, next-hop lookup).
 //!
 //! Each iteration processes a batch of 64 frames of 64 distinct established connections (as a
-//! worker would, with one `begin_batch` and `process_buf` on a buffer with tailroom); throughput
-//! is reported per frame. Copying each frame template into the batch buffer (74 bytes) is
+//! worker would, with one `begin_batch`, the pre-pass `Processor::prefetch` over the batch's
+//! frames, then `process_buf` on each, in a buffer with tailroom; `XVS_BENCH_PREFETCH=0` leaves
+//! the pre-pass out); throughput is reported per frame. Copying each frame template into the batch buffer (74 bytes) is
 //! included in the figure. `nat_established_tcp` (client → real server) and
 //! `nat_reply_established_tcp` (real server → client, the source rewritten back to the VIP) use
 //! the NAT lab, `fullnat_established_tcp` the FULLNAT lab (`tests/fixtures/{nat,fullnat}_lab.rs`),
@@ -185,6 +186,36 @@ impl Batch<'_> {
     }
 }
 
+/// Whether the timed loops run the processor's pre-pass ([`Processor::prefetch`]), as the
+/// worker does; `XVS_BENCH_PREFETCH=0` leaves it out (for comparisons).
+fn prefetching() -> bool {
+    std::env::var("XVS_BENCH_PREFETCH").map_or(true, |v| v != "0")
+}
+
+/// One batch after `begin_batch`, as the worker runs it: every frame copied into its buffer,
+/// the pre-pass over them (with `prefetch`), then each decided.
+fn run_batch(
+    p: &mut Processor,
+    now: u64,
+    ingress: PortId,
+    bufs: &mut [Vec<u8>],
+    templates: &[Vec<u8>],
+    prefetch: bool,
+) {
+    for (buf, t) in bufs.iter_mut().zip(templates) {
+        buf[..t.len()].copy_from_slice(t);
+    }
+    if prefetch {
+        for (buf, t) in bufs.iter().zip(templates) {
+            p.prefetch(&buf[..t.len()]);
+        }
+    }
+    for (buf, t) in bufs.iter_mut().zip(templates) {
+        let mut len = t.len();
+        black_box(p.process_buf(now, ingress, buf, &mut len));
+    }
+}
+
 /// Checks the batch (before and after), then measures it as the worker calls `process_buf`:
 /// every frame in a buffer with 64 bytes of tailroom (TUN's outer header grows into it).
 fn bench_batch(g: &mut BenchmarkGroup<'_, WallTime>, mut p: Processor, batch: Batch<'_>) {
@@ -195,15 +226,12 @@ fn bench_batch(g: &mut BenchmarkGroup<'_, WallTime>, mut p: Processor, batch: Ba
         .iter()
         .map(|t| vec![0u8; t.len() + ROOM])
         .collect();
+    let prefetch = prefetching();
     g.bench_function(batch.name, |b| {
         b.iter(|| {
             now += 1000;
             p.begin_batch(now);
-            for (buf, t) in bufs.iter_mut().zip(templates) {
-                buf[..t.len()].copy_from_slice(t);
-                let mut len = t.len();
-                black_box(p.process_buf(now, ingress, buf, &mut len));
-            }
+            run_batch(&mut p, now, ingress, &mut bufs, templates, prefetch);
         })
     });
     // The state the timed batches left behind still forwards every frame the same way.
@@ -531,6 +559,7 @@ fn bench_new_tcp(g: &mut BenchmarkGroup<'_, WallTime>) {
     verify_new(&mut p, 0, now);
     let mut n = 1;
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 74 + ROOM]).collect();
+    let prefetch = prefetching();
     g.bench_function("nat_new_tcp", |b| {
         b.iter_custom(|iters| {
             let mut timed = Duration::ZERO;
@@ -540,11 +569,7 @@ fn bench_new_tcp(g: &mut BenchmarkGroup<'_, WallTime>) {
                 now += 1000;
                 let start = Instant::now();
                 p.begin_batch(now);
-                for (buf, t) in bufs.iter_mut().zip(&templates) {
-                    buf[..t.len()].copy_from_slice(t);
-                    let mut len = t.len();
-                    black_box(p.process_buf(now, 0, buf, &mut len));
-                }
+                run_batch(&mut p, now, 0, &mut bufs, &templates, prefetch);
                 timed += start.elapsed();
                 clear_table(&p, now);
             }
@@ -710,6 +735,7 @@ struct Lane {
 fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
     let cpus = xvs::sys::thread_cpus().unwrap_or_default();
     let pin = cpus.len() >= lanes.len();
+    let prefetch = prefetching();
     let ready = Barrier::new(lanes.len() + 1);
     let start = std::thread::scope(|s| {
         for (k, lane) in lanes.iter_mut().enumerate() {
@@ -728,11 +754,8 @@ fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
                 for _ in 0..iters {
                     lane.now += 1000;
                     lane.p.begin_batch(lane.now);
-                    for (buf, t) in bufs.iter_mut().zip(&lane.frames) {
-                        buf[..t.len()].copy_from_slice(t);
-                        let mut len = t.len();
-                        black_box(lane.p.process_buf(lane.now, lane.ingress, buf, &mut len));
-                    }
+                    let (now, ingress) = (lane.now, lane.ingress);
+                    run_batch(&mut lane.p, now, ingress, &mut bufs, &lane.frames, prefetch);
                 }
             });
         }
@@ -804,6 +827,8 @@ fn verify_lanes(lanes: &mut [Lane], flows: &[Vec<Flow>], reply: bool) {
 /// shards), each on its own 64 established flows:
 /// - `nat_established/1` and `nat_established/2`: one thread, then two, each sending its own
 ///   flows' client ACKs (disjoint flows);
+/// - `nat_established_separate/2`: two threads as `nat_established/2`, each over a table of
+///   its own (the machine's ceiling: nothing shared);
 /// - `nat_reply_crossed/2`: two threads, each translating the replies of the flows the *other*
 ///   thread's processor created (replies on another queue than their connection's SYN).
 ///
@@ -846,6 +871,18 @@ fn bench_scaling(c: &mut Criterion) {
         });
     }
     verify_lanes(&mut lanes, &flows, false);
+    // The ceiling of the machine: the same two lanes, each over a table of its own (nothing
+    // shared but the hardware).
+    let (mut a, mut b) = (nat_lab::processor(1_000_000), nat_lab::processor(1_000_000));
+    let flows = vec![open_lane(&mut a, 0), open_lane(&mut b, 1)];
+    let mut lanes = vec![lane(a, acks(0), 0), lane(b, acks(1), 0)];
+    verify_lanes(&mut lanes, &flows, false);
+    g.throughput(Throughput::Elements((BATCH * 2) as u64));
+    g.bench_function(BenchmarkId::new("nat_established_separate", 2), |bch| {
+        bch.iter_custom(|iters| run_lanes(&mut lanes, iters))
+    });
+    verify_lanes(&mut lanes, &flows, false);
+    drop(lanes);
     // Crossed replies: lane 0 (processor a) translates the replies of lane 1's flows (made by
     // processor b), and the other way round.
     let (a, b, flows) = shared_lab();

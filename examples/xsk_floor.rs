@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use xvs::datapath::filter::{ifindex_of, FilterPort, FilterProgram, XdpMode};
-use xvs::datapath::worker::{Disposition, Rings};
+use xvs::datapath::worker::{Disposition, Rings, Step};
 use xvs::datapath::xsk::{QueueIo, XskConfig};
 use xvs::datapath::{Mac, PortId};
 use xvs::flow::Proto;
@@ -106,7 +106,11 @@ fn forward_loop(
         let mut received = 0;
         for (port, (dst, src)) in macs.iter().enumerate() {
             let (port, out) = if port == 0 { (0, 1) } else { (1, 0) };
-            received += io.receive(port, 64, |buf, len| forward(buf, *len, dst, src, out));
+            received += io.receive(port, 64, |step, buf, len| match step {
+                // A do-nothing forwarder has no pre-pass.
+                Step::Look => Disposition::Recycle,
+                Step::Decide => forward(buf, *len, dst, src, out),
+            });
         }
         forwarded += io.flush_tx()?.sent;
         if received == 0 {

@@ -1,7 +1,8 @@
 //! The raw system calls xvs makes outside the AF_XDP/UMEM and BPF-loader code, each wrapped
 //! once: interface lookup (`if_nametoindex`), `poll`, the monotonic clock, signal masks and
 //! synchronous signal waits, process-group kill, the effective uid, CPU affinity
-//! (`sched_getaffinity`/`sched_setaffinity`), and systemd's `sd_notify`.
+//! (`sched_getaffinity`/`sched_setaffinity`), systemd's `sd_notify`, and the CPU's cache
+//! prefetch hints (`prefetcht0`, `prefetchw`) the batch pre-pass issues.
 //!
 //! Invariants: this is the only module outside `datapath::{xsk, filter}` and `vrrp::socket` that
 //! may use `unsafe`; every `unsafe` block holds exactly one foreign call (or one zeroed plain-data
@@ -251,6 +252,61 @@ pub fn file_kind(t: std::fs::FileType) -> &'static str {
         "a socket"
     } else {
         "not a regular file"
+    }
+}
+
+/// Asks the CPU to bring the cache line holding `addr` into its caches for a read soon (x86_64:
+/// `prefetcht0`; a no-op elsewhere). A hint only: any address is fine, nothing is read, and
+/// the program cannot observe it but in time.
+#[inline(always)]
+pub fn prefetch_read(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and never changes memory, whatever the address (it
+        // is not dereferenced by the program); SSE, which the intrinsic needs, is part of the
+        // x86_64 baseline every build of xvs targets.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// Asks the CPU to bring the cache line holding `addr` into its caches for a write soon (x86_64
+/// CPUs with PREFETCHW: the line is taken exclusive, so a lock or store that follows does not
+/// ask the other cores again; otherwise [`prefetch_read`]). A hint only, as [`prefetch_read`].
+#[inline(always)]
+pub fn prefetch_write(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_prefetchw() {
+        // SAFETY: PREFETCHW exists on this CPU (checked just above); like any prefetch it never
+        // faults and never changes memory, whatever the address, and it touches no register
+        // but its address operand and no flag.
+        unsafe {
+            core::arch::asm!("prefetchw [{0}]", in(reg) addr, options(nostack, preserves_flags, readonly))
+        };
+        return;
+    }
+    prefetch_read(addr);
+}
+
+/// Whether the CPU has PREFETCHW (CPUID 0x8000_0001, ECX bit 8, "3DNowPrefetch"), asked once.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_prefetchw() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    /// 0: not asked yet, 1: no, 2: yes.
+    static HAS: AtomicU8 = AtomicU8::new(0);
+    match HAS.load(Ordering::Relaxed) {
+        0 => {
+            // Leaf 0x8000_0001 exists on every CPU that runs in 64-bit mode (its long-mode bit is
+            // there).
+            let leaf = core::arch::x86_64::__cpuid(0x8000_0001);
+            let has = leaf.ecx & (1 << 8) != 0;
+            HAS.store(if has { 2 } else { 1 }, Ordering::Relaxed);
+            has
+        }
+        v => v == 2,
     }
 }
 

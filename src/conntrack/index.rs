@@ -25,6 +25,31 @@ struct Bucket {
     value: u32,
 }
 
+/// The home bucket of `hash` among `n` buckets: fastrange, which maps the low 32 bits onto
+/// `0..n` without a modulo.
+#[inline]
+fn home_in(n: usize, hash: u64) -> usize {
+    (((hash & 0xffff_ffff) * n as u64) >> 32) as usize
+}
+
+/// The address and length of an index's bucket array ([`FlowIndex::buckets_at`]), kept outside
+/// the shard's lock so that a batch can prefetch a key's home bucket before it locks the shard.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BucketsAt {
+    addr: usize,
+    len: usize,
+}
+
+impl BucketsAt {
+    /// The address of the home bucket of `hash`: only ever prefetched, never dereferenced.
+    #[inline]
+    pub fn home_addr(&self, hash: u64) -> usize {
+        let home = home_in(self.len, hash);
+        self.addr
+            .wrapping_add(home.wrapping_mul(std::mem::size_of::<Bucket>()))
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct FlowIndex {
@@ -80,8 +105,16 @@ impl FlowIndex {
 
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        // fastrange: maps the low 32 bits onto 0..n without a modulo.
-        (((hash & 0xffff_ffff) * self.buckets.len() as u64) >> 32) as usize
+        home_in(self.buckets.len(), hash)
+    }
+
+    /// Where the bucket array is, for [`BucketsAt::home_addr`] (the array never moves: it is
+    /// allocated once and never grows).
+    pub fn buckets_at(&self) -> BucketsAt {
+        BucketsAt {
+            addr: self.buckets.as_ptr() as usize,
+            len: self.buckets.len(),
+        }
     }
 
     #[inline]

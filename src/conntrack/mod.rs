@@ -70,7 +70,7 @@ pub use state::{ConnState, Direction};
 pub use sync::{timeout_ms, ConnDump, InstallError, InstallTarget, Installed};
 
 use crate::conntrack::family::{Family, V4, V6};
-use crate::conntrack::index::FlowIndex;
+use crate::conntrack::index::{BucketsAt, FlowIndex};
 pub use crate::conntrack::local_ports::LocalPool;
 use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
 use crate::conntrack::sharded::{Hand, Sharded};
@@ -306,6 +306,24 @@ impl Tracked {
     pub fn local(&self) -> Option<SocketAddr> {
         self.local.map(SocketAddr::from)
     }
+}
+
+/// Where [`ConnTable::prefetch`] found a key: its shard and its hash in the shard's index, so
+/// that the lookup that follows does not compute them again. Valid for that key, in that
+/// direction, in that table only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    shard: usize,
+    hash: u64,
+}
+
+/// A lookup of [`ConnTable::lookup_probe`]: the key, its direction and, if the batch's
+/// pre-pass computed it for this same key and direction, its [`Hint`].
+#[derive(Clone, Copy, Debug)]
+pub struct Probe<'a> {
+    pub dir: Direction,
+    pub key: &'a FlowKey,
+    pub hint: Option<Hint>,
 }
 
 /// The outcome of a successful [`ConnTable::insert`].
@@ -672,9 +690,15 @@ impl<F: Family> Shard<F> {
     /// The slot whose `dir` key is `key`.
     #[inline]
     fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key<F>) -> Option<usize> {
+        self.find_hashed(key.hash(seed), dir, key)
+    }
+
+    /// [`Shard::find`] of a key whose hash is `hash`.
+    #[inline]
+    fn find_hashed(&self, hash: u64, dir: Direction, key: &Key<F>) -> Option<usize> {
         let (slots, pools) = (&self.slots, &*self.pools);
         self.index
-            .find(key.hash(seed), |v| {
+            .find(hash, |v| {
                 value_dir(v) == dir && slots[value_slot(v)].key(dir, pools) == *key
             })
             .map(value_slot)
@@ -799,6 +823,9 @@ struct Table<F: Family> {
     pools: Arc<LocalPools<F>>,
     /// Hashes keys for the shards' indexes (random seeds: flooding one probe run needs them).
     key_hasher: ahash::RandomState,
+    /// Where each shard's index buckets are (fixed for the table's life), for
+    /// [`Table::prefetch`], which locks nothing.
+    buckets_at: Box<[BucketsAt]>,
 }
 
 /// The fixed seeds that place a connection in its shard.
@@ -852,10 +879,12 @@ impl<F: Family> Table<F> {
             Shard::try_new(capacity, pools.clone(), i, n)
         })
         .map_err(|e| alloc_error(e.to_string()))?;
+        let buckets_at = (0..n).map(|i| shards.lock(i).index.buckets_at()).collect();
         Ok(Table {
             shards,
             pools,
             key_hasher: ahash::RandomState::new(),
+            buckets_at,
         })
     }
 
@@ -872,16 +901,42 @@ impl<F: Family> Table<F> {
     /// or for a FULLNAT reply (destination a pool address) the shard that owns its local port.
     #[inline]
     fn shard_of(&self, dir: Direction, key: &Key<F>) -> MutexGuard<'_, Shard<F>> {
+        self.shards.lock(self.shard_index(dir, key))
+    }
+
+    /// The index of [`Table::shard_of`]'s shard.
+    #[inline]
+    fn shard_index(&self, dir: Direction, key: &Key<F>) -> usize {
         match dir {
-            Direction::Original => self.shard_for((key.src, key.sport)),
+            Direction::Original => self.shards.index_of(&(key.src, key.sport)),
             Direction::Reply => {
                 if !self.pools.addrs.is_empty() && self.pools.id_of(key.dst).is_some() {
-                    let i = local_ports::shard_of_reply(key.dport, self.shards.shards());
-                    self.shards.lock(i)
+                    local_ports::shard_of_reply(key.dport, self.shards.shards())
                 } else {
-                    self.shard_for((key.dst, key.dport))
+                    self.shards.index_of(&(key.dst, key.dport))
                 }
             }
+        }
+    }
+
+    /// See [`ConnTable::prefetch`].
+    #[inline]
+    fn prefetch(&self, dir: Direction, key: &FlowKey) -> Option<Hint> {
+        let key = Key::<F>::of(key)?;
+        let hint = self.hint(dir, &key);
+        self.shards.prefetch(hint.shard);
+        if let Some(at) = self.buckets_at.get(hint.shard) {
+            crate::sys::prefetch_read(at.home_addr(hint.hash));
+        }
+        Some(hint)
+    }
+
+    /// The shard and hash of `key` in direction `dir`.
+    #[inline]
+    fn hint(&self, dir: Direction, key: &Key<F>) -> Hint {
+        Hint {
+            shard: self.shard_index(dir, key),
+            hash: key.hash(&self.key_hasher),
         }
     }
 
@@ -896,24 +951,25 @@ impl<F: Family> Table<F> {
         Some(t)
     }
 
-    /// See [`ConnTable::lookup_into`].
+    /// See [`ConnTable::lookup_probe`]: `probe.hint`, when given, must be what
+    /// [`Table::hint`] says for the probe's direction and key.
     #[inline]
     fn lookup_into(
         &self,
-        dir: Direction,
-        key: &FlowKey,
+        probe: Probe<'_>,
         event: Event,
         now: Nanos,
         timeouts: &Timeouts,
         out: &mut Tracked,
     ) -> bool {
-        let Some(key) = Key::<F>::of(key) else {
+        let Some(key) = Key::<F>::of(probe.key) else {
             return false;
         };
-        let seed = &self.key_hasher;
-        let mut guard = self.shard_of(dir, &key);
+        let dir = probe.dir;
+        let hint = probe.hint.unwrap_or_else(|| self.hint(dir, &key));
+        let mut guard = self.shards.lock(hint.shard);
         let shard = &mut *guard;
-        let Some(slot) = shard.find(seed, dir, &key) else {
+        let Some(slot) = shard.find_hashed(hint.hash, dir, &key) else {
             return false;
         };
         let now_tick = tick(now);
@@ -952,7 +1008,11 @@ impl<F: Family> Table<F> {
         if new_state != e.state {
             e.state = new_state;
         }
-        e.expires = expires;
+        // Written only when it changes (once per tick at most): a packet that changes nothing
+        // leaves the entry's line clean, so workers sharing a line of the slab do not bounce it.
+        if e.expires != expires {
+            e.expires = expires;
+        }
         *out = e.tracked(&shard.pools);
         out.handshake_completed = handshake_completed;
         out.change = change;
@@ -1319,6 +1379,20 @@ impl ConnTable {
         }
     }
 
+    /// Asks the CPU to fetch what a lookup of `key` in direction `dir` touches first: the
+    /// shard's lock (for a write) and the key's home bucket in the shard's index. Locks and
+    /// changes nothing; a batch calls it for every frame before it processes the first, so the
+    /// frames' cache misses overlap instead of following one another.
+    /// Returns the key's shard and hash, for [`ConnTable::lookup_probe`] (`None` for a key no
+    /// table holds).
+    #[inline]
+    pub fn prefetch(&self, dir: Direction, key: &FlowKey) -> Option<Hint> {
+        match key.src {
+            IpAddr::V4(_) => self.v4.prefetch(dir, key),
+            IpAddr::V6(_) => self.v6_for(key)?.prefetch(dir, key),
+        }
+    }
+
     /// Finds the connection of a packet, advances its state and refreshes its timeout.
     ///
     /// Returns `None` when there is no live entry, when the entry had expired (it is removed),
@@ -1352,11 +1426,30 @@ impl ConnTable {
         timeouts: &Timeouts,
         out: &mut Tracked,
     ) -> bool {
-        match key.src {
-            IpAddr::V4(_) => self.v4.lookup_into(dir, key, event, now, timeouts, out),
+        let probe = Probe {
+            dir,
+            key,
+            hint: None,
+        };
+        self.lookup_probe(probe, event, now, timeouts, out)
+    }
+
+    /// [`ConnTable::lookup_into`] of `probe.key` in direction `probe.dir`, with the shard and
+    /// hash [`ConnTable::prefetch`] computed for them, if any (they are not computed again).
+    #[inline]
+    pub fn lookup_probe(
+        &self,
+        probe: Probe<'_>,
+        event: Event,
+        now: Nanos,
+        timeouts: &Timeouts,
+        out: &mut Tracked,
+    ) -> bool {
+        match probe.key.src {
+            IpAddr::V4(_) => self.v4.lookup_into(probe, event, now, timeouts, out),
             IpAddr::V6(_) => self
-                .v6_for(key)
-                .is_some_and(|t| t.lookup_into(dir, key, event, now, timeouts, out)),
+                .v6_for(probe.key)
+                .is_some_and(|t| t.lookup_into(probe, event, now, timeouts, out)),
         }
     }
 

@@ -230,8 +230,10 @@ pub enum Dir {
     Out,
 }
 
-/// One counter slot (a service's or a real server's), written by one worker.
+/// One counter slot (a service's or a real server's), written by one worker. A cache line of
+/// its own, so that no slot shares a line with another worker's block (or anything else).
 #[derive(Debug, Default)]
+#[repr(align(64))]
 struct Slot {
     in_packets: AtomicU64,
     in_bytes: AtomicU64,

@@ -82,7 +82,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::conntrack::{ConnTable, Event, LocalPool};
+use crate::conntrack::{ConnTable, Direction, Event, Hint, LocalPool, Probe};
 use crate::datapath::counters::TrafficBlock;
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::lookup::WordKey;
@@ -207,6 +207,29 @@ pub struct Processor {
     /// Connection sync's event ring, when sync is on (see `process/sync.rs`): `None` costs the
     /// packet path one predictable branch per event site.
     sync: Option<crate::sync::ring::SyncProducer>,
+    /// What the batch's pre-pass ([`Processor::prefetch`]) found for its frames, in order:
+    /// `BATCH_HINTS` entries, the first `hints_written` of this batch's; a frame the pre-pass
+    /// could not read has `None`.
+    hints: Box<[Option<FrameHint>]>,
+    hints_written: usize,
+    /// The pre-pass entry of the next frame `process_buf` decides.
+    hints_read: usize,
+    /// The pre-pass entry of the frame being decided (`usize::MAX`: none).
+    hint_at: usize,
+}
+
+/// How many frames of a batch the pre-pass keeps hints for (the frames after them are decided
+/// without).
+pub const BATCH_HINTS: usize = 256;
+
+/// What the pre-pass found for one frame: the lookup it expects and the connection table's
+/// [`Hint`] for it. The frame's own lookup uses the hint only when it looks up this very key in
+/// this direction, so a frame the pre-pass read differently (or not at all) is only slower.
+#[derive(Clone, Copy)]
+struct FrameHint {
+    dir: Direction,
+    key: FlowKey,
+    hint: Hint,
 }
 
 /// A parsed TCP/UDP packet of either IP family: where its headers are and what later steps read
@@ -346,6 +369,10 @@ impl Processor {
             traffic,
             ip_id: Cell::new(1),
             sync: None,
+            hints: vec![None; BATCH_HINTS].into_boxed_slice(),
+            hints_written: 0,
+            hints_read: 0,
+            hint_at: usize::MAX,
         }
     }
 
@@ -360,18 +387,93 @@ impl Processor {
 
     /// Called once per batch before any `process`: loads the current snapshot and next-hop table
     /// and does a bounded amount of connection expiry.
+    ///
+    /// The snapshot and next-hop table are taken only when they changed: the current ones are
+    /// compared through a borrowed load (no reference count written), so workers do not bounce
+    /// the shared counts' cache lines between their cores every batch.
     pub fn begin_batch(&mut self, now: Nanos) {
-        let snap = self.shared.snapshot.load_full();
-        if snap.generation != self.snap.generation {
-            // Allocation here happens once per reload, at a batch boundary.
-            self.schedulers = build_schedulers(&snap);
-            let traffic = Arc::new(TrafficBlock::new(snap.clone(), Some(&self.traffic)));
-            self.counters.traffic.store(traffic.clone());
-            self.traffic = traffic;
+        (self.hints_written, self.hints_read) = (0, 0);
+        let current = self.shared.snapshot.load();
+        if !Arc::ptr_eq(&current, &self.snap) {
+            let snap = arc_swap::Guard::into_inner(current);
+            if snap.generation != self.snap.generation {
+                // Allocation here happens once per reload, at a batch boundary.
+                self.schedulers = build_schedulers(&snap);
+                let traffic = Arc::new(TrafficBlock::new(snap.clone(), Some(&self.traffic)));
+                self.counters.traffic.store(traffic.clone());
+                self.traffic = traffic;
+            }
+            self.snap = snap;
         }
-        self.snap = snap;
-        self.nexthops = self.shared.nexthops.load_full();
+        let hops = self.shared.nexthops.load();
+        if !Arc::ptr_eq(&hops, &self.nexthops) {
+            self.nexthops = arc_swap::Guard::into_inner(hops);
+        }
         self.expire(now);
+    }
+
+    /// The pre-pass of a batch, called for each of its frames before the first is processed:
+    /// for an IPv4 TCP or UDP frame, asks the connection table to fetch what the frame's
+    /// connection lookup will touch first ([`ConnTable::prefetch`]), so that the cache misses of
+    /// the batch's frames overlap instead of following one another. Reads only what it needs,
+    /// trusts nothing and changes nothing: a frame it cannot read is skipped, and every frame is
+    /// decided by [`process_buf`](Self::process_buf) as if this had not run.
+    ///
+    /// The frames must then be decided in the order they were given here (after the frames
+    /// held from earlier batches, which the pre-pass does not see): the lookup of each reuses
+    /// what the pre-pass computed for it when it looks up the same key.
+    #[inline]
+    pub fn prefetch(&mut self, frame: &[u8]) {
+        let found = self.flow_hint(frame).and_then(|(dir, key)| {
+            let hint = self.shared.conntrack.prefetch(dir, &key)?;
+            Some(FrameHint { dir, key, hint })
+        });
+        if let Some(slot) = self.hints.get_mut(self.hints_written) {
+            *slot = found;
+            self.hints_written += 1;
+        }
+    }
+
+    /// The lookup of `key` in direction `dir`, with the pre-pass's hint if it computed one for
+    /// them for the frame being decided.
+    #[inline]
+    fn probe<'k>(&self, dir: Direction, key: &'k FlowKey) -> Probe<'k> {
+        let hint = (self.hints.get(self.hint_at))
+            .and_then(Option::as_ref)
+            .filter(|h| h.dir == dir && h.key == *key)
+            .map(|h| h.hint);
+        Probe { dir, key, hint }
+    }
+
+    /// The direction and key [`Processor::prefetch`] fetches for: a frame to a service is the
+    /// original direction, anything else a possible reply.
+    #[inline]
+    fn flow_hint(&self, frame: &[u8]) -> Option<(Direction, FlowKey)> {
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() != EtherType::IPV4 || eth.vlan_id().is_some() {
+            return None;
+        }
+        let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+        let proto = Proto::from_number(ip.protocol())?;
+        if ip.fragment_offset() != 0 {
+            return None;
+        }
+        let (sport, dport) = ports(ip.payload());
+        let dst = IpAddr::V4(ip.dst());
+        let service = Snapshot::service_word(dst, dport, proto);
+        let dir = match self.snap.service_of_word(service) {
+            Some(_) => Direction::Original,
+            None => Direction::Reply,
+        };
+        let src = IpAddr::V4(ip.src());
+        let key = FlowKey {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        };
+        Some((dir, key))
     }
 
     /// Decides about one frame received on `ingress`, rewriting it in place. The frame cannot
@@ -398,6 +500,11 @@ impl Processor {
         len: &mut usize,
     ) -> Verdict {
         *len = (*len).min(buf.len());
+        self.hint_at = usize::MAX;
+        if self.hints_read < self.hints_written {
+            self.hint_at = self.hints_read;
+            self.hints_read += 1;
+        }
         self.decide(now, ingress, buf, len)
             .unwrap_or_else(Verdict::Drop)
     }

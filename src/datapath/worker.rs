@@ -44,6 +44,9 @@ use crate::sys;
 pub trait FrameHandler {
     /// Called once per batch, before any `process`, with the batch's time.
     fn begin_batch(&mut self, now: Nanos);
+    /// The batch's pre-pass: called on every frame of a receive before the first of them is
+    /// processed, in the order they are then processed (nothing by default).
+    fn prefetch(&mut self, _frame: &[u8]) {}
     /// Decides about the frame `buf[..*len]` received on `ingress`, rewriting it in place;
     /// `buf[*len..]` is the frame buffer's tailroom, which the frame may grow into (TUN's outer
     /// header, FULLNAT's TOA); `*len` is then the length to transmit.
@@ -61,6 +64,11 @@ impl FrameHandler for Processor {
     #[inline]
     fn begin_batch(&mut self, now: Nanos) {
         Processor::begin_batch(self, now)
+    }
+
+    #[inline]
+    fn prefetch(&mut self, frame: &[u8]) {
+        Processor::prefetch(self, frame)
     }
 
     #[inline]
@@ -117,10 +125,12 @@ pub trait Rings {
     fn num_ports(&self) -> usize;
     /// Returns completed TX frames to the free pool and tops up every fill ring from it.
     fn reap_and_refill(&mut self) -> io::Result<()>;
-    /// Takes up to `max` frames from `port`'s RX ring, calling `f` on each frame's buffer (the
-    /// whole room of the frame) and length, which `f` may change. Returns the number of frames
-    /// taken.
-    fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
+    /// Takes up to `max` frames from `port`'s RX ring and calls `f` twice for each: first with
+    /// [`Step::Look`] on every frame taken (the batch's pre-pass: `f` reads, its disposition is
+    /// ignored), then with [`Step::Decide`] on each in the same order, with the frame's buffer
+    /// (the whole room of the frame) and length, which `f` may change. Returns the number of
+    /// frames taken.
+    fn receive<F: FnMut(Step, &mut [u8], &mut usize) -> Disposition>(
         &mut self,
         port: PortId,
         max: usize,
@@ -139,6 +149,15 @@ pub trait Rings {
     fn tx_pending(&mut self) -> bool;
     /// Blocks until a port has frames to receive or `timeout` passes.
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+/// Which pass of [`Rings::receive`] a call is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The pre-pass over the batch's frames: read only ([`FrameHandler::prefetch`]).
+    Look,
+    /// The frame's decision.
+    Decide,
 }
 
 /// `datapath.poll`.
@@ -300,9 +319,15 @@ fn run_batch<R: Rings, H: FrameHandler>(
         let Ok(port) = PortId::try_from(port) else {
             break;
         };
-        received += rings.receive(port, batch_size, |buf, len| {
-            let verdict = handler.process(now, port, buf, len);
-            dispose_or_hold(verdict, num_ports, handler.counters(), &mut room, until)
+        received += rings.receive(port, batch_size, |step, buf, len| match step {
+            Step::Look => {
+                handler.prefetch(buf.get(..*len).unwrap_or(buf));
+                Disposition::Recycle
+            }
+            Step::Decide => {
+                let verdict = handler.process(now, port, buf, len);
+                dispose_or_hold(verdict, num_ports, handler.counters(), &mut room, until)
+            }
         });
     }
     let flushed = rings.flush_tx().map_err(io_err("kicking TX"))?;
@@ -579,12 +604,18 @@ mod tests {
         fn reap_and_refill(&mut self) -> io::Result<()> {
             Ok(())
         }
-        fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
+        fn receive<F: FnMut(Step, &mut [u8], &mut usize) -> Disposition>(
             &mut self,
             port: PortId,
             max: usize,
             mut f: F,
         ) -> usize {
+            for frame in self.rx[usize::from(port)].iter_mut().take(max) {
+                decide(frame, &mut |buf: &mut [u8], len: &mut usize| {
+                    f(Step::Look, buf, len)
+                });
+            }
+            let mut f = |buf: &mut [u8], len: &mut usize| f(Step::Decide, buf, len);
             let mut n = 0;
             while n < max {
                 let Some(mut frame) = self.rx[usize::from(port)].pop_front() else {

@@ -24,7 +24,7 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use crate::datapath::worker::{Disposition, Rings, TxFlush, HOLD_CAPACITY};
+use crate::datapath::worker::{Disposition, Rings, Step, TxFlush, HOLD_CAPACITY};
 use crate::datapath::PortId;
 use crate::flow::Nanos;
 
@@ -549,7 +549,7 @@ impl Rings for QueueIo {
     }
 
     #[inline]
-    fn receive<F: FnMut(&mut [u8], &mut usize) -> Disposition>(
+    fn receive<F: FnMut(Step, &mut [u8], &mut usize) -> Disposition>(
         &mut self,
         port: PortId,
         max: usize,
@@ -561,6 +561,14 @@ impl Rings for QueueIo {
             Some(p) => unsafe { p.rx.consume(&mut self.scratch[..max]) },
             None => return 0,
         };
+        let mut look = |buf: &mut [u8], len: &mut usize| f(Step::Look, buf, len);
+        for &desc in &self.scratch[..n] {
+            // The pre-pass works on a copy of the descriptor (it changes no length).
+            let mut copy = desc;
+            // SAFETY: as below: the frame was just taken off the RX ring, user space owns it.
+            unsafe { Self::with_frame(&self.umem, &mut copy, &mut look) };
+        }
+        let mut f = |buf: &mut [u8], len: &mut usize| f(Step::Decide, buf, len);
         for i in 0..n {
             let mut desc = self.scratch[i];
             desc.set_options(0);

@@ -181,7 +181,8 @@ impl Processor {
         let timeouts = self.snap.timeouts;
         if !self.snap.services[si].one_packet {
             let table = &self.shared.conntrack;
-            if table.lookup_into(Direction::Original, &p.key, p.event, now, &timeouts, t) {
+            let probe = self.probe(Direction::Original, &p.key);
+            if table.lookup_probe(probe, p.event, now, &timeouts, t) {
                 if self.sync.is_some() {
                     self.sync_lookup(p.key.proto, t);
                 }

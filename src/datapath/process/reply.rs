@@ -32,7 +32,8 @@ impl Processor {
         let timeouts = self.snap.timeouts;
         let table = &self.shared.conntrack;
         let mut t = Tracked::EMPTY;
-        let hit = table.lookup_into(Direction::Reply, &p.key, p.event, now, &timeouts, &mut t);
+        let probe = self.probe(Direction::Reply, &p.key);
+        let hit = table.lookup_probe(probe, p.event, now, &timeouts, &mut t);
         if self.sync.is_some() {
             self.sync_lookup(p.key.proto, &t);
         }

@@ -64,6 +64,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Option<DaemonError> {
             "global.admin_socket",
             new.global.admin_socket != old.global.admin_socket,
         ),
+        // The sync thread, its socket, key and the workers' rings are set up at start only.
+        ("sync section", new.sync != old.sync),
     ];
     checks
         .into_iter()

@@ -123,6 +123,9 @@ impl CheckNs {
         }
         add_link(n, "jumbo0");
         ip(&["-n", n, "link", "set", "jumbo0", "mtu", "9000"]);
+        // The sync link of `config/vrrp-sync.yaml`.
+        add_link(n, "sync0");
+        ip(&["-n", n, "addr", "add", "198.18.9.1/24", "dev", "sync0"]);
         ns
     }
 
@@ -259,9 +262,24 @@ fn example_configs_pass_in_the_lab_namespace() {
         "config/nat.yaml is missing"
     );
     let ns = CheckNs::new();
+    let dir = temp_dir("examples");
+    let key = dir.0.join("sync.key");
+    fs::write(&key, b"example-sync-key-0123456789\n").unwrap();
+    fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     for f in &files {
-        let out = ns.check(f);
-        assert_accepted(&out, f);
+        // An example with connection sync names /etc/xvs/sync.key: checked with a key of the
+        // test's (xvs check reads it), the rest of the file as shipped.
+        let text = fs::read_to_string(f).unwrap();
+        let f = if text.contains("key_file: /etc/xvs/sync.key") {
+            let copy = dir.0.join(f.file_name().unwrap());
+            let text = text.replace("/etc/xvs/sync.key", key.to_str().unwrap());
+            fs::write(&copy, text).unwrap();
+            copy
+        } else {
+            f.clone()
+        };
+        let out = ns.check(&f);
+        assert_accepted(&out, &f);
     }
     // Outside the namespace the lab's interfaces do not exist (unless this machine is the lab),
     // so the same check names them.

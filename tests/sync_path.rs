@@ -512,4 +512,33 @@ fn the_full_dump_gives_every_connection_and_template_once_in_bounded_pages() {
     }
     assert_eq!(b.shared().conntrack.len(), 300);
     assert_eq!(b.shared().persistence.len(), 1);
+
+    // What the sync thread runs: the dump as a lazy iterator over `Arc<Shared>` (the same
+    // records), installed through the `RecordSink` of a third box's `Arc<Shared>` (called by
+    // path: imported, the traits' methods on `Arc<Shared>` would hide `Shared`'s own).
+    let mut source = shared.clone();
+    let dumped: Vec<SyncRecord> = xvs::sync::tables::DumpSource::dump(&mut source, T0).collect();
+    assert_eq!(dumped.len(), out.len());
+    // The same entries; their idle time left is read page by page, a few µs later than T0.
+    let without_timeout = |r: &SyncRecord| match *r {
+        SyncRecord::Conn(mut c) => {
+            assert!(c.timeout_ms <= 60_000 * 15, "{c:?}");
+            c.timeout_ms = 0;
+            SyncRecord::Conn(c)
+        }
+        SyncRecord::Template(mut t) => {
+            t.timeout_ms = 0;
+            SyncRecord::Template(t)
+        }
+    };
+    let dumped_keys: Vec<SyncRecord> = dumped.iter().map(without_timeout).collect();
+    assert!(out
+        .iter()
+        .all(|r| dumped_keys.contains(&without_timeout(r))));
+    let mut sink = persistent_processor().shared().clone();
+    for r in &dumped {
+        xvs::sync::tables::RecordSink::install(&mut sink, r, T0).unwrap();
+    }
+    assert_eq!(sink.conntrack.len(), 300);
+    assert_eq!(sink.persistence.len(), 1);
 }

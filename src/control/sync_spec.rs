@@ -20,12 +20,13 @@ use std::time::Instant;
 
 use crate::control::config::StateSync;
 use crate::control::netlink::{self, NetlinkError};
+use crate::datapath::Shared;
 use crate::sync::auth::Key;
 use crate::sync::driver::{self, DriverConfig, SyncDriverError, Tables};
 use crate::sync::endpoint::{sender_id, MULTICAST_V4, MULTICAST_V6};
 use crate::sync::keyfile::{self, KeyFileError};
+use crate::sync::ring::SyncConsumer;
 use crate::sync::status::SyncStatus;
-use crate::sync::tables::Nothing;
 
 /// Why the sync thread cannot start with this section.
 #[derive(Debug, thiserror::Error)]
@@ -110,14 +111,15 @@ pub fn spawn(
     Ok(driver::spawn(cfg, tables, epoch, stop)?)
 }
 
-/// The tables the sync thread runs with until the workers' rings and the tables' install and
-/// dump (issue 16, the packet-path side) are plugged in: nothing to send, nothing to dump,
-/// nothing installed. The configuration refuses `sync:` until then, so no daemon runs these.
-pub fn unwired_tables() -> Tables {
+/// The tables the sync thread runs with: the workers' rings (and the health checker's, whose
+/// `on_failure: remove` deletes are synced too) as the records to send, and `shared`, the
+/// very tables the workers use (a reload swaps the snapshot inside it, never the tables), as
+/// the dump and the sink of peers' records.
+pub fn tables(shared: &Arc<Shared>, rings: Vec<SyncConsumer>) -> Tables {
     Tables {
-        records: Box::new(Nothing),
-        dump: Box::new(Nothing),
-        sink: Box::new(Nothing),
+        records: Box::new(rings),
+        dump: Box::new(shared.clone()),
+        sink: Box::new(shared.clone()),
     }
 }
 

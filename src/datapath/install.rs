@@ -15,8 +15,15 @@
 //! - The install runs on the sync thread, never on a worker; each record takes one shard lock
 //!   for one operation, as a packet does. VRRP does not gate it: a backup keeps the entries
 //!   ready and forwards them as soon as it holds the VIP.
+//! - The sync thread holds an `Arc<Shared>`, the very tables the workers use: a reload swaps
+//!   the snapshot inside it (`Shared::snapshot`), never the tables, so installs always land
+//!   where the packets look and are mapped through the newest configuration
+//!   ([`RecordSink`] and [`DumpSource`] for `Arc<Shared>`).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::conntrack::{ConnDump, InstallTarget, Origin, Track};
 use crate::datapath::{Service, Shared, Snapshot};
@@ -24,6 +31,7 @@ use crate::flow::{Endpoint, Nanos};
 use crate::sched::persist::TemplateDump;
 use crate::sched::RealServer;
 use crate::sync::record::{ConnRecord, SyncOp, SyncRecord, TemplateRecord};
+use crate::sync::tables::{DumpSource, InstallRefusal, RecordSink};
 
 pub use crate::conntrack::InstallError;
 
@@ -133,5 +141,65 @@ impl Shared {
             (self.persistence).dump_page(&mut cursor.templates, now, max_slots, out);
         }
         !cursor.is_done()
+    }
+}
+
+/// Table slots a full dump reads per page (one shard lock each): a few microseconds of lock
+/// hold, a few messages' worth of records from a full table.
+pub const DUMP_PAGE_SLOTS: usize = 1024;
+
+/// The sync thread's sink: a peer's record installed into the workers' own tables.
+impl RecordSink for Arc<Shared> {
+    fn install(&mut self, record: &SyncRecord, now: Nanos) -> Result<(), InstallRefusal> {
+        Shared::install(self, record, now).map_err(InstallRefusal::from)
+    }
+}
+
+/// The sync thread's dump: [`SharedDump`], pulled lazily.
+impl DumpSource for Arc<Shared> {
+    fn dump(&mut self, now: Nanos) -> Box<dyn Iterator<Item = SyncRecord> + Send> {
+        Box::new(SharedDump::new(self.clone(), now))
+    }
+}
+
+/// A full dump of the shared tables as an iterator: one page ([`DUMP_PAGE_SLOTS`] slots, one
+/// shard lock) read whenever the records of the last one are used up. Each page is read at
+/// the dump's `now` plus the time since the dump began, so the idle times left that its
+/// records carry are those of when they were read, however long the sender paces the dump.
+pub struct SharedDump {
+    shared: Arc<Shared>,
+    cursor: FullDump,
+    start: Nanos,
+    began: Instant,
+    page: Vec<SyncRecord>,
+    ready: VecDeque<SyncRecord>,
+}
+
+impl SharedDump {
+    /// A dump of `shared` from its first slot, begun at `now`.
+    pub fn new(shared: Arc<Shared>, now: Nanos) -> SharedDump {
+        SharedDump {
+            shared,
+            cursor: FullDump::default(),
+            start: now,
+            began: Instant::now(),
+            page: Vec::new(),
+            ready: VecDeque::new(),
+        }
+    }
+}
+
+impl Iterator for SharedDump {
+    type Item = SyncRecord;
+
+    fn next(&mut self) -> Option<SyncRecord> {
+        while self.ready.is_empty() && !self.cursor.is_done() {
+            let elapsed = u64::try_from(self.began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let now = self.start.saturating_add(elapsed);
+            self.page.clear();
+            (self.shared).dump_page(&mut self.cursor, now, DUMP_PAGE_SLOTS, &mut self.page);
+            self.ready.extend(self.page.drain(..));
+        }
+        self.ready.pop_front()
     }
 }

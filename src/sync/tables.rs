@@ -122,9 +122,9 @@ impl RecordSource for Vec<SyncConsumer> {
     }
 }
 
-/// A source, dump and sink with nothing in them: what the sync thread runs with until the
-/// daemon plugs the workers' rings and the tables in (it records nothing, dumps nothing and
-/// drops what it is given).
+/// A source, dump and sink with nothing in them, for tests of the endpoint and the driver (it
+/// records nothing, dumps nothing and drops what it is given). The daemon plugs in the
+/// workers' rings and `Arc<Shared>` (`control::sync_spec::tables`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Nothing;
 

@@ -867,8 +867,8 @@ pub struct SyncGroup {
 // ---- sync -----------------------------------------------------------------------------------
 
 /// Connection state sync between directors (the `sync:` section). Validation
-/// (`validate/sync.rs`) checks every key, the key file included, then refuses the section
-/// until the sync thread is built.
+/// (`validate/sync.rs`) checks every key, the key file included; `xvs run` starts the sync
+/// thread with it (a reload that changes it needs a restart).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSync {

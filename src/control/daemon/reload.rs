@@ -64,6 +64,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Option<DaemonError> {
             "global.admin_socket",
             new.global.admin_socket != old.global.admin_socket,
         ),
+        // The sync thread, its socket, key and the workers' rings are set up at start only.
+        ("sync section", new.sync != old.sync),
     ];
     checks
         .into_iter()
@@ -397,6 +399,27 @@ mod tests {
         let mut pinned = with_v6.clone();
         pinned.conntrack.max_entries_ipv6 = Some(1000);
         assert_eq!(changed(&with_v6, &pinned), None);
+    }
+
+    #[test]
+    fn a_reload_that_adds_removes_or_changes_sync_needs_a_restart() {
+        let dir = crate::sync::keyfile::tests::TempDir::new("reload-sync");
+        let key = dir.file("k", b"0123456789abcdef", 0o600);
+        let cfg = |sync: &str| {
+            let sync = sync.replace("/k", key.to_str().unwrap());
+            let text = format!("datapath:\n  interfaces:\n    - name: eth0\n{sync}");
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
+        };
+        let changed =
+            |old: &Config, new: &Config| restart_only_changes(old, new).map(|e| e.to_string());
+        let none = cfg("");
+        let on = cfg("sync: { interface: sync0, peers: [198.18.9.2], key_file: /k }\n");
+        let other = cfg("sync: { interface: sync0, peers: [198.18.9.3], key_file: /k }\n");
+        let msg = Some("sync section changed: restart xvs to apply it".to_string());
+        assert_eq!(changed(&none, &on), msg);
+        assert_eq!(changed(&on, &none), msg);
+        assert_eq!(changed(&on, &other), msg);
+        assert_eq!(changed(&on, &on.clone()), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::datapath::worker::{spawn_pinned_workers, PollMode, WorkerConfig};
 use crate::datapath::xsk::{QueueIo, XskConfig, ZeroCopy};
 use crate::datapath::{Port, Processor, Shared, WorkerCounters};
 use crate::steer::SteerKey;
+use crate::sync::ring::{self, SyncConsumer, SyncProducer};
 use crate::sync::status::SyncStatus;
 use crate::sys;
 use crate::vrrp::gate::{HeldFlags, SinkError, SteeringSink, VipGate};
@@ -411,7 +412,16 @@ fn spawn_threads(
     let mut threads = Threads::new();
     let epoch = Instant::now();
     let xsk = ios.iter().map(|io| io.stats_reader()).collect();
-    let workers = spawn_datapath(&mut threads, cfg, shared, ios, &placed.workers, epoch)?;
+    let rings = SyncRings::new(cfg, ios.len());
+    let workers = spawn_datapath(
+        &mut threads,
+        cfg,
+        shared,
+        ios,
+        rings.workers,
+        &placed.workers,
+        epoch,
+    )?;
     let stop = threads.stop_flag();
     let refresher = neighbours::spawn_refresher(
         ports.to_vec(),
@@ -427,8 +437,13 @@ fn spawn_threads(
         .aux
         .push(janitor.map_err(DaemonError::spawn("the expiry janitor"))?);
     let health_metrics = Arc::new(HealthMetrics::default());
-    let (health, thread) = health::spawn(shared.clone(), health_metrics.clone(), stop.clone())
-        .map_err(DaemonError::spawn("the health checks"))?;
+    let (health, thread) = health::spawn(
+        shared.clone(),
+        health_metrics.clone(),
+        rings.health,
+        stop.clone(),
+    )
+    .map_err(DaemonError::spawn("the health checks"))?;
     threads.aux.push(thread);
     health.update(health::plan(cfg, &shared.snapshot.load()));
     let reload = Arc::new(ReloadStatus::default());
@@ -445,7 +460,7 @@ fn spawn_threads(
         vrrp::spawn(specs, groups, gate.clone(), epoch, stop).map_err(DaemonError::VrrpStart)?;
     let vrrp_status = vrrp_handle.status.clone();
     threads.vrrp = Some((vrrp_handle, vrrp_thread));
-    let sync = spawn_sync(&mut threads, cfg, epoch)?;
+    let sync = spawn_sync(&mut threads, cfg, shared, rings.consumers, epoch)?;
     let sources = Arc::new(metrics::Sources {
         shared: shared.clone(),
         workers,
@@ -474,19 +489,54 @@ fn spawn_threads(
     })
 }
 
-/// Starts the connection sync thread when `sync:` is configured (with the unwired tables
-/// until issue 16's packet-path side is plugged in: then `sync_spec::unwired_tables()` becomes
-/// the workers' rings and `Shared`'s install and dump, and validation stops refusing the
-/// section). Returns what it publishes, for the metrics and `xvs ctl sync`.
+/// Connection sync's event rings when `sync:` is configured (none otherwise): one per worker
+/// and one for the health checker (the connections `on_failure: remove` deletes), each of
+/// [`ring::DEFAULT_CAPACITY`] records (32 768, about 3.5 MiB: a second of a busy worker's
+/// creates and closes before the sync thread, which drains every 5 ms, falls behind; a full
+/// ring drops and counts, `xvs_sync_dropped_total{stage="ring"}`).
+struct SyncRings {
+    /// The i-th worker's producer.
+    workers: Vec<Option<SyncProducer>>,
+    health: Option<SyncProducer>,
+    /// Every ring's consumer, for the sync thread.
+    consumers: Vec<SyncConsumer>,
+}
+
+impl SyncRings {
+    fn new(cfg: &Config, workers: usize) -> SyncRings {
+        if cfg.sync.is_none() {
+            return SyncRings {
+                workers: (0..workers).map(|_| None).collect(),
+                health: None,
+                consumers: Vec::new(),
+            };
+        }
+        let (mut producers, consumers): (Vec<_>, Vec<_>) = (0..=workers)
+            .map(|_| ring::ring(ring::DEFAULT_CAPACITY))
+            .unzip();
+        let health = producers.pop();
+        SyncRings {
+            workers: producers.into_iter().map(Some).collect(),
+            health,
+            consumers,
+        }
+    }
+}
+
+/// Starts the connection sync thread when `sync:` is configured, with the workers' and the
+/// health checker's rings and `shared`'s install and dump ([`sync_spec::tables`]). Returns what
+/// it publishes, for the metrics and `xvs ctl sync`.
 fn spawn_sync(
     threads: &mut Threads,
     cfg: &Config,
+    shared: &Arc<Shared>,
+    rings: Vec<SyncConsumer>,
     epoch: Instant,
 ) -> Result<Option<Arc<SyncStatus>>, DaemonError> {
     let Some(s) = &cfg.sync else {
         return Ok(None);
     };
-    let tables = sync_spec::unwired_tables();
+    let tables = sync_spec::tables(shared, rings);
     let (status, thread) = sync_spec::spawn(s, tables, epoch, threads.stop_flag())
         .map_err(|e| DaemonError::spawn("connection sync")(std::io::Error::other(e)))?;
     threads.aux.push(thread);
@@ -510,13 +560,15 @@ fn place_threads(cfg: &Config, ios: &[QueueIo]) -> Result<Placement, DaemonError
     Ok(placed)
 }
 
-/// Starts one worker per queue, the i-th pinned to `cpus[i]`; returns each worker's (queue,
+/// Starts one worker per queue, the i-th pinned to `cpus[i]` and enqueueing its sync events on
+/// `rings[i]`; returns each worker's (queue,
 /// counters).
 fn spawn_datapath(
     threads: &mut Threads,
     cfg: &Config,
     shared: &Arc<Shared>,
     ios: Vec<QueueIo>,
+    rings: Vec<Option<SyncProducer>>,
     cpus: &[usize],
     epoch: Instant,
 ) -> Result<Vec<(u32, Arc<WorkerCounters>)>, DaemonError> {
@@ -526,8 +578,9 @@ fn spawn_datapath(
     };
     let mut workers = Vec::with_capacity(ios.len());
     let mut counters = Vec::with_capacity(ios.len());
-    for io in ios {
-        let p = Processor::new(shared.clone());
+    for (io, ring) in ios.into_iter().zip(rings) {
+        let mut p = Processor::new(shared.clone());
+        p.set_sync(ring);
         counters.push((io.queue(), p.counters.clone()));
         workers.push((io, p));
     }

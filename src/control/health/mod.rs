@@ -68,6 +68,7 @@ use crate::datapath::snapshot::ServiceState;
 use crate::datapath::{ServiceKey, Snapshot};
 use crate::flow::Nanos;
 use crate::sched::RealStats;
+use crate::sync::ring::SyncProducer;
 
 pub use metrics::HealthMetrics;
 pub use probe::{Failure, Job, Outcome};
@@ -335,6 +336,9 @@ pub struct Checks {
     by_id: HashMap<u64, (ServiceKey, SocketAddr)>,
     next_id: u64,
     metrics: Arc<HealthMetrics>,
+    /// Connection sync's ring for the connections `on_failure: remove` deletes (`None`: sync
+    /// off), so the peers delete them too.
+    sync: Option<SyncProducer>,
 }
 
 impl Checks {
@@ -344,6 +348,12 @@ impl Checks {
             metrics,
             ..Checks::default()
         }
+    }
+
+    /// Enqueues the Deletes of the connections `on_failure: remove` removes on `ring` (`None`:
+    /// connection sync is off).
+    pub fn set_sync(&mut self, ring: Option<SyncProducer>) {
+        self.sync = ring;
     }
 
     /// Number of checked real servers.
@@ -507,7 +517,12 @@ impl Checks {
         r.stats.set_up(up);
         lines.push(pool_line(s, &rs, up));
         if !up && s.on_failure == OnFailure::Remove {
-            let n = conns.remove_real(&r.stats);
+            let n = match &mut self.sync {
+                None => conns.remove_real(&r.stats),
+                Some(ring) => conns.remove_real_with(&r.stats, now, |rec| {
+                    ring.push(crate::sync::SyncRecord::Conn(rec));
+                }),
+            };
             if n > 0 {
                 lines.push(format!(
                     "Removed {n} connection{} of service {rs} from VS {}",

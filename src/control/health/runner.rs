@@ -18,6 +18,7 @@ use crossbeam::channel::{self, Receiver, Sender};
 use super::probe::{self, Job, Outcome};
 use super::{Checks, HealthMetrics, Plan};
 use crate::datapath::Shared;
+use crate::sync::ring::SyncProducer;
 
 /// Probes running at the same time, at most (the pool's size).
 pub const MAX_PROBES_IN_FLIGHT: usize = 8;
@@ -39,29 +40,29 @@ impl HealthHandle {
 
 type Result_ = (u64, Outcome, Duration);
 
-/// Starts the health thread; it applies `on_failure: remove` to `shared`'s connection table and
+/// Starts the health thread; it applies `on_failure: remove` to `shared`'s connection table
+/// (each removed connection enqueued as a Delete on `sync`, when connection sync is on) and
 /// counts into `metrics`, and stops (with its pool) once `stop` is set.
 pub fn spawn(
     shared: Arc<Shared>,
     metrics: Arc<HealthMetrics>,
+    sync: Option<SyncProducer>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<(HealthHandle, JoinHandle<()>)> {
     let (plan_tx, plan_rx) = channel::unbounded::<Plan>();
     let handle = std::thread::Builder::new()
         .name("xvs-health".into())
-        .spawn(move || run(shared, metrics, stop, plan_rx))?;
+        .spawn(move || {
+            let mut checks = Checks::new(metrics);
+            checks.set_sync(sync);
+            run(shared, checks, stop, plan_rx);
+        })?;
     Ok((HealthHandle { plans: plan_tx }, handle))
 }
 
-fn run(
-    shared: Arc<Shared>,
-    metrics: Arc<HealthMetrics>,
-    stop: Arc<AtomicBool>,
-    mut plans: Receiver<Plan>,
-) {
+fn run(shared: Arc<Shared>, mut checks: Checks, stop: Arc<AtomicBool>, mut plans: Receiver<Plan>) {
     let epoch = Instant::now();
     let now = || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let mut checks = Checks::new(metrics);
     let (job_tx, job_rx) = channel::unbounded::<Job>();
     let (res_tx, res_rx) = channel::unbounded::<Result_>();
     let mut pool: Vec<JoinHandle<()>> = Vec::new();
@@ -151,7 +152,7 @@ mod tests {
         let shared = Arc::new(Shared::new(snap, NextHopTable::new(vec![], []), 16));
         let stop = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(HealthMetrics::default());
-        let (h, thread) = spawn(shared, metrics.clone(), stop.clone()).unwrap();
+        let (h, thread) = spawn(shared, metrics.clone(), None, stop.clone()).unwrap();
         let up = TcpListener::bind("127.0.0.1:0").unwrap();
         let gone = TcpListener::bind("127.0.0.1:0").unwrap();
         let gone_addr = gone.local_addr().unwrap();

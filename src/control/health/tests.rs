@@ -197,6 +197,9 @@ fn fall_failures_mark_down_and_remove_its_connections_rise_successes_bring_it_ba
         conn(&table, 2000 + p, &r2);
     }
     let mut c = checks();
+    // Connection sync on: the removed connections go to the peers as Deletes.
+    let (ring, mut synced) = crate::sync::ring::ring(16);
+    c.set_sync(Some(ring));
     c.update(plan, 0);
     let r2_down = |a: SocketAddr| if a == r2.addr { refused(a) } else { Ok(()) };
     // r1 due at 0, r2 at 100 ms; interval 200 ms, fall 2.
@@ -218,6 +221,23 @@ fn fall_failures_mark_down_and_remove_its_connections_rise_successes_bring_it_ba
     );
     assert!(!r2.stats.is_up());
     assert_eq!(table.len(), 3);
+    let mut deletes = Vec::new();
+    assert_eq!(synced.drain_into(&mut deletes, 16), 3);
+    let mut ports: Vec<u16> = deletes
+        .iter()
+        .map(|d| match d {
+            crate::sync::SyncRecord::Conn(c) => {
+                assert_eq!(
+                    (c.op, c.real),
+                    (crate::sync::SyncOp::Delete, r2.addr.into())
+                );
+                c.client.port
+            }
+            crate::sync::SyncRecord::Template(_) => panic!("a template: {d:?}"),
+        })
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, [2000, 2001, 2002]);
     assert_eq!(r2.stats.total_connections(), 0);
     assert_eq!(r1.stats.total_connections(), 3);
     // Down: failures are not logged again.

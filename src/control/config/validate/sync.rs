@@ -4,8 +4,7 @@
 //! the port (not 0), the peers (unicast, not loopback, not this box's own address or one of the
 //! configuration's VIPs, each once, at most [`MAX_PEERS`]) and the key file, which is read here
 //! with the sync layer's own rules ([`crate::sync::keyfile::load`]), so `xvs check` refuses a
-//! missing, empty, too short or too open key before a daemon tries to start. Then, at the end,
-//! the section itself is refused while xvs does not run the sync thread.
+//! missing, empty, too short or too open key before a daemon tries to start.
 
 use std::net::IpAddr;
 
@@ -14,9 +13,6 @@ use super::{is_unicast, Ctx};
 use crate::control::config::model::{Config, StateSync};
 use crate::sync::keyfile;
 use crate::sync::replay::MAX_PEERS;
-
-/// Why a configuration with a `sync:` section is refused for now.
-pub const NOT_RUNNING: &str = "connection sync is not running yet: the section is checked but xvs does not start the sync thread";
 
 pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
     let Some(s) = &cfg.sync else { return };
@@ -29,7 +25,6 @@ pub(super) fn check(cx: &mut Ctx, cfg: &Config) {
     }
     peers(cx, s);
     key_file(cx, s);
-    cx.key("sync", NOT_RUNNING);
 }
 
 fn peers(cx: &mut Ctx, s: &StateSync) {

@@ -941,6 +941,72 @@ fn bench_sync(c: &mut Criterion) {
     });
     g.finish();
     assert_eq!(producer.dropped(), 0, "every timed push found room");
+    bench_sync_install(c);
+}
+
+/// `sync/open_install_full_v4`: what a peer's box does with one full sync message of 42 new IPv4
+/// NAT connections: `Opener::open` (length, version, HMAC-SHA256 tag, records, replay window),
+/// then `Shared::install` of every record (service and real server found in the snapshot, the
+/// entry inserted with the record's timeout). Each message is sealed untimed with fresh client
+/// ports, and its connections are removed untimed after it (Delete records), so every timed
+/// install creates an entry. Throughput is in messages (42 records each).
+fn bench_sync_install(c: &mut Criterion) {
+    use xvs::conntrack::ConnState;
+    use xvs::flow::{Endpoint, Proto};
+    use xvs::sync::wire::{CONN_V4_PER_MESSAGE, MAX_MESSAGE_LEN};
+    use xvs::sync::{ConnRecord, Key, Opener, Sealer, SyncOp, SyncRecord};
+    const NOW: u64 = 1_000_000_000;
+    let ep = |ip: [u8; 4], port| Endpoint::new(ip.into(), port);
+    let shared = nat_lab::processor(1_000_000).shared().clone();
+    let key = Key::new(b"bench-sync-key-0123456789abcdef").unwrap();
+    let (mut tx, mut rx) = (Sealer::new(key.clone(), 7, 1), Opener::new(key, 4));
+    let mut port: u16 = 1024;
+    let message = |op: SyncOp, first: u16| -> Vec<SyncRecord> {
+        (0..CONN_V4_PER_MESSAGE as u16)
+            .map(|i| {
+                SyncRecord::Conn(ConnRecord {
+                    op,
+                    proto: Proto::Tcp,
+                    state: ConnState::Established,
+                    client: ep(nat_lab::CLIENT, first + i),
+                    vip: ep(nat_lab::VIP, 80),
+                    real: ep(if i % 2 == 0 { nat_lab::R1 } else { nat_lab::R2 }, 80),
+                    local: None,
+                    timeout_ms: 900_000,
+                })
+            })
+            .collect()
+    };
+    let mut buf = [0u8; MAX_MESSAGE_LEN];
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("open_install_full_v4", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                port = if port > 60_000 { 1024 } else { port + 64 };
+                let len = tx
+                    .records(&message(SyncOp::Create, port), &mut buf)
+                    .unwrap();
+                let start = Instant::now();
+                let opened = rx.open(black_box(&buf[..len])).unwrap();
+                for r in opened.records {
+                    shared.install(&r, NOW).unwrap();
+                }
+                timed += start.elapsed();
+                for r in message(SyncOp::Delete, port) {
+                    shared.install(&r, NOW).unwrap();
+                }
+            }
+            assert_eq!(
+                shared.conntrack.len(),
+                0,
+                "every installed entry removed untimed"
+            );
+            timed
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench_process, bench_scaling, bench_sync);

@@ -54,9 +54,11 @@ pub fn create_tun(name: &str) -> io::Result<std::os::fd::OwnedFd> {
     for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = libc::c_char::from_ne_bytes([src]);
     }
-    let flags = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_TUN_EXCL;
-    req.ifr_ifru.ifru_flags =
-        libc::c_short::try_from(flags).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // The flags are a 16-bit mask (`IFF_TUN_EXCL` is its top bit): the bits, not the value, go
+    // into the signed `short`.
+    let flags = u16::try_from(libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_TUN_EXCL)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    req.ifr_ifru.ifru_flags = libc::c_short::from_ne_bytes(flags.to_ne_bytes());
     // SAFETY: `file` is an open descriptor of /dev/net/tun; TUNSETIFF reads (and may write back
     // the name into) the `ifreq` it points to, which is live, exclusively borrowed and
     // NUL-terminated (the name is shorter than IFNAMSIZ and the rest is zero).

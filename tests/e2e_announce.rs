@@ -100,9 +100,10 @@ fn table(lab: &Lab) -> String {
     format!("{v4}{v6}")
 }
 
-/// The route xvs installs for `vip` (as `ip route` prints it).
+/// The start of the line `ip route` prints for the route xvs installs for `vip` (IPv4 adds
+/// `scope link`, IPv6 `metric 1024 pref medium`).
 fn route(vip: &str) -> String {
-    format!("{vip} dev xvs-announce proto 252 scope link")
+    format!("{vip} dev xvs-announce proto 252 ")
 }
 
 fn announced(lab: &Lab, vip: &str) -> bool {

@@ -12,7 +12,7 @@
 //! A reload builds a new snapshot off the packet path and swaps it in whole, then hands the health
 //! checks their new plan (pairs kept across the reload keep their state); a file that does not
 //! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`, `local_addresses`,
-//! `global.metrics_listen`, `global.admin_socket`), is refused and the running configuration stays.
+//! `global.metrics_listen`, `global.admin_socket`, the `sync` and `announce` sections), is refused and the running configuration stays.
 //! VRRP instances are resolved first (a reload whose instance cannot run is refused whole), then
 //! handed to the VRRP thread, which keeps the state of every instance whose identity did not
 //! change. `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,

@@ -364,6 +364,14 @@ mod tests {
     }
 
     #[test]
+    fn create_tun_refuses_names_that_do_not_fit_before_touching_the_kernel() {
+        for bad in ["", "a234567890123456", "tun\0x"] {
+            let e = create_tun(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn poll_reports_a_readable_socket_and_times_out_on_a_quiet_one() {
         let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
         let mut fds = [libc::pollfd {

@@ -382,7 +382,7 @@ impl Protocol {
     }
 }
 
-/// The 13 IPVS scheduler names.
+/// The 14 IPVS scheduler names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
@@ -400,6 +400,7 @@ pub enum Scheduler {
     Mh,
     Fo,
     Ovf,
+    Twos,
 }
 
 impl Scheduler {
@@ -419,6 +420,7 @@ impl Scheduler {
             Scheduler::Mh => SchedulerKind::Mh,
             Scheduler::Fo => SchedulerKind::Fo,
             Scheduler::Ovf => SchedulerKind::Ovf,
+            Scheduler::Twos => SchedulerKind::Twos,
         }
     }
 
@@ -437,6 +439,7 @@ impl Scheduler {
             Scheduler::Mh => "mh",
             Scheduler::Fo => "fo",
             Scheduler::Ovf => "ovf",
+            Scheduler::Twos => "twos",
         }
     }
 }

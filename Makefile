@@ -2,7 +2,7 @@
 # network namespaces and need root.
 CARGO ?= cargo
 
-.PHONY: all deps build test lint fmt demo bench-lab clean
+.PHONY: all deps build test lint fmt demo bench-lab deb clean
 
 all: build
 
@@ -20,7 +20,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check
 	@if command -v shellcheck >/dev/null 2>&1; then \
-		shellcheck scripts/lab scripts/bench-lab scripts/demo scripts/install-deps .ci/run; \
+		shellcheck scripts/lab scripts/bench-lab scripts/demo scripts/install-deps scripts/build-deb .ci/run; \
 	fi
 
 fmt:
@@ -34,6 +34,11 @@ demo: deps build
 # `make test`. Settings: BENCH_ROUNDS, BENCH_T, BENCH_FLOWS, GEN_CPU (see the script's header).
 bench-lab: deps
 	CARGO=$(CARGO) scripts/bench-lab
+
+# The Debian package xvs_<version>_<arch>.deb of the release binary, with dpkg-deb (see the
+# README, "Installing the Debian package"; scripts/build-deb lists the contents).
+deb: build
+	scripts/build-deb
 
 clean:
 	$(CARGO) clean

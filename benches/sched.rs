@@ -5,8 +5,8 @@
 //! (an xorshift with a constant seed), so the connection-count schedulers have a real minimum to
 //! find rather than a tie at 0; every server has weight > 0 and is available. The counts do not
 //! change between picks (no connection table here): this is the cost of the selection itself,
-//! which for lc, wlc, sed, nq, fo and ovf is one pass over the servers, and for rr and wrr a few
-//! steps of their cursor.
+//! which for lc, wlc, sed, nq, fo and ovf is one pass over the servers, for rr and wrr a few
+//! steps of their cursor, and for twos two passes at most (the weight sum, then the two draws).
 //!
 //! Keys: each iteration takes the next of 4096 precomputed flow keys (pseudo-random source
 //! address, source port and destination address), so the hashing schedulers (sh, dh, mh) look up
@@ -40,7 +40,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use xvs::flow::{FlowKey, Proto};
 use xvs::sched::{self, MaglevTable, RealServer, SchedFlags, SchedulerKind};
 
-const KINDS: [SchedulerKind; 13] = [
+const KINDS: [SchedulerKind; 14] = [
     SchedulerKind::Rr,
     SchedulerKind::Wrr,
     SchedulerKind::Lc,
@@ -54,6 +54,7 @@ const KINDS: [SchedulerKind; 13] = [
     SchedulerKind::Dh,
     SchedulerKind::Sh,
     SchedulerKind::Mh,
+    SchedulerKind::Twos,
 ];
 
 /// How many distinct keys the picks cycle through (a power of two).

@@ -1,16 +1,22 @@
-//! The `xvs` command line: `run`, `check`, `ctl` (see CONTRACT.md).
+//! The `xvs` command line: `run`, `check`, `ctl` (see CONTRACT.md), and the hidden `man`, which
+//! prints the man page `xvs.1` (roff, rendered by clap_mangen from this very definition, so it
+//! cannot drift from `--help`); `make deb` packages its output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use xvs::control::logging::{self, LogLevel};
 
 #[derive(Parser)]
 #[command(
     name = "xvs",
     version,
-    about = "XDP Virtual Server: a Layer-4 load balancer on AF_XDP"
+    about = "XDP Virtual Server: a Layer-4 load balancer on AF_XDP",
+    after_long_help = "Files: /etc/xvs/xvs.yaml, the configuration (check it with `xvs check -c`); \
+        /run/xvs/admin.sock, the admin socket of `xvs ctl`. Under systemd: `systemctl start xvs`, \
+        `systemctl reload xvs` (SIGHUP: the file is validated in full and applied, or refused \
+        with FILE:LINE:COL while the running configuration stays)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +49,31 @@ enum Command {
         #[command(subcommand)]
         command: xvs::control::ctl::CtlCommand,
     },
+    /// Print the man page xvs(1) in roff to stdout (`xvs man | man -l -`), or, with --dir,
+    /// write it and one page per subcommand (xvs-check.1, xvs-ctl-list.1, ...) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Writes the man page xvs(1) to stdout, or every page (xvs(1) and one per visible subcommand,
+/// the pages xvs(1) refers to) into `dir`.
+fn man_pages(dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match dir {
+        // As generate_to does: no `help` subcommand page to point to.
+        None => clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
+            .render(&mut std::io::stdout().lock()),
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xvs: cannot write the man page: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -83,5 +114,6 @@ fn main() -> ExitCode {
             config.as_deref(),
             &command,
         )),
+        Command::Man { dir } => man_pages(dir.as_deref()),
     }
 }

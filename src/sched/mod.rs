@@ -25,8 +25,10 @@
 //! | `mh` | [`mh`] | a Maglev lookup table indexed by a hash of the source address (and port) |
 //! | `lblc` | [`lblc`] | the destination's cached server until it is overloaded, else as `wlc` |
 //! | `lblcr` | [`lblcr`] | the least loaded of the destination's server set, grown when overloaded |
+//! | `twos` | [`twos`] | the less loaded (`(active * 256 + inactive) / weight`) of two drawn by weight |
 //!
-//! Ties go to the first server in the list in every one of the connection-count schedulers.
+//! Ties go to the first server in the list in every one of the connection-count schedulers
+//! (in `twos`, to the first of its two draws).
 //!
 //! **The control plane computes, the data plane looks up.** `sh`, `dh` and `mh` pick from tables
 //! computed from the server list and weights. [`prepare`] builds them off the packet path (the
@@ -41,7 +43,8 @@
 //! what happens then). `lblc` and `lblcr` keep per-destination state that changes on the packet
 //! path; each worker owns its own bounded table (see their files).
 //!
-//! No scheduler allocates in `pick`; none reads a clock (time comes in as `now`).
+//! No scheduler allocates in `pick`; none reads a clock (time comes in as `now`); the one that
+//! draws at random (`twos`) uses its own generator, no syscall.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,6 +68,7 @@ pub mod rr;
 pub mod sed;
 pub mod sh;
 pub mod table;
+pub mod twos;
 pub mod wlc;
 pub mod wrr;
 
@@ -80,6 +84,7 @@ pub use rr::RoundRobin;
 pub use sed::ShortestExpectedDelay;
 pub use sh::{SourceHashTable, SourceHashing};
 pub use table::{LookupTable, TableLookup};
+pub use twos::WeightedTwoChoices;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
@@ -324,6 +329,8 @@ pub enum SchedulerKind {
     Sh,
     /// Maglev hashing.
     Mh,
+    /// Weighted power of two choices.
+    Twos,
 }
 
 impl SchedulerKind {
@@ -343,6 +350,7 @@ impl SchedulerKind {
             SchedulerKind::Dh => "dh",
             SchedulerKind::Sh => "sh",
             SchedulerKind::Mh => "mh",
+            SchedulerKind::Twos => "twos",
         }
     }
 }
@@ -469,6 +477,7 @@ pub fn build(kind: SchedulerKind, prepared: &Prepared, reals: &[RealServer]) -> 
         SchedulerKind::Ovf => Box::new(Overflow::new()),
         SchedulerKind::Lblc => Box::new(LocalityLeastConnection::new(reals)),
         SchedulerKind::Lblcr => Box::new(LocalityLeastConnectionReplicated::new(reals)),
+        SchedulerKind::Twos => Box::new(WeightedTwoChoices::new()),
         SchedulerKind::Sh => Box::new(SourceHashing::new(match &prepared.table {
             Table::Sh(t) if t.fits(reals.len()) => t.clone(),
             _ => Arc::new(SourceHashTable::build(reals, flags)),

@@ -4,7 +4,8 @@
 //! 1. saphyr-parser reads the events: YAML syntax errors, duplicate keys, a second document, and
 //!    a map from paths such as `services[0].reals[1].address` to line:column ([`positions`]);
 //! 2. serde_yaml_ng builds the typed [`Config`] (unknown keys, wrong types, bad addresses and
-//!    durations — the first such error stops loading);
+//!    durations — the first such error stops loading; a misspelt key or value names the closest
+//!    valid one, [`suggest`]);
 //! 3. semantic validation ([`validate`]) and the not-supported-yet table ([`unsupported`]) run in
 //!    full and report every problem, sorted by position.
 //!
@@ -28,6 +29,7 @@ pub mod host;
 mod model;
 pub mod positions;
 pub mod source;
+pub mod suggest;
 pub mod unsupported;
 mod validate;
 
@@ -129,7 +131,7 @@ impl Config {
                     col: l.column(),
                 })
                 .unwrap_or(positions::Pos::START);
-            fail(vec![(p, strip_location(&e.to_string()))])
+            fail(vec![(p, suggest::suggest(&strip_location(&e.to_string())))])
         })?;
         let mut problems = validate::validate(&cfg, &pos, host);
         problems.extend(unsupported::check(&cfg, &pos));

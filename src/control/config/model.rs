@@ -384,7 +384,7 @@ impl Protocol {
     }
 }
 
-/// The 13 IPVS scheduler names.
+/// The 14 IPVS scheduler names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
@@ -402,6 +402,7 @@ pub enum Scheduler {
     Mh,
     Fo,
     Ovf,
+    Twos,
 }
 
 impl Scheduler {
@@ -421,6 +422,7 @@ impl Scheduler {
             Scheduler::Mh => SchedulerKind::Mh,
             Scheduler::Fo => SchedulerKind::Fo,
             Scheduler::Ovf => SchedulerKind::Ovf,
+            Scheduler::Twos => SchedulerKind::Twos,
         }
     }
 
@@ -439,6 +441,7 @@ impl Scheduler {
             Scheduler::Mh => "mh",
             Scheduler::Fo => "fo",
             Scheduler::Ovf => "ovf",
+            Scheduler::Twos => "twos",
         }
     }
 }

@@ -349,6 +349,36 @@ fn unknown_keys_are_errors_at_the_key() {
 }
 
 #[test]
+fn misspelt_keys_and_values_name_the_closest_valid_one() {
+    let t = BASE.replace("scheduler: wrr", "schedular: wrr");
+    let e = parse(&t).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.yaml:8:5: services[0]: unknown field `schedular` — did you mean `scheduler`?"
+    );
+    let t = BASE.replace("scheduler: wrr", "scheduler: wrr\n    forwarding: dsr");
+    assert_error(
+        &t,
+        "9:17: services[0].forwarding: unknown variant `dsr` — did you mean `dr`?",
+    );
+    let t = BASE.replace("weight: 3", "wieght: 3");
+    assert_error(
+        &t,
+        "11:9: services[0].reals[0]: unknown field `wieght` — did you mean `weight`?",
+    );
+    assert_error(
+        "global:\n  router: x\n",
+        "2:3: global: unknown field `router` — did you mean `router_id`?",
+    );
+    // Nothing close: serde's list is kept.
+    let t = with_service_keys("    colour: blue\n");
+    assert_error(
+        &t,
+        "13:5: services[0]: unknown field `colour`, expected one of `name`",
+    );
+}
+
+#[test]
 fn yaml_syntax_error() {
     assert_error("datapath:\n  interfaces: [eth0\n", "3:1: YAML syntax error");
 }
@@ -1392,6 +1422,7 @@ fn every_scheduler_is_accepted() {
         ("mh", SchedulerKind::Mh),
         ("fo", SchedulerKind::Fo),
         ("ovf", SchedulerKind::Ovf),
+        ("twos", SchedulerKind::Twos),
     ];
     for (name, kind) in cases {
         let c = assert_ok(&BASE.replace("scheduler: wrr", &format!("scheduler: {name}")));

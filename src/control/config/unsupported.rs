@@ -7,7 +7,7 @@
 //! Built today: `global.*`, `datapath.*`, `conntrack.*`, `local_addresses` (IPv4 or IPv6
 //! pools), and services
 //! with `forwarding: nat`, `dr`, `tun` or `fullnat` (with `local_addresses` and `toa`),
-//! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf; `wlc` the
+//! every `scheduler` (rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos; `wlc` the
 //! default) with its `scheduler_flags` and `mh_table_size`, `protocol: tcp | udp`, an IPv4 or
 //! IPv6 `vip`, any `port` (0 = all ports, with persistence), `persistence`, `one_packet`,
 //! `health_check`, `on_failure`, `quorum` and `sorry_server`, real servers with an `address`

@@ -1,4 +1,4 @@
-//! The `xvs` command line: `run`, `check`, `ctl` (see CONTRACT.md).
+//! The `xvs` command line: `run`, `check`, `ctl`, `import` (see CONTRACT.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,24 @@ enum Command {
         #[command(subcommand)]
         command: xvs::control::ctl::CtlCommand,
     },
+    /// Print an equivalent xvs configuration for another program's (exit 0: all converted,
+    /// 2: something left out, as comments and on stderr; 1: unreadable or malformed input).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// A keepalived.conf (and the files it includes), as xvs YAML on stdout.
+    Keepalived {
+        /// The keepalived configuration file.
+        file: PathBuf,
+        /// A datapath interface (repeatable); default: the vrrp_instances' interfaces.
+        #[arg(long = "interface", value_name = "NAME")]
+        interfaces: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,5 +101,33 @@ fn main() -> ExitCode {
             config.as_deref(),
             &command,
         )),
+        Command::Import {
+            from: ImportFrom::Keepalived { file, interfaces },
+        } => import_keepalived(&file, interfaces),
+    }
+}
+
+/// `xvs import keepalived FILE`: the YAML on stdout, what was left out on stderr.
+fn import_keepalived(file: &std::path::Path, interfaces: Vec<String>) -> ExitCode {
+    let opts = xvs::import::Options { interfaces };
+    match xvs::import::keepalived(file, &opts) {
+        Ok(out) => {
+            print!("{}", out.yaml);
+            for n in &out.notes {
+                eprintln!("{n}");
+            }
+            for l in &out.left_out {
+                eprintln!("{l}");
+            }
+            if out.left_out.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -269,10 +269,18 @@ fn every_checker_type() {
         .iter()
         .map(|r| r.health_check.as_ref().map(|h| h.kind))
         .collect();
-    use CheckType::*;
+    use CheckType::{Exec, Http, Tcp, Udp};
     assert_eq!(
         kinds,
-        [Some(Tcp), Some(Http), Some(Http), Some(Exec), Some(Tcp), None, None]
+        [
+            Some(Tcp),
+            Some(Http),
+            Some(Http),
+            Some(Exec),
+            Some(Tcp),
+            Option::None,
+            Option::None
+        ]
     );
     let h1 = web.reals[1].health_check.as_ref().unwrap().http.clone().unwrap();
     assert_eq!(h1.path, "/status");
@@ -446,7 +454,7 @@ fn options_without_an_equivalent() {
     at(7, "vrrp_garp_master_delay 10 has no xvs equivalent");
     at(8, "vrrp_strict has no xvs equivalent");
     at(11, "static_ipaddress {…} has no xvs equivalent");
-    at(20, "garp_master_delay 5 has no xvs equivalent");
+    at(20, "garp_master_delay 10 has no xvs equivalent");
     at(21, "authentication {…} has no xvs equivalent");
     at(26, "198.18.0.99/24 label wan0:vip converted approximately");
     at(28, "virtual_ipaddress_excluded {…} has no xvs equivalent");
@@ -494,11 +502,12 @@ fn twos_scheduler_is_mapped() {
 
 #[test]
 fn interface_option_replaces_the_derived_interfaces() {
-    let run = import("nat.conf", &["--interface", "eth1", "--interface", "eth2"]);
+    let args = ["--interface", "lan0", "--interface", "wan0", "--interface", "bond0"];
+    let run = import("nat.conf", &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let cfg = load(&run, "nat.conf");
     let ifs: Vec<&str> = cfg.datapath.interfaces.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(ifs, ["eth1", "eth2"]);
+    assert_eq!(ifs, ["lan0", "wan0", "bond0"]);
 }
 
 #[test]

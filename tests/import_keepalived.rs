@@ -68,7 +68,10 @@ fn load(run: &Run, name: &str) -> Config {
     let exists = |_: &str| true;
     match Config::from_str_named(&run.yaml, name, &exists) {
         Ok(c) => c,
-        Err(e) => panic!("{name}: the output does not load:\n{e}\n--- output:\n{}", run.yaml),
+        Err(e) => panic!(
+            "{name}: the output does not load:\n{e}\n--- output:\n{}",
+            run.yaml
+        ),
     }
 }
 
@@ -108,7 +111,11 @@ fn assert_comments_match_stderr(run: &Run) {
         .map(str::to_string)
         .collect();
     lines.sort();
-    assert_eq!(from_comments, lines, "comments and stderr differ:\n{}", run.yaml);
+    assert_eq!(
+        from_comments, lines,
+        "comments and stderr differ:\n{}",
+        run.yaml
+    );
 }
 
 fn service<'a>(cfg: &'a Config, vip: &str, port: u16, proto: Protocol) -> &'a Service {
@@ -137,7 +144,12 @@ fn nat_two_arms_with_a_sync_group() {
     let (run, cfg) = convert("nat.conf", 0);
     assert!(run.stderr.is_empty(), "{}", run.stderr);
     assert_eq!(cfg.global.router_id, "LVS_NAT_1");
-    let ifs: Vec<&str> = cfg.datapath.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let ifs: Vec<&str> = cfg
+        .datapath
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     assert_eq!(ifs, ["wan0", "lan0"]);
     let web = service(&cfg, "198.18.0.100", 80, Protocol::Tcp);
     assert_eq!(web.scheduler, Scheduler::Wrr);
@@ -157,7 +169,12 @@ fn nat_two_arms_with_a_sync_group() {
     assert_eq!(cfg.vrrp.instances.len(), 2);
     let wan = &cfg.vrrp.instances[0];
     assert_eq!(
-        (wan.name.as_str(), wan.interface.as_str(), wan.vrid, wan.priority),
+        (
+            wan.name.as_str(),
+            wan.interface.as_str(),
+            wan.vrid,
+            wan.priority
+        ),
         ("VI_WAN", "wan0", 51, 150)
     );
     // keepalived's default VRRP version is 2, xvs's 3: written explicitly.
@@ -187,7 +204,10 @@ fn dr_with_http_checks_and_left_out_options() {
     assert_eq!(hc.kind, CheckType::Http);
     assert_eq!((hc.interval, hc.timeout, hc.fall), (secs(10), secs(3), 4));
     let http = hc.http.as_ref().unwrap();
-    assert_eq!((http.path.as_str(), http.expect_status.as_slice()), ("/healthz", &[200][..]));
+    assert_eq!(
+        (http.path.as_str(), http.expect_status.as_slice()),
+        ("/healthz", &[200][..])
+    );
     assert!(s.reals.iter().all(|r| r.health_check.is_none()));
     assert_eq!(cfg.vrrp.instances[0].vips[0].to_string(), "198.18.0.50/32");
     let lines = run.lines();
@@ -263,7 +283,10 @@ fn quorum_sorry_server_and_inhibit_on_failure() {
 fn every_checker_type() {
     let (run, cfg) = convert("checkers.conf", 2);
     let web = service(&cfg, "198.18.0.30", 80, Protocol::Tcp);
-    assert!(web.health_check.is_none(), "the checks differ: one per real server");
+    assert!(
+        web.health_check.is_none(),
+        "the checks differ: one per real server"
+    );
     let kinds: Vec<Option<CheckType>> = web
         .reals
         .iter()
@@ -282,12 +305,24 @@ fn every_checker_type() {
             Option::None
         ]
     );
-    let h1 = web.reals[1].health_check.as_ref().unwrap().http.clone().unwrap();
+    let h1 = web.reals[1]
+        .health_check
+        .as_ref()
+        .unwrap()
+        .http
+        .clone()
+        .unwrap();
     assert_eq!(h1.path, "/status");
     assert_eq!(h1.expect_status, [200, 201, 202, 203, 204, 301]);
     assert_eq!(h1.host.as_deref(), Some("status.example.com"));
     // Inherited host, keepalived's default statuses 200-299.
-    let h2 = web.reals[2].health_check.as_ref().unwrap().http.clone().unwrap();
+    let h2 = web.reals[2]
+        .health_check
+        .as_ref()
+        .unwrap()
+        .http
+        .clone()
+        .unwrap();
     assert_eq!(h2.host.as_deref(), Some("www.example.com"));
     assert_eq!(h2.expect_status, (200..=299).collect::<Vec<u16>>());
     let misc = web.reals[3].health_check.as_ref().unwrap();
@@ -323,7 +358,12 @@ fn sync_groups() {
         .vrrp
         .sync_groups
         .iter()
-        .map(|g| (g.name.as_str(), g.instances.iter().map(String::as_str).collect()))
+        .map(|g| {
+            (
+                g.name.as_str(),
+                g.instances.iter().map(String::as_str).collect(),
+            )
+        })
         .collect();
     assert_eq!(
         groups,
@@ -393,7 +433,10 @@ fn nopreempt_preempt_delay_and_track_scripts() {
 fn notify_scripts() {
     let (run, cfg) = convert("notify.conf", 2);
     let n1 = &cfg.vrrp.instances[0].notify;
-    assert_eq!(n1.master.as_deref(), Some("/etc/keepalived/to_master.sh VI_1"));
+    assert_eq!(
+        n1.master.as_deref(),
+        Some("/etc/keepalived/to_master.sh VI_1")
+    );
     assert_eq!(n1.backup.as_deref(), Some("/etc/keepalived/to_backup.sh"));
     assert_eq!(n1.fault.as_deref(), Some("/etc/keepalived/to_fault.sh"));
     // keepalived's generic notify gets INSTANCE, the name, the state and the priority.
@@ -460,9 +503,18 @@ fn options_without_an_equivalent() {
     at(28, "virtual_ipaddress_excluded {…} has no xvs equivalent");
     at(33, "virtual_server fwmark 1 {…} has no xvs equivalent");
     at(44, "alpha has no xvs equivalent");
-    at(45, "quorum_up \"/usr/local/bin/quorum up\" has no xvs equivalent");
-    at(48, "notify_down /usr/local/bin/down.sh has no xvs equivalent");
-    at(49, "TCP_CHECK {…} has no xvs equivalent: it probes port 8080");
+    at(
+        45,
+        "quorum_up \"/usr/local/bin/quorum up\" has no xvs equivalent",
+    );
+    at(
+        48,
+        "notify_down /usr/local/bin/down.sh has no xvs equivalent",
+    );
+    at(
+        49,
+        "TCP_CHECK {…} has no xvs equivalent: it probes port 8080",
+    );
     at(56, "protocol SCTP has no xvs equivalent");
     assert_eq!(lines.len(), 14, "{}", run.stderr);
     // stderr is in file order.
@@ -502,11 +554,23 @@ fn twos_scheduler_is_mapped() {
 
 #[test]
 fn interface_option_replaces_the_derived_interfaces() {
-    let args = ["--interface", "lan0", "--interface", "wan0", "--interface", "bond0"];
+    let args = [
+        "--interface",
+        "lan0",
+        "--interface",
+        "wan0",
+        "--interface",
+        "bond0",
+    ];
     let run = import("nat.conf", &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let cfg = load(&run, "nat.conf");
-    let ifs: Vec<&str> = cfg.datapath.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let ifs: Vec<&str> = cfg
+        .datapath
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     assert_eq!(ifs, ["lan0", "wan0", "bond0"]);
 }
 
@@ -555,7 +619,9 @@ fn malformed_files_are_refused_at_their_line() {
     );
     refused(
         "missing_include.conf",
-        &format!("{bad}/missing_include.conf:4: cannot include /nonexistent/xvs-keepalived-missing.conf"),
+        &format!(
+            "{bad}/missing_include.conf:4: cannot include /nonexistent/xvs-keepalived-missing.conf"
+        ),
     );
     refused(
         "cycle_a.conf",

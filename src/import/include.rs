@@ -266,12 +266,18 @@ mod tests {
         let d = tmpdir("bad");
         std::fs::write(d.join("m.conf"), "x\ninclude nothere.conf\n").unwrap();
         let e = load(&d.join("m.conf")).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}:2: cannot include", d.join("m.conf").display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}:2: cannot include", d.join("m.conf").display())),
+            "{e}"
+        );
 
         std::fs::write(d.join("a.conf"), "include b.conf\n").unwrap();
         std::fs::write(d.join("b.conf"), "\n\ninclude a.conf\n").unwrap();
         let e = load(&d.join("a.conf")).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}:3: include cycle", d.join("b.conf").display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}:3: include cycle", d.join("b.conf").display())),
+            "{e}"
+        );
 
         std::fs::write(d.join("g.conf"), "include none/*.conf\n").unwrap();
         let l = load(&d.join("g.conf")).unwrap();
@@ -287,8 +293,11 @@ mod tests {
         let e = load(&d.join("self.conf")).unwrap_err().to_string();
         assert!(e.contains("include cycle"), "{e}");
         for i in 0..=MAX_DEPTH + 1 {
-            std::fs::write(d.join(format!("{i}.conf")), format!("include {}.conf\n", i + 1))
-                .unwrap();
+            std::fs::write(
+                d.join(format!("{i}.conf")),
+                format!("include {}.conf\n", i + 1),
+            )
+            .unwrap();
         }
         let e = load(&d.join("0.conf")).unwrap_err().to_string();
         assert!(e.contains("nest more than"), "{e}");

@@ -86,11 +86,8 @@ fn ends_with_continuation(line: &str) -> bool {
         match c {
             '"' => quote = !quote,
             '#' | '!' if !quote => return false,
-            '\\' => {
-                if chars.next().is_none() {
-                    return true;
-                }
-            }
+            // The guard consumes the escaped character either way.
+            '\\' if chars.next().is_none() => return true,
             _ => {}
         }
     }
@@ -122,9 +119,7 @@ fn lex_line(line: &str, at: u32, out: &mut Vec<Token>) -> Result<(), LexError> {
 
 /// The rest of the line after an include keyword and whitespace, if the line starts with one.
 fn include_rest(line: &str) -> Option<&str> {
-    let end = line
-        .find(|c: char| c.is_whitespace())
-        .unwrap_or(line.len());
+    let end = line.find(|c: char| c.is_whitespace()).unwrap_or(line.len());
     let (word, rest) = line.split_at(end);
     INCLUDE_KEYWORDS.contains(&word).then_some(rest)
 }
@@ -155,12 +150,7 @@ impl Word {
 
 /// Scans one logical line into `out`. With `braces_are_text` (an include pattern), `{` and `}`
 /// are ordinary characters.
-fn scan(
-    line: &str,
-    at: u32,
-    out: &mut Vec<Token>,
-    braces_are_text: bool,
-) -> Result<(), LexError> {
+fn scan(line: &str, at: u32, out: &mut Vec<Token>, braces_are_text: bool) -> Result<(), LexError> {
     let mut word = Word::default();
     let mut quote = false;
     let mut chars = line.chars().peekable();
@@ -271,7 +261,15 @@ mod tests {
     fn words_and_braces() {
         assert_eq!(
             words("virtual_server 198.18.0.1 80 {\n  lb_algo rr\n}"),
-            ["virtual_server", "198.18.0.1", "80", "{", "lb_algo", "rr", "}"]
+            [
+                "virtual_server",
+                "198.18.0.1",
+                "80",
+                "{",
+                "lb_algo",
+                "rr",
+                "}"
+            ]
         );
         // Braces split words wherever they stand, as keepalived splits lines at them.
         assert_eq!(words("group{VI_1}"), ["group", "{", "VI_1", "}"]);
@@ -294,7 +292,10 @@ mod tests {
     #[test]
     fn quotes() {
         assert_eq!(words("abcd\" efg h jkl \"mnop"), ["abcd efg h jkl mnop"]);
-        assert_eq!(words("abcd \"efg h jkl\" mnop"), ["abcd", "efg h jkl", "mnop"]);
+        assert_eq!(
+            words("abcd \"efg h jkl\" mnop"),
+            ["abcd", "efg h jkl", "mnop"]
+        );
         assert_eq!(words("x \"\" y"), ["x", "", "y"]);
         assert_eq!(words("\"{ not a block }\""), ["{ not a block }"]);
         assert_eq!(words(r#""a\"b\\c\x41\101\n""#), ["a\"b\\cAA\n"]);

@@ -84,8 +84,9 @@ impl MapBuilder {
 
     pub fn put(&mut self, key: &str, value: Value) {
         let mut comments = std::mem::take(&mut self.pending);
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.notes).into_iter().partition(|(k, _)| k == key);
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.notes)
+            .into_iter()
+            .partition(|(k, _)| k == key);
         self.notes = rest;
         comments.extend(mine.into_iter().map(|(_, l)| l));
         self.map.entries.push(Entry {

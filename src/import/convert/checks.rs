@@ -254,7 +254,10 @@ impl Conv<'_> {
         }
         let interval = self.d.delay_loop;
         if interval.is_zero() {
-            return Err(ImportError::at(&k.at, "delay_loop must be above 0".to_string()));
+            return Err(ImportError::at(
+                &k.at,
+                "delay_loop must be above 0".to_string(),
+            ));
         }
         let mut timeout = match kind {
             "exec" => self.misc_timeout.unwrap_or(interval),

@@ -31,7 +31,10 @@ pub fn convert(tree: &[Node], cx: &mut Ctx) -> Result<Global, ImportError> {
                 if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
                     return Err(ImportError::at(
                         &n.at,
-                        format!("`{}` must be 1 to 64 bytes without control characters", n.keyword),
+                        format!(
+                            "`{}` must be 1 to 64 bytes without control characters",
+                            n.keyword
+                        ),
                     ));
                 }
                 b.string("router_id", id);

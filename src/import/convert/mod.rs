@@ -78,7 +78,10 @@ impl Ctx {
     pub fn approx(&mut self, n: &Node, why: &str) -> String {
         let what = n.text();
         let at = &n.at;
-        self.record(Some(at), format!("{at}: {what} converted approximately: {why}"));
+        self.record(
+            Some(at),
+            format!("{at}: {what} converted approximately: {why}"),
+        );
         format!("keepalived: {what} ({at}) converted approximately: {why}")
     }
 }
@@ -286,7 +289,7 @@ pub fn parse_timer(s: &str, max_secs: u64) -> Option<Duration> {
 pub fn dur(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d.subsec_nanos() % 1_000_000 == 0 {
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}us", d.as_micros())
@@ -301,12 +304,8 @@ pub fn ip(n: &Node, i: usize) -> Result<IpAddr, ImportError> {
 
 /// `s` (a value of statement `n`) as an IP address.
 pub fn parse_ip(n: &Node, s: &str) -> Result<IpAddr, ImportError> {
-    s.parse().map_err(|_| {
-        ImportError::at(
-            &n.at,
-            format!("bad address `{s}` for `{}`", n.keyword),
-        )
-    })
+    s.parse()
+        .map_err(|_| ImportError::at(&n.at, format!("bad address `{s}` for `{}`", n.keyword)))
 }
 
 /// keepalived's optional `<BOOL>` argument `i` (absent = true).
@@ -349,7 +348,10 @@ mod tests {
         assert_eq!(parse_timer("3", 100), Some(Duration::from_secs(3)));
         assert_eq!(parse_timer("0.5", 100), Some(Duration::from_millis(500)));
         assert_eq!(parse_timer(".25", 100), Some(Duration::from_millis(250)));
-        assert_eq!(parse_timer("2.718281828", 100), Some(Duration::from_micros(2_718_281)));
+        assert_eq!(
+            parse_timer("2.718281828", 100),
+            Some(Duration::from_micros(2_718_281))
+        );
         assert_eq!(parse_timer("101", 100), None);
         assert_eq!(parse_timer("-1", 100), None);
         assert_eq!(parse_timer("1s", 100), None);

@@ -57,7 +57,10 @@ fn method(k: &Node, cx: &mut Ctx, notes: &mut Vec<String>) -> Result<Method, Imp
         other => {
             return Err(ImportError::at(
                 &k.at,
-                format!("unknown {} `{other}`: expected NAT, DR, TUN or FNAT", k.keyword),
+                format!(
+                    "unknown {} `{other}`: expected NAT, DR, TUN or FNAT",
+                    k.keyword
+                ),
             ))
         }
     };
@@ -97,14 +100,18 @@ fn range(a: &Node) -> Result<Vec<IpAddr>, ImportError> {
         return Ok(vec![parse_ip(a, &a.keyword)?]);
     };
     let IpAddr::V4(first) = parse_ip(a, first)? else {
-        return Err(ImportError::at(&a.at, format!("bad address range `{}`", a.keyword)));
+        return Err(ImportError::at(
+            &a.at,
+            format!("bad address range `{}`", a.keyword),
+        ));
     };
     let [o0, o1, o2, lo] = first.octets();
     match last.parse::<u8>() {
-        Ok(hi) if hi >= lo => Ok((lo..=hi)
-            .map(|o| IpAddr::from([o0, o1, o2, o]))
-            .collect()),
-        _ => Err(ImportError::at(&a.at, format!("bad address range `{}`", a.keyword))),
+        Ok(hi) if hi >= lo => Ok((lo..=hi).map(|o| IpAddr::from([o0, o1, o2, o])).collect()),
+        _ => Err(ImportError::at(
+            &a.at,
+            format!("bad address range `{}`", a.keyword),
+        )),
     }
 }
 
@@ -131,11 +138,7 @@ struct Vs<'a> {
 }
 
 /// Converts one `virtual_server`: its item in `services` (only comments when it is left out).
-pub fn service(
-    n: &Node,
-    cx: &mut Ctx,
-    names: &mut HashSet<String>,
-) -> Result<Item, ImportError> {
+pub fn service(n: &Node, cx: &mut Ctx, names: &mut HashSet<String>) -> Result<Item, ImportError> {
     let first = arg(n, 0)?;
     if first == "fwmark" || first == "group" {
         let why = "xvs services are an address, a port and a protocol";
@@ -373,7 +376,12 @@ impl Vs<'_> {
 
 impl Vs<'_> {
     /// The service's mapping.
-    fn finish(mut self, mut reals: Vec<RealOut>, cx: &mut Ctx, names: &mut HashSet<String>) -> Item {
+    fn finish(
+        mut self,
+        mut reals: Vec<RealOut>,
+        cx: &mut Ctx,
+        names: &mut HashSet<String>,
+    ) -> Item {
         let mut b = std::mem::take(&mut self.b);
         b.string("name", &self.unique_name(names));
         b.scalar("vip", addr(self.vip));
@@ -381,7 +389,10 @@ impl Vs<'_> {
         b.scalar("protocol", self.proto);
         b.scalar("scheduler", self.sched);
         if !self.sched_flags.is_empty() {
-            b.put("scheduler_flags", Value::Flow(std::mem::take(&mut self.sched_flags)));
+            b.put(
+                "scheduler_flags",
+                Value::Flow(std::mem::take(&mut self.sched_flags)),
+            );
         }
         b.scalar("forwarding", self.method.name());
         if let Some(p) = &self.pool {
@@ -449,7 +460,7 @@ impl Vs<'_> {
         let w = reals.first().map_or(1, |r| r.weight.max(1));
         let same = reals.iter().all(|r| r.weight == w);
         let (mut min_up, mut hyst) = (q, self.hysteresis);
-        if same && q % w == 0 && hyst % w == 0 {
+        if same && q.is_multiple_of(w) && hyst.is_multiple_of(w) {
             min_up = q / w;
             hyst /= w;
         } else {

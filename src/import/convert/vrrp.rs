@@ -293,13 +293,7 @@ impl<'a> Inst<'a> {
     }
 
     /// The instance's mapping.
-    fn finish(
-        mut self,
-        cx: &mut Ctx,
-        iface: &str,
-        vrid: u8,
-        default_version: Option<u8>,
-    ) -> Item {
+    fn finish(mut self, cx: &mut Ctx, iface: &str, vrid: u8, default_version: Option<u8>) -> Item {
         let v6 = self.vips.first().is_some_and(|(a, _)| a.is_ipv6());
         let version = match self.version.or(default_version).unwrap_or(2) {
             2 if !v6 => 2,
@@ -307,7 +301,10 @@ impl<'a> Inst<'a> {
         };
         for v in std::mem::take(&mut self.vip_opts) {
             if v.args != ["dev", iface] {
-                let c = cx.approx(v, "xvs adds the address to the instance's interface, with no other options");
+                let c = cx.approx(
+                    v,
+                    "xvs adds the address to the instance's interface, with no other options",
+                );
                 self.b.note("vips", c);
             }
         }
@@ -342,13 +339,22 @@ impl<'a> Inst<'a> {
         let vips = self.vips.iter().map(|(a, l)| prefix(*a, *l)).collect();
         b.put("vips", Value::Flow(vips));
         if !self.peers.is_empty() {
-            b.put("unicast_peers", Value::Flow(std::mem::take(&mut self.peers)));
+            b.put(
+                "unicast_peers",
+                Value::Flow(std::mem::take(&mut self.peers)),
+            );
         }
         if !self.track_ifs.is_empty() {
-            b.put("track_interfaces", Value::Flow(std::mem::take(&mut self.track_ifs)));
+            b.put(
+                "track_interfaces",
+                Value::Flow(std::mem::take(&mut self.track_ifs)),
+            );
         }
         if !self.track_scripts.is_empty() {
-            b.put("track_scripts", Value::Seq(std::mem::take(&mut self.track_scripts)));
+            b.put(
+                "track_scripts",
+                Value::Seq(std::mem::take(&mut self.track_scripts)),
+            );
         }
         if self.notify.iter().any(Option::is_some) {
             let mut m = MapBuilder::default();
@@ -381,7 +387,11 @@ impl<'a> Inst<'a> {
         if fitted != d {
             let why = format!(
                 "VRRPv{version} advertises {}: written as {}",
-                if version == 2 { "whole seconds 1..255" } else { "centiseconds up to 40.95s" },
+                if version == 2 {
+                    "whole seconds 1..255"
+                } else {
+                    "centiseconds up to 40.95s"
+                },
                 dur(fitted)
             );
             let c = cx.approx(node, &why);
@@ -402,8 +412,7 @@ fn prefix(a: IpAddr, len: u8) -> String {
 /// `s` as one shell word: as is when it is plain, else in single quotes.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.:/@".contains(c))
     {
         s.to_string()

@@ -280,6 +280,20 @@ fn quorum_sorry_server_and_inhibit_on_failure() {
 }
 
 #[test]
+fn quorum_in_weights() {
+    let (run, cfg) = convert("quorum_weights.conf", 2);
+    // Weight 2 each: lost below (4 - 2) / 2 = 1 server, gained at (4 + 2) / 2 = 3.
+    let even = service(&cfg, "198.18.0.22", 80, Protocol::Tcp);
+    assert_eq!((even.quorum.min_up, even.quorum.hysteresis), (2, 1));
+    // Weights 3 and 1: no count of servers says the same.
+    let mixed = service(&cfg, "198.18.0.22", 81, Protocol::Tcp);
+    assert_eq!((mixed.quorum.min_up, mixed.quorum.hysteresis), (3, 0));
+    let lines = run.lines();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("quorum_weights.conf:30: quorum 3 converted approximately"));
+}
+
+#[test]
 fn every_checker_type() {
     let (run, cfg) = convert("checkers.conf", 2);
     let web = service(&cfg, "198.18.0.30", 80, Protocol::Tcp);

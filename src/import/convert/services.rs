@@ -126,9 +126,9 @@ struct Vs<'a> {
     sched_flags: Vec<String>,
     method: Method,
     persistence: Option<Duration>,
-    netmask: Option<String>,
+    netmask: Option<(String, &'a Node)>,
     quorum: Option<(u32, &'a Node)>,
-    hysteresis: u32,
+    hysteresis: Option<(u32, &'a Node)>,
     sorry: Option<String>,
     one_packet: bool,
     pool: Option<String>,
@@ -167,7 +167,7 @@ pub fn service(n: &Node, cx: &mut Ctx, names: &mut HashSet<String>) -> Result<It
         persistence: None,
         netmask: None,
         quorum: None,
-        hysteresis: 0,
+        hysteresis: None,
         sorry: None,
         one_packet: false,
         pool: None,
@@ -238,9 +238,9 @@ impl<'a> Vs<'a> {
                     None => Duration::from_secs(360),
                 });
             }
-            "persistence_granularity" => self.netmask = Some(netmask(k)?),
+            "persistence_granularity" => self.netmask = Some((netmask(k)?, k)),
             "quorum" => self.quorum = Some((uint32(k, 0, 1, u32::MAX)?, k)),
-            "hysteresis" => self.hysteresis = uint32(k, 0, 0, u32::MAX)?,
+            "hysteresis" => self.hysteresis = Some((uint32(k, 0, 0, u32::MAX)?, k)),
             "sorry_server" => {
                 let a = parse_ip(k, arg(k, 0)?)?;
                 let p = match k.args.get(1) {
@@ -401,10 +401,13 @@ impl Vs<'_> {
         if let Some(t) = self.persistence.filter(|t| !t.is_zero()) {
             let mut m = MapBuilder::default();
             m.scalar("timeout", dur(t));
-            if let Some(n) = &self.netmask {
+            if let Some((n, _)) = &self.netmask {
                 m.scalar("netmask", n);
             }
             b.put("persistence", Value::Map(m.finish()));
+        } else if let Some((_, k)) = self.netmask {
+            let why = "the service is not persistent (no persistence_timeout)";
+            b.note(AT_END, cx.left_out_why(k, why));
         }
         if self.one_packet {
             b.scalar("one_packet", true);
@@ -445,31 +448,33 @@ impl Vs<'_> {
         name
     }
 
-    /// keepalived's quorum counts the weight of the live real servers, xvs's the real servers
-    /// up: exact when every weight is the same and divides quorum and hysteresis.
+    /// keepalived's quorum counts the weight of the live real servers: lost below `quorum -
+    /// hysteresis`, gained at `quorum + hysteresis`; xvs counts the real servers up (weight
+    /// above 0): lost below `min_up - hysteresis`, gained at `min_up + hysteresis`. When every
+    /// real server has the same weight w, that is `min_up - h = ⌈(q - h) / w⌉` and `min_up + h =
+    /// ⌈(q + h) / w⌉`, exact when their sum is even; otherwise the weights are written as counts.
     fn quorum(&self, b: &mut MapBuilder, reals: &[RealOut], cx: &mut Ctx) {
-        let Some((q, node)) = self.quorum else {
-            if self.hysteresis > 0 {
-                let mut m = MapBuilder::default();
-                m.scalar("min_up", 1);
-                m.scalar("hysteresis", self.hysteresis.min(1));
-                b.put("quorum", Value::Map(m.finish()));
-            }
-            return;
+        let node = match (self.quorum, self.hysteresis) {
+            (None, None) => return,
+            (Some((_, n)), _) | (None, Some((_, n))) => n,
         };
-        let w = reals.first().map_or(1, |r| r.weight.max(1));
-        let same = reals.iter().all(|r| r.weight == w);
-        let (mut min_up, mut hyst) = (q, self.hysteresis);
-        if same && q.is_multiple_of(w) && hyst.is_multiple_of(w) {
-            min_up = q / w;
-            hyst /= w;
+        let q = i64::from(self.quorum.map_or(1, |(q, _)| q));
+        let h = i64::from(self.hysteresis.map_or(0, |(h, _)| h));
+        let mut weights = reals.iter().map(|r| r.weight).filter(|w| *w > 0);
+        let w = i64::from(weights.next().unwrap_or(1));
+        let same = weights.all(|x| i64::from(x) == w);
+        let ceil = |n: i64| if n <= 0 { 0 } else { (n + w - 1) / w };
+        let (lo, hi) = (ceil(q - h), ceil(q + h));
+        let (min_up, hyst) = if same && (lo + hi) % 2 == 0 {
+            ((lo + hi) / 2, (hi - lo) / 2)
         } else {
-            let why = "keepalived counts the weight of live real servers, xvs counts real servers up: min_up is the weight";
+            let why = "keepalived counts the weight of live real servers, xvs counts real servers up: the weights are written as counts";
             b.note("quorum", cx.approx(node, why));
-        }
+            (q, h.min(q))
+        };
         let mut m = MapBuilder::default();
         m.scalar("min_up", min_up);
-        m.scalar("hysteresis", hyst.min(min_up));
+        m.scalar("hysteresis", hyst);
         b.put("quorum", Value::Map(m.finish()));
     }
 }

@@ -17,6 +17,8 @@
 //! - [`control`]: configuration, snapshot building, neighbour resolution, health checks, the
 //!   daemon.
 //!
+//! - [`import`]: `xvs import keepalived`: keepalived.conf's lexer, parser (with includes) and
+//!   the converter to xvs's YAML.
 //! - [`sys`]: every other raw system call (`poll`, `if_nametoindex`, clock, signals,
 //!   `sd_notify`), wrapped once.
 //!
@@ -28,6 +30,7 @@ pub mod conntrack;
 pub mod control;
 pub mod datapath;
 pub mod flow;
+pub mod import;
 pub mod sched;
 pub mod steer;
 pub mod sync;

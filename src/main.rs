@@ -1,6 +1,6 @@
-//! The `xvs` command line: `run`, `check`, `ctl` (see CONTRACT.md), and the hidden `man`, which
-//! prints the man page `xvs.1` (roff, rendered by clap_mangen from this very definition, so it
-//! cannot drift from `--help`); `make deb` packages its output.
+//! The `xvs` command line: `run`, `check`, `ctl`, `import` (see CONTRACT.md), and the hidden
+//! `man`, which prints the man page `xvs.1` (roff, rendered by clap_mangen from this very
+//! definition, so it cannot drift from `--help`); `make deb` packages its output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +55,24 @@ enum Command {
     Man {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+    /// Print an equivalent xvs configuration for another program's (exit 0: all converted,
+    /// 2: something left out, as comments and on stderr; 1: unreadable or malformed input).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// A keepalived.conf (and the files it includes), as xvs YAML on stdout.
+    Keepalived {
+        /// The keepalived configuration file.
+        file: PathBuf,
+        /// A datapath interface (repeatable); default: the vrrp_instances' interfaces.
+        #[arg(long = "interface", value_name = "NAME")]
+        interfaces: Vec<String>,
     },
 }
 
@@ -115,5 +133,33 @@ fn main() -> ExitCode {
             &command,
         )),
         Command::Man { dir } => man_pages(dir.as_deref()),
+        Command::Import {
+            from: ImportFrom::Keepalived { file, interfaces },
+        } => import_keepalived(&file, interfaces),
+    }
+}
+
+/// `xvs import keepalived FILE`: the YAML on stdout, what was left out on stderr.
+fn import_keepalived(file: &std::path::Path, interfaces: Vec<String>) -> ExitCode {
+    let opts = xvs::import::Options { interfaces };
+    match xvs::import::keepalived(file, &opts) {
+        Ok(out) => {
+            print!("{}", out.yaml);
+            for n in &out.notes {
+                eprintln!("{n}");
+            }
+            for l in &out.left_out {
+                eprintln!("{l}");
+            }
+            if out.left_out.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
 }

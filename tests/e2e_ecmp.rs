@@ -63,7 +63,10 @@ fn lb_addr(role: &str) -> String {
 /// debug the BIRD side and the datapath: a withdrawal then only follows what the test does,
 /// never xvs's own death or quorum, and the figures are not xvs's.
 fn xvs_announces(lab: &Lab, role: &str) -> bool {
-    let out = lab.exec(role, &[XVS, "check", "-c", &lb_config(lab, role).to_string_lossy()]);
+    let out = lab.exec(
+        role,
+        &[XVS, "check", "-c", &lb_config(lab, role).to_string_lossy()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() || err.contains("announce"),
@@ -76,12 +79,26 @@ fn xvs_announces(lab: &Lab, role: &str) -> bool {
 /// through it in table [`TABLE`] (`on`), or the device deleted with its route (`off`).
 fn by_hand(lab: &Lab, role: &str, on: bool) {
     if on {
-        lab.exec_ok(role, &["ip", "tuntap", "add", "dev", "xvs-announce", "mode", "tun"]);
+        lab.exec_ok(
+            role,
+            &["ip", "tuntap", "add", "dev", "xvs-announce", "mode", "tun"],
+        );
         lab.exec_ok(role, &["ip", "link", "set", "xvs-announce", "up"]);
         let (dst, table) = (format!("{VIP}/32"), TABLE.to_string());
         lab.exec_ok(
             role,
-            &["ip", "route", "add", &dst, "dev", "xvs-announce", "table", &table, "proto", "252"],
+            &[
+                "ip",
+                "route",
+                "add",
+                &dst,
+                "dev",
+                "xvs-announce",
+                "table",
+                &table,
+                "proto",
+                "252",
+            ],
         );
     } else {
         lab.exec_ok(role, &["ip", "link", "del", "xvs-announce"]);
@@ -346,7 +363,9 @@ fn three_lbs_announce_the_vip_and_share_fresh_connections() {
         );
     }
     let dr = e.lab.http_client_url(&format!("http://{VIP}/"), 300, 2.0);
-    let tun = e.lab.http_client_url(&format!("http://{VIP}:8080/"), 100, 2.0);
+    let tun = e
+        .lab
+        .http_client_url(&format!("http://{VIP}:8080/"), 100, 2.0);
     let (per_dr, per_tun) = (e.connections("web"), e.connections("web-tun"));
     eprintln!(
         "300 DR connections: servers {:?}, per lb {per_dr:?}; 100 TUN: servers {:?}, per lb {per_tun:?}",
@@ -355,7 +374,10 @@ fn three_lbs_announce_the_vip_and_share_fresh_connections() {
     for (s, n, per) in [(&dr, 300, &per_dr), (&tun, 100, &per_tun)] {
         assert_eq!(s.ok, n, "{:?}\n{}", s.errors, logs(&e.all()));
         assert!(s.count("r1") > 0 && s.count("r2") > 0, "{:?}", s.by_server);
-        assert!(per.iter().all(|&c| c > 0.0), "not every lb took some: {per:?}");
+        assert!(
+            per.iter().all(|&c| c > 0.0),
+            "not every lb took some: {per:?}"
+        );
         assert!(per.iter().sum::<f64>() >= f64::from(n as u32), "{per:?}");
     }
 }
@@ -386,7 +408,11 @@ fn held_connections_survive_an_lb_killed_and_back() {
         "SIGKILL of lb2's xvs -> the router's route without lb2: {}",
         withdrawal.map_or("not within 5 s".into(), |d| format!("{} ms", d.as_millis()))
     );
-    assert!(withdrawal.is_some(), "lb2 was never withdrawn\n{}", birdc(&e.lab, "rt", "show route all"));
+    assert!(
+        withdrawal.is_some(),
+        "lb2 was never withdrawn\n{}",
+        birdc(&e.lab, "rt", "show route all")
+    );
     let all = logs(&e.all());
     report("lb2 killed", &dr, &dr.survivors(t, ANSWERS), &all);
     report("lb2 killed", &tun, &tun.survivors(t, ANSWERS), &all);
@@ -446,7 +472,8 @@ fn quorum_loss_withdraws_on_that_lb_only_and_drain_keeps_held_connections() {
     // Still served by lb1 and lb3.
     let s = e.lab.http_client_url(&format!("http://{VIP}/"), 50, 2.0);
     assert_eq!(s.ok, 50, "{:?}", s.errors);
-    e.lab.exec_ok("lb2", &["nft", "delete", "table", "inet", "xe_ecmp"]);
+    e.lab
+        .exec_ok("lb2", &["nft", "delete", "table", "inet", "xe_ecmp"]);
     e.expect_announced(&LBS, "lb2's quorum back");
 
     // Drain lb3: withdrawn, its held connections keep working (moved, picked up elsewhere).
@@ -455,9 +482,22 @@ fn quorum_loss_withdraws_on_that_lb_only_and_drain_keeps_held_connections() {
     let t = Instant::now();
     ctl(&e.lab, "lb3", "drain");
     let gone = e.expect_announced(&["lb1", "lb2"], "lb3 drained");
-    eprintln!("xvs ctl drain on lb3 -> withdrawn after {} ms", (gone - t).as_millis());
-    report("lb3 drained", &dr, &dr.survivors(t, ANSWERS), &logs(&e.all()));
+    eprintln!(
+        "xvs ctl drain on lb3 -> withdrawn after {} ms",
+        (gone - t).as_millis()
+    );
+    report(
+        "lb3 drained",
+        &dr,
+        &dr.survivors(t, ANSWERS),
+        &logs(&e.all()),
+    );
     ctl(&e.lab, "lb3", "undrain");
     let back = e.expect_announced(&LBS, "lb3 undrained");
-    report("lb3 undrained", &dr, &dr.survivors(back, ANSWERS), &logs(&e.all()));
+    report(
+        "lb3 undrained",
+        &dr,
+        &dr.survivors(back, ANSWERS),
+        &logs(&e.all()),
+    );
 }

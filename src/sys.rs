@@ -1,7 +1,8 @@
 //! The raw system calls xvs makes outside the AF_XDP/UMEM and BPF-loader code, each wrapped
 //! once: interface lookup (`if_nametoindex`), `poll`, the monotonic clock, signal masks and
 //! synchronous signal waits, process-group kill, the effective uid, CPU affinity
-//! (`sched_getaffinity`/`sched_setaffinity`), systemd's `sd_notify`, and the CPU's cache
+//! (`sched_getaffinity`/`sched_setaffinity`), a TUN device's creation (`TUNSETIFF`), systemd's
+//! `sd_notify`, and the CPU's cache
 //! prefetch hints (`prefetcht0`, `prefetchw`) the batch pre-pass issues.
 //!
 //! Invariants: this is the only module outside `datapath::{xsk, filter}` and `vrrp::socket` that
@@ -12,6 +13,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// The index of network interface `name` in the calling thread's network namespace
@@ -27,6 +29,44 @@ pub fn if_nametoindex(name: &str) -> io::Result<u32> {
     } else {
         Ok(idx)
     }
+}
+
+/// Creates the TUN device `name` (`IFF_TUN | IFF_NO_PI`) on a new descriptor of
+/// `/dev/net/tun` and returns that descriptor. The device is not persistent: it lives exactly
+/// as long as the descriptor (the kernel deletes it, and every route through it, when the last
+/// copy closes, however the process ends). `IFF_TUN_EXCL` makes the kernel refuse a name that
+/// is already taken (`EBUSY`) rather than attach to an existing device, which might be
+/// persistent. `InvalidInput` for a name that does not fit `IFNAMSIZ` or holds a NUL byte.
+pub fn create_tun(name: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    // SAFETY: `ifreq` is plain data (a name array and a union of integers, addresses and a
+    // pointer); all zeroes is a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    // The flags are a 16-bit mask (`IFF_TUN_EXCL` is its top bit): the bits, not the value, go
+    // into the signed `short`.
+    let flags = u16::try_from(libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_TUN_EXCL)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    req.ifr_ifru.ifru_flags = libc::c_short::from_ne_bytes(flags.to_ne_bytes());
+    // SAFETY: `file` is an open descriptor of /dev/net/tun; TUNSETIFF reads (and may write back
+    // the name into) the `ifreq` it points to, which is live, exclusively borrowed and
+    // NUL-terminated (the name is shorter than IFNAMSIZ and the rest is zero).
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file.into())
 }
 
 /// Waits until one of `fds` has an event it asks for or `timeout_ms` passes (`poll(2)`; a
@@ -321,6 +361,14 @@ mod tests {
         assert!(if_nametoindex("xvs-no-such0").is_err());
         let e = if_nametoindex("l\0o").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn create_tun_refuses_names_that_do_not_fit_before_touching_the_kernel() {
+        for bad in ["", "a234567890123456", "tun\0x"] {
+            let e = create_tun(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,11 +12,16 @@
 //! A reload builds a new snapshot off the packet path and swaps it in whole, then hands the health
 //! checks their new plan (pairs kept across the reload keep their state); a file that does not
 //! validate, or that changes what needs a restart (the `datapath` section, `conntrack.max_entries`, `local_addresses`,
-//! `global.metrics_listen`, `global.admin_socket`), is refused and the running configuration stays.
+//! `global.metrics_listen`, `global.admin_socket`, the `sync` and `announce` sections), is refused and the running configuration stays.
 //! VRRP instances are resolved first (a reload whose instance cannot run is refused whole), then
 //! handed to the VRRP thread, which keeps the state of every instance whose identity did not
 //! change. `xvs ctl reload` reaches the same code: the admin thread hands the request to the main loop,
 //! which drains it at every wake-up (at most 250 ms) and answers with the outcome.
+//!
+//! With `announce:`, the announcer's TUN device is created right after the interface locks are
+//! taken, and the main loop makes the announce table follow the services' quorum and the
+//! drained flag at every wake-up (`control::announce`); a clean stop withdraws every VIP before
+//! anything else stops.
 //!
 //! SIGTERM/SIGINT: the main loop (woken at once) sets the stop flag every thread watches, sends
 //! the VRRP release, and joins the threads. The metrics and admin servers notice the flag within
@@ -44,6 +49,7 @@ use crossbeam::channel::Receiver;
 pub use error::{DaemonError, SubsystemError};
 
 use crate::control::admin::{self, ReloadRequest};
+use crate::control::announce::Announcer;
 use crate::control::config::Config;
 use crate::control::health::HealthHandle;
 use crate::control::iflock::InterfaceLocks;
@@ -94,6 +100,9 @@ struct Running {
     /// Real servers removed by a reload whose connections have not all ended: their replies
     /// stay steered to the workers until then.
     draining: Vec<snapshot::DrainingReal>,
+    /// The VIP announcer (`announce:`); `None` without that section. Dropping it closes its
+    /// device, which deletes its routes; a clean stop withdraws them first, logging each.
+    announcer: Option<Announcer>,
     /// Held until the filter is detached; dropping them removes their files.
     _locks: InterfaceLocks,
 }
@@ -119,7 +128,8 @@ impl Running {
                     }
                 }
             }
-            if last_address_sync.elapsed() >= ADDRESS_SYNC_INTERVAL {
+            let resync = last_address_sync.elapsed() >= ADDRESS_SYNC_INTERVAL;
+            if resync {
                 last_address_sync = Instant::now();
                 self.sync_local_addresses();
                 self.finish_draining();
@@ -131,10 +141,34 @@ impl Running {
                 let outcome = match &req.op {
                     admin::MainOp::Reload => self.reload(),
                     admin::MainOp::Real(change) => self.real_change(change),
+                    admin::MainOp::Drain(drained) => self.drain(*drained),
                 };
                 req.respond(outcome);
             }
+            // After any reload or drain of this wake-up: the table follows at once.
+            if let Some(a) = &mut self.announcer {
+                a.evaluate(&self.shared.snapshot.load(), resync);
+            }
         }
+    }
+
+    /// `xvs ctl drain` (`true`) / `undrain`: every VIP withdrawn (announced again when ready);
+    /// the datapath is untouched, so existing flows continue. The flag lives here, not in the
+    /// configuration: a reload keeps it.
+    fn drain(&mut self, drained: bool) -> admin::ReloadOutcome {
+        let Some(a) = &mut self.announcer else {
+            return Err(
+                "xvs: announce is not configured (no `announce:` section): there is nothing to drain or undrain"
+                    .to_string(),
+            );
+        };
+        let n = a.set_drained(drained, &self.shared.snapshot.load());
+        let vips = if n == 1 { "VIP" } else { "VIPs" };
+        Ok(if drained {
+            format!("drained: {n} {vips} withdrawn, existing flows continue")
+        } else {
+            format!("undrained: {n} {vips} announced")
+        })
     }
 
     /// Stops every thread (a MASTER's priority-0 release goes out first), detaches the filter
@@ -142,6 +176,11 @@ impl Running {
     /// `failure` (why the main loop ended).
     fn shutdown(mut self, failure: Option<DaemonError>) -> Result<(), DaemonError> {
         sys::sd_notify("STOPPING=1");
+        // Withdrawn first, while the box still forwards: the routers move the traffic away
+        // before the workers stop.
+        if let Some(a) = self.announcer.take() {
+            a.stop();
+        }
         let joined = self.threads.stop();
         // Every thread holding the gate (and so the filter) has ended.
         drop(self.gate);

@@ -41,6 +41,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::task::AbortHandle;
 
+use crate::control::announce::AnnounceStatus;
 use crate::control::health::HealthMetrics;
 use crate::control::stats::Stats;
 use crate::datapath::counters::{traffic_totals, Traffic, TrafficKey, BATCH_FRAMES_LE};
@@ -151,6 +152,9 @@ pub struct Sources {
     pub stats: Arc<Stats>,
     /// What the connection sync thread publishes (`xvs_sync_*`), when `sync:` is configured.
     pub sync: Option<Arc<SyncStatus>>,
+    /// What the announcer publishes (`xvs_announced`, `xvs_drained`), when `announce:` is
+    /// configured.
+    pub announce: Option<Arc<AnnounceStatus>>,
 }
 
 fn esc(s: &str) -> String {
@@ -180,6 +184,9 @@ pub fn render(src: &Sources) -> String {
     src.vrrp.render(&mut o);
     if let Some(sync) = &src.sync {
         sync.render(&mut o);
+    }
+    if let Some(announce) = &src.announce {
+        announce.render(&mut o);
     }
     render_conntrack(&mut o, src);
     fullnat_metrics(&mut o, src);
@@ -916,6 +923,7 @@ mod tests {
             health: Arc::new(HealthMetrics::default()),
             vrrp: Arc::new(VrrpStatus::default()),
             sync: None,
+            announce: None,
         }
     }
 
@@ -1064,6 +1072,33 @@ mod tests {
         assert!(reply.contains("allow: GET, HEAD"), "{reply}");
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
+    }
+
+    /// With `announce:` configured the page has `xvs_announced{vip}` and `xvs_drained`;
+    /// without it, neither (the golden page has no announce).
+    #[test]
+    fn announce_families_appear_when_announce_is_configured() {
+        use crate::control::announce::{Published, VipState};
+        assert!(!render(&sources()).contains("xvs_announced"));
+        assert!(!render(&sources()).contains("xvs_drained"));
+        let status = Arc::new(AnnounceStatus::new(100, "xvs-announce"));
+        status.publish(Published {
+            drained: false,
+            vips: vec![VipState {
+                vip: "198.18.0.100".parse().unwrap(),
+                announced: true,
+                reason: None,
+            }],
+        });
+        let src = Sources {
+            announce: Some(status),
+            ..sources()
+        };
+        let page = render(&src);
+        for want in ["xvs_announced{vip=\"198.18.0.100\"} 1\n", "xvs_drained 0\n"] {
+            assert!(page.contains(want), "missing {want}");
+        }
+        prometheus_parse::Scrape::parse(page.lines().map(|l| Ok(l.to_string()))).unwrap();
     }
 
     /// With `sync:` configured the page has the `xvs_sync_*` families, every error reason at

@@ -3,6 +3,7 @@
 //! Nothing here runs on the per-packet path.
 
 pub mod admin;
+pub mod announce;
 pub mod config;
 /// The former `control::ctl` module: now [`admin`]'s client, layouts and protocol.
 pub use admin::ctl;

@@ -1,6 +1,8 @@
 //! Synchronous rtnetlink queries the control plane needs: an interface's index, MAC, MTU and
 //! state; the main routing table; the neighbour (ARP/NDP) cache; and asking the kernel to resolve
-//! a neighbour. Plus a [`Subscription`] to the kernel's neighbour and route change notifications
+//! a neighbour. The announcer's changes too: an interface set up, host routes added to,
+//! deleted from and read back from a table of its own ([`add_route`], [`del_route`],
+//! [`host_routes`]). Plus a [`Subscription`] to the kernel's neighbour and route change notifications
 //! (`RTNLGRP_NEIGH`, `RTNLGRP_IPV4_ROUTE`, `RTNLGRP_IPV6_ROUTE`), read without blocking.
 //!
 //! Every call opens its own `NETLINK_ROUTE` socket in the calling thread's network namespace, sends
@@ -21,7 +23,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
@@ -31,7 +33,8 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NlAddr};
@@ -699,6 +702,120 @@ pub fn del_address(ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<(), Netli
     }
 }
 
+/// A host route of an announce table: `dst/32` (IPv6 `/128`) through interface `oif`, with
+/// route protocol `proto`, in routing table `table` (what [`add_route`] installs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostRoute {
+    pub dst: IpAddr,
+    pub table: u32,
+    pub oif: u32,
+    pub proto: u8,
+}
+
+/// The route message for `r`: unicast, scope link (a device route, no gateway), the full
+/// prefix of its family. The table goes in `RTA_TABLE` always, and in the header too when it
+/// fits a byte (a table above 255 has `RT_TABLE_UNSPEC` there, as `ip route` sends it).
+fn host_route_message(r: &HostRoute) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    let (family, len, dst) = match r.dst {
+        IpAddr::V4(v4) => (AddressFamily::Inet, 32, RouteAddress::Inet(v4)),
+        IpAddr::V6(v6) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(v6)),
+    };
+    msg.header.address_family = family;
+    msg.header.destination_prefix_length = len;
+    msg.header.table = u8::try_from(r.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+    msg.header.protocol = RouteProtocol::from(r.proto);
+    msg.header.scope = RouteScope::Link;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes.push(RouteAttribute::Destination(dst));
+    msg.attributes.push(RouteAttribute::Oif(r.oif));
+    msg.attributes.push(RouteAttribute::Table(r.table));
+    msg
+}
+
+/// Installs `r` (`ip route replace DST dev OIF table T proto P`): a route to the same
+/// destination already in that table is replaced, so adding twice is not an error.
+pub fn add_route(r: &HostRoute) -> Result<(), NetlinkError> {
+    let msg = RouteNetlinkMessage::NewRoute(host_route_message(r));
+    request("add route", msg, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK).map(|_| ())
+}
+
+/// Deletes `r` (`ip route del DST dev OIF table T proto P`). A route that is not there (or
+/// whose interface is gone, taking its routes with it) is not an error.
+pub fn del_route(r: &HostRoute) -> Result<(), NetlinkError> {
+    let msg = RouteNetlinkMessage::DelRoute(host_route_message(r));
+    match request("delete route", msg, NLM_F_ACK) {
+        Err(NetlinkError::Kernel { source, .. })
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::ESRCH) | Some(libc::ENODEV)
+            ) =>
+        {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+/// Reads one dumped route as a [`HostRoute`]: `None` unless it is a unicast host route (full
+/// prefix) with a destination and an output interface.
+fn host_route(m: &RouteMessage) -> Option<HostRoute> {
+    let full = match m.header.address_family {
+        AddressFamily::Inet => 32,
+        AddressFamily::Inet6 => 128,
+        _ => return None,
+    };
+    if m.header.kind != RouteType::Unicast
+        || m.header.destination_prefix_length != full
+        || m.header.flags.contains(RouteFlags::Cloned)
+    {
+        return None;
+    }
+    let mut table = u32::from(m.header.table);
+    let (mut dst, mut oif) = (None, None);
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    Some(HostRoute {
+        dst: dst?,
+        table,
+        oif: oif?,
+        proto: u8::from(m.header.protocol),
+    })
+}
+
+/// The host routes of routing table `table` (IPv4 then IPv6) that go out of interface `oif`:
+/// what an announcer has installed there, whoever else added or deleted some.
+pub fn host_routes(table: u32, oif: u32) -> Result<Vec<HostRoute>, NetlinkError> {
+    let replies = dump_per_family("dump routes", |family| {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family;
+        RouteNetlinkMessage::GetRoute(msg)
+    })?;
+    Ok(replies
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => host_route(r),
+            _ => None,
+        })
+        .filter(|r| r.table == table && r.oif == oif)
+        .collect())
+}
+
+/// Sets interface `ifindex` administratively up (`ip link set dev X up`).
+pub fn set_link_up(ifindex: u32) -> Result<(), NetlinkError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    request("set link up", RouteNetlinkMessage::SetLink(msg), NLM_F_ACK).map(|_| ())
+}
+
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
@@ -1134,6 +1251,58 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([buf[8], buf[9]]), 0);
         assert_eq!(buf[10], 0x01); // NTF_USE
         assert_eq!(&buf[buf.len() - 4..], &[198, 18, 1, 11]);
+    }
+
+    #[test]
+    fn host_routes_encode_table_protocol_and_scope_and_read_back() {
+        for (dst, table, header_table) in [
+            ("198.18.0.100", 100u32, 100u8),
+            ("2001:2::100", 100, 100),
+            ("198.18.0.101", 1000, 0),
+            ("198.18.0.102", u32::MAX, 0),
+        ] {
+            let r = HostRoute {
+                dst: ip(dst),
+                table,
+                oif: 7,
+                proto: 252,
+            };
+            let m = host_route_message(&r);
+            assert_eq!(m.header.table, header_table, "{dst}");
+            assert_eq!(u8::from(m.header.protocol), 252);
+            assert_eq!(m.header.scope, RouteScope::Link);
+            assert_eq!(
+                m.header.destination_prefix_length,
+                if r.dst.is_ipv4() { 32 } else { 128 }
+            );
+            assert!(m.attributes.contains(&RouteAttribute::Table(table)));
+            // On the wire and back, as a dump returns it.
+            let buf = datagram(vec![RouteNetlinkMessage::NewRoute(m)]);
+            let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf).unwrap();
+            let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(back)) = parsed.payload
+            else {
+                panic!("not a route: {parsed:?}")
+            };
+            assert_eq!(host_route(&back), Some(r));
+        }
+        // Not a host route, not unicast, or no interface: not one of an announcer's.
+        let base = host_route_message(&HostRoute {
+            dst: ip("198.18.0.100"),
+            table: 100,
+            oif: 7,
+            proto: 252,
+        });
+        let mut net = base.clone();
+        net.header.destination_prefix_length = 24;
+        assert_eq!(host_route(&net), None);
+        let mut blackhole = base.clone();
+        blackhole.header.kind = RouteType::BlackHole;
+        assert_eq!(host_route(&blackhole), None);
+        let mut no_oif = base;
+        no_oif
+            .attributes
+            .retain(|a| !matches!(a, RouteAttribute::Oif(_)));
+        assert_eq!(host_route(&no_oif), None);
     }
 
     #[test]

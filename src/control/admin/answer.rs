@@ -1,5 +1,6 @@
 //! The daemon's answers to admin requests: `list`, `conns`, `stats`, `vrrp` and `sync` built
-//! from the shared state, `reload` and `real` relayed to the main loop.
+//! from the shared state, `announce` from what the announcer publishes, `reload`, `real`,
+//! `drain` and `undrain` relayed to the main loop.
 //!
 //! `list`, `conns`, `stats` and `vrrp` are answered on the connection's own thread from [`AdminState`]
 //! (the current snapshot, the per-real counters, the connection table, the VRRP status): reads
@@ -21,10 +22,11 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::protocol::{
-    ConnInfo, ConnsReply, ListReply, RateInfo, RealChange, RealInfo, Reply, Request, RequestError,
-    ServiceInfo, StatsInfo, StatsReply, SyncPeerInfo, SyncReply, VrrpInstanceInfo, VrrpReply,
-    WorkerInfo,
+    AnnounceReply, AnnounceVipInfo, ConnInfo, ConnsReply, ListReply, RateInfo, RealChange,
+    RealInfo, Reply, Request, RequestError, ServiceInfo, StatsInfo, StatsReply, SyncPeerInfo,
+    SyncReply, VrrpInstanceInfo, VrrpReply, WorkerInfo,
 };
+use crate::control::announce::AnnounceStatus;
 use crate::control::stats::{self, Rates, Stats};
 use crate::datapath::counters::{Traffic, TrafficKey};
 use crate::datapath::snapshot::Forwarding;
@@ -79,6 +81,8 @@ pub enum MainOp {
     Reload,
     /// Apply a run-time real-server change (`xvs ctl real`).
     Real(RealChange),
+    /// `xvs ctl drain` (`true`) or `undrain` (`false`).
+    Drain(bool),
 }
 
 /// A reload or real-server change asked for over the admin socket; the daemon's main loop runs
@@ -113,6 +117,43 @@ pub struct AdminState {
     pub vrrp: Arc<VrrpStatus>,
     /// What the sync thread publishes (`sync`), when `sync:` is configured.
     pub sync: Option<Arc<SyncStatus>>,
+    /// What the announcer publishes (`announce`), when `announce:` is configured.
+    pub announce: Option<Arc<AnnounceStatus>>,
+}
+
+/// The `announce` reply: `configured: false` without an announcer; else its table, device,
+/// drained flag and every VIP's state.
+pub fn announce_reply(status: Option<&AnnounceStatus>) -> AnnounceReply {
+    let Some(status) = status else {
+        return AnnounceReply {
+            configured: false,
+            table: None,
+            device: None,
+            drained: false,
+            vips: Vec::new(),
+        };
+    };
+    let p = status.read();
+    AnnounceReply {
+        configured: true,
+        table: Some(status.table),
+        device: Some(status.device.clone()),
+        drained: p.drained,
+        vips: p
+            .vips
+            .iter()
+            .map(|v| AnnounceVipInfo {
+                vip: v.vip,
+                state: if v.announced {
+                    "announced"
+                } else {
+                    "withdrawn"
+                }
+                .to_string(),
+                reason: v.reason.map(|r| r.label().to_string()),
+            })
+            .collect(),
+    }
 }
 
 /// The `sync` reply: `configured: false` without a sync thread; else its settings, each peer
@@ -400,6 +441,9 @@ pub fn answer(state: &AdminState, line: &str, stop: &AtomicBool) -> Result<Strin
         Request::Stats => json(&stats_reply(&state.stats)),
         Request::Vrrp => json(&vrrp_reply(&state.vrrp)),
         Request::Sync => json(&sync_reply(state.sync.as_deref())),
+        Request::Announce => json(&announce_reply(state.announce.as_deref())),
+        Request::Drain => reload(state, MainOp::Drain(true), stop),
+        Request::Undrain => reload(state, MainOp::Drain(false), stop),
         Request::Reload => reload(state, MainOp::Reload, stop),
         Request::Real(change) => reload(state, MainOp::Real(change), stop),
     }
@@ -547,7 +591,66 @@ pub(super) mod tests {
             stats: Arc::new(Stats::new(sh.clone(), vec![])),
             vrrp: Arc::new(VrrpStatus::default()),
             sync: None,
+            announce: None,
         }
+    }
+
+    #[test]
+    fn announce_reply_says_each_vips_state_and_drain_goes_to_the_main_loop() {
+        use crate::control::announce::{core::Reason, Published, VipState};
+        let sh = shared();
+        let (tx, rx) = reload_channel();
+        let mut state = admin_state(&sh, tx);
+        let stop = AtomicBool::new(false);
+        let off: AnnounceReply =
+            serde_json::from_str(&answer(&state, "announce", &stop).unwrap()).unwrap();
+        assert!(!off.configured && off.vips.is_empty() && off.table.is_none());
+        let status = Arc::new(AnnounceStatus::new(100, "xvs-announce"));
+        status.publish(Published {
+            drained: true,
+            vips: vec![
+                VipState {
+                    vip: "198.18.0.100".parse().unwrap(),
+                    announced: false,
+                    reason: Some(Reason::Drained),
+                },
+                VipState {
+                    vip: "198.18.0.101".parse().unwrap(),
+                    announced: true,
+                    reason: None,
+                },
+            ],
+        });
+        state.announce = Some(status);
+        let body = answer(&state, "announce", &stop).unwrap();
+        assert!(
+            body.contains(
+                "{\"vip\":\"198.18.0.100\",\"state\":\"withdrawn\",\"reason\":\"drained\"}"
+            ),
+            "{body}"
+        );
+        let r: AnnounceReply = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (r.table, r.device.as_deref(), r.drained),
+            (Some(100), Some("xvs-announce"), true)
+        );
+        assert_eq!(
+            (r.vips[1].state.as_str(), r.vips[1].reason.as_deref()),
+            ("announced", None)
+        );
+        // drain and undrain run on the main loop, which answers with its text.
+        std::thread::scope(|sc| {
+            let main = sc.spawn(|| {
+                for want in [MainOp::Drain(true), MainOp::Drain(false)] {
+                    let req = rx.recv().unwrap();
+                    assert_eq!(req.op, want);
+                    req.respond(Ok(format!("{want:?}")));
+                }
+            });
+            assert_eq!(answer(&state, "drain", &stop).unwrap(), "Drain(true)");
+            assert_eq!(answer(&state, "undrain", &stop).unwrap(), "Drain(false)");
+            main.join().unwrap();
+        });
     }
 
     #[test]

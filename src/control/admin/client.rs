@@ -19,8 +19,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::format::{
-    format_conns, format_list, format_list_rate, format_list_stats, format_stats, format_sync,
-    format_vrrp,
+    format_announce, format_conns, format_list, format_list_rate, format_list_stats, format_stats,
+    format_sync, format_vrrp,
 };
 use super::protocol::{RealChange, RealChangeKind, Reply, ReplyError, Request};
 
@@ -75,6 +75,17 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The announce table (`announce:`): each VIP announced or withdrawn (and why: quorum,
+    /// drained), the table, the device, whether the box is drained.
+    Announce {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw every announced VIP (maintenance): the routers stop sending new flows here,
+    /// while existing flows keep being forwarded. Kept across reloads; `undrain` ends it.
+    Drain,
+    /// Announce again every VIP that is ready (its services have quorum).
+    Undrain,
     /// Reload the configuration file, like SIGHUP; prints what changed or why the file was refused.
     Reload {
         /// The change lines as JSON (`{"changes": [...]}`); a refusal stays text on stderr.
@@ -137,6 +148,9 @@ impl CtlCommand {
             CtlCommand::Stats { .. } => Request::Stats,
             CtlCommand::Vrrp { .. } => Request::Vrrp,
             CtlCommand::Sync { .. } => Request::Sync,
+            CtlCommand::Announce { .. } => Request::Announce,
+            CtlCommand::Drain => Request::Drain,
+            CtlCommand::Undrain => Request::Undrain,
             CtlCommand::Reload { .. } => Request::Reload,
         }
     }
@@ -293,6 +307,7 @@ fn run(socket: &Path, cmd: &CtlCommand) -> Result<String, CtlError> {
         CtlCommand::Stats { json } => render(&reply.body, json, format_stats),
         CtlCommand::Vrrp { json } => render(&reply.body, json, format_vrrp),
         CtlCommand::Sync { json } => render(&reply.body, json, format_sync),
+        CtlCommand::Announce { json } => render(&reply.body, json, format_announce),
         CtlCommand::Reload { json: true } => Ok(changes_json(&reply.body)),
         CtlCommand::Real { ref op } if op.args().json => Ok(changes_json(&reply.body)),
         _ => {

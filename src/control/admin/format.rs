@@ -46,12 +46,16 @@
 //! multicast group marked `(group)`): in sync, messages and records sent and received, lag
 //! (seconds since its last accepted message, `-` if never), then one line of totals (drops by
 //! stage, installs, refusals and receive errors, the non-zero reasons named).
+//!
+//! `announce` ([`format_announce`]): a line with the table, the device and whether the box is
+//! drained, then one line per VIP: `announced`, or `withdrawn: quorum|drained|failed`.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::protocol::{
-    ConnsReply, ListReply, RealInfo, ServiceInfo, StatsInfo, StatsReply, SyncReply, VrrpReply,
+    AnnounceReply, ConnsReply, ListReply, RealInfo, ServiceInfo, StatsInfo, StatsReply, SyncReply,
+    VrrpReply,
 };
 
 /// ipvsadm's name for a forwarding method (`fwd_name`).
@@ -329,6 +333,33 @@ pub fn format_vrrp(r: &VrrpReply) -> String {
             i.priority,
             i.master.map_or("-".to_string(), |m| m.to_string())
         );
+    }
+    o
+}
+
+/// The `announce` text: the table and device, the drained flag, then one line per VIP
+/// (`announced`, or `withdrawn: REASON`).
+pub fn format_announce(r: &AnnounceReply) -> String {
+    if !r.configured {
+        return "VIPs are not announced (no `announce:` section)\n".to_string();
+    }
+    let mut o = format!(
+        "table {} via {}, {}\n",
+        r.table.map_or("?".to_string(), |t| t.to_string()),
+        r.device.as_deref().unwrap_or("?"),
+        if r.drained { "drained" } else { "not drained" }
+    );
+    if r.vips.is_empty() {
+        o.push_str("no VIPs\n");
+        return o;
+    }
+    let _ = writeln!(o, "{:<40} state", "vip");
+    for v in &r.vips {
+        let state = match &v.reason {
+            Some(why) => format!("{}: {why}", v.state),
+            None => v.state.clone(),
+        };
+        let _ = writeln!(o, "{:<40} {state}", v.vip);
     }
     o
 }

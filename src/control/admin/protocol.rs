@@ -2,11 +2,11 @@
 //!
 //! One request per connection over the Unix socket `global.admin_socket` (mode 0600):
 //! the client writes one line, a verb ([`Request`]: `list`, `conns`, `stats`, `vrrp`, `sync`,
-//! `reload` or `real`), and shuts down its write side; the daemon answers with a status line, `ok` or `error`,
+//! `announce`, `drain`, `undrain`, `reload` or `real`), and shuts down its write side; the daemon answers with a status line, `ok` or `error`,
 //! followed by the body ([`Reply`]), and closes the connection. The body of `list`, `conns`,
-//! `stats`, `vrrp` and `sync` is JSON ([`ListReply`], [`ConnsReply`], [`StatsReply`],
-//! [`VrrpReply`], [`SyncReply`]); the
-//! body of `reload`, of `real`
+//! `stats`, `vrrp`, `sync` and `announce` is JSON ([`ListReply`], [`ConnsReply`], [`StatsReply`],
+//! [`VrrpReply`], [`SyncReply`], [`AnnounceReply`]); the
+//! body of `reload`, of `real`, of `drain`, of `undrain`
 //! and of every `error` is text to show the user. The daemon sends data, the client chooses the
 //! layout ([`format`](super::format)).
 //!
@@ -25,7 +25,7 @@ pub enum RequestError {
     #[error("empty request")]
     Empty,
     /// The verb (its first 64 characters).
-    #[error("unknown request {0:?} (expected list, conns, stats, vrrp, sync, reload or real)")]
+    #[error("unknown request {0:?} (expected list, conns, stats, vrrp, sync, announce, drain, undrain, reload or real)")]
     Unknown(String),
     #[error("real: expected `real add|edit|del ADDR:PORT WEIGHT|- SERVICE`")]
     RealUsage,
@@ -88,6 +88,12 @@ pub enum Request {
     Vrrp,
     /// Connection sync: peers, messages, drops, lag.
     Sync,
+    /// The announce table: each VIP's state, whether the box is drained.
+    Announce,
+    /// Withdraw every announced VIP; existing flows continue.
+    Drain,
+    /// Announce again every VIP that is ready.
+    Undrain,
     Reload,
     /// `real OP ADDR:PORT WEIGHT|- SERVICE` (the service name last: it may contain spaces).
     Real(RealChange),
@@ -102,6 +108,9 @@ impl Request {
             Request::Stats => "stats".into(),
             Request::Vrrp => "vrrp".into(),
             Request::Sync => "sync".into(),
+            Request::Announce => "announce".into(),
+            Request::Drain => "drain".into(),
+            Request::Undrain => "undrain".into(),
             Request::Reload => "reload".into(),
             Request::Real(c) => format!(
                 "real {} {} {} {}",
@@ -125,6 +134,9 @@ impl Request {
             "stats" => Ok(Request::Stats),
             "vrrp" => Ok(Request::Vrrp),
             "sync" => Ok(Request::Sync),
+            "announce" => Ok(Request::Announce),
+            "drain" => Ok(Request::Drain),
+            "undrain" => Ok(Request::Undrain),
             "reload" => Ok(Request::Reload),
             "" => Err(RequestError::Empty),
             other => Err(RequestError::Unknown(clip(other))),
@@ -411,6 +423,34 @@ pub struct SyncPeerInfo {
     pub send_errors: u64,
 }
 
+/// `announce`: the VIPs of the announce table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceReply {
+    /// Whether an `announce:` section runs the announcer; everything else is absent when not.
+    pub configured: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub drained: bool,
+    /// Every VIP of the configuration, in address order.
+    #[serde(default)]
+    pub vips: Vec<AnnounceVipInfo>,
+}
+
+/// One VIP: `announced`, or withdrawn and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceVipInfo {
+    pub vip: IpAddr,
+    /// `announced` or `withdrawn`.
+    pub state: String,
+    /// Why it is withdrawn: `quorum` (a service on it lost quorum), `drained`, `failed` (the
+    /// kernel refused the route; see the daemon's log). Absent while announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +493,9 @@ mod tests {
             Request::Stats,
             Request::Vrrp,
             Request::Sync,
+            Request::Announce,
+            Request::Drain,
+            Request::Undrain,
             Request::Reload,
             real(RealChangeKind::Add, Some(5), "web"),
             real(RealChangeKind::Edit, Some(0), "my web service"),
@@ -521,7 +564,7 @@ mod tests {
             (
                 Request::parse(&long),
                 format!(
-                    "unknown request \"{}\" (expected list, conns, stats, vrrp, sync, reload or real)",
+                    "unknown request \"{}\" (expected list, conns, stats, vrrp, sync, announce, drain, undrain, reload or real)",
                     "x".repeat(64)
                 ),
             ),

@@ -30,6 +30,8 @@ pub struct Config {
     pub vrrp: Vrrp,
     /// Connection state sync between directors; `None` = off.
     pub sync: Option<StateSync>,
+    /// VIP routes in a kernel table for a routing daemon to announce; `None` = nothing announced.
+    pub announce: Option<Announce>,
 }
 
 // ---- global ---------------------------------------------------------------------------------
@@ -895,4 +897,34 @@ pub const DEFAULT_SYNC_PORT: u16 = 8848;
 
 fn sync_port() -> u16 {
     DEFAULT_SYNC_PORT
+}
+
+// ---- announce -------------------------------------------------------------------------------
+
+/// VIPs announced through a kernel routing table (the `announce:` section): one host route per
+/// ready VIP in `table`, through the TUN device `device` that lives exactly as long as the
+/// daemon (see `control::announce`). Validation (`validate/announce.rs`) refuses table 0 and the
+/// kernel's own tables (253 default, 254 main, 255 local); start-up refuses a `device` that
+/// already exists. A reload that changes the section needs a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Announce {
+    /// The kernel routing table the routes go in (1..=2^32-1, not 253, 254 or 255). Default 100.
+    pub table: u32,
+    /// The TUN device the routes point at. Default `xvs-announce`.
+    pub device: String,
+}
+
+/// The default `announce.table`.
+pub const DEFAULT_ANNOUNCE_TABLE: u32 = 100;
+/// The default `announce.device`.
+pub const DEFAULT_ANNOUNCE_DEVICE: &str = "xvs-announce";
+
+impl Default for Announce {
+    fn default() -> Announce {
+        Announce {
+            table: DEFAULT_ANNOUNCE_TABLE,
+            device: DEFAULT_ANNOUNCE_DEVICE.to_string(),
+        }
+    }
 }

@@ -1826,3 +1826,92 @@ fn a_mixed_pool_is_refused_once_at_its_odd_address() {
         ["9:34: local address 198.18.1.4 is IPv4 but the pool's first address 2001:2:0:1::2 is IPv6: a local_addresses pool is of one address family"],
     );
 }
+
+// ---- announce -------------------------------------------------------------------------------
+
+#[test]
+fn announce_is_off_by_default_and_takes_its_defaults() {
+    assert_eq!(assert_ok(BASE).announce, None);
+    let c = assert_ok(&format!("{BASE}announce: {{}}\n"));
+    assert_eq!(
+        c.announce,
+        Some(Announce {
+            table: 100,
+            device: "xvs-announce".into()
+        })
+    );
+    let c = assert_ok(&format!(
+        "{BASE}announce:\n  table: 4294967295\n  device: bgp0\n"
+    ));
+    let a = c.announce.unwrap();
+    assert_eq!((a.table, a.device.as_str()), (u32::MAX, "bgp0"));
+    // The device need not exist (xvs run creates it; that it must not exist is start-up's rule).
+    assert_ok(&format!("{BASE}announce: {{ device: nowhere0 }}\n"));
+}
+
+#[test]
+fn announce_refuses_table_zero_the_kernels_tables_and_bad_device_names() {
+    let line = BASE.lines().count() + 2;
+    for (table, want) in [
+        ("0", "table 0 is not a routing table"),
+        ("253", "table 253 is the kernel's `default` table"),
+        ("254", "table 254 is the kernel's `main` table"),
+        ("255", "table 255 is the kernel's `local` table"),
+    ] {
+        assert_error(
+            &format!("{BASE}announce:\n  table: {table}\n"),
+            &format!("{line}:10: {want}"),
+        );
+    }
+    for ok in ["1", "100", "252", "256", "1000"] {
+        assert_ok(&format!("{BASE}announce:\n  table: {ok}\n"));
+    }
+    // Out of u32's range or negative: a type error, at the value.
+    assert_error(
+        &format!("{BASE}announce:\n  table: 4294967296\n"),
+        &format!("{line}:10: "),
+    );
+    assert_error(
+        &format!("{BASE}announce:\n  table: -1\n"),
+        &format!("{line}:10: "),
+    );
+    assert_error(
+        &format!("{BASE}announce:\n  device: a234567890123456\n"),
+        &format!("{line}:11: interface name `a234567890123456` is longer than 15"),
+    );
+    assert_error(
+        &format!("{BASE}announce:\n  device: \"\"\n"),
+        &format!("{line}:11: interface name must not be empty"),
+    );
+    assert_error(
+        &format!("{BASE}announce:\n  bogus: 1\n"),
+        &format!("{line}:3: announce: unknown field `bogus`, expected `table` or `device`"),
+    );
+}
+
+#[test]
+fn announce_refuses_a_vip_that_vrrp_also_holds() {
+    let vrrp = "vrrp:\n  instances:\n    - { name: VI_1, interface: eth0, vrid: 51, vips: [198.18.0.100/24] }\n";
+    // Without announce, a VRRP VIP is fine; with it, the service's VIP is refused where written.
+    assert_ok(&format!("{BASE}{vrrp}"));
+    let errs = errors(&format!("{BASE}{vrrp}announce: {{ table: 100 }}\n"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "6:10: VIP 198.18.0.100 is also a virtual address of VRRP instance `VI_1`: with `announce:` a VIP is owned either by VRRP or by BGP, not both"
+        ),
+        "{errs:#?}"
+    );
+    // Another VIP on the instance does not clash.
+    assert_ok(&format!(
+        "{BASE}{}announce: {{ table: 100 }}\n",
+        vrrp.replace("198.18.0.100/24", "198.18.0.200/24")
+    ));
+}
+
+#[test]
+fn the_contracts_announce_section_parses() {
+    let c: Config =
+        serde_yaml_ng::from_str(&format!("{CONTRACT_EXAMPLE}announce:\n  table: 100\n")).unwrap();
+    assert_eq!(c.announce.unwrap().table, 100);
+}

@@ -6,6 +6,7 @@
 use std::io;
 
 use crate::conntrack::TableAllocError;
+use crate::control::announce::AnnounceError;
 use crate::control::config::{self, ConfigErrors};
 use crate::control::iflock::LockError;
 use crate::control::netlink::NetlinkError;
@@ -83,6 +84,9 @@ pub enum DaemonError {
         addr: String,
         source: io::Error,
     },
+    /// The announcer's device could not be set up.
+    #[error("{0}")]
+    Announce(#[from] AnnounceError),
     #[error("{0} stopped unexpectedly; stopping")]
     ThreadStopped(&'static str),
     #[error("{0} panicked")]

@@ -66,6 +66,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Option<DaemonError> {
         ),
         // The sync thread, its socket, key and the workers' rings are set up at start only.
         ("sync section", new.sync != old.sync),
+        // The announcer's device and table are set up at start only.
+        ("announce section", new.announce != old.announce),
     ];
     checks
         .into_iter()
@@ -420,6 +422,31 @@ mod tests {
         assert_eq!(changed(&on, &none), msg);
         assert_eq!(changed(&on, &other), msg);
         assert_eq!(changed(&on, &on.clone()), None);
+    }
+
+    #[test]
+    fn a_reload_that_adds_removes_or_changes_announce_needs_a_restart() {
+        let cfg = |announce: &str| {
+            let text = format!("datapath:\n  interfaces:\n    - name: eth0\n{announce}");
+            Config::from_str_named(&text, "t.yaml", &|_: &str| true).unwrap()
+        };
+        let changed =
+            |old: &Config, new: &Config| restart_only_changes(old, new).map(|e| e.to_string());
+        let none = cfg("");
+        let on = cfg("announce: { table: 100 }\n");
+        let msg = Some("announce section changed: restart xvs to apply it".to_string());
+        assert_eq!(changed(&none, &on), msg);
+        assert_eq!(changed(&on, &none), msg);
+        assert_eq!(changed(&on, &cfg("announce: { table: 101 }\n")), msg);
+        assert_eq!(changed(&on, &cfg("announce: { device: bgp0 }\n")), msg);
+        // The defaults written out are no change.
+        assert_eq!(
+            changed(
+                &on,
+                &cfg("announce: { table: 100, device: xvs-announce }\n")
+            ),
+            None
+        );
     }
 
     #[test]

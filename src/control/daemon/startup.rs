@@ -17,6 +17,7 @@ use crossbeam::channel::Receiver;
 use super::threads::Threads;
 use super::{build_snapshot, real_addresses, unix_now, DaemonError, Running};
 use crate::control::admin::{self, ReloadRequest};
+use crate::control::announce::{AnnounceStatus, Announcer};
 use crate::control::config::{self, Config};
 use crate::control::health::{self, HealthHandle, HealthMetrics};
 use crate::control::metrics::{self, ReloadStatus};
@@ -47,6 +48,9 @@ const LOCK_DIR: &str = "/run/xvs/locks";
 /// How long start-up waits for the interface locks of an xvs that is exiting (killed just
 /// before); a running one is refused at once.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long start-up waits for an `announce.device` that exists to go away (that of an xvs
+/// killed just before, whose exit is finishing) before refusing it.
+const ANNOUNCE_DEVICE_WAIT: Duration = Duration::from_secs(1);
 
 /// The XDP filter as the [`VipGate`]'s sink: the gate writes the `steer` map.
 struct FilterSink(Arc<FilterProgram>);
@@ -76,13 +80,20 @@ pub(super) fn start(path: &Path) -> Result<Running, DaemonError> {
     // allocated, so a second xvs is refused (or waits for an exiting one) before it commits
     // memory.
     let locks = lock_interfaces(&ports)?;
+    // Its device goes away with the process however it ends (and this value on an error
+    // return): nothing is announced before the first evaluation of the main loop.
+    let announcer = match &cfg.announce {
+        Some(a) => Some(Announcer::start(a, ANNOUNCE_DEVICE_WAIT)?),
+        None => None,
+    };
     let shared = shared_state(&cfg, &ports, &held)?;
     let filter = Arc::new(attach_filter(&cfg, &ports)?);
     // From here on, returning an error drops `filter`, which detaches it.
     let ios = open_sockets(&cfg, &ports, &queues, &filter)?;
     let gate = steer(&cfg, &shared, &filter, &held)?;
     prime_next_hops(&cfg, &ports, &shared)?;
-    let started = spawn_threads(&cfg, &shared, &ports, ios, &gate, specs, groups)?;
+    let announce = announcer.as_ref().map(Announcer::status);
+    let started = spawn_threads(&cfg, &shared, &ports, ios, &gate, (specs, groups), announce)?;
     log_started(&cfg, &ports, &filter, started.threads.workers.len());
     sys::sd_notify("READY=1");
     Ok(Running {
@@ -100,6 +111,7 @@ pub(super) fn start(path: &Path) -> Result<Running, DaemonError> {
         health: started.health,
         address_sync_failing: false,
         draining: Vec::new(),
+        announcer,
         _locks: locks,
     })
 }
@@ -405,8 +417,8 @@ fn spawn_threads(
     ports: &[Port],
     ios: Vec<QueueIo>,
     gate: &Arc<VipGate>,
-    specs: Vec<InstanceSpec>,
-    groups: SyncGroups,
+    (specs, groups): (Vec<InstanceSpec>, SyncGroups),
+    announce: Option<Arc<AnnounceStatus>>,
 ) -> Result<Started, DaemonError> {
     let placed = place_threads(cfg, &ios)?;
     let mut threads = Threads::new();
@@ -470,6 +482,7 @@ fn spawn_threads(
         vrrp: vrrp_status.clone(),
         stats: stats.clone(),
         sync: sync.clone(),
+        announce: announce.clone(),
     });
     let (reload_tx, requests) = admin::reload_channel();
     let admin_state = admin::AdminState {
@@ -479,6 +492,7 @@ fn spawn_threads(
         stats,
         vrrp: vrrp_status,
         sync,
+        announce,
     };
     spawn_servers(&mut threads, cfg, sources, admin_state)?;
     Ok(Started {

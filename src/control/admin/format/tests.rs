@@ -672,3 +672,55 @@ fn sync_not_configured_or_starting_and_multicast() {
     assert!(text.starts_with("sync on sync0 port 8848, multicast 224.0.0.81, sender id"));
     assert!(text.contains("\n224.0.0.81 (group)         no "), "{text}");
 }
+
+#[test]
+fn announce_lists_each_vip_with_its_state_and_reason() {
+    use crate::control::admin::protocol::{AnnounceReply, AnnounceVipInfo};
+    let off = AnnounceReply {
+        configured: false,
+        table: None,
+        device: None,
+        drained: false,
+        vips: vec![],
+    };
+    assert_eq!(
+        format_announce(&off),
+        "VIPs are not announced (no `announce:` section)\n"
+    );
+    let vip = |v: &str, state: &str, reason: Option<&str>| AnnounceVipInfo {
+        vip: v.parse().unwrap(),
+        state: state.into(),
+        reason: reason.map(str::to_string),
+    };
+    let r = AnnounceReply {
+        configured: true,
+        table: Some(100),
+        device: Some("xvs-announce".into()),
+        drained: false,
+        vips: vec![
+            vip("198.18.0.100", "announced", None),
+            vip("198.18.0.101", "withdrawn", Some("quorum")),
+            vip("2001:2::100", "withdrawn", Some("drained")),
+        ],
+    };
+    assert_eq!(
+        format_announce(&r),
+        format!(
+            "table 100 via xvs-announce, not drained\n\
+             {:<40} state\n\
+             {:<40} announced\n\
+             {:<40} withdrawn: quorum\n\
+             {:<40} withdrawn: drained\n",
+            "vip", "198.18.0.100", "198.18.0.101", "2001:2::100"
+        )
+    );
+    let empty = AnnounceReply {
+        drained: true,
+        vips: vec![],
+        ..r
+    };
+    assert_eq!(
+        format_announce(&empty),
+        "table 100 via xvs-announce, drained\nno VIPs\n"
+    );
+}

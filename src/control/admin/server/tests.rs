@@ -128,6 +128,7 @@ fn stale_socket_is_replaced_and_a_live_one_refused() {
             reloads: tx.clone(),
             vrrp: Arc::new(VrrpStatus::default()),
             sync: None,
+            announce: None,
         }
     };
     let h = spawn_server(&path, state(), stop.clone()).unwrap();

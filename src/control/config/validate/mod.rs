@@ -5,7 +5,7 @@
 //! One file per section of the file, each a `check(cx, cfg)` that [`validate`] calls in turn:
 //! [`global`] (`global`, `datapath`, `conntrack`), [`pools`] (`local_addresses`), [`services`]
 //! (with their real and sorry servers), [`health`] (a service's or real's `health_check`),
-//! [`vrrp`] (instances and sync groups), [`sync`], [`machine`] (what the [`Host`] says about
+//! [`vrrp`] (instances and sync groups), [`sync`], [`announce`], [`machine`] (what the [`Host`] says about
 //! this box) and [`limits`] (bounds on sizes and on start-up memory).
 //!
 //! Invariants: a rule reads the [`Config`] and the [`Host`] and never changes them; it reports
@@ -21,6 +21,7 @@ use super::host::Host;
 use super::model::Config;
 use super::positions::{Positions, Problem};
 
+mod announce;
 mod global;
 mod health;
 pub(crate) mod limits;
@@ -150,6 +151,7 @@ pub fn validate(cfg: &Config, pos: &Positions, host: &dyn Host) -> Vec<Problem> 
     services::check(&mut cx, cfg);
     vrrp::check(&mut cx, cfg);
     sync::check(&mut cx, cfg);
+    announce::check(&mut cx, cfg);
     machine::check(&mut cx, cfg);
     limits::check(&mut cx, cfg);
     cx.out

@@ -58,53 +58,6 @@ fn lb_addr(role: &str) -> String {
     format!("198.18.1.2{}", &role[2..])
 }
 
-/// Whether this build of xvs has the `announce:` section (`xvs check` of a config with it, in
-/// `role`'s namespace). Until it has, the lab's routes are installed by hand ([`by_hand`]) to
-/// debug the BIRD side and the datapath: a withdrawal then only follows what the test does,
-/// never xvs's own death or quorum, and the figures are not xvs's.
-fn xvs_announces(lab: &Lab, role: &str) -> bool {
-    let out = lab.exec(
-        role,
-        &[XVS, "check", "-c", &lb_config(lab, role).to_string_lossy()],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() || err.contains("announce"),
-        "xvs check: {err}"
-    );
-    out.status.success()
-}
-
-/// Without the announcer: a persistent TUN device `xvs-announce` in `role` and the VIP's route
-/// through it in table [`TABLE`] (`on`), or the device deleted with its route (`off`).
-fn by_hand(lab: &Lab, role: &str, on: bool) {
-    if on {
-        lab.exec_ok(
-            role,
-            &["ip", "tuntap", "add", "dev", "xvs-announce", "mode", "tun"],
-        );
-        lab.exec_ok(role, &["ip", "link", "set", "xvs-announce", "up"]);
-        let (dst, table) = (format!("{VIP}/32"), TABLE.to_string());
-        lab.exec_ok(
-            role,
-            &[
-                "ip",
-                "route",
-                "add",
-                &dst,
-                "dev",
-                "xvs-announce",
-                "table",
-                &table,
-                "proto",
-                "252",
-            ],
-        );
-    } else {
-        lab.exec_ok(role, &["ip", "link", "del", "xvs-announce"]);
-    }
-}
-
 /// The `/metrics` page of xvs in `role`, fetched from the test's own thread in that namespace
 /// (no process spawned: a python client costs seconds on a loaded machine).
 fn metrics(lab: &Lab, role: &str) -> String {
@@ -129,11 +82,6 @@ fn metrics(lab: &Lab, role: &str) -> String {
 /// pickup, so that every lb picks the same real server for a flow; TCP health checks (up after
 /// one success, down after two failures, every 200 ms).
 fn lb_config(lab: &Lab, role: &str) -> PathBuf {
-    lb_config_with(lab, role, true)
-}
-
-/// [`lb_config`], with or without its `announce:` section.
-fn lb_config_with(lab: &Lab, role: &str, announce: bool) -> PathBuf {
     let service = |name: &str, port: u16, fwd: &str| {
         format!(
             "  - name: {name}\n    vip: {VIP}\n    port: {port}\n    scheduler: mh\n    scheduler_flags: [mh-port]\n\
@@ -146,16 +94,12 @@ fn lb_config_with(lab: &Lab, role: &str, announce: bool) -> PathBuf {
         "global:\n  router_id: {role}\n  admin_socket: /run/xvs/admin.sock\n  metrics_listen: 127.0.0.1:9798\n\
          datapath:\n  interfaces: [{{ name: lan0, queues: [0] }}]\n  poll: wakeup\n\
          conntrack:\n  max_entries: 65536\n\
-         services:\n{}{}{}{}{}",
+         services:\n{}{}{}{}\
+         announce:\n  table: {TABLE}\n",
         service("web", 80, "dr"),
         service("echo", 7000, "dr"),
         service("web-tun", 8080, "tun"),
         service("echo-tun", 7001, "tun"),
-        if announce {
-            format!("announce:\n  table: {TABLE}\n")
-        } else {
-            String::new()
-        }
     );
     lab.write_config(role, &format!("{role}.yaml"), &text)
 }
@@ -234,8 +178,6 @@ fn logs(xs: &[&Xvs]) -> String {
 struct Ecmp {
     lab: Lab,
     xvs: Vec<Option<Xvs>>,
-    /// xvs announces (else [`by_hand`]).
-    announces: bool,
     _echo: EchoServers,
 }
 
@@ -249,22 +191,14 @@ impl Ecmp {
             lab.start_server(r, "http", 8080, r);
         }
         let echo = EchoServers::start(&lab, &["r1", "r2"], &[7000, 7001]);
-        let announces = xvs_announces(&lab, "lb1");
-        if !announces {
-            eprintln!("this xvs has no announce section: the routes are installed by hand");
-        }
         let mut e = Ecmp {
             lab,
             xvs: Vec::new(),
-            announces,
             _echo: echo,
         };
         for r in LBS {
             let x = e.spawn_lb(r);
             e.xvs.push(Some(x));
-        }
-        for r in LBS {
-            e.ready_lb(r);
         }
         e.expect_announced(&LBS, "start");
         eprintln!(
@@ -277,19 +211,7 @@ impl Ecmp {
 
     /// Starts xvs in `role`.
     fn spawn_lb(&self, role: &str) -> Xvs {
-        self.lab
-            .start_xvs_in(role, &lb_config_with(&self.lab, role, self.announces))
-    }
-
-    /// Without the announcer: waits until xvs in `role` has started, then announces by hand.
-    fn ready_lb(&self, role: &str) {
-        if self.announces {
-            return;
-        }
-        let x = self.x(role);
-        let started = x.wait_log(" started (", 0, Duration::from_secs(30));
-        assert!(started.is_some(), "{role}: xvs never started:\n{}", x.log());
-        by_hand(&self.lab, role, true);
+        self.lab.start_xvs_in(role, &lb_config(&self.lab, role))
     }
 
     fn x(&self, role: &str) -> &Xvs {
@@ -351,9 +273,6 @@ fn three_lbs_announce_the_vip_and_share_fresh_connections() {
     eprintln!("router:\n{route}{}", birdc(&e.lab, "rt", "show route"));
     assert_eq!(route.matches("nexthop via").count(), 3, "{route}");
     for (role, x) in LBS.iter().zip(e.all()) {
-        if !e.announces {
-            break;
-        }
         let m = metrics(&e.lab, role);
         assert_eq!(
             metric(&m, &format!("xvs_announced{{vip=\"{VIP}\"}}")),
@@ -397,9 +316,6 @@ fn held_connections_survive_an_lb_killed_and_back() {
 
     // 1. lb2's xvs dies: its route goes with it, BIRD withdraws it, the router rehashes.
     let t = e.x("lb2").signal_now(libc::SIGKILL);
-    if !e.announces {
-        by_hand(&e.lab, "lb2", false);
-    }
     let gone = wait_next_hops(&e.lab, &["lb1", "lb3"], Duration::from_secs(5));
     let withdrawal = gone.map(|g| g - t);
     eprintln!(
@@ -418,7 +334,6 @@ fn held_connections_survive_an_lb_killed_and_back() {
 
     // 2. lb2's xvs starts again and is announced again: the router rehashes back.
     e.xvs[1] = Some(e.spawn_lb("lb2"));
-    e.ready_lb("lb2");
     let back = e.expect_announced(&LBS, "lb2 back");
     let all = logs(&e.all());
     report("lb2 back", &dr, &dr.survivors(back, ANSWERS), &all);
@@ -448,10 +363,6 @@ fn block_health_checks(lab: &Lab, role: &str) {
 #[test]
 fn quorum_loss_withdraws_on_that_lb_only_and_drain_keeps_held_connections() {
     let e = Ecmp::start();
-    assert!(
-        e.announces,
-        "quorum and drain withdrawals are xvs's own: this xvs has no announce section"
-    );
     // lb2's checks fail, the others' do not: only lb2 withdraws.
     block_health_checks(&e.lab, "lb2");
     let t = Instant::now();

@@ -75,6 +75,29 @@ fn mid_stream_segments_are_dropped_unless_sloppy_tcp() {
 }
 
 #[test]
+fn a_service_sloppy_tcp_overrides_the_global_one() {
+    // Global off, web's own on: a mid-stream ACK to a fresh box is picked up.
+    let mut snap = snapshot(1, (3, 1), false);
+    snap.services[0].sloppy_tcp = Some(true);
+    let mut on = Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)));
+    assert_eq!(send(&mut on, 1, 41000, ACK), (Verdict::Tx(1), Some(R1)));
+    assert_eq!(send(&mut on, 2, 41000, ACK), (Verdict::Tx(1), Some(R1)));
+    assert_eq!(
+        send(&mut on, 3, 41001, RST).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    // Global on, web's own off: dropped as without sloppy_tcp; a SYN still opens a flow.
+    let mut snap = snapshot(1, (3, 1), true);
+    snap.services[0].sloppy_tcp = Some(false);
+    let mut off = Processor::new(Arc::new(Shared::new(snap, nexthops(), 100)));
+    assert_eq!(
+        send(&mut off, 1, 41000, ACK).0,
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    assert!(matches!(send(&mut off, 1, 41002, SYN).0, Verdict::Tx(1)));
+}
+
+#[test]
 fn full_table_of_established_flows_refuses_new_flows_but_keeps_forwarding_them() {
     let mut p = processor(4);
     for port in 0..4 {

@@ -122,6 +122,7 @@ pub fn build(
             });
             svc.state = old_state.get(&key).cloned().unwrap_or_default();
             svc.one_packet = s.one_packet;
+            svc.sloppy_tcp = s.sloppy_tcp;
             // Pools are fixed for the daemon's life (a change needs a restart), so a pool's
             // index in the file is its index in the connection table.
             svc.local_pool = s.local_addresses.as_ref().and_then(|name| {
@@ -356,6 +357,21 @@ services:
             describe_changes(&a, &b),
             ["Changing weight of service [198.18.1.12]:tcp:80 in VS [198.18.0.100]:tcp:80: 1 -> 2"]
         );
+    }
+
+    #[test]
+    fn a_service_sloppy_tcp_overrides_the_global_one() {
+        let global = BASE.replace("services:", "conntrack: { sloppy_tcp: true }\nservices:");
+        let s = build(&cfg(&global), vec![], 1, None);
+        assert!(s.sloppy_tcp && s.services[0].sloppy_tcp.is_none());
+        assert!(s.services[0].picks_up_mid_stream(s.sloppy_tcp));
+        let off = global.replace("forwarding: nat", "forwarding: nat\n    sloppy_tcp: false");
+        let s = build(&cfg(&off), vec![], 2, None);
+        assert_eq!(s.services[0].sloppy_tcp, Some(false));
+        assert!(!s.services[0].picks_up_mid_stream(s.sloppy_tcp));
+        let on = BASE.replace("forwarding: nat", "forwarding: nat\n    sloppy_tcp: true");
+        let s = build(&cfg(&on), vec![], 3, None);
+        assert!(!s.sloppy_tcp && s.services[0].picks_up_mid_stream(s.sloppy_tcp));
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //! fragments included, is in `process/ipv6.rs`):
 //! 1. destination (VIP, port, protocol) is a virtual service → **original direction**: look up
 //!    the connection by its key; on a miss, a new flow (a TCP initial SYN, any UDP datagram, or
-//!    with `sloppy_tcp` any non-RST segment) is scheduled and inserted; other TCP segments are
-//!    dropped (`NoConnection`), as IPVS does without `sloppy_tcp`. A new flow goes to the
+//!    with `sloppy_tcp` (the service's, else the global one) any non-RST segment) is scheduled
+//!    and inserted; other TCP segments are dropped (`NoConnection`), as IPVS does without
+//!    `sloppy_tcp`. A new flow goes to the
 //!    service's sorry server instead of a real server while the service has lost quorum, or
 //!    when the scheduler finds no real server that can take it; without a sorry server the
 //!    latter is a drop (`NoRealServer`).

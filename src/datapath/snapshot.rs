@@ -138,6 +138,9 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// UDP: every datagram is scheduled on its own and no connection entry is kept.
     pub one_packet: bool,
+    /// TCP: this service's mid-stream pickup (IPVS `sloppy_tcp`); `None` = the snapshot's
+    /// [`Snapshot::sloppy_tcp`] (see [`Service::picks_up_mid_stream`]).
+    pub sloppy_tcp: Option<bool>,
     /// FULLNAT: index of the service's `local_addresses` pool in the connection table's pools.
     pub local_pool: Option<u16>,
     /// FULLNAT/TCP: carry the client's address to the real server in TCP option 254 (TOA).
@@ -176,6 +179,7 @@ impl Service {
             reals,
             persistence: None,
             one_packet: false,
+            sloppy_tcp: None,
             local_pool: None,
             toa: false,
             sorry: None,
@@ -192,6 +196,13 @@ impl Service {
         self.vrrp
             .as_ref()
             .is_some_and(|held| !held.load(Ordering::Relaxed))
+    }
+
+    /// Whether a TCP segment other than a SYN or RST that finds no connection starts one
+    /// (mid-stream pickup): the service's own `sloppy_tcp`, else `global` (the snapshot's).
+    #[inline]
+    pub fn picks_up_mid_stream(&self, global: bool) -> bool {
+        self.sloppy_tcp.unwrap_or(global)
     }
 
     /// The counters of traffic slot `slot`: `reals[slot]`, or the sorry server at `reals.len()`.

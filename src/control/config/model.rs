@@ -326,6 +326,10 @@ pub struct Service {
     /// UDP: schedule every datagram, keep no entry.
     #[serde(default)]
     pub one_packet: bool,
+    /// TCP: pick up flows mid-stream for this service (IPVS `sloppy_tcp`); `None` (not
+    /// written) = `conntrack.sloppy_tcp`.
+    #[serde(default)]
+    pub sloppy_tcp: Option<bool>,
     /// Used while no real server is up.
     #[serde(default, deserialize_with = "de::opt_socket_addr")]
     pub sorry_server: Option<SocketAddr>,

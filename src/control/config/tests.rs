@@ -978,6 +978,19 @@ fn one_packet_is_udp_only() {
 }
 
 #[test]
+fn sloppy_tcp_per_service_overrides_the_global_key_and_is_tcp_only() {
+    assert_eq!(assert_ok(BASE).services[0].sloppy_tcp, None, "not written");
+    for (v, want) in [("true", Some(true)), ("false", Some(false))] {
+        let t = with_service_keys(&format!("    sloppy_tcp: {v}\n"));
+        assert_eq!(assert_ok(&t).services[0].sloppy_tcp, want);
+    }
+    let t = with_service_keys("    protocol: udp\n    sloppy_tcp: true\n");
+    assert_error(&t, "14:5: sloppy_tcp is only for protocol: tcp");
+    let t = with_service_keys("    sloppy_tcp: yes please\n");
+    assert!(!errors(&t).is_empty());
+}
+
+#[test]
 fn persistence_netmask_rules() {
     let t = with_service_keys("    persistence: { timeout: 1m, netmask: 255.0.255.0 }\n");
     assert_error(&t, "13:42: netmask 255.0.255.0 is not contiguous");

@@ -192,9 +192,10 @@ impl Processor {
                 self.sync_lookup(p.key.proto, t);
             }
         }
+        let sloppy = self.snap.services[si].picks_up_mid_stream(self.snap.sloppy_tcp);
         let state = match p.event {
             Event::Tcp(f) if f.is_initial_syn() => ConnState::SynRecv,
-            Event::Tcp(f) if self.snap.sloppy_tcp && !f.rst() => {
+            Event::Tcp(f) if sloppy && !f.rst() => {
                 ConnState::Established.on_tcp(Direction::Original, f)
             }
             Event::Tcp(_) => return Err(DropReason::NoConnection),

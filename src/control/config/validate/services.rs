@@ -233,7 +233,7 @@ fn fullnat_pool(cx: &mut Ctx, pools: &HashMap<&str, &LocalAddressPool>, p: &str,
     }
 }
 
-/// `toa`, `persistence.netmask` and `one_packet`: each only where the forwarding method and
+/// `toa`, `persistence.netmask`, `one_packet` and `sloppy_tcp`: each only where the forwarding method and
 /// protocol allow it.
 fn options(cx: &mut Ctx, p: &str, s: &Service) {
     let at = |k: &str| format!("{p}.{k}");
@@ -268,6 +268,9 @@ fn options(cx: &mut Ctx, p: &str, s: &Service) {
     }
     if s.one_packet && s.protocol == Protocol::Tcp {
         cx.key(&at("one_packet"), "one_packet is only for protocol: udp");
+    }
+    if s.sloppy_tcp.is_some() && s.protocol == Protocol::Udp {
+        cx.key(&at("sloppy_tcp"), "sloppy_tcp is only for protocol: tcp");
     }
 }
 

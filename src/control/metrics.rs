@@ -703,6 +703,9 @@ where
 }
 
 #[cfg(test)]
+mod fixture;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::control::testing::{assert_between, web_shared, ServerThread};
@@ -1092,6 +1095,29 @@ mod tests {
         ] {
             assert!(page.contains(want), "missing {want}");
         }
+        prometheus_parse::Scrape::parse(page.lines().map(|l| Ok(l.to_string()))).unwrap();
+    }
+
+    /// The realistic state's page (see `fixture`), byte for byte but for the sync lag's
+    /// value. `XVS_WRITE_GOLDEN=1` rewrites it.
+    #[test]
+    fn the_realistic_page_is_the_golden_scrape() {
+        let page = render(&fixture::sources()).replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        if std::env::var_os("XVS_WRITE_GOLDEN").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(fixture::GOLDEN).parent().unwrap())
+                .unwrap();
+            std::fs::write(fixture::GOLDEN, &page).unwrap();
+        }
+        let want = std::fs::read_to_string(fixture::GOLDEN).unwrap();
+        let lag = |s: &str| -> Vec<String> {
+            s.lines()
+                .map(|l| match l.split_once("xvs_sync_peer_lag_seconds{") {
+                    Some(_) => l.rsplit_once(' ').unwrap().0.to_string(),
+                    None => l.to_string(),
+                })
+                .collect()
+        };
+        assert_eq!(lag(&page), lag(&want));
         prometheus_parse::Scrape::parse(page.lines().map(|l| Ok(l.to_string()))).unwrap();
     }
 }

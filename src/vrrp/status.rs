@@ -49,7 +49,7 @@ impl VrrpStatus {
             .clone()
     }
 
-    pub(super) fn set_instances(&self, v: Vec<InstanceStatus>) {
+    pub fn set_instances(&self, v: Vec<InstanceStatus>) {
         *self.instances.lock().unwrap_or_else(|e| e.into_inner()) = v;
     }
 

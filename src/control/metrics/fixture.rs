@@ -146,7 +146,12 @@ fn worker(q: u32, snap: &Arc<Snapshot>) -> Arc<WorkerCounters> {
     c.toa_inserted.store(500 * n, Relaxed);
     c.neighbour_held.store(3 * n, Relaxed);
     c.busy_ns.store(12_000_000_345 * n, Relaxed);
-    for (i, r) in DropReason::ALL.iter().enumerate().skip(q as usize).step_by(3) {
+    for (i, r) in DropReason::ALL
+        .iter()
+        .enumerate()
+        .skip(q as usize)
+        .step_by(3)
+    {
         for _ in 0..(i % 5 + 1) {
             c.count_drop(*r);
         }
@@ -280,8 +285,7 @@ fn sync() -> Arc<SyncStatus> {
 pub fn sources() -> Sources {
     let shared = shared();
     let snap = shared.snapshot.load_full();
-    let workers: Vec<(u32, Arc<WorkerCounters>)> =
-        (0..3).map(|q| (q, worker(q, &snap))).collect();
+    let workers: Vec<(u32, Arc<WorkerCounters>)> = (0..3).map(|q| (q, worker(q, &snap))).collect();
     let stats = Arc::new(Stats::new(shared.clone(), workers.clone()));
     estimate(&stats, &workers);
     let reload = Arc::new(ReloadStatus::default());

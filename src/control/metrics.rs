@@ -91,8 +91,8 @@ pub struct Sources {
 /// Encodes one group of families from the sources.
 type Encode = fn(&Sources, &mut DescriptorEncoder) -> encode::Encoded;
 
-/// The groups of families, in the page's order (that of CONTRACT.md's table). A new family is a
-/// block in one of these functions; a new group, a function and a row here.
+/// The groups of families, in the page's order (the hand-written renderer's). A new family is
+/// a block in one of these functions; a new group, a function and a row here.
 pub const GROUPS: [(&str, Encode); 12] = [
     ("build", control_families::build_info),
     ("reals", datapath_families::real_servers),

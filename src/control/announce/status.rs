@@ -3,7 +3,6 @@
 //! every evaluation, read by the metrics and admin threads (one short lock; never on the packet
 //! path).
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
@@ -54,29 +53,6 @@ impl AnnounceStatus {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-
-    /// `xvs_announced{vip}` (1 while the VIP's route is in the table) for every VIP of the
-    /// configuration, and `xvs_drained`, in the Prometheus text format.
-    pub fn render(&self, o: &mut String) {
-        let p = self.read();
-        let _ = writeln!(
-            o,
-            "# HELP xvs_announced 1 while the VIP's route is in the announce table (announce.table), 0 while it is withdrawn.\n# TYPE xvs_announced gauge"
-        );
-        for v in &p.vips {
-            let _ = writeln!(
-                o,
-                "xvs_announced{{vip=\"{}\"}} {}",
-                v.vip,
-                u8::from(v.announced)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP xvs_drained 1 while the box is drained (xvs ctl drain): every VIP withdrawn, existing flows continue.\n# TYPE xvs_drained gauge\nxvs_drained {}",
-            u8::from(p.drained)
-        );
-    }
 }
 
 #[cfg(test)]
@@ -84,13 +60,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_one_gauge_per_vip_and_the_drained_flag() {
+    fn publishes_each_vip_and_the_drained_flag() {
         let s = AnnounceStatus::new(100, "xvs-announce");
-        let mut o = String::new();
-        s.render(&mut o);
-        assert!(o.ends_with("xvs_drained 0\n"), "{o}");
-        assert!(!o.contains("xvs_announced{"));
-        s.publish(Published {
+        let p = s.read();
+        assert!(!p.drained && p.vips.is_empty());
+        let published = Published {
             drained: true,
             vips: vec![
                 VipState {
@@ -104,17 +78,8 @@ mod tests {
                     reason: Some(Reason::Drained),
                 },
             ],
-        });
-        let mut o = String::new();
-        s.render(&mut o);
-        for want in [
-            "# TYPE xvs_announced gauge\n",
-            "xvs_announced{vip=\"198.18.0.100\"} 1\n",
-            "xvs_announced{vip=\"2001:2::100\"} 0\n",
-            "# TYPE xvs_drained gauge\nxvs_drained 1\n",
-        ] {
-            assert!(o.contains(want), "missing {want:?} in\n{o}");
-        }
-        prometheus_parse::Scrape::parse(o.lines().map(|l| Ok(l.to_string()))).unwrap();
+        };
+        s.publish(published.clone());
+        assert_eq!(s.read(), published);
     }
 }

@@ -1,10 +1,9 @@
 //! Health-check metrics: `xvs_health_checks_total{service,real,result}` and the
-//! `xvs_health_check_duration_seconds{type}` histogram, kept by the health thread and rendered
-//! by the Prometheus exporter. Control plane only, so a mutex is fine; series of real servers
+//! `xvs_health_check_duration_seconds{type}` histogram, kept by the health thread and read by
+//! the Prometheus exporter (`control::metrics`) at scrape time. Control plane only, so a mutex is fine; series of real servers
 //! no longer checked are dropped when the checks are updated.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -91,52 +90,60 @@ impl HealthMetrics {
         h.sum += secs;
     }
 
-    /// Appends both metric families in the Prometheus text format.
-    pub fn render(&self, o: &mut String) {
+    /// Every checked real server's probe counts, by service name then address.
+    pub fn checks(&self) -> Vec<CheckCounts> {
         let i = self.lock();
-        let _ = writeln!(
-            o,
-            "# HELP xvs_health_checks_total Health-check probes of a real server by result.\n# TYPE xvs_health_checks_total counter"
-        );
-        let mut rows: Vec<_> = i.checks.iter().collect();
-        rows.sort_by(|a, b| (&a.1.service, a.0 .1).cmp(&(&b.1.service, b.0 .1)));
-        for ((_, real), c) in rows {
-            for (result, n) in [("success", c.success), ("failure", c.failure)] {
-                let _ = writeln!(
-                    o,
-                    "xvs_health_checks_total{{service=\"{}\",real=\"{real}\",result=\"{result}\"}} {n}",
-                    esc(&c.service)
-                );
-            }
-        }
-        let _ = writeln!(
-            o,
-            "# HELP xvs_health_check_duration_seconds How long a health-check probe took, by check type.\n# TYPE xvs_health_check_duration_seconds histogram"
-        );
-        let mut kinds: Vec<_> = i.durations.iter().collect();
-        kinds.sort_by_key(|(k, _)| **k);
-        for (kind, h) in kinds {
-            let mut cumulative = 0;
-            for (le, n) in BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    o,
-                    "xvs_health_check_duration_seconds_bucket{{type=\"{kind}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                o,
-                "xvs_health_check_duration_seconds_bucket{{type=\"{kind}\",le=\"+Inf\"}} {}\nxvs_health_check_duration_seconds_sum{{type=\"{kind}\"}} {}\nxvs_health_check_duration_seconds_count{{type=\"{kind}\"}} {}",
-                h.count, h.sum, h.count
-            );
-        }
+        let mut rows: Vec<CheckCounts> = i
+            .checks
+            .iter()
+            .map(|((_, real), c)| CheckCounts {
+                service: c.service.clone(),
+                real: *real,
+                success: c.success,
+                failure: c.failure,
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.service, a.real).cmp(&(&b.service, b.real)));
+        rows
+    }
+
+    /// The duration histogram of every check type that probed, by type.
+    pub fn durations(&self) -> Vec<Durations> {
+        let i = self.lock();
+        let mut kinds: Vec<Durations> = i
+            .durations
+            .iter()
+            .map(|(kind, h)| Durations {
+                kind,
+                buckets: h.buckets,
+                count: h.count,
+                sum: h.sum,
+            })
+            .collect();
+        kinds.sort_by_key(|d| d.kind);
+        kinds
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The probe counts of one checked real server (`xvs_health_checks_total`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckCounts {
+    /// The service's name.
+    pub service: String,
+    pub real: SocketAddr,
+    pub success: u64,
+    pub failure: u64,
+}
+
+/// The probe durations of one check type (`xvs_health_check_duration_seconds`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Durations {
+    pub kind: &'static str,
+    /// Observations at or below each bound of [`BUCKETS`] and above the previous one (not
+    /// cumulative); `count` minus their sum were above the last.
+    pub buckets: [u64; BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
 }
 
 #[cfg(test)]
@@ -153,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn renders_counters_and_a_cumulative_histogram() {
+    fn counts_probes_and_buckets_durations() {
         let m = HealthMetrics::default();
         let r1: SocketAddr = "198.18.1.11:80".parse().unwrap();
         let r2: SocketAddr = "198.18.1.12:80".parse().unwrap();
@@ -162,35 +169,24 @@ mod tests {
         m.record(key(), "web", r1, "http", true, ms(3));
         m.record(key(), "web", r1, "http", false, ms(300));
         m.record(key(), "web", r1, "http", true, Duration::from_secs(20));
-        let mut o = String::new();
-        m.render(&mut o);
-        for want in [
-            "# TYPE xvs_health_checks_total counter\n",
-            "xvs_health_checks_total{service=\"web\",real=\"198.18.1.11:80\",result=\"success\"} 2\n",
-            "xvs_health_checks_total{service=\"web\",real=\"198.18.1.11:80\",result=\"failure\"} 1\n",
-            "xvs_health_checks_total{service=\"web\",real=\"198.18.1.12:80\",result=\"success\"} 0\n",
-            "# TYPE xvs_health_check_duration_seconds histogram\n",
-            "xvs_health_check_duration_seconds_bucket{type=\"http\",le=\"0.001\"} 0\n",
-            "xvs_health_check_duration_seconds_bucket{type=\"http\",le=\"0.005\"} 1\n",
-            "xvs_health_check_duration_seconds_bucket{type=\"http\",le=\"0.5\"} 2\n",
-            "xvs_health_check_duration_seconds_bucket{type=\"http\",le=\"10\"} 2\n",
-            "xvs_health_check_duration_seconds_bucket{type=\"http\",le=\"+Inf\"} 3\n",
-            "xvs_health_check_duration_seconds_count{type=\"http\"} 3\n",
-        ] {
-            assert!(o.contains(want), "missing {want:?} in\n{o}");
-        }
-        let sum: f64 = o
-            .lines()
-            .find_map(|l| l.strip_prefix("xvs_health_check_duration_seconds_sum{type=\"http\"} "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((sum - 20.303).abs() < 1e-9, "{sum}");
-        // r1 sorts before r2.
-        assert!(o.find("198.18.1.11:80").unwrap() < o.find("198.18.1.12:80").unwrap());
+        let counts = |real, success, failure| CheckCounts {
+            service: "web".into(),
+            real,
+            success,
+            failure,
+        };
+        // r1 sorts before r2; r2 has its series at 0 before its first probe.
+        assert_eq!(m.checks(), vec![counts(r1, 2, 1), counts(r2, 0, 0)]);
+        let d = m.durations();
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].kind, d[0].count), ("http", 3));
+        // 3 ms in the 0.005 bucket, 300 ms in the 0.5 one, 20 s past the last.
+        let mut want = [0; BUCKETS.len()];
+        want[2] = 1;
+        want[8] = 1;
+        assert_eq!(d[0].buckets, want);
+        assert!((d[0].sum - 20.303).abs() < 1e-9, "{}", d[0].sum);
         m.retain(|_, r| *r == r2);
-        let mut o = String::new();
-        m.render(&mut o);
-        assert!(!o.contains("198.18.1.11:80"), "{o}");
+        assert_eq!(m.checks(), vec![counts(r2, 0, 0)]);
     }
 }

@@ -70,7 +70,7 @@ use crate::flow::Nanos;
 use crate::sched::RealStats;
 use crate::sync::ring::SyncProducer;
 
-pub use metrics::HealthMetrics;
+pub use metrics::{CheckCounts, Durations, HealthMetrics};
 pub use probe::{Failure, Job, Outcome};
 pub use runner::{spawn, HealthHandle};
 pub use state::RiseFall;

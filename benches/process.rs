@@ -40,9 +40,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use xvs::datapath::snapshot::Forwarding;
 use xvs::datapath::{PortId, Processor, Verdict};
@@ -721,7 +719,12 @@ fn bench_process(c: &mut Criterion) {
 }
 
 /// One worker of a scaling bench: its processor (over the shared connection table), the frames
-/// of its batch, where they arrive, and its clock.
+/// of its batch, where they arrive, and its clock. Aligned to two cache lines (the adjacent-line
+/// prefetcher's pair): the lanes sit side by side in one `Vec`, and each thread writes its own
+/// processor's fields (the pre-pass cursor, the clock) every frame, which without the alignment
+/// shared a line with the other lane's and bounced it between the cores (a harness artefact: a
+/// worker's processor is its own thread's).
+#[repr(align(128))]
 struct Lane {
     p: Processor,
     frames: Vec<Vec<u8>>,
@@ -730,10 +733,12 @@ struct Lane {
 }
 
 /// Runs `iters` batches on every lane at once, one thread per lane pinned to its own CPU of
-/// the process's affinity mask (in order, when there are enough), and returns the wall time
-/// from the moment all threads are ready until the last one is done.
+/// the process's affinity mask (the last ones first, when there are enough: as xvs places its
+/// workers, a single lane stays off CPU 0, where the machine's housekeeping and builds run),
+/// and returns the wall time from the moment all threads are ready until the last one is done.
 fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
-    let cpus = xvs::sys::thread_cpus().unwrap_or_default();
+    let mut cpus = xvs::sys::thread_cpus().unwrap_or_default();
+    cpus.reverse();
     let pin = cpus.len() >= lanes.len();
     let prefetch = prefetching();
     let ready = Barrier::new(lanes.len() + 1);
@@ -1009,5 +1014,76 @@ fn bench_sync_install(c: &mut Criterion) {
     g.finish();
 }
 
+/// One timed batch as the benches time it (`begin_batch`, then [`run_batch`]), never inlined so
+/// that callgrind can count exactly it (`--toggle-collect='*ir_batch*'`).
+#[inline(never)]
+fn ir_batch(p: &mut Processor, now: u64, ingress: PortId, bufs: &mut [Vec<u8>], t: &[Vec<u8>]) {
+    p.begin_batch(now);
+    run_batch(p, now, ingress, bufs, t, prefetching());
+}
+
+/// The instruction-count driver (`XVS_IR=BENCH:BATCHES`, BENCH one of `nat_established`,
+/// `nat_new`, `dr_established`): runs BATCHES of that bench's timed batches through
+/// [`ir_batch`] and exits, for `valgrind --tool=callgrind --toggle-collect='*ir_batch*'`
+/// (instructions per frame = the collected Ir / (BATCHES × 64)). Untimed work (setup, the new
+/// connection bench's table clearing) runs outside `ir_batch`.
+fn ir_driver(spec: &str) {
+    use nat_lab::{CLIENT_MAC, VIP, WAN_MAC};
+    let (name, n) = spec.split_once(':').unwrap_or((spec, "1000"));
+    let n: usize = n.parse().unwrap();
+    let to_wan = (WAN_MAC, CLIENT_MAC);
+    let acks =
+        |eth, vip| -> Vec<Vec<u8>> { (0..BATCH).map(|i| from_client(eth, vip, i, ACK)).collect() };
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 94 + ROOM]).collect();
+    let mut now = T0;
+    let split = [(nat_lab::R1, 48), (nat_lab::R2, 16)];
+    let (mut p, templates, ingress) = match name {
+        "nat_established" => {
+            let mut p = nat_lab::processor(1_000_000);
+            open(name, &mut p, to_wan, VIP, (0, 1), &nat_original, &split);
+            (p, acks(to_wan, VIP), 0)
+        }
+        "dr_established" => {
+            let from_router = (routed_lab::LAN_MAC, routed_lab::ROUTER_MAC);
+            let mut p = routed_lab::processor(Forwarding::Dr);
+            let split = [(routed_lab::DR_R1, 32), (routed_lab::DR_R2, 32)];
+            open(
+                name,
+                &mut p,
+                from_router,
+                routed_lab::VIP,
+                (0, 0),
+                &dr,
+                &split,
+            );
+            (p, acks(from_router, routed_lab::VIP), 0)
+        }
+        "nat_new" => {
+            let mut p = nat_lab::processor(1_000_000);
+            verify_new(&mut p, 0, now);
+            for k in 1..=n {
+                let templates = new_syns(k);
+                now += 1000;
+                ir_batch(&mut p, now, 0, &mut bufs, &templates);
+                clear_table(&p, now);
+            }
+            return;
+        }
+        other => panic!("XVS_IR: unknown bench {other}"),
+    };
+    for _ in 0..n {
+        now += 1000;
+        ir_batch(&mut p, now, ingress, &mut bufs, &templates);
+    }
+}
+
 criterion_group!(benches, bench_process, bench_scaling, bench_sync);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("XVS_IR") {
+        ir_driver(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

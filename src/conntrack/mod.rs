@@ -56,6 +56,7 @@
 //!   family, keeping the pool indices (a pool of the other family hands out no port).
 
 pub mod family;
+mod fast;
 pub mod index;
 pub mod local_ports;
 pub mod sharded;
@@ -66,6 +67,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
+pub use fast::{EstablishedV4, V4Key};
 pub use state::{ConnState, Direction};
 pub use sync::{timeout_ms, ConnDump, InstallError, InstallTarget, Installed};
 
@@ -924,11 +926,17 @@ impl<F: Family> Table<F> {
     fn prefetch(&self, dir: Direction, key: &FlowKey) -> Option<Hint> {
         let key = Key::<F>::of(key)?;
         let hint = self.hint(dir, &key);
+        self.prefetch_hint(hint);
+        Some(hint)
+    }
+
+    /// Prefetches what `hint` names: its shard's lock (for a write) and its home bucket.
+    #[inline]
+    fn prefetch_hint(&self, hint: Hint) {
         self.shards.prefetch(hint.shard);
         if let Some(at) = self.buckets_at.get(hint.shard) {
             crate::sys::prefetch_read(at.home_addr(hint.hash));
         }
-        Some(hint)
     }
 
     /// The shard and hash of `key` in direction `dir`.

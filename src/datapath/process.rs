@@ -83,7 +83,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::conntrack::{ConnTable, Direction, Event, Hint, LocalPool, Probe};
+use crate::conntrack::{ConnTable, Direction, Event, Hint, LocalPool, Probe, V4Key};
 use crate::datapath::counters::TrafficBlock;
 use crate::datapath::fragments::{DatagramId, FragmentRewrite, FragmentTable};
 use crate::datapath::lookup::WordKey;
@@ -95,6 +95,7 @@ use crate::datapath::wire::{
 use crate::datapath::{DropReason, NextHopTable, PortId, Snapshot, Verdict, WorkerCounters};
 
 mod dr;
+mod fast;
 mod fragments;
 mod icmp;
 mod icmp6;
@@ -217,6 +218,9 @@ pub struct Processor {
     hints_read: usize,
     /// The pre-pass entry of the frame being decided (`usize::MAX`: none).
     hint_at: usize,
+    /// Whether established flows take the fast path (`process/fast.rs`); on unless a test
+    /// compares it with the pipeline ([`Processor::set_fast_path`]).
+    fast_path: bool,
 }
 
 /// How many frames of a batch the pre-pass keeps hints for (the frames after them are decided
@@ -229,7 +233,9 @@ pub const BATCH_HINTS: usize = 256;
 #[derive(Clone, Copy)]
 struct FrameHint {
     dir: Direction,
-    key: FlowKey,
+    key: V4Key,
+    /// The service the key's destination is (`dir` original), as the batch's snapshot says.
+    service: Option<usize>,
     hint: Hint,
 }
 
@@ -374,7 +380,14 @@ impl Processor {
             hints_written: 0,
             hints_read: 0,
             hint_at: usize::MAX,
+            fast_path: true,
         }
+    }
+
+    /// Turns the established-flow fast path on or off (on by default). Off, every frame takes
+    /// the general pipeline: what the tests that compare the two use; decisions never differ.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -425,9 +438,18 @@ impl Processor {
     /// what the pre-pass computed for it when it looks up the same key.
     #[inline]
     pub fn prefetch(&mut self, frame: &[u8]) {
-        let found = self.flow_hint(frame).and_then(|(dir, key)| {
-            let hint = self.shared.conntrack.prefetch(dir, &key)?;
-            Some(FrameHint { dir, key, hint })
+        let found = self.flow_hint(frame).map(|(service, key)| {
+            let dir = match service {
+                Some(_) => Direction::Original,
+                None => Direction::Reply,
+            };
+            let hint = self.shared.conntrack.prefetch_v4(dir, &key);
+            FrameHint {
+                dir,
+                key,
+                service,
+                hint,
+            }
         });
         if let Some(slot) = self.hints.get_mut(self.hints_written) {
             *slot = found;
@@ -441,40 +463,25 @@ impl Processor {
     fn probe<'k>(&self, dir: Direction, key: &'k FlowKey) -> Probe<'k> {
         let hint = (self.hints.get(self.hint_at))
             .and_then(Option::as_ref)
-            .filter(|h| h.dir == dir && h.key == *key)
+            .filter(|h| h.dir == dir && V4Key::of(key) == Some(h.key))
             .map(|h| h.hint);
         Probe { dir, key, hint }
     }
 
-    /// The direction and key [`Processor::prefetch`] fetches for: a frame to a service is the
-    /// original direction, anything else a possible reply.
+    /// The service and key [`Processor::prefetch`] fetches for: a frame to a service is the
+    /// original direction, anything else a possible reply (IPv4 without options only:
+    /// [`fast::key_of`]).
     #[inline]
-    fn flow_hint(&self, frame: &[u8]) -> Option<(Direction, FlowKey)> {
-        let eth = EthernetFrame::new_checked(frame).ok()?;
-        if eth.ethertype() != EtherType::IPV4 || eth.vlan_id().is_some() {
-            return None;
-        }
-        let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-        let proto = Proto::from_number(ip.protocol())?;
-        if ip.fragment_offset() != 0 {
-            return None;
-        }
-        let (sport, dport) = ports(ip.payload());
-        let dst = IpAddr::V4(ip.dst());
-        let service = Snapshot::service_word(dst, dport, proto);
-        let dir = match self.snap.service_of_word(service) {
-            Some(_) => Direction::Original,
-            None => Direction::Reply,
-        };
-        let src = IpAddr::V4(ip.src());
-        let key = FlowKey {
-            proto,
-            src,
-            dst,
-            sport,
-            dport,
-        };
-        Some((dir, key))
+    fn flow_hint(&self, frame: &[u8]) -> Option<(Option<usize>, V4Key)> {
+        let key = fast::key_of(frame)?;
+        Some((self.service_of_v4(&key), key))
+    }
+
+    /// The service an IPv4 key's destination is ([`Snapshot::service_of_word`]).
+    #[inline(always)]
+    fn service_of_v4(&self, key: &V4Key) -> Option<usize> {
+        let dst = IpAddr::V4(Ipv4Addr::from_bits(key.dst));
+        (self.snap).service_of_word(Snapshot::service_word(dst, key.dport, key.proto))
     }
 
     /// Decides about one frame received on `ingress`, rewriting it in place. The frame cannot
@@ -505,6 +512,9 @@ impl Processor {
         if self.hints_read < self.hints_written {
             self.hint_at = self.hints_read;
             self.hints_read += 1;
+        }
+        if let Some(decided) = self.fast(now, ingress, buf, *len) {
+            return decided.unwrap_or_else(Verdict::Drop);
         }
         self.decide(now, ingress, buf, len)
             .unwrap_or_else(Verdict::Drop)

@@ -345,24 +345,39 @@ impl Processor {
     /// from the entry's [`Origin`] while that still names it, else by address.
     #[inline]
     pub(super) fn count(&self, si: usize, t: &Tracked, dir: Dir, ip_len: u16) {
+        self.count_conn(si, t.origin, t.stats_id, t.real(), dir, ip_len);
+    }
+
+    /// [`Processor::count`] of a connection given by its origin, [`stats_id`] and real server.
+    #[inline]
+    pub(super) fn count_conn(
+        &self,
+        si: usize,
+        origin: Origin,
+        stats: usize,
+        real: SocketAddr,
+        dir: Dir,
+        ip_len: u16,
+    ) {
         let bytes = u64::from(ip_len);
-        match self.origin_slot(si, t) {
+        match self.origin_slot(si, origin, stats) {
             Some(slot) => self.traffic.count_slot(si, slot, dir, bytes),
-            None => self.traffic.count(si, t.real(), dir, bytes),
+            None => self.traffic.count(si, real, dir, bytes),
         }
     }
 
-    /// The traffic slot of `t`'s real server in service `si`, if the connection's origin is
-    /// that service and the real server at the origin's slot is still the one whose counters
-    /// the connection holds (a reload may have moved or replaced it).
+    /// The traffic slot of a connection's real server in service `si`, if the connection's
+    /// `origin` is that service and the real server at the origin's slot is still the one whose
+    /// counters (`stats`, their [`stats_id`]) the connection holds (a reload may have moved or
+    /// replaced it).
     #[inline]
-    fn origin_slot(&self, si: usize, t: &Tracked) -> Option<usize> {
-        if usize::from(t.origin.service) != si {
+    fn origin_slot(&self, si: usize, origin: Origin, stats: usize) -> Option<usize> {
+        if usize::from(origin.service) != si {
             return None;
         }
-        let slot = usize::from(t.origin.real);
-        let stats = self.snap.services.get(si)?.slot_stats(slot)?;
-        (stats_id(stats) == t.stats_id).then_some(slot)
+        let slot = usize::from(origin.real);
+        let held = self.snap.services.get(si)?.slot_stats(slot)?;
+        (stats_id(held) == stats).then_some(slot)
     }
 }
 

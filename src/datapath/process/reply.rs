@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::rewrite::{rewrite_endpoint, Side};
 use super::{Parsed, Processor, Route, Sent};
-use crate::conntrack::{Direction, Tracked};
+use crate::conntrack::{Direction, Origin, Tracked};
 use crate::datapath::counters::Dir;
 use crate::datapath::fragments::FragmentRewrite;
 use crate::datapath::fullnat;
@@ -131,18 +131,29 @@ impl Processor {
     /// up; `vrrp_backup` when the VIP is managed by VRRP and not held.
     #[inline]
     fn reply_service(&self, t: &Tracked, proto: Proto) -> Result<Option<usize>, DropReason> {
+        self.reply_service_of(t.origin, t.vip(), proto)
+    }
+
+    /// [`Processor::reply_service`] of a connection to `vip` scheduled at `origin`.
+    #[inline]
+    pub(super) fn reply_service_of(
+        &self,
+        origin: Origin,
+        vip: SocketAddr,
+        proto: Proto,
+    ) -> Result<Option<usize>, DropReason> {
         let key = ServiceKey {
-            vip: t.vip().ip(),
-            port: t.vip().port(),
+            vip: vip.ip(),
+            port: vip.port(),
             proto,
         };
-        let si = usize::from(t.origin.service);
+        let si = usize::from(origin.service);
         match self.snap.services.get(si) {
             Some(svc) if svc.key == key => match svc.vrrp_backup() {
                 true => Err(DropReason::VrrpBackup),
                 false => Ok(Some(si)),
             },
-            _ => self.service_of_vip(t.vip(), proto),
+            _ => self.service_of_vip(vip, proto),
         }
     }
 

@@ -1,0 +1,294 @@
+//! The established-flow fast path (`process/fast.rs`) decides every frame as the general
+//! pipeline does: two processors, each over a table of its own, one with the fast path (the
+//! default) and one without, are handed the same frames — new and established NAT flows in both
+//! directions, TCP and UDP (checksum 0 included), every TCP flag combination, TTLs around 1, IP
+//! options, fragments, bad checksums, cut frames, other MACs, DR flows — and must give the same
+//! verdict, length and bytes for each, and end with the same table and counters.
+// Test code: a failed unwrap is a failed test; casts are of test-sized values.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+use xvs::datapath::snapshot::Forwarding;
+use xvs::datapath::wire::checksum;
+use xvs::datapath::{PortId, Processor, Verdict};
+
+#[path = "fixtures/nat_lab.rs"]
+mod nat_lab;
+#[path = "fixtures/routed_lab.rs"]
+mod routed_lab;
+
+const T0: u64 = 1_000_000_000;
+
+/// What a test frame carries; `frame()` builds it with valid checksums, then `mangle` may break
+/// it.
+#[derive(Clone, Copy)]
+struct Spec {
+    eth: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    udp: bool,
+    flags: u8,
+    ttl: u8,
+    /// IPv4 flags and fragment offset word.
+    frag: u16,
+    /// 4 bytes of IP options (IHL 6).
+    options: bool,
+    /// UDP: send checksum 0.
+    no_udp_sum: bool,
+}
+
+impl Spec {
+    fn tcp(eth: ([u8; 6], [u8; 6]), src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8) -> Spec {
+        Spec {
+            eth,
+            src,
+            dst,
+            udp: false,
+            flags,
+            ttl: 64,
+            frag: 0x4000,
+            options: false,
+            no_udp_sum: false,
+        }
+    }
+
+    fn frame(&self) -> Vec<u8> {
+        let ihl = if self.options { 24 } else { 20 };
+        let l4_len = if self.udp { 8 + 12 } else { 20 + 12 };
+        let total = ihl + l4_len;
+        let mut f = vec![0u8; 14 + total];
+        f[0..6].copy_from_slice(&self.eth.0);
+        f[6..12].copy_from_slice(&self.eth.1);
+        f[12] = 0x08;
+        let (s, d) = (self.src.0, self.dst.0);
+        let proto = if self.udp { 17 } else { 6 };
+        let ip = &mut f[14..14 + ihl];
+        ip[0] = 0x40 | (ihl / 4) as u8;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&7u16.to_be_bytes());
+        ip[6..8].copy_from_slice(&self.frag.to_be_bytes());
+        ip[8] = self.ttl;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&s);
+        ip[16..20].copy_from_slice(&d);
+        let c = checksum::checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let l4 = 14 + ihl;
+        f[l4..l4 + 2].copy_from_slice(&self.src.1.to_be_bytes());
+        f[l4 + 2..l4 + 4].copy_from_slice(&self.dst.1.to_be_bytes());
+        for (i, b) in f[l4 + l4_len - 12..].iter_mut().enumerate() {
+            *b = i as u8 * 7;
+        }
+        let sum_at = if self.udp {
+            f[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            l4 + 6
+        } else {
+            f[l4 + 12] = 5 << 4;
+            f[l4 + 13] = self.flags;
+            l4 + 16
+        };
+        if !(self.udp && self.no_udp_sum) {
+            let pseudo = checksum::ipv4_pseudo_header_sum(s, d, proto, l4_len as u16);
+            let c = !checksum::fold(checksum::sum(&f[l4..], pseudo));
+            f[sum_at..sum_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        f
+    }
+}
+
+/// Decides `frames` (each with its ingress) on both processors in one batch, the pre-pass run
+/// over all of them first on both; checks that each frame gets the same verdict and bytes and
+/// returns the fast one's decisions.
+fn both(
+    (fast, slow): (&mut Processor, &mut Processor),
+    now: u64,
+    frames: &[(PortId, Vec<u8>)],
+) -> Vec<(Verdict, Vec<u8>)> {
+    for p in [&mut *fast, &mut *slow] {
+        p.begin_batch(now);
+        for (_, f) in frames {
+            p.prefetch(f);
+        }
+    }
+    let run = |p: &mut Processor, ingress: PortId, frame: &[u8]| {
+        let mut buf = frame.to_vec();
+        buf.resize(frame.len() + 64, 0);
+        let mut len = frame.len();
+        let v = p.process_buf(now, ingress, &mut buf, &mut len);
+        buf.truncate(len);
+        (v, buf)
+    };
+    (frames.iter().enumerate())
+        .map(|(i, (ingress, f))| {
+            let a = run(fast, *ingress, f);
+            let b = run(slow, *ingress, f);
+            assert_eq!(a, b, "frame {i}: {f:02x?}");
+            a
+        })
+        .collect()
+}
+
+fn pair(make: impl Fn() -> Processor) -> (Processor, Processor) {
+    let (fast, mut slow) = (make(), make());
+    slow.set_fast_path(false);
+    (fast, slow)
+}
+
+/// Every variation of an established flow's frame the fast path must take or leave alike.
+fn variations(base: Spec) -> Vec<Spec> {
+    let mut out = vec![base];
+    for flags in 0..=0xffu8 {
+        out.push(Spec { flags, ..base });
+    }
+    for ttl in [0, 1, 2, 255] {
+        out.push(Spec { ttl, ..base });
+    }
+    for frag in [0, 0x2000, 0x0001, 0x6000, 0x1fff] {
+        out.push(Spec { frag, ..base });
+    }
+    out.push(Spec {
+        options: true,
+        ..base
+    });
+    out
+}
+
+/// The ways a built frame is broken after the fact.
+fn mangled(f: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for at in [0, 6, 12, 14, 16, 17, 24, 25, 46, 47, 50] {
+        let mut g = f.to_vec();
+        if at < g.len() {
+            g[at] ^= 0x5a;
+            out.push(g);
+        }
+    }
+    for cut in [13, 33, 41, 47, 53, f.len() - 1] {
+        out.push(f[..cut.min(f.len())].to_vec());
+    }
+    out
+}
+
+#[test]
+fn the_fast_path_decides_every_nat_frame_as_the_pipeline() {
+    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
+    let (mut fast, mut slow) = pair(|| nat_lab::processor(10_000));
+    let mut now = T0;
+    let to_lb = (WAN_MAC, CLIENT_MAC);
+    let client = |port: u16, udp: bool, flags: u8| Spec {
+        udp,
+        ..Spec::tcp(
+            to_lb,
+            (CLIENT, port),
+            (VIP, if udp { 53 } else { 80 }),
+            flags,
+        )
+    };
+    // Open TCP and UDP flows (SYN, first datagram), with the UDP checksum on and off.
+    let mut opened = Vec::new();
+    for i in 0..8u16 {
+        opened.push(client(20000 + i, false, 0x02));
+        opened.push(Spec {
+            no_udp_sum: i % 2 == 0,
+            ..client(21000 + i, true, 0)
+        });
+    }
+    let frames: Vec<_> = opened.iter().map(|s| (0, s.frame())).collect();
+    let out = both((&mut fast, &mut slow), now, &frames);
+    assert!(out.iter().all(|(v, _)| *v == Verdict::Tx(1)), "{out:?}");
+    // Where each flow went, and its reply.
+    let replies: Vec<Spec> = (opened.iter().zip(&out))
+        .map(|(s, (_, f))| {
+            let real: [u8; 4] = f[30..34].try_into().unwrap();
+            let rport = u16::from_be_bytes([f[36], f[37]]);
+            let mac = if real == R1 { R1_MAC } else { R2_MAC };
+            Spec {
+                eth: (LAN_MAC, mac),
+                src: (real, rport),
+                dst: s.src,
+                flags: 0x12,
+                ..*s
+            }
+        })
+        .collect();
+    // Handshakes completed, then every variation of both directions, twice (the first pass
+    // may change states the second finds).
+    for round in 0..3 {
+        now += 1_000_000;
+        let mut frames: Vec<(PortId, Vec<u8>)> = Vec::new();
+        for (s, r) in opened.iter().zip(&replies) {
+            match round {
+                0 => {
+                    frames.push((1, r.frame()));
+                    frames.push((0, Spec { flags: 0x10, ..*s }.frame()));
+                }
+                _ => {
+                    for v in variations(Spec { flags: 0x10, ..*s }) {
+                        frames.push((0, v.frame()));
+                    }
+                    for v in variations(Spec { flags: 0x10, ..*r }) {
+                        frames.push((1, v.frame()));
+                    }
+                    for g in mangled(&Spec { flags: 0x18, ..*s }.frame()) {
+                        frames.push((0, g));
+                    }
+                    // The wrong port: another MAC.
+                    frames.push((1, Spec { flags: 0x10, ..*s }.frame()));
+                }
+            }
+        }
+        both((&mut fast, &mut slow), now, &frames);
+    }
+    let (a, b) = (fast.shared().conntrack.len(), slow.shared().conntrack.len());
+    assert_eq!(a, b, "entries");
+    let now = now + 1000;
+    let (ra, rb) = (
+        fast.shared().conntrack.rows(now),
+        slow.shared().conntrack.rows(now),
+    );
+    assert_eq!(ra, rb, "the tables");
+    let traffic = |p: &Processor| {
+        let mut v = Vec::new();
+        p.counters
+            .traffic
+            .load()
+            .for_each(|k, t| v.push(format!("{k:?} {t:?}")));
+        v
+    };
+    assert_eq!(traffic(&fast), traffic(&slow), "traffic counters");
+}
+
+#[test]
+fn the_fast_path_decides_every_dr_frame_as_the_pipeline() {
+    use routed_lab::{CLIENT, LAN_MAC, ROUTER_MAC, VIP};
+    let (mut fast, mut slow) = pair(|| routed_lab::processor(Forwarding::Dr));
+    let mut now = T0;
+    let from_router = (LAN_MAC, ROUTER_MAC);
+    let flows: Vec<Spec> = (0..8u16)
+        .map(|i| Spec::tcp(from_router, (CLIENT, 30000 + i), (VIP, 80), 0x02))
+        .collect();
+    let frames: Vec<_> = flows.iter().map(|s| (0, s.frame())).collect();
+    let out = both((&mut fast, &mut slow), now, &frames);
+    assert!(out.iter().all(|(v, _)| *v == Verdict::Tx(0)), "{out:?}");
+    for _ in 0..2 {
+        now += 1_000_000;
+        let mut frames = Vec::new();
+        for s in &flows {
+            for v in variations(Spec { flags: 0x10, ..*s }) {
+                frames.push((0, v.frame()));
+            }
+            for g in mangled(&Spec { flags: 0x10, ..*s }.frame()) {
+                frames.push((0, g));
+            }
+        }
+        both((&mut fast, &mut slow), now, &frames);
+    }
+    let now = now + 1000;
+    assert_eq!(
+        fast.shared().conntrack.rows(now),
+        slow.shared().conntrack.rows(now)
+    );
+}

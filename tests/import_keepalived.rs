@@ -139,6 +139,15 @@ fn service<'a>(cfg: &'a Config, vip: &str, port: u16, proto: Protocol) -> &'a Se
         .unwrap_or_else(|| panic!("no service {vip}:{port} {proto:?}"))
 }
 
+/// The names of the datapath's interfaces.
+fn interfaces(cfg: &Config) -> Vec<&str> {
+    cfg.datapath
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect()
+}
+
 /// The (address, weight) pairs of a service.
 fn reals(s: &Service) -> Vec<(SocketAddr, u32)> {
     s.reals.iter().map(|r| (r.address, r.weight)).collect()
@@ -157,13 +166,7 @@ fn nat_two_arms_with_a_sync_group() {
     let (run, cfg) = convert("nat.conf", 0);
     assert!(run.stderr.is_empty(), "{}", run.stderr);
     assert_eq!(cfg.global.router_id, "LVS_NAT_1");
-    let ifs: Vec<&str> = cfg
-        .datapath
-        .interfaces
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect();
-    assert_eq!(ifs, ["wan0", "lan0"]);
+    assert_eq!(interfaces(&cfg), ["wan0", "lan0"]);
     let web = service(&cfg, "198.18.0.100", 80, Protocol::Tcp);
     assert_eq!(web.scheduler, Scheduler::Wrr);
     assert_eq!(web.forwarding, Forwarding::Nat);
@@ -597,13 +600,7 @@ fn interface_option_replaces_the_derived_interfaces() {
     let run = import("nat.conf", &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let cfg = load(&run, "nat.conf");
-    let ifs: Vec<&str> = cfg
-        .datapath
-        .interfaces
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect();
-    assert_eq!(ifs, ["lan0", "wan0", "bond0"]);
+    assert_eq!(interfaces(&cfg), ["lan0", "wan0", "bond0"]);
 }
 
 #[test]

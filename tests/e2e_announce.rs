@@ -19,6 +19,9 @@
 
 mod common;
 
+#[path = "common/health.rs"]
+mod health;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -61,15 +64,8 @@ fn lab() -> Lab {
 }
 
 fn config(lab: &Lab) -> std::path::PathBuf {
-    let text = format!(
+    let sections = format!(
         "\
-global:
-  admin_socket: /run/xvs/admin.sock
-datapath:
-  interfaces:
-    - {{ name: wan0, queues: [0] }}
-    - {{ name: lan0, queues: [0] }}
-  poll: wakeup
 services:
   - name: web
     vip: {VIP}
@@ -90,7 +86,7 @@ announce:
   table: {TABLE}
 "
     );
-    lab.write_config("lb", "announce.yaml", &text)
+    health::nat_config(lab, "announce.yaml", &sections)
 }
 
 /// `ip [-6] route show table 100` in the load balancer's namespace, both families.

@@ -31,20 +31,19 @@
 
 mod common;
 
+#[path = "common/held.rs"]
+mod held;
 #[path = "common/vrrp.rs"]
 mod vrrp_lab;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{in_netns, Lab, Xvs, VIP};
+use common::{Lab, Xvs, VIP};
+use held::{EchoServers, Held};
 use vrrp_lab::{box_config, start, wait_all, Box_};
 
 const XVS: &str = env!("CARGO_BIN_EXE_xvs");
@@ -55,255 +54,41 @@ const CONNS: usize = 50;
 /// At least this many of each [`CONNS`] must survive each failover.
 const MUST_SURVIVE: usize = 49;
 
-// ---- the echo servers ------------------------------------------------------------------------
-
-/// Line echo servers in the lab's real servers: each answers a line with `NAME LINE`. They run
-/// on the test's threads, their sockets in the real servers' namespaces; stopped on drop.
-struct EchoServers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl EchoServers {
-    /// A server on every port of `ports` (all addresses: DR's VIP on lo too) in r1 and r2.
-    fn start(lab: &Lab, ports: &[u16]) -> EchoServers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for role in ["r1", "r2"] {
-            for &port in ports {
-                let listener = in_netns(&lab.ns(role), || {
-                    TcpListener::bind(("0.0.0.0", port)).unwrap()
-                });
-                listener.set_nonblocking(true).unwrap();
-                let stop = stop.clone();
-                threads.push(std::thread::spawn(move || {
-                    accept_loop(&listener, role, &stop)
-                }));
-            }
-        }
-        EchoServers { stop, threads }
-    }
-}
-
-impl Drop for EchoServers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, name: &'static str, stop: &Arc<AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((s, _)) => {
-                let stop = stop.clone();
-                std::thread::spawn(move || echo(s, name, &stop));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-fn echo(s: TcpStream, name: &str, stop: &AtomicBool) {
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        match r.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {
-                if w.write_all(format!("{name} {line}").as_bytes()).is_err() {
-                    return;
-                }
-                line.clear();
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return,
-        }
-    }
-}
-
 // ---- the held connections --------------------------------------------------------------------
 
-/// One held connection's record: when each answer came, from which server, and its error.
-#[derive(Default)]
-struct Record {
-    answers: Mutex<Vec<Instant>>,
-    server: Mutex<Option<String>>,
-    error: Mutex<Option<String>>,
+/// [`CONNS`] connections from the client to `to`, each doing one request/response every 100 ms
+/// with the echo servers (5 s to answer) until dropped.
+fn hold(lab: &Lab, what: &str, to: SocketAddr) -> Held {
+    Held::open(lab, what, to, CONNS, Duration::from_millis(100))
 }
 
-impl Record {
-    fn ok_since(&self, t: Instant) -> usize {
-        self.answers
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| **a >= t)
-            .count()
-    }
-
-    fn first_since(&self, t: Instant) -> Option<Duration> {
-        let a = self.answers.lock().unwrap();
-        a.iter().find(|a| **a >= t).map(|a| *a - t)
-    }
-
-    fn failed(&self) -> bool {
-        self.error.lock().unwrap().is_some()
-    }
+/// Waits (10 s at most) until every connection of `held` that has not failed has answered `n`
+/// times since `t`.
+fn wait_answers(held: &Held, t: Instant, n: usize) {
+    held.wait_answers(t, n, Duration::from_secs(10));
 }
 
-/// [`CONNS`] connections from the client to `to`, each doing one request/response every
-/// 100 ms (5 s timeouts) on a thread of its own until dropped.
-struct Held {
-    what: String,
-    records: Vec<Arc<Record>>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Held {
-    fn open(lab: &Lab, what: &str, to: SocketAddr) -> Held {
-        let streams: Vec<TcpStream> = in_netns(&lab.ns("client"), || {
-            (0..CONNS)
-                .map(|i| {
-                    TcpStream::connect_timeout(&to, Duration::from_secs(3))
-                        .unwrap_or_else(|e| panic!("{what}: connection {i} to {to}: {e}"))
-                })
-                .collect()
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut records = Vec::new();
-        let mut threads = Vec::new();
-        for (i, s) in streams.into_iter().enumerate() {
-            let rec = Arc::new(Record::default());
-            records.push(rec.clone());
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || converse(s, i, &rec, &stop)));
-        }
-        Held {
-            what: what.into(),
-            records,
-            stop,
-            threads,
-        }
-    }
-
-    /// Waits (10 s at most) until every connection that has not failed has answered `n` times
-    /// since `t`.
-    fn wait_answers(&self, t: Instant, n: usize) {
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end
-            && self
-                .records
-                .iter()
-                .any(|r| !r.failed() && r.ok_since(t) < n)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The servers the connections talk to, each once.
-    fn servers(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .records
-            .iter()
-            .filter_map(|r| r.server.lock().unwrap().clone())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// After a kill at `t`: how many connections kept working (no error, answers after `t`),
-    /// printed with the failover times; asserts at least [`MUST_SURVIVE`].
-    fn survivors(&self, t: Instant, run: &str, logs: &str) -> usize {
-        self.wait_answers(t, 5);
-        let alive: Vec<&Arc<Record>> = self
-            .records
-            .iter()
-            .filter(|r| !r.failed() && r.ok_since(t) >= 5)
-            .collect();
-        let mut gaps: Vec<Duration> = alive.iter().filter_map(|r| r.first_since(t)).collect();
-        gaps.sort();
-        let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
-        eprintln!(
-            "{run}: {}: {} of {} connections survived; first answer after the kill: median {:.0} ms, slowest {:.0} ms",
-            self.what,
-            alive.len(),
-            self.records.len(),
-            ms(gaps.get(gaps.len() / 2)),
-            ms(gaps.last()),
-        );
-        let errors: Vec<String> = self
-            .records
-            .iter()
-            .filter_map(|r| r.error.lock().unwrap().clone())
-            .collect();
-        assert!(
-            alive.len() >= MUST_SURVIVE,
-            "{run}: {}: only {} of {} survived; errors {errors:?}\n{logs}",
-            self.what,
-            alive.len(),
-            self.records.len()
-        );
-        alive.len()
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// One connection's loop: `ping N` → `SERVER ping N`, every 100 ms; the server must not change.
-fn converse(s: TcpStream, i: usize, rec: &Record, stop: &AtomicBool) {
-    let fail = |e: String| *rec.error.lock().unwrap() = Some(format!("connection {i}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        if let Err(e) = w.write_all(format!("ping {n}\n").as_bytes()) {
-            return fail(format!("write: {e}"));
-        }
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) => return fail("closed".into()),
-            Err(e) => return fail(format!("read: {e}")),
-            Ok(_) => {}
-        }
-        let Some((server, rest)) = line.trim_end().split_once(' ') else {
-            return fail(format!("bad answer {line:?}"));
-        };
-        if rest != format!("ping {n}") {
-            return fail(format!("answer {line:?} to ping {n}"));
-        }
-        let mut known = rec.server.lock().unwrap();
-        match known.as_deref() {
-            None => *known = Some(server.to_string()),
-            Some(k) if k != server => return fail(format!("moved from {k} to {server}")),
-            Some(_) => {}
-        }
-        drop(known);
-        rec.answers.lock().unwrap().push(Instant::now());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// After a kill at `t`: how many connections kept working (no error, 5 answers after `t`),
+/// printed with the failover times; asserts at least [`MUST_SURVIVE`].
+fn survivors(held: &Held, t: Instant, run: &str, logs: &str) -> usize {
+    let s = held.survivors(t, 5);
+    eprintln!(
+        "{run}: {}: {} of {} connections survived; first answer after the kill: median {} ms, slowest {} ms",
+        held.what,
+        s.alive,
+        s.total,
+        s.median.as_millis(),
+        s.slowest.as_millis(),
+    );
+    assert!(
+        s.alive >= MUST_SURVIVE,
+        "{run}: {}: only {} of {} survived; errors {:?}\n{logs}",
+        held.what,
+        s.alive,
+        s.total,
+        s.errors
+    );
+    s.alive
 }
 
 // ---- the directors ---------------------------------------------------------------------------
@@ -438,7 +223,7 @@ fn wait_vrrp(b: &Box_, state: &str, n: usize, x: &Xvs) {
 #[test]
 fn nat_and_fullnat_connections_survive_a_failover_and_a_failover_back() {
     let lab = Lab::up("vrrp");
-    let _servers = EchoServers::start(&lab, &[7000, 7001]);
+    let _servers = EchoServers::start(&lab, &["r1", "r2"], &[7000, 7001]);
     let key = key_file(&lab);
     let (b1, b2) = (
         nat_config(&lab, "lb1", 200, &key),
@@ -451,11 +236,11 @@ fn nat_and_fullnat_connections_survive_a_failover_and_a_failover_back() {
     let (ok, text) = wait_in_sync(&b2.socket, "198.18.9.1");
     assert!(ok, "lb2 never got lb1's dump:\n{text}\n{}", x2.log());
     let vip = |port| SocketAddr::new(VIP.parse().unwrap(), port);
-    let nat = Held::open(&lab, "NAT", vip(7000));
-    let fnat = Held::open(&lab, "FULLNAT", vip(7001));
+    let nat = hold(&lab, "NAT", vip(7000));
+    let fnat = hold(&lab, "FULLNAT", vip(7001));
     let t0 = Instant::now();
-    nat.wait_answers(t0, 3);
-    fnat.wait_answers(t0, 3);
+    wait_answers(&nat, t0, 3);
+    wait_answers(&fnat, t0, 3);
     assert_eq!(nat.servers().len(), 2, "rr spreads the NAT connections");
     // Let the ESTABLISHED updates reach lb2 (drained every 5 ms, flushed within 20 ms).
     std::thread::sleep(Duration::from_millis(300));
@@ -467,8 +252,8 @@ fn nat_and_fullnat_connections_survive_a_failover_and_a_failover_back() {
     let t = kill_box(&lab, &x1, "lb1", &links);
     wait_vrrp(&b2, "MASTER", 2, &x2);
     let all = logs(&[&x2]);
-    nat.survivors(t, "failover to lb2", &all);
-    fnat.survivors(t, "failover to lb2", &all);
+    survivors(&nat, t, "failover to lb2", &all);
+    survivors(&fnat, t, "failover to lb2", &all);
     drop(x1);
 
     // 2. lb1 comes back as BACKUP and gets lb2's full dump.
@@ -488,8 +273,8 @@ fn nat_and_fullnat_connections_survive_a_failover_and_a_failover_back() {
     let t = kill_box(&lab, &x2, "lb2", &links);
     wait_vrrp(&b1_low, "MASTER", 2, &x1);
     let all = logs(&[&x1]);
-    nat.survivors(t, "failover back to lb1", &all);
-    fnat.survivors(t, "failover back to lb1", &all);
+    survivors(&nat, t, "failover back to lb1", &all);
+    survivors(&fnat, t, "failover back to lb1", &all);
     let page = lab.metrics_in("lb1");
     assert!(page.contains("xvs_sync_installed_total"), "{page}");
 }
@@ -497,7 +282,7 @@ fn nat_and_fullnat_connections_survive_a_failover_and_a_failover_back() {
 #[test]
 fn dr_with_persistence_survives_a_failover_and_keeps_the_real_server() {
     let lab = Lab::up("vrrpdr");
-    let _servers = EchoServers::start(&lab, &[7000]);
+    let _servers = EchoServers::start(&lab, &["r1", "r2"], &[7000]);
     let key = key_file(&lab);
     let (b1, b2) = (
         dr_config(&lab, "lb1", 200, &key),
@@ -510,8 +295,8 @@ fn dr_with_persistence_survives_a_failover_and_keeps_the_real_server() {
     let (ok, text) = wait_in_sync(&b2.socket, "198.18.9.1");
     assert!(ok, "lb2 never got lb1's dump:\n{text}\n{}", x2.log());
     let vip = SocketAddr::new(ROUTED_VIP.parse().unwrap(), 7000);
-    let dr = Held::open(&lab, "DR", vip);
-    dr.wait_answers(Instant::now(), 3);
+    let dr = hold(&lab, "DR", vip);
+    wait_answers(&dr, Instant::now(), 3);
     let servers = dr.servers();
     assert_eq!(servers.len(), 1, "persistence: one real server");
     std::thread::sleep(Duration::from_millis(300));
@@ -519,10 +304,10 @@ fn dr_with_persistence_survives_a_failover_and_keeps_the_real_server() {
     let links = ["lan0", "sync0"];
     let t = kill_box(&lab, &x1, "lb1", &links);
     wait_vrrp(&b2, "MASTER", 1, &x2);
-    dr.survivors(t, "DR failover to lb2", &x2.log());
+    survivors(&dr, t, "DR failover to lb2", &x2.log());
     // New connections of the client: the synced template keeps them on the same server.
-    let fresh = Held::open(&lab, "DR new", vip);
-    fresh.wait_answers(Instant::now(), 2);
+    let fresh = hold(&lab, "DR new", vip);
+    wait_answers(&fresh, Instant::now(), 2);
     assert_eq!(fresh.servers(), servers, "the template was not synced");
     drop(fresh);
     drop(x1);
@@ -535,8 +320,8 @@ fn dr_with_persistence_survives_a_failover_and_keeps_the_real_server() {
     assert!(ok, "lb1 never got lb2's dump:\n{text}\n{}", x1.log());
     let t = kill_box(&lab, &x2, "lb2", &links);
     wait_vrrp(&b1_low, "MASTER", 1, &x1);
-    dr.survivors(t, "DR failover back to lb1", &x1.log());
-    let fresh = Held::open(&lab, "DR new", vip);
-    fresh.wait_answers(Instant::now(), 2);
+    survivors(&dr, t, "DR failover back to lb1", &x1.log());
+    let fresh = hold(&lab, "DR new", vip);
+    wait_answers(&fresh, Instant::now(), 2);
     assert_eq!(fresh.servers(), servers, "the template was not in the dump");
 }

@@ -10,15 +10,22 @@
     clippy::cast_possible_truncation
 )]
 
+#[path = "fixtures/routed_lab.rs"]
+mod routed_lab;
+#[path = "fixtures/tcp4.rs"]
+mod tcp4;
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use xvs::control::config::Config;
 use xvs::control::snapshot;
-use xvs::datapath::wire::checksum;
-use xvs::datapath::{NextHopTable, Port, Processor, Route, Shared, Verdict};
+use xvs::datapath::{Port, Processor, Shared, Verdict};
 use xvs::flow::NANOS_PER_SEC;
+
+use routed_lab::{R1_MAC, R2_MAC, ROUTER_MAC, VIP};
+use tcp4::Tcp4;
 
 /// The lb config of the `ecmp` lab (tests/e2e_ecmp.rs runs the same services): DR on tcp/80,
 /// TUN on tcp/8080, to r1 and r2 on the lbs' LAN.
@@ -44,10 +51,6 @@ services:
     reals: [{ address: 198.18.1.11:8080 }, { address: 198.18.1.12:8080 }]
 ";
 
-const ROUTER_MAC: [u8; 6] = [0x02, 0x18, 0, 0x01, 0, 0xfe];
-const R1_MAC: [u8; 6] = [0x02, 0x18, 0, 0x01, 0, 0x0b];
-const R2_MAC: [u8; 6] = [0x02, 0x18, 0, 0x01, 0, 0x0c];
-const VIP: [u8; 4] = [198, 18, 2, 100];
 const FLOWS: u32 = 10_000;
 
 const SYN: u8 = 0x02;
@@ -74,29 +77,8 @@ fn lb_from(text: &str, n: u8) -> (Processor, [u8; 6]) {
         mtu: 1500,
     };
     let snap = snapshot::build(&cfg, vec![port], 1, None);
-    let hops = NextHopTable::new(
-        vec![
-            Route {
-                prefix: "198.18.1.0".parse().unwrap(),
-                prefix_len: 24,
-                port: 0,
-                gateway: None,
-            },
-            Route {
-                prefix: "0.0.0.0".parse().unwrap(),
-                prefix_len: 0,
-                port: 0,
-                gateway: Some("198.18.1.254".parse().unwrap()),
-            },
-        ],
-        vec![
-            (0, "198.18.1.254".parse().unwrap(), ROUTER_MAC),
-            (0, "198.18.1.11".parse().unwrap(), R1_MAC),
-            (0, "198.18.1.12".parse().unwrap(), R2_MAC),
-        ],
-    );
     (
-        Processor::new(Arc::new(Shared::new(snap, hops, 65536))),
+        Processor::new(Arc::new(Shared::new(snap, routed_lab::nexthops(), 65536))),
         mac,
     )
 }
@@ -111,27 +93,13 @@ fn flow(i: u32) -> ([u8; 4], u16) {
 /// A TCP segment of flow `i` to VIP:`dport`, as the router hands it to the lb with MAC `to`.
 fn segment(to: [u8; 6], i: u32, dport: u16, flags: u8) -> Vec<u8> {
     let (client, sport) = flow(i);
-    let mut f = vec![0u8; 54];
-    f[0..6].copy_from_slice(&to);
-    f[6..12].copy_from_slice(&ROUTER_MAC);
-    f[12] = 0x08;
-    f[14..34].copy_from_slice(&[
-        0x45, 0, 0, 40, 0, 1, 0x40, 0, 63, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    f[26..30].copy_from_slice(&client);
-    f[30..34].copy_from_slice(&VIP);
-    let c = checksum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&dport.to_be_bytes());
-    f[38..42].copy_from_slice(&(i * 1000).to_be_bytes());
-    f[46] = 5 << 4;
-    f[47] = flags;
-    f[48..50].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo = checksum::ipv4_pseudo_header_sum(client, VIP, 6, 20);
-    let c = !checksum::fold(checksum::sum(&f[34..], pseudo));
-    f[50..52].copy_from_slice(&c.to_be_bytes());
-    f
+    Tcp4 {
+        ttl: 63,
+        seq: i * 1000,
+        window: 64240,
+        ..Tcp4::new((to, ROUTER_MAC), (client, sport), (VIP, dport), flags)
+    }
+    .frame()
 }
 
 /// Where box `p` sends segment `frame`: the real server's last address byte (11, 12), read from

@@ -89,6 +89,19 @@ fn convert(name: &str, want_code: i32) -> (Run, Config) {
     (run, cfg)
 }
 
+/// `run` printed one stderr line per entry of `want`, each containing every fragment of its
+/// entry (an empty entry: any line).
+#[track_caller]
+fn assert_stderr(run: &Run, want: &[&[&str]]) {
+    let lines = run.lines();
+    assert_eq!(lines.len(), want.len(), "{}", run.stderr);
+    for (line, fragments) in lines.iter().zip(want) {
+        for f in *fragments {
+            assert!(line.contains(f), "no `{f}` in `{line}`:\n{}", run.stderr);
+        }
+    }
+}
+
 /// Each `FILE:LINE: WHAT has no xvs equivalent...` line on stderr is a comment
 /// `# keepalived: WHAT (FILE:LINE) has no...` in the output, and each comment a line.
 fn assert_comments_match_stderr(run: &Run) {
@@ -126,6 +139,15 @@ fn service<'a>(cfg: &'a Config, vip: &str, port: u16, proto: Protocol) -> &'a Se
         .unwrap_or_else(|| panic!("no service {vip}:{port} {proto:?}"))
 }
 
+/// The names of the datapath's interfaces.
+fn interfaces(cfg: &Config) -> Vec<&str> {
+    cfg.datapath
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect()
+}
+
 /// The (address, weight) pairs of a service.
 fn reals(s: &Service) -> Vec<(SocketAddr, u32)> {
     s.reals.iter().map(|r| (r.address, r.weight)).collect()
@@ -144,13 +166,7 @@ fn nat_two_arms_with_a_sync_group() {
     let (run, cfg) = convert("nat.conf", 0);
     assert!(run.stderr.is_empty(), "{}", run.stderr);
     assert_eq!(cfg.global.router_id, "LVS_NAT_1");
-    let ifs: Vec<&str> = cfg
-        .datapath
-        .interfaces
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect();
-    assert_eq!(ifs, ["wan0", "lan0"]);
+    assert_eq!(interfaces(&cfg), ["wan0", "lan0"]);
     let web = service(&cfg, "198.18.0.100", 80, Protocol::Tcp);
     assert_eq!(web.scheduler, Scheduler::Wrr);
     assert_eq!(web.forwarding, Forwarding::Nat);
@@ -288,9 +304,10 @@ fn quorum_in_weights() {
     // Weights 3 and 1: no count of servers says the same.
     let mixed = service(&cfg, "198.18.0.22", 81, Protocol::Tcp);
     assert_eq!((mixed.quorum.min_up, mixed.quorum.hysteresis), (3, 0));
-    let lines = run.lines();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
-    assert!(lines[0].contains("quorum_weights.conf:30: quorum 3 converted approximately"));
+    assert_stderr(
+        &run,
+        &[&["quorum_weights.conf:30: quorum 3 converted approximately"]],
+    );
 }
 
 #[test]
@@ -438,9 +455,10 @@ fn nopreempt_preempt_delay_and_track_scripts() {
     assert_eq!(vi2.preempt_delay, secs(30));
     assert_eq!(vi2.track_scripts.len(), 1);
     // The script's `timeout` is reported once though two instances track it.
-    let lines = run.lines();
-    assert_eq!(lines.len(), 2, "{}", run.stderr);
-    assert!(lines[1].contains("preempt.conf:13: timeout 1 has no xvs equivalent"));
+    assert_stderr(
+        &run,
+        &[&[], &["preempt.conf:13: timeout 1 has no xvs equivalent"]],
+    );
 }
 
 #[test]
@@ -463,10 +481,13 @@ fn notify_scripts() {
         n2.fault.as_deref(),
         Some("/etc/keepalived/notify.sh INSTANCE VI_2 FAULT 90")
     );
-    let lines = run.lines();
-    assert_eq!(lines.len(), 2, "{}", run.stderr);
-    assert!(lines[0].contains("notify.conf:13: notify_fault") && lines[0].contains("own user"));
-    assert!(lines[1].contains("notify.conf:24: notify ") && lines[1].contains("approximately"));
+    assert_stderr(
+        &run,
+        &[
+            &["notify.conf:13: notify_fault", "own user"],
+            &["notify.conf:24: notify ", "approximately"],
+        ],
+    );
 }
 
 #[test]
@@ -579,13 +600,7 @@ fn interface_option_replaces_the_derived_interfaces() {
     let run = import("nat.conf", &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let cfg = load(&run, "nat.conf");
-    let ifs: Vec<&str> = cfg
-        .datapath
-        .interfaces
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect();
-    assert_eq!(ifs, ["lan0", "wan0", "bond0"]);
+    assert_eq!(interfaces(&cfg), ["lan0", "wan0", "bond0"]);
 }
 
 #[test]
@@ -622,41 +637,42 @@ fn refused(name: &str, want: &str) {
 
 #[test]
 fn malformed_files_are_refused_at_their_line() {
-    let bad = "tests/fixtures/keepalived/bad";
-    refused(
-        "unbalanced.conf",
-        &format!("{bad}/unbalanced.conf:1: unbalanced braces: this `{{` is never closed"),
-    );
-    refused(
-        "extra_close.conf",
-        &format!("{bad}/extra_close.conf:4: unbalanced braces: `}}` closes no block"),
-    );
-    refused(
-        "missing_include.conf",
-        &format!(
-            "{bad}/missing_include.conf:4: cannot include /nonexistent/xvs-keepalived-missing.conf"
+    for (name, want) in [
+        (
+            "unbalanced.conf",
+            "unbalanced.conf:1: unbalanced braces: this `{` is never closed",
         ),
-    );
-    refused(
-        "cycle_a.conf",
-        &format!("{bad}/cycle_b.conf:3: include cycle: {bad}/cycle_a.conf"),
-    );
-    refused(
-        "bad_number.conf",
-        &format!("{bad}/bad_number.conf:3: bad number `300` for `virtual_router_id`"),
-    );
-    refused(
-        "bad_lb_kind.conf",
-        &format!("{bad}/bad_lb_kind.conf:3: unknown lb_kind `NATT`"),
-    );
-    refused(
-        "bad_weight.conf",
-        &format!("{bad}/bad_weight.conf:3: bad number `heavy` for `weight`"),
-    );
-    refused(
-        "unterminated_quote.conf",
-        &format!("{bad}/unterminated_quote.conf:2: unterminated quote"),
-    );
+        (
+            "extra_close.conf",
+            "extra_close.conf:4: unbalanced braces: `}` closes no block",
+        ),
+        (
+            "missing_include.conf",
+            "missing_include.conf:4: cannot include /nonexistent/xvs-keepalived-missing.conf",
+        ),
+        (
+            "cycle_a.conf",
+            "cycle_b.conf:3: include cycle: tests/fixtures/keepalived/bad/cycle_a.conf",
+        ),
+        (
+            "bad_number.conf",
+            "bad_number.conf:3: bad number `300` for `virtual_router_id`",
+        ),
+        (
+            "bad_lb_kind.conf",
+            "bad_lb_kind.conf:3: unknown lb_kind `NATT`",
+        ),
+        (
+            "bad_weight.conf",
+            "bad_weight.conf:3: bad number `heavy` for `weight`",
+        ),
+        (
+            "unterminated_quote.conf",
+            "unterminated_quote.conf:2: unterminated quote",
+        ),
+    ] {
+        refused(name, &format!("tests/fixtures/keepalived/bad/{want}"));
+    }
 }
 
 #[test]

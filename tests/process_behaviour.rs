@@ -1,5 +1,6 @@
 //! `process()` behaviour that spans several packets or a configuration change, on the NAT lab
-//! fixture (frames built by hand here; the golden table covers exact bytes).
+//! fixture (frames built from field values by `fixtures/tcp4.rs`; the golden table covers exact
+//! bytes).
 // Test code: a failed unwrap is a failed test; casts are of test-sized values.
 #![allow(
     clippy::unwrap_used,
@@ -9,11 +10,13 @@
 
 #[path = "fixtures/nat_lab.rs"]
 mod nat_lab;
+#[path = "fixtures/tcp4.rs"]
+mod tcp4;
 
 use std::sync::Arc;
 
 use nat_lab::*;
-use xvs::datapath::wire::checksum;
+use tcp4::Tcp4;
 use xvs::datapath::{DropReason, Processor, Shared, Verdict};
 use xvs::flow::NANOS_PER_SEC;
 
@@ -23,23 +26,7 @@ const RST: u8 = 0x04;
 
 /// A client → VIP:80 TCP frame with valid checksums.
 fn tcp(sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 54];
-    f[0..6].copy_from_slice(&WAN_MAC);
-    f[6..12].copy_from_slice(&CLIENT_MAC);
-    f[12] = 0x08;
-    f[14..34].copy_from_slice(&[
-        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 100,
-    ]);
-    let c = checksum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&80u16.to_be_bytes());
-    f[46] = 5 << 4;
-    f[47] = flags;
-    let pseudo = checksum::ipv4_pseudo_header_sum(CLIENT, VIP, 6, 20);
-    let c = !checksum::fold(checksum::sum(&f[34..], pseudo));
-    f[50..52].copy_from_slice(&c.to_be_bytes());
-    f
+    Tcp4::new((WAN_MAC, CLIENT_MAC), (CLIENT, sport), (VIP, 80), flags).frame()
 }
 
 /// Sends one frame at second `t`; returns the verdict and the real server it went to.
@@ -436,23 +423,7 @@ fn lblc_keeps_the_vip_on_one_server_until_it_is_overloaded() {
 
 /// A real server → client TCP reply frame (from `real`:80 to the client's `dport`).
 fn reply(real: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 54];
-    f[0..6].copy_from_slice(&LAN_MAC);
-    f[6..12].copy_from_slice(&R1_MAC);
-    f[12] = 0x08;
-    f[14..26].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
-    f[26..30].copy_from_slice(&real);
-    f[30..34].copy_from_slice(&CLIENT);
-    let c = checksum::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..36].copy_from_slice(&80u16.to_be_bytes());
-    f[36..38].copy_from_slice(&dport.to_be_bytes());
-    f[46] = 5 << 4;
-    f[47] = flags;
-    let pseudo = checksum::ipv4_pseudo_header_sum(real, CLIENT, 6, 20);
-    let c = !checksum::fold(checksum::sum(&f[34..], pseudo));
-    f[50..52].copy_from_slice(&c.to_be_bytes());
-    f
+    Tcp4::new((LAN_MAC, R1_MAC), (real, 80), (CLIENT, dport), flags).frame()
 }
 
 #[test]

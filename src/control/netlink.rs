@@ -213,6 +213,25 @@ fn request(
     }
 }
 
+/// A [`request`] whose only reply is the acknowledgement, where a kernel error with an errno in
+/// `done` means the state asked for is already there (an address that exists, a route that is
+/// gone) and so is success.
+fn request_ack(
+    op: &'static str,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    done: &[i32],
+) -> Result<(), NetlinkError> {
+    match request(op, msg, flags | NLM_F_ACK) {
+        Err(NetlinkError::Kernel { source, .. })
+            if source.raw_os_error().is_some_and(|e| done.contains(&e)) =>
+        {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
 /// Looks an interface up by name in the calling thread's network namespace.
 pub fn link_by_name(name: &str) -> Result<LinkInfo, NetlinkError> {
     check_ifname(name)?;
@@ -383,8 +402,8 @@ pub fn dump_addresses() -> Result<Vec<IpAddr>, NetlinkError> {
     Ok(out)
 }
 
-/// The unicast routes of the main table, IPv4 then IPv6.
-pub fn dump_routes() -> Result<Vec<KernelRoute>, NetlinkError> {
+/// Dumps the routes of every table (IPv4, then IPv6) and keeps those `read` turns into a `T`.
+fn dump_routes_as<T>(read: impl Fn(&RouteMessage) -> Option<T>) -> Result<Vec<T>, NetlinkError> {
     let replies = dump_per_family("dump routes", |family| {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family;
@@ -393,10 +412,15 @@ pub fn dump_routes() -> Result<Vec<KernelRoute>, NetlinkError> {
     Ok(replies
         .iter()
         .filter_map(|m| match m {
-            RouteNetlinkMessage::NewRoute(r) => kernel_route(r),
+            RouteNetlinkMessage::NewRoute(r) => read(r),
             _ => None,
         })
         .collect())
+}
+
+/// The unicast routes of the main table, IPv4 then IPv6.
+pub fn dump_routes() -> Result<Vec<KernelRoute>, NetlinkError> {
+    dump_routes_as(kernel_route)
 }
 
 /// Converts one neighbour entry; `None` unless it is an IP neighbour in a usable state with an
@@ -677,29 +701,24 @@ fn address_message(ifindex: u32, ip: IpAddr, prefix_len: u8) -> AddressMessage {
 /// An address already there is not an error.
 pub fn add_address(ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
     let msg = RouteNetlinkMessage::NewAddress(address_message(ifindex, ip, prefix_len));
-    match request("add address", msg, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK) {
-        Err(NetlinkError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
-            Ok(())
-        }
-        other => other.map(|_| ()),
-    }
+    request_ack(
+        "add address",
+        msg,
+        NLM_F_CREATE | NLM_F_EXCL,
+        &[libc::EEXIST],
+    )
 }
 
 /// Removes `ip/prefix_len` from interface `ifindex` (`ip addr del`). An address that is not
 /// there is not an error.
 pub fn del_address(ifindex: u32, ip: IpAddr, prefix_len: u8) -> Result<(), NetlinkError> {
     let msg = RouteNetlinkMessage::DelAddress(address_message(ifindex, ip, prefix_len));
-    match request("delete address", msg, NLM_F_ACK) {
-        Err(NetlinkError::Kernel { source, .. })
-            if matches!(
-                source.raw_os_error(),
-                Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV)
-            ) =>
-        {
-            Ok(())
-        }
-        other => other.map(|_| ()),
-    }
+    request_ack(
+        "delete address",
+        msg,
+        0,
+        &[libc::EADDRNOTAVAIL, libc::ENODEV],
+    )
 }
 
 /// A host route of an announce table: `dst/32` (IPv6 `/128`) through interface `oif`, with
@@ -737,24 +756,14 @@ fn host_route_message(r: &HostRoute) -> RouteMessage {
 /// destination already in that table is replaced, so adding twice is not an error.
 pub fn add_route(r: &HostRoute) -> Result<(), NetlinkError> {
     let msg = RouteNetlinkMessage::NewRoute(host_route_message(r));
-    request("add route", msg, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK).map(|_| ())
+    request_ack("add route", msg, NLM_F_CREATE | NLM_F_REPLACE, &[])
 }
 
 /// Deletes `r` (`ip route del DST dev OIF table T proto P`). A route that is not there (or
 /// whose interface is gone, taking its routes with it) is not an error.
 pub fn del_route(r: &HostRoute) -> Result<(), NetlinkError> {
     let msg = RouteNetlinkMessage::DelRoute(host_route_message(r));
-    match request("delete route", msg, NLM_F_ACK) {
-        Err(NetlinkError::Kernel { source, .. })
-            if matches!(
-                source.raw_os_error(),
-                Some(libc::ESRCH) | Some(libc::ENODEV)
-            ) =>
-        {
-            Ok(())
-        }
-        other => other.map(|_| ()),
-    }
+    request_ack("delete route", msg, 0, &[libc::ESRCH, libc::ENODEV])
 }
 
 /// Reads one dumped route as a [`HostRoute`]: `None` unless it is a unicast host route (full
@@ -792,19 +801,7 @@ fn host_route(m: &RouteMessage) -> Option<HostRoute> {
 /// The host routes of routing table `table` (IPv4 then IPv6) that go out of interface `oif`:
 /// what an announcer has installed there, whoever else added or deleted some.
 pub fn host_routes(table: u32, oif: u32) -> Result<Vec<HostRoute>, NetlinkError> {
-    let replies = dump_per_family("dump routes", |family| {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family;
-        RouteNetlinkMessage::GetRoute(msg)
-    })?;
-    Ok(replies
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewRoute(r) => host_route(r),
-            _ => None,
-        })
-        .filter(|r| r.table == table && r.oif == oif)
-        .collect())
+    dump_routes_as(|m| host_route(m).filter(|r| r.table == table && r.oif == oif))
 }
 
 /// Sets interface `ifindex` administratively up (`ip link set dev X up`).
@@ -813,7 +810,7 @@ pub fn set_link_up(ifindex: u32) -> Result<(), NetlinkError> {
     msg.header.index = ifindex;
     msg.header.flags = LinkFlags::Up;
     msg.header.change_mask = LinkFlags::Up;
-    request("set link up", RouteNetlinkMessage::SetLink(msg), NLM_F_ACK).map(|_| ())
+    request_ack("set link up", RouteNetlinkMessage::SetLink(msg), 0, &[])
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Shared by the health-check end-to-end tests (`tests/e2e_health.rs`, `tests/e2e_health6.rs`):
-//! the detection tests' check timings and their bounds' margin, xvs started in the NAT lab, and [`PortGate`], a lab namespace's TCP port made to refuse new connections
-//! at a known moment, as a stopped server's closed port does. The gate's rule is of nftables'
-//! `inet` family, so it refuses IPv4 and IPv6 connections alike.
+//! the detection tests' check timings and their bounds' margin, xvs started in the NAT lab (its
+//! config, [`nat_config`], also `tests/e2e_announce.rs`'s), and [`PortGate`], a lab namespace's
+//! TCP port made to refuse new connections at a known moment, as a stopped server's closed port
+//! does. The gate's rule is of nftables' `inet` family, so it refuses IPv4 and IPv6 connections
+//! alike.
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,11 +42,11 @@ pub const RISE: u32 = 3;
 /// (EEVDF's base slice is 3 ms): 100 ms covers tens of such waits, and is half an interval.
 pub const MARGIN: Duration = Duration::from_millis(100);
 
-/// Starts xvs in the NAT lab with `services` (YAML, indented as list items under `services:`;
-/// `poll: wakeup`: busy polling would starve the test's client and servers on a 2-core
-/// machine), its config in the lab's state directory, and waits until `url` answers HTTP
-/// through it.
-pub fn start(lab: &Lab, services: &str, url: &str) -> Xvs {
+/// Writes the load balancer's config `name` for the NAT lab into the lab's state directory: the
+/// admin socket, wan0 and lan0 with one queue each and `poll: wakeup` (busy polling would starve
+/// the test's client and servers on a 2-core machine), then `sections` (YAML top-level sections
+/// such as `services:`).
+pub fn nat_config(lab: &Lab, name: &str, sections: &str) -> PathBuf {
     let text = format!(
         "\
 global:
@@ -53,10 +56,16 @@ datapath:
     - {{ name: wan0, queues: [0] }}
     - {{ name: lan0, queues: [0] }}
   poll: wakeup
-services:
-{services}"
+{sections}"
     );
-    let mut xvs = lab.start_xvs(&lab.write_config("lb", "health.yaml", &text));
+    lab.write_config("lb", name, &text)
+}
+
+/// Starts xvs in the NAT lab with `services` (YAML, indented as list items under `services:`)
+/// in its [`nat_config`], and waits until `url` answers HTTP through it.
+pub fn start(lab: &Lab, services: &str, url: &str) -> Xvs {
+    let config = nat_config(lab, "health.yaml", &format!("services:\n{services}"));
+    let mut xvs = lab.start_xvs(&config);
     let ready = lab.wait_url_ready(url, Duration::from_secs(20));
     assert!(xvs.running(), "xvs exited:\n{}", xvs.log());
     assert!(ready, "{url} never answered through xvs:\n{}", xvs.log());

@@ -1,7 +1,7 @@
-//! Long-lived TCP connections through a lab's VIP and the line echo servers they talk to (the
-//! pattern of `tests/e2e_sync.rs`, with the count and the pace as parameters, and one thread for
-//! all the connections instead of one each, so that hundreds of them cost the shared CPU
-//! little): each connection sends `ping N` at a steady pace, waits for `SERVER ping N`, and
+//! Long-lived TCP connections through a lab's VIP and the line echo servers they talk to
+//! (`tests/e2e_sync.rs`, `tests/e2e_ecmp.rs`), with the count and the pace as parameters and one
+//! thread for all the connections instead of one each, so that hundreds of them cost the shared
+//! CPU little: each connection sends `ping N` at a steady pace, waits for `SERVER ping N`, and
 //! records when each answer came and from which server; a connection whose server changes, that
 //! is closed or reset, or that waits more than 5 s for an answer has failed.
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabel, EncodeLabelSet,
-    EncodeLabelValue, LabelSetEncoder, LabelValueEncoder, NoLabelSet,
+    EncodeLabelValue, LabelSetEncoder, LabelValueEncoder, MetricEncoder, NoLabelSet,
 };
 use prometheus_client::metrics::MetricType;
 
@@ -70,6 +70,26 @@ impl EncodeLabelSet for ServiceLabels<'_> {
     }
 }
 
+/// A family of type `kind` named `name`: its descriptor, then one sample per `(labels, value)`
+/// of `samples`, each written by `sample`.
+fn family<L, V>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (L, V)>,
+    sample: impl Fn(MetricEncoder<'_>, &V) -> Encoded,
+) -> Encoded
+where
+    L: EncodeLabelSet,
+{
+    let mut m = e.encode_descriptor(name, help, None, kind)?;
+    for (labels, v) in samples {
+        sample(m.encode_family(&labels)?, &v)?;
+    }
+    Ok(())
+}
+
 /// A counter family: `name` ends in `_total` (the sample name; the library writes the
 /// OpenMetrics family name without it).
 pub fn counter<L, V>(
@@ -83,13 +103,10 @@ where
     V: EncodeCounterValue,
 {
     debug_assert!(name.ends_with("_total"), "{name}: a counter ends in _total");
-    let family = name.strip_suffix("_total").unwrap_or(name);
-    let mut m = e.encode_descriptor(family, help, None, MetricType::Counter)?;
-    for (labels, v) in samples {
-        m.encode_family(&labels)?
-            .encode_counter::<NoLabelSet, V, f64>(&v, None)?;
-    }
-    Ok(())
+    let name = name.strip_suffix("_total").unwrap_or(name);
+    family(e, name, help, MetricType::Counter, samples, |mut m, v| {
+        m.encode_counter::<NoLabelSet, V, f64>(v, None)
+    })
 }
 
 /// A gauge family.
@@ -103,11 +120,9 @@ where
     L: EncodeLabelSet,
     V: EncodeGaugeValue,
 {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in samples {
-        m.encode_family(&labels)?.encode_gauge(&v)?;
-    }
-    Ok(())
+    family(e, name, help, MetricType::Gauge, samples, |mut m, v| {
+        m.encode_gauge(v)
+    })
 }
 
 /// An info family: one sample of value 1 with `labels`. `name` ends in `_info`, the sample's
@@ -147,12 +162,9 @@ pub fn histogram<L>(
 where
     L: EncodeLabelSet,
 {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    for (labels, h) in samples {
-        m.encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
-    }
-    Ok(())
+    family(e, name, help, MetricType::Histogram, samples, |mut m, h| {
+        m.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+    })
 }
 
 /// Nanoseconds as seconds: the `f64` nearest to the exact decimal value below 2^53 ns (104

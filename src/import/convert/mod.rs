@@ -210,10 +210,13 @@ pub fn arg(n: &Node, i: usize) -> Result<&str, ImportError> {
     })
 }
 
-/// Argument `i` of `n` as an integer in `lo..=hi`.
-pub fn uint(n: &Node, i: usize, lo: u64, hi: u64) -> Result<u64, ImportError> {
+/// Argument `i` of `n` as an integer of type `T` in `lo..=hi`.
+fn ranged<T>(n: &Node, i: usize, lo: T, hi: T) -> Result<T, ImportError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
     let s = arg(n, i)?;
-    match s.parse::<u64>() {
+    match s.parse::<T>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(v),
         _ => Err(ImportError::at(
             &n.at,
@@ -223,6 +226,11 @@ pub fn uint(n: &Node, i: usize, lo: u64, hi: u64) -> Result<u64, ImportError> {
             ),
         )),
     }
+}
+
+/// Argument `i` of `n` as an integer in `lo..=hi`.
+pub fn uint(n: &Node, i: usize, lo: u64, hi: u64) -> Result<u64, ImportError> {
+    ranged(n, i, lo, hi)
 }
 
 /// [`uint`] as a `u32` (`hi` must fit).
@@ -233,17 +241,7 @@ pub fn uint32(n: &Node, i: usize, lo: u32, hi: u32) -> Result<u32, ImportError> 
 
 /// Argument `i` of `n` as a signed integer in `lo..=hi`.
 pub fn int(n: &Node, i: usize, lo: i64, hi: i64) -> Result<i64, ImportError> {
-    let s = arg(n, i)?;
-    match s.parse::<i64>() {
-        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-        _ => Err(ImportError::at(
-            &n.at,
-            format!(
-                "bad number `{s}` for `{}`: expected an integer from {lo} to {hi}",
-                n.keyword
-            ),
-        )),
-    }
+    ranged(n, i, lo, hi)
 }
 
 /// Argument `i` of `n` as keepalived's `<TIMER>`: seconds, with an optional fraction

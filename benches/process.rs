@@ -827,82 +827,156 @@ fn verify_lanes(lanes: &mut [Lane], flows: &[Vec<Flow>], reply: bool) {
     }
 }
 
+/// The lane pairs of the scaling benches, over the NAT lab (1M entries, 64 shards), each lane
+/// with its own 64 established flows: [`Pairing::Disjoint`] and [`Pairing::Separate`] send the
+/// flows' client ACKs, [`Pairing::Crossed`] the replies of the flows the *other* lane's
+/// processor created (replies on another queue than their connection's SYN). Returns the lanes
+/// and, per lane, the flows its frames belong to (checked by [`verify_lanes`], untimed).
+#[derive(Clone, Copy, Debug)]
+enum Pairing {
+    /// One shared table, each thread on its own flows.
+    Disjoint,
+    /// Each thread over a table of its own: nothing shared but the hardware (the ceiling).
+    Separate,
+    /// One shared table, each thread translating the other's flows' replies.
+    Crossed,
+}
+
+impl Pairing {
+    const ALL: [Pairing; 3] = [Pairing::Disjoint, Pairing::Crossed, Pairing::Separate];
+
+    fn name(self) -> &'static str {
+        match self {
+            Pairing::Disjoint => "nat_established",
+            Pairing::Separate => "nat_established_separate",
+            Pairing::Crossed => "nat_reply_crossed",
+        }
+    }
+
+    fn is_reply(self) -> bool {
+        matches!(self, Pairing::Crossed)
+    }
+
+    /// The two lanes and the flows each lane's frames belong to, verified once.
+    fn lanes(self) -> (Vec<Lane>, Vec<Vec<Flow>>) {
+        let lane = |p, frames, ingress| Lane {
+            p,
+            frames,
+            ingress,
+            now: T0,
+        };
+        let acks = |l: usize| -> Vec<Vec<u8>> {
+            use nat_lab::{CLIENT_MAC, VIP, WAN_MAC};
+            (0..BATCH)
+                .map(|i| from_client((WAN_MAC, CLIENT_MAC), VIP, l * BATCH + i, ACK))
+                .collect()
+        };
+        let (mut a, mut b) = match self {
+            Pairing::Separate => (nat_lab::processor(1_000_000), nat_lab::processor(1_000_000)),
+            Pairing::Disjoint | Pairing::Crossed => {
+                let a = nat_lab::processor(1_000_000);
+                let b = Processor::new(a.shared().clone());
+                (a, b)
+            }
+        };
+        let flows = [open_lane(&mut a, 0), open_lane(&mut b, 1)];
+        let (mut lanes, flows) = if self.is_reply() {
+            let replies = |l: usize, flows: &[Flow]| -> Vec<Vec<u8>> {
+                (flows.iter().enumerate())
+                    .map(|(i, f)| lane_reply(l, i, f, ACK))
+                    .collect()
+            };
+            let lanes = vec![
+                lane(a, replies(1, &flows[1]), 1),
+                lane(b, replies(0, &flows[0]), 1),
+            ];
+            (lanes, vec![flows[1].clone(), flows[0].clone()])
+        } else {
+            let lanes = vec![lane(a, acks(0), 0), lane(b, acks(1), 0)];
+            (lanes, flows.to_vec())
+        };
+        verify_lanes(&mut lanes, &flows, self.is_reply());
+        (lanes, flows)
+    }
+}
+
 /// The in-process scaling benches (`scaling/…`, throughput per frame over all threads): worker
-/// threads running `process_buf` over one shared connection table (the NAT lab, 1M entries, 64
-/// shards), each on its own 64 established flows:
-/// - `nat_established/1` and `nat_established/2`: one thread, then two, each sending its own
-///   flows' client ACKs (disjoint flows);
-/// - `nat_established_separate/2`: two threads as `nat_established/2`, each over a table of
-///   its own (the machine's ceiling: nothing shared);
-/// - `nat_reply_crossed/2`: two threads, each translating the replies of the flows the *other*
-///   thread's processor created (replies on another queue than their connection's SYN).
+/// threads running `process_buf` over the [`Pairing`]s' lanes: `nat_established/1` and
+/// `nat_established/2` (one thread, then two, on disjoint flows of one shared table),
+/// `nat_established_separate/2`, `nat_reply_crossed/2`.
 ///
 /// Each sample spawns the threads once, pins them to the process's CPUs and times the same
 /// number of batches on each (`iter_custom`). Run with two CPUs free (no `taskset` to one CPU):
-/// two threads on one CPU measure nothing but time slicing.
+/// two threads on one CPU measure nothing but time slicing. On a VM whose speed drifts between
+/// criterion's benches, [`scaling_driver`] gives the ratio from interleaved rounds.
 fn bench_scaling(c: &mut Criterion) {
-    let shared_lab = || {
-        let mut a = nat_lab::processor(1_000_000);
-        let mut b = Processor::new(a.shared().clone());
-        let flows = vec![open_lane(&mut a, 0), open_lane(&mut b, 1)];
-        (a, b, flows)
-    };
-    let lane = |p, frames, ingress| Lane {
-        p,
-        frames,
-        ingress,
-        now: T0,
-    };
-    let acks = |l: usize| -> Vec<Vec<u8>> {
-        use nat_lab::{CLIENT_MAC, VIP, WAN_MAC};
-        (0..BATCH)
-            .map(|i| from_client((WAN_MAC, CLIENT_MAC), VIP, l * BATCH + i, ACK))
-            .collect()
-    };
-    let replies = |l: usize, flows: &[Flow]| -> Vec<Vec<u8>> {
-        (flows.iter().enumerate())
-            .map(|(i, f)| lane_reply(l, i, f, ACK))
-            .collect()
-    };
     let mut g = c.benchmark_group("scaling");
-    // Disjoint flows: each thread sends its own flows' ACKs.
-    let (a, b, flows) = shared_lab();
-    let mut lanes = vec![lane(a, acks(0), 0), lane(b, acks(1), 0)];
-    verify_lanes(&mut lanes, &flows, false);
-    for n in [1, 2] {
-        g.throughput(Throughput::Elements((BATCH * n) as u64));
-        g.bench_function(BenchmarkId::new("nat_established", n), |bch| {
-            bch.iter_custom(|iters| run_lanes(&mut lanes[..n], iters))
-        });
+    for pairing in Pairing::ALL {
+        let (mut lanes, flows) = pairing.lanes();
+        let counts: &[usize] = match pairing {
+            Pairing::Disjoint => &[1, 2],
+            Pairing::Separate | Pairing::Crossed => &[2],
+        };
+        for &n in counts {
+            g.throughput(Throughput::Elements((BATCH * n) as u64));
+            g.bench_function(BenchmarkId::new(pairing.name(), n), |bch| {
+                bch.iter_custom(|iters| run_lanes(&mut lanes[..n], iters))
+            });
+        }
+        verify_lanes(&mut lanes, &flows, pairing.is_reply());
     }
-    verify_lanes(&mut lanes, &flows, false);
-    // The ceiling of the machine: the same two lanes, each over a table of its own (nothing
-    // shared but the hardware).
-    let (mut a, mut b) = (nat_lab::processor(1_000_000), nat_lab::processor(1_000_000));
-    let flows = vec![open_lane(&mut a, 0), open_lane(&mut b, 1)];
-    let mut lanes = vec![lane(a, acks(0), 0), lane(b, acks(1), 0)];
-    verify_lanes(&mut lanes, &flows, false);
-    g.throughput(Throughput::Elements((BATCH * 2) as u64));
-    g.bench_function(BenchmarkId::new("nat_established_separate", 2), |bch| {
-        bch.iter_custom(|iters| run_lanes(&mut lanes, iters))
-    });
-    verify_lanes(&mut lanes, &flows, false);
-    drop(lanes);
-    // Crossed replies: lane 0 (processor a) translates the replies of lane 1's flows (made by
-    // processor b), and the other way round.
-    let (a, b, flows) = shared_lab();
-    let mut lanes = vec![
-        lane(a, replies(1, &flows[1]), 1),
-        lane(b, replies(0, &flows[0]), 1),
-    ];
-    let crossed = [flows[1].clone(), flows[0].clone()];
-    verify_lanes(&mut lanes, &crossed, true);
-    g.throughput(Throughput::Elements((BATCH * 2) as u64));
-    g.bench_function(BenchmarkId::new("nat_reply_crossed", 2), |bch| {
-        bch.iter_custom(|iters| run_lanes(&mut lanes, iters))
-    });
-    verify_lanes(&mut lanes, &crossed, true);
     g.finish();
+}
+
+/// The scaling driver (`XVS_SCALING=ROUNDS[:MS]`, default 15 rounds of about 40 ms): for each
+/// [`Pairing`], ROUNDS rounds each timing one thread (the pairing's first lane alone) and two
+/// threads (both lanes) back to back, in alternating order, for about MS ms each; prints each
+/// round's throughputs and the median over rounds of the two-thread / one-thread ratio. The
+/// ratio of rounds a few milliseconds apart cancels this VM's drift (±30 % over seconds),
+/// which criterion's separate benches (seconds apart) do not.
+fn scaling_driver(spec: &str) {
+    let (rounds, ms) = spec.split_once(':').unwrap_or((spec, "40"));
+    let rounds: usize = rounds.parse().unwrap_or(15).max(1);
+    let ms: f64 = ms.parse().unwrap_or(40.0);
+    for pairing in Pairing::ALL {
+        let (mut lanes, flows) = pairing.lanes();
+        // Batches per round for about `ms` ms of one thread.
+        let probe = run_lanes(&mut lanes[..1], 500);
+        let iters = ((ms * 1e6 / (probe.as_nanos() as f64 / 500.0)) as u64).max(100);
+        let rate = |lanes: &mut [Lane], n: usize| {
+            let t = run_lanes(&mut lanes[..n], iters);
+            (n * BATCH) as f64 * iters as f64 / t.as_secs_f64() / 1e6
+        };
+        let mut rows: Vec<(f64, f64)> = Vec::with_capacity(rounds);
+        for r in 0..rounds {
+            let (one, two) = if r % 2 == 0 {
+                let one = rate(&mut lanes, 1);
+                (one, rate(&mut lanes, 2))
+            } else {
+                let two = rate(&mut lanes, 2);
+                (rate(&mut lanes, 1), two)
+            };
+            rows.push((one, two));
+        }
+        verify_lanes(&mut lanes, &flows, pairing.is_reply());
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let ratios: Vec<f64> = rows.iter().map(|(o, t)| t / o).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+        println!(
+            "{:<26} 1 thread {:6.2} Melem/s  2 threads {:6.2} Melem/s  ratio median {:.2} (min {:.2}, max {:.2}, {rounds} rounds of {iters} batches)",
+            pairing.name(),
+            median(rows.iter().map(|r| r.0).collect()),
+            median(rows.iter().map(|r| r.1).collect()),
+            median(ratios.clone()),
+            lo,
+            hi,
+        );
+    }
 }
 
 /// `sync/enqueue`: one connection event into a worker's sync ring (the packet path's cost of an
@@ -1082,6 +1156,10 @@ criterion_group!(benches, bench_process, bench_scaling, bench_sync);
 fn main() {
     if let Ok(spec) = std::env::var("XVS_IR") {
         ir_driver(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var("XVS_SCALING") {
+        scaling_driver(&spec);
         return;
     }
     benches();

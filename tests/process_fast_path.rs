@@ -3,7 +3,9 @@
 //! default) and one without, are handed the same frames — new and established NAT flows in both
 //! directions, TCP and UDP (checksum 0 included), every TCP flag combination, TTLs around 1, IP
 //! options, fragments, bad checksums, cut frames, other MACs, DR flows — and must give the same
-//! verdict, length and bytes for each, and end with the same table and counters.
+//! verdict, length and bytes for each, and end with the same table and counters. Two workers
+//! over one table, one caching a flow's hit while the other changes, removes or expires its
+//! connection, decide as two workers without the fast path.
 // Test code: a failed unwrap is a failed test; casts are of test-sized values.
 #![allow(
     clippy::unwrap_used,
@@ -291,4 +293,125 @@ fn the_fast_path_decides_every_dr_frame_as_the_pipeline() {
         fast.shared().conntrack.rows(now),
         slow.shared().conntrack.rows(now)
     );
+}
+
+/// Two workers over one table, as `xvs` runs them: `fast` with the fast path (and its flow
+/// cache), `slow` without; each pair is (worker 0, worker 1).
+struct Workers {
+    fast: (Processor, Processor),
+    slow: (Processor, Processor),
+}
+
+impl Workers {
+    fn new() -> Workers {
+        let make = |fast_path: bool| {
+            let mut a = nat_lab::processor(10_000);
+            let mut b = Processor::new(a.shared().clone());
+            a.set_fast_path(fast_path);
+            b.set_fast_path(fast_path);
+            (a, b)
+        };
+        Workers {
+            fast: make(true),
+            slow: make(false),
+        }
+    }
+
+    /// Worker `w` of both pairs decides `frame` (received on `ingress`) in a batch of its own
+    /// at `now`; both must decide alike. Returns the decision.
+    fn step(&mut self, w: usize, now: u64, ingress: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let Workers { fast, slow } = self;
+        let (f, s) = if w == 0 {
+            (&mut fast.0, &mut slow.0)
+        } else {
+            (&mut fast.1, &mut slow.1)
+        };
+        let out = both((f, s), now, &[(ingress, frame.to_vec())]);
+        out.into_iter().next().unwrap()
+    }
+
+    /// Both tables and both pairs' traffic counters are the same.
+    fn check(&self, now: u64) {
+        let (f, s) = (&self.fast.0, &self.slow.0);
+        assert_eq!(
+            f.shared().conntrack.rows(now),
+            s.shared().conntrack.rows(now),
+            "the tables"
+        );
+        let traffic = |p: &Processor| {
+            let mut v = Vec::new();
+            p.counters
+                .traffic
+                .load()
+                .for_each(|k, t| v.push(format!("{k:?} {t:?}")));
+            v
+        };
+        for (a, b) in [(&self.fast.0, &self.slow.0), (&self.fast.1, &self.slow.1)] {
+            assert_eq!(traffic(a), traffic(b), "traffic counters");
+        }
+    }
+}
+
+#[test]
+fn a_flow_cached_by_one_worker_follows_what_the_other_worker_changes() {
+    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
+    let mut w = Workers::new();
+    let to_lb = (WAN_MAC, CLIENT_MAC);
+    let mut now = T0;
+    for (round, port) in (0..4).zip(22000u16..) {
+        let client = |flags| Spec::tcp(to_lb, (CLIENT, port), (VIP, 80), flags);
+        // Worker 0 opens the flow; worker 1 carries the real server's SYN-ACK.
+        let (v, out) = w.step(0, now, 0, &client(0x02).frame());
+        assert_eq!(v, Verdict::Tx(1));
+        let real: [u8; 4] = out[30..34].try_into().unwrap();
+        let mac = if real == R1 { R1_MAC } else { R2_MAC };
+        let reply = |flags| Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, port), flags);
+        w.step(1, now, 1, &reply(0x12).frame());
+        // Worker 0's ACKs: the first completes the handshake, the next ones are cached.
+        for _ in 0..3 {
+            assert_eq!(w.step(0, now, 0, &client(0x10).frame()).0, Verdict::Tx(1));
+        }
+        // Worker 1 changes the connection in the same tick; worker 0's next packet must see it.
+        match round {
+            0 => {
+                w.step(1, now, 0, &client(0x11).frame()); // the client's FIN
+            }
+            1 => {
+                // The server's RST, then the client's SYN reopening the connection (the old entry
+                // removed, a new one scheduled in SYN_RECV, which worker 0's ACK completes).
+                w.step(1, now, 1, &reply(0x14).frame());
+                w.step(1, now, 0, &client(0x02).frame());
+            }
+            2 => {
+                // Idle past the established timeout; worker 1's batches sweep the table.
+                now += 16 * 60 * 1_000_000_000;
+                for _ in 0..256 {
+                    now += 1000;
+                    w.step(
+                        1,
+                        now,
+                        0,
+                        &Spec::tcp(to_lb, (CLIENT, 1), (VIP, 81), 0x10).frame(),
+                    );
+                }
+            }
+            _ => {
+                // Another flow of the same shard opened and closed by worker 1 (the version
+                // moves; this flow's own hit still stands).
+                for flags in [0x02, 0x04] {
+                    w.step(
+                        1,
+                        now,
+                        0,
+                        &Spec::tcp(to_lb, (CLIENT, port + 100), (VIP, 80), flags).frame(),
+                    );
+                }
+            }
+        }
+        for flags in [0x10, 0x18, 0x10] {
+            w.step(0, now, 0, &client(flags).frame());
+        }
+        w.check(now + 1000);
+        now += 2_000_000;
+    }
 }

@@ -6,13 +6,17 @@
 //! [`ConnTable::lookup_probe`] would have had on it (the expiry refreshed, nothing else: same
 //! state, no first packet of an installed entry, no removal) or returns `None` having changed
 //! nothing, so that the caller may run the full lookup afterwards as if this had not run.
+//! It changes nothing a reader of the shard's version may have cached (only the expiry), so it
+//! leaves the version as it is; a hit carries the [`Validity`] under which
+//! [`ConnTable::still_established_v4`] may stand for a later lookup of the same key without
+//! the lock (the datapath's flow cache).
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::family::V4;
 use super::{
-    is_expired, is_uncounted, stats_id, tick, ticks, ConnTable, Direction, Event, Hint, Key,
-    Origin, Table, Timeouts,
+    is_expired, is_uncounted, stats_id, tick, ticks, ConnState, ConnTable, Direction, Event, Hint,
+    Key, Origin, Table, Timeouts,
 };
 use crate::conntrack::local_ports::NO_LOCAL;
 use crate::flow::{FlowKey, Nanos, Proto};
@@ -79,15 +83,69 @@ pub struct EstablishedV4 {
     pub rport: u16,
     pub origin: Origin,
     pub stats_id: usize,
+    /// What a later lookup of the same key must find to get the same answer.
+    pub validity: Validity,
+}
+
+/// The conditions under which an [`EstablishedV4`] hit stands for a later lookup of the same
+/// key in the same direction ([`ConnTable::still_established_v4`]): its shard still at the
+/// version it had under the lock (nothing in the shard changed but expiries), the packet
+/// leaving the state as it is, and its refreshed expiry the one the entry already has (the same
+/// tick: a lookup would write nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    shard: usize,
+    version: u64,
+    state: ConnState,
+    expires: u32,
 }
 
 impl ConnTable {
     /// [`ConnTable::prefetch`] of an IPv4 key given as words.
     #[inline]
     pub fn prefetch_v4(&self, dir: Direction, key: &V4Key) -> Hint {
-        let hint = self.v4.hint(dir, &key.key());
+        let hint = self.hint_v4(dir, key);
         self.v4.prefetch_hint(hint);
         hint
+    }
+
+    /// The shard and hash of an IPv4 key in direction `dir` (what [`ConnTable::prefetch_v4`]
+    /// computes), without prefetching.
+    #[inline]
+    pub fn hint_v4(&self, dir: Direction, key: &V4Key) -> Hint {
+        self.v4.hint(dir, &key.key())
+    }
+
+    /// Prefetches what an IPv4 `hint` names (as [`ConnTable::prefetch_v4`]).
+    #[inline]
+    pub fn prefetch_hint_v4(&self, hint: Hint) {
+        self.v4.prefetch_hint(hint);
+    }
+
+    /// Whether `hit`, returned by [`ConnTable::lookup_established_v4`] for a key in direction
+    /// `dir`, stands for a lookup of the same key and direction with `event` at `now`: the
+    /// lookup would return the same hit and change nothing (not even the expiry). Reads only its
+    /// shard's version, without the lock. `false` says nothing: the caller looks up.
+    #[inline]
+    pub fn still_established_v4(
+        &self,
+        dir: Direction,
+        hit: &EstablishedV4,
+        event: Event,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> bool {
+        let v = &hit.validity;
+        let state = match event {
+            Event::Tcp(f) if f.syn() => return false,
+            Event::Tcp(f) => v.state.on_tcp(dir, f),
+            Event::Udp => v.state,
+        };
+        let now_tick = tick(now);
+        state == v.state
+            && now_tick.wrapping_add(ticks(state.timeout(timeouts))) == v.expires
+            && !is_expired(v.expires, now_tick)
+            && self.v4.shards.version(v.shard) == v.version
     }
 
     /// The lookup of an established IPv4 NAT/DR connection's packet in direction `dir` (the
@@ -129,6 +187,9 @@ impl Table<V4> {
         }
         let hint = hint.unwrap_or_else(|| self.hint(dir, key));
         let mut guard = self.shards.lock(hint.shard);
+        // Nothing but the expiry changes below.
+        guard.unchanged();
+        let version = guard.version();
         let shard = &mut *guard;
         let slot = shard.find_hashed(hint.hash, dir, key)?;
         let now_tick = tick(now);
@@ -157,6 +218,12 @@ impl Table<V4> {
             rport: e.rport,
             origin: e.origin,
             stats_id: e.stats.as_ref().map_or(0, stats_id),
+            validity: Validity {
+                shard: hint.shard,
+                version,
+                state,
+                expires,
+            },
         })
     }
 }

@@ -65,9 +65,11 @@ pub mod sync;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
-pub use fast::{EstablishedV4, V4Key};
+use sharded::ShardGuard;
+
+pub use fast::{EstablishedV4, V4Key, Validity};
 pub use state::{ConnState, Direction};
 pub use sync::{timeout_ms, ConnDump, InstallError, InstallTarget, Installed};
 
@@ -317,6 +319,14 @@ impl Tracked {
 pub struct Hint {
     shard: usize,
     hash: u64,
+}
+
+impl Hint {
+    /// The key's hash in the shard's index (what a per-worker cache of the key may use).
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// A lookup of [`ConnTable::lookup_probe`]: the key, its direction and, if the batch's
@@ -895,14 +905,14 @@ impl<F: Family> Table<F> {
     }
 
     #[inline]
-    fn shard_for(&self, client: (F::Addr, u16)) -> MutexGuard<'_, Shard<F>> {
+    fn shard_for(&self, client: (F::Addr, u16)) -> ShardGuard<'_, Shard<F>> {
         self.shards.lock_for(&client)
     }
 
     /// The shard of a packet travelling in `dir` with `key`: the shard of its client endpoint,
     /// or for a FULLNAT reply (destination a pool address) the shard that owns its local port.
     #[inline]
-    fn shard_of(&self, dir: Direction, key: &Key<F>) -> MutexGuard<'_, Shard<F>> {
+    fn shard_of(&self, dir: Direction, key: &Key<F>) -> ShardGuard<'_, Shard<F>> {
         self.shards.lock(self.shard_index(dir, key))
     }
 
@@ -976,11 +986,23 @@ impl<F: Family> Table<F> {
         let dir = probe.dir;
         let hint = probe.hint.unwrap_or_else(|| self.hint(dir, &key));
         let mut guard = self.shards.lock(hint.shard);
-        let shard = &mut *guard;
-        let Some(slot) = shard.find_hashed(hint.hash, dir, &key) else {
+        let Some(slot) = guard.find_hashed(hint.hash, dir, &key) else {
+            guard.unchanged();
             return false;
         };
         let now_tick = tick(now);
+        let e = &guard.slots[slot];
+        // A hit that changes nothing but the expiry leaves the shard's version as it is.
+        let unchanged = !is_expired(e.expires, now_tick)
+            && !is_uncounted(e.origin)
+            && match event {
+                Event::Tcp(f) => e.state.on_tcp(dir, f) == e.state && !f.is_initial_syn(),
+                Event::Udp => true,
+            };
+        if unchanged {
+            guard.unchanged();
+        }
+        let shard = &mut *guard;
         let e = &mut shard.slots[slot];
         let reopen = matches!(event, Event::Tcp(f) if dir == Direction::Original && f.is_initial_syn() && e.state.reusable_by_syn());
         if is_expired(e.expires, now_tick) || reopen {

@@ -21,9 +21,17 @@
 //! - The sweep is bounded: one [`Sharded::sweep`] call locks one shard (the shards take turns),
 //!   and the owner visits at most its budget of slots there, walking its slab with a [`Hand`]
 //!   that resumes where the previous call stopped. No call ever walks a whole table.
+//! - Each shard has a **version** ([`Sharded::version`]), on a cache line of its own, that
+//!   changes whenever the shard may have changed: every [`ShardGuard`] bumps it when it is
+//!   dropped, before the lock is released, unless its holder declared that it changed nothing
+//!   that a reader of the version may have cached ([`ShardGuard::unchanged`]). A reader that
+//!   saw version `v` under the lock and reads `v` again later without the lock knows that no
+//!   guard that could have changed the shard was released in between (the datapath's flow
+//!   cache, `datapath/flow_cache.rs`, relies on this; only the version is read without the lock).
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crossbeam::utils::CachePadded;
@@ -35,6 +43,9 @@ const ENTRIES_PER_SHARD: usize = 4096;
 #[derive(Debug)]
 pub struct Sharded<S> {
     shards: Box<[CachePadded<Mutex<S>>]>,
+    /// Each shard's version (see the module documentation), apart from the locks: a lock's line
+    /// is written by every locker, a version's only when its shard changes.
+    versions: Box<[CachePadded<AtomicU64>]>,
     /// Chooses the shard of a key (fixed seeds: placement only).
     placement: ahash::RandomState,
     capacity: usize,
@@ -86,9 +97,13 @@ impl<S> Sharded<S> {
             .enumerate()
             .map(|(i, c)| make(i, c).map(|s| CachePadded::new(Mutex::new(s))))
             .collect::<Result<Box<[_]>, E>>()?;
+        let versions = (0..shards.len())
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
+            .collect();
         let [a, b, c, d] = seeds;
         Ok(Sharded {
             shards,
+            versions,
             placement: ahash::RandomState::with_seeds(a, b, c, d),
             capacity,
             counts: CachePadded::new(Counts::default()),
@@ -137,9 +152,20 @@ impl<S> Sharded<S> {
 
     /// Locks shard `i` (taken modulo the number of shards).
     #[inline]
-    pub fn lock(&self, i: usize) -> MutexGuard<'_, S> {
-        let shard = &self.shards[i & (self.shards.len() - 1)];
-        shard.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self, i: usize) -> ShardGuard<'_, S> {
+        let i = i & (self.shards.len() - 1);
+        let guard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+        ShardGuard {
+            version: &self.versions[i],
+            changed: true,
+            guard,
+        }
+    }
+
+    /// Shard `i`'s version now (see the module documentation), read without its lock.
+    #[inline]
+    pub fn version(&self, i: usize) -> u64 {
+        self.versions[i & (self.shards.len() - 1)].load(Ordering::Acquire)
     }
 
     /// Prefetches shard `i`'s lock (and the shard's first fields, on its line) for a write:
@@ -152,22 +178,35 @@ impl<S> Sharded<S> {
 
     /// Locks the shard of `key`.
     #[inline]
-    pub fn lock_for<K: Hash>(&self, key: &K) -> MutexGuard<'_, S> {
+    pub fn lock_for<K: Hash>(&self, key: &K) -> ShardGuard<'_, S> {
         self.lock(self.index_of(key))
     }
 
     /// One step of the bounded sweep: locks the next shard in turn and runs `visit` on it,
-    /// which returns how many entries it removed (subtracted from [`Sharded::len`]).
+    /// which returns how many entries it removed (subtracted from [`Sharded::len`]) and must
+    /// change nothing else but its own position. A step that removed nothing leaves the
+    /// shard's version as it is (every batch runs a step: the versions of quiet shards stay).
     pub fn sweep(&self, visit: impl FnOnce(&mut S) -> usize) -> usize {
         let i = self.counts.next_sweep.fetch_add(1, Ordering::Relaxed);
-        let removed = visit(&mut self.lock(i));
+        let mut shard = self.lock(i);
+        let removed = visit(&mut shard);
+        if removed == 0 {
+            shard.unchanged();
+        }
+        drop(shard);
         self.count_removed(removed);
         removed
     }
 
     /// The sum of `f` over the shards, locking one at a time.
     pub fn sum(&self, f: impl Fn(&S) -> usize) -> usize {
-        (0..self.shards()).map(|i| f(&self.lock(i))).sum()
+        (0..self.shards())
+            .map(|i| {
+                let mut shard = self.lock(i);
+                shard.unchanged();
+                f(&shard)
+            })
+            .sum()
     }
 
     /// Runs `f` on every shard, locking one at a time.
@@ -175,6 +214,67 @@ impl<S> Sharded<S> {
         for i in 0..self.shards() {
             f(&mut self.lock(i));
         }
+    }
+}
+
+/// A locked shard (see [`Sharded::lock`]): derefs to it, releases the lock when dropped, and
+/// bumps the shard's version first unless [`ShardGuard::unchanged`] was called.
+pub struct ShardGuard<'a, S> {
+    version: &'a AtomicU64,
+    changed: bool,
+    guard: MutexGuard<'a, S>,
+}
+
+impl<S> ShardGuard<'_, S> {
+    /// The holder changed nothing a reader of the version may have cached: the guard leaves the
+    /// version as it is. (A holder that changes something after this call must not have made
+    /// it.)
+    #[inline]
+    pub fn unchanged(&mut self) {
+        self.changed = false;
+    }
+
+    /// The shard's version, stable while the lock is held.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> Deref for ShardGuard<'_, S> {
+    type Target = S;
+
+    #[inline]
+    fn deref(&self) -> &S {
+        &self.guard
+    }
+}
+
+impl<S> DerefMut for ShardGuard<'_, S> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.guard
+    }
+}
+
+impl<S> Drop for ShardGuard<'_, S> {
+    /// Bumps the version (a plain load and store: only the lock's holder writes it) before the
+    /// lock is released (`guard` drops after this).
+    #[inline]
+    fn drop(&mut self) {
+        if self.changed {
+            let v = self.version.load(Ordering::Relaxed);
+            self.version.store(v.wrapping_add(1), Ordering::Release);
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for ShardGuard<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardGuard")
+            .field("changed", &self.changed)
+            .field("shard", &*self.guard)
+            .finish()
     }
 }
 
@@ -247,6 +347,42 @@ mod tests {
         let other =
             Sharded::try_new(1 << 16, 16, [5, 6, 7, 8], |_, _| Ok::<_, Infallible>(())).unwrap();
         assert!((0..100u32).any(|k| other.index_of(&k) != a.index_of(&k)));
+    }
+
+    #[test]
+    fn a_shard_version_moves_with_every_guard_but_an_unchanged_one() {
+        let t = table(100, 4);
+        let before: Vec<u64> = (0..4).map(|i| t.version(i)).collect();
+        t.lock(1).push(7);
+        assert_eq!(
+            t.version(1),
+            before[1] + 1,
+            "a guard that may have changed the shard"
+        );
+        {
+            let mut g = t.lock(2);
+            assert_eq!(g.version(), before[2]);
+            g.unchanged();
+        }
+        assert_eq!(t.version(2), before[2], "an unchanged guard leaves it");
+        assert_eq!(t.sum(Vec::len), 1);
+        t.sweep(|_| 0);
+        assert_eq!(t.version(0), before[0], "a sweep step that removed nothing");
+        t.sweep(|s| s.len());
+        assert_eq!(
+            t.version(1),
+            before[1] + 2,
+            "a sweep step that removed something"
+        );
+        t.for_each(|_| {});
+        assert_eq!(t.version(0), before[0] + 1, "for_each's guards");
+        assert_eq!(
+            t.version(2),
+            before[2] + 1,
+            "sum leaves them, for_each does not"
+        );
+        assert_eq!(t.version(5), t.version(1), "taken modulo the shard count");
+        assert_eq!(t.version(1), before[1] + 3);
     }
 
     #[test]

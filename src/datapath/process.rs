@@ -96,6 +96,7 @@ use crate::datapath::{DropReason, NextHopTable, PortId, Snapshot, Verdict, Worke
 
 mod dr;
 mod fast;
+mod flow_cache;
 mod fragments;
 mod icmp;
 mod icmp6;
@@ -221,6 +222,8 @@ pub struct Processor {
     /// Whether established flows take the fast path (`process/fast.rs`); on unless a test
     /// compares it with the pipeline ([`Processor::set_fast_path`]).
     fast_path: bool,
+    /// The fast path's cache of established-flow hits (`process/flow_cache.rs`).
+    flow_cache: flow_cache::FlowCache,
 }
 
 /// How many frames of a batch the pre-pass keeps hints for (the frames after them are decided
@@ -381,6 +384,7 @@ impl Processor {
             hints_read: 0,
             hint_at: usize::MAX,
             fast_path: true,
+            flow_cache: flow_cache::FlowCache::new(),
         }
     }
 
@@ -443,7 +447,12 @@ impl Processor {
                 Some(_) => Direction::Original,
                 None => Direction::Reply,
             };
-            let hint = self.shared.conntrack.prefetch_v4(dir, &key);
+            // A flow the cache holds will not lock its shard: nothing of the table to fetch.
+            let table = &self.shared.conntrack;
+            let hint = table.hint_v4(dir, &key);
+            if self.flow_cache.get(hint.hash(), dir, &key).is_none() {
+                table.prefetch_hint_v4(hint);
+            }
             FrameHint {
                 dir,
                 key,

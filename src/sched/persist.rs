@@ -36,7 +36,6 @@
 //! [`PersistenceTable::dump_page`] is the full-dump source. The table never knows about rings.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::MutexGuard;
 
 use hashbrown::HashMap;
 
@@ -321,7 +320,7 @@ impl PersistenceTable {
         self.len() == 0
     }
 
-    fn shard(&self, key: &TemplateKey) -> MutexGuard<'_, Shard> {
+    fn shard(&self, key: &TemplateKey) -> crate::conntrack::sharded::ShardGuard<'_, Shard> {
         self.shards.lock_for(key)
     }
 

@@ -205,17 +205,33 @@ impl Processor {
     }
 
     /// The lookup of `f`'s connection in direction `dir`, with the pre-pass's `hint` for its
-    /// key (computed for the direction its service gives, which is `dir`).
+    /// key (computed for the direction its service gives, which is `dir`): the flow cache's hit
+    /// when it still stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached.
     #[inline(always)]
     fn fast_lookup(
-        &self,
+        &mut self,
         dir: Direction,
         now: Nanos,
         f: &Fast,
         hint: Option<Hint>,
     ) -> Option<EstablishedV4> {
         let (table, timeouts) = (&self.shared.conntrack, &self.snap.timeouts);
-        table.lookup_established_v4(dir, &f.key, hint, f.event, now, timeouts)
+        let hint = hint.unwrap_or_else(|| table.hint_v4(dir, &f.key));
+        if let Some(hit) = self.flow_cache.get(hint.hash(), dir, &f.key) {
+            if table.still_established_v4(dir, hit, f.event, now, timeouts) {
+                return Some(*hit);
+            }
+        }
+        match table.lookup_established_v4(dir, &f.key, Some(hint), f.event, now, timeouts) {
+            Some(hit) => {
+                self.flow_cache.put(hint.hash(), dir, f.key, hit);
+                Some(hit)
+            }
+            None => {
+                self.flow_cache.forget(hint.hash());
+                None
+            }
+        }
     }
 
     /// The route step towards `to` (`on_link_only` for DR) and the frame's new Ethernet header:

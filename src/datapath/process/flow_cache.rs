@@ -1,0 +1,76 @@
+//! The worker's flow cache: an exact-match cache of established-flow lookup hits, one per
+//! worker (as Open vSwitch's exact-match cache is one per datapath thread), so that a hot
+//! flow's packet is decided without locking its connection-table shard.
+//!
+//! Invariants:
+//! - A slot holds a hit of [`ConnTable::lookup_established_v4`] for its key and direction
+//!   (direct-mapped by the key's table hash; a newer hit of another key replaces it).
+//! - A cached hit is used only when [`ConnTable::still_established_v4`] says the table would
+//!   give the same answer and change nothing: its shard's version unchanged since the hit (no
+//!   entry of the shard created, removed or changed but for expiries), the packet leaving its
+//!   state as it is, and its expiry already the one the packet would refresh it to (the same
+//!   1 ms tick). So a flow takes the locked lookup at least once per tick, which writes its
+//!   expiry; between those, its packets read one shared word (the version), write nothing
+//!   shared, and decide exactly as the locked lookup would.
+//! - The cache is the worker's own (no lock, no atomics) and is never read by another thread.
+
+use crate::conntrack::{Direction, EstablishedV4, V4Key};
+
+/// Slots of a worker's flow cache (a power of two): 4096 × 64 bytes = 256 KiB per worker.
+pub const FLOW_CACHE_SLOTS: usize = 4096;
+
+/// See the module documentation.
+pub(super) struct FlowCache {
+    slots: Box<[Option<Cached>]>,
+}
+
+/// One cached hit and the key and direction it is for.
+#[derive(Clone, Copy)]
+struct Cached {
+    key: V4Key,
+    dir: Direction,
+    hit: EstablishedV4,
+}
+
+impl FlowCache {
+    /// An empty cache of [`FLOW_CACHE_SLOTS`] slots (allocated here, once per worker).
+    pub(super) fn new() -> FlowCache {
+        FlowCache {
+            slots: vec![None; FLOW_CACHE_SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// The slot of a key whose table hash is `hash`.
+    #[inline(always)]
+    fn at(&self, hash: u64) -> usize {
+        // Only the low bits choose the slot: the truncation on 32-bit targets keeps them.
+        #[allow(clippy::cast_possible_truncation)]
+        let h = (hash >> 32) as usize;
+        h & (self.slots.len() - 1)
+    }
+
+    /// The hit cached for `key` in direction `dir` (table hash `hash`), if any.
+    #[inline(always)]
+    pub(super) fn get(&self, hash: u64, dir: Direction, key: &V4Key) -> Option<&EstablishedV4> {
+        let c = self.slots.get(self.at(hash))?.as_ref()?;
+        (c.key == *key && c.dir == dir).then_some(&c.hit)
+    }
+
+    /// Caches `hit` for `key` in direction `dir` (table hash `hash`).
+    #[inline(always)]
+    pub(super) fn put(&mut self, hash: u64, dir: Direction, key: V4Key, hit: EstablishedV4) {
+        let at = self.at(hash);
+        if let Some(slot) = self.slots.get_mut(at) {
+            *slot = Some(Cached { key, dir, hit });
+        }
+    }
+
+    /// Empties the slot of table hash `hash` (its hit no longer stands).
+    #[inline(always)]
+    pub(super) fn forget(&mut self, hash: u64) {
+        let at = self.at(hash);
+        if let Some(slot) = self.slots.get_mut(at) {
+            *slot = None;
+        }
+    }
+}

@@ -735,39 +735,46 @@ struct Lane {
 /// Runs `iters` batches on every lane at once, one thread per lane pinned to its own CPU of
 /// the process's affinity mask (the last ones first, when there are enough: as xvs places its
 /// workers, a single lane stays off CPU 0, where the machine's housekeeping and builds run),
-/// and returns the wall time from the moment all threads are ready until the last one is done.
+/// and returns the wall time from the first lane's start to the last lane's end, as the lanes'
+/// own clocks read them (a clock read by the spawning thread could run late on a busy CPU and
+/// shorten the figure).
 fn run_lanes(lanes: &mut [Lane], iters: u64) -> Duration {
     let mut cpus = xvs::sys::thread_cpus().unwrap_or_default();
     cpus.reverse();
     let pin = cpus.len() >= lanes.len();
     let prefetch = prefetching();
-    let ready = Barrier::new(lanes.len() + 1);
-    let start = std::thread::scope(|s| {
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            let (ready, cpu) = (&ready, cpus.get(k).copied().filter(|_| pin));
-            s.spawn(move || {
-                if let Some(cpu) = cpu {
-                    // Unpinned when the mask cannot be set: the figure is then only looser.
-                    let _ = xvs::sys::set_thread_cpus(&[cpu]);
-                }
-                let mut bufs: Vec<Vec<u8>> = lane
-                    .frames
-                    .iter()
-                    .map(|t| vec![0u8; t.len() + ROOM])
-                    .collect();
-                ready.wait();
-                for _ in 0..iters {
-                    lane.now += 1000;
-                    lane.p.begin_batch(lane.now);
-                    let (now, ingress) = (lane.now, lane.ingress);
-                    run_batch(&mut lane.p, now, ingress, &mut bufs, &lane.frames, prefetch);
-                }
-            });
-        }
-        ready.wait();
-        Instant::now()
+    let ready = Barrier::new(lanes.len());
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (lanes.iter_mut().enumerate())
+            .map(|(k, lane)| {
+                let (ready, cpu) = (&ready, cpus.get(k).copied().filter(|_| pin));
+                s.spawn(move || {
+                    if let Some(cpu) = cpu {
+                        // Unpinned when the mask cannot be set: the figure is then only looser.
+                        let _ = xvs::sys::set_thread_cpus(&[cpu]);
+                    }
+                    let mut bufs: Vec<Vec<u8>> = lane
+                        .frames
+                        .iter()
+                        .map(|t| vec![0u8; t.len() + ROOM])
+                        .collect();
+                    ready.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        lane.now += 1000;
+                        lane.p.begin_batch(lane.now);
+                        let (now, ingress) = (lane.now, lane.ingress);
+                        run_batch(&mut lane.p, now, ingress, &mut bufs, &lane.frames, prefetch);
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
     });
-    start.elapsed()
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
 }
 
 /// Opens lane `lane`'s 64 NAT connections (client ports from `FIRST_CLIENT_PORT + 64 × lane`)
@@ -942,7 +949,8 @@ fn scaling_driver(spec: &str) {
         let (mut lanes, flows) = pairing.lanes();
         // Batches per round for about `ms` ms of one thread.
         let probe = run_lanes(&mut lanes[..1], 500);
-        let iters = ((ms * 1e6 / (probe.as_nanos() as f64 / 500.0)) as u64).max(100);
+        let per_batch = (probe.as_nanos() as f64 / 500.0).max(500.0);
+        let iters = ((ms * 1e6 / per_batch) as u64).clamp(100, 1_000_000);
         let rate = |lanes: &mut [Lane], n: usize| {
             let t = run_lanes(&mut lanes[..n], iters);
             (n * BATCH) as f64 * iters as f64 / t.as_secs_f64() / 1e6

@@ -116,6 +116,22 @@ impl ConnTable {
         self.v4.hint(dir, &key.key())
     }
 
+    /// The hash of an IPv4 key in its shard's index ([`Hint::hash`]; the same in both
+    /// directions), without the shard.
+    #[inline]
+    pub fn hash_v4(&self, key: &V4Key) -> u64 {
+        key.key().hash(&self.v4.key_hasher)
+    }
+
+    /// [`ConnTable::hint_v4`] of a key whose [`ConnTable::hash_v4`] is `hash`.
+    #[inline]
+    pub fn hint_v4_hashed(&self, dir: Direction, key: &V4Key, hash: u64) -> Hint {
+        Hint {
+            shard: self.v4.shard_index(dir, &key.key()),
+            hash,
+        }
+    }
+
     /// Prefetches what an IPv4 `hint` names (as [`ConnTable::prefetch_v4`]).
     #[inline]
     pub fn prefetch_hint_v4(&self, hint: Hint) {
@@ -126,7 +142,7 @@ impl ConnTable {
     /// `dir`, stands for a lookup of the same key and direction with `event` at `now`: the
     /// lookup would return the same hit and change nothing (not even the expiry). Reads only its
     /// shard's version, without the lock. `false` says nothing: the caller looks up.
-    #[inline]
+    #[inline(always)]
     pub fn still_established_v4(
         &self,
         dir: Direction,

@@ -239,7 +239,10 @@ struct FrameHint {
     key: V4Key,
     /// The service the key's destination is (`dir` original), as the batch's snapshot says.
     service: Option<usize>,
-    hint: Hint,
+    /// The key's hash in the table ([`crate::conntrack::ConnTable::hash_v4`]).
+    hash: u64,
+    /// The key's shard and hash, computed (and prefetched) unless the flow cache held the key.
+    hint: Option<Hint>,
 }
 
 /// A parsed TCP/UDP packet of either IP family: where its headers are and what later steps read
@@ -449,14 +452,17 @@ impl Processor {
             };
             // A flow the cache holds will not lock its shard: nothing of the table to fetch.
             let table = &self.shared.conntrack;
-            let hint = table.hint_v4(dir, &key);
-            if self.flow_cache.get(hint.hash(), dir, &key).is_none() {
+            let hash = table.hash_v4(&key);
+            let hint = self.flow_cache.get(hash, dir, &key).is_none().then(|| {
+                let hint = table.hint_v4_hashed(dir, &key, hash);
                 table.prefetch_hint_v4(hint);
-            }
+                hint
+            });
             FrameHint {
                 dir,
                 key,
                 service,
+                hash,
                 hint,
             }
         });
@@ -473,7 +479,7 @@ impl Processor {
         let hint = (self.hints.get(self.hint_at))
             .and_then(Option::as_ref)
             .filter(|h| h.dir == dir && V4Key::of(key) == Some(h.key))
-            .map(|h| h.hint);
+            .and_then(|h| h.hint);
         Probe { dir, key, hint }
     }
 

@@ -149,7 +149,7 @@ impl Processor {
             Some(h) => h.service,
             None => self.service_of_v4(&f.key),
         };
-        let hint = hinted.map(|h| h.hint);
+        let hint = hinted.map(|h| (h.hash, h.hint));
         let Some(si) = service else {
             return self.fast_reply(now, buf, len, &f, hint);
         };
@@ -183,7 +183,7 @@ impl Processor {
         buf: &mut [u8],
         len: usize,
         f: &Fast,
-        hint: Option<Hint>,
+        hint: Option<(u64, Option<Hint>)>,
     ) -> Option<Result<Verdict, DropReason>> {
         // The pipeline drops a reply with TTL 1 after its lookup: left to it.
         if f.ttl <= 1 {
@@ -204,31 +204,33 @@ impl Processor {
         }))
     }
 
-    /// The lookup of `f`'s connection in direction `dir`, with the pre-pass's `hint` for its
-    /// key (computed for the direction its service gives, which is `dir`): the flow cache's hit
-    /// when it still stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached.
+    /// The lookup of `f`'s connection in direction `dir`, with what the pre-pass computed for
+    /// its key (for the direction its service gives, which is `dir`): the key's hash, and its
+    /// [`Hint`] unless the flow cache held the key then. The flow cache's hit when it still
+    /// stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached.
     #[inline(always)]
     fn fast_lookup(
         &mut self,
         dir: Direction,
         now: Nanos,
         f: &Fast,
-        hint: Option<Hint>,
+        hint: Option<(u64, Option<Hint>)>,
     ) -> Option<EstablishedV4> {
         let (table, timeouts) = (&self.shared.conntrack, &self.snap.timeouts);
-        let hint = hint.unwrap_or_else(|| table.hint_v4(dir, &f.key));
-        if let Some(hit) = self.flow_cache.get(hint.hash(), dir, &f.key) {
+        let (hash, hint) = hint.unwrap_or_else(|| (table.hash_v4(&f.key), None));
+        if let Some(hit) = self.flow_cache.get(hash, dir, &f.key) {
             if table.still_established_v4(dir, hit, f.event, now, timeouts) {
                 return Some(*hit);
             }
         }
+        let hint = hint.unwrap_or_else(|| table.hint_v4_hashed(dir, &f.key, hash));
         match table.lookup_established_v4(dir, &f.key, Some(hint), f.event, now, timeouts) {
             Some(hit) => {
-                self.flow_cache.put(hint.hash(), dir, f.key, hit);
+                self.flow_cache.put(hash, dir, f.key, hit);
                 Some(hit)
             }
             None => {
-                self.flow_cache.forget(hint.hash());
+                self.flow_cache.forget(hash);
                 None
             }
         }

@@ -415,3 +415,40 @@ fn a_flow_cached_by_one_worker_follows_what_the_other_worker_changes() {
         now += 2_000_000;
     }
 }
+
+#[test]
+fn a_cached_flow_follows_a_changed_next_hop() {
+    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+    let (mut fast, mut slow) = pair(|| nat_lab::processor(1000));
+    let now = T0;
+    let client = |flags| Spec::tcp((WAN_MAC, CLIENT_MAC), (CLIENT, 23000), (VIP, 80), flags);
+    let out = both((&mut fast, &mut slow), now, &[(0, client(0x02).frame())]);
+    let real: [u8; 4] = out[0].1[30..34].try_into().unwrap();
+    let mac = if real == R1 { R1_MAC } else { R2_MAC };
+    let reply = Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, 23000), 0x12);
+    let acks: Vec<_> = (0..3).map(|_| (0, client(0x10).frame())).collect();
+    both((&mut fast, &mut slow), now, &[(1, reply.frame())]);
+    let out = both((&mut fast, &mut slow), now, &acks);
+    assert!(
+        out.iter().all(|(_, f)| f[..6] == mac),
+        "to the real server's MAC"
+    );
+    // The real server's MAC changes, then is forgotten: the cached flow follows each table.
+    let moved = [0x02, 0, 0, 0, 0x01, 0x99];
+    for (new, expect) in [(Some(moved), Some(moved)), (None, None)] {
+        for p in [&fast, &slow] {
+            let mut t = nat_lab::nexthops();
+            t.set_neighbour(1, IpAddr::V4(Ipv4Addr::from(real)), new);
+            p.shared().nexthops.store(Arc::new(t));
+        }
+        let out = both((&mut fast, &mut slow), now, &acks);
+        for (v, f) in &out {
+            match expect {
+                Some(m) => assert_eq!((*v, &f[..6]), (Verdict::Tx(1), &m[..])),
+                None => assert!(matches!(v, Verdict::Drop(_)), "{v:?}"),
+            }
+        }
+    }
+}

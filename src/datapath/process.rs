@@ -224,6 +224,9 @@ pub struct Processor {
     fast_path: bool,
     /// The fast path's cache of established-flow hits (`process/flow_cache.rs`).
     flow_cache: flow_cache::FlowCache,
+    /// The flow cache's epoch: moves whenever `snap` or `nexthops` changes (routes and traffic
+    /// slots the cache worked out in another epoch are not used).
+    epoch: u64,
 }
 
 /// How many frames of a batch the pre-pass keeps hints for (the frames after them are decided
@@ -388,6 +391,7 @@ impl Processor {
             hint_at: usize::MAX,
             fast_path: true,
             flow_cache: flow_cache::FlowCache::new(),
+            epoch: 0,
         }
     }
 
@@ -425,10 +429,12 @@ impl Processor {
                 self.traffic = traffic;
             }
             self.snap = snap;
+            self.epoch += 1;
         }
         let hops = self.shared.nexthops.load();
         if !Arc::ptr_eq(&hops, &self.nexthops) {
             self.nexthops = arc_swap::Guard::into_inner(hops);
+            self.epoch += 1;
         }
         self.expire(now);
     }

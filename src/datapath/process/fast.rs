@@ -21,9 +21,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::flow_cache::CachedRoute;
 use super::Processor;
 use crate::conntrack::{Direction, EstablishedV4, Event, Hint, V4Key};
 use crate::datapath::counters::Dir;
+use crate::datapath::nexthop::Mac;
 use crate::datapath::snapshot::Forwarding;
 use crate::datapath::wire::{checksum, TcpFlags};
 use crate::datapath::{DropReason, PortId, Verdict};
@@ -162,16 +164,43 @@ impl Processor {
         if svc.one_packet || svc.vrrp_backup() || (nat && f.ttl <= 1) {
             return None;
         }
-        let hit = self.fast_lookup(Direction::Original, now, &f, hint)?;
-        let real = Ipv4Addr::from_bits(hit.real);
-        Some(self.fast_route(buf, len, real, !nat).map(|(frame, port)| {
-            if nat {
-                rewrite(frame, &f, Side::Dst, hit.real, hit.rport);
+        let (hit, hash) = self.fast_lookup(Direction::Original, now, &f, hint)?;
+        let route = match self
+            .flow_cache
+            .route(hash, Direction::Original, &f.key, self.epoch)
+        {
+            Some(route) => route,
+            None => match self.fast_egress(Ipv4Addr::from_bits(hit.real), !nat) {
+                Ok((dst, src, port)) => {
+                    let slot = self.origin_slot(si, hit.origin, hit.stats_id);
+                    let epoch = self.epoch;
+                    let route = CachedRoute {
+                        epoch,
+                        dst,
+                        src,
+                        port,
+                        slot,
+                    };
+                    (self.flow_cache).set_route(hash, Direction::Original, &f.key, route);
+                    route
+                }
+                Err(r) => return Some(Err(r)),
+            },
+        };
+        let frame = buf.get_mut(..len)?;
+        write_eth(frame, &route);
+        if nat {
+            rewrite(frame, &f, Side::Dst, hit.real, hit.rport);
+        }
+        let bytes = u64::from(f.ip_len);
+        match route.slot {
+            Some(slot) => self.traffic.count_slot(si, slot, Dir::In, bytes),
+            None => {
+                let real = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.real)), hit.rport);
+                self.traffic.count(si, real, Dir::In, bytes);
             }
-            let real = SocketAddr::new(IpAddr::V4(real), hit.rport);
-            self.count_conn(si, hit.origin, hit.stats_id, real, Dir::In, f.ip_len);
-            Verdict::Tx(port)
-        }))
+        }
+        Some(Ok(Verdict::Tx(route.port)))
     }
 
     /// A frame to no service: the reply of an established NAT connection (real server →
@@ -189,7 +218,7 @@ impl Processor {
         if f.ttl <= 1 {
             return None;
         }
-        let hit = self.fast_lookup(Direction::Reply, now, f, hint)?;
+        let (hit, _) = self.fast_lookup(Direction::Reply, now, f, hint)?;
         let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.vip)), hit.vport);
         let decided = self.reply_service_of(hit.origin, vip, f.key.proto);
         Some(decided.and_then(|si| {
@@ -207,7 +236,8 @@ impl Processor {
     /// The lookup of `f`'s connection in direction `dir`, with what the pre-pass computed for
     /// its key (for the direction its service gives, which is `dir`): the key's hash, and its
     /// [`Hint`] unless the flow cache held the key then. The flow cache's hit when it still
-    /// stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached.
+    /// stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached;
+    /// with the key's hash (its slot in the flow cache).
     #[inline(always)]
     fn fast_lookup(
         &mut self,
@@ -215,19 +245,19 @@ impl Processor {
         now: Nanos,
         f: &Fast,
         hint: Option<(u64, Option<Hint>)>,
-    ) -> Option<EstablishedV4> {
+    ) -> Option<(EstablishedV4, u64)> {
         let (table, timeouts) = (&self.shared.conntrack, &self.snap.timeouts);
         let (hash, hint) = hint.unwrap_or_else(|| (table.hash_v4(&f.key), None));
         if let Some(hit) = self.flow_cache.get(hash, dir, &f.key) {
             if table.still_established_v4(dir, hit, f.event, now, timeouts) {
-                return Some(*hit);
+                return Some((*hit, hash));
             }
         }
         let hint = hint.unwrap_or_else(|| table.hint_v4_hashed(dir, &f.key, hash));
         match table.lookup_established_v4(dir, &f.key, Some(hint), f.event, now, timeouts) {
             Some(hit) => {
                 self.flow_cache.put(hash, dir, f.key, hit);
-                Some(hit)
+                Some((hit, hash))
             }
             None => {
                 self.flow_cache.forget(hash);
@@ -246,14 +276,35 @@ impl Processor {
         to: Ipv4Addr,
         on_link_only: bool,
     ) -> Result<(&'b mut [u8], PortId), DropReason> {
-        let egress = self.egress(IpAddr::V4(to), on_link_only)?;
+        let (dst, src, port) = self.fast_egress(to, on_link_only)?;
         let frame = buf.get_mut(..len).ok_or(DropReason::TruncatedEthernet)?;
         let eth = frame
             .first_chunk_mut::<12>()
             .ok_or(DropReason::TruncatedEthernet)?;
-        eth[..6].copy_from_slice(&egress.hop.mac);
-        eth[6..].copy_from_slice(&egress.port_mac);
-        Ok((frame, egress.hop.port))
+        eth[..6].copy_from_slice(&dst);
+        eth[6..].copy_from_slice(&src);
+        Ok((frame, port))
+    }
+
+    /// The route step towards `to` (`on_link_only` for DR): the next hop's MAC, the egress
+    /// port's MAC and the egress port, or the route step's drop.
+    #[inline(always)]
+    fn fast_egress(
+        &self,
+        to: Ipv4Addr,
+        on_link_only: bool,
+    ) -> Result<(Mac, Mac, PortId), DropReason> {
+        let egress = self.egress(IpAddr::V4(to), on_link_only)?;
+        Ok((egress.hop.mac, egress.port_mac, egress.hop.port))
+    }
+}
+
+/// Writes the Ethernet addresses of `route` into `frame` ([`read`] proved it holds a header).
+#[inline(always)]
+fn write_eth(frame: &mut [u8], route: &CachedRoute) {
+    if let Some(eth) = frame.first_chunk_mut::<12>() {
+        eth[..6].copy_from_slice(&route.dst);
+        eth[6..].copy_from_slice(&route.src);
     }
 }
 

@@ -12,9 +12,16 @@
 //!   1 ms tick). So a flow takes the locked lookup at least once per tick, which writes its
 //!   expiry; between those, its packets read one shared word (the version), write nothing
 //!   shared, and decide exactly as the locked lookup would.
+//! - A slot may also hold where its flow's frames leave (next-hop and port MACs, egress port)
+//!   and which traffic slot counts them ([`CachedRoute`]), as the route step and the counters
+//!   worked them out for its hit under the worker's *epoch* (its snapshot and next-hop table;
+//!   the worker starts a new epoch whenever either changes). They stand for that hit in that
+//!   epoch only: a new hit clears them, and another epoch's are not used.
 //! - The cache is the worker's own (no lock, no atomics) and is never read by another thread.
 
 use crate::conntrack::{Direction, EstablishedV4, V4Key};
+use crate::datapath::nexthop::Mac;
+use crate::datapath::PortId;
 
 /// Slots of a worker's flow cache (a power of two): 4096 × 64 bytes = 256 KiB per worker.
 pub const FLOW_CACHE_SLOTS: usize = 4096;
@@ -24,12 +31,25 @@ pub(super) struct FlowCache {
     slots: Box<[Option<Cached>]>,
 }
 
-/// One cached hit and the key and direction it is for.
+/// One cached hit, the key and direction it is for, and its route once worked out.
 #[derive(Clone, Copy)]
 struct Cached {
     key: V4Key,
     dir: Direction,
     hit: EstablishedV4,
+    route: Option<CachedRoute>,
+}
+
+/// Where a cached flow's frames leave, and the traffic slot that counts them, in one epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CachedRoute {
+    pub epoch: u64,
+    /// The Ethernet destination (the next hop's MAC) and source (the egress port's).
+    pub dst: Mac,
+    pub src: Mac,
+    pub port: PortId,
+    /// The traffic slot of the hit's real server in its service, when it has one.
+    pub slot: Option<usize>,
 }
 
 impl FlowCache {
@@ -49,19 +69,56 @@ impl FlowCache {
         h & (self.slots.len() - 1)
     }
 
+    /// The slot of `key` in direction `dir` (table hash `hash`), if it holds them.
+    #[inline(always)]
+    fn find(&self, hash: u64, dir: Direction, key: &V4Key) -> Option<&Cached> {
+        let c = self.slots.get(self.at(hash))?.as_ref()?;
+        (c.key == *key && c.dir == dir).then_some(c)
+    }
+
     /// The hit cached for `key` in direction `dir` (table hash `hash`), if any.
     #[inline(always)]
     pub(super) fn get(&self, hash: u64, dir: Direction, key: &V4Key) -> Option<&EstablishedV4> {
-        let c = self.slots.get(self.at(hash))?.as_ref()?;
-        (c.key == *key && c.dir == dir).then_some(&c.hit)
+        self.find(hash, dir, key).map(|c| &c.hit)
     }
 
-    /// Caches `hit` for `key` in direction `dir` (table hash `hash`).
+    /// Caches `hit` for `key` in direction `dir` (table hash `hash`), without a route.
     #[inline(always)]
     pub(super) fn put(&mut self, hash: u64, dir: Direction, key: V4Key, hit: EstablishedV4) {
         let at = self.at(hash);
         if let Some(slot) = self.slots.get_mut(at) {
-            *slot = Some(Cached { key, dir, hit });
+            *slot = Some(Cached {
+                key,
+                dir,
+                hit,
+                route: None,
+            });
+        }
+    }
+
+    /// The route cached with the hit for `key` in direction `dir` (table hash `hash`), if it
+    /// was worked out in `epoch`.
+    #[inline(always)]
+    pub(super) fn route(
+        &self,
+        hash: u64,
+        dir: Direction,
+        key: &V4Key,
+        epoch: u64,
+    ) -> Option<CachedRoute> {
+        let r = self.find(hash, dir, key)?.route?;
+        (r.epoch == epoch).then_some(r)
+    }
+
+    /// Caches `route` with the hit held for `key` in direction `dir` (table hash `hash`), if the
+    /// slot still holds it.
+    #[inline(always)]
+    pub(super) fn set_route(&mut self, hash: u64, dir: Direction, key: &V4Key, route: CachedRoute) {
+        let at = self.at(hash);
+        if let Some(Some(c)) = self.slots.get_mut(at) {
+            if c.key == *key && c.dir == dir {
+                c.route = Some(route);
+            }
         }
     }
 

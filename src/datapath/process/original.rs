@@ -371,7 +371,7 @@ impl Processor {
     /// counters (`stats`, their [`stats_id`]) the connection holds (a reload may have moved or
     /// replaced it).
     #[inline]
-    fn origin_slot(&self, si: usize, origin: Origin, stats: usize) -> Option<usize> {
+    pub(super) fn origin_slot(&self, si: usize, origin: Origin, stats: usize) -> Option<usize> {
         if usize::from(origin.service) != si {
             return None;
         }

@@ -100,6 +100,29 @@ pub struct Validity {
     expires: u32,
 }
 
+#[cfg(test)]
+impl EstablishedV4 {
+    /// A hit to real server `real` (its other fields zero), for caches that never look inside.
+    pub(crate) fn for_test(real: u32) -> EstablishedV4 {
+        EstablishedV4 {
+            client: 0,
+            cport: 0,
+            vip: 0,
+            vport: 0,
+            real,
+            rport: 0,
+            origin: Origin::UNKNOWN,
+            stats_id: 0,
+            validity: Validity {
+                shard: 0,
+                version: 0,
+                state: ConnState::Established,
+                expires: 0,
+            },
+        }
+    }
+}
+
 impl ConnTable {
     /// [`ConnTable::prefetch`] of an IPv4 key given as words.
     #[inline]

@@ -260,7 +260,7 @@ impl Processor {
                 Some((hit, hash))
             }
             None => {
-                self.flow_cache.forget(hash);
+                self.flow_cache.forget(hash, dir);
                 None
             }
         }

@@ -60,19 +60,20 @@ impl FlowCache {
         }
     }
 
-    /// The slot of a key whose table hash is `hash`.
+    /// The slot of a key whose table hash is `hash`, in direction `dir`: the two directions of
+    /// a key's hash take neighbouring slots (a NAT connection's two keys may hash alike).
     #[inline(always)]
-    fn at(&self, hash: u64) -> usize {
+    fn at(&self, hash: u64, dir: Direction) -> usize {
         // Only the low bits choose the slot: the truncation on 32-bit targets keeps them.
         #[allow(clippy::cast_possible_truncation)]
         let h = (hash >> 32) as usize;
-        h & (self.slots.len() - 1)
+        (h ^ usize::from(dir == Direction::Reply)) & (self.slots.len() - 1)
     }
 
     /// The slot of `key` in direction `dir` (table hash `hash`), if it holds them.
     #[inline(always)]
     fn find(&self, hash: u64, dir: Direction, key: &V4Key) -> Option<&Cached> {
-        let c = self.slots.get(self.at(hash))?.as_ref()?;
+        let c = self.slots.get(self.at(hash, dir))?.as_ref()?;
         (c.key == *key && c.dir == dir).then_some(c)
     }
 
@@ -85,7 +86,7 @@ impl FlowCache {
     /// Caches `hit` for `key` in direction `dir` (table hash `hash`), without a route.
     #[inline(always)]
     pub(super) fn put(&mut self, hash: u64, dir: Direction, key: V4Key, hit: EstablishedV4) {
-        let at = self.at(hash);
+        let at = self.at(hash, dir);
         if let Some(slot) = self.slots.get_mut(at) {
             *slot = Some(Cached {
                 key,
@@ -114,7 +115,7 @@ impl FlowCache {
     /// slot still holds it.
     #[inline(always)]
     pub(super) fn set_route(&mut self, hash: u64, dir: Direction, key: &V4Key, route: CachedRoute) {
-        let at = self.at(hash);
+        let at = self.at(hash, dir);
         if let Some(Some(c)) = self.slots.get_mut(at) {
             if c.key == *key && c.dir == dir {
                 c.route = Some(route);
@@ -122,12 +123,84 @@ impl FlowCache {
         }
     }
 
-    /// Empties the slot of table hash `hash` (its hit no longer stands).
+    /// Empties the slot of table hash `hash` in direction `dir` (its hit no longer stands).
     #[inline(always)]
-    pub(super) fn forget(&mut self, hash: u64) {
-        let at = self.at(hash);
+    pub(super) fn forget(&mut self, hash: u64, dir: Direction) {
+        let at = self.at(hash, dir);
         if let Some(slot) = self.slots.get_mut(at) {
             *slot = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Proto;
+
+    fn key(sport: u16) -> V4Key {
+        V4Key {
+            src: 0xc612_0002,
+            dst: 0xc612_0064,
+            sport,
+            dport: 80,
+            proto: Proto::Tcp,
+        }
+    }
+
+    fn hit(real: u32) -> EstablishedV4 {
+        EstablishedV4::for_test(real)
+    }
+
+    #[test]
+    fn both_directions_of_one_hash_are_kept_and_each_slot_holds_its_own_key_only() {
+        let mut c = FlowCache::new();
+        let (k, h) = (key(40000), 0x1234_5678_0000_0000);
+        c.put(h, Direction::Original, k, hit(1));
+        c.put(h, Direction::Reply, k, hit(2));
+        assert_eq!(c.get(h, Direction::Original, &k).map(|x| x.real), Some(1));
+        assert_eq!(c.get(h, Direction::Reply, &k).map(|x| x.real), Some(2));
+        assert!(
+            c.get(h, Direction::Original, &key(40001)).is_none(),
+            "another key"
+        );
+        c.put(h, Direction::Original, key(40001), hit(3));
+        assert!(c.get(h, Direction::Original, &k).is_none(), "replaced");
+        c.forget(h, Direction::Reply);
+        assert!(c.get(h, Direction::Reply, &k).is_none(), "forgotten");
+    }
+
+    #[test]
+    fn a_route_stands_for_its_hit_in_its_epoch_only() {
+        let mut c = FlowCache::new();
+        let (k, h) = (key(40000), 77 << 32);
+        let route = CachedRoute {
+            epoch: 3,
+            dst: [2, 0, 0, 0, 0, 1],
+            src: [2, 0, 0, 0, 0, 2],
+            port: 1,
+            slot: Some(4),
+        };
+        c.set_route(h, Direction::Original, &k, route);
+        assert!(
+            c.route(h, Direction::Original, &k, 3).is_none(),
+            "no hit yet"
+        );
+        c.put(h, Direction::Original, k, hit(1));
+        c.set_route(h, Direction::Original, &k, route);
+        assert_eq!(c.route(h, Direction::Original, &k, 3), Some(route));
+        assert!(
+            c.route(h, Direction::Original, &k, 4).is_none(),
+            "another epoch"
+        );
+        assert!(
+            c.route(h, Direction::Reply, &k, 3).is_none(),
+            "another direction"
+        );
+        c.put(h, Direction::Original, k, hit(1));
+        assert!(
+            c.route(h, Direction::Original, &k, 3).is_none(),
+            "a new hit clears it"
+        );
     }
 }

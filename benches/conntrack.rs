@@ -39,7 +39,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use xvs::conntrack::{
     ConnState, ConnTable, Direction, Event, NewConn, Origin, Probe, Timeouts, Track, Tracked,
 };
@@ -138,7 +140,7 @@ fn new_batch(
             state: ConnState::SynRecv,
             stats: real.stats.clone(),
         };
-        match t.insert_scheduled(new, Origin::new(0, ri), Track::Both, 0, &to) {
+        match t.insert_scheduled(new, Origin::new(0, ri), Track::Both, hint, 0, &to) {
             Ok(ins) if !ins.evicted_half_open => {
                 tally.wrong_real += u64::from(black_box(ins.conn).real() != real.addr);
                 tally.per_real[ri] += 1;
@@ -188,7 +190,10 @@ fn bench_new_connection(
     let what = format!("new_connection/{n}");
     assert_eq!(tally.hits, 0, "{what}: lookups of fresh flows that hit");
     assert_eq!(tally.not_plain, 0, "{what}: inserts refused or evicting");
-    assert_eq!(tally.wrong_real, 0, "{what}: entries on another real server");
+    assert_eq!(
+        tally.wrong_real, 0,
+        "{what}: entries on another real server"
+    );
     let [r1, r2] = tally.per_real;
     assert!(r1 > 0 && r1 == 3 * r2, "{what}: split {r1}/{r2}, not 3:1");
 }
@@ -196,8 +201,12 @@ fn bench_new_connection(
 fn bench(c: &mut Criterion) {
     let to = Timeouts::default();
     let stats = Arc::new(RealStats::default());
-    let max: usize = std::env::var("XVS_BENCH_MAX_ENTRIES").map_or(usize::MAX, |v| v.parse().unwrap());
-    for n in [1_000_000usize, 10_000_000].into_iter().filter(|&n| n <= max) {
+    let max: usize =
+        std::env::var("XVS_BENCH_MAX_ENTRIES").map_or(usize::MAX, |v| v.parse().unwrap());
+    for n in [1_000_000usize, 10_000_000]
+        .into_iter()
+        .filter(|&n| n <= max)
+    {
         let t = filled(n, HEADROOM, &stats);
         eprintln!(
             "conntrack: capacity {} → {} bytes allocated, {:.1} bytes per connection",

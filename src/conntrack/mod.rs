@@ -442,8 +442,9 @@ impl<F: Family> Key<F> {
         })
     }
 
+    /// The key's hash in a shard's index as a connection's `dir` key.
     #[inline]
-    fn hash(&self, seed: &ahash::RandomState) -> u64 {
+    fn hash(&self, _dir: Direction, seed: &ahash::RandomState) -> u64 {
         let rest = (u64::from(self.sport) << 24) | (u64::from(self.dport) << 8) | self.proto as u64;
         F::hash_key(seed, self.src, self.dst, rest)
     }
@@ -644,6 +645,30 @@ enum Keys {
     OriginalOnly,
 }
 
+/// How [`Table::insert_with`] inserts a connection.
+#[derive(Clone, Copy, Debug)]
+struct Insert {
+    /// Where the connection was scheduled.
+    origin: Origin,
+    /// FULLNAT: the pool its local endpoint comes from.
+    pool: Option<u16>,
+    keys: Keys,
+    /// The original key's [`Hint`], if the caller's lookup (which just missed) had one.
+    hint: Option<Hint>,
+}
+
+impl Insert {
+    /// An insert without a recorded origin or hint.
+    fn unscheduled(pool: Option<u16>, keys: Keys) -> Insert {
+        Insert {
+            origin: Origin::UNKNOWN,
+            pool,
+            keys,
+            hint: None,
+        }
+    }
+}
+
 /// How many slots an insert into a full shard may visit looking for expired entries.
 const RECLAIM_BUDGET: usize = 64;
 /// How many slots an insert into a full shard may visit looking for a half-open entry to evict.
@@ -692,7 +717,7 @@ impl<F: Family> Shard<F> {
     /// The slot whose `dir` key is `key`.
     #[inline]
     fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key<F>) -> Option<usize> {
-        self.find_hashed(key.hash(seed), dir, key)
+        self.find_hashed(key.hash(dir, seed), dir, key)
     }
 
     /// [`Shard::find`] of a key whose hash is `hash`.
@@ -711,9 +736,12 @@ impl<F: Family> Shard<F> {
         let key = slots[slot].key(dir, pools);
         let own = index_value(slot_id(slot), dir);
         self.index.remove(
-            key.hash(seed),
+            key.hash(dir, seed),
             |v| v == own,
-            |v| slots[value_slot(v)].key(value_dir(v), pools).hash(seed),
+            |v| {
+                let dir = value_dir(v);
+                slots[value_slot(v)].key(dir, pools).hash(dir, seed)
+            },
         );
     }
 
@@ -783,6 +811,17 @@ impl<F: Family> Shard<F> {
 
     /// Places `entry` in a free slot and indexes its keys (both, or the original one only).
     fn place(&mut self, seed: &ahash::RandomState, entry: Entry<F>, keys: Keys) -> usize {
+        let hash = |dir| entry.key(dir, &self.pools).hash(dir, seed);
+        let hashes = (
+            hash(Direction::Original),
+            (keys == Keys::Both).then(|| hash(Direction::Reply)),
+        );
+        self.place_hashed(entry, hashes)
+    }
+
+    /// [`Shard::place`] of an entry whose original key's index hash is `original` and whose
+    /// reply key, when it is indexed, has the index hash `reply`.
+    fn place_hashed(&mut self, entry: Entry<F>, (original, reply): (u64, Option<u64>)) -> usize {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
             self.free_head = self.slots[s].expires;
@@ -792,13 +831,11 @@ impl<F: Family> Shard<F> {
             self.slots.push(entry);
             self.slots.len() - 1
         };
-        let dirs: &[Direction] = match keys {
-            Keys::Both => &[Direction::Original, Direction::Reply],
-            Keys::OriginalOnly => &[Direction::Original],
-        };
-        for &dir in dirs {
-            let h = self.slots[slot].key(dir, &self.pools).hash(seed);
-            self.index.insert(h, index_value(slot_id(slot), dir));
+        let id = slot_id(slot);
+        self.index
+            .insert(original, index_value(id, Direction::Original));
+        if let Some(reply) = reply {
+            self.index.insert(reply, index_value(id, Direction::Reply));
         }
         self.live += 1;
         slot
@@ -944,7 +981,7 @@ impl<F: Family> Table<F> {
     fn hint(&self, dir: Direction, key: &Key<F>) -> Hint {
         Hint {
             shard: self.shard_index(dir, key),
-            hash: key.hash(&self.key_hasher),
+            hash: key.hash(dir, &self.key_hasher),
         }
     }
 
@@ -1040,22 +1077,29 @@ impl<F: Family> Table<F> {
         self.shards.count_removed(1);
     }
 
-    /// See [`ConnTable::insert`] and its siblings.
+    /// See [`ConnTable::insert`] and its siblings. The original key is looked up again under
+    /// the shard's lock (two workers may race on one new flow: the first insert wins), with
+    /// the shard and hash of `how.hint` when given; each key is hashed once.
     fn insert_with(
         &self,
         new: NewConn,
-        origin: Origin,
-        pool: Option<u16>,
+        how: Insert,
         now: Nanos,
         timeouts: &Timeouts,
-        keys: Keys,
     ) -> Result<Inserted, InsertError> {
-        let mut entry = Entry::<F>::new(new, origin, now, timeouts)?;
-        let (client, now_tick) = (entry.client, tick(now));
+        let mut entry = Entry::<F>::new(new, how.origin, now, timeouts)?;
+        let now_tick = tick(now);
         let seed = &self.key_hasher;
-        let mut shard = self.shard_for((client, entry.cport));
-        let ok = entry.key(Direction::Original, &shard.pools);
-        if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
+        let ok = entry.key(Direction::Original, &self.pools);
+        let hint = match how.hint {
+            Some(h) => {
+                debug_assert_eq!(h, self.hint(Direction::Original, &ok), "another key's hint");
+                h
+            }
+            None => self.hint(Direction::Original, &ok),
+        };
+        let mut shard = self.shards.lock(hint.shard);
+        if let Some(slot) = shard.find_hashed(hint.hash, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
             if !is_expired(existing.expires, now_tick) {
                 let mut conn = existing.tracked(&shard.pools);
@@ -1070,7 +1114,7 @@ impl<F: Family> Table<F> {
             self.shards.count_removed(1);
         }
         let evicted = self.make_room(&mut shard, now_tick)?;
-        if let Some(pool) = pool {
+        if let Some(pool) = how.pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
                 return Err(InsertError::LocalPortsExhausted);
@@ -1078,29 +1122,37 @@ impl<F: Family> Table<F> {
             entry.lid = lid;
             entry.lport = lport;
         }
-        let rk = entry.key(Direction::Reply, &shard.pools);
-        // A reply key held by another live connection (same client endpoint NATed to the same
-        // real server from two services) is taken over by the newer connection; the older one
-        // keeps its original direction until it expires.
-        if keys == Keys::Both {
-            if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
-                shard.unindex(seed, older, Direction::Reply);
-            }
-            // Keep the older entry's reply key out of the index but its removal consistent:
-            // `unindex` on removal finds nothing for that key and does nothing.
-        }
+        let reply = match how.keys {
+            Keys::Both => Some(self.take_reply_key(&mut shard, &entry)),
+            Keys::OriginalOnly => None,
+        };
         if let Some(stats) = &entry.stats {
             count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
             stats.conn_added();
         }
         let conn = entry.tracked(&shard.pools);
-        shard.place(seed, entry, keys);
+        shard.place_hashed(entry, (hint.hash, reply));
         self.shards.count_added(1);
         Ok(Inserted {
             conn,
             evicted_half_open: evicted.is_some(),
             evicted,
         })
+    }
+
+    /// The index hash of `entry`'s reply key, about to be indexed in `shard`, after taking the
+    /// key from the connection that holds it, if one does (a client endpoint NATed to the same
+    /// real server from two services: the newer connection takes it; the older one keeps its
+    /// original direction until it expires, and `unindex` on its removal finds nothing for
+    /// that key and does nothing).
+    fn take_reply_key(&self, shard: &mut Shard<F>, entry: &Entry<F>) -> u64 {
+        let seed = &self.key_hasher;
+        let rk = entry.key(Direction::Reply, &shard.pools);
+        let hash = rk.hash(Direction::Reply, seed);
+        if let Some(older) = shard.find_hashed(hash, Direction::Reply, &rk) {
+            shard.unindex(seed, older, Direction::Reply);
+        }
+        hash
     }
 
     /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
@@ -1470,18 +1522,23 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, Origin::UNKNOWN, None, now, timeouts, Keys::Both)
+        self.insert_with(new, Insert::unscheduled(None, Keys::Both), now, timeouts)
     }
 
     /// Inserts a connection the datapath scheduled, recording where (`origin`) so that its
     /// packets are counted without a lookup by address. `track` is how the method tracks it:
     /// as [`insert`](Self::insert), [`insert_original_only`](Self::insert_original_only) or
-    /// [`insert_fullnat`](Self::insert_fullnat).
+    /// [`insert_fullnat`](Self::insert_fullnat). `hint`, when given, must be the one
+    /// [`ConnTable::prefetch`] (or [`ConnTable::prefetch_v4`]) gave for the connection's
+    /// original key (client → VIP) in the original direction, as the lookup that just missed
+    /// it used: the insert then hashes nothing again (it still finds the key under the shard's
+    /// lock, so that of two workers racing on one new flow the first insert wins).
     pub fn insert_scheduled(
         &self,
         new: NewConn,
         origin: Origin,
         track: Track,
+        hint: Option<Hint>,
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
@@ -1490,7 +1547,13 @@ impl ConnTable {
             Track::OriginalOnly => (None, Keys::OriginalOnly),
             Track::FullNat { pool } => (Some(pool), Keys::Both),
         };
-        self.insert_with(new, origin, pool, now, timeouts, keys)
+        let how = Insert {
+            origin,
+            pool,
+            keys,
+            hint,
+        };
+        self.insert_with(new, how, now, timeouts)
     }
 
     /// Like [`insert`](Self::insert) for a connection whose replies never pass through the load
@@ -1503,14 +1566,8 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(
-            new,
-            Origin::UNKNOWN,
-            None,
-            now,
-            timeouts,
-            Keys::OriginalOnly,
-        )
+        let how = Insert::unscheduled(None, Keys::OriginalOnly);
+        self.insert_with(new, how, now, timeouts)
     }
 
     /// Inserts a new FULLNAT connection whose local endpoint comes from pool `pool` (an index
@@ -1526,7 +1583,12 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, Origin::UNKNOWN, Some(pool), now, timeouts, Keys::Both)
+        self.insert_with(
+            new,
+            Insert::unscheduled(Some(pool), Keys::Both),
+            now,
+            timeouts,
+        )
     }
 
     /// Routes an insert to the table of the connection's family: mixed families are refused
@@ -1534,21 +1596,19 @@ impl ConnTable {
     fn insert_with(
         &self,
         new: NewConn,
-        origin: Origin,
-        pool: Option<u16>,
+        how: Insert,
         now: Nanos,
         timeouts: &Timeouts,
-        keys: Keys,
     ) -> Result<Inserted, InsertError> {
         let v6 = new.client.is_ipv6();
         if new.vip.is_ipv6() != v6 || new.real.is_ipv6() != v6 {
             return Err(InsertError::MixedFamilies);
         }
         if !v6 {
-            return self.v4.insert_with(new, origin, pool, now, timeouts, keys);
+            return self.v4.insert_with(new, how, now, timeouts);
         }
         match &self.v6 {
-            Some(t) => t.insert_with(new, origin, pool, now, timeouts, keys),
+            Some(t) => t.insert_with(new, how, now, timeouts),
             None => Err(InsertError::Full),
         }
     }
@@ -1915,8 +1975,16 @@ mod tests {
         let c = new_conn(40000, &stats);
         let (o, r) = keys(&c);
         let origin = Origin::new(3, 1);
+        let hint = t.prefetch(Direction::Original, &o);
         let ins = t
-            .insert_scheduled(c.clone(), origin, Track::Both, 0, &Timeouts::default())
+            .insert_scheduled(
+                c.clone(),
+                origin,
+                Track::Both,
+                hint,
+                0,
+                &Timeouts::default(),
+            )
             .unwrap();
         assert_eq!(ins.conn.origin, origin);
         assert_eq!(ins.conn.stats_id, stats_id(&stats));
@@ -2081,6 +2149,85 @@ mod tests {
         assert_eq!(t.remove_real(&a), n);
         assert!(t.is_empty());
         assert_eq!(a.total_connections(), 0);
+    }
+
+    #[test]
+    fn one_client_endpoint_in_many_services_keeps_every_key_apart() {
+        // 40 connections of one client endpoint to 40 service ports, 20 real servers: each key
+        // is found in its own direction only, the newer connection takes a shared reply key,
+        // and removal keeps the rest findable.
+        let t = ConnTable::with_shards(256, 1);
+        let stats = Arc::new(RealStats::default());
+        let to = Timeouts::default();
+        let conn = |vport: u16| NewConn {
+            proto: Proto::Tcp,
+            client: sa("198.18.0.1:40000"),
+            vip: SocketAddr::new("198.18.0.100".parse().unwrap(), vport),
+            real: SocketAddr::new(format!("198.18.1.{}", vport % 20).parse().unwrap(), 80),
+            state: ConnState::Established,
+            stats: stats.clone(),
+        };
+        for vport in 1..=40 {
+            t.insert(conn(vport), 0, &to).unwrap();
+        }
+        assert_eq!(t.len(), 40);
+        for vport in 1..=40 {
+            let (o, r) = keys(&conn(vport));
+            let found = t.peek(Direction::Original, &o, 0).unwrap();
+            assert_eq!(found.vip(), conn(vport).vip);
+            // The reply key of real `vport % 20` belongs to the newest connection using it.
+            let newest = if vport > 20 { vport } else { vport + 20 };
+            assert_eq!(
+                t.peek(Direction::Reply, &r, 0).unwrap().vip().port(),
+                newest
+            );
+            assert!(t.peek(Direction::Reply, &o, 0).is_none());
+            assert!(t.peek(Direction::Original, &r, 0).is_none());
+        }
+        // Remove the older half by expiring them (inserted earlier, they expire earlier).
+        let short = Timeouts {
+            tcp_established: 1_000_000_000,
+            ..to
+        };
+        let t2 = ConnTable::with_shards(256, 1);
+        for vport in 1..=40 {
+            let timeouts = if vport <= 20 { &short } else { &to };
+            t2.insert(conn(vport), 0, timeouts).unwrap();
+        }
+        assert_eq!(t2.expire(2_000_000_000, usize::MAX), 20);
+        for vport in 1..=40 {
+            let (o, r) = keys(&conn(vport));
+            assert_eq!(t2.peek(Direction::Original, &o, 0).is_some(), vport > 20);
+            assert_eq!(
+                t2.peek(Direction::Reply, &r, 0).map(|c| c.vip().port()),
+                Some(if vport > 20 { vport } else { vport + 20 })
+            );
+        }
+    }
+
+    #[test]
+    fn a_hinted_insert_finds_a_racing_entry_and_inserts_as_an_unhinted_one() {
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let (a, b) = (ConnTable::with_shards(64, 4), ConnTable::with_shards(64, 4));
+        for port in 40000..40016 {
+            let c = new_conn(port, &stats);
+            let (o, r) = keys(&c);
+            let hint = a.prefetch(Direction::Original, &o);
+            assert!(hint.is_some());
+            let with = a.insert_scheduled(c.clone(), Origin::new(0, 0), Track::Both, hint, 0, &to);
+            let without =
+                b.insert_scheduled(c.clone(), Origin::new(0, 0), Track::Both, None, 0, &to);
+            assert_eq!(with, without);
+            // Another worker's insert of the same flow with the same hint: the first one wins.
+            let again = a.insert_scheduled(c, Origin::new(0, 1), Track::Both, hint, 0, &to);
+            assert_eq!(again.unwrap().conn.origin, Origin::new(0, 0));
+            for table in [&a, &b] {
+                assert!(table.peek(Direction::Original, &o, 0).is_some());
+                assert!(table.peek(Direction::Reply, &r, 0).is_some());
+            }
+        }
+        assert_eq!((a.len(), b.len()), (16, 16));
     }
 
     #[test]

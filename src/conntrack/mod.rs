@@ -16,6 +16,13 @@
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
+//! - A key's index hash ([`Key::hash`]) covers the connection's client-side endpoint as the key
+//!   carries it (the source of an original key, the destination of a reply key) and the
+//!   protocol, under random seeds: a NAT connection's two keys hash alike, so its reply key
+//!   sits in the original key's home bucket's run, on the line a batch's pre-pass prefetched
+//!   for the original key, and an insert hashes nothing the lookup before it did not. Keys that
+//!   share an endpoint (one client endpoint in several services) share a home and are told
+//!   apart by the direction bit and the entry's whole key, as any tag collision is.
 //! - An IPv4 entry is 40 bytes: three addresses and four ports (client, VIP, real server and,
 //!   for FULLNAT, the local port; the local address is the pool's, named by the local id), the
 //!   local id, the service and real-server positions it was scheduled at ([`Origin`], so the
@@ -442,11 +449,17 @@ impl<F: Family> Key<F> {
         })
     }
 
-    /// The key's hash in a shard's index as a connection's `dir` key.
-    #[inline]
-    fn hash(&self, _dir: Direction, seed: &ahash::RandomState) -> u64 {
-        let rest = (u64::from(self.sport) << 24) | (u64::from(self.dport) << 8) | self.proto as u64;
-        F::hash_key(seed, self.src, self.dst, rest)
+    /// The key's hash in a shard's index as a connection's `dir` key: of its client-side
+    /// endpoint (the source in the original direction; the destination in the reply direction,
+    /// which is the client's endpoint for NAT and the local one for FULLNAT) and protocol. See
+    /// the module documentation.
+    #[inline(always)]
+    fn hash(&self, dir: Direction, seed: &ahash::RandomState) -> u64 {
+        let (addr, port) = match dir {
+            Direction::Original => (self.src, self.sport),
+            Direction::Reply => (self.dst, self.dport),
+        };
+        F::hash_endpoint(seed, addr, (u64::from(port) << 8) | self.proto as u64)
     }
 }
 
@@ -977,7 +990,7 @@ impl<F: Family> Table<F> {
     }
 
     /// The shard and hash of `key` in direction `dir`.
-    #[inline]
+    #[inline(always)]
     fn hint(&self, dir: Direction, key: &Key<F>) -> Hint {
         Hint {
             shard: self.shard_index(dir, key),
@@ -1079,7 +1092,8 @@ impl<F: Family> Table<F> {
 
     /// See [`ConnTable::insert`] and its siblings. The original key is looked up again under
     /// the shard's lock (two workers may race on one new flow: the first insert wins), with
-    /// the shard and hash of `how.hint` when given; each key is hashed once.
+    /// the shard and hash of `how.hint` when given, and the reply key of a NAT connection reuses
+    /// the hash (see [`Key::hash`]): a NAT insert after a hinted lookup computes no hash.
     fn insert_with(
         &self,
         new: NewConn,
@@ -1113,7 +1127,10 @@ impl<F: Family> Table<F> {
             shard.remove(seed, slot);
             self.shards.count_removed(1);
         }
-        let evicted = self.make_room(&mut shard, now_tick)?;
+        let evicted = match shard.live < shard.capacity {
+            true => None,
+            false => self.make_room(&mut shard, now_tick)?,
+        };
         if let Some(pool) = how.pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
@@ -1123,7 +1140,7 @@ impl<F: Family> Table<F> {
             entry.lport = lport;
         }
         let reply = match how.keys {
-            Keys::Both => Some(self.take_reply_key(&mut shard, &entry)),
+            Keys::Both => Some(self.take_reply_key(&mut shard, &entry, hint.hash)),
             Keys::OriginalOnly => None,
         };
         if let Some(stats) = &entry.stats {
@@ -1144,11 +1161,16 @@ impl<F: Family> Table<F> {
     /// key from the connection that holds it, if one does (a client endpoint NATed to the same
     /// real server from two services: the newer connection takes it; the older one keeps its
     /// original direction until it expires, and `unindex` on its removal finds nothing for
-    /// that key and does nothing).
-    fn take_reply_key(&self, shard: &mut Shard<F>, entry: &Entry<F>) -> u64 {
+    /// that key and does nothing). `original` is the index hash of the entry's original key,
+    /// which is the reply key's for NAT (both hash the client's endpoint).
+    fn take_reply_key(&self, shard: &mut Shard<F>, entry: &Entry<F>, original: u64) -> u64 {
         let seed = &self.key_hasher;
         let rk = entry.key(Direction::Reply, &shard.pools);
-        let hash = rk.hash(Direction::Reply, seed);
+        let hash = match entry.lid {
+            NO_LOCAL => original,
+            _ => rk.hash(Direction::Reply, seed),
+        };
+        debug_assert_eq!(hash, rk.hash(Direction::Reply, seed));
         if let Some(older) = shard.find_hashed(hash, Direction::Reply, &rk) {
             shard.unindex(seed, older, Direction::Reply);
         }
@@ -2152,10 +2174,33 @@ mod tests {
     }
 
     #[test]
+    fn a_nat_connections_two_keys_hash_alike_as_the_client_endpoint() {
+        let seed = ahash::RandomState::with_seeds(5, 6, 7, 8);
+        let stats = Arc::new(RealStats::default());
+        let to = Timeouts::default();
+        let mut e = Entry::<V4>::new(new_conn(40000, &stats), Origin::UNKNOWN, 0, &to).unwrap();
+        let pools = LocalPools::<V4>::new(&[]).unwrap();
+        let hash = |e: &Entry<V4>, dir| e.key(dir, &pools).hash(dir, &seed);
+        let h = hash(&e, Direction::Original);
+        assert_eq!(h, hash(&e, Direction::Reply));
+        let other = Entry::<V4>::new(new_conn(40001, &stats), Origin::UNKNOWN, 0, &to).unwrap();
+        assert_ne!(h, hash(&other, Direction::Original));
+        // Another service and real server of the same client endpoint: the same hash (the keys
+        // tell the entries apart); another protocol: another hash.
+        (e.vport, e.real) = (443, e.real + 1);
+        assert_eq!(
+            (hash(&e, Direction::Original), hash(&e, Direction::Reply)),
+            (h, h)
+        );
+        e.proto = Proto::Udp;
+        assert_ne!(hash(&e, Direction::Original), h);
+    }
+
+    #[test]
     fn one_client_endpoint_in_many_services_keeps_every_key_apart() {
-        // 40 connections of one client endpoint to 40 service ports, 20 real servers: each key
-        // is found in its own direction only, the newer connection takes a shared reply key,
-        // and removal keeps the rest findable.
+        // 40 connections of one client endpoint to 40 service ports, 20 real servers: every
+        // key shares the endpoint's home bucket; each is found in its own direction only, the
+        // newer connection takes a shared reply key, and removal keeps the rest findable.
         let t = ConnTable::with_shards(256, 1);
         let stats = Arc::new(RealStats::default());
         let to = Timeouts::default();

@@ -43,7 +43,8 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use xvs::conntrack::{
-    ConnState, ConnTable, Direction, Event, NewConn, Origin, Probe, Timeouts, Track, Tracked,
+    ConnState, ConnTable, Direction, Event, NewConn, Origin, Probe, Scheduled, Timeouts, Track,
+    Tracked,
 };
 use xvs::datapath::process::EXPIRY_BUDGET_PER_BATCH;
 use xvs::datapath::wire::TcpFlags;
@@ -140,9 +141,14 @@ fn new_batch(
             state: ConnState::SynRecv,
             stats: real.stats.clone(),
         };
-        match t.insert_scheduled(new, Origin::new(0, ri), Track::Both, hint, 0, &to) {
-            Ok(ins) if !ins.evicted_half_open => {
-                tally.wrong_real += u64::from(black_box(ins.conn).real() != real.addr);
+        let at = Scheduled {
+            origin: Origin::new(0, ri),
+            track: Track::Both,
+            hint,
+        };
+        match t.insert_scheduled(new, at, 0, &to, &mut out) {
+            Ok(None) => {
+                tally.wrong_real += u64::from(black_box(&out).real() != real.addr);
                 tally.per_real[ri] += 1;
             }
             _ => tally.not_plain += 1,

@@ -346,6 +346,21 @@ pub struct Inserted {
     pub evicted: Option<ConnRecord>,
 }
 
+/// How the datapath scheduled a connection it inserts ([`ConnTable::insert_scheduled`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Scheduled {
+    /// Where it was scheduled.
+    pub origin: Origin,
+    /// How its method tracks it.
+    pub track: Track,
+    /// The [`Hint`] the lookup that just missed the connection's original key (client → VIP)
+    /// used, if it had one: [`ConnTable::prefetch`]'s (or [`ConnTable::prefetch_v4`]'s) for
+    /// that key in the original direction. The insert then hashes nothing again; it still
+    /// finds the key under the shard's lock, so that of two workers racing on one new flow the
+    /// first insert wins.
+    pub hint: Option<Hint>,
+}
+
 /// A row of the table as `xvs ctl conns` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnRow {
@@ -1100,7 +1115,8 @@ impl<F: Family> Table<F> {
         how: Insert,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Result<Inserted, InsertError> {
+        out: &mut Tracked,
+    ) -> Result<Option<ConnRecord>, InsertError> {
         let mut entry = Entry::<F>::new(new, how.origin, now, timeouts)?;
         let now_tick = tick(now);
         let seed = &self.key_hasher;
@@ -1116,13 +1132,9 @@ impl<F: Family> Table<F> {
         if let Some(slot) = shard.find_hashed(hint.hash, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
             if !is_expired(existing.expires, now_tick) {
-                let mut conn = existing.tracked(&shard.pools);
-                conn.origin = counted_origin(conn.origin);
-                return Ok(Inserted {
-                    conn,
-                    evicted_half_open: false,
-                    evicted: None,
-                });
+                *out = existing.tracked(&shard.pools);
+                out.origin = counted_origin(out.origin);
+                return Ok(None);
             }
             shard.remove(seed, slot);
             self.shards.count_removed(1);
@@ -1147,14 +1159,10 @@ impl<F: Family> Table<F> {
             count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
             stats.conn_added();
         }
-        let conn = entry.tracked(&shard.pools);
+        *out = entry.tracked(&shard.pools);
         shard.place_hashed(entry, (hint.hash, reply));
         self.shards.count_added(1);
-        Ok(Inserted {
-            conn,
-            evicted_half_open: evicted.is_some(),
-            evicted,
-        })
+        Ok(evicted)
     }
 
     /// The index hash of `entry`'s reply key, about to be indexed in `shard`, after taking the
@@ -1544,38 +1552,54 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, Insert::unscheduled(None, Keys::Both), now, timeouts)
+        self.inserted(new, Insert::unscheduled(None, Keys::Both), now, timeouts)
     }
 
     /// Inserts a connection the datapath scheduled, recording where (`origin`) so that its
     /// packets are counted without a lookup by address. `track` is how the method tracks it:
     /// as [`insert`](Self::insert), [`insert_original_only`](Self::insert_original_only) or
-    /// [`insert_fullnat`](Self::insert_fullnat). `hint`, when given, must be the one
-    /// [`ConnTable::prefetch`] (or [`ConnTable::prefetch_v4`]) gave for the connection's
-    /// original key (client → VIP) in the original direction, as the lookup that just missed
-    /// it used: the insert then hashes nothing again (it still finds the key under the shard's
-    /// lock, so that of two workers racing on one new flow the first insert wins).
+    /// [`insert_fullnat`](Self::insert_fullnat), with `at.hint` (see [`Scheduled`]). The packet
+    /// path's form, as [`ConnTable::lookup_into`] is: the connection (the new one, or the
+    /// existing entry that won) is written into `out`, where the caller reads it, never moved
+    /// through return values; the result is the half-open entry evicted to make room, if any,
+    /// as a Delete record.
     pub fn insert_scheduled(
         &self,
         new: NewConn,
-        origin: Origin,
-        track: Track,
-        hint: Option<Hint>,
+        at: Scheduled,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Result<Inserted, InsertError> {
-        let (pool, keys) = match track {
+        out: &mut Tracked,
+    ) -> Result<Option<ConnRecord>, InsertError> {
+        let (pool, keys) = match at.track {
             Track::Both => (None, Keys::Both),
             Track::OriginalOnly => (None, Keys::OriginalOnly),
             Track::FullNat { pool } => (Some(pool), Keys::Both),
         };
         let how = Insert {
-            origin,
+            origin: at.origin,
             pool,
             keys,
-            hint,
+            hint: at.hint,
         };
-        self.insert_with(new, how, now, timeouts)
+        self.insert_with(new, how, now, timeouts, out)
+    }
+
+    /// [`ConnTable::insert_with`] returning the connection in an [`Inserted`].
+    fn inserted(
+        &self,
+        new: NewConn,
+        how: Insert,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Inserted, InsertError> {
+        let mut conn = Tracked::EMPTY;
+        let evicted = self.insert_with(new, how, now, timeouts, &mut conn)?;
+        Ok(Inserted {
+            conn,
+            evicted_half_open: evicted.is_some(),
+            evicted,
+        })
     }
 
     /// Like [`insert`](Self::insert) for a connection whose replies never pass through the load
@@ -1589,7 +1613,7 @@ impl ConnTable {
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
         let how = Insert::unscheduled(None, Keys::OriginalOnly);
-        self.insert_with(new, how, now, timeouts)
+        self.inserted(new, how, now, timeouts)
     }
 
     /// Inserts a new FULLNAT connection whose local endpoint comes from pool `pool` (an index
@@ -1605,7 +1629,7 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(
+        self.inserted(
             new,
             Insert::unscheduled(Some(pool), Keys::Both),
             now,
@@ -1621,16 +1645,17 @@ impl ConnTable {
         how: Insert,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Result<Inserted, InsertError> {
+        out: &mut Tracked,
+    ) -> Result<Option<ConnRecord>, InsertError> {
         let v6 = new.client.is_ipv6();
         if new.vip.is_ipv6() != v6 || new.real.is_ipv6() != v6 {
             return Err(InsertError::MixedFamilies);
         }
         if !v6 {
-            return self.v4.insert_with(new, how, now, timeouts);
+            return self.v4.insert_with(new, how, now, timeouts, out);
         }
         match &self.v6 {
-            Some(t) => t.insert_with(new, how, now, timeouts),
+            Some(t) => t.insert_with(new, how, now, timeouts, out),
             None => Err(InsertError::Full),
         }
     }
@@ -1708,6 +1733,28 @@ mod tests {
             state: ConnState::SynRecv,
             stats: stats.clone(),
         }
+    }
+
+    /// [`ConnTable::insert_scheduled`] of a NAT connection at `origin` with `hint`, at time 0,
+    /// as an [`Inserted`].
+    fn insert_at(
+        t: &ConnTable,
+        c: NewConn,
+        origin: Origin,
+        hint: Option<Hint>,
+    ) -> Result<Inserted, InsertError> {
+        let mut conn = Tracked::EMPTY;
+        let at = Scheduled {
+            origin,
+            track: Track::Both,
+            hint,
+        };
+        let evicted = t.insert_scheduled(c, at, 0, &Timeouts::default(), &mut conn)?;
+        Ok(Inserted {
+            conn,
+            evicted_half_open: evicted.is_some(),
+            evicted,
+        })
     }
 
     /// (original key, reply key) of a NAT connection (IPv4 or IPv6).
@@ -1998,16 +2045,7 @@ mod tests {
         let (o, r) = keys(&c);
         let origin = Origin::new(3, 1);
         let hint = t.prefetch(Direction::Original, &o);
-        let ins = t
-            .insert_scheduled(
-                c.clone(),
-                origin,
-                Track::Both,
-                hint,
-                0,
-                &Timeouts::default(),
-            )
-            .unwrap();
+        let ins = insert_at(&t, c.clone(), origin, hint).unwrap();
         assert_eq!(ins.conn.origin, origin);
         assert_eq!(ins.conn.stats_id, stats_id(&stats));
         for (dir, key) in [(Direction::Original, o), (Direction::Reply, r)] {
@@ -2252,7 +2290,6 @@ mod tests {
 
     #[test]
     fn a_hinted_insert_finds_a_racing_entry_and_inserts_as_an_unhinted_one() {
-        let to = Timeouts::default();
         let stats = Arc::new(RealStats::default());
         let (a, b) = (ConnTable::with_shards(64, 4), ConnTable::with_shards(64, 4));
         for port in 40000..40016 {
@@ -2260,12 +2297,11 @@ mod tests {
             let (o, r) = keys(&c);
             let hint = a.prefetch(Direction::Original, &o);
             assert!(hint.is_some());
-            let with = a.insert_scheduled(c.clone(), Origin::new(0, 0), Track::Both, hint, 0, &to);
-            let without =
-                b.insert_scheduled(c.clone(), Origin::new(0, 0), Track::Both, None, 0, &to);
+            let with = insert_at(&a, c.clone(), Origin::new(0, 0), hint);
+            let without = insert_at(&b, c.clone(), Origin::new(0, 0), None);
             assert_eq!(with, without);
             // Another worker's insert of the same flow with the same hint: the first one wins.
-            let again = a.insert_scheduled(c, Origin::new(0, 1), Track::Both, hint, 0, &to);
+            let again = insert_at(&a, c, Origin::new(0, 1), hint);
             assert_eq!(again.unwrap().conn.origin, Origin::new(0, 0));
             for table in [&a, &b] {
                 assert!(table.peek(Direction::Original, &o, 0).is_some());

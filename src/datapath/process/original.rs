@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use super::rewrite::{rewrite_endpoint, Side};
 use super::{decremented_ttl, Parsed, Processor, Route, Sent};
 use crate::conntrack::{
-    stats_id, ConnState, Direction, Event, Hint, InsertError, Inserted, NewConn, Origin, Track,
+    stats_id, ConnState, Direction, Event, Hint, InsertError, NewConn, Origin, Scheduled, Track,
     Tracked,
 };
 use crate::datapath::counters::{bump, Dir};
@@ -22,6 +22,7 @@ use crate::datapath::{DropReason, Forwarding, Verdict};
 use crate::flow::Nanos;
 use crate::sched::persist::TemplateKey;
 use crate::sched::RealStats;
+use crate::sync::record::ConnRecord;
 use crate::sync::SyncRecord;
 
 impl Processor {
@@ -206,11 +207,11 @@ impl Processor {
             Event::Tcp(_) => return Err(DropReason::NoConnection),
             Event::Udp => ConnState::Udp,
         };
-        *t = self.schedule(now, si, p, (state, hint))?;
-        Ok(())
+        self.schedule(now, si, p, (state, hint), t)
     }
 
-    /// Schedules a new flow of service `si` in `state` and tracks it (with `hint`, the
+    /// Schedules a new flow of service `si` in `state` and tracks it, written into `t` (with
+    /// `hint`, the
     /// connection table's hint of the lookup that missed it, if it had one). keepalived: a
     /// service that lost quorum has its real servers replaced by the sorry server (without one,
     /// the servers still up keep taking flows); a service whose real servers can take no flow
@@ -221,7 +222,8 @@ impl Processor {
         si: usize,
         p: &Parsed,
         (state, hint): (ConnState, Option<Hint>),
-    ) -> Result<Tracked, DropReason> {
+        t: &mut Tracked,
+    ) -> Result<(), DropReason> {
         let lost_quorum = {
             let svc = &self.snap.services[si];
             svc.sorry.is_some() && !svc.state.has_quorum()
@@ -268,28 +270,30 @@ impl Processor {
             bump(&self.counters.new_connections, 1);
             let ends = (new.client, new.vip, new.real);
             let stats = stats_id(&real.stats);
-            return Ok(Tracked::new(ends, None, state, origin, stats));
+            *t = Tracked::new(ends, None, state, origin, stats);
+            return Ok(());
         }
         let proto = new.proto;
-        let ins = self.track(now, si, new, (origin, hint), &real.stats)?;
+        let evicted = self.track(now, si, new, (origin, hint), (&real.stats, t))?;
         if self.sync.is_some() {
-            self.sync_inserted(proto, &ins);
+            self.sync_inserted(proto, t, evicted);
         }
-        Ok(ins.conn)
+        Ok(())
     }
 
     /// Inserts the new connection `new` of service `si` as its method tracks it, with the
-    /// lookup's `hint`, and counts it on `stats`, its real server's counters (the ones `new`
-    /// holds; borrowed from the snapshot, not cloned: a clone and its drop are two more locked
-    /// instructions per new connection).
+    /// lookup's `hint`, writes it into `out` and counts it on `stats`, its real server's
+    /// counters (the ones `new` holds; borrowed from the snapshot, not cloned: a clone and its
+    /// drop are two more locked instructions per new connection). Returns the half-open entry
+    /// evicted to make room, if any.
     fn track(
         &self,
         now: Nanos,
         si: usize,
         new: NewConn,
         (origin, hint): (Origin, Option<Hint>),
-        stats: &RealStats,
-    ) -> Result<Inserted, DropReason> {
+        (stats, out): (&RealStats, &mut Tracked),
+    ) -> Result<Option<ConnRecord>, DropReason> {
         let svc = &self.snap.services[si];
         let track = match svc.local_pool {
             Some(pool) => Track::FullNat { pool },
@@ -297,14 +301,19 @@ impl Processor {
             None => Track::OriginalOnly,
         };
         let table = &self.shared.conntrack;
-        match table.insert_scheduled(new, origin, track, hint, now, &self.snap.timeouts) {
-            Ok(ins) => {
+        let at = Scheduled {
+            origin,
+            track,
+            hint,
+        };
+        match table.insert_scheduled(new, at, now, &self.snap.timeouts, out) {
+            Ok(evicted) => {
                 stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);
-                if ins.evicted_half_open {
+                if evicted.is_some() {
                     bump(&self.counters.conntrack_evictions, 1);
                 }
-                Ok(ins)
+                Ok(evicted)
             }
             // A service's real servers are of its VIP's family (the config refuses others), so
             // `MixedFamilies` cannot happen; if it did, the flow could not be tracked either.

@@ -8,13 +8,23 @@
 //!   entries (1M of headroom; when it is used up the new entries are expired away, untimed).
 //! - `expire_batch/1M`: one `ConnTable::expire(now, EXPIRY_BUDGET_PER_BATCH)` call (what each
 //!   worker batch does) while 1M entries have all expired; refilled, untimed, when empty.
+//! - `new_connection/1M`: the issue-15 budget's "new connection (lookup miss + schedule +
+//!   insert)", for a batch of 64 fresh flows in the table holding 1M entries, as the datapath
+//!   does them: the batch's pre-pass (`ConnTable::prefetch` of each flow's key), then per flow
+//!   the lookup that misses (`ConnTable::lookup_probe` with the pre-pass's hint), the wrr
+//!   scheduler's pick (two real servers, weights 3:1) and `ConnTable::insert_scheduled` of the
+//!   NAT connection (both keys). Throughput is per flow. The table is refilled untimed as for
+//!   `insert/N`.
 //!
-//! The 10M case allocates about 650 MB.
+//! The 10M case allocates about 650 MB; `XVS_BENCH_MAX_ENTRIES=1000000` leaves it out (its
+//! table is filled and checked whatever benches the command line selects).
 //!
 //! Checked untimed: before `lookup_hit/N` is timed, every one of the N keys it can visit is looked
 //! up once and must hit its ESTABLISHED entry with the right client and real server (so the
 //! figure is never the cost of a miss); every timed insert is counted and must have been a plain
-//! insert (no refusal, no eviction). `cargo test --benches` (so `make test`) runs these checks
+//! insert (no refusal, no eviction); every `new_connection` lookup must miss, every insert be
+//! plain and hold the real server picked, and the flows split 3:1 exactly (wrr over whole
+//! cycles). `cargo test --benches` (so `make test`) runs these checks
 //! and each timed routine once, in criterion's test mode.
 // Test code: a failed unwrap is a failed test; casts are of test-sized values.
 #![allow(
@@ -28,12 +38,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use xvs::conntrack::{ConnState, ConnTable, Direction, Event, NewConn, Timeouts};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
+use xvs::conntrack::{
+    ConnState, ConnTable, Direction, Event, NewConn, Origin, Probe, Scheduled, Timeouts, Track,
+    Tracked,
+};
 use xvs::datapath::process::EXPIRY_BUDGET_PER_BATCH;
 use xvs::datapath::wire::TcpFlags;
 use xvs::flow::{FlowKey, Proto, NANOS_PER_SEC};
-use xvs::sched::RealStats;
+use xvs::sched::wrr::WeightedRoundRobin;
+use xvs::sched::{RealServer, RealStats, Scheduler};
 
 const HEADROOM: usize = 1_000_000;
 const VIP: [u8; 4] = [198, 18, 0, 100];
@@ -76,10 +93,126 @@ fn filled(n: usize, headroom: usize, stats: &Arc<RealStats>) -> ConnTable {
     t
 }
 
+/// Flows per `new_connection` batch (a worker's receive batch).
+const NEW_BATCH: usize = 64;
+
+/// What the untimed checks of `new_connection` count.
+#[derive(Default)]
+struct NewTally {
+    /// Lookups that hit (must be none: every flow is fresh).
+    hits: u64,
+    /// Inserts refused or that evicted.
+    not_plain: u64,
+    /// Inserted connections whose real server is not the one picked.
+    wrong_real: u64,
+    /// Connections per real server.
+    per_real: [u64; 2],
+}
+
+/// One timed `new_connection` batch over `keys`: the pre-pass, then per flow the lookup that
+/// misses, the wrr pick and the insert, as the datapath's original direction does them.
+fn new_batch(
+    t: &ConnTable,
+    keys: &[FlowKey; NEW_BATCH],
+    (wrr, reals): (&mut WeightedRoundRobin, &[RealServer]),
+    tally: &mut NewTally,
+) {
+    let to = Timeouts::default();
+    let syn = Event::Tcp(TcpFlags(TcpFlags::SYN));
+    let hints = keys.map(|k| t.prefetch(Direction::Original, &k));
+    for (key, &hint) in keys.iter().zip(&hints) {
+        let mut out = Tracked::EMPTY;
+        let probe = Probe {
+            dir: Direction::Original,
+            key,
+            hint,
+        };
+        if t.lookup_probe(probe, syn, 0, &to, &mut out) {
+            tally.hits += 1;
+            continue;
+        }
+        let ri = wrr.pick(0, key, reals).unwrap();
+        let real = &reals[ri];
+        let new = NewConn {
+            proto: key.proto,
+            client: SocketAddr::new(key.src, key.sport),
+            vip: SocketAddr::new(key.dst, key.dport),
+            real: real.addr,
+            state: ConnState::SynRecv,
+            stats: real.stats.clone(),
+        };
+        let at = Scheduled {
+            origin: Origin::new(0, ri),
+            track: Track::Both,
+            hint,
+        };
+        match t.insert_scheduled(new, at, 0, &to, &mut out) {
+            Ok(None) => {
+                tally.wrong_real += u64::from(black_box(&out).real() != real.addr);
+                tally.per_real[ri] += 1;
+            }
+            _ => tally.not_plain += 1,
+        }
+    }
+}
+
+/// `new_connection/N` over `t` (N entries live, `HEADROOM` more room), fresh flows numbered
+/// from `*next` up.
+fn bench_new_connection(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    t: &ConnTable,
+    n: usize,
+    next: &mut u64,
+) {
+    let reals = [
+        RealServer::new(SocketAddr::from(([198, 18, 1, 10], 80)), 3),
+        RealServer::new(SocketAddr::from(([198, 18, 1, 11], 80)), 1),
+    ];
+    let mut wrr = WeightedRoundRobin::new(&reals);
+    let mut tally = NewTally::default();
+    let fill_to = n + HEADROOM / 2;
+    g.throughput(Throughput::Elements(NEW_BATCH as u64));
+    g.bench_function(BenchmarkId::new("new_connection", n), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                if t.len() + NEW_BATCH > fill_to {
+                    // Untimed, as for `insert/N`: the SYN_RECV entries go, the 1M stay.
+                    while t.len() > n {
+                        t.expire(60 * NANOS_PER_SEC, 1 << 16);
+                    }
+                }
+                let keys: [FlowKey; NEW_BATCH] = std::array::from_fn(|_| {
+                    *next += 1;
+                    key(*next)
+                });
+                let start = Instant::now();
+                new_batch(t, &keys, (&mut wrr, &reals), &mut tally);
+                spent += start.elapsed();
+            }
+            spent
+        })
+    });
+    let what = format!("new_connection/{n}");
+    assert_eq!(tally.hits, 0, "{what}: lookups of fresh flows that hit");
+    assert_eq!(tally.not_plain, 0, "{what}: inserts refused or evicting");
+    assert_eq!(
+        tally.wrong_real, 0,
+        "{what}: entries on another real server"
+    );
+    let [r1, r2] = tally.per_real;
+    assert!(r1 > 0 && r1 == 3 * r2, "{what}: split {r1}/{r2}, not 3:1");
+}
+
 fn bench(c: &mut Criterion) {
     let to = Timeouts::default();
     let stats = Arc::new(RealStats::default());
-    for n in [1_000_000usize, 10_000_000] {
+    let max: usize =
+        std::env::var("XVS_BENCH_MAX_ENTRIES").map_or(usize::MAX, |v| v.parse().unwrap());
+    for n in [1_000_000usize, 10_000_000]
+        .into_iter()
+        .filter(|&n| n <= max)
+    {
         let t = filled(n, HEADROOM, &stats);
         eprintln!(
             "conntrack: capacity {} → {} bytes allocated, {:.1} bytes per connection",
@@ -147,6 +280,9 @@ fn bench(c: &mut Criterion) {
             not_plain, 0,
             "insert/{n}: timed inserts that were refused or evicted"
         );
+        if n == 1_000_000 {
+            bench_new_connection(&mut g, &t, n, &mut next);
+        }
         g.finish();
         drop(t);
     }

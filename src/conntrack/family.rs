@@ -31,9 +31,9 @@ pub trait Family: sealed::Sealed + Copy + Eq + Debug + Send + Sync + 'static {
     /// The address as an [`IpAddr`].
     fn to_ip(a: Self::Addr) -> IpAddr;
 
-    /// A hash of a flow key (`src`, `dst`, and the ports and protocol packed in `rest`) under
-    /// `seed`.
-    fn hash_key(seed: &ahash::RandomState, src: Self::Addr, dst: Self::Addr, rest: u64) -> u64;
+    /// A hash of an endpoint's address `addr` and the port and protocol packed in `rest` (below
+    /// 2^24) under `seed`: what the connection table's index hashes (see `Key::hash`).
+    fn hash_endpoint(seed: &ahash::RandomState, addr: Self::Addr, rest: u64) -> u64;
 }
 
 /// IPv4: addresses as their 32 bits.
@@ -60,9 +60,10 @@ impl Family for V4 {
         IpAddr::V4(Ipv4Addr::from_bits(a))
     }
 
+    /// One word: the address above the 24 bits of `rest`.
     #[inline]
-    fn hash_key(seed: &ahash::RandomState, src: u32, dst: u32, rest: u64) -> u64 {
-        seed.hash_one(((u64::from(src) << 32) | u64::from(dst), rest))
+    fn hash_endpoint(seed: &ahash::RandomState, addr: u32, rest: u64) -> u64 {
+        seed.hash_one((u64::from(addr) << 32) | rest)
     }
 }
 
@@ -83,8 +84,8 @@ impl Family for V6 {
     }
 
     #[inline]
-    fn hash_key(seed: &ahash::RandomState, src: u128, dst: u128, rest: u64) -> u64 {
-        seed.hash_one((src, dst, rest))
+    fn hash_endpoint(seed: &ahash::RandomState, addr: u128, rest: u64) -> u64 {
+        seed.hash_one((addr, rest))
     }
 }
 
@@ -109,13 +110,18 @@ mod tests {
     }
 
     #[test]
-    fn keys_that_differ_anywhere_hash_apart() {
+    fn endpoints_that_differ_anywhere_hash_apart() {
         let seed = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let a = V6::from_ip(ip("2001:2::2")).unwrap();
         let b = V6::from_ip(ip("2001:2:0:1::2")).unwrap();
-        let h = |s, d, r| V6::hash_key(&seed, s, d, r);
-        assert_ne!(h(a, b, 1), h(b, a, 1));
-        assert_ne!(h(a, b, 1), h(a, b, 2));
-        assert_ne!(h(a, a, 1), h(a, b, 1));
+        let h6 = |a, r| V6::hash_endpoint(&seed, a, r);
+        assert_ne!(h6(a, 1), h6(b, 1));
+        assert_ne!(h6(a, 1), h6(a, 2));
+        let c = V4::from_ip(ip("198.18.0.2")).unwrap();
+        let d = V4::from_ip(ip("198.18.0.3")).unwrap();
+        let h4 = |a, r| V4::hash_endpoint(&seed, a, r);
+        assert_ne!(h4(c, 1), h4(d, 1));
+        assert_ne!(h4(c, 1 << 8), h4(c, 2 << 8));
+        assert_ne!(h4(c, 6), h4(c, 17));
     }
 }

@@ -16,6 +16,13 @@
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
+//! - A key's index hash ([`Key::hash`]) covers the connection's client-side endpoint as the key
+//!   carries it (the source of an original key, the destination of a reply key) and the
+//!   protocol, under random seeds: a NAT connection's two keys hash alike, so its reply key
+//!   sits in the original key's home bucket's run, on the line a batch's pre-pass prefetched
+//!   for the original key, and an insert hashes nothing the lookup before it did not. Keys that
+//!   share an endpoint (one client endpoint in several services) share a home and are told
+//!   apart by the direction bit and the entry's whole key, as any tag collision is.
 //! - An IPv4 entry is 40 bytes: three addresses and four ports (client, VIP, real server and,
 //!   for FULLNAT, the local port; the local address is the pool's, named by the local id), the
 //!   local id, the service and real-server positions it was scheduled at ([`Origin`], so the
@@ -349,6 +356,21 @@ pub struct Inserted {
     pub evicted: Option<ConnRecord>,
 }
 
+/// How the datapath scheduled a connection it inserts ([`ConnTable::insert_scheduled`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Scheduled {
+    /// Where it was scheduled.
+    pub origin: Origin,
+    /// How its method tracks it.
+    pub track: Track,
+    /// The [`Hint`] the lookup that just missed the connection's original key (client → VIP)
+    /// used, if it had one: [`ConnTable::prefetch`]'s (or [`ConnTable::prefetch_v4`]'s) for
+    /// that key in the original direction. The insert then hashes nothing again; it still
+    /// finds the key under the shard's lock, so that of two workers racing on one new flow the
+    /// first insert wins.
+    pub hint: Option<Hint>,
+}
+
 /// A row of the table as `xvs ctl conns` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnRow {
@@ -452,10 +474,17 @@ impl<F: Family> Key<F> {
         })
     }
 
-    #[inline]
-    fn hash(&self, seed: &ahash::RandomState) -> u64 {
-        let rest = (u64::from(self.sport) << 24) | (u64::from(self.dport) << 8) | self.proto as u64;
-        F::hash_key(seed, self.src, self.dst, rest)
+    /// The key's hash in a shard's index as a connection's `dir` key: of its client-side
+    /// endpoint (the source in the original direction; the destination in the reply direction,
+    /// which is the client's endpoint for NAT and the local one for FULLNAT) and protocol. See
+    /// the module documentation.
+    #[inline(always)]
+    fn hash(&self, dir: Direction, seed: &ahash::RandomState) -> u64 {
+        let (addr, port) = match dir {
+            Direction::Original => (self.src, self.sport),
+            Direction::Reply => (self.dst, self.dport),
+        };
+        F::hash_endpoint(seed, addr, (u64::from(port) << 8) | self.proto as u64)
     }
 }
 
@@ -654,6 +683,30 @@ enum Keys {
     OriginalOnly,
 }
 
+/// How [`Table::insert_with`] inserts a connection.
+#[derive(Clone, Copy, Debug)]
+struct Insert {
+    /// Where the connection was scheduled.
+    origin: Origin,
+    /// FULLNAT: the pool its local endpoint comes from.
+    pool: Option<u16>,
+    keys: Keys,
+    /// The original key's [`Hint`], if the caller's lookup (which just missed) had one.
+    hint: Option<Hint>,
+}
+
+impl Insert {
+    /// An insert without a recorded origin or hint.
+    fn unscheduled(pool: Option<u16>, keys: Keys) -> Insert {
+        Insert {
+            origin: Origin::UNKNOWN,
+            pool,
+            keys,
+            hint: None,
+        }
+    }
+}
+
 /// How many slots an insert into a full shard may visit looking for expired entries.
 const RECLAIM_BUDGET: usize = 64;
 /// How many slots an insert into a full shard may visit looking for a half-open entry to evict.
@@ -702,7 +755,7 @@ impl<F: Family> Shard<F> {
     /// The slot whose `dir` key is `key`.
     #[inline]
     fn find(&self, seed: &ahash::RandomState, dir: Direction, key: &Key<F>) -> Option<usize> {
-        self.find_hashed(key.hash(seed), dir, key)
+        self.find_hashed(key.hash(dir, seed), dir, key)
     }
 
     /// [`Shard::find`] of a key whose hash is `hash`.
@@ -721,9 +774,12 @@ impl<F: Family> Shard<F> {
         let key = slots[slot].key(dir, pools);
         let own = index_value(slot_id(slot), dir);
         self.index.remove(
-            key.hash(seed),
+            key.hash(dir, seed),
             |v| v == own,
-            |v| slots[value_slot(v)].key(value_dir(v), pools).hash(seed),
+            |v| {
+                let dir = value_dir(v);
+                slots[value_slot(v)].key(dir, pools).hash(dir, seed)
+            },
         );
     }
 
@@ -793,6 +849,17 @@ impl<F: Family> Shard<F> {
 
     /// Places `entry` in a free slot and indexes its keys (both, or the original one only).
     fn place(&mut self, seed: &ahash::RandomState, entry: Entry<F>, keys: Keys) -> usize {
+        let hash = |dir| entry.key(dir, &self.pools).hash(dir, seed);
+        let hashes = (
+            hash(Direction::Original),
+            (keys == Keys::Both).then(|| hash(Direction::Reply)),
+        );
+        self.place_hashed(entry, hashes)
+    }
+
+    /// [`Shard::place`] of an entry whose original key's index hash is `original` and whose
+    /// reply key, when it is indexed, has the index hash `reply`.
+    fn place_hashed(&mut self, entry: Entry<F>, (original, reply): (u64, Option<u64>)) -> usize {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
             self.free_head = self.slots[s].expires;
@@ -802,13 +869,11 @@ impl<F: Family> Shard<F> {
             self.slots.push(entry);
             self.slots.len() - 1
         };
-        let dirs: &[Direction] = match keys {
-            Keys::Both => &[Direction::Original, Direction::Reply],
-            Keys::OriginalOnly => &[Direction::Original],
-        };
-        for &dir in dirs {
-            let h = self.slots[slot].key(dir, &self.pools).hash(seed);
-            self.index.insert(h, index_value(slot_id(slot), dir));
+        let id = slot_id(slot);
+        self.index
+            .insert(original, index_value(id, Direction::Original));
+        if let Some(reply) = reply {
+            self.index.insert(reply, index_value(id, Direction::Reply));
         }
         self.live += 1;
         slot
@@ -950,11 +1015,11 @@ impl<F: Family> Table<F> {
     }
 
     /// The shard and hash of `key` in direction `dir`.
-    #[inline]
+    #[inline(always)]
     fn hint(&self, dir: Direction, key: &Key<F>) -> Hint {
         Hint {
             shard: self.shard_index(dir, key),
-            hash: key.hash(&self.key_hasher),
+            hash: key.hash(dir, &self.key_hasher),
         }
     }
 
@@ -1062,37 +1127,45 @@ impl<F: Family> Table<F> {
         self.shards.count_removed(1);
     }
 
-    /// See [`ConnTable::insert`] and its siblings.
+    /// See [`ConnTable::insert`] and its siblings. The original key is looked up again under
+    /// the shard's lock (two workers may race on one new flow: the first insert wins), with
+    /// the shard and hash of `how.hint` when given, and the reply key of a NAT connection reuses
+    /// the hash (see [`Key::hash`]): a NAT insert after a hinted lookup computes no hash.
     fn insert_with(
         &self,
         new: NewConn,
-        origin: Origin,
-        pool: Option<u16>,
+        how: Insert,
         now: Nanos,
         timeouts: &Timeouts,
-        keys: Keys,
-    ) -> Result<Inserted, InsertError> {
-        let mut entry = Entry::<F>::new(new, origin, now, timeouts)?;
-        let (client, now_tick) = (entry.client, tick(now));
+        out: &mut Tracked,
+    ) -> Result<Option<ConnRecord>, InsertError> {
+        let mut entry = Entry::<F>::new(new, how.origin, now, timeouts)?;
+        let now_tick = tick(now);
         let seed = &self.key_hasher;
-        let mut shard = self.shard_for((client, entry.cport));
-        let ok = entry.key(Direction::Original, &shard.pools);
-        if let Some(slot) = shard.find(seed, Direction::Original, &ok) {
+        let ok = entry.key(Direction::Original, &self.pools);
+        let hint = match how.hint {
+            Some(h) => {
+                debug_assert_eq!(h, self.hint(Direction::Original, &ok), "another key's hint");
+                h
+            }
+            None => self.hint(Direction::Original, &ok),
+        };
+        let mut shard = self.shards.lock(hint.shard);
+        if let Some(slot) = shard.find_hashed(hint.hash, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
             if !is_expired(existing.expires, now_tick) {
-                let mut conn = existing.tracked(&shard.pools);
-                conn.origin = counted_origin(conn.origin);
-                return Ok(Inserted {
-                    conn,
-                    evicted_half_open: false,
-                    evicted: None,
-                });
+                *out = existing.tracked(&shard.pools);
+                out.origin = counted_origin(out.origin);
+                return Ok(None);
             }
             shard.remove(seed, slot);
             self.shards.count_removed(1);
         }
-        let evicted = self.make_room(&mut shard, now_tick)?;
-        if let Some(pool) = pool {
+        let evicted = match shard.live < shard.capacity {
+            true => None,
+            false => self.make_room(&mut shard, now_tick)?,
+        };
+        if let Some(pool) = how.pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
                 return Err(InsertError::LocalPortsExhausted);
@@ -1100,29 +1173,38 @@ impl<F: Family> Table<F> {
             entry.lid = lid;
             entry.lport = lport;
         }
-        let rk = entry.key(Direction::Reply, &shard.pools);
-        // A reply key held by another live connection (same client endpoint NATed to the same
-        // real server from two services) is taken over by the newer connection; the older one
-        // keeps its original direction until it expires.
-        if keys == Keys::Both {
-            if let Some(older) = shard.find(seed, Direction::Reply, &rk) {
-                shard.unindex(seed, older, Direction::Reply);
-            }
-            // Keep the older entry's reply key out of the index but its removal consistent:
-            // `unindex` on removal finds nothing for that key and does nothing.
-        }
+        let reply = match how.keys {
+            Keys::Both => Some(self.take_reply_key(&mut shard, &entry, hint.hash)),
+            Keys::OriginalOnly => None,
+        };
         if let Some(stats) = &entry.stats {
             count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
             stats.conn_added();
         }
-        let conn = entry.tracked(&shard.pools);
-        shard.place(seed, entry, keys);
+        *out = entry.tracked(&shard.pools);
+        shard.place_hashed(entry, (hint.hash, reply));
         self.shards.count_added(1);
-        Ok(Inserted {
-            conn,
-            evicted_half_open: evicted.is_some(),
-            evicted,
-        })
+        Ok(evicted)
+    }
+
+    /// The index hash of `entry`'s reply key, about to be indexed in `shard`, after taking the
+    /// key from the connection that holds it, if one does (a client endpoint NATed to the same
+    /// real server from two services: the newer connection takes it; the older one keeps its
+    /// original direction until it expires, and `unindex` on its removal finds nothing for
+    /// that key and does nothing). `original` is the index hash of the entry's original key,
+    /// which is the reply key's for NAT (both hash the client's endpoint).
+    fn take_reply_key(&self, shard: &mut Shard<F>, entry: &Entry<F>, original: u64) -> u64 {
+        let seed = &self.key_hasher;
+        let rk = entry.key(Direction::Reply, &shard.pools);
+        let hash = match entry.lid {
+            NO_LOCAL => original,
+            _ => rk.hash(Direction::Reply, seed),
+        };
+        debug_assert_eq!(hash, rk.hash(Direction::Reply, seed));
+        if let Some(older) = shard.find_hashed(hash, Direction::Reply, &rk) {
+            shard.unindex(seed, older, Direction::Reply);
+        }
+        hash
     }
 
     /// Makes room in a full `shard`: reclaims expired entries, then evicts the oldest half-open
@@ -1492,27 +1574,54 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, Origin::UNKNOWN, None, now, timeouts, Keys::Both)
+        self.inserted(new, Insert::unscheduled(None, Keys::Both), now, timeouts)
     }
 
     /// Inserts a connection the datapath scheduled, recording where (`origin`) so that its
     /// packets are counted without a lookup by address. `track` is how the method tracks it:
     /// as [`insert`](Self::insert), [`insert_original_only`](Self::insert_original_only) or
-    /// [`insert_fullnat`](Self::insert_fullnat).
+    /// [`insert_fullnat`](Self::insert_fullnat), with `at.hint` (see [`Scheduled`]). The packet
+    /// path's form, as [`ConnTable::lookup_into`] is: the connection (the new one, or the
+    /// existing entry that won) is written into `out`, where the caller reads it, never moved
+    /// through return values; the result is the half-open entry evicted to make room, if any,
+    /// as a Delete record.
     pub fn insert_scheduled(
         &self,
         new: NewConn,
-        origin: Origin,
-        track: Track,
+        at: Scheduled,
         now: Nanos,
         timeouts: &Timeouts,
-    ) -> Result<Inserted, InsertError> {
-        let (pool, keys) = match track {
+        out: &mut Tracked,
+    ) -> Result<Option<ConnRecord>, InsertError> {
+        let (pool, keys) = match at.track {
             Track::Both => (None, Keys::Both),
             Track::OriginalOnly => (None, Keys::OriginalOnly),
             Track::FullNat { pool } => (Some(pool), Keys::Both),
         };
-        self.insert_with(new, origin, pool, now, timeouts, keys)
+        let how = Insert {
+            origin: at.origin,
+            pool,
+            keys,
+            hint: at.hint,
+        };
+        self.insert_with(new, how, now, timeouts, out)
+    }
+
+    /// [`ConnTable::insert_with`] returning the connection in an [`Inserted`].
+    fn inserted(
+        &self,
+        new: NewConn,
+        how: Insert,
+        now: Nanos,
+        timeouts: &Timeouts,
+    ) -> Result<Inserted, InsertError> {
+        let mut conn = Tracked::EMPTY;
+        let evicted = self.insert_with(new, how, now, timeouts, &mut conn)?;
+        Ok(Inserted {
+            conn,
+            evicted_half_open: evicted.is_some(),
+            evicted,
+        })
     }
 
     /// Like [`insert`](Self::insert) for a connection whose replies never pass through the load
@@ -1525,14 +1634,8 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(
-            new,
-            Origin::UNKNOWN,
-            None,
-            now,
-            timeouts,
-            Keys::OriginalOnly,
-        )
+        let how = Insert::unscheduled(None, Keys::OriginalOnly);
+        self.inserted(new, how, now, timeouts)
     }
 
     /// Inserts a new FULLNAT connection whose local endpoint comes from pool `pool` (an index
@@ -1548,7 +1651,12 @@ impl ConnTable {
         now: Nanos,
         timeouts: &Timeouts,
     ) -> Result<Inserted, InsertError> {
-        self.insert_with(new, Origin::UNKNOWN, Some(pool), now, timeouts, Keys::Both)
+        self.inserted(
+            new,
+            Insert::unscheduled(Some(pool), Keys::Both),
+            now,
+            timeouts,
+        )
     }
 
     /// Routes an insert to the table of the connection's family: mixed families are refused
@@ -1556,21 +1664,20 @@ impl ConnTable {
     fn insert_with(
         &self,
         new: NewConn,
-        origin: Origin,
-        pool: Option<u16>,
+        how: Insert,
         now: Nanos,
         timeouts: &Timeouts,
-        keys: Keys,
-    ) -> Result<Inserted, InsertError> {
+        out: &mut Tracked,
+    ) -> Result<Option<ConnRecord>, InsertError> {
         let v6 = new.client.is_ipv6();
         if new.vip.is_ipv6() != v6 || new.real.is_ipv6() != v6 {
             return Err(InsertError::MixedFamilies);
         }
         if !v6 {
-            return self.v4.insert_with(new, origin, pool, now, timeouts, keys);
+            return self.v4.insert_with(new, how, now, timeouts, out);
         }
         match &self.v6 {
-            Some(t) => t.insert_with(new, origin, pool, now, timeouts, keys),
+            Some(t) => t.insert_with(new, how, now, timeouts, out),
             None => Err(InsertError::Full),
         }
     }
@@ -1648,6 +1755,28 @@ mod tests {
             state: ConnState::SynRecv,
             stats: stats.clone(),
         }
+    }
+
+    /// [`ConnTable::insert_scheduled`] of a NAT connection at `origin` with `hint`, at time 0,
+    /// as an [`Inserted`].
+    fn insert_at(
+        t: &ConnTable,
+        c: NewConn,
+        origin: Origin,
+        hint: Option<Hint>,
+    ) -> Result<Inserted, InsertError> {
+        let mut conn = Tracked::EMPTY;
+        let at = Scheduled {
+            origin,
+            track: Track::Both,
+            hint,
+        };
+        let evicted = t.insert_scheduled(c, at, 0, &Timeouts::default(), &mut conn)?;
+        Ok(Inserted {
+            conn,
+            evicted_half_open: evicted.is_some(),
+            evicted,
+        })
     }
 
     /// (original key, reply key) of a NAT connection (IPv4 or IPv6).
@@ -1937,9 +2066,8 @@ mod tests {
         let c = new_conn(40000, &stats);
         let (o, r) = keys(&c);
         let origin = Origin::new(3, 1);
-        let ins = t
-            .insert_scheduled(c.clone(), origin, Track::Both, 0, &Timeouts::default())
-            .unwrap();
+        let hint = t.prefetch(Direction::Original, &o);
+        let ins = insert_at(&t, c.clone(), origin, hint).unwrap();
         assert_eq!(ins.conn.origin, origin);
         assert_eq!(ins.conn.stats_id, stats_id(&stats));
         for (dir, key) in [(Direction::Original, o), (Direction::Reply, r)] {
@@ -2103,6 +2231,106 @@ mod tests {
         assert_eq!(t.remove_real(&a), n);
         assert!(t.is_empty());
         assert_eq!(a.total_connections(), 0);
+    }
+
+    #[test]
+    fn a_nat_connections_two_keys_hash_alike_as_the_client_endpoint() {
+        let seed = ahash::RandomState::with_seeds(5, 6, 7, 8);
+        let stats = Arc::new(RealStats::default());
+        let to = Timeouts::default();
+        let mut e = Entry::<V4>::new(new_conn(40000, &stats), Origin::UNKNOWN, 0, &to).unwrap();
+        let pools = LocalPools::<V4>::new(&[]).unwrap();
+        let hash = |e: &Entry<V4>, dir| e.key(dir, &pools).hash(dir, &seed);
+        let h = hash(&e, Direction::Original);
+        assert_eq!(h, hash(&e, Direction::Reply));
+        let other = Entry::<V4>::new(new_conn(40001, &stats), Origin::UNKNOWN, 0, &to).unwrap();
+        assert_ne!(h, hash(&other, Direction::Original));
+        // Another service and real server of the same client endpoint: the same hash (the keys
+        // tell the entries apart); another protocol: another hash.
+        (e.vport, e.real) = (443, e.real + 1);
+        assert_eq!(
+            (hash(&e, Direction::Original), hash(&e, Direction::Reply)),
+            (h, h)
+        );
+        e.proto = Proto::Udp;
+        assert_ne!(hash(&e, Direction::Original), h);
+    }
+
+    #[test]
+    fn one_client_endpoint_in_many_services_keeps_every_key_apart() {
+        // 40 connections of one client endpoint to 40 service ports, 20 real servers: every
+        // key shares the endpoint's home bucket; each is found in its own direction only, the
+        // newer connection takes a shared reply key, and removal keeps the rest findable.
+        let t = ConnTable::with_shards(256, 1);
+        let stats = Arc::new(RealStats::default());
+        let to = Timeouts::default();
+        let conn = |vport: u16| NewConn {
+            proto: Proto::Tcp,
+            client: sa("198.18.0.1:40000"),
+            vip: SocketAddr::new("198.18.0.100".parse().unwrap(), vport),
+            real: SocketAddr::new(format!("198.18.1.{}", vport % 20).parse().unwrap(), 80),
+            state: ConnState::Established,
+            stats: stats.clone(),
+        };
+        for vport in 1..=40 {
+            t.insert(conn(vport), 0, &to).unwrap();
+        }
+        assert_eq!(t.len(), 40);
+        for vport in 1..=40 {
+            let (o, r) = keys(&conn(vport));
+            let found = t.peek(Direction::Original, &o, 0).unwrap();
+            assert_eq!(found.vip(), conn(vport).vip);
+            // The reply key of real `vport % 20` belongs to the newest connection using it.
+            let newest = if vport > 20 { vport } else { vport + 20 };
+            assert_eq!(
+                t.peek(Direction::Reply, &r, 0).unwrap().vip().port(),
+                newest
+            );
+            assert!(t.peek(Direction::Reply, &o, 0).is_none());
+            assert!(t.peek(Direction::Original, &r, 0).is_none());
+        }
+        // Remove the older half by expiring them (inserted earlier, they expire earlier).
+        let short = Timeouts {
+            tcp_established: 1_000_000_000,
+            ..to
+        };
+        let t2 = ConnTable::with_shards(256, 1);
+        for vport in 1..=40 {
+            let timeouts = if vport <= 20 { &short } else { &to };
+            t2.insert(conn(vport), 0, timeouts).unwrap();
+        }
+        assert_eq!(t2.expire(2_000_000_000, usize::MAX), 20);
+        for vport in 1..=40 {
+            let (o, r) = keys(&conn(vport));
+            assert_eq!(t2.peek(Direction::Original, &o, 0).is_some(), vport > 20);
+            assert_eq!(
+                t2.peek(Direction::Reply, &r, 0).map(|c| c.vip().port()),
+                Some(if vport > 20 { vport } else { vport + 20 })
+            );
+        }
+    }
+
+    #[test]
+    fn a_hinted_insert_finds_a_racing_entry_and_inserts_as_an_unhinted_one() {
+        let stats = Arc::new(RealStats::default());
+        let (a, b) = (ConnTable::with_shards(64, 4), ConnTable::with_shards(64, 4));
+        for port in 40000..40016 {
+            let c = new_conn(port, &stats);
+            let (o, r) = keys(&c);
+            let hint = a.prefetch(Direction::Original, &o);
+            assert!(hint.is_some());
+            let with = insert_at(&a, c.clone(), Origin::new(0, 0), hint);
+            let without = insert_at(&b, c.clone(), Origin::new(0, 0), None);
+            assert_eq!(with, without);
+            // Another worker's insert of the same flow with the same hint: the first one wins.
+            let again = insert_at(&a, c, Origin::new(0, 1), hint);
+            assert_eq!(again.unwrap().conn.origin, Origin::new(0, 0));
+            for table in [&a, &b] {
+                assert!(table.peek(Direction::Original, &o, 0).is_some());
+                assert!(table.peek(Direction::Reply, &r, 0).is_some());
+            }
+        }
+        assert_eq!((a.len(), b.len()), (16, 16));
     }
 
     #[test]

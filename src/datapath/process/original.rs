@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use super::rewrite::{rewrite_endpoint, Side};
 use super::{decremented_ttl, Parsed, Processor, Route, Sent};
 use crate::conntrack::{
-    stats_id, ConnState, Direction, Event, InsertError, NewConn, Origin, Track, Tracked,
+    stats_id, ConnState, Direction, Event, Hint, InsertError, NewConn, Origin, Scheduled, Track,
+    Tracked,
 };
 use crate::datapath::counters::{bump, Dir};
 use crate::datapath::fragments::FragmentRewrite;
@@ -20,6 +21,8 @@ use crate::datapath::fullnat;
 use crate::datapath::{DropReason, Forwarding, Verdict};
 use crate::flow::Nanos;
 use crate::sched::persist::TemplateKey;
+use crate::sched::RealStats;
+use crate::sync::record::ConnRecord;
 use crate::sync::SyncRecord;
 
 impl Processor {
@@ -179,6 +182,7 @@ impl Processor {
         t: &mut Tracked,
     ) -> Result<(), DropReason> {
         let timeouts = self.snap.timeouts;
+        let mut hint = None;
         if !self.snap.services[si].one_packet {
             let table = &self.shared.conntrack;
             let probe = self.probe(Direction::Original, &p.key);
@@ -191,6 +195,8 @@ impl Processor {
             if self.sync.is_some() {
                 self.sync_lookup(p.key.proto, t);
             }
+            // The miss's shard and hash, for the insert (the same key, original direction).
+            hint = probe.hint;
         }
         let sloppy = self.snap.services[si].picks_up_mid_stream(self.snap.sloppy_tcp);
         let state = match p.event {
@@ -201,21 +207,23 @@ impl Processor {
             Event::Tcp(_) => return Err(DropReason::NoConnection),
             Event::Udp => ConnState::Udp,
         };
-        *t = self.schedule(now, si, p, state)?;
-        Ok(())
+        self.schedule(now, si, p, (state, hint), t)
     }
 
-    /// Schedules a new flow of service `si` in `state` and tracks it. keepalived: a service that
-    /// lost quorum has its real servers replaced by the sorry server (without one, the servers
-    /// still up keep taking flows); a service whose real servers can take no flow uses the sorry
-    /// server too.
+    /// Schedules a new flow of service `si` in `state` and tracks it, written into `t` (with
+    /// `hint`, the
+    /// connection table's hint of the lookup that missed it, if it had one). keepalived: a
+    /// service that lost quorum has its real servers replaced by the sorry server (without one,
+    /// the servers still up keep taking flows); a service whose real servers can take no flow
+    /// uses the sorry server too.
     fn schedule(
         &mut self,
         now: Nanos,
         si: usize,
         p: &Parsed,
-        state: ConnState,
-    ) -> Result<Tracked, DropReason> {
+        (state, hint): (ConnState, Option<Hint>),
+        t: &mut Tracked,
+    ) -> Result<(), DropReason> {
         let lost_quorum = {
             let svc = &self.snap.services[si];
             svc.sorry.is_some() && !svc.state.has_quorum()
@@ -262,39 +270,50 @@ impl Processor {
             bump(&self.counters.new_connections, 1);
             let ends = (new.client, new.vip, new.real);
             let stats = stats_id(&real.stats);
-            return Ok(Tracked::new(ends, None, state, origin, stats));
+            *t = Tracked::new(ends, None, state, origin, stats);
+            return Ok(());
         }
-        self.track(now, si, new, origin)
+        let proto = new.proto;
+        let evicted = self.track(now, si, new, (origin, hint), (&real.stats, t))?;
+        if self.sync.is_some() {
+            self.sync_inserted(proto, t, evicted);
+        }
+        Ok(())
     }
 
-    /// Inserts the new connection `new` of service `si` as its method tracks it.
+    /// Inserts the new connection `new` of service `si` as its method tracks it, with the
+    /// lookup's `hint`, writes it into `out` and counts it on `stats`, its real server's
+    /// counters (the ones `new` holds; borrowed from the snapshot, not cloned: a clone and its
+    /// drop are two more locked instructions per new connection). Returns the half-open entry
+    /// evicted to make room, if any.
     fn track(
-        &mut self,
+        &self,
         now: Nanos,
         si: usize,
         new: NewConn,
-        origin: Origin,
-    ) -> Result<Tracked, DropReason> {
+        (origin, hint): (Origin, Option<Hint>),
+        (stats, out): (&RealStats, &mut Tracked),
+    ) -> Result<Option<ConnRecord>, DropReason> {
         let svc = &self.snap.services[si];
         let track = match svc.local_pool {
             Some(pool) => Track::FullNat { pool },
             None if svc.forwarding.replies_return() => Track::Both,
             None => Track::OriginalOnly,
         };
-        let stats = new.stats.clone();
-        let proto = new.proto;
         let table = &self.shared.conntrack;
-        match table.insert_scheduled(new, origin, track, now, &self.snap.timeouts) {
-            Ok(ins) => {
+        let at = Scheduled {
+            origin,
+            track,
+            hint,
+        };
+        match table.insert_scheduled(new, at, now, &self.snap.timeouts, out) {
+            Ok(evicted) => {
                 stats.connections_total.fetch_add(1, Ordering::Relaxed);
                 bump(&self.counters.new_connections, 1);
-                if ins.evicted_half_open {
+                if evicted.is_some() {
                     bump(&self.counters.conntrack_evictions, 1);
                 }
-                if self.sync.is_some() {
-                    self.sync_inserted(proto, &ins);
-                }
-                Ok(ins.conn)
+                Ok(evicted)
             }
             // A service's real servers are of its VIP's family (the config refuses others), so
             // `MixedFamilies` cannot happen; if it did, the flow could not be tracked either.

@@ -24,8 +24,9 @@
 //! sweep's closure enqueues under it: a few stores).
 
 use super::Processor;
-use crate::conntrack::{timeout_ms, Change, Inserted, Tracked};
+use crate::conntrack::{timeout_ms, Change, Tracked};
 use crate::flow::{Nanos, Proto};
+use crate::sync::record::ConnRecord;
 use crate::sync::ring::SyncProducer;
 use crate::sync::{SyncOp, SyncRecord};
 
@@ -85,16 +86,17 @@ impl Processor {
     /// The events of a `proto` connection just inserted: its Create, and the Delete of the
     /// half-open entry evicted for it, if any.
     #[inline(never)]
-    pub(super) fn sync_inserted(&mut self, proto: Proto, ins: &Inserted) {
-        let left = timeout_ms(ins.conn.state.timeout(&self.snap.timeouts));
+    pub(super) fn sync_inserted(
+        &mut self,
+        proto: Proto,
+        conn: &Tracked,
+        evicted: Option<ConnRecord>,
+    ) {
+        let left = timeout_ms(conn.state.timeout(&self.snap.timeouts));
         let Some(ring) = &mut self.sync else { return };
-        if let Some(evicted) = ins.evicted {
+        if let Some(evicted) = evicted {
             ring.push(SyncRecord::Conn(evicted));
         }
-        ring.push(SyncRecord::Conn(ins.conn.record(
-            SyncOp::Create,
-            proto,
-            left,
-        )));
+        ring.push(SyncRecord::Conn(conn.record(SyncOp::Create, proto, left)));
     }
 }

@@ -139,11 +139,11 @@ impl ConnTable {
         self.v4.hint(dir, &key.key())
     }
 
-    /// The hash of an IPv4 key in its shard's index ([`Hint::hash`]; the same in both
-    /// directions), without the shard.
+    /// The hash of an IPv4 key in direction `dir` in its shard's index ([`Hint::hash`]),
+    /// without the shard.
     #[inline]
-    pub fn hash_v4(&self, key: &V4Key) -> u64 {
-        key.key().hash(&self.v4.key_hasher)
+    pub fn hash_v4(&self, dir: Direction, key: &V4Key) -> u64 {
+        key.key().hash(dir, &self.v4.key_hasher)
     }
 
     /// [`ConnTable::hint_v4`] of a key whose [`ConnTable::hash_v4`] is `hash`.

@@ -458,7 +458,7 @@ impl Processor {
             };
             // A flow the cache holds will not lock its shard: nothing of the table to fetch.
             let table = &self.shared.conntrack;
-            let hash = table.hash_v4(&key);
+            let hash = table.hash_v4(dir, &key);
             let hint = self.flow_cache.get(hash, dir, &key).is_none().then(|| {
                 let hint = table.hint_v4_hashed(dir, &key, hash);
                 table.prefetch_hint_v4(hint);

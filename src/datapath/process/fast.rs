@@ -247,7 +247,7 @@ impl Processor {
         hint: Option<(u64, Option<Hint>)>,
     ) -> Option<(EstablishedV4, u64)> {
         let (table, timeouts) = (&self.shared.conntrack, &self.snap.timeouts);
-        let (hash, hint) = hint.unwrap_or_else(|| (table.hash_v4(&f.key), None));
+        let (hash, hint) = hint.unwrap_or_else(|| (table.hash_v4(dir, &f.key), None));
         if let Some(hit) = self.flow_cache.get(hash, dir, &f.key) {
             if table.still_established_v4(dir, hit, f.event, now, timeouts) {
                 return Some((*hit, hash));

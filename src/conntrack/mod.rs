@@ -847,6 +847,18 @@ impl<F: Family> Shard<F> {
         Some(record)
     }
 
+    /// Prefetches, for a write, the slot the next insert into this shard takes (the head of
+    /// the free list; nothing when the slab grows instead, at its warm end). A lookup that
+    /// misses in the original direction calls it: an insert usually follows such a miss, and
+    /// in a table that has churned the free slot is anywhere in the slab, a cold line.
+    #[inline]
+    fn prefetch_free_slot(&self) {
+        let head = (self.free_head as usize).checked_sub(1);
+        if let Some(e) = head.and_then(|s| self.slots.get(s)) {
+            crate::sys::prefetch_write(std::ptr::from_ref(e) as usize);
+        }
+    }
+
     /// Places `entry` in a free slot and indexes its keys (both, or the original one only).
     fn place(&mut self, seed: &ahash::RandomState, entry: Entry<F>, keys: Keys) -> usize {
         let hash = |dir| entry.key(dir, &self.pools).hash(dir, seed);
@@ -1053,6 +1065,9 @@ impl<F: Family> Table<F> {
         let mut guard = self.shards.lock(hint.shard);
         let Some(slot) = guard.find_hashed(hint.hash, dir, &key) else {
             guard.unchanged();
+            if dir == Direction::Original {
+                guard.prefetch_free_slot();
+            }
             return false;
         };
         let now_tick = tick(now);

@@ -62,7 +62,12 @@ impl Scheduler for WeightedRoundRobin {
         let rounds = usize::try_from(self.mw / self.di).unwrap_or(usize::MAX);
         let bound = n.saturating_mul(rounds).saturating_add(n);
         for _ in 0..bound {
-            self.index = (self.index + 1) % n;
+            // `index` < n (same `reals` every call): a compare, not a division.
+            self.index = if self.index + 1 >= n {
+                0
+            } else {
+                self.index + 1
+            };
             if self.index == 0 {
                 self.cw -= self.di;
                 if self.cw <= 0 {

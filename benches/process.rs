@@ -18,6 +18,8 @@
 //! does not hold (lookup miss, wrr pick, insert, NAT rewrite), fresh client ports every batch,
 //! the table cleared untimed after each. The `scaling/` group runs `process_buf` on one and two
 //! pinned threads over one shared table (disjoint flows; crossed replies); it needs two free CPUs.
+//! `XVS_SCALING=ROUNDS:MS` runs the same lanes as a driver instead (`scaling_driver`): one and
+//! two threads timed back to back in alternating rounds, the median ratio printed.
 //!
 //! What is timed is checked, untimed, before and after the timing: every frame of the batch must
 //! get `Verdict::Tx` on the expected port and leave as the method says (MACs, addresses, ports,

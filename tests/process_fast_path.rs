@@ -133,6 +133,23 @@ fn both(
         .collect()
 }
 
+/// A processor's traffic counters, one line per slot.
+fn traffic(p: &Processor) -> Vec<String> {
+    let mut v = Vec::new();
+    (p.counters.traffic.load()).for_each(|k, t| v.push(format!("{k:?} {t:?}")));
+    v
+}
+
+/// Two processors end with the same table (its rows at `now`) and the same traffic counters.
+fn assert_same_state(a: &Processor, b: &Processor, now: u64) {
+    let (ra, rb) = (
+        a.shared().conntrack.rows(now),
+        b.shared().conntrack.rows(now),
+    );
+    assert_eq!(ra, rb, "the tables");
+    assert_eq!(traffic(a), traffic(b), "traffic counters");
+}
+
 fn pair(make: impl Fn() -> Processor) -> (Processor, Processor) {
     let (fast, mut slow) = (make(), make());
     slow.set_fast_path(false);
@@ -247,20 +264,7 @@ fn the_fast_path_decides_every_nat_frame_as_the_pipeline() {
     let (a, b) = (fast.shared().conntrack.len(), slow.shared().conntrack.len());
     assert_eq!(a, b, "entries");
     let now = now + 1000;
-    let (ra, rb) = (
-        fast.shared().conntrack.rows(now),
-        slow.shared().conntrack.rows(now),
-    );
-    assert_eq!(ra, rb, "the tables");
-    let traffic = |p: &Processor| {
-        let mut v = Vec::new();
-        p.counters
-            .traffic
-            .load()
-            .for_each(|k, t| v.push(format!("{k:?} {t:?}")));
-        v
-    };
-    assert_eq!(traffic(&fast), traffic(&slow), "traffic counters");
+    assert_same_state(&fast, &slow, now);
 }
 
 #[test]
@@ -332,23 +336,12 @@ impl Workers {
 
     /// Both tables and both pairs' traffic counters are the same.
     fn check(&self, now: u64) {
-        let (f, s) = (&self.fast.0, &self.slow.0);
+        assert_same_state(&self.fast.0, &self.slow.0, now);
         assert_eq!(
-            f.shared().conntrack.rows(now),
-            s.shared().conntrack.rows(now),
-            "the tables"
+            traffic(&self.fast.1),
+            traffic(&self.slow.1),
+            "traffic counters"
         );
-        let traffic = |p: &Processor| {
-            let mut v = Vec::new();
-            p.counters
-                .traffic
-                .load()
-                .for_each(|k, t| v.push(format!("{k:?} {t:?}")));
-            v
-        };
-        for (a, b) in [(&self.fast.0, &self.slow.0), (&self.fast.1, &self.slow.1)] {
-            assert_eq!(traffic(a), traffic(b), "traffic counters");
-        }
     }
 }
 

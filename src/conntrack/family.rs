@@ -31,8 +31,8 @@ pub trait Family: sealed::Sealed + Copy + Eq + Debug + Send + Sync + 'static {
     /// The address as an [`IpAddr`].
     fn to_ip(a: Self::Addr) -> IpAddr;
 
-    /// A hash of an endpoint's address `addr` and the port and protocol packed in `rest` (below
-    /// 2^24) under `seed`: what the connection table's index hashes (see `Key::hash`).
+    /// A hash of an endpoint's address `addr` and the ports and protocol packed in `rest`
+    /// (below 2^40) under `seed`: what the connection table's index hashes (see `Key::hash`).
     fn hash_endpoint(seed: &ahash::RandomState, addr: Self::Addr, rest: u64) -> u64;
 }
 
@@ -60,10 +60,10 @@ impl Family for V4 {
         IpAddr::V4(Ipv4Addr::from_bits(a))
     }
 
-    /// One word: the address above the 24 bits of `rest`.
+    /// One 128-bit word: the address above the 40 bits of `rest`.
     #[inline]
     fn hash_endpoint(seed: &ahash::RandomState, addr: u32, rest: u64) -> u64 {
-        seed.hash_one((u64::from(addr) << 32) | rest)
+        seed.hash_one((u128::from(addr) << 64) | u128::from(rest))
     }
 }
 
@@ -123,5 +123,7 @@ mod tests {
         assert_ne!(h4(c, 1), h4(d, 1));
         assert_ne!(h4(c, 1 << 8), h4(c, 2 << 8));
         assert_ne!(h4(c, 6), h4(c, 17));
+        assert_ne!(h4(c, 1 << 24), h4(c, 2 << 24));
+        assert_ne!(h4(c, (1 << 24) | (2 << 8)), h4(c, (2 << 24) | (1 << 8)));
     }
 }

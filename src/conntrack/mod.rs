@@ -17,12 +17,17 @@
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
 //!   backward shift, so there is no rehash and no pause on the packet path, ever.
 //! - A key's index hash ([`Key::hash`]) covers the connection's client-side endpoint as the key
-//!   carries it (the source of an original key, the destination of a reply key) and the
-//!   protocol, under random seeds: a NAT connection's two keys hash alike, so its reply key
-//!   sits in the original key's home bucket's run, on the line a batch's pre-pass prefetched
-//!   for the original key, and an insert hashes nothing the lookup before it did not. Keys that
-//!   share an endpoint (one client endpoint in several services) share a home and are told
-//!   apart by the direction bit and the entry's whole key, as any tag collision is.
+//!   carries it (the source of an original key, the destination of a reply key), the port on
+//!   the service side (the VIP's port in an original key, the real server's in a reply key)
+//!   and the protocol, under random seeds; only the service-side *address* is left out. So a
+//!   NAT connection whose real server listens on the VIP's port (every all-port service, and
+//!   most others) has two keys that hash alike: its reply key sits in the original key's home
+//!   bucket's run, on the line a batch's pre-pass prefetched for the original key, and the
+//!   insert reuses the hash. Keys that share a home (one client endpoint to one port of
+//!   several VIPs, or of several real servers) are told apart by the direction bit and the
+//!   entry's whole key, as any tag collision is; how many there can be is bounded by the
+//!   configuration, not by what a client sends (a client varying its destination port, as a
+//!   SYN scan of an all-port service does, spreads over the index as before).
 //! - An IPv4 entry is 40 bytes: three addresses and four ports (client, VIP, real server and,
 //!   for FULLNAT, the local port; the local address is the pool's, named by the local id), the
 //!   local id, the service and real-server positions it was scheduled at ([`Origin`], so the
@@ -476,15 +481,17 @@ impl<F: Family> Key<F> {
 
     /// The key's hash in a shard's index as a connection's `dir` key: of its client-side
     /// endpoint (the source in the original direction; the destination in the reply direction,
-    /// which is the client's endpoint for NAT and the local one for FULLNAT) and protocol. See
-    /// the module documentation.
+    /// which is the client's endpoint for NAT and the local one for FULLNAT), its service-side
+    /// port (the destination port in the original direction, the source port in the reply
+    /// direction) and protocol. See the module documentation.
     #[inline(always)]
     fn hash(&self, dir: Direction, seed: &ahash::RandomState) -> u64 {
-        let (addr, port) = match dir {
-            Direction::Original => (self.src, self.sport),
-            Direction::Reply => (self.dst, self.dport),
+        let (addr, port, service_port) = match dir {
+            Direction::Original => (self.src, self.sport, self.dport),
+            Direction::Reply => (self.dst, self.dport, self.sport),
         };
-        F::hash_endpoint(seed, addr, (u64::from(port) << 8) | self.proto as u64)
+        let rest = (u64::from(port) << 24) | (u64::from(service_port) << 8) | self.proto as u64;
+        F::hash_endpoint(seed, addr, rest)
     }
 }
 
@@ -1207,13 +1214,15 @@ impl<F: Family> Table<F> {
     /// real server from two services: the newer connection takes it; the older one keeps its
     /// original direction until it expires, and `unindex` on its removal finds nothing for
     /// that key and does nothing). `original` is the index hash of the entry's original key,
-    /// which is the reply key's for NAT (both hash the client's endpoint).
+    /// which is the reply key's for NAT when the real server's port is the VIP's (both hash the
+    /// client's endpoint and that port).
     fn take_reply_key(&self, shard: &mut Shard<F>, entry: &Entry<F>, original: u64) -> u64 {
         let seed = &self.key_hasher;
         let rk = entry.key(Direction::Reply, &shard.pools);
-        let hash = match entry.lid {
-            NO_LOCAL => original,
-            _ => rk.hash(Direction::Reply, seed),
+        let hash = if entry.lid == NO_LOCAL && entry.rport == entry.vport {
+            original
+        } else {
+            rk.hash(Direction::Reply, seed)
         };
         debug_assert_eq!(hash, rk.hash(Direction::Reply, seed));
         if let Some(older) = shard.find_hashed(hash, Direction::Reply, &rk) {
@@ -2249,26 +2258,59 @@ mod tests {
     }
 
     #[test]
-    fn a_nat_connections_two_keys_hash_alike_as_the_client_endpoint() {
+    fn a_nat_connections_two_keys_hash_alike_when_the_real_server_takes_the_vip_port() {
         let seed = ahash::RandomState::with_seeds(5, 6, 7, 8);
         let stats = Arc::new(RealStats::default());
         let to = Timeouts::default();
         let mut e = Entry::<V4>::new(new_conn(40000, &stats), Origin::UNKNOWN, 0, &to).unwrap();
+        e.rport = e.vport;
         let pools = LocalPools::<V4>::new(&[]).unwrap();
         let hash = |e: &Entry<V4>, dir| e.key(dir, &pools).hash(dir, &seed);
         let h = hash(&e, Direction::Original);
         assert_eq!(h, hash(&e, Direction::Reply));
         let other = Entry::<V4>::new(new_conn(40001, &stats), Origin::UNKNOWN, 0, &to).unwrap();
         assert_ne!(h, hash(&other, Direction::Original));
-        // Another service and real server of the same client endpoint: the same hash (the keys
-        // tell the entries apart); another protocol: another hash.
-        (e.vport, e.real) = (443, e.real + 1);
+        // Another VIP and real server on the same port, of the same client endpoint: the same
+        // hash (the keys tell the entries apart); another protocol, another port (a SYN scan of
+        // an all-port service), or a real server on another port than the VIP's: another hash.
+        (e.vip, e.real) = (e.vip + 1, e.real + 1);
         assert_eq!(
             (hash(&e, Direction::Original), hash(&e, Direction::Reply)),
             (h, h)
         );
         e.proto = Proto::Udp;
         assert_ne!(hash(&e, Direction::Original), h);
+        e.proto = Proto::Tcp;
+        e.rport += 1;
+        assert_eq!(
+            hash(&e, Direction::Original),
+            h,
+            "the real server on another port"
+        );
+        assert_ne!(hash(&e, Direction::Reply), h);
+        e.vport += 1;
+        let scanned = hash(&e, Direction::Original);
+        assert_ne!(scanned, h, "the next port of an all-port service");
+        assert_eq!(hash(&e, Direction::Reply), scanned);
+    }
+
+    #[test]
+    fn a_syn_scan_of_an_all_port_service_from_one_endpoint_spreads_over_the_index() {
+        // One client endpoint to 4096 destination ports (real servers on the same ports, as an
+        // all-port service keeps them): every key hashes apart, so no probe run grows with what
+        // one client sends.
+        let seed = ahash::RandomState::with_seeds(5, 6, 7, 8);
+        let stats = Arc::new(RealStats::default());
+        let (to, pools) = (Timeouts::default(), LocalPools::<V4>::new(&[]).unwrap());
+        let mut seen = std::collections::HashSet::new();
+        for port in 1..=4096u16 {
+            let mut e = Entry::<V4>::new(new_conn(40000, &stats), Origin::UNKNOWN, 0, &to).unwrap();
+            (e.vport, e.rport) = (port, port);
+            for dir in [Direction::Original, Direction::Reply] {
+                seen.insert((dir == Direction::Reply, e.key(dir, &pools).hash(dir, &seed)));
+            }
+        }
+        assert_eq!(seen.len(), 2 * 4096);
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //!   that a reader of the version may have cached ([`ShardGuard::unchanged`]). A reader that
 //!   saw version `v` under the lock and reads `v` again later without the lock knows that no
 //!   guard that could have changed the shard was released in between (the datapath's flow
-//!   cache, `datapath/flow_cache.rs`, relies on this; only the version is read without the lock).
+//!   cache, `datapath/process/flow_cache.rs`, relies on this; only the version is read
+//!   without the lock).
 
 use std::hash::Hash;
 use std::ops::{Deref, DerefMut};

@@ -1304,7 +1304,7 @@ impl<F: Family> Table<F> {
     /// Appends a copy of every entry live at `now` to `out` (locks one shard at a time).
     fn rows_into(&self, now: Nanos, out: &mut Vec<ConnRow>) {
         let now_tick = tick(now);
-        self.shards.for_each(|s| {
+        self.shards.for_each_read(|s| {
             out.extend(
                 s.slots
                     .iter()

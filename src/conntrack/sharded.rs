@@ -210,6 +210,16 @@ impl<S> Sharded<S> {
             .sum()
     }
 
+    /// Runs `f` on every shard, locking one at a time, to read it only: the shards' versions
+    /// stay as they are.
+    pub fn for_each_read(&self, mut f: impl FnMut(&S)) {
+        for i in 0..self.shards() {
+            let mut shard = self.lock(i);
+            shard.unchanged();
+            f(&shard);
+        }
+    }
+
     /// Runs `f` on every shard, locking one at a time.
     pub fn for_each(&self, mut f: impl FnMut(&mut S)) {
         for i in 0..self.shards() {
@@ -382,6 +392,8 @@ mod tests {
             before[2] + 1,
             "sum leaves them, for_each does not"
         );
+        t.for_each_read(|_| {});
+        assert_eq!(t.version(2), before[2] + 1, "for_each_read leaves them");
         assert_eq!(t.version(5), t.version(1), "taken modulo the shard count");
         assert_eq!(t.version(1), before[1] + 3);
     }

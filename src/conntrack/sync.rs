@@ -265,7 +265,9 @@ impl<F: Family> Table<F> {
         out: &mut Vec<SyncRecord>,
     ) -> Option<usize> {
         let now_tick = tick(now);
-        let s = self.shards.lock(shard);
+        let mut s = self.shards.lock(shard);
+        // A dump only reads: flow caches of the shard stay valid.
+        s.unchanged();
         let end = from.saturating_add(max_slots.max(1)).min(s.slots.len());
         for e in s.slots.get(from..end).unwrap_or_default() {
             if e.is_live() && !is_expired(e.expires, now_tick) {

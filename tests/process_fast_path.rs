@@ -116,12 +116,7 @@ fn both(
         }
     }
     let run = |p: &mut Processor, ingress: PortId, frame: &[u8]| {
-        let mut buf = frame.to_vec();
-        buf.resize(frame.len() + 64, 0);
-        let mut len = frame.len();
-        let v = p.process_buf(now, ingress, &mut buf, &mut len);
-        buf.truncate(len);
-        (v, buf)
+        nat_lab::decide_copy(p, now, ingress, frame)
     };
     (frames.iter().enumerate())
         .map(|(i, (ingress, f))| {

@@ -377,8 +377,16 @@ fn on_failure_remove_ends_the_down_servers_connections_and_drain_keeps_them() {
             Duration::from_secs(5)
         )
         .is_some());
+    // rr alternates: 5 of 10 each. One either way is allowed: the exec checks run with a 200 ms
+    // timeout, and on a loaded CI machine checks may time out and take a server out for a
+    // moment, moving a request (a CI run once saw 4/6 with every request answered).
     let s = lab.http_client_url(&format!("http://{VIP}:81/"), 10, 2.0);
-    assert_eq!((s.ok, s.count("r2")), (10, 5), "{s:?}");
+    let (r1, r2) = (s.count("r1"), s.count("r2"));
+    assert!(
+        s.ok == 10 && r1 + r2 == 10 && (4..=6).contains(&r2),
+        "{s:?}\n{}",
+        xvs.log()
+    );
 }
 
 #[test]

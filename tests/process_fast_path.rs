@@ -440,3 +440,41 @@ fn a_cached_flow_follows_a_changed_next_hop() {
         }
     }
 }
+
+#[test]
+fn a_cached_flow_of_a_vrrp_service_stops_the_moment_the_vip_is_lost() {
+    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use xvs::datapath::{DropReason, Shared};
+    let held = Arc::new(AtomicBool::new(true));
+    let (mut fast, mut slow) = pair(|| {
+        let snap = nat_lab::snapshot(1, (3, 1), false)
+            .with_vrrp_gates([(IpAddr::from(VIP), held.clone())]);
+        Processor::new(Arc::new(Shared::new(snap, nat_lab::nexthops(), 1000)))
+    });
+    let now = T0;
+    let client = |flags| Spec::tcp((WAN_MAC, CLIENT_MAC), (CLIENT, 23100), (VIP, 80), flags);
+    let out = both((&mut fast, &mut slow), now, &[(0, client(0x02).frame())]);
+    let real: [u8; 4] = out[0].1[30..34].try_into().unwrap();
+    let mac = if real == R1 { R1_MAC } else { R2_MAC };
+    let reply = |flags| Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, 23100), flags);
+    both((&mut fast, &mut slow), now, &[(1, reply(0x12).frame())]);
+    // Both directions cached (each frame twice, routes included), then the VIP goes.
+    let frames: Vec<_> = (0..2)
+        .flat_map(|_| [(0, client(0x10).frame()), (1, reply(0x10).frame())])
+        .collect();
+    for (v, _) in both((&mut fast, &mut slow), now, &frames) {
+        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    }
+    held.store(false, Ordering::Relaxed);
+    for (v, _) in both((&mut fast, &mut slow), now, &frames) {
+        assert_eq!(v, Verdict::Drop(DropReason::VrrpBackup));
+    }
+    held.store(true, Ordering::Relaxed);
+    for (v, _) in both((&mut fast, &mut slow), now, &frames) {
+        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    }
+    assert_same_state(&fast, &slow, now);
+}

@@ -273,6 +273,23 @@ impl Slot {
     }
 }
 
+/// The positions in one [`TrafficBlock`] of a service's totals and of one of its real servers'
+/// ([`TrafficBlock::slot_pair`]): what the flow cache keeps so that counting a cached flow's
+/// frame does no lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotPair {
+    service: u32,
+    real: u32,
+}
+
+#[cfg(test)]
+impl SlotPair {
+    /// A pair at the given positions, for caches that never count with it.
+    pub(crate) fn for_test(service: u32, real: u32) -> SlotPair {
+        SlotPair { service, real }
+    }
+}
+
 /// What a traffic slot counts: a service (`real: None`) or one of its real servers or its sorry
 /// server (`real: Some(address as configured)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -388,6 +405,31 @@ impl TrafficBlock {
             .filter(|_| base + 1 + slot < last)
         {
             s.count(dir, bytes);
+        }
+    }
+
+    /// Where [`TrafficBlock::count_slot`] counts for service `si` and its traffic slot `slot`,
+    /// for [`TrafficBlock::count_pair`]: `None` unless both are in the block (then
+    /// `count_slot` counts the service alone, or nothing). Valid for this block only.
+    #[inline]
+    pub fn slot_pair(&self, si: usize, slot: usize) -> Option<SlotPair> {
+        let base = *self.base.get(si)?;
+        let last = self.base.get(si + 1).copied().unwrap_or(self.slots.len());
+        let real = base + 1 + slot;
+        Some(SlotPair {
+            service: u32::try_from(base).ok()?,
+            real: u32::try_from(real).ok().filter(|_| real < last)?,
+        })
+    }
+
+    /// [`TrafficBlock::count_slot`] at the positions [`TrafficBlock::slot_pair`] gave (for this
+    /// block). Only the owning worker may call this.
+    #[inline]
+    pub fn count_pair(&self, pair: SlotPair, dir: Dir, bytes: u64) {
+        for at in [pair.service, pair.real] {
+            if let Some(s) = self.slots.get(at as usize) {
+                s.count(dir, bytes);
+            }
         }
     }
 

@@ -227,6 +227,8 @@ pub struct Processor {
     /// The flow cache's epoch: moves whenever `snap` or `nexthops` changes (routes and traffic
     /// slots the cache worked out in another epoch are not used).
     epoch: u64,
+    /// What the fast path may do with each service of `snap`, same order (rebuilt with it).
+    fast_services: Vec<Option<fast::FastService>>,
 }
 
 /// How many frames of a batch the pre-pass keeps hints for (the frames after them are decided
@@ -373,6 +375,7 @@ impl Processor {
         let snap = shared.snapshot.load_full();
         let nexthops = shared.nexthops.load_full();
         let schedulers = build_schedulers(&snap);
+        let fast_services = snap.services.iter().map(fast::FastService::of).collect();
         let counters = Arc::new(WorkerCounters::default());
         let traffic = Arc::new(TrafficBlock::new(snap.clone(), None));
         counters.traffic.store(traffic.clone());
@@ -392,6 +395,7 @@ impl Processor {
             fast_path: true,
             flow_cache: flow_cache::FlowCache::new(),
             epoch: 0,
+            fast_services,
         }
     }
 
@@ -430,6 +434,9 @@ impl Processor {
             }
             self.snap = snap;
             self.epoch += 1;
+            // Allocates only when the snapshot has more services than any before.
+            self.fast_services.clear();
+            (self.fast_services).extend(self.snap.services.iter().map(fast::FastService::of));
         }
         let hops = self.shared.nexthops.load();
         if !Arc::ptr_eq(&hops, &self.nexthops) {

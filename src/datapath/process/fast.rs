@@ -17,7 +17,10 @@
 //! After a hit, the pipeline's steps follow in its order: the route step (next hop, egress
 //! port; its drops are the pipeline's), the rewrite with the same incremental checksums (one
 //! RFC 1624 update per checksum instead of one per field: the same value, see
-//! [`update_words`]), the Ethernet header, the traffic counters.
+//! [`update_words`]), the Ethernet header, the traffic counters. What the route step and the
+//! counters work out for a hit (the MACs and port, the traffic slots, a reply's service) is
+//! kept with it in the flow cache for the worker's epoch ([`CachedRoute`]); only the VRRP gate,
+//! which may move at any time, is read per frame.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -83,8 +86,7 @@ fn read(frame: &[u8]) -> Option<Fast> {
     if usize::from(total) > frame.len() - L3 || h[L3 + 6] & 0x20 != 0 {
         return None;
     }
-    let header = h.get(L3..L4)?;
-    if checksum::fold(checksum::sum(header, 0)) != 0xffff {
+    if !checksum::ipv4_header_verifies(h.get(L3..L4)?.first_chunk()?) {
         return None;
     }
     let event = match key.proto {
@@ -113,14 +115,43 @@ fn read(frame: &[u8]) -> Option<Fast> {
     })
 }
 
+/// What the fast path may do with the frames of one service of the worker's snapshot
+/// ([`FastService::of`]; the processor keeps one per service, rebuilt with each snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FastService {
+    /// NAT (the rewrite and the TTL); `false`: DR (MACs only).
+    nat: bool,
+    /// Its VIP is managed by VRRP: a frame of it takes the fast path only while this box holds
+    /// the VIP (read per frame).
+    gated: bool,
+}
+
+impl FastService {
+    /// `None` for a service whose frames the fast path leaves to the pipeline: FULLNAT, TUN,
+    /// `one_packet`.
+    pub(super) fn of(svc: &crate::datapath::Service) -> Option<FastService> {
+        let nat = match svc.forwarding {
+            Forwarding::Nat => true,
+            Forwarding::Dr => false,
+            Forwarding::FullNat | Forwarding::Tun => return None,
+        };
+        (!svc.one_packet).then_some(FastService {
+            nat,
+            gated: svc.vrrp.is_some(),
+        })
+    }
+}
+
 /// RFC 1624 update of checksum `hc` for the 16-bit words `old` changing to `new`, in one sum:
 /// the same value as one [`checksum::update_u16`] per word (each step's folded sum is congruent
 /// modulo 0xffff and is 0 only when every term is, so the final fold is the same).
 #[inline(always)]
 fn update_words<const N: usize>(hc: u16, old: [u16; N], new: [u16; N]) -> u16 {
+    // An index loop over the arrays: the optimiser unrolls it (a `zip` of the two arrays'
+    // iterators stayed a loop of calls, about 150 instructions per frame).
     let mut s = u32::from(!hc);
-    for (o, n) in old.into_iter().zip(new) {
-        s += u32::from(!o) + u32::from(n);
+    for i in 0..N {
+        s += u32::from(!old[i]) + u32::from(new[i]);
     }
     !checksum::fold(s)
 }
@@ -155,52 +186,52 @@ impl Processor {
         let Some(si) = service else {
             return self.fast_reply(now, buf, len, &f, hint);
         };
-        let svc = &self.snap.services[si];
-        let nat = match svc.forwarding {
-            Forwarding::Nat => true,
-            Forwarding::Dr => false,
-            Forwarding::FullNat | Forwarding::Tun => return None,
-        };
-        if svc.one_packet || svc.vrrp_backup() || (nat && f.ttl <= 1) {
+        let fs = (self.fast_services.get(si).copied()).flatten()?;
+        let service = Some(u32::try_from(si).ok()?);
+        let nat = fs.nat;
+        if (nat && f.ttl <= 1) || (fs.gated && self.snap.services.get(si)?.vrrp_backup()) {
             return None;
         }
-        let (hit, hash) = self.fast_lookup(Direction::Original, now, &f, hint)?;
-        let route = match self
-            .flow_cache
-            .route(hash, Direction::Original, &f.key, self.epoch)
-        {
-            Some(route) => route,
-            None => match self.fast_egress(Ipv4Addr::from_bits(hit.real), !nat) {
+        let hash = self.fast_lookup(Direction::Original, now, &f, hint)?;
+        let (hit, cached) =
+            (self.flow_cache).entry(hash, Direction::Original, &f.key, self.epoch)?;
+        let (real, rport, origin, stats_id) = (hit.real, hit.rport, hit.origin, hit.stats_id);
+        let frame = buf.get_mut(..len)?;
+        let (port, counts) = match cached {
+            Some(route) => {
+                write_eth(frame, route);
+                (route.port, route.counts)
+            }
+            None => match self.fast_egress(Ipv4Addr::from_bits(real), !nat) {
                 Ok((dst, src, port)) => {
-                    let slot = self.origin_slot(si, hit.origin, hit.stats_id);
-                    let epoch = self.epoch;
+                    let counts = (self.origin_slot(si, origin, stats_id))
+                        .and_then(|slot| self.traffic.slot_pair(si, slot));
                     let route = CachedRoute {
-                        epoch,
+                        epoch: self.epoch,
                         dst,
                         src,
                         port,
-                        slot,
+                        service,
+                        counts,
                     };
                     (self.flow_cache).set_route(hash, Direction::Original, &f.key, route);
-                    route
+                    write_eth(frame, &route);
+                    (port, counts)
                 }
                 Err(r) => return Some(Err(r)),
             },
         };
-        let frame = buf.get_mut(..len)?;
-        write_eth(frame, &route);
         if nat {
-            rewrite(frame, &f, Side::Dst, hit.real, hit.rport);
+            rewrite(frame, &f, Side::Dst, real, rport);
         }
-        let bytes = u64::from(f.ip_len);
-        match route.slot {
-            Some(slot) => self.traffic.count_slot(si, slot, Dir::In, bytes),
+        match counts {
+            Some(pair) => (self.traffic).count_pair(pair, Dir::In, u64::from(f.ip_len)),
             None => {
-                let real = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.real)), hit.rport);
-                self.traffic.count(si, real, Dir::In, bytes);
+                let real = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(real)), rport);
+                self.count_conn(si, origin, stats_id, real, Dir::In, f.ip_len);
             }
         }
-        Some(Ok(Verdict::Tx(route.port)))
+        Some(Ok(Verdict::Tx(port)))
     }
 
     /// A frame to no service: the reply of an established NAT connection (real server →
@@ -218,26 +249,77 @@ impl Processor {
         if f.ttl <= 1 {
             return None;
         }
-        let (hit, _) = self.fast_lookup(Direction::Reply, now, f, hint)?;
+        let hash = self.fast_lookup(Direction::Reply, now, f, hint)?;
+        let (hit, cached) = (self.flow_cache).entry(hash, Direction::Reply, &f.key, self.epoch)?;
+        let hit = *hit;
         let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.vip)), hit.vport);
-        let decided = self.reply_service_of(hit.origin, vip, f.key.proto);
-        Some(decided.and_then(|si| {
-            let client = Ipv4Addr::from_bits(hit.client);
-            let (frame, port) = self.fast_route(buf, len, client, false)?;
-            rewrite(frame, f, Side::Src, hit.vip, hit.vport);
-            if let Some(si) = si {
-                let real = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.real)), hit.rport);
-                self.count_conn(si, hit.origin, hit.stats_id, real, Dir::Out, f.ip_len);
+        let route = match cached {
+            // The service and route of this epoch; only the VIP's VRRP state may have moved.
+            Some(route) => match self.reply_gate(route.service_index(), vip.ip()) {
+                Ok(()) => *route,
+                Err(r) => return Some(Err(r)),
+            },
+            None => match self.reply_route(&hit, vip, f.key.proto) {
+                Ok(route) => {
+                    let route = route?;
+                    (self.flow_cache).set_route(hash, Direction::Reply, &f.key, route);
+                    route
+                }
+                Err(r) => return Some(Err(r)),
+            },
+        };
+        let frame = buf.get_mut(..len)?;
+        write_eth(frame, &route);
+        rewrite(frame, f, Side::Src, hit.vip, hit.vport);
+        if let Some(si) = route.service_index() {
+            match route.counts {
+                Some(pair) => (self.traffic).count_pair(pair, Dir::Out, u64::from(f.ip_len)),
+                None => {
+                    let real =
+                        SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.real)), hit.rport);
+                    self.count_conn(si, hit.origin, hit.stats_id, real, Dir::Out, f.ip_len);
+                }
             }
-            Ok(Verdict::Tx(port))
+        }
+        Some(Ok(Verdict::Tx(route.port)))
+    }
+
+    /// What the pipeline's reply step works out for `hit` (a connection to `vip`), in its order:
+    /// the reply's service (its VRRP drop first), then the route to the client; as a
+    /// [`CachedRoute`] of this epoch.
+    #[inline(always)]
+    fn reply_route(
+        &self,
+        hit: &EstablishedV4,
+        vip: SocketAddr,
+        proto: crate::flow::Proto,
+    ) -> Result<Option<CachedRoute>, DropReason> {
+        let si = self.reply_service_of(hit.origin, vip, proto)?;
+        let (dst, src, port) = self.fast_egress(Ipv4Addr::from_bits(hit.client), false)?;
+        let counts = si.and_then(|si| {
+            let slot = self.origin_slot(si, hit.origin, hit.stats_id)?;
+            self.traffic.slot_pair(si, slot)
+        });
+        // A service index beyond 32 bits (never configured) cannot be cached: the pipeline's.
+        let Ok(service) = si.map(u32::try_from).transpose() else {
+            return Ok(None);
+        };
+        Ok(Some(CachedRoute {
+            epoch: self.epoch,
+            dst,
+            src,
+            port,
+            service,
+            counts,
         }))
     }
 
     /// The lookup of `f`'s connection in direction `dir`, with what the pre-pass computed for
     /// its key (for the direction its service gives, which is `dir`): the key's hash, and its
     /// [`Hint`] unless the flow cache held the key then. The flow cache's hit when it still
-    /// stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached;
-    /// with the key's hash (its slot in the flow cache).
+    /// stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached:
+    /// `Some(hash)` (the key's hash) when the flow cache now holds the hit for `f`'s key and
+    /// `dir` (read it with [`super::flow_cache::FlowCache::entry`]).
     #[inline(always)]
     fn fast_lookup(
         &mut self,
@@ -245,45 +327,25 @@ impl Processor {
         now: Nanos,
         f: &Fast,
         hint: Option<(u64, Option<Hint>)>,
-    ) -> Option<(EstablishedV4, u64)> {
+    ) -> Option<u64> {
         let (table, timeouts) = (&self.shared.conntrack, &self.snap.timeouts);
         let (hash, hint) = hint.unwrap_or_else(|| (table.hash_v4(dir, &f.key), None));
         if let Some(hit) = self.flow_cache.get(hash, dir, &f.key) {
             if table.still_established_v4(dir, hit, f.event, now, timeouts) {
-                return Some((*hit, hash));
+                return Some(hash);
             }
         }
         let hint = hint.unwrap_or_else(|| table.hint_v4_hashed(dir, &f.key, hash));
         match table.lookup_established_v4(dir, &f.key, Some(hint), f.event, now, timeouts) {
             Some(hit) => {
                 self.flow_cache.put(hash, dir, f.key, hit);
-                Some((hit, hash))
+                Some(hash)
             }
             None => {
                 self.flow_cache.forget(hash, dir);
                 None
             }
         }
-    }
-
-    /// The route step towards `to` (`on_link_only` for DR) and the frame's new Ethernet header:
-    /// the frame to rewrite and its egress port, or the route step's drop (nothing written).
-    #[inline(always)]
-    fn fast_route<'b>(
-        &self,
-        buf: &'b mut [u8],
-        len: usize,
-        to: Ipv4Addr,
-        on_link_only: bool,
-    ) -> Result<(&'b mut [u8], PortId), DropReason> {
-        let (dst, src, port) = self.fast_egress(to, on_link_only)?;
-        let frame = buf.get_mut(..len).ok_or(DropReason::TruncatedEthernet)?;
-        let eth = frame
-            .first_chunk_mut::<12>()
-            .ok_or(DropReason::TruncatedEthernet)?;
-        eth[..6].copy_from_slice(&dst);
-        eth[6..].copy_from_slice(&src);
-        Ok((frame, port))
     }
 
     /// The route step towards `to` (`on_link_only` for DR): the next hop's MAC, the egress

@@ -20,6 +20,7 @@
 //! - The cache is the worker's own (no lock, no atomics) and is never read by another thread.
 
 use crate::conntrack::{Direction, EstablishedV4, V4Key};
+use crate::datapath::counters::SlotPair;
 use crate::datapath::nexthop::Mac;
 use crate::datapath::PortId;
 
@@ -49,8 +50,21 @@ pub(super) struct CachedRoute {
     pub dst: Mac,
     pub src: Mac,
     pub port: PortId,
-    /// The traffic slot of the hit's real server in its service, when it has one.
-    pub slot: Option<usize>,
+    /// The service that counts the flow's frames: the original direction's, or the reply's as
+    /// the reply step found it in this epoch (`None`: a reload removed it).
+    pub service: Option<u32>,
+    /// Where the worker's traffic block counts the flow's frames (its service's and its real
+    /// server's slots), when the hit's real server has a slot in its service.
+    pub counts: Option<SlotPair>,
+}
+
+impl CachedRoute {
+    /// `service` as an index into the snapshot's services (a `u32` always fits a `usize` on
+    /// the 32- and 64-bit targets xvs builds for).
+    #[inline(always)]
+    pub(super) fn service_index(&self) -> Option<usize> {
+        self.service.and_then(|s| usize::try_from(s).ok())
+    }
 }
 
 impl FlowCache {
@@ -84,6 +98,20 @@ impl FlowCache {
         self.find(hash, dir, key).map(|c| &c.hit)
     }
 
+    /// The hit cached for `key` in direction `dir` (table hash `hash`) and the route cached with
+    /// it if that was worked out in `epoch`; `None` if the slot holds another key.
+    #[inline(always)]
+    pub(super) fn entry(
+        &self,
+        hash: u64,
+        dir: Direction,
+        key: &V4Key,
+        epoch: u64,
+    ) -> Option<(&EstablishedV4, Option<&CachedRoute>)> {
+        let c = self.find(hash, dir, key)?;
+        Some((&c.hit, c.route.as_ref().filter(|r| r.epoch == epoch)))
+    }
+
     /// Caches `hit` for `key` in direction `dir` (table hash `hash`), without a route.
     #[inline(always)]
     pub(super) fn put(&mut self, hash: u64, dir: Direction, key: V4Key, hit: EstablishedV4) {
@@ -100,16 +128,9 @@ impl FlowCache {
 
     /// The route cached with the hit for `key` in direction `dir` (table hash `hash`), if it
     /// was worked out in `epoch`.
-    #[inline(always)]
-    pub(super) fn route(
-        &self,
-        hash: u64,
-        dir: Direction,
-        key: &V4Key,
-        epoch: u64,
-    ) -> Option<CachedRoute> {
-        let r = self.find(hash, dir, key)?.route?;
-        (r.epoch == epoch).then_some(r)
+    #[cfg(test)]
+    fn route(&self, hash: u64, dir: Direction, key: &V4Key, epoch: u64) -> Option<CachedRoute> {
+        self.entry(hash, dir, key, epoch)?.1.copied()
     }
 
     /// Caches `route` with the hit held for `key` in direction `dir` (table hash `hash`), if the
@@ -187,7 +208,8 @@ mod tests {
             dst: [2, 0, 0, 0, 0, 1],
             src: [2, 0, 0, 0, 0, 2],
             port: 1,
-            slot: Some(4),
+            service: Some(0),
+            counts: Some(SlotPair::for_test(0, 4)),
         };
         c.set_route(h, Direction::Original, &k, route);
         assert!(

@@ -166,13 +166,22 @@ impl Processor {
             proto,
         };
         let si = self.snap.service_for(&key);
+        self.reply_gate(si, vip.ip())?;
+        Ok(si)
+    }
+
+    /// The VRRP gate of a reply whose service is `si` (`None`: removed by a reload) to `vip`:
+    /// `vrrp_backup` while the service's VIP (or, without a service, `vip`) is managed by VRRP
+    /// and not held.
+    #[inline]
+    pub(super) fn reply_gate(&self, si: Option<usize>, vip: IpAddr) -> Result<(), DropReason> {
         let backup = match si {
-            Some(si) => self.snap.services[si].vrrp_backup(),
-            None => self.snap.has_vrrp_gates() && self.snap.vrrp_backup_vip(vip.ip()),
+            Some(si) => self.snap.services.get(si).is_some_and(|s| s.vrrp_backup()),
+            None => self.snap.has_vrrp_gates() && self.snap.vrrp_backup_vip(vip),
         };
         match backup {
             true => Err(DropReason::VrrpBackup),
-            false => Ok(si),
+            false => Ok(()),
         }
     }
 }

@@ -456,17 +456,24 @@ impl Processor {
     /// The frames must then be decided in the order they were given here (after the frames
     /// held from earlier batches, which the pre-pass does not see): the lookup of each reuses
     /// what the pre-pass computed for it when it looks up the same key.
+    ///
+    /// A key the flow cache holds in the original direction with a route of this epoch is to
+    /// the service that route names: the snapshot it was found in is this batch's (see
+    /// `process/flow_cache.rs`), so the service lookup is skipped for it.
     #[inline]
     pub fn prefetch(&mut self, frame: &[u8]) {
-        let found = self.flow_hint(frame).map(|(service, key)| {
-            let dir = match service {
-                Some(_) => Direction::Original,
-                None => Direction::Reply,
+        let found = fast::key_of(frame).map(|key| {
+            let table = &self.shared.conntrack;
+            let original = table.hash_v4(Direction::Original, &key);
+            let cached = (self.flow_cache).cached_service(original, &key, self.epoch);
+            let service = cached.or_else(|| self.service_of_v4(&key));
+            let (dir, hash) = match service {
+                Some(_) => (Direction::Original, original),
+                None => (Direction::Reply, table.hash_v4(Direction::Reply, &key)),
             };
             // A flow the cache holds will not lock its shard: nothing of the table to fetch.
-            let table = &self.shared.conntrack;
-            let hash = table.hash_v4(dir, &key);
-            let hint = self.flow_cache.get(hash, dir, &key).is_none().then(|| {
+            let held = cached.is_some() || self.flow_cache.get(hash, dir, &key).is_some();
+            let hint = (!held).then(|| {
                 let hint = table.hint_v4_hashed(dir, &key, hash);
                 table.prefetch_hint_v4(hint);
                 hint
@@ -494,15 +501,6 @@ impl Processor {
             .filter(|h| h.dir == dir && V4Key::of(key) == Some(h.key))
             .and_then(|h| h.hint);
         Probe { dir, key, hint }
-    }
-
-    /// The service and key [`Processor::prefetch`] fetches for: a frame to a service is the
-    /// original direction, anything else a possible reply (IPv4 without options only:
-    /// [`fast::key_of`]).
-    #[inline]
-    fn flow_hint(&self, frame: &[u8]) -> Option<(Option<usize>, V4Key)> {
-        let key = fast::key_of(frame)?;
-        Some((self.service_of_v4(&key), key))
     }
 
     /// The service an IPv4 key's destination is ([`Snapshot::service_of_word`]).

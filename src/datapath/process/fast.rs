@@ -24,7 +24,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::flow_cache::CachedRoute;
+use super::flow_cache::{CachedRoute, Held};
 use super::Processor;
 use crate::conntrack::{Direction, EstablishedV4, Event, Hint, V4Key};
 use crate::datapath::counters::Dir;
@@ -192,9 +192,8 @@ impl Processor {
         if (nat && f.ttl <= 1) || (fs.gated && self.snap.services.get(si)?.vrrp_backup()) {
             return None;
         }
-        let hash = self.fast_lookup(Direction::Original, now, &f, hint)?;
-        let (hit, cached) =
-            (self.flow_cache).entry(hash, Direction::Original, &f.key, self.epoch)?;
+        let held = self.fast_lookup(Direction::Original, now, &f, hint)?;
+        let (hit, cached) = self.flow_cache.entry(held, self.epoch)?;
         let (real, rport, origin, stats_id) = (hit.real, hit.rport, hit.origin, hit.stats_id);
         let frame = buf.get_mut(..len)?;
         let (port, counts) = match cached {
@@ -214,7 +213,7 @@ impl Processor {
                         service,
                         counts,
                     };
-                    (self.flow_cache).set_route(hash, Direction::Original, &f.key, route);
+                    self.flow_cache.set_held_route(held, route);
                     write_eth(frame, &route);
                     (port, counts)
                 }
@@ -249,8 +248,8 @@ impl Processor {
         if f.ttl <= 1 {
             return None;
         }
-        let hash = self.fast_lookup(Direction::Reply, now, f, hint)?;
-        let (hit, cached) = (self.flow_cache).entry(hash, Direction::Reply, &f.key, self.epoch)?;
+        let held = self.fast_lookup(Direction::Reply, now, f, hint)?;
+        let (hit, cached) = self.flow_cache.entry(held, self.epoch)?;
         let hit = *hit;
         let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(hit.vip)), hit.vport);
         let route = match cached {
@@ -262,7 +261,7 @@ impl Processor {
             None => match self.reply_route(&hit, vip, f.key.proto) {
                 Ok(route) => {
                     let route = route?;
-                    (self.flow_cache).set_route(hash, Direction::Reply, &f.key, route);
+                    self.flow_cache.set_held_route(held, route);
                     route
                 }
                 Err(r) => return Some(Err(r)),
@@ -318,8 +317,8 @@ impl Processor {
     /// its key (for the direction its service gives, which is `dir`): the key's hash, and its
     /// [`Hint`] unless the flow cache held the key then. The flow cache's hit when it still
     /// stands ([`crate::conntrack::ConnTable::still_established_v4`]), else the table's, cached:
-    /// `Some(hash)` (the key's hash) when the flow cache now holds the hit for `f`'s key and
-    /// `dir` (read it with [`super::flow_cache::FlowCache::entry`]).
+    /// the flow cache's slot that now holds the hit for `f`'s key and `dir` (read it with
+    /// [`super::flow_cache::FlowCache::entry`]).
     #[inline(always)]
     fn fast_lookup(
         &mut self,
@@ -327,20 +326,18 @@ impl Processor {
         now: Nanos,
         f: &Fast,
         hint: Option<(u64, Option<Hint>)>,
-    ) -> Option<u64> {
+    ) -> Option<Held> {
         let (table, timeouts) = (&self.shared.conntrack, &self.snap.timeouts);
         let (hash, hint) = hint.unwrap_or_else(|| (table.hash_v4(dir, &f.key), None));
-        if let Some(hit) = self.flow_cache.get(hash, dir, &f.key) {
-            if table.still_established_v4(dir, hit, f.event, now, timeouts) {
-                return Some(hash);
+        if let Some(held) = self.flow_cache.held(hash, dir, &f.key) {
+            let hit = self.flow_cache.hit(held);
+            if hit.is_some_and(|hit| table.still_established_v4(dir, hit, f.event, now, timeouts)) {
+                return Some(held);
             }
         }
         let hint = hint.unwrap_or_else(|| table.hint_v4_hashed(dir, &f.key, hash));
         match table.lookup_established_v4(dir, &f.key, Some(hint), f.event, now, timeouts) {
-            Some(hit) => {
-                self.flow_cache.put(hash, dir, f.key, hit);
-                Some(hash)
-            }
+            Some(hit) => self.flow_cache.put(hash, dir, f.key, hit),
             None => {
                 self.flow_cache.forget(hash, dir);
                 None

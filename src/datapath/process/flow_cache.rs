@@ -33,6 +33,11 @@ pub(super) struct FlowCache {
     slots: Box<[Option<Cached>]>,
 }
 
+/// The slot that holds a key's hit ([`FlowCache::held`], [`FlowCache::put`]): it stands for
+/// that key only until the cache next changes (the caller uses it within one frame's decision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held(usize);
+
 /// One cached hit, the key and direction it is for, and its route once worked out.
 #[derive(Clone, Copy)]
 struct Cached {
@@ -98,31 +103,63 @@ impl FlowCache {
         self.find(hash, dir, key).map(|c| &c.hit)
     }
 
-    /// The hit cached for `key` in direction `dir` (table hash `hash`) and the route cached with
-    /// it if that was worked out in `epoch`; `None` if the slot holds another key.
+    /// The service of the route cached in `epoch` with the original-direction hit of `key`
+    /// (table hash `hash`), if any: the service the snapshot of `epoch` gives the key.
+    #[inline(always)]
+    pub(super) fn cached_service(&self, hash: u64, key: &V4Key, epoch: u64) -> Option<usize> {
+        let c = self.find(hash, Direction::Original, key)?;
+        c.route.filter(|r| r.epoch == epoch)?.service_index()
+    }
+
+    /// The slot holding the hit for `key` in direction `dir` (table hash `hash`), if any.
+    #[inline(always)]
+    pub(super) fn held(&self, hash: u64, dir: Direction, key: &V4Key) -> Option<Held> {
+        self.find(hash, dir, key).map(|_| Held(self.at(hash, dir)))
+    }
+
+    /// The hit in slot `held`.
+    #[inline(always)]
+    pub(super) fn hit(&self, held: Held) -> Option<&EstablishedV4> {
+        Some(&self.slots.get(held.0)?.as_ref()?.hit)
+    }
+
+    /// The hit in slot `held` and the route cached with it if that was worked out in `epoch`.
     #[inline(always)]
     pub(super) fn entry(
         &self,
-        hash: u64,
-        dir: Direction,
-        key: &V4Key,
+        held: Held,
         epoch: u64,
     ) -> Option<(&EstablishedV4, Option<&CachedRoute>)> {
-        let c = self.find(hash, dir, key)?;
+        let c = self.slots.get(held.0)?.as_ref()?;
         Some((&c.hit, c.route.as_ref().filter(|r| r.epoch == epoch)))
     }
 
-    /// Caches `hit` for `key` in direction `dir` (table hash `hash`), without a route.
+    /// Caches `hit` for `key` in direction `dir` (table hash `hash`), without a route; the slot
+    /// that now holds it.
     #[inline(always)]
-    pub(super) fn put(&mut self, hash: u64, dir: Direction, key: V4Key, hit: EstablishedV4) {
+    pub(super) fn put(
+        &mut self,
+        hash: u64,
+        dir: Direction,
+        key: V4Key,
+        hit: EstablishedV4,
+    ) -> Option<Held> {
         let at = self.at(hash, dir);
-        if let Some(slot) = self.slots.get_mut(at) {
-            *slot = Some(Cached {
-                key,
-                dir,
-                hit,
-                route: None,
-            });
+        let slot = self.slots.get_mut(at)?;
+        *slot = Some(Cached {
+            key,
+            dir,
+            hit,
+            route: None,
+        });
+        Some(Held(at))
+    }
+
+    /// Caches `route` with the hit in slot `held`.
+    #[inline(always)]
+    pub(super) fn set_held_route(&mut self, held: Held, route: CachedRoute) {
+        if let Some(Some(c)) = self.slots.get_mut(held.0) {
+            c.route = Some(route);
         }
     }
 
@@ -130,13 +167,14 @@ impl FlowCache {
     /// was worked out in `epoch`.
     #[cfg(test)]
     fn route(&self, hash: u64, dir: Direction, key: &V4Key, epoch: u64) -> Option<CachedRoute> {
-        self.entry(hash, dir, key, epoch)?.1.copied()
+        let held = self.held(hash, dir, key)?;
+        self.entry(held, epoch)?.1.copied()
     }
 
     /// Caches `route` with the hit held for `key` in direction `dir` (table hash `hash`), if the
     /// slot still holds it.
-    #[inline(always)]
-    pub(super) fn set_route(&mut self, hash: u64, dir: Direction, key: &V4Key, route: CachedRoute) {
+    #[cfg(test)]
+    fn set_route(&mut self, hash: u64, dir: Direction, key: &V4Key, route: CachedRoute) {
         let at = self.at(hash, dir);
         if let Some(Some(c)) = self.slots.get_mut(at) {
             if c.key == *key && c.dir == dir {

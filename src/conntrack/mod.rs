@@ -857,12 +857,17 @@ impl<F: Family> Shard<F> {
     /// Prefetches, for a write, the slot the next insert into this shard takes (the head of
     /// the free list; nothing when the slab grows instead, at its warm end). A lookup that
     /// misses in the original direction calls it: an insert usually follows such a miss, and
-    /// in a table that has churned the free slot is anywhere in the slab, a cold line.
+    /// in a table that has churned the free slot is anywhere in the slab, a cold line. Each pop
+    /// from the free list ([`Shard::place_hashed`]) calls it too, for the new head: the next
+    /// insert into the shard then finds its slot's lines on their way already.
     #[inline]
     fn prefetch_free_slot(&self) {
         let head = (self.free_head as usize).checked_sub(1);
         if let Some(e) = head.and_then(|s| self.slots.get(s)) {
-            crate::sys::prefetch_write(std::ptr::from_ref(e) as usize);
+            // An entry may straddle two lines: both are written.
+            let at = std::ptr::from_ref(e) as usize;
+            crate::sys::prefetch_write(at);
+            crate::sys::prefetch_write(at + std::mem::size_of::<Entry<F>>() - 1);
         }
     }
 
@@ -882,6 +887,9 @@ impl<F: Family> Shard<F> {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
             self.free_head = self.slots[s].expires;
+            // The next pop reads the new head's link: start loading its (cold) line now, a
+            // whole insert ahead, so that it never waits for memory.
+            self.prefetch_free_slot();
             self.slots[s] = entry;
             s
         } else {

@@ -93,6 +93,7 @@ use crate::conntrack::sharded::{Hand, Sharded};
 use crate::flow::{Endpoint, FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
 use crate::sync::record::ConnRecord;
+use crate::sys::HugePageVec;
 use crate::wire::TcpFlags;
 
 /// Idle timeouts per protocol state, in nanoseconds. Each must be below
@@ -655,7 +656,9 @@ fn first_packet<F: Family>(e: &mut Entry<F>) {
 
 #[derive(Debug)]
 struct Shard<F: Family> {
-    slots: Vec<Entry<F>>,
+    /// The slab: never grows past its capacity, the shard's (one share of the table's slab
+    /// allocation, see [`Table::try_new`]).
+    slots: HugePageVec<Entry<F>>,
     index: FlowIndex,
     /// This shard's share of the FULLNAT pools' ports.
     ports: ShardPorts,
@@ -722,25 +725,25 @@ const EVICT_SCAN: usize = 64;
 pub const REMOVE_REAL_CHUNK: usize = 4096;
 
 impl<F: Family> Shard<F> {
-    fn try_new(
-        capacity: usize,
+    /// A shard of `slots.capacity()` entries in `slots` (empty) and `index` (for twice as
+    /// many keys).
+    fn new(
+        (slots, index): (HugePageVec<Entry<F>>, FlowIndex),
         pools: Arc<LocalPools<F>>,
         shard: usize,
         shards: usize,
-    ) -> Result<Shard<F>, std::collections::TryReserveError> {
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(capacity)?;
-        Ok(Shard {
+    ) -> Shard<F> {
+        Shard {
+            capacity: slots.capacity(),
             slots,
-            index: FlowIndex::try_with_capacity(capacity.saturating_mul(2))?,
+            index,
             ports: ShardPorts::new(&pools, shard, shards),
             pools,
             free_head: 0,
-            capacity,
             live: 0,
             sweep_hand: Hand::default(),
             evict_hand: Hand::default(),
-        })
+        }
     }
 
     /// What [`Shard::allocated_bytes`] will be for a shard of `capacity` entries.
@@ -893,7 +896,10 @@ impl<F: Family> Shard<F> {
             self.slots[s] = entry;
             s
         } else {
-            self.slots.push(entry);
+            // The caller made sure that `live < capacity`: with no free slot, the slab has room.
+            // Were it full, the entry would be dropped and the slot past the end never used.
+            debug_assert!(self.slots.len() < self.slots.capacity());
+            let _ = self.slots.push(entry);
             self.slots.len() - 1
         };
         let id = slot_id(slot);
@@ -979,8 +985,17 @@ impl<F: Family> Table<F> {
                 "more than {MAX_SHARD_SLOTS} entries in one of {n} shards"
             )));
         }
-        let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, capacity| {
-            Shard::try_new(capacity, pools.clone(), i, n)
+        // One allocation for all the shards' slabs, one for all their indexes: each large
+        // enough for huge pages where a shard's own would not be (the TLB covers a large
+        // table then; see `sys::huge_page_vecs`).
+        let caps: Vec<usize> = Sharded::<()>::capacities(max_entries, n).collect();
+        let keys: Vec<usize> = caps.iter().map(|c| c.saturating_mul(2)).collect();
+        let slabs = crate::sys::huge_page_vecs::<Entry<F>>(&caps);
+        let parts = slabs.and_then(|s| Ok(s.into_iter().zip(FlowIndex::try_many(&keys)?)));
+        let mut parts = parts.map_err(|e| alloc_error(e.to_string()))?;
+        let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, _| {
+            let part = parts.next().ok_or(crate::sys::HugeAllocError::Failed)?;
+            Ok::<_, crate::sys::HugeAllocError>(Shard::new(part, pools.clone(), i, n))
         })
         .map_err(|e| alloc_error(e.to_string()))?;
         let buckets_at = (0..n).map(|i| shards.lock(i).index.buckets_at()).collect();

@@ -2,12 +2,15 @@
 //! once: interface lookup (`if_nametoindex`), `poll`, the monotonic clock, signal masks and
 //! synchronous signal waits, process-group kill, the effective uid, CPU affinity
 //! (`sched_getaffinity`/`sched_setaffinity`), a TUN device's creation (`TUNSETIFF`), systemd's
-//! `sd_notify`, and the CPU's cache
-//! prefetch hints (`prefetcht0`, `prefetchw`) the batch pre-pass issues.
+//! `sd_notify`, the CPU's cache
+//! prefetch hints (`prefetcht0`, `prefetchw`) the batch pre-pass issues, huge-page advice
+//! (`madvise(MADV_HUGEPAGE)`) and the fixed-capacity vectors a connection table carves from one
+//! huge-page allocation ([`huge_page_vecs`]).
 //!
 //! Invariants: this is the only module outside `datapath::{xsk, filter}` and `vrrp::socket` that
 //! may use `unsafe`; every `unsafe` block holds exactly one foreign call (or one zeroed plain-data
-//! value) and says with `// SAFETY:` why its arguments are valid. Callers get `io::Result`s or
+//! value, or, in [`HugePageVec`], one raw allocation, slice or element operation) and says with
+//! `// SAFETY:` why its arguments are valid. Callers get `io::Result`s or
 //! plain values, never raw return codes or `errno`.
 #![allow(unsafe_code)]
 
@@ -438,9 +441,10 @@ impl<T> HugePageVec<T> {
         if self.len == self.cap {
             return Err(value);
         }
-        // SAFETY: `len < cap`, so the element `len` is inside this vector's share of the
+        let at = self.ptr.as_ptr().wrapping_add(self.len);
+        // SAFETY: `len < cap`, so `at` is element `len` of this vector's share of the
         // allocation, aligned, and not initialized yet (nothing is overwritten).
-        unsafe { self.ptr.as_ptr().add(self.len).write(value) };
+        unsafe { at.write(value) };
         self.len += 1;
         Ok(())
     }

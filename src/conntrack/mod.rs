@@ -15,7 +15,12 @@
 //!   address:port) of every entry; each index value
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
-//!   backward shift, so there is no rehash and no pause on the packet path, ever.
+//!   backward shift, so there is no rehash and no pause on the packet path, ever. The shards'
+//!   slabs are shares of one allocation per table, and so are their indexes: large enough for
+//!   transparent huge pages ([`crate::sys::huge_page_vecs`]), which a table of random accesses
+//!   needs (with base pages nearly every access misses the TLB). Where THP is `never` they are
+//!   base pages, as before; with huge pages a table's slab is resident once its shards hold a
+//!   few entries each (a huge page spans several shards' shares).
 //! - A key's index hash ([`Key::hash`]) covers the connection's client-side endpoint as the key
 //!   carries it (the source of an original key, the destination of a reply key), the port on
 //!   the service side (the VIP's port in an original key, the real server's in a reply key)

@@ -2,12 +2,15 @@
 //! once: interface lookup (`if_nametoindex`), `poll`, the monotonic clock, signal masks and
 //! synchronous signal waits, process-group kill, the effective uid, CPU affinity
 //! (`sched_getaffinity`/`sched_setaffinity`), a TUN device's creation (`TUNSETIFF`), systemd's
-//! `sd_notify`, and the CPU's cache
-//! prefetch hints (`prefetcht0`, `prefetchw`) the batch pre-pass issues.
+//! `sd_notify`, the CPU's cache
+//! prefetch hints (`prefetcht0`, `prefetchw`) the batch pre-pass issues, huge-page advice
+//! (`madvise(MADV_HUGEPAGE)`) and the fixed-capacity vectors a connection table carves from one
+//! huge-page allocation ([`huge_page_vecs`]).
 //!
 //! Invariants: this is the only module outside `datapath::{xsk, filter}` and `vrrp::socket` that
 //! may use `unsafe`; every `unsafe` block holds exactly one foreign call (or one zeroed plain-data
-//! value) and says with `// SAFETY:` why its arguments are valid. Callers get `io::Result`s or
+//! value, or, in [`HugePageVec`], one raw allocation, slice or element operation) and says with
+//! `// SAFETY:` why its arguments are valid. Callers get `io::Result`s or
 //! plain values, never raw return codes or `errno`.
 #![allow(unsafe_code)]
 
@@ -350,10 +353,239 @@ fn has_prefetchw() -> bool {
     }
 }
 
+/// The size of a transparent huge page (x86_64 and arm64 with 4 KiB base pages).
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Advises the kernel to back the whole huge pages inside `[addr, addr + len)` with transparent
+/// huge pages (`madvise(MADV_HUGEPAGE)`; the range is rounded inward, to [`HUGE_PAGE`]
+/// boundaries) and returns the range advised (empty when no whole huge page fits). Advice only:
+/// when the kernel refuses it (THP `never`, no THP) memory keeps its base pages, so the result
+/// of the call is not reported. The range must be memory the caller owns (it only changes how
+/// the kernel backs those pages, never their contents).
+pub fn advise_huge_pages(addr: usize, len: usize) -> std::ops::Range<usize> {
+    let start = addr.checked_next_multiple_of(HUGE_PAGE);
+    let end = addr.saturating_add(len) / HUGE_PAGE * HUGE_PAGE;
+    let Some(start) = start.filter(|&s| s < end) else {
+        return addr..addr;
+    };
+    #[cfg(target_os = "linux")]
+    // SAFETY: madvise(MADV_HUGEPAGE) on a range of the caller's own memory changes only which
+    // page size the kernel backs it with, never what it holds; an unmapped range makes it fail
+    // (ENOMEM), which is harmless.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+    };
+    start..end
+}
+
+/// [`huge_page_vecs`] could not allocate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HugeAllocError {
+    #[error("capacity overflow")]
+    Overflow,
+    #[error("memory allocation failed")]
+    Failed,
+}
+
+/// One allocation, freed when the last [`HugePageVec`] carved from it is dropped.
+#[derive(Debug)]
+struct Region {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: a Region only owns plain memory (what lives in it is its vectors' business, which are
+// Send/Sync only when their elements are); freeing it from another thread is fine.
+unsafe impl Send for Region {}
+// SAFETY: as for Send: `&Region` gives no access to the memory at all.
+unsafe impl Sync for Region {}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `std::alloc::alloc(layout)` (see `huge_page_vecs`) and is
+        // freed once, here; every vector carved from it has dropped its elements already (each
+        // holds an `Arc` of the region, so the region outlives them).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// A fixed-capacity vector in a share of one larger allocation ([`huge_page_vecs`]): the shards
+/// of a table carve their slabs from one allocation, large enough for huge pages, that no
+/// shard's own would be. Invariants: `ptr` is aligned for `T` and has room for `cap` elements
+/// that no other vector uses; the first `len` are initialized; it never grows (`push` past the
+/// capacity gives the value back).
+#[derive(Debug)]
+pub struct HugePageVec<T> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    cap: usize,
+    /// Keeps the allocation alive (`None` for capacity 0: nothing was allocated).
+    _region: Option<std::sync::Arc<Region>>,
+    _owns: std::marker::PhantomData<T>,
+}
+
+// SAFETY: the vector owns its elements (moving it moves them); nothing else reaches its share.
+unsafe impl<T: Send> Send for HugePageVec<T> {}
+// SAFETY: `&HugePageVec<T>` gives only `&T`s.
+unsafe impl<T: Sync> Sync for HugePageVec<T> {}
+
+impl<T> HugePageVec<T> {
+    /// Room for this many elements.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Appends `value`, or gives it back when the vector is full.
+    #[inline]
+    pub fn push(&mut self, value: T) -> Result<(), T> {
+        if self.len == self.cap {
+            return Err(value);
+        }
+        let at = self.ptr.as_ptr().wrapping_add(self.len);
+        // SAFETY: `len < cap`, so `at` is element `len` of this vector's share of the
+        // allocation, aligned, and not initialized yet (nothing is overwritten).
+        unsafe { at.write(value) };
+        self.len += 1;
+        Ok(())
+    }
+}
+
+impl<T> std::ops::Deref for HugePageVec<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the first `len` elements are initialized, aligned and this vector's alone
+        // (`&self` keeps `&mut` access out for the slice's lifetime); `ptr` is non-null.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for HugePageVec<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> Drop for HugePageVec<T> {
+    fn drop(&mut self) {
+        let live = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        // SAFETY: the first `len` elements are initialized and dropped once, here, before the
+        // region (a field, dropped after this) can be freed.
+        unsafe { std::ptr::drop_in_place(live) };
+    }
+}
+
+/// Vectors of the capacities `caps`, all carved from one allocation (in order, each at the end
+/// of the one before). An allocation of at least [`HUGE_PAGE`] bytes starts on a huge-page
+/// boundary and is advised for huge pages ([`advise_huge_pages`]) before anything touches it:
+/// random accesses across a large table then miss the TLB far less. Nothing is touched here.
+pub fn huge_page_vecs<T>(caps: &[usize]) -> Result<Vec<HugePageVec<T>>, HugeAllocError> {
+    let size = std::mem::size_of::<T>().max(1);
+    let total = caps
+        .iter()
+        .try_fold(0usize, |a, &c| a.checked_add(c))
+        .and_then(|n| n.checked_mul(size))
+        .ok_or(HugeAllocError::Overflow)?;
+    let region = if total == 0 {
+        None
+    } else {
+        let align = match total >= HUGE_PAGE {
+            true => HUGE_PAGE.max(std::mem::align_of::<T>()),
+            false => std::mem::align_of::<T>(),
+        };
+        let layout = std::alloc::Layout::from_size_align(total, align)
+            .map_err(|_| HugeAllocError::Overflow)?;
+        // SAFETY: `layout` has a non-zero size (`total > 0`).
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        let ptr = std::ptr::NonNull::new(ptr).ok_or(HugeAllocError::Failed)?;
+        advise_huge_pages(ptr.as_ptr() as usize, total);
+        Some(std::sync::Arc::new(Region { ptr, layout }))
+    };
+    let mut at = region.as_ref().map(|r| r.ptr.as_ptr().cast::<T>());
+    let mut vecs = Vec::with_capacity(caps.len());
+    for &cap in caps {
+        let ptr = match (at, cap) {
+            (Some(p), 1..) => p,
+            _ => std::ptr::NonNull::dangling().as_ptr(),
+        };
+        // Stays inside the allocation (or one past its end): the capacities add up to it.
+        at = at.map(|p| p.wrapping_add(cap));
+        vecs.push(HugePageVec {
+            ptr: std::ptr::NonNull::new(ptr).ok_or(HugeAllocError::Failed)?,
+            len: 0,
+            cap,
+            _region: region.clone().filter(|_| cap > 0),
+            _owns: std::marker::PhantomData,
+        });
+    }
+    Ok(vecs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn huge_page_advice_is_rounded_inward_to_whole_huge_pages() {
+        let buf: Vec<u8> = Vec::with_capacity(5 * HUGE_PAGE);
+        let a = buf.as_ptr() as usize;
+        let r = advise_huge_pages(a, 5 * HUGE_PAGE);
+        assert_eq!(r.start % HUGE_PAGE, 0);
+        assert_eq!(r.end % HUGE_PAGE, 0);
+        assert!(a <= r.start && r.end <= a + 5 * HUGE_PAGE);
+        assert!(r.len() >= 3 * HUGE_PAGE, "{r:?}");
+        // An aligned range is advised whole; one with no whole huge page inside, not at all.
+        let aligned = r.start..r.start + 2 * HUGE_PAGE;
+        assert_eq!(advise_huge_pages(aligned.start, aligned.len()), aligned);
+        assert!(advise_huge_pages(r.start + 1, HUGE_PAGE).is_empty());
+        assert!(advise_huge_pages(r.start, HUGE_PAGE - 1).is_empty());
+    }
+
+    #[test]
+    fn huge_page_vecs_share_one_allocation_and_drop_their_elements() {
+        use std::rc::Rc;
+        let token = Rc::new(());
+        let mut v = huge_page_vecs::<Rc<()>>(&[3, 0, 2]).unwrap();
+        assert_eq!(
+            v.iter().map(|v| v.capacity()).collect::<Vec<_>>(),
+            [3, 0, 2]
+        );
+        for (i, v) in v.iter_mut().enumerate() {
+            for _ in 0..v.capacity() {
+                v.push(token.clone()).unwrap();
+            }
+            assert!(v.push(token.clone()).is_err(), "vector {i} is full");
+        }
+        assert_eq!(v[0].len() + v[2].len(), 5);
+        // Each vector starts where the one before ends.
+        assert_eq!(v[0].as_ptr().wrapping_add(3), v[2].as_ptr());
+        assert_eq!(Rc::strong_count(&token), 6);
+        drop(v.remove(0));
+        assert_eq!(Rc::strong_count(&token), 3);
+        drop(v);
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn a_huge_page_vec_allocation_starts_on_a_huge_page_and_reports_what_it_cannot_have() {
+        let mut v = huge_page_vecs::<u64>(&[HUGE_PAGE / 8, HUGE_PAGE / 8]).unwrap();
+        assert_eq!(v[0].as_ptr() as usize % HUGE_PAGE, 0);
+        v[1].push(7).unwrap();
+        v[1][0] += 1;
+        assert_eq!(&v[1][..], [8]);
+        assert!(huge_page_vecs::<u64>(&[]).unwrap().is_empty());
+        assert_eq!(
+            huge_page_vecs::<u64>(&[usize::MAX, 2]).unwrap_err(),
+            HugeAllocError::Overflow
+        );
+        assert_eq!(
+            huge_page_vecs::<u64>(&[usize::MAX / 8]).unwrap_err(),
+            HugeAllocError::Overflow
+        );
+    }
 
     #[test]
     fn if_nametoindex_finds_loopback_and_refuses_unknown_or_bad_names() {

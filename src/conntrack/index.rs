@@ -11,6 +11,8 @@
 //!   bucket without touching the slab) and a 32-bit value, 0 meaning empty. The index does not
 //!   store keys: the caller confirms a tag match against its own entry (`matches`).
 
+use crate::sys::{huge_page_vecs, HugeAllocError, HugePageVec};
+
 /// Highest fraction of buckets in use: [`LOAD_NUM`] / [`LOAD_DEN`].
 pub const MAX_LOAD: f64 = 0.75;
 const LOAD_NUM: usize = 3;
@@ -53,28 +55,35 @@ impl BucketsAt {
 /// See the module documentation.
 #[derive(Debug)]
 pub struct FlowIndex {
-    buckets: Box<[Bucket]>,
+    /// Full to its capacity (every bucket is initialized, empty or not).
+    buckets: HugePageVec<Bucket>,
     len: usize,
 }
 
 impl FlowIndex {
-    /// An index for at most `keys` keys (tests; the table uses
-    /// [`FlowIndex::try_with_capacity`]).
+    /// An index for at most `keys` keys (tests; the table uses [`FlowIndex::try_many`]).
     #[cfg(test)]
     pub fn with_capacity(keys: usize) -> FlowIndex {
-        Self::try_with_capacity(keys).expect("cannot allocate the flow index")
+        Self::try_many(&[keys])
+            .ok()
+            .and_then(|mut v| v.pop())
+            .expect("cannot allocate the flow index")
     }
 
-    /// [`FlowIndex::with_capacity`], or the allocation error instead of an abort.
-    pub fn try_with_capacity(keys: usize) -> Result<FlowIndex, std::collections::TryReserveError> {
-        let n = Self::buckets_for(keys);
-        let mut buckets = Vec::new();
-        buckets.try_reserve_exact(n)?;
-        buckets.resize(n, Bucket::default());
-        Ok(FlowIndex {
-            buckets: buckets.into_boxed_slice(),
-            len: 0,
-        })
+    /// Indexes for at most `keys[i]` keys each, their buckets carved from one allocation (a
+    /// table's shards: large enough for huge pages, see [`crate::sys::huge_page_vecs`]), or the
+    /// allocation error instead of an abort.
+    pub fn try_many(keys: &[usize]) -> Result<Vec<FlowIndex>, HugeAllocError> {
+        let counts: Vec<usize> = keys.iter().map(|&k| Self::buckets_for(k)).collect();
+        let mut all = huge_page_vecs::<Bucket>(&counts)?;
+        for buckets in &mut all {
+            // Fills the vector to its capacity (a push past it gives the bucket back).
+            while buckets.push(Bucket::default()).is_ok() {}
+        }
+        Ok(all
+            .into_iter()
+            .map(|buckets| FlowIndex { buckets, len: 0 })
+            .collect())
     }
 
     /// Buckets of an index for `keys` keys.

@@ -15,7 +15,12 @@
 //!   address:port) of every entry; each index value
 //!   records its slot and which of the two keys it is, so a lookup only matches a key of its own
 //!   direction. Both are allocated at construction and never grow, and the index deletes by
-//!   backward shift, so there is no rehash and no pause on the packet path, ever.
+//!   backward shift, so there is no rehash and no pause on the packet path, ever. The shards'
+//!   slabs are shares of one allocation per table, and so are their indexes: large enough for
+//!   transparent huge pages ([`crate::sys::huge_page_vecs`]), which a table of random accesses
+//!   needs (with base pages nearly every access misses the TLB). Where THP is `never` they are
+//!   base pages, as before; with huge pages a table's slab is resident once its shards hold a
+//!   few entries each (a huge page spans several shards' shares).
 //! - A key's index hash ([`Key::hash`]) covers the connection's client-side endpoint as the key
 //!   carries it (the source of an original key, the destination of a reply key), the port on
 //!   the service side (the VIP's port in an original key, the real server's in a reply key)
@@ -93,6 +98,7 @@ use crate::conntrack::sharded::{Hand, Sharded};
 use crate::flow::{Endpoint, FlowKey, Nanos, Proto};
 use crate::sched::RealStats;
 use crate::sync::record::ConnRecord;
+use crate::sys::HugePageVec;
 use crate::wire::TcpFlags;
 
 /// Idle timeouts per protocol state, in nanoseconds. Each must be below
@@ -655,7 +661,9 @@ fn first_packet<F: Family>(e: &mut Entry<F>) {
 
 #[derive(Debug)]
 struct Shard<F: Family> {
-    slots: Vec<Entry<F>>,
+    /// The slab: never grows past its capacity, the shard's (one share of the table's slab
+    /// allocation, see [`Table::try_new`]).
+    slots: HugePageVec<Entry<F>>,
     index: FlowIndex,
     /// This shard's share of the FULLNAT pools' ports.
     ports: ShardPorts,
@@ -722,25 +730,25 @@ const EVICT_SCAN: usize = 64;
 pub const REMOVE_REAL_CHUNK: usize = 4096;
 
 impl<F: Family> Shard<F> {
-    fn try_new(
-        capacity: usize,
+    /// A shard of `slots.capacity()` entries in `slots` (empty) and `index` (for twice as
+    /// many keys).
+    fn new(
+        (slots, index): (HugePageVec<Entry<F>>, FlowIndex),
         pools: Arc<LocalPools<F>>,
         shard: usize,
         shards: usize,
-    ) -> Result<Shard<F>, std::collections::TryReserveError> {
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(capacity)?;
-        Ok(Shard {
+    ) -> Shard<F> {
+        Shard {
+            capacity: slots.capacity(),
             slots,
-            index: FlowIndex::try_with_capacity(capacity.saturating_mul(2))?,
+            index,
             ports: ShardPorts::new(&pools, shard, shards),
             pools,
             free_head: 0,
-            capacity,
             live: 0,
             sweep_hand: Hand::default(),
             evict_hand: Hand::default(),
-        })
+        }
     }
 
     /// What [`Shard::allocated_bytes`] will be for a shard of `capacity` entries.
@@ -857,12 +865,17 @@ impl<F: Family> Shard<F> {
     /// Prefetches, for a write, the slot the next insert into this shard takes (the head of
     /// the free list; nothing when the slab grows instead, at its warm end). A lookup that
     /// misses in the original direction calls it: an insert usually follows such a miss, and
-    /// in a table that has churned the free slot is anywhere in the slab, a cold line.
+    /// in a table that has churned the free slot is anywhere in the slab, a cold line. Each pop
+    /// from the free list ([`Shard::place_hashed`]) calls it too, for the new head: the next
+    /// insert into the shard then finds its slot's lines on their way already.
     #[inline]
     fn prefetch_free_slot(&self) {
         let head = (self.free_head as usize).checked_sub(1);
         if let Some(e) = head.and_then(|s| self.slots.get(s)) {
-            crate::sys::prefetch_write(std::ptr::from_ref(e) as usize);
+            // An entry may straddle two lines: both are written.
+            let at = std::ptr::from_ref(e) as usize;
+            crate::sys::prefetch_write(at);
+            crate::sys::prefetch_write(at + std::mem::size_of::<Entry<F>>() - 1);
         }
     }
 
@@ -882,10 +895,16 @@ impl<F: Family> Shard<F> {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
             self.free_head = self.slots[s].expires;
+            // The next pop reads the new head's link: start loading its (cold) line now, a
+            // whole insert ahead, so that it never waits for memory.
+            self.prefetch_free_slot();
             self.slots[s] = entry;
             s
         } else {
-            self.slots.push(entry);
+            // The caller made sure that `live < capacity`: with no free slot, the slab has room.
+            // Were it full, the entry would be dropped and the slot past the end never used.
+            debug_assert!(self.slots.len() < self.slots.capacity());
+            let _ = self.slots.push(entry);
             self.slots.len() - 1
         };
         let id = slot_id(slot);
@@ -971,8 +990,17 @@ impl<F: Family> Table<F> {
                 "more than {MAX_SHARD_SLOTS} entries in one of {n} shards"
             )));
         }
-        let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, capacity| {
-            Shard::try_new(capacity, pools.clone(), i, n)
+        // One allocation for all the shards' slabs, one for all their indexes: each large
+        // enough for huge pages where a shard's own would not be (the TLB covers a large
+        // table then; see `sys::huge_page_vecs`).
+        let caps: Vec<usize> = Sharded::<()>::capacities(max_entries, n).collect();
+        let keys: Vec<usize> = caps.iter().map(|c| c.saturating_mul(2)).collect();
+        let slabs = crate::sys::huge_page_vecs::<Entry<F>>(&caps);
+        let parts = slabs.and_then(|s| Ok(s.into_iter().zip(FlowIndex::try_many(&keys)?)));
+        let mut parts = parts.map_err(|e| alloc_error(e.to_string()))?;
+        let shards = Sharded::try_new(max_entries, n, SHARD_SEEDS, |i, _| {
+            let part = parts.next().ok_or(crate::sys::HugeAllocError::Failed)?;
+            Ok::<_, crate::sys::HugeAllocError>(Shard::new(part, pools.clone(), i, n))
         })
         .map_err(|e| alloc_error(e.to_string()))?;
         let buckets_at = (0..n).map(|i| shards.lock(i).index.buckets_at()).collect();

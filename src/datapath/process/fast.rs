@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::flow_cache::{CachedRoute, Held};
 use super::Processor;
-use crate::conntrack::{Direction, EstablishedV4, Event, Hint, V4Key};
+use crate::conntrack::{Direction, EstablishedV4, Event, Hint, Origin, V4Key};
 use crate::datapath::counters::Dir;
 use crate::datapath::nexthop::Mac;
 use crate::datapath::snapshot::Forwarding;
@@ -187,7 +187,6 @@ impl Processor {
             return self.fast_reply(now, buf, len, &f, hint);
         };
         let fs = (self.fast_services.get(si).copied()).flatten()?;
-        let service = Some(u32::try_from(si).ok()?);
         let nat = fs.nat;
         if (nat && f.ttl <= 1) || (fs.gated && self.snap.services.get(si)?.vrrp_backup()) {
             return None;
@@ -201,21 +200,12 @@ impl Processor {
                 write_eth(frame, route);
                 (route.port, route.counts)
             }
-            None => match self.fast_egress(Ipv4Addr::from_bits(real), !nat) {
-                Ok((dst, src, port)) => {
-                    let counts = (self.origin_slot(si, origin, stats_id))
-                        .and_then(|slot| self.traffic.slot_pair(si, slot));
-                    let route = CachedRoute {
-                        epoch: self.epoch,
-                        dst,
-                        src,
-                        port,
-                        service,
-                        counts,
-                    };
+            None => match self.cached_route(real, !nat, Some(si), origin, stats_id) {
+                Ok(route) => {
+                    let route = route?;
                     self.flow_cache.set_held_route(held, route);
                     write_eth(frame, &route);
-                    (port, counts)
+                    (route.port, route.counts)
                 }
                 Err(r) => return Some(Err(r)),
             },
@@ -294,12 +284,27 @@ impl Processor {
         proto: crate::flow::Proto,
     ) -> Result<Option<CachedRoute>, DropReason> {
         let si = self.reply_service_of(hit.origin, vip, proto)?;
-        let (dst, src, port) = self.fast_egress(Ipv4Addr::from_bits(hit.client), false)?;
+        self.cached_route(hit.client, false, si, hit.origin, hit.stats_id)
+    }
+
+    /// The route step towards `to` (`on_link_only` for DR) and the traffic slots of service
+    /// `si` for a connection scheduled at `origin` with counters `stats_id`, as a
+    /// [`CachedRoute`] of this epoch; `Ok(None)` for a service index beyond 32 bits (never
+    /// configured), which cannot be cached: the pipeline decides that frame.
+    #[inline(always)]
+    fn cached_route(
+        &self,
+        to: u32,
+        on_link_only: bool,
+        si: Option<usize>,
+        origin: Origin,
+        stats_id: usize,
+    ) -> Result<Option<CachedRoute>, DropReason> {
+        let (dst, src, port) = self.fast_egress(Ipv4Addr::from_bits(to), on_link_only)?;
         let counts = si.and_then(|si| {
-            let slot = self.origin_slot(si, hit.origin, hit.stats_id)?;
+            let slot = self.origin_slot(si, origin, stats_id)?;
             self.traffic.slot_pair(si, slot)
         });
-        // A service index beyond 32 bits (never configured) cannot be cached: the pipeline's.
         let Ok(service) = si.map(u32::try_from).transpose() else {
             return Ok(None);
         };

@@ -478,3 +478,47 @@ fn a_cached_flow_of_a_vrrp_service_stops_the_moment_the_vip_is_lost() {
     }
     assert_same_state(&fast, &slow, now);
 }
+
+#[test]
+fn a_cached_reply_whose_service_a_reload_removed_is_gated_by_its_vip() {
+    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use xvs::datapath::{DropReason, Shared, Snapshot};
+    let held = Arc::new(AtomicBool::new(true));
+    let gates = || [(IpAddr::from(VIP), held.clone())];
+    let (mut fast, mut slow) = pair(|| {
+        let snap = nat_lab::snapshot(1, (3, 1), false).with_vrrp_gates(gates());
+        Processor::new(Arc::new(Shared::new(snap, nat_lab::nexthops(), 1000)))
+    });
+    let now = T0;
+    let client = |flags| Spec::tcp((WAN_MAC, CLIENT_MAC), (CLIENT, 23200), (VIP, 80), flags);
+    let out = both((&mut fast, &mut slow), now, &[(0, client(0x02).frame())]);
+    let real: [u8; 4] = out[0].1[30..34].try_into().unwrap();
+    let mac = if real == R1 { R1_MAC } else { R2_MAC };
+    let reply = |flags| Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, 23200), flags);
+    both((&mut fast, &mut slow), now, &[(1, reply(0x12).frame())]);
+    // A reload removes `web` (the connection stays): its replies are gated by the VIP alone,
+    // and counted on no service.
+    for p in [&fast, &slow] {
+        let lab = nat_lab::snapshot(2, (3, 1), false);
+        let services = lab.services.into_iter().filter(|s| s.name != "web");
+        let snap = Snapshot::new(2, lab.ports, services.collect(), lab.timeouts, false)
+            .with_vrrp_gates(gates());
+        p.shared().snapshot.store(Arc::new(snap));
+    }
+    let replies: Vec<_> = (0..3).map(|_| (1, reply(0x10).frame())).collect();
+    for (v, _) in both((&mut fast, &mut slow), now, &replies) {
+        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    }
+    held.store(false, Ordering::Relaxed);
+    for (v, _) in both((&mut fast, &mut slow), now, &replies) {
+        assert_eq!(v, Verdict::Drop(DropReason::VrrpBackup));
+    }
+    held.store(true, Ordering::Relaxed);
+    for (v, _) in both((&mut fast, &mut slow), now, &replies) {
+        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    }
+    assert_same_state(&fast, &slow, now);
+}

@@ -889,8 +889,15 @@ impl<F: Family> Shard<F> {
         self.place_hashed(entry, hashes)
     }
 
+    /// Whether a slot is free for [`Shard::place`]: one on the free list, or room at the end of
+    /// the slab (which has a fixed capacity and never grows).
+    fn has_room(&self) -> bool {
+        self.free_head != 0 || self.slots.len() < self.slots.capacity()
+    }
+
     /// [`Shard::place`] of an entry whose original key's index hash is `original` and whose
-    /// reply key, when it is indexed, has the index hash `reply`.
+    /// reply key, when it is indexed, has the index hash `reply`. The caller checked
+    /// [`Shard::has_room`] under the same lock.
     fn place_hashed(&mut self, entry: Entry<F>, (original, reply): (u64, Option<u64>)) -> usize {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
@@ -901,8 +908,7 @@ impl<F: Family> Shard<F> {
             self.slots[s] = entry;
             s
         } else {
-            // The caller made sure that `live < capacity`: with no free slot, the slab has room.
-            // Were it full, the entry would be dropped and the slot past the end never used.
+            // The caller checked `has_room`: with no free slot, the slab has room at its end.
             debug_assert!(self.slots.len() < self.slots.capacity());
             let _ = self.slots.push(entry);
             self.slots.len() - 1
@@ -953,6 +959,12 @@ fn default_shards(max_entries: usize) -> usize {
 }
 
 impl<F: Family> Table<F> {
+    /// Live entries: the sum of the shards' own counts, each read under its lock (no shared
+    /// counter is written per insert or removal).
+    fn len(&self) -> usize {
+        self.shards.sum(|s| s.live)
+    }
+
     /// What [`Table::allocated_bytes`] will be for `max_entries` in the default shard count.
     fn bytes_needed(max_entries: usize) -> usize {
         Sharded::<()>::capacities(max_entries, default_shards(max_entries))
@@ -1174,7 +1186,6 @@ impl<F: Family> Table<F> {
         out.origin = counted_origin(out.origin);
         out.change = Change::Removed;
         shard.remove(&self.key_hasher, slot);
-        self.shards.count_removed(1);
     }
 
     /// See [`ConnTable::insert`] and its siblings. The original key is looked up again under
@@ -1209,12 +1220,16 @@ impl<F: Family> Table<F> {
                 return Ok(None);
             }
             shard.remove(seed, slot);
-            self.shards.count_removed(1);
         }
         let evicted = match shard.live < shard.capacity {
             true => None,
             false => self.make_room(&mut shard, now_tick)?,
         };
+        if !shard.has_room() {
+            // Never, while `live` counts every slot off the free list; refused rather than
+            // trusted, because the slab cannot grow.
+            return Err(InsertError::Full);
+        }
         if let Some(pool) = how.pool {
             let Shard { ports, pools, .. } = &mut *shard;
             let Some((lid, lport)) = ports.alloc(pools, pool) else {
@@ -1233,7 +1248,6 @@ impl<F: Family> Table<F> {
         }
         *out = entry.tracked(&shard.pools);
         shard.place_hashed(entry, (hint.hash, reply));
-        self.shards.count_added(1);
         Ok(evicted)
     }
 
@@ -1271,15 +1285,13 @@ impl<F: Family> Table<F> {
         if shard.live < shard.capacity {
             return Ok(None);
         }
-        let reclaimed = shard.sweep(seed, now_tick, RECLAIM_BUDGET, &mut |_| {});
-        self.shards.count_removed(reclaimed);
+        shard.sweep(seed, now_tick, RECLAIM_BUDGET, &mut |_| {});
         if shard.live < shard.capacity {
             return Ok(None);
         }
         let evicted = shard
             .evict_half_open(seed, now_tick)
             .ok_or(InsertError::Full)?;
-        self.shards.count_removed(1);
         Ok(Some(evicted))
     }
 
@@ -1317,7 +1329,6 @@ impl<F: Family> Table<F> {
                     }
                 }
                 let more = end < shard.slots.len();
-                self.shards.count_removed(removed);
                 drop(shard);
                 total += removed;
                 if !more {
@@ -1510,12 +1521,12 @@ impl ConnTable {
 
     /// Number of live entries of both families (exact between operations).
     pub fn len(&self) -> usize {
-        self.v4.shards.len() + self.len_ipv6()
+        self.v4.len() + self.len_ipv6()
     }
 
     /// Number of live IPv6 entries.
     pub fn len_ipv6(&self) -> usize {
-        self.v6.as_ref().map_or(0, |t| t.shards.len())
+        self.v6.as_ref().map_or(0, Table::len)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -15,9 +15,10 @@
 //!   before it returns, so a panic elsewhere leaves nothing half-done.
 //! - Capacity is split exactly: shard `i` of `n` holds `capacity / n` entries, plus one for the
 //!   first `capacity % n` shards ([`Sharded::capacities`]).
-//! - [`Sharded::len`] is the owner's count of live entries: the owner reports every add and
-//!   removal ([`Sharded::count_added`], [`Sharded::count_removed`]) under the shard's lock, so it
-//!   is exact between operations.
+//! - The owner counts each shard's live entries in the shard, under its lock; a table's length
+//!   is their sum ([`Sharded::sum`], one lock at a time), exact between operations. Nothing
+//!   shared is written per insert or removal beyond the shard itself (a table-wide counter
+//!   would be one more locked instruction per new connection, on a line every core writes).
 //! - The sweep is bounded: one [`Sharded::sweep`] call locks one shard (the shards take turns),
 //!   and the owner visits at most its budget of slots there, walking its slab with a [`Hand`]
 //!   that resumes where the previous call stopped. No call ever walks a whole table.
@@ -50,16 +51,9 @@ pub struct Sharded<S> {
     /// Chooses the shard of a key (fixed seeds: placement only).
     placement: ahash::RandomState,
     capacity: usize,
-    /// The counts every insert, removal and sweep step writes, on a cache line of their own:
-    /// the fields above are read on every lookup, by every worker, and must stay clean.
-    counts: CachePadded<Counts>,
-}
-
-/// See [`Sharded::counts`].
-#[derive(Debug, Default)]
-struct Counts {
-    len: AtomicUsize,
-    next_sweep: AtomicUsize,
+    /// Which shard the next sweep step visits, on a cache line of its own (every batch writes
+    /// it; the fields above are read on every lookup, by every worker, and must stay clean).
+    next_sweep: CachePadded<AtomicUsize>,
 }
 
 impl<S> Sharded<S> {
@@ -107,7 +101,7 @@ impl<S> Sharded<S> {
             versions,
             placement: ahash::RandomState::with_seeds(a, b, c, d),
             capacity,
-            counts: CachePadded::new(Counts::default()),
+            next_sweep: CachePadded::new(AtomicUsize::new(0)),
         })
     }
 
@@ -119,27 +113,6 @@ impl<S> Sharded<S> {
     /// The capacity the table was built for (the sum of its shards').
     pub fn capacity(&self) -> usize {
         self.capacity
-    }
-
-    /// Live entries, as the owner counted them.
-    pub fn len(&self) -> usize {
-        self.counts.len.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The owner added `n` entries.
-    #[inline]
-    pub fn count_added(&self, n: usize) {
-        self.counts.len.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The owner removed `n` entries.
-    #[inline]
-    pub fn count_removed(&self, n: usize) {
-        self.counts.len.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// The shard of `key`.
@@ -184,18 +157,16 @@ impl<S> Sharded<S> {
     }
 
     /// One step of the bounded sweep: locks the next shard in turn and runs `visit` on it,
-    /// which returns how many entries it removed (subtracted from [`Sharded::len`]) and must
-    /// change nothing else but its own position. A step that removed nothing leaves the
+    /// which returns how many entries it removed and must change nothing else but its own
+    /// position. A step that removed nothing leaves the
     /// shard's version as it is (every batch runs a step: the versions of quiet shards stay).
     pub fn sweep(&self, visit: impl FnOnce(&mut S) -> usize) -> usize {
-        let i = self.counts.next_sweep.fetch_add(1, Ordering::Relaxed);
+        let i = self.next_sweep.fetch_add(1, Ordering::Relaxed);
         let mut shard = self.lock(i);
         let removed = visit(&mut shard);
         if removed == 0 {
             shard.unchanged();
         }
-        drop(shard);
-        self.count_removed(removed);
         removed
     }
 
@@ -405,22 +376,22 @@ mod tests {
     }
 
     #[test]
-    fn sweep_takes_the_shards_in_turn_and_counts_removals() {
+    fn sweep_takes_the_shards_in_turn_and_returns_the_removals() {
         let t = table(64, 4);
         for i in 0..4 {
             t.lock(i).push(u32::try_from(i).unwrap());
         }
-        t.count_added(4);
         let mut seen = Vec::new();
+        let mut removed = 0;
         for _ in 0..8 {
-            t.sweep(|s| {
+            removed += t.sweep(|s| {
                 seen.push(s.first().copied());
                 s.drain(..).count()
             });
         }
         assert_eq!(seen[..4], [Some(0), Some(1), Some(2), Some(3)]);
         assert!(seen[4..].iter().all(Option::is_none));
-        assert!(t.is_empty());
+        assert_eq!((removed, t.sum(Vec::len)), (4, 0));
     }
 
     #[test]

@@ -201,12 +201,14 @@ impl<F: Family> Table<F> {
                 return Ok(Installed::Updated);
             }
             shard.remove(seed, slot);
-            self.shards.count_removed(1);
         }
         self.make_room(shard, now_tick).map_err(|e| match e {
             InsertError::MixedFamilies => InstallError::MixedFamilies,
             _ => InstallError::Full,
         })?;
+        if !shard.has_room() {
+            return Err(InstallError::Full);
+        }
         let mut entry = Entry {
             client,
             vip,
@@ -233,7 +235,6 @@ impl<F: Family> Table<F> {
             }
         }
         shard.place(seed, entry, keys);
-        self.shards.count_added(1);
         Ok(Installed::Created)
     }
 
@@ -250,7 +251,6 @@ impl<F: Family> Table<F> {
             return Ok(false);
         }
         shard.remove(seed, slot);
-        self.shards.count_removed(1);
         Ok(true)
     }
 

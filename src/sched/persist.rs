@@ -313,7 +313,7 @@ impl PersistenceTable {
 
     /// Live templates (expired ones count until a lookup or the sweep removes them).
     pub fn len(&self) -> usize {
-        self.shards.len()
+        self.shards.sum(|s| s.live)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -363,7 +363,6 @@ impl PersistenceTable {
             if let Some(i) = existing {
                 gone = Some(shard.slots[i as usize].record(SyncOp::Delete, now));
                 shard.remove(i);
-                self.shards.count_removed(1);
             }
             return Ok((None, gone));
         };
@@ -391,11 +390,9 @@ impl PersistenceTable {
             live: true,
         };
         if shard.live >= shard.capacity {
-            let reclaimed = shard.sweep(now, RECLAIM_BUDGET, &mut |_| {});
-            self.shards.count_removed(reclaimed);
+            shard.sweep(now, RECLAIM_BUDGET, &mut |_| {});
         }
         shard.insert(slot)?;
-        self.shards.count_added(1);
         Ok((Some(real), Some(slot.record(SyncOp::Create, now))))
     }
 
@@ -411,7 +408,6 @@ impl PersistenceTable {
         if rec.op == SyncOp::Delete {
             if let Some(i) = existing.filter(|&i| shard.slots[i as usize].real == real) {
                 shard.remove(i);
-                self.shards.count_removed(1);
             }
             return Ok(());
         }
@@ -422,8 +418,7 @@ impl PersistenceTable {
             return Ok(());
         }
         if shard.live >= shard.capacity {
-            let reclaimed = shard.sweep(now, RECLAIM_BUDGET, &mut |_| {});
-            self.shards.count_removed(reclaimed);
+            shard.sweep(now, RECLAIM_BUDGET, &mut |_| {});
         }
         shard.insert(Slot {
             key: rec.key,
@@ -432,7 +427,6 @@ impl PersistenceTable {
             synced: now,
             live: true,
         })?;
-        self.shards.count_added(1);
         Ok(())
     }
 
@@ -475,7 +469,6 @@ impl PersistenceTable {
         let s = shard.slots[i as usize];
         if s.expires <= now {
             shard.remove(i);
-            self.shards.count_removed(1);
             return None;
         }
         Some(s.real)

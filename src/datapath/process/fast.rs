@@ -203,7 +203,7 @@ impl Processor {
             None => match self.cached_route(real, !nat, Some(si), origin, stats_id) {
                 Ok(route) => {
                     let route = route?;
-                    self.flow_cache.set_held_route(held, route);
+                    (self.flow_cache).set_held_route(held, Direction::Original, &f.key, route);
                     write_eth(frame, &route);
                     (route.port, route.counts)
                 }
@@ -251,7 +251,7 @@ impl Processor {
             None => match self.reply_route(&hit, vip, f.key.proto) {
                 Ok(route) => {
                     let route = route?;
-                    self.flow_cache.set_held_route(held, route);
+                    (self.flow_cache).set_held_route(held, Direction::Reply, &f.key, route);
                     route
                 }
                 Err(r) => return Some(Err(r)),

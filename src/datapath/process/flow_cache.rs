@@ -155,10 +155,18 @@ impl FlowCache {
         Some(Held(at))
     }
 
-    /// Caches `route` with the hit in slot `held`.
+    /// Caches `route` with the hit in slot `held`, which must still hold `key` in direction
+    /// `dir` (nothing written to the cache since `held` was found: checked in debug builds).
     #[inline(always)]
-    pub(super) fn set_held_route(&mut self, held: Held, route: CachedRoute) {
+    pub(super) fn set_held_route(
+        &mut self,
+        held: Held,
+        dir: Direction,
+        key: &V4Key,
+        route: CachedRoute,
+    ) {
         if let Some(Some(c)) = self.slots.get_mut(held.0) {
+            debug_assert!(c.key == *key && c.dir == dir, "a stale Held");
             c.route = Some(route);
         }
     }

@@ -441,84 +441,115 @@ fn a_cached_flow_follows_a_changed_next_hop() {
     }
 }
 
+/// A VRRP-gated NAT lab (the VIP's held flag `held`): the fast and slow processors with one
+/// connection from client port `cport` through its handshake, and frames of it from the client
+/// and from its real server (each with its ingress) for TCP flags.
+struct GatedFlow {
+    fast: Processor,
+    slow: Processor,
+    client: Spec,
+    reply: Spec,
+}
+
+impl GatedFlow {
+    fn open(held: &std::sync::Arc<std::sync::atomic::AtomicBool>, cport: u16) -> GatedFlow {
+        use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
+        use std::sync::Arc;
+        use xvs::datapath::Shared;
+        let (mut fast, mut slow) = pair(|| {
+            let snap = nat_lab::snapshot(1, (3, 1), false).with_vrrp_gates(gates(held));
+            Processor::new(Arc::new(Shared::new(snap, nat_lab::nexthops(), 1000)))
+        });
+        let client = Spec::tcp((WAN_MAC, CLIENT_MAC), (CLIENT, cport), (VIP, 80), 0x02);
+        let out = both((&mut fast, &mut slow), T0, &[(0, client.frame())]);
+        let real: [u8; 4] = out[0].1[30..34].try_into().unwrap();
+        let mac = if real == R1 { R1_MAC } else { R2_MAC };
+        let reply = Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, cport), 0x12);
+        both((&mut fast, &mut slow), T0, &[(1, reply.frame())]);
+        GatedFlow {
+            fast,
+            slow,
+            client,
+            reply,
+        }
+    }
+
+    /// `frames` go out while the VIP is held, are dropped as `vrrp_backup` once it is lost, go
+    /// out again once it is back; both processors alike, ending in the same state.
+    fn follow_the_gate(
+        &mut self,
+        held: &std::sync::atomic::AtomicBool,
+        frames: &[(PortId, Vec<u8>)],
+    ) {
+        use std::sync::atomic::Ordering;
+        use xvs::datapath::DropReason;
+        for (state, expect) in [
+            (true, None),
+            (false, Some(DropReason::VrrpBackup)),
+            (true, None),
+        ] {
+            held.store(state, Ordering::Relaxed);
+            for (v, _) in both((&mut self.fast, &mut self.slow), T0, frames) {
+                match expect {
+                    Some(r) => assert_eq!(v, Verdict::Drop(r)),
+                    None => assert!(matches!(v, Verdict::Tx(_)), "{v:?}"),
+                }
+            }
+        }
+        assert_same_state(&self.fast, &self.slow, T0);
+    }
+}
+
+/// The VRRP gates of the NAT lab's VIP, held while `held` is.
+fn gates(
+    held: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> [(
+    std::net::IpAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+); 1] {
+    [(std::net::IpAddr::from(nat_lab::VIP), held.clone())]
+}
+
 #[test]
 fn a_cached_flow_of_a_vrrp_service_stops_the_moment_the_vip_is_lost() {
-    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
-    use std::net::IpAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use xvs::datapath::{DropReason, Shared};
-    let held = Arc::new(AtomicBool::new(true));
-    let (mut fast, mut slow) = pair(|| {
-        let snap = nat_lab::snapshot(1, (3, 1), false)
-            .with_vrrp_gates([(IpAddr::from(VIP), held.clone())]);
-        Processor::new(Arc::new(Shared::new(snap, nat_lab::nexthops(), 1000)))
-    });
-    let now = T0;
-    let client = |flags| Spec::tcp((WAN_MAC, CLIENT_MAC), (CLIENT, 23100), (VIP, 80), flags);
-    let out = both((&mut fast, &mut slow), now, &[(0, client(0x02).frame())]);
-    let real: [u8; 4] = out[0].1[30..34].try_into().unwrap();
-    let mac = if real == R1 { R1_MAC } else { R2_MAC };
-    let reply = |flags| Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, 23100), flags);
-    both((&mut fast, &mut slow), now, &[(1, reply(0x12).frame())]);
-    // Both directions cached (each frame twice, routes included), then the VIP goes.
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut flow = GatedFlow::open(&held, 23100);
+    // Both directions cached (each frame twice, routes included) before the VIP goes.
+    let (client, reply) = (
+        Spec {
+            flags: 0x10,
+            ..flow.client
+        },
+        Spec {
+            flags: 0x10,
+            ..flow.reply
+        },
+    );
     let frames: Vec<_> = (0..2)
-        .flat_map(|_| [(0, client(0x10).frame()), (1, reply(0x10).frame())])
+        .flat_map(|_| [(0, client.frame()), (1, reply.frame())])
         .collect();
-    for (v, _) in both((&mut fast, &mut slow), now, &frames) {
-        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
-    }
-    held.store(false, Ordering::Relaxed);
-    for (v, _) in both((&mut fast, &mut slow), now, &frames) {
-        assert_eq!(v, Verdict::Drop(DropReason::VrrpBackup));
-    }
-    held.store(true, Ordering::Relaxed);
-    for (v, _) in both((&mut fast, &mut slow), now, &frames) {
-        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
-    }
-    assert_same_state(&fast, &slow, now);
+    flow.follow_the_gate(&held, &frames);
 }
 
 #[test]
 fn a_cached_reply_whose_service_a_reload_removed_is_gated_by_its_vip() {
-    use nat_lab::{CLIENT, CLIENT_MAC, LAN_MAC, R1, R1_MAC, R2_MAC, VIP, WAN_MAC};
-    use std::net::IpAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use xvs::datapath::{DropReason, Shared, Snapshot};
-    let held = Arc::new(AtomicBool::new(true));
-    let gates = || [(IpAddr::from(VIP), held.clone())];
-    let (mut fast, mut slow) = pair(|| {
-        let snap = nat_lab::snapshot(1, (3, 1), false).with_vrrp_gates(gates());
-        Processor::new(Arc::new(Shared::new(snap, nat_lab::nexthops(), 1000)))
-    });
-    let now = T0;
-    let client = |flags| Spec::tcp((WAN_MAC, CLIENT_MAC), (CLIENT, 23200), (VIP, 80), flags);
-    let out = both((&mut fast, &mut slow), now, &[(0, client(0x02).frame())]);
-    let real: [u8; 4] = out[0].1[30..34].try_into().unwrap();
-    let mac = if real == R1 { R1_MAC } else { R2_MAC };
-    let reply = |flags| Spec::tcp((LAN_MAC, mac), (real, 80), (CLIENT, 23200), flags);
-    both((&mut fast, &mut slow), now, &[(1, reply(0x12).frame())]);
+    use xvs::datapath::Snapshot;
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut flow = GatedFlow::open(&held, 23200);
     // A reload removes `web` (the connection stays): its replies are gated by the VIP alone,
     // and counted on no service.
-    for p in [&fast, &slow] {
+    for p in [&flow.fast, &flow.slow] {
         let lab = nat_lab::snapshot(2, (3, 1), false);
         let services = lab.services.into_iter().filter(|s| s.name != "web");
         let snap = Snapshot::new(2, lab.ports, services.collect(), lab.timeouts, false)
-            .with_vrrp_gates(gates());
+            .with_vrrp_gates(gates(&held));
         p.shared().snapshot.store(Arc::new(snap));
     }
-    let replies: Vec<_> = (0..3).map(|_| (1, reply(0x10).frame())).collect();
-    for (v, _) in both((&mut fast, &mut slow), now, &replies) {
-        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
-    }
-    held.store(false, Ordering::Relaxed);
-    for (v, _) in both((&mut fast, &mut slow), now, &replies) {
-        assert_eq!(v, Verdict::Drop(DropReason::VrrpBackup));
-    }
-    held.store(true, Ordering::Relaxed);
-    for (v, _) in both((&mut fast, &mut slow), now, &replies) {
-        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
-    }
-    assert_same_state(&fast, &slow, now);
+    let reply = Spec {
+        flags: 0x10,
+        ..flow.reply
+    };
+    let replies: Vec<_> = (0..3).map(|_| (1, reply.frame())).collect();
+    flow.follow_the_gate(&held, &replies);
 }

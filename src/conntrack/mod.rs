@@ -670,7 +670,6 @@ struct Shard<F: Family> {
     pools: Arc<LocalPools<F>>,
     /// First free slot + 1 (0 = none) among `slots` already pushed.
     free_head: u32,
-    capacity: usize,
     live: usize,
     /// The expiry sweep's position.
     sweep_hand: Hand,
@@ -739,7 +738,6 @@ impl<F: Family> Shard<F> {
         shards: usize,
     ) -> Shard<F> {
         Shard {
-            capacity: slots.capacity(),
             slots,
             index,
             ports: ShardPorts::new(&pools, shard, shards),
@@ -1221,7 +1219,7 @@ impl<F: Family> Table<F> {
             }
             shard.remove(seed, slot);
         }
-        let evicted = match shard.live < shard.capacity {
+        let evicted = match shard.live < shard.slots.capacity() {
             true => None,
             false => self.make_room(&mut shard, now_tick)?,
         };
@@ -1282,11 +1280,11 @@ impl<F: Family> Table<F> {
         now_tick: u32,
     ) -> Result<Option<ConnRecord>, InsertError> {
         let seed = &self.key_hasher;
-        if shard.live < shard.capacity {
+        if shard.live < shard.slots.capacity() {
             return Ok(None);
         }
         shard.sweep(seed, now_tick, RECLAIM_BUDGET, &mut |_| {});
-        if shard.live < shard.capacity {
+        if shard.live < shard.slots.capacity() {
             return Ok(None);
         }
         let evicted = shard
@@ -2432,7 +2430,7 @@ mod tests {
     #[test]
     fn capacity_is_split_exactly_across_shards() {
         let t = ConnTable::with_shards(10, 4);
-        let caps: usize = t.v4.shards.sum(|s| s.capacity);
+        let caps: usize = t.v4.shards.sum(|s| s.slots.capacity());
         assert_eq!(caps, 10);
     }
 }

@@ -172,13 +172,9 @@ impl<S> Sharded<S> {
 
     /// The sum of `f` over the shards, locking one at a time.
     pub fn sum(&self, f: impl Fn(&S) -> usize) -> usize {
-        (0..self.shards())
-            .map(|i| {
-                let mut shard = self.lock(i);
-                shard.unchanged();
-                f(&shard)
-            })
-            .sum()
+        let mut total = 0;
+        self.for_each_read(|s| total += f(s));
+        total
     }
 
     /// Runs `f` on every shard, locking one at a time, to read it only: the shards' versions

@@ -391,20 +391,15 @@ impl TrafficBlock {
     /// records), with no lookup by address. Only the owning worker may call this.
     #[inline]
     pub fn count_slot(&self, si: usize, slot: usize, dir: Dir, bytes: u64) {
-        let Some(&base) = self.base.get(si) else {
-            return;
-        };
-        if let Some(s) = self.slots.get(base) {
-            s.count(dir, bytes);
-        }
-        // Slots of the next service start after this one's sorry server: stay inside `si`.
-        let last = self.base.get(si + 1).copied().unwrap_or(self.slots.len());
-        if let Some(s) = self
-            .slots
-            .get(base + 1 + slot)
-            .filter(|_| base + 1 + slot < last)
-        {
-            s.count(dir, bytes);
+        match self.slot_pair(si, slot) {
+            Some(pair) => self.count_pair(pair, dir, bytes),
+            // A slot outside the service (another service's slots start after this one's
+            // sorry server): the service alone.
+            None => {
+                if let Some(s) = self.base.get(si).and_then(|&base| self.slots.get(base)) {
+                    s.count(dir, bytes);
+                }
+            }
         }
     }
 

@@ -171,26 +171,6 @@ impl FlowCache {
         }
     }
 
-    /// The route cached with the hit for `key` in direction `dir` (table hash `hash`), if it
-    /// was worked out in `epoch`.
-    #[cfg(test)]
-    fn route(&self, hash: u64, dir: Direction, key: &V4Key, epoch: u64) -> Option<CachedRoute> {
-        let held = self.held(hash, dir, key)?;
-        self.entry(held, epoch)?.1.copied()
-    }
-
-    /// Caches `route` with the hit held for `key` in direction `dir` (table hash `hash`), if the
-    /// slot still holds it.
-    #[cfg(test)]
-    fn set_route(&mut self, hash: u64, dir: Direction, key: &V4Key, route: CachedRoute) {
-        let at = self.at(hash, dir);
-        if let Some(Some(c)) = self.slots.get_mut(at) {
-            if c.key == *key && c.dir == dir {
-                c.route = Some(route);
-            }
-        }
-    }
-
     /// Empties the slot of table hash `hash` in direction `dir` (its hit no longer stands).
     #[inline(always)]
     pub(super) fn forget(&mut self, hash: u64, dir: Direction) {
@@ -257,26 +237,20 @@ mod tests {
             service: Some(0),
             counts: Some(SlotPair::for_test(0, 4)),
         };
-        c.set_route(h, Direction::Original, &k, route);
+        assert!(c.held(h, Direction::Original, &k).is_none(), "no hit yet");
+        let held = c.put(h, Direction::Original, k, hit(1)).unwrap();
+        assert_eq!(c.held(h, Direction::Original, &k), Some(held));
+        c.set_held_route(held, Direction::Original, &k, route);
+        assert_eq!(c.entry(held, 3).and_then(|e| e.1), Some(&route));
+        assert_eq!(c.cached_service(h, &k, 3), Some(0));
+        assert!(c.entry(held, 4).unwrap().1.is_none(), "another epoch");
+        assert!(c.cached_service(h, &k, 4).is_none(), "another epoch");
         assert!(
-            c.route(h, Direction::Original, &k, 3).is_none(),
-            "no hit yet"
-        );
-        c.put(h, Direction::Original, k, hit(1));
-        c.set_route(h, Direction::Original, &k, route);
-        assert_eq!(c.route(h, Direction::Original, &k, 3), Some(route));
-        assert!(
-            c.route(h, Direction::Original, &k, 4).is_none(),
-            "another epoch"
-        );
-        assert!(
-            c.route(h, Direction::Reply, &k, 3).is_none(),
+            c.held(h, Direction::Reply, &k).is_none(),
             "another direction"
         );
-        c.put(h, Direction::Original, k, hit(1));
-        assert!(
-            c.route(h, Direction::Original, &k, 3).is_none(),
-            "a new hit clears it"
-        );
+        let held = c.put(h, Direction::Original, k, hit(1)).unwrap();
+        assert!(c.entry(held, 3).unwrap().1.is_none(), "a new hit clears it");
+        assert!(c.cached_service(h, &k, 3).is_none(), "a new hit clears it");
     }
 }

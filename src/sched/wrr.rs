@@ -24,6 +24,9 @@ pub struct WeightedRoundRobin {
     mw: i64,
     /// Gcd of the non-zero weights.
     di: i64,
+    /// `mw / di`: the weight levels a pick may pass (computed once: a division per pick costs
+    /// more than the rest of it).
+    rounds: usize,
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -48,6 +51,7 @@ impl WeightedRoundRobin {
             cw: 0,
             mw: i64::from(mw),
             di: i64::from(di),
+            rounds: usize::try_from(mw / di).unwrap_or(usize::MAX),
         }
     }
 }
@@ -59,8 +63,7 @@ impl Scheduler for WeightedRoundRobin {
             return None;
         }
         // At most one full pass over every weight level: (mw / di) rounds of n servers.
-        let rounds = usize::try_from(self.mw / self.di).unwrap_or(usize::MAX);
-        let bound = n.saturating_mul(rounds).saturating_add(n);
+        let bound = n.saturating_mul(self.rounds).saturating_add(n);
         for _ in 0..bound {
             // `index` < n (same `reals` every call): a compare, not a division.
             self.index = if self.index + 1 >= n {

@@ -52,6 +52,11 @@ impl BucketsAt {
     }
 }
 
+/// The empty bucket that ends a probe run ([`FlowIndex::find_or_vacant`]): valid for
+/// [`FlowIndex::insert_two_at`] until the index next changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vacant(usize);
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct FlowIndex {
@@ -166,12 +171,60 @@ impl FlowIndex {
     /// that no more keys than the capacity are stored.
     #[inline]
     pub fn insert(&mut self, hash: u64, value: u32) {
-        debug_assert!(value != 0);
-        debug_assert!(self.len < self.buckets.len());
+        let home = self.home(hash);
+        let i = self.empty_from(home);
+        self.put(i, hash, value);
+    }
+
+    /// One scan of `hash`'s probe run for both questions an insert asks: the value there for
+    /// which `matches` holds (`Ok`), or else the run's end, its first empty bucket (`Err`),
+    /// where [`FlowIndex::insert_two_at`] puts new keys of this hash without scanning again.
+    #[inline]
+    pub fn find_or_vacant(
+        &self,
+        hash: u64,
+        mut matches: impl FnMut(u32) -> bool,
+    ) -> Result<u32, Vacant> {
+        let tag = Self::tag(hash);
         let mut i = self.home(hash);
+        loop {
+            let b = self.buckets[i];
+            if b.value == 0 {
+                return Err(Vacant(i));
+            }
+            if b.tag == tag && matches(b.value) {
+                return Ok(b.value);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// Adds `first` and then `second` (non-zero, keys not present), both under `hash`, where
+    /// [`FlowIndex::find_or_vacant`] found `hash`'s run to end, the index unchanged since: the
+    /// same buckets as `insert(hash, first)` then `insert(hash, second)`, without scanning the
+    /// run from its home twice more.
+    #[inline]
+    pub fn insert_two_at(&mut self, at: Vacant, hash: u64, (first, second): (u32, u32)) {
+        debug_assert_eq!(at.0, self.empty_from(self.home(hash)), "a stale vacancy");
+        self.put(at.0, hash, first);
+        let i = self.empty_from(self.next(at.0));
+        self.put(i, hash, second);
+    }
+
+    /// The first empty bucket from `i` on (the caller keeps at least one empty).
+    #[inline]
+    fn empty_from(&self, mut i: usize) -> usize {
+        debug_assert!(self.len < self.buckets.len());
         while self.buckets[i].value != 0 {
             i = self.next(i);
         }
+        i
+    }
+
+    /// Writes `value` (non-zero) under `hash` into the empty bucket `i`.
+    #[inline]
+    fn put(&mut self, i: usize, hash: u64, value: u32) {
+        debug_assert!(value != 0 && self.buckets[i].value == 0);
         self.buckets[i] = Bucket {
             tag: Self::tag(hash),
             value,
@@ -281,6 +334,47 @@ mod tests {
                 "{k}"
             );
         }
+    }
+
+    /// The buckets of `ix`, as (tag, value) pairs.
+    fn layout(ix: &FlowIndex) -> Vec<(u32, u32)> {
+        ix.buckets.iter().map(|b| (b.tag, b.value)).collect()
+    }
+
+    #[test]
+    fn one_scan_and_two_puts_leave_the_buckets_two_inserts_leave() {
+        // Pairs under one colliding hash (runs that collide and wrap), some keys removed
+        // between, built twice: once with two `insert`s per pair, once with `find_or_vacant`
+        // and `insert_two_at`. The layouts must be the same after every step.
+        let (mut a, mut b) = (FlowIndex::with_capacity(16), FlowIndex::with_capacity(16));
+        // Values 2k and 2k+1 share the hash of key k; even keys' home is the last bucket (their
+        // runs wrap to the front).
+        let h = |k: u32| match k % 2 {
+            0 => (u64::from(k) << 32) | 0xffff_ffff,
+            _ => h(k),
+        };
+        let hv = |v: u32| h(v / 2);
+        for k in 1..=7u32 {
+            let (first, second) = (2 * k, 2 * k + 1);
+            a.insert(h(k), first);
+            a.insert(h(k), second);
+            let vacant = b.find_or_vacant(h(k), |v| v == first || v == second);
+            let Err(at) = vacant else {
+                panic!("pair {k} found before it was inserted");
+            };
+            b.insert_two_at(at, h(k), (first, second));
+            assert_eq!(layout(&a), layout(&b), "after pair {k}");
+            assert_eq!(b.find_or_vacant(h(k), |v| v == second), Ok(second));
+            if k % 3 == 0 {
+                // A hole in the middle of the runs: the next pair's vacancy must come after
+                // the backward shift, as `insert`'s does.
+                let gone = 2 * (k - 1);
+                assert!(a.remove(h(k - 1), |v| v == gone, hv));
+                assert!(b.remove(h(k - 1), |v| v == gone, hv));
+                assert_eq!(layout(&a), layout(&b), "after removing {gone}");
+            }
+        }
+        assert_eq!(a.len(), b.len());
     }
 
     #[test]

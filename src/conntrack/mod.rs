@@ -91,7 +91,7 @@ pub use state::{ConnState, Direction};
 pub use sync::{timeout_ms, ConnDump, InstallError, InstallTarget, Installed};
 
 use crate::conntrack::family::{Family, V4, V6};
-use crate::conntrack::index::{BucketsAt, FlowIndex};
+use crate::conntrack::index::{BucketsAt, FlowIndex, Vacant};
 pub use crate::conntrack::local_ports::LocalPool;
 use crate::conntrack::local_ports::{LocalPools, ShardPorts, NO_LOCAL};
 use crate::conntrack::sharded::{Hand, Sharded};
@@ -502,6 +502,16 @@ impl<F: Family> Key<F> {
 }
 
 impl<F: Family> Entry<F> {
+    /// Counts a new entry on its real server (its state's count and the connection added), as
+    /// it is inserted.
+    #[inline]
+    fn count_added(&self) {
+        if let Some(stats) = &self.stats {
+            count(stats, self.state).fetch_add(1, Ordering::Relaxed);
+            stats.conn_added();
+        }
+    }
+
     /// The entry of a new connection scheduled at `origin` (every address of family `F`),
     /// expiring after its state's timeout from `now`; NAT until a local endpoint is allocated.
     fn new(
@@ -897,6 +907,73 @@ impl<F: Family> Shard<F> {
     /// reply key, when it is indexed, has the index hash `reply`. The caller checked
     /// [`Shard::has_room`] under the same lock.
     fn place_hashed(&mut self, entry: Entry<F>, (original, reply): (u64, Option<u64>)) -> usize {
+        let slot = self.take_slot(entry);
+        let id = slot_id(slot);
+        self.index
+            .insert(original, index_value(id, Direction::Original));
+        if let Some(reply) = reply {
+            self.index.insert(reply, index_value(id, Direction::Reply));
+        }
+        slot
+    }
+
+    /// The common new connection in one scan of the index: NAT (both keys indexed, no local
+    /// endpoint) to a real server on the VIP's port, so that its reply key hashes as its
+    /// original key (`ok`, index hash `hash`), into a shard with a free slot and room below its
+    /// capacity, neither key indexed yet. Does what [`Table::insert_with`] does then (counts
+    /// it, writes it into `out`, places it) with one scan of the probe run, which answers both
+    /// "is either key there?" and "where does the run end?". Anything else (a key found, a full
+    /// shard, FULLNAT, DR, another port) gives the entry back untouched for the general path.
+    fn insert_fresh_pair(
+        &mut self,
+        entry: Entry<F>,
+        (ok, hash): (&Key<F>, u64),
+        how: Insert,
+        out: &mut Tracked,
+    ) -> Result<(), Entry<F>> {
+        let pair = how.keys == Keys::Both && how.pool.is_none() && entry.lid == NO_LOCAL;
+        if !pair || entry.rport != entry.vport || self.live >= self.slots.capacity() {
+            return Err(entry);
+        }
+        if !self.has_room() {
+            return Err(entry);
+        }
+        let rk = entry.key(Direction::Reply, &self.pools);
+        let (slots, pools) = (&self.slots, &*self.pools);
+        let scan = self.index.find_or_vacant(hash, |v| {
+            let dir = value_dir(v);
+            let key = match dir {
+                Direction::Original => ok,
+                Direction::Reply => &rk,
+            };
+            slots[value_slot(v)].key(dir, pools) == *key
+        });
+        let Err(at) = scan else {
+            return Err(entry);
+        };
+        entry.count_added();
+        *out = entry.tracked(&self.pools);
+        self.place_pair_at(entry, hash, at);
+        Ok(())
+    }
+
+    /// [`Shard::place_hashed`] of an entry whose original and reply keys both have the index
+    /// hash `hash`, at the end of its probe run that [`FlowIndex::find_or_vacant`] found
+    /// holding neither key (under the same lock, the index unchanged since).
+    fn place_pair_at(&mut self, entry: Entry<F>, hash: u64, at: Vacant) -> usize {
+        let slot = self.take_slot(entry);
+        let id = slot_id(slot);
+        let values = (
+            index_value(id, Direction::Original),
+            index_value(id, Direction::Reply),
+        );
+        self.index.insert_two_at(at, hash, values);
+        slot
+    }
+
+    /// Stores `entry` in a free slot (the caller checked [`Shard::has_room`] under the same
+    /// lock) and counts it live; returns the slot. The caller indexes its keys.
+    fn take_slot(&mut self, entry: Entry<F>) -> usize {
         let slot = if self.free_head != 0 {
             let s = (self.free_head - 1) as usize;
             self.free_head = self.slots[s].expires;
@@ -911,12 +988,6 @@ impl<F: Family> Shard<F> {
             let _ = self.slots.push(entry);
             self.slots.len() - 1
         };
-        let id = slot_id(slot);
-        self.index
-            .insert(original, index_value(id, Direction::Original));
-        if let Some(reply) = reply {
-            self.index.insert(reply, index_value(id, Direction::Reply));
-        }
         self.live += 1;
         slot
     }
@@ -1198,7 +1269,7 @@ impl<F: Family> Table<F> {
         timeouts: &Timeouts,
         out: &mut Tracked,
     ) -> Result<Option<ConnRecord>, InsertError> {
-        let mut entry = Entry::<F>::new(new, how.origin, now, timeouts)?;
+        let entry = Entry::<F>::new(new, how.origin, now, timeouts)?;
         let now_tick = tick(now);
         let seed = &self.key_hasher;
         let ok = entry.key(Direction::Original, &self.pools);
@@ -1210,6 +1281,10 @@ impl<F: Family> Table<F> {
             None => self.hint(Direction::Original, &ok),
         };
         let mut shard = self.shards.lock(hint.shard);
+        let mut entry = match shard.insert_fresh_pair(entry, (&ok, hint.hash), how, out) {
+            Ok(()) => return Ok(None),
+            Err(entry) => entry,
+        };
         if let Some(slot) = shard.find_hashed(hint.hash, Direction::Original, &ok) {
             let existing = &shard.slots[slot];
             if !is_expired(existing.expires, now_tick) {
@@ -1240,10 +1315,7 @@ impl<F: Family> Table<F> {
             Keys::Both => Some(self.take_reply_key(&mut shard, &entry, hint.hash)),
             Keys::OriginalOnly => None,
         };
-        if let Some(stats) = &entry.stats {
-            count(stats, entry.state).fetch_add(1, Ordering::Relaxed);
-            stats.conn_added();
-        }
+        entry.count_added();
         *out = entry.tracked(&shard.pools);
         shard.place_hashed(entry, (hint.hash, reply));
         Ok(evicted)
@@ -2063,6 +2135,62 @@ mod tests {
         assert_eq!(got.state, ConnState::Close);
         assert!(t.lookup(Direction::Original, &o, SYN, 2 * S, &to).is_none());
         assert_eq!(t.len(), 0);
+    }
+
+    /// What a NAT table of one shard answers after a run of inserts (new flows, repeats, a
+    /// reply key taken over, expiry and reuse) for real servers on port `rport`: every key's
+    /// lookup, the inserts' outcomes, the counts. Port 80, the VIP's, takes the one-scan insert
+    /// (`Shard::insert_fresh_pair`) for most of them; any other port the general path.
+    fn nat_run(rport: u16) -> Vec<String> {
+        let t = ConnTable::with_shards(64, 1);
+        let to = Timeouts::default();
+        let stats = Arc::new(RealStats::default());
+        let conn = |port: u16, vip: &str| NewConn {
+            vip: sa(vip),
+            real: SocketAddr::new("198.18.1.11".parse().unwrap(), rport),
+            ..new_conn(port, &stats)
+        };
+        let mut seen = Vec::new();
+        let mut record = |what: String| seen.push(what);
+        for round in 0..3u64 {
+            let now = round * 200 * S;
+            for port in 1000..1040u16 {
+                let c = conn(port, "198.18.0.100:80");
+                let got = t.insert(c.clone(), now, &to).map(|i| i.conn.real());
+                record(format!("{round} insert {port}: {got:?}"));
+            }
+            // A repeat (the existing entry wins) and a second VIP's connection from the same
+            // client endpoint (it takes the reply key over).
+            let again = t.insert(conn(1000, "198.18.0.100:80"), now, &to);
+            record(format!("{round} repeat: {:?}", again.map(|i| i.conn.vip())));
+            let other = t.insert(conn(1001, "198.18.0.101:80"), now, &to);
+            record(format!(
+                "{round} other vip: {:?}",
+                other.map(|i| i.conn.vip())
+            ));
+            for port in 999..1041u16 {
+                let (o, r) = keys(&conn(port, "198.18.0.100:80"));
+                let found = |dir, k| t.peek(dir, k, now).map(|c: Tracked| (c.vip(), c.real()));
+                let (fo, fr) = (found(Direction::Original, &o), found(Direction::Reply, &r));
+                record(format!("{round} {port}: {fo:?} {fr:?}"));
+            }
+            record(format!(
+                "{round} len {} total {}",
+                t.len(),
+                stats.total_connections()
+            ));
+        }
+        seen
+    }
+
+    #[test]
+    fn a_nat_pair_on_the_vips_port_is_inserted_in_one_scan_as_the_general_path_inserts_it() {
+        let (one_scan, general) = (nat_run(80), nat_run(8080));
+        let unported = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|l| l.replace(":8080", ":80")).collect()
+        };
+        assert_eq!(one_scan, unported(general));
+        assert!(one_scan.iter().any(|l| l == "0 1001: Some((198.18.0.100:80, 198.18.1.11:80)) Some((198.18.0.101:80, 198.18.1.11:80))"), "{one_scan:#?}");
     }
 
     #[test]

@@ -874,7 +874,7 @@ impl<F: Family> Shard<F> {
     /// the free list; nothing when the slab grows instead, at its warm end). A lookup that
     /// misses in the original direction calls it: an insert usually follows such a miss, and
     /// in a table that has churned the free slot is anywhere in the slab, a cold line. Each pop
-    /// from the free list ([`Shard::place_hashed`]) calls it too, for the new head: the next
+    /// from the free list ([`Shard::take_slot`]) calls it too, for the new head: the next
     /// insert into the shard then finds its slot's lines on their way already.
     #[inline]
     fn prefetch_free_slot(&self) {
@@ -951,6 +951,8 @@ impl<F: Family> Shard<F> {
         let Err(at) = scan else {
             return Err(entry);
         };
+        #[cfg(test)]
+        tests::ONE_SCAN_INSERTS.with(|n| n.set(n.get() + 1));
         entry.count_added();
         *out = entry.tracked(&self.pools);
         self.place_pair_at(entry, hash, at);
@@ -2137,11 +2139,18 @@ mod tests {
         assert_eq!(t.len(), 0);
     }
 
-    /// What a NAT table of one shard answers after a run of inserts (new flows, repeats, a
-    /// reply key taken over, expiry and reuse) for real servers on port `rport`: every key's
-    /// lookup, the inserts' outcomes, the counts. Port 80, the VIP's, takes the one-scan insert
-    /// (`Shard::insert_fresh_pair`) for most of them; any other port the general path.
-    fn nat_run(rport: u16) -> Vec<String> {
+    thread_local! {
+        /// Inserts `Shard::insert_fresh_pair` made on this test's thread.
+        pub(super) static ONE_SCAN_INSERTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// What a NAT table of one shard answers after a run of inserts for real servers on port
+    /// `rport` (new flows, into an empty slab and then into slots the sweep freed; repeats; a
+    /// reply key taken over; the shard filled until it evicts and refuses): every key's lookup,
+    /// the inserts' outcomes, the counts; and how many inserts took the one-scan path
+    /// (`Shard::insert_fresh_pair`; only port 80, the VIP's, can).
+    fn nat_run(rport: u16) -> (Vec<String>, usize) {
+        ONE_SCAN_INSERTS.with(|n| n.set(0));
         let t = ConnTable::with_shards(64, 1);
         let to = Timeouts::default();
         let stats = Arc::new(RealStats::default());
@@ -2153,7 +2162,10 @@ mod tests {
         let mut seen = Vec::new();
         let mut record = |what: String| seen.push(what);
         for round in 0..3u64 {
+            // SYN_RECV entries live 30 s: each round's sweep frees the previous round's slots.
             let now = round * 200 * S;
+            let removed = t.expire(now, 1000);
+            record(format!("{round} expired {removed}"));
             for port in 1000..1040u16 {
                 let c = conn(port, "198.18.0.100:80");
                 let got = t.insert(c.clone(), now, &to).map(|i| i.conn.real());
@@ -2180,17 +2192,30 @@ mod tests {
                 stats.total_connections()
             ));
         }
-        seen
+        // Past the shard's capacity: the last inserts evict half-open entries.
+        for port in 2000..2030u16 {
+            let got = t.insert(conn(port, "198.18.0.100:80"), 400 * S + 1, &to);
+            let got = got.map(|i| (i.conn.real(), i.evicted_half_open));
+            record(format!("full {port}: {got:?} len {}", t.len()));
+        }
+        (seen, ONE_SCAN_INSERTS.with(std::cell::Cell::get))
     }
 
     #[test]
     fn a_nat_pair_on_the_vips_port_is_inserted_in_one_scan_as_the_general_path_inserts_it() {
-        let (one_scan, general) = (nat_run(80), nat_run(8080));
+        let ((one_scan, fast), (general, none)) = (nat_run(80), nat_run(8080));
         let unported = |v: Vec<String>| -> Vec<String> {
             v.into_iter().map(|l| l.replace(":8080", ":80")).collect()
         };
         assert_eq!(one_scan, unported(general));
-        assert!(one_scan.iter().any(|l| l == "0 1001: Some((198.18.0.100:80, 198.18.1.11:80)) Some((198.18.0.101:80, 198.18.1.11:80))"), "{one_scan:#?}");
+        // Three rounds of 40 fresh flows, and the fill until the shard is full.
+        assert_eq!((fast, none), (3 * 40 + 64 - 41, 0), "{one_scan:#?}");
+        let taken = "0 1001: Some((198.18.0.100:80, 198.18.1.11:80)) Some((198.18.0.101:80, 198.18.1.11:80))";
+        assert!(one_scan.iter().any(|l| l == taken), "{one_scan:#?}");
+        assert!(
+            one_scan.iter().any(|l| l.contains("true)) len 64")),
+            "no eviction: {one_scan:#?}"
+        );
     }
 
     #[test]

@@ -40,10 +40,42 @@ use crossbeam::utils::CachePadded;
 
 /// A shard's lock: a spin lock whose release is a plain store (no locked instruction; a
 /// `std::sync::Mutex` releases with an atomic swap, in case a waiter sleeps). A new connection
-/// locks its shard twice (lookup, insert), so this is two fewer full barriers per SYN. A
-/// waiter yields the CPU between tries: the holder may be a control thread preempted on the
-/// waiter's own CPU, and a shard is held for one short operation, so waits are rare and short.
-type ShardLock<S> = spin::mutex::SpinMutex<S, spin::relax::Yield>;
+/// locks its shard twice (lookup, insert), so this is two fewer full barriers per SYN.
+/// Waiters spin ([`SpinThenYield`]): a packet's hold is a lookup or an insert, well under a
+/// microsecond.
+type ShardLock<S> = spin::mutex::SpinMutex<S, SpinThenYield>;
+
+/// How a waiter for a shard waits: a CPU pause per try, and every [`YIELD_EVERY`]th try the CPU
+/// given up, because the holder may be a thread preempted on the waiter's own CPU (a control
+/// thread where every CPU has a worker) or one holding the shard for a whole operation of the
+/// control plane (`xvs ctl conns` reads a shard's whole slab under its lock; a real server's
+/// removal visits a few thousand slots per hold).
+#[derive(Debug)]
+pub struct SpinThenYield;
+
+/// Tries between two yields of a waiting thread (a pause is about 10–100 cycles, so a few
+/// microseconds of spinning).
+const YIELD_EVERY: u32 = 128;
+
+thread_local! {
+    /// This thread's tries since it last yielded while waiting for a shard.
+    static TRIES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl spin::relax::RelaxStrategy for SpinThenYield {
+    #[inline]
+    fn relax() {
+        let tries = TRIES.with(|t| {
+            let n = t.get().wrapping_add(1) % YIELD_EVERY;
+            t.set(n);
+            n
+        });
+        match tries {
+            0 => std::thread::yield_now(),
+            _ => std::hint::spin_loop(),
+        }
+    }
+}
 
 /// Shards get at least this many entries each before a table is split further.
 const ENTRIES_PER_SHARD: usize = 4096;
@@ -207,7 +239,7 @@ impl<S> Sharded<S> {
 pub struct ShardGuard<'a, S> {
     version: &'a AtomicU64,
     changed: bool,
-    guard: spin::mutex::SpinMutexGuard<'a, S, spin::relax::Yield>,
+    guard: spin::mutex::SpinMutexGuard<'a, S, SpinThenYield>,
 }
 
 impl<S> ShardGuard<'_, S> {
@@ -395,6 +427,31 @@ mod tests {
         assert_eq!(seen[..4], [Some(0), Some(1), Some(2), Some(3)]);
         assert!(seen[4..].iter().all(Option::is_none));
         assert_eq!((removed, t.sum(Vec::len)), (4, 0));
+    }
+
+    #[test]
+    fn a_shard_is_held_by_one_thread_at_a_time_and_a_waiter_outlasts_a_long_hold() {
+        let t = table(16, 2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        let mut shard = t.lock(1);
+                        // A read and a write apart: a second holder would lose increments.
+                        let n = u32::try_from(shard.len()).unwrap();
+                        shard.push(n);
+                    }
+                });
+            }
+            // A long hold (as `xvs ctl conns` makes) while the two above wait.
+            let held = t.lock(1);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(held);
+        });
+        let shard = t.lock(1);
+        assert_eq!(shard.len(), 40_000);
+        let in_order = (shard.iter().enumerate()).all(|(i, &n)| u32::try_from(i) == Ok(n));
+        assert!(in_order, "an increment was lost");
     }
 
     #[test]

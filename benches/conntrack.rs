@@ -127,7 +127,8 @@ fn new_batch(
             key,
             hint,
         };
-        if t.lookup_probe(probe, syn, 0, &to, &mut out) {
+        let mut missed = None;
+        if t.lookup_probe_missed(probe, (syn, 0), &to, &mut out, &mut missed) {
             tally.hits += 1;
             continue;
         }
@@ -145,6 +146,7 @@ fn new_batch(
             origin: Origin::new(0, ri),
             track: Track::Both,
             hint,
+            missed,
         };
         match t.insert_scheduled(new, at, 0, &to, &mut out) {
             Ok(None) => {

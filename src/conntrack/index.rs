@@ -55,7 +55,18 @@ impl BucketsAt {
 /// The empty bucket that ends a probe run ([`FlowIndex::find_or_vacant`]): valid for
 /// [`FlowIndex::insert_two_at`] until the index next changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Vacant(usize);
+pub struct Vacant {
+    at: usize,
+    /// No bucket of the run carried the hash's tag: no key of this hash is indexed.
+    clean: bool,
+}
+
+impl Vacant {
+    /// Whether no key of the scanned hash was in the run (not even one `matches` rejected).
+    pub fn is_clean(&self) -> bool {
+        self.clean
+    }
+}
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -187,13 +198,17 @@ impl FlowIndex {
     ) -> Result<u32, Vacant> {
         let tag = Self::tag(hash);
         let mut i = self.home(hash);
+        let mut clean = true;
         loop {
             let b = self.buckets[i];
             if b.value == 0 {
-                return Err(Vacant(i));
+                return Err(Vacant { at: i, clean });
             }
-            if b.tag == tag && matches(b.value) {
-                return Ok(b.value);
+            if b.tag == tag {
+                clean = false;
+                if matches(b.value) {
+                    return Ok(b.value);
+                }
             }
             i = self.next(i);
         }
@@ -205,9 +220,9 @@ impl FlowIndex {
     /// run from its home twice more.
     #[inline]
     pub fn insert_two_at(&mut self, at: Vacant, hash: u64, (first, second): (u32, u32)) {
-        debug_assert_eq!(at.0, self.empty_from(self.home(hash)), "a stale vacancy");
-        self.put(at.0, hash, first);
-        let i = self.empty_from(self.next(at.0));
+        debug_assert_eq!(at.at, self.empty_from(self.home(hash)), "a stale vacancy");
+        self.put(at.at, hash, first);
+        let i = self.empty_from(self.next(at.at));
         self.put(i, hash, second);
     }
 

@@ -347,6 +347,28 @@ impl Hint {
     }
 }
 
+/// Where the lookup that missed a key in the original direction found the key's probe run to
+/// end, with no key of its hash in the run, and the shard's version then
+/// ([`ConnTable::lookup_probe_missed`]). An insert of that key whose reply key has the same
+/// hash (NAT to the VIP's port) into the shard at the same version (nothing in it changed
+/// since) puts both keys there without scanning the run again ([`Scheduled::missed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Missed {
+    shard: usize,
+    hash: u64,
+    version: u64,
+    at: Vacant,
+}
+
+impl Missed {
+    /// Where an insert of the key with `hint` into its shard, now at `version`, may put it.
+    #[inline]
+    fn vacancy(&self, hint: Hint, version: u64) -> Option<Vacant> {
+        let same = self.shard == hint.shard && self.hash == hint.hash;
+        (same && self.version == version).then_some(self.at)
+    }
+}
+
 /// A lookup of [`ConnTable::lookup_probe`]: the key, its direction and, if the batch's
 /// pre-pass computed it for this same key and direction, its [`Hint`].
 #[derive(Clone, Copy, Debug)]
@@ -380,6 +402,8 @@ pub struct Scheduled {
     /// finds the key under the shard's lock, so that of two workers racing on one new flow the
     /// first insert wins.
     pub hint: Option<Hint>,
+    /// What that lookup's miss said ([`ConnTable::lookup_probe_missed`]), if anything.
+    pub missed: Option<Missed>,
 }
 
 /// A row of the table as `xvs ctl conns` shows it.
@@ -717,6 +741,8 @@ struct Insert {
     keys: Keys,
     /// The original key's [`Hint`], if the caller's lookup (which just missed) had one.
     hint: Option<Hint>,
+    /// That lookup's [`Missed`], if it recorded one.
+    missed: Option<Missed>,
 }
 
 impl Insert {
@@ -727,6 +753,7 @@ impl Insert {
             pool,
             keys,
             hint: None,
+            missed: None,
         }
     }
 }
@@ -784,9 +811,20 @@ impl<F: Family> Shard<F> {
     /// [`Shard::find`] of a key whose hash is `hash`.
     #[inline]
     fn find_hashed(&self, hash: u64, dir: Direction, key: &Key<F>) -> Option<usize> {
+        self.find_or_vacant_hashed(hash, dir, key).ok()
+    }
+
+    /// [`Shard::find_hashed`] that says, on a miss, where the key's probe run ends.
+    #[inline]
+    fn find_or_vacant_hashed(
+        &self,
+        hash: u64,
+        dir: Direction,
+        key: &Key<F>,
+    ) -> Result<usize, Vacant> {
         let (slots, pools) = (&self.slots, &*self.pools);
         self.index
-            .find(hash, |v| {
+            .find_or_vacant(hash, |v| {
                 value_dir(v) == dir && slots[value_slot(v)].key(dir, pools) == *key
             })
             .map(value_slot)
@@ -928,6 +966,7 @@ impl<F: Family> Shard<F> {
         &mut self,
         entry: Entry<F>,
         (ok, hash): (&Key<F>, u64),
+        known: Option<Vacant>,
         how: Insert,
         out: &mut Tracked,
     ) -> Result<(), Entry<F>> {
@@ -938,18 +977,29 @@ impl<F: Family> Shard<F> {
         if !self.has_room() {
             return Err(entry);
         }
-        let rk = entry.key(Direction::Reply, &self.pools);
-        let (slots, pools) = (&self.slots, &*self.pools);
-        let scan = self.index.find_or_vacant(hash, |v| {
-            let dir = value_dir(v);
-            let key = match dir {
-                Direction::Original => ok,
-                Direction::Reply => &rk,
-            };
-            slots[value_slot(v)].key(dir, pools) == *key
-        });
-        let Err(at) = scan else {
-            return Err(entry);
+        let at = match known {
+            // The run ends there, holding no key of this hash: neither key is indexed.
+            Some(at) => {
+                #[cfg(test)]
+                tests::VACANCIES_REUSED.with(|n| n.set(n.get() + 1));
+                at
+            }
+            None => {
+                let rk = entry.key(Direction::Reply, &self.pools);
+                let (slots, pools) = (&self.slots, &*self.pools);
+                let scan = self.index.find_or_vacant(hash, |v| {
+                    let dir = value_dir(v);
+                    let key = match dir {
+                        Direction::Original => ok,
+                        Direction::Reply => &rk,
+                    };
+                    slots[value_slot(v)].key(dir, pools) == *key
+                });
+                let Err(at) = scan else {
+                    return Err(entry);
+                };
+                at
+            }
         };
         #[cfg(test)]
         tests::ONE_SCAN_INSERTS.with(|n| n.set(n.get() + 1));
@@ -1170,10 +1220,10 @@ impl<F: Family> Table<F> {
     fn lookup_into(
         &self,
         probe: Probe<'_>,
-        event: Event,
-        now: Nanos,
+        (event, now): (Event, Nanos),
         timeouts: &Timeouts,
         out: &mut Tracked,
+        missed: &mut Option<Missed>,
     ) -> bool {
         let Some(key) = Key::<F>::of(probe.key) else {
             return false;
@@ -1181,12 +1231,21 @@ impl<F: Family> Table<F> {
         let dir = probe.dir;
         let hint = probe.hint.unwrap_or_else(|| self.hint(dir, &key));
         let mut guard = self.shards.lock(hint.shard);
-        let Some(slot) = guard.find_hashed(hint.hash, dir, &key) else {
-            guard.unchanged();
-            if dir == Direction::Original {
-                guard.prefetch_free_slot();
+        let slot = match guard.find_or_vacant_hashed(hint.hash, dir, &key) {
+            Ok(slot) => slot,
+            Err(at) => {
+                guard.unchanged();
+                if dir == Direction::Original {
+                    guard.prefetch_free_slot();
+                    *missed = at.is_clean().then(|| Missed {
+                        shard: hint.shard,
+                        hash: hint.hash,
+                        version: guard.version(),
+                        at,
+                    });
+                }
+                return false;
             }
-            return false;
         };
         let now_tick = tick(now);
         let e = &guard.slots[slot];
@@ -1283,7 +1342,8 @@ impl<F: Family> Table<F> {
             None => self.hint(Direction::Original, &ok),
         };
         let mut shard = self.shards.lock(hint.shard);
-        let mut entry = match shard.insert_fresh_pair(entry, (&ok, hint.hash), how, out) {
+        let known = (how.missed).and_then(|m| m.vacancy(hint, shard.version()));
+        let mut entry = match shard.insert_fresh_pair(entry, (&ok, hint.hash), known, how, out) {
             Ok(()) => return Ok(None),
             Err(entry) => entry,
         };
@@ -1692,11 +1752,27 @@ impl ConnTable {
         timeouts: &Timeouts,
         out: &mut Tracked,
     ) -> bool {
+        self.lookup_probe_missed(probe, (event, now), timeouts, out, &mut None)
+    }
+
+    /// [`ConnTable::lookup_probe`] that, when it misses a key in the original direction whose
+    /// probe run holds no key of its hash, writes where the run ends into `missed` (for the
+    /// insert that usually follows: [`Scheduled::missed`]); `missed` is left as it is
+    /// otherwise.
+    #[inline]
+    pub fn lookup_probe_missed(
+        &self,
+        probe: Probe<'_>,
+        at: (Event, Nanos),
+        timeouts: &Timeouts,
+        out: &mut Tracked,
+        missed: &mut Option<Missed>,
+    ) -> bool {
         match probe.key.src {
-            IpAddr::V4(_) => self.v4.lookup_into(probe, event, now, timeouts, out),
+            IpAddr::V4(_) => self.v4.lookup_into(probe, at, timeouts, out, missed),
             IpAddr::V6(_) => self
                 .v6_for(probe.key)
-                .is_some_and(|t| t.lookup_into(probe, event, now, timeouts, out)),
+                .is_some_and(|t| t.lookup_into(probe, at, timeouts, out, missed)),
         }
     }
 
@@ -1738,6 +1814,7 @@ impl ConnTable {
             pool,
             keys,
             hint: at.hint,
+            missed: at.missed,
         };
         self.insert_with(new, how, now, timeouts, out)
     }
@@ -1905,6 +1982,7 @@ mod tests {
             origin,
             track: Track::Both,
             hint,
+            missed: None,
         };
         let evicted = t.insert_scheduled(c, at, 0, &Timeouts::default(), &mut conn)?;
         Ok(Inserted {
@@ -2142,6 +2220,98 @@ mod tests {
     thread_local! {
         /// Inserts `Shard::insert_fresh_pair` made on this test's thread.
         pub(super) static ONE_SCAN_INSERTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Of those, the ones that took the vacancy of the lookup that missed (no scan).
+        pub(super) static VACANCIES_REUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The lookup of a SYN for `c`'s original key, with the pre-pass's hint, as the datapath
+    /// makes it before an insert: whether it hit, what its miss recorded, and its hint.
+    fn syn_lookup(t: &ConnTable, c: &NewConn) -> (bool, Option<Missed>, Option<Hint>) {
+        let (o, _) = keys(c);
+        let hint = t.prefetch(Direction::Original, &o);
+        let probe = Probe {
+            dir: Direction::Original,
+            key: &o,
+            hint,
+        };
+        let (mut out, mut missed) = (Tracked::EMPTY, None);
+        let hit =
+            t.lookup_probe_missed(probe, (SYN, 0), &Timeouts::default(), &mut out, &mut missed);
+        (hit, missed, hint)
+    }
+
+    /// [`ConnTable::insert_scheduled`] of `c` as the datapath makes it after `syn_lookup`.
+    fn insert_after(t: &ConnTable, c: NewConn, (missed, hint): (Option<Missed>, Option<Hint>)) {
+        let at = Scheduled {
+            origin: Origin::new(0, 0),
+            track: Track::Both,
+            hint,
+            missed,
+        };
+        let mut out = Tracked::EMPTY;
+        assert_eq!(
+            t.insert_scheduled(c, at, 0, &Timeouts::default(), &mut out),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn an_insert_takes_the_vacancy_its_missed_lookup_found_only_while_the_shard_is_unchanged() {
+        let t = ConnTable::with_shards(64, 1);
+        let stats = Arc::new(RealStats::default());
+        let on_80 = |port: u16, vip: &str| NewConn {
+            vip: sa(vip),
+            real: sa("198.18.1.11:80"),
+            ..new_conn(port, &stats)
+        };
+        let found = |c: &NewConn| {
+            let (o, r) = keys(c);
+            let vip = |dir, k| t.peek(dir, k, 0).map(|x: Tracked| x.vip());
+            (vip(Direction::Original, &o), vip(Direction::Reply, &r))
+        };
+        VACANCIES_REUSED.with(|n| n.set(0));
+        // A clean miss, then its insert: the vacancy is taken.
+        let a = on_80(1000, "198.18.0.100:80");
+        let (hit, missed, hint) = syn_lookup(&t, &a);
+        assert!(
+            !hit && missed.is_some(),
+            "a fresh key's run holds no key of its hash"
+        );
+        insert_after(&t, a.clone(), (missed, hint));
+        assert_eq!(VACANCIES_REUSED.with(std::cell::Cell::get), 1);
+        assert_eq!(found(&a), (Some(a.vip), Some(a.vip)));
+        // The same client endpoint to another VIP hashes the same: its run holds `a`'s keys,
+        // so its miss records nothing and its insert scans (and takes the reply key over).
+        let b = on_80(1000, "198.18.0.101:80");
+        let (hit, missed, hint) = syn_lookup(&t, &b);
+        assert!(
+            !hit && missed.is_none(),
+            "a run holding the hash is not clean"
+        );
+        insert_after(&t, b.clone(), (missed, hint));
+        assert_eq!(VACANCIES_REUSED.with(std::cell::Cell::get), 1);
+        assert_eq!(found(&b), (Some(b.vip), Some(b.vip)));
+        // A clean miss gone stale: another insert of the same hash into the shard between the
+        // lookup and the insert takes the bucket the miss found. The version says so, the
+        // insert scans, and both connections keep their keys.
+        let c = on_80(2000, "198.18.0.100:80");
+        let d = on_80(2000, "198.18.0.101:80");
+        let (hit, stale, hint) = syn_lookup(&t, &c);
+        assert!(!hit && stale.is_some());
+        insert_after(&t, d.clone(), (None, None));
+        insert_after(&t, c.clone(), (stale, hint));
+        assert_eq!(
+            VACANCIES_REUSED.with(std::cell::Cell::get),
+            1,
+            "a stale vacancy was taken"
+        );
+        assert_eq!(found(&c).0, Some(c.vip));
+        assert_eq!(found(&d).0, Some(d.vip));
+        assert_eq!(
+            found(&c).1,
+            Some(c.vip),
+            "the newer connection holds the reply key"
+        );
     }
 
     /// What a NAT table of one shard answers after a run of inserts for real servers on port

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use super::rewrite::{rewrite_endpoint, Side};
 use super::{decremented_ttl, Parsed, Processor, Route, Sent};
 use crate::conntrack::{
-    stats_id, ConnState, Direction, Event, Hint, InsertError, NewConn, Origin, Scheduled, Track,
-    Tracked,
+    stats_id, ConnState, Direction, Event, Hint, InsertError, Missed, NewConn, Origin, Scheduled,
+    Track, Tracked,
 };
 use crate::datapath::counters::{bump, Dir};
 use crate::datapath::fragments::FragmentRewrite;
@@ -22,6 +22,10 @@ use crate::datapath::{DropReason, Forwarding, Verdict};
 use crate::flow::Nanos;
 use crate::sched::persist::TemplateKey;
 use crate::sched::RealStats;
+
+/// What the connection table's lookup that missed a new flow's original key knew, for its
+/// insert: the shard and hash, and where the key's probe run ended ([`Missed`]).
+type Miss = (Option<Hint>, Option<Missed>);
 use crate::sync::record::ConnRecord;
 use crate::sync::SyncRecord;
 
@@ -182,11 +186,12 @@ impl Processor {
         t: &mut Tracked,
     ) -> Result<(), DropReason> {
         let timeouts = self.snap.timeouts;
-        let mut hint = None;
+        let mut miss = (None, None);
         if !self.snap.services[si].one_packet {
             let table = &self.shared.conntrack;
             let probe = self.probe(Direction::Original, &p.key);
-            if table.lookup_probe(probe, p.event, now, &timeouts, t) {
+            let mut missed = None;
+            if table.lookup_probe_missed(probe, (p.event, now), &timeouts, t, &mut missed) {
                 if self.sync.is_some() {
                     self.sync_lookup(p.key.proto, t);
                 }
@@ -195,8 +200,9 @@ impl Processor {
             if self.sync.is_some() {
                 self.sync_lookup(p.key.proto, t);
             }
-            // The miss's shard and hash, for the insert (the same key, original direction).
-            hint = probe.hint;
+            // The miss's shard and hash, and where its probe run ended, for the insert (the
+            // same key, original direction).
+            miss = (probe.hint, missed);
         }
         let sloppy = self.snap.services[si].picks_up_mid_stream(self.snap.sloppy_tcp);
         let state = match p.event {
@@ -207,12 +213,11 @@ impl Processor {
             Event::Tcp(_) => return Err(DropReason::NoConnection),
             Event::Udp => ConnState::Udp,
         };
-        self.schedule(now, si, p, (state, hint), t)
+        self.schedule(now, si, p, (state, miss), t)
     }
 
     /// Schedules a new flow of service `si` in `state` and tracks it, written into `t` (with
-    /// `hint`, the
-    /// connection table's hint of the lookup that missed it, if it had one). keepalived: a
+    /// `miss`, what the connection table's lookup that missed it knew, if it ran). keepalived: a
     /// service that lost quorum has its real servers replaced by the sorry server (without one,
     /// the servers still up keep taking flows); a service whose real servers can take no flow
     /// uses the sorry server too.
@@ -221,7 +226,7 @@ impl Processor {
         now: Nanos,
         si: usize,
         p: &Parsed,
-        (state, hint): (ConnState, Option<Hint>),
+        (state, miss): (ConnState, Miss),
         t: &mut Tracked,
     ) -> Result<(), DropReason> {
         let lost_quorum = {
@@ -274,15 +279,15 @@ impl Processor {
             return Ok(());
         }
         let proto = new.proto;
-        let evicted = self.track(now, si, new, (origin, hint), (&real.stats, t))?;
+        let evicted = self.track(now, si, new, (origin, miss), (&real.stats, t))?;
         if self.sync.is_some() {
             self.sync_inserted(proto, t, evicted);
         }
         Ok(())
     }
 
-    /// Inserts the new connection `new` of service `si` as its method tracks it, with the
-    /// lookup's `hint`, writes it into `out` and counts it on `stats`, its real server's
+    /// Inserts the new connection `new` of service `si` as its method tracks it, with what the
+    /// lookup's miss knew (its `Hint` and `Missed`), writes it into `out` and counts it on `stats`, its real server's
     /// counters (the ones `new` holds; borrowed from the snapshot, not cloned: a clone and its
     /// drop are two more locked instructions per new connection). Returns the half-open entry
     /// evicted to make room, if any.
@@ -291,7 +296,7 @@ impl Processor {
         now: Nanos,
         si: usize,
         new: NewConn,
-        (origin, hint): (Origin, Option<Hint>),
+        (origin, (hint, missed)): (Origin, Miss),
         (stats, out): (&RealStats, &mut Tracked),
     ) -> Result<Option<ConnRecord>, DropReason> {
         let svc = &self.snap.services[si];
@@ -305,6 +310,7 @@ impl Processor {
             origin,
             track,
             hint,
+            missed,
         };
         match table.insert_scheduled(new, at, now, &self.snap.timeouts, out) {
             Ok(evicted) => {

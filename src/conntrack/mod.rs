@@ -2270,27 +2270,22 @@ mod tests {
             (vip(Direction::Original, &o), vip(Direction::Reply, &r))
         };
         VACANCIES_REUSED.with(|n| n.set(0));
+        let reused = || VACANCIES_REUSED.with(std::cell::Cell::get);
+        // A SYN's lookup and insert of `c`, whose miss must be clean or not.
+        let open = |c: &NewConn, clean: bool| {
+            let (hit, missed, hint) = syn_lookup(&t, c);
+            assert_eq!((hit, missed.is_some()), (false, clean), "{c:?}");
+            insert_after(&t, c.clone(), (missed, hint));
+            assert_eq!(found(c), (Some(c.vip), Some(c.vip)));
+        };
         // A clean miss, then its insert: the vacancy is taken.
-        let a = on_80(1000, "198.18.0.100:80");
-        let (hit, missed, hint) = syn_lookup(&t, &a);
-        assert!(
-            !hit && missed.is_some(),
-            "a fresh key's run holds no key of its hash"
-        );
-        insert_after(&t, a.clone(), (missed, hint));
-        assert_eq!(VACANCIES_REUSED.with(std::cell::Cell::get), 1);
-        assert_eq!(found(&a), (Some(a.vip), Some(a.vip)));
-        // The same client endpoint to another VIP hashes the same: its run holds `a`'s keys,
-        // so its miss records nothing and its insert scans (and takes the reply key over).
-        let b = on_80(1000, "198.18.0.101:80");
-        let (hit, missed, hint) = syn_lookup(&t, &b);
-        assert!(
-            !hit && missed.is_none(),
-            "a run holding the hash is not clean"
-        );
-        insert_after(&t, b.clone(), (missed, hint));
-        assert_eq!(VACANCIES_REUSED.with(std::cell::Cell::get), 1);
-        assert_eq!(found(&b), (Some(b.vip), Some(b.vip)));
+        open(&on_80(1000, "198.18.0.100:80"), true);
+        assert_eq!(reused(), 1);
+        // The same client endpoint to another VIP hashes the same: its run holds the first
+        // one's keys, so its miss records nothing and its insert scans (and takes the reply
+        // key over).
+        open(&on_80(1000, "198.18.0.101:80"), false);
+        assert_eq!(reused(), 1);
         // A clean miss gone stale: another insert of the same hash into the shard between the
         // lookup and the insert takes the bucket the miss found. The version says so, the
         // insert scans, and both connections keep their keys.

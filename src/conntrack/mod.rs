@@ -1427,11 +1427,19 @@ impl<F: Family> Table<F> {
         Ok(Some(evicted))
     }
 
-    /// See [`ConnTable::expire_with`].
-    fn expire(&self, now: Nanos, budget: usize, on_removed: &mut impl FnMut(ConnRecord)) -> usize {
+    /// See [`ConnTable::expire_with`] (`turn`: [`ConnTable::expire_turn_with`]'s).
+    fn expire(
+        &self,
+        (turn, now): (Option<usize>, Nanos),
+        budget: usize,
+        on_removed: &mut impl FnMut(ConnRecord),
+    ) -> usize {
         let now = tick(now);
-        self.shards
-            .sweep(|shard| shard.sweep(&self.key_hasher, now, budget, on_removed))
+        let visit = |shard: &mut Shard<F>| shard.sweep(&self.key_hasher, now, budget, on_removed);
+        match turn {
+            Some(turn) => self.shards.sweep_shard(turn, visit),
+            None => self.shards.sweep(visit),
+        }
     }
 
     /// See [`ConnTable::remove_real_with`].
@@ -1907,10 +1915,34 @@ impl ConnTable {
         &self,
         now: Nanos,
         budget: usize,
+        on_removed: impl FnMut(ConnRecord),
+    ) -> usize {
+        self.expire_at((None, now), budget, on_removed)
+    }
+
+    /// [`ConnTable::expire_with`] of shard `turn` of each family's table (modulo its number
+    /// of shards) instead of the table's next in turn: a worker keeps its own turn, one step
+    /// per batch, so that no line is written by every worker's every batch. Each shard keeps
+    /// its own position in its slab, so workers that visit one shard in turn go on from each
+    /// other.
+    pub fn expire_turn_with(
+        &self,
+        turn: usize,
+        now: Nanos,
+        budget: usize,
+        on_removed: impl FnMut(ConnRecord),
+    ) -> usize {
+        self.expire_at((Some(turn), now), budget, on_removed)
+    }
+
+    fn expire_at(
+        &self,
+        at: (Option<usize>, Nanos),
+        budget: usize,
         mut on_removed: impl FnMut(ConnRecord),
     ) -> usize {
         let f = &mut on_removed;
-        self.v4.expire(now, budget, f) + self.v6.as_ref().map_or(0, |t| t.expire(now, budget, f))
+        self.v4.expire(at, budget, f) + self.v6.as_ref().map_or(0, |t| t.expire(at, budget, f))
     }
 
     /// Removes every connection scheduled to the real server whose counters are `stats` (one

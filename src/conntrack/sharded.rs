@@ -201,7 +201,14 @@ impl<S> Sharded<S> {
     /// shard's version as it is (every batch runs a step: the versions of quiet shards stay).
     pub fn sweep(&self, visit: impl FnOnce(&mut S) -> usize) -> usize {
         let i = self.next_sweep.fetch_add(1, Ordering::Relaxed);
-        let mut shard = self.lock(i);
+        self.sweep_shard(i, visit)
+    }
+
+    /// [`Sharded::sweep`] of shard `turn` (taken modulo the number of shards) instead of the
+    /// table's next in turn: for a caller that keeps its own turn (a worker, once per batch:
+    /// the shared turn is a line every worker would write per batch).
+    pub fn sweep_shard(&self, turn: usize, visit: impl FnOnce(&mut S) -> usize) -> usize {
+        let mut shard = self.lock(turn);
         let removed = visit(&mut shard);
         if removed == 0 {
             shard.unchanged();
@@ -364,6 +371,23 @@ mod tests {
         let other =
             Sharded::try_new(1 << 16, 16, [5, 6, 7, 8], |_, _| Ok::<_, Infallible>(())).unwrap();
         assert!((0..100u32).any(|k| other.index_of(&k) != a.index_of(&k)));
+    }
+
+    #[test]
+    fn a_callers_own_turn_sweeps_that_shard_and_leaves_the_tables_turn() {
+        let t = table(100, 4);
+        for i in 0..4 {
+            t.lock(i).push(u32::try_from(i).unwrap());
+        }
+        // Turn 6 is shard 2 of 4; the table's own turn still starts at shard 0.
+        assert_eq!(t.sweep_shard(6, |s| s.drain(..).count()), 1);
+        assert_eq!(*t.lock(2), [] as [u32; 0]);
+        let mut next = Vec::new();
+        t.sweep(|s| {
+            next.extend(s.iter().copied());
+            0
+        });
+        assert_eq!(next, [0]);
     }
 
     #[test]

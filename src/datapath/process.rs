@@ -78,6 +78,7 @@
 
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -129,7 +130,14 @@ pub struct Shared {
     pub persistence: PersistenceTable,
     /// Next hops a worker needed but whose MAC was unknown; the control plane resolves them.
     pub neighbour_misses: Arc<ArrayQueue<IpAddr>>,
+    /// Processors made so far: each starts its expiry turn elsewhere ([`SWEEP_SPREAD`]).
+    processors: AtomicUsize,
 }
+
+/// How far apart the expiry turns of successive processors start (an odd stride, so that any
+/// power-of-two number of shards is covered without two workers starting on one shard until
+/// there are more workers than shards).
+const SWEEP_SPREAD: usize = 0x9e37_79b9;
 
 impl Shared {
     pub fn new(snapshot: Snapshot, nexthops: NextHopTable, max_entries: usize) -> Shared {
@@ -177,6 +185,7 @@ impl Shared {
             fragments: FragmentTable::default(),
             persistence: PersistenceTable::try_new(templates)?,
             neighbour_misses: Arc::new(ArrayQueue::new(NEIGHBOUR_MISS_QUEUE)),
+            processors: AtomicUsize::new(0),
         })
     }
 }
@@ -229,6 +238,9 @@ pub struct Processor {
     epoch: u64,
     /// What the fast path may do with each service of `snap`, same order (rebuilt with it).
     fast_services: Vec<Option<fast::FastService>>,
+    /// The shard this worker's next batch expires in each table (its own turn: see
+    /// [`crate::conntrack::ConnTable::expire_turn_with`]).
+    sweep_turn: usize,
 }
 
 /// How many frames of a batch the pre-pass keeps hints for (the frames after them are decided
@@ -379,7 +391,9 @@ impl Processor {
         let counters = Arc::new(WorkerCounters::default());
         let traffic = Arc::new(TrafficBlock::new(snap.clone(), None));
         counters.traffic.store(traffic.clone());
+        let nth = shared.processors.fetch_add(1, Ordering::Relaxed);
         Processor {
+            sweep_turn: nth.wrapping_mul(SWEEP_SPREAD),
             shared,
             snap,
             nexthops,

@@ -492,6 +492,19 @@ impl PersistenceTable {
             .sweep(|shard| shard.sweep(now, budget, &mut on_removed))
     }
 
+    /// [`PersistenceTable::expire_with`] of shard `turn` (modulo the number of shards), as
+    /// [`crate::conntrack::ConnTable::expire_turn_with`] for a worker's own turn.
+    pub fn expire_turn_with(
+        &self,
+        turn: usize,
+        now: Nanos,
+        budget: usize,
+        mut on_removed: impl FnMut(TemplateRecord),
+    ) -> usize {
+        self.shards
+            .sweep_shard(turn, |shard| shard.sweep(now, budget, &mut on_removed))
+    }
+
     /// A copy of every live template (for `xvs ctl conns`; one shard locked at a time).
     pub fn rows(&self) -> Vec<TemplateRow> {
         let mut out = Vec::new();

@@ -44,20 +44,24 @@ impl Processor {
         self.sync.as_ref()
     }
 
-    /// The batch's bounded expiry of connections and templates, each removal enqueued as a
-    /// Delete when sync is on.
+    /// The batch's bounded expiry of connections and templates, at this worker's own turn
+    /// (one shard of each table, the next one each batch), each removal enqueued as a Delete
+    /// when sync is on.
     pub(super) fn expire(&mut self, now: Nanos) {
         let (conns, templates) = (&self.shared.conntrack, &self.shared.persistence);
+        let turn = self.sweep_turn;
+        self.sweep_turn = turn.wrapping_add(1);
+        let budget = EXPIRY_BUDGET_PER_BATCH;
         match &mut self.sync {
             None => {
-                conns.expire(now, EXPIRY_BUDGET_PER_BATCH);
-                templates.expire(now, EXPIRY_BUDGET_PER_BATCH);
+                conns.expire_turn_with(turn, now, budget, |_| {});
+                templates.expire_turn_with(turn, now, budget, |_| {});
             }
             Some(ring) => {
-                conns.expire_with(now, EXPIRY_BUDGET_PER_BATCH, |r| {
+                conns.expire_turn_with(turn, now, budget, |r| {
                     ring.push(SyncRecord::Conn(r));
                 });
-                templates.expire_with(now, EXPIRY_BUDGET_PER_BATCH, |r| {
+                templates.expire_turn_with(turn, now, budget, |r| {
                     ring.push(SyncRecord::Template(r));
                 });
             }

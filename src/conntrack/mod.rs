@@ -960,8 +960,10 @@ impl<F: Family> Shard<F> {
     /// original key (`ok`, index hash `hash`), into a shard with a free slot and room below its
     /// capacity, neither key indexed yet. Does what [`Table::insert_with`] does then (counts
     /// it, writes it into `out`, places it) with one scan of the probe run, which answers both
-    /// "is either key there?" and "where does the run end?". Anything else (a key found, a full
-    /// shard, FULLNAT, DR, another port) gives the entry back untouched for the general path.
+    /// "is either key there?" and "where does the run end?", or with none when `known` is the
+    /// run's end that the lookup which just missed found clean in the unchanged shard
+    /// ([`Missed::vacancy`]). Anything else (a key found, a full shard, FULLNAT, DR, another
+    /// port) gives the entry back untouched for the general path.
     fn insert_fresh_pair(
         &mut self,
         entry: Entry<F>,

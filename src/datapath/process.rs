@@ -134,9 +134,9 @@ pub struct Shared {
     processors: AtomicUsize,
 }
 
-/// How far apart the expiry turns of successive processors start (an odd stride, so that any
-/// power-of-two number of shards is covered without two workers starting on one shard until
-/// there are more workers than shards).
+/// How far apart the expiry turns of successive processors start: an odd stride, so that with
+/// any power-of-two number of shards no two of the first `shards` processors start on one
+/// shard (and, all stepping one shard per batch, they never meet).
 const SWEEP_SPREAD: usize = 0x9e37_79b9;
 
 impl Shared {

@@ -508,7 +508,8 @@ impl PersistenceTable {
     /// A copy of every live template (for `xvs ctl conns`; one shard locked at a time).
     pub fn rows(&self) -> Vec<TemplateRow> {
         let mut out = Vec::new();
-        self.shards.for_each(|s| {
+        // Read only: the shards' versions stay as they are.
+        self.shards.for_each_read(|s| {
             out.extend(s.slots.iter().filter(|t| t.live).map(|t| TemplateRow {
                 key: t.key,
                 real: t.real,

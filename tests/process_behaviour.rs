@@ -193,6 +193,33 @@ fn idle_connections_expire_and_a_late_segment_is_refused() {
 }
 
 #[test]
+fn a_workers_batches_expire_the_shards_in_turn_one_per_batch() {
+    // A table of eight 4096-entry shards holding 200 half-open flows (spread over the shards
+    // by client port), all expired by second 40 (tcp_syn is 30 s) and never looked up again:
+    // only the batches' expiry removes them, one shard per batch at the worker's own turn.
+    let mut p = processor(8 * 4096);
+    for i in 0..200 {
+        assert!(send(&mut p, 1, 30000 + i, SYN).1.is_some());
+    }
+    assert_eq!(p.shared().conntrack.len(), 200);
+    let left: Vec<usize> = (0..8)
+        .map(|_| {
+            p.begin_batch(40 * NANOS_PER_SEC);
+            p.shared().conntrack.len()
+        })
+        .collect();
+    assert!(
+        left.windows(2).all(|w| w[1] < w[0]),
+        "every batch sweeps another shard: {left:?}"
+    );
+    assert!(
+        left[0] > 100,
+        "one shard per batch, not the table: {left:?}"
+    );
+    assert_eq!(left[7], 0, "eight batches visit the eight shards: {left:?}");
+}
+
+#[test]
 fn a_removed_service_packets_are_never_sent_back_as_replies() {
     let mut p = processor(100);
     assert_eq!(send(&mut p, 1, 48000, SYN).1, Some(R1));

@@ -158,24 +158,13 @@ impl FlowIndex {
 
     /// The value stored for the key with `hash` for which `matches(value)` holds.
     #[inline]
-    pub fn find(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
-        self.position(hash, &mut matches)
-            .map(|i| self.buckets[i].value)
+    pub fn find(&self, hash: u64, matches: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.find_or_vacant(hash, matches).ok()
     }
 
-    fn position(&self, hash: u64, matches: &mut impl FnMut(u32) -> bool) -> Option<usize> {
-        let tag = Self::tag(hash);
-        let mut i = self.home(hash);
-        loop {
-            let b = self.buckets[i];
-            if b.value == 0 {
-                return None;
-            }
-            if b.tag == tag && matches(b.value) {
-                return Some(i);
-            }
-            i = self.next(i);
-        }
+    /// The bucket of the key with `hash` for which `matches(value)` holds.
+    fn position(&self, hash: u64, matches: impl FnMut(u32) -> bool) -> Option<usize> {
+        self.scan(hash, matches).ok()
     }
 
     /// Adds `value` (non-zero) under `hash`. The caller makes sure the key is not present and
@@ -194,8 +183,15 @@ impl FlowIndex {
     pub fn find_or_vacant(
         &self,
         hash: u64,
-        mut matches: impl FnMut(u32) -> bool,
+        matches: impl FnMut(u32) -> bool,
     ) -> Result<u32, Vacant> {
+        self.scan(hash, matches).map(|i| self.buckets[i].value)
+    }
+
+    /// The one probe loop: from `hash`'s home to the bucket holding the value for which
+    /// `matches` holds (`Ok`, its position) or to the run's first empty bucket (`Err`).
+    #[inline]
+    fn scan(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Result<usize, Vacant> {
         let tag = Self::tag(hash);
         let mut i = self.home(hash);
         let mut clean = true;
@@ -207,7 +203,7 @@ impl FlowIndex {
             if b.tag == tag {
                 clean = false;
                 if matches(b.value) {
-                    return Ok(b.value);
+                    return Ok(i);
                 }
             }
             i = self.next(i);

@@ -973,10 +973,9 @@ impl<F: Family> Shard<F> {
         out: &mut Tracked,
     ) -> Result<(), Entry<F>> {
         let pair = how.keys == Keys::Both && how.pool.is_none() && entry.lid == NO_LOCAL;
-        if !pair || entry.rport != entry.vport || self.live >= self.slots.capacity() {
-            return Err(entry);
-        }
-        if !self.has_room() {
+        // Below capacity (the general path would reclaim or evict) and a free slot to take.
+        let room = self.live < self.slots.capacity() && self.has_room();
+        if !pair || entry.rport != entry.vport || !room {
             return Err(entry);
         }
         let at = match known {

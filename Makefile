@@ -2,7 +2,7 @@
 # network namespaces and need root.
 CARGO ?= cargo
 
-.PHONY: all deps build test lint fmt demo bench-lab deb clean
+.PHONY: all deps build test lint fmt demo bench-lab bench-scaling deb clean
 
 all: build
 
@@ -34,6 +34,14 @@ demo: deps build
 # `make test`. Settings: BENCH_ROUNDS, BENCH_T, BENCH_FLOWS, GEN_CPU (see the script's header).
 bench-lab: deps
 	CARGO=$(CARGO) scripts/bench-lab
+
+# The in-process scaling bench (about a minute, both CPUs free): one and two threads running
+# process() over one shared connection table, in interleaved rounds; prints each pairing's
+# two-thread / one-thread ratio and exits non-zero when a shared-table pairing is under 1.8x.
+# Not part of `make test`. SCALING=ROUNDS:MS (rounds of MS ms per thread count and pairing).
+SCALING ?= 1001:10
+bench-scaling: deps
+	XVS_SCALING=$(SCALING) $(CARGO) bench --bench process
 
 # The Debian package xvs_<version>_<arch>.deb of the release binary, with dpkg-deb (see the
 # README, "Installing the Debian package"; scripts/build-deb lists the contents).

@@ -18,8 +18,9 @@
 //! does not hold (lookup miss, wrr pick, insert, NAT rewrite), fresh client ports every batch,
 //! the table cleared untimed after each. The `scaling/` group runs `process_buf` on one and two
 //! pinned threads over one shared table (disjoint flows; crossed replies); it needs two free CPUs.
-//! `XVS_SCALING=ROUNDS:MS` runs the same lanes as a driver instead (`scaling_driver`): one and
-//! two threads timed back to back in alternating rounds, the median ratio printed.
+//! `XVS_SCALING=ROUNDS:MS` runs the same lanes as a driver instead (`scaling_driver`, `make
+//! bench-scaling`): one and two threads of every pairing timed over fixed spans in interleaved
+//! rounds, the median ratios printed, the exit status non-zero under 1.8×.
 //!
 //! What is timed is checked, untimed, before and after the timing: every frame of the batch must
 //! get `Verdict::Tx` on the expected port and leave as the method says (MACs, addresses, ports,

@@ -750,10 +750,10 @@ enum Span {
 /// Runs the lanes at once for `span`, one thread per lane pinned to its own CPU of the process's
 /// affinity mask (the last ones first, when there are enough: as xvs places its workers, a
 /// single lane stays off CPU 0, where the machine's housekeeping and builds run), and returns
-/// the batches all lanes ran and the wall time from the first lane's start to the last lane's
+/// the batches each lane ran and the wall time from the first lane's start to the last lane's
 /// end, as the lanes' own clocks read them (a clock read by the spawning thread could run late
 /// on a busy CPU and shorten the figure).
-fn run_lanes(lanes: &mut [Lane], span: Span) -> (u64, Duration) {
+fn run_lanes(lanes: &mut [Lane], span: Span) -> (Vec<u64>, Duration) {
     let mut cpus = xvs::sys::thread_cpus().unwrap_or_default();
     cpus.reverse();
     let pin = cpus.len() >= lanes.len();
@@ -803,7 +803,7 @@ fn run_lanes(lanes: &mut [Lane], span: Span) -> (u64, Duration) {
     });
     let first = runs.iter().map(|r| r.1).min().unwrap();
     let last = runs.iter().map(|r| r.2).max().unwrap();
-    (runs.iter().map(|r| r.0).sum(), last - first)
+    (runs.iter().map(|r| r.0).collect(), last - first)
 }
 
 /// Opens lane `lane`'s 64 NAT connections (client ports from `FIRST_CLIENT_PORT + 64 × lane`)
@@ -949,6 +949,14 @@ fn bench_scaling(c: &mut Criterion) {
     let mut g = c.benchmark_group("scaling");
     for pairing in Pairing::ALL {
         let (mut lanes, flows) = pairing.lanes();
+        // The scaling driver's span: every lane runs in it, and it lasts at least as asked.
+        let asked = Duration::from_millis(2);
+        let (batches, wall) = run_lanes(&mut lanes, Span::For(asked));
+        assert!(
+            batches.iter().all(|&b| b > 0) && wall >= asked,
+            "{}: a span of {asked:?} ran {batches:?} batches in {wall:?}",
+            pairing.name()
+        );
         let counts: &[usize] = match pairing {
             Pairing::Disjoint => &[1, 2],
             Pairing::Separate | Pairing::Crossed => &[2],
@@ -964,65 +972,29 @@ fn bench_scaling(c: &mut Criterion) {
     g.finish();
 }
 
-/// The scaling driver (`XVS_SCALING=ROUNDS[:MS]`, default 15 rounds of 40 ms). Each round
-/// times, for every [`Pairing`] (in an order that rotates from round to round), one thread
-/// (the pairing's first lane alone) and two threads (both lanes side by side) for MS ms each
-/// ([`Span::For`]: the throughput is the batches all lanes ran over the span), back to back,
-/// which of the two first alternating. It prints per pairing the median throughputs and the
-/// median over rounds of the two-thread / one-thread ratio, and for [`Pairing::Disjoint`] the
-/// median over rounds of its two-thread throughput / the separate tables' in the same round
-/// (the same frames: the cost of sharing one table, with the machine's own ceiling divided
-/// out). Ratios of runs
-/// a few milliseconds apart cancel this VM's drift (±30 % over seconds), which criterion's
-/// separate benches (seconds apart) do not. `XVS_SCALING_ROWS=1` prints every round. Returns
-/// whether every shared-table pairing's ratio reached [`SCALING_TARGET`].
+/// The scaling driver (`XVS_SCALING=ROUNDS[:MS]`, default 15 rounds of 40 ms): the rounds of
+/// [`scaling_rounds`], then per pairing the median throughputs and the median over rounds of
+/// the two-thread / one-thread ratio, and for [`Pairing::Disjoint`] the median over rounds of
+/// its two-thread throughput / the separate tables' in the same round (the same frames: the
+/// cost of sharing one table, with the machine's own ceiling divided out). Ratios of runs a few
+/// milliseconds apart cancel this VM's drift (±30 % over seconds), which criterion's separate
+/// benches (seconds apart) do not. `XVS_SCALING_ROWS=1` prints every round. Returns whether
+/// every shared-table pairing's ratio reached [`SCALING_TARGET`].
 fn scaling_driver(spec: &str) -> bool {
     let (rounds, ms) = spec.split_once(':').unwrap_or((spec, "40"));
     let rounds: usize = rounds.parse().unwrap_or(15).max(1);
     let ms: f64 = ms.parse().unwrap_or(40.0);
     let span = Span::For(Duration::from_secs_f64(ms.max(1.0) / 1e3));
-    let show_rows = std::env::var_os("XVS_SCALING_ROWS").is_some();
-    let rate = |lanes: &mut [Lane], n: usize| {
-        let (batches, t) = run_lanes(&mut lanes[..n], span);
-        (batches * BATCH as u64) as f64 / t.as_secs_f64() / 1e6
-    };
-    let mut all: Vec<(Pairing, Vec<Lane>, Vec<Vec<Flow>>)> = (Pairing::ALL.iter())
-        .map(|&pairing| {
-            let (lanes, flows) = pairing.lanes();
-            (pairing, lanes, flows)
-        })
-        .collect();
-    // Per pairing, per round: (one thread, two threads), in Melem/s.
-    let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::with_capacity(rounds); all.len()];
-    for r in 0..rounds {
-        for k in 0..all.len() {
-            let i = (r + k) % all.len();
-            let lanes = &mut all[i].1;
-            let (one, two) = if r % 2 == 0 {
-                let one = rate(lanes, 1);
-                (one, rate(lanes, 2))
-            } else {
-                let two = rate(lanes, 2);
-                (rate(lanes, 1), two)
-            };
-            rows[i].push((one, two));
-            if show_rows {
-                println!("round {r} {:<26} {one:6.2} {two:6.2}", all[i].0.name());
-            }
-        }
-    }
-    for (pairing, lanes, flows) in &mut all {
-        verify_lanes(lanes, flows, pairing.is_reply());
-    }
+    let rows = scaling_rounds(rounds, span, std::env::var_os("XVS_SCALING_ROWS").is_some());
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let index = |want: fn(&Pairing) -> bool| Pairing::ALL.iter().position(want);
     let separate = index(|p| matches!(p, Pairing::Separate));
-    let mut met = true;
     let disjoint = index(|p| matches!(p, Pairing::Disjoint));
-    for (i, (pairing, _, _)) in all.iter().enumerate() {
+    let mut met = true;
+    for (i, pairing) in Pairing::ALL.iter().enumerate() {
         let ratios: Vec<f64> = rows[i].iter().map(|(o, t)| t / o).collect();
         let (lo, hi) = (ratios.iter()).fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
         let against = match separate.filter(|_| disjoint == Some(i)) {
@@ -1046,6 +1018,47 @@ fn scaling_driver(spec: &str) -> bool {
     let verdict = if met { "met" } else { "missed" };
     println!("two threads over one shared table >= {SCALING_TARGET}x one thread: {verdict}");
     met
+}
+
+/// The scaling driver's rounds: each times, for every [`Pairing`] (in an order that rotates
+/// from round to round), one thread (the pairing's first lane alone) and two threads (both
+/// lanes side by side) for `span` each (the throughput is the batches all lanes ran over the
+/// span), back to back, which of the two first alternating; the lanes are verified afterwards.
+/// Returns per pairing (in [`Pairing::ALL`]'s order), per round, the one- and two-thread
+/// throughputs in Melem/s.
+fn scaling_rounds(rounds: usize, span: Span, show_rows: bool) -> Vec<Vec<(f64, f64)>> {
+    let rate = |lanes: &mut [Lane], n: usize| {
+        let (batches, t) = run_lanes(&mut lanes[..n], span);
+        (batches.iter().sum::<u64>() * BATCH as u64) as f64 / t.as_secs_f64() / 1e6
+    };
+    let mut all: Vec<(Pairing, Vec<Lane>, Vec<Vec<Flow>>)> = (Pairing::ALL.iter())
+        .map(|&pairing| {
+            let (lanes, flows) = pairing.lanes();
+            (pairing, lanes, flows)
+        })
+        .collect();
+    let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::with_capacity(rounds); all.len()];
+    for r in 0..rounds {
+        for k in 0..all.len() {
+            let i = (r + k) % all.len();
+            let lanes = &mut all[i].1;
+            let (one, two) = if r % 2 == 0 {
+                let one = rate(lanes, 1);
+                (one, rate(lanes, 2))
+            } else {
+                let two = rate(lanes, 2);
+                (rate(lanes, 1), two)
+            };
+            rows[i].push((one, two));
+            if show_rows {
+                println!("round {r} {:<26} {one:6.2} {two:6.2}", all[i].0.name());
+            }
+        }
+    }
+    for (pairing, lanes, flows) in &mut all {
+        verify_lanes(lanes, flows, pairing.is_reply());
+    }
+    rows
 }
 
 /// Issue 15's goal for two threads over one shared table: this many times one thread's

@@ -1984,6 +1984,7 @@ impl ConnTable {
 #[allow(clippy::cast_possible_truncation)] // test values are small and chosen to fit
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
     const S: Nanos = crate::flow::NANOS_PER_SEC;
 
@@ -2252,9 +2253,9 @@ mod tests {
 
     thread_local! {
         /// Inserts `Shard::insert_fresh_pair` made on this test's thread.
-        pub(super) static ONE_SCAN_INSERTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        pub(super) static ONE_SCAN_INSERTS: Cell<usize> = const { Cell::new(0) };
         /// Of those, the ones that took the vacancy of the lookup that missed (no scan).
-        pub(super) static VACANCIES_REUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        pub(super) static VACANCIES_REUSED: Cell<usize> = const { Cell::new(0) };
     }
 
     /// The lookup of a SYN for `c`'s original key, with the pre-pass's hint, as the datapath
@@ -2303,7 +2304,7 @@ mod tests {
             (vip(Direction::Original, &o), vip(Direction::Reply, &r))
         };
         VACANCIES_REUSED.with(|n| n.set(0));
-        let reused = || VACANCIES_REUSED.with(std::cell::Cell::get);
+        let reused = || VACANCIES_REUSED.with(Cell::get);
         // A SYN's lookup and insert of `c`, whose miss must be clean or not.
         let open = |c: &NewConn, clean: bool| {
             let (hit, missed, hint) = syn_lookup(&t, c);
@@ -2328,11 +2329,7 @@ mod tests {
         assert!(!hit && stale.is_some());
         insert_after(&t, d.clone(), (None, None));
         insert_after(&t, c.clone(), (stale, hint));
-        assert_eq!(
-            VACANCIES_REUSED.with(std::cell::Cell::get),
-            1,
-            "a stale vacancy was taken"
-        );
+        assert_eq!(reused(), 1, "a stale vacancy was taken");
         assert_eq!(found(&c).0, Some(c.vip));
         assert_eq!(found(&d).0, Some(d.vip));
         assert_eq!(
@@ -2396,7 +2393,7 @@ mod tests {
             let got = got.map(|i| (i.conn.real(), i.evicted_half_open));
             record(format!("full {port}: {got:?} len {}", t.len()));
         }
-        (seen, ONE_SCAN_INSERTS.with(std::cell::Cell::get))
+        (seen, ONE_SCAN_INSERTS.with(Cell::get))
     }
 
     #[test]

@@ -22,12 +22,12 @@ use crate::datapath::{DropReason, Forwarding, Verdict};
 use crate::flow::Nanos;
 use crate::sched::persist::TemplateKey;
 use crate::sched::RealStats;
+use crate::sync::record::ConnRecord;
+use crate::sync::SyncRecord;
 
 /// What the connection table's lookup that missed a new flow's original key knew, for its
 /// insert: the shard and hash, and where the key's probe run ended ([`Missed`]).
 type Miss = (Option<Hint>, Option<Missed>);
-use crate::sync::record::ConnRecord;
-use crate::sync::SyncRecord;
 
 impl Processor {
     /// A packet to service `si`: the connection's rewrite, then counting and fragment
@@ -287,9 +287,9 @@ impl Processor {
     }
 
     /// Inserts the new connection `new` of service `si` as its method tracks it, with what the
-    /// lookup's miss knew (its `Hint` and `Missed`), writes it into `out` and counts it on `stats`, its real server's
-    /// counters (the ones `new` holds; borrowed from the snapshot, not cloned: a clone and its
-    /// drop are two more locked instructions per new connection). Returns the half-open entry
+    /// lookup's miss knew (its `Hint` and `Missed`), writes it into `out` and counts it on
+    /// `stats`, its real server's counters (the ones `new` holds; borrowed from the snapshot,
+    /// not cloned: a clone and its drop are two more locked instructions per new connection). Returns the half-open entry
     /// evicted to make room, if any.
     fn track(
         &self,
